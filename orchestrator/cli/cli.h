@@ -1,0 +1,59 @@
+/* cli.h - the sluice command line: global options, the command table, and
+ * what the commands share. */
+#ifndef SLUICE_CLI_CLI_H
+#define SLUICE_CLI_CLI_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+#include "../pipeline/pipeline.h"
+
+/* Exit statuses, fixed by the CLI contract (docs/cli.md). */
+enum {
+    EXIT_DONE = 0,        /* done */
+    EXIT_STEP_FAILED = 1, /* the pipeline ran and a step failed */
+    EXIT_BAD_INPUT = 2,   /* bad file or arguments; nothing was run */
+    EXIT_INTERRUPTED = 130,
+};
+
+typedef struct cli_globals {
+    const char *store; /* --store, else $SLUICE_HOME, else ./.sluice */
+} cli_globals;
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary; /* one line, for 'sluice --help' */
+    const char *usage;   /* the whole 'sluice NAME --help' text */
+    /* argv[0] is the command's name; returns an exit status. */
+    int (*run)(const cli_globals *g, int argc, char **argv);
+} cli_command;
+
+extern const cli_command cli_commands[];
+extern const size_t cli_n_commands;
+
+int cmd_validate(const cli_globals *g, int argc, char **argv);
+int cmd_graph(const cli_globals *g, int argc, char **argv);
+int cmd_pending(const cli_globals *g, int argc, char **argv);
+
+/* getopt_long for a command: call cli_getopt_begin() once, then cli_getopt()
+ * until -1. shortopts must begin with ':'. Unknown options and missing values
+ * are reported as "sluice CMD: ..." on stderr, and '?' returned. */
+void cli_getopt_begin(void);
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+
+/* The -p NAME=VALUE values gathered while parsing a command's options. */
+typedef struct cli_params {
+    const char **items; /* owned array; the strings are argv's */
+    size_t n;
+} cli_params;
+
+/* Records one -p value; returns 0 or -ENOMEM (reported). */
+int cli_params_add(cli_params *ps, const char *spec);
+void cli_params_free(cli_params *ps);
+
+/* Loads path with the command line's -p values, for checking only (missing
+ * secrets allowed). Prints the diagnostics to stderr. Returns 0 when valid,
+ * else EXIT_BAD_INPUT; *out is set only when valid. */
+int cli_load_pipeline(const char *path, const cli_params *ps, pipeline **out);
+
+#endif

@@ -1,0 +1,44 @@
+/* cmd_validate.c - sluice validate FILE...: every error of every file. */
+#include <stdio.h>
+
+#include "cli.h"
+
+int cmd_validate(const cli_globals *g, int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"param", required_argument, NULL, 'p'},
+        {"quiet", no_argument, NULL, 'q'},
+        {NULL, 0, NULL, 0},
+    };
+    (void)g;
+    cli_params ps = {0};
+    int quiet = 0, c, status = EXIT_DONE;
+    cli_getopt_begin();
+    while ((c = cli_getopt(argc, argv, ":p:q", longopts)) != -1) {
+        if (c == 'p' && cli_params_add(&ps, optarg) == 0)
+            continue;
+        if (c == 'q') {
+            quiet = 1;
+            continue;
+        }
+        cli_params_free(&ps);
+        return EXIT_BAD_INPUT;
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "sluice validate: no pipeline file given (see 'sluice validate --help')\n");
+        cli_params_free(&ps);
+        return EXIT_BAD_INPUT;
+    }
+    for (int i = optind; i < argc; i++) {
+        pipeline *p;
+        if (cli_load_pipeline(argv[i], &ps, &p) != 0) {
+            status = EXIT_BAD_INPUT;
+            continue;
+        }
+        if (!quiet)
+            printf("%s: ok: pipeline '%s', %zu step%s\n", argv[i], p->name, p->n_steps,
+                   p->n_steps == 1 ? "" : "s");
+        pipeline_free(p);
+    }
+    cli_params_free(&ps);
+    return status;
+}

@@ -1,0 +1,85 @@
+/* commands.c - every command of the CLI contract, with its help text. The
+ * commands that later parts of sluice bring answer through cmd_pending(). */
+#include "cli.h"
+
+const cli_command cli_commands[] = {
+    {"run", "run a pipeline",
+     "usage: sluice run FILE [-p NAME=VALUE]... [--no-cache] [--jobs N] [--only ID] [--from ID]\n"
+     "                  [--runner local|slurm] [--dry-run] [--json]\n"
+     "\n"
+     "Runs the pipeline in FILE: steps start as soon as their inputs are ready, up to\n"
+     "--jobs at once; unchanged steps come from the cache.\n"
+     "\n"
+     "  -p, --param NAME=VALUE  override a parameter (VALUE in YAML flow syntax: 3, true, [a, b])\n"
+     "      --no-cache          run every step even where a cached result exists\n"
+     "  -j, --jobs N            steps running at once (default: settings.jobs, else the cores)\n"
+     "      --only ID           run only step ID, on the latest upstream artifacts\n"
+     "      --from ID           run ID and everything downstream of it\n"
+     "      --runner NAME       local (default) or slurm\n"
+     "      --dry-run           say what would run, as 'sluice status' does\n"
+     "      --json              one JSON event per line, for CI\n"
+     "\n"
+     "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted.\n",
+     cmd_pending},
+    {"validate", "check pipelines and print every error",
+     "usage: sluice validate FILE... [-p NAME=VALUE]... [-q]\n"
+     "\n"
+     "Checks each pipeline file without running anything and prints every error as\n"
+     "FILE:LINE:COL: error: MESSAGE. Exits 0 when all are valid, 2 otherwise.\n"
+     "\n"
+     "  -p, --param NAME=VALUE  check with this parameter override\n"
+     "  -q, --quiet             print nothing for valid files\n",
+     cmd_validate},
+    {"status", "say, step by step, what a run would do and why",
+     "usage: sluice status FILE [-p NAME=VALUE]...\n"
+     "\n"
+     "For every step: would it run or come from the cache, and what changed since\n"
+     "the last run (a parameter, an input, the plugin, a declared file or variable).\n",
+     cmd_pending},
+    {"graph", "print the pipeline's DAG",
+     "usage: sluice graph FILE [--format dot|mermaid|json] [-p NAME=VALUE]...\n"
+     "\n"
+     "Prints the steps and their edges: data edges labelled with the input they feed,\n"
+     "order-only edges ('after') dashed. dot is the default; pipe it to 'dot -Tsvg'.\n"
+     "\n"
+     "  -f, --format FORMAT     dot, mermaid or json\n"
+     "  -p, --param NAME=VALUE  resolve the pipeline with this override\n",
+     cmd_graph},
+    {"runs", "list runs, or show one",
+     "usage: sluice runs list [--json]\n"
+     "       sluice runs show RUN [--json]\n"
+     "\n"
+     "Runs and their steps: status, times, cache hits, parameters, metrics.\n"
+     "RUN may be any unique prefix of a run id.\n",
+     cmd_pending},
+    {"resume", "finish a failed or interrupted run",
+     "usage: sluice resume RUN\n"
+     "\n"
+     "Re-runs what did not finish in RUN, reusing every step that did.\n",
+     cmd_pending},
+    {"artifacts", "list, show, print or export artifacts",
+     "usage: sluice artifacts list [--json]\n"
+     "       sluice artifacts show ID [--json]\n"
+     "       sluice artifacts cat ID\n"
+     "       sluice artifacts export ID PATH\n"
+     "\n"
+     "ID is an artifact's content hash or any unique prefix of it.\n",
+     cmd_pending},
+    {"lineage", "what an artifact came from and what used it",
+     "usage: sluice lineage ID [--up|--down] [--format dot|json]\n", cmd_pending},
+    {"plugins", "list the steps plugins provide, or describe one",
+     "usage: sluice plugins list [--json]\n"
+     "       sluice plugins describe NAME [--json]\n"
+     "\n"
+     "Plugins are found in the pipeline's 'plugins' folders, in $SLUICE_PLUGIN_PATH\n"
+     "and in the installed plugin folder.\n",
+     cmd_pending},
+    {"gc", "remove artifacts that no run references",
+     "usage: sluice gc [--dry-run]\n", cmd_pending},
+    {"search", "query a vector or BM25 index artifact",
+     "usage: sluice search INDEX QUERY [-k N] [--filter KEY=VALUE]...\n", cmd_pending},
+    {"serve", "serve the deployed model, retrieval and the run dashboard over HTTP",
+     "usage: sluice serve [--listen ADDR:PORT]\n", cmd_pending},
+};
+
+const size_t cli_n_commands = sizeof(cli_commands) / sizeof(cli_commands[0]);

@@ -1,0 +1,211 @@
+#include "check.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/buf.h"
+#include "../core/suggest.h"
+
+static const char *const shell_keys[] = {"run", "outputs", "env", NULL};
+
+static const value *arg(const step *s, const char *name) {
+    for (size_t i = 0; i < s->n_with; i++)
+        if (strcmp(s->with[i].name, name) == 0)
+            return s->with[i].value;
+    return NULL;
+}
+
+const value *step_known_outputs(const step *s) {
+    if (!s->uses || strcmp(s->uses, STEP_SHELL) != 0)
+        return NULL;
+    const value *v = arg(s, "outputs");
+    return v && v->kind == VAL_MAP ? v : NULL;
+}
+
+/* The built-in shell step: with {run: COMMAND, outputs: {NAME: PATH},
+ * env: {NAME: VALUE}}. Its ports are whatever it declares. */
+static void check_shell(const pipeline *p, const step *s, diag_list *d) {
+    size_t n_keys = sizeof(shell_keys) / sizeof(shell_keys[0]) - 1;
+    for (size_t i = 0; i < s->n_with; i++) {
+        const step_arg *a = &s->with[i];
+        int known = 0;
+        for (size_t k = 0; k < n_keys; k++)
+            known |= strcmp(a->name, shell_keys[k]) == 0;
+        if (known)
+            continue;
+        const char *hint = suggest_closest(a->name, shell_keys, n_keys);
+        if (hint)
+            diag_add(d, DIAG_ERROR, p->file, a->pos.line, a->pos.col,
+                     "the shell step has no parameter '%s' (did you mean '%s'?)", a->name, hint);
+        else
+            diag_add(d, DIAG_ERROR, p->file, a->pos.line, a->pos.col,
+                     "the shell step has no parameter '%s' (it takes run, outputs, env)",
+                     a->name);
+    }
+    const value *run = arg(s, "run");
+    if (!run)
+        diag_add(d, DIAG_ERROR, p->file, s->uses_pos.line, s->uses_pos.col,
+                 "step '%s' uses shell but gives no 'run' command in 'with'", s->id);
+    else if (run->kind != VAL_STR && run->kind != VAL_NULL)
+        diag_add(d, DIAG_ERROR, p->file, run->line, run->col,
+                 "'run' must be a string (a shell command), not %s", value_kind_name(run->kind));
+    const char *maps[] = {"outputs", "env"};
+    for (size_t m = 0; m < 2; m++) {
+        const value *v = arg(s, maps[m]);
+        if (!v || v->kind == VAL_NULL)
+            continue;
+        if (v->kind != VAL_MAP) {
+            diag_add(d, DIAG_ERROR, p->file, v->line, v->col,
+                     "'%s' of a shell step must be a mapping, not %s", maps[m],
+                     value_kind_name(v->kind));
+            continue;
+        }
+        for (size_t i = 0; i < v->u.map.n; i++) {
+            const value *e = v->u.map.vals[i];
+            const char *key = v->u.map.keys[i];
+            int ok_name = key[0] && !strpbrk(key, " .=$/\\");
+            if (!ok_name)
+                diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
+                         "bad name '%s' in '%s': use letters, digits and '_'", key, maps[m]);
+            else if (m == 0 && e->kind != VAL_STR)
+                diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
+                         "output '%s' must be a file path relative to the step's work folder, "
+                         "not %s",
+                         key, value_kind_name(e->kind));
+            else if (m == 1 && (e->kind == VAL_LIST || e->kind == VAL_MAP))
+                diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
+                         "environment variable '%s' must be a scalar, not %s", key,
+                         value_kind_name(e->kind));
+        }
+    }
+}
+
+/* Resolves a step id used at pos; returns its index or -1 (reported). */
+static long resolve_step(const pipeline *p, const step *s, const char *id, srcpos at,
+                         const char *what, diag_list *d) {
+    long idx = pipeline_find_step(p, id);
+    if (idx >= 0)
+        return idx;
+    const char **ids = malloc((p->n_steps + 1) * sizeof(*ids));
+    size_t n = 0;
+    for (size_t i = 0; ids && i < p->n_steps; i++)
+        if (&p->steps[i] != s)
+            ids[n++] = p->steps[i].id;
+    const char *hint = ids ? suggest_closest(id, ids, n) : NULL;
+    if (hint)
+        diag_add(d, DIAG_ERROR, p->file, at.line, at.col,
+                 "%s of step '%s' names unknown step '%s' (did you mean '%s'?)", what, s->id, id,
+                 hint);
+    else
+        diag_add(d, DIAG_ERROR, p->file, at.line, at.col, "%s of step '%s' names unknown step '%s'",
+                 what, s->id, id);
+    free(ids);
+    return -1;
+}
+
+static void check_output(const pipeline *p, const step *s, const step_input *in,
+                         diag_list *d) {
+    const step *src = &p->steps[in->from];
+    const value *outs = step_known_outputs(src);
+    if (!outs) {
+        if (src->uses && strcmp(src->uses, STEP_SHELL) == 0)
+            diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
+                     "input '%s' of step '%s' reads '%s.%s', but shell step '%s' declares no "
+                     "outputs",
+                     in->port, s->id, in->from_step, in->from_output, in->from_step);
+        return;
+    }
+    for (size_t i = 0; i < outs->u.map.n; i++)
+        if (strcmp(outs->u.map.keys[i], in->from_output) == 0)
+            return;
+    buf names = BUF_INIT;
+    for (size_t i = 0; i < outs->u.map.n; i++)
+        buf_printf(&names, "%s%s", i ? ", " : "", outs->u.map.keys[i]);
+    diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
+             "step '%s' has no output '%s' (it declares: %s)", in->from_step, in->from_output,
+             buf_str(&names));
+    buf_free(&names);
+}
+
+static void resolve_refs(pipeline *p, diag_list *d) {
+    for (size_t i = 0; i < p->n_steps; i++) {
+        step *s = &p->steps[i];
+        for (size_t k = 0; k < s->n_inputs; k++) {
+            step_input *in = &s->inputs[k];
+            long from = resolve_step(p, s, in->from_step, in->pos, "an input", d);
+            in->from = from < 0 ? UINT32_MAX : (uint32_t)from;
+            if (from == (long)i) {
+                diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
+                         "step '%s' cannot take its own output '%s' as input", s->id,
+                         in->from_output);
+                in->from = UINT32_MAX;
+            } else if (from >= 0) {
+                check_output(p, s, in, d);
+            }
+        }
+        for (size_t k = 0; k < s->n_after; k++) {
+            step_after *af = &s->after[k];
+            long from = resolve_step(p, s, af->step, af->pos, "'after'", d);
+            af->from = from < 0 ? UINT32_MAX : (uint32_t)from;
+            if (from == (long)i) {
+                diag_add(d, DIAG_ERROR, p->file, af->pos.line, af->pos.col,
+                         "step '%s' cannot run after itself", s->id);
+                af->from = UINT32_MAX;
+            }
+        }
+    }
+}
+
+int pipeline_dag(const pipeline *p, dag *g) {
+    size_t n_edges = 0;
+    for (size_t i = 0; i < p->n_steps; i++)
+        n_edges += p->steps[i].n_inputs + p->steps[i].n_after;
+    dag_edge *edges = malloc((n_edges + 1) * sizeof(*edges));
+    if (!edges)
+        return -ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < p->n_steps; i++) {
+        const step *s = &p->steps[i];
+        for (size_t k = 0; k < s->n_inputs; k++)
+            if (s->inputs[k].from != UINT32_MAX)
+                edges[m++] = (dag_edge){s->inputs[k].from, (uint32_t)i};
+        for (size_t k = 0; k < s->n_after; k++)
+            if (s->after[k].from != UINT32_MAX)
+                edges[m++] = (dag_edge){s->after[k].from, (uint32_t)i};
+    }
+    int rc = dag_build(g, p->n_steps, edges, m);
+    free(edges);
+    return rc;
+}
+
+static int check_cycles(const pipeline *p, diag_list *d) {
+    dag g;
+    int rc = pipeline_dag(p, &g);
+    if (rc)
+        return rc;
+    dag_cycle *cycles = NULL;
+    size_t n = 0;
+    rc = dag_find_cycles(&g, &cycles, &n);
+    for (size_t c = 0; rc == 0 && c < n; c++) {
+        buf path = BUF_INIT;
+        for (size_t k = 0; k < cycles[c].n; k++)
+            buf_printf(&path, "%s -> ", p->steps[cycles[c].nodes[k]].id);
+        buf_puts(&path, p->steps[cycles[c].nodes[0]].id);
+        const step *first = &p->steps[cycles[c].nodes[0]];
+        diag_add(d, DIAG_ERROR, p->file, first->pos.line, first->pos.col, "cycle: %s",
+                 buf_str(&path));
+        buf_free(&path);
+    }
+    dag_cycles_free(cycles, n);
+    dag_free(&g);
+    return rc;
+}
+
+int pipeline_check(pipeline *p, diag_list *d) {
+    for (size_t i = 0; i < p->n_steps; i++)
+        if (p->steps[i].uses && strcmp(p->steps[i].uses, STEP_SHELL) == 0)
+            check_shell(p, &p->steps[i], d);
+    resolve_refs(p, d);
+    return check_cycles(p, d);
+}

@@ -1,0 +1,768 @@
+/* load.c - the schema of pipeline format version 1: walks the YAML tree,
+ * fills the pipeline model and reports every departure from the format. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/suggest.h"
+#include "check.h"
+#include "duration.h"
+#include "pipeline.h"
+#include "subst.h"
+
+typedef struct loader {
+    pipeline *p;
+    diag_list *d;
+    const pipeline_options *opt;
+    subst_ctx sc;
+} loader;
+
+static const char *const top_keys[] = {"version", "pipeline", "description", "params",
+                                       "settings", "plugins", "steps", NULL};
+static const char *const settings_keys[] = {"cache", "jobs", "retries", "timeout", "runner",
+                                            NULL};
+static const char *const step_keys[] = {"uses",    "description", "with",  "inputs",
+                                        "after",   "retries",     "timeout", "cache",
+                                        "isolation", "cache_on",  NULL};
+static const char *const retries_keys[] = {"max", "backoff", NULL};
+static const char *const cache_on_keys[] = {"env", "files", NULL};
+
+static void err(loader *L, const ynode *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void err(loader *L, const ynode *at, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    diag_vadd(L->d, DIAG_ERROR, L->p->file, at ? at->line : 1, at ? at->col : 1, fmt, ap);
+    va_end(ap);
+}
+
+static size_t count_keys(const char *const *keys) {
+    size_t n = 0;
+    while (keys[n])
+        n++;
+    return n;
+}
+
+/* Reports each key of map that is not in allowed; where names the mapping. */
+static void check_keys(loader *L, const ynode *map, const char *const *allowed,
+                       const char *where) {
+    size_t n_allowed = count_keys(allowed);
+    for (size_t i = 0; i < map->u.map.n; i++) {
+        const ynode *k = map->u.map.pairs[i].key;
+        int known = 0;
+        for (size_t j = 0; j < n_allowed && !known; j++)
+            known = strcmp(k->u.scalar.text, allowed[j]) == 0;
+        if (known)
+            continue;
+        const char *hint = suggest_closest(k->u.scalar.text, allowed, n_allowed);
+        if (hint) {
+            err(L, k, "unknown key '%s' %s (did you mean '%s'?)", k->u.scalar.text, where, hint);
+        } else {
+            buf list = BUF_INIT;
+            for (size_t j = 0; j < n_allowed; j++)
+                buf_printf(&list, "%s%s", j ? ", " : "", allowed[j]);
+            err(L, k, "unknown key '%s' %s (expected one of: %s)", k->u.scalar.text, where,
+                buf_str(&list));
+            buf_free(&list);
+        }
+    }
+}
+
+static int is_map(loader *L, const ynode *n, const char *what) {
+    if (n->kind == YNODE_MAP)
+        return 1;
+    if (n->kind == YNODE_SCALAR)
+        err(L, n, "%s must be a mapping, not '%s'", what, n->u.scalar.text);
+    else
+        err(L, n, "%s must be a mapping, not %s", what, ynode_kind_name(n));
+    return 0;
+}
+
+/* The text of a scalar that is a name, not a value: no substitution. */
+static const char *name_text(loader *L, const ynode *n, const char *what) {
+    if (n->kind == YNODE_SCALAR)
+        return n->u.scalar.text;
+    err(L, n, "%s must be a string, not %s", what, ynode_kind_name(n));
+    return NULL;
+}
+
+static int valid_id(const char *s) {
+    size_t len = strlen(s);
+    if (len == 0 || len > PIPELINE_MAX_ID)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+              s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static int valid_ident(const char *s, size_t len) {
+    if (len == 0 || len > PIPELINE_MAX_ID || !((s[0] >= 'a' && s[0] <= 'z') ||
+                                                (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+/* A field's value with substitution. Returns 0 with *out (NULL when an
+ * error was already reported for it, so no second one follows), -ENOMEM. */
+static int field_value(loader *L, const ynode *n, value **out) {
+    size_t before = L->d->errors;
+    int rc = subst_node(&L->sc, n, out);
+    if (rc == 0 && L->d->errors != before)
+        *out = NULL;
+    return rc;
+}
+
+/* A value as a message shows it: scalars quoted, collections by kind. */
+static const char *shown(loader *L, const value *v) {
+    if (v->kind == VAL_LIST || v->kind == VAL_MAP || v->kind == VAL_NULL)
+        return value_kind_name(v->kind);
+    buf b = BUF_INIT;
+    buf_putc(&b, '\'');
+    value_write_text(&b, v);
+    buf_putc(&b, '\'');
+    const char *s = buf_failed(&b) ? NULL : arena_strdup(&L->p->arena, buf_str(&b));
+    buf_free(&b);
+    return s ? s : value_kind_name(v->kind);
+}
+
+static int get_string(loader *L, const ynode *n, const char *what, const char **out) {
+    value *v;
+    int rc = field_value(L, n, &v);
+    if (rc || !v)
+        return rc;
+    if (v->kind != VAL_STR) {
+        err(L, n, "%s must be a string, not %s", what, value_kind_name(v->kind));
+        return 0;
+    }
+    *out = v->u.str.s;
+    return 0;
+}
+
+/* A typed field's value: text (from a quoted scalar or a substitution) is
+ * read as a plain YAML scalar, so "${env.JOBS}" can fill an integer field. */
+static int typed_field_value(loader *L, const ynode *n, value **out) {
+    int rc = field_value(L, n, out);
+    if (rc || !*out || (*out)->kind != VAL_STR)
+        return rc;
+    value *typed;
+    rc = value_from_plain(&L->p->arena, (*out)->u.str.s, (*out)->u.str.len, &typed);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc == 0 && typed->kind != VAL_STR && typed->kind != VAL_NULL)
+        *out = typed;
+    return 0;
+}
+
+static int get_bool(loader *L, const ynode *n, const char *what, int *out) {
+    value *v;
+    int rc = typed_field_value(L, n, &v);
+    if (rc || !v)
+        return rc;
+    if (v->kind != VAL_BOOL)
+        err(L, n, "%s must be true or false, not %s", what, shown(L, v));
+    else
+        *out = v->u.boolean;
+    return 0;
+}
+
+static int get_int(loader *L, const ynode *n, const char *what, long long min, long long max,
+                   int *out) {
+    value *v;
+    int rc = typed_field_value(L, n, &v);
+    if (rc || !v)
+        return rc;
+    if (v->kind != VAL_INT)
+        err(L, n, "%s must be an integer, not %s", what, shown(L, v));
+    else if (v->u.integer < min || v->u.integer > max)
+        err(L, n, "%s must be between %lld and %lld, not %lld", what, min, max,
+            (long long)v->u.integer);
+    else
+        *out = (int)v->u.integer;
+    return 0;
+}
+
+static int get_duration(loader *L, const ynode *n, const char *what, int64_t *out) {
+    value *v;
+    int rc = field_value(L, n, &v);
+    if (rc || !v)
+        return rc;
+    const char *why = NULL;
+    int64_t ms = 0;
+    if (v->kind == VAL_INT && v->u.integer == 0)
+        ms = 0;
+    else if (v->kind == VAL_INT || v->kind == VAL_FLOAT)
+        why = "a duration needs a unit (ms, s, m, h, d), e.g. 90s or 1h30m";
+    else if (v->kind != VAL_STR)
+        why = "a duration is a string such as 90s or 1h30m";
+    else
+        duration_parse(v->u.str.s, v->u.str.len, &ms, &why);
+    if (why) {
+        buf shown = BUF_INIT;
+        value_write_text(&shown, v);
+        err(L, n, "bad duration '%s' for %s: %s", buf_str(&shown), what, why);
+        buf_free(&shown);
+        return 0;
+    }
+    *out = ms;
+    return 0;
+}
+
+/* A list of strings; a single string is taken as a one-item list. */
+static int get_strings(loader *L, const ynode *n, const char *what, const char ***out,
+                       size_t *count, int substitute) {
+    size_t len = n->kind == YNODE_SEQ ? n->u.seq.n : 1;
+    const char **items = arena_calloc(&L->p->arena, len + 1, sizeof(char *));
+    if (!items)
+        return -ENOMEM;
+    if (n->kind == YNODE_MAP) {
+        err(L, n, "%s must be a list of strings, not a mapping", what);
+        return 0;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++) {
+        const ynode *item = n->kind == YNODE_SEQ ? n->u.seq.items[i] : n;
+        const char *s = NULL;
+        if (substitute) {
+            int rc = get_string(L, item, what, &s);
+            if (rc)
+                return rc;
+        } else {
+            s = name_text(L, item, what);
+        }
+        if (s)
+            items[k++] = s;
+    }
+    *out = items;
+    *count = k;
+    return 0;
+}
+
+static int load_retries(loader *L, const ynode *n, int *retries, int64_t *backoff) {
+    int rc = 0;
+    if (n->kind != YNODE_MAP)
+        return get_int(L, n, "'retries'", 0, 100, retries);
+    check_keys(L, n, retries_keys, "in 'retries'");
+    const ynode *v;
+    if ((v = ynode_get(n, "max")))
+        rc = get_int(L, v, "'retries.max'", 0, 100, retries);
+    if (rc == 0 && (v = ynode_get(n, "backoff")))
+        rc = get_duration(L, v, "'retries.backoff'", backoff);
+    return rc;
+}
+
+static int load_params(loader *L, const ynode *n) {
+    if (!is_map(L, n, "'params'"))
+        return 0;
+    pipeline *p = L->p;
+    p->params = arena_calloc(&p->arena, n->u.map.n + 1, sizeof(param));
+    if (!p->params)
+        return -ENOMEM;
+    L->sc.params_allowed = 0;
+    for (size_t i = 0; i < n->u.map.n; i++) {
+        const ynode *k = n->u.map.pairs[i].key;
+        if (!valid_ident(k->u.scalar.text, k->u.scalar.len)) {
+            err(L, k, "bad parameter name '%s': use letters, digits and '_', starting with a "
+                      "letter",
+                k->u.scalar.text);
+            continue;
+        }
+        value *v;
+        int rc = subst_node(&L->sc, n->u.map.pairs[i].value, &v);
+        if (rc)
+            return rc;
+        p->params[p->n_params++] = (param){k->u.scalar.text, v, 0, {k->line, k->col}};
+    }
+    L->sc.params_allowed = 1;
+    return 0;
+}
+
+static void cli_err(loader *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void cli_err(loader *L, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    diag_vadd(L->d, DIAG_ERROR, "command line", 0, 0, fmt, ap);
+    va_end(ap);
+}
+
+/* Applies one -p NAME=VALUE; VALUE is YAML flow syntax. */
+static int apply_override(loader *L, const char *spec) {
+    pipeline *p = L->p;
+    const char *eq = strchr(spec, '=');
+    if (!eq || eq == spec) {
+        cli_err(L, "-p %s: expected NAME=VALUE", spec);
+        return 0;
+    }
+    char *name = arena_strndup(&p->arena, spec, (size_t)(eq - spec));
+    if (!name)
+        return -ENOMEM;
+    param *target = NULL;
+    const char *names[64];
+    size_t nn = 0;
+    for (size_t i = 0; i < p->n_params && !target; i++) {
+        if (strcmp(p->params[i].name, name) == 0)
+            target = &p->params[i];
+        else if (nn < 64)
+            names[nn++] = p->params[i].name;
+    }
+    if (!target) {
+        const char *hint = suggest_closest(name, names, nn);
+        if (hint)
+            cli_err(L, "-p %s: the pipeline has no parameter '%s' (did you mean '%s'?)", spec,
+                    name, hint);
+        else
+            cli_err(L, "-p %s: the pipeline has no parameter '%s'", spec, name);
+        return 0;
+    }
+    const char *text = eq + 1;
+    diag_list local = DIAG_LIST_INIT;
+    ynode *root = NULL;
+    int rc = ydoc_parse(&p->arena, text, strlen(text), "-p", NULL, &local, &root);
+    if (rc == -ENOMEM) {
+        diag_clear(&local);
+        return rc;
+    }
+    if (rc || local.errors) {
+        cli_err(L, "-p %s: %s", spec, local.n ? local.items[0].msg : "not a YAML value");
+        diag_clear(&local);
+        return 0;
+    }
+    diag_clear(&local);
+    value *v;
+    const char *raw = NULL;
+    if (!root) {
+        v = value_new_str(&p->arena, "", 0); /* "-p name=" gives an empty string */
+        if (!v)
+            return -ENOMEM;
+        if (target->value->kind != VAL_STR && target->value->kind != VAL_NULL) {
+            cli_err(L, "-p %s: parameter '%s' expects %s, got nothing", spec, name,
+                    value_kind_name(target->value->kind));
+            return 0;
+        }
+    } else {
+        size_t before = L->d->errors;
+        if ((rc = subst_node(&L->sc, root, &v)))
+            return rc;
+        if (L->d->errors != before)
+            return 0;
+        if (root->kind == YNODE_SCALAR && !root->quoted)
+            raw = root->u.scalar.text;
+    }
+    value *coerced;
+    rc = value_coerce(&p->arena, v, raw, target->value, &coerced);
+    if (rc == -EINVAL) {
+        cli_err(L, "-p %s: parameter '%s' expects %s, got %s", spec, name,
+                value_kind_name(target->value->kind), value_kind_name(v->kind));
+        return 0;
+    }
+    if (rc)
+        return rc;
+    coerced->line = target->pos.line;
+    target->value = coerced;
+    target->overridden = 1;
+    return 0;
+}
+
+static int load_settings(loader *L, const ynode *n) {
+    pipeline_settings *s = &L->p->settings;
+    if (!is_map(L, n, "'settings'"))
+        return 0;
+    check_keys(L, n, settings_keys, "in 'settings'");
+    int rc = 0;
+    const ynode *v;
+    if ((v = ynode_get(n, "cache")))
+        rc = get_bool(L, v, "'settings.cache'", &s->cache);
+    if (rc == 0 && (v = ynode_get(n, "jobs")))
+        rc = get_int(L, v, "'settings.jobs'", 0, 4096, &s->jobs);
+    if (rc == 0 && (v = ynode_get(n, "retries")))
+        rc = load_retries(L, v, &s->retries, &s->backoff_ms);
+    if (rc == 0 && (v = ynode_get(n, "timeout")))
+        rc = get_duration(L, v, "'settings.timeout'", &s->timeout_ms);
+    if (rc == 0 && (v = ynode_get(n, "runner"))) {
+        const char *r = NULL;
+        rc = get_string(L, v, "'settings.runner'", &r);
+        if (r && strcmp(r, "local") && strcmp(r, "slurm"))
+            err(L, v, "'settings.runner' must be local or slurm, not '%s'", r);
+        else if (r)
+            s->runner = r;
+    }
+    return rc;
+}
+
+static int load_plugins(loader *L, const ynode *n) {
+    pipeline *p = L->p;
+    const char **dirs = NULL;
+    size_t count = 0;
+    int rc = get_strings(L, n, "'plugins'", &dirs, &count, 1);
+    if (rc || !dirs)
+        return rc;
+    for (size_t i = 0; i < count; i++)
+        if (dirs[i][0] != '/' && !(dirs[i] = arena_printf(&p->arena, "%s/%s", p->dir, dirs[i])))
+            return -ENOMEM;
+    p->plugins = dirs;
+    p->n_plugins = count;
+    return 0;
+}
+
+static int load_with(loader *L, step *s, const ynode *n) {
+    if (!is_map(L, n, "'with'"))
+        return 0;
+    s->with = arena_calloc(&L->p->arena, n->u.map.n + 1, sizeof(step_arg));
+    if (!s->with)
+        return -ENOMEM;
+    for (size_t i = 0; i < n->u.map.n; i++) {
+        const ynode *k = n->u.map.pairs[i].key;
+        if (!valid_ident(k->u.scalar.text, k->u.scalar.len)) {
+            err(L, k, "bad parameter name '%s' in 'with': use letters, digits and '_'",
+                k->u.scalar.text);
+            continue;
+        }
+        value *v;
+        int rc = subst_node(&L->sc, n->u.map.pairs[i].value, &v);
+        if (rc)
+            return rc;
+        s->with[s->n_with++] = (step_arg){k->u.scalar.text, v, {k->line, k->col}};
+    }
+    return 0;
+}
+
+static int load_inputs(loader *L, step *s, const ynode *n) {
+    if (!is_map(L, n, "'inputs'"))
+        return 0;
+    s->inputs = arena_calloc(&L->p->arena, n->u.map.n + 1, sizeof(step_input));
+    if (!s->inputs)
+        return -ENOMEM;
+    for (size_t i = 0; i < n->u.map.n; i++) {
+        const ynode *k = n->u.map.pairs[i].key, *v = n->u.map.pairs[i].value;
+        if (!valid_ident(k->u.scalar.text, k->u.scalar.len)) {
+            err(L, k, "bad input name '%s': use letters, digits and '_'", k->u.scalar.text);
+            continue;
+        }
+        const char *ref = name_text(L, v, "an input");
+        if (!ref)
+            continue;
+        const char *dot = strchr(ref, '.');
+        if (!dot || dot == ref || !valid_ident(dot + 1, strlen(dot + 1))) {
+            err(L, v, "input '%s' must name another step's output as STEP.OUTPUT, not '%s'",
+                k->u.scalar.text, ref);
+            continue;
+        }
+        step_input *in = &s->inputs[s->n_inputs++];
+        in->port = k->u.scalar.text;
+        in->from_step = arena_strndup(&L->p->arena, ref, (size_t)(dot - ref));
+        in->from_output = dot + 1;
+        in->pos = (srcpos){v->line, v->col};
+        if (!in->from_step)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static int load_after(loader *L, step *s, const ynode *n) {
+    if (n->kind == YNODE_MAP) {
+        err(L, n, "'after' must be a step id or a list of step ids, not a mapping");
+        return 0;
+    }
+    size_t len = n->kind == YNODE_SEQ ? n->u.seq.n : 1;
+    s->after = arena_calloc(&L->p->arena, len + 1, sizeof(step_after));
+    if (!s->after)
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++) {
+        const ynode *item = n->kind == YNODE_SEQ ? n->u.seq.items[i] : n;
+        const char *id = name_text(L, item, "a step id in 'after'");
+        if (id)
+            s->after[s->n_after++] = (step_after){id, 0, {item->line, item->col}};
+    }
+    return 0;
+}
+
+static int load_cache_on(loader *L, step *s, const ynode *n) {
+    if (!is_map(L, n, "'cache_on'"))
+        return 0;
+    check_keys(L, n, cache_on_keys, "in 'cache_on'");
+    int rc = 0;
+    const ynode *v;
+    if ((v = ynode_get(n, "env"))) {
+        rc = get_strings(L, v, "'cache_on.env'", &s->cache_on_env, &s->n_cache_on_env, 0);
+        for (size_t i = 0; rc == 0 && i < s->n_cache_on_env; i++)
+            if (!valid_ident(s->cache_on_env[i], strlen(s->cache_on_env[i])))
+                err(L, v, "bad environment variable name '%s' in 'cache_on.env'",
+                    s->cache_on_env[i]);
+    }
+    if (rc == 0 && (v = ynode_get(n, "files")))
+        rc = get_strings(L, v, "'cache_on.files'", &s->cache_on_files, &s->n_cache_on_files, 1);
+    return rc;
+}
+
+static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
+    char where[PIPELINE_MAX_ID + 32];
+    snprintf(where, sizeof(where), "in step '%s'", s->id);
+    if (n->kind != YNODE_MAP) {
+        err(L, n, "step '%s' must be a mapping with at least 'uses', not %s", s->id,
+            ynode_kind_name(n));
+        return 0;
+    }
+    check_keys(L, n, step_keys, where);
+    int rc = 0;
+    const ynode *v;
+    if ((v = ynode_get(n, "uses"))) {
+        s->uses = name_text(L, v, "'uses'");
+        s->uses_pos = (srcpos){v->line, v->col};
+        if (s->uses && (!s->uses[0] || strpbrk(s->uses, " \t\n"))) {
+            err(L, v, "'uses' must name a step (a plugin's step, a path/lib.so:step, or "
+                      "shell), not '%s'",
+                s->uses);
+            s->uses = NULL;
+        }
+    } else {
+        err(L, key, "step '%s' has no 'uses': name the step to run (a plugin's step or shell)",
+            s->id);
+    }
+    if ((v = ynode_get(n, "description")))
+        rc = get_string(L, v, "'description'", &s->description);
+    if (rc == 0 && (v = ynode_get(n, "with")))
+        rc = load_with(L, s, v);
+    if (rc == 0 && (v = ynode_get(n, "inputs")))
+        rc = load_inputs(L, s, v);
+    if (rc == 0 && (v = ynode_get(n, "after")))
+        rc = load_after(L, s, v);
+    if (rc == 0 && (v = ynode_get(n, "retries")))
+        rc = load_retries(L, v, &s->retries, &s->backoff_ms);
+    if (rc == 0 && (v = ynode_get(n, "timeout"))) {
+        rc = get_duration(L, v, "'timeout'", &s->timeout_ms); /* 0: none */
+    }
+    if (rc == 0 && (v = ynode_get(n, "cache")))
+        rc = get_bool(L, v, "'cache'", &s->cache);
+    if (rc == 0 && (v = ynode_get(n, "isolation"))) {
+        const char *iso = NULL;
+        rc = get_string(L, v, "'isolation'", &iso);
+        if (iso && strcmp(iso, "process") == 0)
+            s->isolation = ISOLATION_PROCESS;
+        else if (iso && strcmp(iso, "in-process") != 0)
+            err(L, v, "'isolation' must be in-process or process, not '%s'", iso);
+    }
+    if (rc == 0 && (v = ynode_get(n, "cache_on")))
+        rc = load_cache_on(L, s, v);
+    return rc;
+}
+
+static int load_steps(loader *L, const ynode *n) {
+    pipeline *p = L->p;
+    if (n->kind != YNODE_MAP) {
+        err(L, n, "'steps' must be a mapping from step id to step, not %s", ynode_kind_name(n));
+        return 0;
+    }
+    if (n->u.map.n == 0) {
+        err(L, n, "'steps' is empty: a pipeline needs at least one step");
+        return 0;
+    }
+    p->steps = arena_calloc(&p->arena, n->u.map.n, sizeof(step));
+    if (!p->steps)
+        return -ENOMEM;
+    for (size_t i = 0; i < n->u.map.n; i++) {
+        const ynode *k = n->u.map.pairs[i].key;
+        const char *id = k->u.scalar.text;
+        if (!valid_id(id)) {
+            err(L, k, "bad step id '%s': use a-z, 0-9, '_' and '-', at most %d characters", id,
+                PIPELINE_MAX_ID);
+            continue;
+        }
+        step *s = &p->steps[p->n_steps];
+        *s = (step){.id = id,
+                    .pos = {k->line, k->col},
+                    .retries = UNSET,
+                    .backoff_ms = UNSET,
+                    .timeout_ms = UNSET,
+                    .cache = UNSET};
+        int rc = hmap_put(&p->step_ids, id, k->u.scalar.len, (uint32_t)p->n_steps, NULL);
+        if (rc < 0)
+            return rc;
+        p->n_steps++;
+        if ((rc = load_step(L, s, k, n->u.map.pairs[i].value)))
+            return rc;
+    }
+    return 0;
+}
+
+static int load_top(loader *L, const ynode *root) {
+    pipeline *p = L->p;
+    if (!root) {
+        diag_add(L->d, DIAG_ERROR, p->file, 1, 1,
+                 "the file is empty: a pipeline needs at least 'pipeline' and 'steps'");
+        return 0;
+    }
+    if (root->kind != YNODE_MAP) {
+        err(L, root, "a pipeline file must be a mapping with 'pipeline' and 'steps', not %s",
+            ynode_kind_name(root));
+        return 0;
+    }
+    check_keys(L, root, top_keys, "at the top level");
+    int rc = 0;
+    const ynode *v;
+    if ((v = ynode_get(root, "version"))) {
+        int version = 0;
+        rc = get_int(L, v, "'version'", 0, 1000000, &version);
+        if (version && version != PIPELINE_FORMAT_VERSION)
+            err(L, v, "pipeline format version %d is not supported: this sluice reads version %d",
+                version, PIPELINE_FORMAT_VERSION);
+    }
+    if ((v = ynode_get(root, "pipeline"))) {
+        const char *name = name_text(L, v, "'pipeline'");
+        if (name && !valid_id(name))
+            err(L, v, "bad pipeline name '%s': use a-z, 0-9, '_' and '-', at most %d characters",
+                name, PIPELINE_MAX_ID);
+        else
+            p->name = name;
+    } else {
+        err(L, root, "missing required key 'pipeline' (the pipeline's name)");
+    }
+    if (rc == 0 && (v = ynode_get(root, "params")))
+        rc = load_params(L, v);
+    for (size_t i = 0; rc == 0 && i < L->opt->n_overrides; i++)
+        rc = apply_override(L, L->opt->overrides[i]);
+    if (rc == 0 && (v = ynode_get(root, "description")))
+        rc = get_string(L, v, "'description'", &p->description);
+    if (rc == 0 && (v = ynode_get(root, "settings")))
+        rc = load_settings(L, v);
+    if (rc == 0 && (v = ynode_get(root, "plugins")))
+        rc = load_plugins(L, v);
+    if (rc == 0) {
+        if ((v = ynode_get(root, "steps")))
+            rc = load_steps(L, v);
+        else
+            err(L, root, "missing required key 'steps'");
+    }
+    return rc;
+}
+
+static const pipeline_options no_options;
+
+int pipeline_load_buffer(const char *data, size_t len, const char *name, const char *dir,
+                         const pipeline_options *opt, diag_list *d, pipeline **out) {
+    *out = NULL;
+    pipeline *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->version = PIPELINE_FORMAT_VERSION;
+    p->settings = (pipeline_settings){.cache = 1, .backoff_ms = 1000, .runner = "local"};
+    p->file = arena_strdup(&p->arena, name);
+    p->dir = arena_strdup(&p->arena, dir ? dir : ".");
+    if (!p->file || !p->dir) {
+        pipeline_free(p);
+        return -ENOMEM;
+    }
+    loader L = {p, d, opt ? opt : &no_options, {0}};
+    L.sc = (subst_ctx){p, d, L.opt, 1};
+    size_t before = d->errors;
+    ynode *root = NULL;
+    int rc = ydoc_parse(&p->arena, data, len, p->file, NULL, d, &root);
+    if (rc) {
+        pipeline_free(p);
+        return rc;
+    }
+    rc = load_top(&L, root);
+    if (rc == 0)
+        rc = pipeline_check(p, d);
+    if (rc == -ENOMEM)
+        diag_add(d, DIAG_ERROR, p->file, 0, 0, "out of memory");
+    *out = p;
+    if (rc == 0 && d->errors != before)
+        rc = -EINVAL;
+    return rc;
+}
+
+/* Reads a whole file, refusing one past max bytes. *data is malloc'ed. */
+static int read_file(const char *path, size_t max, char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    buf b = BUF_INIT;
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (b.len + n > max) {
+            rc = -EFBIG;
+            break;
+        }
+        if (buf_append(&b, chunk, n)) {
+            rc = -ENOMEM;
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f))
+        rc = -EIO;
+    fclose(f);
+    if (rc) {
+        buf_free(&b);
+        return rc;
+    }
+    *len = b.len;
+    *data = buf_detach(&b);
+    return *data ? 0 : -ENOMEM;
+}
+
+int pipeline_load_file(const char *path, const pipeline_options *opt, diag_list *d,
+                       pipeline **out) {
+    char *data = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int rc = read_file(path, PIPELINE_MAX_FILE_BYTES, &data, &len);
+    if (rc == -EFBIG) {
+        diag_add(d, DIAG_ERROR, path, 0, 0, "the file is larger than the limit of %u MiB",
+                 PIPELINE_MAX_FILE_BYTES >> 20);
+        return -EINVAL;
+    }
+    if (rc) {
+        diag_add(d, DIAG_ERROR, path, 0, 0, "cannot read: %s", strerror(-rc));
+        return rc;
+    }
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+    if (!dir) {
+        free(data);
+        return -ENOMEM;
+    }
+    rc = pipeline_load_buffer(data, len, path, dir, opt, d, out);
+    free(dir);
+    free(data);
+    return rc;
+}
+
+void pipeline_free(pipeline *p) {
+    if (!p)
+        return;
+    hmap_free(&p->step_ids);
+    arena_free(&p->arena);
+    free(p);
+}
+
+long pipeline_find_step(const pipeline *p, const char *id) {
+    uint32_t idx;
+    return hmap_get(&p->step_ids, id, strlen(id), &idx) ? (long)idx : -1;
+}
+
+int step_cache_enabled(const pipeline *p, const step *s) {
+    return s->cache == UNSET ? p->settings.cache : s->cache;
+}
+
+int step_retries(const pipeline *p, const step *s) {
+    return s->retries == UNSET ? p->settings.retries : s->retries;
+}
+
+int64_t step_backoff_ms(const pipeline *p, const step *s) {
+    return s->backoff_ms == UNSET ? p->settings.backoff_ms : s->backoff_ms;
+}
+
+int64_t step_timeout_ms(const pipeline *p, const step *s) {
+    return s->timeout_ms == UNSET ? p->settings.timeout_ms : s->timeout_ms;
+}

@@ -1,0 +1,146 @@
+/* pipeline.h - a pipeline file (format version 1) loaded and checked.
+ *
+ * pipeline_load_file() reads the YAML, walks it against the format's schema,
+ * substitutes ${params.x}, ${env.X} and ${secret.X}, resolves references
+ * between steps and checks the graph, reporting every error it finds as a
+ * located diagnostic. The whole pipeline lives in one arena: strings and
+ * values it hands out are borrowed until pipeline_free(). */
+#ifndef SLUICE_PIPELINE_PIPELINE_H
+#define SLUICE_PIPELINE_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/arena.h"
+#include "../core/diag.h"
+#include "../core/hmap.h"
+#include "value.h"
+
+#define PIPELINE_FORMAT_VERSION 1
+#define PIPELINE_MAX_FILE_BYTES (16u << 20)
+#define PIPELINE_MAX_ID 64
+
+typedef struct srcpos {
+    unsigned line, col;
+} srcpos;
+
+typedef struct param {
+    const char *name;
+    value *value; /* the default, or the -p override when one was given */
+    int overridden;
+    srcpos pos;
+} param;
+
+/* An input port fed by another step's output: a data edge. */
+typedef struct step_input {
+    const char *port;
+    const char *from_step, *from_output;
+    uint32_t from; /* index of from_step in pipeline.steps once resolved */
+    srcpos pos;    /* of the reference "step.output" */
+} step_input;
+
+/* An order-only edge: this step starts after that one succeeds. */
+typedef struct step_after {
+    const char *step;
+    uint32_t from;
+    srcpos pos;
+} step_after;
+
+typedef struct step_arg {
+    const char *name;
+    value *value;
+    srcpos pos; /* of the key */
+} step_arg;
+
+typedef enum { ISOLATION_IN_PROCESS, ISOLATION_PROCESS } step_isolation;
+
+#define UNSET (-1)
+
+typedef struct step {
+    const char *id;
+    srcpos pos; /* of the id */
+    const char *uses;
+    srcpos uses_pos;
+    const char *description;
+    step_arg *with;
+    size_t n_with;
+    step_input *inputs;
+    size_t n_inputs;
+    step_after *after;
+    size_t n_after;
+    int retries;         /* extra attempts; UNSET inherits settings.retries */
+    int64_t backoff_ms;  /* first retry delay, doubling; UNSET inherits */
+    int64_t timeout_ms;  /* 0 = none; UNSET inherits settings.timeout */
+    int cache;           /* 0 or 1; UNSET inherits settings.cache */
+    step_isolation isolation;
+    const char **cache_on_env;
+    size_t n_cache_on_env;
+    const char **cache_on_files; /* relative to the pipeline file's folder */
+    size_t n_cache_on_files;
+} step;
+
+typedef struct pipeline_settings {
+    int cache;          /* default 1 */
+    int jobs;           /* 0 = as many as the machine has cores */
+    int retries;        /* default 0 */
+    int64_t backoff_ms; /* default 1s */
+    int64_t timeout_ms; /* default 0: none */
+    const char *runner; /* "local" (default) or "slurm" */
+} pipeline_settings;
+
+typedef struct pipeline {
+    arena arena;
+    const char *file; /* as given, for diagnostics */
+    const char *dir;  /* the file's folder: relative paths start here */
+    int version;
+    const char *name;
+    const char *description;
+    param *params;
+    size_t n_params;
+    pipeline_settings settings;
+    const char **plugins; /* search folders, resolved against dir */
+    size_t n_plugins;
+    step *steps; /* in file order */
+    size_t n_steps;
+    hmap step_ids; /* id -> index in steps */
+} pipeline;
+
+/* How a load resolves what lies outside the file. */
+typedef struct pipeline_options {
+    const char *const *overrides; /* "name=value" from -p, YAML flow values */
+    size_t n_overrides;
+    /* Look-ups for ${env.X} and ${secret.X}; NULL means getenv(). Returned
+     * strings are borrowed for the call. */
+    const char *(*lookup_env)(void *ud, const char *name);
+    const char *(*lookup_secret)(void *ud, const char *name);
+    void *lookup_ud;
+    /* When set, a ${secret.X} with no value is an error; otherwise (as in
+     * validate) it stands as "***" and the check goes on. */
+    int require_secrets;
+} pipeline_options;
+
+/* Loads and checks path. Returns 0 when the pipeline is valid, -EINVAL when
+ * diagnostics hold errors, another negative errno when the file cannot be
+ * read (also reported in d). *out receives the pipeline whenever its YAML
+ * could be read, errors or not, so callers can still show what was found;
+ * free it with pipeline_free(). path is copied; opt may be NULL. */
+int pipeline_load_file(const char *path, const pipeline_options *opt, diag_list *d,
+                       pipeline **out);
+
+/* The same from memory; name labels diagnostics and dir resolves relative
+ * paths (NULL: the current folder). */
+int pipeline_load_buffer(const char *data, size_t len, const char *name, const char *dir,
+                         const pipeline_options *opt, diag_list *d, pipeline **out);
+
+void pipeline_free(pipeline *p);
+
+/* Index of step id, or -1. */
+long pipeline_find_step(const pipeline *p, const char *id);
+
+/* Effective per-step settings, after inheritance from settings. */
+int step_cache_enabled(const pipeline *p, const step *s);
+int step_retries(const pipeline *p, const step *s);
+int64_t step_backoff_ms(const pipeline *p, const step *s);
+int64_t step_timeout_ms(const pipeline *p, const step *s);
+
+#endif

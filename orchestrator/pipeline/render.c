@@ -1,0 +1,187 @@
+#include "render.h"
+
+#include <bson/bson.h>
+#include <errno.h>
+#include <string.h>
+
+int graph_format_parse(const char *name, graph_format *out) {
+    if (strcmp(name, "dot") == 0)
+        *out = GRAPH_DOT;
+    else if (strcmp(name, "mermaid") == 0)
+        *out = GRAPH_MERMAID;
+    else if (strcmp(name, "json") == 0)
+        *out = GRAPH_JSON;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+/* Inside a dot "quoted string" only the quote and backslash are special. */
+static void dot_quoted(buf *b, const char *s) {
+    buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            buf_putc(b, '\\');
+        buf_putc(b, *s);
+    }
+    buf_putc(b, '"');
+}
+
+static void render_dot(const pipeline *p, buf *b) {
+    buf_puts(b, "digraph ");
+    dot_quoted(b, p->name ? p->name : "pipeline");
+    buf_puts(b, " {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n"
+                "  edge [fontname=\"Helvetica\", fontsize=10];\n");
+    for (size_t i = 0; i < p->n_steps; i++) {
+        const step *s = &p->steps[i];
+        buf_puts(b, "  ");
+        dot_quoted(b, s->id);
+        buf_puts(b, " [label=");
+        buf str = BUF_INIT;
+        buf_printf(&str, "%s\n%s", s->id, s->uses ? s->uses : "?");
+        /* A literal newline in a dot string is a line break as well. */
+        dot_quoted(b, buf_str(&str));
+        buf_free(&str);
+        buf_puts(b, "];\n");
+    }
+    for (size_t i = 0; i < p->n_steps; i++) {
+        const step *s = &p->steps[i];
+        for (size_t k = 0; k < s->n_inputs; k++) {
+            if (s->inputs[k].from == UINT32_MAX)
+                continue;
+            buf_puts(b, "  ");
+            dot_quoted(b, s->inputs[k].from_step);
+            buf_puts(b, " -> ");
+            dot_quoted(b, s->id);
+            buf_printf(b, " [label=\"%s\"];\n", s->inputs[k].port);
+        }
+        for (size_t k = 0; k < s->n_after; k++) {
+            if (s->after[k].from == UINT32_MAX)
+                continue;
+            buf_puts(b, "  ");
+            dot_quoted(b, s->after[k].step);
+            buf_puts(b, " -> ");
+            dot_quoted(b, s->id);
+            buf_puts(b, " [style=dashed];\n");
+        }
+    }
+    buf_puts(b, "}\n");
+}
+
+/* Mermaid labels go in "..."; its entity codes keep the markup intact. */
+static void mermaid_text(buf *b, const char *s) {
+    for (; *s; s++) {
+        if (*s == '"')
+            buf_puts(b, "#quot;");
+        else if (*s == '<')
+            buf_puts(b, "#lt;");
+        else if (*s == '>')
+            buf_puts(b, "#gt;");
+        else
+            buf_putc(b, *s);
+    }
+}
+
+static void render_mermaid(const pipeline *p, buf *b) {
+    buf_puts(b, "flowchart LR\n");
+    /* Node ids are generated (s0, s1, ...): step ids may hold '-', which
+     * Mermaid would read as part of an arrow. */
+    for (size_t i = 0; i < p->n_steps; i++) {
+        buf_printf(b, "  s%zu[\"", i);
+        mermaid_text(b, p->steps[i].id);
+        buf_puts(b, "<br/><i>");
+        mermaid_text(b, p->steps[i].uses ? p->steps[i].uses : "?");
+        buf_puts(b, "</i>\"]\n");
+    }
+    for (size_t i = 0; i < p->n_steps; i++) {
+        const step *s = &p->steps[i];
+        for (size_t k = 0; k < s->n_inputs; k++)
+            if (s->inputs[k].from != UINT32_MAX)
+                buf_printf(b, "  s%u -->|%s| s%zu\n", s->inputs[k].from, s->inputs[k].port, i);
+        for (size_t k = 0; k < s->n_after; k++)
+            if (s->after[k].from != UINT32_MAX)
+                buf_printf(b, "  s%u -.-> s%zu\n", s->after[k].from, i);
+    }
+}
+
+static int render_json(const pipeline *p, const dag *g, buf *b) {
+    bson_t doc, steps, edges, order;
+    char key[16];
+    const char *k;
+    bson_init(&doc);
+    BSON_APPEND_UTF8(&doc, "pipeline", p->name ? p->name : "");
+    BSON_APPEND_ARRAY_BEGIN(&doc, "steps", &steps);
+    for (size_t i = 0; i < p->n_steps; i++) {
+        const step *s = &p->steps[i];
+        bson_t item, needs;
+        bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+        BSON_APPEND_DOCUMENT_BEGIN(&steps, k, &item);
+        BSON_APPEND_UTF8(&item, "id", s->id);
+        BSON_APPEND_UTF8(&item, "uses", s->uses ? s->uses : "");
+        BSON_APPEND_INT32(&item, "level", g->acyclic ? (int32_t)g->level[i] : -1);
+        BSON_APPEND_ARRAY_BEGIN(&item, "needs", &needs);
+        for (uint32_t e = g->pred_start[i], n = 0; e < g->pred_start[i + 1]; e++, n++) {
+            bson_uint32_to_string(n, &k, key, sizeof(key));
+            BSON_APPEND_UTF8(&needs, k, p->steps[g->pred[e]].id);
+        }
+        bson_append_array_end(&item, &needs);
+        bson_append_document_end(&steps, &item);
+    }
+    bson_append_array_end(&doc, &steps);
+    BSON_APPEND_ARRAY_BEGIN(&doc, "edges", &edges);
+    uint32_t n_edges = 0;
+    for (size_t i = 0; i < p->n_steps; i++) {
+        const step *s = &p->steps[i];
+        for (size_t e = 0; e < s->n_inputs + s->n_after; e++) {
+            int data = e < s->n_inputs;
+            const step_input *in = data ? &s->inputs[e] : NULL;
+            const step_after *af = data ? NULL : &s->after[e - s->n_inputs];
+            if ((data ? in->from : af->from) == UINT32_MAX)
+                continue;
+            bson_t item;
+            bson_uint32_to_string(n_edges++, &k, key, sizeof(key));
+            BSON_APPEND_DOCUMENT_BEGIN(&edges, k, &item);
+            BSON_APPEND_UTF8(&item, "from", data ? in->from_step : af->step);
+            BSON_APPEND_UTF8(&item, "to", s->id);
+            BSON_APPEND_UTF8(&item, "kind", data ? "data" : "order");
+            if (data) {
+                BSON_APPEND_UTF8(&item, "output", in->from_output);
+                BSON_APPEND_UTF8(&item, "input", in->port);
+            }
+            bson_append_document_end(&edges, &item);
+        }
+    }
+    bson_append_array_end(&doc, &edges);
+    BSON_APPEND_ARRAY_BEGIN(&doc, "order", &order);
+    for (size_t i = 0; g->acyclic && i < g->n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+        BSON_APPEND_UTF8(&order, k, p->steps[g->order[i]].id);
+    }
+    bson_append_array_end(&doc, &order);
+    BSON_APPEND_INT32(&doc, "levels", (int32_t)g->n_levels);
+    size_t len = 0;
+    char *json = bson_as_relaxed_extended_json(&doc, &len);
+    bson_destroy(&doc);
+    if (!json)
+        return -ENOMEM;
+    buf_append(b, json, len);
+    buf_putc(b, '\n');
+    bson_free(json);
+    return 0;
+}
+
+int pipeline_render(const pipeline *p, const dag *g, graph_format f, buf *out) {
+    int rc = 0;
+    switch (f) {
+    case GRAPH_DOT:
+        render_dot(p, out);
+        break;
+    case GRAPH_MERMAID:
+        render_mermaid(p, out);
+        break;
+    case GRAPH_JSON:
+        rc = render_json(p, g, out);
+        break;
+    }
+    return rc ? rc : buf_failed(out) ? -ENOMEM : 0;
+}

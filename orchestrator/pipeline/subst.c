@@ -1,0 +1,333 @@
+#include "subst.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/suggest.h"
+
+typedef enum { NS_PARAMS, NS_ENV, NS_SECRET, NS_UNKNOWN } ns_kind;
+
+/* A parsed ${ns.name[:-default]} at text[start..end). */
+typedef struct ref {
+    size_t start, end;
+    ns_kind ns;
+    const char *ns_text, *name, *dflt; /* pointers into text */
+    size_t ns_len, name_len, dflt_len;
+    int has_dflt;
+} ref;
+
+static int is_ident_start(char c) { return isalpha((unsigned char)c) || c == '_'; }
+static int is_ident(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+/* Parses a reference starting at s[i] == '$', s[i+1] == '{'. Returns 1 and
+ * fills r when it is one of ours (known namespace or not), 0 when it is
+ * some other ${...} to leave alone, -1 when unterminated. */
+static int parse_ref(const char *s, size_t len, size_t i, ref *r) {
+    size_t j = i + 2, k = j;
+    while (k < len && is_ident(s[k]))
+        k++;
+    if (k == j || !is_ident_start(s[j]) || k >= len || s[k] != '.')
+        return 0;
+    const char *close = memchr(s + k, '}', len - k);
+    if (!close)
+        return -1;
+    memset(r, 0, sizeof(*r));
+    r->start = i;
+    r->end = (size_t)(close - s) + 1;
+    r->ns_text = s + j;
+    r->ns_len = k - j;
+    r->name = s + k + 1;
+    size_t body = (size_t)(close - r->name);
+    const char *dash = NULL;
+    for (size_t m = 0; m + 1 < body; m++)
+        if (r->name[m] == ':' && r->name[m + 1] == '-') {
+            dash = r->name + m;
+            break;
+        }
+    r->name_len = dash ? (size_t)(dash - r->name) : body;
+    if (dash) {
+        r->has_dflt = 1;
+        r->dflt = dash + 2;
+        r->dflt_len = (size_t)(close - r->dflt);
+    }
+#define NS_IS(lit) (r->ns_len == sizeof(lit) - 1 && memcmp(r->ns_text, lit, r->ns_len) == 0)
+    r->ns = NS_IS("params") ? NS_PARAMS : NS_IS("env") ? NS_ENV : NS_IS("secret") ? NS_SECRET
+                                                                                : NS_UNKNOWN;
+#undef NS_IS
+    return 1;
+}
+
+int subst_has_reference(const char *s, size_t len) {
+    for (size_t i = 0; i + 1 < len; i++) {
+        ref r;
+        if (s[i] == '$' && s[i + 1] == '{' && (i == 0 || s[i - 1] != '$') &&
+            parse_ref(s, len, i, &r) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void err_at(subst_ctx *c, const ynode *n, size_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Points at the reference itself where the scalar is plain and on one line
+ * (then source columns and text offsets agree), else at the scalar. */
+static void err_at(subst_ctx *c, const ynode *n, size_t offset, const char *fmt, ...) {
+    unsigned col = n->col;
+    if (!n->quoted && !memchr(n->u.scalar.text, '\n', offset))
+        col += (unsigned)offset;
+    va_list ap;
+    va_start(ap, fmt);
+    diag_vadd(c->d, DIAG_ERROR, c->p->file, n->line, col, fmt, ap);
+    va_end(ap);
+}
+
+static const char *env_lookup(const subst_ctx *c, const char *name) {
+    return c->opt->lookup_env ? c->opt->lookup_env(c->opt->lookup_ud, name) : getenv(name);
+}
+
+static const char *secret_lookup(const subst_ctx *c, const char *name) {
+    return c->opt->lookup_secret ? c->opt->lookup_secret(c->opt->lookup_ud, name) : getenv(name);
+}
+
+static int valid_name(const char *s, size_t len) {
+    if (len == 0 || !is_ident_start(s[0]))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if (!is_ident(s[i]))
+            return 0;
+    return 1;
+}
+
+/* Resolves r to a value; *out is NULL after a reported error. */
+static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
+    arena *a = &c->p->arena;
+    int len = (int)(r->end - r->start);
+    const char *text = n->u.scalar.text + r->start;
+    *out = NULL;
+    if (r->ns == NS_UNKNOWN) {
+        err_at(c, n, r->start, "unknown namespace '%.*s' in '%.*s' (use params, env or secret)",
+               (int)r->ns_len, r->ns_text, len, text);
+        return 0;
+    }
+    if (!valid_name(r->name, r->name_len)) {
+        err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len,
+               text);
+        return 0;
+    }
+    if (r->has_dflt && r->ns != NS_ENV) {
+        err_at(c, n, r->start, "only ${env.X} takes a default (':-'), not '%.*s'", len, text);
+        return 0;
+    }
+    char *name = arena_strndup(a, r->name, r->name_len);
+    if (!name)
+        return -ENOMEM;
+    if (r->ns == NS_PARAMS) {
+        if (!c->params_allowed) {
+            err_at(c, n, r->start, "a parameter's default cannot refer to '%.*s'", len, text);
+            return 0;
+        }
+        const char *names[64];
+        size_t nn = 0;
+        for (size_t i = 0; i < c->p->n_params; i++) {
+            if (strcmp(c->p->params[i].name, name) == 0) {
+                *out = c->p->params[i].value;
+                return 0;
+            }
+            if (nn < 64)
+                names[nn++] = c->p->params[i].name;
+        }
+        const char *hint = suggest_closest(name, names, nn);
+        if (hint)
+            err_at(c, n, r->start, "unknown parameter '%s' (did you mean '%s'?)", name, hint);
+        else
+            err_at(c, n, r->start, "unknown parameter '%s': declare it under 'params'", name);
+        return 0;
+    }
+    const char *got = r->ns == NS_ENV ? env_lookup(c, name) : secret_lookup(c, name);
+    size_t got_len = got ? strlen(got) : 0;
+    if (!got && r->has_dflt) {
+        got = r->dflt;
+        got_len = r->dflt_len;
+    }
+    if (!got && r->ns == NS_ENV) {
+        err_at(c, n, r->start,
+               "environment variable '%s' is not set (write ${env.%s:-default} to give a "
+               "default)",
+               name, name);
+        return 0;
+    }
+    if (!got && c->opt->require_secrets) {
+        err_at(c, n, r->start, "secret '%s' is not set", name);
+        return 0;
+    }
+    if (!got) {
+        got = "***";
+        got_len = 3;
+    }
+    value *v = value_new_str(a, got, got_len);
+    if (!v)
+        return -ENOMEM;
+    v->secret = r->ns == NS_SECRET;
+    v->line = n->line;
+    v->col = n->col;
+    *out = v;
+    return 0;
+}
+
+static value *placeholder(subst_ctx *c, const ynode *n) {
+    value *v = value_new(&c->p->arena, VAL_NULL);
+    if (v) {
+        v->line = n->line;
+        v->col = n->col;
+    }
+    return v;
+}
+
+static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
+    const char *s = n->u.scalar.text;
+    size_t len = n->u.scalar.len;
+    arena *a = &c->p->arena;
+    ref r;
+    *out = NULL;
+
+    /* A whole-scalar reference keeps its value's type. */
+    if (len > 3 && s[0] == '$' && s[1] == '{' && parse_ref(s, len, 0, &r) == 1 && r.end == len) {
+        value *v;
+        int rc = resolve(c, n, &r, &v);
+        if (rc)
+            return rc;
+        *out = v ? v : placeholder(c, n);
+        return *out ? 0 : -ENOMEM;
+    }
+
+    buf b = BUF_INIT;
+    int secret = 0, failed = 0, rc = 0;
+    size_t lit = 0; /* start of literal text not yet copied */
+    for (size_t i = 0; i + 1 < len && rc == 0;) {
+        if (s[i] != '$') {
+            i++;
+            continue;
+        }
+        if (s[i + 1] == '$' && i + 2 < len && s[i + 2] == '{') {
+            buf_append(&b, s + lit, i - lit);
+            lit = i + 1; /* drop one '$' */
+            i += 3;
+            continue;
+        }
+        if (s[i + 1] != '{') {
+            i++;
+            continue;
+        }
+        int got = parse_ref(s, len, i, &r);
+        if (got == 0) {
+            i += 2;
+            continue;
+        }
+        if (got < 0) {
+            err_at(c, n, i, "unterminated '${' (a '}' is missing)");
+            failed = 1;
+            break;
+        }
+        value *v;
+        rc = resolve(c, n, &r, &v);
+        if (rc == 0 && v && (v->kind == VAL_LIST || v->kind == VAL_MAP)) {
+            err_at(c, n, r.start, "'%.*s' is %s and cannot be embedded in text",
+                   (int)(r.end - r.start), s + r.start, value_kind_name(v->kind));
+            v = NULL;
+        }
+        if (rc == 0 && !v)
+            failed = 1;
+        if (rc == 0 && v) {
+            buf_append(&b, s + lit, i - lit);
+            value_write_text(&b, v);
+            secret |= v->secret;
+        }
+        lit = i = r.end;
+    }
+    if (rc == 0 && !failed) {
+        buf_append(&b, s + lit, len - lit);
+        if (buf_failed(&b)) {
+            rc = -ENOMEM;
+        } else if (!n->quoted && b.len == len && memcmp(b.data ? b.data : "", s, len) == 0) {
+            /* Nothing was substituted: type it like any plain scalar. */
+            rc = value_from_plain(a, s, len, out);
+            if (rc == -ERANGE) {
+                err_at(c, n, 0, "integer '%s' is out of range (64 bits)", s);
+                rc = 0;
+                *out = placeholder(c, n);
+            }
+        } else {
+            *out = value_new_str(a, buf_str(&b), b.len);
+            if (*out)
+                (*out)->secret = secret;
+        }
+    } else if (rc == 0) {
+        *out = placeholder(c, n);
+    }
+    buf_free(&b);
+    if (rc == 0 && !*out)
+        rc = -ENOMEM;
+    return rc;
+}
+
+int subst_node(subst_ctx *c, const ynode *n, value **out) {
+    arena *a = &c->p->arena;
+    value *v = NULL;
+    int rc = 0;
+    *out = NULL;
+    switch (n->kind) {
+    case YNODE_SCALAR:
+        if (!memchr(n->u.scalar.text, '$', n->u.scalar.len)) {
+            if (n->quoted) {
+                v = value_new_str(a, n->u.scalar.text, n->u.scalar.len);
+            } else {
+                rc = value_from_plain(a, n->u.scalar.text, n->u.scalar.len, &v);
+                if (rc == -ERANGE) {
+                    err_at(c, n, 0, "integer '%s' is out of range (64 bits)", n->u.scalar.text);
+                    rc = 0;
+                    v = placeholder(c, n);
+                }
+            }
+            if (rc)
+                return rc;
+        } else {
+            rc = expand_scalar(c, n, &v);
+            if (rc)
+                return rc;
+            /* A shared parameter value keeps the position of its definition. */
+            *out = v;
+            return 0;
+        }
+        break;
+    case YNODE_SEQ:
+        v = value_new(a, VAL_LIST);
+        if (!v || !(v->u.list.items = arena_alloc(a, (n->u.seq.n + 1) * sizeof(value *))))
+            return -ENOMEM;
+        for (size_t i = 0; i < n->u.seq.n; i++)
+            if ((rc = subst_node(c, n->u.seq.items[i], &v->u.list.items[i])))
+                return rc;
+        v->u.list.n = n->u.seq.n;
+        break;
+    case YNODE_MAP:
+        v = value_new(a, VAL_MAP);
+        if (!v || !(v->u.map.keys = arena_alloc(a, (n->u.map.n + 1) * sizeof(char *))) ||
+            !(v->u.map.vals = arena_alloc(a, (n->u.map.n + 1) * sizeof(value *))))
+            return -ENOMEM;
+        for (size_t i = 0; i < n->u.map.n; i++) {
+            v->u.map.keys[i] = n->u.map.pairs[i].key->u.scalar.text;
+            if ((rc = subst_node(c, n->u.map.pairs[i].value, &v->u.map.vals[i])))
+                return rc;
+        }
+        v->u.map.n = n->u.map.n;
+        break;
+    }
+    if (!v)
+        return -ENOMEM;
+    v->line = n->line;
+    v->col = n->col;
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,33 @@
+/* subst.h - turning YAML nodes into values, with substitution.
+ *
+ * In a string, ${params.NAME}, ${env.NAME}, ${env.NAME:-default} and
+ * ${secret.NAME} are replaced; $${ writes a literal ${. Any other ${...}
+ * (a shell's ${HOME}, say) is left as it is, but a ${word.rest} whose word is
+ * not a known namespace is an error, since no shell variable has a dot.
+ *
+ * A ${params.x} that forms a whole scalar (quoted or not) keeps its type:
+ * with "authors: ${params.authors}" the step gets the list itself. Embedded
+ * in text, values are written as text. Environment variables and secrets are
+ * always text; a typed field reads the text as its type (see load.c), so
+ * "jobs: ${env.JOBS}" works and "version: ${env.V}" keeps "1.10" intact. */
+#ifndef SLUICE_PIPELINE_SUBST_H
+#define SLUICE_PIPELINE_SUBST_H
+
+#include "pipeline.h"
+
+typedef struct subst_ctx {
+    pipeline *p;                 /* arena, file, and params for ${params.x} */
+    diag_list *d;
+    const pipeline_options *opt; /* look-ups; never NULL */
+    int params_allowed;          /* 0 while the params themselves are read */
+} subst_ctx;
+
+/* Converts n (and everything below it) into *out. Errors are reported in d
+ * and leave a null value in their place, so that checking goes on; returns
+ * 0, or -ENOMEM. */
+int subst_node(subst_ctx *c, const ynode *n, value **out);
+
+/* Whether text holds a sluice reference ${params.|env.|secret.}. */
+int subst_has_reference(const char *text, size_t len);
+
+#endif

@@ -1,0 +1,101 @@
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/diag.h"
+#include "core/hmap.h"
+#include "core/suggest.h"
+
+Test(arena, allocations_are_aligned_and_large_ones_work) {
+    arena a = ARENA_INIT;
+    for (int i = 1; i < 2000; i += 37) {
+        void *p = arena_alloc(&a, (size_t)i);
+        cr_assert_not_null(p);
+        cr_expect_eq((uintptr_t)p % 16, 0);
+        memset(p, 0xAB, (size_t)i);
+    }
+    char *big = arena_alloc(&a, 1 << 20);
+    cr_assert_not_null(big);
+    memset(big, 1, 1 << 20);
+    cr_expect_str_eq(arena_printf(&a, "%s-%d", "x", 42), "x-42");
+    cr_expect_null(arena_alloc(&a, SIZE_MAX - 4), "an impossible size fails cleanly");
+    cr_expect_null(arena_calloc(&a, SIZE_MAX / 2, 4));
+    arena_free(&a);
+}
+
+Test(buf, appends_and_detaches) {
+    buf b = BUF_INIT;
+    cr_expect_str_eq(buf_str(&b), "");
+    for (int i = 0; i < 1000; i++)
+        buf_printf(&b, "%d,", i);
+    cr_expect_eq(buf_failed(&b), 0);
+    cr_expect(strncmp(buf_str(&b), "0,1,2,", 6) == 0);
+    char *s = buf_detach(&b);
+    cr_expect_eq(strlen(s), 3890);
+    free(s);
+    cr_expect_eq(b.len, 0);
+}
+
+Test(hmap, put_get_and_growth) {
+    hmap m = HMAP_INIT;
+    char keys[5000][8];
+    for (uint32_t i = 0; i < 5000; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "k%u", i);
+        cr_assert_eq(hmap_put(&m, keys[i], strlen(keys[i]), i, NULL), 0);
+    }
+    uint32_t v, existing = 0;
+    for (uint32_t i = 0; i < 5000; i++) {
+        cr_assert(hmap_get(&m, keys[i], strlen(keys[i]), &v));
+        cr_assert_eq(v, i);
+    }
+    cr_expect_eq(hmap_put(&m, "k7", 2, 99, &existing), 1);
+    cr_expect_eq(existing, 7);
+    cr_expect_eq(hmap_set(&m, "k7", 2, 99), 0);
+    cr_expect(hmap_get(&m, "k7", 2, &v) && v == 99);
+    cr_expect_not(hmap_get(&m, "nope", 4, &v));
+    hmap_free(&m);
+}
+
+Test(suggest, close_words_only) {
+    const char *keys[] = {"uses", "with", "inputs", "after", "retries", "timeout"};
+    cr_expect_str_eq(suggest_closest("usse", keys, 6), "uses");
+    cr_expect_str_eq(suggest_closest("input", keys, 6), "inputs");
+    cr_expect_str_eq(suggest_closest("retires", keys, 6), "retries");
+    cr_expect_null(suggest_closest("zzz", keys, 6));
+    cr_expect_null(suggest_closest("uses", keys, 6), "an exact match is no typo");
+    cr_expect_null(suggest_closest("ab", keys, 6));
+}
+
+Test(diag, printed_sorted_by_position_within_each_file) {
+    diag_list d = DIAG_LIST_INIT;
+    diag_add(&d, DIAG_ERROR, "b.yaml", 9, 1, "late");
+    diag_add(&d, DIAG_ERROR, "b.yaml", 2, 5, "early %d", 1);
+    diag_add(&d, DIAG_WARNING, "a.yaml", 1, 1, "other file");
+    diag_add(&d, DIAG_ERROR, NULL, 0, 0, "no file");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    diag_print(&d, f);
+    fclose(f);
+    cr_expect_str_eq(out, "b.yaml:2:5: error: early 1\n"
+                          "b.yaml:9:1: error: late\n"
+                          "a.yaml:1:1: warning: other file\n"
+                          "sluice: error: no file\n");
+    cr_expect_eq(d.errors, 3);
+    cr_expect_eq(d.warnings, 1);
+    free(out);
+    diag_clear(&d);
+}
+
+Test(diag, a_flood_is_counted_not_kept) {
+    diag_list d = DIAG_LIST_INIT;
+    for (int i = 0; i < DIAG_MAX_KEPT + 10; i++)
+        diag_add(&d, DIAG_ERROR, "f", 1, 1, "e");
+    cr_expect_eq(d.n, DIAG_MAX_KEPT);
+    cr_expect_eq(d.errors, DIAG_MAX_KEPT + 10);
+    cr_expect_eq(d.dropped, 10);
+    diag_clear(&d);
+}
