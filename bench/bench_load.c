@@ -10,7 +10,7 @@
  *   - PyYAML with its libyaml-backed CSafeLoader, a peer many pipeline tools
  *     (Airflow, DVC, ZenML) load their YAML with, when /usr/bin/python3 has it.
  * It prints the times and the ratios. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

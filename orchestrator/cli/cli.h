@@ -6,7 +6,9 @@
 #include <getopt.h>
 #include <stddef.h>
 
-#include "../pipeline/pipeline.h"
+#include "pipeline/bind.h"
+#include "pipeline/pipeline.h"
+#include "plugins/registry.h"
 
 /* Exit statuses, fixed by the CLI contract (docs/cli.md). */
 enum {
@@ -34,6 +36,9 @@ extern const size_t cli_n_commands;
 int cmd_validate(const cli_globals *g, int argc, char **argv);
 int cmd_graph(const cli_globals *g, int argc, char **argv);
 int cmd_pending(const cli_globals *g, int argc, char **argv);
+int cmd_run(const cli_globals *g, int argc, char **argv);
+int cmd_exec(const cli_globals *g, int argc, char **argv);
+int cmd_plugins(const cli_globals *g, int argc, char **argv);
 
 /* getopt_long for a command: call cli_getopt_begin() once, then cli_getopt()
  * until -1. shortopts must begin with ':'. Unknown options and missing values
@@ -51,9 +56,27 @@ typedef struct cli_params {
 int cli_params_add(cli_params *ps, const char *spec);
 void cli_params_free(cli_params *ps);
 
-/* Loads path with the command line's -p values, for checking only (missing
- * secrets allowed). Prints the diagnostics to stderr. Returns 0 when valid,
- * else EXIT_BAD_INPUT; *out is set only when valid. */
-int cli_load_pipeline(const char *path, const cli_params *ps, pipeline **out);
+/* The folder of the running sluice binary ("" if unknown), for finding the
+ * plugins installed beside it; and the binary itself, for 'sluice exec'. */
+const char *cli_exe_dir(void);
+const char *cli_exe_path(void);
+
+/* Loads the default plugin search path into reg once, printing refusals to
+ * stderr. Returns 0, or EXIT_BAD_INPUT when a plugin was refused. */
+int cli_load_plugins(plugin_registry *reg);
+
+/* How a command loads a pipeline. */
+typedef enum {
+    LOAD_CHECK, /* validate, graph: unknown steps are warnings, secrets not needed */
+    LOAD_STRICT_CHECK, /* validate --strict */
+    LOAD_RUN,   /* everything must resolve, secrets included */
+} load_mode;
+
+/* Loads path with the command line's -p values and binds it to the plugins
+ * in reg (loading the default search path first). Prints diagnostics to
+ * stderr. Returns 0 when valid, else EXIT_BAD_INPUT; *out is set only when
+ * valid. */
+int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, plugin_registry *reg,
+                      pipeline **out);
 
 #endif

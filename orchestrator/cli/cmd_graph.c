@@ -14,6 +14,7 @@ int cmd_graph(const cli_globals *g, int argc, char **argv) {
     (void)g;
     cli_params ps = {0};
     graph_format format = GRAPH_DOT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT;
     int c, status = EXIT_BAD_INPUT;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":f:p:", longopts)) != -1) {
@@ -33,7 +34,7 @@ int cmd_graph(const cli_globals *g, int argc, char **argv) {
         return EXIT_BAD_INPUT;
     }
     pipeline *p;
-    if (cli_load_pipeline(argv[optind], &ps, &p) == 0) {
+    if (cli_load_pipeline(argv[optind], &ps, LOAD_CHECK, &reg, &p) == 0) {
         dag d;
         buf out = BUF_INIT;
         int rc = pipeline_dag(p, &d);
@@ -51,5 +52,6 @@ int cmd_graph(const cli_globals *g, int argc, char **argv) {
         pipeline_free(p);
     }
     cli_params_free(&ps);
+    registry_free(&reg);
     return status;
 }

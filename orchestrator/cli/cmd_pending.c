@@ -9,13 +9,11 @@
 static const struct {
     const char *command, *needs;
 } pending[] = {
-    {"run", "the plugin loader and the scheduler"},
     {"status", "the metadata store and the cache"},
     {"runs", "the metadata store"},
     {"resume", "the metadata store and the scheduler"},
     {"artifacts", "the artifact store"},
     {"lineage", "the metadata store"},
-    {"plugins", "the plugin loader"},
     {"gc", "the artifact store"},
     {"search", "the embedding and index steps"},
     {"serve", "the deploy step"},

@@ -7,17 +7,19 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
     static const struct option longopts[] = {
         {"param", required_argument, NULL, 'p'},
         {"quiet", no_argument, NULL, 'q'},
+        {"strict", no_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     (void)g;
     cli_params ps = {0};
-    int quiet = 0, c, status = EXIT_DONE;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    int quiet = 0, strict = 0, c, status = EXIT_DONE;
     cli_getopt_begin();
-    while ((c = cli_getopt(argc, argv, ":p:q", longopts)) != -1) {
+    while ((c = cli_getopt(argc, argv, ":p:qs", longopts)) != -1) {
         if (c == 'p' && cli_params_add(&ps, optarg) == 0)
             continue;
-        if (c == 'q') {
-            quiet = 1;
+        if (c == 'q' || c == 's') {
+            *(c == 'q' ? &quiet : &strict) = 1;
             continue;
         }
         cli_params_free(&ps);
@@ -30,7 +32,7 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
     }
     for (int i = optind; i < argc; i++) {
         pipeline *p;
-        if (cli_load_pipeline(argv[i], &ps, &p) != 0) {
+        if (cli_load_pipeline(argv[i], &ps, strict ? LOAD_STRICT_CHECK : LOAD_CHECK, &reg, &p) != 0) {
             status = EXIT_BAD_INPUT;
             continue;
         }
@@ -40,5 +42,6 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
         pipeline_free(p);
     }
     cli_params_free(&ps);
+    registry_free(&reg);
     return status;
 }

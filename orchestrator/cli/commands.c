@@ -20,15 +20,16 @@ const cli_command cli_commands[] = {
      "      --json              one JSON event per line, for CI\n"
      "\n"
      "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted.\n",
-     cmd_pending},
+     cmd_run},
     {"validate", "check pipelines and print every error",
-     "usage: sluice validate FILE... [-p NAME=VALUE]... [-q]\n"
+     "usage: sluice validate FILE... [-p NAME=VALUE]... [-q] [--strict]\n"
      "\n"
      "Checks each pipeline file without running anything and prints every error as\n"
      "FILE:LINE:COL: error: MESSAGE. Exits 0 when all are valid, 2 otherwise.\n"
      "\n"
      "  -p, --param NAME=VALUE  check with this parameter override\n"
-     "  -q, --quiet             print nothing for valid files\n",
+     "  -q, --quiet             print nothing for valid files\n"
+     "      --strict            a step no plugin declares is an error, not a warning\n",
      cmd_validate},
     {"status", "say, step by step, what a run would do and why",
      "usage: sluice status FILE [-p NAME=VALUE]...\n"
@@ -73,7 +74,13 @@ const cli_command cli_commands[] = {
      "\n"
      "Plugins are found in the pipeline's 'plugins' folders, in $SLUICE_PLUGIN_PATH\n"
      "and in the installed plugin folder.\n",
-     cmd_pending},
+     cmd_plugins},
+    {"exec", "run one step from a task manifest on stdin (used by sluice itself)",
+     "usage: sluice exec < MANIFEST\n"
+     "\n"
+     "The child side of 'isolation: process' and of the Slurm runner: reads a task\n"
+     "manifest (JSON) on stdin, runs the step, reports events on file descriptor 3.\n",
+     cmd_exec},
     {"gc", "remove artifacts that no run references",
      "usage: sluice gc [--dry-run]\n", cmd_pending},
     {"search", "query a vector or BM25 index artifact",

@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+#include <uv.h>
+
 #include "cli.h"
 
 void cli_getopt_begin(void) {
@@ -44,14 +47,61 @@ void cli_params_free(cli_params *ps) {
     ps->n = 0;
 }
 
-int cli_load_pipeline(const char *path, const cli_params *ps, pipeline **out) {
+static char exe_path[4096], exe_dir[4096];
+
+static void find_exe(void) {
+    if (exe_path[0])
+        return;
+    size_t size = sizeof(exe_path);
+    if (uv_exepath(exe_path, &size) != 0) {
+        exe_path[0] = '\0';
+        return;
+    }
+    snprintf(exe_dir, sizeof(exe_dir), "%s", exe_path);
+    char *slash = strrchr(exe_dir, '/');
+    if (slash)
+        *slash = '\0';
+}
+
+const char *cli_exe_dir(void) {
+    find_exe();
+    return exe_dir;
+}
+
+const char *cli_exe_path(void) {
+    find_exe();
+    return exe_path;
+}
+
+int cli_load_plugins(plugin_registry *reg) {
+    static int loaded;
+    if (loaded)
+        return 0;
+    loaded = 1;
     diag_list d = DIAG_LIST_INIT;
-    pipeline_options opt = {.overrides = ps ? ps->items : NULL, .n_overrides = ps ? ps->n : 0};
+    int rc = registry_load_default(reg, cli_exe_dir()[0] ? cli_exe_dir() : NULL, &d);
+    diag_print(&d, stderr);
+    int bad = rc != 0 || d.errors;
+    diag_clear(&d);
+    return bad ? EXIT_BAD_INPUT : 0;
+}
+
+int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, plugin_registry *reg,
+                      pipeline **out) {
+    diag_list d = DIAG_LIST_INIT;
+    pipeline_options opt = {.overrides = ps ? ps->items : NULL,
+                            .n_overrides = ps ? ps->n : 0,
+                            .require_secrets = mode == LOAD_RUN};
     pipeline *p = NULL;
+    *out = NULL;
+    cli_load_plugins(reg);
     int rc = pipeline_load_file(path, &opt, &d, &p);
+    if (rc == 0)
+        rc = pipeline_bind(p, reg, mode == LOAD_CHECK ? BIND_LENIENT : BIND_STRICT, &d);
+    if (rc == 0 && d.errors)
+        rc = -EINVAL;
     diag_print(&d, stderr);
     diag_clear(&d);
-    *out = NULL;
     if (rc) {
         pipeline_free(p);
         return EXIT_BAD_INPUT;

@@ -23,6 +23,20 @@ const value *step_known_outputs(const step *s) {
     return v && v->kind == VAL_MAP ? v : NULL;
 }
 
+/* A path that stays inside the folder it is relative to. */
+static int relative_path_ok(const char *path) {
+    if (!path[0] || path[0] == '/')
+        return 0;
+    for (const char *p = path; *p;) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 2 && p[0] == '.' && p[1] == '.')
+            return 0;
+        p += len + (end != NULL);
+    }
+    return 1;
+}
+
 /* The built-in shell step: with {run: COMMAND, outputs: {NAME: PATH},
  * env: {NAME: VALUE}}. Its ports are whatever it declares. */
 static void check_shell(const pipeline *p, const step *s, diag_list *d) {
@@ -68,11 +82,11 @@ static void check_shell(const pipeline *p, const step *s, diag_list *d) {
             if (!ok_name)
                 diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
                          "bad name '%s' in '%s': use letters, digits and '_'", key, maps[m]);
-            else if (m == 0 && e->kind != VAL_STR)
+            else if (m == 0 && (e->kind != VAL_STR || !relative_path_ok(e->u.str.s)))
                 diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
-                         "output '%s' must be a file path relative to the step's work folder, "
-                         "not %s",
-                         key, value_kind_name(e->kind));
+                         "output '%s' must be a file path inside the step's work folder (relative, "
+                         "without '..')",
+                         key);
             else if (m == 1 && (e->kind == VAL_LIST || e->kind == VAL_MAP))
                 diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
                          "environment variable '%s' must be a scalar, not %s", key,

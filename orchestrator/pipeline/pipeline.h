@@ -56,6 +56,8 @@ typedef enum { ISOLATION_IN_PROCESS, ISOLATION_PROCESS } step_isolation;
 
 #define UNSET (-1)
 
+struct plugin_step;
+
 typedef struct step {
     const char *id;
     srcpos pos; /* of the id */
@@ -77,6 +79,12 @@ typedef struct step {
     size_t n_cache_on_env;
     const char **cache_on_files; /* relative to the pipeline file's folder */
     size_t n_cache_on_files;
+    /* Filled by pipeline_bind(): the plugin step (NULL for shell, or when
+     * no plugin declares it) and the arguments it runs with, in the order
+     * of its parameter schema, defaults filled in and typed. */
+    const struct plugin_step *impl;
+    step_arg *args;
+    size_t n_args;
 } step;
 
 typedef struct pipeline_settings {

@@ -273,61 +273,33 @@ static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
     return rc;
 }
 
-int subst_node(subst_ctx *c, const ynode *n, value **out) {
+/* Converts one scalar: typed as YAML when it holds no reference, else
+ * expanded. Errors are reported and leave a placeholder. */
+static int subst_scalar(void *ud, const ynode *n, value **out) {
+    subst_ctx *c = ud;
     arena *a = &c->p->arena;
-    value *v = NULL;
-    int rc = 0;
     *out = NULL;
-    switch (n->kind) {
-    case YNODE_SCALAR:
-        if (!memchr(n->u.scalar.text, '$', n->u.scalar.len)) {
-            if (n->quoted) {
-                v = value_new_str(a, n->u.scalar.text, n->u.scalar.len);
-            } else {
-                rc = value_from_plain(a, n->u.scalar.text, n->u.scalar.len, &v);
-                if (rc == -ERANGE) {
-                    err_at(c, n, 0, "integer '%s' is out of range (64 bits)", n->u.scalar.text);
-                    rc = 0;
-                    v = placeholder(c, n);
-                }
-            }
-            if (rc)
-                return rc;
-        } else {
-            rc = expand_scalar(c, n, &v);
-            if (rc)
-                return rc;
-            /* A shared parameter value keeps the position of its definition. */
-            *out = v;
-            return 0;
+    if (memchr(n->u.scalar.text, '$', n->u.scalar.len))
+        return expand_scalar(c, n, out); /* a shared parameter keeps its own position */
+    int rc;
+    if (n->quoted) {
+        *out = value_new_str(a, n->u.scalar.text, n->u.scalar.len);
+        rc = *out ? 0 : -ENOMEM;
+    } else {
+        rc = value_from_plain(a, n->u.scalar.text, n->u.scalar.len, out);
+        if (rc == -ERANGE) {
+            err_at(c, n, 0, "integer '%s' is out of range (64 bits)", n->u.scalar.text);
+            *out = placeholder(c, n);
+            rc = *out ? 0 : -ENOMEM;
         }
-        break;
-    case YNODE_SEQ:
-        v = value_new(a, VAL_LIST);
-        if (!v || !(v->u.list.items = arena_alloc(a, (n->u.seq.n + 1) * sizeof(value *))))
-            return -ENOMEM;
-        for (size_t i = 0; i < n->u.seq.n; i++)
-            if ((rc = subst_node(c, n->u.seq.items[i], &v->u.list.items[i])))
-                return rc;
-        v->u.list.n = n->u.seq.n;
-        break;
-    case YNODE_MAP:
-        v = value_new(a, VAL_MAP);
-        if (!v || !(v->u.map.keys = arena_alloc(a, (n->u.map.n + 1) * sizeof(char *))) ||
-            !(v->u.map.vals = arena_alloc(a, (n->u.map.n + 1) * sizeof(value *))))
-            return -ENOMEM;
-        for (size_t i = 0; i < n->u.map.n; i++) {
-            v->u.map.keys[i] = n->u.map.pairs[i].key->u.scalar.text;
-            if ((rc = subst_node(c, n->u.map.pairs[i].value, &v->u.map.vals[i])))
-                return rc;
-        }
-        v->u.map.n = n->u.map.n;
-        break;
     }
-    if (!v)
-        return -ENOMEM;
-    v->line = n->line;
-    v->col = n->col;
-    *out = v;
-    return 0;
+    if (rc == 0) {
+        (*out)->line = n->line;
+        (*out)->col = n->col;
+    }
+    return rc;
+}
+
+int subst_node(subst_ctx *c, const ynode *n, value **out) {
+    return value_from_ynode_with(&c->p->arena, n, subst_scalar, c, out);
 }

@@ -127,6 +127,83 @@ int value_from_plain(arena *a, const char *t, size_t len, value **out) {
     return 0;
 }
 
+int value_from_ynode_with(arena *a, const ynode *n, value_scalar_fn convert_scalar, void *ud,
+                          value **out) {
+    value *v = NULL;
+    int rc = 0;
+    *out = NULL;
+    switch (n->kind) {
+    case YNODE_SCALAR:
+        return convert_scalar(ud, n, out);
+    case YNODE_SEQ:
+        v = value_new(a, VAL_LIST);
+        if (!v || !(v->u.list.items = arena_alloc(a, (n->u.seq.n + 1) * sizeof(value *))))
+            return -ENOMEM;
+        for (size_t i = 0; i < n->u.seq.n; i++)
+            if ((rc = value_from_ynode_with(a, n->u.seq.items[i], convert_scalar, ud,
+                                            &v->u.list.items[i])))
+                return rc;
+        v->u.list.n = n->u.seq.n;
+        break;
+    case YNODE_MAP:
+        v = value_new(a, VAL_MAP);
+        if (!v || !(v->u.map.keys = arena_alloc(a, (n->u.map.n + 1) * sizeof(char *))) ||
+            !(v->u.map.vals = arena_alloc(a, (n->u.map.n + 1) * sizeof(value *))))
+            return -ENOMEM;
+        for (size_t i = 0; i < n->u.map.n; i++) {
+            v->u.map.keys[i] = n->u.map.pairs[i].key->u.scalar.text;
+            if ((rc = value_from_ynode_with(a, n->u.map.pairs[i].value, convert_scalar, ud,
+                                            &v->u.map.vals[i])))
+                return rc;
+        }
+        v->u.map.n = n->u.map.n;
+        break;
+    }
+    v->line = n->line;
+    v->col = n->col;
+    *out = v;
+    return 0;
+}
+
+static int typed_scalar(void *ud, const ynode *n, value **out) {
+    arena *a = ud;
+    int rc = n->quoted ? ((*out = value_new_str(a, n->u.scalar.text, n->u.scalar.len)) ? 0 : -ENOMEM)
+                       : value_from_plain(a, n->u.scalar.text, n->u.scalar.len, out);
+    if (rc == 0) {
+        (*out)->line = n->line;
+        (*out)->col = n->col;
+    }
+    return rc;
+}
+
+int value_from_ynode(arena *a, const ynode *n, value **out) {
+    return value_from_ynode_with(a, n, typed_scalar, a, out);
+}
+
+int value_parse(arena *a, const char *text, value **out, char *err, size_t err_size) {
+    diag_list d = DIAG_LIST_INIT;
+    ynode *root = NULL;
+    *out = NULL;
+    int rc = ydoc_parse(a, text, strlen(text), "value", NULL, &d, &root);
+    if (rc == 0 && d.errors)
+        rc = -EINVAL;
+    if (rc == -EINVAL)
+        snprintf(err, err_size, "%s", d.n ? d.items[0].msg : "not a YAML value");
+    diag_clear(&d);
+    if (rc)
+        return rc;
+    if (!root) {
+        *out = value_new(a, VAL_NULL);
+        return *out ? 0 : -ENOMEM;
+    }
+    rc = value_from_ynode(a, root, out);
+    if (rc == -ERANGE) {
+        snprintf(err, err_size, "integer out of range (64 bits)");
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
 const char *value_kind_name(value_kind k) {
     switch (k) {
     case VAL_NULL:

@@ -57,6 +57,22 @@ struct value {
  * Returns 0, -ERANGE for an integer that does not fit in 64 bits, -ENOMEM. */
 int value_from_plain(arena *a, const char *text, size_t len, value **out);
 
+/* Converts a YAML tree (no substitution) into *out; plain scalars are typed.
+ * Returns 0, -ERANGE (an integer out of range), or -ENOMEM. */
+int value_from_ynode(arena *a, const ynode *n, value **out);
+
+/* The same walk with scalars converted by convert_scalar (which returns 0
+ * or a negative errno, the walk stopping at the first failure). A scalar's
+ * result keeps the position convert_scalar gave it; collections get theirs. */
+typedef int (*value_scalar_fn)(void *ud, const ynode *scalar, value **out);
+int value_from_ynode_with(arena *a, const ynode *n, value_scalar_fn convert_scalar, void *ud,
+                          value **out);
+
+/* Parses text as one YAML value (flow or block syntax): "3", "[a, b]",
+ * "{k: v}". The empty text gives null. Returns 0, or -EINVAL with a message
+ * in err, or -ENOMEM. */
+int value_parse(arena *a, const char *text, value **out, char *err, size_t err_size);
+
 value *value_new(arena *a, value_kind kind);
 value *value_new_str(arena *a, const char *s, size_t len);
 

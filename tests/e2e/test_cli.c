@@ -4,70 +4,12 @@
 #include <bson/bson.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-typedef struct result {
-    int status; /* exit status, or 128 + signal */
-    char *out, *err;
-} result;
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *data = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&data, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return data;
-}
-
-/* Runs argv (argv[0] is replaced by the sluice binary unless it is a path)
- * in folder cwd (NULL: here), with stdin from in_path (NULL: /dev/null). */
-static result run_in(const char *cwd, const char *in_path, char *const argv[]) {
-    char out_path[] = "/tmp/sluice-test-out-XXXXXX", err_path[] = "/tmp/sluice-test-err-XXXXXX";
-    int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
-    cr_assert(out_fd >= 0 && err_fd >= 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int in_fd = open(in_path ? in_path : "/dev/null", O_RDONLY);
-        dup2(in_fd, 0);
-        dup2(out_fd, 1);
-        dup2(err_fd, 2);
-        if (cwd && chdir(cwd) != 0)
-            _exit(126);
-        execv(argv[0][0] == '/' ? argv[0] : SLUICE_BIN, argv);
-        _exit(127);
-    }
-    int ws;
-    waitpid(pid, &ws, 0);
-    close(out_fd);
-    close(err_fd);
-    result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), slurp(out_path),
-                slurp(err_path)};
-    unlink(out_path);
-    unlink(err_path);
-    return r;
-}
-
-#define RUN(...) run_in(NULL, NULL, (char *[]){"sluice", __VA_ARGS__, NULL})
-
-static void result_free(result *r) {
-    free(r->out);
-    free(r->err);
-}
+#include "runner.h"
 
 static const char *const shipped[] = {"digital_data_etl", "feature_engineering",
                                       "generate_datasets", "training",
@@ -80,7 +22,8 @@ Test(cli, the_shipped_pipelines_are_valid) {
         result r = RUN("validate", path);
         cr_expect_eq(r.status, 0, "%s: %s", shipped[i], r.err);
         cr_expect(strstr(r.out, ": ok: pipeline '") != NULL, "%s", r.out);
-        cr_expect_str_eq(r.err, "");
+        /* Until the LLM-twin steps exist, their steps are unchecked: warnings only. */
+        cr_expect(strstr(r.err, "error:") == NULL, "%s", r.err);
         result_free(&r);
     }
 }
@@ -115,9 +58,10 @@ Test(cli, data_driven_validation_cases) {
 }
 
 Test(cli, validate_reports_all_files_and_fails_if_any_fails) {
-    result r = RUN("validate", SLUICE_SOURCE_DIR "/pipelines/training.yaml", "/nonexistent.yaml");
+    result r = RUN("validate", SLUICE_SOURCE_DIR "/pipelines/examples/word_stats.yaml",
+                   "/nonexistent.yaml");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.out, "training.yaml: ok") != NULL);
+    cr_expect(strstr(r.out, "word_stats.yaml: ok") != NULL);
     cr_expect_str_eq(r.err, "/nonexistent.yaml: error: cannot read: No such file or directory\n");
     result_free(&r);
 }
@@ -233,10 +177,36 @@ Test(cli, every_command_has_help) {
 }
 
 Test(cli, commands_not_built_yet_say_what_they_need) {
-    result r = RUN("run", SLUICE_SOURCE_DIR "/pipelines/training.yaml");
+    result r = RUN("status", SLUICE_SOURCE_DIR "/pipelines/training.yaml");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "sluice run: not available in this version of sluice yet: it needs "
-                            "the plugin loader and the scheduler") != NULL,
+    cr_expect(strstr(r.err, "sluice status: not available in this version of sluice yet: it "
+                            "needs the metadata store and the cache") != NULL,
               "%s", r.err);
+    result_free(&r);
+}
+
+Test(cli, running_a_pipeline_whose_steps_are_missing_is_refused_before_anything_runs) {
+    result r = RUN("--store=/tmp/sluice-test-unused-store", "run",
+                   SLUICE_SOURCE_DIR "/pipelines/training.yaml");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "training.yaml:26:11: error: no plugin declares step "
+                            "'warehouse_query'") != NULL,
+              "%s", r.err);
+    cr_expect_neq(access("/tmp/sluice-test-unused-store", F_OK), 0, "nothing was created");
+    result_free(&r);
+}
+
+Test(cli, the_example_pipeline_runs_end_to_end) {
+    char store[] = "/tmp/sluice-test-store-XXXXXX";
+    cr_assert_not_null(mkdtemp(store));
+    char arg[64];
+    snprintf(arg, sizeof(arg), "--store=%s", store);
+    result r = RUN(arg, "run", SLUICE_SOURCE_DIR "/pipelines/examples/word_stats.yaml", "-p",
+                   "top=3");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "step report done") != NULL, "%s", r.out);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", store);
+    cr_expect_eq(system(cmd), 0);
     result_free(&r);
 }

@@ -191,14 +191,18 @@ Test(pipeline, shell_steps_are_checked) {
                       "steps:\n"
                       "  a: {uses: shell, with: {cmd: ls}}\n"
                       "  b: {uses: shell, with: {run: [ls], outputs: [x]}}\n"
-                      "  c: {uses: shell, with: {run: ls, outputs: {o: 3}, env: {E: [1]}}}\n"),
+                      "  c: {uses: shell, with: {run: ls, outputs: {o: 3}, env: {E: [1]}}}\n"
+                      "  e: {uses: shell, with: {run: ls, outputs: {up: ../x, abs: /etc/x, ok: a/b}}}\n"),
                  -EINVAL);
     expect_diag(&D, 3, 27, "the shell step has no parameter 'cmd'");
     expect_diag(&D, 3, 13, "step 'a' uses shell but gives no 'run' command");
     expect_diag(&D, 4, 32, "'run' must be a string");
     expect_diag(&D, 4, 47, "'outputs' of a shell step must be a mapping");
-    expect_diag(&D, 5, 49, "output 'o' must be a file path");
+    expect_diag(&D, 5, 49, "output 'o' must be a file path inside the step's work folder");
     expect_diag(&D, 5, 62, "environment variable 'E' must be a scalar");
+    expect_diag(&D, 6, 50, "output 'up' must be a file path inside");
+    expect_diag(&D, 6, 61, "output 'abs' must be a file path inside");
+    cr_expect_eq(D.errors, 8, "%s", all_diags(&D));
 }
 
 static const char *fake_env(void *ud, const char *name) {

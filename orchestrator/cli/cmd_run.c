@@ -1,0 +1,95 @@
+/* cmd_run.c - sluice run FILE: load, bind, run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sched/run.h"
+
+int cmd_run(const cli_globals *g, int argc, char **argv) {
+    enum { OPT_NO_CACHE = 256, OPT_ONLY, OPT_FROM, OPT_RUNNER, OPT_DRY_RUN, OPT_JSON };
+    static const struct option longopts[] = {
+        {"param", required_argument, NULL, 'p'},
+        {"jobs", required_argument, NULL, 'j'},
+        {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+        {"only", required_argument, NULL, OPT_ONLY},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"runner", required_argument, NULL, OPT_RUNNER},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"json", no_argument, NULL, OPT_JSON},
+        {NULL, 0, NULL, 0},
+    };
+    cli_params ps = {0};
+    run_options o = {.store = g->store};
+    int c, bad = 0;
+    const char *later = NULL;
+    cli_getopt_begin();
+    while (!bad && (c = cli_getopt(argc, argv, ":p:j:", longopts)) != -1) {
+        char *end;
+        switch (c) {
+        case 'p':
+            bad = cli_params_add(&ps, optarg) != 0;
+            break;
+        case 'j':
+            o.jobs = (int)strtol(optarg, &end, 10);
+            if (*end || o.jobs < 1 || o.jobs > 4096) {
+                fprintf(stderr, "sluice run: --jobs takes a number from 1 to 4096, not '%s'\n",
+                        optarg);
+                bad = 1;
+            }
+            break;
+        case OPT_NO_CACHE:
+            break; /* nothing is cached yet: every step runs */
+        case OPT_JSON:
+            o.json = 1;
+            break;
+        case OPT_ONLY:
+        case OPT_FROM:
+            later = "--only and --from need the artifact store, which is not in this version yet";
+            break;
+        case OPT_DRY_RUN:
+            later = "--dry-run needs the metadata store and the cache, which are not in this "
+                    "version yet";
+            break;
+        case OPT_RUNNER:
+            if (strcmp(optarg, "slurm") == 0)
+                later = "the Slurm runner is not in this version yet";
+            else if (strcmp(optarg, "local") != 0) {
+                fprintf(stderr, "sluice run: --runner is local or slurm, not '%s'\n", optarg);
+                bad = 1;
+            }
+            break;
+        default:
+            bad = 1;
+        }
+    }
+    if (!bad && later) {
+        fprintf(stderr, "sluice run: %s\n", later);
+        bad = 1;
+    }
+    if (!bad && argc - optind != 1) {
+        fprintf(stderr, "sluice run: give exactly one pipeline file (see 'sluice run --help')\n");
+        bad = 1;
+    }
+    if (bad) {
+        cli_params_free(&ps);
+        return EXIT_BAD_INPUT;
+    }
+    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    pipeline *p = NULL;
+    int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
+    if (status == 0) {
+        o.exe = cli_exe_path();
+        status = run_pipeline(p, &o);
+    }
+    if (o.abandoned) {
+        /* A step's thread still runs plugin code: unloading it now would
+         * pull the code from under it. The process exits next. */
+        cli_params_free(&ps);
+        return status;
+    }
+    pipeline_free(p);
+    registry_free(&reg);
+    cli_params_free(&ps);
+    return status;
+}

@@ -1,0 +1,260 @@
+#include "host.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "pipeline/value_json.h"
+
+static host_ctx *ctx_of(sl_ctx *c) { return (host_ctx *)c; }
+
+/* A plugin asking for a parameter it did not declare is a plugin bug: say
+ * so in its log rather than crash or guess. */
+static const task_param *param(sl_ctx *c, const char *name, const char *as) {
+    host_ctx *h = ctx_of(c);
+    const task_param *p = name ? task_find_param(h->t, name) : NULL;
+    if (!p) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "the step asked for parameter '%s' (as %s), which it does not "
+                                   "declare",
+                 name ? name : "(null)", as);
+        h->sink.log(h->sink.ud, SL_LOG_ERROR, msg);
+    }
+    return p;
+}
+
+/* Copies text into the context's scratch space, under its lock. */
+static const char *keep(host_ctx *h, const char *s, size_t len) {
+    pthread_mutex_lock(&h->mu);
+    const char *copy = arena_strndup(&h->scratch, s, len);
+    pthread_mutex_unlock(&h->mu);
+    return copy;
+}
+
+static const char *scalar_text(host_ctx *h, const value *v) {
+    if (v->kind == VAL_STR)
+        return v->u.str.s;
+    if (v->kind == VAL_NULL)
+        return NULL;
+    buf b = BUF_INIT;
+    value_write_text(&b, v);
+    const char *s = buf_failed(&b) ? NULL : keep(h, b.data, b.len);
+    buf_free(&b);
+    return s;
+}
+
+static const char *h_param_str(sl_ctx *c, const char *name) {
+    const task_param *p = param(c, name, "a string");
+    return p ? scalar_text(ctx_of(c), p->value) : NULL;
+}
+
+static int64_t h_param_int(sl_ctx *c, const char *name) {
+    const task_param *p = param(c, name, "an integer");
+    if (!p)
+        return 0;
+    if (p->value->kind == VAL_INT)
+        return p->value->u.integer;
+    if (p->value->kind == VAL_FLOAT)
+        return (int64_t)p->value->u.real;
+    if (p->value->kind == VAL_BOOL)
+        return p->value->u.boolean;
+    if (p->value->kind == VAL_STR)
+        return strtoll(p->value->u.str.s, NULL, 10);
+    return 0;
+}
+
+static double h_param_f64(sl_ctx *c, const char *name) {
+    const task_param *p = param(c, name, "a number");
+    if (!p)
+        return 0;
+    if (p->value->kind == VAL_FLOAT)
+        return p->value->u.real;
+    if (p->value->kind == VAL_INT)
+        return (double)p->value->u.integer;
+    if (p->value->kind == VAL_STR)
+        return strtod(p->value->u.str.s, NULL);
+    return 0;
+}
+
+static int h_param_bool(sl_ctx *c, const char *name) {
+    const task_param *p = param(c, name, "a boolean");
+    if (!p)
+        return 0;
+    if (p->value->kind == VAL_BOOL)
+        return p->value->u.boolean;
+    if (p->value->kind == VAL_INT)
+        return p->value->u.integer != 0;
+    return 0;
+}
+
+static size_t h_param_list_len(sl_ctx *c, const char *name) {
+    const task_param *p = param(c, name, "a list");
+    if (!p || p->value->kind == VAL_NULL)
+        return 0;
+    return p->value->kind == VAL_LIST ? p->value->u.list.n : 1;
+}
+
+static const char *h_param_list_item(sl_ctx *c, const char *name, size_t i) {
+    const task_param *p = param(c, name, "a list");
+    if (!p)
+        return NULL;
+    const value *v = p->value;
+    if (v->kind != VAL_LIST)
+        return i == 0 ? scalar_text(ctx_of(c), v) : NULL;
+    return i < v->u.list.n ? scalar_text(ctx_of(c), v->u.list.items[i]) : NULL;
+}
+
+static const char *h_param_json(sl_ctx *c, const char *name) {
+    const task_param *p = param(c, name, "JSON");
+    if (!p)
+        return NULL;
+    buf b = BUF_INIT;
+    value_write_json(&b, p->value, 0);
+    const char *s = buf_failed(&b) ? NULL : keep(ctx_of(c), b.data, b.len);
+    buf_free(&b);
+    return s;
+}
+
+static const char *port_path(sl_ctx *c, const task_port *ports, size_t n, const char *name,
+                             const char *what) {
+    host_ctx *h = ctx_of(c);
+    const task_port *p = name ? task_find_port(ports, n, name) : NULL;
+    if (!p) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "the step asked for %s '%s', which it does not declare", what,
+                 name ? name : "(null)");
+        h->sink.log(h->sink.ud, SL_LOG_ERROR, msg);
+        return NULL;
+    }
+    return p->path;
+}
+
+static const char *h_input_path(sl_ctx *c, const char *name) {
+    const task *t = ctx_of(c)->t;
+    return port_path(c, t->inputs, t->n_inputs, name, "input");
+}
+
+static const char *h_output_path(sl_ctx *c, const char *name) {
+    const task *t = ctx_of(c)->t;
+    return port_path(c, t->outputs, t->n_outputs, name, "output");
+}
+
+static const char *h_work_dir(sl_ctx *c) { return ctx_of(c)->t->work_dir; }
+
+static void h_vlog(sl_ctx *c, int level, const char *fmt, va_list ap) {
+    host_ctx *h = ctx_of(c);
+    char small[512];
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    if (n >= 0 && (size_t)n >= sizeof(small)) {
+        char *big = malloc((size_t)n + 1);
+        if (big) {
+            vsnprintf(big, (size_t)n + 1, fmt, again);
+            h->sink.log(h->sink.ud, level, big);
+            free(big);
+            va_end(again);
+            return;
+        }
+    }
+    va_end(again);
+    if (n >= 0)
+        h->sink.log(h->sink.ud, level, small);
+}
+
+static void h_progress(sl_ctx *c, uint64_t done, uint64_t total) {
+    host_ctx *h = ctx_of(c);
+    h->sink.progress(h->sink.ud, done, total);
+}
+
+static void h_metric(sl_ctx *c, const char *key, double v, int64_t index) {
+    host_ctx *h = ctx_of(c);
+    if (key)
+        h->sink.metric(h->sink.ud, key, v, index);
+}
+
+static int h_cancelled(sl_ctx *c) { return atomic_load(&ctx_of(c)->cancel); }
+
+static int h_vfail(sl_ctx *c, const char *fmt, va_list ap) {
+    host_ctx *h = ctx_of(c);
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    pthread_mutex_lock(&h->mu);
+    free(h->failure);
+    h->failure = strdup(msg);
+    pthread_mutex_unlock(&h->mu);
+    return SL_EFAIL;
+}
+
+static const sl_host services = {
+    .size = sizeof(sl_host),
+    .abi_version = SL_ABI_VERSION,
+    .param_str = h_param_str,
+    .param_int = h_param_int,
+    .param_f64 = h_param_f64,
+    .param_bool = h_param_bool,
+    .param_list_len = h_param_list_len,
+    .param_list_item = h_param_list_item,
+    .param_json = h_param_json,
+    .input_path = h_input_path,
+    .output_path = h_output_path,
+    .work_dir = h_work_dir,
+    .vlog = h_vlog,
+    .progress = h_progress,
+    .metric = h_metric,
+    .cancelled = h_cancelled,
+    .vfail = h_vfail,
+};
+
+const sl_host *host_services(void) { return &services; }
+
+int host_ctx_init(host_ctx *c, const task *t, const task_sink *sink) {
+    memset(c, 0, sizeof(*c));
+    c->base.host = &services;
+    c->t = t;
+    c->sink = *sink;
+    atomic_init(&c->cancel, 0);
+    int rc = pthread_mutex_init(&c->mu, NULL);
+    return rc ? -rc : 0;
+}
+
+const char *sl_status_message(int status) {
+    switch (status) {
+    case SL_OK:
+        return "done";
+    case SL_EFAIL:
+        return "the step failed (it gave no reason)";
+    case SL_ECANCELLED:
+        return "the step stopped when asked to";
+    case SL_EINVAL:
+        return "the step reported an invalid argument";
+    case SL_ENOMEM:
+        return "the step ran out of memory";
+    case SL_EIO:
+        return "the step reported an I/O error";
+    default:
+        return "the step returned an unknown error code";
+    }
+}
+
+int host_ctx_run(host_ctx *c, const char **why) {
+    int rc = c->t->step->run(&c->base);
+    *why = NULL;
+    if (rc == SL_OK)
+        return rc;
+    if (rc > 0)
+        rc = SL_EFAIL; /* positive codes are not ours to interpret */
+    pthread_mutex_lock(&c->mu);
+    *why = c->failure ? c->failure : sl_status_message(rc);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void host_ctx_free(host_ctx *c) {
+    pthread_mutex_destroy(&c->mu);
+    arena_free(&c->scratch);
+    free(c->failure);
+    c->failure = NULL;
+}

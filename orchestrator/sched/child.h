@@ -1,0 +1,64 @@
+/* child.h - a child process on the libuv loop: its output read line by
+ * line, its whole process group killed on demand.
+ *
+ * Children start in a session of their own (setsid), so that a step's
+ * command and everything it starts form one process group: a timeout or
+ * an interrupt kills the group, and when the child itself exits any process
+ * it left behind in its group is killed too: nothing outlives its step. */
+#ifndef SLUICE_SCHED_CHILD_H
+#define SLUICE_SCHED_CHILD_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/buf.h"
+
+typedef struct child child;
+
+/* stream: 1 stdout, 2 stderr, 3 the event pipe. line excludes the newline;
+ * it is borrowed for the call. */
+typedef void (*child_line_cb)(child *c, int stream, const char *line, size_t len);
+
+/* Called once, after the process exited and every pipe is closed: the
+ * struct may be freed from here. term_signal is 0 unless a signal ended it. */
+typedef void (*child_done_cb)(child *c, int64_t exit_status, int term_signal);
+
+typedef struct child_options {
+    const char *file;
+    char **args;          /* NULL-terminated, args[0] the program's name */
+    char **env;           /* NULL: the parent's */
+    const char *cwd;
+    const char *input;    /* written to the child's stdin, then closed; may be NULL */
+    size_t input_len;
+    int events;           /* open fd 3 as a third output pipe */
+} child_options;
+
+struct child {
+    uv_process_t proc;
+    uv_pipe_t pipes[4]; /* stdin, stdout, stderr, events */
+    int pipe_open[4];
+    buf partial[4];     /* an unfinished line per output pipe */
+    uv_timer_t kill_timer;
+    uv_write_t write_req;
+    int open_handles;
+    int exited;
+    int64_t exit_status;
+    int term_signal;
+    int pid;
+    int spawn_error; /* a libuv error when the process could not start */
+    child_line_cb on_line;
+    child_done_cb on_done;
+    void *data; /* the owner's */
+};
+
+/* Starts the child. on_done comes exactly once in every case, also when the
+ * spawn fails (then spawn_error holds the libuv error): until it does, c and
+ * o->input must stay valid. */
+void child_spawn(child *c, uv_loop_t *loop, const child_options *o, child_line_cb on_line,
+                child_done_cb on_done, void *data);
+
+/* Sends SIGTERM to the child's group, then SIGKILL after grace_ms (0: at
+ * once). Safe to call again, and after exit. */
+void child_kill(child *c, unsigned grace_ms);
+
+#endif

@@ -1,0 +1,32 @@
+/* run.h - running a bound pipeline on a libuv loop.
+ *
+ * Steps whose inputs are ready start at once, up to 'jobs' at a time:
+ * plugin steps in-process on libuv's thread pool, or (isolation: process)
+ * in a child 'sluice exec' that reports back over a pipe; shell steps as a
+ * child /bin/sh. A failure skips exactly the steps downstream of it while
+ * independent branches finish; failed attempts are retried after an
+ * exponential backoff; a step past its timeout is stopped (a child killed,
+ * an in-process step asked through sl_cancelled()); SIGINT or SIGTERM
+ * cancels the run cleanly. */
+#ifndef SLUICE_SCHED_RUN_H
+#define SLUICE_SCHED_RUN_H
+
+#include "pipeline/pipeline.h"
+
+typedef struct run_options {
+    const char *store; /* the store folder; runs go under store/runs/ */
+    const char *exe;   /* the sluice binary, for 'sluice exec' children */
+    int jobs;          /* 0: settings.jobs, else the machine's cores */
+    int json;          /* JSON event lines on stdout */
+    /* Set on return when an in-process step that ignored cancellation is
+     * still running on a thread: the caller must then neither free the
+     * pipeline nor unload plugins, and should exit promptly. */
+    int abandoned;
+} run_options;
+
+/* Runs p (bound with pipeline_bind()). Returns the exit status of the CLI
+ * contract: 0 all done, 1 a step failed, 130 interrupted; 2 when the run
+ * could not start (reported on stderr). */
+int run_pipeline(pipeline *p, run_options *o);
+
+#endif

@@ -1,0 +1,449 @@
+#include "registry.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/buf.h"
+#include "orchestrator/exec/host.h"
+
+const char *sl_param_kind_name(int kind) {
+    switch (kind) {
+    case SL_PARAM_STRING:
+        return "string";
+    case SL_PARAM_INT:
+        return "integer";
+    case SL_PARAM_FLOAT:
+        return "number";
+    case SL_PARAM_BOOL:
+        return "boolean";
+    case SL_PARAM_LIST:
+        return "list";
+    case SL_PARAM_JSON:
+        return "json";
+    default:
+        return "unknown";
+    }
+}
+
+static int ident_ok(const char *s) {
+    if (!s || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+        return 0;
+    size_t n = 0;
+    for (; *s; s++, n++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return 0;
+    return n <= 64;
+}
+
+static int type_ok(const char *s) {
+    if (!s || !*s)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* Step names follow step ids, so that 'uses: x' reads like the rest. */
+static int step_name_ok(const char *s) {
+    if (!s || !*s || strlen(s) > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* Counts a NULL-name-terminated array, refusing a runaway one. */
+#define MAX_ENTRIES 256
+#define COUNT_ENTRIES(arr, n)                                                                \
+    do {                                                                                     \
+        n = 0;                                                                               \
+        if (arr)                                                                             \
+            while (n <= MAX_ENTRIES && (arr)[n].name)                                        \
+                n++;                                                                         \
+    } while (0)
+
+typedef struct refusal {
+    buf why;
+} refusal;
+
+static int refuse(refusal *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int refuse(refusal *f, const char *fmt, ...) {
+    if (f->why.len)
+        return -EINVAL; /* the first reason is the one to fix first */
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[512];
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    buf_puts(&f->why, tmp);
+    return -EINVAL;
+}
+
+static int check_ports(refusal *f, const sl_step *st, const sl_port *ports, const char *what,
+                       size_t *count) {
+    size_t n;
+    COUNT_ENTRIES(ports, n);
+    if (n > MAX_ENTRIES)
+        return refuse(f, "step '%s' declares more than %d %s (is its array terminated?)",
+                      st->name, MAX_ENTRIES, what);
+    for (size_t i = 0; i < n; i++) {
+        if (!ident_ok(ports[i].name))
+            return refuse(f, "step '%s' has an %s named '%s': use letters, digits and '_'",
+                          st->name, what, ports[i].name);
+        if (!type_ok(ports[i].type))
+            return refuse(f, "step '%s': %s '%s' has no valid type (use [a-z0-9_]+, or \"any\")",
+                          st->name, what, ports[i].name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(ports[i].name, ports[j].name) == 0)
+                return refuse(f, "step '%s' declares %s '%s' twice", st->name, what,
+                              ports[i].name);
+    }
+    *count = n;
+    return 0;
+}
+
+/* Whether a parsed default fits a parameter's kind. */
+static int default_fits(int kind, const value *v) {
+    switch (kind) {
+    case SL_PARAM_STRING:
+        return v->kind != VAL_LIST && v->kind != VAL_MAP;
+    case SL_PARAM_INT:
+        return v->kind == VAL_INT;
+    case SL_PARAM_FLOAT:
+        return v->kind == VAL_INT || v->kind == VAL_FLOAT;
+    case SL_PARAM_BOOL:
+        return v->kind == VAL_BOOL;
+    case SL_PARAM_LIST:
+        return v->kind == VAL_LIST;
+    default:
+        return 1;
+    }
+}
+
+static int check_params(plugin_registry *r, refusal *f, const sl_step *st, plugin_step *ps) {
+    size_t n;
+    COUNT_ENTRIES(st->params, n);
+    if (n > MAX_ENTRIES)
+        return refuse(f, "step '%s' declares more than %d parameters (is its array terminated?)",
+                      st->name, MAX_ENTRIES);
+    ps->defaults = arena_calloc(&r->arena, n + 1, sizeof(value *));
+    if (!ps->defaults)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const sl_param *p = &st->params[i];
+        if (!ident_ok(p->name))
+            return refuse(f, "step '%s' has a parameter named '%s': use letters, digits and '_'",
+                          st->name, p->name);
+        if (p->kind < SL_PARAM_STRING || p->kind > SL_PARAM_JSON)
+            return refuse(f, "step '%s': parameter '%s' has unknown kind %d", st->name, p->name,
+                          (int)p->kind);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p->name, st->params[j].name) == 0)
+                return refuse(f, "step '%s' declares parameter '%s' twice", st->name, p->name);
+        if (!p->default_value)
+            continue;
+        char err[256];
+        value *v;
+        int rc = value_parse(&r->arena, p->default_value, &v, err, sizeof(err));
+        if (rc == -ENOMEM)
+            return rc;
+        if (rc)
+            return refuse(f, "step '%s': the default of parameter '%s' is not YAML: %s",
+                          st->name, p->name, err);
+        if (!default_fits(p->kind, v))
+            return refuse(f, "step '%s': the default '%s' of parameter '%s' is not of kind %s",
+                          st->name, p->default_value, p->name, sl_param_kind_name(p->kind));
+        ps->defaults[i] = v;
+    }
+    ps->n_params = n;
+    return 0;
+}
+
+/* Checks the descriptor and every step; fills steps[0..n) on success. */
+static int check_plugin(plugin_registry *r, refusal *f, const sl_plugin *d, plugin_step *steps) {
+    if (!d->name || !*d->name)
+        return refuse(f, "the plugin has no name");
+    if (!d->steps || d->n_steps == 0)
+        return refuse(f, "plugin '%s' declares no steps", d->name);
+    if (d->n_steps > MAX_ENTRIES)
+        return refuse(f, "plugin '%s' declares %zu steps, more than %d", d->name, d->n_steps,
+                      MAX_ENTRIES);
+    for (size_t i = 0; i < d->n_steps; i++) {
+        const sl_step *st = &d->steps[i];
+        plugin_step *ps = &steps[i];
+        if (!step_name_ok(st->name))
+            return refuse(f, "plugin '%s' has a step named '%s': use a-z, 0-9, '_' and '-'",
+                          d->name, st->name ? st->name : "(null)");
+        if (!st->run)
+            return refuse(f, "step '%s' has no run function", st->name);
+        if (!st->version || !*st->version)
+            return refuse(f, "step '%s' has no version", st->name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(st->name, d->steps[j].name) == 0)
+                return refuse(f, "plugin '%s' declares step '%s' twice", d->name, st->name);
+        ps->step = st;
+        int rc;
+        if ((rc = check_ports(f, st, st->inputs, "input", &ps->n_inputs)) ||
+            (rc = check_ports(f, st, st->outputs, "output", &ps->n_outputs)) ||
+            (rc = check_params(r, f, st, ps)))
+            return rc;
+    }
+    return 0;
+}
+
+static void report(diag_list *d, const char *path, const char *why) {
+    diag_add(d, DIAG_ERROR, path, 0, 0, "plugin refused: %s", why);
+}
+
+int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
+                       const plugin_lib **out) {
+    *out = NULL;
+    char real[PATH_MAX];
+    if (!realpath(path, real)) {
+        diag_add(d, DIAG_ERROR, path, 0, 0, "cannot load plugin: %s", strerror(errno));
+        return 0;
+    }
+    uint32_t idx;
+    if (hmap_get(&r->by_path, real, strlen(real), &idx)) {
+        *out = r->libs[idx];
+        return 0;
+    }
+    dlerror();
+    void *h = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        diag_add(d, DIAG_ERROR, path, 0, 0, "cannot load plugin: %s", e ? e : "dlopen failed");
+        return 0;
+    }
+    refusal f = {BUF_INIT};
+    plugin_step *steps = NULL;
+    plugin_lib *lib = NULL;
+    int rc = 0;
+    /* dlsym gives a data pointer; POSIX guarantees it converts to a function. */
+    void *sym = dlsym(h, SL_PLUGIN_ENTRY_NAME);
+    sl_plugin_entry entry;
+    memcpy(&entry, &sym, sizeof(entry));
+    const sl_plugin *desc = sym ? entry() : NULL;
+    if (!sym) {
+        refuse(&f, "not a sluice plugin: it exports no %s() (write SL_PLUGIN_DEFINE)",
+               SL_PLUGIN_ENTRY_NAME);
+    } else if (!desc) {
+        refuse(&f, "%s() returned no descriptor", SL_PLUGIN_ENTRY_NAME);
+    } else if (desc->abi_version >> 16 != SL_ABI_MAJOR) {
+        refuse(&f, "built for plugin ABI %u.%u; this sluice speaks %d.%d (rebuild it)",
+               desc->abi_version >> 16, desc->abi_version & 0xFFFF, SL_ABI_MAJOR, SL_ABI_MINOR);
+    } else if ((desc->abi_version & 0xFFFF) > SL_ABI_MINOR) {
+        refuse(&f, "needs plugin ABI %u.%u, newer than this sluice's %d.%d (upgrade sluice)",
+               desc->abi_version >> 16, desc->abi_version & 0xFFFF, SL_ABI_MAJOR, SL_ABI_MINOR);
+    } else if (desc->size < offsetof(sl_plugin, init)) {
+        refuse(&f, "its descriptor is %u bytes, too small for ABI %d", desc->size, SL_ABI_MAJOR);
+    } else if (!desc->signature || strcmp(desc->signature, SL_BUILD_SIGNATURE) != 0) {
+        refuse(&f, "built as '%s', not as this sluice's '%s'",
+               desc->signature ? desc->signature : "(no signature)", SL_BUILD_SIGNATURE);
+    }
+    if (!f.why.len) {
+        lib = arena_calloc(&r->arena, 1, sizeof(*lib));
+        if (!lib) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        /* Take what the plugin was built with; newer fields stay zero. */
+        memcpy(&lib->desc, desc, desc->size < sizeof(lib->desc) ? desc->size : sizeof(lib->desc));
+        steps = calloc(lib->desc.n_steps ? lib->desc.n_steps : 1, sizeof(*steps));
+        if (!steps) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        rc = check_plugin(r, &f, &lib->desc, steps);
+        if (rc == -ENOMEM)
+            goto out;
+        rc = 0;
+    }
+    for (size_t i = 0; !f.why.len && i < lib->desc.n_steps; i++) {
+        const plugin_step *other = registry_find(r, steps[i].step->name);
+        if (other)
+            refuse(&f, "step '%s' is already declared by %s", steps[i].step->name,
+                   other->lib->path);
+    }
+    if (!f.why.len && lib->desc.init) {
+        char err[512] = "";
+        if (lib->desc.init(host_services(), err, sizeof(err)) != 0)
+            refuse(&f, "its init failed: %s", err[0] ? err : "(no message)");
+        else
+            lib->inited = 1;
+    }
+    if (f.why.len) {
+        report(d, path, buf_str(&f.why));
+        goto out;
+    }
+    /* Accepted: register the file and its steps. */
+    lib->handle = h;
+    lib->path = arena_strdup(&r->arena, path);
+    char *key = arena_strdup(&r->arena, real);
+    plugin_lib **libs = realloc(r->libs, (r->n_libs + 1) * sizeof(*libs));
+    if (!lib->path || !key || !libs) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    r->libs = libs;
+    if (r->n_steps + lib->desc.n_steps > r->cap_steps) {
+        size_t cap = (r->n_steps + lib->desc.n_steps) * 2;
+        plugin_step *grown = realloc(r->steps, cap * sizeof(*grown));
+        if (!grown) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        r->steps = grown;
+        r->cap_steps = cap;
+    }
+    if (hmap_put(&r->by_path, key, strlen(key), (uint32_t)r->n_libs, NULL) < 0) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    r->libs[r->n_libs++] = lib;
+    for (size_t i = 0; i < lib->desc.n_steps; i++) {
+        steps[i].lib = lib;
+        r->steps[r->n_steps] = steps[i];
+        const char *name = steps[i].step->name;
+        if (hmap_put(&r->by_name, name, strlen(name), (uint32_t)r->n_steps, NULL) < 0) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        r->n_steps++;
+    }
+    free(steps);
+    buf_free(&f.why);
+    *out = lib;
+    return 0;
+out:
+    if (lib && lib->inited && lib->desc.teardown)
+        lib->desc.teardown();
+    free(steps);
+    buf_free(&f.why);
+    dlclose(h);
+    return rc;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int registry_load_dir(plugin_registry *r, const char *dir, int optional, diag_list *d) {
+    DIR *dh = opendir(dir);
+    if (!dh) {
+        if (!optional || errno != ENOENT)
+            diag_add(d, DIAG_ERROR, dir, 0, 0, "cannot read plugin folder: %s", strerror(errno));
+        return 0;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(dh))) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **grown = realloc(names, cap * sizeof(*names));
+            if (!grown) {
+                rc = -ENOMEM;
+                break;
+            }
+            names = grown;
+        }
+        if (!(names[n] = malloc(strlen(dir) + len + 2))) {
+            rc = -ENOMEM;
+            break;
+        }
+        sprintf(names[n++], "%s/%s", dir, e->d_name);
+    }
+    closedir(dh);
+    if (rc == 0)
+        qsort(names, n, sizeof(*names), by_name);
+    for (size_t i = 0; i < n; i++) {
+        const plugin_lib *lib;
+        if (rc == 0)
+            rc = registry_load_file(r, names[i], d, &lib);
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+int registry_load_default(plugin_registry *r, const char *exe_dir, diag_list *d) {
+    int rc = 0;
+    const char *env = getenv("SLUICE_PLUGIN_PATH");
+    if (env && *env) {
+        char *copy = strdup(env);
+        if (!copy)
+            return -ENOMEM;
+        char *save = NULL;
+        for (char *dir = strtok_r(copy, ":", &save); dir && rc == 0;
+             dir = strtok_r(NULL, ":", &save))
+            rc = registry_load_dir(r, dir, 0, d);
+        free(copy);
+    }
+    if (exe_dir && rc == 0) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/plugins", exe_dir);
+        rc = registry_load_dir(r, path, 1, d);
+        snprintf(path, sizeof(path), "%s/../lib/sluice/plugins", exe_dir);
+        if (rc == 0)
+            rc = registry_load_dir(r, path, 1, d);
+    }
+    return rc;
+}
+
+const plugin_step *registry_find(const plugin_registry *r, const char *name) {
+    uint32_t idx;
+    return hmap_get(&r->by_name, name, strlen(name), &idx) ? &r->steps[idx] : NULL;
+}
+
+const sl_param *plugin_step_param(const plugin_step *s, const char *name, size_t *index) {
+    for (size_t i = 0; i < s->n_params; i++)
+        if (strcmp(s->step->params[i].name, name) == 0) {
+            if (index)
+                *index = i;
+            return &s->step->params[i];
+        }
+    return NULL;
+}
+
+static const sl_port *find_port(const sl_port *ports, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ports[i].name, name) == 0)
+            return &ports[i];
+    return NULL;
+}
+
+const sl_port *plugin_step_input(const plugin_step *s, const char *name) {
+    return find_port(s->step->inputs, s->n_inputs, name);
+}
+
+const sl_port *plugin_step_output(const plugin_step *s, const char *name) {
+    return find_port(s->step->outputs, s->n_outputs, name);
+}
+
+void registry_free(plugin_registry *r) {
+    for (size_t i = r->n_libs; i-- > 0;) {
+        plugin_lib *lib = r->libs[i];
+        if (lib->inited && lib->desc.teardown)
+            lib->desc.teardown();
+        dlclose(lib->handle);
+    }
+    free(r->libs);
+    free(r->steps);
+    hmap_free(&r->by_name);
+    hmap_free(&r->by_path);
+    arena_free(&r->arena);
+    *r = (plugin_registry)PLUGIN_REGISTRY_INIT;
+}

@@ -1,0 +1,77 @@
+/* registry.h - step plugins found, loaded and checked.
+ *
+ * A registry loads plugins from folders (every *.so in them, in name order)
+ * or single files, with dlopen(RTLD_NOW | RTLD_LOCAL). Before following any
+ * pointer of a plugin's descriptor it checks the ABI version, the size and
+ * the build signature; then every step's name, ports and parameter schema.
+ * A plugin that fails any check is refused whole, with a diagnostic naming
+ * its file and the reason; the others still load. A step name declared
+ * twice (by one plugin or two) refuses the later plugin. */
+#ifndef SLUICE_PLUGINS_REGISTRY_H
+#define SLUICE_PLUGINS_REGISTRY_H
+
+#include <sluice/plugin.h>
+#include <stddef.h>
+
+#include "core/arena.h"
+#include "core/diag.h"
+#include "core/hmap.h"
+#include "pipeline/value.h"
+
+typedef struct plugin_lib {
+    char *path;   /* as found */
+    void *handle; /* dlopen's */
+    sl_plugin desc; /* the plugin's descriptor, zero-filled past its size */
+    int inited;   /* init succeeded: teardown is owed */
+} plugin_lib;
+
+/* One step of a loaded plugin, with its parameter defaults parsed. */
+typedef struct plugin_step {
+    const sl_step *step; /* the plugin's static data */
+    const plugin_lib *lib;
+    value **defaults; /* per param, NULL where none; in the registry's arena */
+    size_t n_inputs, n_outputs, n_params;
+} plugin_step;
+
+typedef struct plugin_registry {
+    arena arena;
+    plugin_lib **libs;
+    size_t n_libs;
+    plugin_step *steps;
+    size_t n_steps, cap_steps;
+    hmap by_name; /* step name -> index in steps */
+    hmap by_path; /* real path of a loaded file -> index in libs */
+} plugin_registry;
+
+#define PLUGIN_REGISTRY_INIT {ARENA_INIT, NULL, 0, NULL, 0, 0, HMAP_INIT, HMAP_INIT}
+
+/* Loads every *.so in dir. A missing folder is not an error when optional
+ * is set (the default search path), and one when not (a pipeline's own
+ * 'plugins' folders). Refusals go to d as errors. Returns 0 or -ENOMEM. */
+int registry_load_dir(plugin_registry *r, const char *dir, int optional, diag_list *d);
+
+/* Loads one file. Returns 0 with *lib (NULL when refused, reported in d), or
+ * -ENOMEM. Loading the same file twice returns the first load. */
+int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
+                       const plugin_lib **lib);
+
+/* Loads the default search path: $SLUICE_PLUGIN_PATH (':'-separated), then
+ * the plugins installed beside the sluice binary (exe_dir/plugins in a build
+ * tree, exe_dir/../lib/sluice/plugins when installed). exe_dir may be NULL. */
+int registry_load_default(plugin_registry *r, const char *exe_dir, diag_list *d);
+
+/* The step called name, or NULL. */
+const plugin_step *registry_find(const plugin_registry *r, const char *name);
+
+/* A step's parameter and port by name, or NULL. */
+const sl_param *plugin_step_param(const plugin_step *s, const char *name, size_t *index);
+const sl_port *plugin_step_input(const plugin_step *s, const char *name);
+const sl_port *plugin_step_output(const plugin_step *s, const char *name);
+
+/* Runs teardowns, closes every plugin and frees the registry. */
+void registry_free(plugin_registry *r);
+
+/* The name of a parameter kind: "string", "integer", ... */
+const char *sl_param_kind_name(int kind);
+
+#endif

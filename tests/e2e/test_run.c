@@ -1,0 +1,461 @@
+/* End-to-end tests of 'sluice run': the real binary on real pipelines, with
+ * shell steps and the test plugins (tests/plugins). */
+#include <bson/bson.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runner.h"
+
+static char dir[64];
+static char store_arg[128];
+static char plugin_path[512];
+
+static void setup(void) {
+    snprintf(dir, sizeof(dir), "/tmp/sluice-run-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(store_arg, sizeof(store_arg), "--store=%s/store", dir);
+    snprintf(plugin_path, sizeof(plugin_path), "SLUICE_PLUGIN_PATH=%s/good", SLUICE_TEST_PLUGINS);
+    run_env[0] = plugin_path;
+    run_env[1] = NULL;
+}
+
+static void teardown(void) {
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+TestSuite(run, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Writes dir/name with text, where every "@" stands for dir. */
+static char *write_pipeline(const char *name, const char *text) {
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (const char *p = text; *p; p++)
+        if (*p == '@')
+            fputs(dir, f);
+        else
+            fputc(*p, f);
+    fclose(f);
+    return path;
+}
+
+static void nap_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The value of field in the JSON event `event` about step (NULL: any). */
+static char *event_field(const char *out, const char *event, const char *step, const char *field) {
+    static char value[1024];
+    const char *line = out;
+    while (line && *line) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        bson_error_t err;
+        bson_t *doc = bson_new_from_json((const uint8_t *)line, (ssize_t)len, &err);
+        cr_assert_not_null(doc, "not a JSON line: %.*s", (int)len, line);
+        bson_iter_t it;
+        int match = bson_iter_init_find(&it, doc, "event") &&
+                    strcmp(bson_iter_utf8(&it, NULL), event) == 0;
+        if (match && step)
+            match = bson_iter_init_find(&it, doc, "step") &&
+                    strcmp(bson_iter_utf8(&it, NULL), step) == 0;
+        if (match && bson_iter_init_find(&it, doc, field)) {
+            if (BSON_ITER_HOLDS_UTF8(&it))
+                snprintf(value, sizeof(value), "%s", bson_iter_utf8(&it, NULL));
+            else
+                snprintf(value, sizeof(value), "%lld", (long long)bson_iter_as_int64(&it));
+            bson_destroy(doc);
+            return value;
+        }
+        bson_destroy(doc);
+        line = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+static int count_events(const char *out, const char *event) {
+    char needle[64];
+    snprintf(needle, sizeof(needle), "\"event\" : \"%s\"", event);
+    int n = 0;
+    for (const char *p = strstr(out, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+#define expect_status(out, step, status)                                                     \
+    do {                                                                                     \
+        const char *got_ = event_field((out), "step_finished", (step), "status");            \
+        cr_expect(got_ && strcmp(got_, (status)) == 0, "step %s: expected %s, got %s", (step), \
+                  (status), got_ ? got_ : "(no event)");                                     \
+    } while (0)
+
+static double read_number(const char *path) {
+    FILE *f = fopen(path, "r");
+    double v = -1;
+    if (f) {
+        if (fscanf(f, "%lf", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+Test(run, parallel_branches_overlap_in_time) {
+    char *p = write_pipeline("par.yaml",
+                             "pipeline: par\n"
+                             "steps:\n"
+                             "  left:\n"
+                             "    uses: shell\n"
+                             "    with: {run: 'date +%s.%N > @/l0; sleep 0.4; date +%s.%N > @/l1'}\n"
+                             "  right:\n"
+                             "    uses: shell\n"
+                             "    with: {run: 'date +%s.%N > @/r0; sleep 0.4; date +%s.%N > @/r1'}\n");
+    result r = RUN(store_arg, "run", p, "--jobs", "2", "--json");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    char path[256];
+    double t[4];
+    const char *names[] = {"l0", "l1", "r0", "r1"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        t[i] = read_number(path);
+        cr_assert_gt(t[i], 0);
+    }
+    cr_expect_lt(t[2], t[1], "right started after left ended: no overlap");
+    cr_expect_lt(t[0], t[3], "left started after right ended: no overlap");
+    result_free(&r);
+}
+
+Test(run, jobs_1_runs_one_at_a_time) {
+    char *p = write_pipeline("seq.yaml",
+                             "pipeline: seq\n"
+                             "steps:\n"
+                             "  a: {uses: shell, with: {run: 'date +%s.%N > @/a0; sleep 0.2; date +%s.%N > @/a1'}}\n"
+                             "  b: {uses: shell, with: {run: 'date +%s.%N > @/b0; sleep 0.2; date +%s.%N > @/b1'}}\n");
+    result r = RUN(store_arg, "run", p, "-j", "1");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    char a1[256], b0[256];
+    snprintf(a1, sizeof(a1), "%s/a1", dir);
+    snprintf(b0, sizeof(b0), "%s/b0", dir);
+    cr_expect_leq(read_number(a1), read_number(b0));
+    result_free(&r);
+}
+
+Test(run, a_failure_skips_exactly_its_descendants) {
+    char *p = write_pipeline("fail.yaml",
+                             "pipeline: fail\n"
+                             "steps:\n"
+                             "  a: {uses: shell, with: {run: 'echo a > out', outputs: {o: out}}}\n"
+                             "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'echo broken >&2; exit 3'}}\n"
+                             "  c: {uses: shell, after: [b], with: {run: 'true'}}\n"
+                             "  c2: {uses: shell, after: [c], with: {run: 'true'}}\n"
+                             "  d: {uses: shell, inputs: {i: a.o}, with: {run: 'true'}}\n"
+                             "  e: {uses: fail, with: {reason: 'bad input'}}\n"
+                             "  f: {uses: noop}\n");
+    result r = RUN(store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    expect_status(r.out, "a", "done");
+    expect_status(r.out, "b", "failed");
+    expect_status(r.out, "c", "skipped");
+    expect_status(r.out, "c2", "skipped");
+    expect_status(r.out, "d", "done");
+    expect_status(r.out, "e", "failed");
+    expect_status(r.out, "f", "done");
+    const char *why = event_field(r.out, "step_finished", "b", "error");
+    cr_expect(why && strcmp(why, "the command exited with status 3") == 0, "%s", why);
+    why = event_field(r.out, "step_finished", "e", "error");
+    cr_expect(why && strcmp(why, "failed on purpose: bad input") == 0, "%s", why);
+    why = event_field(r.out, "step_finished", "c2", "error");
+    cr_expect(why && strstr(why, "upstream step 'b' failed"), "%s", why);
+    cr_expect_str_eq(event_field(r.out, "run_finished", NULL, "status"), "failed");
+    result_free(&r);
+}
+
+Test(run, a_flaky_step_is_retried_with_backoff) {
+    char *p = write_pipeline("flaky.yaml",
+                             "pipeline: flaky\n"
+                             "steps:\n"
+                             "  flaky:\n"
+                             "    uses: shell\n"
+                             "    with: {run: 'n=$(cat @/count 2>/dev/null || echo 0); echo $((n+1)) > @/count; "
+                             "test $n -ge 2'}\n"
+                             "    retries: {max: 3, backoff: 100ms}\n");
+    double t0 = now();
+    result r = RUN(store_arg, "run", p, "--json");
+    double took = now() - t0;
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    expect_status(r.out, "flaky", "done");
+    cr_expect_str_eq(event_field(r.out, "step_finished", "flaky", "attempts"), "3");
+    cr_expect_eq(count_events(r.out, "step_retry"), 2);
+    cr_expect_str_eq(event_field(r.out, "step_retry", "flaky", "delay_ms"), "100");
+    cr_expect_geq(took, 0.3, "backoff 100ms then 200ms: the run took %.3fs", took);
+    result_free(&r);
+}
+
+Test(run, retries_give_up_after_max) {
+    char *p = write_pipeline("never.yaml",
+                             "pipeline: never\n"
+                             "settings: {retries: {max: 2, backoff: 10ms}}\n"
+                             "steps:\n  never: {uses: shell, with: {run: 'exit 1'}}\n");
+    result r = RUN(store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 1);
+    cr_expect_str_eq(event_field(r.out, "step_finished", "never", "attempts"), "3");
+    result_free(&r);
+}
+
+Test(run, a_timeout_stops_a_sleep_60_step_within_a_second) {
+    char *p = write_pipeline("timeout.yaml",
+                             "pipeline: timeout\n"
+                             "steps:\n"
+                             "  stuck: {uses: shell, with: {run: 'sleep 60'}, timeout: 1s}\n");
+    double t0 = now();
+    result r = RUN(store_arg, "run", p, "--json");
+    double took = now() - t0;
+    cr_expect_eq(r.status, 1);
+    cr_expect_lt(took, 2.0, "the run took %.2fs for a 1s timeout", took);
+    cr_expect_geq(took, 1.0);
+    const char *why = event_field(r.out, "step_finished", "stuck", "error");
+    cr_expect(why && strncmp(why, "timed out after 1s", 18) == 0, "%s", why);
+    result_free(&r);
+}
+
+Test(run, an_in_process_step_is_asked_to_stop_at_its_timeout) {
+    char *p = write_pipeline("coop.yaml",
+                             "pipeline: coop\n"
+                             "steps:\n"
+                             "  nap: {uses: sleep, with: {ms: 20000}, timeout: 300ms}\n");
+    double t0 = now();
+    result r = RUN(store_arg, "run", p, "--json");
+    double took = now() - t0;
+    cr_expect_eq(r.status, 1);
+    cr_expect_lt(took, 1.5, "took %.2fs", took);
+    const char *why = event_field(r.out, "step_finished", "nap", "error");
+    cr_expect(why && strcmp(why, "timed out after 300ms; the step stopped when asked to") == 0,
+              "%s", why);
+    result_free(&r);
+}
+
+Test(run, sigint_exits_130_and_leaves_no_orphan) {
+    char *p = write_pipeline("sig.yaml",
+                             "pipeline: sig\n"
+                             "steps:\n"
+                             "  long: {uses: shell, with: {run: 'echo $$ > @/pid; exec sleep 60'}}\n"
+                             "  nap: {uses: sleep, with: {ms: 60000}}\n"
+                             "  later: {uses: shell, after: [long], with: {run: 'true'}}\n");
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        putenv(plugin_path);
+        execl(SLUICE_BIN, "sluice", store_arg, "run", p, NULL);
+        _exit(127);
+    }
+    char pid_path[256];
+    snprintf(pid_path, sizeof(pid_path), "%s/pid", dir);
+    double t0 = now();
+    double child = -1;
+    while (now() - t0 < 10 && (child = read_number(pid_path)) <= 0)
+        nap_ms(20);
+    cr_assert_gt(child, 0, "the step never started");
+    nap_ms(100);
+    kill(pid, SIGINT);
+    int ws;
+    waitpid(pid, &ws, 0);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 130, "status %d", ws);
+    cr_expect_lt(now() - t0, 8.0);
+    errno = 0;
+    cr_expect_eq(kill((pid_t)child, 0), -1, "the step's process %d outlived the run", (int)child);
+    cr_expect_eq(errno, ESRCH);
+}
+
+Test(run, a_crashing_plugin_in_its_own_process_is_reported_and_the_run_goes_on) {
+    char *p = write_pipeline("crash.yaml",
+                             "pipeline: crash\n"
+                             "steps:\n"
+                             "  boom: {uses: crash, isolation: process}\n"
+                             "  fine: {uses: emit, with: {text: still here}, isolation: process}\n"
+                             "  next: {uses: echo, inputs: {in: fine.out}}\n");
+    /* Under AddressSanitizer, let the segfault be a segfault, not a report. */
+    run_env[1] = "ASAN_OPTIONS=handle_segv=0:detect_leaks=1";
+    result r = RUN(store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    expect_status(r.out, "boom", "failed");
+    expect_status(r.out, "fine", "done");
+    expect_status(r.out, "next", "done");
+    const char *why = event_field(r.out, "step_finished", "boom", "error");
+    cr_expect(why && strcmp(why, "crashed: killed by SIGSEGV (Segmentation fault)") == 0, "%s", why);
+    result_free(&r);
+}
+
+Test(run, plugin_steps_pass_files_along_in_and_out_of_process) {
+    char *p = write_pipeline("chain.yaml",
+                             "pipeline: chain\n"
+                             "steps:\n"
+                             "  say: {uses: emit, with: {text: the cat and the hat}}\n"
+                             "  quote: {uses: echo, inputs: {in: say.out}, with: {prefix: 'q: '}, isolation: process}\n"
+                             "  words: {uses: wordcount, inputs: {text: quote.out}, with: {top: 2}}\n"
+                             "  show: {uses: shell, inputs: {counts: words.counts},\n"
+                             "         with: {run: 'cp \"$SLUICE_INPUT_counts\" @/result'}}\n");
+    result r = RUN(store_arg, "run", p, "--json");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/result", dir);
+    char *text = slurp(path);
+    cr_expect_str_eq(text, "the\t2\nand\t1\n");
+    free(text);
+    cr_expect_str_eq(event_field(r.out, "step_metric", "say", "key"), "bytes");
+    cr_expect_str_eq(event_field(r.out, "step_metric", "words", "key"), "distinct_words");
+    result_free(&r);
+}
+
+Test(run, a_shell_step_that_does_not_write_its_output_fails) {
+    char *p = write_pipeline("noout.yaml",
+                             "pipeline: noout\n"
+                             "steps:\n"
+                             "  lazy: {uses: shell, with: {run: 'true', outputs: {report: report.txt}}}\n");
+    result r = RUN(store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 1);
+    const char *why = event_field(r.out, "step_finished", "lazy", "error");
+    cr_expect(why && strstr(why, "it did not write its output 'report'"), "%s", why);
+    result_free(&r);
+}
+
+Test(run, shell_steps_see_their_environment) {
+    char *p = write_pipeline("env.yaml",
+                             "pipeline: env\n"
+                             "params: {greeting: hi}\n"
+                             "steps:\n"
+                             "  env:\n"
+                             "    uses: shell\n"
+                             "    with:\n"
+                             "      run: 'echo \"$SLUICE_STEP $GREETING $SLUICE_ATTEMPT\" > @/env.txt'\n"
+                             "      env: {GREETING: '${params.greeting} there'}\n");
+    result r = RUN(store_arg, "run", p, "-p", "greeting=hello");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/env.txt", dir);
+    char *text = slurp(path);
+    cr_expect_str_eq(text, "env hello there 1\n");
+    free(text);
+    cr_expect(strstr(r.out, "step env done in") != NULL, "plain lines: %s", r.out);
+    result_free(&r);
+}
+
+Test(run, json_progress_events_are_rate_limited) {
+    char *p = write_pipeline("prog.yaml",
+                             "pipeline: prog\nsteps:\n  nap: {uses: sleep, with: {ms: 600}}\n");
+    result r = RUN(store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 0);
+    int n = count_events(r.out, "step_progress");
+    cr_expect(n >= 1 && n <= 5, "%d progress events for 0.6s", n);
+    result_free(&r);
+}
+
+Test(run, bad_plugins_are_refused_each_with_its_reason) {
+    char path[600];
+    snprintf(path, sizeof(path), "SLUICE_PLUGIN_PATH=%s/good:%s/bad", SLUICE_TEST_PLUGINS,
+             SLUICE_TEST_PLUGINS);
+    run_env[0] = path;
+    result r = RUN("plugins", "list");
+    cr_expect_eq(r.status, 2);
+    const char *reasons[] = {
+        "bad_default.so: error: plugin refused: step 'sized': the default 'big' of parameter "
+        "'size' is not of kind integer",
+        "bad_port.so: error: plugin refused: step 'untyped': output 'result' has no valid type",
+        "dup_across.so: error: plugin refused: step 'noop' is already declared by",
+        "init_fails.so: error: plugin refused: its init failed: no licence found (host ABI 1)",
+        "no_run.so: error: plugin refused: step 'lazy' has no run function",
+        "no_symbol.so: error: plugin refused: not a sluice plugin: it exports no "
+        "sluice_plugin_v1()",
+        "twice.so: error: plugin refused: plugin 'twice' declares step 'twin' twice",
+        "wrong_abi.so: error: plugin refused: built for plugin ABI 2.0; this sluice speaks 1.0",
+    };
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        cr_expect(strstr(r.err, reasons[i]) != NULL, "missing: %s\nin:\n%s", reasons[i], r.err);
+    cr_expect(strstr(r.out, "noop ") != NULL, "the good plugin still loads");
+    result_free(&r);
+}
+
+Test(run, plugins_describe) {
+    result r = RUN("plugins", "describe", "emit", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\"name\" : \"text\", \"kind\" : \"string\", \"required\" : true") != NULL,
+              "%s", r.out);
+    result_free(&r);
+    r = RUN("plugins", "describe", "nosuch");
+    cr_expect_eq(r.status, 2);
+    result_free(&r);
+}
+
+Test(run, pipelines_are_checked_against_the_plugins) {
+    char *p = write_pipeline("schema.yaml",
+                             "pipeline: schema\n"
+                             "steps:\n"
+                             "  a: {uses: emit, with: {txt: x}}\n"
+                             "  b: {uses: emit, with: {text: x, count: many, ratio: 2, tags: [1, [2]]}}\n"
+                             "  c: {uses: echo, inputs: {input: a.out}}\n"
+                             "  d: {uses: typed, inputs: {chunks: e.docs}}\n"
+                             "  e: {uses: typed}\n"
+                             "  f: {uses: noop, inputs: {in: a.nope}}\n"
+                             "  g: {uses: nosuch}\n");
+    result r = RUN("validate", p);
+    cr_expect_eq(r.status, 2);
+    const char *errors[] = {
+        ":3:26: error: step 'emit' has no parameter 'txt' (did you mean 'text'?)",
+        ":3:3: error: step 'a' needs parameter 'text' (string: what to write)",
+        ":4:42: error: parameter 'count' of step 'b' must be an integer, not many",
+        ":4:64: error: parameter 'tags' of step 'b' must be a list of scalars, not [1, [2]]",
+        ":5:35: error: step 'echo' has no input 'input' (it takes: in)",
+        ":5:3: error: step 'c' needs input 'in' (any) connected in 'inputs'",
+        ":6:37: error: input 'chunks' of step 'd' takes chunks, but 'e.docs' is documents",
+        ":8:32: error: step 'a' has no output 'nope' (it declares: out)",
+        ":9:13: warning: step 'g' is not checked: no plugin found declares 'nosuch'",
+    };
+    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+        cr_expect(strstr(r.err, errors[i]) != NULL, "missing: %s\nin:\n%s", errors[i], r.err);
+    result_free(&r);
+    r = RUN("validate", "--strict", p);
+    cr_expect(strstr(r.err, ":9:13: error: no plugin declares step 'nosuch'") != NULL, "%s", r.err);
+    result_free(&r);
+}
+
+Test(run, a_plugin_given_by_path) {
+    char *p = write_pipeline("bypath.yaml",
+                             "pipeline: bypath\n"
+                             "steps:\n"
+                             "  a: {uses: '" SLUICE_TEST_PLUGINS "/good/teststeps.so:emit', with: {text: hi}}\n");
+    run_env[0] = NULL;
+    result r = RUN(store_arg, "run", p);
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+}
+
+Test(run, run_arguments) {
+    char *p = write_pipeline("args.yaml", "pipeline: args\nsteps: {a: {uses: noop}}\n");
+    result r = RUN(store_arg, "run", p, "--jobs", "0");
+    cr_expect_eq(r.status, 2);
+    cr_expect_str_eq(r.err, "sluice run: --jobs takes a number from 1 to 4096, not '0'\n");
+    result_free(&r);
+    r = RUN(store_arg, "run", p, "--runner", "slurm");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "Slurm runner") != NULL);
+    result_free(&r);
+}
