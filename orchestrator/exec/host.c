@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/fsutil.h"
 #include "pipeline/value_json.h"
 
 static host_ctx *ctx_of(sl_ctx *c) { return (host_ctx *)c; }
@@ -131,6 +132,26 @@ static const char *port_path(sl_ctx *c, const task_port *ports, size_t n, const 
     return p->path;
 }
 
+/* Folders are made when a step first asks for a path in them: a step that
+ * writes nothing costs no file-system work. */
+static void make_dirs(host_ctx *h) {
+    pthread_mutex_lock(&h->mu);
+    if (!h->dirs_made) {
+        h->dirs_made = 1;
+        mkdir_p(h->t->work_dir, 0755);
+        for (size_t i = 0; i < h->t->n_outputs; i++) {
+            const char *slash = strrchr(h->t->outputs[i].path, '/');
+            char *parent = slash ? strndup(h->t->outputs[i].path,
+                                           (size_t)(slash - h->t->outputs[i].path))
+                                 : NULL;
+            if (parent)
+                mkdir_p(parent, 0755);
+            free(parent);
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
 static const char *h_input_path(sl_ctx *c, const char *name) {
     const task *t = ctx_of(c)->t;
     return port_path(c, t->inputs, t->n_inputs, name, "input");
@@ -138,10 +159,14 @@ static const char *h_input_path(sl_ctx *c, const char *name) {
 
 static const char *h_output_path(sl_ctx *c, const char *name) {
     const task *t = ctx_of(c)->t;
+    make_dirs(ctx_of(c));
     return port_path(c, t->outputs, t->n_outputs, name, "output");
 }
 
-static const char *h_work_dir(sl_ctx *c) { return ctx_of(c)->t->work_dir; }
+static const char *h_work_dir(sl_ctx *c) {
+    make_dirs(ctx_of(c));
+    return ctx_of(c)->t->work_dir;
+}
 
 static void h_vlog(sl_ctx *c, int level, const char *fmt, va_list ap) {
     host_ctx *h = ctx_of(c);

@@ -29,6 +29,7 @@ typedef struct host_ctx {
     pthread_mutex_t mu; /* guards scratch and failure */
     arena scratch;      /* strings handed to the plugin, valid for the run */
     char *failure;      /* the last sl_fail() message; owned */
+    int dirs_made;      /* the work and output folders exist (made on first ask) */
 } host_ctx;
 
 /* The table every plugin receives; static, valid for the process. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <uv.h>
 
@@ -49,6 +50,7 @@ typedef struct attempt {
     int rc;
     char *why;
     int abandoned;
+    uv_fs_t mkdir_req;
     /* child */
     child ch;
     char *manifest;
@@ -69,6 +71,7 @@ struct step_run {
     uv_timer_t timeout, retry, grace;
     int timed_out;
     FILE *log;
+    int log_failed;
     char *dir;
     const char **out_names;
     char **out_paths; /* of the attempt that succeeded */
@@ -89,6 +92,10 @@ typedef struct event {
     int64_t index;
     char text[];
 } event;
+
+typedef struct program {
+    char *name, *path;
+} program_path_entry;
 
 struct run {
     uv_loop_t loop;
@@ -114,6 +121,8 @@ struct run {
     int finished;
     size_t abandoned;
     double t0;
+    program_path_entry *programs; /* PATH look-ups of shell steps' programs */
+    size_t n_programs;
 };
 
 static void schedule(run *r);
@@ -122,10 +131,21 @@ static void on_retry(uv_timer_t *t);
 
 /* ---- logging --------------------------------------------------------- */
 
+/* The step's log file, opened at its first line: a quiet step costs none. */
+static FILE *log_file(step_run *sr) {
+    if (!sr->log && !sr->log_failed) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s.log", sr->dir);
+        if (!(sr->log = fopen(path, "a")))
+            sr->log_failed = 1;
+    }
+    return sr->log;
+}
+
 static void step_log(step_run *sr, int level, const char *msg) {
     static const char *const names[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
     int lv = level < 0 ? 0 : level > 3 ? 3 : level;
-    if (sr->log) {
+    if (log_file(sr)) {
         char t[32];
         struct timespec ts;
         struct tm tm;
@@ -149,7 +169,7 @@ static char *log_tail(step_run *sr) {
         if (sr->tail[i % LOG_TAIL])
             buf_printf(&b, "    | %s\n", sr->tail[i % LOG_TAIL]);
     if (sr->log && n)
-        buf_printf(&b, "    (log: %s/log.txt)\n", sr->dir);
+        buf_printf(&b, "    (log: %s.log)\n", sr->dir);
     return buf_detach(&b);
 }
 
@@ -551,8 +571,7 @@ static int build_task(attempt *at) {
             if (!t->outputs[i].path)
                 return -ENOMEM;
         }
-        char *out_dir = arena_printf(a, "%s/out", at->dir);
-        return out_dir ? mkdir_p(out_dir, 0755) : -ENOMEM;
+        return 0; /* the host makes the folders when the step asks for a path */
     }
     const value *outs = step_known_outputs(s);
     t->step_name = STEP_SHELL;
@@ -620,13 +639,92 @@ static char **shell_env(attempt *at) {
     return env;
 }
 
-static int launch_shell(attempt *at) {
-    const value *cmd = shell_arg(at->sr->s, "run");
-    char **env = shell_env(at);
-    if (!env || !cmd || cmd->kind != VAL_STR)
+/* A command with nothing for a shell to interpret (no quotes, variables,
+ * globs, redirections, operators) is split on blanks and run directly, as
+ * make does: one exec instead of two. Returns the word count, 0 when the
+ * command needs /bin/sh, -ENOMEM. */
+#define DIRECT_MAX_WORDS 32
+static int split_simple(arena *a, const char *cmd, char **words) {
+    if (strpbrk(cmd, "\"'`$\\|&;<>()*?[]{}~#=%!\n"))
+        return 0;
+    int n = 0;
+    for (const char *p = cmd; *p;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        const char *end = p;
+        while (*end && *end != ' ' && *end != '\t')
+            end++;
+        if (n == DIRECT_MAX_WORDS)
+            return 0;
+        if (!(words[n++] = arena_strndup(a, p, (size_t)(end - p))))
+            return -ENOMEM;
+        p = end;
+    }
+    words[n] = NULL;
+    return n;
+}
+
+/* The path of a program, from the run's cache or a PATH search: a run has
+ * few distinct programs, so the cache is a short list. A program not found
+ * is left to exec to report. */
+static int program_path(run *r, const char *name, const char **out) {
+    for (size_t i = 0; i < r->n_programs; i++)
+        if (strcmp(r->programs[i].name, name) == 0) {
+            *out = r->programs[i].path;
+            return 0;
+        }
+    char found[4096];
+    *out = name;
+    if (find_program(name, found, sizeof(found)) != 0)
+        return 0;
+    program_path_entry *grown = realloc(r->programs, (r->n_programs + 1) * sizeof(*grown));
+    if (!grown)
         return -ENOMEM;
-    char *args[] = {"sh", "-c", (char *)cmd->u.str.s, NULL};
-    child_options o = {.file = "/bin/sh", .args = args, .env = env, .cwd = at->dir};
+    r->programs = grown;
+    program_path_entry *p = &r->programs[r->n_programs];
+    p->name = strdup(name);
+    p->path = strdup(found);
+    if (!p->name || !p->path) {
+        free(p->name);
+        free(p->path);
+        return -ENOMEM;
+    }
+    r->n_programs++;
+    *out = p->path;
+    return 0;
+}
+
+static int launch_shell(attempt *at) {
+    /* 'run: true' is YAML's boolean: any scalar runs as the text it reads as. */
+    const value *run_arg = shell_arg(at->sr->s, "run");
+    buf text = BUF_INIT;
+    if (run_arg && run_arg->secret)
+        buf_append(&text, run_arg->u.str.s, run_arg->u.str.len);
+    else if (run_arg)
+        value_write_text(&text, run_arg);
+    const value *cmd = buf_failed(&text) ? NULL : value_new_str(&at->a, buf_str(&text), text.len);
+    buf_free(&text);
+    char **env = shell_env(at);
+    if (!env || !cmd)
+        return -ENOMEM;
+    char *words[DIRECT_MAX_WORDS + 1];
+    int n = split_simple(&at->a, cmd->u.str.s, words);
+    if (n < 0)
+        return n;
+    char *sh[] = {"sh", "-c", (char *)cmd->u.str.s, NULL};
+    const char *program = "/bin/sh";
+    if (n) {
+        /* Look the program up once per run, not once per step and PATH entry. */
+        int rc = program_path(at->r, words[0], &program);
+        if (rc)
+            return rc;
+    }
+    child_options o = {.file = program,
+                       .args = n ? words : sh,
+                       .env = env,
+                       .cwd = at->dir};
     child_spawn(&at->ch, &at->r->loop, &o, on_child_line, on_child_done, at);
     return 0;
 }
@@ -676,6 +774,32 @@ static void on_timeout(uv_timer_t *t) {
     }
 }
 
+/* Starts the attempt's work, or ends the attempt when rc says it cannot. */
+static void launch(attempt *at, int rc) {
+    if (rc == 0 && (at->sr->timed_out || at->r->cancelling))
+        rc = UV_ECANCELED;
+    if (rc == 0)
+        rc = at->kind == ATT_SHELL     ? launch_shell(at)
+             : at->kind == ATT_PROCESS ? launch_process(at)
+                                       : launch_in_process(at);
+    if (rc == 0)
+        return;
+    char why[256];
+    snprintf(why, sizeof(why), "could not start: %s",
+             rc == UV_ECANCELED      ? "stopped before it started"
+             : rc < 0 && rc > -4096 ? strerror(-rc)
+                                    : uv_strerror(rc));
+    attempt_done(at, 0, why);
+    free_attempt(at);
+}
+
+static void on_dir_ready(uv_fs_t *req) {
+    attempt *at = req->data;
+    int rc = req->result < 0 && req->result != UV_EEXIST ? (int)req->result : 0;
+    uv_fs_req_cleanup(req);
+    launch(at, rc);
+}
+
 static void start_attempt(step_run *sr) {
     run *r = sr->r;
     attempt *at = calloc(1, sizeof(*at));
@@ -695,35 +819,25 @@ static void start_attempt(step_run *sr) {
     r->running++;
     if (!sr->t_first)
         sr->t_first = report_now();
-    if (!sr->log) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/log.txt", sr->dir);
-        sr->log = fopen(path, "a");
-    }
     report_step_started(&r->rep, sr->index, sr->s->id, at->number, sr->attempts_max);
-    int rc = (at->dir = malloc(strlen(sr->dir) + 32)) ? 0 : -ENOMEM;
-    if (rc == 0) {
-        sprintf(at->dir, "%s/attempt-%d", sr->dir, at->number);
-        rc = mkdir_p(at->dir, 0755);
-    }
-    if (rc == 0)
-        rc = build_task(at);
-    if (rc == 0) {
-        rc = at->kind == ATT_SHELL     ? launch_shell(at)
-             : at->kind == ATT_PROCESS ? launch_process(at)
-                                       : launch_in_process(at);
-    }
-    if (rc) {
-        char why[256];
-        snprintf(why, sizeof(why), "could not start: %s",
-                 rc < 0 && rc > -4096 ? strerror(-rc) : uv_strerror(rc));
-        attempt_done(at, 0, why);
-        free_attempt(at);
-        return;
-    }
     int64_t limit = step_timeout_ms(r->p, sr->s);
     if (limit > 0)
         uv_timer_start(&sr->timeout, on_timeout, (uint64_t)limit, 0);
+    int rc = (at->dir = malloc(strlen(sr->dir) + 32)) ? 0 : -ENOMEM;
+    if (rc == 0) {
+        sprintf(at->dir, "%s.%d", sr->dir, at->number);
+        rc = build_task(at);
+    }
+    if (rc == 0 && at->kind != ATT_IN_PROCESS) {
+        /* A child starts in its folder. Made on the thread pool: on a busy
+         * ext4 one mkdir costs 100-300 us the loop is better without. An
+         * in-process step's folder is made only if it asks for a path. */
+        at->mkdir_req.data = at;
+        rc = uv_fs_mkdir(&r->loop, &at->mkdir_req, at->dir, 0755, on_dir_ready);
+        if (rc == 0)
+            return;
+    }
+    launch(at, rc);
 }
 
 static void schedule(run *r) {
@@ -796,8 +910,10 @@ static int make_run_dir(run *r) {
     size_t len = strlen(r->o->store) + strlen(r->run_id) + 16;
     if (!(r->run_dir = malloc(len)))
         return -ENOMEM;
-    snprintf(r->run_dir, len, "%s/runs/%s", r->o->store, r->run_id);
-    return mkdir_p(r->run_dir, 0755);
+    snprintf(r->run_dir, len, "%s/runs/%s/steps", r->o->store, r->run_id);
+    int rc = mkdir_p(r->run_dir, 0755);
+    r->run_dir[strlen(r->run_dir) - 6] = '\0'; /* the run's folder, without /steps */
+    return rc;
 }
 
 static void write_summary(run *r, const char *status) {
@@ -865,8 +981,6 @@ static int setup(run *r) {
         if (!(sr->dir = malloc(len)))
             return -ENOMEM;
         snprintf(sr->dir, len, "%s/steps/%s", r->run_dir, sr->s->id);
-        if ((rc = mkdir_p(sr->dir, 0755)))
-            return rc;
         uv_timer_init(&r->loop, &sr->timeout);
         uv_timer_init(&r->loop, &sr->retry);
         uv_timer_init(&r->loop, &sr->grace);
@@ -888,6 +1002,11 @@ static void teardown(run *r) {
         free(sr->out_names);
         free(sr->dir);
     }
+    for (size_t i = 0; i < r->n_programs; i++) {
+        free(r->programs[i].name);
+        free(r->programs[i].path);
+    }
+    free(r->programs);
     free(r->steps);
     free(r->retry_queue);
     free(r->run_dir);
