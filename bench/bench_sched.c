@@ -19,7 +19,7 @@
 #define WIDTH 10
 #define DEPTH 100
 #define STEPS (WIDTH * DEPTH)
-#define ROUNDS 3
+#define ROUNDS 5
 
 static char dir[64];
 
@@ -90,21 +90,16 @@ static void write_forty(void) {
     fclose(f);
 }
 
-/* Best wall time of cmd over ROUNDS; exits when it fails. */
-static double best(const char *label, const char *cmd) {
-    double b = 1e9;
-    for (int r = 0; r < ROUNDS; r++) {
-        double t0 = now();
-        int rc = system(cmd);
-        double t = now() - t0;
-        if (rc != 0) {
-            fprintf(stderr, "bench_sched: %s failed (%d): %s\n", label, rc, cmd);
-            exit(1);
-        }
-        if (t < b)
-            b = t;
+/* The wall time of cmd; exits when it fails. */
+static double timed(const char *label, const char *cmd) {
+    double t0 = now();
+    int rc = system(cmd);
+    double t = now() - t0;
+    if (rc != 0) {
+        fprintf(stderr, "bench_sched: %s failed (%d): %s\n", label, rc, cmd);
+        exit(1);
     }
-    return b;
+    return t;
 }
 
 static int have(const char *tool) {
@@ -119,31 +114,39 @@ int main(void) {
         return 1;
     write_pipeline("inproc.yaml", "noop");
     write_pipeline("shell.yaml", "shell, with: {run: 'true'}");
-    write_pipeline("one.yaml", "noop");
     write_make_and_ninja();
     write_forty();
     FILE *one = create("one.yaml");
     fprintf(one, "pipeline: one\nsteps: {a: {uses: noop}}\n");
     fclose(one);
 
-    char cmd[1024];
-    const char *env = "SLUICE_PLUGIN_PATH=" SLUICE_TEST_PLUGINS "/good";
-#define SLUICE(file) \
-    (snprintf(cmd, sizeof(cmd), "%s %s --store %s/store run %s/%s -j 2 >/dev/null", env, \
-              SLUICE_BIN, dir, dir, file), cmd)
-    double start = best("sluice, 1 step", SLUICE("one.yaml"));
-    double inproc = best("sluice in-process", SLUICE("inproc.yaml"));
-    double shell = best("sluice shell", SLUICE("shell.yaml"));
-    double forty = best("sluice 40 tasks", SLUICE("forty.yaml"));
-    double make = -1, ninja = -1;
-    if (have("make")) {
-        snprintf(cmd, sizeof(cmd), "make -s -j2 -f %s/lattice.mk -C %s all >/dev/null", dir, dir);
-        make = best("make", cmd);
-    }
-    if (have("ninja")) {
-        snprintf(cmd, sizeof(cmd), "ninja -C %s -j2 >/dev/null", dir);
-        ninja = best("ninja", cmd);
-    }
+    /* Every command once per round, rounds interleaved, best of each: a
+     * noisy machine then hurts all of them alike. */
+    enum { START, INPROC, SHELL, FORTY, MAKE, NINJA, N_CMDS };
+    static const char *const labels[] = {"sluice 1 step", "sluice in-process", "sluice shell",
+                                         "sluice 40 tasks", "make", "ninja"};
+    static const char *const files[] = {"one.yaml", "inproc.yaml", "shell.yaml", "forty.yaml"};
+    char cmds[N_CMDS][1024];
+    double t[N_CMDS];
+    for (int i = START; i <= FORTY; i++)
+        snprintf(cmds[i], sizeof(cmds[i]),
+                 "SLUICE_PLUGIN_PATH=%s/good %s --store %s/store run %s/%s -j 2 >/dev/null",
+                 SLUICE_TEST_PLUGINS, SLUICE_BIN, dir, dir, files[i]);
+    snprintf(cmds[MAKE], sizeof(cmds[MAKE]), "make -s -j2 -f %s/lattice.mk -C %s all >/dev/null",
+             dir, dir);
+    snprintf(cmds[NINJA], sizeof(cmds[NINJA]), "ninja -C %s -j2 >/dev/null", dir);
+    int present[N_CMDS] = {1, 1, 1, 1, have("make"), have("ninja")};
+    for (int i = 0; i < N_CMDS; i++)
+        t[i] = 1e9;
+    for (int round = 0; round < ROUNDS; round++)
+        for (int i = 0; i < N_CMDS; i++)
+            if (present[i]) {
+                double took = timed(labels[i], cmds[i]);
+                if (took < t[i])
+                    t[i] = took;
+            }
+    double start = t[START], inproc = t[INPROC], shell = t[SHELL], forty = t[FORTY];
+    double make = present[MAKE] ? t[MAKE] : -1, ninja = present[NINJA] ? t[NINJA] : -1;
 
     double per_in = (inproc - start) / (STEPS - 1) * 1e6, per_sh = (shell - start) / (STEPS - 1) * 1e6;
     printf("bench_sched: %d-step lattice (%dx%d), 2 jobs, best of %d, whole processes\n", STEPS,
@@ -165,6 +168,6 @@ int main(void) {
     printf("  40 sequential 10 ms tasks      %8.1f ms  for 400 ms of work: %.1f ms overhead "
            "(%.2f ms/task); published: Airflow 2.7 116 s, Prefect 2.14 4.9 s, Windmill 2.1 s\n",
            forty * 1e3, (forty - 0.4) * 1e3, (forty - 0.4) / 40 * 1e3);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : 1;
+    snprintf(cmds[0], sizeof(cmds[0]), "rm -rf %s", dir);
+    return system(cmds[0]) == 0 ? 0 : 1;
 }

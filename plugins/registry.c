@@ -223,19 +223,30 @@ int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
         diag_add(d, DIAG_ERROR, path, 0, 0, "cannot load plugin: %s", e ? e : "dlopen failed");
         return 0;
     }
+    /* dlsym gives a data pointer; POSIX guarantees it converts to a function. */
+    void *sym = dlsym(h, SL_PLUGIN_ENTRY_NAME);
+    if (!sym) {
+        report(d, path, "not a sluice plugin: it exports no " SL_PLUGIN_ENTRY_NAME
+                        "() (write SL_PLUGIN_DEFINE)");
+        dlclose(h);
+        return 0;
+    }
+    sl_plugin_entry entry;
+    memcpy(&entry, &sym, sizeof(entry));
+    int rc = registry_add(r, path, real, h, entry(), d, out);
+    if (!*out)
+        dlclose(h);
+    return rc;
+}
+
+int registry_add(plugin_registry *r, const char *path, const char *key_path, void *handle,
+                 const sl_plugin *desc, diag_list *d, const plugin_lib **out) {
     refusal f = {BUF_INIT};
     plugin_step *steps = NULL;
     plugin_lib *lib = NULL;
     int rc = 0;
-    /* dlsym gives a data pointer; POSIX guarantees it converts to a function. */
-    void *sym = dlsym(h, SL_PLUGIN_ENTRY_NAME);
-    sl_plugin_entry entry;
-    memcpy(&entry, &sym, sizeof(entry));
-    const sl_plugin *desc = sym ? entry() : NULL;
-    if (!sym) {
-        refuse(&f, "not a sluice plugin: it exports no %s() (write SL_PLUGIN_DEFINE)",
-               SL_PLUGIN_ENTRY_NAME);
-    } else if (!desc) {
+    *out = NULL;
+    if (!desc) {
         refuse(&f, "%s() returned no descriptor", SL_PLUGIN_ENTRY_NAME);
     } else if (desc->abi_version >> 16 != SL_ABI_MAJOR) {
         refuse(&f, "built for plugin ABI %u.%u; this sluice speaks %d.%d (rebuild it)",
@@ -285,9 +296,9 @@ int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
         goto out;
     }
     /* Accepted: register the file and its steps. */
-    lib->handle = h;
+    lib->handle = handle;
     lib->path = arena_strdup(&r->arena, path);
-    char *key = arena_strdup(&r->arena, real);
+    char *key = arena_strdup(&r->arena, key_path);
     plugin_lib **libs = realloc(r->libs, (r->n_libs + 1) * sizeof(*libs));
     if (!lib->path || !key || !libs) {
         rc = -ENOMEM;
@@ -328,9 +339,9 @@ out:
         lib->desc.teardown();
     free(steps);
     buf_free(&f.why);
-    dlclose(h);
     return rc;
 }
+
 
 static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -438,7 +449,8 @@ void registry_free(plugin_registry *r) {
         plugin_lib *lib = r->libs[i];
         if (lib->inited && lib->desc.teardown)
             lib->desc.teardown();
-        dlclose(lib->handle);
+        if (lib->handle)
+            dlclose(lib->handle);
     }
     free(r->libs);
     free(r->steps);

@@ -55,6 +55,13 @@ int registry_load_dir(plugin_registry *r, const char *dir, int optional, diag_li
 int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
                        const plugin_lib **lib);
 
+/* Checks and registers a descriptor already in memory (what load_file does
+ * after dlsym; fuzzing calls it directly). key_path identifies the file;
+ * handle (may be NULL) is dlclose'd by registry_free once accepted; on
+ * refusal the caller keeps it. desc's data must outlive the registry. */
+int registry_add(plugin_registry *r, const char *path, const char *key_path, void *handle,
+                 const sl_plugin *desc, diag_list *d, const plugin_lib **lib);
+
 /* Loads the default search path: $SLUICE_PLUGIN_PATH (':'-separated), then
  * the plugins installed beside the sluice binary (exe_dir/plugins in a build
  * tree, exe_dir/../lib/sluice/plugins when installed). exe_dir may be NULL. */

@@ -1,4 +1,5 @@
 /* main.c - sluice's entry: global options, then one command. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,9 @@ static int wants_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* A step that exits before reading its stdin must not take sluice down:
+     * the write fails with EPIPE instead. */
+    signal(SIGPIPE, SIG_IGN);
     cli_globals g = {.store = getenv("SLUICE_HOME")};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {

@@ -168,6 +168,10 @@ static const char *h_work_dir(sl_ctx *c) {
     return ctx_of(c)->t->work_dir;
 }
 
+static void h_vlog(sl_ctx *c, int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static int h_vfail(sl_ctx *c, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void h_vlog(sl_ctx *c, int level, const char *fmt, va_list ap) {
     host_ctx *h = ctx_of(c);
     char small[512];

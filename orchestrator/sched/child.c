@@ -1,14 +1,21 @@
+#define _GNU_SOURCE /* posix_spawn_file_actions_addchdir_np, POSIX_SPAWN_SETSID */
 #include "child.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define LINE_MAX_BYTES (64 * 1024)
 
+extern char **environ;
+
 static void maybe_done(child *c) {
-    if (c->open_handles == 0 && c->on_done)
+    if (c->exited && c->open_handles == 0 && c->on_done)
         c->on_done(c, c->exit_status, c->term_signal);
 }
 
@@ -51,11 +58,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
             take = LINE_MAX_BYTES - part->len;
         buf_append(part, p, take);
         p += take;
-        if (nl && p == nl) {
+        if (nl && p == nl)
             p++;
-        } else if (part->len < LINE_MAX_BYTES) {
+        else if (part->len < LINE_MAX_BYTES)
             continue;
-        }
         if (c->on_line)
             c->on_line(c, i, buf_str(part), part->len);
         buf_reset(part);
@@ -63,17 +69,49 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     free(b->base);
 }
 
-static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
-    child *c = p->data;
+static void reaped(child *c, int status) {
     c->exited = 1;
-    c->exit_status = status;
-    c->term_signal = term_signal;
+    if (WIFSIGNALED(status)) {
+        c->term_signal = WTERMSIG(status);
+        c->exit_status = 0;
+    } else {
+        c->exit_status = WEXITSTATUS(status);
+    }
     /* Whatever the step left running in its group goes with it; this also
      * lets the pipes reach end of file. */
     kill(-c->pid, SIGKILL);
     uv_timer_stop(&c->kill_timer);
     uv_close((uv_handle_t *)&c->kill_timer, on_close);
-    uv_close((uv_handle_t *)p, on_close);
+}
+
+static void on_sigchld(uv_signal_t *h, int signum) {
+    child_reaper *r = h->data;
+    (void)signum;
+    /* Signals merge: look at every live child. */
+    for (child **link = &r->live; *link;) {
+        child *c = *link;
+        int status;
+        pid_t got = waitpid(c->pid, &status, WNOHANG);
+        if (got == c->pid || (got < 0 && errno == ECHILD)) {
+            *link = c->next;
+            reaped(c, got == c->pid ? status : 0);
+        } else {
+            link = &c->next;
+        }
+    }
+}
+
+int child_reaper_init(child_reaper *r, uv_loop_t *loop) {
+    r->live = NULL;
+    int rc = uv_signal_init(loop, &r->sigchld);
+    if (rc)
+        return rc;
+    r->sigchld.data = r;
+    return uv_signal_start(&r->sigchld, on_sigchld, SIGCHLD);
+}
+
+void child_reaper_close(child_reaper *r, uv_close_cb close_cb) {
+    uv_close((uv_handle_t *)&r->sigchld, close_cb);
 }
 
 static void on_write(uv_write_t *w, int status) {
@@ -82,60 +120,102 @@ static void on_write(uv_write_t *w, int status) {
     close_pipe(c, 0);
 }
 
-void child_spawn(child *c, uv_loop_t *loop, const child_options *o, child_line_cb on_line,
+/* Sets up the pipes and spawns; returns 0 or a positive errno. Without
+ * input, stdin is /dev/null and pipe 0 is not made. */
+static int spawn(child *c, const child_options *o, int n_pipes, int parent_end[4]) {
+    int fds[4][2], made = 0, rc = 0, with_stdin = o->input != NULL;
+    for (; made < n_pipes; made++) {
+        if (made == 0 && !with_stdin) {
+            fds[0][0] = fds[0][1] = -1;
+            continue;
+        }
+        if (pipe2(fds[made], O_CLOEXEC) != 0) {
+            rc = errno;
+            break;
+        }
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int fa_ok = 0, attr_ok = 0;
+    if (rc == 0 && (rc = posix_spawn_file_actions_init(&fa)) == 0)
+        fa_ok = 1;
+    if (rc == 0 && (rc = posix_spawnattr_init(&attr)) == 0)
+        attr_ok = 1;
+    if (rc == 0 && !with_stdin)
+        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    for (int i = with_stdin ? 0 : 1; rc == 0 && i < n_pipes; i++) /* dup2 clears close-on-exec */
+        rc = posix_spawn_file_actions_adddup2(&fa, fds[i][i == 0 ? 0 : 1], i);
+    if (rc == 0 && o->cwd)
+        rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    int reset[] = {SIGINT, SIGTERM, SIGCHLD, SIGPIPE, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof(reset) / sizeof(reset[0]); i++)
+        sigaddset(&defaults, reset[i]);
+    if (rc == 0)
+        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                                 POSIX_SPAWN_SETSIGDEF);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigdefault(&attr, &defaults);
+    if (rc == 0)
+        rc = posix_spawnp(&c->pid, o->file, &fa, &attr, o->args, o->env ? o->env : environ);
+    if (fa_ok)
+        posix_spawn_file_actions_destroy(&fa);
+    if (attr_ok)
+        posix_spawnattr_destroy(&attr);
+    for (int i = with_stdin ? 0 : 1; i < made; i++) {
+        int mine = i == 0 ? 1 : 0; /* the parent writes stdin, reads the rest */
+        close(fds[i][1 - mine]);
+        if (rc == 0)
+            parent_end[i] = fds[i][mine];
+        else
+            close(fds[i][mine]);
+    }
+    return rc;
+}
+
+void child_spawn(child *c, child_reaper *r, const child_options *o, child_line_cb on_line,
                  child_done_cb on_done, void *data) {
+    uv_loop_t *loop = r->sigchld.loop;
     memset(c, 0, sizeof(*c));
     c->on_line = on_line;
     c->on_done = on_done;
     c->data = data;
-    int n_pipes = o->events ? 4 : 3;
-    uv_stdio_container_t stdio[4];
-    for (int i = 0; i < n_pipes; i++) {
-        uv_pipe_init(loop, &c->pipes[i], 0);
-        c->pipes[i].data = c;
-        stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
-        stdio[i].data.stream = (uv_stream_t *)&c->pipes[i];
-        c->pipe_open[i] = 1;
-    }
-    uv_process_options_t po = {
-        .exit_cb = on_exit_cb,
-        .file = o->file,
-        .args = o->args,
-        .env = o->env,
-        .cwd = o->cwd,
-        .flags = UV_PROCESS_DETACHED,
-        .stdio_count = n_pipes,
-        .stdio = stdio,
-    };
-    c->proc.data = c;
-    int rc = uv_spawn(loop, &c->proc, &po);
-    if (rc) {
-        /* Report through on_done like any other end, once the handles that
-         * were initialised are closed. */
-        c->spawn_error = rc;
-        c->exited = 1;
-        c->exit_status = 127;
-        c->open_handles = n_pipes + 1;
-        for (int i = 0; i < n_pipes; i++) {
-            c->pipe_open[i] = 0;
-            uv_close((uv_handle_t *)&c->pipes[i], on_close);
-        }
-        uv_close((uv_handle_t *)&c->proc, on_close);
-        return;
-    }
-    c->pid = c->proc.pid;
-    c->open_handles = n_pipes + 2; /* pipes, the process, the kill timer */
+    c->reaper = r;
     uv_timer_init(loop, &c->kill_timer);
     c->kill_timer.data = c;
+    c->open_handles = 1;
+    int n_pipes = o->events ? 4 : 3, ends[4];
+    int rc = spawn(c, o, n_pipes, ends);
+    if (rc) {
+        /* Reported through on_done like any other end, on the next turn. */
+        c->spawn_error = -rc;
+        c->exited = 1;
+        c->exit_status = 127;
+        uv_close((uv_handle_t *)&c->kill_timer, on_close);
+        return;
+    }
+    c->next = r->live;
+    r->live = c;
+    for (int i = o->input ? 0 : 1; i < n_pipes; i++) {
+        uv_pipe_init(loop, &c->pipes[i], 0);
+        c->pipes[i].data = c;
+        if (uv_pipe_open(&c->pipes[i], ends[i]) != 0)
+            close(ends[i]); /* then the pipe reads as closed at once */
+        c->pipe_open[i] = 1;
+        c->open_handles++;
+    }
     for (int i = 1; i < n_pipes; i++)
-        uv_read_start((uv_stream_t *)&c->pipes[i], on_alloc, on_read);
-    if (o->input && o->input_len) {
+        if (uv_read_start((uv_stream_t *)&c->pipes[i], on_alloc, on_read) != 0)
+            close_pipe(c, i);
+    if (o->input) {
         uv_buf_t b = uv_buf_init((char *)o->input, (unsigned)o->input_len);
         c->write_req.data = c;
         if (uv_write(&c->write_req, (uv_stream_t *)&c->pipes[0], &b, 1, on_write) != 0)
             close_pipe(c, 0);
-    } else {
-        close_pipe(c, 0);
     }
 }
 

@@ -109,6 +109,7 @@ struct run {
     size_t rq_head, rq_tail;
     int cancelling, interrupts;
     uv_signal_t sigint, sigterm;
+    child_reaper reaper;
     uv_async_t wake;
     uv_timer_t tick;
     pthread_mutex_t mu;
@@ -725,7 +726,7 @@ static int launch_shell(attempt *at) {
                        .args = n ? words : sh,
                        .env = env,
                        .cwd = at->dir};
-    child_spawn(&at->ch, &at->r->loop, &o, on_child_line, on_child_done, at);
+    child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
     return 0;
 }
 
@@ -745,7 +746,7 @@ static int launch_process(attempt *at) {
                        .input = at->manifest,
                        .input_len = len,
                        .events = 1};
-    child_spawn(&at->ch, &at->r->loop, &o, on_child_line, on_child_done, at);
+    child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
     return 0;
 }
 
@@ -1053,6 +1054,10 @@ int run_pipeline(pipeline *p, run_options *o) {
         teardown(r);
         free(r);
         return 2;
+    }
+    if (child_reaper_init(&r->reaper, &r->loop) != 0) {
+        fprintf(stderr, "sluice run: cannot watch child processes\n");
+        return 2; /* the loop is left to the process's exit */
     }
     uv_async_init(&r->loop, &r->wake, on_wake);
     r->wake.data = r;
