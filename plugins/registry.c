@@ -72,6 +72,7 @@ static int step_name_ok(const char *s) {
 
 typedef struct refusal {
     buf why;
+    diag_level level; /* a shadowed step is a warning: the first in the path wins */
 } refusal;
 
 static int refuse(refusal *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -241,7 +242,7 @@ int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
 
 int registry_add(plugin_registry *r, const char *path, const char *key_path, void *handle,
                  const sl_plugin *desc, diag_list *d, const plugin_lib **out) {
-    refusal f = {BUF_INIT};
+    refusal f = {BUF_INIT, DIAG_ERROR};
     plugin_step *steps = NULL;
     plugin_lib *lib = NULL;
     int rc = 0;
@@ -280,9 +281,12 @@ int registry_add(plugin_registry *r, const char *path, const char *key_path, voi
     }
     for (size_t i = 0; !f.why.len && i < lib->desc.n_steps; i++) {
         const plugin_step *other = registry_find(r, steps[i].step->name);
-        if (other)
-            refuse(&f, "step '%s' is already declared by %s", steps[i].step->name,
-                   other->lib->path);
+        if (other) {
+            refuse(&f, "step '%s' is already declared by %s, which comes first in the search "
+                       "path",
+                   steps[i].step->name, other->lib->path);
+            f.level = DIAG_WARNING;
+        }
     }
     if (!f.why.len && lib->desc.init) {
         char err[512] = "";
@@ -292,7 +296,8 @@ int registry_add(plugin_registry *r, const char *path, const char *key_path, voi
             lib->inited = 1;
     }
     if (f.why.len) {
-        report(d, path, buf_str(&f.why));
+        diag_add(d, f.level, path, 0, 0, "plugin %s: %s",
+                 f.level == DIAG_WARNING ? "not loaded" : "refused", buf_str(&f.why));
         goto out;
     }
     /* Accepted: register the file and its steps. */

@@ -239,6 +239,28 @@ void report_step_finished(reporter *r, size_t index, const char *id, step_outcom
     }
 }
 
+void report_step_outputs(reporter *r, const char *id, const char *const *names,
+                         char *const *paths, size_t n, int final) {
+    if (r->mode == REPORT_JSON) {
+        if (final)
+            return; /* already sent when the step finished */
+        bson_t *e = event("step_outputs"), outs;
+        BSON_APPEND_UTF8(e, "step", id);
+        BSON_APPEND_DOCUMENT_BEGIN(e, "outputs", &outs);
+        for (size_t i = 0; i < n; i++)
+            BSON_APPEND_UTF8(&outs, names[i], paths[i]);
+        bson_append_document_end(e, &outs);
+        emit_json(r, e);
+        return;
+    }
+    if (!final)
+        return;
+    clear_live(r);
+    for (size_t i = 0; i < n; i++)
+        fprintf(r->out, "  %s.%s: %s\n", id, names[i], paths[i]);
+    fflush(r->out);
+}
+
 void report_run_finished(reporter *r, const char *run_id, const char *status, size_t done,
                          size_t failed, size_t skipped, size_t cancelled, double seconds) {
     if (r->mode == REPORT_JSON) {

@@ -54,6 +54,10 @@ void report_step_retry(reporter *r, size_t index, const char *id, int next_attem
  * lines of the step's log, shown with a failure (may be NULL). */
 void report_step_finished(reporter *r, size_t index, const char *id, step_outcome outcome,
                           int attempt, double seconds, const char *why, const char *tail);
+/* A finished step's outputs. In JSON an event for every step; elsewhere
+ * printed for the steps the run ends with (final: nothing consumes them). */
+void report_step_outputs(reporter *r, const char *id, const char *const *names,
+                         char *const *paths, size_t n, int final);
 void report_run_finished(reporter *r, const char *run_id, const char *status, size_t done,
                          size_t failed, size_t skipped, size_t cancelled, double seconds);
 

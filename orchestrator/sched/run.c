@@ -304,17 +304,22 @@ static const char *missing_output(step_run *sr, attempt *at, char *msg, size_t s
     return NULL;
 }
 
+/* Records where the step's outputs are, for the steps that read them. An
+ * optional output the step did not write is left out. */
 static int keep_outputs(step_run *sr, attempt *at) {
-    sr->n_out = at->t.n_outputs;
-    sr->out_names = calloc(sr->n_out + 1, sizeof(*sr->out_names));
-    sr->out_paths = calloc(sr->n_out + 1, sizeof(*sr->out_paths));
+    sr->out_names = calloc(at->t.n_outputs + 1, sizeof(*sr->out_names));
+    sr->out_paths = calloc(at->t.n_outputs + 1, sizeof(*sr->out_paths));
     if (!sr->out_names || !sr->out_paths)
         return -ENOMEM;
-    for (size_t i = 0; i < sr->n_out; i++) {
-        sr->out_names[i] = sr->s->impl ? sr->s->impl->step->outputs[i].name
-                                       : step_known_outputs(sr->s)->u.map.keys[i];
-        if (!(sr->out_paths[i] = strdup(at->t.outputs[i].path)))
+    for (size_t i = 0; i < at->t.n_outputs; i++) {
+        const char *name = at->t.outputs[i].name, *path = at->t.outputs[i].path;
+        const sl_port *port = sr->s->impl ? plugin_step_output(sr->s->impl, name) : NULL;
+        if (port && port->optional && !path_exists(path))
+            continue;
+        sr->out_names[sr->n_out] = sr->s->impl ? port->name : step_known_outputs(sr->s)->u.map.keys[i];
+        if (!(sr->out_paths[sr->n_out] = strdup(path)))
             return -ENOMEM;
+        sr->n_out++;
     }
     return 0;
 }
@@ -346,6 +351,7 @@ static void attempt_done(attempt *at, int ok, const char *why) {
     if (!ok)
         step_log(sr, SL_LOG_ERROR, why ? why : "failed");
     if (ok) {
+        report_step_outputs(&r->rep, sr->s->id, sr->out_names, sr->out_paths, sr->n_out, 0);
         finish_step(sr, STEP_DONE, NULL);
     } else if (r->cancelling) {
         finish_step(sr, STEP_CANCELLED, "the run was interrupted");
@@ -1085,6 +1091,11 @@ int run_pipeline(pipeline *p, run_options *o) {
             report_step_finished(&r->rep, i, r->steps[i].s->id, STEP_CANCELLED, 0, 0,
                                  "not started: the run was interrupted", NULL);
         }
+    /* What the run produced: the outputs of the steps nothing consumes. */
+    for (size_t i = 0; i < p->n_steps; i++)
+        if (r->ready.state[i] == NODE_DONE && r->g.succ_start[i] == r->g.succ_start[i + 1])
+            report_step_outputs(&r->rep, r->steps[i].s->id, r->steps[i].out_names,
+                                r->steps[i].out_paths, r->steps[i].n_out, 1);
     const char *status = r->cancelling ? "interrupted" : r->n_failed ? "failed" : "done";
     write_summary(r, status);
     report_run_finished(&r->rep, r->run_id, status, r->n_done, r->n_failed, r->n_skipped,
