@@ -304,6 +304,7 @@ int registry_add(plugin_registry *r, const char *path, const char *key_path, voi
     lib->handle = handle;
     lib->path = arena_strdup(&r->arena, path);
     char *key = arena_strdup(&r->arena, key_path);
+    lib->real_path = key;
     plugin_lib **libs = realloc(r->libs, (r->n_libs + 1) * sizeof(*libs));
     if (!lib->path || !key || !libs) {
         rc = -ENOMEM;

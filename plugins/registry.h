@@ -19,7 +19,8 @@
 #include "pipeline/value.h"
 
 typedef struct plugin_lib {
-    char *path;   /* as found */
+    char *path;      /* as found, for messages */
+    char *real_path; /* absolute, for a child 'sluice exec' in another folder */
     void *handle; /* dlopen's */
     sl_plugin desc; /* the plugin's descriptor, zero-filled past its size */
     int inited;   /* init succeeded: teardown is owed */

@@ -567,7 +567,7 @@ static int build_task(attempt *at) {
         const plugin_step *ps = s->impl;
         t->step = ps->step;
         t->step_name = ps->step->name;
-        t->plugin_path = ps->lib->path;
+        t->plugin_path = ps->lib->real_path;
         t->n_outputs = ps->n_outputs;
         t->outputs = arena_calloc(a, ps->n_outputs + 1, sizeof(task_port));
         if (!t->outputs)
@@ -919,8 +919,17 @@ static int make_run_dir(run *r) {
         return -ENOMEM;
     snprintf(r->run_dir, len, "%s/runs/%s/steps", r->o->store, r->run_id);
     int rc = mkdir_p(r->run_dir, 0755);
+    if (rc)
+        return rc;
     r->run_dir[strlen(r->run_dir) - 6] = '\0'; /* the run's folder, without /steps */
-    return rc;
+    /* Absolute: steps run in folders of their own, where a relative path
+     * to another step's output would lead nowhere. */
+    char *abs = realpath(r->run_dir, NULL);
+    if (!abs)
+        return -errno;
+    free(r->run_dir);
+    r->run_dir = abs;
+    return 0;
 }
 
 static void write_summary(run *r, const char *status) {

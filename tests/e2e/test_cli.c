@@ -201,10 +201,20 @@ Test(cli, the_example_pipeline_runs_end_to_end) {
     cr_assert_not_null(mkdtemp(store));
     char arg[64];
     snprintf(arg, sizeof(arg), "--store=%s", store);
-    result r = RUN(arg, "run", SLUICE_SOURCE_DIR "/pipelines/examples/word_stats.yaml", "-p",
-                   "top=3");
+    /* The default store, ./.sluice, is relative: run from inside the folder. */
+    result r = run_in(store, NULL,
+                      (char *[]){"sluice", "run",
+                                 SLUICE_SOURCE_DIR "/pipelines/examples/word_stats.yaml", "-p",
+                                 "top=3", NULL});
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "step report done") != NULL, "%s", r.out);
+    char *report = strstr(r.out, "report.report: ");
+    cr_assert_not_null(report, "%s", r.out);
+    char path[512];
+    cr_assert_eq(sscanf(report, "report.report: %511s", path), 1);
+    char *text = slurp(path);
+    cr_expect_str_eq(text, "lines: 24\nmost frequent words:\n  that\t6\n  model\t5\n  with\t5\n");
+    free(text);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", store);
     cr_expect_eq(system(cmd), 0);
