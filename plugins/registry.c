@@ -1,6 +1,5 @@
 #include "registry.h"
 
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -9,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "core/buf.h"
+#include "core/fsutil.h"
 #include "orchestrator/exec/host.h"
 
 const char *sl_param_kind_name(int kind) {
@@ -349,50 +349,30 @@ out:
 }
 
 
-static int by_name(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+static int is_shared_object(const char *name) {
+    size_t len = strlen(name);
+    return len > 3 && strcmp(name + len - 3, ".so") == 0;
 }
 
 int registry_load_dir(plugin_registry *r, const char *dir, int optional, diag_list *d) {
-    DIR *dh = opendir(dir);
-    if (!dh) {
-        if (!optional || errno != ENOENT)
-            diag_add(d, DIAG_ERROR, dir, 0, 0, "cannot read plugin folder: %s", strerror(errno));
+    char **names;
+    size_t n;
+    int rc = dir_list(dir, is_shared_object, &names, &n);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc) {
+        if (!optional || rc != -ENOENT)
+            diag_add(d, DIAG_ERROR, dir, 0, 0, "cannot read plugin folder: %s", strerror(-rc));
         return 0;
     }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    struct dirent *e;
-    while ((e = readdir(dh))) {
-        size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **grown = realloc(names, cap * sizeof(*names));
-            if (!grown) {
-                rc = -ENOMEM;
-                break;
-            }
-            names = grown;
-        }
-        if (!(names[n] = malloc(strlen(dir) + len + 2))) {
-            rc = -ENOMEM;
-            break;
-        }
-        sprintf(names[n++], "%s/%s", dir, e->d_name);
-    }
-    closedir(dh);
-    if (rc == 0)
-        qsort(names, n, sizeof(*names), by_name);
-    for (size_t i = 0; i < n; i++) {
+    rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char path[4096];
         const plugin_lib *lib;
-        if (rc == 0)
-            rc = registry_load_file(r, names[i], d, &lib);
-        free(names[i]);
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        rc = registry_load_file(r, path, d, &lib);
     }
-    free(names);
+    dir_list_free(names, n);
     return rc;
 }
 

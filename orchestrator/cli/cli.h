@@ -39,12 +39,19 @@ int cmd_pending(const cli_globals *g, int argc, char **argv);
 int cmd_run(const cli_globals *g, int argc, char **argv);
 int cmd_exec(const cli_globals *g, int argc, char **argv);
 int cmd_plugins(const cli_globals *g, int argc, char **argv);
+int cmd_runs(const cli_globals *g, int argc, char **argv);
+int cmd_artifacts(const cli_globals *g, int argc, char **argv);
+int cmd_lineage(const cli_globals *g, int argc, char **argv);
 
 /* getopt_long for a command: call cli_getopt_begin() once, then cli_getopt()
  * until -1. shortopts must begin with ':'. Unknown options and missing values
  * are reported as "sluice CMD: ..." on stderr, and '?' returned. */
 void cli_getopt_begin(void);
 int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+
+/* Parses a command whose only option is --json. Returns 0 with *json set and
+ * optind at the first operand, or EXIT_BAD_INPUT (reported). */
+int cli_json_only(int argc, char **argv, int *json);
 
 /* The -p NAME=VALUE values gathered while parsing a command's options. */
 typedef struct cli_params {

@@ -10,10 +10,7 @@ static const struct {
     const char *command, *needs;
 } pending[] = {
     {"status", "the metadata store and the cache"},
-    {"runs", "the metadata store"},
     {"resume", "the metadata store and the scheduler"},
-    {"artifacts", "the artifact store"},
-    {"lineage", "the metadata store"},
     {"gc", "the artifact store"},
     {"search", "the embedding and index steps"},
     {"serve", "the deploy step"},

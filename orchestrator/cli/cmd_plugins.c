@@ -99,15 +99,10 @@ static void describe_text(const plugin_step *s) {
 }
 
 int cmd_plugins(const cli_globals *g, int argc, char **argv) {
-    static const struct option longopts[] = {{"json", no_argument, NULL, 'J'}, {NULL, 0, NULL, 0}};
     (void)g;
-    int json = 0, c;
-    cli_getopt_begin();
-    while ((c = cli_getopt(argc, argv, ":", longopts)) != -1) {
-        if (c != 'J')
-            return EXIT_BAD_INPUT;
-        json = 1;
-    }
+    int json;
+    if (cli_json_only(argc, argv, &json))
+        return EXIT_BAD_INPUT;
     const char *sub = optind < argc ? argv[optind] : NULL;
     int is_list = sub && strcmp(sub, "list") == 0 && argc - optind == 1;
     int is_describe = sub && strcmp(sub, "describe") == 0 && argc - optind == 2;

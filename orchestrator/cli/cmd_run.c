@@ -39,7 +39,8 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
             }
             break;
         case OPT_NO_CACHE:
-            break; /* nothing is cached yet: every step runs */
+            o.no_cache = 1;
+            break;
         case OPT_JSON:
             o.json = 1;
             break;

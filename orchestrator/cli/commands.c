@@ -52,7 +52,7 @@ const cli_command cli_commands[] = {
      "\n"
      "Runs and their steps: status, times, cache hits, parameters, metrics.\n"
      "RUN may be any unique prefix of a run id.\n",
-     cmd_pending},
+     cmd_runs},
     {"resume", "finish a failed or interrupted run",
      "usage: sluice resume RUN\n"
      "\n"
@@ -64,10 +64,15 @@ const cli_command cli_commands[] = {
      "       sluice artifacts cat ID\n"
      "       sluice artifacts export ID PATH\n"
      "\n"
-     "ID is an artifact's content hash or any unique prefix of it.\n",
-     cmd_pending},
+     "ID is an artifact's content hash or any unique prefix of it. Reading an\n"
+     "artifact (cat, export) checks its hash first.\n",
+     cmd_artifacts},
     {"lineage", "what an artifact came from and what used it",
-     "usage: sluice lineage ID [--up|--down] [--format dot|json]\n", cmd_pending},
+     "usage: sluice lineage ID [--up|--down] [--format text|dot|json]\n"
+     "\n"
+     "The step runs and artifacts an artifact was made from (--up), those made from it\n"
+     "(--down), or both.\n",
+     cmd_lineage},
     {"plugins", "list the steps plugins provide, or describe one",
      "usage: sluice plugins list [--json]\n"
      "       sluice plugins describe NAME [--json]\n"

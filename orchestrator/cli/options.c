@@ -30,6 +30,19 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
     return c;
 }
 
+int cli_json_only(int argc, char **argv, int *json) {
+    static const struct option longopts[] = {{"json", no_argument, NULL, 'J'}, {NULL, 0, NULL, 0}};
+    int c;
+    *json = 0;
+    cli_getopt_begin();
+    while ((c = cli_getopt(argc, argv, ":", longopts)) != -1) {
+        if (c != 'J')
+            return EXIT_BAD_INPUT;
+        *json = 1;
+    }
+    return 0;
+}
+
 int cli_params_add(cli_params *ps, const char *spec) {
     const char **items = realloc(ps->items, (ps->n + 1) * sizeof(*items));
     if (!items) {

@@ -1,5 +1,6 @@
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -59,4 +60,53 @@ int find_program(const char *name, char *out, size_t size) {
         p += len + (end != NULL);
     }
     return -ENOENT;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int dir_list(const char *dir, int (*keep)(const char *name), char ***names, size_t *n) {
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            (keep && !keep(e->d_name)))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **grown = realloc(*names, cap * sizeof(**names));
+            if (!grown) {
+                rc = -ENOMEM;
+                break;
+            }
+            *names = grown;
+        }
+        if (!((*names)[*n] = strdup(e->d_name))) {
+            rc = -ENOMEM;
+            break;
+        }
+        (*n)++;
+    }
+    closedir(d);
+    if (rc) {
+        dir_list_free(*names, *n);
+        *names = NULL;
+        *n = 0;
+        return rc;
+    }
+    qsort(*names, *n, sizeof(**names), by_name);
+    return 0;
+}
+
+void dir_list_free(char **names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
 }

@@ -15,4 +15,10 @@ int path_exists(const char *path);
  * is), writing its path into out. Returns 0 or -errno (-ENOENT). */
 int find_program(const char *name, char *out, size_t size);
 
+/* The names in folder dir (without "." and ".."), sorted, those for which
+ * keep (may be NULL) says yes. *names is an array of *n strings, all freed
+ * with dir_list_free(). Returns 0 or -errno. */
+int dir_list(const char *dir, int (*keep)(const char *name), char ***names, size_t *n);
+void dir_list_free(char **names, size_t n);
+
 #endif

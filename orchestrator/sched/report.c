@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *const outcome_names[] = {"done", "failed", "skipped", "cancelled"};
+static const char *const outcome_names[] = {"done", "failed", "skipped", "cancelled", "cached"};
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 double report_now(void) {
@@ -208,12 +208,12 @@ void report_step_finished(reporter *r, size_t index, const char *id, step_outcom
         BSON_APPEND_INT32(e, "attempts", attempt);
         BSON_APPEND_DOUBLE(e, "seconds", seconds);
         if (why)
-            BSON_APPEND_UTF8(e, "error", why);
+            BSON_APPEND_UTF8(e, outcome == STEP_CACHED ? "cached_from" : "error", why);
         emit_json(r, e);
         return;
     }
     const char *mark = r->mode == REPORT_TTY
-                           ? (outcome == STEP_DONE     ? "\033[32m✓\033[0m"
+                           ? (outcome == STEP_DONE || outcome == STEP_CACHED ? "\033[32m✓\033[0m"
                               : outcome == STEP_FAILED ? "\033[31m✗\033[0m"
                                                        : "\033[33m-\033[0m")
                            : "step";
@@ -232,6 +232,9 @@ void report_step_finished(reporter *r, size_t index, const char *id, step_outcom
         break;
     case STEP_SKIPPED:
         line(r, "%s %s skipped: %s", mark, id, why ? why : "");
+        break;
+    case STEP_CACHED:
+        line(r, "%s %s cached (from %s)", mark, id, why ? why : "an earlier run");
         break;
     case STEP_CANCELLED:
         line(r, "%s %s cancelled%s%s", mark, id, why ? ": " : "", why ? why : "");
@@ -262,12 +265,14 @@ void report_step_outputs(reporter *r, const char *id, const char *const *names,
 }
 
 void report_run_finished(reporter *r, const char *run_id, const char *status, size_t done,
-                         size_t failed, size_t skipped, size_t cancelled, double seconds) {
+                         size_t cached, size_t failed, size_t skipped, size_t cancelled,
+                         double seconds) {
     if (r->mode == REPORT_JSON) {
         bson_t *e = event("run_finished");
         BSON_APPEND_UTF8(e, "run", run_id);
         BSON_APPEND_UTF8(e, "status", status);
         BSON_APPEND_INT64(e, "done", (int64_t)done);
+        BSON_APPEND_INT64(e, "cached", (int64_t)cached);
         BSON_APPEND_INT64(e, "failed", (int64_t)failed);
         BSON_APPEND_INT64(e, "skipped", (int64_t)skipped);
         BSON_APPEND_INT64(e, "cancelled", (int64_t)cancelled);
@@ -276,8 +281,11 @@ void report_run_finished(reporter *r, const char *run_id, const char *status, si
         return;
     }
     clear_live(r);
-    line(r, "run %s %s in %.2fs: %zu done, %zu failed, %zu skipped%s", run_id, status, seconds,
-         done, failed, skipped, cancelled ? ", some cancelled" : "");
+    char cached_note[48] = "";
+    if (cached)
+        snprintf(cached_note, sizeof(cached_note), " (%zu from the cache)", cached);
+    line(r, "run %s %s in %.2fs: %zu done%s, %zu failed, %zu skipped%s", run_id, status, seconds,
+         done, cached_note, failed, skipped, cancelled ? ", some cancelled" : "");
 }
 
 void report_tick(reporter *r) {

@@ -15,6 +15,7 @@ typedef enum {
     STEP_FAILED,
     STEP_SKIPPED,
     STEP_CANCELLED,
+    STEP_CACHED, /* done by reusing an earlier step run's outputs */
 } step_outcome;
 
 typedef struct live_entry {
@@ -59,7 +60,8 @@ void report_step_finished(reporter *r, size_t index, const char *id, step_outcom
 void report_step_outputs(reporter *r, const char *id, const char *const *names,
                          char *const *paths, size_t n, int final);
 void report_run_finished(reporter *r, const char *run_id, const char *status, size_t done,
-                         size_t failed, size_t skipped, size_t cancelled, double seconds);
+                         size_t cached, size_t failed, size_t skipped, size_t cancelled,
+                         double seconds);
 
 /* Redraws the live view (a timer calls it on a terminal). */
 void report_tick(reporter *r);

@@ -11,7 +11,10 @@
 #include <time.h>
 #include <uv.h>
 
+#include "artifacts/store.h"
+#include "cache.h"
 #include "child.h"
+#include "metadata/record.h"
 #include "core/buf.h"
 #include "core/fsutil.h"
 #include "dag/ready.h"
@@ -74,8 +77,14 @@ struct step_run {
     int log_failed;
     char *dir;
     const char **out_names;
-    char **out_paths; /* of the attempt that succeeded */
+    char **out_paths; /* objects in the store, once the step succeeded */
+    char (*out_hashes)[HASH_HEX_LEN + 1];
     size_t n_out;
+    char key[HASH_HEX_LEN + 1]; /* the cache key; "" when it could not be made */
+    bson_t key_parts;
+    int has_parts;
+    char cached_from[256];
+    double wall_started;
     char *tail[LOG_TAIL];
     unsigned tail_next;
 };
@@ -124,10 +133,22 @@ struct run {
     double t0;
     program_path_entry *programs; /* PATH look-ups of shell steps' programs */
     size_t n_programs;
+    artifact_store store;
+    meta_db meta;
+    int meta_open;
+    uv_timer_t sync_timer; /* flushes metadata commits to disk now and then */
+    size_t n_cached;
+    double wall_t0;
+    struct {
+        const void *lib;
+        char hash[HASH_HEX_LEN + 1];
+    } plugin_hashes[64];
+    size_t n_plugin_hashes;
 };
 
 static void schedule(run *r);
 static void start_attempt(step_run *sr);
+static int step_cacheable(const step_run *sr);
 static void on_retry(uv_timer_t *t);
 
 /* ---- logging --------------------------------------------------------- */
@@ -255,15 +276,81 @@ static void maybe_finish(run *r) {
     uv_stop(&r->loop);
 }
 
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The hash of the output that feeds `in`, or NULL. */
+static const char *input_hash(run *r, const step_input *in) {
+    const step_run *src = &r->steps[in->from];
+    for (size_t i = 0; i < src->n_out; i++)
+        if (strcmp(src->out_names[i], in->from_output) == 0)
+            return src->out_hashes[i];
+    return NULL;
+}
+
+/* Writes the step run's records; a failure to record is reported, and the
+ * run goes on (its artifacts are in the store either way). */
+static void record(step_run *sr, const char *status, const char *why) {
+    run *r = sr->r;
+    if (!r->meta_open)
+        return;
+    const step *s = sr->s;
+    record_port ins[64], outs[64];
+    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64, n_out = sr->n_out < 64 ? sr->n_out : 64;
+    for (size_t i = 0; i < n_in; i++)
+        ins[i] = (record_port){s->inputs[i].port, input_hash(r, &s->inputs[i]), NULL, 0, 0};
+    for (size_t i = 0; i < n_out; i++) {
+        const sl_port *port = s->impl ? plugin_step_output(s->impl, sr->out_names[i]) : NULL;
+        outs[i] = (record_port){sr->out_names[i], sr->out_hashes[i], port ? port->type : "any", 0, 0};
+        struct stat st;
+        if (stat(sr->out_paths[i], &st) == 0) {
+            outs[i].size = (uint64_t)st.st_size;
+            outs[i].is_dir = S_ISDIR(st.st_mode);
+        }
+    }
+    char log[4096];
+    snprintf(log, sizeof(log), "%s.log", sr->dir);
+    step_record rec = {
+        .run_id = r->run_id,
+        .s = s,
+        .status = status,
+        .started = sr->wall_started,
+        .finished = wall_now(),
+        .attempts = sr->attempt_no,
+        .error = why,
+        .log = path_exists(log) ? log : NULL,
+        .cache_key = sr->key[0] ? sr->key : NULL,
+        .key_parts = sr->has_parts ? &sr->key_parts : NULL,
+        .cached_from = sr->cached_from[0] ? sr->cached_from : NULL,
+        .inputs = ins,
+        .n_inputs = n_in,
+        .outputs = outs,
+        .n_outputs = n_out,
+        .cacheable = step_cacheable(sr),
+    };
+    int rc = record_step(&r->meta, &rec);
+    if (rc)
+        fprintf(stderr, "sluice run: cannot record step '%s' in the metadata store: %s\n", s->id,
+                meta_strerror(rc));
+}
+
+static const char *const record_status[] = {"done", "failed", "skipped", "cancelled", "cached"};
+
 static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
     run *r = sr->r;
     sr->state = SR_FINISHED;
+    record(sr, record_status[outcome], why);
     double secs = sr->t_first ? report_now() - sr->t_first : 0;
     char *tail = outcome == STEP_FAILED ? log_tail(sr) : NULL;
     report_step_finished(&r->rep, sr->index, sr->s->id, outcome, sr->attempt_no, secs, why, tail);
     free(tail);
-    if (outcome == STEP_DONE)
+    if (outcome == STEP_DONE || outcome == STEP_CACHED)
         r->n_done++;
+    if (outcome == STEP_CACHED)
+        r->n_cached++;
     else if (outcome == STEP_FAILED)
         r->n_failed++;
     else if (outcome == STEP_CANCELLED)
@@ -272,7 +359,7 @@ static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
         fclose(sr->log);
         sr->log = NULL;
     }
-    if (dag_ready_finish(&r->ready, sr->index, outcome == STEP_DONE) == 0)
+    if (dag_ready_finish(&r->ready, sr->index, outcome == STEP_DONE || outcome == STEP_CACHED) == 0)
         return;
     char reason[256];
     snprintf(reason, sizeof(reason), "upstream step '%s' %s", sr->s->id,
@@ -282,6 +369,7 @@ static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
         if (r->ready.state[i] == NODE_SKIPPED && o->state == SR_WAITING) {
             o->state = SR_FINISHED;
             r->n_skipped++;
+            record(o, "skipped", reason);
             report_step_finished(&r->rep, i, o->s->id, STEP_SKIPPED, 0, 0, reason, NULL);
         }
     }
@@ -304,24 +392,38 @@ static const char *missing_output(step_run *sr, attempt *at, char *msg, size_t s
     return NULL;
 }
 
-/* Records where the step's outputs are, for the steps that read them. An
- * optional output the step did not write is left out. */
-static int keep_outputs(step_run *sr, attempt *at) {
-    sr->out_names = calloc(at->t.n_outputs + 1, sizeof(*sr->out_names));
-    sr->out_paths = calloc(at->t.n_outputs + 1, sizeof(*sr->out_paths));
-    if (!sr->out_names || !sr->out_paths)
-        return -ENOMEM;
-    for (size_t i = 0; i < at->t.n_outputs; i++) {
+static int alloc_outputs(step_run *sr, size_t n) {
+    sr->out_names = calloc(n + 1, sizeof(*sr->out_names));
+    sr->out_paths = calloc(n + 1, sizeof(*sr->out_paths));
+    sr->out_hashes = calloc(n + 1, sizeof(*sr->out_hashes));
+    return sr->out_names && sr->out_paths && sr->out_hashes ? 0 : -ENOMEM;
+}
+
+/* Moves the step's outputs into the artifact store and records where they
+ * are, for the steps that read them. An optional output the step did not
+ * write is left out. Returns 0, or -errno with *failed naming the output. */
+static int keep_outputs(step_run *sr, attempt *at, const char **failed) {
+    int rc = alloc_outputs(sr, at->t.n_outputs);
+    for (size_t i = 0; rc == 0 && i < at->t.n_outputs; i++) {
         const char *name = at->t.outputs[i].name, *path = at->t.outputs[i].path;
         const sl_port *port = sr->s->impl ? plugin_step_output(sr->s->impl, name) : NULL;
         if (port && port->optional && !path_exists(path))
             continue;
+        object_info info;
+        if ((rc = store_ingest(&sr->r->store, path, &info))) {
+            *failed = name;
+            break;
+        }
+        char object[4096];
+        store_object_path(&sr->r->store, info.hash, object, sizeof(object));
         sr->out_names[sr->n_out] = sr->s->impl ? port->name : step_known_outputs(sr->s)->u.map.keys[i];
-        if (!(sr->out_paths[sr->n_out] = strdup(path)))
-            return -ENOMEM;
-        sr->n_out++;
+        memcpy(sr->out_hashes[sr->n_out], info.hash, sizeof(info.hash));
+        if (!(sr->out_paths[sr->n_out] = strdup(object)))
+            rc = -ENOMEM;
+        else
+            sr->n_out++;
     }
-    return 0;
+    return rc;
 }
 
 static void attempt_done(attempt *at, int ok, const char *why) {
@@ -336,9 +438,13 @@ static void attempt_done(attempt *at, int ok, const char *why) {
     char msg[1024], timeout_msg[1400];
     if (ok && (why = missing_output(sr, at, msg, sizeof(msg))))
         ok = 0;
-    if (ok && keep_outputs(sr, at) != 0) {
+    const char *failed = NULL;
+    int kept = ok ? keep_outputs(sr, at, &failed) : 0;
+    if (kept) {
         ok = 0;
-        why = "out of memory";
+        snprintf(msg, sizeof(msg), "cannot store output '%s': %s", failed ? failed : "?",
+                 strerror(-kept));
+        why = msg;
     }
     if (!ok && sr->timed_out) {
         char limit[32];
@@ -807,8 +913,97 @@ static void on_dir_ready(uv_fs_t *req) {
     launch(at, rc);
 }
 
+static const char *plugin_hash(run *r, const plugin_step *ps) {
+    for (size_t i = 0; i < r->n_plugin_hashes; i++)
+        if (r->plugin_hashes[i].lib == ps->lib)
+            return r->plugin_hashes[i].hash;
+    if (r->n_plugin_hashes == 64)
+        return NULL;
+    size_t i = r->n_plugin_hashes;
+    if (hash_path(ps->lib->real_path, r->plugin_hashes[i].hash, NULL) != 0)
+        return NULL;
+    r->plugin_hashes[i].lib = ps->lib;
+    r->n_plugin_hashes++;
+    return r->plugin_hashes[i].hash;
+}
+
+/* Whether a result of this step may be reused: caching is on for it, and
+ * it declares outputs. A step without outputs runs for its effects (a
+ * deployment, a notification), and skipping it would skip them. */
+static int step_cacheable(const step_run *sr) {
+    const step *s = sr->s;
+    size_t outputs = s->impl ? s->impl->n_outputs : step_known_outputs(s) ? step_known_outputs(s)->u.map.n : 0;
+    return outputs > 0 && step_cache_enabled(sr->r->p, s);
+}
+
+/* Computes the step's cache key and, when caching is on and an earlier step
+ * run has the same key with all its objects intact, reuses its outputs.
+ * Returns 1 when the step was satisfied from the cache. */
+static int try_cache(step_run *sr) {
+    run *r = sr->r;
+    const step *s = sr->s;
+    sr->wall_started = wall_now();
+    cache_input ins[64];
+    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64;
+    for (size_t i = 0; i < n_in; i++)
+        ins[i] = (cache_input){s->inputs[i].port, input_hash(r, &s->inputs[i])};
+    const char *ph = s->impl ? plugin_hash(r, s->impl) : NULL;
+    bson_init(&sr->key_parts);
+    sr->has_parts = 1;
+    if ((s->impl && !ph) || cache_key(r->p, s, ph, ins, n_in, sr->key, &sr->key_parts) != 0) {
+        sr->key[0] = '\0';
+        step_log(sr, SL_LOG_WARN, "no cache key: a plugin or a cache_on file could not be read");
+        return 0;
+    }
+    if (r->o->no_cache || !step_cacheable(sr) || !r->meta_open)
+        return 0;
+    cache_hit hit;
+    if (record_cache_lookup(&r->meta, sr->key, &hit) != 1)
+        return 0;
+    /* Trust the hit only when every object is there and intact. */
+    for (size_t i = 0; i < hit.n_outputs; i++) {
+        int v = store_verify(&r->store, hit.outputs[i].hash);
+        if (v) {
+            char msg[512];
+            snprintf(msg, sizeof(msg), "cached output '%s' (%.12s) is %s: running the step again",
+                     hit.outputs[i].name, hit.outputs[i].hash,
+                     v == -ENOENT ? "missing from the store" : "altered in the store");
+            step_log(sr, SL_LOG_WARN, msg);
+            record_cache_forget(&r->meta, sr->key);
+            return 0;
+        }
+    }
+    if (alloc_outputs(sr, hit.n_outputs) != 0)
+        return 0;
+    const value *shell_outs = s->impl ? NULL : step_known_outputs(s);
+    for (size_t i = 0; i < hit.n_outputs; i++) {
+        const char *name = NULL; /* a name that lives as long as the pipeline */
+        if (s->impl) {
+            const sl_port *port = plugin_step_output(s->impl, hit.outputs[i].name);
+            name = port ? port->name : NULL;
+        } else {
+            for (size_t k = 0; shell_outs && k < shell_outs->u.map.n; k++)
+                if (strcmp(shell_outs->u.map.keys[k], hit.outputs[i].name) == 0)
+                    name = shell_outs->u.map.keys[k];
+        }
+        char object[4096];
+        store_object_path(&r->store, hit.outputs[i].hash, object, sizeof(object));
+        if (!name || !(sr->out_paths[sr->n_out] = strdup(object)))
+            return 0;
+        sr->out_names[sr->n_out] = name;
+        memcpy(sr->out_hashes[sr->n_out], hit.outputs[i].hash, HASH_HEX_LEN + 1);
+        sr->n_out++;
+    }
+    snprintf(sr->cached_from, sizeof(sr->cached_from), "%s", hit.from);
+    report_step_outputs(&r->rep, s->id, sr->out_names, sr->out_paths, sr->n_out, 0);
+    finish_step(sr, STEP_CACHED, hit.from);
+    return 1;
+}
+
 static void start_attempt(step_run *sr) {
     run *r = sr->r;
+    if (sr->attempt_no == 0 && try_cache(sr))
+        return;
     attempt *at = calloc(1, sizeof(*at));
     if (!at) {
         sr->attempt_no++;
@@ -903,6 +1098,8 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void on_tick(uv_timer_t *t) { report_tick(t->data); }
 
+static void on_sync(uv_timer_t *t) { meta_sync(t->data); }
+
 /* ---- the run ---------------------------------------------------------- */
 
 static int make_run_dir(run *r) {
@@ -983,6 +1180,14 @@ static int setup(run *r) {
     r->retry_queue = calloc(n + 1, sizeof(*r->retry_queue));
     if (!r->steps || !r->retry_queue)
         return -ENOMEM;
+    if ((rc = store_open(&r->store, r->o->store)))
+        return rc;
+    if ((rc = meta_open(&r->meta, r->o->store, 0))) {
+        fprintf(stderr, "sluice run: cannot open the metadata store in %s/meta: %s\n",
+                r->o->store, meta_strerror(rc));
+        return rc;
+    }
+    r->meta_open = 1;
     if ((rc = make_run_dir(r)))
         return rc;
     if (!realpath(r->p->dir, r->pipeline_dir))
@@ -1016,6 +1221,9 @@ static void teardown(run *r) {
             free(sr->out_paths[k]);
         free(sr->out_paths);
         free(sr->out_names);
+        free(sr->out_hashes);
+        if (sr->has_parts)
+            bson_destroy(&sr->key_parts);
         free(sr->dir);
     }
     for (size_t i = 0; i < r->n_programs; i++) {
@@ -1023,6 +1231,9 @@ static void teardown(run *r) {
         free(r->programs[i].path);
     }
     free(r->programs);
+    if (r->meta_open)
+        meta_close(&r->meta);
+    store_close(&r->store);
     free(r->steps);
     free(r->retry_queue);
     free(r->run_dir);
@@ -1086,6 +1297,13 @@ int run_pipeline(pipeline *p, run_options *o) {
     if (r->rep.mode == REPORT_TTY)
         uv_timer_start(&r->tick, on_tick, 100, 100);
 
+    r->wall_t0 = wall_now();
+    if ((rc = record_run(&r->meta, r->run_id, p, "running", r->wall_t0, 0)) != 0)
+        fprintf(stderr, "sluice run: cannot record the run in the metadata store: %s\n",
+                meta_strerror(rc));
+    uv_timer_init(&r->loop, &r->sync_timer);
+    r->sync_timer.data = &r->meta;
+    uv_timer_start(&r->sync_timer, on_sync, 250, 250);
     report_run_started(&r->rep, r->run_id, p->name, r->run_dir, p->n_steps, jobs);
     schedule(r);
     while (!r->finished)
@@ -1097,6 +1315,7 @@ int run_pipeline(pipeline *p, run_options *o) {
         if (r->steps[i].state == SR_WAITING) {
             r->steps[i].state = SR_FINISHED;
             r->n_cancelled++;
+            record(&r->steps[i], "cancelled", "not started: the run was interrupted");
             report_step_finished(&r->rep, i, r->steps[i].s->id, STEP_CANCELLED, 0, 0,
                                  "not started: the run was interrupted", NULL);
         }
@@ -1107,15 +1326,20 @@ int run_pipeline(pipeline *p, run_options *o) {
                                 r->steps[i].out_paths, r->steps[i].n_out, 1);
     const char *status = r->cancelling ? "interrupted" : r->n_failed ? "failed" : "done";
     write_summary(r, status);
-    report_run_finished(&r->rep, r->run_id, status, r->n_done, r->n_failed, r->n_skipped,
-                        r->n_cancelled, report_now() - r->t0);
+    report_run_finished(&r->rep, r->run_id, status, r->n_done, r->n_cached, r->n_failed,
+                        r->n_skipped, r->n_cancelled, report_now() - r->t0);
+    if (record_run(&r->meta, r->run_id, p, status, r->wall_t0, wall_now()) != 0 ||
+        meta_sync(&r->meta) != 0)
+        fprintf(stderr, "sluice run: cannot record the run's end in the metadata store\n");
     int exit_code = r->cancelling ? 130 : r->n_failed ? 1 : 0;
     fflush(stdout);
     o->abandoned = r->abandoned > 0;
     if (r->abandoned)
         return exit_code; /* leave everything to the process's exit */
     uv_walk(&r->loop, close_all, NULL);
-    uv_run(&r->loop, UV_RUN_DEFAULT);
+    /* A uv_stop() left over from the end makes one uv_run() return early. */
+    while (uv_run(&r->loop, UV_RUN_DEFAULT) != 0)
+        ;
     uv_loop_close(&r->loop);
     teardown(r);
     free(r);

@@ -18,6 +18,7 @@ typedef struct run_options {
     const char *exe;   /* the sluice binary, for 'sluice exec' children */
     int jobs;          /* 0: settings.jobs, else the machine's cores */
     int json;          /* JSON event lines on stdout */
+    int no_cache;      /* run every step, even where the cache has it */
     /* Set on return when an in-process step that ignored cancellation is
      * still running on a thread: the caller must then neither free the
      * pipeline nor unload plugins, and should exit promptly. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct result {
@@ -70,6 +71,49 @@ static result run_in(const char *cwd, const char *in_path, char *const argv[]) {
 static void result_free(result *r) {
     free(r->out);
     free(r->err);
+}
+
+/* A fresh folder for a test, with a store in it and the test plugins on the
+ * plugin path of the runs that follow. */
+static char test_dir[64], test_store_arg[128], test_plugin_path[512];
+
+static void test_dir_setup(void) {
+    snprintf(test_dir, sizeof(test_dir), "/tmp/sluice-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(test_dir));
+    snprintf(test_store_arg, sizeof(test_store_arg), "--store=%s/store", test_dir);
+    snprintf(test_plugin_path, sizeof(test_plugin_path), "SLUICE_PLUGIN_PATH=%s/good",
+             SLUICE_TEST_PLUGINS);
+    run_env[0] = test_plugin_path;
+    run_env[1] = NULL;
+}
+
+static void test_dir_teardown(void) {
+    char cmd[200];
+    /* Objects are read-only: make them writable to remove them. */
+    snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && rm -rf '%s'", test_dir, test_dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* Writes folder/name with text, where every "@" stands for folder; returns
+ * the path (static: valid until the next call). */
+static char *write_test_file(const char *folder, const char *name, const char *text) {
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/%s", folder, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (const char *p = text; *p; p++)
+        if (*p == '@')
+            fputs(folder, f);
+        else
+            fputc(*p, f);
+    fclose(f);
+    return path;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 #endif

@@ -13,51 +13,12 @@
 
 #include "runner.h"
 
-static char dir[64];
-static char store_arg[128];
-static char plugin_path[512];
 
-static void setup(void) {
-    snprintf(dir, sizeof(dir), "/tmp/sluice-run-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(store_arg, sizeof(store_arg), "--store=%s/store", dir);
-    snprintf(plugin_path, sizeof(plugin_path), "SLUICE_PLUGIN_PATH=%s/good", SLUICE_TEST_PLUGINS);
-    run_env[0] = plugin_path;
-    run_env[1] = NULL;
-}
-
-static void teardown(void) {
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
-TestSuite(run, .init = setup, .fini = teardown, .timeout = 60);
-
-/* Writes dir/name with text, where every "@" stands for dir. */
-static char *write_pipeline(const char *name, const char *text) {
-    static char path[256];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    for (const char *p = text; *p; p++)
-        if (*p == '@')
-            fputs(dir, f);
-        else
-            fputc(*p, f);
-    fclose(f);
-    return path;
-}
+TestSuite(run, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 60);
 
 static void nap_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* The value of field in the JSON event `event` about step (NULL: any). */
@@ -118,7 +79,7 @@ static double read_number(const char *path) {
 }
 
 Test(run, parallel_branches_overlap_in_time) {
-    char *p = write_pipeline("par.yaml",
+    char *p = write_test_file(test_dir, "par.yaml",
                              "pipeline: par\n"
                              "steps:\n"
                              "  left:\n"
@@ -127,13 +88,13 @@ Test(run, parallel_branches_overlap_in_time) {
                              "  right:\n"
                              "    uses: shell\n"
                              "    with: {run: 'date +%s.%N > @/r0; sleep 0.4; date +%s.%N > @/r1'}\n");
-    result r = RUN(store_arg, "run", p, "--jobs", "2", "--json");
+    result r = RUN(test_store_arg, "run", p, "--jobs", "2", "--json");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char path[256];
     double t[4];
     const char *names[] = {"l0", "l1", "r0", "r1"};
     for (int i = 0; i < 4; i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        snprintf(path, sizeof(path), "%s/%s", test_dir, names[i]);
         t[i] = read_number(path);
         cr_assert_gt(t[i], 0);
     }
@@ -143,22 +104,22 @@ Test(run, parallel_branches_overlap_in_time) {
 }
 
 Test(run, jobs_1_runs_one_at_a_time) {
-    char *p = write_pipeline("seq.yaml",
+    char *p = write_test_file(test_dir, "seq.yaml",
                              "pipeline: seq\n"
                              "steps:\n"
                              "  a: {uses: shell, with: {run: 'date +%s.%N > @/a0; sleep 0.2; date +%s.%N > @/a1'}}\n"
                              "  b: {uses: shell, with: {run: 'date +%s.%N > @/b0; sleep 0.2; date +%s.%N > @/b1'}}\n");
-    result r = RUN(store_arg, "run", p, "-j", "1");
+    result r = RUN(test_store_arg, "run", p, "-j", "1");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char a1[256], b0[256];
-    snprintf(a1, sizeof(a1), "%s/a1", dir);
-    snprintf(b0, sizeof(b0), "%s/b0", dir);
+    snprintf(a1, sizeof(a1), "%s/a1", test_dir);
+    snprintf(b0, sizeof(b0), "%s/b0", test_dir);
     cr_expect_leq(read_number(a1), read_number(b0));
     result_free(&r);
 }
 
 Test(run, a_failure_skips_exactly_its_descendants) {
-    char *p = write_pipeline("fail.yaml",
+    char *p = write_test_file(test_dir, "fail.yaml",
                              "pipeline: fail\n"
                              "steps:\n"
                              "  a: {uses: shell, with: {run: 'echo a > out', outputs: {o: out}}}\n"
@@ -168,7 +129,7 @@ Test(run, a_failure_skips_exactly_its_descendants) {
                              "  d: {uses: shell, inputs: {i: a.o}, with: {run: 'true'}}\n"
                              "  e: {uses: fail, with: {reason: 'bad input'}}\n"
                              "  f: {uses: noop}\n");
-    result r = RUN(store_arg, "run", p, "--json");
+    result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1, "%s", r.err);
     expect_status(r.out, "a", "done");
     expect_status(r.out, "b", "failed");
@@ -188,7 +149,7 @@ Test(run, a_failure_skips_exactly_its_descendants) {
 }
 
 Test(run, a_flaky_step_is_retried_with_backoff) {
-    char *p = write_pipeline("flaky.yaml",
+    char *p = write_test_file(test_dir, "flaky.yaml",
                              "pipeline: flaky\n"
                              "steps:\n"
                              "  flaky:\n"
@@ -196,9 +157,9 @@ Test(run, a_flaky_step_is_retried_with_backoff) {
                              "    with: {run: 'n=$(cat @/count 2>/dev/null || echo 0); echo $((n+1)) > @/count; "
                              "test $n -ge 2'}\n"
                              "    retries: {max: 3, backoff: 100ms}\n");
-    double t0 = now();
-    result r = RUN(store_arg, "run", p, "--json");
-    double took = now() - t0;
+    double t0 = now_seconds();
+    result r = RUN(test_store_arg, "run", p, "--json");
+    double took = now_seconds() - t0;
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     expect_status(r.out, "flaky", "done");
     cr_expect_str_eq(event_field(r.out, "step_finished", "flaky", "attempts"), "3");
@@ -209,24 +170,24 @@ Test(run, a_flaky_step_is_retried_with_backoff) {
 }
 
 Test(run, retries_give_up_after_max) {
-    char *p = write_pipeline("never.yaml",
+    char *p = write_test_file(test_dir, "never.yaml",
                              "pipeline: never\n"
                              "settings: {retries: {max: 2, backoff: 10ms}}\n"
                              "steps:\n  never: {uses: shell, with: {run: 'exit 1'}}\n");
-    result r = RUN(store_arg, "run", p, "--json");
+    result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1);
     cr_expect_str_eq(event_field(r.out, "step_finished", "never", "attempts"), "3");
     result_free(&r);
 }
 
 Test(run, a_timeout_stops_a_sleep_60_step_within_a_second) {
-    char *p = write_pipeline("timeout.yaml",
+    char *p = write_test_file(test_dir, "timeout.yaml",
                              "pipeline: timeout\n"
                              "steps:\n"
                              "  stuck: {uses: shell, with: {run: 'sleep 60'}, timeout: 1s}\n");
-    double t0 = now();
-    result r = RUN(store_arg, "run", p, "--json");
-    double took = now() - t0;
+    double t0 = now_seconds();
+    result r = RUN(test_store_arg, "run", p, "--json");
+    double took = now_seconds() - t0;
     cr_expect_eq(r.status, 1);
     cr_expect_lt(took, 2.0, "the run took %.2fs for a 1s timeout", took);
     cr_expect_geq(took, 1.0);
@@ -236,13 +197,13 @@ Test(run, a_timeout_stops_a_sleep_60_step_within_a_second) {
 }
 
 Test(run, an_in_process_step_is_asked_to_stop_at_its_timeout) {
-    char *p = write_pipeline("coop.yaml",
+    char *p = write_test_file(test_dir, "coop.yaml",
                              "pipeline: coop\n"
                              "steps:\n"
                              "  nap: {uses: sleep, with: {ms: 20000}, timeout: 300ms}\n");
-    double t0 = now();
-    result r = RUN(store_arg, "run", p, "--json");
-    double took = now() - t0;
+    double t0 = now_seconds();
+    result r = RUN(test_store_arg, "run", p, "--json");
+    double took = now_seconds() - t0;
     cr_expect_eq(r.status, 1);
     cr_expect_lt(took, 1.5, "took %.2fs", took);
     const char *why = event_field(r.out, "step_finished", "nap", "error");
@@ -252,7 +213,7 @@ Test(run, an_in_process_step_is_asked_to_stop_at_its_timeout) {
 }
 
 Test(run, sigint_exits_130_and_leaves_no_orphan) {
-    char *p = write_pipeline("sig.yaml",
+    char *p = write_test_file(test_dir, "sig.yaml",
                              "pipeline: sig\n"
                              "steps:\n"
                              "  long: {uses: shell, with: {run: 'echo $$ > @/pid; exec sleep 60'}}\n"
@@ -264,15 +225,15 @@ Test(run, sigint_exits_130_and_leaves_no_orphan) {
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
         dup2(devnull, 2);
-        putenv(plugin_path);
-        execl(SLUICE_BIN, "sluice", store_arg, "run", p, NULL);
+        putenv(test_plugin_path);
+        execl(SLUICE_BIN, "sluice", test_store_arg, "run", p, NULL);
         _exit(127);
     }
     char pid_path[256];
-    snprintf(pid_path, sizeof(pid_path), "%s/pid", dir);
-    double t0 = now();
+    snprintf(pid_path, sizeof(pid_path), "%s/pid", test_dir);
+    double t0 = now_seconds();
     double child = -1;
-    while (now() - t0 < 10 && (child = read_number(pid_path)) <= 0)
+    while (now_seconds() - t0 < 10 && (child = read_number(pid_path)) <= 0)
         nap_ms(20);
     cr_assert_gt(child, 0, "the step never started");
     nap_ms(100);
@@ -280,14 +241,14 @@ Test(run, sigint_exits_130_and_leaves_no_orphan) {
     int ws;
     waitpid(pid, &ws, 0);
     cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 130, "status %d", ws);
-    cr_expect_lt(now() - t0, 8.0);
+    cr_expect_lt(now_seconds() - t0, 8.0);
     errno = 0;
     cr_expect_eq(kill((pid_t)child, 0), -1, "the step's process %d outlived the run", (int)child);
     cr_expect_eq(errno, ESRCH);
 }
 
 Test(run, a_crashing_plugin_in_its_own_process_is_reported_and_the_run_goes_on) {
-    char *p = write_pipeline("crash.yaml",
+    char *p = write_test_file(test_dir, "crash.yaml",
                              "pipeline: crash\n"
                              "steps:\n"
                              "  boom: {uses: crash, isolation: process}\n"
@@ -295,7 +256,7 @@ Test(run, a_crashing_plugin_in_its_own_process_is_reported_and_the_run_goes_on) 
                              "  next: {uses: echo, inputs: {in: fine.out}}\n");
     /* Under AddressSanitizer, let the segfault be a segfault, not a report. */
     run_env[1] = "ASAN_OPTIONS=handle_segv=0:detect_leaks=1";
-    result r = RUN(store_arg, "run", p, "--json");
+    result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1, "%s", r.err);
     expect_status(r.out, "boom", "failed");
     expect_status(r.out, "fine", "done");
@@ -306,7 +267,7 @@ Test(run, a_crashing_plugin_in_its_own_process_is_reported_and_the_run_goes_on) 
 }
 
 Test(run, plugin_steps_pass_files_along_in_and_out_of_process) {
-    char *p = write_pipeline("chain.yaml",
+    char *p = write_test_file(test_dir, "chain.yaml",
                              "pipeline: chain\n"
                              "steps:\n"
                              "  say: {uses: emit, with: {text: the cat and the hat}}\n"
@@ -314,10 +275,10 @@ Test(run, plugin_steps_pass_files_along_in_and_out_of_process) {
                              "  words: {uses: wordcount, inputs: {text: quote.out}, with: {top: 2}}\n"
                              "  show: {uses: shell, inputs: {counts: words.counts},\n"
                              "         with: {run: 'cp \"$SLUICE_INPUT_counts\" @/result'}}\n");
-    result r = RUN(store_arg, "run", p, "--json");
+    result r = RUN(test_store_arg, "run", p, "--json");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char path[256];
-    snprintf(path, sizeof(path), "%s/result", dir);
+    snprintf(path, sizeof(path), "%s/result", test_dir);
     char *text = slurp(path);
     cr_expect_str_eq(text, "the\t2\nand\t1\n");
     free(text);
@@ -327,11 +288,11 @@ Test(run, plugin_steps_pass_files_along_in_and_out_of_process) {
 }
 
 Test(run, a_shell_step_that_does_not_write_its_output_fails) {
-    char *p = write_pipeline("noout.yaml",
+    char *p = write_test_file(test_dir, "noout.yaml",
                              "pipeline: noout\n"
                              "steps:\n"
                              "  lazy: {uses: shell, with: {run: 'true', outputs: {report: report.txt}}}\n");
-    result r = RUN(store_arg, "run", p, "--json");
+    result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1);
     const char *why = event_field(r.out, "step_finished", "lazy", "error");
     cr_expect(why && strstr(why, "it did not write its output 'report'"), "%s", why);
@@ -339,7 +300,7 @@ Test(run, a_shell_step_that_does_not_write_its_output_fails) {
 }
 
 Test(run, shell_steps_see_their_environment) {
-    char *p = write_pipeline("env.yaml",
+    char *p = write_test_file(test_dir, "env.yaml",
                              "pipeline: env\n"
                              "params: {greeting: hi}\n"
                              "steps:\n"
@@ -348,10 +309,10 @@ Test(run, shell_steps_see_their_environment) {
                              "    with:\n"
                              "      run: 'echo \"$SLUICE_STEP $GREETING $SLUICE_ATTEMPT\" > @/env.txt'\n"
                              "      env: {GREETING: '${params.greeting} there'}\n");
-    result r = RUN(store_arg, "run", p, "-p", "greeting=hello");
+    result r = RUN(test_store_arg, "run", p, "-p", "greeting=hello");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char path[256];
-    snprintf(path, sizeof(path), "%s/env.txt", dir);
+    snprintf(path, sizeof(path), "%s/env.txt", test_dir);
     char *text = slurp(path);
     cr_expect_str_eq(text, "env hello there 1\n");
     free(text);
@@ -360,9 +321,9 @@ Test(run, shell_steps_see_their_environment) {
 }
 
 Test(run, json_progress_events_are_rate_limited) {
-    char *p = write_pipeline("prog.yaml",
+    char *p = write_test_file(test_dir, "prog.yaml",
                              "pipeline: prog\nsteps:\n  nap: {uses: sleep, with: {ms: 600}}\n");
-    result r = RUN(store_arg, "run", p, "--json");
+    result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 0);
     int n = count_events(r.out, "step_progress");
     cr_expect(n >= 1 && n <= 5, "%d progress events for 0.6s", n);
@@ -406,7 +367,7 @@ Test(run, plugins_describe) {
 }
 
 Test(run, pipelines_are_checked_against_the_plugins) {
-    char *p = write_pipeline("schema.yaml",
+    char *p = write_test_file(test_dir, "schema.yaml",
                              "pipeline: schema\n"
                              "steps:\n"
                              "  a: {uses: emit, with: {txt: x}}\n"
@@ -438,23 +399,23 @@ Test(run, pipelines_are_checked_against_the_plugins) {
 }
 
 Test(run, a_plugin_given_by_path) {
-    char *p = write_pipeline("bypath.yaml",
+    char *p = write_test_file(test_dir, "bypath.yaml",
                              "pipeline: bypath\n"
                              "steps:\n"
                              "  a: {uses: '" SLUICE_TEST_PLUGINS "/good/teststeps.so:emit', with: {text: hi}}\n");
     run_env[0] = NULL;
-    result r = RUN(store_arg, "run", p);
+    result r = RUN(test_store_arg, "run", p);
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
 }
 
 Test(run, run_arguments) {
-    char *p = write_pipeline("args.yaml", "pipeline: args\nsteps: {a: {uses: noop}}\n");
-    result r = RUN(store_arg, "run", p, "--jobs", "0");
+    char *p = write_test_file(test_dir, "args.yaml", "pipeline: args\nsteps: {a: {uses: noop}}\n");
+    result r = RUN(test_store_arg, "run", p, "--jobs", "0");
     cr_expect_eq(r.status, 2);
     cr_expect_str_eq(r.err, "sluice run: --jobs takes a number from 1 to 4096, not '0'\n");
     result_free(&r);
-    r = RUN(store_arg, "run", p, "--runner", "slurm");
+    r = RUN(test_store_arg, "run", p, "--runner", "slurm");
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "Slurm runner") != NULL);
     result_free(&r);

@@ -1,0 +1,56 @@
+/* meta.h - the metadata store: runs, step runs, artifacts, lineage and the
+ * cache index, in LMDB under STORE/meta/.
+ *
+ * Records are BSON documents (libbson) under string keys:
+ *   runs       RUN_ID                  the run: pipeline, file, params, status, times
+ *   steps      RUN_ID/STEP_ID          a step run: status, times, attempts, params,
+ *                                      inputs and outputs (hashes), error, cache key,
+ *                                      cached_from
+ *   artifacts  HASH                    type, size, kind, producer (run, step, output)
+ *   consumers  HASH/RUN_ID/STEP_ID     empty: lineage downwards (producer is upwards)
+ *   cache      KEY                     run, step, outputs of the step run to reuse
+ *   info       "schema"                the schema version (int32)
+ *
+ * Only the orchestrator writes, and a step's records go in one transaction.
+ * Commits are not synced one by one (MDB_NOSYNC): a killed sluice loses
+ * nothing, since committed pages are in the kernel's cache, and meta_sync()
+ * flushes them to disk at the end of a run and every few hundred
+ * milliseconds during one; a power cut may lose those last milliseconds.
+ * Several sluice processes may use one store at once (LMDB's locking). */
+#ifndef SLUICE_METADATA_META_H
+#define SLUICE_METADATA_META_H
+
+#include <bson/bson.h>
+#include <lmdb.h>
+#include <stddef.h>
+
+#define META_SCHEMA_VERSION 1
+
+typedef struct meta_db {
+    MDB_env *env;
+    MDB_dbi runs, steps, artifacts, consumers, cache, info;
+} meta_db;
+
+/* Opens (creating) STORE/meta. Returns 0 or a negative code (meta_strerror). */
+int meta_open(meta_db *m, const char *store_root, int read_only);
+void meta_close(meta_db *m);
+int meta_sync(meta_db *m);
+
+const char *meta_strerror(int rc);
+
+/* A transaction: write or read-only. Returns 0 or a negative code. */
+int meta_begin(meta_db *m, int write, MDB_txn **txn);
+int meta_commit(MDB_txn *txn);
+void meta_abort(MDB_txn *txn);
+
+int meta_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const bson_t *doc);
+/* Reads key into *doc, which points into LMDB's memory: valid until the
+ * transaction ends. Returns 0, MDB_NOTFOUND, or another negative code. */
+int meta_get(MDB_txn *txn, MDB_dbi dbi, const char *key, bson_t *doc);
+
+/* Calls fn for every record whose key starts with prefix, in key order; fn
+ * returns nonzero to stop. key and doc are valid for the call. */
+typedef int (*meta_each_fn)(void *ud, const char *key, size_t key_len, const bson_t *doc);
+int meta_each(MDB_txn *txn, MDB_dbi dbi, const char *prefix, meta_each_fn fn, void *ud);
+
+#endif

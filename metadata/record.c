@@ -1,0 +1,164 @@
+#include "record.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pipeline/value_json.h"
+#include "plugins/registry.h"
+
+int record_run(meta_db *m, const char *run_id, const pipeline *p, const char *status,
+               double started, double finished) {
+    bson_t doc = BSON_INITIALIZER, params;
+    BSON_APPEND_UTF8(&doc, "pipeline", p->name ? p->name : "");
+    BSON_APPEND_UTF8(&doc, "file", p->file);
+    BSON_APPEND_UTF8(&doc, "status", status);
+    BSON_APPEND_DOUBLE(&doc, "started", started);
+    if (finished > 0)
+        BSON_APPEND_DOUBLE(&doc, "finished", finished);
+    BSON_APPEND_INT32(&doc, "steps", (int32_t)p->n_steps);
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
+    for (size_t i = 0; i < p->n_params; i++) /* secrets masked: never stored */
+        value_append_bson(&params, p->params[i].name, strlen(p->params[i].name),
+                          p->params[i].value, 1);
+    bson_append_document_end(&doc, &params);
+    MDB_txn *txn;
+    int rc = meta_begin(m, 1, &txn);
+    if (rc == 0) {
+        rc = meta_put(txn, m->runs, run_id, &doc);
+        rc = rc ? (meta_abort(txn), rc) : meta_commit(txn);
+    }
+    bson_destroy(&doc);
+    return rc;
+}
+
+static void append_ports(bson_t *doc, const char *key, const record_port *ports, size_t n) {
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &sub);
+    for (size_t i = 0; i < n; i++) {
+        if (ports[i].hash)
+            BSON_APPEND_UTF8(&sub, ports[i].name, ports[i].hash);
+        else
+            BSON_APPEND_NULL(&sub, ports[i].name);
+    }
+    bson_append_document_end(doc, &sub);
+}
+
+int record_step(meta_db *m, const step_record *rec) {
+    const step *s = rec->s;
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", rec->run_id, s->id);
+    bson_t doc = BSON_INITIALIZER, params;
+    BSON_APPEND_UTF8(&doc, "uses", s->uses ? s->uses : "");
+    if (s->impl)
+        BSON_APPEND_UTF8(&doc, "version", s->impl->step->version);
+    BSON_APPEND_UTF8(&doc, "status", rec->status);
+    if (rec->started > 0)
+        BSON_APPEND_DOUBLE(&doc, "started", rec->started);
+    if (rec->finished > 0)
+        BSON_APPEND_DOUBLE(&doc, "finished", rec->finished);
+    BSON_APPEND_INT32(&doc, "attempts", rec->attempts);
+    if (rec->error)
+        BSON_APPEND_UTF8(&doc, "error", rec->error);
+    if (rec->log)
+        BSON_APPEND_UTF8(&doc, "log", rec->log);
+    if (rec->cache_key)
+        BSON_APPEND_UTF8(&doc, "cache_key", rec->cache_key);
+    if (rec->key_parts)
+        BSON_APPEND_DOCUMENT(&doc, "key_parts", rec->key_parts);
+    if (rec->cached_from)
+        BSON_APPEND_UTF8(&doc, "cached_from", rec->cached_from);
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
+    for (size_t i = 0; i < s->n_args; i++) /* secrets masked: never stored */
+        value_append_bson(&params, s->args[i].name, strlen(s->args[i].name), s->args[i].value, 1);
+    bson_append_document_end(&doc, &params);
+    append_ports(&doc, "inputs", rec->inputs, rec->n_inputs);
+    append_ports(&doc, "outputs", rec->outputs, rec->n_outputs);
+
+    MDB_txn *txn;
+    int rc = meta_begin(m, 1, &txn);
+    if (rc) {
+        bson_destroy(&doc);
+        return rc;
+    }
+    rc = meta_put(txn, m->steps, key, &doc);
+    /* Artifacts made here, and the lineage both ways. */
+    int made = strcmp(rec->status, "done") == 0;
+    for (size_t i = 0; rc == 0 && made && i < rec->n_outputs; i++) {
+        const record_port *o = &rec->outputs[i];
+        bson_t a = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&a, "type", o->type ? o->type : "any");
+        BSON_APPEND_INT64(&a, "size", (int64_t)o->size);
+        BSON_APPEND_UTF8(&a, "kind", o->is_dir ? "folder" : "file");
+        BSON_APPEND_UTF8(&a, "run", rec->run_id);
+        BSON_APPEND_UTF8(&a, "step", s->id);
+        BSON_APPEND_UTF8(&a, "output", o->name);
+        BSON_APPEND_DOUBLE(&a, "created", rec->finished);
+        bson_t old;
+        /* The first producer stays the producer: a later identical output
+         * is the same artifact. */
+        if (meta_get(txn, m->artifacts, o->hash, &old) == MDB_NOTFOUND)
+            rc = meta_put(txn, m->artifacts, o->hash, &a);
+        bson_destroy(&a);
+    }
+    for (size_t i = 0; rc == 0 && rec->started > 0 && i < rec->n_inputs; i++) {
+        if (!rec->inputs[i].hash)
+            continue;
+        char ck[768];
+        snprintf(ck, sizeof(ck), "%s/%s", rec->inputs[i].hash, key);
+        rc = meta_put(txn, m->consumers, ck, NULL);
+    }
+    if (rc == 0 && made && rec->cacheable && rec->cache_key) {
+        bson_t c = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&c, "from", key);
+        append_ports(&c, "outputs", rec->outputs, rec->n_outputs);
+        rc = meta_put(txn, m->cache, rec->cache_key, &c);
+        bson_destroy(&c);
+    }
+    rc = rc ? (meta_abort(txn), rc) : meta_commit(txn);
+    bson_destroy(&doc);
+    return rc;
+}
+
+int record_cache_lookup(meta_db *m, const char *key, cache_hit *hit) {
+    MDB_txn *txn;
+    int rc = meta_begin(m, 0, &txn);
+    if (rc)
+        return rc;
+    bson_t doc;
+    rc = meta_get(txn, m->cache, key, &doc);
+    if (rc == MDB_NOTFOUND) {
+        meta_abort(txn);
+        return 0;
+    }
+    bson_iter_t it, outs;
+    memset(hit, 0, sizeof(*hit));
+    if (rc == 0 && bson_iter_init_find(&it, &doc, "from") && BSON_ITER_HOLDS_UTF8(&it))
+        snprintf(hit->from, sizeof(hit->from), "%s", bson_iter_utf8(&it, NULL));
+    if (rc == 0 && bson_iter_init_find(&it, &doc, "outputs") && bson_iter_recurse(&it, &outs))
+        while (bson_iter_next(&outs) && hit->n_outputs < 64) {
+            if (!BSON_ITER_HOLDS_UTF8(&outs))
+                continue;
+            snprintf(hit->outputs[hit->n_outputs].name, sizeof(hit->outputs[0].name), "%s",
+                     bson_iter_key(&outs));
+            snprintf(hit->outputs[hit->n_outputs].hash, sizeof(hit->outputs[0].hash), "%s",
+                     bson_iter_utf8(&outs, NULL));
+            hit->n_outputs++;
+        }
+    meta_abort(txn);
+    return rc ? rc : 1;
+}
+
+int record_cache_forget(meta_db *m, const char *key) {
+    MDB_txn *txn;
+    int rc = meta_begin(m, 1, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = {strlen(key), (void *)key};
+    rc = mdb_del(txn, m->cache, &k, NULL);
+    if (rc && rc != MDB_NOTFOUND) {
+        meta_abort(txn);
+        return rc > 0 ? -rc : rc;
+    }
+    return meta_commit(txn);
+}

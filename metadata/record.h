@@ -1,0 +1,56 @@
+/* record.h - what a run writes to the metadata store, and the cache look-up.
+ * Each function is one transaction. */
+#ifndef SLUICE_METADATA_RECORD_H
+#define SLUICE_METADATA_RECORD_H
+
+#include "artifacts/hash.h"
+#include "meta.h"
+#include "pipeline/pipeline.h"
+
+typedef struct record_port {
+    const char *name;
+    const char *hash; /* NULL: an unconnected input */
+    const char *type; /* outputs: the port's type */
+    uint64_t size;
+    int is_dir;
+} record_port;
+
+typedef struct step_record {
+    const char *run_id;
+    const step *s;
+    const char *status; /* done, cached, failed, skipped, cancelled */
+    double started, finished; /* seconds since the epoch; 0 when it never started */
+    int attempts;
+    const char *error;
+    const char *log; /* the log file's path, or NULL */
+    const char *cache_key;      /* NULL when not computed */
+    const bson_t *key_parts;    /* may be NULL */
+    const char *cached_from;    /* RUN_ID/STEP_ID of the reused step run, or NULL */
+    const record_port *inputs;
+    size_t n_inputs;
+    const record_port *outputs;
+    size_t n_outputs;
+    int cacheable; /* on success, index it under cache_key */
+} step_record;
+
+int record_run(meta_db *m, const char *run_id, const pipeline *p, const char *status,
+               double started, double finished);
+int record_step(meta_db *m, const step_record *rec);
+
+/* A cache entry: the step run whose outputs can be reused. */
+typedef struct cache_hit {
+    char from[256];   /* RUN_ID/STEP_ID */
+    size_t n_outputs;
+    struct {
+        char name[128];
+        char hash[HASH_HEX_LEN + 1];
+    } outputs[64];
+} cache_hit;
+
+/* 1 and *hit when key is in the cache, 0 when not, or a negative code. */
+int record_cache_lookup(meta_db *m, const char *key, cache_hit *hit);
+
+/* Drops a cache entry found unusable (an object missing or altered). */
+int record_cache_forget(meta_db *m, const char *key);
+
+#endif

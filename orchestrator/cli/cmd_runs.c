@@ -1,0 +1,127 @@
+/* cmd_runs.c - sluice runs list | show RUN. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "inspect.h"
+
+static int print_run(void *ud, const char *key, size_t len, const bson_t *doc) {
+    inspect_list *c = ud;
+    if (c->json) {
+        inspect_append_item(c->array, "run", key, len, doc);
+        return 0;
+    }
+    char started[32];
+    inspect_time(inspect_num(doc, "started"), started, sizeof(started));
+    double end = inspect_num(doc, "finished");
+    char took[32] = "-";
+    if (end > 0)
+        snprintf(took, sizeof(took), "%.2fs", end - inspect_num(doc, "started"));
+    printf("%-24.*s %-22s %-12s %-20s %9s %5.0f\n", (int)len, key, inspect_str(doc, "pipeline", "?"),
+           inspect_str(doc, "status", "?"), started, took, inspect_num(doc, "steps"));
+    return 0;
+}
+
+typedef struct show_ctx {
+    int json;
+    bson_t *steps;
+} show_ctx;
+
+static void print_ports(const bson_t *doc, const char *key, const char *label) {
+    bson_iter_t it, sub;
+    if (!bson_iter_init_find(&it, doc, key) || !bson_iter_recurse(&it, &sub))
+        return;
+    while (bson_iter_next(&sub))
+        if (BSON_ITER_HOLDS_UTF8(&sub))
+            printf("      %s %s: %.12s\n", label, bson_iter_key(&sub), bson_iter_utf8(&sub, NULL));
+}
+
+static int print_step(void *ud, const char *key, size_t len, const bson_t *doc) {
+    show_ctx *c = ud;
+    const char *slash = memchr(key, '/', len);
+    const char *id = slash ? slash + 1 : key;
+    int id_len = (int)(len - (size_t)(id - key));
+    if (c->json) {
+        inspect_append_item(c->steps, "step", id, (size_t)id_len, doc);
+        return 0;
+    }
+    double start = inspect_num(doc, "started"), end = inspect_num(doc, "finished");
+    char took[32] = "-";
+    if (start > 0 && end > 0)
+        snprintf(took, sizeof(took), "%.2fs", end - start);
+    const char *status = inspect_str(doc, "status", "?");
+    printf("  %-24.*s %-10s %8s  attempts %.0f", id_len, id, status, took,
+           inspect_num(doc, "attempts"));
+    const char *from = inspect_str(doc, "cached_from", NULL);
+    const char *error = inspect_str(doc, "error", NULL);
+    if (from)
+        printf("  from %s", from);
+    else if (error)
+        printf("  %s", error);
+    printf("\n");
+    print_ports(doc, "inputs", "in ");
+    print_ports(doc, "outputs", "out");
+    return 0;
+}
+
+int cmd_runs(const cli_globals *g, int argc, char **argv) {
+    int json;
+    if (cli_json_only(argc, argv, &json))
+        return EXIT_BAD_INPUT;
+    const char *sub = optind < argc ? argv[optind] : NULL;
+    int is_list = sub && strcmp(sub, "list") == 0 && argc - optind == 1;
+    int is_show = sub && strcmp(sub, "show") == 0 && argc - optind == 2;
+    if (!is_list && !is_show) {
+        fprintf(stderr, "sluice runs: use 'runs list' or 'runs show RUN' (see 'sluice runs --help')\n");
+        return EXIT_BAD_INPUT;
+    }
+    meta_db m;
+    MDB_txn *txn;
+    int status = EXIT_DONE;
+    if (inspect_begin(g->store, &m, &txn))
+        return EXIT_BAD_INPUT;
+    if (is_list) {
+        bson_t doc = BSON_INITIALIZER, array;
+        inspect_list ctx = {json, &array};
+        if (json)
+            BSON_APPEND_ARRAY_BEGIN(&doc, "runs", &array);
+        else
+            printf("%-24s %-22s %-12s %-20s %9s %5s\n", "RUN", "PIPELINE", "STATUS", "STARTED",
+                   "TOOK", "STEPS");
+        meta_each(txn, m.runs, "", print_run, &ctx);
+        if (json) {
+            bson_append_array_end(&doc, &array);
+            inspect_print_json(&doc);
+        }
+        bson_destroy(&doc);
+    } else {
+        char id[256];
+        bson_t run;
+        status = inspect_resolve(txn, m.runs, "run", argv[optind + 1], id, sizeof(id));
+        if (status == 0 && meta_get(txn, m.runs, id, &run) == 0) {
+            char prefix[300];
+            snprintf(prefix, sizeof(prefix), "%s/", id);
+            bson_t doc = BSON_INITIALIZER, steps;
+            show_ctx ctx = {json, &steps};
+            if (json) {
+                BSON_APPEND_UTF8(&doc, "run", id);
+                bson_concat(&doc, &run);
+                BSON_APPEND_ARRAY_BEGIN(&doc, "step_runs", &steps);
+            } else {
+                char started[32];
+                inspect_time(inspect_num(&run, "started"), started, sizeof(started));
+                printf("run %s: pipeline %s (%s), %s, started %s\n", id,
+                       inspect_str(&run, "pipeline", "?"), inspect_str(&run, "file", "?"),
+                       inspect_str(&run, "status", "?"), started);
+            }
+            meta_each(txn, m.steps, prefix, print_step, &ctx);
+            if (json) {
+                bson_append_array_end(&doc, &steps);
+                inspect_print_json(&doc);
+            }
+            bson_destroy(&doc);
+        }
+    }
+    inspect_end(&m, txn);
+    return status;
+}

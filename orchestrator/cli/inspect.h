@@ -1,0 +1,43 @@
+/* inspect.h - what the inspection commands (runs, artifacts, lineage)
+ * share: opening the store read-only and resolving id prefixes. */
+#ifndef SLUICE_CLI_INSPECT_H
+#define SLUICE_CLI_INSPECT_H
+
+#include "artifacts/store.h"
+#include "metadata/meta.h"
+
+/* Opens the store's metadata read-only; prints why not and returns
+ * EXIT_BAD_INPUT when there is none. */
+int inspect_open(const char *store, meta_db *m);
+
+/* inspect_open() and a read-only transaction; on failure nothing is left
+ * open and EXIT_BAD_INPUT is returned. End with inspect_end(). */
+int inspect_begin(const char *store, meta_db *m, MDB_txn **txn);
+void inspect_end(meta_db *m, MDB_txn *txn);
+
+/* What a list command's record callback needs. */
+typedef struct inspect_list {
+    int json;
+    bson_t *array; /* the JSON array being filled, when json */
+} inspect_list;
+
+/* Appends {id_field: key, ...doc} as the next item of a JSON array. */
+void inspect_append_item(bson_t *array, const char *id_field, const char *key, size_t key_len,
+                         const bson_t *doc);
+
+/* Resolves a unique prefix of a key of dbi into out (size bytes). Returns 0,
+ * or prints "no ... matches" / "... is ambiguous" and returns EXIT_BAD_INPUT. */
+int inspect_resolve(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *prefix, char *out,
+                    size_t size);
+
+/* Prints doc as one JSON line. */
+void inspect_print_json(const bson_t *doc);
+
+/* A time since the epoch as local "YYYY-MM-DD HH:MM:SS". */
+void inspect_time(double t, char *out, size_t size);
+
+/* A string field of doc, or fallback. */
+const char *inspect_str(const bson_t *doc, const char *key, const char *fallback);
+double inspect_num(const bson_t *doc, const char *key);
+
+#endif

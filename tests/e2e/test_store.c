@@ -1,0 +1,294 @@
+/* End-to-end tests of the artifact store, the metadata, the cache and
+ * lineage: the real binary, twice or more on one store. */
+#include <bson/bson.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runner.h"
+
+
+TestSuite(store, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 60);
+
+static int by_text(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The status of each step's step_finished event, as "id=status ...", sorted
+ * by step id (independent steps finish in either order). */
+static char *statuses(const char *out) {
+    static char acc[2048];
+    char *items[64];
+    size_t n = 0;
+    acc[0] = '\0';
+    for (const char *line = out; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        bson_error_t err;
+        bson_t *doc = bson_new_from_json((const uint8_t *)line, (ssize_t)len, &err);
+        bson_iter_t e, st, s;
+        if (doc && bson_iter_init_find(&e, doc, "event") &&
+            strcmp(bson_iter_utf8(&e, NULL), "step_finished") == 0 &&
+            bson_iter_init_find(&st, doc, "step") && bson_iter_init_find(&s, doc, "status")) {
+            char item[256];
+            snprintf(item, sizeof(item), "%s=%s", bson_iter_utf8(&st, NULL),
+                     bson_iter_utf8(&s, NULL));
+            if (n < 64)
+                items[n++] = strdup(item);
+        }
+        if (doc)
+            bson_destroy(doc);
+        line = nl ? nl + 1 : NULL;
+    }
+    qsort(items, n, sizeof(*items), by_text);
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(acc);
+        snprintf(acc + used, sizeof(acc) - used, "%s%s", i ? " " : "", items[i]);
+        free(items[i]);
+    }
+    return acc;
+}
+
+static const char *chain =
+    "pipeline: chain\n"
+    "params: {greeting: hello, suffix: '!'}\n"
+    "steps:\n"
+    "  a: {uses: emit, with: {text: '${params.greeting}'}}\n"
+    "  b: {uses: echo, inputs: {in: a.out}, with: {prefix: 'b: '}}\n"
+    "  c: {uses: shell, inputs: {in: b.out},\n"
+    "      with: {run: 'cat \"$SLUICE_INPUT_in\" > out.txt; echo \"${params.suffix}\" >> out.txt',\n"
+    "             outputs: {text: out.txt}}}\n"
+    "  side: {uses: emit, with: {text: unrelated}}\n";
+
+Test(store, a_second_identical_run_is_fully_cached_and_fast) {
+    char *p = write_test_file(test_dir, "slow.yaml",
+                         "pipeline: slow\n"
+                         "steps:\n"
+                         "  a: {uses: shell, with: {run: 'sleep 0.6; echo a > a', outputs: {a: a}}}\n"
+                         "  b: {uses: shell, inputs: {a: a.a},\n"
+                         "      with: {run: 'sleep 0.6; cat \"$SLUICE_INPUT_a\" > b', outputs: {b: b}}}\n");
+    double t0 = now_seconds();
+    result r1 = RUN(test_store_arg, "run", p, "--json");
+    double first = now_seconds() - t0;
+    cr_assert_eq(r1.status, 0, "%s%s", r1.out, r1.err);
+    cr_expect_str_eq(statuses(r1.out), "a=done b=done");
+    t0 = now_seconds();
+    result r2 = RUN(test_store_arg, "run", p, "--json");
+    double second = now_seconds() - t0;
+    cr_assert_eq(r2.status, 0, "%s", r2.err);
+    cr_expect_str_eq(statuses(r2.out), "a=cached b=cached");
+    cr_expect_lt(second, first / 3, "first %.3fs, second %.3fs", first, second);
+    result r3 = RUN(test_store_arg, "run", p, "--json", "--no-cache");
+    cr_expect_str_eq(statuses(r3.out), "a=done b=done", "--no-cache runs everything");
+    result_free(&r1);
+    result_free(&r2);
+    result_free(&r3);
+}
+
+Test(store, changing_a_parameter_reruns_exactly_that_step_and_its_descendants) {
+    char *p = write_test_file(test_dir, "chain.yaml", chain);
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "run", p, "--json", "-p", "suffix=again");
+    cr_expect_str_eq(statuses(r.out), "a=cached b=cached c=done side=cached");
+    result_free(&r);
+    r = RUN(test_store_arg, "run", p, "--json", "-p", "greeting=hi");
+    cr_expect_str_eq(statuses(r.out), "a=done b=done c=done side=cached");
+    result_free(&r);
+}
+
+Test(store, editing_a_plugin_binary_invalidates_its_steps) {
+    char plugins[256], cmd[768];
+    snprintf(plugins, sizeof(plugins), "%s/plugins", test_dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/good/teststeps.so %s/", plugins,
+             SLUICE_TEST_PLUGINS, plugins);
+    cr_assert_eq(system(cmd), 0);
+    char *p = write_test_file(test_dir, "plug.yaml",
+                         "pipeline: plug\n"
+                         "plugins: [plugins]\n"
+                         "steps:\n"
+                         "  a: {uses: emit, with: {text: x}}\n"
+                         "  s: {uses: shell, with: {run: 'echo s > s', outputs: {s: s}}}\n");
+    run_env[0] = NULL;
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    /* Same code, different bytes: appended bytes leave an ELF loadable. */
+    snprintf(cmd, sizeof(cmd), "printf 'rebuilt' >> %s/teststeps.so", plugins);
+    cr_assert_eq(system(cmd), 0);
+    r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(statuses(r.out), "a=done s=cached");
+    result_free(&r);
+}
+
+Test(store, a_corrupted_object_is_detected_and_its_step_runs_again) {
+    char *p = write_test_file(test_dir, "chain.yaml", chain);
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    /* Alter the object a.out points to. */
+    r = RUN(test_store_arg, "artifacts", "list", "--json");
+    bson_error_t err;
+    bson_t *doc = bson_new_from_json((const uint8_t *)r.out, -1, &err);
+    cr_assert_not_null(doc, "%s", r.out);
+    bson_iter_t it, arr, item;
+    char hash[65] = "";
+    cr_assert(bson_iter_init_find(&it, doc, "artifacts") && bson_iter_recurse(&it, &arr));
+    while (bson_iter_next(&arr)) {
+        bson_iter_recurse(&arr, &item);
+        const char *h = NULL, *step = NULL;
+        while (bson_iter_next(&item)) {
+            if (strcmp(bson_iter_key(&item), "hash") == 0)
+                h = bson_iter_utf8(&item, NULL);
+            if (strcmp(bson_iter_key(&item), "step") == 0)
+                step = bson_iter_utf8(&item, NULL);
+        }
+        if (step && strcmp(step, "a") == 0)
+            snprintf(hash, sizeof(hash), "%s", h);
+    }
+    bson_destroy(doc);
+    result_free(&r);
+    cr_assert_eq(strlen(hash), 64);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "f=%s/store/objects/%.2s/%s; chmod u+w $f; printf X >> $f", test_dir,
+             hash, hash);
+    cr_assert_eq(system(cmd), 0);
+    r = RUN(test_store_arg, "artifacts", "cat", hash);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "corrupt: its content no longer matches its hash") != NULL, "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(statuses(r.out), "a=done b=cached c=cached side=cached");
+    cr_expect(strstr(r.out, "altered in the store: running the step again") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "cat", hash);
+    cr_expect_eq(r.status, 0, "the re-run replaced the altered object: %s", r.err);
+    cr_expect_str_eq(r.out, "hello\n");
+    result_free(&r);
+}
+
+Test(store, steps_without_outputs_are_not_cached) {
+    char *p = write_test_file(test_dir, "effects.yaml",
+                         "pipeline: effects\nsteps:\n  notify: {uses: shell, with: {run: 'true'}}\n");
+    result r = RUN(test_store_arg, "run", p, "--json");
+    result_free(&r);
+    r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_str_eq(statuses(r.out), "notify=done");
+    result_free(&r);
+}
+
+Test(store, runs_and_artifacts_are_recorded_and_readable) {
+    char *p = write_test_file(test_dir, "chain.yaml", chain);
+    result r = RUN(test_store_arg, "run", p);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "runs", "list");
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, " chain ") != NULL && strstr(r.out, " done ") != NULL, "%s", r.out);
+    char run_id[32];
+    cr_assert_eq(sscanf(strchr(r.out, '\n') + 1, "%31s", run_id), 1);
+    result_free(&r);
+    run_id[10] = '\0'; /* a unique prefix will do */
+    r = RUN(test_store_arg, "runs", "show", run_id, "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\"step\" : \"c\"") && strstr(r.out, "\"status\" : \"done\""), "%s",
+              r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "runs", "show", "nosuchrun");
+    cr_expect_eq(r.status, 2);
+    cr_expect_str_eq(r.err, "sluice: no run matches 'nosuchrun'\n");
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "list");
+    cr_expect(strstr(r.out, "/c.text") != NULL, "%s", r.out);
+    result_free(&r);
+}
+
+Test(store, lineage_of_the_final_artifact_both_ways) {
+    char *p = write_test_file(test_dir, "three.yaml",
+                         "pipeline: three\n"
+                         "steps:\n"
+                         "  one: {uses: emit, with: {text: seed}}\n"
+                         "  two: {uses: echo, inputs: {in: one.out}}\n"
+                         "  three: {uses: echo, inputs: {in: two.out}, with: {prefix: '3 '}}\n");
+    result r = RUN(test_store_arg, "run", p);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    char *at = strstr(r.out, "three.out: ");
+    cr_assert_not_null(at, "%s", r.out);
+    char path[512];
+    cr_assert_eq(sscanf(at, "three.out: %511s", path), 1);
+    const char *hash = strrchr(path, '/') + 1;
+    char final[65];
+    snprintf(final, sizeof(final), "%s", hash);
+    result_free(&r);
+    r = RUN(test_store_arg, "lineage", final, "--up", "--format", "json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    bson_error_t err;
+    bson_t *doc = bson_new_from_json((const uint8_t *)r.out, -1, &err);
+    cr_assert_not_null(doc, "%s", r.out);
+    bson_iter_t it;
+    cr_assert(bson_iter_init_find(&it, doc, "artifacts"));
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_array(&it, &len, &data);
+    bson_t arts;
+    bson_init_static(&arts, data, len);
+    cr_expect_eq(bson_count_keys(&arts), 3, "final, two.out, one.out: %s", r.out);
+    cr_assert(bson_iter_init_find(&it, doc, "step_runs"));
+    bson_iter_array(&it, &len, &data);
+    bson_t steps;
+    bson_init_static(&steps, data, len);
+    cr_expect_eq(bson_count_keys(&steps), 3, "three, two, one: %s", r.out);
+    cr_expect(strstr(r.out, "/one\"") && strstr(r.out, "/two\"") && strstr(r.out, "/three\""), "%s",
+              r.out);
+    bson_destroy(doc);
+    result_free(&r);
+    /* Downwards from the first artifact: the same chain. */
+    r = RUN(test_store_arg, "artifacts", "list", "--json");
+    const char *one = strstr(r.out, "\"step\" : \"one\"");
+    cr_assert_not_null(one);
+    const char *h = one;
+    while (h > r.out && strncmp(h, "\"hash\" : \"", 10) != 0)
+        h--;
+    char first[65];
+    snprintf(first, sizeof(first), "%.64s", h + 10);
+    result_free(&r);
+    r = RUN(test_store_arg, "lineage", first, "--down");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "(echo, done)") && strstr(r.out, "three.out"), "%s", r.out);
+    cr_expect(strstr(r.out, "(emit, done)") == NULL, "--down shows no producer: %s", r.out);
+    result_free(&r);
+}
+
+Test(store, secrets_never_reach_the_store) {
+    const char *secret = "s3cr3t-valu3-9f8e7d";
+    char env[128];
+    snprintf(env, sizeof(env), "SLUICE_TEST_TOKEN=%s", secret);
+    run_env[1] = env;
+    run_env[2] = NULL;
+    char *p = write_test_file(test_dir, "secret.yaml",
+                         "pipeline: secret\n"
+                         "params: {token: '${secret.SLUICE_TEST_TOKEN}'}\n"
+                         "steps:\n"
+                         "  use: {uses: shell, with: {run: 'test -n \"$TOKEN\" && echo used > out',\n"
+                         "        env: {TOKEN: '${params.token}'}, outputs: {o: out}}}\n"
+                         "  emit: {uses: emit, with: {text: '${secret.SLUICE_TEST_TOKEN}'}, cache: false}\n");
+    result r = RUN(test_store_arg, "run", p);
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, secret) == NULL);
+    result_free(&r);
+    char cmd[512];
+    /* The emit step writes the secret into its own output on purpose: leave
+     * the objects out and search the records, logs and summaries. */
+    snprintf(cmd, sizeof(cmd), "grep -r -a -l -F '%s' %s/store --exclude-test_dir=objects", secret, test_dir);
+    cr_expect_neq(system(cmd), 0, "the secret was found in the store's records");
+    r = RUN(test_store_arg, "runs", "show", "2", "--json");
+    cr_expect(strstr(r.out, "\"***\"") != NULL, "secrets show masked: %s", r.out);
+    result_free(&r);
+}
