@@ -7,9 +7,9 @@
 #include "pipeline/value_json.h"
 #include "plugins/registry.h"
 
-int record_run(meta_db *m, const char *run_id, const pipeline *p, const char *status,
-               double started, double finished) {
-    bson_t doc = BSON_INITIALIZER, params;
+int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_origin *origin,
+               const char *status, double started, double finished) {
+    bson_t doc = BSON_INITIALIZER, params, overrides;
     BSON_APPEND_UTF8(&doc, "pipeline", p->name ? p->name : "");
     BSON_APPEND_UTF8(&doc, "file", p->file);
     BSON_APPEND_UTF8(&doc, "status", status);
@@ -17,6 +17,16 @@ int record_run(meta_db *m, const char *run_id, const pipeline *p, const char *st
     if (finished > 0)
         BSON_APPEND_DOUBLE(&doc, "finished", finished);
     BSON_APPEND_INT32(&doc, "steps", (int32_t)p->n_steps);
+    if (origin && origin->resumes)
+        BSON_APPEND_UTF8(&doc, "resumes", origin->resumes);
+    BSON_APPEND_ARRAY_BEGIN(&doc, "overrides", &overrides);
+    for (size_t i = 0; origin && i < origin->n_overrides; i++) {
+        char idx[16];
+        const char *k;
+        bson_uint32_to_string((uint32_t)i, &k, idx, sizeof(idx));
+        BSON_APPEND_UTF8(&overrides, k, origin->overrides[i]);
+    }
+    bson_append_array_end(&doc, &overrides);
     BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
     for (size_t i = 0; i < p->n_params; i++) /* secrets masked: never stored */
         value_append_bson(&params, p->params[i].name, strlen(p->params[i].name),
@@ -68,6 +78,8 @@ int record_step(meta_db *m, const step_record *rec) {
         BSON_APPEND_DOCUMENT(&doc, "key_parts", rec->key_parts);
     if (rec->cached_from)
         BSON_APPEND_UTF8(&doc, "cached_from", rec->cached_from);
+    if (rec->metrics)
+        BSON_APPEND_ARRAY(&doc, "metrics", rec->metrics);
     BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
     for (size_t i = 0; i < s->n_args; i++) /* secrets masked: never stored */
         value_append_bson(&params, s->args[i].name, strlen(s->args[i].name), s->args[i].value, 1);
@@ -120,6 +132,21 @@ int record_step(meta_db *m, const step_record *rec) {
     return rc;
 }
 
+/* Reads outputs {name: hash} of doc into hit. */
+static void read_outputs(const bson_t *doc, cache_hit *hit) {
+    bson_iter_t it, outs;
+    if (bson_iter_init_find(&it, doc, "outputs") && bson_iter_recurse(&it, &outs))
+        while (bson_iter_next(&outs) && hit->n_outputs < 64) {
+            if (!BSON_ITER_HOLDS_UTF8(&outs))
+                continue;
+            snprintf(hit->outputs[hit->n_outputs].name, sizeof(hit->outputs[0].name), "%s",
+                     bson_iter_key(&outs));
+            snprintf(hit->outputs[hit->n_outputs].hash, sizeof(hit->outputs[0].hash), "%s",
+                     bson_iter_utf8(&outs, NULL));
+            hit->n_outputs++;
+        }
+}
+
 int record_cache_lookup(meta_db *m, const char *key, cache_hit *hit) {
     MDB_txn *txn;
     int rc = meta_begin(m, 0, &txn);
@@ -131,22 +158,39 @@ int record_cache_lookup(meta_db *m, const char *key, cache_hit *hit) {
         meta_abort(txn);
         return 0;
     }
-    bson_iter_t it, outs;
+    bson_iter_t it;
     memset(hit, 0, sizeof(*hit));
     if (rc == 0 && bson_iter_init_find(&it, &doc, "from") && BSON_ITER_HOLDS_UTF8(&it))
         snprintf(hit->from, sizeof(hit->from), "%s", bson_iter_utf8(&it, NULL));
-    if (rc == 0 && bson_iter_init_find(&it, &doc, "outputs") && bson_iter_recurse(&it, &outs))
-        while (bson_iter_next(&outs) && hit->n_outputs < 64) {
-            if (!BSON_ITER_HOLDS_UTF8(&outs))
-                continue;
-            snprintf(hit->outputs[hit->n_outputs].name, sizeof(hit->outputs[0].name), "%s",
-                     bson_iter_key(&outs));
-            snprintf(hit->outputs[hit->n_outputs].hash, sizeof(hit->outputs[0].hash), "%s",
-                     bson_iter_utf8(&outs, NULL));
-            hit->n_outputs++;
-        }
+    if (rc == 0)
+        read_outputs(&doc, hit);
     meta_abort(txn);
     return rc ? rc : 1;
+}
+
+int record_finished_step(meta_db *m, const char *run_id, const char *step_id, cache_hit *hit) {
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", run_id, step_id);
+    MDB_txn *txn;
+    int rc = meta_begin(m, 0, &txn);
+    if (rc)
+        return rc;
+    bson_t doc;
+    rc = meta_get(txn, m->steps, key, &doc);
+    int finished = 0;
+    if (rc == 0) {
+        bson_iter_t it;
+        const char *status = bson_iter_init_find(&it, &doc, "status") && BSON_ITER_HOLDS_UTF8(&it)
+                                 ? bson_iter_utf8(&it, NULL)
+                                 : "";
+        finished = strcmp(status, "done") == 0 || strcmp(status, "cached") == 0;
+        memset(hit, 0, sizeof(*hit));
+        snprintf(hit->from, sizeof(hit->from), "%s", key);
+        if (finished)
+            read_outputs(&doc, hit);
+    }
+    meta_abort(txn);
+    return rc == MDB_NOTFOUND ? 0 : rc ? rc : finished;
 }
 
 int record_cache_forget(meta_db *m, const char *key) {

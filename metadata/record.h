@@ -26,6 +26,7 @@ typedef struct step_record {
     const char *cache_key;      /* NULL when not computed */
     const bson_t *key_parts;    /* may be NULL */
     const char *cached_from;    /* RUN_ID/STEP_ID of the reused step run, or NULL */
+    const bson_t *metrics;      /* the metrics it reported (an array document), or NULL */
     const record_port *inputs;
     size_t n_inputs;
     const record_port *outputs;
@@ -33,13 +34,22 @@ typedef struct step_record {
     int cacheable; /* on success, index it under cache_key */
 } step_record;
 
-int record_run(meta_db *m, const char *run_id, const pipeline *p, const char *status,
-               double started, double finished);
+/* What identifies a run besides its pipeline: the command line's -p
+ * overrides (to resume it) and the run it resumes, if any. */
+typedef struct run_origin {
+    const char *const *overrides;
+    size_t n_overrides;
+    const char *resumes; /* RUN_ID or NULL */
+} run_origin;
+
+int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_origin *origin,
+               const char *status, double started, double finished);
+
 int record_step(meta_db *m, const step_record *rec);
 
 /* A cache entry: the step run whose outputs can be reused. */
 typedef struct cache_hit {
-    char from[256];   /* RUN_ID/STEP_ID */
+    char from[520];   /* RUN_ID/STEP_ID */
     size_t n_outputs;
     struct {
         char name[128];
@@ -49,6 +59,10 @@ typedef struct cache_hit {
 
 /* 1 and *hit when key is in the cache, 0 when not, or a negative code. */
 int record_cache_lookup(meta_db *m, const char *key, cache_hit *hit);
+
+/* The step record RUN_ID/STEP_ID's outputs, for a resume: 1 and *hit when
+ * it finished (done or cached), 0 when not, or a negative code. */
+int record_finished_step(meta_db *m, const char *run_id, const char *step_id, cache_hit *hit);
 
 /* Drops a cache entry found unusable (an object missing or altered). */
 int record_cache_forget(meta_db *m, const char *key);

@@ -42,6 +42,12 @@ int cmd_plugins(const cli_globals *g, int argc, char **argv);
 int cmd_runs(const cli_globals *g, int argc, char **argv);
 int cmd_artifacts(const cli_globals *g, int argc, char **argv);
 int cmd_lineage(const cli_globals *g, int argc, char **argv);
+int cmd_status(const cli_globals *g, int argc, char **argv);
+int cmd_resume(const cli_globals *g, int argc, char **argv);
+int cmd_gc(const cli_globals *g, int argc, char **argv);
+
+/* Prints what a run of p would do (status, run --dry-run); an exit status. */
+int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json);
 
 /* getopt_long for a command: call cli_getopt_begin() once, then cli_getopt()
  * until -1. shortopts must begin with ':'. Unknown options and missing values

@@ -9,9 +9,6 @@
 static const struct {
     const char *command, *needs;
 } pending[] = {
-    {"status", "the metadata store and the cache"},
-    {"resume", "the metadata store and the scheduler"},
-    {"gc", "the artifact store"},
     {"search", "the embedding and index steps"},
     {"serve", "the deploy step"},
 };

@@ -21,7 +21,7 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     };
     cli_params ps = {0};
     run_options o = {.store = g->store};
-    int c, bad = 0;
+    int c, bad = 0, dry_run = 0;
     const char *later = NULL;
     cli_getopt_begin();
     while (!bad && (c = cli_getopt(argc, argv, ":p:j:", longopts)) != -1) {
@@ -49,8 +49,7 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
             later = "--only and --from need the artifact store, which is not in this version yet";
             break;
         case OPT_DRY_RUN:
-            later = "--dry-run needs the metadata store and the cache, which are not in this "
-                    "version yet";
+            dry_run = 1;
             break;
         case OPT_RUNNER:
             if (strcmp(optarg, "slurm") == 0)
@@ -79,8 +78,12 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     plugin_registry reg = PLUGIN_REGISTRY_INIT;
     pipeline *p = NULL;
     int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
-    if (status == 0) {
+    if (status == 0 && dry_run) {
+        status = cli_print_plan(p, o.store, o.no_cache, o.json);
+    } else if (status == 0) {
         o.exe = cli_exe_path();
+        o.overrides = ps.items;
+        o.n_overrides = ps.n;
         status = run_pipeline(p, &o);
     }
     if (o.abandoned) {

@@ -36,6 +36,39 @@ static void print_ports(const bson_t *doc, const char *key, const char *label) {
             printf("      %s %s: %.12s\n", label, bson_iter_key(&sub), bson_iter_utf8(&sub, NULL));
 }
 
+/* A step run's metrics: a series shows as its last value. */
+static void print_metrics(const bson_t *doc) {
+    bson_iter_t it, ms, m;
+    if (!bson_iter_init_find(&it, doc, "metrics") || !bson_iter_recurse(&it, &ms))
+        return;
+    char last_key[128] = "";
+    double last = 0;
+    int count = 0;
+    while (bson_iter_next(&ms)) {
+        if (!bson_iter_recurse(&ms, &m))
+            continue;
+        const char *name = NULL;
+        double v = 0;
+        while (bson_iter_next(&m)) {
+            if (strcmp(bson_iter_key(&m), "key") == 0)
+                name = bson_iter_utf8(&m, NULL);
+            else if (strcmp(bson_iter_key(&m), "value") == 0)
+                v = bson_iter_as_double(&m);
+        }
+        if (!name)
+            continue;
+        if (last_key[0] && strcmp(last_key, name) != 0) {
+            printf("      metric %s = %g%s\n", last_key, last, count > 1 ? " (last of a series)" : "");
+            count = 0;
+        }
+        snprintf(last_key, sizeof(last_key), "%s", name);
+        last = v;
+        count++;
+    }
+    if (last_key[0])
+        printf("      metric %s = %g%s\n", last_key, last, count > 1 ? " (last of a series)" : "");
+}
+
 static int print_step(void *ud, const char *key, size_t len, const bson_t *doc) {
     show_ctx *c = ud;
     const char *slash = memchr(key, '/', len);
@@ -61,6 +94,7 @@ static int print_step(void *ud, const char *key, size_t len, const bson_t *doc) 
     printf("\n");
     print_ports(doc, "inputs", "in ");
     print_ports(doc, "outputs", "out");
+    print_metrics(doc);
     return 0;
 }
 

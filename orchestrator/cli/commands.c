@@ -32,11 +32,12 @@ const cli_command cli_commands[] = {
      "      --strict            a step no plugin declares is an error, not a warning\n",
      cmd_validate},
     {"status", "say, step by step, what a run would do and why",
-     "usage: sluice status FILE [-p NAME=VALUE]...\n"
+     "usage: sluice status FILE [-p NAME=VALUE]... [--no-cache] [--json]\n"
      "\n"
      "For every step: would it run or come from the cache, and what changed since\n"
-     "the last run (a parameter, an input, the plugin, a declared file or variable).\n",
-     cmd_pending},
+     "the step last ran in this pipeline (a parameter, an input, the plugin's version\n"
+     "or binary, a cache_on file or variable). Runs nothing. Same as 'run --dry-run'.\n",
+     cmd_status},
     {"graph", "print the pipeline's DAG",
      "usage: sluice graph FILE [--format dot|mermaid|json] [-p NAME=VALUE]...\n"
      "\n"
@@ -54,10 +55,12 @@ const cli_command cli_commands[] = {
      "RUN may be any unique prefix of a run id.\n",
      cmd_runs},
     {"resume", "finish a failed or interrupted run",
-     "usage: sluice resume RUN\n"
+     "usage: sluice resume RUN [--json]\n"
      "\n"
-     "Re-runs what did not finish in RUN, reusing every step that did.\n",
-     cmd_pending},
+     "Runs RUN's pipeline file again with the same -p values, reusing every step that\n"
+     "finished in RUN (its outputs checked against the store) and the cache; what did\n"
+     "not finish runs. RUN is any unique prefix of a run id.\n",
+     cmd_resume},
     {"artifacts", "list, show, print or export artifacts",
      "usage: sluice artifacts list [--json]\n"
      "       sluice artifacts show ID [--json]\n"
@@ -86,8 +89,12 @@ const cli_command cli_commands[] = {
      "The child side of 'isolation: process' and of the Slurm runner: reads a task\n"
      "manifest (JSON) on stdin, runs the step, reports events on file descriptor 3.\n",
      cmd_exec},
-    {"gc", "remove artifacts that no run references",
-     "usage: sluice gc [--dry-run]\n", cmd_pending},
+    {"gc", "remove objects that no run references",
+     "usage: sluice gc [--dry-run]\n"
+     "\n"
+     "Removes the objects in the store that no artifact record names: outputs of runs\n"
+     "killed between storing an output and recording it. --dry-run only lists them.\n",
+     cmd_gc},
     {"search", "query a vector or BM25 index artifact",
      "usage: sluice search INDEX QUERY [-k N] [--filter KEY=VALUE]...\n", cmd_pending},
     {"serve", "serve the deployed model, retrieval and the run dashboard over HTTP",

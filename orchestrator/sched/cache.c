@@ -36,13 +36,16 @@ int cache_key(const pipeline *p, const step *s, const char *plugin_hash,
     part(k, parts, "version", version, strlen(version));
     if (plugin_hash)
         part(k, parts, "plugin", plugin_hash, strlen(plugin_hash));
-    /* Parameters in schema order (a plugin's) or as written (shell). */
+    /* Parameters in schema order (a plugin's) or as written (shell), each
+     * hashed on its own so that a later run can name the one that changed. */
+    bson_t params;
+    BSON_APPEND_DOCUMENT_BEGIN(parts, "params", &params);
     for (size_t i = 0; i < s->n_args; i++) {
-        buf_printf(&b, "%s=", s->args[i].name);
+        buf_reset(&b);
         value_write_json(&b, s->args[i].value, 0);
-        buf_putc(&b, ';');
+        part(k, &params, s->args[i].name, buf_str(&b), b.len);
     }
-    part(k, parts, "params", buf_str(&b), b.len);
+    bson_append_document_end(parts, &params);
     bson_t in;
     BSON_APPEND_DOCUMENT_BEGIN(parts, "inputs", &in);
     for (size_t i = 0; i < n_inputs; i++) {

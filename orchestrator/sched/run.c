@@ -83,8 +83,11 @@ struct step_run {
     char key[HASH_HEX_LEN + 1]; /* the cache key; "" when it could not be made */
     bson_t key_parts;
     int has_parts;
-    char cached_from[256];
+    char cached_from[520];
     double wall_started;
+    bson_t metrics; /* {"0": {key, value, index, attempt}, ...} as sl_metric() reports */
+    int has_metrics;
+    uint32_t n_metrics;
     char *tail[LOG_TAIL];
     unsigned tail_next;
 };
@@ -139,6 +142,7 @@ struct run {
     uv_timer_t sync_timer; /* flushes metadata commits to disk now and then */
     size_t n_cached;
     double wall_t0;
+    run_origin origin;
     struct {
         const void *lib;
         char hash[HASH_HEX_LEN + 1];
@@ -227,6 +231,22 @@ static void sink_metric(void *ud, const char *key, double val, int64_t index) {
 }
 
 static void handle_metric(step_run *sr, const char *key, double val, int64_t index) {
+    if (!sr->has_metrics) {
+        bson_init(&sr->metrics);
+        sr->has_metrics = 1;
+    }
+    if (sr->n_metrics < 100000) { /* a runaway loss curve must not fill memory */
+        char idx[16];
+        const char *k;
+        bson_uint32_to_string(sr->n_metrics++, &k, idx, sizeof(idx));
+        bson_t m;
+        BSON_APPEND_DOCUMENT_BEGIN(&sr->metrics, k, &m);
+        BSON_APPEND_UTF8(&m, "key", key);
+        BSON_APPEND_DOUBLE(&m, "value", val);
+        BSON_APPEND_INT64(&m, "index", index);
+        BSON_APPEND_INT32(&m, "attempt", sr->attempt_no);
+        bson_append_document_end(&sr->metrics, &m);
+    }
     char msg[512];
     snprintf(msg, sizeof(msg), "metric %s = %g (at %lld)", key, val, (long long)index);
     step_log(sr, SL_LOG_INFO, msg);
@@ -325,6 +345,7 @@ static void record(step_run *sr, const char *status, const char *why) {
         .cache_key = sr->key[0] ? sr->key : NULL,
         .key_parts = sr->has_parts ? &sr->key_parts : NULL,
         .cached_from = sr->cached_from[0] ? sr->cached_from : NULL,
+        .metrics = sr->has_metrics ? &sr->metrics : NULL,
         .inputs = ins,
         .n_inputs = n_in,
         .outputs = outs,
@@ -955,10 +976,15 @@ static int try_cache(step_run *sr) {
         step_log(sr, SL_LOG_WARN, "no cache key: a plugin or a cache_on file could not be read");
         return 0;
     }
-    if (r->o->no_cache || !step_cacheable(sr) || !r->meta_open)
-        return 0;
     cache_hit hit;
-    if (record_cache_lookup(&r->meta, sr->key, &hit) != 1)
+    int found = 0;
+    /* A resumed run takes what finished in the run it resumes, whether it is
+     * cached or not (a step without outputs too). */
+    if (r->o->resume && r->meta_open)
+        found = record_finished_step(&r->meta, r->o->resume, s->id, &hit) == 1;
+    if (!found && (r->o->no_cache || !step_cacheable(sr) || !r->meta_open))
+        return 0;
+    if (!found && record_cache_lookup(&r->meta, sr->key, &hit) != 1)
         return 0;
     /* Trust the hit only when every object is there and intact. */
     for (size_t i = 0; i < hit.n_outputs; i++) {
@@ -1224,6 +1250,8 @@ static void teardown(run *r) {
         free(sr->out_hashes);
         if (sr->has_parts)
             bson_destroy(&sr->key_parts);
+        if (sr->has_metrics)
+            bson_destroy(&sr->metrics);
         free(sr->dir);
     }
     for (size_t i = 0; i < r->n_programs; i++) {
@@ -1298,7 +1326,8 @@ int run_pipeline(pipeline *p, run_options *o) {
         uv_timer_start(&r->tick, on_tick, 100, 100);
 
     r->wall_t0 = wall_now();
-    if ((rc = record_run(&r->meta, r->run_id, p, "running", r->wall_t0, 0)) != 0)
+    r->origin = (run_origin){o->overrides, o->n_overrides, o->resume};
+    if ((rc = record_run(&r->meta, r->run_id, p, &r->origin, "running", r->wall_t0, 0)) != 0)
         fprintf(stderr, "sluice run: cannot record the run in the metadata store: %s\n",
                 meta_strerror(rc));
     uv_timer_init(&r->loop, &r->sync_timer);
@@ -1328,7 +1357,7 @@ int run_pipeline(pipeline *p, run_options *o) {
     write_summary(r, status);
     report_run_finished(&r->rep, r->run_id, status, r->n_done, r->n_cached, r->n_failed,
                         r->n_skipped, r->n_cancelled, report_now() - r->t0);
-    if (record_run(&r->meta, r->run_id, p, status, r->wall_t0, wall_now()) != 0 ||
+    if (record_run(&r->meta, r->run_id, p, &r->origin, status, r->wall_t0, wall_now()) != 0 ||
         meta_sync(&r->meta) != 0)
         fprintf(stderr, "sluice run: cannot record the run's end in the metadata store\n");
     int exit_code = r->cancelling ? 130 : r->n_failed ? 1 : 0;

@@ -19,6 +19,9 @@ typedef struct run_options {
     int jobs;          /* 0: settings.jobs, else the machine's cores */
     int json;          /* JSON event lines on stdout */
     int no_cache;      /* run every step, even where the cache has it */
+    const char *const *overrides; /* the -p values, recorded so a resume can repeat them */
+    size_t n_overrides;
+    const char *resume; /* RUN_ID: reuse every step that finished in that run */
     /* Set on return when an in-process step that ignored cancellation is
      * still running on a thread: the caller must then neither free the
      * pipeline nor unload plugins, and should exit promptly. */

@@ -94,6 +94,22 @@ static void test_dir_teardown(void) {
     cr_expect_eq(system(cmd), 0);
 }
 
+/* Starts 'sluice STORE run PIPELINE' in the background, output discarded;
+ * returns its pid for the test to signal and wait for. */
+static pid_t start_sluice_run(const char *pipeline_path) {
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        putenv(test_plugin_path);
+        execl(SLUICE_BIN, "sluice", test_store_arg, "run", pipeline_path, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
 /* Writes folder/name with text, where every "@" stands for folder; returns
  * the path (static: valid until the next call). */
 static char *write_test_file(const char *folder, const char *name, const char *text) {

@@ -219,16 +219,7 @@ Test(run, sigint_exits_130_and_leaves_no_orphan) {
                              "  long: {uses: shell, with: {run: 'echo $$ > @/pid; exec sleep 60'}}\n"
                              "  nap: {uses: sleep, with: {ms: 60000}}\n"
                              "  later: {uses: shell, after: [long], with: {run: 'true'}}\n");
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        putenv(test_plugin_path);
-        execl(SLUICE_BIN, "sluice", test_store_arg, "run", p, NULL);
-        _exit(127);
-    }
+    pid_t pid = start_sluice_run(p);
     char pid_path[256];
     snprintf(pid_path, sizeof(pid_path), "%s/pid", test_dir);
     double t0 = now_seconds();

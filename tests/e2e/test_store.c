@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "runner.h"
@@ -51,6 +52,25 @@ static char *statuses(const char *out) {
         free(items[i]);
     }
     return acc;
+}
+
+/* A field of the first JSON event of a kind (a static copy), or NULL. */
+static char *event_value(const char *out, const char *event, const char *field) {
+    static char value[256];
+    char needle[64];
+    snprintf(needle, sizeof(needle), "\"event\" : \"%s\"", event);
+    const char *line = strstr(out, needle);
+    if (!line)
+        return NULL;
+    const char *end = strchr(line, '\n');
+    char pattern[64];
+    snprintf(pattern, sizeof(pattern), "\"%s\" : \"", field);
+    const char *at = strstr(line, pattern);
+    if (!at || (end && at > end))
+        return NULL;
+    at += strlen(pattern);
+    snprintf(value, sizeof(value), "%.*s", (int)(strchr(at, '"') - at), at);
+    return value;
 }
 
 static const char *chain =
@@ -286,9 +306,128 @@ Test(store, secrets_never_reach_the_store) {
     char cmd[512];
     /* The emit step writes the secret into its own output on purpose: leave
      * the objects out and search the records, logs and summaries. */
-    snprintf(cmd, sizeof(cmd), "grep -r -a -l -F '%s' %s/store --exclude-test_dir=objects", secret, test_dir);
+    snprintf(cmd, sizeof(cmd), "grep -r -a -l -F '%s' %s/store --exclude-dir=objects", secret, test_dir);
     cr_expect_neq(system(cmd), 0, "the secret was found in the store's records");
     r = RUN(test_store_arg, "runs", "show", "2", "--json");
     cr_expect(strstr(r.out, "\"***\"") != NULL, "secrets show masked: %s", r.out);
+    result_free(&r);
+}
+
+Test(store, status_says_what_would_run_and_why) {
+    char *p = write_test_file(test_dir, "chain.yaml", chain);
+    result r = RUN(test_store_arg, "status", p);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "a     run    it has not run before") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "b     run    its input 'in' comes from 'a', which runs") != NULL, "%s",
+              r.out);
+    cr_expect(strstr(r.out, "4 of 4 steps would run") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "run", p);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "status", p, "-p", "greeting=hi");
+    cr_expect(strstr(r.out, ": parameter 'text' changed") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "side  cache  from ") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "3 of 4 steps would run") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "run", "--dry-run", "--json", p);
+    cr_expect(strstr(r.out, "\"would\" : \"cache\"") && !strstr(r.out, "\"would\" : \"run\""),
+              "%s", r.out);
+    result_free(&r);
+}
+
+Test(store, resume_finishes_a_failed_run_and_reuses_what_finished) {
+    char *p = write_test_file(
+        test_dir, "res.yaml",
+        "pipeline: res\n"
+        "steps:\n"
+        "  one: {uses: shell, with: {run: 'echo 1 > o', outputs: {o: o}}}\n"
+        "  notify: {uses: shell, with: {run: 'echo x >> @/notified'}}\n"
+        "  gate: {uses: shell, inputs: {i: one.o},\n"
+        "         with: {run: 'test -f @/open && cp \"$SLUICE_INPUT_i\" o', outputs: {o: o}}}\n");
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 1);
+    char *run_id = event_value(r.out, "run_started", "run");
+    cr_assert_not_null(run_id, "%s", r.out);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", run_id);
+    result_free(&r);
+    char open_path[256];
+    snprintf(open_path, sizeof(open_path), "%s/open", test_dir);
+    fclose(fopen(open_path, "w"));
+    r = RUN(test_store_arg, "resume", id, "--json");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect_str_eq(statuses(r.out), "gate=done notify=cached one=cached");
+    result_free(&r);
+    char notified[256];
+    snprintf(notified, sizeof(notified), "%s/notified", test_dir);
+    char *text = slurp(notified);
+    cr_expect_str_eq(text, "x\n", "the step without outputs ran once");
+    free(text);
+}
+
+Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_completes,
+     .timeout = 120) {
+    char *p = write_test_file(
+        test_dir, "long.yaml",
+        "pipeline: long\n"
+        "steps:\n"
+        "  a: {uses: shell, with: {run: 'sleep 0.1; echo a > o', outputs: {o: o}}}\n"
+        "  b: {uses: shell, inputs: {i: a.o},\n"
+        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" > o; echo b >> o', outputs: {o: o}}}\n"
+        "  c: {uses: emit, with: {text: c}}\n"
+        "  d: {uses: shell, inputs: {i: b.o, j: c.out},\n"
+        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" \"$SLUICE_INPUT_j\" > o', outputs: {o: o}}}\n"
+        "  e: {uses: shell, inputs: {i: d.o},\n"
+        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" > o; echo e >> o', outputs: {o: o}}}\n");
+    srand(12345);
+    int killed = 0;
+    for (int round = 0; round < 6; round++) {
+        pid_t pid = start_sluice_run(p);
+        struct timespec ts = {0, (long)(rand() % 300 + 5) * 1000000L};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int ws;
+        waitpid(pid, &ws, 0);
+        killed += WIFSIGNALED(ws);
+        /* The store reads, and every recorded artifact is whole. */
+        result r = RUN(test_store_arg, "runs", "list");
+        cr_expect_eq(r.status, 0, "round %d: %s", round, r.err);
+        result_free(&r);
+        r = RUN(test_store_arg, "artifacts", "list", "--json");
+        cr_expect_eq(r.status, 0, "round %d: %s", round, r.err);
+        for (const char *h = strstr(r.out, "\"hash\" : \""); h; h = strstr(h + 1, "\"hash\" : \"")) {
+            char hash[65];
+            snprintf(hash, sizeof(hash), "%.64s", h + 10);
+            result c = RUN(test_store_arg, "artifacts", "cat", hash);
+            cr_expect_eq(c.status, 0, "round %d: artifact %s: %s", round, hash, c.err);
+            result_free(&c);
+        }
+        result_free(&r);
+    }
+    cr_expect_gt(killed, 0, "no run was killed before it finished");
+    /* Resuming the last run that did not finish completes the pipeline. */
+    result r = RUN(test_store_arg, "runs", "list", "--json");
+    char id[64] = "";
+    for (const char *at = strstr(r.out, "\"run\" : \""); at; at = strstr(at + 1, "\"run\" : \"")) {
+        const char *status = strstr(at, "\"status\" : \"");
+        if (status && strncmp(status + 12, "done", 4) != 0)
+            snprintf(id, sizeof(id), "%.*s", (int)(strchr(at + 9, '"') - (at + 9)), at + 9);
+    }
+    result_free(&r);
+    cr_assert(id[0], "no unfinished run found");
+    r = RUN(test_store_arg, "resume", id, "--json");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    const char *e_out = strstr(r.out, "\"step\" : \"e\", \"outputs\" : { \"o\" : \"");
+    cr_assert_not_null(e_out, "%s", r.out);
+    e_out = strstr(e_out, "\"o\" : \"") + 7;
+    char path[512];
+    snprintf(path, sizeof(path), "%.*s", (int)(strchr(e_out, '"') - e_out), e_out);
+    char *text = slurp(path);
+    cr_expect_str_eq(text, "a\nb\nc\ne\n");
+    free(text);
+    result_free(&r);
+    r = RUN(test_store_arg, "gc");
+    cr_expect_eq(r.status, 0, "%s", r.err);
     result_free(&r);
 }

@@ -1,0 +1,222 @@
+#include "plan.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "artifacts/store.h"
+#include "cache.h"
+#include "core/fsutil.h"
+#include "dag/dag.h"
+#include "metadata/record.h"
+#include "pipeline/check.h"
+#include "plugins/registry.h"
+
+typedef struct planner {
+    const pipeline *p;
+    meta_db meta;
+    int have_meta;
+    artifact_store store;
+    plan_step *steps;
+} planner;
+
+static size_t declared_outputs(const step *s) {
+    if (s->impl)
+        return s->impl->n_outputs;
+    const value *outs = step_known_outputs(s);
+    return outs ? outs->u.map.n : 0;
+}
+
+/* The differences between two key_parts documents, as text. */
+static void explain(const bson_t *before, const bson_t *now, char *why, size_t size) {
+    static const struct {
+        const char *field, *label;
+    } simple[] = {{"step", "the step it uses"},
+                  {"version", "its plugin's version"},
+                  {"plugin", "its plugin's binary"}};
+    size_t used = 0;
+    why[0] = '\0';
+#define ADD(...)                                                                             \
+    do {                                                                                     \
+        int w_ = snprintf(why + used, used < size ? size - used : 0, __VA_ARGS__);           \
+        if (w_ > 0)                                                                          \
+            used += (size_t)w_;                                                              \
+    } while (0)
+    bson_iter_t a, b;
+    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+        const char *x = bson_iter_init_find(&a, before, simple[i].field) && BSON_ITER_HOLDS_UTF8(&a)
+                            ? bson_iter_utf8(&a, NULL)
+                            : "";
+        const char *y = bson_iter_init_find(&b, now, simple[i].field) && BSON_ITER_HOLDS_UTF8(&b)
+                            ? bson_iter_utf8(&b, NULL)
+                            : "";
+        if (strcmp(x, y) != 0)
+            ADD("%s%s changed", used ? "; " : "", simple[i].label);
+    }
+    static const struct {
+        const char *field, *label;
+    } maps[] = {{"params", "parameter"},
+                {"inputs", "input"},
+                {"env", "environment variable"},
+                {"files", "file"}};
+    for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+        bson_iter_t ma, mb, it;
+        int has_a = bson_iter_init_find(&ma, before, maps[i].field) && BSON_ITER_HOLDS_DOCUMENT(&ma);
+        int has_b = bson_iter_init_find(&mb, now, maps[i].field) && BSON_ITER_HOLDS_DOCUMENT(&mb);
+        if (!has_b)
+            continue;
+        bson_iter_recurse(&mb, &it);
+        while (bson_iter_next(&it)) {
+            const char *name = bson_iter_key(&it);
+            const char *y = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : "";
+            const char *x = NULL;
+            bson_iter_t old;
+            if (has_a && bson_iter_recurse(&ma, &old) && bson_iter_find(&old, name) &&
+                BSON_ITER_HOLDS_UTF8(&old))
+                x = bson_iter_utf8(&old, NULL);
+            if (!x || strcmp(x, y) != 0)
+                ADD("%s%s '%s' %s", used ? "; " : "", maps[i].label, name, x ? "changed" : "is new");
+        }
+    }
+    if (!used)
+        ADD("its cached outputs are gone from the store");
+#undef ADD
+}
+
+typedef struct scan {
+    const char *pipeline;
+    const char *step_id;
+    meta_db *m;
+    MDB_txn *txn;
+    bson_t parts;
+    int found;
+    char run[64];
+} scan;
+
+static int scan_run(void *ud, const char *key, size_t len, const bson_t *doc) {
+    scan *sc = ud;
+    const char *name = NULL;
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, "pipeline") && BSON_ITER_HOLDS_UTF8(&it))
+        name = bson_iter_utf8(&it, NULL);
+    if (!name || strcmp(name, sc->pipeline) != 0)
+        return 0;
+    char step_key[512];
+    snprintf(step_key, sizeof(step_key), "%.*s/%s", (int)len, key, sc->step_id);
+    bson_t rec;
+    if (meta_get(sc->txn, sc->m->steps, step_key, &rec) != 0)
+        return 0;
+    bson_iter_t kp;
+    if (!bson_iter_init_find(&kp, &rec, "key_parts") || !BSON_ITER_HOLDS_DOCUMENT(&kp))
+        return 0;
+    uint32_t dlen;
+    const uint8_t *data;
+    bson_iter_document(&kp, &dlen, &data);
+    if (sc->found)
+        bson_destroy(&sc->parts);
+    bson_t view;
+    if (!bson_init_static(&view, data, dlen))
+        return 0;
+    bson_copy_to(&view, &sc->parts);
+    sc->found = 1;
+    snprintf(sc->run, sizeof(sc->run), "%.*s", (int)len, key);
+    return 0;
+}
+
+static void plan_one(planner *pl, size_t index, int no_cache) {
+    const pipeline *p = pl->p;
+    const step *s = &p->steps[index];
+    plan_step *ps = &pl->steps[index];
+    ps->runs = 1;
+    cache_input ins[64];
+    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64;
+    for (size_t i = 0; i < n_in; i++) {
+        const step_input *in = &s->inputs[i];
+        const plan_step *up = &pl->steps[in->from];
+        ins[i] = (cache_input){in->port, NULL};
+        if (up->runs) {
+            snprintf(ps->why, sizeof(ps->why), "its input '%s' comes from '%s', which runs",
+                     in->port, in->from_step);
+            return;
+        }
+        for (size_t k = 0; k < up->n_out; k++)
+            if (strcmp(up->out[k].name, in->from_output) == 0)
+                ins[i].hash = up->out[k].hash;
+    }
+    if (declared_outputs(s) == 0) {
+        snprintf(ps->why, sizeof(ps->why), "it declares no outputs, so it runs for its effects");
+        return;
+    }
+    if (no_cache || !step_cache_enabled(p, s)) {
+        snprintf(ps->why, sizeof(ps->why), "caching is off for it");
+        return;
+    }
+    char plugin_hash[HASH_HEX_LEN + 1];
+    if (s->impl && hash_path(s->impl->lib->real_path, plugin_hash, NULL) != 0) {
+        snprintf(ps->why, sizeof(ps->why), "its plugin cannot be read");
+        return;
+    }
+    bson_t parts = BSON_INITIALIZER;
+    if (cache_key(p, s, s->impl ? plugin_hash : NULL, ins, n_in, ps->key, &parts) != 0) {
+        snprintf(ps->why, sizeof(ps->why), "a file it names in cache_on cannot be read");
+        bson_destroy(&parts);
+        return;
+    }
+    cache_hit hit;
+    int found = pl->have_meta ? record_cache_lookup(&pl->meta, ps->key, &hit) : 0;
+    int intact = found == 1;
+    for (size_t i = 0; intact && i < hit.n_outputs; i++)
+        intact = store_verify(&pl->store, hit.outputs[i].hash) == 0;
+    if (intact) {
+        ps->runs = 0;
+        snprintf(ps->from, sizeof(ps->from), "%s", hit.from);
+        for (size_t i = 0; i < hit.n_outputs && i < 64; i++) {
+            snprintf(ps->out[i].name, sizeof(ps->out[i].name), "%s", hit.outputs[i].name);
+            memcpy(ps->out[i].hash, hit.outputs[i].hash, HASH_HEX_LEN + 1);
+        }
+        ps->n_out = hit.n_outputs < 64 ? hit.n_outputs : 64;
+    } else if (found == 1) {
+        snprintf(ps->why, sizeof(ps->why), "its cached outputs are missing or altered in the store");
+    } else {
+        /* What changed since this step last ran in this pipeline? */
+        scan sc = {p->name, s->id, &pl->meta, NULL, BSON_INITIALIZER, 0, ""};
+        if (pl->have_meta && meta_begin(&pl->meta, 0, &sc.txn) == 0) {
+            meta_each(sc.txn, pl->meta.runs, "", scan_run, &sc);
+            meta_abort(sc.txn);
+        }
+        if (sc.found) {
+            char diff[400];
+            explain(&sc.parts, &parts, diff, sizeof(diff));
+            snprintf(ps->why, sizeof(ps->why), "since run %s: %s", sc.run, diff);
+            bson_destroy(&sc.parts);
+        } else {
+            snprintf(ps->why, sizeof(ps->why), "it has not run before");
+        }
+    }
+    bson_destroy(&parts);
+}
+
+int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_step *steps) {
+    planner pl = {.p = p, .steps = steps};
+    memset(steps, 0, p->n_steps * sizeof(*steps));
+    /* A store that does not exist yet is not made: nothing has run. */
+    int have_store = path_exists(store_root);
+    pl.have_meta = have_store && meta_open(&pl.meta, store_root, 1) == 0;
+    int rc = have_store ? store_open(&pl.store, store_root) : 0;
+    if (rc) {
+        if (pl.have_meta)
+            meta_close(&pl.meta);
+        return rc;
+    }
+    dag g;
+    rc = pipeline_dag(p, &g);
+    for (size_t i = 0; rc == 0 && i < g.n; i++)
+        plan_one(&pl, g.order[i], no_cache);
+    if (rc == 0)
+        dag_free(&g);
+    store_close(&pl.store);
+    if (pl.have_meta)
+        meta_close(&pl.meta);
+    return rc;
+}

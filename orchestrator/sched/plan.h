@@ -1,0 +1,27 @@
+/* plan.h - what a run would do, step by step, and why: the answer to "will
+ * this come from the cache, and if not, what changed?" (sluice status,
+ * sluice run --dry-run). Nothing is run or written. */
+#ifndef SLUICE_SCHED_PLAN_H
+#define SLUICE_SCHED_PLAN_H
+
+#include "artifacts/hash.h"
+#include "pipeline/pipeline.h"
+
+typedef struct plan_step {
+    int runs;          /* 1: would run; 0: would come from the cache */
+    char why[512];     /* for a run: what changed, or why it is not cached */
+    char from[520];    /* for a cache hit: the step run reused */
+    char key[HASH_HEX_LEN + 1];
+    /* Output hashes when they are known without running (a cache hit). */
+    size_t n_out;
+    struct {
+        char name[128];
+        char hash[HASH_HEX_LEN + 1];
+    } out[64];
+} plan_step;
+
+/* Plans every step of p (bound) against the store at store_root, into
+ * steps[p->n_steps]. no_cache as for run. Returns 0 or a negative errno. */
+int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_step *steps);
+
+#endif
