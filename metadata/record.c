@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "git.h"
 #include "pipeline/value_json.h"
 #include "plugins/registry.h"
 
@@ -27,6 +28,24 @@ int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_orig
         BSON_APPEND_UTF8(&overrides, k, origin->overrides[i]);
     }
     bson_append_array_end(&doc, &overrides);
+    bson_t tags;
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "tags", &tags);
+    for (size_t i = 0; origin && i < origin->n_tags; i++) {
+        const char *eq = strchr(origin->tags[i], '=');
+        if (eq)
+            bson_append_utf8(&tags, origin->tags[i], (int)(eq - origin->tags[i]), eq + 1, -1);
+    }
+    bson_append_document_end(&doc, &tags);
+    /* The commit of the pipeline file's repository, when it is in one. */
+    git_state git;
+    if (git_describe(p->dir, &git) == 1) {
+        bson_t g;
+        BSON_APPEND_DOCUMENT_BEGIN(&doc, "git", &g);
+        BSON_APPEND_UTF8(&g, "commit", git.commit);
+        BSON_APPEND_UTF8(&g, "branch", git.branch);
+        BSON_APPEND_BOOL(&g, "dirty", git.dirty);
+        bson_append_document_end(&doc, &g);
+    }
     BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
     for (size_t i = 0; i < p->n_params; i++) /* secrets masked: never stored */
         value_append_bson(&params, p->params[i].name, strlen(p->params[i].name),
@@ -205,4 +224,47 @@ int record_cache_forget(meta_db *m, const char *key) {
         return rc > 0 ? -rc : rc;
     }
     return meta_commit(txn);
+}
+
+typedef struct latest {
+    meta_db *m;
+    MDB_txn *txn;
+    const char *pipeline, *step_id;
+    cache_hit *hit;
+    int found;
+} latest;
+
+/* Runs are keyed by time: the last match in key order is the latest. */
+static int latest_run(void *ud, const char *key, size_t len, const bson_t *doc) {
+    latest *l = ud;
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, "pipeline") || !BSON_ITER_HOLDS_UTF8(&it) ||
+        strcmp(bson_iter_utf8(&it, NULL), l->pipeline) != 0)
+        return 0;
+    char step_key[512];
+    snprintf(step_key, sizeof(step_key), "%.*s/%s", (int)len, key, l->step_id);
+    bson_t rec;
+    if (meta_get(l->txn, l->m->steps, step_key, &rec) != 0)
+        return 0;
+    const char *status = bson_iter_init_find(&it, &rec, "status") && BSON_ITER_HOLDS_UTF8(&it)
+                             ? bson_iter_utf8(&it, NULL)
+                             : "";
+    if (strcmp(status, "done") != 0 && strcmp(status, "cached") != 0)
+        return 0;
+    memset(l->hit, 0, sizeof(*l->hit));
+    snprintf(l->hit->from, sizeof(l->hit->from), "%s", step_key);
+    read_outputs(&rec, l->hit);
+    l->found = 1;
+    return 0;
+}
+
+int record_latest_finished(meta_db *m, const char *pipeline_name, const char *step_id,
+                           cache_hit *hit) {
+    latest l = {m, NULL, pipeline_name, step_id, hit, 0};
+    int rc = meta_begin(m, 0, &l.txn);
+    if (rc)
+        return rc;
+    rc = meta_each(l.txn, m->runs, "", latest_run, &l);
+    meta_abort(l.txn);
+    return rc ? rc : l.found;
 }

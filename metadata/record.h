@@ -40,6 +40,8 @@ typedef struct run_origin {
     const char *const *overrides;
     size_t n_overrides;
     const char *resumes; /* RUN_ID or NULL */
+    const char *const *tags; /* "key=value", from --tag */
+    size_t n_tags;
 } run_origin;
 
 int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_origin *origin,
@@ -63,6 +65,12 @@ int record_cache_lookup(meta_db *m, const char *key, cache_hit *hit);
 /* The step record RUN_ID/STEP_ID's outputs, for a resume: 1 and *hit when
  * it finished (done or cached), 0 when not, or a negative code. */
 int record_finished_step(meta_db *m, const char *run_id, const char *step_id, cache_hit *hit);
+
+/* The outputs of the latest step run of step_id, in a run of the pipeline
+ * called pipeline_name, that
+ * finished (done or cached): 1 and *hit, 0 when there is none, <0 error. */
+int record_latest_finished(meta_db *m, const char *pipeline_name, const char *step_id,
+                           cache_hit *hit);
 
 /* Drops a cache entry found unusable (an object missing or altered). */
 int record_cache_forget(meta_db *m, const char *key);

@@ -7,7 +7,7 @@
 #include "sched/run.h"
 
 int cmd_run(const cli_globals *g, int argc, char **argv) {
-    enum { OPT_NO_CACHE = 256, OPT_ONLY, OPT_FROM, OPT_RUNNER, OPT_DRY_RUN, OPT_JSON };
+    enum { OPT_NO_CACHE = 256, OPT_ONLY, OPT_FROM, OPT_RUNNER, OPT_DRY_RUN, OPT_JSON, OPT_TAG };
     static const struct option longopts[] = {
         {"param", required_argument, NULL, 'p'},
         {"jobs", required_argument, NULL, 'j'},
@@ -17,9 +17,10 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         {"runner", required_argument, NULL, OPT_RUNNER},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"json", no_argument, NULL, OPT_JSON},
+        {"tag", required_argument, NULL, OPT_TAG},
         {NULL, 0, NULL, 0},
     };
-    cli_params ps = {0};
+    cli_params ps = {0}, tags = {0};
     run_options o = {.store = g->store};
     int c, bad = 0, dry_run = 0;
     const char *later = NULL;
@@ -44,9 +45,19 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         case OPT_JSON:
             o.json = 1;
             break;
+        case OPT_TAG:
+            if (!strchr(optarg, '=') || optarg[0] == '=') {
+                fprintf(stderr, "sluice run: --tag takes KEY=VALUE, not '%s'\n", optarg);
+                bad = 1;
+            } else {
+                bad = cli_params_add(&tags, optarg) != 0;
+            }
+            break;
         case OPT_ONLY:
+            o.only = optarg;
+            break;
         case OPT_FROM:
-            later = "--only and --from need the artifact store, which is not in this version yet";
+            o.from = optarg;
             break;
         case OPT_DRY_RUN:
             dry_run = 1;
@@ -63,6 +74,10 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
             bad = 1;
         }
     }
+    if (!bad && o.only && o.from) {
+        fprintf(stderr, "sluice run: give --only or --from, not both\n");
+        bad = 1;
+    }
     if (!bad && later) {
         fprintf(stderr, "sluice run: %s\n", later);
         bad = 1;
@@ -73,6 +88,7 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     }
     if (bad) {
         cli_params_free(&ps);
+        cli_params_free(&tags);
         return EXIT_BAD_INPUT;
     }
     plugin_registry reg = PLUGIN_REGISTRY_INIT;
@@ -84,8 +100,11 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         o.exe = cli_exe_path();
         o.overrides = ps.items;
         o.n_overrides = ps.n;
+        o.tags = tags.items;
+        o.n_tags = tags.n;
         status = run_pipeline(p, &o);
     }
+    cli_params_free(&tags);
     if (o.abandoned) {
         /* A step's thread still runs plugin code: unloading it now would
          * pull the code from under it. The process exits next. */

@@ -69,6 +69,32 @@ static void print_metrics(const bson_t *doc) {
         printf("      metric %s = %g%s\n", last_key, last, count > 1 ? " (last of a series)" : "");
 }
 
+/* Where a run came from: its git commit, tags, and the run it resumes. */
+static void print_run_origin(const bson_t *run) {
+    bson_iter_t it, field;
+    if (bson_iter_init_find(&it, run, "git") && bson_iter_recurse(&it, &field)) {
+        const char *commit = "", *branch = "";
+        int dirty = 0;
+        while (bson_iter_next(&field)) {
+            if (strcmp(bson_iter_key(&field), "commit") == 0)
+                commit = bson_iter_utf8(&field, NULL);
+            else if (strcmp(bson_iter_key(&field), "branch") == 0)
+                branch = bson_iter_utf8(&field, NULL);
+            else if (strcmp(bson_iter_key(&field), "dirty") == 0)
+                dirty = bson_iter_as_bool(&field);
+        }
+        printf("  git %.12s%s%s%s\n", commit, branch[0] ? " on " : "", branch,
+               dirty ? " (with uncommitted changes)" : "");
+    }
+    if (bson_iter_init_find(&it, run, "tags") && bson_iter_recurse(&it, &field))
+        while (bson_iter_next(&field))
+            if (BSON_ITER_HOLDS_UTF8(&field))
+                printf("  tag %s=%s\n", bson_iter_key(&field), bson_iter_utf8(&field, NULL));
+    const char *resumes = inspect_str(run, "resumes", NULL);
+    if (resumes)
+        printf("  resumes %s\n", resumes);
+}
+
 static int print_step(void *ud, const char *key, size_t len, const bson_t *doc) {
     show_ctx *c = ud;
     const char *slash = memchr(key, '/', len);
@@ -147,6 +173,7 @@ int cmd_runs(const cli_globals *g, int argc, char **argv) {
                 printf("run %s: pipeline %s (%s), %s, started %s\n", id,
                        inspect_str(&run, "pipeline", "?"), inspect_str(&run, "file", "?"),
                        inspect_str(&run, "status", "?"), started);
+                print_run_origin(&run);
             }
             meta_each(txn, m.steps, prefix, print_step, &ctx);
             if (json) {

@@ -5,7 +5,7 @@
 const cli_command cli_commands[] = {
     {"run", "run a pipeline",
      "usage: sluice run FILE [-p NAME=VALUE]... [--no-cache] [--jobs N] [--only ID] [--from ID]\n"
-     "                  [--runner local|slurm] [--dry-run] [--json]\n"
+     "                  [--tag KEY=VALUE]... [--runner local|slurm] [--dry-run] [--json]\n"
      "\n"
      "Runs the pipeline in FILE: steps start as soon as their inputs are ready, up to\n"
      "--jobs at once; unchanged steps come from the cache.\n"
@@ -14,7 +14,8 @@ const cli_command cli_commands[] = {
      "      --no-cache          run every step even where a cached result exists\n"
      "  -j, --jobs N            steps running at once (default: settings.jobs, else the cores)\n"
      "      --only ID           run only step ID, on the latest upstream artifacts\n"
-     "      --from ID           run ID and everything downstream of it\n"
+     "      --from ID           run ID and everything downstream of it, likewise\n"
+     "      --tag KEY=VALUE     record a tag with the run (a CI job id, a ticket)\n"
      "      --runner NAME       local (default) or slurm\n"
      "      --dry-run           say what would run, as 'sluice status' does\n"
      "      --json              one JSON event per line, for CI\n"

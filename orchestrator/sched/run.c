@@ -143,6 +143,9 @@ struct run {
     size_t n_cached;
     double wall_t0;
     run_origin origin;
+    /* --only/--from: which steps run (1), which only supply their latest
+     * outputs (2: upstream of a selected step), which are left out (0). */
+    unsigned char *selection;
     struct {
         const void *lib;
         char hash[HASH_HEX_LEN + 1];
@@ -372,6 +375,8 @@ static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
         r->n_done++;
     if (outcome == STEP_CACHED)
         r->n_cached++;
+    else if (outcome == STEP_SKIPPED)
+        r->n_skipped++;
     else if (outcome == STEP_FAILED)
         r->n_failed++;
     else if (outcome == STEP_CANCELLED)
@@ -384,7 +389,9 @@ static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
         return;
     char reason[256];
     snprintf(reason, sizeof(reason), "upstream step '%s' %s", sr->s->id,
-             outcome == STEP_CANCELLED ? "was cancelled" : "failed");
+             outcome == STEP_CANCELLED ? "was cancelled"
+             : outcome == STEP_SKIPPED ? "was skipped"
+                                       : "failed");
     for (size_t i = 0; i < r->p->n_steps; i++) {
         step_run *o = &r->steps[i];
         if (r->ready.state[i] == NODE_SKIPPED && o->state == SR_WAITING) {
@@ -957,6 +964,53 @@ static int step_cacheable(const step_run *sr) {
     return outputs > 0 && step_cache_enabled(sr->r->p, s);
 }
 
+enum { SEL_OUT = 0, SEL_RUN = 1, SEL_SUPPLY = 2 };
+
+/* Marks the steps --only/--from select, and those upstream of them. Returns
+ * 0, or -EINVAL when the named step does not exist (reported). */
+static int select_steps(run *r) {
+    const char *target = r->o->only ? r->o->only : r->o->from;
+    if (!target)
+        return 0;
+    long t = pipeline_find_step(r->p, target);
+    if (t < 0) {
+        fprintf(stderr, "sluice run: the pipeline has no step '%s' (for --%s)\n", target,
+                r->o->only ? "only" : "from");
+        return -EINVAL;
+    }
+    size_t n = r->p->n_steps;
+    r->selection = calloc(n + 1, 1);
+    uint32_t *stack = malloc((n + 1) * sizeof(*stack));
+    if (!r->selection || !stack) {
+        free(stack);
+        return -ENOMEM;
+    }
+    size_t top = 0;
+    r->selection[t] = SEL_RUN;
+    stack[top++] = (uint32_t)t;
+    while (r->o->from && top) { /* everything downstream of --from */
+        uint32_t v = stack[--top];
+        for (uint32_t i = r->g.succ_start[v]; i < r->g.succ_start[v + 1]; i++)
+            if (r->selection[r->g.succ[i]] != SEL_RUN) {
+                r->selection[r->g.succ[i]] = SEL_RUN;
+                stack[top++] = r->g.succ[i];
+            }
+    }
+    for (size_t v = 0; v < n; v++) /* everything upstream of what runs supplies */
+        if (r->selection[v] == SEL_RUN)
+            stack[top++] = (uint32_t)v;
+    while (top) {
+        uint32_t v = stack[--top];
+        for (uint32_t i = r->g.pred_start[v]; i < r->g.pred_start[v + 1]; i++)
+            if (r->selection[r->g.pred[i]] == SEL_OUT) {
+                r->selection[r->g.pred[i]] = SEL_SUPPLY;
+                stack[top++] = r->g.pred[i];
+            }
+    }
+    free(stack);
+    return 0;
+}
+
 /* Computes the step's cache key and, when caching is on and an earlier step
  * run has the same key with all its objects intact, reuses its outputs.
  * Returns 1 when the step was satisfied from the cache. */
@@ -978,11 +1032,26 @@ static int try_cache(step_run *sr) {
     }
     cache_hit hit;
     int found = 0;
+    int sel = r->selection ? r->selection[sr->index] : SEL_RUN;
+    if (sel == SEL_OUT) {
+        finish_step(sr, STEP_SKIPPED, r->o->only ? "not selected by --only" : "not selected by --from");
+        return 1;
+    }
+    if (sel == SEL_SUPPLY) {
+        /* Upstream of the selection: its latest outputs, whatever changed. */
+        found = r->meta_open && record_latest_finished(&r->meta, r->p->name, s->id, &hit) == 1;
+        if (!found) {
+            finish_step(sr, STEP_FAILED,
+                        "it has never finished in this pipeline, so --only/--from have no "
+                        "outputs of it to use: run the whole pipeline first");
+            return 1;
+        }
+    }
     /* A resumed run takes what finished in the run it resumes, whether it is
      * cached or not (a step without outputs too). */
-    if (r->o->resume && r->meta_open)
+    if (!found && r->o->resume && r->meta_open)
         found = record_finished_step(&r->meta, r->o->resume, s->id, &hit) == 1;
-    if (!found && (r->o->no_cache || !step_cacheable(sr) || !r->meta_open))
+    if (!found && (r->o->no_cache || r->selection || !step_cacheable(sr) || !r->meta_open))
         return 0;
     if (!found && record_cache_lookup(&r->meta, sr->key, &hit) != 1)
         return 0;
@@ -1206,6 +1275,8 @@ static int setup(run *r) {
     r->retry_queue = calloc(n + 1, sizeof(*r->retry_queue));
     if (!r->steps || !r->retry_queue)
         return -ENOMEM;
+    if ((rc = select_steps(r)))
+        return rc;
     if ((rc = store_open(&r->store, r->o->store)))
         return rc;
     if ((rc = meta_open(&r->meta, r->o->store, 0))) {
@@ -1262,6 +1333,7 @@ static void teardown(run *r) {
     if (r->meta_open)
         meta_close(&r->meta);
     store_close(&r->store);
+    free(r->selection);
     free(r->steps);
     free(r->retry_queue);
     free(r->run_dir);
@@ -1300,8 +1372,9 @@ int run_pipeline(pipeline *p, run_options *o) {
     if (rc == 0)
         rc = setup(r);
     if (rc) {
-        fprintf(stderr, "sluice run: cannot prepare the run under %s: %s\n", o->store,
-                strerror(rc < 0 ? -rc : rc));
+        if (rc != -EINVAL) /* EINVAL: a bad --only/--from, already said */
+            fprintf(stderr, "sluice run: cannot prepare the run under %s: %s\n", o->store,
+                    strerror(rc < 0 ? -rc : rc));
         uv_walk(&r->loop, close_all, NULL);
         uv_run(&r->loop, UV_RUN_DEFAULT);
         uv_loop_close(&r->loop);
@@ -1326,7 +1399,7 @@ int run_pipeline(pipeline *p, run_options *o) {
         uv_timer_start(&r->tick, on_tick, 100, 100);
 
     r->wall_t0 = wall_now();
-    r->origin = (run_origin){o->overrides, o->n_overrides, o->resume};
+    r->origin = (run_origin){o->overrides, o->n_overrides, o->resume, o->tags, o->n_tags};
     if ((rc = record_run(&r->meta, r->run_id, p, &r->origin, "running", r->wall_t0, 0)) != 0)
         fprintf(stderr, "sluice run: cannot record the run in the metadata store: %s\n",
                 meta_strerror(rc));

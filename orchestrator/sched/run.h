@@ -21,7 +21,13 @@ typedef struct run_options {
     int no_cache;      /* run every step, even where the cache has it */
     const char *const *overrides; /* the -p values, recorded so a resume can repeat them */
     size_t n_overrides;
+    const char *const *tags; /* --tag KEY=VALUE, recorded with the run */
+    size_t n_tags;
     const char *resume; /* RUN_ID: reuse every step that finished in that run */
+    /* Run part of the pipeline: only this step (--only), or this step and
+     * everything downstream of it (--from); the steps they need take the
+     * latest outputs recorded for them, the others are skipped. */
+    const char *only, *from;
     /* Set on return when an in-process step that ignored cancellation is
      * still running on a thread: the caller must then neither free the
      * pipeline nor unload plugins, and should exit promptly. */
@@ -30,7 +36,7 @@ typedef struct run_options {
 
 /* Runs p (bound with pipeline_bind()). Returns the exit status of the CLI
  * contract: 0 all done, 1 a step failed, 130 interrupted; 2 when the run
- * could not start (reported on stderr). */
+ * could not start (reported on stderr, like an unknown --only step). */
 int run_pipeline(pipeline *p, run_options *o);
 
 #endif

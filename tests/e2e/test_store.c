@@ -431,3 +431,65 @@ Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_complet
     cr_expect_eq(r.status, 0, "%s", r.err);
     result_free(&r);
 }
+
+Test(store, only_and_from_run_part_of_a_pipeline_on_the_latest_upstream_outputs) {
+    char *p = write_test_file(test_dir, "chain.yaml", chain);
+    result r = RUN(test_store_arg, "run", p, "--only", "b", "--json");
+    cr_expect_eq(r.status, 1, "nothing upstream has finished yet");
+    cr_expect(strstr(r.out, "it has never finished in this pipeline") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "run", p);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    /* a's parameter changes, but --only b takes a's latest output as it is. */
+    r = RUN(test_store_arg, "run", p, "--only", "b", "--json", "-p", "greeting=changed");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect_str_eq(statuses(r.out), "a=cached b=done c=skipped side=skipped");
+    result_free(&r);
+    r = RUN(test_store_arg, "run", p, "--from", "b", "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(statuses(r.out), "a=cached b=done c=done side=skipped");
+    result_free(&r);
+    r = RUN(test_store_arg, "run", p, "--only", "nope");
+    cr_expect_eq(r.status, 2);
+    cr_expect_str_eq(r.err, "sluice run: the pipeline has no step 'nope' (for --only)\n");
+    result_free(&r);
+}
+
+Test(store, a_run_records_the_git_commit_and_its_tags) {
+    char repo[200], cmd[1024];
+    snprintf(repo, sizeof(repo), "%s/repo", test_dir);
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p %s && cd %s && git init -q . && git config user.email t@example.org && "
+             "git config user.name tester", repo, repo);
+    cr_assert_eq(system(cmd), 0);
+    char *p = write_test_file(repo, "p.yaml",
+                              "pipeline: versioned\nsteps:\n  a: {uses: emit, with: {text: v1}}\n");
+    snprintf(cmd, sizeof(cmd), "cd %s && git add p.yaml && git commit -q -m one && git rev-parse HEAD > head", repo);
+    cr_assert_eq(system(cmd), 0);
+    char head_path[256];
+    snprintf(head_path, sizeof(head_path), "%s/head", repo);
+    char *head = slurp(head_path);
+    head[40] = '\0';
+    result r = RUN(test_store_arg, "run", p, "--tag", "ci_job=1234", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", event_value(r.out, "run_started", "run"));
+    result_free(&r);
+    r = RUN(test_store_arg, "runs", "show", id, "--json");
+    char expect[128];
+    snprintf(expect, sizeof(expect), "\"commit\" : \"%s\"", head);
+    cr_expect(strstr(r.out, expect) != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "\"dirty\" : false") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "\"tags\" : { \"ci_job\" : \"1234\" }") != NULL, "%s", r.out);
+    result_free(&r);
+    snprintf(cmd, sizeof(cmd), "sed -i s/v1/v2/ %s", p);
+    cr_assert_eq(system(cmd), 0);
+    r = RUN(test_store_arg, "run", p, "--json");
+    snprintf(id, sizeof(id), "%s", event_value(r.out, "run_started", "run"));
+    result_free(&r);
+    r = RUN(test_store_arg, "runs", "show", id, "--json");
+    cr_expect(strstr(r.out, "\"dirty\" : true") != NULL, "an edited pipeline is dirty: %s", r.out);
+    result_free(&r);
+    free(head);
+}
