@@ -76,29 +76,6 @@ static int fsync_tree(const char *path) {
     return rc ? rc : fsync_path(path, 1);
 }
 
-/* Removes a file or a whole tree. */
-static void remove_path(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char sub[4096];
-            snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-            remove_path(sub);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 int store_ingest(artifact_store *s, const char *path, object_info *info) {
     struct stat st;
     if (stat(path, &st) != 0)
@@ -111,16 +88,16 @@ int store_ingest(artifact_store *s, const char *path, object_info *info) {
     store_object_path(s, info->hash, target, sizeof(target));
     if (path_exists(target)) {
         if (store_verify(s, info->hash) == 0) {
-            remove_path(path); /* the same content is already there */
+            remove_tree(path); /* the same content is already there */
             return 0;
         }
         /* The object there was altered: the new copy takes its place. */
         char aside[4200];
         snprintf(aside, sizeof(aside), "%s.corrupt", target);
-        remove_path(aside);
+        remove_tree(aside);
         if (rename(target, aside) != 0)
             return -errno;
-        remove_path(aside);
+        remove_tree(aside);
     }
     rc = info->is_dir ? fsync_tree(path) : fsync_path(path, 0);
     if (rc)
@@ -133,7 +110,7 @@ int store_ingest(artifact_store *s, const char *path, object_info *info) {
     if (rename(path, target) != 0) {
         rc = -errno;
         if (errno == ENOTEMPTY || errno == EEXIST) { /* another run stored it first */
-            remove_path(path);
+            remove_tree(path);
             rc = 0;
         }
         return rc;

@@ -12,27 +12,6 @@
 #include "core/fsutil.h"
 #include "inspect.h"
 
-static int remove_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return -errno;
-    if (S_ISDIR(st.st_mode)) {
-        char **names;
-        size_t n;
-        int rc = dir_list(path, NULL, &names, &n);
-        for (size_t i = 0; rc == 0 && i < n; i++) {
-            char sub[4096];
-            snprintf(sub, sizeof(sub), "%s/%s", path, names[i]);
-            rc = remove_tree(sub);
-        }
-        dir_list_free(names, n);
-        if (rc == 0 && rmdir(path) != 0)
-            rc = -errno;
-        return rc;
-    }
-    return unlink(path) == 0 ? 0 : -errno;
-}
-
 int cmd_gc(const cli_globals *g, int argc, char **argv) {
     static const struct option longopts[] = {{"dry-run", no_argument, NULL, 'n'}, {NULL, 0, NULL, 0}};
     int dry = 0, c;

@@ -110,3 +110,23 @@ void dir_list_free(char **names, size_t n) {
         free(names[i]);
     free(names);
 }
+
+int remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return unlink(path) == 0 ? 0 : -errno;
+    char **names;
+    size_t n;
+    int rc = dir_list(path, NULL, &names, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char sub[4096];
+        snprintf(sub, sizeof(sub), "%s/%s", path, names[i]);
+        rc = remove_tree(sub);
+    }
+    dir_list_free(names, n);
+    if (rc == 0 && rmdir(path) != 0)
+        rc = -errno;
+    return rc;
+}

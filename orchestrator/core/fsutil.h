@@ -15,6 +15,10 @@ int path_exists(const char *path);
  * is), writing its path into out. Returns 0 or -errno (-ENOENT). */
 int find_program(const char *name, char *out, size_t size);
 
+/* Removes a file, or a folder and everything in it (read-only files too).
+ * Returns 0 or -errno. */
+int remove_tree(const char *path);
+
 /* The names in folder dir (without "." and ".."), sorted, those for which
  * keep (may be NULL) says yes. *names is an array of *n strings, all freed
  * with dir_list_free(). Returns 0 or -errno. */

@@ -482,8 +482,13 @@ static void attempt_done(attempt *at, int ok, const char *why) {
         why = timeout_msg;
     }
     sr->timed_out = 0;
-    if (!ok)
+    if (!ok) {
         step_log(sr, SL_LOG_ERROR, why ? why : "failed");
+        /* A failed attempt's outputs are incomplete: drop them (its log and
+         * other files stay), which also frees a full disk for the records. */
+        for (size_t i = 0; i < at->t.n_outputs; i++)
+            remove_tree(at->t.outputs[i].path);
+    }
     if (ok) {
         report_step_outputs(&r->rep, sr->s->id, sr->out_names, sr->out_paths, sr->n_out, 0);
         finish_step(sr, STEP_DONE, NULL);

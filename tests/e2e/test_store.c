@@ -493,3 +493,34 @@ Test(store, a_run_records_the_git_commit_and_its_tags) {
     result_free(&r);
     free(head);
 }
+
+Test(store, a_full_disk_fails_the_step_clearly_and_keeps_the_store_readable) {
+    char small[256], cmd[600];
+    snprintf(small, sizeof(small), "%s/small", test_dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && mount -t tmpfs -o size=2m tmpfs %s 2>/dev/null", small,
+             small);
+    if (system(cmd) != 0)
+        cr_skip_test("cannot mount a small tmpfs here (needs root and mount rights)");
+    char store[300];
+    snprintf(store, sizeof(store), "--store=%s/store", small);
+    char *p = write_test_file(test_dir, "full.yaml",
+                              "pipeline: full\n"
+                              "steps:\n"
+                              "  small: {uses: emit, with: {text: fits}}\n"
+                              "  big: {uses: shell, with: {run: 'head -c 4000000 /dev/zero > big', "
+                              "outputs: {big: big}}}\n");
+    result r = RUN(store, "run", p, "--json");
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect_str_eq(statuses(r.out), "big=failed small=done");
+    cr_expect(strstr(r.out, "No space left on device") != NULL, "the log says why: %s", r.out);
+    result_free(&r);
+    r = RUN(store, "runs", "list");
+    cr_expect_eq(r.status, 0, "the store still reads: %s", r.err);
+    cr_expect(strstr(r.out, " failed ") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(store, "artifacts", "list");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    snprintf(cmd, sizeof(cmd), "umount %s", small);
+    cr_expect_eq(system(cmd), 0);
+}
