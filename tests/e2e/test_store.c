@@ -524,3 +524,33 @@ Test(store, a_full_disk_fails_the_step_clearly_and_keeps_the_store_readable) {
     snprintf(cmd, sizeof(cmd), "umount %s", small);
     cr_expect_eq(system(cmd), 0);
 }
+
+Test(store, several_sluice_processes_share_one_store) {
+    char *p1 = strdup(write_test_file(test_dir, "one.yaml",
+                                      "pipeline: one\nsteps:\n"
+                                      "  a: {uses: shell, with: {run: 'sleep 0.2; echo one > o', outputs: {o: o}}}\n"
+                                      "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'cp \"$SLUICE_INPUT_i\" o', outputs: {o: o}}}\n"));
+    char *p2 = strdup(write_test_file(test_dir, "two.yaml",
+                                      "pipeline: two\nsteps:\n"
+                                      "  a: {uses: shell, with: {run: 'sleep 0.2; echo two > o', outputs: {o: o}}}\n"
+                                      "  b: {uses: emit, with: {text: two}}\n"));
+    pid_t x = start_sluice_run(p1), y = start_sluice_run(p2);
+    for (int i = 0; i < 5; i++) { /* readers while both write */
+        result r = RUN(test_store_arg, "runs", "list");
+        cr_expect_eq(r.status, 0, "%s", r.err);
+        result_free(&r);
+    }
+    int wx, wy;
+    waitpid(x, &wx, 0);
+    waitpid(y, &wy, 0);
+    cr_expect(WIFEXITED(wx) && WEXITSTATUS(wx) == 0);
+    cr_expect(WIFEXITED(wy) && WEXITSTATUS(wy) == 0);
+    result r = RUN(test_store_arg, "runs", "list", "--json");
+    int done = 0;
+    for (const char *at = strstr(r.out, "\"status\" : \"done\""); at; at = strstr(at + 1, "\"status\" : \"done\""))
+        done++;
+    cr_expect_eq(done, 2, "%s", r.out);
+    result_free(&r);
+    free(p1);
+    free(p2);
+}
