@@ -535,7 +535,16 @@ Test(store, several_sluice_processes_share_one_store) {
                                       "  a: {uses: shell, with: {run: 'sleep 0.2; echo two > o', outputs: {o: o}}}\n"
                                       "  b: {uses: emit, with: {text: two}}\n"));
     pid_t x = start_sluice_run(p1), y = start_sluice_run(p2);
-    for (int i = 0; i < 5; i++) { /* readers while both write */
+    /* Readers while both write, once the store exists (a slow start under
+     * the sanitizers may take a while). */
+    char meta[256];
+    snprintf(meta, sizeof(meta), "%s/store/meta/data.mdb", test_dir);
+    double t0 = now_seconds();
+    while (access(meta, F_OK) != 0 && now_seconds() - t0 < 10) {
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < 5; i++) {
         result r = RUN(test_store_arg, "runs", "list");
         cr_expect_eq(r.status, 0, "%s", r.err);
         result_free(&r);
