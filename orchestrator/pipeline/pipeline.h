@@ -108,6 +108,8 @@ typedef struct pipeline {
     pipeline_settings settings;
     const char **plugins; /* search folders, resolved against dir */
     size_t n_plugins;
+    const char **secrets; /* the values ${secret.X} resolved to, to mask them in logs */
+    size_t n_secrets;
     step *steps; /* in file order */
     size_t n_steps;
     hmap step_ids; /* id -> index in steps */

@@ -101,6 +101,22 @@ static int valid_name(const char *s, size_t len) {
     return 1;
 }
 
+/* Keeps a secret's value so that a run can mask it wherever a step prints
+ * it. Returns 0 on OOM. */
+static int remember_secret(pipeline *p, const char *secret) {
+    for (size_t i = 0; i < p->n_secrets; i++)
+        if (strcmp(p->secrets[i], secret) == 0)
+            return 1;
+    const char **grown = arena_alloc(&p->arena, (p->n_secrets + 1) * sizeof(*grown));
+    if (!grown)
+        return 0;
+    if (p->n_secrets)
+        memcpy(grown, p->secrets, p->n_secrets * sizeof(*grown));
+    grown[p->n_secrets++] = secret;
+    p->secrets = grown;
+    return 1;
+}
+
 /* Resolves r to a value; *out is NULL after a reported error. */
 static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     arena *a = &c->p->arena;
@@ -163,6 +179,7 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
         err_at(c, n, r->start, "secret '%s' is not set", name);
         return 0;
     }
+    int placeholder_secret = !got;
     if (!got) {
         got = "***";
         got_len = 3;
@@ -171,6 +188,8 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     if (!v)
         return -ENOMEM;
     v->secret = r->ns == NS_SECRET;
+    if (v->secret && !placeholder_secret && !remember_secret(c->p, v->u.str.s))
+        return -ENOMEM;
     v->line = n->line;
     v->col = n->col;
     *out = v;
@@ -242,7 +261,10 @@ static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
             failed = 1;
         if (rc == 0 && v) {
             buf_append(&b, s + lit, i - lit);
-            value_write_text(&b, v);
+            if (v->secret) /* the real value: the result is marked secret as a whole */
+                buf_append(&b, v->u.str.s, v->u.str.len);
+            else
+                value_write_text(&b, v);
             secret |= v->secret;
         }
         lit = i = r.end;

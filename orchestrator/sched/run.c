@@ -171,9 +171,38 @@ static FILE *log_file(step_run *sr) {
     return sr->log;
 }
 
-static void step_log(step_run *sr, int level, const char *msg) {
+/* msg with every secret of the pipeline replaced by ***, as CI systems mask
+ * theirs: a step that prints one does not put it in a log. Returns msg
+ * itself when it holds none, else b's text. */
+static const char *mask_secrets(const pipeline *p, const char *msg, buf *b) {
+    const char *out = msg;
+    for (size_t i = 0; i < p->n_secrets; i++) {
+        const char *secret = p->secrets[i];
+        size_t len = strlen(secret);
+        if (len < 3 || !strstr(out, secret)) /* too short to mask without noise */
+            continue;
+        buf next = BUF_INIT;
+        for (const char *at = out, *hit; *at; at = hit + len) {
+            hit = strstr(at, secret);
+            if (!hit) {
+                buf_puts(&next, at);
+                break;
+            }
+            buf_append(&next, at, (size_t)(hit - at));
+            buf_puts(&next, "***");
+        }
+        buf_free(b);
+        *b = next;
+        out = buf_str(b);
+    }
+    return out;
+}
+
+static void step_log(step_run *sr, int level, const char *raw) {
     static const char *const names[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
     int lv = level < 0 ? 0 : level > 3 ? 3 : level;
+    buf masked = BUF_INIT;
+    const char *msg = mask_secrets(sr->r->p, raw, &masked);
     if (log_file(sr)) {
         char t[32];
         struct timespec ts;
@@ -188,6 +217,7 @@ static void step_log(step_run *sr, int level, const char *msg) {
     sr->tail[sr->tail_next % LOG_TAIL] = strdup(msg);
     sr->tail_next++;
     report_step_log(&sr->r->rep, sr->s->id, lv, msg);
+    buf_free(&masked);
 }
 
 /* The last lines of the step's log, indented, for a failure report. */

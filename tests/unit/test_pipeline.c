@@ -234,7 +234,8 @@ Test(pipeline, substitution) {
                        "        FALLBACK: ${env.NOPE:-none}\n"
                        "        QUOTED: \"${env.JOBS}\"\n"
                        "        PLAIN: ${env.JOBS}\n"
-                       "        DIR: ${params.dir}\n",
+                       "        DIR: ${params.dir}\n"
+                       "        AUTH: Bearer ${secret.API_KEY}\n",
                        &opt);
     cr_assert_eq(rc, 0, "%s", all_diags(&D));
     cr_expect_eq(P->settings.jobs, 4, "a quoted env value still reads as an integer in an integer field");
@@ -248,6 +249,9 @@ Test(pipeline, substitution) {
     cr_expect_eq(env->u.map.vals[2]->kind, VAL_STR, "environment values are text");
     cr_expect_eq(env->u.map.vals[3]->kind, VAL_STR, "quoted or not");
     cr_expect_str_eq(env->u.map.vals[4]->u.str.s, "/home/twin/data");
+    cr_expect_str_eq(env->u.map.vals[5]->u.str.s, "Bearer sk-123", "the step gets the real value");
+    cr_expect(env->u.map.vals[5]->secret, "and the whole text is secret");
+    cr_expect_eq(P->n_secrets, 1);
 }
 
 Test(pipeline, substitution_errors) {
