@@ -1,0 +1,151 @@
+/* events.c - step logs and the events of steps running on worker threads. */
+#include "run_internal.h"
+
+/* ---- logging --------------------------------------------------------- */
+
+/* The step's log file, opened at its first line: a quiet step costs none. */
+static FILE *log_file(step_run *sr) {
+    if (!sr->log && !sr->log_failed) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s.log", sr->dir);
+        if (!(sr->log = fopen(path, "a")))
+            sr->log_failed = 1;
+    }
+    return sr->log;
+}
+
+/* msg with every secret of the pipeline replaced by ***, as CI systems mask
+ * theirs: a step that prints one does not put it in a log. Returns msg
+ * itself when it holds none, else b's text. */
+static const char *mask_secrets(const pipeline *p, const char *msg, buf *b) {
+    const char *out = msg;
+    for (size_t i = 0; i < p->n_secrets; i++) {
+        const char *secret = p->secrets[i];
+        size_t len = strlen(secret);
+        if (len < 3 || !strstr(out, secret)) /* too short to mask without noise */
+            continue;
+        buf next = BUF_INIT;
+        for (const char *at = out, *hit; *at; at = hit + len) {
+            hit = strstr(at, secret);
+            if (!hit) {
+                buf_puts(&next, at);
+                break;
+            }
+            buf_append(&next, at, (size_t)(hit - at));
+            buf_puts(&next, "***");
+        }
+        buf_free(b);
+        *b = next;
+        out = buf_str(b);
+    }
+    return out;
+}
+
+void sched_log(step_run *sr, int level, const char *raw) {
+    static const char *const names[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+    int lv = level < 0 ? 0 : level > 3 ? 3 : level;
+    buf masked = BUF_INIT;
+    const char *msg = mask_secrets(sr->r->p, raw, &masked);
+    if (log_file(sr)) {
+        char t[32];
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(t, sizeof(t), "%H:%M:%S", &tm);
+        fprintf(sr->log, "%s.%03ld %s %s\n", t, ts.tv_nsec / 1000000, names[lv], msg);
+        fflush(sr->log);
+    }
+    free(sr->tail[sr->tail_next % LOG_TAIL]);
+    sr->tail[sr->tail_next % LOG_TAIL] = strdup(msg);
+    sr->tail_next++;
+    report_step_log(&sr->r->rep, sr->s->id, lv, msg);
+    buf_free(&masked);
+}
+
+/* The last lines of the step's log, indented, for a failure report. */
+char *sched_log_tail(step_run *sr) {
+    buf b = BUF_INIT;
+    unsigned n = sr->tail_next < LOG_TAIL ? sr->tail_next : LOG_TAIL;
+    for (unsigned i = sr->tail_next - n; i < sr->tail_next; i++)
+        if (sr->tail[i % LOG_TAIL])
+            buf_printf(&b, "    | %s\n", sr->tail[i % LOG_TAIL]);
+    if (sr->log && n)
+        buf_printf(&b, "    (log: %s.log)\n", sr->dir);
+    return buf_detach(&b);
+}
+
+/* ---- events from worker threads ------------------------------------- */
+
+static void push_event(attempt *at, event_kind kind, int level, const char *text, uint64_t a,
+                       uint64_t b, double val, int64_t index) {
+    size_t len = text ? strlen(text) : 0;
+    event *e = malloc(sizeof(*e) + len + 1);
+    if (!e)
+        return; /* an event lost to memory exhaustion; the step goes on */
+    *e = (event){NULL, at, kind, level, a, b, val, index};
+    memcpy(e->text, text ? text : "", len + 1);
+    run *r = at->r;
+    pthread_mutex_lock(&r->mu);
+    if (r->ev_tail)
+        r->ev_tail->next = e;
+    else
+        r->ev_head = e;
+    r->ev_tail = e;
+    pthread_mutex_unlock(&r->mu);
+    uv_async_send(&r->wake);
+}
+
+void sched_sink_log(void *ud, int level, const char *msg) {
+    push_event(ud, EV_LOG, level, msg, 0, 0, 0, 0);
+}
+void sched_sink_progress(void *ud, uint64_t done, uint64_t total) {
+    push_event(ud, EV_PROGRESS, 0, NULL, done, total, 0, 0);
+}
+void sched_sink_metric(void *ud, const char *key, double val, int64_t index) {
+    push_event(ud, EV_METRIC, 0, key, 0, 0, val, index);
+}
+
+void sched_metric(step_run *sr, const char *key, double val, int64_t index) {
+    if (!sr->has_metrics) {
+        bson_init(&sr->metrics);
+        sr->has_metrics = 1;
+    }
+    if (sr->n_metrics < 100000) { /* a runaway loss curve must not fill memory */
+        char idx[16];
+        const char *k;
+        bson_uint32_to_string(sr->n_metrics++, &k, idx, sizeof(idx));
+        bson_t m;
+        BSON_APPEND_DOCUMENT_BEGIN(&sr->metrics, k, &m);
+        BSON_APPEND_UTF8(&m, "key", key);
+        BSON_APPEND_DOUBLE(&m, "value", val);
+        BSON_APPEND_INT64(&m, "index", index);
+        BSON_APPEND_INT32(&m, "attempt", sr->attempt_no);
+        bson_append_document_end(&sr->metrics, &m);
+    }
+    char msg[512];
+    snprintf(msg, sizeof(msg), "metric %s = %g (at %lld)", key, val, (long long)index);
+    sched_log(sr, SL_LOG_INFO, msg);
+    report_step_metric(&sr->r->rep, sr->s->id, key, val, index);
+}
+
+void sched_drain_events(run *r) {
+    pthread_mutex_lock(&r->mu);
+    event *e = r->ev_head;
+    r->ev_head = r->ev_tail = NULL;
+    pthread_mutex_unlock(&r->mu);
+    while (e) {
+        event *next = e->next;
+        step_run *sr = e->at->sr;
+        if (e->kind == EV_LOG)
+            sched_log(sr, e->level, e->text);
+        else if (e->kind == EV_PROGRESS)
+            report_step_progress(&r->rep, sr->index, sr->s->id, e->a, e->b);
+        else
+            sched_metric(sr, e->text, e->value, e->index);
+        free(e);
+        e = next;
+    }
+}
+
+void sched_on_wake(uv_async_t *a) { sched_drain_events(a->data); }

@@ -1,0 +1,432 @@
+/* launch.c - starting an attempt: in-process on the thread pool, in a child
+ * 'sluice exec', or as a shell command; and what their ends report. */
+#include "run_internal.h"
+
+extern char **environ;
+
+/* ---- in-process steps ------------------------------------------------- */
+
+static void work_cb(uv_work_t *w) {
+    attempt *at = w->data;
+    const char *why = NULL;
+    at->rc = host_ctx_run(&at->hc, &why);
+    if (why)
+        at->why = strdup(why);
+}
+
+static void after_work_cb(uv_work_t *w, int status) {
+    attempt *at = w->data;
+    run *r = at->r;
+    (void)status;
+    sched_drain_events(r); /* its last log lines belong before its end */
+    if (at->abandoned) {
+        r->abandoned--;
+        sched_log(at->sr, SL_LOG_WARN, "an abandoned attempt returned at last");
+    } else {
+        sched_attempt_done(at, at->rc == SL_OK, at->why ? at->why : sl_status_message(at->rc));
+    }
+    sched_free_attempt(at);
+    sched_maybe_finish(r);
+}
+
+/* The grace period after asking an in-process step to stop has passed. */
+void sched_on_grace(uv_timer_t *t) {
+    step_run *sr = t->data;
+    attempt *at = sr->cur;
+    if (!at || at->kind != ATT_IN_PROCESS)
+        return;
+    at->abandoned = 1;
+    sr->r->abandoned++;
+    sched_attempt_done(at, 0, "it did not stop when asked (sl_cancelled); its thread was left running");
+}
+
+/* ---- child steps ------------------------------------------------------ */
+
+static const char *signal_name(int sig) {
+    switch (sig) {
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGABRT:
+        return "SIGABRT";
+    case SIGFPE:
+        return "SIGFPE";
+    case SIGILL:
+        return "SIGILL";
+    case SIGKILL:
+        return "SIGKILL";
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    case SIGPIPE:
+        return "SIGPIPE";
+    default:
+        return "signal";
+    }
+}
+
+static void on_child_event(attempt *at, const char *line, size_t len) {
+    bson_error_t err;
+    bson_t *doc = bson_new_from_json((const uint8_t *)line, (ssize_t)len, &err);
+    bson_iter_t it;
+    if (!doc || !bson_iter_init_find(&it, doc, "t") || !BSON_ITER_HOLDS_UTF8(&it)) {
+        sched_log(at->sr, SL_LOG_WARN, "an unreadable event from the step process");
+        if (doc)
+            bson_destroy(doc);
+        return;
+    }
+    const char *t = bson_iter_utf8(&it, NULL);
+    const char *text = NULL;
+    double val = 0;
+    int64_t a = 0, b = 0;
+    int level = SL_LOG_INFO;
+    bson_iter_t f;
+    if (bson_iter_init(&f, doc))
+        while (bson_iter_next(&f)) {
+            const char *k = bson_iter_key(&f);
+            if (BSON_ITER_HOLDS_UTF8(&f) && strcmp(k, "t") != 0)
+                text = bson_iter_utf8(&f, NULL);
+            else if (BSON_ITER_HOLDS_NUMBER(&f) && strcmp(k, "value") == 0)
+                val = bson_iter_as_double(&f);
+            else if (BSON_ITER_HOLDS_NUMBER(&f) && (strcmp(k, "a") == 0 || strcmp(k, "level") == 0))
+                a = bson_iter_as_int64(&f);
+            else if (BSON_ITER_HOLDS_NUMBER(&f) && strcmp(k, "b") == 0)
+                b = bson_iter_as_int64(&f);
+        }
+    if (strcmp(t, "log") == 0) {
+        level = (int)a;
+        sched_log(at->sr, level, text ? text : "");
+    } else if (strcmp(t, "progress") == 0) {
+        report_step_progress(&at->r->rep, at->sr->index, at->sr->s->id, (uint64_t)a, (uint64_t)b);
+    } else if (strcmp(t, "metric") == 0 && text) {
+        sched_metric(at->sr, text, val, b);
+    } else if (strcmp(t, "done") == 0) {
+        at->reported_done = 1;
+        at->reported_rc = (int)a;
+        free(at->reported_error);
+        at->reported_error = text ? strdup(text) : NULL;
+    }
+    bson_destroy(doc);
+}
+
+static void on_child_line(child *c, int stream, const char *line, size_t len) {
+    attempt *at = c->data;
+    if (stream == 3) {
+        on_child_event(at, line, len);
+        return;
+    }
+    char *copy = strndup(line, len);
+    if (copy) {
+        sched_log(at->sr, stream == 2 ? SL_LOG_WARN : SL_LOG_INFO, copy);
+        free(copy);
+    }
+}
+
+static void on_child_done(child *c, int64_t status, int sig) {
+    attempt *at = c->data;
+    char why[512];
+    int ok = 0;
+    if (c->spawn_error) {
+        snprintf(why, sizeof(why), "could not start: %s", uv_strerror(c->spawn_error));
+    } else if (sig) {
+        const char *desc = strsignal(sig);
+        if (at->sr->timed_out || at->r->cancelling)
+            snprintf(why, sizeof(why), "stopped (%s)", signal_name(sig));
+        else
+            snprintf(why, sizeof(why), "crashed: killed by %s (%s)", signal_name(sig),
+                     desc ? desc : "unknown signal");
+    } else if (at->kind == ATT_SHELL) {
+        ok = status == 0;
+        snprintf(why, sizeof(why), "the command exited with status %lld", (long long)status);
+    } else if (at->reported_done) {
+        ok = at->reported_rc == SL_OK && status == 0;
+        snprintf(why, sizeof(why), "%s",
+                 at->reported_error ? at->reported_error : sl_status_message(at->reported_rc));
+    } else {
+        snprintf(why, sizeof(why), "the step process exited with status %lld without reporting",
+                 (long long)status);
+    }
+    sched_attempt_done(at, ok, ok ? NULL : why);
+    sched_free_attempt(at);
+}
+
+/* ---- starting attempts ------------------------------------------------ */
+
+/* The path of output `name` of the step that feeds `in`. */
+static const char *input_path(run *r, const step_input *in) {
+    const step_run *src = &r->steps[in->from];
+    for (size_t i = 0; i < src->n_out; i++)
+        if (strcmp(src->out_names[i], in->from_output) == 0)
+            return src->out_paths[i];
+    return NULL;
+}
+
+/* Fills at->t for a step: parameters, inputs, outputs, work folder. */
+int sched_build_task(attempt *at) {
+    step_run *sr = at->sr;
+    const step *s = sr->s;
+    task *t = &at->t;
+    arena *a = &at->a;
+    t->step_id = s->id;
+    t->work_dir = at->dir;
+    t->attempt = at->number;
+    t->n_params = s->n_args;
+    t->params = arena_calloc(a, s->n_args + 1, sizeof(task_param));
+    t->inputs = arena_calloc(a, s->n_inputs + 1, sizeof(task_port));
+    if (!t->params || !t->inputs)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n_args; i++) {
+        t->params[i].name = s->args[i].name;
+        t->params[i].kind = s->impl ? s->impl->step->params[i].kind : 0;
+        t->params[i].value = s->args[i].value;
+    }
+    for (size_t i = 0; i < s->n_inputs; i++) {
+        t->inputs[i].name = s->inputs[i].port;
+        t->inputs[i].path = input_path(sr->r, &s->inputs[i]);
+    }
+    t->n_inputs = s->n_inputs;
+    if (s->impl) {
+        const plugin_step *ps = s->impl;
+        t->step = ps->step;
+        t->step_name = ps->step->name;
+        t->plugin_path = ps->lib->real_path;
+        t->n_outputs = ps->n_outputs;
+        t->outputs = arena_calloc(a, ps->n_outputs + 1, sizeof(task_port));
+        if (!t->outputs)
+            return -ENOMEM;
+        for (size_t i = 0; i < ps->n_outputs; i++) {
+            t->outputs[i].name = ps->step->outputs[i].name;
+            t->outputs[i].path = arena_printf(a, "%s/out/%s", at->dir, ps->step->outputs[i].name);
+            if (!t->outputs[i].path)
+                return -ENOMEM;
+        }
+        return 0; /* the host makes the folders when the step asks for a path */
+    }
+    const value *outs = step_known_outputs(s);
+    t->step_name = STEP_SHELL;
+    t->n_outputs = outs ? outs->u.map.n : 0;
+    t->outputs = arena_calloc(a, t->n_outputs + 1, sizeof(task_port));
+    if (!t->outputs)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n_outputs; i++) {
+        t->outputs[i].name = outs->u.map.keys[i];
+        t->outputs[i].path = arena_printf(a, "%s/%s", at->dir, outs->u.map.vals[i]->u.str.s);
+        if (!t->outputs[i].path)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static const value *shell_arg(const step *s, const char *name) {
+    for (size_t i = 0; i < s->n_args; i++)
+        if (strcmp(s->args[i].name, name) == 0)
+            return s->args[i].value;
+    return NULL;
+}
+
+/* The environment of a shell step: sluice's own, then the step's
+ * SLUICE_* variables, then its 'env'. Allocated in at->a. */
+static char **shell_env(attempt *at) {
+    const value *extra = shell_arg(at->sr->s, "env");
+    size_t n_env = 0, n_extra = extra && extra->kind == VAL_MAP ? extra->u.map.n : 0;
+    while (environ[n_env])
+        n_env++;
+    size_t cap = n_env + at->t.n_inputs + at->t.n_outputs + n_extra + 8;
+    char **env = arena_calloc(&at->a, cap, sizeof(char *));
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++)
+        if (strncmp(environ[i], "SLUICE_INPUT_", 13) && strncmp(environ[i], "SLUICE_OUTPUT_", 14))
+            env[k++] = environ[i];
+    env[k++] = arena_printf(&at->a, "SLUICE_STEP=%s", at->t.step_id);
+    env[k++] = arena_printf(&at->a, "SLUICE_WORK_DIR=%s", at->dir);
+    env[k++] = arena_printf(&at->a, "SLUICE_ATTEMPT=%d", at->number);
+    env[k++] = arena_printf(&at->a, "SLUICE_RUN_ID=%s", at->r->run_id);
+    env[k++] = arena_printf(&at->a, "SLUICE_PIPELINE_DIR=%s", at->r->pipeline_dir);
+    for (size_t i = 0; i < at->t.n_inputs; i++)
+        env[k++] = arena_printf(&at->a, "SLUICE_INPUT_%s=%s", at->t.inputs[i].name,
+                                at->t.inputs[i].path ? at->t.inputs[i].path : "");
+    for (size_t i = 0; i < at->t.n_outputs; i++)
+        env[k++] = arena_printf(&at->a, "SLUICE_OUTPUT_%s=%s", at->t.outputs[i].name,
+                                at->t.outputs[i].path);
+    for (size_t i = 0; i < n_extra; i++) {
+        buf b = BUF_INIT;
+        value_write_text(&b, extra->u.map.vals[i]);
+        if (extra->u.map.vals[i]->secret) { /* the real value, not the mask */
+            buf_reset(&b);
+            buf_append(&b, extra->u.map.vals[i]->u.str.s, extra->u.map.vals[i]->u.str.len);
+        }
+        env[k++] = buf_failed(&b) ? NULL
+                                  : arena_printf(&at->a, "%s=%s", extra->u.map.keys[i], buf_str(&b));
+        buf_free(&b);
+    }
+    for (size_t i = 0; i < k; i++)
+        if (!env[i])
+            return NULL;
+    env[k] = NULL;
+    return env;
+}
+
+/* A command with nothing for a shell to interpret (no quotes, variables,
+ * globs, redirections, operators) is split on blanks and run directly, as
+ * make does: one exec instead of two. Returns the word count, 0 when the
+ * command needs /bin/sh, -ENOMEM. */
+#define DIRECT_MAX_WORDS 32
+static int split_simple(arena *a, const char *cmd, char **words) {
+    if (strpbrk(cmd, "\"'`$\\|&;<>()*?[]{}~#=%!\n"))
+        return 0;
+    int n = 0;
+    for (const char *p = cmd; *p;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        const char *end = p;
+        while (*end && *end != ' ' && *end != '\t')
+            end++;
+        if (n == DIRECT_MAX_WORDS)
+            return 0;
+        if (!(words[n++] = arena_strndup(a, p, (size_t)(end - p))))
+            return -ENOMEM;
+        p = end;
+    }
+    words[n] = NULL;
+    return n;
+}
+
+/* The path of a program, from the run's cache or a PATH search: a run has
+ * few distinct programs, so the cache is a short list. A program not found
+ * is left to exec to report. */
+static int program_path(run *r, const char *name, const char **out) {
+    for (size_t i = 0; i < r->n_programs; i++)
+        if (strcmp(r->programs[i].name, name) == 0) {
+            *out = r->programs[i].path;
+            return 0;
+        }
+    char found[4096];
+    *out = name;
+    if (find_program(name, found, sizeof(found)) != 0)
+        return 0;
+    program_path_entry *grown = realloc(r->programs, (r->n_programs + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    r->programs = grown;
+    program_path_entry *p = &r->programs[r->n_programs];
+    p->name = strdup(name);
+    p->path = strdup(found);
+    if (!p->name || !p->path) {
+        free(p->name);
+        free(p->path);
+        return -ENOMEM;
+    }
+    r->n_programs++;
+    *out = p->path;
+    return 0;
+}
+
+static int launch_shell(attempt *at) {
+    /* 'run: true' is YAML's boolean: any scalar runs as the text it reads as. */
+    const value *run_arg = shell_arg(at->sr->s, "run");
+    buf text = BUF_INIT;
+    if (run_arg && run_arg->secret)
+        buf_append(&text, run_arg->u.str.s, run_arg->u.str.len);
+    else if (run_arg)
+        value_write_text(&text, run_arg);
+    const value *cmd = buf_failed(&text) ? NULL : value_new_str(&at->a, buf_str(&text), text.len);
+    buf_free(&text);
+    char **env = shell_env(at);
+    if (!env || !cmd)
+        return -ENOMEM;
+    char *words[DIRECT_MAX_WORDS + 1];
+    int n = split_simple(&at->a, cmd->u.str.s, words);
+    if (n < 0)
+        return n;
+    char *sh[] = {"sh", "-c", (char *)cmd->u.str.s, NULL};
+    const char *program = "/bin/sh";
+    if (n) {
+        /* Look the program up once per run, not once per step and PATH entry. */
+        int rc = program_path(at->r, words[0], &program);
+        if (rc)
+            return rc;
+    }
+    child_options o = {.file = program,
+                       .args = n ? words : sh,
+                       .env = env,
+                       .cwd = at->dir};
+    child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
+    return 0;
+}
+
+static int launch_process(attempt *at) {
+    bson_t doc = BSON_INITIALIZER;
+    int rc = task_to_bson(&at->t, &doc);
+    size_t len = 0;
+    if (rc == 0)
+        at->manifest = bson_as_relaxed_extended_json(&doc, &len);
+    bson_destroy(&doc);
+    if (!at->manifest)
+        return -ENOMEM;
+    char *args[] = {"sluice", "exec", NULL};
+    child_options o = {.file = at->r->o->exe,
+                       .args = args,
+                       .cwd = at->dir,
+                       .input = at->manifest,
+                       .input_len = len,
+                       .events = 1};
+    child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
+    return 0;
+}
+
+static int launch_in_process(attempt *at) {
+    task_sink sink = {sched_sink_log, sched_sink_progress, sched_sink_metric, at};
+    int rc = host_ctx_init(&at->hc, &at->t, &sink);
+    if (rc)
+        return rc;
+    at->hc_ready = 1;
+    at->work.data = at;
+    return uv_queue_work(&at->r->loop, &at->work, work_cb, after_work_cb);
+}
+
+void sched_on_timeout(uv_timer_t *t) {
+    step_run *sr = t->data;
+    attempt *at = sr->cur;
+    if (!at)
+        return;
+    sr->timed_out = 1;
+    sched_log(sr, SL_LOG_ERROR, "the step ran past its timeout: stopping it");
+    if (at->kind == ATT_IN_PROCESS) {
+        atomic_store(&at->hc.cancel, 1);
+        uv_timer_start(&sr->grace, sched_on_grace, INPROC_GRACE_MS, 0);
+    } else {
+        child_kill(&at->ch, KILL_GRACE_MS);
+    }
+}
+
+/* Starts the attempt's work, or ends the attempt when rc says it cannot. */
+void sched_launch(attempt *at, int rc) {
+    if (rc == 0 && (at->sr->timed_out || at->r->cancelling))
+        rc = UV_ECANCELED;
+    if (rc == 0)
+        rc = at->kind == ATT_SHELL     ? launch_shell(at)
+             : at->kind == ATT_PROCESS ? launch_process(at)
+                                       : launch_in_process(at);
+    if (rc == 0)
+        return;
+    char why[256];
+    snprintf(why, sizeof(why), "could not start: %s",
+             rc == UV_ECANCELED      ? "stopped before it started"
+             : rc < 0 && rc > -4096 ? strerror(-rc)
+                                    : uv_strerror(rc));
+    sched_attempt_done(at, 0, why);
+    sched_free_attempt(at);
+}
+
+void sched_on_dir_ready(uv_fs_t *req) {
+    attempt *at = req->data;
+    int rc = req->result < 0 && req->result != UV_EEXIST ? (int)req->result : 0;
+    uv_fs_req_cleanup(req);
+    sched_launch(at, rc);
+}

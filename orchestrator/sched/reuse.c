@@ -1,0 +1,213 @@
+/* reuse.c - settling a step without running it (the cache, a resumed run,
+ * --only/--from), and recording step runs. */
+#include "run_internal.h"
+
+/* Writes the step run's records; a failure to record is reported, and the
+ * run goes on (its artifacts are in the store either way). */
+void sched_record(step_run *sr, const char *status, const char *why) {
+    run *r = sr->r;
+    if (!r->meta_open)
+        return;
+    const step *s = sr->s;
+    record_port ins[64], outs[64];
+    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64, n_out = sr->n_out < 64 ? sr->n_out : 64;
+    for (size_t i = 0; i < n_in; i++)
+        ins[i] = (record_port){s->inputs[i].port, sched_input_hash(r, &s->inputs[i]), NULL, 0, 0};
+    for (size_t i = 0; i < n_out; i++) {
+        const sl_port *port = s->impl ? plugin_step_output(s->impl, sr->out_names[i]) : NULL;
+        outs[i] = (record_port){sr->out_names[i], sr->out_hashes[i], port ? port->type : "any", 0, 0};
+        struct stat st;
+        if (stat(sr->out_paths[i], &st) == 0) {
+            outs[i].size = (uint64_t)st.st_size;
+            outs[i].is_dir = S_ISDIR(st.st_mode);
+        }
+    }
+    char log[4096];
+    snprintf(log, sizeof(log), "%s.log", sr->dir);
+    step_record rec = {
+        .run_id = r->run_id,
+        .s = s,
+        .status = status,
+        .started = sr->wall_started,
+        .finished = sched_wall_now(),
+        .attempts = sr->attempt_no,
+        .error = why,
+        .log = path_exists(log) ? log : NULL,
+        .cache_key = sr->key[0] ? sr->key : NULL,
+        .key_parts = sr->has_parts ? &sr->key_parts : NULL,
+        .cached_from = sr->cached_from[0] ? sr->cached_from : NULL,
+        .metrics = sr->has_metrics ? &sr->metrics : NULL,
+        .inputs = ins,
+        .n_inputs = n_in,
+        .outputs = outs,
+        .n_outputs = n_out,
+        .cacheable = sched_step_cacheable(sr),
+    };
+    int rc = record_step(&r->meta, &rec);
+    if (rc)
+        fprintf(stderr, "sluice run: cannot record step '%s' in the metadata store: %s\n", s->id,
+                meta_strerror(rc));
+}
+
+const char *const sched_record_status[] = {"done", "failed", "skipped", "cancelled", "cached"};
+
+int sched_alloc_outputs(step_run *sr, size_t n) {
+    sr->out_names = calloc(n + 1, sizeof(*sr->out_names));
+    sr->out_paths = calloc(n + 1, sizeof(*sr->out_paths));
+    sr->out_hashes = calloc(n + 1, sizeof(*sr->out_hashes));
+    return sr->out_names && sr->out_paths && sr->out_hashes ? 0 : -ENOMEM;
+}
+
+static const char *plugin_hash(run *r, const plugin_step *ps) {
+    for (size_t i = 0; i < r->n_plugin_hashes; i++)
+        if (r->plugin_hashes[i].lib == ps->lib)
+            return r->plugin_hashes[i].hash;
+    if (r->n_plugin_hashes == 64)
+        return NULL;
+    size_t i = r->n_plugin_hashes;
+    if (hash_path(ps->lib->real_path, r->plugin_hashes[i].hash, NULL) != 0)
+        return NULL;
+    r->plugin_hashes[i].lib = ps->lib;
+    r->n_plugin_hashes++;
+    return r->plugin_hashes[i].hash;
+}
+
+/* Whether a result of this step may be reused: caching is on for it, and
+ * it declares outputs. A step without outputs runs for its effects (a
+ * deployment, a notification), and skipping it would skip them. */
+int sched_step_cacheable(const step_run *sr) {
+    const step *s = sr->s;
+    size_t outputs = s->impl ? s->impl->n_outputs : step_known_outputs(s) ? step_known_outputs(s)->u.map.n : 0;
+    return outputs > 0 && step_cache_enabled(sr->r->p, s);
+}
+
+enum { SEL_OUT = 0, SEL_RUN = 1, SEL_SUPPLY = 2 };
+
+/* Marks the steps --only/--from select, and those upstream of them. Returns
+ * 0, or -EINVAL when the named step does not exist (reported). */
+int sched_select_steps(run *r) {
+    const char *target = r->o->only ? r->o->only : r->o->from;
+    if (!target)
+        return 0;
+    long t = pipeline_find_step(r->p, target);
+    if (t < 0) {
+        fprintf(stderr, "sluice run: the pipeline has no step '%s' (for --%s)\n", target,
+                r->o->only ? "only" : "from");
+        return -EINVAL;
+    }
+    size_t n = r->p->n_steps;
+    r->selection = calloc(n + 1, 1);
+    uint32_t *stack = malloc((n + 1) * sizeof(*stack));
+    if (!r->selection || !stack) {
+        free(stack);
+        return -ENOMEM;
+    }
+    size_t top = 0;
+    r->selection[t] = SEL_RUN;
+    stack[top++] = (uint32_t)t;
+    while (r->o->from && top) { /* everything downstream of --from */
+        uint32_t v = stack[--top];
+        for (uint32_t i = r->g.succ_start[v]; i < r->g.succ_start[v + 1]; i++)
+            if (r->selection[r->g.succ[i]] != SEL_RUN) {
+                r->selection[r->g.succ[i]] = SEL_RUN;
+                stack[top++] = r->g.succ[i];
+            }
+    }
+    for (size_t v = 0; v < n; v++) /* everything upstream of what runs supplies */
+        if (r->selection[v] == SEL_RUN)
+            stack[top++] = (uint32_t)v;
+    while (top) {
+        uint32_t v = stack[--top];
+        for (uint32_t i = r->g.pred_start[v]; i < r->g.pred_start[v + 1]; i++)
+            if (r->selection[r->g.pred[i]] == SEL_OUT) {
+                r->selection[r->g.pred[i]] = SEL_SUPPLY;
+                stack[top++] = r->g.pred[i];
+            }
+    }
+    free(stack);
+    return 0;
+}
+
+/* Computes the step's cache key and, when caching is on and an earlier step
+ * run has the same key with all its objects intact, reuses its outputs.
+ * Returns 1 when the step was satisfied from the cache. */
+int sched_try_cache(step_run *sr) {
+    run *r = sr->r;
+    const step *s = sr->s;
+    sr->wall_started = sched_wall_now();
+    cache_input ins[64];
+    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64;
+    for (size_t i = 0; i < n_in; i++)
+        ins[i] = (cache_input){s->inputs[i].port, sched_input_hash(r, &s->inputs[i])};
+    const char *ph = s->impl ? plugin_hash(r, s->impl) : NULL;
+    bson_init(&sr->key_parts);
+    sr->has_parts = 1;
+    if ((s->impl && !ph) || cache_key(r->p, s, ph, ins, n_in, sr->key, &sr->key_parts) != 0) {
+        sr->key[0] = '\0';
+        sched_log(sr, SL_LOG_WARN, "no cache key: a plugin or a cache_on file could not be read");
+        return 0;
+    }
+    cache_hit hit;
+    int found = 0;
+    int sel = r->selection ? r->selection[sr->index] : SEL_RUN;
+    if (sel == SEL_OUT) {
+        sched_finish_step(sr, STEP_SKIPPED, r->o->only ? "not selected by --only" : "not selected by --from");
+        return 1;
+    }
+    if (sel == SEL_SUPPLY) {
+        /* Upstream of the selection: its latest outputs, whatever changed. */
+        found = r->meta_open && record_latest_finished(&r->meta, r->p->name, s->id, &hit) == 1;
+        if (!found) {
+            sched_finish_step(sr, STEP_FAILED,
+                        "it has never finished in this pipeline, so --only/--from have no "
+                        "outputs of it to use: run the whole pipeline first");
+            return 1;
+        }
+    }
+    /* A resumed run takes what finished in the run it resumes, whether it is
+     * cached or not (a step without outputs too). */
+    if (!found && r->o->resume && r->meta_open)
+        found = record_finished_step(&r->meta, r->o->resume, s->id, &hit) == 1;
+    if (!found && (r->o->no_cache || r->selection || !sched_step_cacheable(sr) || !r->meta_open))
+        return 0;
+    if (!found && record_cache_lookup(&r->meta, sr->key, &hit) != 1)
+        return 0;
+    /* Trust the hit only when every object is there and intact. */
+    for (size_t i = 0; i < hit.n_outputs; i++) {
+        int v = store_verify(&r->store, hit.outputs[i].hash);
+        if (v) {
+            char msg[512];
+            snprintf(msg, sizeof(msg), "cached output '%s' (%.12s) is %s: running the step again",
+                     hit.outputs[i].name, hit.outputs[i].hash,
+                     v == -ENOENT ? "missing from the store" : "altered in the store");
+            sched_log(sr, SL_LOG_WARN, msg);
+            record_cache_forget(&r->meta, sr->key);
+            return 0;
+        }
+    }
+    if (sched_alloc_outputs(sr, hit.n_outputs) != 0)
+        return 0;
+    const value *shell_outs = s->impl ? NULL : step_known_outputs(s);
+    for (size_t i = 0; i < hit.n_outputs; i++) {
+        const char *name = NULL; /* a name that lives as long as the pipeline */
+        if (s->impl) {
+            const sl_port *port = plugin_step_output(s->impl, hit.outputs[i].name);
+            name = port ? port->name : NULL;
+        } else {
+            for (size_t k = 0; shell_outs && k < shell_outs->u.map.n; k++)
+                if (strcmp(shell_outs->u.map.keys[k], hit.outputs[i].name) == 0)
+                    name = shell_outs->u.map.keys[k];
+        }
+        char object[4096];
+        store_object_path(&r->store, hit.outputs[i].hash, object, sizeof(object));
+        if (!name || !(sr->out_paths[sr->n_out] = strdup(object)))
+            return 0;
+        sr->out_names[sr->n_out] = name;
+        memcpy(sr->out_hashes[sr->n_out], hit.outputs[i].hash, HASH_HEX_LEN + 1);
+        sr->n_out++;
+    }
+    snprintf(sr->cached_from, sizeof(sr->cached_from), "%s", hit.from);
+    report_step_outputs(&r->rep, s->id, sr->out_names, sr->out_paths, sr->n_out, 0);
+    sched_finish_step(sr, STEP_CACHED, hit.from);
+    return 1;
+}

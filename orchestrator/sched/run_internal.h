@@ -1,0 +1,200 @@
+/* run_internal.h - the scheduler's own state, shared by its files:
+ *   run.c     the run: scheduling, finishing steps, interruption, set-up
+ *   events.c  step logs (secrets masked) and events from worker threads
+ *   launch.c  starting an attempt: in-process, 'sluice exec' or shell
+ *   reuse.c   what a step need not run for: cache, resume, --only/--from,
+ *             and the step records
+ * Nothing here is API: run.h is. Everything is used on the loop thread
+ * unless its comment says otherwise. */
+#ifndef SLUICE_SCHED_RUN_INTERNAL_H
+#define SLUICE_SCHED_RUN_INTERNAL_H
+
+#include "run.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <uv.h>
+
+#include "artifacts/store.h"
+#include "cache.h"
+#include "child.h"
+#include "metadata/record.h"
+#include "core/buf.h"
+#include "core/fsutil.h"
+#include "dag/ready.h"
+#include "exec/host.h"
+#include "exec/task.h"
+#include "pipeline/check.h"
+#include "pipeline/duration.h"
+#include "plugins/registry.h"
+#include "report.h"
+
+#define KILL_GRACE_MS 500    /* SIGTERM to SIGKILL for a child */
+#define INPROC_GRACE_MS 1000 /* for an in-process step to notice sl_cancelled() */
+#define LOG_TAIL 10
+#define MAX_BACKOFF_MS (3600 * 1000)
+
+typedef struct run run;
+typedef struct step_run step_run;
+
+typedef enum { ATT_IN_PROCESS, ATT_PROCESS, ATT_SHELL } attempt_kind;
+
+/* One attempt of one step; lives until its work or its child is over. */
+typedef struct attempt {
+    run *r;
+    step_run *sr;
+    int number;
+    attempt_kind kind;
+    arena a; /* the task's strings */
+    task t;
+    char *dir;
+    /* in-process */
+    uv_work_t work;
+    host_ctx hc;
+    int hc_ready;
+    int rc;
+    char *why;
+    int abandoned;
+    uv_fs_t mkdir_req;
+    /* child */
+    child ch;
+    char *manifest;
+    int reported_done, reported_rc;
+    char *reported_error;
+} attempt;
+
+typedef enum { SR_WAITING, SR_RUNNING, SR_RETRY_WAIT, SR_FINISHED } sr_state;
+
+struct step_run {
+    run *r;
+    uint32_t index;
+    const step *s;
+    sr_state state;
+    int attempts_max, attempt_no;
+    attempt *cur;
+    double t_first;
+    uv_timer_t timeout, retry, grace;
+    int timed_out;
+    FILE *log;
+    int log_failed;
+    char *dir;
+    const char **out_names;
+    char **out_paths; /* objects in the store, once the step succeeded */
+    char (*out_hashes)[HASH_HEX_LEN + 1];
+    size_t n_out;
+    char key[HASH_HEX_LEN + 1]; /* the cache key; "" when it could not be made */
+    bson_t key_parts;
+    int has_parts;
+    char cached_from[520];
+    double wall_started;
+    bson_t metrics; /* {"0": {key, value, index, attempt}, ...} as sl_metric() reports */
+    int has_metrics;
+    uint32_t n_metrics;
+    char *tail[LOG_TAIL];
+    unsigned tail_next;
+};
+
+/* An event from a step running on a worker thread. */
+typedef enum { EV_LOG, EV_PROGRESS, EV_METRIC } event_kind;
+typedef struct event {
+    struct event *next;
+    attempt *at;
+    event_kind kind;
+    int level;
+    uint64_t a, b;
+    double value;
+    int64_t index;
+    char text[];
+} event;
+
+typedef struct program {
+    char *name, *path;
+} program_path_entry;
+
+struct run {
+    uv_loop_t loop;
+    pipeline *p;
+    const run_options *o;
+    dag g;
+    dag_ready ready;
+    step_run *steps;
+    int jobs, running, retry_waiting;
+    uint32_t *retry_queue;
+    size_t rq_head, rq_tail;
+    int cancelling, interrupts;
+    uv_signal_t sigint, sigterm;
+    child_reaper reaper;
+    uv_async_t wake;
+    uv_timer_t tick;
+    pthread_mutex_t mu;
+    event *ev_head, *ev_tail;
+    reporter rep;
+    char run_id[48];
+    char *run_dir;
+    char pipeline_dir[4096]; /* absolute: shell steps run in their own folders */
+    size_t n_done, n_failed, n_skipped, n_cancelled;
+    int finished;
+    size_t abandoned;
+    double t0;
+    program_path_entry *programs; /* PATH look-ups of shell steps' programs */
+    size_t n_programs;
+    artifact_store store;
+    meta_db meta;
+    int meta_open;
+    uv_timer_t sync_timer; /* flushes metadata commits to disk now and then */
+    size_t n_cached;
+    double wall_t0;
+    run_origin origin;
+    /* --only/--from: which steps run (1), which only supply their latest
+     * outputs (2: upstream of a selected step), which are left out (0). */
+    unsigned char *selection;
+    struct {
+        const void *lib;
+        char hash[HASH_HEX_LEN + 1];
+    } plugin_hashes[64];
+    size_t n_plugin_hashes;
+};
+
+/* events.c */
+void sched_log(step_run *sr, int level, const char *msg);
+char *sched_log_tail(step_run *sr); /* malloc'ed: the last log lines, indented */
+void sched_metric(step_run *sr, const char *key, double val, int64_t index);
+void sched_drain_events(run *r);
+void sched_on_wake(uv_async_t *a);
+/* A task_sink for in-process steps: called from worker threads. */
+void sched_sink_log(void *ud, int level, const char *msg);
+void sched_sink_progress(void *ud, uint64_t done, uint64_t total);
+void sched_sink_metric(void *ud, const char *key, double val, int64_t index);
+
+/* run.c */
+void sched_schedule(run *r);
+void sched_maybe_finish(run *r);
+void sched_finish_step(step_run *sr, step_outcome outcome, const char *why);
+void sched_attempt_done(attempt *at, int ok, const char *why);
+void sched_free_attempt(attempt *at);
+double sched_wall_now(void);
+const char *sched_input_hash(run *r, const step_input *in);
+
+/* launch.c */
+int sched_build_task(attempt *at); /* fills at->t: parameters, input and output paths */
+void sched_launch(attempt *at, int rc); /* starts the attempt, or ends it with rc */
+void sched_on_dir_ready(uv_fs_t *req);
+void sched_on_timeout(uv_timer_t *t);
+void sched_on_grace(uv_timer_t *t);
+
+/* reuse.c */
+int sched_select_steps(run *r);
+int sched_try_cache(step_run *sr); /* 1: the step is settled without running */
+int sched_step_cacheable(const step_run *sr);
+int sched_alloc_outputs(step_run *sr, size_t n);
+void sched_record(step_run *sr, const char *status, const char *why);
+extern const char *const sched_record_status[];
+
+#endif
