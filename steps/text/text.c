@@ -1,0 +1,249 @@
+#include "text.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+int text_is_space(long c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+int text_is_word(long c) {
+    if (c == '_')
+        return 1;
+    if (c < 0 || c > 0x10FFFF)
+        return 0;
+    switch (utf8proc_category((utf8proc_int32_t)c)) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Decoded text: code points and where each starts in the UTF-8 it is kept
+ * as (valid input as it was; a bad byte as U+FFFD). */
+typedef struct decoded {
+    long *cp;
+    size_t n;
+} decoded;
+
+static int decode(const char *in, size_t len, decoded *d) {
+    d->cp = malloc((len + 1) * sizeof(*d->cp));
+    d->n = 0;
+    if (!d->cp)
+        return -ENOMEM;
+    const utf8proc_uint8_t *s = (const utf8proc_uint8_t *)in;
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t step = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &c);
+        if (step <= 0) { /* an invalid byte: U+FFFD, and on to the next byte */
+            c = 0xFFFD;
+            step = 1;
+        }
+        d->cp[d->n++] = c;
+        i += (size_t)step;
+    }
+    return 0;
+}
+
+/* Appends code points [from, to) to b as UTF-8; returns -ENOMEM on failure. */
+static int encode(const decoded *d, size_t from, size_t to, char **out, size_t *cap, size_t *len) {
+    if (!*out) { /* room for the terminator even when nothing is encoded */
+        if (!(*out = malloc(256)))
+            return -ENOMEM;
+        *cap = 256;
+    }
+    for (size_t i = from; i < to; i++) {
+        if (*len + 5 > *cap) {
+            size_t ncap = *cap ? *cap * 2 : 256;
+            while (*len + 5 > ncap)
+                ncap *= 2;
+            char *grown = realloc(*out, ncap);
+            if (!grown)
+                return -ENOMEM;
+            *out = grown;
+            *cap = ncap;
+        }
+        *len += (size_t)utf8proc_encode_char((utf8proc_int32_t)d->cp[i],
+                                             (utf8proc_uint8_t *)*out + *len);
+    }
+    (*out)[*len] = '\0';
+    return 0;
+}
+
+int text_clean(const char *in, size_t len, char **out, size_t *out_len) {
+    decoded d;
+    if (decode(in, len, &d))
+        return -ENOMEM;
+    /* Keep word characters and . , ! ?; everything else is a space, and a
+     * run of spaces is one, none at the ends. */
+    size_t k = 0;
+    int pending_space = 0;
+    for (size_t i = 0; i < d.n; i++) {
+        long c = d.cp[i];
+        int keep = text_is_word(c) || c == '.' || c == ',' || c == '!' || c == '?';
+        if (!keep) {
+            pending_space = k > 0;
+            continue;
+        }
+        if (pending_space)
+            d.cp[k++] = ' ';
+        pending_space = 0;
+        d.cp[k++] = c;
+    }
+    char *text = NULL;
+    size_t cap = 0, n = 0;
+    int rc = encode(&d, 0, k, &text, &cap, &n);
+    free(d.cp);
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    *out = text;
+    *out_len = n;
+    return 0;
+}
+
+static int is_upper_ascii(long c) { return c >= 'A' && c <= 'Z'; }
+static int is_lower_ascii(long c) { return c >= 'a' && c <= 'z'; }
+
+/* Whether the whitespace at i ends a sentence: the Handbook's
+ * (?<!\w\.\w.)(?<![A-Z][a-z]\.)(?<=\.|\?|\!)\s at code point i. */
+static int sentence_break(const decoded *d, size_t i) {
+    if (!text_is_space(d->cp[i]) || i == 0)
+        return 0;
+    long prev = d->cp[i - 1];
+    if (prev != '.' && prev != '?' && prev != '!')
+        return 0;
+    /* "e.g. ": word, '.', word, then the end mark (never a newline). */
+    if (i >= 4 && text_is_word(d->cp[i - 4]) && d->cp[i - 3] == '.' && text_is_word(d->cp[i - 2]))
+        return 0;
+    /* "Mr. ": an ASCII capital, an ASCII small letter, '.'. */
+    if (i >= 3 && is_upper_ascii(d->cp[i - 3]) && is_lower_ascii(d->cp[i - 2]) && prev == '.')
+        return 0;
+    return 1;
+}
+
+/* [from, to) without surrounding whitespace. */
+static void strip(const decoded *d, size_t *from, size_t *to) {
+    while (*from < *to && text_is_space(d->cp[*from]))
+        (*from)++;
+    while (*to > *from && text_is_space(d->cp[*to - 1]))
+        (*to)--;
+}
+
+typedef struct chunker {
+    const decoded *d;
+    size_t min;
+    char **chunks;
+    size_t n, cap;
+    /* The chunk being built, as code points: sentences each followed by a
+     * space, as the Handbook's current_chunk += sentence + " ". */
+    long *cur;
+    size_t cur_len;
+} chunker;
+
+static int emit(chunker *c) {
+    /* len(current_chunk) counts the trailing space; the kept text is stripped. */
+    if (c->cur_len < c->min)
+        return 0;
+    decoded view = {c->cur, c->cur_len};
+    size_t from = 0, to = c->cur_len;
+    strip(&view, &from, &to);
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    if (encode(&view, from, to, &text, &cap, &len)) {
+        free(text);
+        return -ENOMEM;
+    }
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 16;
+        char **grown = realloc(c->chunks, ncap * sizeof(*grown));
+        if (!grown) {
+            free(text);
+            return -ENOMEM;
+        }
+        c->chunks = grown;
+        c->cap = ncap;
+    }
+    c->chunks[c->n++] = text;
+    return 0;
+}
+
+int text_chunk_article(const char *in, size_t len, size_t min, size_t max, char ***chunks,
+                       size_t *n) {
+    decoded d;
+    *chunks = NULL;
+    *n = 0;
+    if (decode(in, len, &d))
+        return -ENOMEM;
+    chunker c = {&d, min, NULL, 0, 0, malloc((d.n + 2) * sizeof(long)), 0};
+    int rc = c.cur ? 0 : -ENOMEM;
+    size_t start = 0;
+    for (size_t i = 0; rc == 0 && i <= d.n; i++) {
+        if (i < d.n && !sentence_break(&d, i))
+            continue;
+        size_t from = start, to = i;
+        strip(&d, &from, &to);
+        start = i + 1; /* the split consumes the one whitespace character */
+        if (from == to)
+            continue;
+        size_t slen = to - from;
+        if (c.cur_len + slen > max) {
+            rc = emit(&c);
+            c.cur_len = 0;
+        }
+        memcpy(c.cur + c.cur_len, d.cp + from, slen * sizeof(long));
+        c.cur_len += slen;
+        c.cur[c.cur_len++] = ' ';
+    }
+    if (rc == 0)
+        rc = emit(&c);
+    free(c.cur);
+    free(d.cp);
+    if (rc) {
+        text_chunks_free(c.chunks, c.n);
+        return rc;
+    }
+    *chunks = c.chunks;
+    *n = c.n;
+    return 0;
+}
+
+void text_chunks_free(char **chunks, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(chunks[i]);
+    free(chunks);
+}
+
+int text_chunk_id(const char *text, size_t len, char out[37]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (EVP_Digest(text, len, md, &md_len, EVP_md5(), NULL) != 1 || md_len != 16)
+        return -ENOMEM;
+    md[6] = (unsigned char)((md[6] & 0x0F) | 0x40); /* version 4 */
+    md[8] = (unsigned char)((md[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[k++] = '-';
+        out[k++] = hex[md[i] >> 4];
+        out[k++] = hex[md[i] & 15];
+    }
+    out[k] = '\0';
+    return 0;
+}

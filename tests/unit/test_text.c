@@ -1,0 +1,253 @@
+#include <bson/bson.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "text.h"
+
+static char *clean(const char *in) {
+    char *out;
+    size_t len;
+    cr_assert_eq(text_clean(in, strlen(in), &out, &len), 0);
+    cr_assert_eq(strlen(out), len);
+    return out;
+}
+
+#define expect_clean(in, want)                                                                \
+    do {                                                                                      \
+        char *got_ = clean(in);                                                               \
+        cr_expect_str_eq(got_, want);                                                         \
+        free(got_);                                                                           \
+    } while (0)
+
+Test(text, clean_keeps_words_of_every_script_and_sentence_punctuation) {
+    expect_clean("Hello, world! Is it?", "Hello, world! Is it?");
+    expect_clean("  (LLM) #### twin: 2024-07-29  ", "LLM twin 2024 07 29");
+    expect_clean("Ünïcödé façade, 東京 and Москва", "Ünïcödé façade, 東京 and Москва");
+    expect_clean("snake_case stays; kebab-case splits", "snake_case stays kebab case splits");
+    expect_clean("emoji 🔧 gone, math 𝐀𝐁 kept, ² kept", "emoji gone, math 𝐀𝐁 kept, ² kept");
+    expect_clean("tabs\tand\nnew\u2028lines\u3000fold", "tabs and new lines fold");
+    expect_clean("\u00a0nbsp\u00a0", "nbsp");
+    expect_clean("", "");
+    expect_clean("***", "");
+}
+
+Test(text, clean_turns_broken_utf8_into_spaces_never_into_broken_output) {
+    char *got = clean("bad \xff\xfe bytes \xe2\x82 cut");
+    cr_expect_str_eq(got, "bad bytes cut");
+    free(got);
+}
+
+static size_t count_chunks(const char *in, size_t min, size_t max, char ***out) {
+    size_t n;
+    cr_assert_eq(text_chunk_article(in, strlen(in), min, max, out, &n), 0);
+    return n;
+}
+
+Test(text, sentences_split_after_end_marks_but_not_after_abbreviations) {
+    char **c;
+    /* max 1: every sentence on its own; min 1: keep every non-empty one. */
+    size_t n = count_chunks("Dr. Smith met Mr. Jones. It was 3.14 p.m. e.g. late! Was it? Yes", 1,
+                            1, &c);
+    /* As Python's re.split gives it with the Handbook's pattern. */
+    const char *want[] = {"Dr. Smith met Mr. Jones.", "It was 3.14 p.m. e.g. late!", "Was it?",
+                          "Yes"};
+    cr_assert_eq(n, 4, "got %zu chunks", n);
+    for (size_t i = 0; i < n; i++)
+        cr_expect_str_eq(c[i], want[i]);
+    text_chunks_free(c, n);
+}
+
+Test(text, chunks_respect_the_bounds_in_code_points) {
+    /* Sentences of 10 code points ("ééééééééé." is 10, 20 bytes). */
+    char text[2000] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(text, "ééééééééé. ");
+    char **c;
+    size_t n = count_chunks(text, 30, 50, &c);
+    /* 4 sentences with their spaces make 44 <= 50; the fifth would not fit:
+     * 7 chunks of 4, and the last 2 sentences (22 < 30) are dropped. */
+    cr_assert_eq(n, 7, "%zu", n);
+    cr_expect_str_eq(c[0], "ééééééééé. ééééééééé. ééééééééé. ééééééééé.");
+    text_chunks_free(c, n);
+    n = count_chunks("Short. Tail.", 100, 2000, &c);
+    cr_expect_eq(n, 0, "below min nothing is kept");
+    text_chunks_free(c, n);
+}
+
+Test(text, chunk_ids_are_md5_uuids_version_4) {
+    char id[37];
+    cr_assert_eq(text_chunk_id("hello", 5, id), 0);
+    /* md5("hello") = 5d41402abc4b2a76b9719d911017c592 */
+    cr_expect_str_eq(id, "5d41402a-bc4b-4a76-b971-9d911017c592");
+}
+
+/* ---- conformance with the Handbook's own data ---- */
+
+#define HANDBOOK SLUICE_SOURCE_DIR "/../shared/handbook"
+
+static bson_t *load_artifact(const char *name) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/artifacts/%s", HANDBOOK, name);
+    bson_error_t err;
+    bson_json_reader_t *r = bson_json_reader_new_from_file(path, &err);
+    cr_assert_not_null(r, "%s: %s", path, err.message);
+    bson_t *doc = bson_new();
+    cr_assert_eq(bson_json_reader_read(r, doc, &err), 1, "%s: %s", path, err.message);
+    bson_json_reader_destroy(r);
+    return doc;
+}
+
+static void require_handbook(void) {
+    if (access(HANDBOOK "/artifacts/raw_documents.json", R_OK) != 0)
+        cr_skip_test("the Handbook's data is not at " HANDBOOK " (../shared/handbook)");
+}
+
+/* The Handbook joins a document's non-empty content values with " #### ". */
+static char *joined_content(bson_iter_t *doc) {
+    bson_iter_t content, f;
+    cr_assert(bson_iter_find_descendant(doc, "content", &content) &&
+              bson_iter_recurse(&content, &f));
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    out[0] = '\0';
+    while (bson_iter_next(&f)) {
+        uint32_t n;
+        if (!BSON_ITER_HOLDS_UTF8(&f))
+            continue;
+        const char *s = bson_iter_utf8(&f, &n);
+        if (!n)
+            continue;
+        while (len + n + 8 > cap)
+            out = realloc(out, cap *= 2);
+        if (len) {
+            memcpy(out + len, " #### ", 6);
+            len += 6;
+        }
+        memcpy(out + len, s, n);
+        len += n;
+        out[len] = '\0';
+    }
+    return out;
+}
+
+Test(text, clean_reproduces_the_handbooks_cleaned_documents_76_of_76) {
+    require_handbook();
+    bson_t *raw = load_artifact("raw_documents.json"), *want = load_artifact("cleaned_documents.json");
+    bson_iter_t ra, wa, r, w;
+    cr_assert(bson_iter_init_find(&ra, raw, "artifact_data") && bson_iter_recurse(&ra, &r));
+    cr_assert(bson_iter_init_find(&wa, want, "artifact_data") && bson_iter_recurse(&wa, &w));
+    int same = 0, total = 0;
+    while (bson_iter_next(&r) && bson_iter_next(&w)) {
+        bson_iter_t rdoc, wdoc, wcontent;
+        bson_iter_recurse(&r, &rdoc);
+        bson_iter_recurse(&w, &wdoc);
+        char *text = joined_content(&rdoc);
+        char *cleaned;
+        size_t len;
+        cr_assert_eq(text_clean(text, strlen(text), &cleaned, &len), 0);
+        cr_assert(bson_iter_find(&wdoc, "content") && BSON_ITER_HOLDS_UTF8(&wdoc));
+        wcontent = wdoc;
+        uint32_t wlen;
+        const char *expected = bson_iter_utf8(&wcontent, &wlen);
+        int eq = wlen == len && memcmp(expected, cleaned, len) == 0;
+        cr_expect(eq, "document %d differs", total);
+        same += eq;
+        total++;
+        free(text);
+        free(cleaned);
+    }
+    cr_expect_eq(total, 76);
+    cr_expect_eq(same, 76, "%d of %d byte for byte", same, total);
+    bson_destroy(raw);
+    bson_destroy(want);
+}
+
+Test(text, article_chunking_gives_the_handbooks_500_chunks) {
+    require_handbook();
+    if (access("/usr/bin/python3", X_OK) != 0)
+        cr_skip_test("/usr/bin/python3 is needed for the reference chunker");
+    /* The reference: the Handbook's chunk_article, run by Python's re. */
+    char ref_path[] = "/tmp/sluice-chunks-XXXXXX";
+    int fd = mkstemp(ref_path);
+    close(fd);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 -c 'import json,re,hashlib,uuid\n"
+             "docs=json.load(open(\"%s/artifacts/cleaned_documents.json\"))[\"artifact_data\"]\n"
+             "out=[]\n"
+             "for d in docs:\n"
+             "  s=re.split(r\"(?<!\\w\\.\\w.)(?<![A-Z][a-z]\\.)(?<=\\.|\\?|\\!)\\s\",d[\"content\"])\n"
+             "  cur=\"\"\n"
+             "  for x in s:\n"
+             "    x=x.strip()\n"
+             "    if not x: continue\n"
+             "    if len(cur)+len(x)<=2000: cur+=x+\" \"\n"
+             "    else:\n"
+             "      if len(cur)>=1000: out.append(cur.strip())\n"
+             "      cur=x+\" \"\n"
+             "  if len(cur)>=1000: out.append(cur.strip())\n"
+             "json.dump([[c,str(uuid.UUID(hex=hashlib.md5(c.encode()).hexdigest(),version=4))] for c in out],open(\"%s\",\"w\"))'",
+             HANDBOOK, ref_path);
+    cr_assert_eq(system(cmd), 0);
+    bson_error_t err;
+    bson_json_reader_t *rr = bson_json_reader_new_from_file(ref_path, &err);
+    cr_assert_not_null(rr);
+    bson_t ref = BSON_INITIALIZER;
+    /* The reference is a top-level array: wrap it for libbson. */
+    bson_json_reader_destroy(rr);
+    FILE *f = fopen(ref_path, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *json = malloc((size_t)size + 16);
+    strcpy(json, "{\"c\":");
+    cr_assert_eq(fread(json + 5, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    strcpy(json + 5 + size, "}");
+    bson_t *refdoc = bson_new_from_json((const uint8_t *)json, -1, &err);
+    cr_assert_not_null(refdoc, "%s", err.message);
+    free(json);
+    unlink(ref_path);
+    bson_iter_t ri, rarr;
+    cr_assert(bson_iter_init_find(&ri, refdoc, "c") && bson_iter_recurse(&ri, &rarr));
+
+    bson_t *cleaned = load_artifact("cleaned_documents.json");
+    bson_iter_t ca, c;
+    cr_assert(bson_iter_init_find(&ca, cleaned, "artifact_data") && bson_iter_recurse(&ca, &c));
+    size_t total = 0, same = 0;
+    while (bson_iter_next(&c)) {
+        bson_iter_t doc;
+        bson_iter_recurse(&c, &doc);
+        cr_assert(bson_iter_find(&doc, "content"));
+        uint32_t len;
+        const char *content = bson_iter_utf8(&doc, &len);
+        char **chunks;
+        size_t n;
+        cr_assert_eq(text_chunk_article(content, len, 1000, 2000, &chunks, &n), 0);
+        for (size_t i = 0; i < n; i++, total++) {
+            bson_iter_t pair, parts;
+            if (!bson_iter_next(&rarr))
+                break;
+            bson_iter_recurse(&rarr, &pair);
+            parts = pair;
+            bson_iter_next(&parts);
+            const char *want = bson_iter_utf8(&parts, NULL);
+            bson_iter_next(&parts);
+            const char *want_id = bson_iter_utf8(&parts, NULL);
+            char id[37];
+            text_chunk_id(chunks[i], strlen(chunks[i]), id);
+            int eq = strcmp(want, chunks[i]) == 0 && strcmp(want_id, id) == 0;
+            cr_expect(eq, "chunk %zu differs", total);
+            same += (size_t)eq;
+        }
+        text_chunks_free(chunks, n);
+    }
+    cr_expect_eq(total, 500, "%zu chunks", total);
+    cr_expect_eq(same, 500, "%zu identical", same);
+    bson_destroy(cleaned);
+    bson_destroy(refdoc);
+    bson_destroy(&ref);
+}
