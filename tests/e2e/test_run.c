@@ -411,3 +411,40 @@ Test(run, run_arguments) {
     cr_expect(strstr(r.err, "Slurm runner") != NULL);
     result_free(&r);
 }
+
+Test(run, the_clean_and_chunk_steps_on_the_handbooks_articles, .timeout = 120) {
+    const char *handbook = SLUICE_SOURCE_DIR "/../shared/handbook/artifacts";
+    char raw[512];
+    snprintf(raw, sizeof(raw), "%s/raw_documents.json", handbook);
+    if (access(raw, R_OK) != 0 || access("/usr/bin/python3", X_OK) != 0)
+        cr_skip_test("needs ../shared/handbook and /usr/bin/python3");
+    char yaml[4096];
+    snprintf(yaml, sizeof(yaml),
+             "pipeline: handbook_features\n"
+             "steps:\n"
+             "  load:\n"
+             "    uses: shell\n"
+             "    with:\n"
+             "      run: /usr/bin/python3 -c 'import json; [print(json.dumps(d)) for d in json.load(open(\"%s\"))[\"artifact_data\"]]' > docs.jsonl\n"
+             "      outputs: {docs: docs.jsonl}\n"
+             "  clean: {uses: clean, inputs: {documents: load.docs}}\n"
+             "  chunk: {uses: chunk, inputs: {documents: clean.documents}}\n"
+             "  check:\n"
+             "    uses: shell\n"
+             "    inputs: {clean: clean.documents, chunks: chunk.chunks}\n"
+             "    with:\n"
+             "      run: |\n"
+             "        /usr/bin/python3 -c 'import json,os\n"
+             "        want=json.load(open(\"%s/cleaned_documents.json\"))[\"artifact_data\"]\n"
+             "        got=[json.loads(l) for l in open(os.environ[\"SLUICE_INPUT_clean\"])]\n"
+             "        same=sum(1 for w,g in zip(want,got) if w[\"content\"]==g[\"content\"] and w[\"id\"]==g[\"id\"])\n"
+             "        chunks=[json.loads(l) for l in open(os.environ[\"SLUICE_INPUT_chunks\"])]\n"
+             "        print(\"clean\", same, \"of\", len(want), \"chunks\", len(chunks))\n"
+             "        assert same==76 and len(got)==76 and len(chunks)==500'\n",
+             raw, handbook);
+    char *p = write_test_file(test_dir, "handbook.yaml", yaml);
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "clean 76 of 76 chunks 500") != NULL, "%s", r.out);
+    result_free(&r);
+}

@@ -1,0 +1,131 @@
+#include "records.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct sink {
+    FILE *out;
+    uint64_t written;
+    int failed;
+} sink;
+
+static int emit(void *ud, const bson_t *rec) {
+    sink *s = ud;
+    size_t len;
+    char *json = bson_as_relaxed_extended_json(rec, &len);
+    if (!json || fwrite(json, 1, len, s->out) != len || fputc('\n', s->out) == EOF)
+        s->failed = 1;
+    bson_free(json);
+    s->written++;
+    return s->failed ? SL_EIO : SL_OK;
+}
+
+int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const char *prefix,
+                record_fn fn, void *ud) {
+    const char *in_path = sl_input_path(ctx, in_port);
+    if (!in_path)
+        return sl_fail(ctx, "no input '%s'", in_port);
+    struct stat st;
+    uint64_t total = stat(in_path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    bson_error_t err;
+    bson_json_reader_t *reader = bson_json_reader_new_from_file(in_path, &err);
+    if (!reader)
+        return sl_fail(ctx, "cannot read input '%s': %s", in_port, err.message);
+    FILE *out = sl_output_create(ctx, out_port);
+    if (!out) {
+        bson_json_reader_destroy(reader);
+        return sl_fail(ctx, "cannot create output '%s'", out_port);
+    }
+    sink s = {out, 0, 0};
+    uint64_t n = 0, bytes = 0;
+    int rc = SL_OK;
+    for (;;) {
+        if (sl_cancelled(ctx)) {
+            rc = SL_ECANCELLED;
+            break;
+        }
+        bson_t doc = BSON_INITIALIZER;
+        int got = bson_json_reader_read(reader, &doc, &err);
+        if (got < 0) {
+            rc = sl_fail(ctx, "input record %llu is not JSON: %s", (unsigned long long)n + 1,
+                         err.message);
+            bson_destroy(&doc);
+            break;
+        }
+        if (got == 0) {
+            bson_destroy(&doc);
+            break;
+        }
+        bytes += doc.len;
+        rc = fn(ctx, &doc, n++, ud, emit, &s);
+        bson_destroy(&doc);
+        if (rc != SL_OK)
+            break;
+        if (n % 64 == 0)
+            sl_progress(ctx, bytes < total ? bytes : total, total);
+    }
+    bson_json_reader_destroy(reader);
+    if (fclose(out) != 0 && rc == SL_OK)
+        rc = sl_fail(ctx, "writing output '%s' failed", out_port);
+    if (rc == SL_OK && s.failed)
+        rc = sl_fail(ctx, "writing output '%s' failed", out_port);
+    char key[64];
+    snprintf(key, sizeof(key), "%s_in", prefix);
+    sl_metric(ctx, key, (double)n, 0);
+    snprintf(key, sizeof(key), "%s_out", prefix);
+    sl_metric(ctx, key, (double)s.written, 0);
+    return rc;
+}
+
+const char *records_str(const bson_t *doc, const char *key, uint32_t *len) {
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
+        return bson_iter_utf8(&it, len);
+    return NULL;
+}
+
+char *records_content(const bson_t *doc, size_t *len) {
+    bson_iter_t it, f;
+    *len = 0;
+    if (!bson_iter_init_find(&it, doc, "content"))
+        return NULL;
+    if (BSON_ITER_HOLDS_UTF8(&it)) {
+        uint32_t n;
+        const char *s = bson_iter_utf8(&it, &n);
+        *len = n;
+        return strndup(s, n);
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &f))
+        return NULL;
+    size_t cap = 256;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    out[0] = '\0';
+    while (bson_iter_next(&f)) {
+        uint32_t n;
+        if (!BSON_ITER_HOLDS_UTF8(&f))
+            continue;
+        const char *s = bson_iter_utf8(&f, &n);
+        if (!n)
+            continue;
+        while (*len + n + 8 > cap) {
+            char *grown = realloc(out, cap *= 2);
+            if (!grown) {
+                free(out);
+                return NULL;
+            }
+            out = grown;
+        }
+        if (*len) {
+            memcpy(out + *len, " #### ", 6);
+            *len += 6;
+        }
+        memcpy(out + *len, s, n);
+        *len += n;
+        out[*len] = '\0';
+    }
+    return out;
+}

@@ -1,0 +1,28 @@
+/* records.h - the loop the record steps share: read a JSON Lines input one
+ * record at a time, hand each to a function, write what it returns. */
+#ifndef SLUICE_STEPS_RECORDS_H
+#define SLUICE_STEPS_RECORDS_H
+
+#include <bson/bson.h>
+#include <sluice/plugin.h>
+
+/* Called per input record; appends zero or more records to out (through
+ * emit). Returns SL_OK or an SL_E* code after sl_fail(). */
+typedef int (*record_fn)(sl_ctx *ctx, const bson_t *in, uint64_t index, void *ud,
+                         int (*emit)(void *sink, const bson_t *rec), void *sink);
+
+/* Reads input port `in_port`, writes output port `out_port`; reports
+ * progress by bytes and the counts as metrics `<prefix>_in` and
+ * `<prefix>_out`. Honours cancellation. */
+int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const char *prefix,
+                record_fn fn, void *ud);
+
+/* The string field key of doc, or NULL. */
+const char *records_str(const bson_t *doc, const char *key, uint32_t *len);
+
+/* A document's text, malloc'ed: its content string, or, when the content
+ * is an object (Title, Subtitle, Content, ...), its non-empty string values
+ * joined with " #### " as the Handbook does. NULL when there is none. */
+char *records_content(const bson_t *doc, size_t *len);
+
+#endif
