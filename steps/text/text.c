@@ -14,8 +14,9 @@ int text_is_space(long c) {
 }
 
 int text_is_word(long c) {
-    if (c == '_')
-        return 1;
+    if (c < 0x80) /* most text: no table look-up */
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
     if (c < 0 || c > 0x10FFFF)
         return 0;
     switch (utf8proc_category((utf8proc_int32_t)c)) {
@@ -47,6 +48,10 @@ static int decode(const char *in, size_t len, decoded *d) {
         return -ENOMEM;
     const utf8proc_uint8_t *s = (const utf8proc_uint8_t *)in;
     for (size_t i = 0; i < len;) {
+        if (s[i] < 0x80) { /* ASCII needs no decoding */
+            d->cp[d->n++] = s[i++];
+            continue;
+        }
         utf8proc_int32_t c;
         utf8proc_ssize_t step = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &c);
         if (step <= 0) { /* an invalid byte: U+FFFD, and on to the next byte */
