@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define SL_ABI_MAJOR 1
-#define SL_ABI_MINOR 0
+#define SL_ABI_MINOR 1
 #define SL_ABI_VERSION ((uint32_t)((SL_ABI_MAJOR << 16) | SL_ABI_MINOR))
 
 /* A build fingerprint: a plugin built for another word size or ABI is
@@ -145,7 +145,8 @@ typedef const sl_plugin *(*sl_plugin_entry)(void);
     }
 
 /* Host services. Append only: new members go at the end, and a plugin tests
- * SL_HOST_HAS(host, member) before using one newer than SL_ABI_MINOR 0. */
+ * SL_HOST_HAS(host, member) before using one newer than the minor it was
+ * built for (store_dir came in 1.1). */
 struct sl_host {
     uint32_t size; /* sizeof(sl_host) in the running sluice */
     uint32_t abi_version;
@@ -167,6 +168,8 @@ struct sl_host {
     void (*metric)(sl_ctx *ctx, const char *key, double value, int64_t step);
     int (*cancelled)(sl_ctx *ctx); /* nonzero: stop soon, return SL_ECANCELLED */
     int (*vfail)(sl_ctx *ctx, const char *fmt, va_list ap); /* returns SL_EFAIL */
+    /* ABI 1.1: the store the run keeps its artifacts and warehouse in. */
+    const char *(*store_dir)(sl_ctx *ctx);
 };
 
 /* Every context begins with the host table; the rest is sluice's. */
@@ -197,6 +200,10 @@ static inline const char *sl_output_path(sl_ctx *c, const char *port) {
     return c->host->output_path(c, port);
 }
 static inline const char *sl_work_dir(sl_ctx *c) { return c->host->work_dir(c); }
+/* NULL from a sluice older than ABI 1.1. */
+static inline const char *sl_store_dir(sl_ctx *c) {
+    return SL_HOST_HAS(c->host, store_dir) ? c->host->store_dir(c) : NULL;
+}
 static inline FILE *sl_input_open(sl_ctx *c, const char *port) {
     const char *p = sl_input_path(c, port);
     return p ? fopen(p, "rb") : NULL;

@@ -168,6 +168,11 @@ static const char *h_work_dir(sl_ctx *c) {
     return ctx_of(c)->t->work_dir;
 }
 
+static const char *h_store_dir(sl_ctx *c) {
+    const char *s = ctx_of(c)->t->store_dir;
+    return s && *s ? s : NULL;
+}
+
 static void h_vlog(sl_ctx *c, int level, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 static int h_vfail(sl_ctx *c, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
@@ -235,6 +240,7 @@ static const sl_host services = {
     .metric = h_metric,
     .cancelled = h_cancelled,
     .vfail = h_vfail,
+    .store_dir = h_store_dir,
 };
 
 const sl_host *host_services(void) { return &services; }

@@ -25,6 +25,7 @@ int task_to_bson(const task *t, bson_t *doc) {
         !BSON_APPEND_UTF8(doc, "step", t->step_name) ||
         !BSON_APPEND_UTF8(doc, "plugin", t->plugin_path) ||
         !BSON_APPEND_UTF8(doc, "work_dir", t->work_dir) ||
+        !BSON_APPEND_UTF8(doc, "store", t->store_dir ? t->store_dir : "") ||
         !BSON_APPEND_INT32(doc, "attempt", t->attempt) ||
         !BSON_APPEND_DOCUMENT_BEGIN(doc, "params", &params))
         return -ENOMEM;
@@ -79,6 +80,7 @@ int task_from_bson(arena *a, const bson_t *doc, task *t, char *err, size_t err_s
     t->step_name = get_str(a, doc, "step");
     t->plugin_path = get_str(a, doc, "plugin");
     t->work_dir = get_str(a, doc, "work_dir");
+    t->store_dir = get_str(a, doc, "store");
     bson_iter_t it, params;
     if (bson_iter_init_find(&it, doc, "attempt"))
         t->attempt = (int)bson_iter_as_int64(&it);

@@ -35,6 +35,7 @@ typedef struct task {
     task_port *outputs;
     size_t n_outputs;
     const char *work_dir;
+    const char *store_dir; /* the run's store, absolute */
     int attempt;
 } task;
 

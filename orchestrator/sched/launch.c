@@ -171,6 +171,7 @@ int sched_build_task(attempt *at) {
     arena *a = &at->a;
     t->step_id = s->id;
     t->work_dir = at->dir;
+    t->store_dir = at->r->store.root;
     t->attempt = at->number;
     t->n_params = s->n_args;
     t->params = arena_calloc(a, s->n_args + 1, sizeof(task_param));

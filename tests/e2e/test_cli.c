@@ -189,8 +189,8 @@ Test(cli, running_a_pipeline_whose_steps_are_missing_is_refused_before_anything_
     result r = RUN("--store=/tmp/sluice-test-unused-store", "run",
                    SLUICE_SOURCE_DIR "/pipelines/training.yaml");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "training.yaml:26:11: error: no plugin declares step "
-                            "'warehouse_query'") != NULL,
+    cr_expect(strstr(r.err, "training.yaml:37:11: error: no plugin declares step "
+                            "'dataset_gen'") != NULL,
               "%s", r.err);
     cr_expect_neq(access("/tmp/sluice-test-unused-store", F_OK), 0, "nothing was created");
     result_free(&r);

@@ -1,0 +1,110 @@
+/* warehouse_query - the first step of the LLM twin's feature pipeline: the
+ * documents of some authors, from the warehouse, as a documents artifact
+ * (JSON Lines: id, content, platform, author_id, author_full_name, link,
+ * category), as the Handbook's query_data_warehouse step gives them. */
+#include <sluice/plugin.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "warehouse.h"
+
+typedef struct query {
+    sl_ctx *ctx;
+    FILE *out;
+    size_t authors;
+    size_t found, written;
+    int failed;
+} query;
+
+static int wanted_author(query *q, const bson_t *doc) {
+    if (q->authors == 0)
+        return 1;
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, "author_full_name") || !BSON_ITER_HOLDS_UTF8(&it))
+        return 0;
+    const char *name = bson_iter_utf8(&it, NULL);
+    for (size_t i = 0; i < q->authors; i++) {
+        const char *a = sl_param_list_item(q->ctx, "authors", i);
+        if (a && strcmp(a, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int write_doc(void *ud, const char *category, const bson_t *doc) {
+    query *q = ud;
+    q->found++;
+    if (!wanted_author(q, doc))
+        return 0;
+    /* The Handbook's documents carry "id" where its warehouse says "_id". */
+    bson_t out = BSON_INITIALIZER;
+    bson_iter_t it;
+    bson_iter_init(&it, doc);
+    while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), "_id") == 0)
+            bson_append_iter(&out, "id", 2, &it);
+        else
+            bson_append_iter(&out, NULL, 0, &it);
+    }
+    BSON_APPEND_UTF8(&out, "category", category);
+    size_t len;
+    char *json = bson_as_relaxed_extended_json(&out, &len);
+    bson_destroy(&out);
+    if (!json || fwrite(json, 1, len, q->out) != len || fputc('\n', q->out) == EOF)
+        q->failed = 1;
+    bson_free(json);
+    q->written++;
+    return q->failed || sl_cancelled(q->ctx);
+}
+
+static int run(sl_ctx *ctx) {
+    const char *where = sl_param_str(ctx, "warehouse");
+    if (where && *where)
+        return sl_fail(ctx, "warehouse '%s': only the store's own warehouse (an empty 'warehouse') "
+                            "is in this version; MongoDB comes later",
+                       where);
+    const char *store = sl_store_dir(ctx);
+    if (!store)
+        return sl_fail(ctx, "this sluice does not tell steps where its store is (needs ABI 1.1)");
+    warehouse w;
+    char err[512];
+    if (warehouse_open(&w, store, 1, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "%s", err);
+    query q = {ctx, sl_output_create(ctx, "documents"), sl_param_list_len(ctx, "authors"), 0, 0, 0};
+    if (!q.out) {
+        warehouse_close(&w);
+        return sl_fail(ctx, "cannot create the output");
+    }
+    int rc = 0;
+    size_t n_categories = sl_param_list_len(ctx, "categories");
+    for (size_t i = 0; rc == 0 && i < n_categories && !q.failed; i++)
+        rc = warehouse_each(&w, sl_param_list_item(ctx, "categories", i), write_doc, &q);
+    warehouse_close(&w);
+    int closed = fclose(q.out);
+    if (sl_cancelled(ctx))
+        return SL_ECANCELLED;
+    if (rc || q.failed || closed)
+        return sl_fail(ctx, "reading the warehouse or writing the documents failed");
+    sl_metric(ctx, "documents", (double)q.written, 0);
+    sl_log(ctx, SL_LOG_INFO, "%zu documents of %zu in the warehouse", q.written, q.found);
+    if (q.written == 0)
+        return sl_fail(ctx, "the warehouse holds no documents of these authors");
+    return SL_OK;
+}
+
+static const sl_port outputs[] = {
+    {"documents", "documents", "the authors' documents (JSON Lines)", 0},
+    {NULL, NULL, NULL, 0},
+};
+static const sl_param params[] = {
+    {"authors", SL_PARAM_LIST, "[]", "author full names; none: every author", 0},
+    {"categories", SL_PARAM_LIST, "[articles, posts, repositories]", "which collections", 0},
+    {"warehouse", SL_PARAM_STRING, "\"\"", "empty: the store's own warehouse", 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+static const sl_step steps[] = {
+    {"warehouse_query", "1.0", "the documents of some authors, from the warehouse", NULL, outputs,
+     params, run},
+};
+
+SL_PLUGIN_DEFINE("warehouse_query", "1.0", steps, NULL, NULL)
