@@ -252,3 +252,47 @@ int text_chunk_id(const char *text, size_t len, char out[37]) {
     out[k] = '\0';
     return 0;
 }
+
+int text_nfc(const char *in, size_t len, char **out, size_t *out_len) {
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, in, len);
+    copy[len] = '\0';
+    utf8proc_uint8_t *nfc = memchr(in, '\0', len) ? NULL : utf8proc_NFC((utf8proc_uint8_t *)copy);
+    if (!nfc) { /* invalid UTF-8 (or a NUL inside): left as it is */
+        *out = copy;
+        *out_len = len;
+        return 0;
+    }
+    free(copy);
+    *out = (char *)nfc;
+    *out_len = strlen(*out);
+    return 0;
+}
+
+static int url_at(const char *s, size_t left) {
+    return (left >= 7 && strncmp(s, "http://", 7) == 0) ||
+           (left >= 8 && strncmp(s, "https://", 8) == 0) || (left >= 4 && strncmp(s, "www.", 4) == 0);
+}
+
+int text_remove_urls(const char *in, size_t len, char **out, size_t *out_len) {
+    char *o = malloc(len + 1);
+    if (!o)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        /* A URL starts a word: at the start or after whitespace or an opening mark. */
+        int boundary = i == 0 || strchr(" \t\n\r([<\"'", in[i - 1]) != NULL;
+        if (boundary && url_at(in + i, len - i)) {
+            while (i < len && !strchr(" \t\n\r)]>\"'", in[i]))
+                i++;
+            continue;
+        }
+        o[k++] = in[i++];
+    }
+    o[k] = '\0';
+    *out = o;
+    *out_len = k;
+    return 0;
+}

@@ -15,6 +15,15 @@
  * malloc'ed and NUL-terminated. Returns 0 or -ENOMEM. */
 int text_clean(const char *in, size_t len, char **out, size_t *out_len);
 
+/* Unicode NFC normalisation (utf8proc), so that "é" written as e + U+0301
+ * and as U+00E9 clean the same. Invalid UTF-8 comes out as it went in.
+ * *out is malloc'ed. Returns 0 or -ENOMEM. */
+int text_nfc(const char *in, size_t len, char **out, size_t *out_len);
+
+/* Removes URLs: from "http://", "https://" or "www." to the next
+ * whitespace. *out is malloc'ed. Returns 0 or -ENOMEM. */
+int text_remove_urls(const char *in, size_t len, char **out, size_t *out_len);
+
 /* Chunks an article as the Handbook does: sentences (split after . ? or !
  * followed by whitespace, except after an abbreviation such as "e.g." or
  * "Mr.") are appended while the chunk stays within max code points; a

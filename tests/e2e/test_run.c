@@ -487,3 +487,35 @@ Test(run, the_handbooks_warehouse_in_and_out_and_its_articles_chunked, .timeout 
              out_dir, raw);
     cr_expect_eq(system(cmd), 0, "the export holds the imported articles unchanged");
 }
+
+Test(run, clean_drops_near_duplicates_when_asked) {
+    write_test_file(test_dir, "docs.jsonl",
+                    "{\"id\": \"1\", \"content\": \"the quick brown fox jumps over the lazy dog while the "
+                    "cat sleeps in the warm sun and the birds sing in the tall green trees today\"}\n"
+                    "{\"id\": \"2\", \"content\": \"The quick brown fox jumps over the lazy dog, while the "
+                    "cat sleeps in the warm sun and the birds sing in the tall green trees today!\"}\n"
+                    "{\"id\": \"3\", \"content\": {\"Title\": \"Other\", \"Content\": \"see https://x.org "
+                    "for something else entirely\"}}\n");
+    char *p = write_test_file(test_dir, "dedupe.yaml",
+                              "pipeline: dedupe\n"
+                              "steps:\n"
+                              "  load: {uses: shell, with: {run: 'cp @/docs.jsonl d', outputs: {d: d}}}\n"
+                              "  clean:\n"
+                              "    uses: clean\n"
+                              "    inputs: {documents: load.d}\n"
+                              "    with: {dedupe: near, remove_urls: true, normalize: true}\n"
+                              "  show: {uses: shell, inputs: {c: clean.documents},\n"
+                              "         with: {run: 'cp \"$SLUICE_INPUT_c\" @/out.jsonl'}}\n");
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "\"key\" : \"duplicates_dropped\", \"value\" : 1.0") != NULL, "%s", r.out);
+    result_free(&r);
+    char out[256];
+    snprintf(out, sizeof(out), "%s/out.jsonl", test_dir);
+    char *text = slurp(out);
+    cr_expect(strstr(text, "\"id\" : \"1\"") && !strstr(text, "\"id\" : \"2\""), "%s", text);
+    cr_expect(strstr(text, "Other #### see for something") == NULL &&
+                  strstr(text, "Other see for something else entirely") != NULL,
+              "%s", text);
+    free(text);
+}

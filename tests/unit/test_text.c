@@ -230,3 +230,45 @@ Test(text, article_chunking_gives_the_handbooks_500_chunks) {
     bson_destroy(refdoc);
     bson_destroy(&ref);
 }
+
+Test(text, nfc_and_url_removal) {
+    char *out;
+    size_t len;
+    cr_assert_eq(text_nfc("cafe\xcc\x81", 6, &out, &len), 0); /* e + combining acute */
+    cr_expect_str_eq(out, "caf\xc3\xa9");
+    free(out);
+    cr_assert_eq(text_nfc("bad \xff", 5, &out, &len), 0);
+    cr_expect_eq(len, 5, "invalid UTF-8 goes through unchanged");
+    free(out);
+    const char *t = "see https://x.org/a?b=1 and (www.y.com) or http://z but notwww.this";
+    cr_assert_eq(text_remove_urls(t, strlen(t), &out, &len), 0);
+    cr_expect_str_eq(out, "see  and () or  but notwww.this");
+    free(out);
+}
+
+#include "dedupe.h"
+
+Test(text, exact_and_near_duplicates) {
+    const char *a = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun "
+                    "and the birds sing in the tall green trees near the quiet river bank today";
+    const char *b = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun "
+                    "and the birds sing in the tall green trees near the quiet river bank tonight";
+    const char *c = "a completely different text about language models, datasets and evaluation "
+                    "metrics that shares almost no five word sequence with the others at all";
+    double near = dedupe_similarity(a, strlen(a), b, strlen(b));
+    double far = dedupe_similarity(a, strlen(a), c, strlen(c));
+    cr_expect_gt(near, 0.8, "one word changed: %.2f", near);
+    cr_expect_lt(far, 0.1, "unrelated: %.2f", far);
+
+    dedupe *exact = dedupe_new(0, 1.0);
+    cr_expect_eq(dedupe_seen(exact, a, strlen(a)), 0);
+    cr_expect_eq(dedupe_seen(exact, b, strlen(b)), 0, "b differs from a");
+    cr_expect_eq(dedupe_seen(exact, a, strlen(a)), 1, "a again");
+    dedupe_free(exact);
+
+    dedupe *nearly = dedupe_new(1, 0.8);
+    cr_expect_eq(dedupe_seen(nearly, a, strlen(a)), 0);
+    cr_expect_eq(dedupe_seen(nearly, b, strlen(b)), 1, "b is a near duplicate of a");
+    cr_expect_eq(dedupe_seen(nearly, c, strlen(c)), 0);
+    dedupe_free(nearly);
+}
