@@ -89,7 +89,29 @@ void dedupe_free(dedupe *d) {
     free(d);
 }
 
+/* Doubles the buckets once chains average two entries, so that lookups stay
+ * constant-time however many documents a run sees. */
+static int table_grow(dedupe *d) {
+    size_t buckets = d->buckets * 2;
+    entry **table = calloc(buckets, sizeof(*table));
+    if (!table)
+        return -ENOMEM;
+    for (size_t i = 0; i < d->buckets; i++)
+        for (entry *e = d->table[i], *next; e; e = next) {
+            next = e->next;
+            size_t b = (size_t)(e->key % buckets);
+            e->next = table[b];
+            table[b] = e;
+        }
+    free(d->table);
+    d->table = table;
+    d->buckets = buckets;
+    return 0;
+}
+
 static int table_add(dedupe *d, uint64_t key, uint32_t doc) {
+    if (d->count >= d->buckets * 2 && table_grow(d) != 0)
+        return -ENOMEM;
     entry *e = malloc(sizeof(*e));
     if (!e)
         return -ENOMEM;

@@ -272,3 +272,18 @@ Test(text, exact_and_near_duplicates) {
     cr_expect_eq(dedupe_seen(nearly, c, strlen(c)), 0);
     dedupe_free(nearly);
 }
+
+/* Enough documents that the LSH table grows several times: every one stays
+ * findable across the rehashes. */
+Test(dedupe, remembers_documents_across_table_growth) {
+    dedupe *d = dedupe_new(1, 0.8);
+    cr_assert_not_null(d);
+    char text[128];
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < 1000; i++) {
+            int n = snprintf(text, sizeof(text), "doc%d alpha%d beta%d gamma%d delta%d eps%d", i,
+                             i * 7, i * 13, i * 17, i * 19, i * 23);
+            cr_expect_eq(dedupe_seen(d, text, (size_t)n), pass, "document %d, pass %d", i, pass);
+        }
+    dedupe_free(d);
+}
