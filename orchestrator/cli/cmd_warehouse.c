@@ -7,9 +7,22 @@
 #include "warehouse.h"
 
 int cmd_warehouse(const cli_globals *g, int argc, char **argv) {
-    int json;
-    if (cli_json_only(argc, argv, &json))
-        return EXIT_BAD_INPUT;
+    static const struct option longs[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"warehouse", required_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0},
+    };
+    int json = 0, c;
+    const char *where = "";
+    cli_getopt_begin();
+    while ((c = cli_getopt(argc, argv, ":", longs)) != -1) {
+        if (c == 'j')
+            json = 1;
+        else if (c == 'w')
+            where = optarg;
+        else
+            return EXIT_BAD_INPUT;
+    }
     int n = argc - optind;
     const char *sub = n ? argv[optind] : "";
     int import = strcmp(sub, "import") == 0, export = strcmp(sub, "export") == 0;
@@ -18,20 +31,20 @@ int cmd_warehouse(const cli_globals *g, int argc, char **argv) {
                         "(see 'sluice warehouse --help')\n");
         return EXIT_BAD_INPUT;
     }
-    warehouse w;
+    warehouse *w;
     char err[1024];
-    if (warehouse_open(&w, g->store, export, err, sizeof(err)) != 0) {
+    if (warehouse_open(&w, g->store, where, export, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice warehouse: %s\n", err);
         return EXIT_BAD_INPUT;
     }
     size_t users, documents;
-    int rc = import ? warehouse_import(&w, argv[optind + 1], &users, &documents, err, sizeof(err))
-                    : warehouse_export(&w, argv[optind + 1], &users, &documents, err, sizeof(err));
-    warehouse_close(&w);
-    if (rc) {
-        fprintf(stderr, "sluice warehouse %s: %s\n", sub, err);
+    int rc = import ? warehouse_import(w, argv[optind + 1], &users, &documents)
+                    : warehouse_export(w, argv[optind + 1], &users, &documents);
+    if (rc)
+        fprintf(stderr, "sluice warehouse %s: %s\n", sub, warehouse_error(w));
+    warehouse_close(w);
+    if (rc)
         return EXIT_BAD_INPUT;
-    }
     if (json)
         printf("{ \"users\" : %zu, \"documents\" : %zu }\n", users, documents);
     else

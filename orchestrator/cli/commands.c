@@ -97,13 +97,14 @@ const cli_command cli_commands[] = {
      "killed between storing an output and recording it. --dry-run only lists them.\n",
      cmd_gc},
     {"warehouse", "move the document warehouse in and out of the Handbook's export format",
-     "usage: sluice warehouse import DIR [--json]\n"
-     "       sluice warehouse export DIR [--json]\n"
+     "usage: sluice warehouse import DIR [--warehouse URI] [--json]\n"
+     "       sluice warehouse export DIR [--warehouse URI] [--json]\n"
      "\n"
      "The LLM twin's documents (users, articles, posts, repositories) live in the\n"
      "store's warehouse. import reads a folder in the LLM Engineer's Handbook's export\n"
      "format (UserDocument.json, ArticleDocument.json, PostDocument.json,\n"
-     "RepositoryDocument.json), upserting documents by link; export writes it.\n",
+     "RepositoryDocument.json), upserting documents by link; export writes it.\n"
+     "--warehouse mongodb://HOST/DB uses a MongoDB warehouse instead of the store's.\n",
      cmd_warehouse},
     {"search", "query a vector or BM25 index artifact",
      "usage: sluice search INDEX QUERY [-k N] [--filter KEY=VALUE]...\n", cmd_pending},

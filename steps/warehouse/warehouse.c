@@ -1,141 +1,150 @@
+/* warehouse.c - the warehouse interface over its backends, and the
+ * Handbook's export format in and out. */
 #include "warehouse.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend.h"
+
 static const char *const categories[] = WAREHOUSE_CATEGORIES;
 static const char *const export_files[] = {"ArticleDocument.json", "PostDocument.json",
                                            "RepositoryDocument.json"};
 
-static int code(int rc) { return rc > 0 ? -rc : rc; }
+int warehouse_fail(warehouse *w, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err, sizeof(w->err), fmt, ap);
+    va_end(ap);
+    return code;
+}
 
-int warehouse_open(warehouse *w, const char *store_dir, int read_only, char *err, size_t err_size) {
-    memset(w, 0, sizeof(*w));
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/warehouse", store_dir);
-    if (!read_only && mkdir(store_dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, err_size, "%s: %s", store_dir, strerror(errno));
-        return -errno;
-    }
-    if (!read_only && mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, err_size, "%s: %s", dir, strerror(errno));
-        return -errno;
-    }
-    int rc = mdb_env_create(&w->env);
-    if (rc == 0) {
-        mdb_env_set_maxdbs(w->env, 4);
-        mdb_env_set_mapsize(w->env, (size_t)16 << 30);
-        rc = mdb_env_open(w->env, dir, read_only ? MDB_RDONLY : 0, 0644);
-    }
-    MDB_txn *txn = NULL;
-    if (rc == 0)
-        rc = mdb_txn_begin(w->env, NULL, read_only ? MDB_RDONLY : 0, &txn);
-    unsigned flags = read_only ? 0 : MDB_CREATE;
-    if (rc == 0)
-        rc = mdb_dbi_open(txn, "users", flags, &w->users);
-    if (rc == 0)
-        rc = mdb_dbi_open(txn, "documents", flags, &w->documents);
-    if (rc == 0)
-        rc = mdb_txn_commit(txn);
-    else if (txn)
-        mdb_txn_abort(txn);
-    if (rc) {
-        snprintf(err, err_size, "the warehouse in %s: %s", dir,
-                 rc == ENOENT || rc == MDB_NOTFOUND ? "there is none yet (import or crawl first)"
-                                                    : mdb_strerror(rc));
-        if (w->env)
-            mdb_env_close(w->env);
-        w->env = NULL;
-    }
-    return code(rc);
+int warehouse_open(warehouse **out, const char *store_dir, const char *where, int read_only,
+                   char *err, size_t err_size) {
+    *out = NULL;
+    if (!where || !*where)
+        return warehouse_lmdb_open(out, store_dir, read_only, err, err_size);
+    if (strncmp(where, "mongodb://", 10) == 0 || strncmp(where, "mongodb+srv://", 14) == 0)
+        return warehouse_mongo_open(out, where, read_only, err, err_size);
+    snprintf(err, err_size,
+             "warehouse '%s': give a mongodb:// URI, or nothing for the store's own warehouse",
+             where);
+    return -EINVAL;
 }
 
 void warehouse_close(warehouse *w) {
-    if (w->env)
-        mdb_env_close(w->env);
-    w->env = NULL;
+    if (w)
+        w->ops->close(w);
 }
 
-int warehouse_begin(warehouse *w, MDB_txn **txn) { return code(mdb_txn_begin(w->env, NULL, 0, txn)); }
+const char *warehouse_error(const warehouse *w) { return w->err; }
 
-int warehouse_commit(MDB_txn *txn) { return code(mdb_txn_commit(txn)); }
-
-static int put(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen, const bson_t *doc) {
-    MDB_val k = {klen, (void *)key}, v = {doc->len, (void *)bson_get_data(doc)};
-    return code(mdb_put(txn, dbi, &k, &v, 0));
+static int is_category(const char *category) {
+    for (size_t i = 0; i < WAREHOUSE_N_CATEGORIES; i++)
+        if (strcmp(category, categories[i]) == 0)
+            return 1;
+    return 0;
 }
 
-int warehouse_put_user(warehouse *w, MDB_txn *txn, const char *id, const bson_t *user) {
-    return put(txn, w->users, id, strlen(id), user);
+static const char *str(const bson_t *doc, const char *key) {
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL)
+                                                                           : NULL;
 }
 
-/* Keys are "category\0link": a category's documents are contiguous. */
-int warehouse_put_document(warehouse *w, MDB_txn *txn, const char *category, const char *link,
-                           const bson_t *doc) {
-    char key[4096];
-    int n = snprintf(key, sizeof(key), "%s%c%s", category, '\0', link);
-    if (n < 0 || (size_t)n >= sizeof(key))
-        return -ENAMETOOLONG;
-    return put(txn, w->documents, key, (size_t)n, doc);
+int warehouse_put_user(warehouse *w, const bson_t *user) {
+    const char *id = str(user, "_id");
+    if (!id || !*id)
+        return warehouse_fail(w, -EINVAL, "a user without an \"_id\" string");
+    return w->ops->put(w, "users", id, user);
 }
 
-static int each(warehouse *w, MDB_dbi dbi, const char *prefix, size_t plen, warehouse_fn fn,
-                void *ud) {
-    int documents = dbi == w->documents;
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int rc = mdb_txn_begin(w->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return code(rc);
-    if ((rc = mdb_cursor_open(txn, dbi, &cur))) {
-        mdb_txn_abort(txn);
-        return code(rc);
+int warehouse_put_document(warehouse *w, const char *category, const bson_t *doc) {
+    if (!is_category(category))
+        return warehouse_fail(w, -EINVAL, "no category '%s' (articles, posts or repositories)",
+                              category);
+    const char *link = str(doc, "link");
+    if (!link || !*link)
+        return warehouse_fail(w, -EINVAL, "a document of %s without a \"link\" string", category);
+    return w->ops->put(w, category, link, doc);
+}
+
+int warehouse_flush(warehouse *w) { return w->ops->flush(w); }
+
+int warehouse_has_link(warehouse *w, const char *category, const char *link) {
+    for (size_t i = 0; i < WAREHOUSE_N_CATEGORIES; i++) {
+        if (category && strcmp(category, categories[i]) != 0)
+            continue;
+        bson_t found;
+        int rc = w->ops->find(w, categories[i], "link", link, &found);
+        if (rc == 1)
+            bson_destroy(&found);
+        if (rc != 0)
+            return rc;
     }
-    MDB_val k = {plen, (void *)prefix}, v;
-    rc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
-    while (rc == 0) {
-        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
-            break;
-        bson_t doc;
-        /* A document's key is "category\0link"; a user's has no category. */
-        const char *category = documents ? (const char *)k.mv_data : NULL;
-        if (bson_init_static(&doc, v.mv_data, v.mv_size) && fn(ud, category, &doc))
-            break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    return 0;
+}
+
+typedef struct name_match {
+    const char *first, *last;
+    bson_t *user;
+    int hit;
+} name_match;
+
+static int match_name(void *ud, const char *category, const bson_t *doc) {
+    (void)category;
+    name_match *m = ud;
+    const char *first = str(doc, "first_name"), *last = str(doc, "last_name");
+    if (first && last && strcmp(first, m->first) == 0 && strcmp(last, m->last) == 0) {
+        bson_copy_to(doc, m->user);
+        m->hit = 1;
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return rc == MDB_NOTFOUND || rc == 0 ? 0 : code(rc);
+    return m->hit;
+}
+
+int warehouse_find_user(warehouse *w, const char *first_name, const char *last_name, bson_t *user) {
+    name_match m = {first_name, last_name, user, 0};
+    int rc = w->ops->each(w, "users", NULL, match_name, &m);
+    return rc ? rc : m.hit;
 }
 
 int warehouse_each(warehouse *w, const char *category, warehouse_fn fn, void *ud) {
-    if (!category)
-        return each(w, w->documents, "", 0, fn, ud);
-    char prefix[128];
-    int n = snprintf(prefix, sizeof(prefix), "%s%c", category, '\0');
-    return each(w, w->documents, prefix, (size_t)n, fn, ud);
+    if (category && !is_category(category))
+        return warehouse_fail(w, -EINVAL, "no category '%s' (articles, posts or repositories)",
+                              category);
+    for (size_t i = 0; i < WAREHOUSE_N_CATEGORIES; i++) {
+        if (category && strcmp(category, categories[i]) != 0)
+            continue;
+        int rc = w->ops->each(w, categories[i], categories[i], fn, ud);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 int warehouse_each_user(warehouse *w, warehouse_fn fn, void *ud) {
-    return each(w, w->users, "", 0, fn, ud);
+    return w->ops->each(w, "users", NULL, fn, ud);
 }
 
-/* Reads a JSON array file into a document {"0": ..., "1": ...}. */
-static bson_t *read_array(const char *path, char *err, size_t err_size) {
+/* Reads a JSON array file into a document {"a": [...]}; NULL with w's
+ * message on failure. */
+static bson_t *read_array(warehouse *w, const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        warehouse_fail(w, -errno, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *json = malloc((size_t)size + 16);
+    char *json = NULL;
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (size >= 0 && fseek(f, 0, SEEK_SET) == 0)
+        json = malloc((size_t)size + 16);
     if (!json) {
         fclose(f);
+        warehouse_fail(w, -ENOMEM, "%s: cannot read it into memory", path);
         return NULL;
     }
     memcpy(json, "{\"a\":", 5);
@@ -146,79 +155,63 @@ static bson_t *read_array(const char *path, char *err, size_t err_size) {
     bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &e);
     free(json);
     if (!doc)
-        snprintf(err, err_size, "%s: not a JSON array of documents: %s", path, e.message);
+        warehouse_fail(w, -EINVAL, "%s: not a JSON array of documents: %s", path, e.message);
     return doc;
 }
 
-static const char *str(const bson_t *doc, const char *key) {
-    bson_iter_t it;
-    return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL)
-                                                                           : NULL;
-}
-
 /* Puts every element of file's array; users when category is NULL. */
-static int import_file(warehouse *w, MDB_txn *txn, const char *dir, const char *file,
-                       const char *category, size_t *count, char *err, size_t err_size) {
+static int import_file(warehouse *w, const char *dir, const char *file, const char *category,
+                       size_t *count) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
     struct stat st;
     if (stat(path, &st) != 0)
         return 0; /* a category with no export file has no documents */
-    bson_t *all = read_array(path, err, err_size);
+    bson_t *all = read_array(w, path);
     if (!all)
         return -EINVAL;
     bson_iter_t it, arr;
     int rc = 0;
-    if (bson_iter_init_find(&it, all, "a") && bson_iter_recurse(&it, &arr)) {
-        while (rc == 0 && bson_iter_next(&arr)) {
-            uint32_t len;
-            const uint8_t *data;
-            if (!BSON_ITER_HOLDS_DOCUMENT(&arr))
-                continue;
-            bson_iter_document(&arr, &len, &data);
-            bson_t doc;
-            bson_init_static(&doc, data, len);
-            const char *id = str(&doc, "_id"), *link = str(&doc, "link");
-            if (category && !link) {
-                snprintf(err, err_size, "%s: document %zu has no link", path, *count + 1);
-                rc = -EINVAL;
-            } else if (!category && !id) {
-                snprintf(err, err_size, "%s: user %zu has no _id", path, *count + 1);
-                rc = -EINVAL;
-            } else {
-                rc = category ? warehouse_put_document(w, txn, category, link, &doc)
-                              : warehouse_put_user(w, txn, id, &doc);
-                (*count)++;
-            }
+    size_t index = 0;
+    if (!bson_iter_init_find(&it, all, "a") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &arr))
+        rc = warehouse_fail(w, -EINVAL, "%s: not a JSON array of documents", path);
+    while (rc == 0 && bson_iter_next(&arr)) {
+        index++;
+        uint32_t len;
+        const uint8_t *data;
+        bson_t doc;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr)) {
+            rc = warehouse_fail(w, -EINVAL, "%s: element %zu is not an object", path, index);
+            break;
         }
+        bson_iter_document(&arr, &len, &data);
+        bson_init_static(&doc, data, len);
+        rc = category ? warehouse_put_document(w, category, &doc) : warehouse_put_user(w, &doc);
+        if (rc) { /* name the element */
+            char why[sizeof(w->err)];
+            memcpy(why, w->err, sizeof(why));
+            warehouse_fail(w, rc, "%s: element %zu: %.400s", path, index, why);
+        } else
+            (*count)++;
     }
     bson_destroy(all);
     return rc;
 }
 
-int warehouse_import(warehouse *w, const char *dir, size_t *users, size_t *documents, char *err,
-                     size_t err_size) {
+int warehouse_import(warehouse *w, const char *dir, size_t *users, size_t *documents) {
     *users = *documents = 0;
-    MDB_txn *txn;
-    int rc = warehouse_begin(w, &txn);
-    if (rc) {
-        snprintf(err, err_size, "%s", mdb_strerror(-rc));
-        return rc;
-    }
-    rc = import_file(w, txn, dir, "UserDocument.json", NULL, users, err, err_size);
-    for (size_t i = 0; rc == 0 && i < 3; i++)
-        rc = import_file(w, txn, dir, export_files[i], categories[i], documents, err, err_size);
-    if (rc) { /* all or nothing */
-        mdb_txn_abort(txn);
-        return rc;
-    }
-    return warehouse_commit(txn);
+    int rc = import_file(w, dir, "UserDocument.json", NULL, users);
+    for (size_t i = 0; rc == 0 && i < WAREHOUSE_N_CATEGORIES; i++)
+        rc = import_file(w, dir, export_files[i], categories[i], documents);
+    /* On failure the batch is left unflushed: warehouse_close discards it. */
+    return rc ? rc : warehouse_flush(w);
 }
 
 typedef struct writer {
     FILE *f;
     size_t n;
-    const char *category;
+    int failed;
 } writer;
 
 static int write_one(void *ud, const char *category, const bson_t *doc) {
@@ -226,44 +219,36 @@ static int write_one(void *ud, const char *category, const bson_t *doc) {
     (void)category;
     size_t len;
     char *json = bson_as_relaxed_extended_json(doc, &len);
-    if (!json)
-        return 1;
-    fprintf(wr->f, "%s%s", wr->n ? ",\n" : "\n", json);
+    if (!json || fprintf(wr->f, "%s%s", wr->n ? ",\n" : "\n", json) < 0)
+        wr->failed = 1;
     bson_free(json);
     wr->n++;
-    return 0;
+    return wr->failed;
 }
 
 static int export_one(warehouse *w, const char *dir, const char *file, const char *category,
-                      size_t *count, char *err, size_t err_size) {
+                      size_t *count) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
-    writer wr = {fopen(path, "w"), 0, category};
-    if (!wr.f) {
-        snprintf(err, err_size, "%s: %s", path, strerror(errno));
-        return -errno;
-    }
+    writer wr = {fopen(path, "w"), 0, 0};
+    if (!wr.f)
+        return warehouse_fail(w, -errno, "%s: %s", path, strerror(errno));
     fputc('[', wr.f);
     int rc = category ? warehouse_each(w, category, write_one, &wr)
                       : warehouse_each_user(w, write_one, &wr);
     fputs(wr.n ? "\n]\n" : "]\n", wr.f);
-    if (fclose(wr.f) != 0 && rc == 0) {
-        snprintf(err, err_size, "%s: %s", path, strerror(errno));
-        rc = -EIO;
-    }
+    if ((fclose(wr.f) != 0 || wr.failed) && rc == 0)
+        rc = warehouse_fail(w, -EIO, "%s: %s", path, strerror(errno));
     *count += wr.n;
     return rc;
 }
 
-int warehouse_export(warehouse *w, const char *dir, size_t *users, size_t *documents, char *err,
-                     size_t err_size) {
+int warehouse_export(warehouse *w, const char *dir, size_t *users, size_t *documents) {
     *users = *documents = 0;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, err_size, "%s: %s", dir, strerror(errno));
-        return -errno;
-    }
-    int rc = export_one(w, dir, "UserDocument.json", NULL, users, err, err_size);
-    for (size_t i = 0; rc == 0 && i < 3; i++)
-        rc = export_one(w, dir, export_files[i], categories[i], documents, err, err_size);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return warehouse_fail(w, -errno, "%s: %s", dir, strerror(errno));
+    int rc = export_one(w, dir, "UserDocument.json", NULL, users);
+    for (size_t i = 0; rc == 0 && i < WAREHOUSE_N_CATEGORIES; i++)
+        rc = export_one(w, dir, export_files[i], categories[i], documents);
     return rc;
 }

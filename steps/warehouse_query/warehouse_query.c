@@ -59,32 +59,32 @@ static int write_doc(void *ud, const char *category, const bson_t *doc) {
 
 static int run(sl_ctx *ctx) {
     const char *where = sl_param_str(ctx, "warehouse");
-    if (where && *where)
-        return sl_fail(ctx, "warehouse '%s': only the store's own warehouse (an empty 'warehouse') "
-                            "is in this version; MongoDB comes later",
-                       where);
     const char *store = sl_store_dir(ctx);
-    if (!store)
+    if (!store && (!where || !*where))
         return sl_fail(ctx, "this sluice does not tell steps where its store is (needs ABI 1.1)");
-    warehouse w;
-    char err[512];
-    if (warehouse_open(&w, store, 1, err, sizeof(err)) != 0)
+    warehouse *w;
+    char err[1024];
+    if (warehouse_open(&w, store, where, 1, err, sizeof(err)) != 0)
         return sl_fail(ctx, "%s", err);
     query q = {ctx, sl_output_create(ctx, "documents"), sl_param_list_len(ctx, "authors"), 0, 0, 0};
     if (!q.out) {
-        warehouse_close(&w);
+        warehouse_close(w);
         return sl_fail(ctx, "cannot create the output");
     }
     int rc = 0;
     size_t n_categories = sl_param_list_len(ctx, "categories");
     for (size_t i = 0; rc == 0 && i < n_categories && !q.failed; i++)
-        rc = warehouse_each(&w, sl_param_list_item(ctx, "categories", i), write_doc, &q);
-    warehouse_close(&w);
+        rc = warehouse_each(w, sl_param_list_item(ctx, "categories", i), write_doc, &q);
+    if (rc)
+        snprintf(err, sizeof(err), "%s", warehouse_error(w));
+    warehouse_close(w);
     int closed = fclose(q.out);
     if (sl_cancelled(ctx))
         return SL_ECANCELLED;
-    if (rc || q.failed || closed)
-        return sl_fail(ctx, "reading the warehouse or writing the documents failed");
+    if (rc)
+        return sl_fail(ctx, "%s", err);
+    if (q.failed || closed)
+        return sl_fail(ctx, "writing the documents failed");
     sl_metric(ctx, "documents", (double)q.written, 0);
     sl_log(ctx, SL_LOG_INFO, "%zu documents of %zu in the warehouse", q.written, q.found);
     if (q.written == 0)
@@ -99,12 +99,12 @@ static const sl_port outputs[] = {
 static const sl_param params[] = {
     {"authors", SL_PARAM_LIST, "[]", "author full names; none: every author", 0},
     {"categories", SL_PARAM_LIST, "[articles, posts, repositories]", "which collections", 0},
-    {"warehouse", SL_PARAM_STRING, "\"\"", "empty: the store's own warehouse", 0},
+    {"warehouse", SL_PARAM_STRING, "\"\"", "empty: the store's own warehouse; or a mongodb:// URI", 0},
     {NULL, 0, NULL, NULL, 0},
 };
 static const sl_step steps[] = {
-    {"warehouse_query", "1.0", "the documents of some authors, from the warehouse", NULL, outputs,
+    {"warehouse_query", "1.1", "the documents of some authors, from the warehouse", NULL, outputs,
      params, run},
 };
 
-SL_PLUGIN_DEFINE("warehouse_query", "1.0", steps, NULL, NULL)
+SL_PLUGIN_DEFINE("warehouse_query", "1.1", steps, NULL, NULL)
