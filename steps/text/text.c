@@ -41,6 +41,24 @@ typedef struct decoded {
     size_t n;
 } decoded;
 
+/* The code point at byte i of s (len bytes, i < len) into *c; returns its
+ * length in bytes. A byte that does not begin a valid sequence reads as
+ * U+FFFD and is one byte long, so the next read starts at the next byte. */
+static size_t next_cp(const utf8proc_uint8_t *s, size_t len, size_t i, long *c) {
+    if (s[i] < 0x80) { /* ASCII needs no decoding */
+        *c = s[i];
+        return 1;
+    }
+    utf8proc_int32_t v;
+    utf8proc_ssize_t step = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &v);
+    if (step <= 0) {
+        *c = 0xFFFD;
+        return 1;
+    }
+    *c = v;
+    return (size_t)step;
+}
+
 static int decode(const char *in, size_t len, decoded *d) {
     d->cp = malloc((len + 1) * sizeof(*d->cp));
     d->n = 0;
@@ -48,20 +66,30 @@ static int decode(const char *in, size_t len, decoded *d) {
         return -ENOMEM;
     const utf8proc_uint8_t *s = (const utf8proc_uint8_t *)in;
     for (size_t i = 0; i < len;) {
-        if (s[i] < 0x80) { /* ASCII needs no decoding */
+        if (s[i] < 0x80) { /* the common case, inline */
             d->cp[d->n++] = s[i++];
             continue;
         }
-        utf8proc_int32_t c;
-        utf8proc_ssize_t step = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &c);
-        if (step <= 0) { /* an invalid byte: U+FFFD, and on to the next byte */
-            c = 0xFFFD;
-            step = 1;
-        }
-        d->cp[d->n++] = c;
-        i += (size_t)step;
+        i += next_cp(s, len, i, &d->cp[d->n++]);
     }
     return 0;
+}
+
+/* Where each of the code points of in starts, as decode() reads them, and
+ * off[n] = len: a malloc'ed array of n + 1 offsets, or NULL. */
+static size_t *cp_offsets(const char *in, size_t len, size_t n) {
+    size_t *off = malloc((n + 1) * sizeof(*off));
+    if (!off)
+        return NULL;
+    const utf8proc_uint8_t *s = (const utf8proc_uint8_t *)in;
+    size_t k = 0;
+    for (size_t i = 0; i < len && k < n;) {
+        long c;
+        off[k++] = i;
+        i += next_cp(s, len, i, &c);
+    }
+    off[n] = len;
+    return off;
 }
 
 /* Appends code points [from, to) to b as UTF-8; returns -ENOMEM on failure. */
@@ -154,11 +182,13 @@ typedef struct chunker {
     const decoded *d;
     size_t min;
     char **chunks;
+    text_span *spans; /* code point ranges until the end, then byte ranges */
     size_t n, cap;
     /* The chunk being built, as code points: sentences each followed by a
      * space, as the Handbook's current_chunk += sentence + " ". */
     long *cur;
     size_t cur_len;
+    size_t cur_from, cur_to; /* its code point range in d */
 } chunker;
 
 static int emit(chunker *c) {
@@ -182,20 +212,29 @@ static int emit(chunker *c) {
             return -ENOMEM;
         }
         c->chunks = grown;
+        text_span *sgrown = realloc(c->spans, ncap * sizeof(*sgrown));
+        if (!sgrown) {
+            free(text);
+            return -ENOMEM;
+        }
+        c->spans = sgrown;
         c->cap = ncap;
     }
+    c->spans[c->n] = (text_span){c->cur_from, c->cur_to};
     c->chunks[c->n++] = text;
     return 0;
 }
 
-int text_chunk_article(const char *in, size_t len, size_t min, size_t max, char ***chunks,
-                       size_t *n) {
+int text_chunk_article_spans(const char *in, size_t len, size_t min, size_t max, char ***chunks,
+                             text_span **spans, size_t *n) {
     decoded d;
     *chunks = NULL;
+    if (spans)
+        *spans = NULL;
     *n = 0;
     if (decode(in, len, &d))
         return -ENOMEM;
-    chunker c = {&d, min, NULL, 0, 0, malloc((d.n + 2) * sizeof(long)), 0};
+    chunker c = {&d, min, NULL, NULL, 0, 0, malloc((d.n + 2) * sizeof(long)), 0, 0, 0};
     int rc = c.cur ? 0 : -ENOMEM;
     size_t start = 0;
     for (size_t i = 0; rc == 0 && i <= d.n; i++) {
@@ -211,6 +250,9 @@ int text_chunk_article(const char *in, size_t len, size_t min, size_t max, char 
             rc = emit(&c);
             c.cur_len = 0;
         }
+        if (c.cur_len == 0)
+            c.cur_from = from;
+        c.cur_to = to;
         memcpy(c.cur + c.cur_len, d.cp + from, slen * sizeof(long));
         c.cur_len += slen;
         c.cur[c.cur_len++] = ' ';
@@ -218,13 +260,179 @@ int text_chunk_article(const char *in, size_t len, size_t min, size_t max, char 
     if (rc == 0)
         rc = emit(&c);
     free(c.cur);
+    if (rc == 0 && spans && c.n > 0) { /* code point ranges to byte ranges */
+        size_t *off = cp_offsets(in, len, d.n);
+        if (!off)
+            rc = -ENOMEM;
+        for (size_t i = 0; off && i < c.n; i++)
+            c.spans[i] = (text_span){off[c.spans[i].start], off[c.spans[i].end]};
+        free(off);
+    }
     free(d.cp);
     if (rc) {
         text_chunks_free(c.chunks, c.n);
+        free(c.spans);
         return rc;
     }
     *chunks = c.chunks;
+    if (spans)
+        *spans = c.spans;
+    else
+        free(c.spans);
     *n = c.n;
+    return 0;
+}
+
+int text_chunk_article(const char *in, size_t len, size_t min, size_t max, char ***chunks,
+                       size_t *n) {
+    return text_chunk_article_spans(in, len, min, max, chunks, NULL, n);
+}
+
+/* The code points of a text as the window rule sees them: where each
+ * starts in the bytes (off, n + 1 entries, off[n] = len) and whether it is
+ * whitespace. */
+typedef struct windowed {
+    size_t *off;
+    unsigned char *space;
+    size_t n;
+} windowed;
+
+static int windowed_read(const char *in, size_t len, windowed *w) {
+    w->off = malloc((len + 1) * sizeof(*w->off));
+    w->space = malloc(len + 1);
+    w->n = 0;
+    if (!w->off || !w->space) {
+        free(w->off);
+        free(w->space);
+        return -ENOMEM;
+    }
+    const utf8proc_uint8_t *s = (const utf8proc_uint8_t *)in;
+    for (size_t i = 0; i < len;) {
+        long c;
+        size_t step = next_cp(s, len, i, &c);
+        w->off[w->n] = i;
+        w->space[w->n++] = (unsigned char)text_is_space(c);
+        i += step;
+    }
+    w->off[w->n] = len;
+    return 0;
+}
+
+/* Where window s ends (text.h, steps 1 to 4); prev_end is the previous
+ * window's end (0 for the first). */
+static size_t window_end(const windowed *w, size_t s, size_t size, size_t prev_end) {
+    size_t e;
+    if (size >= w->n - s) { /* 1: the rest fits (written so s + size cannot overflow) */
+        e = w->n;
+    } else {
+        size_t lim = s + size;
+        e = lim;
+        if (!w->space[lim - 1] && !w->space[lim]) { /* 3: lim is inside a word */
+            size_t ws = lim - 1;
+            while (ws > s && !w->space[ws])
+                ws--;
+            if (ws > s) { /* the last whitespace in (s, lim) */
+                size_t ew = ws;
+                while (ew > s && w->space[ew - 1])
+                    ew--;
+                if (ew - s >= size - size / 2 && ew > prev_end)
+                    e = ew;
+            }
+        }
+    }
+    while (e > s && w->space[e - 1]) /* 4 */
+        e--;
+    return e;
+}
+
+/* Where the window after [s, e) starts (text.h); u is the first
+ * non-whitespace code point at or after e, where the text not yet in any
+ * window begins. */
+static size_t window_next(const windowed *w, size_t s, size_t e, size_t u, size_t size,
+                          size_t overlap) {
+    size_t p = e - s > overlap ? e - overlap : s + 1, next = p; /* p inside a word cut at e */
+    for (size_t q = p; q <= u && q < w->n; q++)
+        if (!w->space[q] && (q == 0 || w->space[q - 1])) {
+            next = q; /* the first word start in [p, u] */
+            break;
+        }
+    /* A window from next must reach u, or it would hold nothing new. */
+    return u - next >= size ? u : next;
+}
+
+int text_chunk_window(const char *in, size_t len, size_t size, size_t overlap, text_span **spans,
+                      size_t *n) {
+    *spans = NULL;
+    *n = 0;
+    if (size == 0 || overlap >= size)
+        return -EINVAL;
+    windowed w;
+    if (windowed_read(in, len, &w))
+        return -ENOMEM;
+    text_span *out = NULL;
+    size_t count = 0, cap = 0;
+    int rc = 0;
+    size_t s = 0, prev_end = 0;
+    while (s < w.n && w.space[s])
+        s++;
+    while (s < w.n) {
+        size_t e = window_end(&w, s, size, prev_end);
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            text_span *grown = realloc(out, ncap * sizeof(*grown));
+            if (!grown) {
+                rc = -ENOMEM;
+                break;
+            }
+            out = grown;
+            cap = ncap;
+        }
+        out[count++] = (text_span){w.off[s], w.off[e]};
+        size_t u = e;
+        while (u < w.n && w.space[u])
+            u++;
+        if (u == w.n) /* only whitespace is left */
+            break;
+        prev_end = e;
+        s = window_next(&w, s, e, u, size, overlap);
+    }
+    free(w.off);
+    free(w.space);
+    if (rc) {
+        free(out);
+        return rc;
+    }
+    if (count == 0) {
+        free(out);
+        out = NULL;
+    }
+    *spans = out;
+    *n = count;
+    return 0;
+}
+
+int text_utf8_dup(const char *in, size_t len, char **out, size_t *out_len) {
+    /* At most 3 bytes (U+FFFD) for each input byte. */
+    char *o = len < ((size_t)-1) / 4 ? malloc(len * 3 + 1) : NULL;
+    if (!o)
+        return -ENOMEM;
+    const utf8proc_uint8_t *s = (const utf8proc_uint8_t *)in;
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        long c;
+        size_t step = next_cp(s, len, i, &c);
+        if (c == 0xFFFD && step == 1) { /* a bad byte (a real U+FFFD is 3 bytes) */
+            memcpy(o + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+        } else {
+            memcpy(o + k, in + i, step);
+            k += step;
+        }
+        i += step;
+    }
+    o[k] = '\0';
+    *out = o;
+    *out_len = k;
     return 0;
 }
 
