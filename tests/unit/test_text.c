@@ -1,9 +1,11 @@
 #include <bson/bson.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include "records.h"
 #include "text.h"
@@ -83,6 +85,353 @@ Test(text, chunk_ids_are_md5_uuids_version_4) {
     cr_assert_eq(text_chunk_id("hello", 5, id), 0);
     /* md5("hello") = 5d41402abc4b2a76b9719d911017c592 */
     cr_expect_str_eq(id, "5d41402a-bc4b-4a76-b971-9d911017c592");
+}
+
+/* Pinned against Python's re.split with the Handbook's pattern (see
+ * ../shared/handbook/README.md): abbreviations of the two shapes it knows,
+ * decimals, and scripts other than Latin, whose capitals are not [A-Z]. */
+Test(text, sentence_split_tricky_cases_as_the_handbooks_regex) {
+    static const struct {
+        const char *in;
+        const char *want[6];
+    } cases[] = {
+        {"Dr. Smith arrived. He sat.", {"Dr. Smith arrived.", "He sat."}},
+        {"Use a list, e.g. this one. Done.", {"Use a list, e.g. this one.", "Done."}},
+        /* "3.5. " is word, dot, word, end mark: no break after a decimal's own dot. */
+        {"3.14 is pi. It costs 3.5. Then more.", {"3.14 is pi.", "It costs 3.5. Then more."}},
+        {"Это тест. Ещё один. Всё.", {"Это тест.", "Ещё один.", "Всё."}},
+        {"Il est là. Élodie aussi. Ça va?", {"Il est là.", "Élodie aussi.", "Ça va?"}},
+        /* \w is Unicode: Cyrillic "т.е." is an e.g.-shaped abbreviation ... */
+        {"т.е. это. Да.", {"т.е. это.", "Да."}},
+        /* ... but [A-Z][a-z] is ASCII: "Él." ends a sentence, "Mr." does not. */
+        {"Mr. Émile. Él. Ñu.", {"Mr. Émile.", "Él.", "Ñu."}},
+        /* 。 is no end mark; ! and ? are. */
+        {"東京です。 大阪. Ок! Да? нет", {"東京です。 大阪.", "Ок!", "Да?", "нет"}},
+        {"St. Louis. No. Ph.D. students. U.S. Army. A.I. Now",
+         {"St. Louis.", "No. Ph.D. students.", "U.S. Army.", "A.I. Now"}},
+        {"Café. Über alles. ΑΒ. Γ", {"Café.", "Über alles.", "ΑΒ.", "Γ"}},
+        /* The e.g. shape ends in any end mark; the Mr. shape only in a dot. */
+        {"Is it a.b? Yes. Mr? No! Ab! x", {"Is it a.b? Yes.", "Mr?", "No!", "Ab!", "x"}},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        char **c;
+        size_t n = count_chunks(cases[k].in, 1, 1, &c), want = 0;
+        while (want < 6 && cases[k].want[want])
+            want++;
+        cr_expect_eq(n, want, "'%s': %zu sentences, not %zu", cases[k].in, n, want);
+        for (size_t i = 0; i < n && i < want; i++)
+            cr_expect_str_eq(c[i], cases[k].want[i], "'%s' sentence %zu", cases[k].in, i);
+        text_chunks_free(c, n);
+    }
+}
+
+Test(text, article_spans_are_the_chunks_place_in_the_text) {
+    const char *t = "One two. Three four. Five.";
+    char **c;
+    text_span *sp;
+    size_t n;
+    cr_assert_eq(text_chunk_article_spans(t, strlen(t), 1, 1, &c, &sp, &n), 0);
+    cr_assert_eq(n, 3);
+    const text_span want[] = {{0, 8}, {9, 20}, {21, 26}};
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(sp[i].start, want[i].start, "chunk %zu", i);
+        cr_expect_eq(sp[i].end, want[i].end, "chunk %zu", i);
+        cr_expect_eq(strlen(c[i]), sp[i].end - sp[i].start);
+        cr_expect_eq(memcmp(t + sp[i].start, c[i], strlen(c[i])), 0);
+    }
+    text_chunks_free(c, n);
+    free(sp);
+    /* Gathered: one chunk over the whole text, non-ASCII offsets in bytes. */
+    t = "  Ещё. Всё.  ";
+    cr_assert_eq(text_chunk_article_spans(t, strlen(t), 1, 100, &c, &sp, &n), 0);
+    cr_assert_eq(n, 1);
+    cr_expect_str_eq(c[0], "Ещё. Всё.");
+    cr_expect_eq(sp[0].start, 2);
+    cr_expect_eq(sp[0].end, strlen(t) - 2);
+    text_chunks_free(c, n);
+    free(sp);
+    /* Not cleaned: the chunk joins with ' ' what a line break separates, so
+     * it is not the bytes of its span; the chunk step checks and refuses. */
+    t = "One.\nTwo.";
+    cr_assert_eq(text_chunk_article_spans(t, strlen(t), 1, 100, &c, &sp, &n), 0);
+    cr_assert_eq(n, 1);
+    cr_expect_str_eq(c[0], "One. Two.");
+    cr_expect_eq(sp[0].start, 0);
+    cr_expect_eq(sp[0].end, 9);
+    cr_expect_neq(memcmp(t, c[0], 9), 0);
+    text_chunks_free(c, n);
+    free(sp);
+    /* Nothing kept: no spans either. */
+    cr_assert_eq(text_chunk_article_spans("Short.", 6, 100, 200, &c, &sp, &n), 0);
+    cr_expect_eq(n, 0);
+    cr_expect_null(sp);
+    text_chunks_free(c, n);
+}
+
+/* ---- windows (posts, repositories) ---- */
+
+/* The windows of t as strings (valid UTF-8 in: the bytes themselves). */
+static size_t windows(const char *t, size_t size, size_t overlap, char ***out, text_span **spans) {
+    size_t n;
+    text_span *sp;
+    cr_assert_eq(text_chunk_window(t, strlen(t), size, overlap, &sp, &n), 0);
+    char **texts = calloc(n + 1, sizeof(*texts));
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        cr_assert_eq(text_utf8_dup(t + sp[i].start, sp[i].end - sp[i].start, &texts[i], &len), 0);
+    }
+    *out = texts;
+    if (spans)
+        *spans = sp;
+    else
+        free(sp);
+    return n;
+}
+
+#define expect_windows(t, size, overlap, ...)                                                 \
+    do {                                                                                      \
+        const char *want_[] = {__VA_ARGS__};                                                  \
+        size_t nwant_ = sizeof(want_) / sizeof(want_[0]);                                     \
+        char **got_;                                                                          \
+        size_t n_ = windows(t, size, overlap, &got_, NULL);                                   \
+        cr_expect_eq(n_, nwant_, "'%s' %d/%d: %zu windows, not %zu", t, (int)(size),          \
+                     (int)(overlap), n_, nwant_);                                             \
+        for (size_t i_ = 0; i_ < n_ && i_ < nwant_; i_++)                                     \
+            cr_expect_str_eq(got_[i_], want_[i_], "'%s' %d/%d window %zu", t, (int)(size),     \
+                             (int)(overlap), i_);                                             \
+        text_chunks_free(got_, n_);                                                           \
+    } while (0)
+
+Test(text, windows_on_ascii_end_at_words_and_overlap_by_whole_words) {
+    /* 15/5: the last 5 code points of a window start the next when they are
+     * a word ("brown", "jumps"); after "over the" the 5 are "r the", and the
+     * partial word "r" and its space are left out: "the". */
+    expect_windows("the quick brown fox jumps over the lazy dog", 15, 5, "the quick brown",
+                   "brown fox jumps", "jumps over the", "the lazy dog");
+    /* A cut inside "wonderful" would leave "hello world" of 16: half full
+     * and more, so the window ends there; overlap 0: windows touch. */
+    expect_windows("hello world wonderful", 16, 0, "hello world", "wonderful");
+    /* "aaaa" is less than half of 10: the word is cut at the 10th code
+     * point, and the overlap is its cut tail, "bb". */
+    expect_windows("aaaa bbbbbbbbbbbb", 10, 2, "aaaa bbbbb", "bbbbbbbbb");
+    /* Whitespace is trimmed from both ends of every window. */
+    expect_windows("  one two three   four  ", 9, 0, "one two", "three", "four");
+    /* A run of whitespace longer than a window: the next starts after it. */
+    expect_windows("aaaa bbbb                    cc", 10, 5, "aaaa bbbb", "cc");
+}
+
+Test(text, windows_always_move_on_even_with_a_large_overlap) {
+    /* 10/8: after "xx aaaaa" the next window starts at "aaaaa"; ending it at
+     * its space would give "aaaaa" again, nothing new, so it is cut at 10. */
+    char **c;
+    size_t n = windows("xx aaaaa bbbbbbbbbbbbbb", 10, 8, &c, NULL);
+    cr_assert_geq(n, 3);
+    cr_expect_str_eq(c[0], "xx aaaaa");
+    cr_expect_str_eq(c[1], "aaaaa bbbb");
+    cr_expect_str_eq(c[2], "bbbbbbbbbb");
+    text_chunks_free(c, n);
+    /* size 1, overlap 0: one code point each, spaces skipped. */
+    expect_windows("ab c", 1, 0, "a", "b", "c");
+}
+
+Test(text, windows_count_code_points_of_every_script) {
+    /* Cyrillic (2 bytes), CJK (3 bytes, no spaces: cut between code points),
+     * emoji (4 bytes), combining accents (a code point each, as len()). */
+    expect_windows("Привет мир как дела", 10, 3, "Привет мир", "мир как", "как дела");
+    expect_windows("東京都は日本の首都です", 4, 1, "東京都は", "は日本の", "の首都で", "です");
+    expect_windows("🙂🙂🙂🙂🙂🙂", 4, 1, "🙂🙂🙂🙂", "🙂🙂🙂");
+    expect_windows("cafe\xcc\x81 cafe\xcc\x81", 5, 0, "cafe\xcc\x81", "cafe\xcc\x81");
+    expect_windows("ça 🔧 déjà vu", 6, 2, "ça 🔧", "🔧 déjà", "vu");
+    char **c;
+    text_span *sp;
+    size_t n = windows("🙂🙂🙂🙂🙂🙂", 4, 1, &c, &sp);
+    cr_assert_eq(n, 2);
+    cr_expect(sp[0].start == 0 && sp[0].end == 16 && sp[1].start == 12 && sp[1].end == 24,
+              "byte offsets: [%zu,%zu) [%zu,%zu)", sp[0].start, sp[0].end, sp[1].start, sp[1].end);
+    text_chunks_free(c, n);
+    free(sp);
+}
+
+/* Whether s[0, len) is valid UTF-8. */
+static int valid_utf8(const char *s, size_t len) {
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                              (utf8proc_ssize_t)(len - i), &c);
+        if (k <= 0)
+            return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+Test(text, windows_on_broken_utf8_never_give_broken_utf8) {
+    /* Bad bytes count as a code point each (U+FFFD), a truncated sequence
+     * as one per byte; the cut never falls inside a valid sequence. */
+    const char *t = "ab \xff\xfe cd \xe2\x82 ef \xe2\xc3\xa9 \xf0\x9f\x99\x82 gh \xf0\x9f\x99";
+    for (size_t size = 1; size <= 8; size++)
+        for (size_t overlap = 0; overlap < size; overlap++) {
+            text_span *sp;
+            size_t n;
+            cr_assert_eq(text_chunk_window(t, strlen(t), size, overlap, &sp, &n), 0);
+            cr_expect_gt(n, 0);
+            for (size_t i = 0; i < n; i++) {
+                char *w;
+                size_t len;
+                cr_assert_eq(text_utf8_dup(t + sp[i].start, sp[i].end - sp[i].start, &w, &len), 0);
+                cr_expect(valid_utf8(w, len), "%zu/%zu window %zu is broken", size, overlap, i);
+                cr_expect_eq(strlen(w), len);
+                free(w);
+            }
+            free(sp);
+        }
+    /* 3/0: "\xe2\x82" is two code points, "\xe2é" two; "🙂 gh" is cut
+     * inside "gh" (ending at the space would leave 1 of 3, under half);
+     * the truncated emoji at the end is three. */
+    expect_windows(t, 3, 0, "ab", "\xef\xbf\xbd\xef\xbf\xbd", "cd", "\xef\xbf\xbd\xef\xbf\xbd",
+                   "ef", "\xef\xbf\xbd\xc3\xa9", "\xf0\x9f\x99\x82 g", "h \xef\xbf\xbd",
+                   "\xef\xbf\xbd\xef\xbf\xbd");
+    char *o;
+    size_t len;
+    cr_assert_eq(text_utf8_dup("a\xff" "b\xef\xbf\xbd" "c\xe2\x82", 9, &o, &len), 0);
+    cr_expect_str_eq(o, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd");
+    cr_expect_eq(len, 15);
+    free(o);
+}
+
+Test(text, windows_edge_cases) {
+    expect_windows("short text", 250, 25, "short text");
+    char **c;
+    text_span *sp;
+    size_t n = windows(" \t short text \n", 250, 25, &c, &sp);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(sp[0].start, 3);
+    cr_expect_eq(sp[0].end, 13);
+    text_chunks_free(c, n);
+    free(sp);
+    sp = (text_span *)&n; /* must come back NULL */
+    cr_expect_eq(text_chunk_window("", 0, 250, 25, &sp, &n), 0);
+    cr_expect_eq(n, 0);
+    cr_expect_null(sp);
+    cr_expect_eq(text_chunk_window(" \n\u3000 ", strlen(" \n\u3000 "), 250, 25, &sp, &n), 0);
+    cr_expect_eq(n, 0, "whitespace only: nothing");
+    cr_expect_null(sp);
+    cr_expect_eq(text_chunk_window("abc", 3, 10, 10, &sp, &n), -EINVAL, "overlap == size");
+    cr_expect_null(sp);
+    cr_expect_eq(text_chunk_window("abc", 3, 10, 11, &sp, &n), -EINVAL, "overlap > size");
+    cr_expect_eq(text_chunk_window("abc", 3, 0, 0, &sp, &n), -EINVAL, "size 0");
+    cr_expect_eq(n, 0);
+}
+
+/* Every property text.h promises of the windows of t (valid UTF-8):
+ * boundaries between code points, 1 to size code points, no whitespace at
+ * the ends, progress, nothing skipped, and the overlap rule. Returns the
+ * number of windows. */
+static size_t check_windows(const char *t, size_t len, size_t size, size_t overlap) {
+    /* t as code points, with where each starts */
+    long *cp = malloc((len + 1) * sizeof(*cp));
+    size_t *off = malloc((len + 1) * sizeof(*off)), n = 0;
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)t + i,
+                                              (utf8proc_ssize_t)(len - i), &c);
+        cr_assert_gt(k, 0, "the test text must be valid UTF-8");
+        off[n] = i;
+        cp[n++] = c;
+        i += (size_t)k;
+    }
+    off[n] = len;
+    text_span *sp;
+    size_t nw;
+    cr_assert_eq(text_chunk_window(t, len, size, overlap, &sp, &nw), 0);
+    size_t *s = malloc((nw + 1) * sizeof(*s)), *e = malloc((nw + 1) * sizeof(*e));
+    for (size_t i = 0; i < nw; i++) { /* byte offsets to code point indexes */
+        s[i] = e[i] = (size_t)-1;
+        for (size_t k = 0; k <= n; k++) {
+            if (off[k] == sp[i].start)
+                s[i] = k;
+            if (off[k] == sp[i].end)
+                e[i] = k;
+        }
+        cr_assert(s[i] != (size_t)-1 && e[i] != (size_t)-1, "window %zu cuts a sequence", i);
+        cr_assert(e[i] > s[i] && e[i] - s[i] <= size, "window %zu has %zu code points (size %zu)",
+                  i, e[i] - s[i], size);
+        cr_assert(!text_is_space(cp[s[i]]) && !text_is_space(cp[e[i] - 1]),
+                  "window %zu is not trimmed", i);
+    }
+    for (size_t k = 0; k < n; k++) { /* nothing skipped */
+        int covered = text_is_space(cp[k]);
+        for (size_t i = 0; i < nw && !covered; i++)
+            covered = k >= s[i] && k < e[i];
+        cr_assert(covered, "code point %zu is in no window (%zu/%zu)", k, size, overlap);
+    }
+    for (size_t i = 0; i + 1 < nw; i++) {
+        cr_assert(s[i + 1] > s[i] && e[i + 1] > e[i], "window %zu does not move on", i + 1);
+        size_t u = e[i];
+        while (u < n && text_is_space(cp[u]))
+            u++;
+        cr_assert(s[i + 1] <= u, "window %zu skips text", i + 1);
+        size_t shared = s[i + 1] < e[i] ? e[i] - s[i + 1] : 0;
+        cr_assert(shared <= overlap, "windows %zu and %zu share %zu > %zu", i, i + 1, shared,
+                  overlap);
+        /* The shared code points end window i and begin window i+1. */
+        cr_assert(memcmp(t + off[e[i] - shared], t + off[s[i + 1]],
+                         off[e[i]] - off[e[i] - shared]) == 0);
+        /* Where the next window starts: the first word start at or after
+         * p = max(e - overlap, s + 1), or p in a cut word, or u after a
+         * long gap. */
+        size_t p = e[i] - s[i] > overlap ? e[i] - overlap : s[i] + 1, want = p;
+        for (size_t q = p; q <= u && q < n; q++)
+            if (!text_is_space(cp[q]) && (q == 0 || text_is_space(cp[q - 1]))) {
+                want = q;
+                break;
+            }
+        if (u - want >= size)
+            want = u;
+        cr_assert_eq(s[i + 1], want, "window %zu starts at %zu, not %zu (%zu/%zu)", i + 1,
+                     s[i + 1], want, size, overlap);
+        /* Exact overlap: when e - overlap is a word start inside window i,
+         * window i+1 begins with window i's last `overlap` code points. */
+        if (e[i] - s[i] > overlap && overlap > 0 && !text_is_space(cp[e[i] - overlap]) &&
+            text_is_space(cp[e[i] - overlap - 1]) && u - (e[i] - overlap) < size)
+            cr_assert_eq(shared, overlap, "window %zu: %zu shared, not %zu", i + 1, shared,
+                         overlap);
+    }
+    free(s);
+    free(e);
+    free(sp);
+    free(cp);
+    free(off);
+    return nw;
+}
+
+Test(text, window_properties_over_many_sizes_and_scripts) {
+    /* A text of words of many lengths and scripts, some longer than the
+     * small windows, with runs of whitespace of several kinds. */
+    static const char *words[] = {"a", "tiny", "word", "Привет", "東京都は日本の首都です",
+                                  "🙂🙂", "cafe\xcc\x81", "supercalifragilisticexpialidocious",
+                                  "3.14", "e.g.", "Ñu", "x"};
+    static const char *gaps[] = {" ", " ", " ", "  ", "\n", " \t ", "\u3000"};
+    size_t cap = 1 << 16, len = 0;
+    char *t = malloc(cap);
+    unsigned seed = 12345;
+    t[0] = '\0';
+    while (len < 6000) {
+        seed = seed * 1103515245u + 12345u;
+        const char *w = words[(seed >> 16) % (sizeof(words) / sizeof(words[0]))];
+        seed = seed * 1103515245u + 12345u;
+        const char *g = gaps[(seed >> 16) % (sizeof(gaps) / sizeof(gaps[0]))];
+        len += (size_t)sprintf(t + len, "%s%s", w, g);
+    }
+    static const size_t sizes[][2] = {{1, 0},   {2, 1},   {5, 0},    {7, 3},     {10, 9},
+                                      {16, 4},  {33, 32}, {64, 10},  {250, 25},  {250, 249},
+                                      {1500, 100}, {5000, 0}, {10000, 100}};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        size_t nw = check_windows(t, len, sizes[k][0], sizes[k][1]);
+        cr_expect_gt(nw, 0);
+    }
+    cr_expect_eq(check_windows(t, len, 10000, 100), 1, "all of it fits in one");
+    free(t);
 }
 
 /* ---- conformance with the Handbook's own data ---- */
@@ -286,4 +635,46 @@ Test(dedupe, remembers_documents_across_table_growth) {
             cr_expect_eq(dedupe_seen(d, text, (size_t)n), pass, "document %d, pass %d", i, pass);
         }
     dedupe_free(d);
+}
+
+/* The offsets every article chunk carries: on the Handbook's cleaned
+ * articles each of the 500 chunks is exactly content[start, end), in
+ * order and apart; and the windows of posts and repositories keep every
+ * promise of text.h on the same real text. */
+Test(text, handbook_article_offsets_round_trip_and_windows_hold_on_real_text) {
+    require_handbook();
+    bson_t *cleaned = load_artifact("cleaned_documents.json");
+    bson_iter_t ca, c;
+    cr_assert(bson_iter_init_find(&ca, cleaned, "artifact_data") && bson_iter_recurse(&ca, &c));
+    size_t total = 0, exact = 0, docs = 0;
+    while (bson_iter_next(&c)) {
+        bson_iter_t doc;
+        bson_iter_recurse(&c, &doc);
+        cr_assert(bson_iter_find(&doc, "content"));
+        uint32_t len;
+        const char *content = bson_iter_utf8(&doc, &len);
+        char **chunks;
+        text_span *sp;
+        size_t n;
+        cr_assert_eq(text_chunk_article_spans(content, len, 1000, 2000, &chunks, &sp, &n), 0);
+        for (size_t i = 0; i < n; i++, total++) {
+            size_t clen = strlen(chunks[i]);
+            int eq = sp[i].end - sp[i].start == clen && sp[i].end <= len &&
+                     memcmp(content + sp[i].start, chunks[i], clen) == 0;
+            cr_expect(eq, "document %zu chunk %zu is not content[%zu:%zu]", docs, i, sp[i].start,
+                      sp[i].end);
+            cr_expect(i == 0 || sp[i].start > sp[i - 1].end, "document %zu chunk %zu", docs, i);
+            exact += (size_t)eq;
+        }
+        text_chunks_free(chunks, n);
+        free(sp);
+        if (docs % 8 == 0) { /* the window rule, on a share of the articles */
+            check_windows(content, len, 250, 25);
+            check_windows(content, len, 1500, 100);
+        }
+        docs++;
+    }
+    cr_expect_eq(total, 500, "%zu chunks", total);
+    cr_expect_eq(exact, 500, "%zu round-trip", exact);
+    bson_destroy(cleaned);
 }
