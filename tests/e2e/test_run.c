@@ -519,3 +519,54 @@ Test(run, clean_drops_near_duplicates_when_asked) {
               "%s", text);
     free(text);
 }
+
+/* The token cap: a tokenizer folder given, every chunk has at most
+ * max_tokens - 2 WordPiece tokens and shares 1 to token_overlap tokens with
+ * the piece before it; checked by the independent Python tokenizer. */
+Test(run, chunks_are_capped_at_the_tokenizers_limit_with_overlap) {
+    char model[128];
+    snprintf(model, sizeof(model), "%s/model", test_dir);
+    cr_assert_eq(mkdir(model, 0755), 0);
+    write_test_file(model, "vocab.txt",
+                    "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\nquick\nbrown\nfox\njumps\nover\n"
+                    "lazy\ndog\n.\n,\nsun\nwarm\n##s\n");
+    char line[400] = "", docs[1600] = "";
+    for (int i = 0; i < 5; i++)
+        strcat(line, "the quick brown fox jumps over the lazy dogs, ");
+    snprintf(docs, sizeof(docs),
+             "{\"id\": \"p1\", \"category\": \"posts\", \"content\": \"%s\"}\n"
+             "{\"id\": \"r1\", \"category\": \"repositories\", \"content\": \"%s%s\"}\n",
+             line, line, line);
+    write_test_file(test_dir, "docs.jsonl", docs);
+    char *p = write_test_file(test_dir, "cap.yaml",
+                              "pipeline: cap\n"
+                              "steps:\n"
+                              "  load: {uses: shell, with: {run: 'cp @/docs.jsonl d', outputs: {d: d}}}\n"
+                              "  chunk:\n"
+                              "    uses: chunk\n"
+                              "    inputs: {documents: load.d}\n"
+                              "    with: {tokenizer: '@/model', max_tokens: 12, token_overlap: 3}\n"
+                              "  show: {uses: shell, inputs: {c: chunk.chunks},\n"
+                              "         with: {run: 'cp \"$SLUICE_INPUT_c\" @/out.jsonl'}}\n");
+    result r = RUN(test_store_arg, "run", p);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 -c 'import json,sys\n"
+             "sys.path.insert(0, \"%s/tests/ref\")\n"
+             "import wordpiece_ref as w\n"
+             "t = w.Tokenizer(sys.argv[1])\n"
+             "rows = [json.loads(l) for l in open(sys.argv[2])]\n"
+             "assert len(rows) > 4, len(rows)\n"
+             "prev = None\n"
+             "for r in rows:\n"
+             "    ids = t.ids(r[\"content\"])\n"
+             "    assert 0 < len(ids) <= 10, (len(ids), r)\n"
+             "    if prev and prev[0] == r[\"document_id\"]:\n"
+             "        assert any(prev[1][-m:] == ids[:m] for m in (1, 2, 3)), (prev[1], ids)\n"
+             "    prev = (r[\"document_id\"], ids)\n"
+             "' %s %s/out.jsonl",
+             SLUICE_SOURCE_DIR, model, test_dir);
+    cr_expect_eq(system(cmd), 0, "every piece within the limit, overlapping by 3 tokens");
+}

@@ -1,0 +1,28 @@
+/* html.h - a web page turned into an article: its title, description,
+ * language and main text, through gumbo's HTML5 parser. The main text is
+ * the page's <article>, else its <main>, else its <body>, without scripts,
+ * styles, navigation, headers, footers, asides and forms; blocks become
+ * paragraphs separated by a blank line, list items lines beginning "* ",
+ * and <pre> keeps its spacing. */
+#ifndef SLUICE_CRAWL_HTML_H
+#define SLUICE_CRAWL_HTML_H
+
+#include <stddef.h>
+
+typedef struct html_page {
+    char *title;       /* <title>, else the first <h1>; "" when neither */
+    char *description; /* <meta name="description">, or NULL */
+    char *language;    /* <html lang>, or NULL */
+    char *text;        /* the main text, UTF-8 */
+} html_page;
+
+/* Parses len bytes of HTML. charset is the Content-Type header's (NULL if
+ * it gave none); otherwise a <meta> charset in the first 1,024 bytes is
+ * used, else UTF-8, and other charsets are converted with iconv. Returns 0
+ * and fills page (free with html_page_free), or a negative code with a
+ * message in err. */
+int html_extract(const char *html, size_t len, const char *charset, html_page *page, char *err,
+                 size_t err_size);
+void html_page_free(html_page *page);
+
+#endif

@@ -1,0 +1,217 @@
+/* The crawl step's parts without a network: robots.txt rules, the HTML to
+ * text rendering, the dispatch table, and a local git repository. */
+#include <bson/bson.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+#include "git.h"
+#include "html.h"
+#include "robots.h"
+
+static robots *parse(const char *text) {
+    robots *r = robots_parse(text, strlen(text), "sluice-crawl");
+    cr_assert_not_null(r);
+    return r;
+}
+
+Test(robots, the_most_specific_group_and_the_longest_rule_win) {
+    robots *r = parse("User-agent: *\nDisallow: /\n\n"
+                      "User-agent: sluice\nDisallow: /private/\nAllow: /private/open\n"
+                      "Disallow: /*.pdf$\n");
+    cr_expect(robots_allowed(r, "/articles/a.html"));
+    cr_expect_not(robots_allowed(r, "/private/x.html"));
+    cr_expect(robots_allowed(r, "/private/open/x.html"));
+    cr_expect_not(robots_allowed(r, "/files/a.pdf"));
+    cr_expect(robots_allowed(r, "/files/a.pdf?x=1"));
+    robots_free(r);
+}
+
+Test(robots, star_group_comments_case_and_empty_disallow) {
+    robots *r = parse("# hello\nUSER-AGENT: BadBot\nDisallow: /\n\nuser-agent: * # all\n"
+                      "disallow: /tmp  # not this\r\n");
+    cr_expect(robots_allowed(r, "/"));
+    cr_expect_not(robots_allowed(r, "/tmp/a"));
+    cr_expect_not(robots_allowed(r, "/tmpfile"));
+    robots_free(r);
+    r = parse("User-agent: *\nDisallow:\n");
+    cr_expect(robots_allowed(r, "/anything"));
+    robots_free(r);
+    r = parse("User-agent: other\nDisallow: /\n");
+    cr_expect(robots_allowed(r, "/anything"), "no group names us: everything is allowed");
+    robots_free(r);
+}
+
+Test(robots, groups_sharing_rules_and_ties_going_to_allow) {
+    robots *r = parse("User-agent: a\nUser-agent: *\nDisallow: /x\nAllow: /x\n");
+    cr_expect(robots_allowed(r, "/x/y"));
+    robots_free(r);
+    robots *none = robots_disallow_all(), *all = robots_allow_all();
+    cr_expect_not(robots_allowed(none, "/"));
+    cr_expect(robots_allowed(all, "/private"));
+    robots_free(none);
+    robots_free(all);
+}
+
+static void extract(const char *html, const char *charset, html_page *p) {
+    char err[256];
+    cr_assert_eq(html_extract(html, strlen(html), charset, p, err, sizeof(err)), 0, "%s", err);
+}
+
+Test(html, main_text_without_scripts_styles_navigation_or_footers) {
+    html_page p;
+    extract("<!doctype html><html lang=fr><head><title> The  title </title>"
+            "<meta name=description content='About it'><style>p{STYLE}</style>"
+            "<script>SCRIPT()</script></head><body><header><nav>NAV</nav></header>"
+            "<article><h1>Head</h1><p>One <em>two</em>&amp;three&#8217;s.</p>"
+            "<ul><li>a</li><li>b</li></ul><pre>x  =  1\n  y</pre><aside>ASIDE</aside>"
+            "</article><footer>FOOT</footer></body></html>",
+            NULL, &p);
+    cr_expect_str_eq(p.title, "The title");
+    cr_expect_str_eq(p.description, "About it");
+    cr_expect_str_eq(p.language, "fr");
+    cr_expect_str_eq(p.text, "Head\n\nOne two&three\xe2\x80\x99s.\n\n* a\n* b\n\nx  =  1\n  y");
+    html_page_free(&p);
+}
+
+Test(html, body_when_no_article_and_h1_when_no_title) {
+    html_page p;
+    extract("<html><head><title></title></head><body><h1>Only <b>heading</b></h1>"
+            "<div>Text<br>next line</div><script>x</script></body></html>",
+            NULL, &p);
+    cr_expect_str_eq(p.title, "Only heading");
+    cr_expect_null(p.description);
+    cr_expect_null(p.language);
+    cr_expect_str_eq(p.text, "Only heading\n\nText\nnext line");
+    html_page_free(&p);
+}
+
+Test(html, latin1_pages_by_header_or_meta_and_broken_utf8) {
+    html_page p;
+    extract("<html><body><p>caf\xe9 na\xefve</p></body></html>", "ISO-8859-1", &p);
+    cr_expect_str_eq(p.text, "caf\xc3\xa9 na\xc3\xafve");
+    html_page_free(&p);
+    extract("<html><head><meta charset=\"iso-8859-1\"></head><body><p>\xe9t\xe9</p></body></html>",
+            NULL, &p);
+    cr_expect_str_eq(p.text, "\xc3\xa9t\xc3\xa9");
+    html_page_free(&p);
+    extract("<p>bad \xff\xfe bytes</p>", NULL, &p);
+    cr_expect(bson_utf8_validate(p.text, strlen(p.text), false), "the text is valid UTF-8");
+    html_page_free(&p);
+    char err[256];
+    cr_expect_neq(html_extract("<p>x</p>", 8, "no-such-charset", &p, err, sizeof(err)), 0);
+    cr_expect(strstr(err, "no-such-charset"), "%s", err);
+}
+
+Test(html, deep_nesting_does_not_exhaust_the_stack) {
+    size_t depth = 20000;
+    char *html = malloc(depth * 5 + 16);
+    cr_assert_not_null(html);
+    char *w = html;
+    for (size_t i = 0; i < depth; i++)
+        w += sprintf(w, "<div>");
+    strcpy(w, "deep");
+    html_page p;
+    extract(html, NULL, &p);
+    cr_expect_str_eq(p.text, "deep");
+    html_page_free(&p);
+    free(html);
+}
+
+static dispatch_result classify(dispatch *d, const char *link) {
+    dispatch_result r;
+    char err[256];
+    cr_assert_eq(dispatch_link(d, link, &r, err, sizeof(err)), 0, "%s: %s", link, err);
+    return r;
+}
+
+Test(dispatch, links_go_to_crawlers_by_domain_with_pipeline_rules_first) {
+    dispatch *d = dispatch_new();
+    cr_assert_not_null(d);
+    dispatch_result r = classify(d, "https://github.com/user/repo");
+    cr_expect_eq(r.kind, CRAWL_GIT);
+    cr_expect_str_eq(r.platform, "github");
+    r = classify(d, "https://maximelabonne.medium.com/post-1");
+    cr_expect_eq(r.kind, CRAWL_ARTICLE);
+    cr_expect_str_eq(r.platform, "medium");
+    cr_expect_str_eq(r.domain, "maximelabonne.medium.com");
+    r = classify(d, "https://www.linkedin.com/posts/x");
+    cr_expect_eq(r.kind, CRAWL_POST);
+    r = classify(d, "https://example.org/blog/a.html");
+    cr_expect_eq(r.kind, CRAWL_ARTICLE);
+    cr_expect_str_eq(r.platform, "example.org");
+    r = classify(d, "https://git.example.org/team/tool.git");
+    cr_expect_eq(r.kind, CRAWL_GIT);
+    r = classify(d, "file:///srv/repo");
+    cr_expect_eq(r.kind, CRAWL_GIT);
+    cr_expect_str_eq(r.domain, "local");
+    r = classify(d, "demo/repos/twin-notes");
+    cr_expect_eq(r.kind, CRAWL_GIT);
+    r = classify(d, "https://notgithub.com/a");
+    cr_expect_eq(r.kind, CRAWL_ARTICLE, "a domain matches itself and its subdomains only");
+
+    char err[256];
+    cr_assert_eq(dispatch_add(d, "example.org=git:forge", err, sizeof(err)), 0);
+    r = classify(d, "https://code.example.org/x");
+    cr_expect_eq(r.kind, CRAWL_GIT);
+    cr_expect_str_eq(r.platform, "forge");
+    cr_expect_neq(dispatch_add(d, "example.org=ftp", err, sizeof(err)), 0);
+    cr_expect(strstr(err, "no crawler 'ftp'"), "%s", err);
+    cr_expect_neq(dispatch_add(d, "=git", err, sizeof(err)), 0);
+    cr_expect_neq(dispatch_link(d, "ftp://example.org/file", &r, err, sizeof(err)), 0);
+    cr_expect(strstr(err, "no crawler takes"), "%s", err);
+    dispatch_free(d);
+}
+
+Test(git, a_repository_becomes_its_text_files) {
+    char dir[] = "/tmp/sluice-git-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && git init -q r && cd r && mkdir -p src img && echo 'int x;' > src/a.c && "
+             "printf 'hello\\n' > README.md && printf '\\211PNG\\r\\n\\032\\n' > img/logo.png && "
+             "echo '{}' > package-lock.json && printf 'a\\000b' > blob.dat && "
+             "head -c 3000 /dev/zero | tr '\\0' x > big.txt && printf '\\377\\376' > latin.txt && "
+             "git add . && git -c user.name=t -c user.email=t@t commit -qm one",
+             dir);
+    cr_assert_eq(system(cmd), 0);
+    char err[512], repo[600];
+    cr_assert_eq(git_crawl_init(err, sizeof(err)), 0);
+    snprintf(repo, sizeof(repo), "%s/r", dir);
+    bson_t files = BSON_INITIALIZER;
+    git_stats st;
+    cr_assert_eq(git_crawl(repo, dir, 2000, &files, &st, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(st.kept, 2);
+    cr_expect_eq(st.skipped_large, 1);
+    cr_expect_eq(st.skipped_binary, 2, "blob.dat and latin.txt");
+    cr_expect_eq(st.skipped_ignored, 2, "logo.png and package-lock.json");
+    bson_iter_t it;
+    cr_expect(bson_iter_init_find(&it, &files, "src/a.c"));
+    cr_expect_str_eq(bson_iter_utf8(&it, NULL), "int x;\n");
+    cr_expect(bson_iter_init_find(&it, &files, "README.md"));
+    bson_destroy(&files);
+
+    /* A file:// URL is cloned (bare, no checkout) and gives the same files. */
+    bson_t cloned = BSON_INITIALIZER;
+    char url[700];
+    snprintf(url, sizeof(url), "file://%s", repo);
+    cr_assert_eq(git_crawl(url, dir, 2000, &cloned, &st, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(st.kept, 2);
+    bson_destroy(&cloned);
+
+    bson_t none = BSON_INITIALIZER;
+    snprintf(url, sizeof(url), "%s/not-a-repo", dir);
+    cr_expect_neq(git_crawl(url, dir, 2000, &none, &st, err, sizeof(err)), 0);
+    cr_expect(strstr(err, "not-a-repo"), "%s", err);
+    bson_destroy(&none);
+    char name[64];
+    git_repo_name("https://github.com/user/tool.git", name, sizeof(name));
+    cr_expect_str_eq(name, "tool");
+    git_repo_name("/srv/repos/notes/", name, sizeof(name));
+    cr_expect_str_eq(name, "notes");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}
