@@ -15,7 +15,7 @@
 /* What clean does beyond the Handbook's rule; all off by default, so that
  * the default is exactly the Handbook's output. */
 typedef struct options {
-    int nfc, urls;
+    int nfc, markup, urls;
     dedupe *dups; /* NULL: keep duplicates */
     uint64_t dropped;
 } options;
@@ -46,6 +46,8 @@ static int clean_one(sl_ctx *ctx, const bson_t *in, uint64_t index, void *ud,
     char *cleaned = NULL;
     size_t cleaned_len;
     int rc = transform(o->nfc, text_nfc, &text, &len);
+    if (rc == 0)
+        rc = transform(o->markup, text_remove_markup, &text, &len);
     if (rc == 0)
         rc = transform(o->urls, text_remove_urls, &text, &len);
     if (rc == 0)
@@ -78,7 +80,8 @@ static int clean_one(sl_ctx *ctx, const bson_t *in, uint64_t index, void *ud,
 }
 
 static int run(sl_ctx *ctx) {
-    options o = {sl_param_bool(ctx, "normalize"), sl_param_bool(ctx, "remove_urls"), NULL, 0};
+    options o = {sl_param_bool(ctx, "normalize"), sl_param_bool(ctx, "remove_markup"),
+                 sl_param_bool(ctx, "remove_urls"), NULL, 0};
     const char *mode = sl_param_str(ctx, "dedupe");
     double threshold = sl_param_f64(ctx, "near_threshold");
     if (mode && strcmp(mode, "none") != 0) {
@@ -106,6 +109,8 @@ static const sl_port outputs[] = {
 };
 static const sl_param params[] = {
     {"normalize", SL_PARAM_BOOL, "false", "Unicode NFC first", 0},
+    {"remove_markup", SL_PARAM_BOOL, "false",
+     "drop HTML tags, comments and character references, and Markdown link syntax, first", 0},
     {"remove_urls", SL_PARAM_BOOL, "false", "drop http(s):// and www. addresses first", 0},
     {"dedupe", SL_PARAM_STRING, "none", "none, exact (same cleaned text) or near (MinHash)", 0},
     {"near_threshold", SL_PARAM_FLOAT, "0.8", "estimated Jaccard similarity of a near duplicate", 0},

@@ -32,6 +32,7 @@ typedef struct crawl {
     sl_ctx *ctx;
     warehouse *w;
     char user_id[64], first[256], last[256], full_name[512];
+    char crawled_at[32]; /* when the crawl began, ISO 8601 UTC */
     crawl_link *links;
     size_t n;
 } crawl;
@@ -86,6 +87,7 @@ static void append_common(crawl *c, crawl_link *l, bson_t *doc) {
     BSON_APPEND_UTF8(doc, "author_id", c->user_id);
     BSON_APPEND_UTF8(doc, "author_full_name", c->full_name);
     BSON_APPEND_UTF8(doc, "link", l->url);
+    BSON_APPEND_UTF8(doc, "crawled_at", c->crawled_at);
     BSON_APPEND_UTF8(doc, "_id", l->id);
 }
 
@@ -354,6 +356,9 @@ static int run(sl_ctx *ctx) {
         }
     crawl c = {.ctx = ctx, .n = sl_param_list_len(ctx, "links")};
     split_name(&c, name);
+    time_t now = time(NULL);
+    struct tm utc;
+    strftime(c.crawled_at, sizeof(c.crawled_at), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &utc));
     c.links = calloc(c.n ? c.n : 1, sizeof(*c.links));
     if (!c.links) {
         dispatch_free(d);

@@ -1,7 +1,9 @@
 #include "text.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +500,115 @@ int text_remove_urls(const char *in, size_t len, char **out, size_t *out_len) {
             continue;
         }
         o[k++] = in[i++];
+    }
+    o[k] = '\0';
+    *out = o;
+    *out_len = k;
+    return 0;
+}
+
+/* The length of an HTML tag or comment at s, or 0. */
+static size_t tag_at(const char *s, size_t n) {
+    if (n < 3 || s[0] != '<' || !(isalpha((unsigned char)s[1]) || s[1] == '/' || s[1] == '!'))
+        return 0;
+    if (n >= 4 && memcmp(s, "<!--", 4) == 0) {
+        for (size_t i = 4; i + 2 < n && i < 1024; i++)
+            if (memcmp(s + i, "-->", 3) == 0)
+                return i + 3;
+        return 0;
+    }
+    for (size_t i = 1; i < n && i < 1024; i++) {
+        if (s[i] == '>')
+            return i + 1;
+        if (s[i] == '<')
+            return 0;
+    }
+    return 0;
+}
+
+/* Decodes a character reference at s into buf (UTF-8); returns its length
+ * in s and sets *w to the bytes written, or returns 0. */
+static size_t entity_at(const char *s, size_t n, char buf[8], size_t *w) {
+    static const struct { const char *name, *text; } named[] = {
+        {"amp", "&"}, {"lt", "<"}, {"gt", ">"}, {"quot", "\""}, {"apos", "'"}, {"nbsp", " "},
+    };
+    size_t i = 1;
+    if (n < 3 || s[0] != '&')
+        return 0;
+    if (s[1] == '#') {
+        int hex = n > 2 && (s[2] == 'x' || s[2] == 'X');
+        uint32_t cp = 0;
+        size_t digits = 0;
+        for (i = hex ? 3 : 2; i < n && digits < 8; i++, digits++) {
+            int c = (unsigned char)s[i];
+            int d = isdigit(c) ? c - '0' : hex && isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
+            if (d < 0)
+                break;
+            cp = cp * (hex ? 16 : 10) + (uint32_t)d;
+        }
+        if (!digits || i >= n || s[i] != ';')
+            return 0;
+        utf8proc_ssize_t k = cp && utf8proc_codepoint_valid((utf8proc_int32_t)cp)
+                                 ? utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)buf)
+                                 : 0;
+        *w = (size_t)k;
+        return i + 1;
+    }
+    while (i < n && i < 32 && isalnum((unsigned char)s[i]))
+        i++;
+    if (i == 1 || i >= n || s[i] != ';')
+        return 0;
+    *w = 0;
+    for (size_t k = 0; k < sizeof(named) / sizeof(named[0]); k++)
+        if (strlen(named[k].name) == i - 1 && memcmp(s + 1, named[k].name, i - 1) == 0) {
+            *w = strlen(named[k].text);
+            memcpy(buf, named[k].text, *w);
+        }
+    return i + 1;
+}
+
+/* A Markdown link or image at s: sets the text's span and returns the
+ * whole length, or 0. */
+static size_t md_link_at(const char *s, size_t n, size_t *text_start, size_t *text_len) {
+    size_t i = s[0] == '!' ? 1 : 0;
+    if (i >= n || s[i] != '[')
+        return 0;
+    size_t open = i + 1, close = open;
+    while (close < n && close - open < 1024 && s[close] != ']' && s[close] != '\n')
+        close++;
+    if (close >= n || s[close] != ']' || close + 1 >= n || s[close + 1] != '(')
+        return 0;
+    size_t end = close + 2;
+    while (end < n && end - close < 2048 && s[end] != ')' && !isspace((unsigned char)s[end]))
+        end++;
+    if (end >= n || s[end] != ')')
+        return 0;
+    *text_start = open;
+    *text_len = close - open;
+    return end + 1;
+}
+
+int text_remove_markup(const char *in, size_t len, char **out, size_t *out_len) {
+    char *o = malloc(len + 1); /* nothing grows: a reference is longer than its text */
+    if (!o)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n, ts, tl, w;
+        char buf[8];
+        if ((n = tag_at(in + i, len - i))) {
+            o[k++] = ' ';
+        } else if ((n = entity_at(in + i, len - i, buf, &w))) {
+            memcpy(o + k, buf, w);
+            k += w;
+        } else if ((in[i] == '[' || in[i] == '!') && (n = md_link_at(in + i, len - i, &ts, &tl))) {
+            memcpy(o + k, in + i + ts, tl);
+            k += tl;
+        } else {
+            o[k++] = in[i];
+            n = 1;
+        }
+        i += n;
     }
     o[k] = '\0';
     *out = o;

@@ -24,6 +24,15 @@ int text_nfc(const char *in, size_t len, char **out, size_t *out_len);
  * whitespace. *out is malloc'ed. Returns 0 or -ENOMEM. */
 int text_remove_urls(const char *in, size_t len, char **out, size_t *out_len);
 
+/* Removes what markup leaves in crawled text: HTML tags and comments
+ * ("<p class=x>", "</div>", "<!-- -->": a '<' followed by a letter, '/' or
+ * '!', up to the next '>' within 1,024 bytes; each becomes a space), HTML
+ * character references (&amp; &lt; &gt; &quot; &apos; &nbsp; and numeric
+ * ones decoded, other named ones removed), and Markdown links and images
+ * ("[text](url)" and "![alt](url)" keep text and alt). Anything else is
+ * kept byte for byte. *out is malloc'ed. Returns 0 or -ENOMEM. */
+int text_remove_markup(const char *in, size_t len, char **out, size_t *out_len);
+
 /* A piece of a text: bytes [start, end) of the UTF-8 it was cut from. */
 typedef struct text_span {
     size_t start, end;

@@ -214,6 +214,7 @@ Test(crawl, the_demo_site_and_repository_into_the_warehouse_with_each_failure_re
     cr_expect_eq(count(arts, "SHOULD_NOT_APPEAR"), 0, "no script, style, nav or footer text");
     cr_expect_eq(count(arts, "\"author_full_name\" : \"Ada Lovelace\""), 4);
     cr_expect_eq(count(arts, "\"Title\" : \"\""), 0, "every article has a title");
+    cr_expect_eq(count(arts, "\"crawled_at\" : \"20"), 4, "every document says when");
     free(arts);
     char *repos = exported("RepositoryDocument.json");
     cr_expect_eq(count(repos, "\"link\" : "), 2);

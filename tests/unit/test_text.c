@@ -678,3 +678,31 @@ Test(text, handbook_article_offsets_round_trip_and_windows_hold_on_real_text) {
     cr_expect_eq(exact, 500, "%zu round-trip", exact);
     bson_destroy(cleaned);
 }
+
+static char *unmark(const char *in) {
+    char *out;
+    size_t len;
+    cr_assert_eq(text_remove_markup(in, strlen(in), &out, &len), 0);
+    cr_assert_eq(strlen(out), len);
+    return out;
+}
+
+#define expect_unmarked(in, want)                                                             \
+    do {                                                                                      \
+        char *got_ = unmark(in);                                                              \
+        cr_expect_str_eq(got_, want);                                                         \
+        free(got_);                                                                           \
+    } while (0)
+
+Test(text, remove_markup_drops_tags_references_and_link_syntax) {
+    expect_unmarked("<p class=\"x\">Hello</p><br/>world", " Hello  world");
+    expect_unmarked("a<!-- note -->b", "a b");
+    expect_unmarked("fish &amp; chips &lt;3 caf&#233; &#x1F600;&nbsp;x &copy; y",
+                    "fish & chips <3 caf\xc3\xa9 \xf0\x9f\x98\x80 x  y");
+    expect_unmarked("see [the docs](https://x.org/d) and ![a cat](c.png)", "see the docs and a cat");
+    /* Not markup: kept byte for byte. */
+    expect_unmarked("1 < 2 > 0, a & b, [x] (y), &#; &#0; <3", "1 < 2 > 0, a & b, [x] (y), &#;  <3");
+    expect_unmarked("<unclosed tag and text", "<unclosed tag and text");
+    expect_unmarked("\xff<b>\xfe</b>", "\xff \xfe ");
+    expect_unmarked("", "");
+}
