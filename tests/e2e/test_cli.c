@@ -48,7 +48,7 @@ Test(cli, data_driven_validation_cases) {
             continue;
         result r = run_in(dir, NULL, (char *[]){"sluice", "validate", "-q", e->d_name, NULL});
         cr_expect_eq(r.status, expected[0] ? 2 : 0, "%s: exit %d", e->d_name, r.status);
-        cr_expect_str_eq(r.err, expected, "%s: stderr differs", e->d_name);
+        cr_expect_str_eq(r.err, expected, "%s: stderr differs:\n%s", e->d_name, r.err);
         result_free(&r);
         free(expected);
         cases++;
