@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "dispatch.h"
+#include "formats.h"
 #include "git.h"
 #include "html.h"
 #include "text.h"
@@ -219,11 +220,12 @@ static void report_metrics(crawl *c, size_t totals[4]) {
 
 static int write_report(crawl *c) {
     static const char *const names[] = {"pending", "crawled", "skipped", "failed"};
-    FILE *out = sl_output_create(c->ctx, "report");
-    if (!out)
-        return sl_fail(c->ctx, "cannot create the report");
-    int bad = 0;
-    for (size_t i = 0; i < c->n && !bad; i++) {
+    char err[256];
+    jsonl_writer out;
+    if (jsonl_create(&out, sl_output_path(c->ctx, "report"), err, sizeof(err)) != 0)
+        return sl_fail(c->ctx, "the report: %s", err);
+    int rc = 0;
+    for (size_t i = 0; i < c->n && rc == 0; i++) {
         crawl_link *l = &c->links[i];
         bson_t rec = BSON_INITIALIZER;
         BSON_APPEND_UTF8(&rec, "link", l->url);
@@ -238,15 +240,14 @@ static int write_report(crawl *c) {
             BSON_APPEND_UTF8(&rec, "error", l->error);
         if (l->page.attempts)
             BSON_APPEND_INT32(&rec, "attempts", l->page.attempts);
-        size_t len;
-        char *json = bson_as_relaxed_extended_json(&rec, &len);
-        bad = !json || fwrite(json, 1, len, out) != len || fputc('\n', out) == EOF;
-        bson_free(json);
+        rc = jsonl_write(&out, &rec, err, sizeof(err));
         bson_destroy(&rec);
     }
-    if (fclose(out) != 0 || bad)
-        return sl_fail(c->ctx, "writing the report failed");
-    return SL_OK;
+    if (rc == 0)
+        rc = jsonl_close(&out, err, sizeof(err));
+    else
+        fclose(out.f);
+    return rc ? sl_fail(c->ctx, "the report: %s", err) : SL_OK;
 }
 
 static int crawl_links(crawl *c) {

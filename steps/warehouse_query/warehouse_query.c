@@ -6,14 +6,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "formats.h"
 #include "warehouse.h"
 
 typedef struct query {
     sl_ctx *ctx;
-    FILE *out;
+    jsonl_writer out;
     size_t authors;
     size_t found, written;
     int failed;
+    char err[256]; /* why writing failed */
 } query;
 
 static int wanted_author(query *q, const bson_t *doc) {
@@ -47,12 +49,9 @@ static int write_doc(void *ud, const char *category, const bson_t *doc) {
             bson_append_iter(&out, NULL, 0, &it);
     }
     BSON_APPEND_UTF8(&out, "category", category);
-    size_t len;
-    char *json = bson_as_relaxed_extended_json(&out, &len);
-    bson_destroy(&out);
-    if (!json || fwrite(json, 1, len, q->out) != len || fputc('\n', q->out) == EOF)
+    if (jsonl_write(&q->out, &out, q->err, sizeof(q->err)) != 0)
         q->failed = 1;
-    bson_free(json);
+    bson_destroy(&out);
     q->written++;
     return q->failed || sl_cancelled(q->ctx);
 }
@@ -66,10 +65,10 @@ static int run(sl_ctx *ctx) {
     char err[1024];
     if (warehouse_open(&w, store, where, 1, err, sizeof(err)) != 0)
         return sl_fail(ctx, "%s", err);
-    query q = {ctx, sl_output_create(ctx, "documents"), sl_param_list_len(ctx, "authors"), 0, 0, 0};
-    if (!q.out) {
+    query q = {.ctx = ctx, .authors = sl_param_list_len(ctx, "authors")};
+    if (jsonl_create(&q.out, sl_output_path(ctx, "documents"), q.err, sizeof(q.err)) != 0) {
         warehouse_close(w);
-        return sl_fail(ctx, "cannot create the output");
+        return sl_fail(ctx, "the documents: %s", q.err);
     }
     int rc = 0;
     size_t n_categories = sl_param_list_len(ctx, "categories");
@@ -78,13 +77,13 @@ static int run(sl_ctx *ctx) {
     if (rc)
         snprintf(err, sizeof(err), "%s", warehouse_error(w));
     warehouse_close(w);
-    int closed = fclose(q.out);
+    int closed = q.failed ? fclose(q.out.f) : jsonl_close(&q.out, q.err, sizeof(q.err));
     if (sl_cancelled(ctx))
         return SL_ECANCELLED;
     if (rc)
         return sl_fail(ctx, "%s", err);
     if (q.failed || closed)
-        return sl_fail(ctx, "writing the documents failed");
+        return sl_fail(ctx, "the documents: %s", q.err);
     sl_metric(ctx, "documents", (double)q.written, 0);
     sl_log(ctx, SL_LOG_INFO, "%zu documents of %zu in the warehouse", q.written, q.found);
     if (q.written == 0)

@@ -10,20 +10,26 @@
 #include "records.h"
 #include "text.h"
 
-static char *clean(const char *in) {
+/* fn (a text rule: text_clean, text_remove_markup, ...) applied to in. */
+typedef int (*text_rule)(const char *, size_t, char **, size_t *);
+
+static char *apply(text_rule fn, const char *in) {
     char *out;
     size_t len;
-    cr_assert_eq(text_clean(in, strlen(in), &out, &len), 0);
+    cr_assert_eq(fn(in, strlen(in), &out, &len), 0);
     cr_assert_eq(strlen(out), len);
     return out;
 }
 
-#define expect_clean(in, want)                                                                \
+static char *clean(const char *in) { return apply(text_clean, in); }
+
+#define expect_rule(fn, in, want)                                                             \
     do {                                                                                      \
-        char *got_ = clean(in);                                                               \
+        char *got_ = apply(fn, in);                                                           \
         cr_expect_str_eq(got_, want);                                                         \
         free(got_);                                                                           \
     } while (0)
+#define expect_clean(in, want) expect_rule(text_clean, in, want)
 
 Test(text, clean_keeps_words_of_every_script_and_sentence_punctuation) {
     expect_clean("Hello, world! Is it?", "Hello, world! Is it?");
@@ -679,20 +685,7 @@ Test(text, handbook_article_offsets_round_trip_and_windows_hold_on_real_text) {
     bson_destroy(cleaned);
 }
 
-static char *unmark(const char *in) {
-    char *out;
-    size_t len;
-    cr_assert_eq(text_remove_markup(in, strlen(in), &out, &len), 0);
-    cr_assert_eq(strlen(out), len);
-    return out;
-}
-
-#define expect_unmarked(in, want)                                                             \
-    do {                                                                                      \
-        char *got_ = unmark(in);                                                              \
-        cr_expect_str_eq(got_, want);                                                         \
-        free(got_);                                                                           \
-    } while (0)
+#define expect_unmarked(in, want) expect_rule(text_remove_markup, in, want)
 
 Test(text, remove_markup_drops_tags_references_and_link_syntax) {
     expect_unmarked("<p class=\"x\">Hello</p><br/>world", " Hello  world");
