@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,40 @@ static int map_file(const char *path, void **map, size_t *size, char *err, size_
     }
     close(fd);
     return 0;
+}
+
+/* ---- JSON documents ---- */
+
+int json_file_read(const char *path, bson_t **doc, char *err, size_t err_size) {
+    void *map;
+    size_t size;
+    int rc = map_file(path, &map, &size, err, err_size);
+    if (rc)
+        return rc;
+    bson_error_t e;
+    *doc = size > SSIZE_MAX ? NULL : bson_new_from_json(map, (ssize_t)size, &e);
+    if (map)
+        munmap(map, size);
+    if (!*doc)
+        return fail(err, err_size, -EINVAL, "%s: not a JSON object: %s", path,
+                    size ? e.message : "the file is empty");
+    return 0;
+}
+
+int json_file_write(const char *path, const bson_t *doc, char *err, size_t err_size) {
+    size_t len;
+    char *json = bson_as_relaxed_extended_json(doc, &len);
+    if (!json)
+        return fail(err, err_size, -EINVAL, "%s: the document cannot be written as JSON", path);
+    FILE *f = fopen(path, "wb");
+    int rc = f ? 0 : -errno;
+    if (f) {
+        int ok = fwrite(json, 1, len, f) == len && fputc('\n', f) != EOF;
+        ok = fclose(f) == 0 && ok;
+        rc = ok ? 0 : -EIO;
+    }
+    bson_free(json);
+    return rc ? fail(err, err_size, rc, "%s: %s", path, strerror(-rc)) : 0;
 }
 
 /* ---- JSON Lines ---- */

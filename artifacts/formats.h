@@ -15,6 +15,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* ---- JSON documents (configurations, metrics) ---- */
+
+/* Reads the JSON object in the file at path into *doc (the caller's, free
+ * with bson_destroy). */
+int json_file_read(const char *path, bson_t **doc, char *err, size_t err_size);
+/* Writes doc to path as one line of relaxed extended JSON. */
+int json_file_write(const char *path, const bson_t *doc, char *err, size_t err_size);
+
 /* ---- JSON Lines ---- */
 
 typedef struct jsonl_writer {

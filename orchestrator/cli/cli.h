@@ -46,6 +46,7 @@ int cmd_status(const cli_globals *g, int argc, char **argv);
 int cmd_resume(const cli_globals *g, int argc, char **argv);
 int cmd_gc(const cli_globals *g, int argc, char **argv);
 int cmd_warehouse(const cli_globals *g, int argc, char **argv);
+int cmd_search(const cli_globals *g, int argc, char **argv);
 
 /* Prints what a run of p would do (status, run --dry-run); an exit status. */
 int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json);

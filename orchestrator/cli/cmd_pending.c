@@ -9,7 +9,6 @@
 static const struct {
     const char *command, *needs;
 } pending[] = {
-    {"search", "the embedding and index steps"},
     {"serve", "the deploy step"},
 };
 

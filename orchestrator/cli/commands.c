@@ -106,8 +106,21 @@ const cli_command cli_commands[] = {
      "RepositoryDocument.json), upserting documents by link; export writes it.\n"
      "--warehouse mongodb://HOST/DB uses a MongoDB warehouse instead of the store's.\n",
      cmd_warehouse},
-    {"search", "query a vector or BM25 index artifact",
-     "usage: sluice search INDEX QUERY [-k N] [--filter KEY=VALUE]...\n", cmd_pending},
+    {"search", "query a retrieval index: dense, BM25 or both fused",
+     "usage: sluice search INDEX QUERY [-k N] [--filter KEY=VALUE]... [--mode MODE] [--json]\n"
+     "\n"
+     "Ranks the chunks of an index the index step built. INDEX is the index's folder\n"
+     "(or its index.sluidx), an artifact id (a unique prefix is enough), or the id of\n"
+     "the step that built it: the newest index that step made in the store.\n"
+     "The query is embedded by the model that embedded the chunks.\n"
+     "\n"
+     "  -k N                  how many results (default 5)\n"
+     "  --filter author=NAME  only chunks of that author (the payload's full name)\n"
+     "  --filter category=C   only chunks of that category (articles, posts, ...)\n"
+     "  --mode MODE           hybrid (default: dense and BM25 fused by reciprocal rank),\n"
+     "                        dense (inner product of the embeddings) or bm25\n"
+     "  --json                one JSON object: query, mode, results\n",
+     cmd_search},
     {"serve", "serve the deployed model, retrieval and the run dashboard over HTTP",
      "usage: sluice serve [--listen ADDR:PORT]\n", cmd_pending},
 };

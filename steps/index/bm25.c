@@ -3,60 +3,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
 #include "index_internal.h"
 #include "text.h"
-
-/* Calls fn(token, len, ctx) for each lower-cased token of text; stops at
- * the first non-zero return, which it returns. */
-typedef int (*token_fn)(const char *tok, size_t len, void *ctx);
-
-static int tokenize(const char *text, token_fn fn, void *ctx) {
-    size_t len = strlen(text);
-    char small[256];
-    char *buf = small;
-    size_t cap = sizeof(small), n = 0;
-    int rc = 0;
-    for (size_t i = 0; i <= len;) {
-        utf8proc_int32_t cp = -1;
-        utf8proc_ssize_t step = 0;
-        if (i < len) {
-            step = utf8proc_iterate((const utf8proc_uint8_t *)text + i,
-                                    (utf8proc_ssize_t)(len - i), &cp);
-            if (step < 1) { /* a bad byte: U+FFFD, not a word character */
-                step = 1;
-                cp = 0xFFFD;
-            }
-        }
-        if (i < len && text_is_word(cp)) {
-            if (n + 4 > cap) {
-                size_t nc = cap * 2;
-                char *nb = buf == small ? malloc(nc) : realloc(buf, nc);
-                if (!nb) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                if (buf == small)
-                    memcpy(nb, small, n);
-                buf = nb;
-                cap = nc;
-            }
-            n += (size_t)utf8proc_encode_char(utf8proc_tolower(cp), (utf8proc_uint8_t *)buf + n);
-        } else if (n) {
-            rc = fn(buf, n, ctx);
-            n = 0;
-            if (rc)
-                break;
-        }
-        if (i == len)
-            break;
-        i += (size_t)step;
-    }
-    if (buf != small)
-        free(buf);
-    return rc;
-}
 
 typedef struct doc_terms {
     search_index *ix;
@@ -78,7 +27,7 @@ static int intern_token(const char *tok, size_t len, void *ctx) {
         ix->post_cap = nc;
     }
     uint32_t id;
-    int rc = idx_strtab_intern(&ix->terms, tok, len, &id);
+    int rc = strtab_intern(&ix->terms, tok, len, &id);
     if (rc)
         return rc;
     if (d->n == d->cap) {
@@ -100,7 +49,7 @@ static int cmp_u32(const void *a, const void *b) {
 
 int idx_bm25_add(search_index *ix, uint32_t row, const char *text) {
     doc_terms d = {.ix = ix};
-    int rc = tokenize(text, intern_token, &d);
+    int rc = text_each_term(text, strlen(text), intern_token, &d);
     if (!rc && d.n > UINT32_MAX)
         rc = -ENOMEM;
     if (!rc) {
@@ -156,7 +105,7 @@ typedef struct query_terms {
 
 static int find_token(const char *tok, size_t len, void *ctx) {
     query_terms *q = ctx;
-    uint32_t id = idx_strtab_find(&q->ix->terms, tok, len);
+    uint32_t id = strtab_find(&q->ix->terms, tok, len);
     if (id == IDX_NONE)
         return 0;
     for (size_t i = 0; i < q->n; i++)
@@ -171,15 +120,15 @@ int index_bm25_search(const search_index *ix, const char *query, size_t k,
                       const index_filter *filter, uint32_t *out_ids, float *out_scores,
                       size_t *out_count, char *err, size_t errlen) {
     if (!ix || !query || !out_ids || !out_scores || !out_count)
-        return idx_fail(err, errlen, -EINVAL, "index_bm25_search: a required argument is NULL");
+        return errbuf_set(err, errlen, -EINVAL, "index_bm25_search: a required argument is NULL");
     if (k == 0)
-        return idx_fail(err, errlen, -EINVAL, "index_bm25_search: k must be at least 1");
+        return errbuf_set(err, errlen, -EINVAL, "index_bm25_search: k must be at least 1");
     *out_count = 0;
     uint32_t fa, fc;
     if (idx_filter_resolve(ix, filter, &fa, &fc) || ix->n == 0)
         return 0;
     query_terms q = {.ix = ix};
-    tokenize(query, find_token, &q); /* find_token never fails */
+    text_each_term(query, strlen(query), find_token, &q); /* find_token never fails */
     if (q.n == 0)
         return 0;
     double *acc = calloc(ix->n, sizeof(*acc));
@@ -187,7 +136,7 @@ int index_bm25_search(const search_index *ix, const char *query, size_t k,
     if (!acc || !touched) {
         free(acc);
         free(touched);
-        return idx_fail(err, errlen, -ENOMEM, "index_bm25_search: out of memory");
+        return errbuf_set(err, errlen, -ENOMEM, "index_bm25_search: out of memory");
     }
     size_t nt = 0;
     double N = (double)ix->n, avgdl = (double)ix->total_len / N;

@@ -1,402 +1,121 @@
-/* index.c - rows, payload interning and the exact dense search. */
-#include "index.h"
-
-#include <cblas.h>
+/* index - the LLM twin's index step: the chunks, their embeddings and the
+ * model that made them, as one searchable folder:
+ *   index.sluidx  vectors, texts and payload (steps/index/index.h's format)
+ *   model/        the embedder, so that a query is embedded as the chunks were
+ * which `sluice search` and the evaluate step open. */
+#include <sluice/plugin.h>
 #include <errno.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/stat.h>
 
-#include "index_internal.h"
+#include "embedder.h"
+#include "formats.h"
+#include "index.h"
+#include "records.h"
 
-/* Rows scored per BLAS call, and queries per sgemm: the score block is at
- * most BLOCK_ROWS * BLOCK_QUERIES floats (4 MiB). */
-#define BLOCK_ROWS 4096
-#define BLOCK_QUERIES 256
-
-int idx_fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
+/* The embeddings folder against the chunks: the same rows, in order. */
+static int check_rows(sl_ctx *ctx, const chunk_table *rows, const chunk_table *chunks,
+                      const matrix *m) {
+    if (m->rows != rows->n)
+        return sl_fail(ctx, "embeddings: vectors.slmx has %llu rows but rows.jsonl %zu",
+                       (unsigned long long)m->rows, rows->n);
+    if (rows->n != chunks->n)
+        return sl_fail(ctx, "the embeddings have %zu rows but the chunks are %zu: they must come "
+                            "from the same chunk step",
+                       rows->n, chunks->n);
+    for (size_t i = 0; i < rows->n; i++)
+        if (strcmp(rows->id[i], chunks->id[i]) != 0)
+            return sl_fail(ctx, "embedding row %zu is chunk '%s' but chunk %zu is '%s': they "
+                                "must come from the same chunk step",
+                           i + 1, rows->id[i], i + 1, chunks->id[i]);
+    return SL_OK;
 }
 
-/* ---- interned strings ---- */
-
-static uint64_t hash(const char *s, size_t len) {
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
-void idx_strtab_free(idx_strtab *t) {
-    for (size_t i = 0; i < t->n; i++)
-        free(t->s[i]);
-    free(t->s);
-    free(t->len);
-    free(t->slots);
-    memset(t, 0, sizeof(*t));
-}
-
-uint32_t idx_strtab_find(const idx_strtab *t, const char *s, size_t len) {
-    if (!t->nslots)
-        return IDX_NONE;
-    size_t mask = t->nslots - 1;
-    for (size_t i = (size_t)hash(s, len) & mask;; i = (i + 1) & mask) {
-        uint32_t v = t->slots[i];
-        if (!v)
-            return IDX_NONE;
-        if (t->len[v - 1] == len && memcmp(t->s[v - 1], s, len) == 0)
-            return v - 1;
+static int build(sl_ctx *ctx, const matrix *m, const chunk_table *rows, const chunk_table *chunks,
+                 const char *path) {
+    char err[512];
+    search_index *ix = NULL;
+    if (index_new((size_t)m->cols, &ix, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "%s", err);
+    int rc = SL_OK;
+    for (size_t i = 0; rc == SL_OK && i < rows->n; i++) {
+        if (index_add(ix, m->data + i * m->cols, (size_t)m->cols, chunks->content[i],
+                      rows->author[i], rows->category[i], rows->document_id[i], err,
+                      sizeof(err)) != 0)
+            rc = sl_fail(ctx, "embedding row %zu: %s", i + 1, err);
+        else if (i % 1024 == 0 && sl_cancelled(ctx))
+            rc = SL_ECANCELLED;
     }
-}
-
-static void place(uint32_t *slots, size_t nslots, const idx_strtab *t, uint32_t id) {
-    size_t mask = nslots - 1;
-    size_t i = (size_t)hash(t->s[id], t->len[id]) & mask;
-    while (slots[i])
-        i = (i + 1) & mask;
-    slots[i] = id + 1;
-}
-
-int idx_strtab_intern(idx_strtab *t, const char *s, size_t len, uint32_t *id) {
-    uint32_t found = idx_strtab_find(t, s, len);
-    if (found != IDX_NONE) {
-        *id = found;
-        return 0;
-    }
-    if (t->n >= UINT32_MAX - 1 || len > UINT32_MAX)
-        return -ENOMEM;
-    if ((t->n + 1) * 2 > t->nslots) { /* load factor at most 1/2 */
-        size_t ns = t->nslots ? t->nslots * 2 : 64;
-        uint32_t *slots = calloc(ns, sizeof(*slots));
-        if (!slots)
-            return -ENOMEM;
-        for (size_t i = 0; i < t->n; i++)
-            place(slots, ns, t, (uint32_t)i);
-        free(t->slots);
-        t->slots = slots;
-        t->nslots = ns;
-    }
-    if (t->n == t->cap) {
-        size_t nc = t->cap ? t->cap * 2 : 16;
-        char **ns = realloc(t->s, nc * sizeof(*ns));
-        if (!ns)
-            return -ENOMEM;
-        t->s = ns;
-        uint32_t *nl = realloc(t->len, nc * sizeof(*nl));
-        if (!nl)
-            return -ENOMEM;
-        t->len = nl;
-        t->cap = nc;
-    }
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return -ENOMEM;
-    memcpy(copy, s, len);
-    copy[len] = '\0';
-    t->s[t->n] = copy;
-    t->len[t->n] = (uint32_t)len;
-    place(t->slots, t->nslots, t, (uint32_t)t->n);
-    *id = (uint32_t)t->n++;
-    return 0;
-}
-
-/* ---- the index ---- */
-
-int index_new(size_t dim, search_index **out, char *err, size_t errlen) {
-    if (!out)
-        return idx_fail(err, errlen, -EINVAL, "index_new: out is NULL");
-    if (dim < 1 || dim > 65536)
-        return idx_fail(err, errlen, -EINVAL, "index_new: dimension %zu is not in 1..65536",
-                        dim);
-    search_index *ix = calloc(1, sizeof(*ix));
-    if (!ix)
-        return idx_fail(err, errlen, -ENOMEM, "index_new: out of memory");
-    ix->dim = dim;
-    ix->bm25.k1 = 1.2;
-    ix->bm25.b = 0.75;
-    *out = ix;
-    return 0;
-}
-
-void index_free(search_index *ix) {
-    if (!ix)
-        return;
-    if (ix->map)
-        munmap(ix->map, ix->map_len);
-    else
-        free(ix->vec);
-    for (size_t i = 0; i < ix->n; i++)
-        free(ix->text[i]);
-    free(ix->text);
-    free(ix->author);
-    free(ix->category);
-    free(ix->docid);
-    free(ix->doclen);
-    idx_strtab_free(&ix->authors);
-    idx_strtab_free(&ix->categories);
-    idx_strtab_free(&ix->docids);
-    for (size_t i = 0; i < ix->terms.n; i++) {
-        free(ix->post[i].row);
-        free(ix->post[i].tf);
-    }
-    free(ix->post);
-    idx_strtab_free(&ix->terms);
-    free(ix);
-}
-
-size_t index_size(const search_index *ix) { return ix ? ix->n : 0; }
-size_t index_dim(const search_index *ix) { return ix ? ix->dim : 0; }
-int index_set_bm25(search_index *ix, index_bm25_params p) {
-    if (!ix || !(p.k1 >= 0) || !(p.b >= 0 && p.b <= 1))
-        return -EINVAL;
-    ix->bm25 = p;
-    return 0;
-}
-
-int index_get(const search_index *ix, size_t id, index_row *row) {
-    if (!ix || !row || id >= ix->n)
-        return -EINVAL;
-    row->vector = ix->vec + id * ix->dim;
-    row->text = ix->text[id];
-    row->author = ix->authors.s[ix->author[id]];
-    row->category = ix->categories.s[ix->category[id]];
-    row->document_id = ix->docids.s[ix->docid[id]];
-    return 0;
-}
-
-#define GROW(p, n)                                                                                 \
-    do {                                                                                           \
-        void *np_ = realloc((p), (n) * sizeof(*(p)));                                              \
-        if (!np_)                                                                                  \
-            return -ENOMEM;                                                                        \
-        (p) = np_;                                                                                 \
-    } while (0)
-
-int idx_reserve_rows(search_index *ix, size_t rows, int with_vectors) {
-    if (rows <= ix->cap)
-        return 0;
-    size_t nc = ix->cap ? ix->cap : 64;
-    while (nc < rows)
-        nc *= 2;
-    if (nc > UINT32_MAX - 1 || nc > SIZE_MAX / sizeof(float) / ix->dim)
-        return -ENOMEM;
-    if (with_vectors)
-        GROW(ix->vec, nc * ix->dim);
-    GROW(ix->author, nc);
-    GROW(ix->category, nc);
-    GROW(ix->docid, nc);
-    GROW(ix->text, nc);
-    GROW(ix->doclen, nc);
-    ix->cap = nc;
-    return 0;
-}
-
-int index_add(search_index *ix, const float *vector, size_t dim, const char *text,
-              const char *author, const char *category, const char *document_id, char *err,
-              size_t errlen) {
-    if (!ix || !vector)
-        return idx_fail(err, errlen, -EINVAL, "index_add: index or vector is NULL");
-    if (ix->map)
-        return idx_fail(err, errlen, -EPERM, "index_add: a loaded index is read-only");
-    if (dim != ix->dim)
-        return idx_fail(err, errlen, -EINVAL,
-                        "index_add: vector has %zu components, the index %zu", dim, ix->dim);
-    for (size_t i = 0; i < dim; i++)
-        if (!isfinite(vector[i]))
-            return idx_fail(err, errlen, -EINVAL, "index_add: component %zu is not finite", i);
-    if (ix->n >= UINT32_MAX - 1)
-        return idx_fail(err, errlen, -ENOMEM, "index_add: too many rows");
-    int rc = idx_reserve_rows(ix, ix->n + 1, 1);
-    uint32_t a, c, d;
-    const char *t = text ? text : "";
-    const char *au = author ? author : "", *ca = category ? category : "";
-    const char *di = document_id ? document_id : "";
-    if (!rc)
-        rc = idx_strtab_intern(&ix->authors, au, strlen(au), &a);
-    if (!rc)
-        rc = idx_strtab_intern(&ix->categories, ca, strlen(ca), &c);
-    if (!rc)
-        rc = idx_strtab_intern(&ix->docids, di, strlen(di), &d);
-    char *copy = NULL;
-    if (!rc) {
-        copy = strdup(t);
-        if (!copy)
-            rc = -ENOMEM;
-    }
-    /* Interned payload strings stay even if this add fails: harmless. */
-    if (!rc)
-        rc = idx_bm25_add(ix, (uint32_t)ix->n, t);
-    if (rc) {
-        free(copy);
-        return idx_fail(err, errlen, rc, "index_add: out of memory");
-    }
-    size_t r = ix->n;
-    memcpy(ix->vec + r * dim, vector, dim * sizeof(float));
-    ix->author[r] = a;
-    ix->category[r] = c;
-    ix->docid[r] = d;
-    ix->text[r] = copy;
-    ix->n++;
-    return 0;
-}
-
-int idx_filter_resolve(const search_index *ix, const index_filter *f, uint32_t *author,
-                       uint32_t *category) {
-    *author = *category = IDX_NONE;
-    if (!f)
-        return 0;
-    if (f->author) {
-        *author = idx_strtab_find(&ix->authors, f->author, strlen(f->author));
-        if (*author == IDX_NONE)
-            return 1;
-    }
-    if (f->category) {
-        *category = idx_strtab_find(&ix->categories, f->category, strlen(f->category));
-        if (*category == IDX_NONE)
-            return 1;
-    }
-    return 0;
-}
-
-/* ---- dense search ---- */
-
-int index_search(const search_index *ix, const float *queries, size_t q, size_t dim, size_t k,
-                 const index_filter *filter, uint32_t *out_ids, float *out_scores,
-                 size_t *out_counts, char *err, size_t errlen) {
-    if (!ix || !queries || !out_ids || !out_scores || !out_counts)
-        return idx_fail(err, errlen, -EINVAL, "index_search: a required argument is NULL");
-    if (k == 0)
-        return idx_fail(err, errlen, -EINVAL, "index_search: k must be at least 1");
-    if (q == 0)
-        return idx_fail(err, errlen, -EINVAL, "index_search: no queries");
-    if (dim != ix->dim)
-        return idx_fail(err, errlen, -EINVAL,
-                        "index_search: queries have %zu components, the index %zu", dim,
-                        ix->dim);
-    if (q > SIZE_MAX / dim || k > SIZE_MAX / sizeof(float) / q)
-        return idx_fail(err, errlen, -EINVAL, "index_search: q * k or q * dim overflows");
-    for (size_t i = 0; i < q * dim; i++)
-        if (!isfinite(queries[i]))
-            return idx_fail(err, errlen, -EINVAL,
-                            "index_search: query %zu component %zu is not finite", i / dim,
-                            i % dim);
-    size_t kk = k < ix->n ? k : ix->n; /* heap size */
-    for (size_t i = 0; i < q * k; i++) {
-        out_ids[i] = IDX_NONE;
-        out_scores[i] = -INFINITY;
-    }
-    uint32_t fa, fc;
-    if (idx_filter_resolve(ix, filter, &fa, &fc) || kk == 0) {
-        memset(out_counts, 0, q * sizeof(*out_counts));
-        return 0;
-    }
-    int filtered = fa != IDX_NONE || fc != IDX_NONE;
-    size_t qb = q < BLOCK_QUERIES ? q : BLOCK_QUERIES;
-    size_t rb = ix->n < BLOCK_ROWS ? ix->n : BLOCK_ROWS;
-    float *scores = malloc(rb * qb * sizeof(float));
-    idx_topk *heaps = calloc(qb, sizeof(*heaps));
-    if (!scores || !heaps) {
-        free(scores);
-        free(heaps);
-        return idx_fail(err, errlen, -ENOMEM, "index_search: out of memory");
-    }
-    const int d = (int)dim;
-    for (size_t q0 = 0; q0 < q; q0 += qb) {
-        size_t nq = q - q0 < qb ? q - q0 : qb;
-        /* Each query's heap lives in its own slots of the output. */
-        for (size_t j = 0; j < nq; j++) {
-            heaps[j].k = kk;
-            heaps[j].n = 0;
-            heaps[j].score = out_scores + (q0 + j) * k;
-            heaps[j].id = out_ids + (q0 + j) * k;
-        }
-        const float *Q = queries + q0 * dim;
-        for (size_t r0 = 0; r0 < ix->n; r0 += rb) {
-            size_t nr = ix->n - r0 < rb ? ix->n - r0 : rb;
-            const float *V = ix->vec + r0 * dim;
-            if (nq == 1)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nr, d, 1.0f, V, d, Q, 1, 0.0f,
-                            scores, 1);
-            else /* scores[r][j] = V[r] . Q[j] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nq, d, 1.0f,
-                            V, d, Q, d, 0.0f, scores, (int)nq);
-            for (size_t r = 0; r < nr; r++) {
-                uint32_t row = (uint32_t)(r0 + r);
-                if (filtered && ((fa != IDX_NONE && ix->author[row] != fa) ||
-                                 (fc != IDX_NONE && ix->category[row] != fc)))
-                    continue;
-                const float *s = scores + r * nq;
-                for (size_t j = 0; j < nq; j++) {
-                    idx_topk *h = &heaps[j];
-                    if (h->n == h->k && !idx_better(s[j], row, h->score[0], h->id[0]))
-                        continue; /* the common case, without a call */
-                    idx_topk_push(h, s[j], row);
-                }
-            }
-        }
-        for (size_t j = 0; j < nq; j++) {
-            size_t got = idx_topk_finish(&heaps[j]);
-            out_counts[q0 + j] = got;
-            for (size_t i = got; i < k; i++) {
-                heaps[j].id[i] = IDX_NONE;
-                heaps[j].score[i] = -INFINITY;
-            }
-        }
-    }
-    free(scores);
-    free(heaps);
-    return 0;
-}
-
-/* ---- hybrid ---- */
-
-int index_hybrid_search(const search_index *ix, const float *vector, size_t dim,
-                        const char *text, size_t k, size_t depth, const index_filter *filter,
-                        uint32_t *out_ids, float *out_scores, size_t *out_count, char *err,
-                        size_t errlen) {
-    if (!ix || !out_ids || !out_scores || !out_count)
-        return idx_fail(err, errlen, -EINVAL, "index_hybrid_search: a required argument is NULL");
-    if (k == 0)
-        return idx_fail(err, errlen, -EINVAL, "index_hybrid_search: k must be at least 1");
-    if (depth == 0)
-        depth = k > 100 ? k : 100;
-    if (depth > SIZE_MAX / 2 / sizeof(float))
-        return idx_fail(err, errlen, -EINVAL, "index_hybrid_search: depth too large");
-    uint32_t *ids = malloc(2 * depth * sizeof(*ids));
-    float *sc = malloc(2 * depth * sizeof(*sc));
-    if (!ids || !sc) {
-        free(ids);
-        free(sc);
-        return idx_fail(err, errlen, -ENOMEM, "index_hybrid_search: out of memory");
-    }
-    const uint32_t *lists[2];
-    size_t lens[2], nl = 0;
-    int rc = 0;
-    if (vector) {
-        size_t got = 0;
-        rc = index_search(ix, vector, 1, dim, depth, filter, ids, sc, &got, err, errlen);
-        lists[nl] = ids;
-        lens[nl++] = got;
-    }
-    if (!rc && text) {
-        size_t got = 0;
-        rc = index_bm25_search(ix, text, depth, filter, ids + depth, sc + depth, &got, err,
-                               errlen);
-        lists[nl] = ids + depth;
-        lens[nl++] = got;
-    }
-    if (!rc)
-        rc = index_rrf(lists, lens, nl, 60.0, k, out_ids, out_scores, out_count, err, errlen);
-    free(ids);
-    free(sc);
+    if (rc == SL_OK && index_save(ix, path, err, sizeof(err)) != 0)
+        rc = sl_fail(ctx, "%s", err);
+    index_free(ix);
     return rc;
 }
+
+static int run(sl_ctx *ctx) {
+    const char *emb = sl_input_path(ctx, "embeddings"), *model_dir = sl_input_path(ctx, "model");
+    const char *chunks_path = sl_input_path(ctx, "chunks"), *out = sl_output_path(ctx, "index");
+    char path[4096], err[512];
+    chunk_table rows = {0}, chunks = {0};
+    matrix m = {0};
+    embedder *e = NULL;
+    snprintf(path, sizeof(path), "%s/vectors.slmx", emb);
+    int rc = SL_OK;
+    if (matrix_open(&m, path, err, sizeof(err)) != 0)
+        rc = sl_fail(ctx, "embeddings: %s", err);
+    snprintf(path, sizeof(path), "%s/rows.jsonl", emb);
+    if (rc == SL_OK)
+        rc = chunk_table_read(ctx, path, "embeddings' rows.jsonl", 0, &rows);
+    if (rc == SL_OK)
+        rc = chunk_table_read(ctx, chunks_path, "input 'chunks'", 1, &chunks);
+    if (rc == SL_OK)
+        rc = check_rows(ctx, &rows, &chunks, &m);
+    if (rc == SL_OK && embedder_load(model_dir, &e, err, sizeof(err)) != 0)
+        rc = sl_fail(ctx, "model: %s", err);
+    if (rc == SL_OK && embedder_dim(e) != m.cols)
+        rc = sl_fail(ctx, "the model makes %zu dimensions but the embeddings have %llu: they must "
+                          "come from the same embed step",
+                     embedder_dim(e), (unsigned long long)m.cols);
+    if (rc == SL_OK && m.cols == 0)
+        rc = sl_fail(ctx, "embeddings: vectors.slmx has no columns");
+    if (rc == SL_OK && mkdir(out, 0755) != 0 && errno != EEXIST)
+        rc = sl_fail(ctx, "cannot create output 'index' (%s): %s", out, strerror(errno));
+    snprintf(path, sizeof(path), "%s/index.sluidx", out);
+    if (rc == SL_OK)
+        rc = build(ctx, &m, &rows, &chunks, path);
+    snprintf(path, sizeof(path), "%s/model", out);
+    if (rc == SL_OK && mkdir(path, 0755) != 0)
+        rc = sl_fail(ctx, "cannot create %s: %s", path, strerror(errno));
+    if (rc == SL_OK && embedder_save(e, path, err, sizeof(err)) != 0)
+        rc = sl_fail(ctx, "index model: %s", err);
+    if (rc == SL_OK)
+        sl_metric(ctx, "indexed", (double)rows.n, -1);
+    embedder_free(e);
+    matrix_close(&m);
+    chunk_table_free(&rows);
+    chunk_table_free(&chunks);
+    return rc;
+}
+
+static const sl_port inputs[] = {
+    {"embeddings", "embeddings", "the embed step's vectors and rows", 0},
+    {"chunks", "chunks", "the chunks that were embedded, for their texts (BM25)", 0},
+    {"model", "model", "the embed step's model, kept in the index to embed queries", 0},
+    {NULL, NULL, NULL, 0},
+};
+static const sl_port outputs[] = {
+    {"index", "index",
+     "a folder: index.sluidx (vectors, texts, author/category/document payload) and model/", 0},
+    {NULL, NULL, NULL, 0},
+};
+static const sl_param params[] = {
+    {NULL, 0, NULL, NULL, 0},
+};
+static const sl_step steps[] = {
+    {"index", "1.0",
+     "build the retrieval index (exact dense search, BM25, hybrid) over embedded chunks", inputs,
+     outputs, params, run},
+};
+
+SL_PLUGIN_DEFINE("index", "1.0", steps, NULL, NULL)

@@ -5,25 +5,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errbuf.h"
 #include "index.h"
+#include "strtab.h"
 
-#define IDX_NONE UINT32_MAX
-
-/* Interned strings: id -> string and string -> id (open addressing,
- * FNV-1a). Strings are malloc'ed copies, NUL-terminated. */
-typedef struct idx_strtab {
-    char **s;
-    uint32_t *len;
-    size_t n, cap;
-    uint32_t *slots; /* id + 1, 0 empty */
-    size_t nslots;   /* a power of two, or 0 */
-} idx_strtab;
-
-void idx_strtab_free(idx_strtab *t);
-/* The id of s[0, len), or IDX_NONE. */
-uint32_t idx_strtab_find(const idx_strtab *t, const char *s, size_t len);
-/* The id of s[0, len), added when new. 0 or -ENOMEM. */
-int idx_strtab_intern(idx_strtab *t, const char *s, size_t len, uint32_t *id);
+#define IDX_NONE STRTAB_NONE
 
 /* One term's postings: rows in increasing order and the term's count in each. */
 typedef struct idx_postings {
@@ -38,9 +24,9 @@ struct search_index {
     size_t map_len;
     uint32_t *author, *category, *docid; /* per row, ids into the tables */
     char **text;                         /* per row, malloc'ed */
-    idx_strtab authors, categories, docids;
+    strtab authors, categories, docids;
     /* BM25 */
-    idx_strtab terms;
+    strtab terms;
     idx_postings *post; /* terms.n of them, post_cap allocated */
     size_t post_cap;
     uint32_t *doclen;   /* per row, in tokens */
@@ -48,8 +34,6 @@ struct search_index {
     index_bm25_params bm25;
 };
 
-int idx_fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /* Grows the per-row arrays to hold at least `rows`. 0 or -ENOMEM. */
 int idx_reserve_rows(search_index *ix, size_t rows, int with_vectors);

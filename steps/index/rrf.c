@@ -23,15 +23,15 @@ int index_rrf(const uint32_t *const *lists, const size_t *lens, size_t nlists, d
               size_t k, uint32_t *out_ids, float *out_scores, size_t *out_count, char *err,
               size_t errlen) {
     if ((nlists && (!lists || !lens)) || !out_ids || !out_scores || !out_count)
-        return idx_fail(err, errlen, -EINVAL, "index_rrf: a required argument is NULL");
+        return errbuf_set(err, errlen, -EINVAL, "index_rrf: a required argument is NULL");
     if (k == 0)
-        return idx_fail(err, errlen, -EINVAL, "index_rrf: k must be at least 1");
+        return errbuf_set(err, errlen, -EINVAL, "index_rrf: k must be at least 1");
     if (!(rrf_k >= 0))
-        return idx_fail(err, errlen, -EINVAL, "index_rrf: rrf_k must be >= 0");
+        return errbuf_set(err, errlen, -EINVAL, "index_rrf: rrf_k must be >= 0");
     size_t total = 0;
     for (size_t l = 0; l < nlists; l++) {
         if (lens[l] && !lists[l])
-            return idx_fail(err, errlen, -EINVAL, "index_rrf: list %zu is NULL", l);
+            return errbuf_set(err, errlen, -EINVAL, "index_rrf: list %zu is NULL", l);
         total += lens[l];
     }
     *out_count = 0;
@@ -39,7 +39,7 @@ int index_rrf(const uint32_t *const *lists, const size_t *lens, size_t nlists, d
         return 0;
     entry *e = malloc(total * sizeof(*e));
     if (!e)
-        return idx_fail(err, errlen, -ENOMEM, "index_rrf: out of memory");
+        return errbuf_set(err, errlen, -ENOMEM, "index_rrf: out of memory");
     size_t n = 0;
     for (size_t l = 0; l < nlists; l++)
         for (size_t i = 0; i < lens[l]; i++)

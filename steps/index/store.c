@@ -48,7 +48,7 @@ static int wstr(FILE *f, const char *s, size_t len) {
     return len == 0 || fwrite(s, len, 1, f) == 1 ? 0 : -1;
 }
 
-static int wtab(FILE *f, const idx_strtab *t) {
+static int wtab(FILE *f, const strtab *t) {
     if (w32(f, (uint32_t)t->n))
         return -1;
     for (size_t i = 0; i < t->n; i++)
@@ -59,17 +59,17 @@ static int wtab(FILE *f, const idx_strtab *t) {
 
 int index_save(const search_index *ix, const char *path, char *err, size_t errlen) {
     if (!ix || !path)
-        return idx_fail(err, errlen, -EINVAL, "index_save: index or path is NULL");
+        return errbuf_set(err, errlen, -EINVAL, "index_save: index or path is NULL");
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 8);
     if (!tmp)
-        return idx_fail(err, errlen, -ENOMEM, "index_save: out of memory");
+        return errbuf_set(err, errlen, -ENOMEM, "index_save: out of memory");
     snprintf(tmp, plen + 8, "%s.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         int e = errno;
         free(tmp);
-        return idx_fail(err, errlen, -e, "index_save: %s: %s", path, strerror(e));
+        return errbuf_set(err, errlen, -e, "index_save: %s: %s", path, strerror(e));
     }
     FILE *f = fdopen(fd, "wb");
     if (!f) {
@@ -77,7 +77,7 @@ int index_save(const search_index *ix, const char *path, char *err, size_t errle
         close(fd);
         unlink(tmp);
         free(tmp);
-        return idx_fail(err, errlen, -e, "index_save: %s", strerror(e));
+        return errbuf_set(err, errlen, -e, "index_save: %s", strerror(e));
     }
     uint64_t vec_off = HEADER, vec_len = (uint64_t)ix->n * ix->dim * 4;
     uint64_t meta_off = vec_off + vec_len;
@@ -118,7 +118,7 @@ int index_save(const search_index *ix, const char *path, char *err, size_t errle
     if (bad) {
         unlink(tmp);
         free(tmp);
-        return idx_fail(err, errlen, -e, "index_save: %s: %s", path, strerror(e));
+        return errbuf_set(err, errlen, -e, "index_save: %s: %s", path, strerror(e));
     }
     free(tmp);
     return 0;
@@ -137,7 +137,7 @@ static int r32(reader *r, uint32_t *v) {
     return 0;
 }
 
-static int rtab(reader *r, idx_strtab *t) {
+static int rtab(reader *r, strtab *t) {
     uint32_t n;
     if (r32(r, &n))
         return -1;
@@ -145,7 +145,7 @@ static int rtab(reader *r, idx_strtab *t) {
         uint32_t len, id;
         if (r32(r, &len) || (size_t)(r->end - r->p) < len)
             return -1;
-        int rc = idx_strtab_intern(t, (const char *)r->p, len, &id);
+        int rc = strtab_intern(t, (const char *)r->p, len, &id);
         if (rc)
             return rc;
         if (id != i) /* a repeated string: not a file index_save writes */
@@ -157,29 +157,29 @@ static int rtab(reader *r, idx_strtab *t) {
 
 int index_load(const char *path, search_index **out, char *err, size_t errlen) {
     if (!path || !out)
-        return idx_fail(err, errlen, -EINVAL, "index_load: path or out is NULL");
+        return errbuf_set(err, errlen, -EINVAL, "index_load: path or out is NULL");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        return idx_fail(err, errlen, -e, "index_load: %s: %s", path, strerror(e));
+        return errbuf_set(err, errlen, -e, "index_load: %s: %s", path, strerror(e));
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return idx_fail(err, errlen, -e, "index_load: %s: %s", path, strerror(e));
+        return errbuf_set(err, errlen, -e, "index_load: %s: %s", path, strerror(e));
     }
     size_t size = (size_t)st.st_size;
     if (size < HEADER) {
         close(fd);
-        return idx_fail(err, errlen, -EINVAL, "index_load: %s: truncated header (%zu bytes)",
+        return errbuf_set(err, errlen, -EINVAL, "index_load: %s: truncated header (%zu bytes)",
                         path, size);
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
     if (map == MAP_FAILED)
-        return idx_fail(err, errlen, -e, "index_load: %s: mmap: %s", path, strerror(e));
+        return errbuf_set(err, errlen, -e, "index_load: %s: mmap: %s", path, strerror(e));
     const unsigned char *h = map;
     uint32_t dim = get32(h + 12);
     uint64_t n = get64(h + 16), vec_off = get64(h + 24), meta_off = get64(h + 32);
@@ -262,8 +262,8 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
         else
             munmap(map, size);
         if (why)
-            return idx_fail(err, errlen, -EINVAL, "index_load: %s: %s", path, why);
-        return idx_fail(err, errlen, rc, "index_load: %s: out of memory", path);
+            return errbuf_set(err, errlen, -EINVAL, "index_load: %s: %s", path, why);
+        return errbuf_set(err, errlen, rc, "index_load: %s: out of memory", path);
     }
     ix->n = (size_t)n;
     *out = ix;

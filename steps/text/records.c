@@ -129,3 +129,95 @@ char *records_content(const bson_t *doc, size_t *len) {
     }
     return out;
 }
+
+void chunk_table_free(chunk_table *t) {
+    char **cols[] = {t->id, t->content, t->document_id, t->author, t->category, t->link};
+    for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
+        for (size_t i = 0; cols[c] && i < t->n; i++)
+            free(cols[c][i]);
+        free(cols[c]);
+    }
+    free(t->content_len);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Room for one more row in every column. */
+static int chunk_table_grow(chunk_table *t, size_t *cap) {
+    if (t->n < *cap)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : 256;
+    char ***cols[] = {&t->id, &t->content, &t->document_id, &t->author, &t->category, &t->link};
+    for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
+        char **grown = realloc(*cols[c], nc * sizeof(*grown));
+        if (!grown)
+            return -1;
+        *cols[c] = grown;
+    }
+    size_t *lens = realloc(t->content_len, nc * sizeof(*lens));
+    if (!lens)
+        return -1;
+    t->content_len = lens;
+    *cap = nc;
+    return 0;
+}
+
+static char *dup_field(const bson_t *doc, const char *key, const char *fallback_key) {
+    const char *v = records_str(doc, key, NULL);
+    if (!v && fallback_key)
+        v = records_str(doc, fallback_key, NULL);
+    return strdup(v ? v : "");
+}
+
+int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_content,
+                     chunk_table *t) {
+    memset(t, 0, sizeof(*t));
+    bson_error_t err;
+    bson_json_reader_t *reader = bson_json_reader_new_from_file(path, &err);
+    if (!reader)
+        return sl_fail(ctx, "cannot read %s: %s", what, err.message);
+    size_t cap = 0;
+    int rc = SL_OK;
+    for (;;) {
+        if (sl_cancelled(ctx)) {
+            rc = SL_ECANCELLED;
+            break;
+        }
+        bson_t doc = BSON_INITIALIZER;
+        int got = bson_json_reader_read(reader, &doc, &err);
+        if (got <= 0) {
+            if (got < 0)
+                rc = sl_fail(ctx, "%s: record %zu is not JSON: %s", what, t->n + 1, err.message);
+            bson_destroy(&doc);
+            break;
+        }
+        uint32_t len = 0;
+        const char *content = records_str(&doc, "content", &len);
+        if (!content && !with_content)
+            content = "";
+        if (!content) {
+            rc = sl_fail(ctx, "%s: record %zu has no string 'content'", what, t->n + 1);
+        } else if (chunk_table_grow(t, &cap) != 0) {
+            rc = sl_fail(ctx, "out of memory reading %s", what);
+        } else {
+            size_t i = t->n;
+            t->id[i] = dup_field(&doc, "id", NULL);
+            t->content[i] = malloc((size_t)len + 1);
+            t->document_id[i] = dup_field(&doc, "document_id", NULL);
+            t->author[i] = dup_field(&doc, "author_full_name", "author");
+            t->category[i] = dup_field(&doc, "category", NULL);
+            t->link[i] = dup_field(&doc, "link", NULL);
+            t->content_len[i] = len;
+            t->n++; /* counted first, so that chunk_table_free() frees a partial row */
+            if (t->content[i])
+                memcpy(t->content[i], content, (size_t)len + 1);
+            if (!t->id[i] || !t->content[i] || !t->document_id[i] || !t->author[i] ||
+                !t->category[i] || !t->link[i])
+                rc = sl_fail(ctx, "out of memory reading %s", what);
+        }
+        bson_destroy(&doc);
+        if (rc != SL_OK)
+            break;
+    }
+    bson_json_reader_destroy(reader);
+    return rc;
+}

@@ -25,4 +25,22 @@ const char *records_str(const bson_t *doc, const char *key, uint32_t *len);
  * joined with " #### " as the Handbook does. NULL when there is none. */
 char *records_content(const bson_t *doc, size_t *len);
 
+/* Chunks as the embed and index steps hold them: every record of a JSON
+ * Lines file, in order, by column. Strings are malloc'ed; a missing field
+ * is "" (content too when with_content is 0; else a record without a string
+ * content is refused).
+ * author is the record's author_full_name, else its author. */
+typedef struct chunk_table {
+    size_t n;
+    char **id, **content, **document_id, **author, **category, **link;
+    size_t *content_len;
+} chunk_table;
+
+/* Reads the file at path (what names it in messages: "input 'chunks'") into
+ * t. SL_OK, or an SL_E* code after sl_fail() naming the record at fault;
+ * honours cancellation. Free with chunk_table_free() either way. */
+int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_content,
+                     chunk_table *t);
+void chunk_table_free(chunk_table *t);
+
 #endif

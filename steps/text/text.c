@@ -615,3 +615,48 @@ int text_remove_markup(const char *in, size_t len, char **out, size_t *out_len) 
     *out_len = k;
     return 0;
 }
+
+int text_each_term(const char *text, size_t len, text_term_fn fn, void *ctx) {
+    char small[256];
+    char *buf = small;
+    size_t cap = sizeof(small), n = 0;
+    int rc = 0;
+    for (size_t i = 0; i <= len;) {
+        utf8proc_int32_t cp = -1;
+        utf8proc_ssize_t step = 0;
+        if (i < len) {
+            step = utf8proc_iterate((const utf8proc_uint8_t *)text + i,
+                                    (utf8proc_ssize_t)(len - i), &cp);
+            if (step < 1) { /* a bad byte: U+FFFD, not a word character */
+                step = 1;
+                cp = 0xFFFD;
+            }
+        }
+        if (i < len && text_is_word(cp)) {
+            if (n + 4 > cap) {
+                size_t nc = cap * 2;
+                char *nb = buf == small ? malloc(nc) : realloc(buf, nc);
+                if (!nb) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                if (buf == small)
+                    memcpy(nb, small, n);
+                buf = nb;
+                cap = nc;
+            }
+            n += (size_t)utf8proc_encode_char(utf8proc_tolower(cp), (utf8proc_uint8_t *)buf + n);
+        } else if (n) {
+            rc = fn(buf, n, ctx);
+            n = 0;
+            if (rc)
+                break;
+        }
+        if (i == len)
+            break;
+        i += (size_t)step;
+    }
+    if (buf != small)
+        free(buf);
+    return rc;
+}

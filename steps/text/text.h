@@ -123,4 +123,14 @@ int text_chunk_id(const char *text, size_t len, char out[37]);
 int text_is_space(long cp);
 int text_is_word(long cp);
 
+/* The terms of a text, as the retrieval index and the built-in embedder
+ * count them: maximal runs of word characters (text_is_word: Python's \w),
+ * each code point lower-cased (utf8proc_tolower); a bad UTF-8 byte
+ * separates terms. Calls fn(term, term_len, ctx) for each in order (term
+ * is not NUL-terminated and is valid only during the call) and stops at
+ * the first non-zero return, which it returns; -ENOMEM when a term does not
+ * fit in memory; else 0. */
+typedef int (*text_term_fn)(const char *term, size_t len, void *ctx);
+int text_each_term(const char *text, size_t len, text_term_fn fn, void *ctx);
+
 #endif

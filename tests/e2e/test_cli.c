@@ -177,10 +177,10 @@ Test(cli, every_command_has_help) {
 }
 
 Test(cli, commands_not_built_yet_say_what_they_need) {
-    result r = RUN("search", "index", "what is an llm twin");
+    result r = RUN("serve");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "sluice search: not available in this version of sluice yet: it "
-                            "needs the embedding and index steps") != NULL,
+    cr_expect(strstr(r.err, "sluice serve: not available in this version of sluice yet: it "
+                            "needs the deploy step") != NULL,
               "%s", r.err);
     result_free(&r);
 }
