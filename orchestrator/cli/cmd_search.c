@@ -124,7 +124,6 @@ static void print_snippet(const char *text, size_t max) {
 
 static void print_results(const retriever *r, const char *query, retrieve_mode mode,
                           const uint32_t *ids, const float *scores, size_t count, int json) {
-    const search_index *ix = retriever_index(r);
     bson_t doc = BSON_INITIALIZER, arr;
     if (json) {
         BSON_APPEND_UTF8(&doc, "query", query);
@@ -132,9 +131,10 @@ static void print_results(const retriever *r, const char *query, retrieve_mode m
         BSON_APPEND_ARRAY_BEGIN(&doc, "results", &arr);
     }
     for (size_t i = 0; i < count; i++) {
-        index_row row;
-        if (index_get(ix, ids[i], &row) != 0)
+        retrieved_row got;
+        if (retriever_row(r, ids[i], &got) != 0)
             continue;
+        const index_row *row = &got.row;
         if (json) {
             char key[16];
             const char *k;
@@ -144,15 +144,17 @@ static void print_results(const retriever *r, const char *query, retrieve_mode m
             BSON_APPEND_INT64(&item, "rank", (int64_t)i + 1);
             BSON_APPEND_DOUBLE(&item, "score", scores[i]);
             BSON_APPEND_INT64(&item, "row", ids[i]);
-            BSON_APPEND_UTF8(&item, "author", row.author);
-            BSON_APPEND_UTF8(&item, "category", row.category);
-            BSON_APPEND_UTF8(&item, "document_id", row.document_id);
-            BSON_APPEND_UTF8(&item, "text", row.text);
+            BSON_APPEND_UTF8(&item, "chunk_id", got.chunk_id);
+            BSON_APPEND_UTF8(&item, "author", row->author);
+            BSON_APPEND_UTF8(&item, "category", row->category);
+            BSON_APPEND_UTF8(&item, "document_id", row->document_id);
+            BSON_APPEND_UTF8(&item, "link", got.link);
+            BSON_APPEND_UTF8(&item, "text", row->text);
             bson_append_document_end(&arr, &item);
         } else {
-            printf("%2zu. %.4f  %s | %s | %s\n    ", i + 1, scores[i], row.author, row.category,
-                   row.document_id);
-            print_snippet(row.text, SNIPPET_BYTES);
+            printf("%2zu. %.4f  %s | %s | %s\n    ", i + 1, scores[i], row->author, row->category,
+                   *got.link ? got.link : row->document_id);
+            print_snippet(row->text, SNIPPET_BYTES);
         }
     }
     if (json) {

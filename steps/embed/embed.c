@@ -56,28 +56,6 @@ static int builtin_params(sl_ctx *ctx, tfidf_params *p) {
     return SL_OK;
 }
 
-static int write_rows(sl_ctx *ctx, const char *dir, const chunk_table *t) {
-    char path[4096], err[512];
-    snprintf(path, sizeof(path), "%s/rows.jsonl", dir);
-    jsonl_writer w;
-    int rc = jsonl_create(&w, path, err, sizeof(err));
-    for (size_t i = 0; rc == 0 && i < t->n; i++) {
-        bson_t row = BSON_INITIALIZER;
-        BSON_APPEND_UTF8(&row, "id", t->id[i]);
-        BSON_APPEND_UTF8(&row, "document_id", t->document_id[i]);
-        BSON_APPEND_UTF8(&row, "author_full_name", t->author[i]);
-        BSON_APPEND_UTF8(&row, "category", t->category[i]);
-        BSON_APPEND_UTF8(&row, "link", t->link[i]);
-        rc = jsonl_write(&w, &row, err, sizeof(err));
-        bson_destroy(&row);
-    }
-    if (w.f) {
-        int closed = jsonl_close(&w, rc ? NULL : err, rc ? 0 : sizeof(err));
-        rc = rc ? rc : closed;
-    }
-    return rc ? sl_fail(ctx, "embeddings: %s", err) : SL_OK;
-}
-
 static int embed_all(sl_ctx *ctx, const embedder *e, const chunk_table *t, size_t max_tokens,
                      float *vectors) {
     size_t dim = embedder_dim(e);
@@ -130,7 +108,13 @@ static int run(sl_ctx *ctx) {
         sl_metric(ctx, "terms", (double)tfidf_terms(embedder_tfidf(e)), -1);
         sl_metric(ctx, "explained_variance", tfidf_explained_variance(embedder_tfidf(e)), -1);
     }
-    size_t dim = e ? embedder_dim(e) : 0;
+    size_t dim = e ? embedder_dim(e) : 0, limit = e ? embedder_max_tokens(e) : 0;
+    if (limit && (max_tokens == 0 || (size_t)max_tokens > limit)) {
+        if (max_tokens)
+            sl_log(ctx, SL_LOG_INFO, "max_tokens %lld is past the model's %zu positions: %zu",
+                   (long long)max_tokens, limit, limit);
+        max_tokens = (int64_t)limit;
+    }
     if (rc == SL_OK && t.n > SIZE_MAX / sizeof(float) / dim)
         rc = sl_fail(ctx, "%zu chunks of %zu dimensions do not fit in memory", t.n, dim);
     if (rc == SL_OK && !(vectors = malloc((t.n ? t.n : 1) * dim * sizeof(*vectors))))
@@ -146,8 +130,11 @@ static int run(sl_ctx *ctx) {
         if (matrix_write(path, vectors, t.n, dim, err, sizeof(err)) != 0)
             rc = sl_fail(ctx, "embeddings: %s", err);
     }
-    if (rc == SL_OK)
-        rc = write_rows(ctx, emb_dir, &t);
+    if (rc == SL_OK) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/rows.jsonl", emb_dir);
+        rc = chunk_table_write_rows(ctx, &t, path, "embeddings");
+    }
     if (rc == SL_OK)
         rc = make_folder(ctx, "model", &model_out);
     if (rc == SL_OK && embedder_save(e, model_out, err, sizeof(err)) != 0)

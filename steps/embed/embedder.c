@@ -80,6 +80,10 @@ size_t embedder_dim(const embedder *e) {
     return e->tfidf ? tfidf_dim(e->tfidf) : bert_model_config(e->bert)->hidden_size;
 }
 
+size_t embedder_max_tokens(const embedder *e) {
+    return e->tfidf ? 0 : bert_model_config(e->bert)->max_position_embeddings;
+}
+
 const char *embedder_kind(const embedder *e) { return e->tfidf ? TFIDF_MODEL_TYPE : "bert"; }
 
 const tfidf_model *embedder_tfidf(const embedder *e) { return e->tfidf; }

@@ -26,6 +26,9 @@ int embedder_fit(const char *const *texts, const size_t *lens, size_t n, const t
 void embedder_free(embedder *e);
 
 size_t embedder_dim(const embedder *e);
+/* The longest input a BERT model takes, in tokens ([CLS] and [SEP]
+ * included); 0 for the built-in model, which has no limit. */
+size_t embedder_max_tokens(const embedder *e);
 /* "bert" or TFIDF_MODEL_TYPE. */
 const char *embedder_kind(const embedder *e);
 /* The built-in model, or NULL for a BERT one (borrowed). */

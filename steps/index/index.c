@@ -1,6 +1,7 @@
 /* index - the LLM twin's index step: the chunks, their embeddings and the
  * model that made them, as one searchable folder:
  *   index.sluidx  vectors, texts and payload (steps/index/index.h's format)
+ *   rows.jsonl    per row: chunk id, document_id, author_full_name, category, link
  *   model/        the embedder, so that a query is embedded as the chunks were
  * which `sluice search` and the evaluate step open. */
 #include <sluice/plugin.h>
@@ -84,6 +85,9 @@ static int run(sl_ctx *ctx) {
     snprintf(path, sizeof(path), "%s/index.sluidx", out);
     if (rc == SL_OK)
         rc = build(ctx, &m, &rows, &chunks, path);
+    snprintf(path, sizeof(path), "%s/rows.jsonl", out);
+    if (rc == SL_OK)
+        rc = chunk_table_write_rows(ctx, &rows, path, "index");
     snprintf(path, sizeof(path), "%s/model", out);
     if (rc == SL_OK && mkdir(path, 0755) != 0)
         rc = sl_fail(ctx, "cannot create %s: %s", path, strerror(errno));

@@ -1,5 +1,5 @@
 /* retriever.h - search over an index folder as the index step writes it
- * (index.sluidx and the model/ that embedded its chunks): a query text is
+ * (index.sluidx, rows.jsonl and the model/ that embedded its chunks): a query text is
  * embedded by that model and ranked by dense search, BM25, or both fused
  * (the default, as the LLM Engineer's Handbook's RAG retrieval does).
  * `sluice search` and the evaluate step's retrieval mode both use it.
@@ -22,13 +22,21 @@ const char *retrieve_mode_name(retrieve_mode mode);
 
 typedef struct retriever retriever;
 
-/* Opens folder/index.sluidx (mapped) and folder/model. *out is the
+/* Opens folder/index.sluidx (mapped), folder/rows.jsonl and folder/model. *out is the
  * caller's: close with retriever_close(). */
 int retriever_open(const char *folder, retriever **out, char *err, size_t err_size);
 void retriever_close(retriever *r);
 
 /* Borrowed, valid until retriever_close(). */
 const search_index *retriever_index(const retriever *r);
+
+/* Row id's payload (index_get) and, from rows.jsonl, its chunk id and its
+ * document's link ("" when unknown). -EINVAL for an id out of range. */
+typedef struct retrieved_row {
+    index_row row;
+    const char *chunk_id, *link;
+} retrieved_row;
+int retriever_row(const retriever *r, uint32_t id, retrieved_row *out);
 
 /* The best k rows for query under filter (NULL: all rows), best first:
  * ids and scores are the caller's arrays of k, *count gets how many. A

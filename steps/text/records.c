@@ -1,5 +1,7 @@
 #include "records.h"
 
+#include "formats.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,4 +222,25 @@ int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_c
     }
     bson_json_reader_destroy(reader);
     return rc;
+}
+
+int chunk_table_write_rows(sl_ctx *ctx, const chunk_table *t, const char *path, const char *what) {
+    char err[512];
+    jsonl_writer w;
+    int rc = jsonl_create(&w, path, err, sizeof(err));
+    for (size_t i = 0; rc == 0 && i < t->n; i++) {
+        bson_t row = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&row, "id", t->id[i]);
+        BSON_APPEND_UTF8(&row, "document_id", t->document_id[i]);
+        BSON_APPEND_UTF8(&row, "author_full_name", t->author[i]);
+        BSON_APPEND_UTF8(&row, "category", t->category[i]);
+        BSON_APPEND_UTF8(&row, "link", t->link[i]);
+        rc = jsonl_write(&w, &row, err, sizeof(err));
+        bson_destroy(&row);
+    }
+    if (w.f) {
+        int closed = jsonl_close(&w, rc ? NULL : err, rc ? 0 : sizeof(err));
+        rc = rc ? rc : closed;
+    }
+    return rc ? sl_fail(ctx, "%s: %s", what, err) : SL_OK;
 }

@@ -43,4 +43,10 @@ int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_c
                      chunk_table *t);
 void chunk_table_free(chunk_table *t);
 
+/* Writes the payload of every row (id, document_id, author_full_name,
+ * category, link; not the content) to path as JSON Lines, which
+ * chunk_table_read(..., 0, ...) reads back. SL_OK or an SL_E* code after
+ * sl_fail() naming what. */
+int chunk_table_write_rows(sl_ctx *ctx, const chunk_table *t, const char *path, const char *what);
+
 #endif

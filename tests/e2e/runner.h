@@ -137,4 +137,54 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* ---- run, then inspect ---- */
+
+/* The id of the run whose --json events are in out ("" if none). */
+static char last_run[32];
+
+static result run_pipeline(char *const argv[]) {
+    result r = run_in(NULL, NULL, argv);
+    const char *id = r.out ? strstr(r.out, "\"run\" : \"") : NULL;
+    snprintf(last_run, sizeof(last_run), "%.*s", id ? (int)strcspn(id + 9, "\"") : 0,
+             id ? id + 9 : "");
+    return r;
+}
+
+/* Runs a pipeline with --json in the test store, noting its run id. */
+#define RUN_PIPELINE(...)                                                                   \
+    run_pipeline((char *[]){"sluice", test_store_arg, "run", "--json", __VA_ARGS__, NULL})
+
+/* The text of output `output` of the last run. */
+static char *last_output(const char *output) {
+    cr_assert_neq(*last_run, '\0', "a run was recorded");
+    result r = RUN(test_store_arg, "runs", "show", last_run, "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "\"%s\" : \"", output);
+    /* In a step's "outputs" object: parameters share the names. */
+    const char *hash = NULL;
+    for (const char *o = strstr(r.out, "\"outputs\" : {"); o && !hash;
+         o = strstr(o + 1, "\"outputs\" : {")) {
+        const char *found = strstr(o, needle), *end = strchr(o, '}');
+        if (found && end && found < end)
+            hash = found;
+    }
+    cr_assert_not_null(hash, "no output %s in %s", output, r.out);
+    char id[16];
+    snprintf(id, sizeof(id), "%.12s", hash + strlen(needle));
+    result_free(&r);
+    result cat = RUN(test_store_arg, "artifacts", "cat", id);
+    cr_assert_eq(cat.status, 0, "%s", cat.err);
+    free(cat.err);
+    return cat.out;
+}
+
+/* How many times needle occurs in text. */
+static size_t count(const char *text, const char *needle) {
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
 #endif

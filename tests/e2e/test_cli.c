@@ -110,15 +110,16 @@ Test(cli, graph_json_is_valid_and_ordered) {
     cr_assert_not_null(doc, "not JSON: %s", error.message);
     bson_iter_t it, child;
     cr_assert(bson_iter_init_find(&it, doc, "order") && bson_iter_recurse(&it, &child));
-    const char *order[5];
+    const char *order[8];
     int n = 0;
-    while (bson_iter_next(&child) && n < 5)
+    while (bson_iter_next(&child) && n < 8)
         order[n++] = bson_iter_utf8(&child, NULL);
-    cr_assert_eq(n, 5);
+    cr_assert_eq(n, 7);
     cr_expect_str_eq(order[0], "query");
     cr_expect_str_eq(order[4], "index");
+    cr_expect_str_eq(order[6], "evaluate");
     cr_assert(bson_iter_init_find(&it, doc, "levels"));
-    cr_expect_eq(bson_iter_int32(&it), 5);
+    cr_expect_eq(bson_iter_int32(&it), 6);
     bson_destroy(doc);
     result_free(&r);
 }

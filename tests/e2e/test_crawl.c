@@ -70,37 +70,6 @@ static void teardown(void) {
 
 TestSuite(crawl, .init = setup, .fini = teardown, .timeout = 120);
 
-/* The id of the run whose --json events are in out ("" if none). */
-static char last_run[32];
-
-static result run_pipeline(char *const argv[]) {
-    result r = run_in(NULL, NULL, argv);
-    const char *id = r.out ? strstr(r.out, "\"run\" : \"") : NULL;
-    snprintf(last_run, sizeof(last_run), "%.*s", id ? (int)strcspn(id + 9, "\"") : 0,
-             id ? id + 9 : "");
-    return r;
-}
-
-#define RUN_PIPELINE(...) run_pipeline((char *[]){"sluice", test_store_arg, "run", "--json", __VA_ARGS__, NULL})
-
-/* The text of output `output` of the last run. */
-static char *last_output(const char *output) {
-    cr_assert_neq(*last_run, '\0', "a run was recorded");
-    result r = RUN(test_store_arg, "runs", "show", last_run, "--json");
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    char needle[64];
-    snprintf(needle, sizeof(needle), "\"%s\" : \"", output);
-    const char *hash = strstr(r.out, needle);
-    cr_assert_not_null(hash, "no output %s in %s", output, r.out);
-    char id[16];
-    snprintf(id, sizeof(id), "%.12s", hash + strlen(needle));
-    result_free(&r);
-    result cat = RUN(test_store_arg, "artifacts", "cat", id);
-    cr_assert_eq(cat.status, 0, "%s", cat.err);
-    free(cat.err);
-    return cat.out;
-}
-
 typedef struct expect {
     /* %s: the server; after a "DIR:" prefix, the test's folder instead */
     const char *link_fmt;
@@ -172,12 +141,6 @@ static char *exported(const char *file) {
     return text;
 }
 
-static size_t count(const char *text, const char *needle) {
-    size_t n = 0;
-    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
 
 Test(crawl, the_demo_site_and_repository_into_the_warehouse_with_each_failure_reported) {
     char a0[160], a1[160], redirect[200], flaky[200], slow[200];
@@ -321,4 +284,20 @@ Test(crawl, the_shipped_etl_pipeline_then_clean_and_chunk_on_the_demo_data) {
     cr_expect_geq(count(chunks, "\"category\" : \"repositories\""), 1);
     cr_expect_eq(count(chunks, "SHOULD_NOT_APPEAR"), 0);
     free(chunks);
+
+    /* The feature pipeline on what was crawled: the demo's judged queries
+     * all find their article, and a search from the command line too. */
+    r = RUN_PIPELINE(SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    char *metrics = last_output("metrics");
+    cr_expect(strstr(metrics, "\"queries\" : 8,") && strstr(metrics, "\"recall@5\" : 1.0,"),
+              "%s", metrics);
+    free(metrics);
+    r = RUN(test_store_arg, "search", "index", "Kahn's algorithm: a ready queue and a pool of workers",
+            "-k", "1");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, " 1. ") && strstr(r.out, "/articles/scheduling-dags.html\n"), "%s",
+              r.out);
+    result_free(&r);
 }

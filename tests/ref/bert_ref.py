@@ -10,31 +10,21 @@ tensors, names with or without "bert."). Each line of stdin is one text's
 token ids as a JSON list, [CLS] and [SEP] included, unpadded: each sequence
 runs alone, so no attention mask is needed and the C side's padding is
 checked, not copied. Each line of stdout is the text's embedding as a JSON
-list of floats. The safetensors file is read by hand (struct + json)."""
+list of floats.
+The safetensors file is read by hand (sluice_files.py)."""
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 
+from sluice_files import read_safetensors
+
 
 def load_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        assert t["dtype"] == "F32", name
-        b, e = t["data_offsets"]
-        arr = np.frombuffer(data[b:e], dtype="<f4").reshape(t["shape"]).astype(np.float64)
-        out[name[5:] if name.startswith("bert.") else name] = arr
-    return out
+    return {(name[5:] if name.startswith("bert.") else name): arr
+            for name, arr in read_safetensors(path).items()}
 
 
 def layer_norm(x, g, b, eps):

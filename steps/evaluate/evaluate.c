@@ -1,0 +1,354 @@
+/* evaluate - the LLM twin's evaluate step. This version measures retrieval:
+ * a query set with relevance judgements is run against an index the index
+ * step built, and recall@k, MRR@k and nDCG@k (ranking.h) become metrics of
+ * the run, with thresholds that fail the step when a figure is out of
+ * bounds (a continuous-training gate). The model metrics (perplexity,
+ * ROUGE-L, BLEU) come with the train step.
+ *
+ * Queries: JSON Lines, one object per query:
+ *   {"query": "...", "relevant": ["ID", ...], "filter": {"author": "...", "category": "..."}}
+ * Each relevant entry names one relevant document: its document id, its
+ * link, the path of its link ("/articles/x.html", whatever the host), or
+ * the id of one of its chunks. Evaluation is by document: the ranked
+ * chunks are read as the ranked list of the documents they belong to,
+ * each document at the rank of its first chunk. */
+#include <sluice/plugin.h>
+#include <bson/bson.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats.h"
+#include "ranking.h"
+#include "retriever.h"
+
+#define MAX_KS 16
+
+static const char *const metric_names[] = {"recall", "mrr", "ndcg"};
+#define N_METRICS 3
+
+typedef struct settings {
+    size_t ks[MAX_KS], n_ks, max_k, depth;
+    int want[N_METRICS];
+    retrieve_mode search;
+    bson_t *thresholds; /* {"recall@5": {"min": 0.8}, ...} or NULL */
+} settings;
+
+/* Running sums over the queries, per k and metric. */
+typedef struct totals {
+    double sum[MAX_KS][N_METRICS];
+    size_t queries;
+} totals;
+
+/* "/path?query" of a link "scheme://host/path?query", or NULL. */
+static const char *link_path(const char *link) {
+    const char *p = strstr(link, "://");
+    return p ? strchr(p + 3, '/') : NULL;
+}
+
+static int names(const char *entry, const retrieved_row *r) {
+    const char *path = link_path(r->link);
+    return strcmp(entry, r->row.document_id) == 0 || strcmp(entry, r->chunk_id) == 0 ||
+           (*r->link && strcmp(entry, r->link) == 0) ||
+           (entry[0] == '/' && path && strcmp(entry, path) == 0);
+}
+
+static int read_settings(sl_ctx *ctx, settings *s) {
+    memset(s, 0, sizeof(*s));
+    size_t n = sl_param_list_len(ctx, "k");
+    if (n == 0 || n > MAX_KS)
+        return sl_fail(ctx, "k lists %zu cut-offs: give 1 to %d", n, MAX_KS);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = sl_param_list_item(ctx, "k", i);
+        char *end;
+        long k = strtol(v, &end, 10);
+        if (*end || end == v || k < 1 || k > 1000)
+            return sl_fail(ctx, "k: '%s' is not a cut-off from 1 to 1000", v);
+        s->ks[s->n_ks++] = (size_t)k;
+        if ((size_t)k > s->max_k)
+            s->max_k = (size_t)k;
+    }
+    /* Documents come from chunks: look deep enough that k distinct
+     * documents are there even when each has several chunks. */
+    s->depth = s->max_k * 10 > 100 ? s->max_k * 10 : 100;
+    const char *search = sl_param_str(ctx, "search");
+    if (retrieve_mode_parse(search ? search : "", &s->search) != 0)
+        return sl_fail(ctx, "search is '%s': use hybrid, dense or bm25", search ? search : "");
+    size_t nm = sl_param_list_len(ctx, "metrics");
+    for (size_t i = 0; i < nm; i++) {
+        const char *m = sl_param_list_item(ctx, "metrics", i);
+        size_t j = 0;
+        while (j < N_METRICS && strcmp(m, metric_names[j]) != 0)
+            j++;
+        if (j == N_METRICS)
+            return sl_fail(ctx, "metrics: '%s' is not a retrieval metric (recall, mrr, ndcg)", m);
+        s->want[j] = 1;
+    }
+    for (size_t j = 0; nm == 0 && j < N_METRICS; j++)
+        s->want[j] = 1;
+    const char *json = sl_param_json(ctx, "thresholds");
+    if (json && strcmp(json, "null") != 0) {
+        bson_error_t e;
+        s->thresholds = bson_new_from_json((const uint8_t *)json, -1, &e);
+        if (!s->thresholds)
+            return sl_fail(ctx, "thresholds: not a mapping: %s", e.message);
+    }
+    return SL_OK;
+}
+
+/* One query: its ranked documents' hits, scored at every k. */
+static int score_query(sl_ctx *ctx, const retriever *r, const settings *s, const bson_t *q,
+                       size_t line, totals *t, jsonl_writer *report) {
+    bson_iter_t it, sub;
+    if (!bson_iter_init_find(&it, q, "query") || !BSON_ITER_HOLDS_UTF8(&it))
+        return sl_fail(ctx, "queries: record %zu has no string 'query'", line);
+    const char *text = bson_iter_utf8(&it, NULL);
+    const char *relevant[256];
+    size_t n_rel = 0;
+    if (!bson_iter_init_find(&it, q, "relevant") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &sub))
+        return sl_fail(ctx, "queries: record %zu has no 'relevant' list", line);
+    while (bson_iter_next(&sub)) {
+        if (!BSON_ITER_HOLDS_UTF8(&sub) || n_rel == 256)
+            return sl_fail(ctx, "queries: record %zu: 'relevant' must list 1 to 256 strings", line);
+        relevant[n_rel++] = bson_iter_utf8(&sub, NULL);
+    }
+    if (n_rel == 0)
+        return sl_fail(ctx, "queries: record %zu: 'relevant' is empty", line);
+    index_filter filter = {0};
+    if (bson_iter_init_find(&it, q, "filter") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+        bson_iter_recurse(&it, &sub))
+        while (bson_iter_next(&sub)) {
+            const char *key = bson_iter_key(&sub);
+            if (!BSON_ITER_HOLDS_UTF8(&sub) ||
+                (strcmp(key, "author") != 0 && strcmp(key, "category") != 0))
+                return sl_fail(ctx, "queries: record %zu: filter '%s': use author or category",
+                               line, key);
+            *(strcmp(key, "author") == 0 ? &filter.author : &filter.category) =
+                bson_iter_utf8(&sub, NULL);
+        }
+    uint32_t *ids = malloc(s->depth * sizeof(*ids));
+    float *scores = malloc(s->depth * sizeof(*scores));
+    const char **docs = malloc(s->depth * sizeof(*docs));
+    unsigned char *hits = malloc(s->depth);
+    unsigned char used[256] = {0};
+    size_t count = 0, n_docs = 0;
+    char err[512];
+    int rc = SL_OK;
+    if (!ids || !scores || !docs || !hits)
+        rc = sl_fail(ctx, "out of memory");
+    else if (retriever_search(r, text, s->search, s->depth, &filter, ids, scores, &count, err,
+                              sizeof(err)) != 0)
+        rc = sl_fail(ctx, "queries: record %zu: %s", line, err);
+    for (size_t i = 0; rc == SL_OK && i < count; i++) {
+        retrieved_row row;
+        if (retriever_row(r, ids[i], &row) != 0)
+            continue;
+        const char *doc = *row.row.document_id ? row.row.document_id : row.chunk_id;
+        size_t d = 0;
+        while (d < n_docs && strcmp(docs[d], doc) != 0)
+            d++;
+        if (d == n_docs) {
+            docs[n_docs] = doc;
+            hits[n_docs++] = 0;
+        }
+        /* A relevant entry counts once, for the first document it names. */
+        for (size_t e = 0; e < n_rel; e++)
+            if (!used[e] && names(relevant[e], &row)) {
+                used[e] = 1;
+                hits[d] = 1;
+            }
+    }
+    bson_t line_doc = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&line_doc, "query", text);
+    int first = 0;
+    for (size_t d = 0; d < n_docs && !first; d++)
+        first = hits[d] ? (int)d + 1 : 0;
+    BSON_APPEND_INT32(&line_doc, "first_relevant_rank", first);
+    for (size_t ki = 0; rc == SL_OK && ki < s->n_ks; ki++) {
+        ranking_scores sc;
+        if (ranking_score(hits, n_docs, n_rel, s->ks[ki], &sc) != 0) {
+            rc = sl_fail(ctx, "queries: record %zu cannot be scored", line);
+            break;
+        }
+        double v[N_METRICS] = {sc.recall, sc.reciprocal_rank, sc.ndcg};
+        for (size_t m = 0; m < N_METRICS; m++) {
+            t->sum[ki][m] += v[m];
+            char key[32];
+            snprintf(key, sizeof(key), "%s@%zu", m == 1 ? "rr" : metric_names[m], s->ks[ki]);
+            if (s->want[m])
+                BSON_APPEND_DOUBLE(&line_doc, key, v[m]);
+        }
+    }
+    if (rc == SL_OK && jsonl_write(report, &line_doc, err, sizeof(err)) != 0)
+        rc = sl_fail(ctx, "report: %s", err);
+    bson_destroy(&line_doc);
+    t->queries++;
+    free(ids);
+    free(scores);
+    free(docs);
+    free(hits);
+    return rc;
+}
+
+/* A bound of the thresholds mapping: a number, or a string holding one
+ * (what ${params.x} substitutes). */
+static int bound(const bson_iter_t *it, double *out) {
+    if (BSON_ITER_HOLDS_NUMBER(it)) {
+        *out = bson_iter_as_double(it);
+        return 1;
+    }
+    if (BSON_ITER_HOLDS_UTF8(it)) {
+        char *end;
+        const char *s = bson_iter_utf8(it, NULL);
+        *out = strtod(s, &end);
+        return end != s && !*end;
+    }
+    return 0;
+}
+
+/* Each threshold against the figures; the first broken one fails. */
+static int check_thresholds(sl_ctx *ctx, const settings *s, const bson_t *figures) {
+    bson_iter_t it, lim, fig;
+    if (!s->thresholds || !bson_iter_init(&it, s->thresholds))
+        return SL_OK;
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+        if (!bson_iter_init_find(&fig, figures, key))
+            return sl_fail(ctx, "thresholds: '%s' is not a figure of this evaluation", key);
+        double v = bson_iter_double(&fig), b;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &lim))
+            return sl_fail(ctx, "thresholds: '%s' must be a mapping of min and/or max", key);
+        while (bson_iter_next(&lim)) {
+            const char *which = bson_iter_key(&lim);
+            int is_min = strcmp(which, "min") == 0;
+            if ((!is_min && strcmp(which, "max") != 0) || !bound(&lim, &b))
+                return sl_fail(ctx, "thresholds: '%s': '%s' must be min or max, with a number",
+                               key, which);
+            if (is_min ? v < b : v > b)
+                return sl_fail(ctx, "%s is %.4f, %s the threshold %g", key, v,
+                               is_min ? "below" : "above", b);
+        }
+    }
+    return SL_OK;
+}
+
+static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
+    const char *index = sl_input_path(ctx, "index"), *queries = sl_input_path(ctx, "queries");
+    if (!index || !queries)
+        return sl_fail(ctx, "retrieval evaluation needs the inputs 'index' (an index step's "
+                            "output) and 'queries' (JSON Lines of query and relevant)");
+    char err[1024], path[4096];
+    retriever *r;
+    if (retriever_open(index, &r, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "index: %s", err);
+    jsonl_reader rd;
+    jsonl_writer report = {0};
+    totals t = {0};
+    int rc = SL_OK;
+    const char *report_path = sl_output_path(ctx, "report");
+    if (jsonl_open(&rd, queries, err, sizeof(err)) != 0) {
+        rc = sl_fail(ctx, "queries: %s", err);
+    } else if (jsonl_create(&report, report_path, err, sizeof(err)) != 0) {
+        rc = sl_fail(ctx, "report: %s", err);
+    } else {
+        for (;;) {
+            bson_t q;
+            int got = jsonl_next(&rd, &q, err, sizeof(err));
+            if (got < 0)
+                rc = sl_fail(ctx, "queries: %s", err);
+            if (got <= 0)
+                break;
+            rc = score_query(ctx, r, s, &q, (size_t)rd.line, &t, &report);
+            bson_destroy(&q);
+            if (rc == SL_OK && sl_cancelled(ctx))
+                rc = SL_ECANCELLED;
+            if (rc != SL_OK)
+                break;
+        }
+    }
+    jsonl_close_reader(&rd);
+    if (report.f && jsonl_close(&report, err, sizeof(err)) != 0 && rc == SL_OK)
+        rc = sl_fail(ctx, "report: %s", err);
+    retriever_close(r);
+    if (rc == SL_OK && t.queries == 0)
+        rc = sl_fail(ctx, "queries: the file holds no query");
+    if (rc != SL_OK)
+        return rc;
+    bson_t figures = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&figures, "mode", "retrieval");
+    BSON_APPEND_UTF8(&figures, "search", retrieve_mode_name(s->search));
+    BSON_APPEND_INT64(&figures, "queries", (int64_t)t.queries);
+    for (size_t ki = 0; ki < s->n_ks; ki++)
+        for (size_t m = 0; m < N_METRICS; m++) {
+            if (!s->want[m])
+                continue;
+            char key[32];
+            snprintf(key, sizeof(key), "%s@%zu", metric_names[m], s->ks[ki]);
+            double v = t.sum[ki][m] / (double)t.queries;
+            BSON_APPEND_DOUBLE(&figures, key, v);
+            sl_metric(ctx, key, v, -1);
+            sl_log(ctx, SL_LOG_INFO, "%s = %.4f over %zu queries", key, v, t.queries);
+        }
+    sl_metric(ctx, "queries", (double)t.queries, -1);
+    snprintf(path, sizeof(path), "%s", sl_output_path(ctx, "metrics"));
+    if (json_file_write(path, &figures, err, sizeof(err)) != 0)
+        rc = sl_fail(ctx, "metrics: %s", err);
+    if (rc == SL_OK)
+        rc = check_thresholds(ctx, s, &figures);
+    bson_destroy(&figures);
+    return rc;
+}
+
+static int run(sl_ctx *ctx) {
+    const char *mode = sl_param_str(ctx, "mode");
+    if (!mode || !*mode)
+        mode = sl_input_path(ctx, "index") ? "retrieval" : "model";
+    if (strcmp(mode, "model") == 0)
+        return sl_fail(ctx, "mode 'model' (perplexity, ROUGE-L, BLEU on a trained model) needs "
+                            "the train step, which this version of sluice does not have yet");
+    if (strcmp(mode, "retrieval") != 0)
+        return sl_fail(ctx, "mode is '%s': use retrieval or model", mode);
+    settings s;
+    int rc = read_settings(ctx, &s);
+    if (rc == SL_OK)
+        rc = evaluate_retrieval(ctx, &s);
+    if (s.thresholds)
+        bson_destroy(s.thresholds);
+    return rc;
+}
+
+static const sl_port inputs[] = {
+    {"index", "index", "retrieval: the index step's output", 1},
+    {"queries", "dataset",
+     "retrieval: JSON Lines of {query, relevant: [document id, link, link path or chunk id], "
+     "filter: {author, category}}",
+     1},
+    {"model", "model", "model: the model to evaluate (with the train step)", 1},
+    {"dataset", "dataset", "model: the dataset to evaluate it on (with the train step)", 1},
+    {NULL, NULL, NULL, 0},
+};
+static const sl_port outputs[] = {
+    {"metrics", "metrics", "the figures, as one JSON object", 0},
+    {"report", "report", "one JSON line per query: its figures and first relevant rank", 0},
+    {NULL, NULL, NULL, 0},
+};
+static const sl_param params[] = {
+    {"mode", SL_PARAM_STRING, "\"\"",
+     "retrieval or model; empty: retrieval when an index is connected", 0},
+    {"k", SL_PARAM_LIST, "[1, 5, 10]", "retrieval: the cut-offs k of recall@k, mrr@k, ndcg@k", 0},
+    {"search", SL_PARAM_STRING, "hybrid", "retrieval: hybrid, dense or bm25", 0},
+    {"metrics", SL_PARAM_LIST, "[]", "the metrics to report; empty: all of the mode's", 0},
+    {"thresholds", SL_PARAM_JSON, "{}",
+     "bounds that fail the step, e.g. {recall@5: {min: 0.8}}: a continuous-training gate", 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+static const sl_step steps[] = {
+    {"evaluate", "1.0",
+     "evaluate retrieval (recall@k, MRR@k, nDCG@k over judged queries) against thresholds",
+     inputs, outputs, params, run},
+};
+
+SL_PLUGIN_DEFINE("evaluate", "1.0", steps, NULL, NULL)
