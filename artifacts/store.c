@@ -1,6 +1,5 @@
 #include "store.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -55,26 +54,13 @@ static int fsync_path(const char *path, int directory) {
 
 /* Syncs every file of a tree, and the folders, so the rename publishes data
  * that is on disk. */
-static int fsync_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (!d)
-        return -errno;
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char sub[4096];
-        snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-        struct stat st;
-        if (lstat(sub, &st) != 0)
-            rc = -errno;
-        else
-            rc = S_ISDIR(st.st_mode) ? fsync_tree(sub) : fsync_path(sub, 0);
-    }
-    closedir(d);
-    return rc ? rc : fsync_path(path, 1);
+static int fsync_entry(const char *path, const char *rel, fs_visit what, void *ctx) {
+    (void)rel;
+    (void)ctx;
+    return what == FS_DIR_ENTER ? 0 : fsync_path(path, what == FS_DIR_LEAVE);
 }
+
+static int fsync_tree(const char *path) { return fs_walk(path, fsync_entry, NULL); }
 
 int store_ingest(artifact_store *s, const char *path, object_info *info) {
     struct stat st;

@@ -20,28 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define PAGES 200
 #define ROUNDS 3
 #define CONCURRENCY 4
 
 static char dir[64], base[64];
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double timed(const char *label, const char *cmd) {
-    double t0 = now();
-    int rc = system(cmd);
-    double t = now() - t0;
-    if (rc != 0) {
-        fprintf(stderr, "bench_crawl: %s failed (%d): %s\n", label, rc, cmd);
-        exit(1);
-    }
-    return t;
-}
 
 static pid_t start_server(void) {
     char port_file[128];
@@ -124,11 +109,11 @@ int main(void) {
                      "rm -rf %s/store && " SLUICE_BIN " --store %s/store run %s/crawl%d.yaml "
                      ">/dev/null 2>%s/crawl.err",
                      dir, dir, dir, slow, dir);
-            double t = timed("curl", seq);
+            double t = timed("bench_crawl", "curl", seq);
             best_seq = t < best_seq ? t : best_seq;
-            t = timed("curl --parallel", par);
+            t = timed("bench_crawl", "curl --parallel", par);
             best_par = t < best_par ? t : best_par;
-            t = timed("sluice crawl", crawl);
+            t = timed("bench_crawl", "sluice crawl", crawl);
             best_crawl = t < best_crawl ? t : best_crawl;
         }
         printf("  %s:\n", labels[slow]);

@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "bench.h"
+
 #include "core/buf.h"
 #include "core/diag.h"
 #include "pipeline/pipeline.h"
@@ -25,12 +27,6 @@
 #define WIDTH 10
 #define DEPTH 1000
 #define ROUNDS 7
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void generate(buf *b) {
     buf_puts(b, "version: 1\npipeline: lattice\ndescription: a generated 10x1000 lattice\n"

@@ -16,18 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #include "core/diag.h"
 #include "metadata/record.h"
 #include "pipeline/pipeline.h"
 
 #define FAST_N 20000
 #define SYNC_N 200
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, int rc) {
     fprintf(stderr, "bench_meta: %s: %s\n", what, mdb_strerror(rc < 0 && rc > -30000 ? -rc : rc));

@@ -18,18 +18,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define WIDTH 10
 #define DEPTH 100
 #define STEPS (WIDTH * DEPTH)
 #define ROUNDS 5
 
 static char dir[64];
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static FILE *create(const char *name) {
     char path[256];
@@ -92,18 +88,6 @@ static void write_forty(void) {
     fclose(f);
 }
 
-/* The wall time of cmd; exits when it fails. */
-static double timed(const char *label, const char *cmd) {
-    double t0 = now();
-    int rc = system(cmd);
-    double t = now() - t0;
-    if (rc != 0) {
-        fprintf(stderr, "bench_sched: %s failed (%d): %s\n", label, rc, cmd);
-        exit(1);
-    }
-    return t;
-}
-
 static int have(const char *tool) {
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", tool);
@@ -147,7 +131,7 @@ int main(void) {
     for (int round = 0; round < ROUNDS; round++)
         for (int i = 0; i < N_CMDS; i++)
             if (present[i]) {
-                double took = timed(labels[i], cmds[i]);
+                double took = timed("bench_sched", labels[i], cmds[i]);
                 if (took < t[i])
                     t[i] = took;
             }

@@ -14,18 +14,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 #include "index.h"
 
 #define ROWS 100000
 #define DIM 384
 #define K 10
 #define BATCH 64
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static unsigned seed = 42;
 static float frand(void) {

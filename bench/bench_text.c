@@ -8,16 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #include "text.h"
 
 #define CORPUS_MB 50
 #define DOC_BYTES 20000
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Words of several scripts, markup, emoji and sentence ends, as crawled
  * articles have them. Deterministic. */

@@ -1,6 +1,5 @@
 /* cmd_artifacts.c - sluice artifacts list | show ID | cat ID | export ID PATH,
  * and sluice lineage ID. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "core/fsutil.h"
 #include "inspect.h"
 
 static int print_artifact(void *ud, const char *key, size_t len, const bson_t *doc) {
@@ -51,39 +51,6 @@ static int copy_to(const char *from, FILE *out) {
         if (fwrite(chunk, 1, n, out) != n)
             rc = -EIO;
     fclose(in);
-    return rc;
-}
-
-/* Copies a file, or a folder and everything in it. */
-static int copy_out(const char *from, const char *to) {
-    struct stat st;
-    if (stat(from, &st) != 0)
-        return -errno;
-    if (S_ISDIR(st.st_mode)) {
-        if (mkdir(to, 0755) != 0 && errno != EEXIST)
-            return -errno;
-        DIR *d = opendir(from);
-        if (!d)
-            return -errno;
-        int rc = 0;
-        struct dirent *e;
-        while (rc == 0 && (e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char a[4096], b[4096];
-            snprintf(a, sizeof(a), "%s/%s", from, e->d_name);
-            snprintf(b, sizeof(b), "%s/%s", to, e->d_name);
-            rc = copy_out(a, b);
-        }
-        closedir(d);
-        return rc;
-    }
-    FILE *out = fopen(to, "wb");
-    if (!out)
-        return -errno;
-    int rc = copy_to(from, out);
-    if (fclose(out) != 0 && rc == 0)
-        rc = -errno;
     return rc;
 }
 
@@ -169,7 +136,7 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
                     status = EXIT_BAD_INPUT;
                 }
             } else {
-                int rc = copy_out(path, argv[optind + 2]);
+                int rc = copy_tree(path, argv[optind + 2]);
                 if (rc) {
                     fprintf(stderr, "sluice artifacts: cannot export to %s: %s\n",
                             argv[optind + 2], strerror(-rc));

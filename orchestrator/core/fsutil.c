@@ -111,22 +111,91 @@ void dir_list_free(char **names, size_t n) {
     free(names);
 }
 
-int remove_tree(const char *path) {
+static int walk(char *path, size_t root_len, size_t len, fs_walk_fn fn, void *ctx) {
+    const char *rel = path + root_len + (len > root_len);
     struct stat st;
     if (lstat(path, &st) != 0)
         return -errno;
     if (!S_ISDIR(st.st_mode))
-        return unlink(path) == 0 ? 0 : -errno;
-    char **names;
-    size_t n;
-    int rc = dir_list(path, NULL, &names, &n);
+        return fn(path, rel, FS_FILE, ctx);
+    int rc = fn(path, rel, FS_DIR_ENTER, ctx);
+    char **names = NULL;
+    size_t n = 0;
+    if (rc == 0)
+        rc = dir_list(path, NULL, &names, &n);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        char sub[4096];
-        snprintf(sub, sizeof(sub), "%s/%s", path, names[i]);
-        rc = remove_tree(sub);
+        size_t nl = strlen(names[i]);
+        if (len + 1 + nl >= PATH_MAX) {
+            rc = -ENAMETOOLONG;
+            break;
+        }
+        path[len] = '/';
+        memcpy(path + len + 1, names[i], nl + 1);
+        rc = walk(path, root_len, len + 1 + nl, fn, ctx);
+        path[len] = '\0';
     }
     dir_list_free(names, n);
-    if (rc == 0 && rmdir(path) != 0)
+    return rc ? rc : fn(path, rel, FS_DIR_LEAVE, ctx);
+}
+
+int fs_walk(const char *root, fs_walk_fn fn, void *ctx) {
+    size_t len = strlen(root);
+    if (len >= PATH_MAX)
+        return -ENAMETOOLONG;
+    char *path = malloc(PATH_MAX);
+    if (!path)
+        return -ENOMEM;
+    memcpy(path, root, len + 1);
+    int rc = walk(path, len, len, fn, ctx);
+    free(path);
+    return rc;
+}
+
+static int remove_entry(const char *path, const char *rel, fs_visit what, void *ctx) {
+    (void)rel;
+    (void)ctx;
+    if (what == FS_DIR_ENTER) /* read-only folders cannot lose their entries */
+        return chmod(path, 0700) == 0 || errno == EPERM ? 0 : -errno;
+    if (what == FS_DIR_LEAVE)
+        return rmdir(path) == 0 ? 0 : -errno;
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
+int remove_tree(const char *path) { return fs_walk(path, remove_entry, NULL); }
+
+/* Writes a file's bytes to a new file. */
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return -errno;
+    FILE *out = fopen(to, "wb");
+    if (!out) {
+        int rc = -errno;
+        fclose(in);
+        return rc;
+    }
+    int rc = 0;
+    char chunk[65536];
+    size_t n;
+    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), in)) > 0)
+        if (fwrite(chunk, 1, n, out) != n)
+            rc = -EIO;
+    if (rc == 0 && ferror(in))
+        rc = -EIO;
+    fclose(in);
+    if (fclose(out) != 0 && rc == 0)
         rc = -errno;
     return rc;
 }
+
+static int copy_entry(const char *path, const char *rel, fs_visit what, void *ctx) {
+    const char *to = ctx;
+    char dest[PATH_MAX];
+    if ((size_t)snprintf(dest, sizeof(dest), "%s%s%s", to, *rel ? "/" : "", rel) >= sizeof(dest))
+        return -ENAMETOOLONG;
+    if (what == FS_DIR_ENTER)
+        return mkdir(dest, 0755) == 0 || errno == EEXIST ? 0 : -errno;
+    return what == FS_FILE ? copy_file(path, dest) : 0;
+}
+
+int copy_tree(const char *from, const char *to) { return fs_walk(from, copy_entry, (void *)to); }

@@ -15,9 +15,28 @@ int path_exists(const char *path);
  * is), writing its path into out. Returns 0 or -errno (-ENOENT). */
 int find_program(const char *name, char *out, size_t size);
 
+/* What fs_walk() is at: a file (anything not a folder, symbolic links
+ * included: they are not followed), or a folder before or after its
+ * entries. */
+typedef enum { FS_FILE, FS_DIR_ENTER, FS_DIR_LEAVE } fs_visit;
+
+/* Called with the entry's path (root/rel), rel ("" for the root), what it
+ * is, and ctx; a non-zero return stops the walk and is returned. */
+typedef int (*fs_walk_fn)(const char *path, const char *rel, fs_visit what, void *ctx);
+
+/* Walks the tree at root depth first, each folder's entries in name
+ * order: a folder is entered, its entries walked, then left; a file is
+ * visited once. Returns 0, fn's first non-zero return, or -errno (a folder
+ * that cannot be read, a path longer than PATH_MAX). */
+int fs_walk(const char *root, fs_walk_fn fn, void *ctx);
+
 /* Removes a file, or a folder and everything in it (read-only files too).
  * Returns 0 or -errno. */
 int remove_tree(const char *path);
+
+/* Copies a file, or a folder and everything in it, to `to` (which must
+ * not exist, except as a folder for a folder). Returns 0 or -errno. */
+int copy_tree(const char *from, const char *to);
 
 /* The names in folder dir (without "." and ".."), sorted, those for which
  * keep (may be NULL) says yes. *names is an array of *n strings, all freed

@@ -1,11 +1,15 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/diag.h"
+#include "core/fsutil.h"
 #include "core/hmap.h"
 #include "core/suggest.h"
 
@@ -98,4 +102,57 @@ Test(diag, a_flood_is_counted_not_kept) {
     cr_expect_eq(d.errors, DIAG_MAX_KEPT + 10);
     cr_expect_eq(d.dropped, 10);
     diag_clear(&d);
+}
+
+/* ---- fs_walk, copy_tree, remove_tree ---- */
+
+static void put(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int record(const char *path, const char *rel, fs_visit what, void *ctx) {
+    (void)path;
+    char *log = ctx;
+    size_t n = strlen(log);
+    snprintf(log + n, 512 - n, "%s%s ", what == FS_FILE ? "f:" : what == FS_DIR_ENTER ? "+" : "-",
+             *rel ? rel : ".");
+    return 0;
+}
+
+Test(fsutil, trees_are_walked_in_name_order_copied_and_removed_read_only_parts_too) {
+    char root[] = "/tmp/sluice-fsutil-XXXXXX", src[64], copy[64], sub[96], path[128];
+    cr_assert_not_null(mkdtemp(root));
+    snprintf(src, sizeof(src), "%s/src", root);
+    snprintf(copy, sizeof(copy), "%s/copy", root);
+    cr_assert_eq(mkdir(src, 0755), 0);
+    snprintf(sub, sizeof(sub), "%s/b", src);
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    snprintf(path, sizeof(path), "%s/z.txt", src);
+    put(path, "zed");
+    snprintf(path, sizeof(path), "%s/a.txt", src);
+    put(path, "ay");
+    snprintf(path, sizeof(path), "%s/inner", sub);
+    put(path, "in");
+    char log[512] = "";
+    cr_assert_eq(fs_walk(src, record, log), 0);
+    cr_expect_str_eq(log, "+. f:a.txt +b f:b/inner -b f:z.txt -. ");
+    cr_assert_eq(copy_tree(src, copy), 0);
+    snprintf(path, sizeof(path), "%s/b/inner", copy);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char got[8] = "";
+    cr_expect_not_null(fgets(got, sizeof(got), f));
+    fclose(f);
+    cr_expect_str_eq(got, "in");
+    /* The store's objects are read-only: removing them must still work. */
+    snprintf(path, sizeof(path), "%s/b", copy);
+    cr_assert_eq(chmod(path, 0555), 0);
+    cr_expect_eq(remove_tree(copy), 0);
+    cr_expect_eq(path_exists(copy), 0);
+    cr_expect_eq(remove_tree(root), 0);
+    cr_expect_eq(path_exists(root), 0);
+    cr_expect_eq(remove_tree(root), -ENOENT);
 }
