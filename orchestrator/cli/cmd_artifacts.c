@@ -39,21 +39,6 @@ static int print_consumer(void *ud, const char *key, size_t len, const bson_t *d
     return 0;
 }
 
-/* Writes a file's bytes to out. */
-static int copy_to(const char *from, FILE *out) {
-    FILE *in = fopen(from, "rb");
-    if (!in)
-        return -errno;
-    int rc = 0;
-    char chunk[65536];
-    size_t n;
-    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), in)) > 0)
-        if (fwrite(chunk, 1, n, out) != n)
-            rc = -EIO;
-    fclose(in);
-    return rc;
-}
-
 int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
     int json;
     if (cli_json_only(argc, argv, &json))
@@ -129,7 +114,7 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
                 struct stat info;
                 int rc = stat(path, &info) != 0 ? -errno : S_ISDIR(info.st_mode) ? -EISDIR : 0;
                 if (rc == 0)
-                    rc = copy_to(path, stdout);
+                    rc = copy_file_to(path, stdout);
                 if (rc) {
                     fprintf(stderr, "sluice artifacts: cannot print %.12s: %s\n", hash,
                             rc == -EISDIR ? "it is a folder (use export)" : strerror(-rc));

@@ -163,17 +163,10 @@ static int remove_entry(const char *path, const char *rel, fs_visit what, void *
 
 int remove_tree(const char *path) { return fs_walk(path, remove_entry, NULL); }
 
-/* Writes a file's bytes to a new file. */
-static int copy_file(const char *from, const char *to) {
+int copy_file_to(const char *from, FILE *out) {
     FILE *in = fopen(from, "rb");
     if (!in)
         return -errno;
-    FILE *out = fopen(to, "wb");
-    if (!out) {
-        int rc = -errno;
-        fclose(in);
-        return rc;
-    }
     int rc = 0;
     char chunk[65536];
     size_t n;
@@ -183,6 +176,14 @@ static int copy_file(const char *from, const char *to) {
     if (rc == 0 && ferror(in))
         rc = -EIO;
     fclose(in);
+    return rc;
+}
+
+static int copy_file(const char *from, const char *to) {
+    FILE *out = fopen(to, "wb");
+    if (!out)
+        return -errno;
+    int rc = copy_file_to(from, out);
     if (fclose(out) != 0 && rc == 0)
         rc = -errno;
     return rc;

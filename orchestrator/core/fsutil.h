@@ -3,6 +3,7 @@
 #define SLUICE_CORE_FSUTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Creates path and its missing parents. Returns 0 or -errno. */
@@ -33,6 +34,9 @@ int fs_walk(const char *root, fs_walk_fn fn, void *ctx);
 /* Removes a file, or a folder and everything in it (read-only files too).
  * Returns 0 or -errno. */
 int remove_tree(const char *path);
+
+/* Writes the bytes of the file at from to out. Returns 0 or -errno. */
+int copy_file_to(const char *from, FILE *out);
 
 /* Copies a file, or a folder and everything in it, to `to` (which must
  * not exist, except as a folder for a folder). Returns 0 or -errno. */
