@@ -20,8 +20,7 @@ static int fail(char *err, size_t size, int rc, const char *fmt, ...) {
     return rc;
 }
 
-/* Maps a whole file read-only. */
-static int map_file(const char *path, void **map, size_t *size, char *err, size_t err_size) {
+int file_map(const char *path, void **map, size_t *size, char *err, size_t err_size) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return fail(err, err_size, -errno, "%s: %s", path, strerror(errno));
@@ -51,7 +50,7 @@ static int map_file(const char *path, void **map, size_t *size, char *err, size_
 int json_file_read(const char *path, bson_t **doc, char *err, size_t err_size) {
     void *map;
     size_t size;
-    int rc = map_file(path, &map, &size, err, err_size);
+    int rc = file_map(path, &map, &size, err, err_size);
     if (rc)
         return rc;
     bson_error_t e;
@@ -190,7 +189,7 @@ int matrix_write(const char *path, const float *data, uint64_t rows, uint64_t co
 
 int matrix_open(matrix *m, const char *path, char *err, size_t err_size) {
     memset(m, 0, sizeof(*m));
-    int rc = map_file(path, &m->map, &m->map_size, err, err_size);
+    int rc = file_map(path, &m->map, &m->map_size, err, err_size);
     if (rc)
         return rc;
     const unsigned char *p = m->map;
@@ -335,7 +334,7 @@ static int read_tensor(bson_iter_t *it, st_tensor *t, const unsigned char *data,
 
 int safetensors_open(safetensors *st, const char *path, char *err, size_t err_size) {
     memset(st, 0, sizeof(*st));
-    int rc = map_file(path, &st->map, &st->map_size, err, err_size);
+    int rc = file_map(path, &st->map, &st->map_size, err, err_size);
     if (rc)
         return rc;
     const unsigned char *p = st->map;

@@ -15,6 +15,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Maps the whole file at path read-only: *map (NULL for an empty file) of
+ * *size bytes, to munmap() when done. The readers below start from it. */
+int file_map(const char *path, void **map, size_t *size, char *err, size_t err_size);
+
 /* ---- JSON documents (configurations, metrics) ---- */
 
 /* Reads the JSON object in the file at path into *doc (the caller's, free

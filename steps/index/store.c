@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "formats.h"
 #include "index_internal.h"
 
 #define MAGIC "SLUIDX1\n"
@@ -158,28 +159,18 @@ static int rtab(reader *r, strtab *t) {
 int index_load(const char *path, search_index **out, char *err, size_t errlen) {
     if (!path || !out)
         return errbuf_set(err, errlen, -EINVAL, "index_load: path or out is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return errbuf_set(err, errlen, -e, "index_load: %s: %s", path, strerror(e));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return errbuf_set(err, errlen, -e, "index_load: %s: %s", path, strerror(e));
-    }
-    size_t size = (size_t)st.st_size;
+    void *map;
+    size_t size;
+    char why_not[512];
+    int mapped = file_map(path, &map, &size, why_not, sizeof(why_not));
+    if (mapped)
+        return errbuf_set(err, errlen, mapped, "index_load: %s", why_not);
     if (size < HEADER) {
-        close(fd);
+        if (map)
+            munmap(map, size);
         return errbuf_set(err, errlen, -EINVAL, "index_load: %s: truncated header (%zu bytes)",
-                        path, size);
+                          path, size);
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return errbuf_set(err, errlen, -e, "index_load: %s: mmap: %s", path, strerror(e));
     const unsigned char *h = map;
     uint32_t dim = get32(h + 12);
     uint64_t n = get64(h + 16), vec_off = get64(h + 24), meta_off = get64(h + 32);
