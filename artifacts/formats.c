@@ -197,11 +197,12 @@ int matrix_open(matrix *m, const char *path, char *err, size_t err_size) {
         matrix_close(m);
         return fail(err, err_size, -EINVAL, "%s: not a sluice matrix (no SLMX header)", path);
     }
-    if (get_u32(p + 4) != 1 || get_u32(p + 8) != 1) {
-        matrix_close(m);
+    uint32_t version = get_u32(p + 4), dtype = get_u32(p + 8);
+    if (version != 1 || dtype != 1) {
+        matrix_close(m); /* p is gone: the message uses the copies */
         return fail(err, err_size, -EINVAL, "%s: matrix version %u, dtype %u: this sluice reads "
                                             "version 1, float32",
-                    path, get_u32(p + 4), get_u32(p + 8));
+                    path, version, dtype);
     }
     m->rows = get_u64(p + 16);
     m->cols = get_u64(p + 24);
