@@ -72,7 +72,8 @@ int index_save(const search_index *ix, const char *path, char *err, size_t errle
         free(tmp);
         return errbuf_set(err, errlen, -e, "index_save: %s: %s", path, strerror(e));
     }
-    FILE *f = fdopen(fd, "wb");
+    /* mkstemp makes 0600; an index is read by whoever may read the store. */
+    FILE *f = fchmod(fd, 0644) == 0 ? fdopen(fd, "wb") : NULL;
     if (!f) {
         int e = errno;
         close(fd);
