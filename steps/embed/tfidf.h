@@ -9,9 +9,10 @@
  * (scikit-learn's smooth idf with sublinear tf), L2-normalised. The
  * components are the top `dim` right singular vectors of the N x V TF-IDF
  * matrix, computed by a randomised SVD (Halko, Martinsson and Tropp 2011:
- * a Gaussian sketch from a seeded generator, power iterations with a QR
- * between each, then the eigenvectors of the small Gram matrix through
- * LAPACK), each signed so that its largest component is positive. The
+ * a Gaussian sketch from a seeded generator, power iterations that
+ * re-orthonormalise the smaller sketch each round (Cholesky QR twice, or
+ * Householder QR where that fails), then the eigenvectors of the small
+ * Gram matrix through LAPACK), each signed so that its largest component is positive. The
  * same corpus and parameters give the same model, byte for byte, on the
  * same machine.
  *

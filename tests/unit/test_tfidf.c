@@ -158,6 +158,22 @@ Test(tfidf, the_dimension_is_capped_by_the_corpus_and_the_vocabulary_by_max_term
     tfidf_free(m);
 }
 
+Test(tfidf, a_corpus_of_one_text_repeated_has_rank_one_and_still_fits) {
+    const char *texts[] = {"same words here", "same words here", "same words here",
+                           "same words here"};
+    size_t lens[] = {15, 15, 15, 15};
+    tfidf_params p = tfidf_defaults();
+    tfidf_model *m;
+    char err[256];
+    cr_assert_eq(tfidf_fit(texts, lens, 4, &p, &m, err, sizeof(err)), 0, "%s", err);
+    float v[2 * 8];
+    cr_assert_leq(tfidf_dim(m), 8);
+    cr_assert_eq(tfidf_embed(m, texts, lens, 2, v, NULL, 0), 0);
+    cr_expect_eq(memcmp(v, v + tfidf_dim(m), tfidf_dim(m) * sizeof(float)), 0);
+    cr_expect_float_eq(tfidf_explained_variance(m), 1.0, 1e-6, "one direction holds it all");
+    tfidf_free(m);
+}
+
 Test(tfidf, nothing_to_fit_on_is_refused_with_a_reason) {
     char err[256];
     tfidf_params p = tfidf_defaults();
