@@ -294,22 +294,40 @@ static void on_sync(uv_timer_t *t) { meta_sync(t->data); }
 
 /* ---- the run ---------------------------------------------------------- */
 
+/* A run's id: its UTC start to the millisecond, then 12 random bits, as
+ * YYYYMMDD-HHMMSS-mmmRRR (mmm decimal, RRR hex), so that ids sort in start
+ * order even within a second; the folder's creation settles the rare tie. */
 static int make_run_dir(run *r) {
-    time_t now = time(NULL);
-    struct tm tm;
-    unsigned char rnd[3] = {0};
-    gmtime_r(&now, &tm);
-    uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL);
-    snprintf(r->run_id, sizeof(r->run_id), "%04d%02d%02d-%02d%02d%02d-%02x%02x%02x",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             rnd[0], rnd[1], rnd[2]);
-    size_t len = strlen(r->o->store) + strlen(r->run_id) + 16;
+    size_t len = strlen(r->o->store) + sizeof(r->run_id) + 16;
     if (!(r->run_dir = malloc(len)))
         return -ENOMEM;
-    snprintf(r->run_dir, len, "%s/runs/%s/steps", r->o->store, r->run_id);
+    snprintf(r->run_dir, len, "%s/runs", r->o->store);
     int rc = mkdir_p(r->run_dir, 0755);
+    for (int tries = 0; rc == 0; tries++) {
+        struct timespec ts;
+        struct tm tm;
+        unsigned char rnd[2] = {0};
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL);
+        /* Each field bounded, so the id always has its 22 characters. */
+        snprintf(r->run_id, sizeof(r->run_id), "%04u%02u%02u-%02u%02u%02u-%03u%03x",
+                 (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+                 (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+                 (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u,
+                 (unsigned)(ts.tv_nsec / 1000000) % 1000u,
+                 ((unsigned)rnd[0] << 4 | (unsigned)rnd[1] >> 4) & 0xfffu);
+        snprintf(r->run_dir, len, "%s/runs/%s", r->o->store, r->run_id);
+        if (mkdir(r->run_dir, 0755) == 0)
+            break;
+        if (errno != EEXIST || tries == 100)
+            return -errno;
+    }
     if (rc)
         return rc;
+    snprintf(r->run_dir, len, "%s/runs/%s/steps", r->o->store, r->run_id);
+    if (mkdir(r->run_dir, 0755) != 0)
+        return -errno;
     r->run_dir[strlen(r->run_dir) - 6] = '\0'; /* the run's folder, without /steps */
     /* Absolute: steps run in folders of their own, where a relative path
      * to another step's output would lead nowhere. */
