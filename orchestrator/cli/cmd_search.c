@@ -1,7 +1,8 @@
 /* cmd_search.c - sluice search INDEX QUERY: a query against an index the
  * index step built, ranked as the retriever ranks it (steps/index/
- * retriever.h). INDEX is a folder (or its index.sluidx), an artifact id,
- * or the id of the step that built it: the newest index that step made. */
+ * retriever.h). INDEX is a folder (or its index.sluidx), the id of the
+ * step that built it (the newest index that step made), or an artifact
+ * id. */
 #include <bson/bson.h>
 #include <errno.h>
 #include <stdio.h>
@@ -59,19 +60,18 @@ static int resolve(const char *store, const char *spec, char *folder, size_t siz
     MDB_txn *txn;
     if (inspect_begin(store, &m, &txn))
         return EXIT_BAD_INPUT;
+    /* A step's name first: one that looks like hex is still a name. */
     newest n = {.step = spec};
     int status = 0;
-    if (all_hex(spec)) {
+    meta_each(txn, m.artifacts, "", newest_index, &n);
+    if (!n.hash[0] && all_hex(spec)) {
         status = inspect_resolve(txn, m.artifacts, "artifact", spec, n.hash, sizeof(n.hash));
-    } else {
-        meta_each(txn, m.artifacts, "", newest_index, &n);
-        if (!n.hash[0]) {
-            fprintf(stderr,
-                    "sluice search: '%s' is not a folder, an artifact id, or a step that made an "
-                    "index in %s\n",
-                    spec, store);
-            status = EXIT_BAD_INPUT;
-        }
+    } else if (!n.hash[0]) {
+        fprintf(stderr,
+                "sluice search: '%s' is not a folder, an artifact id, or a step that made an "
+                "index in %s\n",
+                spec, store);
+        status = EXIT_BAD_INPUT;
     }
     artifact_store s = {0};
     if (status == 0 && store_open(&s, store) == 0) {

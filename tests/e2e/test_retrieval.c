@@ -44,6 +44,20 @@ Test(retrieval, the_feature_pipeline_on_the_handbooks_articles_then_search) {
     import_handbook();
     result r = RUN_PIPELINE(FEATURES, "-p", "queries=queries/handbook.jsonl");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    const char *at = strstr(r.out, "\"index\" : \"");
+    cr_assert_not_null(at, "%s", r.out);
+    /* "index" : "STORE/objects/ab/HASH": the hash after the last '/'. */
+    const char *end = strchr(at + 12, '"'), *slash = end;
+    while (slash > at && slash[-1] != '/')
+        slash--;
+    char index_id[16];
+    snprintf(index_id, sizeof(index_id), "%.12s", slash);
+    result_free(&r);
+
+    /* The index by its artifact id, and by its folder. */
+    r = RUN(test_store_arg, "search", index_id, "GraphSAGE", "-k", "1");
+    cr_expect_eq(r.status, 0, "%s: %s", index_id, r.err);
+    cr_expect(strstr(r.out, "graphsage") != NULL, "%s", r.out);
     result_free(&r);
 
     /* The 28 judged queries: every relevant article in the first five. */
