@@ -51,8 +51,10 @@ static int resolve(const char *store, const char *spec, char *folder, size_t siz
         snprintf(folder, size, "%s", spec);
         if (!S_ISDIR(st.st_mode)) { /* the index.sluidx inside the folder */
             char *slash = strrchr(folder, '/');
-            snprintf(folder, size, "%.*s", slash ? (int)(slash - folder) : 1,
-                     slash ? folder : ".");
+            if (!slash)
+                snprintf(folder, size, ".");
+            else
+                slash[slash == folder] = '\0'; /* "/index.sluidx" keeps its "/" */
         }
         return 0;
     }
@@ -74,7 +76,10 @@ static int resolve(const char *store, const char *spec, char *folder, size_t siz
         status = EXIT_BAD_INPUT;
     }
     artifact_store s = {0};
-    if (status == 0 && store_open(&s, store) == 0) {
+    if (status == 0 && store_open(&s, store) != 0) {
+        fprintf(stderr, "sluice search: cannot open the store %s\n", store);
+        status = EXIT_BAD_INPUT;
+    } else if (status == 0) {
         store_object_path(&s, n.hash, folder, size);
         store_close(&s);
     }
@@ -97,29 +102,35 @@ static int add_filter(index_filter *f, const char *spec) {
     return 0;
 }
 
-/* The text on one line, cut at a character boundary near max bytes. */
+/* The bytes of the UTF-8 sequence that lead starts (1 for a stray byte). */
+static size_t sequence_length(unsigned char lead) {
+    return lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+}
+
+/* The text on one line, whitespace runs as one space, cut before the
+ * character that would pass max bytes. */
 static void print_snippet(const char *text, size_t max) {
     size_t n = 0;
-    int space = 0;
-    for (const char *p = text; *p && n < max; p++) {
-        int is_space = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
-        if (is_space) {
+    int space = 0, cut = 0;
+    for (const char *p = text; *p && !cut;) {
+        if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
             space = n > 0;
+            p++;
             continue;
         }
-        if (space) {
-            putchar(' ');
-            n++;
-            space = 0;
-        }
-        if (n + 1 >= max && ((unsigned char)*p & 0xC0) != 0x80)
+        size_t len = sequence_length((unsigned char)*p);
+        if (n + space + len > max) {
+            cut = 1;
             break;
-        putchar(*p);
-        n++;
+        }
+        if (space)
+            putchar(' ');
+        n += (size_t)space;
+        space = 0;
+        for (size_t i = 0; i < len && *p; i++, n++)
+            putchar(*p++);
     }
-    if (n >= max - 1)
-        fputs(" ...", stdout);
-    putchar('\n');
+    fputs(cut ? " ...\n" : "\n", stdout);
 }
 
 static void print_results(const retriever *r, const char *query, retrieve_mode mode,

@@ -196,7 +196,26 @@ static int copy_entry(const char *path, const char *rel, fs_visit what, void *ct
         return -ENAMETOOLONG;
     if (what == FS_DIR_ENTER)
         return mkdir(dest, 0755) == 0 || errno == EEXIST ? 0 : -errno;
-    return what == FS_FILE ? copy_file(path, dest) : 0;
+    if (what == FS_DIR_LEAVE)
+        return 0;
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return -errno;
+    if (S_ISREG(st.st_mode))
+        return copy_file(path, dest);
+    if (!S_ISLNK(st.st_mode)) /* a FIFO would block, a device is no content */
+        return -EINVAL;
+    char target[PATH_MAX];
+    ssize_t len = readlink(path, target, sizeof(target) - 1);
+    if (len < 0)
+        return -errno;
+    target[len] = '\0';
+    return symlink(target, dest) == 0 ? 0 : -errno; /* as it was, not what it names */
 }
 
-int copy_tree(const char *from, const char *to) { return fs_walk(from, copy_entry, (void *)to); }
+int copy_tree(const char *from, const char *to) {
+    size_t len = strlen(from);
+    if (strncmp(to, from, len) == 0 && (to[len] == '/' || to[len] == '\0'))
+        return -EINVAL; /* into itself: it would never end */
+    return fs_walk(from, copy_entry, (void *)to);
+}

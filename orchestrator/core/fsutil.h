@@ -39,7 +39,9 @@ int remove_tree(const char *path);
 int copy_file_to(const char *from, FILE *out);
 
 /* Copies a file, or a folder and everything in it, to `to` (which must
- * not exist, except as a folder for a folder). Returns 0 or -errno. */
+ * not exist, except as a folder for a folder). Symbolic links are copied as
+ * links; other special files are refused (-EINVAL), as is a copy into the
+ * tree itself. Returns 0 or -errno. */
 int copy_tree(const char *from, const char *to);
 
 /* The names in folder dir (without "." and ".."), sorted, those for which

@@ -119,9 +119,12 @@ static int run(sl_ctx *ctx) {
         rc = sl_fail(ctx, "%zu chunks of %zu dimensions do not fit in memory", t.n, dim);
     if (rc == SL_OK && !(vectors = malloc((t.n ? t.n : 1) * dim * sizeof(*vectors))))
         rc = sl_fail(ctx, "out of memory for %zu vectors of %zu dimensions", t.n, dim);
+    double t1 = seconds(); /* embedding alone, after loading or fitting */
     if (rc == SL_OK)
         rc = embed_all(ctx, e, &t, (size_t)max_tokens, vectors);
-    double elapsed = seconds() - t0;
+    double elapsed = seconds() - t1;
+    if (rc == SL_OK)
+        sl_metric(ctx, "seconds", seconds() - t0, -1);
     if (rc == SL_OK)
         rc = make_folder(ctx, "embeddings", &emb_dir);
     if (rc == SL_OK) {

@@ -118,7 +118,9 @@ static int copy_file(const char *src, const char *dst, char *err, size_t err_siz
         }
         for (ssize_t off = 0; rc == 0 && off < got;) {
             ssize_t put = write(outfd, buf + off, (size_t)(got - off));
-            if (put < 0 && errno != EINTR)
+            if (put == 0)
+                rc = errbuf_set(err, err_size, -EIO, "%s: nothing written", dst);
+            else if (put < 0 && errno != EINTR)
                 rc = errbuf_set(err, err_size, -errno, "%s: %s", dst, strerror(errno));
             off += put > 0 ? put : 0;
         }

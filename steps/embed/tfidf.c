@@ -110,20 +110,19 @@ static int add_known_term(const char *term, size_t len, void *ctx) {
 
 /* ---- the vocabulary ----------------------------------------------------- */
 
+/* A candidate term, for ranking by document frequency, then bytes. */
 typedef struct ranked {
-    const strtab *all;
-    const uint32_t *df;
+    uint32_t df, len;
+    const char *s;
+    uint32_t id;
 } ranked;
 
-static ranked sort_ctx; /* qsort has no context argument; fitting is not reentrant here */
-
 static int by_df_then_bytes(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    if (sort_ctx.df[x] != sort_ctx.df[y])
-        return sort_ctx.df[x] > sort_ctx.df[y] ? -1 : 1;
-    size_t lx = sort_ctx.all->len[x], ly = sort_ctx.all->len[y];
-    int c = memcmp(sort_ctx.all->s[x], sort_ctx.all->s[y], lx < ly ? lx : ly);
-    return c ? c : (lx > ly) - (lx < ly);
+    const ranked *x = a, *y = b;
+    if (x->df != y->df)
+        return x->df > y->df ? -1 : 1;
+    int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
 /* ---- the TF-IDF matrix -------------------------------------------------- */
@@ -157,6 +156,10 @@ static double weigh(const bag *b, const float *idf, double *w) {
 }
 
 static int csr_append_row(csr *x, const bag *b, const float *idf) {
+    if (b->n == 0) { /* no known term: an empty row (and no NULL to memcpy) */
+        x->start[++x->rows] = x->nnz;
+        return 0;
+    }
     if (x->nnz + b->n > x->cap) {
         size_t nc = x->cap ? x->cap : 4096;
         while (nc < x->nnz + b->n)
@@ -262,6 +265,17 @@ static int orthonormalize_fast(double *a, size_t m, size_t l, double *tmp, doubl
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)m, 1.0, a, n, 0.0, g, n);
         /* Row-major upper is column-major lower: LAPACK's L is our U^T. */
         dpotrf_("L", &n, g, &n, &info, 1);
+        /* A rank-deficient sketch (duplicate texts, texts without a known
+         * term) can still pass dpotrf on rounding-sized pivots, and would
+         * come out far from orthonormal: the pivots' spread is about
+         * 1 / cond(A), so past 1e6 Householder takes over. */
+        double lo = INFINITY, hi = 0;
+        for (size_t j = 0; info == 0 && j < l; j++) {
+            lo = fmin(lo, g[j * l + j]);
+            hi = fmax(hi, g[j * l + j]);
+        }
+        if (info == 0 && !(lo > 1e-6 * hi))
+            info = -1;
         if (info == 0)
             cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)m,
                         n, 1.0, g, n, a, n);
@@ -290,10 +304,13 @@ static int symmetric_eigen(double *g, size_t l, double *w, char *err, size_t err
     return 0;
 }
 
-/* The top d right singular vectors of x into comp (V x d, row-major,
- * float), sketching with l >= d columns. */
-static int truncated_svd(const csr *x, size_t d, size_t l, const tfidf_params *p, float *comp,
+/* The top *d right singular vectors of x into comp (V x *d, row-major,
+ * float), sketching with l >= *d columns. Directions whose singular value
+ * is nil next to the largest (a corpus of rank below *d) are not
+ * components: *d shrinks to the rank, at least 1. */
+static int truncated_svd(const csr *x, size_t *dims, size_t l, const tfidf_params *p, float *comp,
                          double *explained, char *err, size_t err_size) {
+    size_t d = *dims;
     size_t V = x->cols, N = x->rows, big = V > N ? V : N;
     double *y = malloc(V * l * sizeof(*y)), *z = malloc(N * l * sizeof(*z));
     double *tmp = malloc(big * l * sizeof(*tmp)), *tau = malloc((l + l * l) * sizeof(*tau));
@@ -328,6 +345,12 @@ static int truncated_svd(const csr *x, size_t d, size_t l, const tfidf_params *p
                 (int)l, 0.0, g, (int)l);
     if ((rc = symmetric_eigen(g, l, w, err, err_size)))
         goto out;
+    /* Eigenvalues are squared singular values: below 1e-12 of the largest
+     * is a singular value below 1e-6 of the largest, which in double
+     * precision after the power iterations is rounding, not the corpus. */
+    while (d > 1 && !(w[l - d] > 1e-12 * w[l - 1]))
+        d--;
+    *dims = d;
     /* Column c of sel is the eigenvector of the c-th largest eigenvalue
      * (g holds them column-major, ascending). */
     double kept = 0;
@@ -387,7 +410,8 @@ static int choose_vocabulary(const char *const *texts, const size_t *lens, size_
                              const tfidf_params *p, tfidf_model *m, char *err, size_t err_size) {
     strtab all = {0};
     bag b = {0};
-    uint32_t *df = NULL, *order = NULL;
+    uint32_t *df = NULL;
+    ranked *order = NULL;
     size_t df_cap = 0;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -421,13 +445,12 @@ static int choose_vocabulary(const char *const *texts, const size_t *lens, size_
     }
     for (uint32_t t = 0; t < all.n; t++)
         if (df[t] >= p->min_df)
-            order[kept++] = t;
+            order[kept++] = (ranked){df[t], all.len[t], all.s[t], t};
     if (kept == 0) {
         rc = errbuf_set(err, err_size, -EINVAL,
                   "no term is in at least %zu of the %zu texts: nothing to fit on", p->min_df, n);
         goto out;
     }
-    sort_ctx = (ranked){&all, df};
     qsort(order, kept, sizeof(*order), by_df_then_bytes);
     if (kept > p->max_terms)
         kept = p->max_terms;
@@ -437,7 +460,7 @@ static int choose_vocabulary(const char *const *texts, const size_t *lens, size_
         goto out;
     }
     for (size_t k = 0; k < kept; k++) {
-        uint32_t t = order[k], id;
+        uint32_t t = order[k].id, id;
         if ((rc = strtab_intern(&m->vocab, all.s[t], all.len[t], &id))) {
             rc = errbuf_set(err, err_size, rc, "out of memory for %zu terms", kept);
             goto out;
@@ -489,7 +512,7 @@ int tfidf_fit(const char *const *texts, const size_t *lens, size_t n, const tfid
         rc = errbuf_set(err, err_size, -ENOMEM, "out of memory for %zu x %zu components", x.cols, m->dim);
         goto out;
     }
-    rc = truncated_svd(&x, m->dim, l, p, m->comp, &m->explained, err, err_size);
+    rc = truncated_svd(&x, &m->dim, l, p, m->comp, &m->explained, err, err_size);
 out:
     csr_free(&x);
     bag_free(&b);
@@ -508,7 +531,8 @@ int tfidf_embed(const tfidf_model *m, const char *const *texts, const size_t *le
     double *w = NULL;
     size_t w_cap = 0;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    size_t i = 0;
+    for (; i < n && rc == 0; i++) {
         float *row = out + i * m->dim;
         memset(row, 0, m->dim * sizeof(*row));
         bag_clear(&b);
@@ -533,7 +557,8 @@ int tfidf_embed(const tfidf_model *m, const char *const *texts, const size_t *le
     }
     bag_free(&b);
     free(w);
-    return rc ? errbuf_set(err, err_size, rc, "out of memory embedding text %zu", n) : 0;
+    return rc ? errbuf_set(err, err_size, rc, "out of memory embedding text %zu of %zu", i + 1, n)
+              : 0;
 }
 
 /* ---- the folder --------------------------------------------------------- */

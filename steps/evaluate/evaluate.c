@@ -23,6 +23,7 @@
 #include "formats.h"
 #include "ranking.h"
 #include "retriever.h"
+#include "strtab.h"
 
 #define MAX_KS 16
 
@@ -48,11 +49,65 @@ static const char *link_path(const char *link) {
     return p ? strchr(p + 3, '/') : NULL;
 }
 
-static int names(const char *entry, const retrieved_row *r) {
-    const char *path = link_path(r->link);
-    return strcmp(entry, r->row.document_id) == 0 || strcmp(entry, r->chunk_id) == 0 ||
-           (*r->link && strcmp(entry, r->link) == 0) ||
-           (entry[0] == '/' && path && strcmp(entry, path) == 0);
+/* Every name a judgement may give a document (its id, its link, its link's
+ * path, the id of one of its chunks) mapped to the document, and each row
+ * of the index to its document: built once, so that a query's judgements
+ * and ranking are lookups. Documents are numbered in the order first met;
+ * a row without a document id is a document of its own. */
+typedef struct judge_map {
+    strtab names, docs;
+    uint32_t *name_doc; /* per name: its document */
+    uint32_t *row_doc;  /* per index row: its document */
+    uint32_t *seen;     /* per document: the query that last ranked it, + 1 */
+} judge_map;
+
+static void judge_map_free(judge_map *j) {
+    strtab_free(&j->names);
+    strtab_free(&j->docs);
+    free(j->name_doc);
+    free(j->row_doc);
+    free(j->seen);
+}
+
+/* Names s (when new: the first document named wins). */
+static int name_doc(judge_map *j, const char *s, uint32_t doc, size_t *cap) {
+    if (!s || !*s)
+        return 0;
+    uint32_t before = (uint32_t)j->names.n, id;
+    if (strtab_intern(&j->names, s, strlen(s), &id) != 0)
+        return -ENOMEM;
+    if (id < before)
+        return 0;
+    if (j->names.n > *cap) {
+        size_t nc = *cap ? *cap * 2 : 1024;
+        uint32_t *grown = realloc(j->name_doc, nc * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        j->name_doc = grown;
+        *cap = nc;
+    }
+    j->name_doc[id] = doc;
+    return 0;
+}
+
+static int judge_map_build(const retriever *r, judge_map *j) {
+    memset(j, 0, sizeof(*j));
+    size_t n = index_size(retriever_index(r)), cap = 0;
+    if (!(j->row_doc = malloc((n ? n : 1) * sizeof(*j->row_doc))))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        retrieved_row row;
+        if (retriever_row(r, (uint32_t)i, &row) != 0)
+            return -EINVAL;
+        const char *key = *row.row.document_id ? row.row.document_id : row.chunk_id;
+        uint32_t doc;
+        if (strtab_intern(&j->docs, key, strlen(key), &doc) != 0 ||
+            name_doc(j, key, doc, &cap) || name_doc(j, row.chunk_id, doc, &cap) ||
+            name_doc(j, row.link, doc, &cap) || name_doc(j, link_path(row.link), doc, &cap))
+            return -ENOMEM;
+        j->row_doc[i] = doc;
+    }
+    return (j->seen = calloc(j->docs.n ? j->docs.n : 1, sizeof(*j->seen))) ? 0 : -ENOMEM;
 }
 
 static int read_settings(sl_ctx *ctx, settings *s) {
@@ -99,24 +154,45 @@ static int read_settings(sl_ctx *ctx, settings *s) {
 }
 
 /* One query: its ranked documents' hits, scored at every k. */
-static int score_query(sl_ctx *ctx, const retriever *r, const settings *s, const bson_t *q,
-                       size_t line, totals *t, jsonl_writer *report) {
+static int score_query(sl_ctx *ctx, const retriever *r, judge_map *j, const settings *s,
+                       const bson_t *q, size_t line, totals *t, jsonl_writer *report) {
     bson_iter_t it, sub;
     if (!bson_iter_init_find(&it, q, "query") || !BSON_ITER_HOLDS_UTF8(&it))
         return sl_fail(ctx, "queries: record %zu has no string 'query'", line);
     const char *text = bson_iter_utf8(&it, NULL);
-    const char *relevant[256];
-    size_t n_rel = 0;
+    /* The relevant documents, each once however many entries name it; an
+     * entry naming no document of the index is a relevant document that
+     * cannot be found. */
+    uint32_t relevant[256];
+    const char *unknown[256];
+    size_t n_rel = 0, n_unknown = 0;
     if (!bson_iter_init_find(&it, q, "relevant") || !BSON_ITER_HOLDS_ARRAY(&it) ||
         !bson_iter_recurse(&it, &sub))
         return sl_fail(ctx, "queries: record %zu has no 'relevant' list", line);
     while (bson_iter_next(&sub)) {
-        if (!BSON_ITER_HOLDS_UTF8(&sub) || n_rel == 256)
+        if (!BSON_ITER_HOLDS_UTF8(&sub) || n_rel + n_unknown == 256)
             return sl_fail(ctx, "queries: record %zu: 'relevant' must list 1 to 256 strings", line);
-        relevant[n_rel++] = bson_iter_utf8(&sub, NULL);
+        uint32_t len;
+        const char *entry = bson_iter_utf8(&sub, &len);
+        uint32_t name = strtab_find(&j->names, entry, len);
+        size_t k = 0;
+        if (name != STRTAB_NONE) {
+            while (k < n_rel && relevant[k] != j->name_doc[name])
+                k++;
+            if (k == n_rel)
+                relevant[n_rel++] = j->name_doc[name];
+        } else {
+            while (k < n_unknown && strcmp(unknown[k], entry) != 0)
+                k++;
+            if (k == n_unknown)
+                unknown[n_unknown++] = entry;
+        }
     }
-    if (n_rel == 0)
+    if (n_rel + n_unknown == 0)
         return sl_fail(ctx, "queries: record %zu: 'relevant' is empty", line);
+    if (n_unknown)
+        sl_log(ctx, SL_LOG_WARN, "queries: record %zu: '%s' names no document of the index", line,
+               unknown[0]);
     index_filter filter = {0};
     if (bson_iter_init_find(&it, q, "filter") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
         bson_iter_recurse(&it, &sub))
@@ -131,36 +207,28 @@ static int score_query(sl_ctx *ctx, const retriever *r, const settings *s, const
         }
     uint32_t *ids = malloc(s->depth * sizeof(*ids));
     float *scores = malloc(s->depth * sizeof(*scores));
-    const char **docs = malloc(s->depth * sizeof(*docs));
     unsigned char *hits = malloc(s->depth);
-    unsigned char used[256] = {0};
     size_t count = 0, n_docs = 0;
     char err[512];
     int rc = SL_OK;
-    if (!ids || !scores || !docs || !hits)
+    if (!ids || !scores || !hits)
         rc = sl_fail(ctx, "out of memory");
     else if (retriever_search(r, text, s->search, s->depth, &filter, ids, scores, &count, err,
                               sizeof(err)) != 0)
         rc = sl_fail(ctx, "queries: record %zu: %s", line, err);
+    /* The ranked documents, each at the rank of its first chunk. */
+    uint32_t stamp = (uint32_t)line;
     for (size_t i = 0; rc == SL_OK && i < count; i++) {
-        retrieved_row row;
-        if (retriever_row(r, ids[i], &row) != 0)
+        uint32_t doc = j->row_doc[ids[i]];
+        if (j->seen[doc] == stamp)
             continue;
-        const char *doc = *row.row.document_id ? row.row.document_id : row.chunk_id;
-        size_t d = 0;
-        while (d < n_docs && strcmp(docs[d], doc) != 0)
-            d++;
-        if (d == n_docs) {
-            docs[n_docs] = doc;
-            hits[n_docs++] = 0;
-        }
-        /* A relevant entry counts once, for the first document it names. */
-        for (size_t e = 0; e < n_rel; e++)
-            if (!used[e] && names(relevant[e], &row)) {
-                used[e] = 1;
-                hits[d] = 1;
-            }
+        j->seen[doc] = stamp;
+        size_t k = 0;
+        while (k < n_rel && relevant[k] != doc)
+            k++;
+        hits[n_docs++] = k < n_rel;
     }
+    n_rel += n_unknown;
     bson_t line_doc = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&line_doc, "query", text);
     int first = 0;
@@ -188,7 +256,6 @@ static int score_query(sl_ctx *ctx, const retriever *r, const settings *s, const
     t->queries++;
     free(ids);
     free(scores);
-    free(docs);
     free(hits);
     return rc;
 }
@@ -218,7 +285,9 @@ static int check_thresholds(sl_ctx *ctx, const settings *s, const bson_t *figure
         const char *key = bson_iter_key(&it);
         if (!bson_iter_init_find(&fig, figures, key))
             return sl_fail(ctx, "thresholds: '%s' is not a figure of this evaluation", key);
-        double v = bson_iter_double(&fig), b;
+        if (!BSON_ITER_HOLDS_NUMBER(&fig))
+            return sl_fail(ctx, "thresholds: '%s' is not a number of this evaluation", key);
+        double v = bson_iter_as_double(&fig), b;
         if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &lim))
             return sl_fail(ctx, "thresholds: '%s' must be a mapping of min and/or max", key);
         while (bson_iter_next(&lim)) {
@@ -244,12 +313,15 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
     retriever *r;
     if (retriever_open(index, &r, err, sizeof(err)) != 0)
         return sl_fail(ctx, "index: %s", err);
-    jsonl_reader rd;
+    jsonl_reader rd = {0};
     jsonl_writer report = {0};
     totals t = {0};
+    judge_map j;
     int rc = SL_OK;
     const char *report_path = sl_output_path(ctx, "report");
-    if (jsonl_open(&rd, queries, err, sizeof(err)) != 0) {
+    if (judge_map_build(r, &j) != 0) {
+        rc = sl_fail(ctx, "index: its rows cannot be read (out of memory?)");
+    } else if (jsonl_open(&rd, queries, err, sizeof(err)) != 0) {
         rc = sl_fail(ctx, "queries: %s", err);
     } else if (jsonl_create(&report, report_path, err, sizeof(err)) != 0) {
         rc = sl_fail(ctx, "report: %s", err);
@@ -261,7 +333,7 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
                 rc = sl_fail(ctx, "queries: %s", err);
             if (got <= 0)
                 break;
-            rc = score_query(ctx, r, s, &q, (size_t)rd.line, &t, &report);
+            rc = score_query(ctx, r, &j, s, &q, (size_t)rd.line, &t, &report);
             bson_destroy(&q);
             if (rc == SL_OK && sl_cancelled(ctx))
                 rc = SL_ECANCELLED;
@@ -272,6 +344,7 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
     jsonl_close_reader(&rd);
     if (report.f && jsonl_close(&report, err, sizeof(err)) != 0 && rc == SL_OK)
         rc = sl_fail(ctx, "report: %s", err);
+    judge_map_free(&j);
     retriever_close(r);
     if (rc == SL_OK && t.queries == 0)
         rc = sl_fail(ctx, "queries: the file holds no query");

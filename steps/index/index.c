@@ -89,7 +89,7 @@ static int run(sl_ctx *ctx) {
     if (rc == SL_OK)
         rc = chunk_table_write_rows(ctx, &rows, path, "index");
     snprintf(path, sizeof(path), "%s/model", out);
-    if (rc == SL_OK && mkdir(path, 0755) != 0)
+    if (rc == SL_OK && mkdir(path, 0755) != 0 && errno != EEXIST)
         rc = sl_fail(ctx, "cannot create %s: %s", path, strerror(errno));
     if (rc == SL_OK && embedder_save(e, path, err, sizeof(err)) != 0)
         rc = sl_fail(ctx, "index model: %s", err);

@@ -71,7 +71,7 @@ int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const ch
     bson_json_reader_destroy(reader);
     if (fclose(out) != 0 && rc == SL_OK)
         rc = sl_fail(ctx, "writing output '%s' failed", out_port);
-    if (rc == SL_OK && s.failed)
+    if (s.failed && (rc == SL_OK || rc == SL_EIO)) /* emit's failure has no message yet */
         rc = sl_fail(ctx, "writing output '%s' failed", out_port);
     char key[64];
     snprintf(key, sizeof(key), "%s_in", prefix);

@@ -135,6 +135,31 @@ Test(retrieval, the_embeddings_artifact_is_a_unit_row_per_chunk_with_its_payload
     cr_expect_eq(system(cmd), 0, "the embeddings folder holds 500 unit rows and their payload");
 }
 
+Test(retrieval, a_document_named_several_ways_is_one_relevant_document) {
+    import_handbook();
+    /* The abliteration article by its id (twice), its link and its link's
+     * path; and an entry the index does not hold, which halves recall. */
+    char *q = write_test_file(
+        test_dir, "queries.jsonl",
+        "{\"query\": \"abliteration refusal direction\", \"relevant\": "
+        "[\"5a56c009-565d-4dc4-9bd5-d2b1be2ca2d4\", \"5a56c009-565d-4dc4-9bd5-d2b1be2ca2d4\", "
+        "\"https://maximelabonne.substack.com/p/uncensor-any-llm-with-abliteration-d30148b7d43e\", "
+        "\"/p/uncensor-any-llm-with-abliteration-d30148b7d43e\"]}\n"
+        "{\"query\": \"abliteration refusal direction\", \"relevant\": "
+        "[\"5a56c009-565d-4dc4-9bd5-d2b1be2ca2d4\", \"no-such-document\"], "
+        "\"filter\": {\"author\": \"Maxime Labonne\"}}\n");
+    char param[300];
+    snprintf(param, sizeof(param), "queries=%s", q);
+    result r = RUN_PIPELINE(FEATURES, "-p", param, "-p", "min_recall_at_5=0");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "names no document of the index") != NULL, "%s", r.out);
+    result_free(&r);
+    char *report = last_output("report");
+    cr_expect(strstr(report, "\"recall@1\" : 1.0,") != NULL, "the first query: %s", report);
+    cr_expect(strstr(report, "\"recall@1\" : 0.5,") != NULL, "the second query: %s", report);
+    free(report);
+}
+
 Test(retrieval, the_evaluation_gate_fails_the_run_below_its_threshold) {
     import_handbook();
     result r = RUN_PIPELINE(FEATURES, "-p", "queries=queries/handbook.jsonl", "-p",

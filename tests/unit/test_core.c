@@ -147,6 +147,7 @@ Test(fsutil, trees_are_walked_in_name_order_copied_and_removed_read_only_parts_t
     cr_expect_not_null(fgets(got, sizeof(got), f));
     fclose(f);
     cr_expect_str_eq(got, "in");
+    cr_expect_eq(copy_tree(src, sub), -EINVAL, "a copy into itself");
     /* The store's objects are read-only: removing them must still work. */
     snprintf(path, sizeof(path), "%s/b", copy);
     cr_assert_eq(chmod(path, 0555), 0);

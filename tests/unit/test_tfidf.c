@@ -167,10 +167,47 @@ Test(tfidf, a_corpus_of_one_text_repeated_has_rank_one_and_still_fits) {
     char err[256];
     cr_assert_eq(tfidf_fit(texts, lens, 4, &p, &m, err, sizeof(err)), 0, "%s", err);
     float v[2 * 8];
-    cr_assert_leq(tfidf_dim(m), 8);
+    cr_assert_eq(tfidf_dim(m), 1, "a corpus of rank one has one component");
     cr_assert_eq(tfidf_embed(m, texts, lens, 2, v, NULL, 0), 0);
     cr_expect_eq(memcmp(v, v + tfidf_dim(m), tfidf_dim(m) * sizeof(float)), 0);
     cr_expect_float_eq(tfidf_explained_variance(m), 1.0, 1e-6, "one direction holds it all");
+    tfidf_free(m);
+}
+
+Test(tfidf, duplicates_and_texts_without_terms_leave_orthonormal_components_only) {
+    /* Ten texts of rank six: the sketch (ten columns) has four directions
+     * of nothing, which must not become components. */
+    const char *texts[] = {"alpha beta gamma", "delta epsilon", "zeta eta theta iota",
+                           "kappa lambda", "mu nu xi omicron", "pi rho sigma",
+                           "alpha beta gamma", "delta epsilon", "kappa lambda", "!!! ???"};
+    size_t lens[10];
+    for (size_t i = 0; i < 10; i++)
+        lens[i] = strlen(texts[i]);
+    tfidf_params p = tfidf_defaults();
+    tfidf_model *m;
+    char err[256];
+    cr_assert_eq(tfidf_fit(texts, lens, 10, &p, &m, err, sizeof(err)), 0, "%s", err);
+    size_t d = tfidf_dim(m);
+    cr_expect_eq(d, 6, "the corpus' rank is 6, not %zu", d);
+    make_dir();
+    cr_assert_eq(tfidf_save(m, dir, err, sizeof(err)), 0, "%s", err);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    safetensors st;
+    cr_assert_eq(safetensors_open(&st, path, err, sizeof(err)), 0, "%s", err);
+    const st_tensor *t = safetensors_find(&st, "components");
+    cr_assert_not_null(t);
+    const float *comp = t->data;
+    size_t V = (size_t)t->shape[0];
+    for (size_t a = 0; a < d; a++)
+        for (size_t b = a; b < d; b++) {
+            double dot = 0;
+            for (size_t r = 0; r < V; r++)
+                dot += (double)comp[r * d + a] * comp[r * d + b];
+            cr_expect_float_eq(dot, a == b ? 1.0 : 0.0, 1e-5, "components %zu . %zu = %g", a, b,
+                               dot);
+        }
+    safetensors_close(&st);
     tfidf_free(m);
 }
 
