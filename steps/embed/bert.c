@@ -411,12 +411,23 @@ static void split(size_t n, size_t grain, size_t parts, part_fn fn, void *ctx) {
 /* The elementwise kernels below are branch-free loops of plain float
  * arithmetic so that the compiler vectorizes them (CMakeLists.txt's
  * -ftree-vectorize -fno-trapping-math for this file); libm's scalar expf and
- * erff were a third of the forward pass. */
+ * erff were a third of the forward pass.
+ *
+ * On x86-64 the functions that run them are compiled twice, for the
+ * baseline's 4-float SSE vectors and for AVX2's 8, the CPU picking one at
+ * load time. The results are the same bit for bit: every lane does the same
+ * IEEE operations (the AVX2 clone's have no FMA to fuse a * b + c), and sums
+ * keep their 8 lanes whatever the vector width. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
 
 /* x[i] = exp(x[i]) within 2 ulp for x >= -87 (Cephes' expf: 2^k times a
  * degree 7 polynomial on [-ln2/2, ln2/2]); below that about 1e-38 instead
  * of less, which no sum of exponentials here notices. */
-static void exp_inplace(float *x, size_t n) {
+static inline void exp_inplace(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         v = v < -87.0f ? -87.0f : v;
@@ -443,7 +454,7 @@ static void exp_inplace(float *x, size_t n) {
  * function on [-4, 4] (Eigen's and XLA's float erf; beyond 4 erf is 1 in
  * float): within 2.6e-7 * max(|x|, 1) of the exact value, where libm's erff
  * gives 1.3e-7. */
-static void gelu_inplace(float *x, size_t n) {
+VECTOR_CLONES static void gelu_inplace(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         float z = v * 0.70710678118654752f;
@@ -470,7 +481,7 @@ static void gelu_inplace(float *x, size_t n) {
  * order the compiler must keep) does not. */
 #define LANES 8
 
-static float sum(const float *x, size_t n) {
+static inline float sum(const float *x, size_t n) {
     float lane[LANES] = {0};
     size_t j = 0;
     for (; j + LANES <= n; j += LANES)
@@ -484,7 +495,7 @@ static float sum(const float *x, size_t n) {
     return s;
 }
 
-static float max_kept(const float *x, const float *keep, size_t n) {
+static inline float max_kept(const float *x, const float *keep, size_t n) {
     float lane[LANES];
     for (size_t k = 0; k < LANES; k++)
         lane[k] = -FLT_MAX;
@@ -503,7 +514,7 @@ static float max_kept(const float *x, const float *keep, size_t n) {
     return m;
 }
 
-static float sum_sq_dev(const float *x, size_t n, float mean) {
+static inline float sum_sq_dev(const float *x, size_t n, float mean) {
     float lane[LANES] = {0};
     size_t j = 0;
     for (; j + LANES <= n; j += LANES)
@@ -527,7 +538,7 @@ typedef struct norm_job {
 } norm_job;
 
 /* Rows [begin, end) of x = LayerNorm(x + r) (r may be NULL). */
-static void layer_norm_part(void *ctx, size_t part, size_t begin, size_t end) {
+VECTOR_CLONES static void layer_norm_part(void *ctx, size_t part, size_t begin, size_t end) {
     const norm_job *j = ctx;
     size_t H = j->H;
     (void)part;
@@ -611,7 +622,7 @@ typedef struct attn_job {
 
 /* row = softmax(row) over the keys keep marks (1 or 0); with no key kept,
  * all 0 (such a row is all padding, which pooling skips). */
-static void softmax(float *row, const float *keep, size_t n) {
+VECTOR_CLONES static void softmax(float *row, const float *keep, size_t n) {
     float max = max_kept(row, keep, n);
     for (size_t j = 0; j < n; j++)
         row[j] -= max;
