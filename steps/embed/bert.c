@@ -359,7 +359,7 @@ static void linear(const float *x, size_t N, size_t in, const float *W, const fl
  * faster than one; one thread more than OpenBLAS's, taking small pieces from
  * a counter so that none waits for a slower one, came within a few percent
  * of what two threads do when OpenBLAS's stop spinning at once
- * (OPENBLAS_THREAD_TIMEOUT=4), and more threads than that were slower. */
+ * (OPENBLAS_THREAD_TIMEOUT=4); two more were no better, four more slower. */
 #define MAX_PARTS 16
 
 typedef void (*part_fn)(void *ctx, size_t part, size_t begin, size_t end);
