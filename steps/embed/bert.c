@@ -8,7 +8,6 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "formats.h"
 
 typedef struct bert_layer {
@@ -32,65 +32,20 @@ struct bert_model {
     wordpiece *wp;
 };
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 4, 5)))
-#endif
-static int fail(char *err, size_t size, int rc, const char *fmt, ...) {
-    if (err && size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, size, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* ---- config.json ---------------------------------------------------------- */
 
-static int read_file(const char *path, char **data, size_t *len, char *err, size_t err_size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        return fail(err, err_size, -e, "%s: %s", path, strerror(e));
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *grown = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-        if (!grown) {
-            free(buf);
-            buf = NULL;
-        } else {
-            buf = grown;
-            cap *= 2;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf)
-        return fail(err, err_size, -ENOMEM, "%s: out of memory", path);
-    if (bad) {
-        free(buf);
-        return fail(err, err_size, -EIO, "%s: read error", path);
-    }
-    *data = buf;
-    *len = n;
-    return 0;
-}
 
 static int config_size(const bson_t *doc, const char *key, size_t min, size_t *out,
                        const char *path, char *err, size_t err_size) {
     bson_iter_t it;
     if (!bson_iter_init_find(&it, doc, key))
-        return fail(err, err_size, -EINVAL, "%s: missing %s", path, key);
+        return errbuf_set(err, err_size, -EINVAL, "%s: missing %s", path, key);
     if (!BSON_ITER_HOLDS_INT32(&it) && !BSON_ITER_HOLDS_INT64(&it))
-        return fail(err, err_size, -EINVAL, "%s: %s is not an integer", path, key);
+        return errbuf_set(err, err_size, -EINVAL, "%s: %s is not an integer", path, key);
     int64_t v = bson_iter_as_int64(&it);
     if (v < (int64_t)min || v > (1 << 24))
-        return fail(err, err_size, -EINVAL, "%s: %s is %lld, outside [%zu, %d]", path, key,
+        return errbuf_set(err, err_size, -EINVAL, "%s: %s is %lld, outside [%zu, %d]", path, key,
                     (long long)v, min, 1 << 24);
     *out = (size_t)v;
     return 0;
@@ -99,16 +54,10 @@ static int config_size(const bson_t *doc, const char *key, size_t min, size_t *o
 static int read_config(const char *dir, bert_config *c, char *err, size_t err_size) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/config.json", dir);
-    char *text = NULL;
-    size_t len = 0;
-    int rc = read_file(path, &text, &len, err, err_size);
+    bson_t *doc;
+    int rc = json_file_read(path, &doc, err, err_size);
     if (rc)
         return rc;
-    bson_error_t e;
-    bson_t *doc = bson_new_from_json((const uint8_t *)text, (ssize_t)len, &e);
-    free(text);
-    if (!doc)
-        return fail(err, err_size, -EINVAL, "%s: not a JSON object: %s", path, e.message);
     bson_iter_t it;
     if ((rc = config_size(doc, "hidden_size", 1, &c->hidden_size, path, err, err_size)) ||
         (rc = config_size(doc, "num_hidden_layers", 1, &c->num_hidden_layers, path, err,
@@ -123,24 +72,24 @@ static int read_config(const char *dir, bert_config *c, char *err, size_t err_si
         (rc = config_size(doc, "vocab_size", 1, &c->vocab_size, path, err, err_size)))
         goto out;
     if (c->hidden_size % c->num_attention_heads) {
-        rc = fail(err, err_size, -EINVAL,
+        rc = errbuf_set(err, err_size, -EINVAL,
                   "%s: hidden_size %zu is not a multiple of num_attention_heads %zu", path,
                   c->hidden_size, c->num_attention_heads);
         goto out;
     }
     if (!bson_iter_init_find(&it, doc, "layer_norm_eps") || !BSON_ITER_HOLDS_NUMBER(&it) ||
         !(bson_iter_as_double(&it) > 0) || !(bson_iter_as_double(&it) < 1)) {
-        rc = fail(err, err_size, -EINVAL, "%s: layer_norm_eps is missing or not in (0, 1)", path);
+        rc = errbuf_set(err, err_size, -EINVAL, "%s: layer_norm_eps is missing or not in (0, 1)", path);
         goto out;
     }
     c->layer_norm_eps = bson_iter_as_double(&it);
     if (!bson_iter_init_find(&it, doc, "hidden_act") || !BSON_ITER_HOLDS_UTF8(&it)) {
-        rc = fail(err, err_size, -EINVAL, "%s: hidden_act is missing or not a string", path);
+        rc = errbuf_set(err, err_size, -EINVAL, "%s: hidden_act is missing or not a string", path);
         goto out;
     }
     const char *act = bson_iter_utf8(&it, NULL);
     if (strcmp(act, "gelu") != 0) {
-        rc = fail(err, err_size, -EINVAL, "%s: hidden_act is '%s'; only 'gelu' is supported",
+        rc = errbuf_set(err, err_size, -EINVAL, "%s: hidden_act is '%s'; only 'gelu' is supported",
                   path, act);
         goto out;
     }
@@ -176,10 +125,10 @@ static int find(const loader *l, const char *name, size_t d0, size_t d1, const s
     if (!t)
         t = safetensors_find(l->st, prefixed);
     if (!t)
-        return fail(l->err, l->err_size, -EINVAL, "%s: missing tensor '%s' (or '%s')", l->path,
+        return errbuf_set(l->err, l->err_size, -EINVAL, "%s: missing tensor '%s' (or '%s')", l->path,
                     name, prefixed);
     if (t->dtype != ST_F32)
-        return fail(l->err, l->err_size, -EINVAL, "%s: tensor '%s' is %s; only F32 is supported",
+        return errbuf_set(l->err, l->err_size, -EINVAL, "%s: tensor '%s' is %s; only F32 is supported",
                     l->path, t->name, st_dtype_name(t->dtype));
     uint64_t want[2] = {d0, d1};
     size_t ndim = d1 ? 2 : 1;
@@ -187,7 +136,7 @@ static int find(const loader *l, const char *name, size_t d0, size_t d1, const s
         char got[128], exp[64];
         show_shape(got, sizeof(got), t->shape, t->ndim);
         show_shape(exp, sizeof(exp), want, ndim);
-        return fail(l->err, l->err_size, -EINVAL, "%s: tensor '%s' has shape %s, expected %s",
+        return errbuf_set(l->err, l->err_size, -EINVAL, "%s: tensor '%s' has shape %s, expected %s",
                     l->path, t->name, got, exp);
     }
     *out = t;
@@ -201,7 +150,7 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
     size_t count = d0 * (d1 ? d1 : 1);
     float *p = malloc(n * count * sizeof(float));
     if (!p)
-        return fail(l->err, l->err_size, -ENOMEM, "%s: out of memory", l->path);
+        return errbuf_set(l->err, l->err_size, -ENOMEM, "%s: out of memory", l->path);
     for (size_t i = 0; i < n; i++) {
         const st_tensor *t;
         int rc = find(l, names[i], d0, d1, &t);
@@ -301,7 +250,7 @@ int bert_load(const char *dir, bert_model **out, char *err, size_t err_size) {
         err[0] = '\0';
     bert_model *m = calloc(1, sizeof(*m));
     if (!m)
-        return fail(err, err_size, -ENOMEM, "%s: out of memory", dir);
+        return errbuf_set(err, err_size, -ENOMEM, "%s: out of memory", dir);
     int rc = read_config(dir, &m->cfg, err, err_size);
     if (rc) {
         free(m);
@@ -310,7 +259,7 @@ int bert_load(const char *dir, bert_model **out, char *err, size_t err_size) {
     m->layers = calloc(m->cfg.num_hidden_layers, sizeof(*m->layers));
     if (!m->layers) {
         bert_free(m);
-        return fail(err, err_size, -ENOMEM, "%s: out of memory", dir);
+        return errbuf_set(err, err_size, -ENOMEM, "%s: out of memory", dir);
     }
     char path[4096];
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
@@ -325,7 +274,7 @@ int bert_load(const char *dir, bert_model **out, char *err, size_t err_size) {
     if (!rc)
         rc = wordpiece_new(dir, &m->wp, err, err_size);
     if (!rc && wordpiece_vocab_size(m->wp) > m->cfg.vocab_size)
-        rc = fail(err, err_size, -EINVAL,
+        rc = errbuf_set(err, err_size, -EINVAL,
                   "%s/vocab.txt: %zu tokens, more than the model's vocab_size %zu", dir,
                   wordpiece_vocab_size(m->wp), m->cfg.vocab_size);
     if (rc) {
@@ -762,20 +711,20 @@ int bert_forward(const bert_model *m, const wordpiece_batch *b, float *out, char
     if (b->rows == 0)
         return 0;
     if (b->width == 0 || b->width > c->max_position_embeddings)
-        return fail(err, err_size, -EINVAL, "a batch %zu tokens wide; the model takes 1 to %zu",
+        return errbuf_set(err, err_size, -EINVAL, "a batch %zu tokens wide; the model takes 1 to %zu",
                     b->width, c->max_position_embeddings);
     if (b->rows > (size_t)INT32_MAX / b->width || b->width > 46340)
-        return fail(err, err_size, -EINVAL, "a batch of %zu x %zu tokens is too large", b->rows,
+        return errbuf_set(err, err_size, -EINVAL, "a batch of %zu x %zu tokens is too large", b->rows,
                     b->width);
     for (size_t t = 0; t < b->rows * b->width; t++)
         if (b->input_ids[t] < 0 || (uint64_t)b->input_ids[t] >= c->vocab_size ||
             b->token_type_ids[t] < 0 || (uint64_t)b->token_type_ids[t] >= c->type_vocab_size)
-            return fail(err, err_size, -EINVAL,
+            return errbuf_set(err, err_size, -EINVAL,
                         "token %zu of row %zu: id %lld or type %lld is out of range", t % b->width,
                         t / b->width, (long long)b->input_ids[t], (long long)b->token_type_ids[t]);
     scratch s;
     if (scratch_alloc(&s, b->rows * b->width, b->width, c))
-        return fail(err, err_size, -ENOMEM, "out of memory for a batch of %zu x %zu tokens",
+        return errbuf_set(err, err_size, -ENOMEM, "out of memory for a batch of %zu x %zu tokens",
                     b->rows, b->width);
     encode(m, b, &s);
     pool(m, b, &s, out);
@@ -789,7 +738,7 @@ int bert_embed(const bert_model *m, const char *const *texts, const size_t *lens
     if (max_length == 0)
         max_length = c->max_position_embeddings;
     if (max_length < 2 || max_length > c->max_position_embeddings)
-        return fail(err, err_size, -EINVAL, "max_length %zu is outside [2, %zu]", max_length,
+        return errbuf_set(err, err_size, -EINVAL, "max_length %zu is outside [2, %zu]", max_length,
                     c->max_position_embeddings);
     wordpiece_encode_opts opts = {max_length, 0};
     for (size_t i = 0; i < n; i += BERT_BATCH) {
@@ -797,7 +746,7 @@ int bert_embed(const bert_model *m, const char *const *texts, const size_t *lens
         wordpiece_batch *b = NULL;
         int rc = wordpiece_batch_new(m->wp, texts + i, lens + i, k, &opts, &b);
         if (rc)
-            return fail(err, err_size, rc, "tokenizing texts %zu to %zu: %s", i, i + k - 1,
+            return errbuf_set(err, err_size, rc, "tokenizing texts %zu to %zu: %s", i, i + k - 1,
                         strerror(-rc));
         rc = bert_forward(m, b, out + i * c->hidden_size, err, err_size);
         wordpiece_batch_free(b);

@@ -19,8 +19,12 @@
  * projections, scaled dot-product attention per head where padding keys
  * get no weight, output projection + residual + LayerNorm, then
  * intermediate projection, GELU, output projection + residual + LayerNorm.
- * Every projection is one cblas_sgemm over all the tokens of a batch
- * (weights are stored [out, in] as torch.nn.Linear keeps them: y = x W^T + b).
+ * Every projection is a cblas_sgemm over the tokens of a batch (weights
+ * are stored [out, in] as torch.nn.Linear keeps them: y = x W^T + b): Q, K
+ * and V stacked into one, the feed-forward in blocks of 512 tokens so that
+ * GELU works on what is still in cache. Attention, softmax, GELU and
+ * LayerNorm run on threads of their own beside OpenBLAS's, with exp and erf
+ * written to vectorize (within a few ulp of libm's).
  * Pooling averages the last hidden states of the tokens whose attention
  * mask is 1 ([CLS] and [SEP] included, as sentence-transformers does), then
  * divides by the L2 norm (at least 1e-12, as torch.nn.functional.normalize).
