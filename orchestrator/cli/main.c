@@ -61,11 +61,12 @@ int main(int argc, char **argv) {
     /* A step that exits before reading its stdin must not take sluice down:
      * the write fails with EPIPE instead. */
     signal(SIGPIPE, SIG_IGN);
-    /* mongo-c-driver initialises itself when loaded and keeps counters in a
-     * /dev/shm segment named by pid, which a killed process leaves behind
-     * (and a later process with that pid then warns on stderr). Steps and
-     * `sluice exec` children, which sluice may kill on a timeout, inherit
-     * this and keep theirs in memory. */
+    /* mongo-c-driver (the module sluice_mongo, loaded for a mongodb://
+     * warehouse only) keeps counters in a /dev/shm segment named by pid,
+     * which a killed process leaves behind (and a later process with that
+     * pid then warns on stderr). Set before anything loads it, so that this
+     * process, its steps and its `sluice exec` children, which sluice may
+     * kill on a timeout, keep theirs in memory. */
     setenv("MONGOC_DISABLE_SHM", "1", 0);
     cli_globals g = {.store = getenv("SLUICE_HOME")};
     int i = 1;

@@ -27,9 +27,16 @@ struct warehouse {
 };
 
 /* Each returns 0 and *out (a struct beginning with struct warehouse, freed
- * by its close), or a negative code with the message in err. */
+ * by its close), or a negative code with the message in err. The MongoDB
+ * one lives in the module sluice_mongo (plugins/module.h), which exports it
+ * under its own name. */
+typedef int (*warehouse_open_fn)(warehouse **out, const char *where, int read_only, char *err,
+                                 size_t err_size);
 int warehouse_lmdb_open(warehouse **out, const char *store_dir, int read_only, char *err,
                         size_t err_size);
+#if defined(__GNUC__)
+__attribute__((visibility("default")))
+#endif
 int warehouse_mongo_open(warehouse **out, const char *uri, int read_only, char *err,
                          size_t err_size);
 

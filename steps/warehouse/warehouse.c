@@ -10,26 +10,26 @@
 #include <sys/stat.h>
 
 #include "backend.h"
+#include "module.h"
 
 static const char *const categories[] = WAREHOUSE_CATEGORIES;
 static const char *const export_files[] = {"ArticleDocument.json", "PostDocument.json",
                                            "RepositoryDocument.json"};
-
-int warehouse_fail(warehouse *w, int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->err, sizeof(w->err), fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 int warehouse_open(warehouse **out, const char *store_dir, const char *where, int read_only,
                    char *err, size_t err_size) {
     *out = NULL;
     if (!where || !*where)
         return warehouse_lmdb_open(out, store_dir, read_only, err, err_size);
-    if (strncmp(where, "mongodb://", 10) == 0 || strncmp(where, "mongodb+srv://", 14) == 0)
-        return warehouse_mongo_open(out, where, read_only, err, err_size);
+    if (strncmp(where, "mongodb://", 10) == 0 || strncmp(where, "mongodb+srv://", 14) == 0) {
+        /* mongo-c-driver comes as a module: most processes never need it,
+         * and linking it costs every process milliseconds to start. */
+        void *sym;
+        int rc = module_symbol("sluice_mongo", "warehouse_mongo_open", &sym, err, err_size);
+        if (rc)
+            return rc;
+        return ((warehouse_open_fn)sym)(out, where, read_only, err, err_size);
+    }
     snprintf(err, err_size,
              "warehouse '%s': give a mongodb:// URI, or nothing for the store's own warehouse",
              where);
