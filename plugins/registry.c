@@ -9,6 +9,7 @@
 
 #include "core/buf.h"
 #include "core/fsutil.h"
+#include "registry_cache.h"
 #include "orchestrator/exec/host.h"
 
 const char *sl_param_kind_name(int kind) {
@@ -169,7 +170,8 @@ static int check_params(plugin_registry *r, refusal *f, const sl_step *st, plugi
 }
 
 /* Checks the descriptor and every step; fills steps[0..n) on success. */
-static int check_plugin(plugin_registry *r, refusal *f, const sl_plugin *d, plugin_step *steps) {
+static int check_plugin(plugin_registry *r, refusal *f, const sl_plugin *d, int lazy,
+                        plugin_step *steps) {
     if (!d->name || !*d->name)
         return refuse(f, "the plugin has no name");
     if (!d->steps || d->n_steps == 0)
@@ -183,7 +185,7 @@ static int check_plugin(plugin_registry *r, refusal *f, const sl_plugin *d, plug
         if (!step_name_ok(st->name))
             return refuse(f, "plugin '%s' has a step named '%s': use a-z, 0-9, '_' and '-'",
                           d->name, st->name ? st->name : "(null)");
-        if (!st->run)
+        if (!st->run && !lazy) /* a cached descriptor has none until loaded */
             return refuse(f, "step '%s' has no run function", st->name);
         if (!st->version || !*st->version)
             return refuse(f, "step '%s' has no version", st->name);
@@ -240,8 +242,10 @@ int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
     return rc;
 }
 
-int registry_add(plugin_registry *r, const char *path, const char *key_path, void *handle,
-                 const sl_plugin *desc, diag_list *d, const plugin_lib **out) {
+/* registry_add(), or for lazy (a descriptor from the registry cache, whose
+ * file is not loaded): no run functions, no init yet. */
+static int add(plugin_registry *r, const char *path, const char *key_path, void *handle,
+               const sl_plugin *desc, int lazy, diag_list *d, const plugin_lib **out) {
     refusal f = {BUF_INIT, DIAG_ERROR};
     plugin_step *steps = NULL;
     plugin_lib *lib = NULL;
@@ -274,7 +278,7 @@ int registry_add(plugin_registry *r, const char *path, const char *key_path, voi
             rc = -ENOMEM;
             goto out;
         }
-        rc = check_plugin(r, &f, &lib->desc, steps);
+        rc = check_plugin(r, &f, &lib->desc, lazy, steps);
         if (rc == -ENOMEM)
             goto out;
         rc = 0;
@@ -288,7 +292,7 @@ int registry_add(plugin_registry *r, const char *path, const char *key_path, voi
             f.level = DIAG_WARNING;
         }
     }
-    if (!f.why.len && lib->desc.init) {
+    if (!f.why.len && lib->desc.init && !lazy) {
         char err[512] = "";
         if (lib->desc.init(host_services(), err, sizeof(err)) != 0)
             refuse(&f, "its init failed: %s", err[0] ? err : "(no message)");
@@ -302,6 +306,8 @@ int registry_add(plugin_registry *r, const char *path, const char *key_path, voi
     }
     /* Accepted: register the file and its steps. */
     lib->handle = handle;
+    lib->lazy = lazy;
+    lib->owner = r;
     lib->path = arena_strdup(&r->arena, path);
     char *key = arena_strdup(&r->arena, key_path);
     lib->real_path = key;
@@ -348,6 +354,93 @@ out:
     return rc;
 }
 
+int registry_add(plugin_registry *r, const char *path, const char *key_path, void *handle,
+                 const sl_plugin *desc, diag_list *d, const plugin_lib **out) {
+    return add(r, path, key_path, handle, desc, 0, d, out);
+}
+
+/* A file of a plugin folder: from the cache when it knows the file as it
+ * is, else loaded, and cached when accepted. */
+static int load_listed(plugin_registry *r, const char *path, diag_list *d) {
+    char real[PATH_MAX];
+    struct stat st;
+    const plugin_lib *lib = NULL;
+    uint32_t known;
+    if (!r->cache || !realpath(path, real) || stat(real, &st) != 0 ||
+        hmap_get(&r->by_path, real, strlen(real), &known))
+        return registry_load_file(r, path, d, &lib);
+    sl_plugin desc;
+    int hit = registry_cache_get(r->cache, real, &st, &r->arena, &desc);
+    if (hit < 0)
+        return hit;
+    if (hit) {
+        size_t before = d->n;
+        int rc = add(r, path, real, NULL, &desc, 1, d, &lib);
+        if (rc || lib || d->n > before)
+            return rc; /* registered, or refused as the file would have been */
+    }
+    int rc = registry_load_file(r, path, d, &lib);
+    if (rc == 0 && lib)
+        rc = registry_cache_put(r->cache, real, &st, &lib->desc);
+    return rc;
+}
+
+static int same_step(const sl_step *a, const sl_step *b) {
+    return a->name && b->name && strcmp(a->name, b->name) == 0 && a->version && b->version &&
+           strcmp(a->version, b->version) == 0;
+}
+
+int registry_materialize(const plugin_step *ps, char *err, size_t err_size) {
+    plugin_lib *lib = (plugin_lib *)ps->lib; /* the registry's own: it owns every lib */
+    if (!lib->lazy)
+        return 0;
+    dlerror();
+    void *h = dlopen(lib->real_path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(err, err_size, "cannot load plugin %s: %s", lib->path, e ? e : "dlopen failed");
+        return -EINVAL;
+    }
+    void *sym = dlsym(h, SL_PLUGIN_ENTRY_NAME);
+    sl_plugin_entry entry;
+    memcpy(&entry, &sym, sizeof(entry));
+    const sl_plugin *desc = sym ? entry() : NULL;
+    int same = desc && desc->abi_version == lib->desc.abi_version && desc->signature &&
+               lib->desc.signature && strcmp(desc->signature, lib->desc.signature) == 0 &&
+               desc->n_steps == lib->desc.n_steps && desc->steps;
+    for (size_t i = 0; same && i < desc->n_steps; i++)
+        same = same_step(&desc->steps[i], &lib->desc.steps[i]) && desc->steps[i].run;
+    if (!same) {
+        snprintf(err, err_size,
+                 "plugin %s no longer declares what it did when sluice listed it (rebuilt "
+                 "while sluice ran?): run again",
+                 lib->path);
+        dlclose(h);
+        return -EINVAL;
+    }
+    /* Take what the plugin was built with; newer fields stay zero. */
+    sl_plugin real;
+    memset(&real, 0, sizeof(real));
+    memcpy(&real, desc, desc->size < sizeof(real) ? desc->size : sizeof(real));
+    char why[512] = "";
+    if (real.init && real.init(host_services(), why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "plugin %s: its init failed: %s", lib->path,
+                 why[0] ? why : "(no message)");
+        dlclose(h);
+        return -EINVAL;
+    }
+    lib->desc = real;
+    lib->inited = real.init != NULL;
+    lib->handle = h;
+    lib->lazy = 0;
+    plugin_registry *r = lib->owner;
+    for (size_t i = 0; i < r->n_steps; i++)
+        if (r->steps[i].lib == lib)
+            for (size_t j = 0; j < lib->desc.n_steps; j++)
+                if (strcmp(lib->desc.steps[j].name, r->steps[i].step->name) == 0)
+                    r->steps[i].step = &lib->desc.steps[j];
+    return 0;
+}
 
 static int is_shared_object(const char *name) {
     size_t len = strlen(name);
@@ -366,12 +459,14 @@ int registry_load_dir(plugin_registry *r, const char *dir, int optional, diag_li
         return 0;
     }
     rc = 0;
+    r->cache = registry_cache_open(); /* NULL: no cache, every file loaded */
     for (size_t i = 0; i < n && rc == 0; i++) {
         char path[4096];
-        const plugin_lib *lib;
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        rc = registry_load_file(r, path, d, &lib);
+        rc = load_listed(r, path, d);
     }
+    registry_cache_close(r->cache);
+    r->cache = NULL;
     dir_list_free(names, n);
     return rc;
 }

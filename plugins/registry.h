@@ -18,12 +18,19 @@
 #include "core/hmap.h"
 #include "pipeline/value.h"
 
+struct plugin_registry;
+
 typedef struct plugin_lib {
     char *path;      /* as found, for messages */
     char *real_path; /* absolute, for a child 'sluice exec' in another folder */
-    void *handle; /* dlopen's */
+    void *handle; /* dlopen's; NULL while lazy */
     sl_plugin desc; /* the plugin's descriptor, zero-filled past its size */
     int inited;   /* init succeeded: teardown is owed */
+    /* Known from the registry cache (registry_cache.h) and not loaded yet:
+     * desc is the cached copy, without run, init or teardown, until
+     * registry_materialize() loads the file. */
+    int lazy;
+    struct plugin_registry *owner;
 } plugin_lib;
 
 /* One step of a loaded plugin, with its parameter defaults parsed. */
@@ -36,6 +43,7 @@ typedef struct plugin_step {
 
 typedef struct plugin_registry {
     arena arena;
+    struct registry_cache *cache; /* open while folders load */
     plugin_lib **libs;
     size_t n_libs;
     plugin_step *steps;
@@ -44,11 +52,14 @@ typedef struct plugin_registry {
     hmap by_path; /* real path of a loaded file -> index in libs */
 } plugin_registry;
 
-#define PLUGIN_REGISTRY_INIT {ARENA_INIT, NULL, 0, NULL, 0, 0, HMAP_INIT, HMAP_INIT}
+#define PLUGIN_REGISTRY_INIT {ARENA_INIT, NULL, NULL, 0, NULL, 0, 0, HMAP_INIT, HMAP_INIT}
 
 /* Loads every *.so in dir. A missing folder is not an error when optional
  * is set (the default search path), and one when not (a pipeline's own
- * 'plugins' folders). Refusals go to d as errors. Returns 0 or -ENOMEM. */
+ * 'plugins' folders). Refusals go to d as errors. Returns 0 or -ENOMEM.
+ * A plugin the registry cache knows as it is on disk is registered from
+ * its cached descriptor without being opened (lazy); the others are
+ * loaded, checked, and cached when accepted. */
 int registry_load_dir(plugin_registry *r, const char *dir, int optional, diag_list *d);
 
 /* Loads one file. Returns 0 with *lib (NULL when refused, reported in d), or
@@ -67,6 +78,14 @@ int registry_add(plugin_registry *r, const char *path, const char *key_path, voi
  * the plugins installed beside the sluice binary (exe_dir/plugins in a build
  * tree, exe_dir/../lib/sluice/plugins when installed). exe_dir may be NULL. */
 int registry_load_default(plugin_registry *r, const char *exe_dir, diag_list *d);
+
+/* Loads the plugin of a lazy step (a no-op for a loaded one), checks that
+ * it still declares what the cache said (the same steps and versions, a
+ * run function each), runs its init, and points every step of it at the
+ * plugin's own descriptor: ps->step is then the one to run. Returns 0, or
+ * -EINVAL with the reason in err (the step cannot run). Not thread-safe:
+ * the scheduler calls it from its loop. */
+int registry_materialize(const plugin_step *ps, char *err, size_t err_size);
 
 /* The step called name, or NULL. */
 const plugin_step *registry_find(const plugin_registry *r, const char *name);

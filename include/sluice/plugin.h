@@ -118,7 +118,9 @@ typedef struct sl_plugin {
     size_t n_steps;
     /* Optional: called once after loading, before any step runs; a non-zero
      * return (with a message in err) refuses the plugin. teardown runs at
-     * unload, and only if init succeeded. */
+     * unload, and only if init succeeded. A plugin sluice has listed before
+     * is loaded only when one of its steps first runs (the registry cache,
+     * docs/plugins.md): a failing init then fails that step. */
     int (*init)(const sl_host *host, char *err, size_t err_size);
     void (*teardown)(void);
 } sl_plugin;

@@ -382,6 +382,16 @@ static int launch_process(attempt *at) {
 }
 
 static int launch_in_process(attempt *at) {
+    /* A plugin the registry knew from its cache is loaded now, the first
+     * time one of its steps runs here. */
+    const plugin_step *ps = at->sr->s->impl;
+    char why[512];
+    if (ps && registry_materialize(ps, why, sizeof(why)) != 0) {
+        sched_log(at->sr, SL_LOG_ERROR, why);
+        return -EINVAL;
+    }
+    if (ps)
+        at->t.step = ps->step;
     task_sink sink = {sched_sink_log, sched_sink_progress, sched_sink_metric, at};
     int rc = host_ctx_init(&at->hc, &at->t, &sink);
     if (rc)

@@ -570,3 +570,57 @@ Test(run, chunks_are_capped_at_the_tokenizers_limit_with_overlap) {
              SLUICE_SOURCE_DIR, model, test_dir);
     cr_expect_eq(system(cmd), 0, "every piece within the limit, overlapping by 3 tokens");
 }
+
+/* The registry cache (plugins/registry_cache.h): a plugin is opened to be
+ * listed once; after that, listing and binding use its cached descriptor,
+ * and the file is opened only when one of its steps runs, or when it
+ * changed. LD_DEBUG=files makes the dynamic loader name what it opens. */
+Test(run, plugins_are_listed_from_the_cache_and_loaded_when_a_step_runs) {
+    char plug[128], cmd[512], env_plug[160], env_cache[160];
+    snprintf(plug, sizeof(plug), "%s/plug", test_dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/good/teststeps.so %s/", plug,
+             SLUICE_TEST_PLUGINS, plug);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(env_plug, sizeof(env_plug), "SLUICE_PLUGIN_PATH=%s", plug);
+    snprintf(env_cache, sizeof(env_cache), "SLUICE_PLUGIN_CACHE=%s/cache.json", test_dir);
+    run_env[0] = env_plug;
+    run_env[1] = env_cache;
+    run_env[2] = "LD_DEBUG=files";
+    run_env[3] = NULL;
+    result first = RUN("plugins", "describe", "emit");
+    cr_assert_eq(first.status, 0, "%s", first.err);
+    cr_expect(strstr(first.err, "plug/teststeps.so") != NULL, "opened the first time");
+    result second = RUN("plugins", "describe", "emit");
+    cr_assert_eq(second.status, 0, "%s", second.err);
+    cr_expect(strstr(second.err, "plug/teststeps.so") == NULL, "not opened the second time");
+    cr_expect_str_eq(second.out, first.out, "the cached description is the plugin's");
+    result_free(&first);
+    result_free(&second);
+
+    char *p = write_test_file(test_dir, "emit.yaml",
+                              "pipeline: emit\n"
+                              "steps:\n"
+                              "  say: {uses: emit, with: {text: hello from the cache}}\n");
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 0, "%s", r.out);
+    cr_expect(strstr(r.err, "plug/teststeps.so") != NULL, "opened to run its step");
+    cr_expect(strstr(r.out, "\"status\" : \"done\"") != NULL, "%s", r.out);
+    result_free(&r);
+
+    /* A plugin file that changed is opened and checked again. */
+    snprintf(cmd, sizeof(cmd), "touch -d '2001-02-03 04:05:06' %s/teststeps.so", plug);
+    cr_assert_eq(system(cmd), 0);
+    r = RUN("plugins", "describe", "emit");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "plug/teststeps.so") != NULL, "a changed file is opened again");
+    result_free(&r);
+
+    /* Off: nothing is written. */
+    snprintf(env_cache, sizeof(env_cache), "SLUICE_PLUGIN_CACHE=off");
+    snprintf(cmd, sizeof(cmd), "%s/cache.json", test_dir);
+    unlink(cmd);
+    r = RUN("plugins", "list");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_neq(access(cmd, F_OK), 0, "SLUICE_PLUGIN_CACHE=off writes no cache");
+    result_free(&r);
+}
