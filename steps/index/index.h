@@ -19,11 +19,11 @@
  * Threads: an index may be searched from several threads at once; adding
  * rows needs exclusive access.
  *
- * File format (index_save / index_load), version 1, little-endian:
+ * File format (index_save / index_load), version 2, little-endian:
  *
  *   offset size
  *   0      8    magic "SLUIDX1\n"
- *   8      4    u32 format version (1)
+ *   8      4    u32 format version (2; 1 is still read)
  *   12     4    u32 dim
  *   16     8    u64 n, the number of rows
  *   24     8    u64 vec_off: offset of the vectors, a multiple of 64
@@ -36,13 +36,19 @@
  *               ids, each a u32 count and then per string a u32 byte
  *               length and its bytes (no NUL); then per row three u32
  *               (author, category, document id: indexes into the
- *               tables); then per row a u32 length and the text's bytes.
+ *               tables); then per row a u32 length and the text's bytes;
+ *               then (version 2) the BM25 postings: a string table of the
+ *               terms, per term a u32 count and count pairs of u32 (row,
+ *               term count in it), rows increasing, and per row a u32
+ *               length in terms (the sum of its counts).
  *
  * index_load() maps the file and reads the vectors in place (mmap, never
- * copied); it rebuilds the BM25 postings from the texts, so the postings
- * are not part of the format and their tokenisation can change without a
- * new version. A file whose sizes do not match, that is truncated or that
- * has another magic or version is refused with -EINVAL. */
+ * copied) and the postings as written, checked (a 20,000-chunk index opens
+ * in milliseconds where tokenising its texts again took most of a second);
+ * for a version 1 file it rebuilds the postings from the texts. A change of
+ * the tokenisation is a new version. A file whose sizes do not match, that
+ * is truncated, holds postings that do not add up, or has another magic or
+ * version is refused with -EINVAL. */
 #ifndef SLUICE_STEPS_INDEX_H
 #define SLUICE_STEPS_INDEX_H
 

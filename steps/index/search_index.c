@@ -52,7 +52,7 @@ void index_free(search_index *ix) {
     strtab_free(&ix->authors);
     strtab_free(&ix->categories);
     strtab_free(&ix->docids);
-    for (size_t i = 0; i < ix->terms.n; i++) {
+    for (size_t i = 0; ix->post && i < ix->terms.n; i++) {
         free(ix->post[i].row);
         free(ix->post[i].tf);
     }

@@ -13,7 +13,7 @@
 #include "index_internal.h"
 
 #define MAGIC "SLUIDX1\n"
-#define VERSION 1u
+#define VERSION 2u /* 1 had no BM25 section: its postings are rebuilt from the texts */
 #define HEADER 64u
 
 static void put32(unsigned char *p, uint32_t v) {
@@ -99,6 +99,17 @@ int index_save(const search_index *ix, const char *path, char *err, size_t errle
         bad = w32(f, ix->author[r]) || w32(f, ix->category[r]) || w32(f, ix->docid[r]);
     for (size_t r = 0; r < ix->n && !bad; r++)
         bad = wstr(f, ix->text[r], strlen(ix->text[r]));
+    /* Version 2: the BM25 postings, so that opening an index does not
+     * tokenise every text again. */
+    bad = bad || wtab(f, &ix->terms);
+    for (size_t t = 0; t < ix->terms.n && !bad; t++) {
+        const idx_postings *p = &ix->post[t];
+        bad = w32(f, (uint32_t)p->n);
+        for (size_t i = 0; i < p->n && !bad; i++)
+            bad = w32(f, p->row[i]) || w32(f, p->tf[i]);
+    }
+    for (size_t r = 0; r < ix->n && !bad; r++)
+        bad = w32(f, ix->doclen[r]);
     long end = bad ? -1 : ftell(f);
     if (end < 0)
         bad = 1;
@@ -157,6 +168,61 @@ static int rtab(reader *r, strtab *t) {
     return 0;
 }
 
+/* Version 2's BM25 section: the terms, each term's postings (rows in
+ * increasing order, counts of at least 1), and each row's length, which
+ * must be the sum of its counts. -1 for a malformed section. */
+static int read_postings(reader *r, search_index *ix, size_t n) {
+    int rc = rtab(r, &ix->terms);
+    if (rc)
+        return rc;
+    size_t terms = ix->terms.n;
+    ix->post = calloc(terms ? terms : 1, sizeof(*ix->post));
+    uint64_t *sum = calloc(n ? n : 1, sizeof(*sum));
+    if (!ix->post || !sum) {
+        free(sum);
+        return -ENOMEM;
+    }
+    ix->post_cap = terms;
+    for (size_t t = 0; t < terms && !rc; t++) {
+        idx_postings *p = &ix->post[t];
+        uint32_t count;
+        if (r32(r, &count) || count > n || (size_t)(r->end - r->p) / 8 < count) {
+            rc = -1;
+            break;
+        }
+        p->row = malloc((count ? count : 1) * sizeof(*p->row));
+        p->tf = malloc((count ? count : 1) * sizeof(*p->tf));
+        if (!p->row || !p->tf) {
+            rc = -ENOMEM;
+            break;
+        }
+        p->cap = count;
+        for (uint32_t i = 0; i < count && !rc; i++) {
+            uint32_t row, tf;
+            if (r32(r, &row) || r32(r, &tf) || row >= n || tf == 0 ||
+                (i && row <= p->row[i - 1]))
+                rc = -1;
+            else {
+                p->row[i] = row;
+                p->tf[i] = tf;
+                p->n = i + 1;
+                sum[row] += tf;
+            }
+        }
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        uint32_t len;
+        if (r32(r, &len) || len != sum[i])
+            rc = -1;
+        else {
+            ix->doclen[i] = len;
+            ix->total_len += len;
+        }
+    }
+    free(sum);
+    return rc;
+}
+
 int index_load(const char *path, search_index **out, char *err, size_t errlen) {
     if (!path || !out)
         return errbuf_set(err, errlen, -EINVAL, "index_load: path or out is NULL");
@@ -177,9 +243,10 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
     uint64_t n = get64(h + 16), vec_off = get64(h + 24), meta_off = get64(h + 32);
     uint64_t meta_len = get64(h + 40), fsize = get64(h + 48);
     const char *why = NULL;
+    uint32_t version = get32(h + 8);
     if (memcmp(h, MAGIC, 8) != 0)
         why = "not a sluice index (bad magic)";
-    else if (get32(h + 8) != VERSION)
+    else if (version != 1 && version != VERSION)
         why = "unsupported format version";
     else if (dim < 1 || dim > 65536 || n > UINT32_MAX - 1)
         why = "bad dimension or row count";
@@ -235,7 +302,7 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
             memcpy(t, r.p, len);
             t[len] = '\0';
             r.p += len;
-            rc = idx_bm25_add(ix, (uint32_t)i, t);
+            rc = version == 1 ? idx_bm25_add(ix, (uint32_t)i, t) : 0;
             if (rc) {
                 free(t);
                 break;
@@ -243,6 +310,8 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
             ix->text[i] = t;
             ix->n = i + 1; /* index_free frees what is loaded so far */
         }
+        if (!rc && version == VERSION)
+            rc = read_postings(&r, ix, (size_t)n);
         if (!rc && r.p != r.end)
             rc = -1;
         if (rc == -1)

@@ -500,6 +500,15 @@ Test(store, refuses_bad_files) {
     fclose(f);
     cr_assert_eq(index_load(path, &back, err, sizeof(err)), -EINVAL);
     cr_assert(strstr(err, "malformed"), "%s", err);
+    /* Postings that do not add up: the last row's length (the file's last
+     * u32) one more than its term counts. */
+    memcpy(copy, bytes, (size_t)size);
+    copy[size - 4]++;
+    f = fopen(path, "wb");
+    fwrite(copy, 1, (size_t)size, f);
+    fclose(f);
+    cr_assert_eq(index_load(path, &back, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "malformed"), "%s", err);
     /* Another magic. */
     memcpy(copy, bytes, (size_t)size);
     copy[0] = 'X';
@@ -515,4 +524,48 @@ Test(store, refuses_bad_files) {
     free(bytes);
     free(v);
     index_free(ix);
+}
+
+/* tests/data/index/v1.sluidx: two rows written by the version 1 writer,
+ * whose file held no postings; they are rebuilt from the texts, and the
+ * index saved again is version 2 with the same rankings. */
+Test(store, a_version_1_file_is_still_read) {
+    search_index *v1, *v2;
+    cr_assert_eq(index_load(SLUICE_SOURCE_DIR "/tests/data/index/v1.sluidx", &v1, err,
+                            sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(index_size(v1), 2);
+    uint32_t ids[2];
+    float scores[2];
+    size_t n;
+    cr_assert_eq(index_bm25_search(v1, "pipeline", 2, NULL, ids, scores, &n, err, sizeof(err)), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(ids[0], 1);
+    /* index_save writes from the rows: copy them into a new index. */
+    search_index *copy;
+    cr_assert_eq(index_new(index_dim(v1), &copy, err, sizeof(err)), 0);
+    for (size_t r = 0; r < 2; r++) {
+        index_row row;
+        cr_assert_eq(index_get(v1, r, &row), 0);
+        cr_assert_eq(index_add(copy, row.vector, index_dim(v1), row.text, row.author,
+                               row.category, row.document_id, err, sizeof(err)),
+                     0);
+    }
+    const char *path = tmp_path();
+    cr_assert_eq(index_save(copy, path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(index_load(path, &v2, err, sizeof(err)), 0, "%s", err);
+    FILE *f = fopen(path, "rb");
+    unsigned char head[12];
+    cr_assert_eq(fread(head, 1, 12, f), 12);
+    fclose(f);
+    cr_expect_eq(head[8], 2, "written as version 2");
+    float s2[2];
+    cr_assert_eq(index_bm25_search(v2, "pipeline", 2, NULL, ids, s2, &n, err, sizeof(err)), 0);
+    cr_expect_eq(n, 1);
+    cr_expect_eq(ids[0], 1);
+    cr_expect_eq(s2[0], scores[0]);
+    unlink(path);
+    index_free(v2);
+    index_free(copy);
+    index_free(v1);
 }
