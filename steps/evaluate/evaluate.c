@@ -235,6 +235,22 @@ static int score_query(sl_ctx *ctx, const retriever *r, judge_map *j, const sett
     for (size_t d = 0; d < n_docs && !first; d++)
         first = hits[d] ? (int)d + 1 : 0;
     BSON_APPEND_INT32(&line_doc, "first_relevant_rank", first);
+    /* What was found, for reading a miss: the first max k documents. */
+    bson_t ranked;
+    BSON_APPEND_ARRAY_BEGIN(&line_doc, "ranked", &ranked);
+    stamp = ~stamp; /* a second pass over the same rows */
+    size_t shown = 0;
+    for (size_t i = 0; rc == SL_OK && i < count && shown < s->max_k; i++) {
+        uint32_t doc = j->row_doc[ids[i]];
+        if (j->seen[doc] == stamp)
+            continue;
+        j->seen[doc] = stamp;
+        char key[16];
+        const char *kp;
+        bson_uint32_to_string((uint32_t)shown++, &kp, key, sizeof(key));
+        bson_append_utf8(&ranked, kp, -1, j->docs.s[doc], (int)j->docs.len[doc]);
+    }
+    bson_append_array_end(&line_doc, &ranked);
     for (size_t ki = 0; rc == SL_OK && ki < s->n_ks; ki++) {
         ranking_scores sc;
         if (ranking_score(hits, n_docs, n_rel, s->ks[ki], &sc) != 0) {

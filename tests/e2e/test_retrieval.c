@@ -157,6 +157,8 @@ Test(retrieval, a_document_named_several_ways_is_one_relevant_document) {
     char *report = last_output("report");
     cr_expect(strstr(report, "\"recall@1\" : 1.0,") != NULL, "the first query: %s", report);
     cr_expect(strstr(report, "\"recall@1\" : 0.5,") != NULL, "the second query: %s", report);
+    cr_expect(strstr(report, "\"ranked\" : [ \"5a56c009-565d-4dc4-9bd5-d2b1be2ca2d4\", \"") != NULL,
+              "what was found, best first: %s", report);
     free(report);
 }
 
