@@ -216,8 +216,11 @@ static int score_query(sl_ctx *ctx, const retriever *r, judge_map *j, const sett
     else if (retriever_search(r, text, s->search, s->depth, &filter, ids, scores, &count, err,
                               sizeof(err)) != 0)
         rc = sl_fail(ctx, "queries: record %zu: %s", line, err);
-    /* The ranked documents, each at the rank of its first chunk. */
+    /* The ranked documents, each at the rank of its first chunk, written
+     * over ids: the n_docs-th document comes from ids[i] with i >= n_docs,
+     * read before it is overwritten. */
     uint32_t stamp = (uint32_t)line;
+    int first = 0;
     for (size_t i = 0; rc == SL_OK && i < count; i++) {
         uint32_t doc = j->row_doc[ids[i]];
         if (j->seen[doc] == stamp)
@@ -226,29 +229,23 @@ static int score_query(sl_ctx *ctx, const retriever *r, judge_map *j, const sett
         size_t k = 0;
         while (k < n_rel && relevant[k] != doc)
             k++;
-        hits[n_docs++] = k < n_rel;
+        if (k < n_rel && !first)
+            first = (int)n_docs + 1;
+        hits[n_docs] = k < n_rel;
+        ids[n_docs++] = doc;
     }
     n_rel += n_unknown;
     bson_t line_doc = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&line_doc, "query", text);
-    int first = 0;
-    for (size_t d = 0; d < n_docs && !first; d++)
-        first = hits[d] ? (int)d + 1 : 0;
     BSON_APPEND_INT32(&line_doc, "first_relevant_rank", first);
     /* What was found, for reading a miss: the first max k documents. */
     bson_t ranked;
     BSON_APPEND_ARRAY_BEGIN(&line_doc, "ranked", &ranked);
-    stamp = ~stamp; /* a second pass over the same rows */
-    size_t shown = 0;
-    for (size_t i = 0; rc == SL_OK && i < count && shown < s->max_k; i++) {
-        uint32_t doc = j->row_doc[ids[i]];
-        if (j->seen[doc] == stamp)
-            continue;
-        j->seen[doc] = stamp;
+    for (size_t d = 0; d < n_docs && d < s->max_k; d++) {
         char key[16];
         const char *kp;
-        bson_uint32_to_string((uint32_t)shown++, &kp, key, sizeof(key));
-        bson_append_utf8(&ranked, kp, -1, j->docs.s[doc], (int)j->docs.len[doc]);
+        bson_uint32_to_string((uint32_t)d, &kp, key, sizeof(key));
+        bson_append_utf8(&ranked, kp, -1, j->docs.s[ids[d]], (int)j->docs.len[ids[d]]);
     }
     bson_append_array_end(&line_doc, &ranked);
     for (size_t ki = 0; rc == SL_OK && ki < s->n_ks; ki++) {
