@@ -173,10 +173,10 @@ static char *dup_field(const bson_t *doc, const char *key, const char *fallback_
 int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_content,
                      chunk_table *t) {
     memset(t, 0, sizeof(*t));
-    bson_error_t err;
-    bson_json_reader_t *reader = bson_json_reader_new_from_file(path, &err);
-    if (!reader)
-        return sl_fail(ctx, "cannot read %s: %s", what, err.message);
+    char err[512];
+    jsonl_reader rd;
+    if (jsonl_open(&rd, path, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "cannot read %s: %s", what, err);
     size_t cap = 0;
     int rc = SL_OK;
     for (;;) {
@@ -184,12 +184,11 @@ int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_c
             rc = SL_ECANCELLED;
             break;
         }
-        bson_t doc = BSON_INITIALIZER;
-        int got = bson_json_reader_read(reader, &doc, &err);
-        if (got <= 0) {
+        bson_t doc;
+        int got = jsonl_next(&rd, &doc, err, sizeof(err));
+        if (got <= 0) { /* doc is destroyed already */
             if (got < 0)
-                rc = sl_fail(ctx, "%s: record %zu is not JSON: %s", what, t->n + 1, err.message);
-            bson_destroy(&doc);
+                rc = sl_fail(ctx, "%s: %s", what, err);
             break;
         }
         uint32_t len = 0;
@@ -220,7 +219,7 @@ int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_c
         if (rc != SL_OK)
             break;
     }
-    bson_json_reader_destroy(reader);
+    jsonl_close_reader(&rd);
     return rc;
 }
 
