@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/fsutil.h"
+#include "formats.h"
 
 struct registry_cache {
     char path[PATH_MAX];
@@ -47,16 +48,9 @@ static int64_t num(const bson_t *doc, const char *key) {
 
 /* The file's plugins, when it was written by this very sluice. */
 static bson_t *read_plugins(const registry_cache *c) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    int ok = m != NULL;
-    if (m) {
-        ok = copy_file_to(c->path, m) == 0;
-        ok = fclose(m) == 0 && ok;
-    }
-    bson_t *doc = ok && len ? bson_new_from_json((const uint8_t *)text, (ssize_t)len, NULL) : NULL;
-    free(text);
+    bson_t *doc = NULL;
+    if (json_file_read(c->path, &doc, NULL, 0) != 0)
+        doc = NULL; /* absent or unreadable: no cache */
     bson_t *plugins = NULL;
     bson_iter_t it;
     if (doc && num(doc, "exe_size") == c->exe_size && num(doc, "exe_mtime_ns") == c->exe_mtime &&
@@ -319,7 +313,6 @@ void registry_cache_close(registry_cache *c) {
         BSON_APPEND_INT64(&doc, "exe_size", c->exe_size);
         BSON_APPEND_INT64(&doc, "exe_mtime_ns", c->exe_mtime);
         BSON_APPEND_DOCUMENT(&doc, "plugins", c->plugins);
-        char *json = bson_as_relaxed_extended_json(&doc, NULL);
         char dir[PATH_MAX], tmp[PATH_MAX + 16];
         snprintf(dir, sizeof(dir), "%s", c->path);
         char *slash = strrchr(dir, '/');
@@ -328,15 +321,13 @@ void registry_cache_close(registry_cache *c) {
             mkdir_p(dir, 0755);
         }
         snprintf(tmp, sizeof(tmp), "%s.XXXXXX", c->path);
-        int fd = json ? mkstemp(tmp) : -1;
+        /* A unique name, written and renamed over the cache whole. */
+        int fd = mkstemp(tmp);
         if (fd >= 0) {
-            size_t len = strlen(json);
-            int ok = write(fd, json, len) == (ssize_t)len;
-            ok = close(fd) == 0 && ok;
-            if (!ok || rename(tmp, c->path) != 0)
+            close(fd);
+            if (json_file_write(tmp, &doc, NULL, 0) != 0 || rename(tmp, c->path) != 0)
                 unlink(tmp);
         }
-        bson_free(json);
         bson_destroy(&doc);
     }
     bson_destroy(c->plugins);
