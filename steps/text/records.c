@@ -31,13 +31,13 @@ int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const ch
         return sl_fail(ctx, "no input '%s'", in_port);
     struct stat st;
     uint64_t total = stat(in_path, &st) == 0 ? (uint64_t)st.st_size : 0;
-    bson_error_t err;
-    bson_json_reader_t *reader = bson_json_reader_new_from_file(in_path, &err);
-    if (!reader)
-        return sl_fail(ctx, "cannot read input '%s': %s", in_port, err.message);
+    char err[512];
+    jsonl_reader rd;
+    if (jsonl_open(&rd, in_path, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "cannot read input '%s': %s", in_port, err);
     FILE *out = sl_output_create(ctx, out_port);
     if (!out) {
-        bson_json_reader_destroy(reader);
+        jsonl_close_reader(&rd);
         return sl_fail(ctx, "cannot create output '%s'", out_port);
     }
     sink s = {out, 0, 0};
@@ -48,18 +48,12 @@ int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const ch
             rc = SL_ECANCELLED;
             break;
         }
-        bson_t doc = BSON_INITIALIZER;
-        int got = bson_json_reader_read(reader, &doc, &err);
-        if (got < 0) {
-            rc = sl_fail(ctx, "input record %llu is not JSON: %s", (unsigned long long)n + 1,
-                         err.message);
-            bson_destroy(&doc);
+        bson_t doc;
+        int got = jsonl_next(&rd, &doc, err, sizeof(err));
+        if (got < 0)
+            rc = sl_fail(ctx, "input '%s': %s", in_port, err);
+        if (got <= 0) /* doc is destroyed already */
             break;
-        }
-        if (got == 0) {
-            bson_destroy(&doc);
-            break;
-        }
         bytes += doc.len;
         rc = fn(ctx, &doc, n++, ud, emit, &s);
         bson_destroy(&doc);
@@ -68,7 +62,7 @@ int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const ch
         if (n % 64 == 0)
             sl_progress(ctx, bytes < total ? bytes : total, total);
     }
-    bson_json_reader_destroy(reader);
+    jsonl_close_reader(&rd);
     if (fclose(out) != 0 && rc == SL_OK)
         rc = sl_fail(ctx, "writing output '%s' failed", out_port);
     if (s.failed && (rc == SL_OK || rc == SL_EIO)) /* emit's failure has no message yet */
