@@ -20,6 +20,7 @@ enum {
 
 typedef struct cli_globals {
     const char *store; /* --store, else $SLUICE_HOME, else ./.sluice */
+    int no_color;      /* --no-color or $NO_COLOR (then also set for the steps) */
 } cli_globals;
 
 typedef struct cli_command {

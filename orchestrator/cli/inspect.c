@@ -7,10 +7,12 @@
 
 #include "cli.h"
 
-int inspect_open(const char *store, meta_db *m) {
+int inspect_open(const char *store, meta_db *m, int missing_ok) {
     int rc = meta_open(m, store, 1);
     if (rc == 0)
         return 0;
+    if (rc == -ENOENT && missing_ok)
+        return INSPECT_NO_STORE;
     if (rc == -ENOENT)
         fprintf(stderr, "sluice: no runs in %s yet (run a pipeline, or give --store)\n", store);
     else
@@ -20,8 +22,13 @@ int inspect_open(const char *store, meta_db *m) {
 }
 
 int inspect_begin(const char *store, meta_db *m, MDB_txn **txn) {
-    if (inspect_open(store, m))
-        return EXIT_BAD_INPUT;
+    return inspect_begin_ex(store, 0, m, txn);
+}
+
+int inspect_begin_ex(const char *store, int missing_ok, meta_db *m, MDB_txn **txn) {
+    int open = inspect_open(store, m, missing_ok);
+    if (open)
+        return open;
     int rc = meta_begin(m, 0, txn);
     if (rc == 0)
         return 0;
@@ -65,9 +72,27 @@ static int on_match(void *ud, const char *key, size_t len, const bson_t *doc) {
     return m->count > 1;
 }
 
+/* Keeps the last whole key (no '/'): ids sort by start, so the newest. */
+static int on_last(void *ud, const char *key, size_t len, const bson_t *doc) {
+    match *m = ud;
+    (void)doc;
+    if (!memchr(key, '/', len)) {
+        snprintf(m->out, m->size, "%.*s", (int)len, key);
+        m->count = 1;
+    }
+    return 0;
+}
+
 int inspect_resolve(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *prefix, char *out,
                     size_t size) {
     match m = {prefix, out, size, 0};
+    if (strcmp(what, "run") == 0 && strcmp(prefix, "latest") == 0) {
+        int rc = meta_each(txn, dbi, "", on_last, &m);
+        if (rc == 0 && m.count)
+            return 0;
+        fprintf(stderr, "sluice: %s\n", rc ? meta_strerror(rc) : "no runs yet: 'latest' names none");
+        return EXIT_BAD_INPUT;
+    }
     int rc = meta_each(txn, dbi, prefix, on_match, &m);
     if (rc) {
         fprintf(stderr, "sluice: cannot read the metadata: %s\n", meta_strerror(rc));

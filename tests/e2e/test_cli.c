@@ -221,3 +221,123 @@ Test(cli, the_example_pipeline_runs_end_to_end) {
     cr_expect_eq(system(cmd), 0);
     result_free(&r);
 }
+
+/* ---- global options, runs ---- */
+
+static const char *word_stats = SLUICE_SOURCE_DIR "/pipelines/examples/word_stats.yaml";
+
+Test(cli, global_options_are_taken_after_the_command_too, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    char store[128];
+    snprintf(store, sizeof(store), "%s/store", test_dir);
+    result r = RUN("run", (char *)word_stats, "--store", store, "--no-color", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\"event\" : \"run_finished\"") != NULL, "%s", r.out);
+    result_free(&r);
+    /* The run went into that store: list it from there, options anywhere. */
+    const char *forms[][5] = {{"runs", "list", "--json", test_store_arg, NULL},
+                              {"--json", "runs", "list", test_store_arg, NULL},
+                              {"runs", "--store", store, "list", "--json"},
+                              {"--no-color", test_store_arg, "runs", "list", "--json"}};
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        r = run_in(NULL, NULL,
+                   (char *[]){"sluice", (char *)forms[i][0], (char *)forms[i][1],
+                              (char *)forms[i][2], (char *)forms[i][3], (char *)forms[i][4], NULL});
+        cr_expect_eq(r.status, 0, "form %zu: %s", i, r.err);
+        cr_expect(strstr(r.out, "\"pipeline\" : \"word_stats\"") != NULL, "form %zu: %s", i, r.out);
+        result_free(&r);
+    }
+    /* After "--", nothing is an option any more. */
+    r = RUN("validate", "--", "--store");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--store: error: cannot read") != NULL, "%s", r.err);
+    result_free(&r);
+}
+
+Test(cli, runs_list_of_a_store_with_no_runs_is_empty, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    result r = RUN(test_store_arg, "runs", "list", "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "{ \"runs\" : [  ] }\n");
+    cr_expect_str_eq(r.err, "");
+    result_free(&r);
+    r = RUN(test_store_arg, "runs", "list");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strncmp(r.out, "RUN ", 4) == 0 && count(r.out, "\n") == 1, "%s", r.out);
+    result_free(&r);
+}
+
+/* The ids of the runs 'runs list ARGS' prints, in its order, joined by spaces. */
+static void listed_runs(char *const argv[], char *out, size_t size) {
+    result r = run_in(NULL, NULL, argv);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    out[0] = '\0';
+    for (char *line = strchr(r.out, '\n'); line && line[1]; line = strchr(line + 1, '\n'))
+        snprintf(out + strlen(out), size - strlen(out), "%s%.22s", out[0] ? " " : "", line + 1);
+    result_free(&r);
+}
+
+Test(cli, runs_list_is_newest_first_and_filters, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    char ids[3][32], got[256], want[256];
+    const char *tops[] = {"top=1", "top=2", "top=3"};
+    const char *tags[] = {"ci=1", "ci=2", "ci=1"};
+    for (int i = 0; i < 3; i++) {
+        result r = RUN_PIPELINE((char *)word_stats, "-p", (char *)tops[i], "--tag", (char *)tags[i],
+                                "--tag", "kind=nightly");
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        snprintf(ids[i], sizeof(ids[i]), "%s", last_run);
+        result_free(&r);
+    }
+    listed_runs((char *[]){"sluice", test_store_arg, "runs", "list", NULL}, got, sizeof(got));
+    snprintf(want, sizeof(want), "%s %s %s", ids[2], ids[1], ids[0]);
+    cr_expect_str_eq(got, want);
+    listed_runs((char *[]){"sluice", test_store_arg, "runs", "list", "--tag", "ci=1", "--tag",
+                           "kind=nightly", NULL},
+                got, sizeof(got));
+    snprintf(want, sizeof(want), "%s %s", ids[2], ids[0]);
+    cr_expect_str_eq(got, want);
+    listed_runs((char *[]){"sluice", test_store_arg, "runs", "list", "--limit", "1", "--status",
+                           "done", "--pipeline", "word_stats", NULL},
+                got, sizeof(got));
+    cr_expect_str_eq(got, ids[2]);
+    listed_runs((char *[]){"sluice", test_store_arg, "runs", "list", "--pipeline", "other", NULL},
+                got, sizeof(got));
+    cr_expect_str_eq(got, "");
+    listed_runs((char *[]){"sluice", test_store_arg, "runs", "list", "--status", "failed", NULL},
+                got, sizeof(got));
+    cr_expect_str_eq(got, "");
+    result r = RUN(test_store_arg, "runs", "list", "--tag", "nokey");
+    cr_expect_eq(r.status, 2);
+    result_free(&r);
+}
+
+Test(cli, runs_show_gives_parameters_and_steps_in_dag_order, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    result r = RUN_PIPELINE((char *)word_stats, "-p", "top=4");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    /* 'latest' names the newest run. */
+    r = RUN(test_store_arg, "runs", "show", "latest");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char head[64];
+    snprintf(head, sizeof(head), "run %s: pipeline word_stats", last_run);
+    cr_expect(strncmp(r.out, head, strlen(head)) == 0, "%s", r.out);
+    cr_expect(strstr(r.out, "  param top = 4\n") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "  param source = \"../demo/twin_notes.md\"\n") != NULL, "%s", r.out);
+    /* File order where the DAG allows it: gather, words, lines, report. */
+    const char *order[] = {"\n  gather ", "\n  words ", "\n  lines ", "\n  report "};
+    for (int i = 0; i < 3; i++) {
+        const char *a = strstr(r.out, order[i]), *b = strstr(r.out, order[i + 1]);
+        cr_expect(a && b && a < b, "%s before%s in:\n%s", order[i], order[i + 1], r.out);
+    }
+    result_free(&r);
+    r = RUN(test_store_arg, "runs", "show", "latest", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    const char *w = strstr(r.out, "\"step\" : \"words\""), *rep = strstr(r.out, "\"step\" : \"report\"");
+    cr_expect(w && rep && w < rep, "%s", r.out);
+    result_free(&r);
+    r = RUN("--store=/nonexistent-store", "runs", "show", "latest");
+    cr_expect_eq(r.status, 2);
+    result_free(&r);
+}
