@@ -39,6 +39,15 @@ void inspect_append_item(bson_t *array, const char *id_field, const char *key, s
 int inspect_resolve(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *prefix, char *out,
                     size_t size);
 
+/* Resolves what every command that takes an artifact id accepts, into the
+ * artifact's hash (out, size bytes): a hash or a unique prefix of one;
+ * RUN:STEP.OUTPUT, the output of a step in a run (RUN as inspect_resolve()
+ * takes it: a prefix, or "latest"); STEP.OUTPUT, that output in the newest
+ * run that has it (a cached step's run included). Returns 0, or prints why
+ * not and returns EXIT_BAD_INPUT. */
+int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, char *out,
+                             size_t size);
+
 /* Prints doc as one JSON line. */
 void inspect_print_json(const bson_t *doc);
 

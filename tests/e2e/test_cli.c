@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runner.h"
@@ -339,5 +340,89 @@ Test(cli, runs_show_gives_parameters_and_steps_in_dag_order, .init = test_dir_se
     result_free(&r);
     r = RUN("--store=/nonexistent-store", "runs", "show", "latest");
     cr_expect_eq(r.status, 2);
+    result_free(&r);
+}
+
+/* ---- artifacts by name ---- */
+
+Test(cli, artifacts_are_named_by_run_step_and_output, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    char first[32];
+    result r = RUN_PIPELINE((char *)word_stats, "-p", "top=1");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    snprintf(first, sizeof(first), "%s", last_run);
+    result_free(&r);
+    r = RUN_PIPELINE((char *)word_stats, "-p", "top=2");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    char *newest = last_output("counts");
+    /* STEP.OUTPUT is the newest run's; RUN:STEP.OUTPUT that run's. */
+    result cat = RUN(test_store_arg, "artifacts", "cat", "words.counts");
+    cr_expect_eq(cat.status, 0, "%s", cat.err);
+    cr_expect_str_eq(cat.out, newest);
+    result_free(&cat);
+    char spec[64];
+    snprintf(spec, sizeof(spec), "%s:words.counts", first);
+    cat = RUN(test_store_arg, "artifacts", "cat", spec);
+    cr_expect_eq(cat.status, 0, "%s", cat.err);
+    cr_expect_eq(count(cat.out, "\n"), count(newest, "\n") - 1, "top=1 vs top=2:\n%s", cat.out);
+    result_free(&cat);
+    cat = RUN(test_store_arg, "artifacts", "show", "latest:words.counts", "--json");
+    cr_expect_eq(cat.status, 0, "%s", cat.err);
+    cr_expect(strstr(cat.out, "\"output\" : \"counts\"") != NULL, "%s", cat.out);
+    result_free(&cat);
+    /* lineage takes the same names. */
+    r = RUN(test_store_arg, "lineage", "report.report", "--up");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "* artifact ") != NULL && strstr(r.out, "words.counts") != NULL,
+              "%s", r.out);
+    result_free(&r);
+    /* Names that match nothing say what is missing. */
+    const char *bad[][2] = {{"words.nope", "step 'words' has no output 'nope'"},
+                            {"nostep.counts", "no step 'nostep'"},
+                            {"zzzz:words.counts", "no run matches 'zzzz'"},
+                            {".counts", "is not an artifact id"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = RUN(test_store_arg, "artifacts", "cat", (char *)bad[i][0]);
+        cr_expect_eq(r.status, 2, "%s", bad[i][0]);
+        cr_expect(strstr(r.err, bad[i][1]) != NULL, "%s: %s", bad[i][0], r.err);
+        result_free(&r);
+    }
+    free(newest);
+}
+
+Test(cli, artifacts_export_into_a_folder_works_like_cp, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    char *yaml = write_test_file(test_dir, "tree.yaml",
+                                 "version: 1\npipeline: tree\nsteps:\n  make:\n    uses: shell\n"
+                                 "    with:\n      run: mkdir -p out/sub && printf hello > out/a.txt"
+                                 " && printf world! > out/sub/b.txt && printf x > one.txt\n"
+                                 "      outputs: {tree: out, one: one.txt}\n");
+    result r = RUN_PIPELINE(yaml);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    char into[256], path[512];
+    snprintf(into, sizeof(into), "%s/into", test_dir);
+    cr_assert_eq(mkdir(into, 0755), 0);
+    r = RUN(test_store_arg, "artifacts", "export", "make.tree", into);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "export", "make.one", into);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    snprintf(path, sizeof(path), "%s/tree/sub/b.txt", into);
+    char *text = slurp(path);
+    cr_expect_str_eq(text ? text : "(missing)", "world!");
+    free(text);
+    snprintf(path, sizeof(path), "%s/one", into);
+    text = slurp(path);
+    cr_expect_str_eq(text ? text : "(missing)", "x");
+    free(text);
+    /* A folder's size is what its files hold: 5 + 6 bytes. */
+    r = RUN(test_store_arg, "artifacts", "show", "make.tree", "--json");
+    cr_expect(strstr(r.out, "\"size\" : 11") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "list");
+    cr_expect(strstr(r.out, "folder           11  ") != NULL, "%s", r.out);
     result_free(&r);
 }
