@@ -23,14 +23,14 @@ const cli_command cli_commands[] = {
      "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted.\n",
      cmd_run},
     {"validate", "check pipelines and print every error",
-     "usage: sluice validate FILE... [-p NAME=VALUE]... [-q] [--strict]\n"
+     "usage: sluice validate FILE... [-p NAME=VALUE]... [-q]\n"
      "\n"
-     "Checks each pipeline file without running anything and prints every error as\n"
-     "FILE:LINE:COL: error: MESSAGE. Exits 0 when all are valid, 2 otherwise.\n"
+     "Checks each pipeline file without running anything, against the plugins found,\n"
+     "and prints every error in one pass as FILE:LINE:COL: error: MESSAGE. A step no\n"
+     "plugin provides is an error. Exits 0 when all are valid, 2 otherwise.\n"
      "\n"
      "  -p, --param NAME=VALUE  check with this parameter override\n"
-     "  -q, --quiet             print nothing for valid files\n"
-     "      --strict            a step no plugin declares is an error, not a warning\n",
+     "  -q, --quiet             print nothing for valid files\n",
      cmd_validate},
     {"status", "say, step by step, what a run would do and why",
      "usage: sluice status FILE [-p NAME=VALUE]... [--no-cache] [--json]\n"
