@@ -78,11 +78,11 @@ const cli_command cli_commands[] = {
      "(--down), or both.\n",
      cmd_lineage},
     {"plugins", "list the steps plugins provide, or describe one",
-     "usage: sluice plugins list [--json]\n"
-     "       sluice plugins describe NAME [--json]\n"
+     "usage: sluice plugins list [--pipeline FILE] [--json]\n"
+     "       sluice plugins describe NAME [--pipeline FILE] [--json]\n"
      "\n"
-     "Plugins are found in the pipeline's 'plugins' folders, in $SLUICE_PLUGIN_PATH\n"
-     "and in the installed plugin folder.\n",
+     "Plugins are found in $SLUICE_PLUGIN_PATH and in the installed plugin folder;\n"
+     "--pipeline FILE adds that pipeline's 'plugins' folders. 'shell' is built in.\n",
      cmd_plugins},
     {"exec", "run one step from a task manifest on stdin (used by sluice itself)",
      "usage: sluice exec < MANIFEST\n"

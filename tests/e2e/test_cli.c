@@ -440,3 +440,45 @@ Test(cli, artifacts_export_into_a_folder_works_like_cp, .init = test_dir_setup,
     cr_expect(strstr(r.out, "folder           11  ") != NULL, "%s", r.out);
     result_free(&r);
 }
+
+/* ---- plugins ---- */
+
+Test(cli, plugins_describe_shell) {
+    result r = RUN("plugins", "describe", "shell");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strncmp(r.out, "shell builtin", 13) == 0, "%s", r.out);
+    cr_expect(strstr(r.out, "  run              string   required") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN("plugins", "describe", "shell", "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "{ \"name\" : \"run\", \"kind\" : \"string\", \"required\" : true") != NULL,
+              "%s", r.out);
+    result_free(&r);
+    r = RUN("plugins", "describe", "shel");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "(did you mean 'shell'?)") != NULL, "%s", r.err);
+    result_free(&r);
+}
+
+Test(cli, plugins_take_a_pipelines_plugin_folders, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    run_env[0] = NULL; /* the test plugins only through the pipeline */
+    char *yaml = write_test_file(test_dir, "own.yaml",
+                                 "version: 1\npipeline: own\nplugins: [" SLUICE_TEST_PLUGINS
+                                 "/good]\nsteps:\n  a: {uses: emit, with: {text: hi}}\n");
+    result r = RUN("plugins", "describe", "emit");
+    cr_expect_eq(r.status, 2);
+    result_free(&r);
+    r = RUN("plugins", "list", "--pipeline", yaml);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\nemit ") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN("plugins", "describe", "emit", "--pipeline", yaml, "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\"name\" : \"emit\"") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN("plugins", "list", "--pipeline", "/nonexistent.yaml");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "/nonexistent.yaml: error: cannot read") != NULL, "%s", r.err);
+    result_free(&r);
+}
