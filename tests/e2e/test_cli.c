@@ -482,3 +482,33 @@ Test(cli, plugins_take_a_pipelines_plugin_folders, .init = test_dir_setup,
     cr_expect(strstr(r.err, "/nonexistent.yaml: error: cannot read") != NULL, "%s", r.err);
     result_free(&r);
 }
+
+/* ---- status ---- */
+
+Test(cli, status_names_the_pipeline_parameter_that_changed, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    char *yaml = write_test_file(test_dir, "greet.yaml",
+                                 "version: 1\npipeline: greet\n"
+                                 "params: {greeting: hello, name: world, n: 1}\nsteps:\n"
+                                 "  say:\n    uses: shell\n    with:\n"
+                                 "      run: echo \"${params.greeting}, ${params.name}\" > out.txt\n"
+                                 "      outputs: {text: out.txt}\n"
+                                 "  count:\n    uses: shell\n    inputs: {text: say.text}\n"
+                                 "    with:\n      run: echo ${params.n} > n.txt\n"
+                                 "      outputs: {n: n.txt}\n");
+    result r = RUN_PIPELINE(yaml);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "status", yaml, "-p", "n=3");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "say    cache  from ") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, ": parameter 'run' changed (params.n: 1 -> 3)\n") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "status", yaml, "-p", "name=you", "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "parameter 'run' changed (params.name: \\\"world\\\" -> \\\"you\\\")\"") !=
+                  NULL,
+              "%s", r.out);
+    cr_expect(strstr(r.out, "params.greeting") == NULL, "%s", r.out);
+    result_free(&r);
+}
