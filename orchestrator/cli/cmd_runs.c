@@ -8,6 +8,13 @@
 #include "inspect.h"
 #include "pipeline/check.h"
 
+/* A run's status and its JSON form, as readers see them: the one place to
+ * ask, so that whatever the record says (done, failed, interrupted, a run
+ * whose process is gone) is shown alike by list, its --status and show. */
+static const char *run_status(const bson_t *run) { return inspect_str(run, "status", "?"); }
+
+static void append_run_fields(bson_t *doc, const bson_t *run) { bson_concat(doc, run); }
+
 static void print_run(const char *key, const bson_t *doc) {
     char started[32];
     inspect_time(inspect_num(doc, "started"), started, sizeof(started));
@@ -16,7 +23,7 @@ static void print_run(const char *key, const bson_t *doc) {
     if (end > 0)
         snprintf(took, sizeof(took), "%.2fs", end - inspect_num(doc, "started"));
     printf("%-24s %-22s %-12s %-20s %9s %5.0f\n", key, inspect_str(doc, "pipeline", "?"),
-           inspect_str(doc, "status", "?"), started, took, inspect_num(doc, "steps"));
+           run_status(doc), started, took, inspect_num(doc, "steps"));
 }
 
 /* What 'runs list' keeps: --pipeline, --status, --tag K=V (all must hold). */
@@ -45,7 +52,7 @@ static int keep_run(void *ud, const char *key, size_t len, const bson_t *doc) {
     run_filter *f = ud;
     if (f->pipeline && strcmp(inspect_str(doc, "pipeline", ""), f->pipeline) != 0)
         return 0;
-    if (f->status && strcmp(inspect_str(doc, "status", ""), f->status) != 0)
+    if (f->status && strcmp(run_status(doc), f->status) != 0)
         return 0;
     for (size_t i = 0; i < f->tags.n; i++)
         if (!has_tag(doc, f->tags.items[i]))
@@ -90,9 +97,16 @@ static int runs_list(const cli_globals *g, int json, run_filter *f, long limit) 
         bson_t run;
         if (meta_get(txn, m.runs, f->keys[i - 1], &run) != 0)
             continue;
-        if (json)
-            inspect_append_item(&array, "run", f->keys[i - 1], strlen(f->keys[i - 1]), &run);
-        else
+        if (json) {
+            char idx[16];
+            const char *k;
+            bson_uint32_to_string(bson_count_keys(&array), &k, idx, sizeof(idx));
+            bson_t item;
+            BSON_APPEND_DOCUMENT_BEGIN(&array, k, &item);
+            BSON_APPEND_UTF8(&item, "run", f->keys[i - 1]);
+            append_run_fields(&item, &run);
+            bson_append_document_end(&array, &item);
+        } else
             print_run(f->keys[i - 1], &run);
     }
     if (json) {
@@ -339,7 +353,7 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
     if (status == 0 && json) {
         bson_t doc = BSON_INITIALIZER, arr;
         BSON_APPEND_UTF8(&doc, "run", id);
-        bson_concat(&doc, &run);
+        append_run_fields(&doc, &run);
         BSON_APPEND_ARRAY_BEGIN(&doc, "step_runs", &arr);
         for (size_t i = 0; i < steps.n; i++) {
             bson_t rec;
@@ -355,7 +369,7 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
         inspect_time(inspect_num(&run, "started"), started, sizeof(started));
         printf("run %s: pipeline %s (%s), %s, started %s\n", id,
                inspect_str(&run, "pipeline", "?"), inspect_str(&run, "file", "?"),
-               inspect_str(&run, "status", "?"), started);
+               run_status(&run), started);
         print_run_origin(&run);
         print_params(&run);
         for (size_t i = 0; i < steps.n; i++) {

@@ -512,3 +512,19 @@ Test(cli, status_names_the_pipeline_parameter_that_changed, .init = test_dir_set
     cr_expect(strstr(r.out, "params.greeting") == NULL, "%s", r.out);
     result_free(&r);
 }
+
+/* --no-color reaches the steps as NO_COLOR=1 (no-color.org), so that the
+ * tools they start print no colour either. */
+Test(cli, no_color_reaches_the_steps, .init = test_dir_setup, .fini = test_dir_teardown) {
+    char *yaml = write_test_file(test_dir, "env.yaml",
+                                 "version: 1\npipeline: env\nsteps:\n  show:\n    uses: shell\n"
+                                 "    with:\n      run: printf '[%s]' \"${NO_COLOR:-}\" > env.txt\n"
+                                 "      outputs: {env: env.txt}\n    cache: false\n");
+    result r = RUN_PIPELINE(yaml, "--no-color");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "cat", "show.env");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "[1]");
+    result_free(&r);
+}
