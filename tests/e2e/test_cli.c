@@ -391,6 +391,11 @@ Test(cli, artifacts_are_named_by_run_step_and_output, .init = test_dir_setup,
     cr_expect(strstr(r.out, "* artifact ") != NULL && strstr(r.out, "words.counts") != NULL,
               "%s", r.out);
     result_free(&r);
+    /* search takes the same names, through the same resolver. */
+    r = RUN(test_store_arg, "search", "words.nope", "query");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "step 'words' has no output 'nope'") != NULL, "%s", r.err);
+    result_free(&r);
     /* Names that match nothing say what is missing. */
     const char *bad[][2] = {{"words.nope", "step 'words' has no output 'nope'"},
                             {"nostep.counts", "no step 'nostep'"},
