@@ -123,20 +123,24 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
     }
     meta_db m;
     MDB_txn *txn;
-    if (inspect_begin(g->store, &m, &txn))
+    int is_list = strcmp(sub, "list") == 0;
+    /* A store with nothing in it yet lists nothing, as 'runs list' does. */
+    int open = inspect_begin_ex(g->store, is_list, &m, &txn);
+    if (open == EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT;
     int status = EXIT_DONE;
     artifact_store st = {0};
-    if (store_open(&st, g->store) != 0)
+    if (open == 0 && store_open(&st, g->store) != 0)
         memset(&st, 0, sizeof(st)); /* sizes as recorded; reading objects fails below */
-    if (strcmp(sub, "list") == 0) {
+    if (is_list) {
         bson_t doc = BSON_INITIALIZER, array;
         list_ctx ctx = {json, &array, &st};
         if (json)
             BSON_APPEND_ARRAY_BEGIN(&doc, "artifacts", &array);
         else
             printf("%-12s  %-12s %-6s %12s  %s\n", "ID", "TYPE", "KIND", "BYTES", "MADE BY");
-        meta_each(txn, m.artifacts, "", print_artifact, &ctx);
+        if (open == 0)
+            meta_each(txn, m.artifacts, "", print_artifact, &ctx);
         if (json) {
             bson_append_array_end(&doc, &array);
             inspect_print_json(&doc);
@@ -199,6 +203,7 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
     }
     if (st.objects)
         store_close(&st);
-    inspect_end(&m, txn);
+    if (open == 0)
+        inspect_end(&m, txn);
     return status;
 }

@@ -269,7 +269,7 @@ Test(cli, global_options_are_taken_after_the_command_too, .init = test_dir_setup
     result_free(&r);
 }
 
-Test(cli, runs_list_of_a_store_with_no_runs_is_empty, .init = test_dir_setup,
+Test(cli, listing_a_store_with_no_runs_is_empty, .init = test_dir_setup,
      .fini = test_dir_teardown) {
     result r = RUN(test_store_arg, "runs", "list", "--json");
     cr_expect_eq(r.status, 0, "%s", r.err);
@@ -280,6 +280,14 @@ Test(cli, runs_list_of_a_store_with_no_runs_is_empty, .init = test_dir_setup,
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "RUN ", 4) == 0 && count(r.out, "\n") == 1, "%s", r.out);
     result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "list", "--json");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "{ \"artifacts\" : [  ] }\n");
+    result_free(&r);
+    /* Listing made nothing. */
+    char store[128];
+    snprintf(store, sizeof(store), "%s/store", test_dir);
+    cr_expect_neq(access(store, F_OK), 0, "%s was created", store);
 }
 
 /* The ids of the runs 'runs list ARGS' prints, in its order, joined by spaces. */
