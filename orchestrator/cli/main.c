@@ -25,9 +25,10 @@ static void usage(FILE *out) {
                  "  --store DIR   the store (default: $SLUICE_HOME, else ./.sluice)\n"
                  "  --json        the command's JSON output, where it has one\n"
                  "  --no-color    no colour (also when $NO_COLOR is set)\n"
-                 "Global options may also follow the command.\n"
                  "  --version     print the version\n"
-                 "  -h, --help    this text; 'sluice COMMAND --help' for a command\n");
+                 "  -h, --help    this text; 'sluice COMMAND --help' for a command\n"
+                 "\n"
+                 "--store, --json and --no-color may also follow the command.\n");
 }
 
 static const cli_command *find_command(const char *name) {
