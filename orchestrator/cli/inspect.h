@@ -22,12 +22,6 @@ void inspect_end(meta_db *m, MDB_txn *txn);
  * INSPECT_NO_STORE, nothing open and nothing printed. */
 int inspect_begin_ex(const char *store, int missing_ok, meta_db *m, MDB_txn **txn);
 
-/* What a list command's record callback needs. */
-typedef struct inspect_list {
-    int json;
-    bson_t *array; /* the JSON array being filled, when json */
-} inspect_list;
-
 /* Appends {id_field: key, ...doc} as the next item of a JSON array. */
 void inspect_append_item(bson_t *array, const char *id_field, const char *key, size_t key_len,
                          const bson_t *doc);
