@@ -360,6 +360,11 @@ Test(cli, runs_show_gives_parameters_and_steps_in_dag_order, .init = test_dir_se
     const char *w = strstr(r.out, "\"step\" : \"words\""), *rep = strstr(r.out, "\"step\" : \"report\"");
     cr_expect(w && rep && w < rep, "%s", r.out);
     result_free(&r);
+    /* resume takes it too (the run finished: nothing to do). */
+    r = RUN(test_store_arg, "resume", "latest");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, last_run) != NULL, "%s", r.out);
+    result_free(&r);
     r = RUN("--store=/nonexistent-store", "runs", "show", "latest");
     cr_expect_eq(r.status, 2);
     result_free(&r);
