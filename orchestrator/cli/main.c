@@ -24,7 +24,7 @@ static void usage(FILE *out) {
                  "Options:\n"
                  "  --store DIR   the store (default: $SLUICE_HOME, else ./.sluice)\n"
                  "  --json        the command's JSON output, where it has one\n"
-                 "  --no-color    no colour (also when $NO_COLOR is set)\n"
+                 "  --no-color    set NO_COLOR=1 for sluice and its steps (no-color.org)\n"
                  "  --version     print the version\n"
                  "  -h, --help    this text; 'sluice COMMAND --help' for a command\n"
                  "\n"
