@@ -106,8 +106,9 @@ static int runs_list(const cli_globals *g, int json, run_filter *f, long limit) 
             BSON_APPEND_UTF8(&item, "run", f->keys[i - 1]);
             append_run_fields(&item, &run);
             bson_append_document_end(&array, &item);
-        } else
+        } else {
             print_run(f->keys[i - 1], &run);
+        }
     }
     if (json) {
         bson_append_array_end(&doc, &array);
