@@ -20,6 +20,7 @@ enum {
 
 typedef struct cli_globals {
     const char *store; /* --store, else $SLUICE_HOME, else ./.sluice */
+    int no_color;      /* --no-color or $NO_COLOR (then also set for the steps) */
 } cli_globals;
 
 typedef struct cli_command {
@@ -82,8 +83,8 @@ int cli_load_plugins(plugin_registry *reg);
 
 /* How a command loads a pipeline. */
 typedef enum {
-    LOAD_CHECK, /* validate, graph: unknown steps are warnings, secrets not needed */
-    LOAD_STRICT_CHECK, /* validate --strict */
+    LOAD_CHECK, /* graph: unknown steps are warnings, secrets not needed */
+    LOAD_STRICT_CHECK, /* validate: unknown steps are errors, secrets not needed */
     LOAD_RUN,   /* everything must resolve, secrets included */
 } load_mode;
 

@@ -10,16 +10,84 @@
 #include "core/fsutil.h"
 #include "inspect.h"
 
+static int add_file_size(const char *path, const char *rel, fs_visit what, void *ctx) {
+    (void)rel;
+    struct stat st;
+    if (what == FS_FILE && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+        *(uint64_t *)ctx += (uint64_t)st.st_size;
+    return 0;
+}
+
+/* An artifact's size: a folder's is the size of the files in it (as the
+ * store counts it when it hashes a tree), not the folder entry's, which
+ * some records hold. */
+static double artifact_size(const artifact_store *st, const char *hash, const bson_t *rec) {
+    if (!st->objects || strcmp(inspect_str(rec, "kind", ""), "folder") != 0)
+        return inspect_num(rec, "size");
+    char path[4096];
+    uint64_t total = 0;
+    store_object_path(st, hash, path, sizeof(path));
+    if (fs_walk(path, add_file_size, &total) != 0)
+        return inspect_num(rec, "size");
+    return (double)total;
+}
+
+/* {hash, ...rec} with its size as artifact_size() says. */
+static void append_artifact(bson_t *doc, const char *hash, size_t hash_len, const bson_t *rec,
+                            double size) {
+    bson_append_utf8(doc, "hash", -1, hash, (int)hash_len);
+    bson_t rest;
+    bson_init(&rest);
+    bson_copy_to_excluding_noinit(rec, &rest, "size", NULL);
+    bson_concat(doc, &rest);
+    bson_destroy(&rest);
+    BSON_APPEND_INT64(doc, "size", (int64_t)size);
+}
+
+typedef struct list_ctx {
+    int json;
+    bson_t *array;
+    const artifact_store *st;
+} list_ctx;
+
 static int print_artifact(void *ud, const char *key, size_t len, const bson_t *doc) {
-    inspect_list *c = ud;
+    list_ctx *c = ud;
+    char hash[HASH_HEX_LEN + 1];
+    snprintf(hash, sizeof(hash), "%.*s", (int)len, key);
+    double size = artifact_size(c->st, hash, doc);
     if (c->json) {
-        inspect_append_item(c->array, "hash", key, len, doc);
+        char idx[16];
+        const char *k;
+        bson_uint32_to_string(bson_count_keys(c->array), &k, idx, sizeof(idx));
+        bson_t item;
+        BSON_APPEND_DOCUMENT_BEGIN(c->array, k, &item);
+        append_artifact(&item, key, len, doc, size);
+        bson_append_document_end(c->array, &item);
         return 0;
     }
     printf("%.12s  %-12s %-6s %12.0f  %s/%s.%s\n", key, inspect_str(doc, "type", "?"),
-           inspect_str(doc, "kind", "?"), inspect_num(doc, "size"), inspect_str(doc, "run", "?"),
+           inspect_str(doc, "kind", "?"), size, inspect_str(doc, "run", "?"),
            inspect_str(doc, "step", "?"), inspect_str(doc, "output", "?"));
     return 0;
+}
+
+/* 'artifacts export ID DEST' as cp: into an existing folder DEST, the
+ * artifact goes to DEST/NAME, NAME its output's name. */
+static int export_artifact(const char *object, const bson_t *rec, const char *dest) {
+    struct stat st;
+    char target[4096];
+    snprintf(target, sizeof(target), "%s", dest);
+    if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode)) {
+        const char *name = inspect_str(rec, "output", "artifact");
+        size_t len = strlen(dest);
+        snprintf(target, sizeof(target), "%s%s%s", dest, len && dest[len - 1] == '/' ? "" : "/",
+                 name);
+    }
+    int rc = copy_tree(object, target);
+    if (rc)
+        fprintf(stderr, "sluice artifacts: cannot export to %s: %s\n", target,
+                rc == -EEXIST ? "it exists already" : strerror(-rc));
+    return rc ? EXIT_BAD_INPUT : EXIT_DONE;
 }
 
 static int print_consumer(void *ud, const char *key, size_t len, const bson_t *doc) {
@@ -55,17 +123,24 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
     }
     meta_db m;
     MDB_txn *txn;
-    if (inspect_begin(g->store, &m, &txn))
+    int is_list = strcmp(sub, "list") == 0;
+    /* A store with nothing in it yet lists nothing, as 'runs list' does. */
+    int open = inspect_begin_ex(g->store, is_list, &m, &txn);
+    if (open == EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT;
     int status = EXIT_DONE;
-    if (strcmp(sub, "list") == 0) {
+    artifact_store st = {0};
+    if (open == 0 && store_open(&st, g->store) != 0)
+        memset(&st, 0, sizeof(st)); /* sizes as recorded; reading objects fails below */
+    if (is_list) {
         bson_t doc = BSON_INITIALIZER, array;
-        inspect_list ctx = {json, &array};
+        list_ctx ctx = {json, &array, &st};
         if (json)
             BSON_APPEND_ARRAY_BEGIN(&doc, "artifacts", &array);
         else
             printf("%-12s  %-12s %-6s %12s  %s\n", "ID", "TYPE", "KIND", "BYTES", "MADE BY");
-        meta_each(txn, m.artifacts, "", print_artifact, &ctx);
+        if (open == 0)
+            meta_each(txn, m.artifacts, "", print_artifact, &ctx);
         if (json) {
             bson_append_array_end(&doc, &array);
             inspect_print_json(&doc);
@@ -74,21 +149,19 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
     } else {
         char hash[HASH_HEX_LEN + 1];
         bson_t rec;
-        status = inspect_resolve(txn, m.artifacts, "artifact", argv[optind + 1], hash, sizeof(hash));
+        status = inspect_resolve_artifact(txn, &m, argv[optind + 1], hash, sizeof(hash));
         if (status == 0 && meta_get(txn, m.artifacts, hash, &rec) != 0)
             status = EXIT_BAD_INPUT;
-        artifact_store st = {0};
         char path[4096] = "";
-        if (status == 0 && store_open(&st, g->store) == 0)
+        if (status == 0 && st.objects)
             store_object_path(&st, hash, path, sizeof(path));
         if (status == 0 && strcmp(sub, "show") == 0) {
             char prefix[HASH_HEX_LEN + 2];
             snprintf(prefix, sizeof(prefix), "%s/", hash);
             if (json) {
                 bson_t doc = BSON_INITIALIZER, users;
-                BSON_APPEND_UTF8(&doc, "hash", hash);
                 BSON_APPEND_UTF8(&doc, "path", path);
-                bson_concat(&doc, &rec);
+                append_artifact(&doc, hash, strlen(hash), &rec, artifact_size(&st, hash, &rec));
                 BSON_APPEND_ARRAY_BEGIN(&doc, "used_by", &users);
                 meta_each(txn, m.consumers, prefix, print_consumer, &users);
                 bson_append_array_end(&doc, &users);
@@ -98,10 +171,13 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
                 printf("artifact %s\n  type %s, %s of %.0f bytes\n  made by %s/%s (output %s)\n  "
                        "path %s\n",
                        hash, inspect_str(&rec, "type", "?"), inspect_str(&rec, "kind", "?"),
-                       inspect_num(&rec, "size"), inspect_str(&rec, "run", "?"),
+                       artifact_size(&st, hash, &rec), inspect_str(&rec, "run", "?"),
                        inspect_str(&rec, "step", "?"), inspect_str(&rec, "output", "?"), path);
                 meta_each(txn, m.consumers, prefix, print_consumer, NULL);
             }
+        } else if (status == 0 && !st.objects) {
+            fprintf(stderr, "sluice artifacts: cannot open the store %s\n", g->store);
+            status = EXIT_BAD_INPUT;
         } else if (status == 0) {
             /* Reading an object checks it: a changed object is refused. */
             int v = store_verify(&st, hash);
@@ -121,16 +197,13 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
                     status = EXIT_BAD_INPUT;
                 }
             } else {
-                int rc = copy_tree(path, argv[optind + 2]);
-                if (rc) {
-                    fprintf(stderr, "sluice artifacts: cannot export to %s: %s\n",
-                            argv[optind + 2], strerror(-rc));
-                    status = EXIT_BAD_INPUT;
-                }
+                status = export_artifact(path, &rec, argv[optind + 2]);
             }
         }
-        store_close(&st);
     }
-    inspect_end(&m, txn);
+    if (st.objects)
+        store_close(&st);
+    if (open == 0)
+        inspect_end(&m, txn);
     return status;
 }

@@ -225,7 +225,7 @@ int cmd_lineage(const cli_globals *g, int argc, char **argv) {
     if (inspect_begin(g->store, &m, &txn))
         return EXIT_BAD_INPUT;
     char hash[HASH_HEX_LEN + 1];
-    int status = inspect_resolve(txn, m.artifacts, "artifact", argv[optind], hash, sizeof(hash));
+    int status = inspect_resolve_artifact(txn, &m, argv[optind], hash, sizeof(hash));
     graph gr = {0};
     if (status == 0) {
         int fresh;

@@ -1,10 +1,18 @@
 /* cmd_plugins.c - sluice plugins list|describe: what the search path holds. */
 #include <bson/bson.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "core/buf.h"
+#include "core/suggest.h"
+#include "pipeline/check.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.0.0"
+#endif
 
 static void print_json(bson_t *doc) {
     size_t len;
@@ -64,6 +72,31 @@ static void describe_json(const plugin_step *s) {
     bson_destroy(&doc);
 }
 
+/* The built-in shell step, described as plugin steps are. Its ports are
+ * whatever a pipeline names in 'inputs' and in 'with.outputs'. What it
+ * accepts is checked by pipeline/check.c (check_shell). */
+static const sl_param shell_params[] = {
+    {"run", SL_PARAM_STRING, NULL,
+     "the command; run directly when it needs no shell, else through /bin/sh -c", 1},
+    {"outputs", SL_PARAM_JSON, NULL,
+     "NAME: PATH of each file or folder it writes, relative to its work folder", 0},
+    {"env", SL_PARAM_JSON, NULL, "NAME: VALUE of environment variables to set", 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+static const sl_step shell_step = {
+    .name = STEP_SHELL,
+    .version = "builtin",
+    .summary = "run a command through /bin/sh, its inputs and outputs as files",
+    .params = shell_params,
+};
+static const plugin_lib shell_lib = {.path = "built into sluice",
+                                     .desc = {.name = "sluice", .version = SLUICE_VERSION}};
+static const plugin_step shell = {.step = &shell_step, .lib = &shell_lib, .n_params = 3};
+static const char shell_ports[] =
+    "  any name      any           each NAME: STEP.OUTPUT in 'inputs', as $SLUICE_INPUT_NAME\n";
+static const char shell_outputs[] =
+    "  any name      any           each NAME in 'with.outputs', as $SLUICE_OUTPUT_NAME\n";
+
 static void describe_text(const plugin_step *s) {
     const sl_step *st = s->step;
     printf("%s %s  (plugin %s %s, %s)\n", st->name, st->version, s->lib->desc.name,
@@ -75,7 +108,9 @@ static void describe_text(const plugin_step *s) {
     size_t counts[] = {s->n_inputs, s->n_outputs};
     for (int k = 0; k < 2; k++) {
         printf("%s:\n", titles[k]);
-        if (!counts[k])
+        if (s == &shell)
+            fputs(k ? shell_outputs : shell_ports, stdout);
+        else if (!counts[k])
             printf("  (none)\n");
         for (size_t i = 0; i < counts[k]; i++)
             printf("  %-16s %-12s%s%s%s\n", ports[k][i].name, ports[k][i].type,
@@ -98,25 +133,71 @@ static void describe_text(const plugin_step *s) {
     }
 }
 
+/* Adds the 'plugins:' folders of pipeline file path to reg, as binding it
+ * would. Prints what is wrong; returns 0 or EXIT_BAD_INPUT. */
+static int load_pipeline_plugins(const char *path, plugin_registry *reg) {
+    diag_list d = DIAG_LIST_INIT;
+    pipeline *p = NULL;
+    int rc = pipeline_load_file(path, NULL, &d, &p);
+    for (size_t i = 0; p && i < p->n_plugins; i++)
+        if (registry_load_dir(reg, p->plugins[i], 0, &d) == -ENOMEM)
+            break;
+    diag_print(&d, stderr);
+    int bad = !p || d.errors;
+    (void)rc;
+    diag_clear(&d);
+    pipeline_free(p);
+    return bad ? EXIT_BAD_INPUT : 0;
+}
+
 int cmd_plugins(const cli_globals *g, int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, 'J'},
+        {"pipeline", required_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
+    };
     (void)g;
-    int json;
-    if (cli_json_only(argc, argv, &json))
-        return EXIT_BAD_INPUT;
+    int json = 0, c;
+    const char *pipeline_file = NULL;
+    cli_getopt_begin();
+    while ((c = cli_getopt(argc, argv, ":", longopts)) != -1) {
+        if (c == 'J')
+            json = 1;
+        else if (c == 'P')
+            pipeline_file = optarg;
+        else
+            return EXIT_BAD_INPUT;
+    }
     const char *sub = optind < argc ? argv[optind] : NULL;
     int is_list = sub && strcmp(sub, "list") == 0 && argc - optind == 1;
     int is_describe = sub && strcmp(sub, "describe") == 0 && argc - optind == 2;
     if (!is_list && !is_describe) {
-        fprintf(stderr, "sluice plugins: use 'plugins list' or 'plugins describe NAME' (see "
-                        "'sluice plugins --help')\n");
+        fprintf(stderr, "sluice plugins: use 'plugins list' or 'plugins describe NAME', with "
+                        "--pipeline FILE for its plugin folders (see 'sluice plugins --help')\n");
         return EXIT_BAD_INPUT;
     }
     plugin_registry reg = PLUGIN_REGISTRY_INIT;
     int status = cli_load_plugins(&reg);
+    if (pipeline_file && load_pipeline_plugins(pipeline_file, &reg))
+        status = EXIT_BAD_INPUT;
     if (is_describe) {
-        const plugin_step *s = registry_find(&reg, argv[optind + 1]);
+        const char *name = argv[optind + 1];
+        const plugin_step *s = strcmp(name, STEP_SHELL) == 0 ? &shell : registry_find(&reg, name);
         if (!s) {
-            fprintf(stderr, "sluice plugins: no plugin declares step '%s'\n", argv[optind + 1]);
+            const char **names = calloc(reg.n_steps + 1, sizeof(*names));
+            size_t n = 0;
+            for (size_t i = 0; names && i < reg.n_steps; i++)
+                names[n++] = reg.steps[i].step->name;
+            if (names)
+                names[n++] = STEP_SHELL;
+            const char *hint = names ? suggest_closest(name, names, n) : NULL;
+            if (hint)
+                fprintf(stderr, "sluice plugins: no plugin declares step '%s' (did you mean "
+                                "'%s'?)\n", name, hint);
+            else
+                fprintf(stderr, "sluice plugins: no plugin declares step '%s'%s\n", name,
+                        pipeline_file ? "" : " (a pipeline's own plugins: give --pipeline FILE)");
+            free(names);
             status = EXIT_BAD_INPUT;
         } else if (json) {
             describe_json(s);
@@ -126,8 +207,8 @@ int cmd_plugins(const cli_globals *g, int argc, char **argv) {
     } else if (json) {
         bson_t doc = BSON_INITIALIZER, arr;
         BSON_APPEND_ARRAY_BEGIN(&doc, "steps", &arr);
-        for (size_t i = 0; i < reg.n_steps; i++) {
-            const plugin_step *s = &reg.steps[i];
+        for (size_t i = 0; i <= reg.n_steps; i++) {
+            const plugin_step *s = i ? &reg.steps[i - 1] : &shell;
             char idx[16];
             const char *k;
             bson_uint32_to_string((uint32_t)i, &k, idx, sizeof(idx));
@@ -145,10 +226,8 @@ int cmd_plugins(const cli_globals *g, int argc, char **argv) {
         bson_destroy(&doc);
     } else {
         printf("%-20s %-9s %-20s %s\n", "STEP", "VERSION", "PLUGIN", "SUMMARY");
-        printf("%-20s %-9s %-20s %s\n", "shell", "built-in", "sluice",
-               "run a command through /bin/sh, its inputs and outputs as files");
-        for (size_t i = 0; i < reg.n_steps; i++) {
-            const plugin_step *s = &reg.steps[i];
+        for (size_t i = 0; i <= reg.n_steps; i++) {
+            const plugin_step *s = i ? &reg.steps[i - 1] : &shell;
             printf("%-20s %-9s %-20s %s\n", s->step->name, s->step->version, s->lib->desc.name,
                    s->step->summary ? s->step->summary : "");
         }

@@ -1,31 +1,124 @@
 /* cmd_runs.c - sluice runs list | show RUN. */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "inspect.h"
+#include "pipeline/check.h"
 
-static int print_run(void *ud, const char *key, size_t len, const bson_t *doc) {
-    inspect_list *c = ud;
-    if (c->json) {
-        inspect_append_item(c->array, "run", key, len, doc);
-        return 0;
-    }
+/* A run's status and its JSON form, as readers see them: the one place to
+ * ask, so that whatever the record says (done, failed, interrupted, a run
+ * whose process is gone) is shown alike by list, its --status and show. */
+static const char *run_status(const bson_t *run) { return inspect_str(run, "status", "?"); }
+
+static void append_run_fields(bson_t *doc, const bson_t *run) { bson_concat(doc, run); }
+
+static void print_run(const char *key, const bson_t *doc) {
     char started[32];
     inspect_time(inspect_num(doc, "started"), started, sizeof(started));
     double end = inspect_num(doc, "finished");
     char took[32] = "-";
     if (end > 0)
         snprintf(took, sizeof(took), "%.2fs", end - inspect_num(doc, "started"));
-    printf("%-24.*s %-22s %-12s %-20s %9s %5.0f\n", (int)len, key, inspect_str(doc, "pipeline", "?"),
-           inspect_str(doc, "status", "?"), started, took, inspect_num(doc, "steps"));
+    printf("%-24s %-22s %-12s %-20s %9s %5.0f\n", key, inspect_str(doc, "pipeline", "?"),
+           run_status(doc), started, took, inspect_num(doc, "steps"));
+}
+
+/* What 'runs list' keeps: --pipeline, --status, --tag K=V (all must hold). */
+typedef struct run_filter {
+    const char *pipeline, *status;
+    cli_params tags;
+    char **keys; /* the matching run ids, oldest first; owned */
+    size_t n;
+    int failed;
+} run_filter;
+
+static int has_tag(const bson_t *doc, const char *spec) {
+    const char *eq = strchr(spec, '=');
+    bson_iter_t it, tags;
+    if (!eq || !bson_iter_init_find(&it, doc, "tags") || !bson_iter_recurse(&it, &tags))
+        return 0;
+    while (bson_iter_next(&tags))
+        if (strlen(bson_iter_key(&tags)) == (size_t)(eq - spec) &&
+            strncmp(bson_iter_key(&tags), spec, (size_t)(eq - spec)) == 0 &&
+            BSON_ITER_HOLDS_UTF8(&tags) && strcmp(bson_iter_utf8(&tags, NULL), eq + 1) == 0)
+            return 1;
     return 0;
 }
 
-typedef struct show_ctx {
-    int json;
-    bson_t *steps;
-} show_ctx;
+static int keep_run(void *ud, const char *key, size_t len, const bson_t *doc) {
+    run_filter *f = ud;
+    if (f->pipeline && strcmp(inspect_str(doc, "pipeline", ""), f->pipeline) != 0)
+        return 0;
+    if (f->status && strcmp(run_status(doc), f->status) != 0)
+        return 0;
+    for (size_t i = 0; i < f->tags.n; i++)
+        if (!has_tag(doc, f->tags.items[i]))
+            return 0;
+    char **keys = realloc(f->keys, (f->n + 1) * sizeof(*keys));
+    char *copy = keys ? strndup(key, len) : NULL;
+    if (keys)
+        f->keys = keys;
+    if (!copy) {
+        f->failed = 1;
+        return 1;
+    }
+    f->keys[f->n++] = copy;
+    return 0;
+}
+
+/* sluice runs list [--pipeline NAME] [--status S] [--tag K=V]... [--limit N]:
+ * newest first. A store with no runs yet is an empty list, not an error, so
+ * that CI can ask before the first run. */
+static int runs_list(const cli_globals *g, int json, run_filter *f, long limit) {
+    meta_db m;
+    MDB_txn *txn = NULL;
+    int open = inspect_begin_ex(g->store, 1, &m, &txn);
+    if (open == EXIT_BAD_INPUT)
+        return EXIT_BAD_INPUT;
+    if (open == 0 && meta_each(txn, m.runs, "", keep_run, f) != 0 && !f->failed) {
+        fprintf(stderr, "sluice runs: cannot read the metadata in %s\n", g->store);
+        f->failed = 1;
+    }
+    if (f->failed) {
+        if (open == 0)
+            inspect_end(&m, txn);
+        return EXIT_BAD_INPUT;
+    }
+    bson_t doc = BSON_INITIALIZER, array;
+    if (json)
+        BSON_APPEND_ARRAY_BEGIN(&doc, "runs", &array);
+    else
+        printf("%-24s %-22s %-12s %-20s %9s %5s\n", "RUN", "PIPELINE", "STATUS", "STARTED",
+               "TOOK", "STEPS");
+    for (size_t i = f->n; i > 0 && (limit < 0 || (long)(f->n - i) < limit); i--) {
+        bson_t run;
+        if (meta_get(txn, m.runs, f->keys[i - 1], &run) != 0)
+            continue;
+        if (json) {
+            char idx[16];
+            const char *k;
+            bson_uint32_to_string(bson_count_keys(&array), &k, idx, sizeof(idx));
+            bson_t item;
+            BSON_APPEND_DOCUMENT_BEGIN(&array, k, &item);
+            BSON_APPEND_UTF8(&item, "run", f->keys[i - 1]);
+            append_run_fields(&item, &run);
+            bson_append_document_end(&array, &item);
+        } else {
+            print_run(f->keys[i - 1], &run);
+        }
+    }
+    if (json) {
+        bson_append_array_end(&doc, &array);
+        inspect_print_json(&doc);
+    }
+    bson_destroy(&doc);
+    if (open == 0)
+        inspect_end(&m, txn);
+    return EXIT_DONE;
+}
 
 static void print_ports(const bson_t *doc, const char *key, const char *label) {
     bson_iter_t it, sub;
@@ -95,22 +188,15 @@ static void print_run_origin(const bson_t *run) {
         printf("  resumes %s\n", resumes);
 }
 
-static int print_step(void *ud, const char *key, size_t len, const bson_t *doc) {
-    show_ctx *c = ud;
-    const char *slash = memchr(key, '/', len);
+static void print_step(const char *key, const bson_t *doc) {
+    const char *slash = strchr(key, '/');
     const char *id = slash ? slash + 1 : key;
-    int id_len = (int)(len - (size_t)(id - key));
-    if (c->json) {
-        inspect_append_item(c->steps, "step", id, (size_t)id_len, doc);
-        return 0;
-    }
     double start = inspect_num(doc, "started"), end = inspect_num(doc, "finished");
     char took[32] = "-";
     if (start > 0 && end > 0)
         snprintf(took, sizeof(took), "%.2fs", end - start);
     const char *status = inspect_str(doc, "status", "?");
-    printf("  %-24.*s %-10s %8s  attempts %.0f", id_len, id, status, took,
-           inspect_num(doc, "attempts"));
+    printf("  %-24s %-10s %8s  attempts %.0f", id, status, took, inspect_num(doc, "attempts"));
     const char *from = inspect_str(doc, "cached_from", NULL);
     const char *error = inspect_str(doc, "error", NULL);
     if (from)
@@ -121,68 +207,243 @@ static int print_step(void *ud, const char *key, size_t len, const bson_t *doc) 
     print_ports(doc, "inputs", "in ");
     print_ports(doc, "outputs", "out");
     print_metrics(doc);
+}
+
+/* The run's pipeline parameters, one per line, values as JSON. */
+static void print_params(const bson_t *run) {
+    bson_iter_t it;
+    bson_t params;
+    uint32_t len;
+    const uint8_t *data;
+    if (!bson_iter_init_find(&it, run, "params") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+        return;
+    bson_iter_document(&it, &len, &data);
+    if (!bson_init_static(&params, data, len) || bson_count_keys(&params) == 0)
+        return;
+    /* Each value alone, as the JSON of a one-field document, cut to its value. */
+    bson_iter_t p;
+    bson_iter_init(&p, &params);
+    while (bson_iter_next(&p)) {
+        bson_t one = BSON_INITIALIZER;
+        bson_append_iter(&one, "v", 1, &p);
+        size_t n;
+        char *json = bson_as_relaxed_extended_json(&one, &n);
+        const char *v = json ? strstr(json, "\"v\" : ") : NULL;
+        if (v && n > 2) {
+            v += 6;
+            printf("  param %s = %.*s\n", bson_iter_key(&p), (int)(json + n - 2 - v), v);
+        }
+        bson_free(json);
+        bson_destroy(&one);
+    }
+}
+
+/* A step run of the run being shown, and where it sorts. */
+typedef struct step_row {
+    char *key; /* RUN/STEP, owned */
+    long dag_pos;
+    double started;
+} step_row;
+
+typedef struct step_rows {
+    step_row *rows;
+    size_t n;
+    int failed;
+    const pipeline *p; /* the run's pipeline as it reads now, or NULL */
+    const uint32_t *pos; /* step index -> place in the DAG's order */
+} step_rows;
+
+static int keep_step(void *ud, const char *key, size_t len, const bson_t *doc) {
+    step_rows *s = ud;
+    step_row *rows = realloc(s->rows, (s->n + 1) * sizeof(*rows));
+    char *copy = rows ? strndup(key, len) : NULL;
+    if (rows)
+        s->rows = rows;
+    if (!copy) {
+        s->failed = 1;
+        return 1;
+    }
+    const char *slash = strchr(copy, '/');
+    long i = s->p && slash ? pipeline_find_step(s->p, slash + 1) : -1;
+    s->rows[s->n++] = (step_row){copy, i >= 0 ? (long)s->pos[i] : LONG_MAX,
+                                 inspect_num(doc, "started")};
     return 0;
 }
 
-int cmd_runs(const cli_globals *g, int argc, char **argv) {
-    int json;
-    if (cli_json_only(argc, argv, &json))
-        return EXIT_BAD_INPUT;
-    const char *sub = optind < argc ? argv[optind] : NULL;
-    int is_list = sub && strcmp(sub, "list") == 0 && argc - optind == 1;
-    int is_show = sub && strcmp(sub, "show") == 0 && argc - optind == 2;
-    if (!is_list && !is_show) {
-        fprintf(stderr, "sluice runs: use 'runs list' or 'runs show RUN' (see 'sluice runs --help')\n");
-        return EXIT_BAD_INPUT;
+/* DAG order first (from the run's pipeline file, when it still reads), then
+ * start time (a step starts after those it depends on), then the id. */
+static int step_row_cmp(const void *a, const void *b) {
+    const step_row *x = a, *y = b;
+    if (x->dag_pos != y->dag_pos)
+        return x->dag_pos < y->dag_pos ? -1 : 1;
+    if (x->started != y->started)
+        return x->started < y->started ? -1 : 1;
+    return strcmp(x->key, y->key);
+}
+
+/* Loads the run's pipeline file with the run's -p values, for the order of
+ * its steps; NULL when it no longer reads or is another pipeline now. */
+static pipeline *load_run_pipeline(const bson_t *run) {
+    const char *file = inspect_str(run, "file", NULL);
+    if (!file)
+        return NULL;
+    const char *overrides[64];
+    size_t n = 0;
+    bson_iter_t it, o;
+    if (bson_iter_init_find(&it, run, "overrides") && bson_iter_recurse(&it, &o))
+        while (bson_iter_next(&o) && n < 64)
+            if (BSON_ITER_HOLDS_UTF8(&o))
+                overrides[n++] = bson_iter_utf8(&o, NULL);
+    pipeline_options opt = {.overrides = overrides, .n_overrides = n};
+    diag_list d = DIAG_LIST_INIT;
+    pipeline *p = NULL;
+    pipeline_load_file(file, &opt, &d, &p);
+    diag_clear(&d);
+    if (p && (!p->name || strcmp(p->name, inspect_str(run, "pipeline", "")) != 0)) {
+        pipeline_free(p);
+        p = NULL;
     }
+    return p;
+}
+
+/* The run's step runs, sorted (see step_row_cmp). */
+static int collect_steps(MDB_txn *txn, const meta_db *m, const char *id, const bson_t *run,
+                         step_rows *s) {
+    char prefix[300];
+    snprintf(prefix, sizeof(prefix), "%s/", id);
+    pipeline *p = load_run_pipeline(run);
+    dag g = {0};
+    uint32_t *pos = NULL;
+    if (p && pipeline_dag(p, &g) == 0 && g.acyclic && (pos = calloc(p->n_steps + 1, sizeof(*pos)))) {
+        for (uint32_t i = 0; i < p->n_steps; i++)
+            pos[g.order[i]] = i;
+        s->p = p;
+        s->pos = pos;
+    }
+    int rc = meta_each(txn, m->steps, prefix, keep_step, s);
+    if (s->rows)
+        qsort(s->rows, s->n, sizeof(*s->rows), step_row_cmp);
+    s->p = NULL;
+    s->pos = NULL;
+    free(pos);
+    dag_free(&g);
+    pipeline_free(p);
+    return rc || s->failed ? -1 : 0;
+}
+
+static void free_rows(step_rows *s) {
+    for (size_t i = 0; i < s->n; i++)
+        free(s->rows[i].key);
+    free(s->rows);
+}
+
+static int runs_show(const cli_globals *g, int json, const char *spec) {
     meta_db m;
     MDB_txn *txn;
-    int status = EXIT_DONE;
     if (inspect_begin(g->store, &m, &txn))
         return EXIT_BAD_INPUT;
-    if (is_list) {
-        bson_t doc = BSON_INITIALIZER, array;
-        inspect_list ctx = {json, &array};
-        if (json)
-            BSON_APPEND_ARRAY_BEGIN(&doc, "runs", &array);
-        else
-            printf("%-24s %-22s %-12s %-20s %9s %5s\n", "RUN", "PIPELINE", "STATUS", "STARTED",
-                   "TOOK", "STEPS");
-        meta_each(txn, m.runs, "", print_run, &ctx);
-        if (json) {
-            bson_append_array_end(&doc, &array);
-            inspect_print_json(&doc);
+    char id[256];
+    bson_t run;
+    step_rows steps = {0};
+    int status = inspect_resolve(txn, m.runs, "run", spec, id, sizeof(id));
+    if (status == 0 && (meta_get(txn, m.runs, id, &run) != 0 ||
+                        collect_steps(txn, &m, id, &run, &steps) != 0)) {
+        fprintf(stderr, "sluice runs: cannot read run %s in %s\n", id, g->store);
+        status = EXIT_BAD_INPUT;
+    }
+    if (status == 0 && json) {
+        bson_t doc = BSON_INITIALIZER, arr;
+        BSON_APPEND_UTF8(&doc, "run", id);
+        append_run_fields(&doc, &run);
+        BSON_APPEND_ARRAY_BEGIN(&doc, "step_runs", &arr);
+        for (size_t i = 0; i < steps.n; i++) {
+            bson_t rec;
+            const char *sid = strchr(steps.rows[i].key, '/') + 1;
+            if (meta_get(txn, m.steps, steps.rows[i].key, &rec) == 0)
+                inspect_append_item(&arr, "step", sid, strlen(sid), &rec);
         }
+        bson_append_array_end(&doc, &arr);
+        inspect_print_json(&doc);
         bson_destroy(&doc);
-    } else {
-        char id[256];
-        bson_t run;
-        status = inspect_resolve(txn, m.runs, "run", argv[optind + 1], id, sizeof(id));
-        if (status == 0 && meta_get(txn, m.runs, id, &run) == 0) {
-            char prefix[300];
-            snprintf(prefix, sizeof(prefix), "%s/", id);
-            bson_t doc = BSON_INITIALIZER, steps;
-            show_ctx ctx = {json, &steps};
-            if (json) {
-                BSON_APPEND_UTF8(&doc, "run", id);
-                bson_concat(&doc, &run);
-                BSON_APPEND_ARRAY_BEGIN(&doc, "step_runs", &steps);
-            } else {
-                char started[32];
-                inspect_time(inspect_num(&run, "started"), started, sizeof(started));
-                printf("run %s: pipeline %s (%s), %s, started %s\n", id,
-                       inspect_str(&run, "pipeline", "?"), inspect_str(&run, "file", "?"),
-                       inspect_str(&run, "status", "?"), started);
-                print_run_origin(&run);
-            }
-            meta_each(txn, m.steps, prefix, print_step, &ctx);
-            if (json) {
-                bson_append_array_end(&doc, &steps);
-                inspect_print_json(&doc);
-            }
-            bson_destroy(&doc);
+    } else if (status == 0) {
+        char started[32];
+        inspect_time(inspect_num(&run, "started"), started, sizeof(started));
+        printf("run %s: pipeline %s (%s), %s, started %s\n", id,
+               inspect_str(&run, "pipeline", "?"), inspect_str(&run, "file", "?"),
+               run_status(&run), started);
+        print_run_origin(&run);
+        print_params(&run);
+        for (size_t i = 0; i < steps.n; i++) {
+            bson_t rec;
+            if (meta_get(txn, m.steps, steps.rows[i].key, &rec) == 0)
+                print_step(steps.rows[i].key, &rec);
         }
     }
+    free_rows(&steps);
     inspect_end(&m, txn);
+    return status;
+}
+
+int cmd_runs(const cli_globals *g, int argc, char **argv) {
+    enum { OPT_JSON = 256, OPT_PIPELINE, OPT_STATUS, OPT_TAG, OPT_LIMIT };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"pipeline", required_argument, NULL, OPT_PIPELINE},
+        {"status", required_argument, NULL, OPT_STATUS},
+        {"tag", required_argument, NULL, OPT_TAG},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {NULL, 0, NULL, 0},
+    };
+    run_filter f = {0};
+    long limit = -1;
+    int c, json = 0, bad = 0, filtered = 0;
+    cli_getopt_begin();
+    while (!bad && (c = cli_getopt(argc, argv, ":", longopts)) != -1) {
+        char *end;
+        filtered |= c != OPT_JSON;
+        switch (c) {
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_PIPELINE:
+            f.pipeline = optarg;
+            break;
+        case OPT_STATUS:
+            f.status = optarg;
+            break;
+        case OPT_TAG:
+            if (!strchr(optarg, '=') || optarg[0] == '=') {
+                fprintf(stderr, "sluice runs: --tag takes KEY=VALUE, not '%s'\n", optarg);
+                bad = 1;
+            } else {
+                bad = cli_params_add(&f.tags, optarg) != 0;
+            }
+            break;
+        case OPT_LIMIT:
+            limit = strtol(optarg, &end, 10);
+            if (*end || !*optarg || limit < 0) {
+                fprintf(stderr, "sluice runs: --limit takes a number from 0, not '%s'\n", optarg);
+                bad = 1;
+            }
+            break;
+        default:
+            bad = 1;
+        }
+    }
+    const char *sub = optind < argc ? argv[optind] : NULL;
+    int is_list = sub && strcmp(sub, "list") == 0 && argc - optind == 1;
+    int is_show = sub && strcmp(sub, "show") == 0 && argc - optind == 2 && !filtered;
+    int status = EXIT_BAD_INPUT;
+    if (!bad && !is_list && !is_show)
+        fprintf(stderr, "sluice runs: use 'runs list [--pipeline NAME] [--status S] [--tag K=V]... "
+                        "[--limit N]' or 'runs show RUN' (see 'sluice runs --help')\n");
+    else if (!bad && is_list)
+        status = runs_list(g, json, &f, limit);
+    else if (!bad)
+        status = runs_show(g, json, argv[optind + 1]);
+    for (size_t i = 0; i < f.n; i++)
+        free(f.keys[i]);
+    free(f.keys);
+    cli_params_free(&f.tags);
     return status;
 }

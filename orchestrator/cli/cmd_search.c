@@ -65,8 +65,9 @@ static int resolve(const char *store, const char *spec, char *folder, size_t siz
     newest n = {.step = spec};
     int status = 0;
     meta_each(txn, m.artifacts, "", newest_index, &n);
-    if (!n.hash[0] && all_hex(spec)) {
-        status = inspect_resolve(txn, m.artifacts, "artifact", spec, n.hash, sizeof(n.hash));
+    /* An artifact id or name; a path that is not there is reported as such. */
+    if (!n.hash[0] && !strchr(spec, '/') && (all_hex(spec) || strpbrk(spec, ".:"))) {
+        status = inspect_resolve_artifact(txn, &m, spec, n.hash, sizeof(n.hash));
     } else if (!n.hash[0]) {
         fprintf(stderr,
                 "sluice search: '%s' is not a folder, an artifact id, or a step that made an "

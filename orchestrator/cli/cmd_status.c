@@ -6,7 +6,191 @@
 #include <string.h>
 
 #include "cli.h"
+#include "core/buf.h"
+#include "inspect.h"
+#include "pipeline/value_json.h"
 #include "sched/plan.h"
+
+/* A pipeline parameter whose value differs from the newest run of the
+ * pipeline: its name and both values as JSON. */
+typedef struct param_change {
+    const char *name; /* borrowed from the pipeline */
+    char *was, *now;  /* owned */
+} param_change;
+
+/* The JSON text of a value (secrets masked); NULL when out of memory. */
+static char *value_json(const value *v) {
+    buf b = BUF_INIT;
+    if (value_write_json(&b, v, 1) != 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    char *text = strdup(buf_str(&b));
+    buf_free(&b);
+    return text;
+}
+
+/* The pipeline parameters of p that differ from those of run `run`. */
+static size_t changed_params(const pipeline *p, const char *store, const char *run,
+                             param_change *out) {
+    meta_db m;
+    MDB_txn *txn;
+    bson_t rec, *params = NULL;
+    bson_iter_t pit;
+    uint32_t dlen;
+    const uint8_t *data;
+    if (inspect_begin_ex(store, 1, &m, &txn) != 0)
+        return 0;
+    if (meta_get(txn, m.runs, run, &rec) == 0 && bson_iter_init_find(&pit, &rec, "params") &&
+        BSON_ITER_HOLDS_DOCUMENT(&pit)) {
+        bson_iter_document(&pit, &dlen, &data);
+        params = bson_new_from_data(data, dlen);
+    }
+    inspect_end(&m, txn);
+    if (!params)
+        return 0;
+    size_t count = 0;
+    arena a = ARENA_INIT;
+    for (size_t i = 0; i < p->n_params; i++) {
+        bson_iter_t it;
+        value *old;
+        if (!bson_iter_init_find(&it, params, p->params[i].name) ||
+            value_from_bson(&a, &it, &old) != 0)
+            continue;
+        char *was = value_json(old), *now = value_json(p->params[i].value);
+        if (was && now && strcmp(was, now) != 0) {
+            out[count++] = (param_change){p->params[i].name, was, now};
+            continue;
+        }
+        free(was);
+        free(now);
+    }
+    arena_free(&a);
+    bson_destroy(params);
+    return count;
+}
+
+/* 1 when step k's 'with' reads differently in q. */
+static int with_differs(const step *a, const step *b) {
+    if (a->n_with != b->n_with)
+        return 1;
+    int differs = 0;
+    for (size_t i = 0; i < a->n_with && !differs; i++) {
+        char *x = value_json(a->with[i].value), *y = value_json(b->with[i].value);
+        differs = !x || !y || strcmp(a->with[i].name, b->with[i].name) != 0 || strcmp(x, y) != 0;
+        free(x);
+        free(y);
+    }
+    return differs;
+}
+
+/* Which steps each changed pipeline parameter reaches: p loaded again with
+ * that one parameter at its old value, the steps whose 'with' then differ.
+ * uses[c * n_steps + k] is set when change c reaches step k. */
+static void params_used(const pipeline *p, const param_change *changes, size_t n_changes,
+                        unsigned char *uses) {
+    const char **overrides = calloc(p->n_params + 1, sizeof(*overrides));
+    char **texts = calloc(p->n_params + 1, sizeof(*texts));
+    for (size_t c = 0; overrides && texts && c < n_changes; c++) {
+        size_t n = 0;
+        int ok = 1;
+        for (size_t i = 0; i < p->n_params && ok; i++) {
+            const char *v = NULL;
+            char *now = NULL;
+            if (strcmp(p->params[i].name, changes[c].name) == 0)
+                v = changes[c].was;
+            else
+                v = now = value_json(p->params[i].value);
+            size_t len = v ? strlen(p->params[i].name) + strlen(v) + 2 : 0;
+            texts[n] = len ? malloc(len) : NULL;
+            if (texts[n])
+                snprintf(texts[n], len, "%s=%s", p->params[i].name, v);
+            ok = texts[n] != NULL;
+            overrides[n] = texts[n];
+            n += ok;
+            free(now);
+        }
+        pipeline_options opt = {.overrides = overrides, .n_overrides = n};
+        diag_list d = DIAG_LIST_INIT;
+        pipeline *q = NULL;
+        if (ok)
+            pipeline_load_file(p->file, &opt, &d, &q);
+        for (size_t k = 0; q && q->n_steps == p->n_steps && k < p->n_steps; k++)
+            uses[c * p->n_steps + k] = (unsigned char)with_differs(&p->steps[k], &q->steps[k]);
+        pipeline_free(q);
+        diag_clear(&d);
+        for (size_t i = 0; i < n; i++)
+            free(texts[i]);
+    }
+    free(overrides);
+    free(texts);
+}
+
+/* The pipeline parameters that changed since one run, and which steps
+ * each reaches (uses[c * n_steps + k]). */
+typedef struct param_diff {
+    char run[64];
+    param_change *changes;
+    size_t n;
+    unsigned char *uses;
+} param_diff;
+
+static void param_diff_clear(param_diff *pd) {
+    for (size_t c = 0; pd->changes && c < pd->n; c++) {
+        free(pd->changes[c].was);
+        free(pd->changes[c].now);
+    }
+    free(pd->changes);
+    free(pd->uses);
+    memset(pd, 0, sizeof(*pd));
+}
+
+/* Fills pd for run (kept while the next step compares with the same run). */
+static void param_diff_load(param_diff *pd, const pipeline *p, const char *store, const char *run) {
+    if (strcmp(pd->run, run) == 0)
+        return;
+    param_diff_clear(pd);
+    snprintf(pd->run, sizeof(pd->run), "%s", run);
+    pd->changes = calloc(p->n_params + 1, sizeof(*pd->changes));
+    pd->n = pd->changes ? changed_params(p, store, run, pd->changes) : 0;
+    pd->uses = pd->n ? calloc(pd->n * p->n_steps + 1, 1) : NULL;
+    if (pd->uses)
+        params_used(p, pd->changes, pd->n, pd->uses);
+}
+
+/* Step k's why, with the pipeline parameters behind a changed step
+ * parameter named after it: "since run R: parameter 'run' changed
+ * (params.greeting: "hello" -> "bye")". The plan names the parameter as the
+ * step knows it; the pipeline parameters are compared with run R's. */
+static const char *explain(param_diff *pd, const pipeline *p, const char *store, const char *why,
+                           size_t k, buf *out) {
+    const char *last = NULL;
+    for (const char *at = why; (at = strstr(at, "parameter '")); at++) {
+        const char *end = strstr(at, "' changed");
+        if (end)
+            last = end + 9;
+    }
+    char run[64];
+    if (!last || sscanf(why, "since run %63[^:]:", run) != 1)
+        return why;
+    param_diff_load(pd, p, store, run);
+    int any = 0;
+    for (size_t c = 0; pd->uses && c < pd->n && !any; c++)
+        any = pd->uses[c * p->n_steps + k];
+    if (!any)
+        return why;
+    buf_reset(out);
+    buf_printf(out, "%.*s (", (int)(last - why), why);
+    const char *sep = "";
+    for (size_t c = 0; c < pd->n; c++)
+        if (pd->uses[c * p->n_steps + k]) {
+            buf_printf(out, "%sparams.%s: %s -> %s", sep, pd->changes[c].name, pd->changes[c].was,
+                       pd->changes[c].now);
+            sep = "; ";
+        }
+    buf_printf(out, ")%s", last);
+    return buf_str(out);
+}
 
 int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json) {
     plan_step *steps = calloc(p->n_steps + 1, sizeof(*steps));
@@ -21,6 +205,8 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
         return EXIT_BAD_INPUT;
     }
     size_t runs = 0;
+    param_diff pd = {0};
+    buf why = BUF_INIT;
     if (json) {
         bson_t doc = BSON_INITIALIZER, arr;
         BSON_APPEND_UTF8(&doc, "pipeline", p->name);
@@ -33,8 +219,9 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
             BSON_APPEND_DOCUMENT_BEGIN(&arr, k, &item);
             BSON_APPEND_UTF8(&item, "step", p->steps[i].id);
             BSON_APPEND_UTF8(&item, "would", steps[i].runs ? "run" : "cache");
-            if (steps[i].runs)
-                BSON_APPEND_UTF8(&item, "why", steps[i].why);
+            if (steps[i].runs) {
+                BSON_APPEND_UTF8(&item, "why", explain(&pd, p, store, steps[i].why, i, &why));
+            }
             else
                 BSON_APPEND_UTF8(&item, "from", steps[i].from);
             bson_append_document_end(&arr, &item);
@@ -54,8 +241,10 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
         printf("%-*s  %-5s  %s\n", (int)width, "STEP", "WOULD", "WHY");
         for (size_t i = 0; i < p->n_steps; i++) {
             const plan_step *ps = &steps[i];
-            if (ps->runs)
-                printf("%-*s  run    %s\n", (int)width, p->steps[i].id, ps->why);
+            if (ps->runs) {
+                printf("%-*s  run    %s\n", (int)width, p->steps[i].id,
+                       explain(&pd, p, store, ps->why, i, &why));
+            }
             else
                 printf("%-*s  cache  from %s\n", (int)width, p->steps[i].id, ps->from);
         }
@@ -64,6 +253,8 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
         runs += (size_t)steps[i].runs;
     if (!json)
         printf("%zu of %zu steps would run\n", runs, p->n_steps);
+    buf_free(&why);
+    param_diff_clear(&pd);
     free(steps);
     return EXIT_DONE;
 }

@@ -13,13 +13,14 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
     (void)g;
     cli_params ps = {0};
     plugin_registry reg = PLUGIN_REGISTRY_INIT;
-    int quiet = 0, strict = 0, c, status = EXIT_DONE;
+    int quiet = 0, c, status = EXIT_DONE;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":p:qs", longopts)) != -1) {
         if (c == 'p' && cli_params_add(&ps, optarg) == 0)
             continue;
+        /* --strict is what validate always does now; still taken, for old scripts. */
         if (c == 'q' || c == 's') {
-            *(c == 'q' ? &quiet : &strict) = 1;
+            quiet |= c == 'q';
             continue;
         }
         cli_params_free(&ps);
@@ -32,7 +33,7 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
     }
     for (int i = optind; i < argc; i++) {
         pipeline *p;
-        if (cli_load_pipeline(argv[i], &ps, strict ? LOAD_STRICT_CHECK : LOAD_CHECK, &reg, &p) != 0) {
+        if (cli_load_pipeline(argv[i], &ps, LOAD_STRICT_CHECK, &reg, &p) != 0) {
             status = EXIT_BAD_INPUT;
             continue;
         }

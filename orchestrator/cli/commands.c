@@ -23,14 +23,14 @@ const cli_command cli_commands[] = {
      "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted.\n",
      cmd_run},
     {"validate", "check pipelines and print every error",
-     "usage: sluice validate FILE... [-p NAME=VALUE]... [-q] [--strict]\n"
+     "usage: sluice validate FILE... [-p NAME=VALUE]... [-q]\n"
      "\n"
-     "Checks each pipeline file without running anything and prints every error as\n"
-     "FILE:LINE:COL: error: MESSAGE. Exits 0 when all are valid, 2 otherwise.\n"
+     "Checks each pipeline file without running anything, against the plugins found,\n"
+     "and prints every error in one pass as FILE:LINE:COL: error: MESSAGE. A step no\n"
+     "plugin provides is an error. Exits 0 when all are valid, 2 otherwise.\n"
      "\n"
      "  -p, --param NAME=VALUE  check with this parameter override\n"
-     "  -q, --quiet             print nothing for valid files\n"
-     "      --strict            a step no plugin declares is an error, not a warning\n",
+     "  -q, --quiet             print nothing for valid files\n",
      cmd_validate},
     {"status", "say, step by step, what a run would do and why",
      "usage: sluice status FILE [-p NAME=VALUE]... [--no-cache] [--json]\n"
@@ -49,11 +49,17 @@ const cli_command cli_commands[] = {
      "  -p, --param NAME=VALUE  resolve the pipeline with this override\n",
      cmd_graph},
     {"runs", "list runs, or show one",
-     "usage: sluice runs list [--json]\n"
+     "usage: sluice runs list [--pipeline NAME] [--status S] [--tag KEY=VALUE]... [--limit N]\n"
+     "                        [--json]\n"
      "       sluice runs show RUN [--json]\n"
      "\n"
-     "Runs and their steps: status, times, cache hits, parameters, metrics.\n"
-     "RUN may be any unique prefix of a run id.\n",
+     "Runs, newest first, and their steps (in the DAG's order): status, times, cache\n"
+     "hits, parameters, metrics. RUN is any unique prefix of a run id, or 'latest'.\n"
+     "\n"
+     "  --pipeline NAME    only the runs of that pipeline\n"
+     "  --status S         only the runs with that status (done, failed, ...)\n"
+     "  --tag KEY=VALUE    only the runs with that tag (repeatable: all must match)\n"
+     "  --limit N          the newest N\n",
      cmd_runs},
     {"resume", "finish a failed or interrupted run",
      "usage: sluice resume RUN [--json]\n"
@@ -68,21 +74,24 @@ const cli_command cli_commands[] = {
      "       sluice artifacts cat ID\n"
      "       sluice artifacts export ID PATH\n"
      "\n"
-     "ID is an artifact's content hash or any unique prefix of it. Reading an\n"
-     "artifact (cat, export) checks its hash first.\n",
+     "ID is an artifact's content hash or any unique prefix of it, RUN:STEP.OUTPUT\n"
+     "(RUN a run id prefix or 'latest'), or STEP.OUTPUT (from the newest run that has\n"
+     "it). Reading an artifact (cat, export) checks its hash first. export into an\n"
+     "existing folder writes PATH/OUTPUT, as cp does.\n",
      cmd_artifacts},
     {"lineage", "what an artifact came from and what used it",
      "usage: sluice lineage ID [--up|--down] [--format text|dot|json]\n"
      "\n"
      "The step runs and artifacts an artifact was made from (--up), those made from it\n"
-     "(--down), or both.\n",
+     "(--down), or both. ID as 'sluice artifacts' takes it: a hash prefix,\n"
+     "RUN:STEP.OUTPUT or STEP.OUTPUT.\n",
      cmd_lineage},
     {"plugins", "list the steps plugins provide, or describe one",
-     "usage: sluice plugins list [--json]\n"
-     "       sluice plugins describe NAME [--json]\n"
+     "usage: sluice plugins list [--pipeline FILE] [--json]\n"
+     "       sluice plugins describe NAME [--pipeline FILE] [--json]\n"
      "\n"
-     "Plugins are found in the pipeline's 'plugins' folders, in $SLUICE_PLUGIN_PATH\n"
-     "and in the installed plugin folder.\n",
+     "Plugins are found in $SLUICE_PLUGIN_PATH and in the installed plugin folder;\n"
+     "--pipeline FILE adds that pipeline's 'plugins' folders. 'shell' is built in.\n",
      cmd_plugins},
     {"exec", "run one step from a task manifest on stdin (used by sluice itself)",
      "usage: sluice exec < MANIFEST\n"
@@ -111,7 +120,8 @@ const cli_command cli_commands[] = {
      "\n"
      "Ranks the chunks of an index the index step built. INDEX is the index's folder\n"
      "(or its index.sluidx), the id of the step that built it (the newest index that\n"
-     "step made in the store), or an artifact id (a unique prefix is enough).\n"
+     "step made in the store), or an artifact id as 'sluice artifacts' takes it (a\n"
+     "unique hash prefix, RUN:STEP.OUTPUT, STEP.OUTPUT).\n"
      "The query is embedded by the model that embedded the chunks.\n"
      "\n"
      "  -k N                  how many results (default 5)\n"

@@ -7,10 +7,12 @@
 
 #include "cli.h"
 
-int inspect_open(const char *store, meta_db *m) {
+int inspect_open(const char *store, meta_db *m, int missing_ok) {
     int rc = meta_open(m, store, 1);
     if (rc == 0)
         return 0;
+    if (rc == -ENOENT && missing_ok)
+        return INSPECT_NO_STORE;
     if (rc == -ENOENT)
         fprintf(stderr, "sluice: no runs in %s yet (run a pipeline, or give --store)\n", store);
     else
@@ -20,8 +22,13 @@ int inspect_open(const char *store, meta_db *m) {
 }
 
 int inspect_begin(const char *store, meta_db *m, MDB_txn **txn) {
-    if (inspect_open(store, m))
-        return EXIT_BAD_INPUT;
+    return inspect_begin_ex(store, 0, m, txn);
+}
+
+int inspect_begin_ex(const char *store, int missing_ok, meta_db *m, MDB_txn **txn) {
+    int open = inspect_open(store, m, missing_ok);
+    if (open)
+        return open;
     int rc = meta_begin(m, 0, txn);
     if (rc == 0)
         return 0;
@@ -65,9 +72,27 @@ static int on_match(void *ud, const char *key, size_t len, const bson_t *doc) {
     return m->count > 1;
 }
 
+/* Keeps the last whole key (no '/'): ids sort by start, so the newest. */
+static int on_last(void *ud, const char *key, size_t len, const bson_t *doc) {
+    match *m = ud;
+    (void)doc;
+    if (!memchr(key, '/', len)) {
+        snprintf(m->out, m->size, "%.*s", (int)len, key);
+        m->count = 1;
+    }
+    return 0;
+}
+
 int inspect_resolve(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *prefix, char *out,
                     size_t size) {
     match m = {prefix, out, size, 0};
+    if (strcmp(what, "run") == 0 && strcmp(prefix, "latest") == 0) {
+        int rc = meta_each(txn, dbi, "", on_last, &m);
+        if (rc == 0 && m.count)
+            return 0;
+        fprintf(stderr, "sluice: %s\n", rc ? meta_strerror(rc) : "no runs yet: 'latest' names none");
+        return EXIT_BAD_INPUT;
+    }
     int rc = meta_each(txn, dbi, prefix, on_match, &m);
     if (rc) {
         fprintf(stderr, "sluice: cannot read the metadata: %s\n", meta_strerror(rc));
@@ -83,6 +108,78 @@ int inspect_resolve(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *pre
         return EXIT_BAD_INPUT;
     }
     return 0;
+}
+
+/* The newest step run of a step (keys RUN/STEP sort by run, so the last
+ * one seen) that has the output. */
+typedef struct newest_output {
+    const char *step, *output;
+    char *out;
+    size_t size;
+    int found, step_seen;
+} newest_output;
+
+/* The hash of output `output` in step run doc, or NULL. */
+static const char *output_hash(const bson_t *doc, const char *output) {
+    bson_iter_t it, outs;
+    if (bson_iter_init_find(&it, doc, "outputs") && bson_iter_recurse(&it, &outs) &&
+        bson_iter_find(&outs, output) && BSON_ITER_HOLDS_UTF8(&outs))
+        return bson_iter_utf8(&outs, NULL);
+    return NULL;
+}
+
+static int on_step_output(void *ud, const char *key, size_t len, const bson_t *doc) {
+    newest_output *n = ud;
+    const char *slash = memchr(key, '/', len);
+    if (!slash || strlen(n->step) != len - (size_t)(slash + 1 - key) ||
+        memcmp(slash + 1, n->step, strlen(n->step)) != 0)
+        return 0;
+    n->step_seen = 1;
+    const char *hash = output_hash(doc, n->output);
+    if (hash) {
+        snprintf(n->out, n->size, "%s", hash);
+        n->found = 1;
+    }
+    return 0;
+}
+
+int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, char *out,
+                             size_t size) {
+    const char *colon = strchr(spec, ':');
+    const char *name = colon ? colon + 1 : spec;
+    const char *dot = strchr(name, '.');
+    if (!colon && !dot)
+        return inspect_resolve(txn, m->artifacts, "artifact", spec, out, size);
+    if (!dot || dot == name || !dot[1] || (colon && colon == spec)) {
+        fprintf(stderr, "sluice: '%s' is not an artifact id: use a hash (or a unique prefix of "
+                        "one), RUN:STEP.OUTPUT or STEP.OUTPUT\n", spec);
+        return EXIT_BAD_INPUT;
+    }
+    char step_id[256], run[256], prefix[260];
+    snprintf(step_id, sizeof(step_id), "%.*s", (int)(dot - name), name);
+    newest_output n = {step_id, dot + 1, out, size, 0, 0};
+    prefix[0] = '\0';
+    if (colon) {
+        char run_spec[256];
+        snprintf(run_spec, sizeof(run_spec), "%.*s", (int)(colon - spec), spec);
+        if (inspect_resolve(txn, m->runs, "run", run_spec, run, sizeof(run)))
+            return EXIT_BAD_INPUT;
+        snprintf(prefix, sizeof(prefix), "%s/", run);
+    }
+    int rc = meta_each(txn, m->steps, prefix, on_step_output, &n);
+    if (rc) {
+        fprintf(stderr, "sluice: cannot read the metadata: %s\n", meta_strerror(rc));
+        return EXIT_BAD_INPUT;
+    }
+    if (n.found)
+        return 0;
+    if (!n.step_seen)
+        fprintf(stderr, "sluice: no step '%s' in %s%s\n", step_id, colon ? "run " : "any run",
+                colon ? run : "");
+    else
+        fprintf(stderr, "sluice: step '%s' has no output '%s' in %s%s\n", step_id, dot + 1,
+                colon ? "run " : "any run", colon ? run : "");
+    return EXIT_BAD_INPUT;
 }
 
 void inspect_print_json(const bson_t *doc) {

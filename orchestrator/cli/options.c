@@ -109,8 +109,13 @@ int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, pl
     *out = NULL;
     cli_load_plugins(reg);
     int rc = pipeline_load_file(path, &opt, &d, &p);
-    if (rc == 0)
-        rc = pipeline_bind(p, reg, mode == LOAD_CHECK ? BIND_LENIENT : BIND_STRICT, &d);
+    /* A pipeline with errors is still bound when it was read, so that one
+     * pass reports every error, its plugins' included. */
+    if (p && (rc == 0 || rc == -EINVAL)) {
+        int bound = pipeline_bind(p, reg, mode == LOAD_CHECK ? BIND_LENIENT : BIND_STRICT, &d);
+        if (rc == 0)
+            rc = bound;
+    }
     if (rc == 0 && d.errors)
         rc = -EINVAL;
     diag_print(&d, stderr);

@@ -379,11 +379,12 @@ Test(run, pipelines_are_checked_against_the_plugins) {
         ":5:3: error: step 'c' needs input 'in' (any) connected in 'inputs'",
         ":6:37: error: input 'chunks' of step 'd' takes chunks, but 'e.docs' is documents",
         ":8:32: error: step 'a' has no output 'nope' (it declares: out)",
-        ":9:13: warning: step 'g' is not checked: no plugin found declares 'nosuch'",
+        ":9:13: error: no plugin declares step 'nosuch'",
     };
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
         cr_expect(strstr(r.err, errors[i]) != NULL, "missing: %s\nin:\n%s", errors[i], r.err);
     result_free(&r);
+    /* --strict, which this used to take, is still accepted. */
     r = RUN("validate", "--strict", p);
     cr_expect(strstr(r.err, ":9:13: error: no plugin declares step 'nosuch'") != NULL, "%s", r.err);
     result_free(&r);

@@ -416,10 +416,12 @@ Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_complet
         result_free(&r);
     }
     cr_expect_gt(killed, 0, "no run was killed before it finished");
-    /* Resuming the last run that did not finish completes the pipeline. */
+    /* Resuming the last run that did not finish (runs list: newest first)
+     * completes the pipeline. */
     result r = RUN(test_store_arg, "runs", "list", "--json");
     char id[64] = "";
-    for (const char *at = strstr(r.out, "\"run\" : \""); at; at = strstr(at + 1, "\"run\" : \"")) {
+    for (const char *at = strstr(r.out, "\"run\" : \""); at && !id[0];
+         at = strstr(at + 1, "\"run\" : \"")) {
         const char *status = strstr(at, "\"status\" : \"");
         if (status && strncmp(status + 12, "done", 4) != 0)
             snprintf(id, sizeof(id), "%.*s", (int)(strchr(at + 9, '"') - (at + 9)), at + 9);
