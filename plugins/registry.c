@@ -9,6 +9,7 @@
 
 #include "core/buf.h"
 #include "core/fsutil.h"
+#include "pipeline/pipeline.h"
 #include "registry_cache.h"
 #include "orchestrator/exec/host.h"
 
@@ -62,7 +63,7 @@ static int step_name_ok(const char *s) {
 }
 
 /* Counts a NULL-name-terminated array, refusing a runaway one. */
-#define MAX_ENTRIES 256
+#define MAX_ENTRIES PIPELINE_MAX_PORTS
 #define COUNT_ENTRIES(arr, n)                                                                \
     do {                                                                                     \
         n = 0;                                                                               \

@@ -19,6 +19,10 @@
 #define PIPELINE_FORMAT_VERSION 1
 #define PIPELINE_MAX_FILE_BYTES (16u << 20)
 #define PIPELINE_MAX_ID 64
+/* The most outputs a step may declare: a plugin's port arrays are refused
+ * beyond it when loaded, a shell step's 'outputs' when validated, so no
+ * record of a step's outputs is ever cut short. */
+#define PIPELINE_MAX_PORTS 256
 
 typedef struct srcpos {
     unsigned line, col;

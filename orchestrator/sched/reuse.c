@@ -9,8 +9,14 @@ void sched_record(step_run *sr, const char *status, const char *why) {
     if (!r->meta_open)
         return;
     const step *s = sr->s;
-    record_port ins[64], outs[64];
-    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64, n_out = sr->n_out < 64 ? sr->n_out : 64;
+    size_t n_in = s->n_inputs, n_out = sr->n_out;
+    record_port *ins = calloc(n_in + 1, sizeof(*ins)), *outs = calloc(n_out + 1, sizeof(*outs));
+    if (!ins || !outs) {
+        free(ins);
+        free(outs);
+        fprintf(stderr, "sluice run: cannot record step '%s': out of memory\n", s->id);
+        return;
+    }
     for (size_t i = 0; i < n_in; i++)
         ins[i] = (record_port){s->inputs[i].port, sched_input_hash(r, &s->inputs[i]), NULL, 0, 0};
     for (size_t i = 0; i < n_out; i++) {
@@ -44,6 +50,8 @@ void sched_record(step_run *sr, const char *status, const char *why) {
         .cacheable = sched_step_cacheable(sr),
     };
     int rc = record_step(&r->meta, &rec);
+    free(ins);
+    free(outs);
     if (rc)
         fprintf(stderr, "sluice run: cannot record step '%s' in the metadata store: %s\n", s->id,
                 meta_strerror(rc));
@@ -62,9 +70,11 @@ static const char *plugin_hash(run *r, const plugin_step *ps) {
     for (size_t i = 0; i < r->n_plugin_hashes; i++)
         if (r->plugin_hashes[i].lib == ps->lib)
             return r->plugin_hashes[i].hash;
-    if (r->n_plugin_hashes == 64)
-        return NULL;
     size_t i = r->n_plugin_hashes;
+    struct plugin_hash_entry *grown = realloc(r->plugin_hashes, (i + 1) * sizeof(*grown));
+    if (!grown)
+        return NULL;
+    r->plugin_hashes = grown;
     if (hash_path(ps->lib->real_path, r->plugin_hashes[i].hash, NULL) != 0)
         return NULL;
     r->plugin_hashes[i].lib = ps->lib;
@@ -135,14 +145,17 @@ int sched_try_cache(step_run *sr) {
     run *r = sr->r;
     const step *s = sr->s;
     sr->wall_started = sched_wall_now();
-    cache_input ins[64];
-    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64;
-    for (size_t i = 0; i < n_in; i++)
+    size_t n_in = s->n_inputs;
+    cache_input *ins = calloc(n_in + 1, sizeof(*ins));
+    for (size_t i = 0; ins && i < n_in; i++)
         ins[i] = (cache_input){s->inputs[i].port, sched_input_hash(r, &s->inputs[i])};
     const char *ph = s->impl ? plugin_hash(r, s->impl) : NULL;
     bson_init(&sr->key_parts);
     sr->has_parts = 1;
-    if ((s->impl && !ph) || cache_key(r->p, s, ph, ins, n_in, sr->key, &sr->key_parts) != 0) {
+    int keyed = ins && !(s->impl && !ph) &&
+                cache_key(r->p, s, ph, ins, n_in, sr->key, &sr->key_parts) == 0;
+    free(ins);
+    if (!keyed) {
         sr->key[0] = '\0';
         sched_log(sr, SL_LOG_WARN, "no cache key: a plugin or a cache_on file could not be read");
         return 0;

@@ -449,6 +449,7 @@ static void teardown(run *r) {
         meta_close(&r->meta);
     store_close(&r->store);
     free(r->selection);
+    free(r->plugin_hashes);
     free(r->steps);
     free(r->retry_queue);
     free(r->run_dir);

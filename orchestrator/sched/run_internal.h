@@ -155,10 +155,10 @@ struct run {
     /* --only/--from: which steps run (1), which only supply their latest
      * outputs (2: upstream of a selected step), which are left out (0). */
     unsigned char *selection;
-    struct {
+    struct plugin_hash_entry {
         const void *lib;
         char hash[HASH_HEX_LEN + 1];
-    } plugin_hashes[64];
+    } *plugin_hashes; /* malloc'ed, one per plugin library used */
     size_t n_plugin_hashes;
 };
 

@@ -1,0 +1,79 @@
+/* End-to-end tests of the cache and of what a pipeline may name: the cache
+ * key covers everything a step reads, shell steps are strict, and hostile
+ * pipelines are refused with located errors instead of hanging. */
+#include "runner.h"
+
+#include <sys/stat.h>
+
+TestSuite(cache, .init = test_dir_setup, .fini = test_dir_teardown);
+
+/* The text of output `output` of the last run: the value of the first
+ * "output" : "HASH" in its record (a shell step's params name the same
+ * outputs with their paths, which are not hashes). */
+static char *output_text(const char *output) {
+    cr_assert_neq(*last_run, '\0', "a run was recorded");
+    result r = RUN(test_store_arg, "runs", "show", last_run, "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char needle[80], id[16] = "";
+    snprintf(needle, sizeof(needle), "\"%s\" : \"", output);
+    for (const char *o = strstr(r.out, needle); o && !id[0]; o = strstr(o + 1, needle)) {
+        const char *v = o + strlen(needle);
+        if (strspn(v, "0123456789abcdef") == 64)
+            snprintf(id, sizeof(id), "%.12s", v);
+    }
+    cr_assert_neq(id[0], '\0', "no output %s in %s", output, r.out);
+    result_free(&r);
+    result cat = RUN(test_store_arg, "artifacts", "cat", id);
+    cr_assert_eq(cat.status, 0, "%s", cat.err);
+    free(cat.err);
+    return cat.out;
+}
+
+/* Writes a pipeline of 70 producers (p0..p69, each printing ${params.vN})
+ * and one shell consumer that concatenates all 70 inputs. */
+static char *write_wide_pipeline(void) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    fputs("version: 1\npipeline: wide\nparams:\n", f);
+    for (int i = 0; i < 70; i++)
+        fprintf(f, "  v%d: a%d\n", i, i);
+    fputs("steps:\n", f);
+    for (int i = 0; i < 70; i++)
+        fprintf(f,
+                "  p%d:\n    uses: shell\n    with:\n      run: echo ${params.v%d} > o.txt\n"
+                "      outputs: {o: o.txt}\n",
+                i, i);
+    fputs("  join:\n    uses: shell\n    inputs:\n", f);
+    for (int i = 0; i < 70; i++)
+        fprintf(f, "      i%d: p%d.o\n", i, i);
+    fputs("    with:\n      run: |\n        : > all.txt\n", f);
+    for (int i = 0; i < 70; i++)
+        fprintf(f, "        cat \"$SLUICE_INPUT_i%d\" >> all.txt\n", i);
+    fputs("      outputs: {all: all.txt}\n", f);
+    fclose(f);
+    char *path = strdup(write_test_file(test_dir, "wide.yaml", text));
+    free(text);
+    return path;
+}
+
+/* The cache key covered only a step's first 64 inputs: a change upstream of
+ * the 66th was a cache hit with the old output. */
+Test(cache, a_change_to_any_input_reruns_the_consumer) {
+    char *pipeline = write_wide_pipeline();
+    result first = RUN_PIPELINE(pipeline);
+    cr_assert_eq(first.status, 0, "%s", first.err);
+    char *all = output_text("all");
+    cr_expect_eq(count(all, "a65\n"), 1, "%s", all);
+    free(all);
+    result second = RUN_PIPELINE(pipeline, "-p", "v65=changed");
+    cr_assert_eq(second.status, 0, "%s", second.err);
+    all = output_text("all");
+    cr_expect_eq(count(all, "changed\n"), 1, "the consumer ran again: %s", all);
+    cr_expect_eq(count(all, "a65\n"), 0, "%s", all);
+    free(all);
+    result_free(&first);
+    result_free(&second);
+    free(pipeline);
+}
