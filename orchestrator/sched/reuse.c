@@ -138,6 +138,34 @@ int sched_select_steps(run *r) {
     return 0;
 }
 
+/* A step settled from the cache shows the metrics of the step run it came
+ * from (RUN_ID/STEP_ID), as recorded there: they describe the outputs it
+ * reuses. Nothing is copied when that record has none. */
+static void take_cached_metrics(step_run *sr, const char *from) {
+    run *r = sr->r;
+    MDB_txn *txn;
+    if (!r->meta_open || sr->has_metrics || meta_begin(&r->meta, 0, &txn) != 0)
+        return;
+    bson_t rec;
+    bson_iter_t it;
+    if (meta_get(txn, r->meta.steps, from, &rec) == 0 && bson_iter_init_find(&it, &rec, "metrics") &&
+        (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it))) {
+        uint32_t len;
+        const uint8_t *data;
+        if (BSON_ITER_HOLDS_ARRAY(&it))
+            bson_iter_array(&it, &len, &data);
+        else
+            bson_iter_document(&it, &len, &data);
+        bson_t view;
+        if (bson_init_static(&view, data, len)) {
+            bson_copy_to(&view, &sr->metrics);
+            sr->has_metrics = 1;
+            sr->n_metrics = bson_count_keys(&sr->metrics);
+        }
+    }
+    meta_abort(txn);
+}
+
 /* Computes the step's cache key and, when caching is on and an earlier step
  * run has the same key with all its objects intact, reuses its outputs.
  * Returns 1 when the step was satisfied from the cache. */
@@ -220,6 +248,7 @@ int sched_try_cache(step_run *sr) {
         sr->n_out++;
     }
     snprintf(sr->cached_from, sizeof(sr->cached_from), "%s", hit.from);
+    take_cached_metrics(sr, hit.from);
     report_step_outputs(&r->rep, s->id, sr->out_names, sr->out_paths, sr->n_out, 0);
     sched_finish_step(sr, STEP_CACHED, hit.from);
     return 1;

@@ -77,3 +77,84 @@ Test(cache, a_change_to_any_input_reruns_the_consumer) {
     result_free(&second);
     free(pipeline);
 }
+
+/* A multi-line shell step whose first line failed went on and succeeded. */
+Test(cache, a_shell_step_fails_on_its_first_failing_line_unless_strict_is_false) {
+    const char *pipeline = write_test_file(test_dir, "strict.yaml",
+                                           "version: 1\npipeline: strict\nsteps:\n"
+                                           "  strict:\n    uses: shell\n    with:\n"
+                                           "      run: |\n        false\n        echo on > s.txt\n"
+                                           "      outputs: {o: s.txt}\n"
+                                           "  unset:\n    uses: shell\n    with:\n"
+                                           "      run: |\n        echo $NOT_SET_ANYWHERE > u.txt\n"
+                                           "      outputs: {o: u.txt}\n"
+                                           "  lax:\n    uses: shell\n    with:\n"
+                                           "      strict: false\n"
+                                           "      run: |\n        false\n        echo on > l.txt\n"
+                                           "      outputs: {o: l.txt}\n");
+    result r = RUN_PIPELINE((char *)pipeline);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    result show = RUN(test_store_arg, "runs", "show", last_run, "--json");
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    cr_expect(strstr(show.out, "\"step\" : \"strict\", \"uses\" : \"shell\", \"status\" : \"failed\""),
+              "%s", show.out);
+    cr_expect(strstr(show.out, "\"step\" : \"unset\", \"uses\" : \"shell\", \"status\" : \"failed\""),
+              "%s", show.out);
+    cr_expect(strstr(show.out, "\"step\" : \"lax\", \"uses\" : \"shell\", \"status\" : \"done\""),
+              "%s", show.out);
+    result_free(&show);
+    result_free(&r);
+}
+
+/* A shell step reports metrics through $SLUICE_METRICS; a cached run of it
+ * shows the metrics of the run it came from (it showed none). */
+Test(cache, shell_metrics_are_recorded_and_shown_again_when_cached) {
+    const char *pipeline =
+        write_test_file(test_dir, "metrics.yaml",
+                        "version: 1\npipeline: metrics\nsteps:\n"
+                        "  evaluate:\n    uses: shell\n    with:\n"
+                        "      run: |\n"
+                        "        echo '{\"name\": \"recall\", \"value\": 0.75}' >> \"$SLUICE_METRICS\"\n"
+                        "        echo '{\"name\": \"loss\", \"value\": 2.5, \"step\": 7}' >> \"$SLUICE_METRICS\"\n"
+                        "        echo done > r.txt\n"
+                        "      outputs: {report: r.txt}\n");
+    const char *want[] = {"\"key\" : \"recall\", \"value\" : 0.75, \"index\" : 0",
+                          "\"key\" : \"loss\", \"value\" : 2.5, \"index\" : 7"};
+    for (int round = 0; round < 2; round++) {
+        result r = RUN_PIPELINE((char *)pipeline);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        result show = RUN(test_store_arg, "runs", "show", last_run, "--json");
+        cr_assert_eq(show.status, 0, "%s", show.err);
+        cr_expect(strstr(show.out, round ? "\"status\" : \"cached\"" : "\"status\" : \"done\""),
+                  "%s", show.out);
+        for (int i = 0; i < 2; i++)
+            cr_expect(strstr(show.out, want[i]), "round %d: %s in %s", round, want[i], show.out);
+        result_free(&show);
+        result_free(&r);
+    }
+}
+
+/* A secret written into 'run:' was on the shell's command line, which ps
+ * shows to every user; it reaches the shell through the environment now,
+ * with the same value whatever quotes it stands in. */
+Test(cache, a_secret_in_a_shell_command_is_not_on_the_command_line) {
+    run_env[1] = "SL_TEST_TOKEN=tok3n 'a\"b$HOME";
+    run_env[2] = NULL;
+    const char *pipeline = write_test_file(
+        test_dir, "secret.yaml",
+        "version: 1\npipeline: secret\nsteps:\n"
+        "  use:\n    uses: shell\n    with:\n"
+        "      run: |\n"
+        "        ps -eo args > ps.txt\n"
+        "        printf '%s\\n' \"${secret.SL_TEST_TOKEN}\" '${secret.SL_TEST_TOKEN}' > v.txt\n"
+        "      outputs: {ps: ps.txt, v: v.txt}\n");
+    result r = RUN_PIPELINE((char *)pipeline);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    char *ps = output_text("ps"), *v = output_text("v");
+    cr_expect(strstr(ps, "SLUICE_SECRET_1"), "the shell reads the secret from its environment: %s", ps);
+    cr_expect_null(strstr(ps, "tok3n"), "%s", ps);
+    cr_expect_str_eq(v, "tok3n 'a\"b$HOME\ntok3n 'a\"b$HOME\n");
+    free(ps);
+    free(v);
+    result_free(&r);
+}
