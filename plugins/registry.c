@@ -1,6 +1,9 @@
 #include "registry.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -207,6 +210,35 @@ static void report(diag_list *d, const char *path, const char *why) {
     diag_add(d, DIAG_ERROR, path, 0, 0, "plugin refused: %s", why);
 }
 
+/* Whether the file at path is a shared object this process could load: a
+ * regular file (opened without blocking, so a FIFO cannot hold sluice)
+ * that starts with the ELF magic, of this process's class, of type ET_DYN.
+ * dlopen runs a library's constructors, so nothing else is ever given to
+ * it. Returns 0, or -EINVAL with why filled. */
+static int shared_object_check(const char *path, char *why, size_t size) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, size, "%s", strerror(errno));
+        return -EINVAL;
+    }
+    struct stat st;
+    unsigned char h[EI_NIDENT + 2];
+    int rc = -EINVAL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        snprintf(why, size, "not a regular file");
+    else if (read(fd, h, sizeof(h)) != (ssize_t)sizeof(h) || memcmp(h, ELFMAG, SELFMAG) != 0)
+        snprintf(why, size, "not a shared object (no ELF header)");
+    else if (h[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32))
+        snprintf(why, size, "a shared object for another word size");
+    else if ((h[EI_DATA] == ELFDATA2LSB ? h[EI_NIDENT] | h[EI_NIDENT + 1] << 8
+                                        : h[EI_NIDENT] << 8 | h[EI_NIDENT + 1]) != ET_DYN)
+        snprintf(why, size, "an ELF file that is not a shared object (build it with -shared)");
+    else
+        rc = 0;
+    close(fd);
+    return rc;
+}
+
 int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
                        const plugin_lib **out) {
     *out = NULL;
@@ -218,6 +250,11 @@ int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
     uint32_t idx;
     if (hmap_get(&r->by_path, real, strlen(real), &idx)) {
         *out = r->libs[idx];
+        return 0;
+    }
+    char why[256];
+    if (shared_object_check(real, why, sizeof(why)) != 0) {
+        diag_add(d, DIAG_ERROR, path, 0, 0, "cannot load plugin: %s", why);
         return 0;
     }
     dlerror();
@@ -395,6 +432,11 @@ int registry_materialize(const plugin_step *ps, char *err, size_t err_size) {
     plugin_lib *lib = (plugin_lib *)ps->lib; /* the registry's own: it owns every lib */
     if (!lib->lazy)
         return 0;
+    char why_not[256];
+    if (shared_object_check(lib->real_path, why_not, sizeof(why_not)) != 0) {
+        snprintf(err, err_size, "cannot load plugin %s: %s", lib->path, why_not);
+        return -EINVAL;
+    }
     dlerror();
     void *h = dlopen(lib->real_path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {

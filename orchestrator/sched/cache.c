@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/fsutil.h"
 #include "pipeline/value_json.h"
 #include "plugins/registry.h"
 
@@ -76,7 +77,9 @@ int cache_key(const pipeline *p, const step *s, const char *plugin_hash,
         char path[4096], hex[HASH_HEX_LEN + 1];
         const char *f = s->cache_on_files[i];
         snprintf(path, sizeof(path), "%s%s%s", f[0] == '/' ? "" : p->dir, f[0] == '/' ? "" : "/", f);
-        int got = hash_path(path, hex, NULL);
+        /* Checked when the pipeline was loaded; checked again, as a FIFO
+         * made since would hold this thread until something writes to it. */
+        int got = path_special_kind(path) ? -EINVAL : hash_path(path, hex, NULL);
         if (got == -ENOENT)
             snprintf(hex, sizeof(hex), "missing");
         else if (got)

@@ -158,3 +158,30 @@ Test(cache, a_secret_in_a_shell_command_is_not_on_the_command_line) {
     free(v);
     result_free(&r);
 }
+
+/* A FIFO in cache_on.files held validate, status and run forever (hashing
+ * waited for a writer): refused with its line instead. */
+Test(cache, a_fifo_in_cache_on_files_is_refused_with_its_line, .timeout = 60) {
+    char fifo[128];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", test_dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const char *pipeline = write_test_file(test_dir, "fifo.yaml",
+                                           "version: 1\npipeline: fifo\nsteps:\n"
+                                           "  a:\n    uses: shell\n    cache_on:\n"
+                                           "      files: [fifo]\n    with:\n"
+                                           "      run: echo hi > x.txt\n"
+                                           "      outputs: {o: x.txt}\n");
+    const char *commands[] = {"validate", "status", "run"};
+    for (int i = 0; i < 3; i++) {
+        result r = RUN(test_store_arg, (char *)commands[i], (char *)pipeline);
+        cr_expect_eq(r.status, 2, "%s: %s", commands[i], r.err);
+        cr_expect(strstr(r.err, "fifo.yaml:7:15: error: 'cache_on.files' names 'fifo', which is a FIFO"),
+                  "%s: %s", commands[i], r.err);
+        result_free(&r);
+    }
+    /* The same for a pipeline file that is a FIFO. */
+    result r = RUN("validate", fifo);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "it is a FIFO, not a regular file"), "%s", r.err);
+    result_free(&r);
+}
