@@ -138,7 +138,7 @@ static void check_shell(const pipeline *p, const step *s, diag_list *d) {
     if (!run)
         diag_add(d, DIAG_ERROR, p->file, s->uses_pos.line, s->uses_pos.col,
                  "step '%s' uses shell but gives no 'run' command in 'with'", s->id);
-    else if (run->kind == VAL_LIST || run->kind == VAL_MAP || run->kind == VAL_NULL)
+    else if (run->kind == VAL_LIST || run->kind == VAL_MAP || (run->kind == VAL_NULL && !run->failed))
         diag_add(d, DIAG_ERROR, p->file, run->line, run->col,
                  "'run' must be a string (a shell command), not %s", value_kind_name(run->kind));
     const value *strict = arg(s, "strict");

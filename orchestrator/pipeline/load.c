@@ -692,7 +692,7 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
         return -ENOMEM;
     }
     loader L = {p, d, opt ? opt : &no_options, {0}};
-    L.sc = (subst_ctx){p, d, L.opt, 1};
+    L.sc = (subst_ctx){p, d, L.opt, 1, 0, 0};
     size_t before = d->errors;
     ynode *root = NULL;
     int rc = ydoc_parse(&p->arena, data, len, p->file, NULL, d, &root);

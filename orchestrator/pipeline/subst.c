@@ -196,9 +196,53 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     return 0;
 }
 
+/* About how many bytes v takes written out: its text, plus a little for
+ * each item. Stops counting past limit. */
+static size_t value_bytes(const value *v, size_t limit) {
+    size_t n = 8;
+    if (v->kind == VAL_STR)
+        return v->u.str.len + 2;
+    if (v->kind == VAL_LIST)
+        for (size_t i = 0; i < v->u.list.n && n <= limit; i++)
+            n += value_bytes(v->u.list.items[i], limit);
+    else if (v->kind == VAL_MAP)
+        for (size_t i = 0; i < v->u.map.n && n <= limit; i++)
+            n += strlen(v->u.map.keys[i]) + value_bytes(v->u.map.vals[i], limit);
+    return n;
+}
+
+/* Counts `bytes` more of expansion made by reference r of n (the value
+ * now `value_len` long); reports the reference that passes a limit.
+ * Returns 1 when within both. */
+static int within_limits(subst_ctx *c, const ynode *n, const ref *r, size_t bytes,
+                         size_t value_len) {
+    const char *s = n->u.scalar.text + r->start;
+    int len = (int)(r->end - r->start);
+    if (c->over)
+        return 0;
+    c->expanded += bytes;
+    if (value_len > SUBST_MAX_VALUE) {
+        err_at(c, n, r->start,
+               "substituting '%.*s' makes this value larger than %u MiB: the limit of a value "
+               "after substitution",
+               len, s, SUBST_MAX_VALUE >> 20);
+        return 0;
+    }
+    if (c->expanded > SUBST_MAX_TOTAL) {
+        c->over = 1;
+        err_at(c, n, r->start,
+               "substituting '%.*s' makes the pipeline's substituted values larger than %u MiB "
+               "in all: the limit of a pipeline after substitution",
+               len, s, SUBST_MAX_TOTAL >> 20);
+        return 0;
+    }
+    return 1;
+}
+
 static value *placeholder(subst_ctx *c, const ynode *n) {
     value *v = value_new(&c->p->arena, VAL_NULL);
     if (v) {
+        v->failed = 1;
         v->line = n->line;
         v->col = n->col;
     }
@@ -218,6 +262,8 @@ static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
         int rc = resolve(c, n, &r, &v);
         if (rc)
             return rc;
+        if (v && !within_limits(c, n, &r, value_bytes(v, SUBST_MAX_TOTAL), 0))
+            v = NULL;
         *out = v ? v : placeholder(c, n);
         return *out ? 0 : -ENOMEM;
     }
@@ -261,11 +307,16 @@ static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
             failed = 1;
         if (rc == 0 && v) {
             buf_append(&b, s + lit, i - lit);
+            size_t before = b.len;
             if (v->secret) /* the real value: the result is marked secret as a whole */
                 buf_append(&b, v->u.str.s, v->u.str.len);
             else
                 value_write_text(&b, v);
             secret |= v->secret;
+            if (!within_limits(c, n, &r, b.len - before, b.len)) {
+                failed = 1;
+                break;
+            }
         }
         lit = i = r.end;
     }

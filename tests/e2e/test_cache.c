@@ -185,3 +185,22 @@ Test(cache, a_fifo_in_cache_on_files_is_refused_with_its_line, .timeout = 60) {
     cr_expect(strstr(r.err, "it is a FIFO, not a regular file"), "%s", r.err);
     result_free(&r);
 }
+
+/* ${...} expansion had no bound: a small file asked for gigabytes. The
+ * reference that passes the limit is named with its line. */
+Test(cache, substitution_is_bounded_and_names_the_reference, .timeout = 60) {
+    const char *cases[][2] = {
+        {"substitution-bomb", "pipeline.yaml:79:11: error: substituting '${params.big}' makes the "
+                              "pipeline's substituted values larger than 64 MiB in all"},
+        {"substitution-long-value",
+         "pipeline.yaml:9:12: error: substituting '${params.s}' makes this value larger than 1 MiB"}};
+    for (int i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/tests/data/hostile/pipelines/%s/pipeline.yaml",
+                 SLUICE_SOURCE_DIR, cases[i][0]);
+        result r = RUN("validate", path);
+        cr_expect_eq(r.status, 2, "%s", r.err);
+        cr_expect(strstr(r.err, cases[i][1]), "%s", r.err);
+        result_free(&r);
+    }
+}
