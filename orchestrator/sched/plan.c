@@ -146,8 +146,16 @@ static void plan_key(planner *pl, size_t index, int no_cache, const cache_input 
         snprintf(ps->why, sizeof(ps->why), "its plugin cannot be read");
         return;
     }
+    /* A store without its cache secret has cached nothing a secret keyed. */
+    unsigned char secret[CACHE_SECRET_BYTES];
+    int needs = cache_key_needs_secret(p, s);
+    if (needs && !(pl->have_meta && cache_store_secret(pl->store.root, 0, secret) == 0)) {
+        snprintf(ps->why, sizeof(ps->why), "it has not run before");
+        return;
+    }
     bson_t parts = BSON_INITIALIZER;
-    if (cache_key(p, s, s->impl ? plugin_hash : NULL, ins, n_in, ps->key, &parts) != 0) {
+    if (cache_key(p, s, s->impl ? plugin_hash : NULL, ins, n_in, needs ? secret : NULL, ps->key,
+                  &parts) != 0) {
         snprintf(ps->why, sizeof(ps->why), "a file it names in cache_on cannot be read");
         bson_destroy(&parts);
         return;

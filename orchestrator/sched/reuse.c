@@ -180,12 +180,17 @@ int sched_try_cache(step_run *sr) {
     const char *ph = s->impl ? plugin_hash(r, s->impl) : NULL;
     bson_init(&sr->key_parts);
     sr->has_parts = 1;
+    unsigned char secret[CACHE_SECRET_BYTES];
+    int needs = cache_key_needs_secret(r->p, s);
     int keyed = ins && !(s->impl && !ph) &&
-                cache_key(r->p, s, ph, ins, n_in, sr->key, &sr->key_parts) == 0;
+                (!needs || cache_store_secret(r->store.root, 1, secret) == 0) &&
+                cache_key(r->p, s, ph, ins, n_in, needs ? secret : NULL, sr->key,
+                          &sr->key_parts) == 0;
     free(ins);
     if (!keyed) {
         sr->key[0] = '\0';
-        sched_log(sr, SL_LOG_WARN, "no cache key: a plugin or a cache_on file could not be read");
+        sched_log(sr, SL_LOG_WARN, "no cache key: a plugin, a cache_on file or the store's "
+                                   "cache.key could not be read");
         return 0;
     }
     cache_hit hit;

@@ -163,6 +163,11 @@ struct run {
 };
 
 /* events.c */
+/* msg with every secret of the pipeline replaced by ***, as CI systems mask
+ * theirs: a step that prints one does not put it in a log. Returns msg
+ * itself when it holds none, else b's text (b starts empty; the caller
+ * frees it with buf_free). */
+const char *sched_mask_secrets(const pipeline *p, const char *msg, buf *b);
 void sched_log(step_run *sr, int level, const char *msg);
 char *sched_log_tail(step_run *sr); /* malloc'ed: the last log lines, indented */
 void sched_metric(step_run *sr, const char *key, double val, int64_t index);

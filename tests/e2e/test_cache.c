@@ -204,3 +204,67 @@ Test(cache, substitution_is_bounded_and_names_the_reference, .timeout = 60) {
         result_free(&r);
     }
 }
+
+/* The SHA-256 of text, as hex, by the system's sha256sum. */
+static void sha256_hex(const char *text, char hex[65]) {
+    char in[] = "/tmp/sluice-test-sha-XXXXXX";
+    int fd = mkstemp(in);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "sha256sum %s", in);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    cr_assert_eq(fscanf(p, "%64s", hex), 1);
+    pclose(p);
+    unlink(in);
+}
+
+/* A step whose parameters hold a secret was keyed (and its parts recorded)
+ * by a plain SHA-256, so a short secret could be found by trying guesses
+ * against the store; and a step's error printed and stored the secret in
+ * clear. */
+Test(cache, a_secret_is_keyed_by_the_stores_own_secret_and_masked_in_errors) {
+    run_env[1] = "SL_TEST_TOKEN=hunter2";
+    run_env[2] = NULL;
+    const char *pipeline = write_test_file(test_dir, "keyed.yaml",
+                                           "version: 1\npipeline: keyed\nsteps:\n"
+                                           "  use:\n    uses: shell\n    with:\n"
+                                           "      run: \"echo ${secret.SL_TEST_TOKEN} > t.txt\"\n"
+                                           "      outputs: {t: t.txt}\n"
+                                           "  bad:\n    uses: fail\n    with:\n"
+                                           "      reason: \"no category '${secret.SL_TEST_TOKEN}'\"\n");
+    result r = RUN_PIPELINE((char *)pipeline);
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect_null(strstr(r.out, "hunter2"), "%s", r.out);
+    cr_expect_null(strstr(r.err, "hunter2"), "%s", r.err);
+    result show = RUN(test_store_arg, "runs", "show", last_run, "--json");
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    cr_expect_null(strstr(show.out, "hunter2"), "%s", show.out);
+    cr_expect(strstr(show.out, "failed on purpose: no category '***'"), "%s", show.out);
+    /* The parts do not give the plain hash of the command that holds it. */
+    char plain[65];
+    sha256_hex("\"echo hunter2 > t.txt\"", plain);
+    cr_expect_null(strstr(show.out, plain), "the plain hash of the command is recorded");
+    const char *run_part = strstr(show.out, "\"run\" : \"");
+    cr_expect_not_null(run_part, "%s", show.out);
+    result_free(&show);
+    char key[160];
+    snprintf(key, sizeof(key), "%s/store/cache.key", test_dir);
+    struct stat st;
+    cr_assert_eq(stat(key, &st), 0, "the store has its cache secret");
+    cr_expect_eq(st.st_mode & 0777, 0600);
+    cr_expect_eq(st.st_size, 32);
+    result_free(&r);
+    /* The same secret is a cache hit, another one runs again. */
+    r = RUN_PIPELINE((char *)pipeline);
+    cr_expect(strstr(r.out, "\"step\" : \"use\", \"status\" : \"cached\""), "%s", r.out);
+    result_free(&r);
+    run_env[1] = "SL_TEST_TOKEN=hunter3";
+    r = RUN_PIPELINE((char *)pipeline);
+    char *t = output_text("t");
+    cr_expect_str_eq(t, "hunter3\n");
+    free(t);
+    result_free(&r);
+}
