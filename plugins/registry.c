@@ -30,6 +30,8 @@ const char *sl_param_kind_name(int kind) {
         return "list";
     case SL_PARAM_JSON:
         return "json";
+    case SL_PARAM_PATH:
+        return "path";
     default:
         return "unknown";
     }
@@ -120,6 +122,7 @@ static int check_ports(refusal *f, const sl_step *st, const sl_port *ports, cons
 static int default_fits(int kind, const value *v) {
     switch (kind) {
     case SL_PARAM_STRING:
+    case SL_PARAM_PATH:
         return v->kind != VAL_LIST && v->kind != VAL_MAP;
     case SL_PARAM_INT:
         return v->kind == VAL_INT;
@@ -148,7 +151,7 @@ static int check_params(plugin_registry *r, refusal *f, const sl_step *st, plugi
         if (!ident_ok(p->name))
             return refuse(f, "step '%s' has a parameter named '%s': use letters, digits and '_'",
                           st->name, p->name);
-        if (p->kind < SL_PARAM_STRING || p->kind > SL_PARAM_JSON)
+        if (p->kind < SL_PARAM_STRING || p->kind > SL_PARAM_PATH)
             return refuse(f, "step '%s': parameter '%s' has unknown kind %d", st->name, p->name,
                           (int)p->kind);
         for (size_t j = 0; j < i; j++)

@@ -134,6 +134,20 @@ int cache_store_secret(const char *store_root, int create,
     return got == CACHE_SECRET_BYTES ? 0 : -EINVAL;
 }
 
+/* The hash of what path names, "missing" when nothing is there. A path
+ * was checked when the pipeline was loaded; it is checked again, as a FIFO
+ * made since would hold this thread until something writes to it. */
+static int content_hash(const char *path, char hex[HASH_HEX_LEN + 1]) {
+    int got = path_special_kind(path) ? -EINVAL : hash_path(path, hex, NULL);
+    if (got == -ENOENT) {
+        snprintf(hex, HASH_HEX_LEN + 1, "missing");
+        return 0;
+    }
+    if (got)
+        snprintf(hex, HASH_HEX_LEN + 1, "unreadable");
+    return got;
+}
+
 int cache_key(const pipeline *p, const step *s, const char *plugin_hash,
               const cache_input *inputs, size_t n_inputs,
               const unsigned char *secret, char key[HASH_HEX_LEN + 1], bson_t *parts) {
@@ -154,9 +168,20 @@ int cache_key(const pipeline *p, const step *s, const char *plugin_hash,
      * hashed on its own so that a later run can name the one that changed. */
     bson_t params;
     BSON_APPEND_DOCUMENT_BEGIN(parts, "params", &params);
-    for (size_t i = 0; i < s->n_args; i++) {
+    int rc = 0;
+    for (size_t i = 0; i < s->n_args && rc == 0; i++) {
+        const value *v = s->args[i].value;
         buf_reset(&b);
-        value_write_json(&b, s->args[i].value, 0);
+        if (s->impl && s->impl->step->params[i].kind == SL_PARAM_PATH && v->kind == VAL_STR &&
+            v->u.str.len) {
+            /* What the path names, not where: the same model moved along
+             * with the project is still a hit, a rewritten one is not. */
+            char hex[HASH_HEX_LEN + 1];
+            rc = content_hash(v->u.str.s, hex);
+            buf_printf(&b, "path %s", hex);
+        } else {
+            value_write_json(&b, v, 0);
+        }
         part(&k, &params, s->args[i].name, buf_str(&b), b.len);
     }
     bson_append_document_end(parts, &params);
@@ -185,18 +210,11 @@ int cache_key(const pipeline *p, const step *s, const char *plugin_hash,
     bson_append_document_end(parts, &env);
     bson_t files;
     BSON_APPEND_DOCUMENT_BEGIN(parts, "files", &files);
-    int rc = 0;
     for (size_t i = 0; i < s->n_cache_on_files && rc == 0; i++) {
         char path[4096], hex[HASH_HEX_LEN + 1];
         const char *f = s->cache_on_files[i];
         snprintf(path, sizeof(path), "%s%s%s", f[0] == '/' ? "" : p->dir, f[0] == '/' ? "" : "/", f);
-        /* Checked when the pipeline was loaded; checked again, as a FIFO
-         * made since would hold this thread until something writes to it. */
-        int got = path_special_kind(path) ? -EINVAL : hash_path(path, hex, NULL);
-        if (got == -ENOENT)
-            snprintf(hex, sizeof(hex), "missing");
-        else if (got)
-            rc = got;
+        rc = content_hash(path, hex);
         BSON_APPEND_UTF8(&files, f, hex);
         hash_update(k.h, "file\0", 5);
         hash_update(k.h, f, strlen(f));

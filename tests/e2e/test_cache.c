@@ -268,3 +268,47 @@ Test(cache, a_secret_is_keyed_by_the_stores_own_secret_and_masked_in_errors) {
     free(t);
     result_free(&r);
 }
+
+/* A parameter naming a file was hashed as a string: rewriting the file in
+ * place was a cache hit with the old output. A path parameter (ABI 1.2)
+ * joins the key by content, resolved against the pipeline's folder. */
+Test(cache, a_path_parameter_is_keyed_on_what_it_names) {
+    write_test_file(test_dir, "weights.txt", "one\n");
+    char *pipeline = strdup(write_test_file(test_dir, "path.yaml",
+                                            "version: 1\npipeline: path\nsteps:\n"
+                                            "  copy: {uses: read, with: {source: weights.txt}}\n"));
+    result r = RUN_PIPELINE(pipeline);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    char *out = output_text("out");
+    cr_expect_str_eq(out, "one\n");
+    free(out);
+    result_free(&r);
+    r = RUN_PIPELINE((char *)pipeline);
+    cr_expect(strstr(r.out, "\"step\" : \"copy\", \"status\" : \"cached\""), "unchanged: %s", r.out);
+    result_free(&r);
+    write_test_file(test_dir, "weights.txt", "two\n");
+    result status = RUN(test_store_arg, "status", (char *)pipeline);
+    cr_expect(strstr(status.out, "parameter 'source' changed"), "%s%s", status.out, status.err);
+    result_free(&status);
+    r = RUN_PIPELINE((char *)pipeline);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect_null(strstr(r.out, "\"status\" : \"cached\""), "%s", r.out);
+    out = output_text("out");
+    cr_expect_str_eq(out, "two\n");
+    free(out);
+    result_free(&r);
+    free(pipeline);
+}
+
+Test(cache, a_path_parameter_naming_a_device_is_refused_with_its_line) {
+    const char *pipeline = write_test_file(test_dir, "dev.yaml",
+                                           "version: 1\npipeline: dev\nsteps:\n"
+                                           "  copy:\n    uses: read\n    with:\n"
+                                           "      source: /dev/zero\n");
+    result r = RUN(test_store_arg, "run", (char *)pipeline);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "dev.yaml:7:15: error: parameter 'source' of step 'copy' names "
+                            "'/dev/zero', which is a character device"),
+              "%s", r.err);
+    result_free(&r);
+}
