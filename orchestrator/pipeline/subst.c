@@ -346,6 +346,25 @@ static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
     return rc;
 }
 
+static const char *const tag_names[] = {"", "an integer (!!int)", "a number (!!float)",
+                                        "true or false (!!bool)", "null (!!null)"};
+
+/* Whether a typed scalar is what its standard tag asks for. */
+static int tag_fits(ytag tag, const value *v) {
+    switch (tag) {
+    case YTAG_INT:
+        return v->kind == VAL_INT;
+    case YTAG_FLOAT:
+        return v->kind == VAL_FLOAT || v->kind == VAL_INT;
+    case YTAG_BOOL:
+        return v->kind == VAL_BOOL;
+    case YTAG_NULL:
+        return v->kind == VAL_NULL;
+    default:
+        return 1;
+    }
+}
+
 /* Converts one scalar: typed as YAML when it holds no reference, else
  * expanded. Errors are reported and leave a placeholder. */
 static int subst_scalar(void *ud, const ynode *n, value **out) {
@@ -362,6 +381,11 @@ static int subst_scalar(void *ud, const ynode *n, value **out) {
         rc = value_from_plain(a, n->u.scalar.text, n->u.scalar.len, out);
         if (rc == -ERANGE) {
             err_at(c, n, 0, "integer '%s' is out of range (64 bits)", n->u.scalar.text);
+            *out = placeholder(c, n);
+            rc = *out ? 0 : -ENOMEM;
+        } else if (rc == 0 && !tag_fits(n->tag, *out)) {
+            err_at(c, n, 0, "'%s' is not %s, as its tag says", n->u.scalar.text,
+                   tag_names[n->tag]);
             *out = placeholder(c, n);
             rc = *out ? 0 : -ENOMEM;
         }

@@ -312,3 +312,36 @@ Test(cache, a_path_parameter_naming_a_device_is_refused_with_its_line) {
               "%s", r.err);
     result_free(&r);
 }
+
+/* Pipelines validation accepted (output names a shell could read, the work
+ * folder itself as an output, outputs on one path or nested, 'run: null',
+ * '!!int abc', 'uses: /etc/passwd:x', a text file as a plugin): each case of
+ * the hostile corpus is refused with the status and located message its
+ * 'expect' file gives. */
+Test(cache, hostile_pipelines_are_refused_with_located_errors, .timeout = 120) {
+    const char *cases[] = {"output-name-injection", "output-is-work-folder", "outputs-same-path",
+                           "outputs-nested",        "run-null",              "tag-int-not-integer",
+                           "uses-etc-passwd",       "uses-not-elf",          "cache-on-device",
+                           "cache-on-device-run"};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char dir[512], path[600];
+        snprintf(dir, sizeof(dir), "%s/tests/data/hostile/pipelines/%s", SLUICE_SOURCE_DIR,
+                 cases[i]);
+        snprintf(path, sizeof(path), "%s/pipeline.yaml", dir);
+        char store[128];
+        snprintf(store, sizeof(store), "--store=%s/store-%zu", test_dir, i);
+        snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/expect");
+        char *expect = slurp(dir);
+        cr_assert_not_null(expect, "%s", dir);
+        result r = RUN(store, strstr(cases[i], "-run") ? "run" : "validate", path);
+        cr_expect_eq(r.status, atoi(expect), "%s: %s", cases[i], r.err);
+        for (char *line = strchr(expect, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+            char want[512];
+            snprintf(want, sizeof(want), "%.*s", (int)strcspn(line + 1, "\n"), line + 1);
+            if (want[0])
+                cr_expect(strstr(r.err, want), "%s: '%s' in %s", cases[i], want, r.err);
+        }
+        free(expect);
+        result_free(&r);
+    }
+}
