@@ -66,20 +66,26 @@ int sched_alloc_outputs(step_run *sr, size_t n) {
     return sr->out_names && sr->out_paths && sr->out_hashes ? 0 : -ENOMEM;
 }
 
-static const char *plugin_hash(run *r, const plugin_step *ps) {
+/* The hash of a plugin's shared object when this run has made it, else
+ * NULL. Read and written on the loop thread only. */
+static const char *known_plugin_hash(const run *r, const plugin_step *ps) {
     for (size_t i = 0; i < r->n_plugin_hashes; i++)
         if (r->plugin_hashes[i].lib == ps->lib)
             return r->plugin_hashes[i].hash;
-    size_t i = r->n_plugin_hashes;
-    struct plugin_hash_entry *grown = realloc(r->plugin_hashes, (i + 1) * sizeof(*grown));
+    return NULL;
+}
+
+static void remember_plugin_hash(run *r, const plugin_step *ps, const char *hash) {
+    if (known_plugin_hash(r, ps))
+        return;
+    struct plugin_hash_entry *grown =
+        realloc(r->plugin_hashes, (r->n_plugin_hashes + 1) * sizeof(*grown));
     if (!grown)
-        return NULL;
+        return; /* hashed again next time */
     r->plugin_hashes = grown;
-    if (hash_path(ps->lib->real_path, r->plugin_hashes[i].hash, NULL) != 0)
-        return NULL;
-    r->plugin_hashes[i].lib = ps->lib;
+    grown[r->n_plugin_hashes].lib = ps->lib;
+    memcpy(grown[r->n_plugin_hashes].hash, hash, HASH_HEX_LEN + 1);
     r->n_plugin_hashes++;
-    return r->plugin_hashes[i].hash;
 }
 
 /* Whether a result of this step may be reused: caching is on for it, and
@@ -166,33 +172,108 @@ static void take_cached_metrics(step_run *sr, const char *from) {
     meta_abort(txn);
 }
 
-/* Computes the step's cache key and, when caching is on and an earlier step
- * run has the same key with all its objects intact, reuses its outputs.
- * Returns 1 when the step was satisfied from the cache. */
+/* Making a cache key reads files to their ends (the plugin's shared
+ * object, cache_on files, what path parameters name: a model can weigh
+ * gigabytes), so it runs on the thread pool, never on the loop thread,
+ * which must keep answering signals, timers and children meanwhile. The
+ * step counts as running while it is keyed. */
+typedef struct keying {
+    uv_work_t work;
+    step_run *sr;
+    cache_input *ins; /* the inputs' hashes, borrowed from the steps upstream */
+    size_t n_in;
+    char plugin_hash[HASH_HEX_LEN + 1]; /* "" until known */
+    int rc;
+} keying;
+
+static void keying_work(uv_work_t *w) {
+    keying *k = w->data;
+    step_run *sr = k->sr;
+    const step *s = sr->s;
+    if (s->impl && !k->plugin_hash[0] &&
+        (k->rc = hash_path(s->impl->lib->real_path, k->plugin_hash, NULL)) != 0) {
+        k->plugin_hash[0] = '\0';
+        return;
+    }
+    unsigned char secret[CACHE_SECRET_BYTES];
+    int needs = cache_key_needs_secret(sr->r->p, s);
+    if (needs && (k->rc = cache_store_secret(sr->r->store.root, 1, secret)) != 0)
+        return;
+    k->rc = cache_key(sr->r->p, s, s->impl ? k->plugin_hash : NULL, k->ins, k->n_in,
+                      needs ? secret : NULL, sr->key, &sr->key_parts);
+}
+
+static void keying_done(uv_work_t *w, int status) {
+    keying *k = w->data;
+    step_run *sr = k->sr;
+    run *r = sr->r;
+    r->running--;
+    sr->keyed = 1;
+    if (k->plugin_hash[0])
+        remember_plugin_hash(r, sr->s->impl, k->plugin_hash);
+    if (status != 0 || k->rc != 0) {
+        sr->key[0] = '\0';
+        sched_log(sr, SL_LOG_WARN, "no cache key: a plugin, a cache_on file, a path parameter or "
+                                   "the store's cache.key could not be read");
+    }
+    free(k->ins);
+    free(k);
+    if (r->cancelling)
+        sched_finish_step(sr, STEP_CANCELLED, "the run was interrupted before the step started");
+    else
+        sched_start_attempt(sr);
+    sched_schedule(r);
+}
+
+/* Queues the making of sr's key. Returns 0, or a negative errno when it
+ * could not be queued (the step then runs without a key). */
+static int start_keying(step_run *sr) {
+    run *r = sr->r;
+    const step *s = sr->s;
+    keying *k = calloc(1, sizeof(*k));
+    if (!k || !(k->ins = calloc(s->n_inputs + 1, sizeof(*k->ins)))) {
+        free(k);
+        return -ENOMEM;
+    }
+    k->sr = sr;
+    k->n_in = s->n_inputs;
+    for (size_t i = 0; i < k->n_in; i++)
+        k->ins[i] = (cache_input){s->inputs[i].port, sched_input_hash(r, &s->inputs[i])};
+    const char *ph = s->impl ? known_plugin_hash(r, s->impl) : NULL;
+    if (ph)
+        memcpy(k->plugin_hash, ph, HASH_HEX_LEN + 1);
+    bson_init(&sr->key_parts);
+    sr->has_parts = 1;
+    k->work.data = k;
+    int rc = uv_queue_work(&r->loop, &k->work, keying_work, keying_done);
+    if (rc) {
+        free(k->ins);
+        free(k);
+        return rc;
+    }
+    r->running++;
+    return 0;
+}
+
+/* Settles the step from the cache when caching is on and an earlier step
+ * run has the same key with all its objects intact, reusing its outputs.
+ * The first call only starts making the key (start_keying), and returns 1:
+ * the step is then started again once the key is made. Returns 1 when the
+ * step is settled or being keyed, 0 when it is to run. */
 int sched_try_cache(step_run *sr) {
     run *r = sr->r;
     const step *s = sr->s;
-    sr->wall_started = sched_wall_now();
-    size_t n_in = s->n_inputs;
-    cache_input *ins = calloc(n_in + 1, sizeof(*ins));
-    for (size_t i = 0; ins && i < n_in; i++)
-        ins[i] = (cache_input){s->inputs[i].port, sched_input_hash(r, &s->inputs[i])};
-    const char *ph = s->impl ? plugin_hash(r, s->impl) : NULL;
-    bson_init(&sr->key_parts);
-    sr->has_parts = 1;
-    unsigned char secret[CACHE_SECRET_BYTES];
-    int needs = cache_key_needs_secret(r->p, s);
-    int keyed = ins && !(s->impl && !ph) &&
-                (!needs || cache_store_secret(r->store.root, 1, secret) == 0) &&
-                cache_key(r->p, s, ph, ins, n_in, needs ? secret : NULL, sr->key,
-                          &sr->key_parts) == 0;
-    free(ins);
-    if (!keyed) {
+    if (!sr->keyed) {
+        sr->wall_started = sched_wall_now();
+        if (start_keying(sr) == 0)
+            return 1;
+        sr->keyed = 1;
         sr->key[0] = '\0';
-        sched_log(sr, SL_LOG_WARN, "no cache key: a plugin, a cache_on file or the store's "
-                                   "cache.key could not be read");
+        sched_log(sr, SL_LOG_WARN, "no cache key: out of memory");
         return 0;
     }
+    if (!sr->key[0])
+        return 0;
     cache_hit hit;
     int found = 0;
     int sel = r->selection ? r->selection[sr->index] : SEL_RUN;

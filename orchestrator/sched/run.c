@@ -245,6 +245,8 @@ static void start_attempt(step_run *sr) {
     sched_launch(at, rc);
 }
 
+void sched_start_attempt(step_run *sr) { start_attempt(sr); }
+
 void sched_schedule(run *r) {
     while (!r->cancelling && r->running < r->jobs) {
         if (r->rq_head != r->rq_tail) {

@@ -90,6 +90,7 @@ struct step_run {
     char (*out_hashes)[HASH_HEX_LEN + 1];
     size_t n_out;
     char key[HASH_HEX_LEN + 1]; /* the cache key; "" when it could not be made */
+    int keyed; /* the key is made (or could not be): reuse.c's keying */
     bson_t key_parts;
     int has_parts;
     char cached_from[520];
@@ -180,6 +181,7 @@ void sched_sink_metric(void *ud, const char *key, double val, int64_t index);
 
 /* run.c */
 void sched_schedule(run *r);
+void sched_start_attempt(step_run *sr); /* the cache first, then an attempt */
 void sched_maybe_finish(run *r);
 void sched_finish_step(step_run *sr, step_outcome outcome, const char *why);
 void sched_attempt_done(attempt *at, int ok, const char *why);
