@@ -309,17 +309,9 @@ static int apply_override(loader *L, const char *spec) {
     char *name = arena_strndup(&p->arena, spec, (size_t)(eq - spec));
     if (!name)
         return -ENOMEM;
-    param *target = NULL;
-    const char *names[64];
-    size_t nn = 0;
-    for (size_t i = 0; i < p->n_params && !target; i++) {
-        if (strcmp(p->params[i].name, name) == 0)
-            target = &p->params[i];
-        else if (nn < 64)
-            names[nn++] = p->params[i].name;
-    }
+    const char *hint = NULL;
+    param *target = pipeline_find_param(p, name, &hint);
     if (!target) {
-        const char *hint = suggest_closest(name, names, nn);
         if (hint)
             cli_err(L, "-p %s: the pipeline has no parameter '%s' (did you mean '%s'?)", spec,
                     name, hint);
@@ -790,6 +782,20 @@ void pipeline_free(pipeline *p) {
     hmap_free(&p->step_ids);
     arena_free(&p->arena);
     free(p);
+}
+
+param *pipeline_find_param(const pipeline *p, const char *name, const char **hint) {
+    *hint = NULL;
+    for (size_t i = 0; i < p->n_params; i++)
+        if (strcmp(p->params[i].name, name) == 0)
+            return &p->params[i];
+    const char **names = malloc((p->n_params + 1) * sizeof(*names));
+    for (size_t i = 0; names && i < p->n_params; i++)
+        names[i] = p->params[i].name;
+    if (names)
+        *hint = suggest_closest(name, names, p->n_params);
+    free(names);
+    return NULL;
 }
 
 long pipeline_find_step(const pipeline *p, const char *id) {

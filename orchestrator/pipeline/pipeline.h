@@ -148,6 +148,10 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
 
 void pipeline_free(pipeline *p);
 
+/* The parameter called name, or NULL with *hint the closest declared name
+ * (NULL when none is close). */
+param *pipeline_find_param(const pipeline *p, const char *name, const char **hint);
+
 /* Index of step id, or -1. */
 long pipeline_find_step(const pipeline *p, const char *id);
 

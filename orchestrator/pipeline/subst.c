@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/suggest.h"
 
 typedef enum { NS_PARAMS, NS_ENV, NS_SECRET, NS_UNKNOWN } ns_kind;
 
@@ -145,17 +144,12 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
             err_at(c, n, r->start, "a parameter's default cannot refer to '%.*s'", len, text);
             return 0;
         }
-        const char *names[64];
-        size_t nn = 0;
-        for (size_t i = 0; i < c->p->n_params; i++) {
-            if (strcmp(c->p->params[i].name, name) == 0) {
-                *out = c->p->params[i].value;
-                return 0;
-            }
-            if (nn < 64)
-                names[nn++] = c->p->params[i].name;
+        const char *hint;
+        const param *found = pipeline_find_param(c->p, name, &hint);
+        if (found) {
+            *out = found->value;
+            return 0;
         }
-        const char *hint = suggest_closest(name, names, nn);
         if (hint)
             err_at(c, n, r->start, "unknown parameter '%s' (did you mean '%s'?)", name, hint);
         else

@@ -213,8 +213,10 @@ int cache_key(const pipeline *p, const step *s, const char *plugin_hash,
     for (size_t i = 0; i < s->n_cache_on_files && rc == 0; i++) {
         char path[4096], hex[HASH_HEX_LEN + 1];
         const char *f = s->cache_on_files[i];
-        snprintf(path, sizeof(path), "%s%s%s", f[0] == '/' ? "" : p->dir, f[0] == '/' ? "" : "/", f);
-        rc = content_hash(path, hex);
+        int w = snprintf(path, sizeof(path), "%s%s%s", f[0] == '/' ? "" : p->dir,
+                         f[0] == '/' ? "" : "/", f);
+        /* A path cut short would key the step on another file. */
+        rc = w < 0 || (size_t)w >= sizeof(path) ? -ENAMETOOLONG : content_hash(path, hex);
         BSON_APPEND_UTF8(&files, f, hex);
         hash_update(k.h, "file\0", 5);
         hash_update(k.h, f, strlen(f));

@@ -345,3 +345,28 @@ Test(cache, hostile_pipelines_are_refused_with_located_errors, .timeout = 120) {
         result_free(&r);
     }
 }
+
+/* Suggestions looked at the first 64 parameters only. */
+Test(cache, a_misspelt_parameter_is_matched_against_every_parameter) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    fputs("version: 1\npipeline: many\nparams:\n", f);
+    for (int i = 0; i < 70; i++)
+        fprintf(f, "  p%02d: %d\n", i, i);
+    fputs("  learning_rate: 0.1\nsteps:\n"
+          "  a: {uses: shell, with: {run: \"echo ${params.learning_rat} > x\", outputs: {x: x}}}\n",
+          f);
+    fclose(f);
+    char *pipeline = strdup(write_test_file(test_dir, "many.yaml", text));
+    free(text);
+    result r = RUN(test_store_arg, "run", "-p", "learning_rat=0.2", pipeline);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "no parameter 'learning_rat' (did you mean 'learning_rate'?)"), "%s",
+              r.err);
+    cr_expect(strstr(r.err, "unknown parameter 'learning_rat' (did you mean 'learning_rate'?)"),
+              "%s", r.err);
+    result_free(&r);
+    free(pipeline);
+}
