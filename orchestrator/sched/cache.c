@@ -113,10 +113,11 @@ int cache_store_secret(const char *store_root, int create,
         /* Written whole under a temporary name, then linked into place, so
          * a reader never sees half a key and two runs agree on one. */
         char tmp[4200];
-        snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
-        int w = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path); /* one per thread: steps key at once */
+        int w = mkstemp(tmp); /* mode 0600 */
         if (w < 0)
             return -errno;
+        fcntl(w, F_SETFD, FD_CLOEXEC);
         int ok = write(w, fresh, sizeof(fresh)) == (ssize_t)sizeof(fresh) && fsync(w) == 0;
         close(w);
         int linked = ok && link(tmp, path) == 0 ? 0 : ok && errno == EEXIST ? 0 : -EIO;
