@@ -408,7 +408,9 @@ static void secret_command(const pipeline *p, const char *cmd, buf *out) {
         size_t best = 0, which = 0;
         for (size_t i = 0; i < p->n_secrets; i++) {
             size_t len = strlen(p->secrets[i]);
-            if (len > best && strncmp(c, p->secrets[i], len) == 0) {
+            /* As in masking, a secret of one or two characters would match
+             * inside words and variable names and break the command. */
+            if (len >= 3 && len > best && strncmp(c, p->secrets[i], len) == 0) {
                 best = len;
                 which = i + 1;
             }
