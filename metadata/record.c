@@ -151,19 +151,25 @@ int record_step(meta_db *m, const step_record *rec) {
     return rc;
 }
 
-/* Reads outputs {name: hash} of doc into hit. */
-static void read_outputs(const bson_t *doc, cache_hit *hit) {
+/* Reads outputs {name: hash} of doc into hit. Returns 0, or -EOVERFLOW when
+ * they do not fit (validation refuses such steps, so only an alien record
+ * gets there): a record cut short must not pass for the step's outputs. */
+static int read_outputs(const bson_t *doc, cache_hit *hit) {
     bson_iter_t it, outs;
     if (bson_iter_init_find(&it, doc, "outputs") && bson_iter_recurse(&it, &outs))
-        while (bson_iter_next(&outs) && hit->n_outputs < 64) {
+        while (bson_iter_next(&outs)) {
             if (!BSON_ITER_HOLDS_UTF8(&outs))
                 continue;
+            if (hit->n_outputs == PIPELINE_MAX_PORTS ||
+                strlen(bson_iter_key(&outs)) >= sizeof(hit->outputs[0].name))
+                return -EOVERFLOW;
             snprintf(hit->outputs[hit->n_outputs].name, sizeof(hit->outputs[0].name), "%s",
                      bson_iter_key(&outs));
             snprintf(hit->outputs[hit->n_outputs].hash, sizeof(hit->outputs[0].hash), "%s",
                      bson_iter_utf8(&outs, NULL));
             hit->n_outputs++;
         }
+    return 0;
 }
 
 int record_cache_lookup(meta_db *m, const char *key, cache_hit *hit) {
@@ -181,10 +187,9 @@ int record_cache_lookup(meta_db *m, const char *key, cache_hit *hit) {
     memset(hit, 0, sizeof(*hit));
     if (rc == 0 && bson_iter_init_find(&it, &doc, "from") && BSON_ITER_HOLDS_UTF8(&it))
         snprintf(hit->from, sizeof(hit->from), "%s", bson_iter_utf8(&it, NULL));
-    if (rc == 0)
-        read_outputs(&doc, hit);
+    int fits = rc == 0 && read_outputs(&doc, hit) == 0;
     meta_abort(txn);
-    return rc ? rc : 1;
+    return rc ? rc : fits;
 }
 
 int record_finished_step(meta_db *m, const char *run_id, const char *step_id, cache_hit *hit) {
@@ -205,8 +210,8 @@ int record_finished_step(meta_db *m, const char *run_id, const char *step_id, ca
         finished = strcmp(status, "done") == 0 || strcmp(status, "cached") == 0;
         memset(hit, 0, sizeof(*hit));
         snprintf(hit->from, sizeof(hit->from), "%s", key);
-        if (finished)
-            read_outputs(&doc, hit);
+        if (finished && read_outputs(&doc, hit) != 0)
+            finished = 0;
     }
     meta_abort(txn);
     return rc == MDB_NOTFOUND ? 0 : rc ? rc : finished;
@@ -253,7 +258,8 @@ static int latest_run(void *ud, const char *key, size_t len, const bson_t *doc) 
         return 0;
     memset(l->hit, 0, sizeof(*l->hit));
     snprintf(l->hit->from, sizeof(l->hit->from), "%s", step_key);
-    read_outputs(&rec, l->hit);
+    if (read_outputs(&rec, l->hit) != 0)
+        return 0;
     l->found = 1;
     return 0;
 }

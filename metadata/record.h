@@ -54,9 +54,9 @@ typedef struct cache_hit {
     char from[520];   /* RUN_ID/STEP_ID */
     size_t n_outputs;
     struct {
-        char name[128];
+        char name[PIPELINE_MAX_ID + 1];
         char hash[HASH_HEX_LEN + 1];
-    } outputs[64];
+    } outputs[PIPELINE_MAX_PORTS];
 } cache_hit;
 
 /* 1 and *hit when key is in the cache, 0 when not, or a negative code. */

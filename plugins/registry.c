@@ -1,6 +1,9 @@
 #include "registry.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -9,6 +12,7 @@
 
 #include "core/buf.h"
 #include "core/fsutil.h"
+#include "pipeline/pipeline.h"
 #include "registry_cache.h"
 #include "orchestrator/exec/host.h"
 
@@ -26,6 +30,8 @@ const char *sl_param_kind_name(int kind) {
         return "list";
     case SL_PARAM_JSON:
         return "json";
+    case SL_PARAM_PATH:
+        return "path";
     default:
         return "unknown";
     }
@@ -62,7 +68,7 @@ static int step_name_ok(const char *s) {
 }
 
 /* Counts a NULL-name-terminated array, refusing a runaway one. */
-#define MAX_ENTRIES 256
+#define MAX_ENTRIES PIPELINE_MAX_PORTS
 #define COUNT_ENTRIES(arr, n)                                                                \
     do {                                                                                     \
         n = 0;                                                                               \
@@ -116,6 +122,7 @@ static int check_ports(refusal *f, const sl_step *st, const sl_port *ports, cons
 static int default_fits(int kind, const value *v) {
     switch (kind) {
     case SL_PARAM_STRING:
+    case SL_PARAM_PATH:
         return v->kind != VAL_LIST && v->kind != VAL_MAP;
     case SL_PARAM_INT:
         return v->kind == VAL_INT;
@@ -144,7 +151,7 @@ static int check_params(plugin_registry *r, refusal *f, const sl_step *st, plugi
         if (!ident_ok(p->name))
             return refuse(f, "step '%s' has a parameter named '%s': use letters, digits and '_'",
                           st->name, p->name);
-        if (p->kind < SL_PARAM_STRING || p->kind > SL_PARAM_JSON)
+        if (p->kind < SL_PARAM_STRING || p->kind > SL_PARAM_PATH)
             return refuse(f, "step '%s': parameter '%s' has unknown kind %d", st->name, p->name,
                           (int)p->kind);
         for (size_t j = 0; j < i; j++)
@@ -206,6 +213,35 @@ static void report(diag_list *d, const char *path, const char *why) {
     diag_add(d, DIAG_ERROR, path, 0, 0, "plugin refused: %s", why);
 }
 
+/* Whether the file at path is a shared object this process could load: a
+ * regular file (opened without blocking, so a FIFO cannot hold sluice)
+ * that starts with the ELF magic, of this process's class, of type ET_DYN.
+ * dlopen runs a library's constructors, so nothing else is ever given to
+ * it. Returns 0, or -EINVAL with why filled. */
+static int shared_object_check(const char *path, char *why, size_t size) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, size, "%s", strerror(errno));
+        return -EINVAL;
+    }
+    struct stat st;
+    unsigned char h[EI_NIDENT + 2];
+    int rc = -EINVAL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        snprintf(why, size, "not a regular file");
+    else if (read(fd, h, sizeof(h)) != (ssize_t)sizeof(h) || memcmp(h, ELFMAG, SELFMAG) != 0)
+        snprintf(why, size, "not a shared object (no ELF header)");
+    else if (h[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32))
+        snprintf(why, size, "a shared object for another word size");
+    else if ((h[EI_DATA] == ELFDATA2LSB ? h[EI_NIDENT] | h[EI_NIDENT + 1] << 8
+                                        : h[EI_NIDENT] << 8 | h[EI_NIDENT + 1]) != ET_DYN)
+        snprintf(why, size, "an ELF file that is not a shared object (build it with -shared)");
+    else
+        rc = 0;
+    close(fd);
+    return rc;
+}
+
 int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
                        const plugin_lib **out) {
     *out = NULL;
@@ -217,6 +253,11 @@ int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
     uint32_t idx;
     if (hmap_get(&r->by_path, real, strlen(real), &idx)) {
         *out = r->libs[idx];
+        return 0;
+    }
+    char why[256];
+    if (shared_object_check(real, why, sizeof(why)) != 0) {
+        diag_add(d, DIAG_ERROR, path, 0, 0, "cannot load plugin: %s", why);
         return 0;
     }
     dlerror();
@@ -394,6 +435,11 @@ int registry_materialize(const plugin_step *ps, char *err, size_t err_size) {
     plugin_lib *lib = (plugin_lib *)ps->lib; /* the registry's own: it owns every lib */
     if (!lib->lazy)
         return 0;
+    char why_not[256];
+    if (shared_object_check(lib->real_path, why_not, sizeof(why_not)) != 0) {
+        snprintf(err, err_size, "cannot load plugin %s: %s", lib->path, why_not);
+        return -EINVAL;
+    }
     dlerror();
     void *h = dlopen(lib->real_path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {

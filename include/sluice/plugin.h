@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define SL_ABI_MAJOR 1
-#define SL_ABI_MINOR 1
+#define SL_ABI_MINOR 2
 #define SL_ABI_VERSION ((uint32_t)((SL_ABI_MAJOR << 16) | SL_ABI_MINOR))
 
 /* A build fingerprint: a plugin built for another word size or ABI is
@@ -73,6 +73,13 @@ typedef enum {
     SL_PARAM_BOOL = 4,
     SL_PARAM_LIST = 5,  /* a list of scalars, read as strings */
     SL_PARAM_JSON = 6,  /* any value (mapping, nested list), read as JSON text */
+    /* ABI 1.2: a file or folder the step reads (a model, a tokenizer), read
+     * as a string. sluice makes a relative path absolute against the
+     * pipeline file's folder, refuses one naming a FIFO or a device, and
+     * hashes what it names (a file's bytes, a folder's tree) into the step's
+     * cache key, so that rewriting the file re-runs the step. Empty or null:
+     * no path. */
+    SL_PARAM_PATH = 7,
 } sl_param_kind;
 
 /* A typed port. type is "documents", "chunks", "embeddings", "dataset",

@@ -12,6 +12,14 @@ int mkdir_p(const char *path, mode_t mode);
 /* 1 when path exists (file or folder), else 0. */
 int path_exists(const char *path);
 
+/* What path (symbolic links followed) is when it is neither a regular file
+ * nor a folder: "a FIFO", "a character device", "a block device", "a
+ * socket", "a special file"; NULL for a regular file or folder, or when it
+ * cannot be looked at (the read that follows reports why). Only such paths
+ * may be read by name: opening a FIFO or a terminal waits for a writer,
+ * /dev/zero never ends. */
+const char *path_special_kind(const char *path);
+
 /* Finds an executable as execvp would (a name with a '/' is taken as it
  * is), writing its path into out. Returns 0 or -errno (-ENOENT). */
 int find_program(const char *name, char *out, size_t size);

@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/buf.h"
+#include "../core/fsutil.h"
 #include "../core/suggest.h"
 #include "check.h"
 
@@ -19,6 +21,7 @@ static value *convert(arena *a, value *v, int kind, const char **why) {
         return v; /* null means "not given": the step reads a zero value */
     switch (kind) {
     case SL_PARAM_STRING:
+    case SL_PARAM_PATH:
         if (v->kind == VAL_LIST || v->kind == VAL_MAP)
             break;
         if (v->kind != VAL_STR) {
@@ -141,6 +144,38 @@ static int resolve_impl(pipeline *p, plugin_registry *reg, step *s, bind_mode mo
     return 0;
 }
 
+/* A path parameter is made absolute against the pipeline file's folder, so
+ * the step (whatever its working folder) and the cache key, which hashes
+ * what it names, read the same file; one naming a FIFO or a device, which
+ * hashing would wait on forever, is refused. */
+static int bind_path(pipeline *p, const step *s, step_arg *arg, diag_list *d) {
+    value *v = arg->value;
+    if (v->kind != VAL_STR || v->u.str.len == 0)
+        return 0;
+    if (v->u.str.s[0] != '/') {
+        char cwd[4096] = ".";
+        if (p->dir[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+            return -errno;
+        char *abs = p->dir[0] == '/' ? arena_printf(&p->arena, "%s/%s", p->dir, v->u.str.s)
+                                     : arena_printf(&p->arena, "%s/%s/%s", cwd, p->dir, v->u.str.s);
+        value *made = abs ? value_new_str(&p->arena, abs, strlen(abs)) : NULL;
+        if (!made)
+            return -ENOMEM;
+        made->line = v->line;
+        made->col = v->col;
+        made->secret = v->secret;
+        arg->value = v = made;
+    }
+    const char *special = path_special_kind(v->u.str.s);
+    if (special)
+        diag_add(d, DIAG_ERROR, p->file, v->line ? v->line : arg->pos.line,
+                 v->line ? v->col : arg->pos.col,
+                 "parameter '%s' of step '%s' names '%s', which is %s: a path parameter names a "
+                 "regular file or folder",
+                 arg->name, s->id, v->secret ? "***" : v->u.str.s, special);
+    return 0;
+}
+
 static int bind_args(pipeline *p, step *s, diag_list *d) {
     const plugin_step *ps = s->impl;
     const sl_step *st = ps->step;
@@ -188,6 +223,8 @@ static int bind_args(pipeline *p, step *s, diag_list *d) {
             if (!arg->value)
                 return -ENOMEM;
             arg->pos = s->pos;
+            if (decl->kind == SL_PARAM_PATH && bind_path(p, s, arg, d) != 0)
+                return -ENOMEM;
             continue;
         }
         arg->pos = given->pos;
@@ -204,6 +241,10 @@ static int bind_args(pipeline *p, step *s, diag_list *d) {
                      strchr("aeiou", why[0]) ? "an " : "a ", why, buf_str(&shown));
             buf_free(&shown);
             arg->value = given->value;
+        } else if (decl->kind == SL_PARAM_PATH) {
+            int rc = bind_path(p, s, arg, d);
+            if (rc)
+                return rc;
         }
     }
     return 0;

@@ -7,7 +7,7 @@
 #include "../core/buf.h"
 #include "../core/suggest.h"
 
-static const char *const shell_keys[] = {"run", "outputs", "env", NULL};
+static const char *const shell_keys[] = {"run", "outputs", "env", "strict", NULL};
 
 static const value *arg(const step *s, const char *name) {
     for (size_t i = 0; i < s->n_with; i++)
@@ -23,8 +23,11 @@ const value *step_known_outputs(const step *s) {
     return v && v->kind == VAL_MAP ? v : NULL;
 }
 
-/* A path that stays inside the folder it is relative to. */
-static int relative_path_ok(const char *path) {
+/* Writes path without "." components and repeated or trailing slashes into
+ * out[size]. Returns 1 when it is a relative path naming something inside
+ * its folder (not the folder itself, nothing reached through ".."), else 0. */
+static int inside_path(const char *path, char *out, size_t size) {
+    size_t used = 0;
     if (!path[0] || path[0] == '/')
         return 0;
     for (const char *p = path; *p;) {
@@ -32,13 +35,87 @@ static int relative_path_ok(const char *path) {
         size_t len = end ? (size_t)(end - p) : strlen(p);
         if (len == 2 && p[0] == '.' && p[1] == '.')
             return 0;
+        if (len && !(len == 1 && p[0] == '.')) {
+            if (used + len + 2 > size)
+                return 0;
+            if (used)
+                out[used++] = '/';
+            memcpy(out + used, p, len);
+            used += len;
+        }
         p += len + (end != NULL);
     }
+    out[used] = '\0';
+    return used > 0;
+}
+
+/* Whether a is b, or a folder holding b (both as inside_path writes them). */
+static int path_covers(const char *a, const char *b) {
+    size_t n = strlen(a);
+    return strncmp(a, b, n) == 0 && (b[n] == '\0' || b[n] == '/');
+}
+
+/* An output name is an identifier: it becomes an environment variable's
+ * suffix and a key in records, so nothing a shell could read otherwise. */
+static int output_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > PIPELINE_MAX_ID || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return 0;
     return 1;
 }
 
+/* The outputs of a shell step: identifiers, at most PIPELINE_MAX_PORTS,
+ * each a distinct path inside the work folder that no other one holds. */
+static void check_shell_outputs(const pipeline *p, const value *v, diag_list *d) {
+    if (v->u.map.n > PIPELINE_MAX_PORTS) {
+        diag_add(d, DIAG_ERROR, p->file, v->line, v->col,
+                 "a shell step declares %zu outputs, more than the %d a step may have",
+                 v->u.map.n, PIPELINE_MAX_PORTS);
+        return;
+    }
+    char (*norm)[1024] = calloc(v->u.map.n + 1, sizeof(*norm));
+    if (!norm)
+        return;
+    for (size_t i = 0; i < v->u.map.n; i++) {
+        const value *e = v->u.map.vals[i];
+        const char *key = v->u.map.keys[i];
+        if (!output_name_ok(key)) {
+            diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
+                     "bad output name '%s': use letters, digits and '_', starting with a letter "
+                     "(at most %d)",
+                     key, PIPELINE_MAX_ID);
+            continue;
+        }
+        if (e->kind != VAL_STR || !inside_path(e->u.str.s, norm[i], sizeof(norm[i]))) {
+            norm[i][0] = '\0';
+            diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
+                     "output '%s' must be a file path inside the step's work folder (relative, "
+                     "without '..', not the folder itself)",
+                     key);
+            continue;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (!norm[k][0])
+                continue;
+            if (strcmp(norm[k], norm[i]) == 0)
+                diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
+                         "outputs '%s' and '%s' name the same path '%s'", v->u.map.keys[k], key,
+                         norm[i]);
+            else if (path_covers(norm[k], norm[i]) || path_covers(norm[i], norm[k]))
+                diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
+                         "outputs '%s' ('%s') and '%s' ('%s') are nested: one holds the other",
+                         v->u.map.keys[k], norm[k], key, norm[i]);
+        }
+    }
+    free(norm);
+}
+
 /* The built-in shell step: with {run: COMMAND, outputs: {NAME: PATH},
- * env: {NAME: VALUE}}. Its ports are whatever it declares. */
+ * env: {NAME: VALUE}, strict: BOOL}. Its ports are whatever it declares. */
 static void check_shell(const pipeline *p, const step *s, diag_list *d) {
     size_t n_keys = sizeof(shell_keys) / sizeof(shell_keys[0]) - 1;
     for (size_t i = 0; i < s->n_with; i++) {
@@ -54,16 +131,20 @@ static void check_shell(const pipeline *p, const step *s, diag_list *d) {
                      "the shell step has no parameter '%s' (did you mean '%s'?)", a->name, hint);
         else
             diag_add(d, DIAG_ERROR, p->file, a->pos.line, a->pos.col,
-                     "the shell step has no parameter '%s' (it takes run, outputs, env)",
+                     "the shell step has no parameter '%s' (it takes run, outputs, env, strict)",
                      a->name);
     }
     const value *run = arg(s, "run");
     if (!run)
         diag_add(d, DIAG_ERROR, p->file, s->uses_pos.line, s->uses_pos.col,
                  "step '%s' uses shell but gives no 'run' command in 'with'", s->id);
-    else if (run->kind == VAL_LIST || run->kind == VAL_MAP)
+    else if (run->kind == VAL_LIST || run->kind == VAL_MAP || (run->kind == VAL_NULL && !run->failed))
         diag_add(d, DIAG_ERROR, p->file, run->line, run->col,
                  "'run' must be a string (a shell command), not %s", value_kind_name(run->kind));
+    const value *strict = arg(s, "strict");
+    if (strict && strict->kind != VAL_BOOL)
+        diag_add(d, DIAG_ERROR, p->file, strict->line, strict->col,
+                 "'strict' must be true or false, not %s", value_kind_name(strict->kind));
     const char *maps[] = {"outputs", "env"};
     for (size_t m = 0; m < 2; m++) {
         const value *v = arg(s, maps[m]);
@@ -75,6 +156,10 @@ static void check_shell(const pipeline *p, const step *s, diag_list *d) {
                      value_kind_name(v->kind));
             continue;
         }
+        if (m == 0) {
+            check_shell_outputs(p, v, d);
+            continue;
+        }
         for (size_t i = 0; i < v->u.map.n; i++) {
             const value *e = v->u.map.vals[i];
             const char *key = v->u.map.keys[i];
@@ -82,12 +167,7 @@ static void check_shell(const pipeline *p, const step *s, diag_list *d) {
             if (!ok_name)
                 diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
                          "bad name '%s' in '%s': use letters, digits and '_'", key, maps[m]);
-            else if (m == 0 && (e->kind != VAL_STR || !relative_path_ok(e->u.str.s)))
-                diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
-                         "output '%s' must be a file path inside the step's work folder (relative, "
-                         "without '..')",
-                         key);
-            else if (m == 1 && (e->kind == VAL_LIST || e->kind == VAL_MAP))
+            else if (e->kind == VAL_LIST || e->kind == VAL_MAP)
                 diag_add(d, DIAG_ERROR, p->file, e->line, e->col,
                          "environment variable '%s' must be a scalar, not %s", key,
                          value_kind_name(e->kind));

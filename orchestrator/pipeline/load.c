@@ -1,11 +1,15 @@
 /* load.c - the schema of pipeline format version 1: walks the YAML tree,
  * fills the pipeline model and reports every departure from the format. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "../core/fsutil.h"
 #include "../core/suggest.h"
 #include "check.h"
 #include "duration.h"
@@ -305,17 +309,9 @@ static int apply_override(loader *L, const char *spec) {
     char *name = arena_strndup(&p->arena, spec, (size_t)(eq - spec));
     if (!name)
         return -ENOMEM;
-    param *target = NULL;
-    const char *names[64];
-    size_t nn = 0;
-    for (size_t i = 0; i < p->n_params && !target; i++) {
-        if (strcmp(p->params[i].name, name) == 0)
-            target = &p->params[i];
-        else if (nn < 64)
-            names[nn++] = p->params[i].name;
-    }
+    const char *hint = NULL;
+    param *target = pipeline_find_param(p, name, &hint);
     if (!target) {
-        const char *hint = suggest_closest(name, names, nn);
         if (hint)
             cli_err(L, "-p %s: the pipeline has no parameter '%s' (did you mean '%s'?)", spec,
                     name, hint);
@@ -500,7 +496,34 @@ static int load_cache_on(loader *L, step *s, const ynode *n) {
     }
     if (rc == 0 && (v = ynode_get(n, "files")))
         rc = get_strings(L, v, "'cache_on.files'", &s->cache_on_files, &s->n_cache_on_files, 1);
+    /* Hashing reads a file to its end: a FIFO or device would hold the run
+     * (and status) forever. Only regular files and folders join a key. */
+    size_t listed = v && v->kind == YNODE_SEQ ? v->u.seq.n : 1;
+    for (size_t i = 0; rc == 0 && v && i < s->n_cache_on_files; i++) {
+        const char *f = s->cache_on_files[i];
+        char *path = f[0] == '/' ? (char *)f : arena_printf(&L->p->arena, "%s/%s", L->p->dir, f);
+        if (!path)
+            return -ENOMEM;
+        const char *special = path_special_kind(path);
+        const ynode *at = v->kind == YNODE_SEQ && listed == s->n_cache_on_files ? v->u.seq.items[i] : v;
+        if (special)
+            err(L, at, "'cache_on.files' names '%s', which is %s: only regular files and folders "
+                       "can be hashed",
+                f, special);
+    }
     return rc;
+}
+
+/* 'uses' is a step name ([a-z0-9_-], as plugins name their steps) or
+ * PATH.so:NAME; anything else (/etc/passwd:x) names no step that could
+ * exist, so it is an error even where unknown step names are warnings. */
+static int uses_ok(const char *uses) {
+    const char *colon = strrchr(uses, ':');
+    const char *name = colon ? colon + 1 : uses;
+    if (colon && !(colon - uses > 3 && strncmp(colon - 3, ".so", 3) == 0 &&
+                   !memchr(uses, '\n', (size_t)(colon - uses))))
+        return 0;
+    return valid_id(name);
 }
 
 static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
@@ -517,7 +540,7 @@ static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
     if ((v = ynode_get(n, "uses"))) {
         s->uses = name_text(L, v, "'uses'");
         s->uses_pos = (srcpos){v->line, v->col};
-        if (s->uses && (!s->uses[0] || strpbrk(s->uses, " \t\n"))) {
+        if (s->uses && !uses_ok(s->uses)) {
             err(L, v, "'uses' must name a step (a plugin's step, a path/lib.so:step, or "
                       "shell), not '%s'",
                 s->uses);
@@ -661,7 +684,7 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
         return -ENOMEM;
     }
     loader L = {p, d, opt ? opt : &no_options, {0}};
-    L.sc = (subst_ctx){p, d, L.opt, 1};
+    L.sc = (subst_ctx){p, d, L.opt, 1, 0, 0};
     size_t before = d->errors;
     ynode *root = NULL;
     int rc = ydoc_parse(&p->arena, data, len, p->file, NULL, d, &root);
@@ -682,9 +705,18 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
 
 /* Reads a whole file, refusing one past max bytes. *data is malloc'ed. */
 static int read_file(const char *path, size_t max, char **data, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* Non-blocking, so a FIFO put in its place after the check below cannot
+     * hold the open; the read is refused by the fstat. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return -errno;
+    struct stat st;
+    FILE *f = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !(f = fdopen(fd, "rb"))) {
+        int e = errno;
+        close(fd);
+        return f ? -EINVAL : -(e ? e : EINVAL);
+    }
     buf b = BUF_INIT;
     char chunk[65536];
     size_t n;
@@ -716,6 +748,12 @@ int pipeline_load_file(const char *path, const pipeline_options *opt, diag_list 
     char *data = NULL;
     size_t len = 0;
     *out = NULL;
+    const char *special = path_special_kind(path);
+    if (special) {
+        diag_add(d, DIAG_ERROR, path, 0, 0,
+                 "cannot read: it is %s, not a regular file (a pipeline is a YAML file)", special);
+        return -EINVAL;
+    }
     int rc = read_file(path, PIPELINE_MAX_FILE_BYTES, &data, &len);
     if (rc == -EFBIG) {
         diag_add(d, DIAG_ERROR, path, 0, 0, "the file is larger than the limit of %u MiB",
@@ -744,6 +782,20 @@ void pipeline_free(pipeline *p) {
     hmap_free(&p->step_ids);
     arena_free(&p->arena);
     free(p);
+}
+
+param *pipeline_find_param(const pipeline *p, const char *name, const char **hint) {
+    *hint = NULL;
+    for (size_t i = 0; i < p->n_params; i++)
+        if (strcmp(p->params[i].name, name) == 0)
+            return &p->params[i];
+    const char **names = malloc((p->n_params + 1) * sizeof(*names));
+    for (size_t i = 0; names && i < p->n_params; i++)
+        names[i] = p->params[i].name;
+    if (names)
+        *hint = suggest_closest(name, names, p->n_params);
+    free(names);
+    return NULL;
 }
 
 long pipeline_find_step(const pipeline *p, const char *id) {

@@ -19,6 +19,10 @@
 #define PIPELINE_FORMAT_VERSION 1
 #define PIPELINE_MAX_FILE_BYTES (16u << 20)
 #define PIPELINE_MAX_ID 64
+/* The most outputs a step may declare: a plugin's port arrays are refused
+ * beyond it when loaded, a shell step's 'outputs' when validated, so no
+ * record of a step's outputs is ever cut short. */
+#define PIPELINE_MAX_PORTS 256
 
 typedef struct srcpos {
     unsigned line, col;
@@ -143,6 +147,10 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
                          const pipeline_options *opt, diag_list *d, pipeline **out);
 
 void pipeline_free(pipeline *p);
+
+/* The parameter called name, or NULL with *hint the closest declared name
+ * (NULL when none is close). */
+param *pipeline_find_param(const pipeline *p, const char *name, const char **hint);
 
 /* Index of step id, or -1. */
 long pipeline_find_step(const pipeline *p, const char *id);

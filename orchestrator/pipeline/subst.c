@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/suggest.h"
 
 typedef enum { NS_PARAMS, NS_ENV, NS_SECRET, NS_UNKNOWN } ns_kind;
 
@@ -145,17 +144,12 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
             err_at(c, n, r->start, "a parameter's default cannot refer to '%.*s'", len, text);
             return 0;
         }
-        const char *names[64];
-        size_t nn = 0;
-        for (size_t i = 0; i < c->p->n_params; i++) {
-            if (strcmp(c->p->params[i].name, name) == 0) {
-                *out = c->p->params[i].value;
-                return 0;
-            }
-            if (nn < 64)
-                names[nn++] = c->p->params[i].name;
+        const char *hint;
+        const param *found = pipeline_find_param(c->p, name, &hint);
+        if (found) {
+            *out = found->value;
+            return 0;
         }
-        const char *hint = suggest_closest(name, names, nn);
         if (hint)
             err_at(c, n, r->start, "unknown parameter '%s' (did you mean '%s'?)", name, hint);
         else
@@ -196,9 +190,53 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     return 0;
 }
 
+/* About how many bytes v takes written out: its text, plus a little for
+ * each item. Stops counting past limit. */
+static size_t value_bytes(const value *v, size_t limit) {
+    size_t n = 8;
+    if (v->kind == VAL_STR)
+        return v->u.str.len + 2;
+    if (v->kind == VAL_LIST)
+        for (size_t i = 0; i < v->u.list.n && n <= limit; i++)
+            n += value_bytes(v->u.list.items[i], limit);
+    else if (v->kind == VAL_MAP)
+        for (size_t i = 0; i < v->u.map.n && n <= limit; i++)
+            n += strlen(v->u.map.keys[i]) + value_bytes(v->u.map.vals[i], limit);
+    return n;
+}
+
+/* Counts `bytes` more of expansion made by reference r of n (the value
+ * now `value_len` long); reports the reference that passes a limit.
+ * Returns 1 when within both. */
+static int within_limits(subst_ctx *c, const ynode *n, const ref *r, size_t bytes,
+                         size_t value_len) {
+    const char *s = n->u.scalar.text + r->start;
+    int len = (int)(r->end - r->start);
+    if (c->over)
+        return 0;
+    c->expanded += bytes;
+    if (value_len > SUBST_MAX_VALUE) {
+        err_at(c, n, r->start,
+               "substituting '%.*s' makes this value larger than %u MiB: the limit of a value "
+               "after substitution",
+               len, s, SUBST_MAX_VALUE >> 20);
+        return 0;
+    }
+    if (c->expanded > SUBST_MAX_TOTAL) {
+        c->over = 1;
+        err_at(c, n, r->start,
+               "substituting '%.*s' makes the pipeline's substituted values larger than %u MiB "
+               "in all: the limit of a pipeline after substitution",
+               len, s, SUBST_MAX_TOTAL >> 20);
+        return 0;
+    }
+    return 1;
+}
+
 static value *placeholder(subst_ctx *c, const ynode *n) {
     value *v = value_new(&c->p->arena, VAL_NULL);
     if (v) {
+        v->failed = 1;
         v->line = n->line;
         v->col = n->col;
     }
@@ -218,6 +256,8 @@ static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
         int rc = resolve(c, n, &r, &v);
         if (rc)
             return rc;
+        if (v && !within_limits(c, n, &r, value_bytes(v, SUBST_MAX_TOTAL), 0))
+            v = NULL;
         *out = v ? v : placeholder(c, n);
         return *out ? 0 : -ENOMEM;
     }
@@ -261,11 +301,16 @@ static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
             failed = 1;
         if (rc == 0 && v) {
             buf_append(&b, s + lit, i - lit);
+            size_t before = b.len;
             if (v->secret) /* the real value: the result is marked secret as a whole */
                 buf_append(&b, v->u.str.s, v->u.str.len);
             else
                 value_write_text(&b, v);
             secret |= v->secret;
+            if (!within_limits(c, n, &r, b.len - before, b.len)) {
+                failed = 1;
+                break;
+            }
         }
         lit = i = r.end;
     }
@@ -295,6 +340,25 @@ static int expand_scalar(subst_ctx *c, const ynode *n, value **out) {
     return rc;
 }
 
+static const char *const tag_names[] = {"", "an integer (!!int)", "a number (!!float)",
+                                        "true or false (!!bool)", "null (!!null)"};
+
+/* Whether a typed scalar is what its standard tag asks for. */
+static int tag_fits(ytag tag, const value *v) {
+    switch (tag) {
+    case YTAG_INT:
+        return v->kind == VAL_INT;
+    case YTAG_FLOAT:
+        return v->kind == VAL_FLOAT || v->kind == VAL_INT;
+    case YTAG_BOOL:
+        return v->kind == VAL_BOOL;
+    case YTAG_NULL:
+        return v->kind == VAL_NULL;
+    default:
+        return 1;
+    }
+}
+
 /* Converts one scalar: typed as YAML when it holds no reference, else
  * expanded. Errors are reported and leave a placeholder. */
 static int subst_scalar(void *ud, const ynode *n, value **out) {
@@ -311,6 +375,11 @@ static int subst_scalar(void *ud, const ynode *n, value **out) {
         rc = value_from_plain(a, n->u.scalar.text, n->u.scalar.len, out);
         if (rc == -ERANGE) {
             err_at(c, n, 0, "integer '%s' is out of range (64 bits)", n->u.scalar.text);
+            *out = placeholder(c, n);
+            rc = *out ? 0 : -ENOMEM;
+        } else if (rc == 0 && !tag_fits(n->tag, *out)) {
+            err_at(c, n, 0, "'%s' is not %s, as its tag says", n->u.scalar.text,
+                   tag_names[n->tag]);
             *out = placeholder(c, n);
             rc = *out ? 0 : -ENOMEM;
         }

@@ -20,7 +20,17 @@ typedef struct subst_ctx {
     diag_list *d;
     const pipeline_options *opt; /* look-ups; never NULL */
     int params_allowed;          /* 0 while the params themselves are read */
+    size_t expanded;             /* bytes substitution has produced so far */
+    int over;                    /* SUBST_MAX_TOTAL was passed (reported once) */
 } subst_ctx;
+
+/* Substitution is bounded, as a YAML alias bomb is: one value may expand to
+ * at most SUBST_MAX_VALUE bytes, and all references of a pipeline together
+ * (a whole-value reference counts the size of what it stands for, since
+ * every use of it is written out later) to at most SUBST_MAX_TOTAL. The
+ * reference that passes a limit is the error. */
+#define SUBST_MAX_VALUE (1u << 20)
+#define SUBST_MAX_TOTAL (64u << 20)
 
 /* Converts n (and everything below it) into *out. Errors are reported in d
  * and leave a null value in their place, so that checking goes on; returns

@@ -14,10 +14,7 @@ static FILE *log_file(step_run *sr) {
     return sr->log;
 }
 
-/* msg with every secret of the pipeline replaced by ***, as CI systems mask
- * theirs: a step that prints one does not put it in a log. Returns msg
- * itself when it holds none, else b's text. */
-static const char *mask_secrets(const pipeline *p, const char *msg, buf *b) {
+const char *sched_mask_secrets(const pipeline *p, const char *msg, buf *b) {
     const char *out = msg;
     for (size_t i = 0; i < p->n_secrets; i++) {
         const char *secret = p->secrets[i];
@@ -45,7 +42,7 @@ void sched_log(step_run *sr, int level, const char *raw) {
     static const char *const names[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
     int lv = level < 0 ? 0 : level > 3 ? 3 : level;
     buf masked = BUF_INIT;
-    const char *msg = mask_secrets(sr->r->p, raw, &masked);
+    const char *msg = sched_mask_secrets(sr->r->p, raw, &masked);
     if (log_file(sr)) {
         char t[32];
         struct timespec ts;

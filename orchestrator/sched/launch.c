@@ -2,6 +2,12 @@
  * 'sluice exec', or as a shell command; and what their ends report. */
 #include "run_internal.h"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include "formats.h"
+
 extern char **environ;
 
 /* ---- in-process steps ------------------------------------------------- */
@@ -124,10 +130,63 @@ static void on_child_line(child *c, int stream, const char *line, size_t len) {
     }
 }
 
+static char *metrics_path(attempt *at);
+
+/* Records the metrics a shell step appended to $SLUICE_METRICS: JSON lines
+ * {"name": TEXT, "value": NUMBER, "step": INTEGER (optional)}, as a
+ * plugin's sl_metric(name, value, step). A line that is not one is logged
+ * as a warning naming it, and the lines after it are left unread. */
+#define SHELL_METRICS_MAX_BYTES (16u << 20)
+static void read_shell_metrics(attempt *at) {
+    const char *path = metrics_path(at);
+    struct stat st;
+    if (!path || lstat(path, &st) != 0)
+        return;
+    char err[600];
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > SHELL_METRICS_MAX_BYTES) {
+        snprintf(err, sizeof(err), "$SLUICE_METRICS (%s) was not read: %s", path,
+                 S_ISREG(st.st_mode) ? "larger than 16 MiB" : "not a regular file");
+        sched_log(at->sr, SL_LOG_WARN, err);
+        return;
+    }
+    jsonl_reader rd;
+    if (jsonl_open(&rd, path, err, sizeof(err)) != 0) {
+        sched_log(at->sr, SL_LOG_WARN, err);
+        return;
+    }
+    bson_t doc;
+    int got;
+    while ((got = jsonl_next(&rd, &doc, err, sizeof(err))) == 1) {
+        bson_iter_t name, val, at_step;
+        int ok = bson_iter_init_find(&name, &doc, "name") && BSON_ITER_HOLDS_UTF8(&name) &&
+                 bson_iter_init_find(&val, &doc, "value") && BSON_ITER_HOLDS_NUMBER(&val);
+        int has_step = bson_iter_init_find(&at_step, &doc, "step");
+        if (ok && has_step && !BSON_ITER_HOLDS_INT(&at_step))
+            ok = 0;
+        if (ok)
+            sched_metric(at->sr, bson_iter_utf8(&name, NULL), bson_iter_as_double(&val),
+                         has_step ? bson_iter_as_int64(&at_step) : 0);
+        bson_destroy(&doc);
+        if (!ok) {
+            snprintf(err, sizeof(err),
+                     "%s:%llu: a metric is {\"name\": TEXT, \"value\": NUMBER, \"step\": "
+                     "INTEGER (optional)}; the lines from here on were not recorded",
+                     path, (unsigned long long)rd.line);
+            got = -EINVAL;
+            break;
+        }
+    }
+    if (got < 0)
+        sched_log(at->sr, SL_LOG_WARN, err);
+    jsonl_close_reader(&rd);
+}
+
 static void on_child_done(child *c, int64_t status, int sig) {
     attempt *at = c->data;
     char why[512];
     int ok = 0;
+    if (at->kind == ATT_SHELL && !c->spawn_error)
+        read_shell_metrics(at);
     if (c->spawn_error) {
         snprintf(why, sizeof(why), "could not start: %s", uv_strerror(c->spawn_error));
     } else if (sig) {
@@ -227,21 +286,30 @@ static const value *shell_arg(const step *s, const char *name) {
     return NULL;
 }
 
+/* The file a shell step appends its metrics to, one JSON object a line. */
+static char *metrics_path(attempt *at) { return arena_printf(&at->a, "%s.metrics.jsonl", at->dir); }
+
 /* The environment of a shell step: sluice's own, then the step's
- * SLUICE_* variables, then its 'env'. Allocated in at->a. */
+ * SLUICE_* variables, the secrets its command reads (SLUICE_SECRET_n, see
+ * secret_command), then its 'env'. Allocated in at->a. */
 static char **shell_env(attempt *at) {
     const value *extra = shell_arg(at->sr->s, "env");
+    const pipeline *p = at->r->p;
     size_t n_env = 0, n_extra = extra && extra->kind == VAL_MAP ? extra->u.map.n : 0;
     while (environ[n_env])
         n_env++;
-    size_t cap = n_env + at->t.n_inputs + at->t.n_outputs + n_extra + 8;
+    size_t cap = n_env + at->t.n_inputs + at->t.n_outputs + n_extra + p->n_secrets + 8;
     char **env = arena_calloc(&at->a, cap, sizeof(char *));
     if (!env)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
-        if (strncmp(environ[i], "SLUICE_INPUT_", 13) && strncmp(environ[i], "SLUICE_OUTPUT_", 14))
+        if (strncmp(environ[i], "SLUICE_INPUT_", 13) && strncmp(environ[i], "SLUICE_OUTPUT_", 14) &&
+            strncmp(environ[i], "SLUICE_SECRET_", 14) && strncmp(environ[i], "SLUICE_METRICS=", 15))
             env[k++] = environ[i];
+    env[k++] = arena_printf(&at->a, "SLUICE_METRICS=%s", metrics_path(at));
+    for (size_t i = 0; i < p->n_secrets; i++)
+        env[k++] = arena_printf(&at->a, "SLUICE_SECRET_%zu=%s", i + 1, p->secrets[i]);
     env[k++] = arena_printf(&at->a, "SLUICE_STEP=%s", at->t.step_id);
     env[k++] = arena_printf(&at->a, "SLUICE_WORK_DIR=%s", at->dir);
     env[k++] = arena_printf(&at->a, "SLUICE_ATTEMPT=%d", at->number);
@@ -328,12 +396,76 @@ static int program_path(run *r, const char *name, const char **out) {
     return 0;
 }
 
+/* The command with every secret the pipeline resolved replaced by a
+ * reference to the environment variable SLUICE_SECRET_n that holds it
+ * (shell_env), quoted for where it stands, so that no secret is on the
+ * command line of the shell, which ps shows to every user. The scan
+ * follows quotes and backslashes as sh reads them; inside single quotes
+ * the reference closes and reopens them. Appends to out. */
+static void secret_command(const pipeline *p, const char *cmd, buf *out) {
+    enum { BARE, SINGLE, DOUBLE } state = BARE;
+    for (const char *c = cmd; *c;) {
+        size_t best = 0, which = 0;
+        for (size_t i = 0; i < p->n_secrets; i++) {
+            size_t len = strlen(p->secrets[i]);
+            /* As in masking, a secret of one or two characters would match
+             * inside words and variable names and break the command. */
+            if (len >= 3 && len > best && strncmp(c, p->secrets[i], len) == 0) {
+                best = len;
+                which = i + 1;
+            }
+        }
+        if (best) {
+            buf_printf(out, state == SINGLE ? "'\"${SLUICE_SECRET_%zu}\"'"
+                            : state == DOUBLE ? "${SLUICE_SECRET_%zu}"
+                                              : "\"${SLUICE_SECRET_%zu}\"",
+                       which);
+            c += best;
+            continue;
+        }
+        if (*c == '\\' && state != SINGLE && c[1]) {
+            buf_append(out, c, 2);
+            c += 2;
+            continue;
+        }
+        if (*c == '\'' && state != DOUBLE)
+            state = state == SINGLE ? BARE : SINGLE;
+        else if (*c == '"' && state != SINGLE)
+            state = state == DOUBLE ? BARE : DOUBLE;
+        buf_putc(out, *c++);
+    }
+}
+
+/* Whether /bin/sh takes -o pipefail (bash, busybox and dash from 0.5.13
+ * do; older dash refuses it). Asked once per process. */
+static int sh_has_pipefail(void) {
+    static int known = -1;
+    if (known >= 0)
+        return known;
+    known = 0;
+    char *args[] = {"sh", "-o", "pipefail", "-c", ":", NULL};
+    pid_t pid;
+    int status;
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0)
+        return known;
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    if (posix_spawn(&pid, "/bin/sh", &fa, NULL, args, environ) == 0 &&
+        waitpid(pid, &status, 0) == pid)
+        known = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    posix_spawn_file_actions_destroy(&fa);
+    return known;
+}
+
 static int launch_shell(attempt *at) {
     /* 'run: true' is YAML's boolean: any scalar runs as the text it reads as. */
-    const value *run_arg = shell_arg(at->sr->s, "run");
+    const step *s = at->sr->s;
+    const value *run_arg = shell_arg(s, "run");
+    const value *strict_arg = shell_arg(s, "strict");
+    int strict = !(strict_arg && strict_arg->kind == VAL_BOOL && !strict_arg->u.boolean);
     buf text = BUF_INIT;
     if (run_arg && run_arg->secret)
-        buf_append(&text, run_arg->u.str.s, run_arg->u.str.len);
+        secret_command(at->r->p, run_arg->u.str.s, &text);
     else if (run_arg)
         value_write_text(&text, run_arg);
     const value *cmd = buf_failed(&text) ? NULL : value_new_str(&at->a, buf_str(&text), text.len);
@@ -345,7 +477,21 @@ static int launch_shell(attempt *at) {
     int n = split_simple(&at->a, cmd->u.str.s, words);
     if (n < 0)
         return n;
-    char *sh[] = {"sh", "-c", (char *)cmd->u.str.s, NULL};
+    /* Strict: a failing line, an unset variable or (where sh has it) a
+     * failing stage of a pipe fails the step, as in CI runners. */
+    char *sh[8];
+    size_t k = 0;
+    sh[k++] = "sh";
+    if (strict) {
+        sh[k++] = "-eu";
+        if (strchr(cmd->u.str.s, '|') && sh_has_pipefail()) {
+            sh[k++] = "-o";
+            sh[k++] = "pipefail";
+        }
+    }
+    sh[k++] = "-c";
+    sh[k++] = (char *)cmd->u.str.s;
+    sh[k] = NULL;
     const char *program = "/bin/sh";
     if (n) {
         /* Look the program up once per run, not once per step and PATH entry. */

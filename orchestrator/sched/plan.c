@@ -19,6 +19,9 @@ typedef struct planner {
     int have_meta;
     artifact_store store;
     plan_step *steps;
+    /* Per step, its output hashes when they are known without running (a
+     * cache hit): malloc'ed, freed when planning ends. */
+    cache_hit **known;
 } planner;
 
 static size_t declared_outputs(const step *s) {
@@ -124,26 +127,12 @@ static int scan_run(void *ud, const char *key, size_t len, const bson_t *doc) {
     return 0;
 }
 
-static void plan_one(planner *pl, size_t index, int no_cache) {
+/* Keys step index on its inputs' hashes and looks the key up. */
+static void plan_key(planner *pl, size_t index, int no_cache, const cache_input *ins,
+                     size_t n_in) {
     const pipeline *p = pl->p;
     const step *s = &p->steps[index];
     plan_step *ps = &pl->steps[index];
-    ps->runs = 1;
-    cache_input ins[64];
-    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64;
-    for (size_t i = 0; i < n_in; i++) {
-        const step_input *in = &s->inputs[i];
-        const plan_step *up = &pl->steps[in->from];
-        ins[i] = (cache_input){in->port, NULL};
-        if (up->runs) {
-            snprintf(ps->why, sizeof(ps->why), "its input '%s' comes from '%s', which runs",
-                     in->port, in->from_step);
-            return;
-        }
-        for (size_t k = 0; k < up->n_out; k++)
-            if (strcmp(up->out[k].name, in->from_output) == 0)
-                ins[i].hash = up->out[k].hash;
-    }
     if (declared_outputs(s) == 0) {
         snprintf(ps->why, sizeof(ps->why), "it declares no outputs, so it runs for its effects");
         return;
@@ -157,8 +146,16 @@ static void plan_one(planner *pl, size_t index, int no_cache) {
         snprintf(ps->why, sizeof(ps->why), "its plugin cannot be read");
         return;
     }
+    /* A store without its cache secret has cached nothing a secret keyed. */
+    unsigned char secret[CACHE_SECRET_BYTES];
+    int needs = cache_key_needs_secret(p, s);
+    if (needs && !(pl->have_meta && cache_store_secret(pl->store.root, 0, secret) == 0)) {
+        snprintf(ps->why, sizeof(ps->why), "it has not run before");
+        return;
+    }
     bson_t parts = BSON_INITIALIZER;
-    if (cache_key(p, s, s->impl ? plugin_hash : NULL, ins, n_in, ps->key, &parts) != 0) {
+    if (cache_key(p, s, s->impl ? plugin_hash : NULL, ins, n_in, needs ? secret : NULL, ps->key,
+                  &parts) != 0) {
         snprintf(ps->why, sizeof(ps->why), "a file it names in cache_on cannot be read");
         bson_destroy(&parts);
         return;
@@ -171,11 +168,9 @@ static void plan_one(planner *pl, size_t index, int no_cache) {
     if (intact) {
         ps->runs = 0;
         snprintf(ps->from, sizeof(ps->from), "%s", hit.from);
-        for (size_t i = 0; i < hit.n_outputs && i < 64; i++) {
-            snprintf(ps->out[i].name, sizeof(ps->out[i].name), "%s", hit.outputs[i].name);
-            memcpy(ps->out[i].hash, hit.outputs[i].hash, HASH_HEX_LEN + 1);
-        }
-        ps->n_out = hit.n_outputs < 64 ? hit.n_outputs : 64;
+        /* Without a copy, downstream steps are planned as running. */
+        if ((pl->known[index] = malloc(sizeof(hit))))
+            *pl->known[index] = hit;
     } else if (found == 1) {
         snprintf(ps->why, sizeof(ps->why), "its cached outputs are missing or altered in the store");
     } else {
@@ -197,9 +192,41 @@ static void plan_one(planner *pl, size_t index, int no_cache) {
     bson_destroy(&parts);
 }
 
+static void plan_one(planner *pl, size_t index, int no_cache) {
+    const step *s = &pl->p->steps[index];
+    plan_step *ps = &pl->steps[index];
+    ps->runs = 1;
+    size_t n_in = s->n_inputs;
+    cache_input *ins = calloc(n_in + 1, sizeof(*ins));
+    if (!ins) {
+        snprintf(ps->why, sizeof(ps->why), "out of memory while planning it");
+        return;
+    }
+    for (size_t i = 0; i < n_in; i++) {
+        const step_input *in = &s->inputs[i];
+        const plan_step *up = &pl->steps[in->from];
+        const cache_hit *known = pl->known[in->from];
+        ins[i] = (cache_input){in->port, NULL};
+        if (up->runs) {
+            snprintf(ps->why, sizeof(ps->why), "its input '%s' comes from '%s', which runs",
+                     in->port, in->from_step);
+            free(ins);
+            return;
+        }
+        for (size_t k = 0; known && k < known->n_outputs; k++)
+            if (strcmp(known->outputs[k].name, in->from_output) == 0)
+                ins[i].hash = known->outputs[k].hash;
+    }
+    plan_key(pl, index, no_cache, ins, n_in);
+    free(ins);
+}
+
 int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_step *steps) {
     planner pl = {.p = p, .steps = steps};
     memset(steps, 0, p->n_steps * sizeof(*steps));
+    pl.known = calloc(p->n_steps + 1, sizeof(*pl.known));
+    if (!pl.known)
+        return -ENOMEM;
     /* A store that does not exist yet is not made: nothing has run. */
     int have_store = path_exists(store_root);
     pl.have_meta = have_store && meta_open(&pl.meta, store_root, 1) == 0;
@@ -207,6 +234,7 @@ int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_
     if (rc) {
         if (pl.have_meta)
             meta_close(&pl.meta);
+        free(pl.known);
         return rc;
     }
     dag g;
@@ -218,5 +246,8 @@ int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_
     store_close(&pl.store);
     if (pl.have_meta)
         meta_close(&pl.meta);
+    for (size_t i = 0; i < p->n_steps; i++)
+        free(pl.known[i]);
+    free(pl.known);
     return rc;
 }

@@ -12,12 +12,6 @@ typedef struct plan_step {
     char why[512];     /* for a run: what changed, or why it is not cached */
     char from[520];    /* for a cache hit: the step run reused */
     char key[HASH_HEX_LEN + 1];
-    /* Output hashes when they are known without running (a cache hit). */
-    size_t n_out;
-    struct {
-        char name[128];
-        char hash[HASH_HEX_LEN + 1];
-    } out[64];
 } plan_step;
 
 /* Plans every step of p (bound) against the store at store_root, into

@@ -9,8 +9,14 @@ void sched_record(step_run *sr, const char *status, const char *why) {
     if (!r->meta_open)
         return;
     const step *s = sr->s;
-    record_port ins[64], outs[64];
-    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64, n_out = sr->n_out < 64 ? sr->n_out : 64;
+    size_t n_in = s->n_inputs, n_out = sr->n_out;
+    record_port *ins = calloc(n_in + 1, sizeof(*ins)), *outs = calloc(n_out + 1, sizeof(*outs));
+    if (!ins || !outs) {
+        free(ins);
+        free(outs);
+        fprintf(stderr, "sluice run: cannot record step '%s': out of memory\n", s->id);
+        return;
+    }
     for (size_t i = 0; i < n_in; i++)
         ins[i] = (record_port){s->inputs[i].port, sched_input_hash(r, &s->inputs[i]), NULL, 0, 0};
     for (size_t i = 0; i < n_out; i++) {
@@ -44,6 +50,8 @@ void sched_record(step_run *sr, const char *status, const char *why) {
         .cacheable = sched_step_cacheable(sr),
     };
     int rc = record_step(&r->meta, &rec);
+    free(ins);
+    free(outs);
     if (rc)
         fprintf(stderr, "sluice run: cannot record step '%s' in the metadata store: %s\n", s->id,
                 meta_strerror(rc));
@@ -58,18 +66,26 @@ int sched_alloc_outputs(step_run *sr, size_t n) {
     return sr->out_names && sr->out_paths && sr->out_hashes ? 0 : -ENOMEM;
 }
 
-static const char *plugin_hash(run *r, const plugin_step *ps) {
+/* The hash of a plugin's shared object when this run has made it, else
+ * NULL. Read and written on the loop thread only. */
+static const char *known_plugin_hash(const run *r, const plugin_step *ps) {
     for (size_t i = 0; i < r->n_plugin_hashes; i++)
         if (r->plugin_hashes[i].lib == ps->lib)
             return r->plugin_hashes[i].hash;
-    if (r->n_plugin_hashes == 64)
-        return NULL;
-    size_t i = r->n_plugin_hashes;
-    if (hash_path(ps->lib->real_path, r->plugin_hashes[i].hash, NULL) != 0)
-        return NULL;
-    r->plugin_hashes[i].lib = ps->lib;
+    return NULL;
+}
+
+static void remember_plugin_hash(run *r, const plugin_step *ps, const char *hash) {
+    if (known_plugin_hash(r, ps))
+        return;
+    struct plugin_hash_entry *grown =
+        realloc(r->plugin_hashes, (r->n_plugin_hashes + 1) * sizeof(*grown));
+    if (!grown)
+        return; /* hashed again next time */
+    r->plugin_hashes = grown;
+    grown[r->n_plugin_hashes].lib = ps->lib;
+    memcpy(grown[r->n_plugin_hashes].hash, hash, HASH_HEX_LEN + 1);
     r->n_plugin_hashes++;
-    return r->plugin_hashes[i].hash;
 }
 
 /* Whether a result of this step may be reused: caching is on for it, and
@@ -128,25 +144,136 @@ int sched_select_steps(run *r) {
     return 0;
 }
 
-/* Computes the step's cache key and, when caching is on and an earlier step
- * run has the same key with all its objects intact, reuses its outputs.
- * Returns 1 when the step was satisfied from the cache. */
+/* A step settled from the cache shows the metrics of the step run it came
+ * from (RUN_ID/STEP_ID), as recorded there: they describe the outputs it
+ * reuses. Nothing is copied when that record has none. */
+static void take_cached_metrics(step_run *sr, const char *from) {
+    run *r = sr->r;
+    MDB_txn *txn;
+    if (!r->meta_open || sr->has_metrics || meta_begin(&r->meta, 0, &txn) != 0)
+        return;
+    bson_t rec;
+    bson_iter_t it;
+    if (meta_get(txn, r->meta.steps, from, &rec) == 0 && bson_iter_init_find(&it, &rec, "metrics") &&
+        (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it))) {
+        uint32_t len;
+        const uint8_t *data;
+        if (BSON_ITER_HOLDS_ARRAY(&it))
+            bson_iter_array(&it, &len, &data);
+        else
+            bson_iter_document(&it, &len, &data);
+        bson_t view;
+        if (bson_init_static(&view, data, len)) {
+            bson_copy_to(&view, &sr->metrics);
+            sr->has_metrics = 1;
+            sr->n_metrics = bson_count_keys(&sr->metrics);
+        }
+    }
+    meta_abort(txn);
+}
+
+/* Making a cache key reads files to their ends (the plugin's shared
+ * object, cache_on files, what path parameters name: a model can weigh
+ * gigabytes), so it runs on the thread pool, never on the loop thread,
+ * which must keep answering signals, timers and children meanwhile. The
+ * step counts as running while it is keyed. */
+typedef struct keying {
+    uv_work_t work;
+    step_run *sr;
+    cache_input *ins; /* the inputs' hashes, borrowed from the steps upstream */
+    size_t n_in;
+    char plugin_hash[HASH_HEX_LEN + 1]; /* "" until known */
+    int rc;
+} keying;
+
+static void keying_work(uv_work_t *w) {
+    keying *k = w->data;
+    step_run *sr = k->sr;
+    const step *s = sr->s;
+    if (s->impl && !k->plugin_hash[0] &&
+        (k->rc = hash_path(s->impl->lib->real_path, k->plugin_hash, NULL)) != 0) {
+        k->plugin_hash[0] = '\0';
+        return;
+    }
+    unsigned char secret[CACHE_SECRET_BYTES];
+    int needs = cache_key_needs_secret(sr->r->p, s);
+    if (needs && (k->rc = cache_store_secret(sr->r->store.root, 1, secret)) != 0)
+        return;
+    k->rc = cache_key(sr->r->p, s, s->impl ? k->plugin_hash : NULL, k->ins, k->n_in,
+                      needs ? secret : NULL, sr->key, &sr->key_parts);
+}
+
+static void keying_done(uv_work_t *w, int status) {
+    keying *k = w->data;
+    step_run *sr = k->sr;
+    run *r = sr->r;
+    r->running--;
+    sr->keyed = 1;
+    if (k->plugin_hash[0])
+        remember_plugin_hash(r, sr->s->impl, k->plugin_hash);
+    if (status != 0 || k->rc != 0) {
+        sr->key[0] = '\0';
+        sched_log(sr, SL_LOG_WARN, "no cache key: a plugin, a cache_on file, a path parameter or "
+                                   "the store's cache.key could not be read");
+    }
+    free(k->ins);
+    free(k);
+    if (r->cancelling)
+        sched_finish_step(sr, STEP_CANCELLED, "the run was interrupted before the step started");
+    else
+        sched_start_attempt(sr);
+    sched_schedule(r);
+}
+
+/* Queues the making of sr's key. Returns 0, or a negative errno when it
+ * could not be queued (the step then runs without a key). */
+static int start_keying(step_run *sr) {
+    run *r = sr->r;
+    const step *s = sr->s;
+    keying *k = calloc(1, sizeof(*k));
+    if (!k || !(k->ins = calloc(s->n_inputs + 1, sizeof(*k->ins)))) {
+        free(k);
+        return -ENOMEM;
+    }
+    k->sr = sr;
+    k->n_in = s->n_inputs;
+    for (size_t i = 0; i < k->n_in; i++)
+        k->ins[i] = (cache_input){s->inputs[i].port, sched_input_hash(r, &s->inputs[i])};
+    const char *ph = s->impl ? known_plugin_hash(r, s->impl) : NULL;
+    if (ph)
+        memcpy(k->plugin_hash, ph, HASH_HEX_LEN + 1);
+    bson_init(&sr->key_parts);
+    sr->has_parts = 1;
+    k->work.data = k;
+    int rc = uv_queue_work(&r->loop, &k->work, keying_work, keying_done);
+    if (rc) {
+        free(k->ins);
+        free(k);
+        return rc;
+    }
+    r->running++;
+    return 0;
+}
+
+/* Settles the step from the cache when caching is on and an earlier step
+ * run has the same key with all its objects intact, reusing its outputs.
+ * The first call only starts making the key (start_keying), and returns 1:
+ * the step is then started again once the key is made. Returns 1 when the
+ * step is settled or being keyed, 0 when it is to run. */
 int sched_try_cache(step_run *sr) {
     run *r = sr->r;
     const step *s = sr->s;
-    sr->wall_started = sched_wall_now();
-    cache_input ins[64];
-    size_t n_in = s->n_inputs < 64 ? s->n_inputs : 64;
-    for (size_t i = 0; i < n_in; i++)
-        ins[i] = (cache_input){s->inputs[i].port, sched_input_hash(r, &s->inputs[i])};
-    const char *ph = s->impl ? plugin_hash(r, s->impl) : NULL;
-    bson_init(&sr->key_parts);
-    sr->has_parts = 1;
-    if ((s->impl && !ph) || cache_key(r->p, s, ph, ins, n_in, sr->key, &sr->key_parts) != 0) {
+    if (!sr->keyed) {
+        sr->wall_started = sched_wall_now();
+        if (start_keying(sr) == 0)
+            return 1;
+        sr->keyed = 1;
         sr->key[0] = '\0';
-        sched_log(sr, SL_LOG_WARN, "no cache key: a plugin or a cache_on file could not be read");
+        sched_log(sr, SL_LOG_WARN, "no cache key: out of memory");
         return 0;
     }
+    if (!sr->key[0])
+        return 0;
     cache_hit hit;
     int found = 0;
     int sel = r->selection ? r->selection[sr->index] : SEL_RUN;
@@ -207,6 +334,7 @@ int sched_try_cache(step_run *sr) {
         sr->n_out++;
     }
     snprintf(sr->cached_from, sizeof(sr->cached_from), "%s", hit.from);
+    take_cached_metrics(sr, hit.from);
     report_step_outputs(&r->rep, s->id, sr->out_names, sr->out_paths, sr->n_out, 0);
     sched_finish_step(sr, STEP_CACHED, hit.from);
     return 1;

@@ -43,7 +43,18 @@ const char *sched_input_hash(run *r, const step_input *in) {
     return NULL;
 }
 
+static void finish_step(step_run *sr, step_outcome outcome, const char *why);
+
+/* Every step's end goes through here: its reason is printed, recorded and
+ * shown again by 'runs show', so secrets are masked in it once, here (a
+ * plugin's error may quote the parameter that holds one). */
 void sched_finish_step(step_run *sr, step_outcome outcome, const char *why) {
+    buf masked = BUF_INIT;
+    finish_step(sr, outcome, why ? sched_mask_secrets(sr->r->p, why, &masked) : NULL);
+    buf_free(&masked);
+}
+
+static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
     run *r = sr->r;
     sr->state = SR_FINISHED;
     sched_record(sr, sched_record_status[outcome], why);
@@ -233,6 +244,8 @@ static void start_attempt(step_run *sr) {
     }
     sched_launch(at, rc);
 }
+
+void sched_start_attempt(step_run *sr) { start_attempt(sr); }
 
 void sched_schedule(run *r) {
     while (!r->cancelling && r->running < r->jobs) {
@@ -449,6 +462,7 @@ static void teardown(run *r) {
         meta_close(&r->meta);
     store_close(&r->store);
     free(r->selection);
+    free(r->plugin_hashes);
     free(r->steps);
     free(r->retry_queue);
     free(r->run_dir);

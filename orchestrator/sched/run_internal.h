@@ -90,6 +90,7 @@ struct step_run {
     char (*out_hashes)[HASH_HEX_LEN + 1];
     size_t n_out;
     char key[HASH_HEX_LEN + 1]; /* the cache key; "" when it could not be made */
+    int keyed; /* the key is made (or could not be): reuse.c's keying */
     bson_t key_parts;
     int has_parts;
     char cached_from[520];
@@ -155,14 +156,19 @@ struct run {
     /* --only/--from: which steps run (1), which only supply their latest
      * outputs (2: upstream of a selected step), which are left out (0). */
     unsigned char *selection;
-    struct {
+    struct plugin_hash_entry {
         const void *lib;
         char hash[HASH_HEX_LEN + 1];
-    } plugin_hashes[64];
+    } *plugin_hashes; /* malloc'ed, one per plugin library used */
     size_t n_plugin_hashes;
 };
 
 /* events.c */
+/* msg with every secret of the pipeline replaced by ***, as CI systems mask
+ * theirs: a step that prints one does not put it in a log. Returns msg
+ * itself when it holds none, else b's text (b starts empty; the caller
+ * frees it with buf_free). */
+const char *sched_mask_secrets(const pipeline *p, const char *msg, buf *b);
 void sched_log(step_run *sr, int level, const char *msg);
 char *sched_log_tail(step_run *sr); /* malloc'ed: the last log lines, indented */
 void sched_metric(step_run *sr, const char *key, double val, int64_t index);
@@ -175,6 +181,7 @@ void sched_sink_metric(void *ud, const char *key, double val, int64_t index);
 
 /* run.c */
 void sched_schedule(run *r);
+void sched_start_attempt(step_run *sr); /* the cache first, then an attempt */
 void sched_maybe_finish(run *r);
 void sched_finish_step(step_run *sr, step_outcome outcome, const char *why);
 void sched_attempt_done(attempt *at, int ok, const char *why);

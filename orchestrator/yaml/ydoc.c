@@ -147,6 +147,13 @@ static int on_scalar(builder *b, const yaml_event_t *ev) {
         return -ENOMEM;
     n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || tag_is(tag, "str") ||
                 (tag && strcmp((const char *)tag, "!") == 0);
+    n->tag = tag_is(tag, "int")     ? YTAG_INT
+             : tag_is(tag, "float") ? YTAG_FLOAT
+             : tag_is(tag, "bool")  ? YTAG_BOOL
+             : tag_is(tag, "null")  ? YTAG_NULL
+                                    : YTAG_NONE;
+    if (n->tag != YTAG_NONE)
+        n->quoted = 0; /* !!int "5" is the integer 5 */
     n->u.scalar.text = arena_strndup(b->a, (const char *)ev->data.scalar.value, len);
     n->u.scalar.len = len;
     if (!n->u.scalar.text)

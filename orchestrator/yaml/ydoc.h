@@ -22,6 +22,8 @@ typedef enum { YNODE_SCALAR, YNODE_SEQ, YNODE_MAP } ynode_kind;
 
 typedef struct ynode ynode;
 
+typedef enum { YTAG_NONE, YTAG_INT, YTAG_FLOAT, YTAG_BOOL, YTAG_NULL } ytag;
+
 typedef struct ypair {
     ynode *key; /* always a scalar */
     ynode *value;
@@ -33,6 +35,9 @@ struct ynode {
     /* For scalars: nonzero when quoted, block (| >) or tagged !!str, i.e.
      * when the text must be taken as a string and never typed. */
     int quoted;
+    /* For scalars: the type a standard tag asks for (!!int 5), which the
+     * text must then read as; YTAG_NONE without one (or with !!str). */
+    ytag tag;
     union {
         struct {
             const char *text; /* NUL-terminated; no NUL inside */

@@ -318,7 +318,7 @@ static const sl_param params[] = {
     {"repository_size", SL_PARAM_INT, "1500", "repositories: window length (code points)", 0},
     {"repository_overlap", SL_PARAM_INT, "100",
      "repositories: code points a window shares with the next, less than repository_size", 0},
-    {"tokenizer", SL_PARAM_STRING, "\"\"",
+    {"tokenizer", SL_PARAM_PATH, "\"\"",
      "a Hugging Face BERT model folder (vocab.txt): cap chunks at max_tokens of its WordPiece "
      "tokens; empty: no token cap",
      0},

@@ -168,7 +168,7 @@ static const sl_port outputs[] = {
     {NULL, NULL, NULL, 0},
 };
 static const sl_param params[] = {
-    {"model", SL_PARAM_STRING, "\"\"",
+    {"model", SL_PARAM_PATH, "\"\"",
      "a Hugging Face BERT model folder (config.json, model.safetensors, vocab.txt), such as "
      "all-MiniLM-L6-v2; empty: the built-in TF-IDF + SVD model, fitted on the chunks",
      0},

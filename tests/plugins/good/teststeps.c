@@ -1,6 +1,7 @@
 #define _XOPEN_SOURCE 700
 /* teststeps - step plugins that exercise the scheduler: no-ops, sleeps that
- * honour (or ignore) cancellation, failures, a crash, typed ports. */
+ * honour (or ignore) cancellation, failures, a crash, typed ports, a path
+ * parameter. */
 #include <signal.h>
 #include <sluice/plugin.h>
 #include <stdio.h>
@@ -53,18 +54,18 @@ static int emit_run(sl_ctx *ctx) {
     return SL_OK;
 }
 
-/* Copies its input to its output with a prefix. */
-static int echo_run(sl_ctx *ctx) {
-    FILE *in = sl_input_open(ctx, "in");
+/* Copies in (closed here; NULL fails the step, naming what) to output
+ * "out" after prefix. */
+static int copy_out(sl_ctx *ctx, FILE *in, const char *what, const char *prefix) {
     FILE *out = sl_output_create(ctx, "out");
     if (!in || !out) {
         if (in)
             fclose(in);
         if (out)
             fclose(out);
-        return sl_fail(ctx, "cannot open the input or the output");
+        return sl_fail(ctx, "cannot open %s or the output", what);
     }
-    fputs(sl_param_str(ctx, "prefix"), out);
+    fputs(prefix, out);
     char chunk[4096];
     size_t n;
     while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0)
@@ -72,6 +73,17 @@ static int echo_run(sl_ctx *ctx) {
     fclose(in);
     fclose(out);
     return SL_OK;
+}
+
+/* Copies its input to its output with a prefix. */
+static int echo_run(sl_ctx *ctx) {
+    return copy_out(ctx, sl_input_open(ctx, "in"), "the input", sl_param_str(ctx, "prefix"));
+}
+
+/* Copies the file its 'source' path parameter names to its output. */
+static int read_run(sl_ctx *ctx) {
+    const char *source = sl_param_str(ctx, "source");
+    return copy_out(ctx, source ? fopen(source, "rb") : NULL, source ? source : "(no source)", "");
 }
 
 static int typed_run(sl_ctx *ctx) {
@@ -97,6 +109,10 @@ static const sl_param fail_params[] = {
     {"reason", SL_PARAM_STRING, "no reason", NULL, 0},
     {NULL, 0, NULL, NULL, 0},
 };
+static const sl_param read_params[] = {
+    {"source", SL_PARAM_PATH, NULL, "the file to copy", 1},
+    {NULL, 0, NULL, NULL, 0},
+};
 static const sl_param emit_params[] = {
     {"text", SL_PARAM_STRING, NULL, "what to write", 1},
     {"count", SL_PARAM_INT, "1", NULL, 0},
@@ -118,6 +134,7 @@ static const sl_step steps[] = {
     {"emit", "1", "write a parameter to the output", NULL, req_out, emit_params, emit_run},
     {"echo", "1", "copy the input to the output", req_in, req_out, echo_params, echo_run},
     {"typed", "1", "typed ports", chunks_in, docs_out, NULL, typed_run},
+    {"read", "1", "copy the file a path parameter names", NULL, req_out, read_params, read_run},
 };
 
 SL_PLUGIN_DEFINE("teststeps", "1.0", steps, NULL, NULL)
