@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "core/buf.h"
 #include "exec/host.h"
+#include "exec/supervise.h"
 #include "exec/task.h"
 
 static FILE *events;
@@ -80,9 +81,22 @@ static char *read_all(FILE *f) {
     return buf_detach(&b);
 }
 
+/* sluice exec --supervise PARENT -- FILE ARGV0 ARGS... */
+static int supervise(int argc, char **argv) {
+    char *end;
+    long parent = argc >= 6 ? strtol(argv[2], &end, 10) : 0;
+    if (argc < 6 || *end || parent <= 0 || strcmp(argv[3], "--") != 0) {
+        fprintf(stderr, "sluice exec: usage: sluice exec %s PARENT_PID -- FILE ARGV0 [ARGS...]\n",
+                SUPERVISE_FLAG);
+        return EXIT_BAD_INPUT;
+    }
+    return supervise_run(argv[4], argv + 5, (pid_t)parent);
+}
+
 int cmd_exec(const cli_globals *g, int argc, char **argv) {
     (void)g;
-    (void)argv;
+    if (argc >= 2 && strcmp(argv[1], SUPERVISE_FLAG) == 0)
+        return supervise(argc, argv);
     events = fcntl(3, F_GETFD) != -1 ? fdopen(3, "w") : NULL;
     if (!events)
         events = stderr;

@@ -51,8 +51,8 @@ int cmd_resume(const cli_globals *g, int argc, char **argv) {
                              .n_overrides = ps.n,
                              .resume = id};
             rc = run_pipeline(p, &o);
-            if (o.abandoned)
-                return rc; /* see cmd_run: plugin code may still run */
+            if (o.abandoned) /* see cmd_run: plugin code may still run */
+                run_exit_abandoned(rc);
         }
         pipeline_free(p);
         registry_free(&reg);

@@ -5,7 +5,9 @@
  * Children start in a session of their own (setsid), so that a step's
  * command and everything it starts form one process group: a timeout or
  * an interrupt kills the group, and when the child itself exits whatever it
- * left behind in its group is killed too: nothing outlives its step.
+ * left behind in its group is killed too. A supervised child (the
+ * scheduler's are) also reaches what left the group, and dies with sluice:
+ * nothing outlives its step.
  *
  * A child_reaper owns SIGCHLD for a loop and reaps the children spawned
  * through it; nothing else in the process may wait for them. */
@@ -46,6 +48,11 @@ typedef struct child_options {
     const char *input; /* written to the child's stdin, then closed; may be NULL */
     size_t input_len;
     int events;        /* open fd 3 as a third output pipe */
+    /* The sluice binary: the command runs under 'sluice exec --supervise'
+     * (exec/supervise.h), which finds and kills whatever the step starts,
+     * also when it leaves the group or when sluice dies. NULL: spawned
+     * directly, its process group the only reach. */
+    const char *supervisor;
 } child_options;
 
 struct child {
@@ -60,6 +67,7 @@ struct child {
     int term_signal;
     pid_t pid;
     int spawn_error; /* a libuv error when the process could not start */
+    int supervised, term_sent, kill_asked;
     child *next;     /* in the reaper's list */
     child_reaper *reaper;
     child_line_cb on_line;
@@ -73,8 +81,9 @@ struct child {
 void child_spawn(child *c, child_reaper *r, const child_options *o, child_line_cb on_line,
                  child_done_cb on_done, void *data);
 
-/* Sends SIGTERM to the child's group, then SIGKILL after grace_ms (0: at
- * once). Safe to call again, before the spawn completed, and after exit. */
+/* Sends SIGTERM to the child's group, then kills it after grace_ms (0: at
+ * once; a call with 0 cuts a running grace period short). Safe to call
+ * again, before the spawn completed, and after exit. */
 void child_kill(child *c, unsigned grace_ms);
 
 #endif

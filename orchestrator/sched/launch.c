@@ -356,7 +356,8 @@ static int launch_shell(attempt *at) {
     child_options o = {.file = program,
                        .args = n ? words : sh,
                        .env = env,
-                       .cwd = at->dir};
+                       .cwd = at->dir,
+                       .supervisor = at->r->o->exe};
     child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
     return 0;
 }
@@ -376,7 +377,8 @@ static int launch_process(attempt *at) {
                        .cwd = at->dir,
                        .input = at->manifest,
                        .input_len = len,
-                       .events = 1};
+                       .events = 1,
+                       .supervisor = at->r->o->exe};
     child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
     return 0;
 }

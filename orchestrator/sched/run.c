@@ -3,6 +3,8 @@
  * what is downstream of a failure), interruption, and the run's set-up. */
 #include "run_internal.h"
 
+#include <unistd.h>
+
 static void start_attempt(step_run *sr);
 static void on_retry(uv_timer_t *t);
 
@@ -252,13 +254,18 @@ void sched_schedule(run *r) {
 
 static void on_signal(uv_signal_t *h, int signum) {
     run *r = h->data;
+    /* A second signal, or SIGTERM after SIGINT, forces: a terminating
+     * system or supervisor does not wait for a grace period twice. */
     int force = ++r->interrupts > 1;
     if (!r->cancelling) {
         r->cancelling = 1;
+        r->signo = signum;
         char msg[128];
         snprintf(msg, sizeof(msg), "%s: stopping %d running step%s (again to force)",
-                 signum == SIGINT ? "interrupted" : "terminated", r->running,
-                 r->running == 1 ? "" : "s");
+                 signum == SIGINT   ? "interrupted"
+                 : signum == SIGHUP ? "hung up"
+                                    : "terminated",
+                 r->running, r->running == 1 ? "" : "s");
         if (r->rep.mode != REPORT_JSON)
             fprintf(stderr, "\nsluice: %s\n", msg);
     }
@@ -458,6 +465,14 @@ static void teardown(run *r) {
     pthread_mutex_destroy(&r->mu);
 }
 
+void run_exit_abandoned(int status) {
+    fflush(stdout);
+    fflush(stderr);
+    /* Not exit(): it would join libuv's thread pool, where the abandoned
+     * step's thread never returns. */
+    _exit(status);
+}
+
 int run_pipeline(pipeline *p, run_options *o) {
     /* On the heap: an abandoned in-process step may still call back into it
      * after this function returns, so then it is never freed. */
@@ -503,11 +518,20 @@ int run_pipeline(pipeline *p, run_options *o) {
     }
     uv_async_init(&r->loop, &r->wake, sched_on_wake);
     r->wake.data = r;
-    uv_signal_init(&r->loop, &r->sigint);
-    uv_signal_init(&r->loop, &r->sigterm);
-    r->sigint.data = r->sigterm.data = r;
-    uv_signal_start(&r->sigint, on_signal, SIGINT);
-    uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+    /* SIGHUP is a dropped terminal: stop like Ctrl-C. The others a run has
+     * no use for are ignored rather than let kill it with its steps
+     * orphaned and its record left 'running' (children get them back at
+     * their defaults). */
+    static const int stops[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof(stops) / sizeof(stops[0]); i++) {
+        uv_signal_init(&r->loop, &r->stop_signals[i]);
+        r->stop_signals[i].data = r;
+        uv_signal_start(&r->stop_signals[i], on_signal, stops[i]);
+    }
+    signal(SIGQUIT, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    signal(SIGALRM, SIG_IGN);
     uv_timer_init(&r->loop, &r->tick);
     r->tick.data = &r->rep;
     if (r->rep.mode == REPORT_TTY)
@@ -548,11 +572,17 @@ int run_pipeline(pipeline *p, run_options *o) {
     if (record_run(&r->meta, r->run_id, p, &r->origin, status, r->wall_t0, sched_wall_now()) != 0 ||
         meta_sync(&r->meta) != 0)
         fprintf(stderr, "sluice run: cannot record the run's end in the metadata store\n");
-    int exit_code = r->cancelling ? 130 : r->n_failed ? 1 : 0;
+    /* Interrupted: 128 + the signal, as a shell reports it (130 for Ctrl-C). */
+    int exit_code = r->cancelling ? 128 + r->signo : r->n_failed ? 1 : 0;
     fflush(stdout);
     o->abandoned = r->abandoned > 0;
-    if (r->abandoned)
-        return exit_code; /* leave everything to the process's exit */
+    if (r->abandoned) {
+        /* Everything else is left to the process's end, which must come at
+         * once (run_exit_abandoned): the records are closed first. */
+        meta_close(&r->meta);
+        r->meta_open = 0;
+        return exit_code;
+    }
     uv_walk(&r->loop, close_all, NULL);
     /* A uv_stop() left over from the end makes one uv_run() return early. */
     while (uv_run(&r->loop, UV_RUN_DEFAULT) != 0)

@@ -128,8 +128,8 @@ struct run {
     int jobs, running, retry_waiting;
     uint32_t *retry_queue;
     size_t rq_head, rq_tail;
-    int cancelling, interrupts;
-    uv_signal_t sigint, sigterm;
+    int cancelling, interrupts, signo; /* signo: the first stop signal */
+    uv_signal_t stop_signals[3];       /* SIGINT, SIGTERM, SIGHUP */
     child_reaper reaper;
     uv_async_t wake;
     uv_timer_t tick;
