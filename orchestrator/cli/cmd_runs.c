@@ -4,11 +4,16 @@
 
 #include "cli.h"
 #include "inspect.h"
+#include "metadata/record.h"
 
 static int print_run(void *ud, const char *key, size_t len, const bson_t *doc) {
     inspect_list *c = ud;
     if (c->json) {
-        inspect_append_item(c->array, "run", key, len, doc);
+        bson_t view;
+        if (record_run_view(doc, &view) == 0) {
+            inspect_append_item(c->array, "run", key, len, &view);
+            bson_destroy(&view);
+        }
         return 0;
     }
     char started[32];
@@ -18,7 +23,7 @@ static int print_run(void *ud, const char *key, size_t len, const bson_t *doc) {
     if (end > 0)
         snprintf(took, sizeof(took), "%.2fs", end - inspect_num(doc, "started"));
     printf("%-24.*s %-22s %-12s %-20s %9s %5.0f\n", (int)len, key, inspect_str(doc, "pipeline", "?"),
-           inspect_str(doc, "status", "?"), started, took, inspect_num(doc, "steps"));
+           record_effective_status(doc), started, took, inspect_num(doc, "steps"));
     return 0;
 }
 
@@ -165,14 +170,18 @@ int cmd_runs(const cli_globals *g, int argc, char **argv) {
             show_ctx ctx = {json, &steps};
             if (json) {
                 BSON_APPEND_UTF8(&doc, "run", id);
-                bson_concat(&doc, &run);
+                bson_t view;
+                if (record_run_view(&run, &view) == 0) {
+                    bson_concat(&doc, &view);
+                    bson_destroy(&view);
+                }
                 BSON_APPEND_ARRAY_BEGIN(&doc, "step_runs", &steps);
             } else {
                 char started[32];
                 inspect_time(inspect_num(&run, "started"), started, sizeof(started));
                 printf("run %s: pipeline %s (%s), %s, started %s\n", id,
                        inspect_str(&run, "pipeline", "?"), inspect_str(&run, "file", "?"),
-                       inspect_str(&run, "status", "?"), started);
+                       record_effective_status(&run), started);
                 print_run_origin(&run);
             }
             meta_each(txn, m.steps, prefix, print_step, &ctx);

@@ -194,10 +194,29 @@ static void on_retry(uv_timer_t *t) {
     sched_schedule(r);
 }
 
+/* The step is recorded as running before it starts: should sluice die
+ * with it (a crash in an in-process step), the record shows which step
+ * was running. Its final record replaces this one. */
+static void record_started(step_run *sr) {
+    run *r = sr->r;
+    if (!r->meta_open)
+        return;
+    step_record rec = {.run_id = r->run_id,
+                       .s = sr->s,
+                       .status = "running",
+                       .started = sr->wall_started,
+                       .attempts = sr->attempt_no + 1};
+    int rc = record_step(&r->meta, &rec);
+    if (rc)
+        fprintf(stderr, "sluice run: cannot record step '%s' in the metadata store: %s\n",
+                sr->s->id, meta_strerror(rc));
+}
+
 static void start_attempt(step_run *sr) {
     run *r = sr->r;
     if (sr->attempt_no == 0 && sched_try_cache(sr))
         return;
+    record_started(sr);
     attempt *at = calloc(1, sizeof(*at));
     if (!at) {
         sr->attempt_no++;
