@@ -63,10 +63,7 @@ void sched_finish_step(step_run *sr, step_outcome outcome, const char *why) {
         r->n_failed++;
     else if (outcome == STEP_CANCELLED)
         r->n_cancelled++;
-    if (sr->log) {
-        fclose(sr->log);
-        sr->log = NULL;
-    }
+    sched_log_close(sr);
     if (dag_ready_finish(&r->ready, sr->index, outcome == STEP_DONE || outcome == STEP_CACHED) == 0)
         return;
     char reason[256];
@@ -451,8 +448,7 @@ static int setup(run *r) {
 static void teardown(run *r) {
     for (size_t i = 0; r->steps && i < r->p->n_steps; i++) {
         step_run *sr = &r->steps[i];
-        if (sr->log)
-            fclose(sr->log);
+        sched_log_close(sr);
         for (unsigned k = 0; k < LOG_TAIL; k++)
             free(sr->tail[k]);
         for (size_t k = 0; k < sr->n_out; k++)

@@ -84,6 +84,8 @@ struct step_run {
     int timed_out;
     FILE *log;
     int log_failed;
+    FILE *log_tail; /* past the head of a log over its limit (events.c) */
+    uint64_t log_bytes, tail_bytes, cut_bytes;
     char *dir;
     const char **out_names;
     char **out_paths; /* objects in the store, once the step succeeded */
@@ -164,6 +166,7 @@ struct run {
 
 /* events.c */
 void sched_log(step_run *sr, int level, const char *msg);
+void sched_log_close(step_run *sr); /* the log's end: what was kept of its tail */
 char *sched_log_tail(step_run *sr); /* malloc'ed: the last log lines, indented */
 void sched_metric(step_run *sr, const char *key, double val, int64_t index);
 void sched_drain_events(run *r);
