@@ -191,6 +191,58 @@ static void on_retry(uv_timer_t *t) {
     sched_schedule(r);
 }
 
+/* 1 when `dir` is `root` or a folder inside it. */
+static int path_under(const char *dir, const char *root) {
+    size_t n = strlen(root);
+    return n && strncmp(dir, root, n) == 0 && (dir[n] == '/' || dir[n] == '\0' || root[n - 1] == '/');
+}
+
+/* Whether a plugin step runs in a child: its own 'isolation', or
+ * SLUICE_ISOLATION (read by setup): "process" for every plugin step,
+ * "outside" for the steps of plugins outside the pipeline's folder and
+ * sluice's own plugin folders. */
+static int isolated(const run *r, const step *s) {
+    if (s->isolation == ISOLATION_PROCESS || r->isolation == ISOLATE_ALL)
+        return 1;
+    if (r->isolation != ISOLATE_OUTSIDE)
+        return 0;
+    const char *lib = s->impl->lib->real_path;
+    if (path_under(lib, r->pipeline_dir))
+        return 0;
+    for (size_t i = 0; i < sizeof(r->own_plugins) / sizeof(r->own_plugins[0]); i++)
+        if (r->own_plugins[i] && path_under(lib, r->own_plugins[i]))
+            return 0;
+    return 1;
+}
+
+/* SLUICE_ISOLATION, and sluice's own plugin folders for "outside".
+ * Returns 0, or -EINVAL (said) for a value it does not know. */
+static int read_isolation(run *r) {
+    const char *v = getenv("SLUICE_ISOLATION");
+    if (!v || !*v || strcmp(v, "in-process") == 0)
+        return 0;
+    if (strcmp(v, "process") == 0) {
+        r->isolation = ISOLATE_ALL;
+        return 0;
+    }
+    if (strcmp(v, "outside") != 0) {
+        fprintf(stderr, "sluice run: SLUICE_ISOLATION is in-process, process or outside, not '%s'\n",
+                v);
+        return -EINVAL;
+    }
+    r->isolation = ISOLATE_OUTSIDE;
+    const char *slash = r->o->exe ? strrchr(r->o->exe, '/') : NULL;
+    if (!slash)
+        return 0;
+    static const char *const own[] = {"plugins", "../lib/sluice/plugins"};
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - r->o->exe), r->o->exe, own[i]);
+        r->own_plugins[i] = realpath(path, NULL); /* NULL: no such folder */
+    }
+    return 0;
+}
+
 /* The step is recorded as running before it starts: should sluice die
  * with it (a crash in an in-process step), the record shows which step
  * was running. Its final record replaces this one. */
@@ -223,9 +275,7 @@ static void start_attempt(step_run *sr) {
     at->r = r;
     at->sr = sr;
     at->number = ++sr->attempt_no;
-    at->kind = !sr->s->impl ? ATT_SHELL
-               : sr->s->isolation == ISOLATION_PROCESS ? ATT_PROCESS
-                                                       : ATT_IN_PROCESS;
+    at->kind = !sr->s->impl ? ATT_SHELL : isolated(r, sr->s) ? ATT_PROCESS : ATT_IN_PROCESS;
     sr->cur = at;
     sr->state = SR_RUNNING;
     r->running++;
@@ -413,7 +463,7 @@ static int setup(run *r) {
     r->retry_queue = calloc(n + 1, sizeof(*r->retry_queue));
     if (!r->steps || !r->retry_queue)
         return -ENOMEM;
-    if ((rc = sched_select_steps(r)))
+    if ((rc = sched_select_steps(r)) || (rc = read_isolation(r)))
         return rc;
     if ((rc = store_open(&r->store, r->o->store)))
         return rc;
@@ -467,6 +517,8 @@ static void teardown(run *r) {
         free(r->programs[i].path);
     }
     free(r->programs);
+    free(r->own_plugins[0]);
+    free(r->own_plugins[1]);
     if (r->meta_open)
         meta_close(&r->meta);
     store_close(&r->store);

@@ -432,3 +432,63 @@ Test(lifecycle, a_step_log_is_capped_keeping_its_head_and_tail) {
     snprintf(tail, sizeof(tail), "%s.tail", path);
     cr_expect_neq(access(tail, F_OK), 0, "%s is removed", tail);
 }
+
+/* ---- SLUICE_ISOLATION ------------------------------------------------------ */
+
+/* A step that segfaults, then one that runs after it whatever happens. */
+static result run_crashing_with(const char *isolation) {
+    static char env[64];
+    snprintf(env, sizeof(env), "SLUICE_ISOLATION=%s", isolation);
+    run_env[1] = env;
+    run_env[2] = NULL;
+    char *p = write_test_file(test_dir, "iso.yaml",
+                              "pipeline: iso\n"
+                              "steps:\n"
+                              "  boom: {uses: die}\n"
+                              "  beside: {uses: emit, with: {text: hi}}\n");
+    return RUN(test_store_arg, "run", "--json", p);
+}
+
+static void crash_is_contained(const char *isolation) {
+    result r = run_crashing_with(isolation);
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect(strstr(r.out, "crashed: killed by SIGSEGV"), "%s", r.out);
+    cr_expect_str_eq(run_status(newest_run()), "failed");
+    result_free(&r);
+}
+
+Test(lifecycle, sluice_isolation_process_runs_every_plugin_step_in_a_child) {
+    crash_is_contained("process");
+}
+
+Test(lifecycle, sluice_isolation_outside_runs_plugins_from_elsewhere_in_a_child) {
+    crash_is_contained("outside"); /* the test plugins are outside the test's folder */
+}
+
+Test(lifecycle, an_unknown_sluice_isolation_is_refused) {
+    result r = run_crashing_with("sometimes");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "SLUICE_ISOLATION is in-process, process or outside, not 'sometimes'"),
+              "%s", r.err);
+    result_free(&r);
+}
+
+Test(lifecycle, sluice_isolation_outside_keeps_the_pipelines_own_plugins_in_process) {
+    /* The test plugins copied into the pipeline's folder, and only there. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "mkdir '%s/plug' && cp '%s/good/teststeps.so' '%s/plug/'", test_dir,
+             SLUICE_TEST_PLUGINS, test_dir);
+    cr_assert_eq(system(cmd), 0);
+    run_env[0] = "SLUICE_PLUGIN_PATH=";
+    run_env[1] = "SLUICE_ISOLATION=outside";
+    run_env[2] = NULL;
+    char *p = write_test_file(test_dir, "own.yaml",
+                              "pipeline: own\n"
+                              "plugins: [plug]\n"
+                              "steps:\n"
+                              "  boom: {uses: die}\n");
+    result r = RUN(test_store_arg, "run", p);
+    cr_expect_eq(r.status, 128 + SIGSEGV, "in-process, the crash is sluice's: %s", r.err);
+    cr_expect_str_eq(run_status(newest_run()), "crashed");
+    result_free(&r);
+}
