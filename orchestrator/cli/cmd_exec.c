@@ -81,22 +81,10 @@ static char *read_all(FILE *f) {
     return buf_detach(&b);
 }
 
-/* sluice exec --supervise PARENT -- FILE ARGV0 ARGS... */
-static int supervise(int argc, char **argv) {
-    char *end;
-    long parent = argc >= 6 ? strtol(argv[2], &end, 10) : 0;
-    if (argc < 6 || *end || parent <= 0 || strcmp(argv[3], "--") != 0) {
-        fprintf(stderr, "sluice exec: usage: sluice exec %s PARENT_PID -- FILE ARGV0 [ARGS...]\n",
-                SUPERVISE_FLAG);
-        return EXIT_BAD_INPUT;
-    }
-    return supervise_run(argv[4], argv + 5, (pid_t)parent);
-}
-
 int cmd_exec(const cli_globals *g, int argc, char **argv) {
     (void)g;
-    if (argc >= 2 && strcmp(argv[1], SUPERVISE_FLAG) == 0)
-        return supervise(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], SUPERVISE_FLAG) == 0) /* see exec/supervise.h */
+        return supervise_main(argc - 2, argv + 2, "sluice exec " SUPERVISE_FLAG);
     events = fcntl(3, F_GETFD) != -1 ? fdopen(3, "w") : NULL;
     if (!events)
         events = stderr;

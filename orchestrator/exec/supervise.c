@@ -171,3 +171,13 @@ int supervise_run(const char *file, char *const argv[], pid_t parent) {
     }
     return WEXITSTATUS(status);
 }
+
+int supervise_main(int argc, char **argv, const char *name) {
+    char *end = NULL;
+    long parent = argc >= 4 ? strtol(argv[0], &end, 10) : 0;
+    if (argc < 4 || *end || parent <= 0 || strcmp(argv[1], "--") != 0) {
+        fprintf(stderr, "usage: %s PARENT_PID -- FILE ARGV0 [ARGS...]\n", name);
+        return 2;
+    }
+    return supervise_run(argv[2], argv + 3, (pid_t)parent);
+}

@@ -24,9 +24,12 @@
 
 #include <sys/types.h>
 
-/* The argument that selects the supervisor: sluice exec --supervise
- * PARENT_PID -- FILE ARGV0 ARGS... */
+/* The supervisor is the program sluice-supervise, installed beside sluice
+ * (or in LIBEXECDIR/sluice), or else sluice itself, as 'sluice exec
+ * --supervise': either way its arguments are PARENT_PID -- FILE ARGV0
+ * ARGS... */
 #define SUPERVISE_FLAG "--supervise"
+#define SUPERVISE_PROGRAM "sluice-supervise"
 
 /* Runs FILE (looked up in PATH) with argv under supervision; parent is the
  * pid of the sluice that started it, to catch a parent that died before the
@@ -34,5 +37,10 @@
  * when FILE could not run, said on stderr); when the step was killed by a
  * signal the process kills itself with it and never returns. */
 int supervise_run(const char *file, char *const argv[], pid_t parent);
+
+/* Reads the arguments (PARENT_PID -- FILE ARGV0 ARGS..., argc of them) and
+ * runs supervise_run(); a usage error is said on stderr under `name` and
+ * gives 2. */
+int supervise_main(int argc, char **argv, const char *name);
 
 #endif

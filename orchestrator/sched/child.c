@@ -1,8 +1,6 @@
 #define _GNU_SOURCE /* posix_spawn_file_actions_addchdir_np, POSIX_SPAWN_SETSID */
 #include "child.h"
 
-#include "exec/supervise.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -192,17 +190,21 @@ static int spawn(child *c, const child_options *o, int n_pipes, int parent_end[4
     char **argv = o->args;
     const char *file = o->file;
     if (rc == 0 && o->supervisor) {
-        /* sluice exec --supervise PARENT -- FILE ARGS... (see exec/supervise.h) */
-        size_t n = 0;
+        /* SUPERVISOR... PARENT -- FILE ARGS... (see exec/supervise.h) */
+        size_t n = 0, k = 0;
         while (o->args[n])
             n++;
+        while (o->supervisor[k])
+            k++;
         char parent[24];
         snprintf(parent, sizeof(parent), "%ld", (long)getpid());
-        if ((argv = malloc((n + 7) * sizeof(*argv)))) {
-            char *head[] = {"sluice", "exec", SUPERVISE_FLAG, parent, "--", (char *)o->file};
-            memcpy(argv, head, sizeof(head));
-            memcpy(argv + 6, o->args, (n + 1) * sizeof(*argv));
-            file = o->supervisor;
+        if ((argv = malloc((k + n + 4) * sizeof(*argv)))) {
+            memcpy(argv, o->supervisor, k * sizeof(*argv));
+            argv[k] = parent;
+            argv[k + 1] = "--";
+            argv[k + 2] = (char *)o->file;
+            memcpy(argv + k + 3, o->args, (n + 1) * sizeof(*argv));
+            file = o->supervisor[0];
         } else {
             rc = ENOMEM;
         }

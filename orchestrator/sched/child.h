@@ -48,11 +48,12 @@ typedef struct child_options {
     const char *input; /* written to the child's stdin, then closed; may be NULL */
     size_t input_len;
     int events;        /* open fd 3 as a third output pipe */
-    /* The sluice binary: the command runs under 'sluice exec --supervise'
-     * (exec/supervise.h), which finds and kills whatever the step starts,
-     * also when it leaves the group or when sluice dies. NULL: spawned
-     * directly, its process group the only reach. */
-    const char *supervisor;
+    /* The supervisor's command line before its own arguments (NULL-
+     * terminated, [0] its path), as sluice-supervise or 'sluice exec
+     * --supervise' (exec/supervise.h): it finds and kills whatever the
+     * step starts, also when that leaves the group or when sluice dies.
+     * NULL: spawned directly, its process group the only reach. */
+    char *const *supervisor;
 } child_options;
 
 struct child {

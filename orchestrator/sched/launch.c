@@ -357,7 +357,7 @@ static int launch_shell(attempt *at) {
                        .args = n ? words : sh,
                        .env = env,
                        .cwd = at->dir,
-                       .supervisor = at->r->o->exe};
+                       .supervisor = at->r->supervisor[0] ? at->r->supervisor : NULL};
     child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
     return 0;
 }
@@ -378,7 +378,7 @@ static int launch_process(attempt *at) {
                        .input = at->manifest,
                        .input_len = len,
                        .events = 1,
-                       .supervisor = at->r->o->exe};
+                       .supervisor = at->r->supervisor[0] ? at->r->supervisor : NULL};
     child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
     return 0;
 }

@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include "exec/supervise.h"
+
 static void start_attempt(step_run *sr);
 static void on_retry(uv_timer_t *t);
 
@@ -243,6 +245,33 @@ static int read_isolation(run *r) {
     return 0;
 }
 
+/* The supervisor of step processes (exec/supervise.h): sluice-supervise
+ * beside the binary (the build tree) or in ../libexec/sluice (installed),
+ * else the binary itself. Returns 0 or -ENOMEM. */
+static int find_supervisor(run *r) {
+    const char *exe = r->o->exe, *slash = exe ? strrchr(exe, '/') : NULL;
+    if (!exe)
+        return 0;
+    static const char *const places[] = {"", "../libexec/sluice/"};
+    for (size_t i = 0; slash && i < sizeof(places) / sizeof(places[0]); i++) {
+        size_t len = (size_t)(slash - exe) + strlen(places[i]) + sizeof(SUPERVISE_PROGRAM) + 2;
+        char *path = malloc(len);
+        if (!path)
+            return -ENOMEM;
+        snprintf(path, len, "%.*s/%s%s", (int)(slash - exe), exe, places[i], SUPERVISE_PROGRAM);
+        if (access(path, X_OK) == 0) {
+            r->supervisor[0] = path;
+            return 0;
+        }
+        free(path);
+    }
+    if (!(r->supervisor[0] = strdup(exe)))
+        return -ENOMEM;
+    r->supervisor[1] = "exec";
+    r->supervisor[2] = SUPERVISE_FLAG;
+    return 0;
+}
+
 /* The step is recorded as running before it starts: should sluice die
  * with it (a crash in an in-process step), the record shows which step
  * was running. Its final record replaces this one. */
@@ -463,7 +492,7 @@ static int setup(run *r) {
     r->retry_queue = calloc(n + 1, sizeof(*r->retry_queue));
     if (!r->steps || !r->retry_queue)
         return -ENOMEM;
-    if ((rc = sched_select_steps(r)) || (rc = read_isolation(r)))
+    if ((rc = sched_select_steps(r)) || (rc = read_isolation(r)) || (rc = find_supervisor(r)))
         return rc;
     if ((rc = store_open(&r->store, r->o->store)))
         return rc;
@@ -519,6 +548,7 @@ static void teardown(run *r) {
     free(r->programs);
     free(r->own_plugins[0]);
     free(r->own_plugins[1]);
+    free(r->supervisor[0]);
     if (r->meta_open)
         meta_close(&r->meta);
     store_close(&r->store);

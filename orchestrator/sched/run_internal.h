@@ -147,6 +147,7 @@ struct run {
     double t0;
     enum { ISOLATE_AS_SAID, ISOLATE_ALL, ISOLATE_OUTSIDE } isolation; /* SLUICE_ISOLATION */
     char *own_plugins[2]; /* sluice's own plugin folders, absolute, or NULL */
+    char *supervisor[4];  /* child_options.supervisor; [0] NULL: none */
     program_path_entry *programs; /* PATH look-ups of shell steps' programs */
     size_t n_programs;
     artifact_store store;

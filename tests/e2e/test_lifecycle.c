@@ -492,3 +492,37 @@ Test(lifecycle, sluice_isolation_outside_keeps_the_pipelines_own_plugins_in_proc
     cr_expect_str_eq(run_status(newest_run()), "crashed");
     result_free(&r);
 }
+
+/* ---- the supervisor on its own --------------------------------------------- */
+
+/* Runs `sh -c script` under the supervisor: sluice-supervise beside the
+ * binary, or (fallback) sluice exec --supervise. */
+static int supervised(int fallback, const char *file, const char *script) {
+    char parent[24], program[512];
+    snprintf(parent, sizeof(parent), "%d", (int)getpid());
+    snprintf(program, sizeof(program), "%s", SLUICE_BIN);
+    strcpy(strrchr(program, '/') + 1, "sluice-supervise");
+    char *sh = (char *)file, *text = (char *)script;
+    result r = fallback ? RUN("exec", "--supervise", parent, "--", sh, "sh", "-c", text)
+                        : run_in(NULL, NULL,
+                                 (char *[]){program, parent, "--", sh, "sh", "-c", text, NULL});
+    int status = r.status;
+    result_free(&r);
+    return status;
+}
+
+static void supervisor_passes_on_the_end_and_kills_what_is_left(int fallback) {
+    cr_expect_eq(supervised(fallback, "sh", "setsid -f sleep 600; (sleep 601 &); exit 7"), 7);
+    cr_expect_eq(processes_left(), 0);
+    cr_expect_eq(supervised(fallback, "sh", "kill -SEGV $$"), 128 + SIGSEGV);
+    cr_expect_eq(supervised(fallback, "/no/such/program", ""), 127);
+    cr_expect_eq(processes_left(), 0);
+}
+
+Test(lifecycle, sluice_supervise_passes_on_the_steps_end_and_kills_what_it_left) {
+    supervisor_passes_on_the_end_and_kills_what_is_left(0);
+}
+
+Test(lifecycle, sluice_exec_supervise_does_the_same) {
+    supervisor_passes_on_the_end_and_kills_what_is_left(1);
+}
