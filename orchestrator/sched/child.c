@@ -187,7 +187,7 @@ static int spawn(child *c, const child_options *o, int n_pipes, int parent_end[4
         rc = posix_spawnattr_setsigmask(&attr, &none);
     if (rc == 0)
         rc = posix_spawnattr_setsigdefault(&attr, &defaults);
-    char **argv = o->args;
+    char **argv = o->args, parent[24];
     const char *file = o->file;
     if (rc == 0 && o->supervisor) {
         /* SUPERVISOR... PARENT -- FILE ARGS... (see exec/supervise.h) */
@@ -196,7 +196,6 @@ static int spawn(child *c, const child_options *o, int n_pipes, int parent_end[4
             n++;
         while (o->supervisor[k])
             k++;
-        char parent[24];
         snprintf(parent, sizeof(parent), "%ld", (long)getpid());
         if ((argv = malloc((k + n + 4) * sizeof(*argv)))) {
             memcpy(argv, o->supervisor, k * sizeof(*argv));
