@@ -170,6 +170,7 @@ Test(lifecycle, an_in_process_step_that_overruns_its_timeout_ends_the_process_wi
  * it ignores sl_cancelled(). */
 static const char *stubborn =
     "pipeline: stubborn\n"
+    "settings: {jobs: 2}\n"
     "steps:\n"
     "  mark: {uses: shell, with: {run: 'touch @/started; exec sleep 600'}}\n"
     "  nap: {uses: sleep, with: {ms: 600000, ignore_cancel: true}}\n";
@@ -182,7 +183,13 @@ static void interrupt_stubborn(int first, int second, int expected) {
     if (second)
         kill(pid, second);
     cr_expect_eq(wait_status(pid), expected);
-    cr_expect_str_eq(run_status(newest_run()), "interrupted");
+    char *id = newest_run();
+    cr_expect_str_eq(run_status(id), "interrupted");
+    char log[256];
+    snprintf(log, sizeof(log), "%s/store/runs/%s/steps/nap.log", test_dir, id);
+    char *text = slurp(log);
+    cr_expect(text && strstr(text, "its thread was left running"), "%s: %s", log, text);
+    free(text);
     cr_expect_eq(processes_left(), 0);
 }
 
