@@ -78,7 +78,9 @@ struct child {
 
 /* Starts the child. on_done comes exactly once in every case, also when the
  * spawn fails (then spawn_error holds the error): until it does, c and
- * o->input must stay valid. */
+ * o->input must stay valid. Call it on a thread that lives as long as the
+ * process (the loop's): a supervisor's death signal (PR_SET_PDEATHSIG)
+ * fires when the *thread* that spawned it ends, not the process. */
 void child_spawn(child *c, child_reaper *r, const child_options *o, child_line_cb on_line,
                  child_done_cb on_done, void *data);
 
