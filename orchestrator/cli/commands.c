@@ -20,7 +20,8 @@ const cli_command cli_commands[] = {
      "      --dry-run           say what would run, as 'sluice status' does\n"
      "      --json              one JSON event per line, for CI\n"
      "\n"
-     "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted.\n",
+     "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted (143 by\n"
+     "SIGTERM, 129 by SIGHUP).\n",
      cmd_run},
     {"validate", "check pipelines and print every error",
      "usage: sluice validate FILE... [-p NAME=VALUE]... [-q] [--strict]\n"
@@ -55,12 +56,13 @@ const cli_command cli_commands[] = {
      "Runs and their steps: status, times, cache hits, parameters, metrics.\n"
      "RUN may be any unique prefix of a run id.\n",
      cmd_runs},
-    {"resume", "finish a failed or interrupted run",
+    {"resume", "finish a failed, interrupted or crashed run",
      "usage: sluice resume RUN [--json]\n"
      "\n"
-     "Runs RUN's pipeline file again with the same -p values, reusing every step that\n"
-     "finished in RUN (its outputs checked against the store) and the cache; what did\n"
-     "not finish runs. RUN is any unique prefix of a run id.\n",
+     "Runs RUN's pipeline file again with the same -p values and tags, reusing every\n"
+     "step that finished in RUN (its outputs checked against the store) and the cache;\n"
+     "what did not finish runs. RUN is any unique prefix of a run id. A run that is\n"
+     "still running is refused.\n",
      cmd_resume},
     {"artifacts", "list, show, print or export artifacts",
      "usage: sluice artifacts list [--json]\n"
