@@ -26,7 +26,7 @@ static void setup(void) {
     cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
 }
 
-TestSuite(lifecycle, .init = setup, .fini = test_dir_teardown, .timeout = 60);
+TestSuite(lifecycle, .init = setup, .fini = test_dir_teardown, .timeout = 120);
 
 static void nap_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -291,7 +291,7 @@ Test(lifecycle, a_timeout_stops_a_step_whose_daemon_left_the_group) {
 
 /* ---- kill -9 --------------------------------------------------------------- */
 
-Test(lifecycle, kill_9_at_random_moments_then_resume_and_rerun, .timeout = 120) {
+Test(lifecycle, kill_9_at_random_moments_then_resume_and_rerun, .timeout = 300) {
     /* Six steps in a chain and a branch, each a little work and an output. */
     char *p = write_test_file(
         test_dir, "chain.yaml",
