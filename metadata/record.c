@@ -1,19 +1,122 @@
 #include "record.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "git.h"
 #include "pipeline/value_json.h"
 #include "plugins/registry.h"
 
+/* When process pid started, in clock ticks since boot (/proc/PID/stat's
+ * 22nd field): with the pid it names one process, as pids are reused. */
+static int process_start(long pid, long long *start) {
+    char path[64], text[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -errno;
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    /* The fields after the name, which may hold ')', start at the last ')'
+     * with field 3; the start time is the 20th of them. */
+    char *at = strrchr(text, ')');
+    for (int field = 3; at && field <= 22; field++) {
+        at = strchr(at, ' ');
+        if (at)
+            at++;
+    }
+    if (!at)
+        return -EINVAL;
+    *start = strtoll(at, NULL, 10);
+    return 0;
+}
+
+static void append_owner(bson_t *doc) {
+    static long long my_start = -1;
+    if (my_start < 0 && process_start((long)getpid(), &my_start) != 0)
+        my_start = 0;
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    bson_t owner;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, "owner", &owner);
+    BSON_APPEND_INT64(&owner, "pid", (int64_t)getpid());
+    BSON_APPEND_INT64(&owner, "start", (int64_t)my_start);
+    BSON_APPEND_UTF8(&owner, "host", host);
+    bson_append_document_end(doc, &owner);
+}
+
+int record_owner_alive(const bson_t *run) {
+    bson_iter_t it, f;
+    if (!bson_iter_init_find(&it, run, "owner") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        !bson_iter_recurse(&it, &f))
+        return -1;
+    long long pid = 0, start = 0;
+    const char *host = NULL;
+    while (bson_iter_next(&f)) {
+        const char *k = bson_iter_key(&f);
+        if (strcmp(k, "pid") == 0 && BSON_ITER_HOLDS_NUMBER(&f))
+            pid = bson_iter_as_int64(&f);
+        else if (strcmp(k, "start") == 0 && BSON_ITER_HOLDS_NUMBER(&f))
+            start = bson_iter_as_int64(&f);
+        else if (strcmp(k, "host") == 0 && BSON_ITER_HOLDS_UTF8(&f))
+            host = bson_iter_utf8(&f, NULL);
+    }
+    char here[256] = "";
+    gethostname(here, sizeof(here) - 1);
+    if (pid <= 0 || pid > INT_MAX || !host || strcmp(host, here) != 0)
+        return -1; /* another machine's run: it cannot be checked from here */
+    long long now_start;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    if (process_start((long)pid, &now_start) != 0)
+        return 1; /* it exists; when it started is hidden from us */
+    return start == 0 || now_start == start; /* else the pid was reused */
+}
+
+const char *record_effective_status(const bson_t *run) {
+    bson_iter_t it;
+    const char *status = bson_iter_init_find(&it, run, "status") && BSON_ITER_HOLDS_UTF8(&it)
+                             ? bson_iter_utf8(&it, NULL)
+                             : "?";
+    if (strcmp(status, "running") == 0 && record_owner_alive(run) == 0)
+        return "crashed";
+    return status;
+}
+
+int record_run_view(const bson_t *run, bson_t *view) {
+    const char *status = record_effective_status(run);
+    bson_init(view);
+    bson_iter_t it;
+    if (!bson_iter_init(&it, run))
+        return -EINVAL;
+    while (bson_iter_next(&it)) {
+        int ok = strcmp(bson_iter_key(&it), "status") == 0
+                     ? BSON_APPEND_UTF8(view, "status", status)
+                     : bson_append_iter(view, NULL, 0, &it);
+        if (!ok) {
+            bson_destroy(view);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
 int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_origin *origin,
                const char *status, double started, double finished) {
     bson_t doc = BSON_INITIALIZER, params, overrides;
     BSON_APPEND_UTF8(&doc, "pipeline", p->name ? p->name : "");
-    BSON_APPEND_UTF8(&doc, "file", p->file);
+    /* Absolute, so that 'resume' works from any folder. */
+    char *file = realpath(p->file, NULL);
+    BSON_APPEND_UTF8(&doc, "file", file ? file : p->file);
+    free(file);
     BSON_APPEND_UTF8(&doc, "status", status);
+    append_owner(&doc);
     BSON_APPEND_DOUBLE(&doc, "started", started);
     if (finished > 0)
         BSON_APPEND_DOUBLE(&doc, "finished", finished);

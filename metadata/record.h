@@ -49,6 +49,22 @@ int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_orig
 
 int record_step(meta_db *m, const step_record *rec);
 
+/* A run record names its owner: the process that writes it (pid, that
+ * process's start time, host). A run left 'running' by an owner that is
+ * gone crashed: these say so, for every reader of run records.
+ *
+ * record_owner_alive: 1 while run's owner runs, 0 when it is gone, -1 when
+ * it cannot tell (no owner recorded, or another host's). */
+int record_owner_alive(const bson_t *run);
+
+/* The run's status as readers show it: its recorded status, or "crashed"
+ * for a 'running' run whose owner is gone. Borrowed from run (or static). */
+const char *record_effective_status(const bson_t *run);
+
+/* A copy of run with its effective status, for printing it whole (JSON).
+ * Returns 0 (the caller destroys *view), or a negative code. */
+int record_run_view(const bson_t *run, bson_t *view);
+
 /* A cache entry: the step run whose outputs can be reused. */
 typedef struct cache_hit {
     char from[520];   /* RUN_ID/STEP_ID */

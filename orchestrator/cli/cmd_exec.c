@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "core/buf.h"
 #include "exec/host.h"
+#include "exec/supervise.h"
 #include "exec/task.h"
 
 static FILE *events;
@@ -82,7 +83,8 @@ static char *read_all(FILE *f) {
 
 int cmd_exec(const cli_globals *g, int argc, char **argv) {
     (void)g;
-    (void)argv;
+    if (argc >= 2 && strcmp(argv[1], SUPERVISE_FLAG) == 0) /* see exec/supervise.h */
+        return supervise_main(argc - 2, argv + 2, "sluice exec " SUPERVISE_FLAG);
     events = fcntl(3, F_GETFD) != -1 ? fdopen(3, "w") : NULL;
     if (!events)
         events = stderr;

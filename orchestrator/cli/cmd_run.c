@@ -105,12 +105,8 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         status = run_pipeline(p, &o);
     }
     cli_params_free(&tags);
-    if (o.abandoned) {
-        /* A step's thread still runs plugin code: unloading it now would
-         * pull the code from under it. The process exits next. */
-        cli_params_free(&ps);
-        return status;
-    }
+    if (o.abandoned) /* a step's thread still runs plugin code: never unload it */
+        run_exit_abandoned(status);
     pipeline_free(p);
     registry_free(&reg);
     cli_params_free(&ps);

@@ -6,14 +6,21 @@
 
 #include "cli.h"
 #include "inspect.h"
+#include "metadata/record.h"
 #include "pipeline/check.h"
 
 /* A run's status and its JSON form, as readers see them: the one place to
  * ask, so that whatever the record says (done, failed, interrupted, a run
  * whose process is gone) is shown alike by list, its --status and show. */
-static const char *run_status(const bson_t *run) { return inspect_str(run, "status", "?"); }
+static const char *run_status(const bson_t *run) { return record_effective_status(run); }
 
-static void append_run_fields(bson_t *doc, const bson_t *run) { bson_concat(doc, run); }
+static void append_run_fields(bson_t *doc, const bson_t *run) {
+    bson_t view;
+    if (record_run_view(run, &view) == 0) {
+        bson_concat(doc, &view);
+        bson_destroy(&view);
+    }
+}
 
 static void print_run(const char *key, const bson_t *doc) {
     char started[32];
@@ -287,18 +294,28 @@ static pipeline *load_run_pipeline(const bson_t *run) {
     const char *file = inspect_str(run, "file", NULL);
     if (!file)
         return NULL;
-    const char *overrides[64];
+    /* Every -p value of the run, however many: a truncated list would load
+     * another pipeline than the one that ran. */
+    const char **overrides = NULL;
     size_t n = 0;
     bson_iter_t it, o;
-    if (bson_iter_init_find(&it, run, "overrides") && bson_iter_recurse(&it, &o))
-        while (bson_iter_next(&o) && n < 64)
+    if (bson_iter_init_find(&it, run, "overrides") && bson_iter_recurse(&it, &o)) {
+        size_t cap = 0;
+        while (bson_iter_next(&o))
+            cap++;
+        if (cap && !(overrides = calloc(cap, sizeof(*overrides))))
+            return NULL;
+        bson_iter_recurse(&it, &o);
+        while (bson_iter_next(&o) && n < cap)
             if (BSON_ITER_HOLDS_UTF8(&o))
                 overrides[n++] = bson_iter_utf8(&o, NULL);
+    }
     pipeline_options opt = {.overrides = overrides, .n_overrides = n};
     diag_list d = DIAG_LIST_INIT;
     pipeline *p = NULL;
     pipeline_load_file(file, &opt, &d, &p);
     diag_clear(&d);
+    free(overrides);
     if (p && (!p->name || strcmp(p->name, inspect_str(run, "pipeline", "")) != 0)) {
         pipeline_free(p);
         p = NULL;

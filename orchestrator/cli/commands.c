@@ -20,7 +20,8 @@ const cli_command cli_commands[] = {
      "      --dry-run           say what would run, as 'sluice status' does\n"
      "      --json              one JSON event per line, for CI\n"
      "\n"
-     "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted.\n",
+     "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted (143 by\n"
+     "SIGTERM, 129 by SIGHUP).\n",
      cmd_run},
     {"validate", "check pipelines and print every error",
      "usage: sluice validate FILE... [-p NAME=VALUE]... [-q]\n"
@@ -61,12 +62,13 @@ const cli_command cli_commands[] = {
      "  --tag KEY=VALUE    only the runs with that tag (repeatable: all must match)\n"
      "  --limit N          the newest N\n",
      cmd_runs},
-    {"resume", "finish a failed or interrupted run",
+    {"resume", "finish a failed, interrupted or crashed run",
      "usage: sluice resume RUN [--json]\n"
      "\n"
-     "Runs RUN's pipeline file again with the same -p values, reusing every step that\n"
-     "finished in RUN (its outputs checked against the store) and the cache; what did\n"
-     "not finish runs. RUN is any unique prefix of a run id.\n",
+     "Runs RUN's pipeline file again with the same -p values and tags, reusing every\n"
+     "step that finished in RUN (its outputs checked against the store) and the cache;\n"
+     "what did not finish runs. RUN is any unique prefix of a run id. A run that is\n"
+     "still running is refused.\n",
      cmd_resume},
     {"artifacts", "list, show, print or export artifacts",
      "usage: sluice artifacts list [--json]\n"
@@ -95,9 +97,12 @@ const cli_command cli_commands[] = {
      cmd_plugins},
     {"exec", "run one step from a task manifest on stdin (used by sluice itself)",
      "usage: sluice exec < MANIFEST\n"
+     "       sluice exec --supervise PARENT_PID -- FILE ARGV0 [ARGS...]\n"
      "\n"
      "The child side of 'isolation: process' and of the Slurm runner: reads a task\n"
-     "manifest (JSON) on stdin, runs the step, reports events on file descriptor 3.\n",
+     "manifest (JSON) on stdin, runs the step, reports events on file descriptor 3.\n"
+     "With --supervise: runs FILE as a step's supervisor would (see docs/cli.md),\n"
+     "where sluice-supervise is not installed.\n",
      cmd_exec},
     {"gc", "remove objects that no run references",
      "usage: sluice gc [--dry-run]\n"

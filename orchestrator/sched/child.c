@@ -11,6 +11,12 @@
 #include <unistd.h>
 
 #define LINE_MAX_BYTES (64 * 1024)
+/* After SIGUSR1 asked a supervisor to kill its step, how long before its
+ * own group is killed outright. */
+#define SUPERVISOR_GRACE_MS 5000
+/* After a step's process was reaped, how long its pipes may stay open: a
+ * process that escaped supervision (fd passing) must not hold the step. */
+#define DRAIN_MS 1000
 
 extern char **environ;
 
@@ -25,6 +31,18 @@ static void on_close(uv_handle_t *h) {
     maybe_done(c);
 }
 
+/* The timer is closed once the child was reaped and its pipes are closed
+ * (or given up on). */
+static void maybe_close_timer(child *c) {
+    if (!c->exited || uv_is_closing((uv_handle_t *)&c->kill_timer))
+        return;
+    for (int i = 0; i < 4; i++)
+        if (c->pipe_open[i])
+            return;
+    uv_timer_stop(&c->kill_timer);
+    uv_close((uv_handle_t *)&c->kill_timer, on_close);
+}
+
 static void close_pipe(child *c, int i) {
     if (!c->pipe_open[i])
         return;
@@ -33,6 +51,13 @@ static void close_pipe(child *c, int i) {
         c->on_line(c, i, c->partial[i].data, c->partial[i].len);
     buf_free(&c->partial[i]);
     uv_close((uv_handle_t *)&c->pipes[i], on_close);
+    maybe_close_timer(c);
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+    child *c = t->data;
+    for (int i = 0; i < 4; i++)
+        close_pipe(c, i);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
@@ -81,7 +106,9 @@ static void reaped(child *c, int status) {
      * lets the pipes reach end of file. */
     kill(-c->pid, SIGKILL);
     uv_timer_stop(&c->kill_timer);
-    uv_close((uv_handle_t *)&c->kill_timer, on_close);
+    maybe_close_timer(c);
+    if (!uv_is_closing((uv_handle_t *)&c->kill_timer))
+        uv_timer_start(&c->kill_timer, on_drain_timeout, DRAIN_MS, 0);
 }
 
 static void on_sigchld(uv_signal_t *h, int signum) {
@@ -150,7 +177,7 @@ static int spawn(child *c, const child_options *o, int n_pipes, int parent_end[4
     sigset_t none, defaults;
     sigemptyset(&none);
     sigemptyset(&defaults);
-    int reset[] = {SIGINT, SIGTERM, SIGCHLD, SIGPIPE, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    int reset[] = {SIGINT, SIGTERM, SIGCHLD, SIGPIPE, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM};
     for (size_t i = 0; i < sizeof(reset) / sizeof(reset[0]); i++)
         sigaddset(&defaults, reset[i]);
     if (rc == 0)
@@ -160,8 +187,31 @@ static int spawn(child *c, const child_options *o, int n_pipes, int parent_end[4
         rc = posix_spawnattr_setsigmask(&attr, &none);
     if (rc == 0)
         rc = posix_spawnattr_setsigdefault(&attr, &defaults);
+    char **argv = o->args, parent[24];
+    const char *file = o->file;
+    if (rc == 0 && o->supervisor) {
+        /* SUPERVISOR... PARENT -- FILE ARGS... (see exec/supervise.h) */
+        size_t n = 0, k = 0;
+        while (o->args[n])
+            n++;
+        while (o->supervisor[k])
+            k++;
+        snprintf(parent, sizeof(parent), "%ld", (long)getpid());
+        if ((argv = malloc((k + n + 4) * sizeof(*argv)))) {
+            memcpy(argv, o->supervisor, k * sizeof(*argv));
+            argv[k] = parent;
+            argv[k + 1] = "--";
+            argv[k + 2] = (char *)o->file;
+            memcpy(argv + k + 3, o->args, (n + 1) * sizeof(*argv));
+            file = o->supervisor[0];
+        } else {
+            rc = ENOMEM;
+        }
+    }
     if (rc == 0)
-        rc = posix_spawnp(&c->pid, o->file, &fa, &attr, o->args, o->env ? o->env : environ);
+        rc = posix_spawnp(&c->pid, file, &fa, &attr, argv, o->env ? o->env : environ);
+    if (argv != o->args)
+        free(argv);
     if (fa_ok)
         posix_spawn_file_actions_destroy(&fa);
     if (attr_ok)
@@ -185,6 +235,7 @@ void child_spawn(child *c, child_reaper *r, const child_options *o, child_line_c
     c->on_done = on_done;
     c->data = data;
     c->reaper = r;
+    c->supervised = o->supervisor != NULL;
     uv_timer_init(loop, &c->kill_timer);
     c->kill_timer.data = c;
     c->open_handles = 1;
@@ -219,20 +270,36 @@ void child_spawn(child *c, child_reaper *r, const child_options *o, child_line_c
     }
 }
 
-static void on_kill_timer(uv_timer_t *t) {
-    child *c = t->data;
-    if (!c->exited)
+static void on_kill_timer(uv_timer_t *t);
+
+/* The end of a grace period: kill the step. A supervisor is asked to, as
+ * only it can find what escaped the group; should it not end in time
+ * either, its group is killed outright. */
+static void kill_now(child *c) {
+    if (c->exited)
+        return;
+    uv_timer_stop(&c->kill_timer);
+    if (c->supervised && !c->kill_asked) {
+        c->kill_asked = 1;
+        kill(c->pid, SIGUSR1);
+        uv_timer_start(&c->kill_timer, on_kill_timer, SUPERVISOR_GRACE_MS, 0);
+    } else {
         kill(-c->pid, SIGKILL);
+    }
 }
+
+static void on_kill_timer(uv_timer_t *t) { kill_now(t->data); }
 
 void child_kill(child *c, unsigned grace_ms) {
     if (c->exited || !c->pid)
         return;
     if (grace_ms == 0) {
-        kill(-c->pid, SIGKILL);
+        kill_now(c);
         return;
     }
+    if (c->term_sent)
+        return; /* its grace period is already running */
+    c->term_sent = 1;
     kill(-c->pid, SIGTERM);
-    if (!uv_is_active((uv_handle_t *)&c->kill_timer))
-        uv_timer_start(&c->kill_timer, on_kill_timer, grace_ms, 0);
+    uv_timer_start(&c->kill_timer, on_kill_timer, grace_ms, 0);
 }

@@ -5,7 +5,9 @@
  * Children start in a session of their own (setsid), so that a step's
  * command and everything it starts form one process group: a timeout or
  * an interrupt kills the group, and when the child itself exits whatever it
- * left behind in its group is killed too: nothing outlives its step.
+ * left behind in its group is killed too. A supervised child (the
+ * scheduler's are) also reaches what left the group, and dies with sluice:
+ * nothing outlives its step.
  *
  * A child_reaper owns SIGCHLD for a loop and reaps the children spawned
  * through it; nothing else in the process may wait for them. */
@@ -46,6 +48,12 @@ typedef struct child_options {
     const char *input; /* written to the child's stdin, then closed; may be NULL */
     size_t input_len;
     int events;        /* open fd 3 as a third output pipe */
+    /* The supervisor's command line before its own arguments (NULL-
+     * terminated, [0] its path), as sluice-supervise or 'sluice exec
+     * --supervise' (exec/supervise.h): it finds and kills whatever the
+     * step starts, also when that leaves the group or when sluice dies.
+     * NULL: spawned directly, its process group the only reach. */
+    char *const *supervisor;
 } child_options;
 
 struct child {
@@ -60,6 +68,7 @@ struct child {
     int term_signal;
     pid_t pid;
     int spawn_error; /* a libuv error when the process could not start */
+    int supervised, term_sent, kill_asked;
     child *next;     /* in the reaper's list */
     child_reaper *reaper;
     child_line_cb on_line;
@@ -69,12 +78,15 @@ struct child {
 
 /* Starts the child. on_done comes exactly once in every case, also when the
  * spawn fails (then spawn_error holds the error): until it does, c and
- * o->input must stay valid. */
+ * o->input must stay valid. Call it on a thread that lives as long as the
+ * process (the loop's): a supervisor's death signal (PR_SET_PDEATHSIG)
+ * fires when the *thread* that spawned it ends, not the process. */
 void child_spawn(child *c, child_reaper *r, const child_options *o, child_line_cb on_line,
                  child_done_cb on_done, void *data);
 
-/* Sends SIGTERM to the child's group, then SIGKILL after grace_ms (0: at
- * once). Safe to call again, before the spawn completed, and after exit. */
+/* Sends SIGTERM to the child's group, then kills it after grace_ms (0: at
+ * once; a call with 0 cuts a running grace period short). Safe to call
+ * again, before the spawn completed, and after exit. */
 void child_kill(child *c, unsigned grace_ms);
 
 #endif

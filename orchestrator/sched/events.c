@@ -3,6 +3,128 @@
 
 /* ---- logging --------------------------------------------------------- */
 
+/* ---- the log's size cap ---------------------------------------------
+ *
+ * A step that prints without end must not fill the disk: past
+ * SLUICE_LOG_LIMIT bytes its log keeps the first half of the limit and the
+ * last half, with a line saying how much was cut between them. The head is
+ * written to STEP.log as it comes; the rest goes to STEP.log.tail, which is
+ * set aside as STEP.log.tail.1 whenever it holds half the limit, so the
+ * disk holds at most one and a half times the limit meanwhile. When the
+ * step ends, the last half-limit of the two is appended to the log. */
+
+#define LOG_LIMIT_DEFAULT ((uint64_t)64 << 20)
+
+/* SLUICE_LOG_LIMIT: bytes, with an optional k, M or G (powers of 1024); 0
+ * for no limit. A value that does not read as one keeps the default. */
+static uint64_t log_limit(void) {
+    static uint64_t limit;
+    static int known;
+    if (known)
+        return limit;
+    known = 1;
+    limit = LOG_LIMIT_DEFAULT;
+    const char *v = getenv("SLUICE_LOG_LIMIT");
+    if (!v || !*v)
+        return limit;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    int shift = *end == 'k' || *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (shift)
+        end++;
+    if (end == v || *end || (shift && n > (UINT64_MAX >> shift)))
+        fprintf(stderr, "sluice: SLUICE_LOG_LIMIT is a size like 64M, not '%s': using 64M\n", v);
+    else
+        limit = (uint64_t)n << shift;
+    return limit;
+}
+
+static void tail_path(const step_run *sr, int old, char *path, size_t size) {
+    snprintf(path, size, "%s.log.tail%s", sr->dir, old ? ".1" : "");
+}
+
+/* Where the next line goes: the log, or past the head the tail file. */
+static FILE *log_sink(step_run *sr, size_t line_len) {
+    uint64_t limit = log_limit();
+    if (!limit || (!sr->log_tail && sr->log_bytes + line_len <= limit / 2)) {
+        sr->log_bytes += line_len;
+        return sr->log;
+    }
+    char path[4096];
+    if (sr->log_tail && sr->tail_bytes + line_len > limit / 2) {
+        /* The tail file is full: it becomes the older half, whose previous
+         * content is cut. */
+        char old[4096];
+        struct stat st;
+        fclose(sr->log_tail);
+        sr->log_tail = NULL;
+        tail_path(sr, 1, old, sizeof(old));
+        if (stat(old, &st) == 0)
+            sr->cut_bytes += (uint64_t)st.st_size;
+        tail_path(sr, 0, path, sizeof(path));
+        rename(path, old);
+        sr->tail_bytes = 0;
+    }
+    if (!sr->log_tail) {
+        tail_path(sr, 0, path, sizeof(path));
+        if (!(sr->log_tail = fopen(path, "w")))
+            return NULL; /* the line is lost, not the step */
+    }
+    sr->tail_bytes += line_len;
+    return sr->log_tail;
+}
+
+static void append_rest(step_run *sr, FILE *f) {
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, n, sr->log);
+}
+
+/* Ends the step's log: past the limit, the kept tail is appended after a
+ * line that says how much was cut. */
+void sched_log_close(step_run *sr) {
+    if (sr->log_tail) {
+        char path[4096], old[4096];
+        tail_path(sr, 0, path, sizeof(path));
+        tail_path(sr, 1, old, sizeof(old));
+        fclose(sr->log_tail);
+        sr->log_tail = NULL;
+        FILE *older = fopen(old, "r"), *newer = fopen(path, "r");
+        uint64_t half = log_limit() / 2, keep = half > sr->tail_bytes ? half - sr->tail_bytes : 0;
+        struct stat st;
+        uint64_t size = older && fstat(fileno(older), &st) == 0 ? (uint64_t)st.st_size : 0;
+        if (older && size > keep) {
+            /* Cut whole lines: the rest of the line the cut falls in too. */
+            int c = '\n';
+            sr->cut_bytes += size - keep;
+            if (fseeko(older, (off_t)(size - keep), SEEK_SET) == 0)
+                while ((c = fgetc(older)) != EOF && c != '\n')
+                    sr->cut_bytes++;
+        }
+        if (sr->log) {
+            if (sr->cut_bytes)
+                fprintf(sr->log, "[sluice: %llu bytes of this log cut here: it passed "
+                                 "SLUICE_LOG_LIMIT (%llu bytes)]\n",
+                        (unsigned long long)sr->cut_bytes, (unsigned long long)log_limit());
+            if (older)
+                append_rest(sr, older);
+            if (newer)
+                append_rest(sr, newer);
+        }
+        if (older)
+            fclose(older);
+        if (newer)
+            fclose(newer);
+        unlink(old);
+        unlink(path);
+    }
+    if (sr->log) {
+        fclose(sr->log);
+        sr->log = NULL;
+    }
+}
+
 /* The step's log file, opened at its first line: a quiet step costs none. */
 static FILE *log_file(step_run *sr) {
     if (!sr->log && !sr->log_failed) {
@@ -50,8 +172,11 @@ void sched_log(step_run *sr, int level, const char *raw) {
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
         strftime(t, sizeof(t), "%H:%M:%S", &tm);
-        fprintf(sr->log, "%s.%03ld %s %s\n", t, ts.tv_nsec / 1000000, names[lv], msg);
-        fflush(sr->log);
+        FILE *f = log_sink(sr, strlen(t) + strlen(msg) + 15);
+        if (f) {
+            fprintf(f, "%s.%03ld %s %s\n", t, ts.tv_nsec / 1000000, names[lv], msg);
+            fflush(f);
+        }
     }
     free(sr->tail[sr->tail_next % LOG_TAIL]);
     sr->tail[sr->tail_next % LOG_TAIL] = strdup(msg);

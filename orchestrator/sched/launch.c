@@ -502,7 +502,8 @@ static int launch_shell(attempt *at) {
     child_options o = {.file = program,
                        .args = n ? words : sh,
                        .env = env,
-                       .cwd = at->dir};
+                       .cwd = at->dir,
+                       .supervisor = at->r->supervisor[0] ? at->r->supervisor : NULL};
     child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
     return 0;
 }
@@ -522,7 +523,8 @@ static int launch_process(attempt *at) {
                        .cwd = at->dir,
                        .input = at->manifest,
                        .input_len = len,
-                       .events = 1};
+                       .events = 1,
+                       .supervisor = at->r->supervisor[0] ? at->r->supervisor : NULL};
     child_spawn(&at->ch, &at->r->reaper, &o, on_child_line, on_child_done, at);
     return 0;
 }

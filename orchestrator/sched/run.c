@@ -3,6 +3,10 @@
  * what is downstream of a failure), interruption, and the run's set-up. */
 #include "run_internal.h"
 
+#include <unistd.h>
+
+#include "exec/supervise.h"
+
 static void start_attempt(step_run *sr);
 static void on_retry(uv_timer_t *t);
 
@@ -72,10 +76,7 @@ static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
         r->n_failed++;
     else if (outcome == STEP_CANCELLED)
         r->n_cancelled++;
-    if (sr->log) {
-        fclose(sr->log);
-        sr->log = NULL;
-    }
+    sched_log_close(sr);
     if (dag_ready_finish(&r->ready, sr->index, outcome == STEP_DONE || outcome == STEP_CACHED) == 0)
         return;
     char reason[256];
@@ -203,10 +204,108 @@ static void on_retry(uv_timer_t *t) {
     sched_schedule(r);
 }
 
+/* 1 when `dir` is `root` or a folder inside it. */
+static int path_under(const char *dir, const char *root) {
+    size_t n = strlen(root);
+    return n && strncmp(dir, root, n) == 0 && (dir[n] == '/' || dir[n] == '\0' || root[n - 1] == '/');
+}
+
+/* Whether a plugin step runs in a child: its own 'isolation', or
+ * SLUICE_ISOLATION (read by setup): "process" for every plugin step,
+ * "outside" for the steps of plugins outside the pipeline's folder and
+ * sluice's own plugin folders. */
+static int isolated(const run *r, const step *s) {
+    if (s->isolation == ISOLATION_PROCESS || r->isolation == ISOLATE_ALL)
+        return 1;
+    if (r->isolation != ISOLATE_OUTSIDE)
+        return 0;
+    const char *lib = s->impl->lib->real_path;
+    if (path_under(lib, r->pipeline_dir))
+        return 0;
+    for (size_t i = 0; i < sizeof(r->own_plugins) / sizeof(r->own_plugins[0]); i++)
+        if (r->own_plugins[i] && path_under(lib, r->own_plugins[i]))
+            return 0;
+    return 1;
+}
+
+/* SLUICE_ISOLATION, and sluice's own plugin folders for "outside".
+ * Returns 0, or -EINVAL (said) for a value it does not know. */
+static int read_isolation(run *r) {
+    const char *v = getenv("SLUICE_ISOLATION");
+    if (!v || !*v || strcmp(v, "in-process") == 0)
+        return 0;
+    if (strcmp(v, "process") == 0) {
+        r->isolation = ISOLATE_ALL;
+        return 0;
+    }
+    if (strcmp(v, "outside") != 0) {
+        fprintf(stderr, "sluice run: SLUICE_ISOLATION is in-process, process or outside, not '%s'\n",
+                v);
+        return -EINVAL;
+    }
+    r->isolation = ISOLATE_OUTSIDE;
+    const char *slash = r->o->exe ? strrchr(r->o->exe, '/') : NULL;
+    if (!slash)
+        return 0;
+    static const char *const own[] = {"plugins", "../lib/sluice/plugins"};
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - r->o->exe), r->o->exe, own[i]);
+        r->own_plugins[i] = realpath(path, NULL); /* NULL: no such folder */
+    }
+    return 0;
+}
+
+/* The supervisor of step processes (exec/supervise.h): sluice-supervise
+ * beside the binary (the build tree) or in ../libexec/sluice (installed),
+ * else the binary itself. Returns 0 or -ENOMEM. */
+static int find_supervisor(run *r) {
+    const char *exe = r->o->exe, *slash = exe ? strrchr(exe, '/') : NULL;
+    if (!exe)
+        return 0;
+    static const char *const places[] = {"", "../libexec/sluice/"};
+    for (size_t i = 0; slash && i < sizeof(places) / sizeof(places[0]); i++) {
+        size_t len = (size_t)(slash - exe) + strlen(places[i]) + sizeof(SUPERVISE_PROGRAM) + 2;
+        char *path = malloc(len);
+        if (!path)
+            return -ENOMEM;
+        snprintf(path, len, "%.*s/%s%s", (int)(slash - exe), exe, places[i], SUPERVISE_PROGRAM);
+        if (access(path, X_OK) == 0) {
+            r->supervisor[0] = path;
+            return 0;
+        }
+        free(path);
+    }
+    if (!(r->supervisor[0] = strdup(exe)))
+        return -ENOMEM;
+    r->supervisor[1] = "exec";
+    r->supervisor[2] = SUPERVISE_FLAG;
+    return 0;
+}
+
+/* The step is recorded as running before it starts: should sluice die
+ * with it (a crash in an in-process step), the record shows which step
+ * was running. Its final record replaces this one. */
+static void record_started(step_run *sr) {
+    run *r = sr->r;
+    if (!r->meta_open)
+        return;
+    step_record rec = {.run_id = r->run_id,
+                       .s = sr->s,
+                       .status = "running",
+                       .started = sr->wall_started,
+                       .attempts = sr->attempt_no + 1};
+    int rc = record_step(&r->meta, &rec);
+    if (rc)
+        fprintf(stderr, "sluice run: cannot record step '%s' in the metadata store: %s\n",
+                sr->s->id, meta_strerror(rc));
+}
+
 static void start_attempt(step_run *sr) {
     run *r = sr->r;
     if (sr->attempt_no == 0 && sched_try_cache(sr))
         return;
+    record_started(sr);
     attempt *at = calloc(1, sizeof(*at));
     if (!at) {
         sr->attempt_no++;
@@ -216,9 +315,7 @@ static void start_attempt(step_run *sr) {
     at->r = r;
     at->sr = sr;
     at->number = ++sr->attempt_no;
-    at->kind = !sr->s->impl ? ATT_SHELL
-               : sr->s->isolation == ISOLATION_PROCESS ? ATT_PROCESS
-                                                       : ATT_IN_PROCESS;
+    at->kind = !sr->s->impl ? ATT_SHELL : isolated(r, sr->s) ? ATT_PROCESS : ATT_IN_PROCESS;
     sr->cur = at;
     sr->state = SR_RUNNING;
     r->running++;
@@ -265,13 +362,18 @@ void sched_schedule(run *r) {
 
 static void on_signal(uv_signal_t *h, int signum) {
     run *r = h->data;
+    /* A second signal, or SIGTERM after SIGINT, forces: a terminating
+     * system or supervisor does not wait for a grace period twice. */
     int force = ++r->interrupts > 1;
     if (!r->cancelling) {
         r->cancelling = 1;
+        r->signo = signum;
         char msg[128];
         snprintf(msg, sizeof(msg), "%s: stopping %d running step%s (again to force)",
-                 signum == SIGINT ? "interrupted" : "terminated", r->running,
-                 r->running == 1 ? "" : "s");
+                 signum == SIGINT   ? "interrupted"
+                 : signum == SIGHUP ? "hung up"
+                                    : "terminated",
+                 r->running, r->running == 1 ? "" : "s");
         if (r->rep.mode != REPORT_JSON)
             fprintf(stderr, "\nsluice: %s\n", msg);
     }
@@ -403,7 +505,7 @@ static int setup(run *r) {
     r->retry_queue = calloc(n + 1, sizeof(*r->retry_queue));
     if (!r->steps || !r->retry_queue)
         return -ENOMEM;
-    if ((rc = sched_select_steps(r)))
+    if ((rc = sched_select_steps(r)) || (rc = read_isolation(r)) || (rc = find_supervisor(r)))
         return rc;
     if ((rc = store_open(&r->store, r->o->store)))
         return rc;
@@ -438,8 +540,7 @@ static int setup(run *r) {
 static void teardown(run *r) {
     for (size_t i = 0; r->steps && i < r->p->n_steps; i++) {
         step_run *sr = &r->steps[i];
-        if (sr->log)
-            fclose(sr->log);
+        sched_log_close(sr);
         for (unsigned k = 0; k < LOG_TAIL; k++)
             free(sr->tail[k]);
         for (size_t k = 0; k < sr->n_out; k++)
@@ -458,6 +559,9 @@ static void teardown(run *r) {
         free(r->programs[i].path);
     }
     free(r->programs);
+    free(r->own_plugins[0]);
+    free(r->own_plugins[1]);
+    free(r->supervisor[0]);
     if (r->meta_open)
         meta_close(&r->meta);
     store_close(&r->store);
@@ -470,6 +574,14 @@ static void teardown(run *r) {
     dag_free(&r->g);
     report_free(&r->rep);
     pthread_mutex_destroy(&r->mu);
+}
+
+void run_exit_abandoned(int status) {
+    fflush(stdout);
+    fflush(stderr);
+    /* Not exit(): it would join libuv's thread pool, where the abandoned
+     * step's thread never returns. */
+    _exit(status);
 }
 
 int run_pipeline(pipeline *p, run_options *o) {
@@ -517,11 +629,20 @@ int run_pipeline(pipeline *p, run_options *o) {
     }
     uv_async_init(&r->loop, &r->wake, sched_on_wake);
     r->wake.data = r;
-    uv_signal_init(&r->loop, &r->sigint);
-    uv_signal_init(&r->loop, &r->sigterm);
-    r->sigint.data = r->sigterm.data = r;
-    uv_signal_start(&r->sigint, on_signal, SIGINT);
-    uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+    /* SIGHUP is a dropped terminal: stop like Ctrl-C. The others a run has
+     * no use for are ignored rather than let kill it with its steps
+     * orphaned and its record left 'running' (children get them back at
+     * their defaults). */
+    static const int stops[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof(stops) / sizeof(stops[0]); i++) {
+        uv_signal_init(&r->loop, &r->stop_signals[i]);
+        r->stop_signals[i].data = r;
+        uv_signal_start(&r->stop_signals[i], on_signal, stops[i]);
+    }
+    signal(SIGQUIT, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    signal(SIGALRM, SIG_IGN);
     uv_timer_init(&r->loop, &r->tick);
     r->tick.data = &r->rep;
     if (r->rep.mode == REPORT_TTY)
@@ -562,11 +683,17 @@ int run_pipeline(pipeline *p, run_options *o) {
     if (record_run(&r->meta, r->run_id, p, &r->origin, status, r->wall_t0, sched_wall_now()) != 0 ||
         meta_sync(&r->meta) != 0)
         fprintf(stderr, "sluice run: cannot record the run's end in the metadata store\n");
-    int exit_code = r->cancelling ? 130 : r->n_failed ? 1 : 0;
+    /* Interrupted: 128 + the signal, as a shell reports it (130 for Ctrl-C). */
+    int exit_code = r->cancelling ? 128 + r->signo : r->n_failed ? 1 : 0;
     fflush(stdout);
     o->abandoned = r->abandoned > 0;
-    if (r->abandoned)
-        return exit_code; /* leave everything to the process's exit */
+    if (r->abandoned) {
+        /* Everything else is left to the process's end, which must come at
+         * once (run_exit_abandoned): the records are closed first. */
+        meta_close(&r->meta);
+        r->meta_open = 0;
+        return exit_code;
+    }
     uv_walk(&r->loop, close_all, NULL);
     /* A uv_stop() left over from the end makes one uv_run() return early. */
     while (uv_run(&r->loop, UV_RUN_DEFAULT) != 0)

@@ -7,7 +7,7 @@
  * independent branches finish; failed attempts are retried after an
  * exponential backoff; a step past its timeout is stopped (a child killed,
  * an in-process step asked through sl_cancelled()); SIGINT or SIGTERM
- * cancels the run cleanly. */
+ * cancels the run cleanly (SIGHUP too). */
 #ifndef SLUICE_SCHED_RUN_H
 #define SLUICE_SCHED_RUN_H
 
@@ -30,12 +30,19 @@ typedef struct run_options {
     const char *only, *from;
     /* Set on return when an in-process step that ignored cancellation is
      * still running on a thread: the caller must then neither free the
-     * pipeline nor unload plugins, and should exit promptly. */
+     * pipeline nor unload plugins, and ends the process with
+     * run_exit_abandoned(). */
     int abandoned;
 } run_options;
 
+/* Ends the process at once with status, stdout and stderr flushed: after a
+ * run that set o->abandoned (its records are already closed). exit() would
+ * wait forever for the thread pool the abandoned step still holds. */
+_Noreturn void run_exit_abandoned(int status);
+
 /* Runs p (bound with pipeline_bind()). Returns the exit status of the CLI
- * contract: 0 all done, 1 a step failed, 130 interrupted; 2 when the run
+ * contract: 0 all done, 1 a step failed, 128 + the signal when interrupted
+ * (130 SIGINT, 143 SIGTERM, 129 SIGHUP); 2 when the run
  * could not start (reported on stderr, like an unknown --only step). */
 int run_pipeline(pipeline *p, run_options *o);
 

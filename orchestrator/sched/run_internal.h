@@ -84,6 +84,8 @@ struct step_run {
     int timed_out;
     FILE *log;
     int log_failed;
+    FILE *log_tail; /* past the head of a log over its limit (events.c) */
+    uint64_t log_bytes, tail_bytes, cut_bytes;
     char *dir;
     const char **out_names;
     char **out_paths; /* objects in the store, once the step succeeded */
@@ -129,8 +131,8 @@ struct run {
     int jobs, running, retry_waiting;
     uint32_t *retry_queue;
     size_t rq_head, rq_tail;
-    int cancelling, interrupts;
-    uv_signal_t sigint, sigterm;
+    int cancelling, interrupts, signo; /* signo: the first stop signal */
+    uv_signal_t stop_signals[3];       /* SIGINT, SIGTERM, SIGHUP */
     child_reaper reaper;
     uv_async_t wake;
     uv_timer_t tick;
@@ -144,6 +146,9 @@ struct run {
     int finished;
     size_t abandoned;
     double t0;
+    enum { ISOLATE_AS_SAID, ISOLATE_ALL, ISOLATE_OUTSIDE } isolation; /* SLUICE_ISOLATION */
+    char *own_plugins[2]; /* sluice's own plugin folders, absolute, or NULL */
+    char *supervisor[4];  /* child_options.supervisor; [0] NULL: none */
     program_path_entry *programs; /* PATH look-ups of shell steps' programs */
     size_t n_programs;
     artifact_store store;
@@ -170,6 +175,7 @@ struct run {
  * frees it with buf_free). */
 const char *sched_mask_secrets(const pipeline *p, const char *msg, buf *b);
 void sched_log(step_run *sr, int level, const char *msg);
+void sched_log_close(step_run *sr); /* the log's end: what was kept of its tail */
 char *sched_log_tail(step_run *sr); /* malloc'ed: the last log lines, indented */
 void sched_metric(step_run *sr, const char *key, double val, int64_t index);
 void sched_drain_events(run *r);

@@ -1,12 +1,14 @@
 #define _XOPEN_SOURCE 700
 /* teststeps - step plugins that exercise the scheduler: no-ops, sleeps that
- * honour (or ignore) cancellation, failures, a crash, typed ports, a path
- * parameter. */
+ * honour (or ignore) cancellation, failures, a crash, the end of the whole
+ * process, typed ports, a path parameter. */
 #include <signal.h>
 #include <sluice/plugin.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static int noop_run(sl_ctx *ctx) {
     (void)ctx;
@@ -37,6 +39,20 @@ static int fail_run(sl_ctx *ctx) {
 
 static int crash_run(sl_ctx *ctx) {
     sl_log(ctx, SL_LOG_INFO, "about to crash");
+    raise(SIGSEGV);
+    return SL_OK;
+}
+
+/* Ends the whole process, as a buggy in-process plugin can. */
+static int die_run(sl_ctx *ctx) {
+    const char *how = sl_param_str(ctx, "how"), *unless = sl_param_str(ctx, "unless");
+    if (unless && *unless && access(unless, F_OK) == 0)
+        return SL_OK; /* so that a test can let a resume get through */
+    sl_log(ctx, SL_LOG_INFO, "about to %s", how);
+    if (strcmp(how, "abort") == 0)
+        abort();
+    if (strcmp(how, "exit") == 0)
+        exit(3);
     raise(SIGSEGV);
     return SL_OK;
 }
@@ -113,6 +129,11 @@ static const sl_param read_params[] = {
     {"source", SL_PARAM_PATH, NULL, "the file to copy", 1},
     {NULL, 0, NULL, NULL, 0},
 };
+static const sl_param die_params[] = {
+    {"how", SL_PARAM_STRING, "\"segv\"", "segv, abort or exit", 0},
+    {"unless", SL_PARAM_STRING, "\"\"", "a file whose presence makes it succeed", 0},
+    {NULL, 0, NULL, NULL, 0},
+};
 static const sl_param emit_params[] = {
     {"text", SL_PARAM_STRING, NULL, "what to write", 1},
     {"count", SL_PARAM_INT, "1", NULL, 0},
@@ -131,6 +152,8 @@ static const sl_step steps[] = {
     {"sleep", "1", "sleep, checking for cancellation", any_in, any_out, sleep_params, sleep_run},
     {"fail", "1", "fail with a message", any_in, any_out, fail_params, fail_run},
     {"crash", "1", "crash with SIGSEGV", any_in, any_out, NULL, crash_run},
+    {"die", "1", "end the process: SIGSEGV, abort() or exit(3)", any_in, any_out, die_params,
+     die_run},
     {"emit", "1", "write a parameter to the output", NULL, req_out, emit_params, emit_run},
     {"echo", "1", "copy the input to the output", req_in, req_out, echo_params, echo_run},
     {"typed", "1", "typed ports", chunks_in, docs_out, NULL, typed_run},
