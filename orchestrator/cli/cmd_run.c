@@ -6,6 +6,8 @@
 #include "cli.h"
 #include "sched/run.h"
 
+#include <uv.h>
+
 int cmd_run(const cli_globals *g, int argc, char **argv) {
     enum { OPT_NO_CACHE = 256, OPT_ONLY, OPT_FROM, OPT_RUNNER, OPT_DRY_RUN, OPT_JSON, OPT_TAG };
     static const struct option longopts[] = {
@@ -33,10 +35,12 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
             break;
         case 'j':
             o.jobs = (int)strtol(optarg, &end, 10);
-            if (*end || o.jobs < 1 || o.jobs > 4096) {
-                fprintf(stderr, "sluice run: --jobs takes a number from 1 to 4096, not '%s'\n",
-                        optarg);
+            if (*end || !*optarg || o.jobs < 0 || o.jobs > 4096) {
+                fprintf(stderr, "sluice run: --jobs takes a number from 0 (all cores) to 4096, "
+                                "not '%s'\n", optarg);
                 bad = 1;
+            } else if (o.jobs == 0) { /* as settings.jobs: 0, not "settings.jobs, else ..." */
+                o.jobs = (int)uv_available_parallelism();
             }
             break;
         case OPT_NO_CACHE:

@@ -29,6 +29,8 @@ int report_init(reporter *r, FILE *out, int json, size_t n_steps) {
         r->mode = REPORT_TTY;
     else
         r->mode = REPORT_PLAIN;
+    const char *no_color = getenv("NO_COLOR"); /* set by --no-color too */
+    r->color = r->mode == REPORT_TTY && !(no_color && no_color[0]);
     r->live = calloc(n_steps + 1, sizeof(*r->live));
     return r->live ? 0 : -ENOMEM;
 }
@@ -212,11 +214,11 @@ void report_step_finished(reporter *r, size_t index, const char *id, step_outcom
         emit_json(r, e);
         return;
     }
-    const char *mark = r->mode == REPORT_TTY
-                           ? (outcome == STEP_DONE || outcome == STEP_CACHED ? "\033[32m✓\033[0m"
-                              : outcome == STEP_FAILED ? "\033[31m✗\033[0m"
-                                                       : "\033[33m-\033[0m")
-                           : "step";
+    const char *mark = r->mode != REPORT_TTY ? "step"
+                       : outcome == STEP_DONE || outcome == STEP_CACHED
+                           ? (r->color ? "\033[32m✓\033[0m" : "✓")
+                       : outcome == STEP_FAILED ? (r->color ? "\033[31m✗\033[0m" : "✗")
+                                                : (r->color ? "\033[33m-\033[0m" : "-");
     switch (outcome) {
     case STEP_DONE:
         line(r, "%s %s done in %.2fs", mark, id, seconds);
@@ -298,7 +300,8 @@ void report_tick(reporter *r) {
         const live_entry *e = &r->live[i];
         if (!e->active)
             continue;
-        fprintf(r->out, "  \033[36m▸\033[0m %-*s %6.1fs", (int)r->width, e->id, now - e->started);
+        fprintf(r->out, "  %s %-*s %6.1fs", r->color ? "\033[36m▸\033[0m" : "▸", (int)r->width,
+                e->id, now - e->started);
         if (e->total)
             fprintf(r->out, "  %3.0f%% (%llu/%llu)", 100.0 * (double)e->done / (double)e->total,
                     (unsigned long long)e->done, (unsigned long long)e->total);

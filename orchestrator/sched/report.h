@@ -35,6 +35,7 @@ typedef struct reporter {
     size_t n_steps;
     int drawn;        /* live lines on screen now */
     size_t width;     /* of the widest step id */
+    int color;        /* tty mode and no NO_COLOR (no-color.org) */
 } reporter;
 
 /* Picks the mode (json when asked, tty when out is a terminal and TERM is not

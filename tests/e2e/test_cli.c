@@ -546,3 +546,47 @@ Test(cli, no_color_reaches_the_steps, .init = test_dir_setup, .fini = test_dir_t
     cr_expect_str_eq(r.out, "[1]");
     result_free(&r);
 }
+
+/* The live view draws colour only on a terminal, and never under NO_COLOR:
+ * script(1) gives the run a terminal, so both halves are seen. */
+static char *run_on_a_terminal(const char *yaml, const char *env) {
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && %s %s script -qec \"'%s' '%s' run '%s'\" /dev/null > tty.out 2>&1",
+             test_dir, test_plugin_path, env, SLUICE_BIN, test_store_arg, yaml);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/tty.out", test_dir);
+    char *out = slurp(path);
+    cr_assert_not_null(out);
+    return out;
+}
+
+Test(cli, no_color_turns_the_live_views_colour_off, .init = test_dir_setup,
+     .fini = test_dir_teardown) {
+    char *yaml = write_test_file(test_dir, "one.yaml",
+                                 "version: 1\npipeline: one\nsteps:\n  a:\n    uses: shell\n"
+                                 "    with: {run: 'true'}\n    cache: false\n");
+    char *coloured = run_on_a_terminal(yaml, "");
+    cr_expect_not_null(strstr(coloured, "\033[32m"), "no colour on a terminal: %s", coloured);
+    char *plain = run_on_a_terminal(yaml, "NO_COLOR=1");
+    cr_expect_null(strstr(plain, "\033[3"), "colour under NO_COLOR: %s", plain);
+    cr_expect_not_null(strstr(plain, "a done"), "%s", plain);
+    free(coloured);
+    free(plain);
+}
+
+Test(cli, jobs_zero_means_every_core, .init = test_dir_setup, .fini = test_dir_teardown) {
+    char *yaml = write_test_file(test_dir, "one.yaml",
+                                 "version: 1\npipeline: one\nsteps:\n  a:\n    uses: shell\n"
+                                 "    with: {run: 'true'}\n");
+    result r = RUN_PIPELINE(yaml, "-j", "0");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char want[64];
+    snprintf(want, sizeof(want), "\"jobs\" : %ld", sysconf(_SC_NPROCESSORS_ONLN));
+    cr_expect_not_null(strstr(r.out, want), "%s in %s", want, r.out);
+    result_free(&r);
+    r = RUN_PIPELINE(yaml, "-j", "-1");
+    cr_expect_eq(r.status, 2);
+    result_free(&r);
+}
