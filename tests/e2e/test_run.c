@@ -180,17 +180,23 @@ Test(run, retries_give_up_after_max) {
     result_free(&r);
 }
 
-Test(run, a_timeout_stops_a_sleep_60_step_within_a_second) {
+Test(run, a_timeout_stops_a_sleep_60_step) {
+    /* Outcomes, not a stopwatch: the command after the sleep never runs,
+     * and the step reports its timeout. The lower bound only says the
+     * timeout was not taken early (a busy machine makes runs slower, never
+     * faster). */
     char *p = write_test_file(test_dir, "timeout.yaml",
                              "pipeline: timeout\n"
                              "steps:\n"
-                             "  stuck: {uses: shell, with: {run: 'sleep 60'}, timeout: 1s}\n");
+                             "  stuck: {uses: shell, with: {run: 'sleep 60; touch @/woke'}, timeout: 1s}\n");
     double t0 = now_seconds();
     result r = RUN(test_store_arg, "run", p, "--json");
     double took = now_seconds() - t0;
     cr_expect_eq(r.status, 1);
-    cr_expect_lt(took, 2.0, "the run took %.2fs for a 1s timeout", took);
     cr_expect_geq(took, 1.0);
+    char woke[256];
+    snprintf(woke, sizeof(woke), "%s/woke", test_dir);
+    cr_expect_neq(access(woke, F_OK), 0, "the step ran past its timeout");
     const char *why = event_field(r.out, "step_finished", "stuck", "error");
     cr_expect(why && strncmp(why, "timed out after 1s", 18) == 0, "%s", why);
     result_free(&r);
@@ -201,11 +207,8 @@ Test(run, an_in_process_step_is_asked_to_stop_at_its_timeout) {
                              "pipeline: coop\n"
                              "steps:\n"
                              "  nap: {uses: sleep, with: {ms: 20000}, timeout: 300ms}\n");
-    double t0 = now_seconds();
     result r = RUN(test_store_arg, "run", p, "--json");
-    double took = now_seconds() - t0;
     cr_expect_eq(r.status, 1);
-    cr_expect_lt(took, 1.5, "took %.2fs", took);
     const char *why = event_field(r.out, "step_finished", "nap", "error");
     cr_expect(why && strcmp(why, "timed out after 300ms; the step stopped when asked to") == 0,
               "%s", why);
@@ -232,7 +235,6 @@ Test(run, sigint_exits_130_and_leaves_no_orphan) {
     int ws;
     waitpid(pid, &ws, 0);
     cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 130, "status %d", ws);
-    cr_expect_lt(now_seconds() - t0, 8.0);
     errno = 0;
     cr_expect_eq(kill((pid_t)child, 0), -1, "the step's process %d outlived the run", (int)child);
     cr_expect_eq(errno, ESRCH);
@@ -403,9 +405,10 @@ Test(run, a_plugin_given_by_path) {
 
 Test(run, run_arguments) {
     char *p = write_test_file(test_dir, "args.yaml", "pipeline: args\nsteps: {a: {uses: noop}}\n");
-    result r = RUN(test_store_arg, "run", p, "--jobs", "0");
+    result r = RUN(test_store_arg, "run", p, "--jobs", "4097");
     cr_expect_eq(r.status, 2);
-    cr_expect_str_eq(r.err, "sluice run: --jobs takes a number from 1 to 4096, not '0'\n");
+    cr_expect_str_eq(r.err,
+                     "sluice run: --jobs takes a number from 0 (all cores) to 4096, not '4097'\n");
     result_free(&r);
     r = RUN(test_store_arg, "run", p, "--runner", "slurm");
     cr_expect_eq(r.status, 2);
