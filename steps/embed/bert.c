@@ -160,6 +160,21 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
         }
         /* the mapping need not be aligned */
         memcpy(p + i * count, t->data, count * sizeof(float));
+        /* A NaN or infinity spreads through every vector it touches. */
+        for (size_t k = 0; k < count; k++)
+            if (!isfinite(p[i * count + k])) {
+                size_t row = d1 ? k / d1 : k, col = d1 ? k % d1 : 0;
+                char at[64];
+                if (d1)
+                    snprintf(at, sizeof(at), "[%zu, %zu]", row, col);
+                else
+                    snprintf(at, sizeof(at), "[%zu]", row);
+                int rc = errbuf_set(l->err, l->err_size, -EINVAL,
+                                    "%s: tensor '%s' holds a non-finite value (%g) at %s", l->path,
+                                    t->name, (double)p[i * count + k], at);
+                free(p);
+                return rc;
+            }
     }
     *dst = p;
     return 0;
@@ -379,8 +394,10 @@ static void split(size_t n, size_t grain, size_t parts, part_fn fn, void *ctx) {
 static inline void exp_inplace(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        v = v < -87.0f ? -87.0f : v;
-        v = v > 88.0f ? 88.0f : v;
+        /* Written so that NaN (every comparison false) becomes -87: the
+         * conversion of k to an integer below is defined for every float. */
+        v = v > -87.0f ? v : -87.0f;
+        v = v < 88.0f ? v : 88.0f;
         /* k = round(v / ln2): adding 1.5 * 2^23 rounds to an integer. */
         float k = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
         float r = v - k * 0.693359375f; /* ln2 in two parts, exact k * hi */

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include "runner.h"
+#include "serve.h"
 
 static pid_t server;
 static char base[64]; /* http://127.0.0.1:PORT */
@@ -35,25 +36,8 @@ static void setup(void) {
     list_articles();
     char port_file[128];
     snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
-    server = fork();
-    cr_assert_geq(server, 0);
-    if (server == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
-        execl("/usr/bin/python3", "python3", SLUICE_SOURCE_DIR "/scripts/demo-serve", "--port",
-              "0", "--port-file", port_file, (char *)NULL);
-        _exit(127);
-    }
-    int port = 0;
-    for (int i = 0; i < 200 && !port; i++) { /* up to 10 s */
-        char *text = slurp(port_file);
-        if (text)
-            port = atoi(text);
-        free(text);
-        if (!port)
-            nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
-    cr_assert_gt(port, 0, "the demo server started");
+    int port;
+    server = demo_serve(NULL, port_file, &port);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), SLUICE_SOURCE_DIR "/scripts/demo-repo %s/repo >/dev/null", test_dir);

@@ -248,6 +248,13 @@ Test(bert, refuses_missing_config_key) {
 
 Test(bert, refuses_heads_not_dividing_hidden) { refused("heads", "not a multiple", "5"); }
 
+/* A NaN weight would turn every embedding to NaN (and exp's float-to-int
+ * conversion of it is undefined): refused at load, naming the tensor. */
+Test(bert, refuses_non_finite_weight) {
+    refused("nan", "'encoder.layer.1.output.dense.weight' holds a non-finite value",
+            "at [3, 5]");
+}
+
 Test(bert, refuses_missing_folder) {
     bert_model *m = NULL;
     char err[512];

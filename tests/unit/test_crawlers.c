@@ -1,6 +1,7 @@
 /* The crawl step's parts without a network: robots.txt rules, the HTML to
  * text rendering, the dispatch table, and a local git repository. */
 #include <bson/bson.h>
+#include <errno.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,19 +107,57 @@ Test(html, latin1_pages_by_header_or_meta_and_broken_utf8) {
     cr_expect(strstr(err, "no-such-charset"), "%s", err);
 }
 
-Test(html, deep_nesting_does_not_exhaust_the_stack) {
-    size_t depth = 20000;
-    char *html = malloc(depth * 5 + 16);
+static char *repeat(const char *head, const char *unit, size_t times, const char *tail) {
+    size_t n = strlen(unit);
+    char *html = malloc(strlen(head) + n * times + strlen(tail) + 1);
     cr_assert_not_null(html);
-    char *w = html;
-    for (size_t i = 0; i < depth; i++)
-        w += sprintf(w, "<div>");
-    strcpy(w, "deep");
+    char *w = html + sprintf(html, "%s", head);
+    for (size_t i = 0; i < times; i++, w += n)
+        memcpy(w, unit, n);
+    strcpy(w, tail);
+    return html;
+}
+
+static void too_complex(const char *html, const char *why) {
+    html_page p;
+    char err[256];
+    cr_expect_eq(html_extract(html, strlen(html), NULL, &p, err, sizeof(err)), -E2BIG);
+    cr_expect(strstr(err, "page too complex") && strstr(err, why), "%s", err);
+}
+
+/* gumbo is quadratic in nesting: 100,000 <div>s took 18.8 s. */
+Test(html, nesting_deeper_than_512_is_too_complex) {
+    char *deep = repeat("", "<div>", 20000, "deep");
+    too_complex(deep, "nest more than 512 deep");
+    free(deep);
+    /* misnested formatting elements: each <p> re-opens every <b> */
+    char *misnested = repeat("", "<p><b class=x>", 600, "text");
+    too_complex(misnested, "nest more than 512 deep");
+    free(misnested);
+}
+
+Test(html, nesting_within_the_bound_is_kept) {
+    char *html = repeat("", "<div>", 500, "deep");
     html_page p;
     extract(html, NULL, &p);
     cr_expect_str_eq(p.text, "deep");
     html_page_free(&p);
     free(html);
+    /* closed, unclosed-by-design (<p>, <li>), void and raw-text elements do
+     * not add up, nor do self-closed ones inside SVG */
+    html = repeat("<ul>", "<li><p>a<br><img src=x><div>b</div><script>if (a<b) x = '<div>';"
+                  "</script><svg><path d='M0'/></svg><b>c</b>", 2000, "</ul>");
+    cr_expect_lt(html_nesting_depth(html, strlen(html), 512), 5);
+    extract(html, NULL, &p);
+    html_page_free(&p);
+    free(html);
+}
+
+Test(html, nesting_depth_counts_end_tags_closing_their_nearest_namesake) {
+    const char *html = "<div><span><div><i>x</div></span><em><q>y";
+    cr_expect_eq(html_nesting_depth(html, strlen(html), 512), 4);
+    html = "<div><div><div><div><div><div>";
+    cr_expect_eq(html_nesting_depth(html, strlen(html), 3), 4, "stops past the limit");
 }
 
 static dispatch_result classify(dispatch *d, const char *link) {
