@@ -232,3 +232,44 @@ Test(retrieval, search_refuses_what_it_cannot_use_and_says_why) {
     cr_expect(strstr(r.err, "use hybrid, dense or bm25") != NULL, "%s", r.err);
     result_free(&r);
 }
+
+/* An index object edited in place in the store is refused, as 'artifacts
+ * cat' refuses any changed object, instead of being served. */
+Test(retrieval, search_refuses_an_index_object_changed_in_the_store) {
+    write_test_file(test_dir, "chunks.jsonl",
+                    "{\"id\": \"c1\", \"content\": \"the quick brown fox\", \"document_id\": \"d1\", "
+                    "\"author_full_name\": \"Ada\", \"category\": \"posts\"}\n"
+                    "{\"id\": \"c2\", \"content\": \"hello world\", \"document_id\": \"d2\", "
+                    "\"author_full_name\": \"Bob\", \"category\": \"posts\"}\n");
+    char *p = write_test_file(test_dir, "small.yaml",
+                              "pipeline: small_index\n"
+                              "steps:\n"
+                              "  load: {uses: shell, with: {run: 'cp @/chunks.jsonl c', outputs: {c: c}}}\n"
+                              "  embed: {uses: embed, inputs: {chunks: load.c}}\n"
+                              "  index:\n"
+                              "    uses: index\n"
+                              "    inputs: {embeddings: embed.embeddings, chunks: load.c, model: embed.model}\n");
+    result r = RUN_PIPELINE(p);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    const char *at = strstr(r.out, "\"index\" : \"");
+    cr_assert_not_null(at, "%s", r.out);
+    char object[512];
+    snprintf(object, sizeof(object), "%.*s", (int)strcspn(at + 11, "\""), at + 11);
+    result_free(&r);
+    r = RUN(test_store_arg, "search", "index", "brown fox", "-k", "1");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "Ada") != NULL, "%s", r.out);
+    result_free(&r);
+
+    /* One byte of the index file changed, where a row's text is. */
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && sed -i 's/quick/QUICK/' '%s/index.sluidx'",
+             object, object);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    r = RUN(test_store_arg, "search", "index", "brown fox", "-k", "1");
+    cr_expect_eq(r.status, 2, "%s", r.out);
+    cr_expect(strstr(r.err, "is missing or corrupt: its content no longer matches its hash") != NULL,
+              "%s", r.err);
+    cr_expect(strstr(r.out, "QUICK") == NULL, "%s", r.out);
+    result_free(&r);
+}
