@@ -152,7 +152,7 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
     if (!p)
         return errbuf_set(l->err, l->err_size, -ENOMEM, "%s: out of memory", l->path);
     for (size_t i = 0; i < n; i++) {
-        const st_tensor *t;
+        const st_tensor *t = NULL;
         int rc = find(l, names[i], d0, d1, &t);
         if (rc) {
             free(p);
@@ -169,7 +169,7 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
                     snprintf(at, sizeof(at), "[%zu, %zu]", row, col);
                 else
                     snprintf(at, sizeof(at), "[%zu]", row);
-                int rc = errbuf_set(l->err, l->err_size, -EINVAL,
+                rc = errbuf_set(l->err, l->err_size, -EINVAL,
                                     "%s: tensor '%s' holds a non-finite value (%g) at %s", l->path,
                                     t->name, (double)p[i * count + k], at);
                 free(p);

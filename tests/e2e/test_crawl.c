@@ -69,8 +69,8 @@ static result crawl_links(const expect *ex, size_t n, const char *extra) {
     fprintf(f, "version: 1\npipeline: crawl_demo\nsteps:\n  crawl:\n    uses: crawl\n"
                "    cache: false\n    with:\n      user_full_name: Ada Lovelace\n"
                "      timeout: 1\n      retries: 2\n      retry_backoff: 0.05\n"
-               "      max_page_bytes: 1000000\n%s      links:\n",
-            extra);
+               "      max_page_bytes: 1000000\n%s%s      links:\n",
+            strstr(extra, "allow_private") ? "" : "      allow_private: true\n", extra);
     for (size_t i = 0; i < n; i++) {
         fputs("        - \"", f);
         int local = strncmp(ex[i].link_fmt, "DIR:", 4) == 0;
@@ -241,6 +241,67 @@ Test(crawl, robots_can_be_ignored_and_rules_added_by_the_pipeline) {
     cr_expect(strstr(r.out, "no crawler 'ftp'") || strstr(r.err, "no crawler 'ftp'"), "%s%s",
               r.out, r.err);
     result_free(&r);
+}
+
+/* Redirects are followed one hop at a time: each is checked against the
+ * robots.txt of where it leads, and may lead only to the link's own host or
+ * an allowed one; a site on a private address needs allow_private. */
+Test(crawl, redirects_are_checked_hop_by_hop_and_private_addresses_need_allowing) {
+    char a0[160], other[400], port[16];
+    snprintf(a0, sizeof(a0), "%%s/articles/%s", articles[0]);
+    snprintf(port, sizeof(port), "%s", strrchr(base, ':') + 1);
+    snprintf(other, sizeof(other), "%%s/redirect-to/http%%%%3A%%%%2F%%%%2Flocalhost%%%%3A%s%%%%2Farticles%%%%2F%s",
+             port, articles[1]);
+    expect ex[] = {
+        {"%s/redirect/private/secret.html", "failed", "/private/secret.html: disallowed by"},
+        {"%s/redirect-chain/2/private/secret.html", "failed", "disallowed by"},
+        {other, "failed", "redirected to another host, localhost (add it to allowed_hosts"},
+        {"%s/huge-header/20480", "failed", "the response's headers are too large"},
+        {"%s/huge-header/300", "failed", "the response's headers are too large"},
+        {a0, "crawled", NULL},
+    };
+    size_t n = sizeof(ex) / sizeof(ex[0]);
+    result r = crawl_links(ex, n, "");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    check_report(ex, n, NULL);
+
+    /* The other host once allowed. */
+    expect allowed[] = {{other, "crawled", NULL}};
+    r = crawl_links(allowed, 1, "      allowed_hosts: [localhost]\n");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    check_report(allowed, 1, NULL);
+
+    /* Loopback without allow_private: refused, not retried. */
+    char a2[160];
+    snprintf(a2, sizeof(a2), "%%s/articles/%s", articles[2]);
+    expect refused[] = {{a2, "failed", "refused to connect to 127.0.0.1, a loopback address"}};
+    r = crawl_links(refused, 1, "      allow_private: false\n      robots: false\n");
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "refused to connect to 127.0.0.1, a loopback address (set "
+                            "allow_private: true to crawl it)") != NULL,
+              "%s", r.out);
+    result_free(&r);
+}
+
+/* A credential in a link's query is masked wherever the link is shown. */
+Test(crawl, secrets_in_a_links_query_are_masked_in_the_report_and_the_warehouse) {
+    char link[200];
+    snprintf(link, sizeof(link), "%%s/articles/%s?api_key=S3cretValue&page=2", articles[0]);
+    expect ex[] = {{link, "crawled", NULL}};
+    result r = crawl_links(ex, 1, "");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "S3cretValue") == NULL && strstr(r.err, "S3cretValue") == NULL);
+    result_free(&r);
+    char *report = last_output("report");
+    cr_expect(strstr(report, "?api_key=***&page=2") != NULL, "%s", report);
+    cr_expect(strstr(report, "S3cretValue") == NULL, "%s", report);
+    free(report);
+    char *arts = exported("ArticleDocument.json");
+    cr_expect(strstr(arts, "?api_key=***&page=2\"") != NULL, "%s", arts);
+    cr_expect(strstr(arts, "S3cretValue") == NULL);
+    free(arts);
 }
 
 Test(crawl, the_shipped_etl_pipeline_then_clean_and_chunk_on_the_demo_data) {

@@ -12,6 +12,7 @@
 #include "git.h"
 #include "html.h"
 #include "robots.h"
+#include "web.h"
 
 static robots *parse(const char *text) {
     robots *r = robots_parse(text, strlen(text), "sluice-crawl");
@@ -253,4 +254,22 @@ Test(git, a_repository_becomes_its_text_files) {
     cr_expect_str_eq(name, "notes");
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
+}
+
+static void redacted(const char *url, const char *want) {
+    char out[256];
+    web_redact_url(url, out, sizeof(out));
+    cr_expect_str_eq(out, want, "%s", url);
+}
+
+Test(web, credentials_in_links_are_masked_and_nothing_else) {
+    redacted("https://example.com/a?k=S3cret&kind=x", "https://example.com/a?k=***&kind=x");
+    redacted("https://example.com/a?api_key=S3cret&page=2#top",
+             "https://example.com/a?api_key=***&page=2#top");
+    redacted("https://example.com/a?page=2&access_token=abc&X-Amz-Signature=f00&sig=1",
+             "https://example.com/a?page=2&access_token=***&X-Amz-Signature=***&sig=***");
+    redacted("https://ada:pa55@example.com/repo.git?Password=x",
+             "https://ada:***@example.com/repo.git?Password=***");
+    redacted("https://example.com/a#frag?token=x", "https://example.com/a#frag?token=x");
+    redacted("/local/path", "/local/path");
 }
