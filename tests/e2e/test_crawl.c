@@ -5,7 +5,10 @@
  * warehouse. */
 #include <bson/bson.h>
 #include <dirent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include "runner.h"
 #include "serve.h"
@@ -302,6 +305,42 @@ Test(crawl, secrets_in_a_links_query_are_masked_in_the_report_and_the_warehouse)
     cr_expect(strstr(arts, "?api_key=***&page=2\"") != NULL, "%s", arts);
     cr_expect(strstr(arts, "S3cretValue") == NULL);
     free(arts);
+}
+
+/* A free loopback port (bound, then released). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* The README's first command run twice gives the same warehouse: the demo
+ * site's port, part of every link, does not change between runs. */
+Test(crawl, scripts_demo_etl_twice_stores_each_document_once) {
+    char home[160], port[48], bin[160];
+    snprintf(home, sizeof(home), "SLUICE_HOME=%s/store", test_dir);
+    snprintf(port, sizeof(port), "SLUICE_DEMO_PORT=%d", free_port());
+    snprintf(bin, sizeof(bin), "SLUICE=%s", SLUICE_BIN);
+    run_env[1] = home;
+    run_env[2] = port;
+    run_env[3] = bin;
+    run_env[4] = NULL;
+    for (int i = 0; i < 2; i++) {
+        result r = run_in(NULL, NULL, (char *[]){SLUICE_SOURCE_DIR "/scripts/demo-etl", NULL});
+        cr_assert_eq(r.status, 0, "run %d: %s%s", i + 1, r.out, r.err);
+        result_free(&r);
+    }
+    char *arts = exported("ArticleDocument.json");
+    cr_expect_eq(count(arts, "\"link\" : "), 6, "each article once: %s", arts);
+    free(arts);
+    char *repos = exported("RepositoryDocument.json");
+    cr_expect_eq(count(repos, "\"link\" : "), 1, "the repository once");
+    free(repos);
 }
 
 Test(crawl, the_shipped_etl_pipeline_then_clean_and_chunk_on_the_demo_data) {
