@@ -259,7 +259,7 @@ Test(crawl, redirects_are_checked_hop_by_hop_and_private_addresses_need_allowing
         {"%s/redirect/private/secret.html", "failed", "/private/secret.html: disallowed by"},
         {"%s/redirect-chain/2/private/secret.html", "failed", "disallowed by"},
         {other, "failed", "redirected to another host, localhost (add it to allowed_hosts"},
-        {"%s/huge-header/20480", "failed", "the response's headers are too large"},
+        {"%s/huge-header/1024", "failed", "the response's headers are too large"},
         {"%s/huge-header/300", "failed", "the response's headers are too large"},
         {a0, "crawled", NULL},
     };

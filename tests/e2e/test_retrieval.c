@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "runner.h"
+#include "../require.h"
 
 #define HANDBOOK SLUICE_SOURCE_DIR "/../shared/handbook/data_warehouse_raw_data"
 #define FEATURES SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml"
@@ -16,7 +17,7 @@ TestSuite(retrieval, .init = test_dir_setup, .fini = test_dir_teardown, .timeout
 
 static void import_handbook(void) {
     if (access(HANDBOOK, R_OK) != 0)
-        cr_skip_test("needs ../shared/handbook");
+        SKIP_UNLESS_REQUIRED("needs ../shared/handbook");
     result r = RUN(test_store_arg, "warehouse", "import", HANDBOOK);
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
@@ -107,7 +108,7 @@ Test(retrieval, the_feature_pipeline_on_the_handbooks_articles_then_search) {
 Test(retrieval, the_embeddings_artifact_is_a_unit_row_per_chunk_with_its_payload) {
     import_handbook();
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import numpy' 2>/dev/null") != 0)
-        cr_skip_test("needs %s with numpy", PYTHON);
+        SKIP_UNLESS_REQUIRED("needs %s with numpy", PYTHON);
     result r = RUN_PIPELINE(FEATURES, "-p", "queries=queries/handbook.jsonl");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char hash[80], folder[160];
@@ -173,7 +174,7 @@ Test(retrieval, the_evaluation_gate_fails_the_run_below_its_threshold) {
 
 Test(retrieval, a_hugging_face_bert_folder_embeds_indexes_and_searches) {
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import numpy' 2>/dev/null") != 0)
-        cr_skip_test("needs %s with numpy", PYTHON);
+        SKIP_UNLESS_REQUIRED("needs %s with numpy", PYTHON);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), PYTHON " %s/tests/ref/make_tiny_bert.py %s/bert", SLUICE_SOURCE_DIR,
              test_dir);

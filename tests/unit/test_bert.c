@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bert.h"
+#include "../require.h"
 
 #define PYTHON "/usr/bin/python3"
 #define MAKE SLUICE_SOURCE_DIR "/tests/ref/make_tiny_bert.py"
@@ -38,7 +39,7 @@ static void remove_dir(void) {
 
 static void need_numpy(void) {
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import numpy' 2>/dev/null") != 0)
-        cr_skip_test("skipped: the reference needs %s with numpy (Debian's python3-numpy)\n",
+        SKIP_UNLESS_REQUIRED("skipped: the reference needs %s with numpy (Debian's python3-numpy)\n",
                      PYTHON);
 }
 
