@@ -395,7 +395,9 @@ static inline void exp_inplace(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         /* Written so that NaN (every comparison false) becomes -87: the
-         * conversion of k to an integer below is defined for every float. */
+         * conversion of k to an integer below is defined for every float,
+         * and NaN is given back as it came (below) for the caller to see. */
+        float in = v;
         v = v > -87.0f ? v : -87.0f;
         v = v < 88.0f ? v : 88.0f;
         /* k = round(v / ln2): adding 1.5 * 2^23 rounds to an integer. */
@@ -412,7 +414,7 @@ static inline void exp_inplace(float *x, size_t n) {
         int32_t bits = ((int32_t)k + 127) << 23; /* 2^k, k in [-126, 127] */
         float scale;
         memcpy(&scale, &bits, sizeof(scale));
-        x[i] = p * scale;
+        x[i] = in == in ? p * scale : in;
     }
 }
 
@@ -770,5 +772,14 @@ int bert_embed(const bert_model *m, const char *const *texts, const size_t *lens
         if (rc)
             return rc;
     }
+    /* Finite weights can still overflow float on the way (scores past
+     * 3.4e38 become infinities, and their difference NaN): such a vector
+     * is refused rather than stored. */
+    for (size_t k = 0; k < n * c->hidden_size; k++)
+        if (!isfinite(out[k]))
+            return errbuf_set(err, err_size, -ERANGE,
+                              "text %zu: the model's output is not finite (its weights overflow "
+                              "float arithmetic)",
+                              k / c->hidden_size);
     return 0;
 }

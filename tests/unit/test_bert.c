@@ -256,6 +256,22 @@ Test(bert, refuses_non_finite_weight) {
             "at [3, 5]");
 }
 
+/* Finite weights whose attention scores overflow: the exp kernel meets NaN
+ * (its float-to-int conversion was undefined, which UBSan reports under
+ * dev-asan) and the output is refused instead of stored. */
+Test(bert, weights_that_overflow_give_an_error_not_nan_vectors) {
+    make_model("--variant huge");
+    bert_model *m = NULL;
+    char err[512];
+    cr_assert_eq(bert_load(dir, &m, err, sizeof(err)), 0, "%s", err);
+    const char *texts[] = {"the quick brown fox", "hello world"};
+    size_t lens[] = {19, 11};
+    float out[2 * HIDDEN];
+    cr_expect_eq(bert_embed(m, texts, lens, 2, 0, out, err, sizeof(err)), -ERANGE);
+    cr_expect(strstr(err, "text 0: the model's output is not finite"), "%s", err);
+    bert_free(m);
+}
+
 Test(bert, refuses_missing_folder) {
     bert_model *m = NULL;
     char err[512];
