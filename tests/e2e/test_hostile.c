@@ -184,7 +184,7 @@ static void run_kind(const char *kind, size_t at_least) {
 
 TestSuite(hostile, .timeout = 1800);
 
-Test(hostile, pipelines) { run_kind("pipelines", 0); }
+Test(hostile, pipelines) { run_kind("pipelines", 1); }
 Test(hostile, pages) { run_kind("pages", 1); }
 Test(hostile, models) { run_kind("models", 1); }
 Test(hostile, exports) { run_kind("exports", 1); }
