@@ -149,17 +149,26 @@ static int is_block(GumboTag tag) {
 static const char *const void_tags[] = {"area", "base", "br", "col", "embed", "hr", "img",
                                         "input", "keygen", "link", "meta", "param", "source",
                                         "track", "wbr", NULL};
-/* Closed by the next one of their kind or by their parent's end: they never
- * nest on their own. */
-static const char *const optional_end_tags[] = {
-    "body", "caption", "colgroup", "dd", "dt", "head", "html", "li", "optgroup", "option", "p",
-    "rb", "rp", "rt", "rtc", "tbody", "td", "tfoot", "th", "thead", "tr", NULL};
 /* Their content is text up to their end tag. */
 static const char *const raw_text_tags[] = {"iframe", "noembed", "noframes", "plaintext",
                                             "script", "style", "textarea", "title", "xmp", NULL};
 static const char *const formatting_tags[] = {"a", "b", "big", "code", "em", "font", "i",
                                               "nobr", "s", "small", "strike", "strong", "tt",
                                               "u", NULL};
+/* Start tags that close an open <p> first (HTML's "close a p element"). */
+static const char *const closes_p[] = {
+    "address", "article", "aside", "blockquote", "center", "details", "dialog", "dir", "div",
+    "dl", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
+    "h6", "header", "hgroup", "hr", "listing", "main", "menu", "nav", "ol", "p", "pre",
+    "section", "summary", "table", "ul", NULL};
+/* The elements a search for an open element stops at: HTML's scopes. */
+static const char *const default_scope[] = {"applet", "caption", "html", "marquee", "object",
+                                            "table", "td", "template", "th", NULL};
+static const char *const button_scope[] = {"applet", "button", "caption", "html", "marquee",
+                                           "object", "table", "td", "template", "th", NULL};
+static const char *const list_item_scope[] = {"applet", "caption", "html", "marquee", "object",
+                                              "ol", "table", "td", "template", "th", "ul", NULL};
+static const char *const table_scope[] = {"html", "table", "template", NULL};
 
 static int one_of(const char *name, const char *const *list) {
     for (; *list; list++)
@@ -208,40 +217,150 @@ static const char *find_ci(const char *s, const char *end, const char *needle) {
     return end;
 }
 
-/* An upper estimate of how deeply the parser will nest the page: elements
- * still open (an end tag closes its nearest open namesake and everything
- * above it) or, when larger, formatting elements not yet ended (which gumbo
- * re-opens inside each new block). Stops counting past limit. */
+/* A model of gumbo's two structures that grow: the stack of open elements
+ * and the list of active formatting elements, each at most limit + 1 long
+ * (the scan stops past limit). */
+enum { NAME = 16 };
+
+typedef struct active_element {
+    uint64_t key; /* the tag and its attributes: equal keys are the same element */
+    char name[NAME];
+} active_element;
+
+typedef struct scan {
+    char (*stack)[NAME];
+    size_t depth, limit;
+    active_element *active;
+    size_t n_active;
+    size_t foreign; /* open <svg>s and <math>s */
+} scan;
+
+static void pop_to(scan *sc, size_t k) {
+    for (size_t j = k; j < sc->depth; j++)
+        sc->foreign -= strcmp(sc->stack[j], "svg") == 0 || strcmp(sc->stack[j], "math") == 0;
+    sc->depth = k;
+}
+
+/* Pops the nearest open element named one of names and everything above
+ * it, unless an element of scope comes first (scope NULL: none). */
+static void close_open(scan *sc, const char *const *names, const char *const *scope) {
+    for (size_t k = sc->depth; k > 0; k--) {
+        if (one_of(sc->stack[k - 1], names)) {
+            pop_to(sc, k - 1);
+            return;
+        }
+        if (scope && one_of(sc->stack[k - 1], scope))
+            return;
+    }
+}
+
+static void active_remove(scan *sc, size_t i) {
+    memmove(sc->active + i, sc->active + i + 1, (sc->n_active - i - 1) * sizeof(*sc->active));
+    sc->n_active--;
+}
+
+/* The last active formatting element named name, or SIZE_MAX. */
+static size_t active_find(const scan *sc, const char *name) {
+    for (size_t i = sc->n_active; i > 0; i--)
+        if (strcmp(sc->active[i - 1].name, name) == 0)
+            return i - 1;
+    return SIZE_MAX;
+}
+
+/* A formatting element starts (attrs: its attribute text): an open <a> or
+ * <nobr> is closed first, and as HTML's "Noah's Ark" clause says, a fourth
+ * identical element pushes the earliest of the three out of the list. */
+static void formatting_start(scan *sc, const char *name, const char *attrs, size_t attrs_len) {
+    uint64_t key = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        key = (key ^ (unsigned char)*p) * 1099511628211ULL;
+    for (size_t i = 0; i < attrs_len; i++)
+        key = (key ^ (unsigned char)attrs[i]) * 1099511628211ULL;
+    if (strcmp(name, "a") == 0 || strcmp(name, "nobr") == 0) {
+        size_t i = active_find(sc, name);
+        if (i != SIZE_MAX)
+            active_remove(sc, i);
+        const char *const names[] = {name, NULL};
+        close_open(sc, names, strcmp(name, "a") == 0 ? NULL : default_scope);
+    }
+    size_t same = 0, first = SIZE_MAX;
+    for (size_t i = 0; i < sc->n_active; i++)
+        if (sc->active[i].key == key && same++ == 0)
+            first = i;
+    if (same >= 3)
+        active_remove(sc, first);
+    active_element *e = &sc->active[sc->n_active++];
+    e->key = key;
+    memcpy(e->name, name, NAME);
+}
+
+static void start_tag(scan *sc, const char *name, const char *attrs, size_t attrs_len,
+                      int self_closing) {
+    if (one_of(name, void_tags) || strcmp(name, "html") == 0 || strcmp(name, "head") == 0 ||
+        strcmp(name, "body") == 0 || (self_closing && sc->foreign)) /* "/>" only in SVG, MathML */
+        return;
+    static const char *const p[] = {"p", NULL}, *const li[] = {"li", NULL},
+                             *const dd_dt[] = {"dd", "dt", NULL}, *const tr[] = {"tr", NULL},
+                             *const cell[] = {"td", "th", NULL},
+                             *const option[] = {"option", NULL},
+                             *const options[] = {"option", "optgroup", NULL};
+    if (one_of(name, closes_p))
+        close_open(sc, p, button_scope);
+    if (strcmp(name, "li") == 0)
+        close_open(sc, li, list_item_scope);
+    else if (strcmp(name, "dd") == 0 || strcmp(name, "dt") == 0)
+        close_open(sc, dd_dt, default_scope);
+    else if (strcmp(name, "tr") == 0)
+        close_open(sc, tr, table_scope);
+    else if (strcmp(name, "td") == 0 || strcmp(name, "th") == 0)
+        close_open(sc, cell, table_scope);
+    else if (strcmp(name, "option") == 0)
+        close_open(sc, option, NULL);
+    else if (strcmp(name, "optgroup") == 0)
+        close_open(sc, options, NULL);
+    if (one_of(name, formatting_tags))
+        formatting_start(sc, name, attrs, attrs_len);
+    sc->foreign += strcmp(name, "svg") == 0 || strcmp(name, "math") == 0;
+    memcpy(sc->stack[sc->depth++], name, NAME);
+}
+
+static void end_tag(scan *sc, const char *name) {
+    if (one_of(name, formatting_tags)) {
+        size_t i = active_find(sc, name);
+        if (i != SIZE_MAX)
+            active_remove(sc, i);
+    }
+    const char *const names[] = {name, NULL};
+    close_open(sc, names, NULL);
+}
+
 size_t html_nesting_depth(const char *html, size_t len, size_t limit) {
-    enum { NAME = 16 };
-    char(*stack)[NAME] = malloc((limit + 1) * NAME);
-    if (!stack)
+    scan sc = {.limit = limit};
+    sc.stack = malloc((limit + 1) * sizeof(*sc.stack));
+    sc.active = malloc((limit + 1) * sizeof(*sc.active));
+    if (!sc.stack || !sc.active) {
+        free(sc.stack);
+        free(sc.active);
         return SIZE_MAX;
+    }
     const char *s = html, *end = html + len;
-    size_t depth = 0, formatting = 0, deepest = 0, foreign = 0;
+    size_t deepest = 0;
     while (deepest <= limit && (s = memchr(s, '<', (size_t)(end - s)))) {
         s++;
         char name[NAME];
         int self_closing;
         if (s < end && *s == '!') {
-            s = strncmp(s, "!--", 3) == 0 ? find_ci(s + 3, end, "-->") : memchr(s, '>', (size_t)(end - s));
+            s = strncmp(s, "!--", 3) == 0 ? find_ci(s + 3, end, "-->")
+                                           : memchr(s, '>', (size_t)(end - s));
             if (!s)
                 break;
         } else if (s < end && *s == '/') {
             s += 1 + tag_name(s + 1, end, name, sizeof(name));
             s = tag_end(s, end, &self_closing);
-            size_t k = depth;
-            while (k > 0 && strcmp(stack[k - 1], name) != 0)
-                k--;
-            if (k > 0) {
-                for (size_t j = k - 1; j < depth; j++)
-                    foreign -= strcmp(stack[j], "svg") == 0 || strcmp(stack[j], "math") == 0;
-                depth = k - 1;
-            }
-            if (formatting > 0 && one_of(name, formatting_tags))
-                formatting--;
+            end_tag(&sc, name);
         } else if (s < end && isalpha((unsigned char)*s)) {
             s += tag_name(s, end, name, sizeof(name));
+            const char *attrs = s;
             s = tag_end(s, end, &self_closing);
             if (one_of(name, raw_text_tags)) {
                 char close[NAME + 2];
@@ -249,19 +368,14 @@ size_t html_nesting_depth(const char *html, size_t len, size_t limit) {
                 s = find_ci(s, end, close);
                 continue;
             }
-            if (one_of(name, formatting_tags) && ++formatting > deepest)
-                deepest = formatting;
-            /* "/>" closes an element only inside SVG and MathML */
-            if (one_of(name, void_tags) || one_of(name, optional_end_tags) ||
-                (self_closing && foreign))
-                continue;
-            foreign += strcmp(name, "svg") == 0 || strcmp(name, "math") == 0;
-            memcpy(stack[depth < limit ? depth : limit], name, NAME);
-            if (++depth > deepest)
-                deepest = depth;
+            start_tag(&sc, name, attrs, (size_t)(s - attrs), self_closing);
+            size_t now = sc.depth > sc.n_active ? sc.depth : sc.n_active;
+            if (now > deepest)
+                deepest = now;
         }
     }
-    free(stack);
+    free(sc.stack);
+    free(sc.active);
     return deepest;
 }
 

@@ -35,10 +35,14 @@ void html_page_free(html_page *page);
 #define HTML_BYTES_PER_BYTE 40
 #define HTML_MAX_SECONDS 20
 
-/* An upper estimate of the depth at which gumbo's tree construction will
- * hold len bytes of html open: open elements, or unended formatting
- * elements when more. Counting stops past limit (a result > limit says
- * only that). SIZE_MAX when out of memory. */
+/* An upper estimate of how deep gumbo's tree construction will nest len
+ * bytes of html: the larger of its stack of open elements and its list of
+ * active formatting elements, each modelled on HTML's rules (an end tag
+ * closes its nearest open namesake and all above it; <p>, <li>, <dd>, <tr>,
+ * <td> and <option> close an open one of their kind; a block closes an
+ * open <p>; an <a> closes an open <a>; a fourth identical formatting
+ * element drops the earliest). Counting stops past limit (a result > limit
+ * says only that). SIZE_MAX when out of memory. */
 size_t html_nesting_depth(const char *html, size_t len, size_t limit);
 
 #endif

@@ -131,10 +131,32 @@ Test(html, nesting_deeper_than_512_is_too_complex) {
     char *deep = repeat("", "<div>", 20000, "deep");
     too_complex(deep, "nest more than 512 deep");
     free(deep);
-    /* misnested formatting elements: each <p> re-opens every <b> */
-    char *misnested = repeat("", "<p><b class=x>", 600, "text");
+    /* misnested formatting elements, each different: each <p> re-opens
+     * every <b> */
+    char *misnested = malloc(600 * 32 + 8), *w = misnested;
+    cr_assert_not_null(misnested);
+    for (int i = 0; i < 600; i++)
+        w += sprintf(w, "<p><b class=c%d>", i);
+    strcpy(w, "text");
     too_complex(misnested, "nest more than 512 deep");
     free(misnested);
+}
+
+/* What gumbo closes on its own is not counted: identical unclosed <b>s
+ * (it keeps three), unclosed <a>s (a new one closes the last), <p>s closed
+ * by blocks, <li>s, <tr>s and <td>s closed by the next. */
+Test(html, elements_html_closes_on_its_own_do_not_add_up) {
+    const char *units[] = {"<p><b>x", "<a name=n>x", "<p>x<div>y</div>", "<li>x<li>y",
+                           "<table><tr><td>x<td>y<tr><td>z</table>", "<dt>x<dd>y",
+                           "<select><option>x<option>y</select>"};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        char *html = repeat("<body>", units[i], 2000, "</body>");
+        cr_expect_lt(html_nesting_depth(html, strlen(html), 512), 8, "%s", units[i]);
+        html_page p;
+        extract(html, NULL, &p);
+        html_page_free(&p);
+        free(html);
+    }
 }
 
 Test(html, nesting_within_the_bound_is_kept) {
