@@ -180,6 +180,7 @@ static void crawl_repository(crawl *c, crawl_link *l, size_t max_file_bytes) {
                        sizeof(err));
     bson_append_document_end(&doc, &files);
     if (rc) {
+        web_redact_text(err, sizeof(err), l->url);
         fail_link(l, err);
     } else {
         char name[256];
@@ -395,8 +396,10 @@ static int run(sl_ctx *ctx) {
         for (size_t j = 0; j < i && rc == SL_OK; j++)
             if (strcmp(c.links[j].url, l->url) == 0)
                 rc = sl_fail(ctx, "link %zu repeats link %zu: %s", i + 1, j + 1, l->shown);
-        if (rc == SL_OK && dispatch_link(d, l->url, &l->where, err, sizeof(err)) != 0)
+        if (rc == SL_OK && dispatch_link(d, l->url, &l->where, err, sizeof(err)) != 0) {
+            web_redact_text(err, sizeof(err), l->url);
             rc = sl_fail(ctx, "link %zu: %s", i + 1, err);
+        }
         text_chunk_id(l->shown, strlen(l->shown), l->id);
     }
     dispatch_free(d);

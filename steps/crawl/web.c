@@ -102,43 +102,78 @@ static int secret_key(const char *key, size_t len) {
     return 0;
 }
 
-void web_redact_url(const char *url, char *out, size_t size) {
-    size_t k = 0;
+typedef struct span {
+    const char *at;
+    size_t len;
+} span;
+
+/* The credentials in url, in order: the password of "user:password@host"
+ * and the value of each query parameter secret_key names. At most max. */
+static size_t secret_spans(const char *url, span *out, size_t max) {
+    size_t n = 0;
     const char *p = url;
-    /* a password in "scheme://user:password@host" */
     const char *scheme_end = strstr(url, "://");
     if (scheme_end) {
         const char *auth = scheme_end + 3, *end = auth + strcspn(auth, "/?#");
         const char *at = memchr(auth, '@', (size_t)(end - auth));
         const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-        if (colon) {
-            k = (size_t)snprintf(out, size, "%.*s:***", (int)(colon - url), url);
+        if (colon && n < max)
+            out[n++] = (span){colon + 1, (size_t)(at - colon - 1)};
+        if (at)
             p = at;
-        }
     }
     const char *query = strchr(p, '?'), *fragment = strchr(p, '#');
-    if (!query || (fragment && fragment < query)) {
-        if (k < size)
-            snprintf(out + k, size - k, "%s", p);
-        return;
-    }
-    if (k < size)
-        k += (size_t)snprintf(out + k, size - k, "%.*s", (int)(query - p + 1), p);
-    for (const char *q = query + 1; *q && *q != '#' && k < size;) {
+    if (!query || (fragment && fragment < query))
+        return n;
+    for (const char *q = query + 1; *q && *q != '#' && n < max;) {
         size_t len = strcspn(q, "&#");
         const char *eq = memchr(q, '=', len);
         if (eq && secret_key(q, (size_t)(eq - q)))
-            k += (size_t)snprintf(out + k, size - k, "%.*s=***", (int)(eq - q), q);
-        else
-            k += (size_t)snprintf(out + k, size - k, "%.*s", (int)len, q);
+            out[n++] = (span){eq + 1, len - (size_t)(eq - q) - 1};
         q += len;
-        if (*q == '&' && k < size) {
-            k += (size_t)snprintf(out + k, size - k, "&");
+        if (*q == '&')
             q++;
+    }
+    return n;
+}
+
+enum { MAX_SECRETS = 64 };
+
+void web_redact_url(const char *url, char *out, size_t size) {
+    span secrets[MAX_SECRETS];
+    size_t n = secret_spans(url, secrets, MAX_SECRETS), k = 0, i = 0;
+    for (const char *p = url; *p && k + 1 < size;) {
+        if (i < n && p == secrets[i].at) {
+            k += (size_t)snprintf(out + k, size - k, "***");
+            p += secrets[i++].len;
+        } else {
+            out[k++] = *p++;
         }
     }
-    if (fragment && k < size)
-        snprintf(out + k, size - k, "%s", fragment);
+    out[k < size ? k : size - 1] = '\0';
+}
+
+void web_redact_text(char *text, size_t size, const char *url) {
+    span secrets[MAX_SECRETS];
+    size_t n = secret_spans(url, secrets, MAX_SECRETS);
+    char *out = n ? malloc(size) : NULL;
+    for (size_t i = 0; out && i < n; i++) {
+        const span *v = &secrets[i];
+        if (v->len < 4) /* "***" for every "1" of a message would say nothing */
+            continue;
+        size_t k = 0;
+        for (const char *p = text; *p && k + 1 < size;) {
+            if (strncmp(p, v->at, v->len) == 0) {
+                k += (size_t)snprintf(out + k, size - k, "***");
+                p += v->len;
+            } else {
+                out[k++] = *p++;
+            }
+        }
+        out[k < size ? k : size - 1] = '\0';
+        memcpy(text, out, strlen(out) + 1);
+    }
+    free(out);
 }
 
 /* What kind of address a is when a crawl should not reach it by default

@@ -60,6 +60,11 @@ void web_page_clear(web_page *p);
  * signature, sig, session, credential, code as a part of the key, or k, pw,
  * pass as the whole key, case-insensitively) become "***". Truncated to fit size. */
 void web_redact_url(const char *url, char *out, size_t size);
+/* Masks in text (NUL-terminated, in a buffer of size bytes) every
+ * credential that url carries, as web_redact_url finds them, wherever it
+ * appears (a library's message quoting the link); values shorter than 4
+ * bytes are left alone. */
+void web_redact_text(char *text, size_t size, const char *url);
 
 /* The "scheme://host[:port]" of url and its lower-cased host, or -1 when
  * url is not an absolute http(s) URL. */

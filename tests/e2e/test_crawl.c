@@ -292,13 +292,16 @@ Test(crawl, redirects_are_checked_hop_by_hop_and_private_addresses_need_allowing
 Test(crawl, secrets_in_a_links_query_are_masked_in_the_report_and_the_warehouse) {
     char link[200];
     snprintf(link, sizeof(link), "%%s/articles/%s?api_key=S3cretValue&page=2", articles[0]);
-    expect ex[] = {{link, "crawled", NULL}};
-    result r = crawl_links(ex, 1, "");
+    expect ex[] = {{link, "crawled", NULL},
+                   {"DIR:file://%s/no-such-repo.git?token=S3cretValue", "failed",
+                    "no-such-repo.git?token=***"}};
+    result r = crawl_links(ex, 2, "");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "S3cretValue") == NULL && strstr(r.err, "S3cretValue") == NULL);
     result_free(&r);
     char *report = last_output("report");
     cr_expect(strstr(report, "?api_key=***&page=2") != NULL, "%s", report);
+    check_report(ex, 2, NULL);
     cr_expect(strstr(report, "S3cretValue") == NULL, "%s", report);
     free(report);
     char *arts = exported("ArticleDocument.json");

@@ -295,3 +295,9 @@ Test(web, credentials_in_links_are_masked_and_nothing_else) {
     redacted("https://example.com/a#frag?token=x", "https://example.com/a#frag?token=x");
     redacted("/local/path", "/local/path");
 }
+
+Test(web, credentials_are_masked_in_messages_that_quote_the_link) {
+    char text[200] = "cannot open '/srv/x.git?token=S3cret&k=1' for ada:pa55word: S3cret";
+    web_redact_text(text, sizeof(text), "https://ada:pa55word@h/x.git?token=S3cret&k=1");
+    cr_expect_str_eq(text, "cannot open '/srv/x.git?token=***&k=1' for ada:***: ***");
+}
