@@ -75,7 +75,7 @@ static void write_inputs(int slow) {
     }
     fprintf(y, "version: 1\npipeline: bench_crawl\nsteps:\n  crawl:\n    uses: crawl\n"
                "    cache: false\n    with:\n      user_full_name: Bench Mark\n"
-               "      concurrency: %d\n      links:\n",
+               "      concurrency: %d\n      allow_private: true\n      links:\n",
             CONCURRENCY);
     for (int i = 0; i < PAGES; i++) {
         char link[256];

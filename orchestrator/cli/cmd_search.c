@@ -81,6 +81,12 @@ static int resolve(const char *store, const char *spec, char *folder, size_t siz
         status = EXIT_BAD_INPUT;
     } else if (status == 0) {
         store_object_path(&s, n.hash, folder, size);
+        /* Reading an object checks it, as 'artifacts cat' does. */
+        if (store_verify(&s, n.hash) != 0) {
+            fprintf(stderr, "sluice search: index %.12s is missing or corrupt: its content no "
+                            "longer matches its hash\n", n.hash);
+            status = EXIT_BAD_INPUT;
+        }
         store_close(&s);
     }
     inspect_end(&m, txn);

@@ -16,7 +16,7 @@ const cli_command cli_commands[] = {
      "      --only ID           run only step ID, on the latest upstream artifacts\n"
      "      --from ID           run ID and everything downstream of it, likewise\n"
      "      --tag KEY=VALUE     record a tag with the run (a CI job id, a ticket)\n"
-     "      --runner NAME       local (default) or slurm\n"
+     "      --runner NAME       local (default; slurm is not in this version yet)\n"
      "      --dry-run           say what would run, as 'sluice status' does\n"
      "      --json              one JSON event per line, for CI\n"
      "\n"
@@ -136,7 +136,7 @@ const cli_command cli_commands[] = {
      "                        dense (inner product of the embeddings) or bm25\n"
      "  --json                one JSON object: query, mode, results\n",
      cmd_search},
-    {"serve", "serve the deployed model, retrieval and the run dashboard over HTTP",
+    {"serve", "serve the deployed model and retrieval over HTTP (not in this version yet)",
      "usage: sluice serve [--listen ADDR:PORT]\n", cmd_pending},
 };
 

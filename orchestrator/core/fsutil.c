@@ -112,7 +112,10 @@ int dir_list(const char *dir, int (*keep)(const char *name), char ***names, size
         *n = 0;
         return rc;
     }
-    qsort(*names, *n, sizeof(**names), by_name);
+    /* qsort's array must be valid even for no elements; an empty folder
+     * leaves *names NULL. */
+    if (*n > 1)
+        qsort(*names, *n, sizeof(**names), by_name);
     return 0;
 }
 

@@ -22,6 +22,9 @@ typedef enum outcome { PENDING = 0, CRAWLED, SKIPPED, FAILED } outcome;
 
 typedef struct crawl_link {
     const char *url;
+    /* url with credentials masked (web_redact_url): what the report, the
+     * warehouse and the log show, and what the document's id is made of */
+    char *shown;
     dispatch_result where;
     outcome result;
     char id[37];
@@ -87,7 +90,7 @@ static void append_common(crawl *c, crawl_link *l, bson_t *doc) {
     BSON_APPEND_UTF8(doc, "platform", l->where.platform);
     BSON_APPEND_UTF8(doc, "author_id", c->user_id);
     BSON_APPEND_UTF8(doc, "author_full_name", c->full_name);
-    BSON_APPEND_UTF8(doc, "link", l->url);
+    BSON_APPEND_UTF8(doc, "link", l->shown);
     BSON_APPEND_UTF8(doc, "crawled_at", c->crawled_at);
     BSON_APPEND_UTF8(doc, "_id", l->id);
 }
@@ -177,6 +180,7 @@ static void crawl_repository(crawl *c, crawl_link *l, size_t max_file_bytes) {
                        sizeof(err));
     bson_append_document_end(&doc, &files);
     if (rc) {
+        web_redact_text(err, sizeof(err), l->url);
         fail_link(l, err);
     } else {
         char name[256];
@@ -185,7 +189,7 @@ static void crawl_repository(crawl *c, crawl_link *l, size_t max_file_bytes) {
         append_common(c, l, &doc);
         put_doc(c, l, &doc);
         sl_log(c->ctx, SL_LOG_INFO,
-               "%s: %zu files kept; skipped %zu binary, %zu by name, %zu over %zu bytes", l->url,
+               "%s: %zu files kept; skipped %zu binary, %zu by name, %zu over %zu bytes", l->shown,
                stats.kept, stats.skipped_binary, stats.skipped_ignored, stats.skipped_large,
                max_file_bytes);
     }
@@ -228,7 +232,7 @@ static int write_report(crawl *c) {
     for (size_t i = 0; i < c->n && rc == 0; i++) {
         crawl_link *l = &c->links[i];
         bson_t rec = BSON_INITIALIZER;
-        BSON_APPEND_UTF8(&rec, "link", l->url);
+        BSON_APPEND_UTF8(&rec, "link", l->shown);
         BSON_APPEND_UTF8(&rec, "crawler", crawl_kind_name(l->where.kind));
         BSON_APPEND_UTF8(&rec, "domain", l->where.domain);
         BSON_APPEND_UTF8(&rec, "status", names[l->result]);
@@ -255,12 +259,12 @@ static int crawl_links(crawl *c) {
     size_t n_web = 0;
     for (size_t i = 0; i < c->n; i++) {
         crawl_link *l = &c->links[i];
-        int has = warehouse_has_link(c->w, crawl_kind_category(l->where.kind), l->url);
+        int has = warehouse_has_link(c->w, crawl_kind_category(l->where.kind), l->shown);
         if (has < 0)
             return sl_fail(ctx, "%s", warehouse_error(c->w));
         if (has) {
             l->result = SKIPPED;
-            sl_log(ctx, SL_LOG_INFO, "%s: already in the warehouse", l->url);
+            sl_log(ctx, SL_LOG_INFO, "%s: already in the warehouse", l->shown);
         } else if (l->where.kind != CRAWL_GIT) {
             n_web++;
         }
@@ -280,6 +284,15 @@ static int crawl_links(crawl *c) {
             pages[k++].url = c->links[i].url;
         }
     const char *agent = sl_param_str(ctx, "user_agent");
+    size_t n_allowed = sl_param_list_len(ctx, "allowed_hosts");
+    const char **allowed = calloc(n_allowed ? n_allowed : 1, sizeof(*allowed));
+    if (!allowed) {
+        free(pages);
+        free(owners);
+        return sl_fail(ctx, "out of memory");
+    }
+    for (size_t i = 0; i < n_allowed; i++)
+        allowed[i] = sl_param_list_item(ctx, "allowed_hosts", i);
     web_options o = {
         .timeout_ms = (long)(sl_param_f64(ctx, "timeout") * 1000),
         .max_bytes = (size_t)sl_param_int(ctx, "max_page_bytes"),
@@ -289,6 +302,9 @@ static int crawl_links(crawl *c) {
         .user_agent = agent,
         .robots_agent = "sluice-crawl",
         .honour_robots = sl_param_bool(ctx, "robots"),
+        .allow_private = sl_param_bool(ctx, "allow_private"),
+        .allowed_hosts = allowed,
+        .n_allowed_hosts = n_allowed,
         .cancelled = cancelled,
         .cancel_ud = ctx,
     };
@@ -301,6 +317,7 @@ static int crawl_links(crawl *c) {
     }
     free(pages);
     free(owners);
+    free(allowed);
     if (rc)
         return sl_cancelled(ctx) ? SL_ECANCELLED : sl_fail(ctx, "crawling the web links: %s", err);
     size_t max_file = (size_t)sl_param_int(ctx, "max_file_bytes");
@@ -332,8 +349,10 @@ static int check_params(sl_ctx *ctx) {
 }
 
 static void free_links(crawl *c) {
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < c->n; i++) {
         web_page_clear(&c->links[i].page);
+        free(c->links[i].shown);
+    }
     free(c->links);
 }
 
@@ -368,12 +387,20 @@ static int run(sl_ctx *ctx) {
     for (size_t i = 0; i < c.n && rc == SL_OK; i++) {
         crawl_link *l = &c.links[i];
         l->url = sl_param_list_item(ctx, "links", i);
+        size_t room = strlen(l->url) * 2 + 16; /* "=***" per short value at most */
+        if (!(l->shown = malloc(room))) {
+            rc = sl_fail(ctx, "out of memory");
+            break;
+        }
+        web_redact_url(l->url, l->shown, room);
         for (size_t j = 0; j < i && rc == SL_OK; j++)
             if (strcmp(c.links[j].url, l->url) == 0)
-                rc = sl_fail(ctx, "link %zu repeats link %zu: %s", i + 1, j + 1, l->url);
-        if (rc == SL_OK && dispatch_link(d, l->url, &l->where, err, sizeof(err)) != 0)
+                rc = sl_fail(ctx, "link %zu repeats link %zu: %s", i + 1, j + 1, l->shown);
+        if (rc == SL_OK && dispatch_link(d, l->url, &l->where, err, sizeof(err)) != 0) {
+            web_redact_text(err, sizeof(err), l->url);
             rc = sl_fail(ctx, "link %zu: %s", i + 1, err);
-        text_chunk_id(l->url, strlen(l->url), l->id);
+        }
+        text_chunk_id(l->shown, strlen(l->shown), l->id);
     }
     dispatch_free(d);
     if (rc == SL_OK && c.n == 0)
@@ -391,7 +418,7 @@ static int run(sl_ctx *ctx) {
         crawl_link *l = &c.links[i];
         totals[l->result]++;
         if (l->result == FAILED)
-            sl_log(ctx, SL_LOG_WARN, "%s: %s", l->url, l->error);
+            sl_log(ctx, SL_LOG_WARN, "%s: %s", l->shown, l->error);
     }
     if (rc == SL_OK) {
         report_metrics(&c, totals);
@@ -422,7 +449,11 @@ static const sl_param params[] = {
     {"concurrency", SL_PARAM_INT, "4", "web transfers in flight at once", 0},
     {"max_page_bytes", SL_PARAM_INT, "10485760", "a larger page fails", 0},
     {"max_file_bytes", SL_PARAM_INT, "1048576", "larger repository files are left out", 0},
-    {"robots", SL_PARAM_BOOL, "true", "honour robots.txt", 0},
+    {"robots", SL_PARAM_BOOL, "true", "honour robots.txt (for every redirect too)", 0},
+    {"allow_private", SL_PARAM_BOOL, "false",
+     "connect to loopback, private and link-local addresses (a local test site)", 0},
+    {"allowed_hosts", SL_PARAM_LIST, "[]",
+     "hosts a redirect may lead to besides the link's own (others fail the link)", 0},
     {"user_agent", SL_PARAM_STRING, "\"sluice-crawl/1.0 (LLM twin data pipeline)\"",
      "the User-Agent sent with every request", 0},
     {"strict", SL_PARAM_BOOL, "false", "fail the step when any link fails", 0},

@@ -4,10 +4,14 @@
 #include <errno.h>
 #include <gumbo.h>
 #include <iconv.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Finds a charset named by a <meta> tag near the top of the page. */
 static int sniff_charset(const char *html, size_t len, char *out, size_t size) {
@@ -131,6 +135,327 @@ static int is_block(GumboTag tag) {
     }
 }
 
+/* ---- bounding the parse ------------------------------------------------- *
+ *
+ * gumbo's tree construction is quadratic in the depth of the open-element
+ * stack and in the length of the list of active formatting elements (every
+ * new element checks scopes and re-opens the formatting elements a block
+ * closed), so 100,000 nested <div>s take tens of seconds and misnested <b>s
+ * hundreds of megabytes. Browsers bound it (Chromium stops nesting at 512,
+ * libxml2 at 256); gumbo has no such option, so the page is first scanned
+ * for how deeply its tags nest, and the parse itself runs under a budget of
+ * memory and time. Either refusal is "page too complex". */
+
+static const char *const void_tags[] = {"area", "base", "br", "col", "embed", "hr", "img",
+                                        "input", "keygen", "link", "meta", "param", "source",
+                                        "track", "wbr", NULL};
+/* Their content is text up to their end tag. */
+static const char *const raw_text_tags[] = {"iframe", "noembed", "noframes", "plaintext",
+                                            "script", "style", "textarea", "title", "xmp", NULL};
+static const char *const formatting_tags[] = {"a", "b", "big", "code", "em", "font", "i",
+                                              "nobr", "s", "small", "strike", "strong", "tt",
+                                              "u", NULL};
+/* Start tags that close an open <p> first (HTML's "close a p element"). */
+static const char *const closes_p[] = {
+    "address", "article", "aside", "blockquote", "center", "details", "dialog", "dir", "div",
+    "dl", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
+    "h6", "header", "hgroup", "hr", "listing", "main", "menu", "nav", "ol", "p", "pre",
+    "section", "summary", "table", "ul", NULL};
+/* The elements a search for an open element stops at: HTML's scopes. */
+static const char *const default_scope[] = {"applet", "caption", "html", "marquee", "object",
+                                            "table", "td", "template", "th", NULL};
+static const char *const button_scope[] = {"applet", "button", "caption", "html", "marquee",
+                                           "object", "table", "td", "template", "th", NULL};
+static const char *const list_item_scope[] = {"applet", "caption", "html", "marquee", "object",
+                                              "ol", "table", "td", "template", "th", "ul", NULL};
+static const char *const table_scope[] = {"html", "table", "template", NULL};
+
+static int one_of(const char *name, const char *const *list) {
+    for (; *list; list++)
+        if (strcmp(name, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* Reads a tag name at s (lower-cased, truncated to size - 1) and returns
+ * its length in the page. */
+static size_t tag_name(const char *s, const char *end, char *name, size_t size) {
+    size_t n = 0, k = 0;
+    while (s + n < end && !isspace((unsigned char)s[n]) && s[n] != '/' && s[n] != '>') {
+        if (k + 1 < size)
+            name[k++] = (char)tolower((unsigned char)s[n]);
+        n++;
+    }
+    name[k] = '\0';
+    return n;
+}
+
+/* The end of the tag whose attributes begin at s (just past its '>'), and
+ * whether it ended in "/>". */
+static const char *tag_end(const char *s, const char *end, int *self_closing) {
+    char quote = 0;
+    *self_closing = 0;
+    for (; s < end; s++) {
+        if (quote) {
+            if (*s == quote)
+                quote = 0;
+        } else if (*s == '"' || *s == '\'') {
+            quote = *s;
+        } else if (*s == '>') {
+            *self_closing = s[-1] == '/';
+            return s + 1;
+        }
+    }
+    return end;
+}
+
+static const char *find_ci(const char *s, const char *end, const char *needle) {
+    size_t n = strlen(needle);
+    for (; s + n <= end; s++)
+        if (strncasecmp(s, needle, n) == 0)
+            return s;
+    return end;
+}
+
+/* A model of gumbo's two structures that grow: the stack of open elements
+ * and the list of active formatting elements, each at most limit + 1 long
+ * (the scan stops past limit). */
+enum { NAME = 16 };
+
+typedef struct active_element {
+    uint64_t key; /* the tag and its attributes: equal keys are the same element */
+    char name[NAME];
+} active_element;
+
+typedef struct scan {
+    char (*stack)[NAME];
+    size_t depth, limit;
+    active_element *active;
+    size_t n_active;
+    size_t foreign; /* open <svg>s and <math>s */
+} scan;
+
+static void pop_to(scan *sc, size_t k) {
+    for (size_t j = k; j < sc->depth; j++)
+        sc->foreign -= strcmp(sc->stack[j], "svg") == 0 || strcmp(sc->stack[j], "math") == 0;
+    sc->depth = k;
+}
+
+/* Pops the nearest open element named one of names and everything above
+ * it, unless an element of scope comes first (scope NULL: none). */
+static void close_open(scan *sc, const char *const *names, const char *const *scope) {
+    for (size_t k = sc->depth; k > 0; k--) {
+        if (one_of(sc->stack[k - 1], names)) {
+            pop_to(sc, k - 1);
+            return;
+        }
+        if (scope && one_of(sc->stack[k - 1], scope))
+            return;
+    }
+}
+
+static void active_remove(scan *sc, size_t i) {
+    memmove(sc->active + i, sc->active + i + 1, (sc->n_active - i - 1) * sizeof(*sc->active));
+    sc->n_active--;
+}
+
+/* The last active formatting element named name, or SIZE_MAX. */
+static size_t active_find(const scan *sc, const char *name) {
+    for (size_t i = sc->n_active; i > 0; i--)
+        if (strcmp(sc->active[i - 1].name, name) == 0)
+            return i - 1;
+    return SIZE_MAX;
+}
+
+/* A formatting element starts (attrs: its attribute text): an open <a> or
+ * <nobr> is closed first, and as HTML's "Noah's Ark" clause says, a fourth
+ * identical element pushes the earliest of the three out of the list. */
+static void formatting_start(scan *sc, const char *name, const char *attrs, size_t attrs_len) {
+    uint64_t key = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        key = (key ^ (unsigned char)*p) * 1099511628211ULL;
+    for (size_t i = 0; i < attrs_len; i++)
+        key = (key ^ (unsigned char)attrs[i]) * 1099511628211ULL;
+    if (strcmp(name, "a") == 0 || strcmp(name, "nobr") == 0) {
+        size_t i = active_find(sc, name);
+        if (i != SIZE_MAX)
+            active_remove(sc, i);
+        const char *const names[] = {name, NULL};
+        close_open(sc, names, strcmp(name, "a") == 0 ? NULL : default_scope);
+    }
+    size_t same = 0, first = SIZE_MAX;
+    for (size_t i = 0; i < sc->n_active; i++)
+        if (sc->active[i].key == key && same++ == 0)
+            first = i;
+    if (same >= 3)
+        active_remove(sc, first);
+    active_element *e = &sc->active[sc->n_active++];
+    e->key = key;
+    memcpy(e->name, name, NAME);
+}
+
+static void start_tag(scan *sc, const char *name, const char *attrs, size_t attrs_len,
+                      int self_closing) {
+    if (one_of(name, void_tags) || strcmp(name, "html") == 0 || strcmp(name, "head") == 0 ||
+        strcmp(name, "body") == 0 || (self_closing && sc->foreign)) /* "/>" only in SVG, MathML */
+        return;
+    static const char *const p[] = {"p", NULL}, *const li[] = {"li", NULL},
+                             *const dd_dt[] = {"dd", "dt", NULL}, *const tr[] = {"tr", NULL},
+                             *const cell[] = {"td", "th", NULL},
+                             *const option[] = {"option", NULL},
+                             *const options[] = {"option", "optgroup", NULL};
+    if (one_of(name, closes_p))
+        close_open(sc, p, button_scope);
+    if (strcmp(name, "li") == 0)
+        close_open(sc, li, list_item_scope);
+    else if (strcmp(name, "dd") == 0 || strcmp(name, "dt") == 0)
+        close_open(sc, dd_dt, default_scope);
+    else if (strcmp(name, "tr") == 0)
+        close_open(sc, tr, table_scope);
+    else if (strcmp(name, "td") == 0 || strcmp(name, "th") == 0)
+        close_open(sc, cell, table_scope);
+    else if (strcmp(name, "option") == 0)
+        close_open(sc, option, NULL);
+    else if (strcmp(name, "optgroup") == 0)
+        close_open(sc, options, NULL);
+    if (one_of(name, formatting_tags))
+        formatting_start(sc, name, attrs, attrs_len);
+    sc->foreign += strcmp(name, "svg") == 0 || strcmp(name, "math") == 0;
+    memcpy(sc->stack[sc->depth++], name, NAME);
+}
+
+static void end_tag(scan *sc, const char *name) {
+    if (one_of(name, formatting_tags)) {
+        size_t i = active_find(sc, name);
+        if (i != SIZE_MAX)
+            active_remove(sc, i);
+    }
+    const char *const names[] = {name, NULL};
+    close_open(sc, names, NULL);
+}
+
+size_t html_nesting_depth(const char *html, size_t len, size_t limit) {
+    scan sc = {.limit = limit};
+    sc.stack = malloc((limit + 1) * sizeof(*sc.stack));
+    sc.active = malloc((limit + 1) * sizeof(*sc.active));
+    if (!sc.stack || !sc.active) {
+        free(sc.stack);
+        free(sc.active);
+        return SIZE_MAX;
+    }
+    const char *s = html, *end = html + len;
+    size_t deepest = 0;
+    while (deepest <= limit && (s = memchr(s, '<', (size_t)(end - s)))) {
+        s++;
+        char name[NAME];
+        int self_closing;
+        if (s < end && *s == '!') {
+            s = strncmp(s, "!--", 3) == 0 ? find_ci(s + 3, end, "-->")
+                                           : memchr(s, '>', (size_t)(end - s));
+            if (!s)
+                break;
+        } else if (s < end && *s == '/') {
+            s += 1 + tag_name(s + 1, end, name, sizeof(name));
+            s = tag_end(s, end, &self_closing);
+            end_tag(&sc, name);
+        } else if (s < end && isalpha((unsigned char)*s)) {
+            s += tag_name(s, end, name, sizeof(name));
+            const char *attrs = s;
+            s = tag_end(s, end, &self_closing);
+            if (one_of(name, raw_text_tags)) {
+                char close[NAME + 2];
+                snprintf(close, sizeof(close), "</%s", name);
+                s = find_ci(s, end, close);
+                continue;
+            }
+            start_tag(&sc, name, attrs, (size_t)(s - attrs), self_closing);
+            size_t now = sc.depth > sc.n_active ? sc.depth : sc.n_active;
+            if (now > deepest)
+                deepest = now;
+        }
+    }
+    free(sc.stack);
+    free(sc.active);
+    return deepest;
+}
+
+/* The parser's memory: every block is on a list, so that a parse stopped
+ * half way (by a longjmp out of the allocator) is freed whole. */
+typedef union block {
+    struct {
+        union block *prev, *next;
+        size_t size;
+    } h;
+    max_align_t align;
+} block;
+
+typedef struct budget {
+    jmp_buf escape;
+    block list; /* the sentinel of a circular list */
+    size_t used, limit;
+    unsigned long calls;
+    struct timespec deadline;
+    int why; /* what stopped the parse: 1 memory, 2 time, 3 malloc failed */
+} budget;
+
+static int past(const struct timespec *deadline) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec > deadline->tv_nsec);
+}
+
+static void *budget_alloc(void *ud, size_t size) {
+    budget *b = ud;
+    if (size > b->limit - b->used) {
+        b->why = 1;
+        longjmp(b->escape, 1);
+    }
+    /* gumbo allocates for every node and attribute: a clock read every
+     * thousand allocations bounds a runaway parse at little cost. */
+    if ((++b->calls & 1023) == 0 && past(&b->deadline)) {
+        b->why = 2;
+        longjmp(b->escape, 1);
+    }
+    block *k = malloc(sizeof(block) + size);
+    if (!k) {
+        b->why = 3;
+        longjmp(b->escape, 1);
+    }
+    k->h.size = size;
+    k->h.next = b->list.h.next;
+    k->h.prev = &b->list;
+    b->list.h.next->h.prev = k;
+    b->list.h.next = k;
+    b->used += size;
+    return k + 1;
+}
+
+static void budget_free(void *ud, void *p) {
+    if (!p)
+        return;
+    budget *b = ud;
+    block *k = (block *)p - 1;
+    k->h.prev->h.next = k->h.next;
+    k->h.next->h.prev = k->h.prev;
+    b->used -= k->h.size;
+    free(k);
+}
+
+static void budget_free_all(budget *b) {
+    while (b->list.h.next != &b->list)
+        budget_free(b, b->list.h.next + 1);
+}
+
+/* gumbo_parse_with_options under b; NULL when the budget stopped it (its
+ * memory is then freed by budget_free_all). */
+static GumboOutput *parse_within(budget *b, const GumboOptions *options, const char *html,
+                                 size_t len) {
+    if (setjmp(b->escape))
+        return NULL;
+    return gumbo_parse_with_options(options, html, len);
+}
+
 /* Depth-first, with an explicit stack: hostile pages nest deeply. */
 static void render(writer *w, const GumboNode *root) {
     typedef struct frame {
@@ -195,18 +520,32 @@ static void render(writer *w, const GumboNode *root) {
     free(stack);
 }
 
+/* The first element with tag in document order, root included; walked
+ * through the parent links rather than recursively. */
 static const GumboNode *find_tag(const GumboNode *root, GumboTag tag) {
-    if (root->type != GUMBO_NODE_ELEMENT)
-        return NULL;
-    if (root->v.element.tag == tag)
-        return root;
-    const GumboVector *kids = &root->v.element.children;
-    for (unsigned i = 0; i < kids->length; i++) {
-        const GumboNode *hit = find_tag(kids->data[i], tag);
-        if (hit)
-            return hit;
+    const GumboNode *n = root;
+    for (;;) {
+        if (n->type == GUMBO_NODE_ELEMENT) {
+            if (n->v.element.tag == tag)
+                return n;
+            if (n->v.element.children.length) {
+                n = n->v.element.children.data[0];
+                continue;
+            }
+        }
+        /* the next sibling of n or of its nearest ancestor that has one */
+        for (;;) {
+            if (n == root)
+                return NULL;
+            const GumboNode *parent = n->parent;
+            unsigned next = n->index_within_parent + 1;
+            if (next < parent->v.element.children.length) {
+                n = parent->v.element.children.data[next];
+                break;
+            }
+            n = parent;
+        }
     }
-    return NULL;
 }
 
 /* The text of a node with spaces folded; malloc'ed. */
@@ -257,13 +596,45 @@ int html_extract(const char *html, size_t len, const char *charset, html_page *p
         html = converted;
         len = clen;
     }
+    size_t depth = html_nesting_depth(html, len, HTML_MAX_DEPTH);
+    if (depth > HTML_MAX_DEPTH) {
+        free(converted);
+        snprintf(err, err_size, "page too complex: its elements nest more than %d deep",
+                 HTML_MAX_DEPTH);
+        return -E2BIG;
+    }
+    budget *b = calloc(1, sizeof(*b));
+    if (!b) {
+        free(converted);
+        snprintf(err, err_size, "out of memory");
+        return -ENOMEM;
+    }
+    b->list.h.next = b->list.h.prev = &b->list;
+    b->limit = len > (SIZE_MAX - HTML_MIN_BUDGET) / HTML_BYTES_PER_BYTE
+                   ? SIZE_MAX
+                   : HTML_MIN_BUDGET + len * HTML_BYTES_PER_BYTE;
+    clock_gettime(CLOCK_MONOTONIC, &b->deadline);
+    b->deadline.tv_sec += HTML_MAX_SECONDS;
     GumboOptions options = kGumboDefaultOptions;
     options.max_errors = 0; /* parse errors are normal on the web; do not keep them */
-    GumboOutput *out = gumbo_parse_with_options(&options, html, len);
+    options.allocator = budget_alloc;
+    options.deallocator = budget_free;
+    options.userdata = b;
+    GumboOutput *out = parse_within(b, &options, html, len);
     if (!out) {
+        budget_free_all(b);
         free(converted);
-        snprintf(err, err_size, "the HTML parser failed");
-        return -ENOMEM;
+        if (b->why == 1)
+            snprintf(err, err_size, "page too complex: parsing it needed more than %zu MB",
+                     b->limit >> 20);
+        else if (b->why == 2)
+            snprintf(err, err_size, "page too complex: parsing it took more than %d s",
+                     HTML_MAX_SECONDS);
+        else
+            snprintf(err, err_size, "out of memory parsing the page");
+        int rc = b->why == 3 ? -ENOMEM : -E2BIG;
+        free(b);
+        return rc;
     }
     const GumboNode *root = out->root;
     const GumboNode *head = find_tag(root, GUMBO_TAG_HEAD);
@@ -285,7 +656,8 @@ int html_extract(const char *html, size_t len, const char *charset, html_page *p
     page->language = copy_or_null(lang && *lang->value ? lang->value : NULL);
     page->description = copy_or_null(meta_description(head));
     page->text = node_text(main);
-    gumbo_destroy_output(&kGumboDefaultOptions, out);
+    gumbo_destroy_output(&options, out);
+    free(b);
     free(converted);
     if (!page->title || !page->text) {
         html_page_free(page);

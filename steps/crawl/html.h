@@ -25,4 +25,24 @@ int html_extract(const char *html, size_t len, const char *charset, html_page *p
                  size_t err_size);
 void html_page_free(html_page *page);
 
+/* The bounds on one page's parse; past any of them html_extract fails with
+ * -E2BIG and "page too complex: ..." (the crawl goes on with other pages).
+ * Elements nested deeper than Chromium's 512 are refused before parsing;
+ * the parser may then use HTML_MIN_BUDGET plus HTML_BYTES_PER_BYTE per
+ * byte of the page (gumbo typically needs 10 to 20) for HTML_MAX_SECONDS. */
+#define HTML_MAX_DEPTH 512
+#define HTML_MIN_BUDGET ((size_t)32 << 20)
+#define HTML_BYTES_PER_BYTE 40
+#define HTML_MAX_SECONDS 20
+
+/* An upper estimate of how deep gumbo's tree construction will nest len
+ * bytes of html: the larger of its stack of open elements and its list of
+ * active formatting elements, each modelled on HTML's rules (an end tag
+ * closes its nearest open namesake and all above it; <p>, <li>, <dd>, <tr>,
+ * <td> and <option> close an open one of their kind; a block closes an
+ * open <p>; an <a> closes an open <a>; a fourth identical formatting
+ * element drops the earliest). Counting stops past limit (a result > limit
+ * says only that). SIZE_MAX when out of memory. */
+size_t html_nesting_depth(const char *html, size_t len, size_t limit);
+
 #endif

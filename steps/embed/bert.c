@@ -152,7 +152,7 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
     if (!p)
         return errbuf_set(l->err, l->err_size, -ENOMEM, "%s: out of memory", l->path);
     for (size_t i = 0; i < n; i++) {
-        const st_tensor *t;
+        const st_tensor *t = NULL;
         int rc = find(l, names[i], d0, d1, &t);
         if (rc) {
             free(p);
@@ -160,6 +160,21 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
         }
         /* the mapping need not be aligned */
         memcpy(p + i * count, t->data, count * sizeof(float));
+        /* A NaN or infinity spreads through every vector it touches. */
+        for (size_t k = 0; k < count; k++)
+            if (!isfinite(p[i * count + k])) {
+                size_t row = d1 ? k / d1 : k, col = d1 ? k % d1 : 0;
+                char at[64];
+                if (d1)
+                    snprintf(at, sizeof(at), "[%zu, %zu]", row, col);
+                else
+                    snprintf(at, sizeof(at), "[%zu]", row);
+                rc = errbuf_set(l->err, l->err_size, -EINVAL,
+                                    "%s: tensor '%s' holds a non-finite value (%g) at %s", l->path,
+                                    t->name, (double)p[i * count + k], at);
+                free(p);
+                return rc;
+            }
     }
     *dst = p;
     return 0;
@@ -379,8 +394,12 @@ static void split(size_t n, size_t grain, size_t parts, part_fn fn, void *ctx) {
 static inline void exp_inplace(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        v = v < -87.0f ? -87.0f : v;
-        v = v > 88.0f ? 88.0f : v;
+        /* Written so that NaN (every comparison false) becomes -87: the
+         * conversion of k to an integer below is defined for every float,
+         * and NaN is given back as it came (below) for the caller to see. */
+        float in = v;
+        v = v > -87.0f ? v : -87.0f;
+        v = v < 88.0f ? v : 88.0f;
         /* k = round(v / ln2): adding 1.5 * 2^23 rounds to an integer. */
         float k = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
         float r = v - k * 0.693359375f; /* ln2 in two parts, exact k * hi */
@@ -395,7 +414,7 @@ static inline void exp_inplace(float *x, size_t n) {
         int32_t bits = ((int32_t)k + 127) << 23; /* 2^k, k in [-126, 127] */
         float scale;
         memcpy(&scale, &bits, sizeof(scale));
-        x[i] = p * scale;
+        x[i] = in == in ? p * scale : in;
     }
 }
 
@@ -753,5 +772,14 @@ int bert_embed(const bert_model *m, const char *const *texts, const size_t *lens
         if (rc)
             return rc;
     }
+    /* Finite weights can still overflow float on the way (scores past
+     * 3.4e38 become infinities, and their difference NaN): such a vector
+     * is refused rather than stored. */
+    for (size_t k = 0; k < n * c->hidden_size; k++)
+        if (!isfinite(out[k]))
+            return errbuf_set(err, err_size, -ERANGE,
+                              "text %zu: the model's output is not finite (its weights overflow "
+                              "float arithmetic)",
+                              k / c->hidden_size);
     return 0;
 }

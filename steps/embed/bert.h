@@ -74,7 +74,8 @@ const wordpiece *bert_model_tokenizer(const bert_model *m);
  * model's max_position_embeddings, which max_length may not exceed; at
  * least 2) and padded to the longest text of its batch of BERT_BATCH.
  * Returns 0 (n == 0 included), -EINVAL with a message for a bad max_length,
- * or -ENOMEM; out is then undefined. */
+ * -ERANGE when an output is not finite (weights so large that the forward
+ * pass overflows), or -ENOMEM; out is then undefined. */
 int bert_embed(const bert_model *m, const char *const *texts, const size_t *lens, size_t n,
                size_t max_length, float *out, char *err, size_t err_size);
 

@@ -2,6 +2,7 @@
  * described in index.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,17 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
             rc = -1;
         if (rc == -1)
             why = "malformed metadata (truncated?)";
+        /* A NaN or infinite component would make every score it touches
+         * NaN, and the ranking meaningless. */
+        for (size_t k = 0; !why && !rc && k < (size_t)n * dim; k++) {
+            float v;
+            memcpy(&v, ix->vec + k, sizeof(v));
+            if (!isfinite(v)) {
+                snprintf(why_not, sizeof(why_not), "vector %zu holds a non-finite value (%g)",
+                         k / dim, (double)v);
+                why = why_not;
+            }
+        }
     }
     if (why || rc) {
         if (ix)

@@ -3,6 +3,7 @@
 #include "warehouse.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,51 @@ int warehouse_each_user(warehouse *w, warehouse_fn fn, void *ud) {
     return w->ops->each(w, "users", NULL, fn, ud);
 }
 
+/* libbson's JSON reader wraps an integer past 64 bits around
+ * (100000000000000000000 becomes 7766279631452241920, 2^64 becomes 0) and
+ * names no place for a number out of a double's range, so every number of
+ * text is checked first; a number that cannot be kept as written is refused
+ * with its line and column (in path). Strings are skipped. */
+static int check_numbers(warehouse *w, const char *path, const char *text) {
+    size_t line = 1;
+    const char *line_start = text;
+    int in_string = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == '\n') {
+            line++;
+            line_start = p + 1;
+        } else if (in_string) {
+            if (*p == '\\' && p[1])
+                p++;
+            else if (*p == '"')
+                in_string = 0;
+        } else if (*p == '"') {
+            in_string = 1;
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            size_t n = strspn(p, "+-0123456789.eE");
+            int integer = strcspn(p, ".eE") >= n;
+            char *end;
+            errno = 0;
+            if (integer)
+                (void)strtoll(p, &end, 10);
+            else {
+                double d = strtod(p, &end);
+                if (errno == ERANGE && d != HUGE_VAL && d != -HUGE_VAL)
+                    errno = 0; /* underflow rounds towards 0, as every reader does */
+            }
+            if (errno == ERANGE)
+                return warehouse_fail(
+                    w, -ERANGE, "%s: line %zu, column %zu: the number %.*s %s", path, line,
+                    (size_t)(p - line_start) + 1, (int)(n < 60 ? n : 60), p,
+                    integer ? "does not fit in a 64-bit integer (write it as a float, 1e20, or "
+                              "as a string)"
+                            : "is beyond a double's range");
+            p += n - 1;
+        }
+    }
+    return 0;
+}
+
 /* Reads a JSON array file into a document {"a": [...]}; NULL with w's
  * message on failure. */
 static bson_t *read_array(warehouse *w, const char *path) {
@@ -151,6 +197,10 @@ static bson_t *read_array(warehouse *w, const char *path) {
     size_t got = fread(json + 5, 1, (size_t)size, f);
     fclose(f);
     memcpy(json + 5 + got, "}", 2);
+    if (check_numbers(w, path, json + 5) != 0) {
+        free(json);
+        return NULL;
+    }
     bson_error_t e;
     bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &e);
     free(json);

@@ -5,9 +5,13 @@
  * warehouse. */
 #include <bson/bson.h>
 #include <dirent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include "runner.h"
+#include "serve.h"
 
 static pid_t server;
 static char base[64]; /* http://127.0.0.1:PORT */
@@ -35,25 +39,8 @@ static void setup(void) {
     list_articles();
     char port_file[128];
     snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
-    server = fork();
-    cr_assert_geq(server, 0);
-    if (server == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
-        execl("/usr/bin/python3", "python3", SLUICE_SOURCE_DIR "/scripts/demo-serve", "--port",
-              "0", "--port-file", port_file, (char *)NULL);
-        _exit(127);
-    }
-    int port = 0;
-    for (int i = 0; i < 200 && !port; i++) { /* up to 10 s */
-        char *text = slurp(port_file);
-        if (text)
-            port = atoi(text);
-        free(text);
-        if (!port)
-            nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
-    cr_assert_gt(port, 0, "the demo server started");
+    int port;
+    server = demo_serve(NULL, port_file, &port);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), SLUICE_SOURCE_DIR "/scripts/demo-repo %s/repo >/dev/null", test_dir);
@@ -85,8 +72,8 @@ static result crawl_links(const expect *ex, size_t n, const char *extra) {
     fprintf(f, "version: 1\npipeline: crawl_demo\nsteps:\n  crawl:\n    uses: crawl\n"
                "    cache: false\n    with:\n      user_full_name: Ada Lovelace\n"
                "      timeout: 1\n      retries: 2\n      retry_backoff: 0.05\n"
-               "      max_page_bytes: 1000000\n%s      links:\n",
-            extra);
+               "      max_page_bytes: 1000000\n%s%s      links:\n",
+            strstr(extra, "allow_private") ? "" : "      allow_private: true\n", extra);
     for (size_t i = 0; i < n; i++) {
         fputs("        - \"", f);
         int local = strncmp(ex[i].link_fmt, "DIR:", 4) == 0;
@@ -257,6 +244,106 @@ Test(crawl, robots_can_be_ignored_and_rules_added_by_the_pipeline) {
     cr_expect(strstr(r.out, "no crawler 'ftp'") || strstr(r.err, "no crawler 'ftp'"), "%s%s",
               r.out, r.err);
     result_free(&r);
+}
+
+/* Redirects are followed one hop at a time: each is checked against the
+ * robots.txt of where it leads, and may lead only to the link's own host or
+ * an allowed one; a site on a private address needs allow_private. */
+Test(crawl, redirects_are_checked_hop_by_hop_and_private_addresses_need_allowing) {
+    char a0[160], other[400], port[16];
+    snprintf(a0, sizeof(a0), "%%s/articles/%s", articles[0]);
+    snprintf(port, sizeof(port), "%s", strrchr(base, ':') + 1);
+    snprintf(other, sizeof(other), "%%s/redirect-to/http%%%%3A%%%%2F%%%%2Flocalhost%%%%3A%s%%%%2Farticles%%%%2F%s",
+             port, articles[1]);
+    expect ex[] = {
+        {"%s/redirect/private/secret.html", "failed", "/private/secret.html: disallowed by"},
+        {"%s/redirect-chain/2/private/secret.html", "failed", "disallowed by"},
+        {other, "failed", "redirected to another host, localhost (add it to allowed_hosts"},
+        {"%s/huge-header/1024", "failed", "the response's headers are too large"},
+        {"%s/huge-header/300", "failed", "the response's headers are too large"},
+        {a0, "crawled", NULL},
+    };
+    size_t n = sizeof(ex) / sizeof(ex[0]);
+    result r = crawl_links(ex, n, "");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    check_report(ex, n, NULL);
+
+    /* The other host once allowed. */
+    expect allowed[] = {{other, "crawled", NULL}};
+    r = crawl_links(allowed, 1, "      allowed_hosts: [localhost]\n");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    check_report(allowed, 1, NULL);
+
+    /* Loopback without allow_private: refused, not retried. */
+    char a2[160];
+    snprintf(a2, sizeof(a2), "%%s/articles/%s", articles[2]);
+    expect refused[] = {{a2, "failed", "refused to connect to 127.0.0.1, a loopback address"}};
+    r = crawl_links(refused, 1, "      allow_private: false\n      robots: false\n");
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "refused to connect to 127.0.0.1, a loopback address (set "
+                            "allow_private: true to crawl it)") != NULL,
+              "%s", r.out);
+    result_free(&r);
+}
+
+/* A credential in a link's query is masked wherever the link is shown. */
+Test(crawl, secrets_in_a_links_query_are_masked_in_the_report_and_the_warehouse) {
+    char link[200];
+    snprintf(link, sizeof(link), "%%s/articles/%s?api_key=S3cretValue&page=2", articles[0]);
+    expect ex[] = {{link, "crawled", NULL},
+                   {"DIR:file://%s/no-such-repo.git?token=S3cretValue", "failed",
+                    "no-such-repo.git?token=***"}};
+    result r = crawl_links(ex, 2, "");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "S3cretValue") == NULL && strstr(r.err, "S3cretValue") == NULL);
+    result_free(&r);
+    char *report = last_output("report");
+    cr_expect(strstr(report, "?api_key=***&page=2") != NULL, "%s", report);
+    check_report(ex, 2, NULL);
+    cr_expect(strstr(report, "S3cretValue") == NULL, "%s", report);
+    free(report);
+    char *arts = exported("ArticleDocument.json");
+    cr_expect(strstr(arts, "?api_key=***&page=2\"") != NULL, "%s", arts);
+    cr_expect(strstr(arts, "S3cretValue") == NULL);
+    free(arts);
+}
+
+/* A free loopback port (bound, then released). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* The README's first command run twice gives the same warehouse: the demo
+ * site's port, part of every link, does not change between runs. */
+Test(crawl, scripts_demo_etl_twice_stores_each_document_once) {
+    char home[160], port[48], bin[160];
+    snprintf(home, sizeof(home), "SLUICE_HOME=%s/store", test_dir);
+    snprintf(port, sizeof(port), "SLUICE_DEMO_PORT=%d", free_port());
+    snprintf(bin, sizeof(bin), "SLUICE=%s", SLUICE_BIN);
+    run_env[1] = home;
+    run_env[2] = port;
+    run_env[3] = bin;
+    run_env[4] = NULL;
+    for (int i = 0; i < 2; i++) {
+        result r = run_in(NULL, NULL, (char *[]){SLUICE_SOURCE_DIR "/scripts/demo-etl", NULL});
+        cr_assert_eq(r.status, 0, "run %d: %s%s", i + 1, r.out, r.err);
+        result_free(&r);
+    }
+    char *arts = exported("ArticleDocument.json");
+    cr_expect_eq(count(arts, "\"link\" : "), 6, "each article once: %s", arts);
+    free(arts);
+    char *repos = exported("RepositoryDocument.json");
+    cr_expect_eq(count(repos, "\"link\" : "), 1, "the repository once");
+    free(repos);
 }
 
 Test(crawl, the_shipped_etl_pipeline_then_clean_and_chunk_on_the_demo_data) {

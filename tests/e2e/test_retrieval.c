@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "runner.h"
+#include "../require.h"
 
 #define HANDBOOK SLUICE_SOURCE_DIR "/../shared/handbook/data_warehouse_raw_data"
 #define FEATURES SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml"
@@ -16,7 +17,7 @@ TestSuite(retrieval, .init = test_dir_setup, .fini = test_dir_teardown, .timeout
 
 static void import_handbook(void) {
     if (access(HANDBOOK, R_OK) != 0)
-        cr_skip_test("needs ../shared/handbook");
+        SKIP_UNLESS_REQUIRED("needs ../shared/handbook");
     result r = RUN(test_store_arg, "warehouse", "import", HANDBOOK);
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
@@ -107,7 +108,7 @@ Test(retrieval, the_feature_pipeline_on_the_handbooks_articles_then_search) {
 Test(retrieval, the_embeddings_artifact_is_a_unit_row_per_chunk_with_its_payload) {
     import_handbook();
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import numpy' 2>/dev/null") != 0)
-        cr_skip_test("needs %s with numpy", PYTHON);
+        SKIP_UNLESS_REQUIRED("needs %s with numpy", PYTHON);
     result r = RUN_PIPELINE(FEATURES, "-p", "queries=queries/handbook.jsonl");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char hash[80], folder[160];
@@ -173,7 +174,7 @@ Test(retrieval, the_evaluation_gate_fails_the_run_below_its_threshold) {
 
 Test(retrieval, a_hugging_face_bert_folder_embeds_indexes_and_searches) {
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import numpy' 2>/dev/null") != 0)
-        cr_skip_test("needs %s with numpy", PYTHON);
+        SKIP_UNLESS_REQUIRED("needs %s with numpy", PYTHON);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), PYTHON " %s/tests/ref/make_tiny_bert.py %s/bert", SLUICE_SOURCE_DIR,
              test_dir);
@@ -230,5 +231,46 @@ Test(retrieval, search_refuses_what_it_cannot_use_and_says_why) {
     r = RUN(test_store_arg, "search", folder, "q", "--mode", "fuzzy");
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "use hybrid, dense or bm25") != NULL, "%s", r.err);
+    result_free(&r);
+}
+
+/* An index object edited in place in the store is refused, as 'artifacts
+ * cat' refuses any changed object, instead of being served. */
+Test(retrieval, search_refuses_an_index_object_changed_in_the_store) {
+    write_test_file(test_dir, "chunks.jsonl",
+                    "{\"id\": \"c1\", \"content\": \"the quick brown fox\", \"document_id\": \"d1\", "
+                    "\"author_full_name\": \"Ada\", \"category\": \"posts\"}\n"
+                    "{\"id\": \"c2\", \"content\": \"hello world\", \"document_id\": \"d2\", "
+                    "\"author_full_name\": \"Bob\", \"category\": \"posts\"}\n");
+    char *p = write_test_file(test_dir, "small.yaml",
+                              "pipeline: small_index\n"
+                              "steps:\n"
+                              "  load: {uses: shell, with: {run: 'cp @/chunks.jsonl c', outputs: {c: c}}}\n"
+                              "  embed: {uses: embed, inputs: {chunks: load.c}}\n"
+                              "  index:\n"
+                              "    uses: index\n"
+                              "    inputs: {embeddings: embed.embeddings, chunks: load.c, model: embed.model}\n");
+    result r = RUN_PIPELINE(p);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    const char *at = strstr(r.out, "\"index\" : \"");
+    cr_assert_not_null(at, "%s", r.out);
+    char object[512];
+    snprintf(object, sizeof(object), "%.*s", (int)strcspn(at + 11, "\""), at + 11);
+    result_free(&r);
+    r = RUN(test_store_arg, "search", "index", "brown fox", "-k", "1");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "Ada") != NULL, "%s", r.out);
+    result_free(&r);
+
+    /* One byte of the index file changed, where a row's text is. */
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && sed -i 's/quick/QUICK/' '%s/index.sluidx'",
+             object, object);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    r = RUN(test_store_arg, "search", "index", "brown fox", "-k", "1");
+    cr_expect_eq(r.status, 2, "%s", r.out);
+    cr_expect(strstr(r.err, "is missing or corrupt: its content no longer matches its hash") != NULL,
+              "%s", r.err);
+    cr_expect(strstr(r.out, "QUICK") == NULL, "%s", r.out);
     result_free(&r);
 }

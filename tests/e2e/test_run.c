@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "runner.h"
+#include "../require.h"
 
 
 TestSuite(run, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 60);
@@ -421,7 +422,7 @@ Test(run, the_clean_and_chunk_steps_on_the_handbooks_articles, .timeout = 120) {
     char raw[512];
     snprintf(raw, sizeof(raw), "%s/raw_documents.json", handbook);
     if (access(raw, R_OK) != 0 || access("/usr/bin/python3", X_OK) != 0)
-        cr_skip_test("needs ../shared/handbook and /usr/bin/python3");
+        SKIP_UNLESS_REQUIRED("needs ../shared/handbook and /usr/bin/python3");
     char yaml[4096];
     snprintf(yaml, sizeof(yaml),
              "pipeline: handbook_features\n"
@@ -456,7 +457,7 @@ Test(run, the_clean_and_chunk_steps_on_the_handbooks_articles, .timeout = 120) {
 Test(run, the_handbooks_warehouse_in_and_out_and_its_articles_chunked, .timeout = 120) {
     const char *raw = SLUICE_SOURCE_DIR "/../shared/handbook/data_warehouse_raw_data";
     if (access(raw, R_OK) != 0)
-        cr_skip_test("needs ../shared/handbook");
+        SKIP_UNLESS_REQUIRED("needs ../shared/handbook");
     result r = RUN(test_store_arg, "warehouse", "import", (char *)raw);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(r.out, "imported 2 users and 76 documents from " SLUICE_SOURCE_DIR

@@ -21,6 +21,9 @@ each tensor's dtype, shape and [begin, end) data offsets, then the data.
     act         config.json's hidden_act is "relu"
     noconfig    config.json lacks num_attention_heads
     heads       num_attention_heads 5 does not divide hidden_size 32
+    nan         encoder.layer.1.output.dense.weight[3, 5] is NaN
+    huge        layer 0's query and key weights times 1e19: finite, but the
+                attention scores overflow to infinities (and NaN in softmax)
 Needs numpy."""
 import json
 import os
@@ -153,6 +156,15 @@ def main(argv):
     elif variant == "dtype":
         items = [(n, a.astype(np.float16) if n == "embeddings.LayerNorm.weight" else a)
                  for n, a in items]
+    elif variant == "huge":
+        for n, a in items:
+            if n in ("encoder.layer.0.attention.self.query.weight",
+                     "encoder.layer.0.attention.self.key.weight"):
+                a *= np.float32(1e19)
+    elif variant == "nan":
+        for n, a in items:
+            if n == "encoder.layer.1.output.dense.weight":
+                a[3, 5] = np.nan
     elif variant not in (None, "act", "noconfig", "heads"):
         sys.exit("unknown variant " + variant)
     write_safetensors(os.path.join(out, "model.safetensors"),

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bert.h"
+#include "../require.h"
 
 #define PYTHON "/usr/bin/python3"
 #define MAKE SLUICE_SOURCE_DIR "/tests/ref/make_tiny_bert.py"
@@ -38,7 +39,7 @@ static void remove_dir(void) {
 
 static void need_numpy(void) {
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import numpy' 2>/dev/null") != 0)
-        cr_skip_test("skipped: the reference needs %s with numpy (Debian's python3-numpy)\n",
+        SKIP_UNLESS_REQUIRED("skipped: the reference needs %s with numpy (Debian's python3-numpy)\n",
                      PYTHON);
 }
 
@@ -247,6 +248,29 @@ Test(bert, refuses_missing_config_key) {
 }
 
 Test(bert, refuses_heads_not_dividing_hidden) { refused("heads", "not a multiple", "5"); }
+
+/* A NaN weight would turn every embedding to NaN (and exp's float-to-int
+ * conversion of it is undefined): refused at load, naming the tensor. */
+Test(bert, refuses_non_finite_weight) {
+    refused("nan", "'encoder.layer.1.output.dense.weight' holds a non-finite value",
+            "at [3, 5]");
+}
+
+/* Finite weights whose attention scores overflow: the exp kernel meets NaN
+ * (its float-to-int conversion was undefined, which UBSan reports under
+ * dev-asan) and the output is refused instead of stored. */
+Test(bert, weights_that_overflow_give_an_error_not_nan_vectors) {
+    make_model("--variant huge");
+    bert_model *m = NULL;
+    char err[512];
+    cr_assert_eq(bert_load(dir, &m, err, sizeof(err)), 0, "%s", err);
+    const char *texts[] = {"the quick brown fox", "hello world"};
+    size_t lens[] = {19, 11};
+    float out[2 * HIDDEN];
+    cr_expect_eq(bert_embed(m, texts, lens, 2, 0, out, err, sizeof(err)), -ERANGE);
+    cr_expect(strstr(err, "text 0: the model's output is not finite"), "%s", err);
+    bert_free(m);
+}
 
 Test(bert, refuses_missing_folder) {
     bert_model *m = NULL;

@@ -1,6 +1,7 @@
 /* The crawl step's parts without a network: robots.txt rules, the HTML to
  * text rendering, the dispatch table, and a local git repository. */
 #include <bson/bson.h>
+#include <errno.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "git.h"
 #include "html.h"
 #include "robots.h"
+#include "web.h"
 
 static robots *parse(const char *text) {
     robots *r = robots_parse(text, strlen(text), "sluice-crawl");
@@ -106,19 +108,79 @@ Test(html, latin1_pages_by_header_or_meta_and_broken_utf8) {
     cr_expect(strstr(err, "no-such-charset"), "%s", err);
 }
 
-Test(html, deep_nesting_does_not_exhaust_the_stack) {
-    size_t depth = 20000;
-    char *html = malloc(depth * 5 + 16);
+static char *repeat(const char *head, const char *unit, size_t times, const char *tail) {
+    size_t n = strlen(unit);
+    char *html = malloc(strlen(head) + n * times + strlen(tail) + 1);
     cr_assert_not_null(html);
-    char *w = html;
-    for (size_t i = 0; i < depth; i++)
-        w += sprintf(w, "<div>");
-    strcpy(w, "deep");
+    char *w = html + sprintf(html, "%s", head);
+    for (size_t i = 0; i < times; i++, w += n)
+        memcpy(w, unit, n);
+    strcpy(w, tail);
+    return html;
+}
+
+static void too_complex(const char *html, const char *why) {
+    html_page p;
+    char err[256];
+    cr_expect_eq(html_extract(html, strlen(html), NULL, &p, err, sizeof(err)), -E2BIG);
+    cr_expect(strstr(err, "page too complex") && strstr(err, why), "%s", err);
+}
+
+/* gumbo is quadratic in nesting: 100,000 <div>s took 18.8 s. */
+Test(html, nesting_deeper_than_512_is_too_complex) {
+    char *deep = repeat("", "<div>", 20000, "deep");
+    too_complex(deep, "nest more than 512 deep");
+    free(deep);
+    /* misnested formatting elements, each different: each <p> re-opens
+     * every <b> */
+    char *misnested = malloc(600 * 32 + 8), *w = misnested;
+    cr_assert_not_null(misnested);
+    for (int i = 0; i < 600; i++)
+        w += sprintf(w, "<p><b class=c%d>", i);
+    strcpy(w, "text");
+    too_complex(misnested, "nest more than 512 deep");
+    free(misnested);
+}
+
+/* What gumbo closes on its own is not counted: identical unclosed <b>s
+ * (it keeps three), unclosed <a>s (a new one closes the last), <p>s closed
+ * by blocks, <li>s, <tr>s and <td>s closed by the next. */
+Test(html, elements_html_closes_on_its_own_do_not_add_up) {
+    const char *units[] = {"<p><b>x", "<a name=n>x", "<p>x<div>y</div>", "<li>x<li>y",
+                           "<table><tr><td>x<td>y<tr><td>z</table>", "<dt>x<dd>y",
+                           "<select><option>x<option>y</select>"};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        char *html = repeat("<body>", units[i], 2000, "</body>");
+        cr_expect_lt(html_nesting_depth(html, strlen(html), 512), 8, "%s", units[i]);
+        html_page p;
+        extract(html, NULL, &p);
+        html_page_free(&p);
+        free(html);
+    }
+}
+
+Test(html, nesting_within_the_bound_is_kept) {
+    char *html = repeat("", "<div>", 500, "deep");
     html_page p;
     extract(html, NULL, &p);
     cr_expect_str_eq(p.text, "deep");
     html_page_free(&p);
     free(html);
+    /* closed, unclosed-by-design (<p>, <li>), void and raw-text elements do
+     * not add up, nor do self-closed ones inside SVG */
+    html = repeat("<ul>", "<li><p>a<br><img src=x><div>b</div><script>if (a<b) x = '<div>';"
+                  "</script><svg><path d='M0'/></svg><b>c</b>", 2000, "</ul>");
+    cr_expect_lt(html_nesting_depth(html, strlen(html), 512), 5);
+    extract(html, NULL, &p);
+    html_page_free(&p);
+    free(html);
+}
+
+Test(html, nesting_depth_counts_end_tags_closing_their_nearest_namesake) {
+    const char *html = "<div><span><div><i>x</div></span><em><q>y";
+    cr_expect_eq(html_nesting_depth(html, strlen(html), 512), 4);
+    html = "<div><div><div><div><div><div>";
+    cr_expect_eq(html_nesting_depth(html, strlen(html), 3), 4, "stops past the limit");
 }
 
 static dispatch_result classify(dispatch *d, const char *link) {
@@ -214,4 +276,28 @@ Test(git, a_repository_becomes_its_text_files) {
     cr_expect_str_eq(name, "notes");
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
+}
+
+static void redacted(const char *url, const char *want) {
+    char out[256];
+    web_redact_url(url, out, sizeof(out));
+    cr_expect_str_eq(out, want, "%s", url);
+}
+
+Test(web, credentials_in_links_are_masked_and_nothing_else) {
+    redacted("https://example.com/a?k=S3cret&kind=x", "https://example.com/a?k=***&kind=x");
+    redacted("https://example.com/a?api_key=S3cret&page=2#top",
+             "https://example.com/a?api_key=***&page=2#top");
+    redacted("https://example.com/a?page=2&access_token=abc&X-Amz-Signature=f00&sig=1",
+             "https://example.com/a?page=2&access_token=***&X-Amz-Signature=***&sig=***");
+    redacted("https://ada:pa55@example.com/repo.git?Password=x",
+             "https://ada:***@example.com/repo.git?Password=***");
+    redacted("https://example.com/a#frag?token=x", "https://example.com/a#frag?token=x");
+    redacted("/local/path", "/local/path");
+}
+
+Test(web, credentials_are_masked_in_messages_that_quote_the_link) {
+    char text[200] = "cannot open '/srv/x.git?token=S3cret&k=1' for ada:pa55word: S3cret";
+    web_redact_text(text, sizeof(text), "https://ada:pa55word@h/x.git?token=S3cret&k=1");
+    cr_expect_str_eq(text, "cannot open '/srv/x.git?token=***&k=1' for ada:***: ***");
 }

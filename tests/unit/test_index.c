@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "index.h"
+#include "../require.h"
 
 static char err[256];
 
@@ -273,7 +274,7 @@ Test(bm25, hand_computed_three_documents) {
 /* The same formula written independently in Python (re's \w, str.lower). */
 Test(bm25, matches_python) {
     if (access("/usr/bin/python3", X_OK) != 0)
-        cr_skip_test("no /usr/bin/python3");
+        SKIP_UNLESS_REQUIRED("no /usr/bin/python3");
     const char *docs[] = {
         "Fine-tuning LLMs on an author's articles: the data pipeline.",
         "Retrieval-augmented generation (RAG) retrieves chunks; the LLM answers.",

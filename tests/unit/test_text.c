@@ -9,6 +9,7 @@
 
 #include "records.h"
 #include "text.h"
+#include "../require.h"
 
 /* fn (a text rule: text_clean, text_remove_markup, ...) applied to in. */
 typedef int (*text_rule)(const char *, size_t, char **, size_t *);
@@ -458,7 +459,7 @@ static bson_t *load_artifact(const char *name) {
 
 static void require_handbook(void) {
     if (access(HANDBOOK "/artifacts/raw_documents.json", R_OK) != 0)
-        cr_skip_test("the Handbook's data is not at " HANDBOOK " (../shared/handbook)");
+        SKIP_UNLESS_REQUIRED("the Handbook's data is not at " HANDBOOK " (../shared/handbook)");
 }
 
 Test(text, clean_reproduces_the_handbooks_cleaned_documents_76_of_76) {
@@ -502,7 +503,7 @@ Test(text, clean_reproduces_the_handbooks_cleaned_documents_76_of_76) {
 Test(text, article_chunking_gives_the_handbooks_500_chunks) {
     require_handbook();
     if (access("/usr/bin/python3", X_OK) != 0)
-        cr_skip_test("/usr/bin/python3 is needed for the reference chunker");
+        SKIP_UNLESS_REQUIRED("/usr/bin/python3 is needed for the reference chunker");
     /* The reference: the Handbook's chunk_article, run by Python's re. */
     char ref_path[] = "/tmp/sluice-chunks-XXXXXX";
     int fd = mkstemp(ref_path);

@@ -14,6 +14,7 @@
 #include "embedder.h"
 #include "formats.h"
 #include "tfidf.h"
+#include "../require.h"
 
 #define PYTHON "/usr/bin/python3"
 #define REF SLUICE_SOURCE_DIR "/tests/ref/tfidf_ref.py"
@@ -77,7 +78,7 @@ static void free_texts(char **t, size_t *lens, size_t n) {
  * the reference on them; returns its exit status. */
 static int check_against_reference(const char *mode, size_t n, size_t len, size_t dim) {
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import numpy' 2>/dev/null") != 0)
-        cr_skip_test("the reference needs %s with numpy (Debian's python3-numpy)", PYTHON);
+        SKIP_UNLESS_REQUIRED("the reference needs %s with numpy (Debian's python3-numpy)", PYTHON);
     size_t *lens;
     char **texts = make_texts(n, len, &lens);
     tfidf_params p = tfidf_defaults();

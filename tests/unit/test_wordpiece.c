@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "wordpiece.h"
+#include "../require.h"
 
 #define PYTHON "/usr/bin/python3"
 #define REF SLUICE_SOURCE_DIR "/tests/ref/wordpiece_ref.py"
@@ -281,7 +282,7 @@ static void teardown(void);
 static void need_python(void) {
     if (access(PYTHON, X_OK) != 0) {
         teardown(); /* a skipped test does not reach .fini */
-        cr_skip_test("skipped: %s is missing, and the reference needs it\n", PYTHON);
+        SKIP_UNLESS_REQUIRED("skipped: %s is missing, and the reference needs it\n", PYTHON);
     }
 }
 

@@ -12,6 +12,7 @@
  *       with: {top: 20, min_length: 3}
  */
 #include <ctype.h>
+#include <errno.h>
 #include <sluice/plugin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,7 +127,12 @@ static int run(sl_ctx *ctx) {
         qsort(t.items, k, sizeof(*t.items), by_count);
         for (size_t i = 0; i < k && i < (size_t)top; i++)
             fprintf(out, "%s\t%ld\n", t.items[i].word, t.items[i].count);
-        fclose(out);
+        /* stdio holds the last block until fclose: a step that returns
+         * without closing (or without checking) leaves a truncated file,
+         * which sluice would record and cache as the output. */
+        int failed = ferror(out);
+        if (fclose(out) != 0 || failed)
+            rc = sl_fail(ctx, "writing the counts: %s", strerror(errno ? errno : EIO));
         sl_metric(ctx, "distinct_words", (double)t.n, 0);
         sl_log(ctx, SL_LOG_INFO, "%zu distinct words in %ld bytes", t.n, read);
         for (size_t i = 0; i < k; i++)
