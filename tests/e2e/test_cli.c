@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../require.h"
 #include "runner.h"
 
 static const char *const shipped[] = {"digital_data_etl", "feature_engineering",
@@ -97,7 +98,7 @@ static int have(const char *path) { return access(path, X_OK) == 0; }
 
 Test(cli, graph_dot_renders_with_graphviz) {
     if (!have("/usr/bin/dot"))
-        cr_skip_test("graphviz's dot is not installed (apt-get install graphviz)");
+        SKIP_UNLESS_REQUIRED("graphviz's dot is not installed (apt-get install graphviz)");
     char dot_path[] = "/tmp/sluice-test-dot-XXXXXX";
     int fd = mkstemp(dot_path);
     close(fd);

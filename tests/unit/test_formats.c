@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../require.h"
 #include "artifacts/formats.h"
 
 static char dir[64];
@@ -184,7 +185,7 @@ Test(formats, safetensors_refusals) {
 
 Test(formats, safetensors_written_by_an_independent_writer) {
     if (access("/usr/bin/python3", X_OK) != 0)
-        cr_skip_test("/usr/bin/python3 is not installed");
+        SKIP_UNLESS_REQUIRED("/usr/bin/python3 is not installed");
     /* The format as its specification describes it, written with Python's
      * struct and json modules only. */
     char cmd[1024];
