@@ -504,15 +504,22 @@ Test(store, a_run_records_the_git_commit_and_its_tags) {
     free(head);
 }
 
-Test(store, a_full_disk_fails_the_step_clearly_and_keeps_the_store_readable) {
-    char small[256], cmd[600];
-    snprintf(small, sizeof(small), "%s/small", test_dir);
-    snprintf(cmd, sizeof(cmd), "mkdir -p %s && mount -t tmpfs -o size=2m tmpfs %s 2>/dev/null", small,
-             small);
+/* Mounts a tmpfs of `size` at TEST_DIR/small (into small, 256 bytes) and
+ * fills store with the --store argument for a store on it; skips the test
+ * where mounting is not allowed. */
+static void mount_small_disk(const char *size, char *small, char *store) {
+    char cmd[600];
+    snprintf(small, 256, "%s/small", test_dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && mount -t tmpfs -o size=%s tmpfs %s 2>/dev/null",
+             small, size, small);
     if (system(cmd) != 0)
         cr_skip_test("cannot mount a small tmpfs here (needs root and mount rights)");
-    char store[300];
-    snprintf(store, sizeof(store), "--store=%s/store", small);
+    snprintf(store, 300, "--store=%s/store", small);
+}
+
+Test(store, a_full_disk_fails_the_step_clearly_and_keeps_the_store_readable) {
+    char small[256], cmd[600], store[300];
+    mount_small_disk("2m", small, store);
     char *p = write_test_file(test_dir, "full.yaml",
                               "pipeline: full\n"
                               "steps:\n"
@@ -572,4 +579,134 @@ Test(store, several_sluice_processes_share_one_store) {
     result_free(&r);
     free(p1);
     free(p2);
+}
+
+/* ---- faults: a damaged metadata file, a disk that fills while recording ---- */
+
+/* Runs the chain once and returns the path of its data.mdb (static). */
+static const char *stored_chain_meta(void) {
+    char *p = write_test_file(test_dir, "chain.yaml", chain);
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    static char meta[256];
+    snprintf(meta, sizeof(meta), "%s/store/meta/data.mdb", test_dir);
+    return meta;
+}
+
+/* Every command that reads the metadata refuses a damaged file with exit
+ * 2 and the message, and none dies of a signal. */
+static void expect_refused(const char *what, const char *message) {
+    char chain_path[256];
+    snprintf(chain_path, sizeof(chain_path), "%s/chain.yaml", test_dir);
+    result rs[] = {RUN(test_store_arg, "runs", "list"), RUN(test_store_arg, "artifacts", "list"),
+                   RUN(test_store_arg, "status", chain_path), RUN(test_store_arg, "gc"),
+                   RUN(test_store_arg, "run", chain_path)};
+    for (size_t i = 0; i < sizeof(rs) / sizeof(rs[0]); i++) {
+        cr_expect_eq(rs[i].status, 2, "%s: command %zu: %s", what, i, rs[i].err);
+        cr_expect(strstr(rs[i].err, message) != NULL, "%s: command %zu: %s", what, i, rs[i].err);
+        result_free(&rs[i]);
+    }
+}
+
+Test(store, a_truncated_metadata_file_is_refused_with_exit_2_not_a_crash) {
+    const char *meta = stored_chain_meta();
+    cr_assert_eq(truncate(meta, 8192), 0);
+    expect_refused("truncated", "is damaged: it is 8192 bytes long but its database runs to byte");
+    struct stat st;
+    cr_assert_eq(stat(meta, &st), 0);
+    cr_expect_eq(st.st_size, 8192, "the file is left as it was");
+}
+
+Test(store, an_empty_or_missing_metadata_file_is_never_silently_replaced) {
+    const char *meta = stored_chain_meta();
+    cr_assert_eq(truncate(meta, 0), 0);
+    expect_refused("empty", "is damaged: it is empty (0 bytes)");
+    struct stat st;
+    cr_assert_eq(stat(meta, &st), 0);
+    cr_expect_eq(st.st_size, 0, "no fresh database took its place");
+    cr_assert_eq(unlink(meta), 0);
+    expect_refused("missing", "is damaged: it is missing, but the store holds runs");
+    cr_expect_neq(access(meta, F_OK), 0, "no fresh database took its place");
+}
+
+Test(store, fuzzed_metadata_files_never_crash_a_command, .timeout = 240) {
+    const char *meta = stored_chain_meta();
+    char chain_path[256];
+    snprintf(chain_path, sizeof(chain_path), "%s/chain.yaml", test_dir);
+    /* More records, so that the tree has branch and overflow pages. */
+    for (int i = 0; i < 3; i++) {
+        char param[32];
+        snprintf(param, sizeof(param), "greeting=%d", i);
+        result r = RUN(test_store_arg, "run", chain_path, "-p", param);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        result_free(&r);
+    }
+    char *good = slurp(meta);
+    struct stat st;
+    cr_assert(good && stat(meta, &st) == 0);
+    size_t len = (size_t)st.st_size;
+    cr_assert_gt(len, 8192);
+    srand(19);
+    int refused = 0;
+    for (int round = 0; round < 40; round++) {
+        char *bad = malloc(len);
+        cr_assert_not_null(bad);
+        memcpy(bad, good, len);
+        /* A few random bytes anywhere, or a burst in one page. */
+        size_t page = (size_t)rand() % (len / 4096);
+        int burst = round % 2, flips = 1 + rand() % (burst ? 100 : 8);
+        for (int k = 0; k < flips; k++) {
+            size_t at = burst ? page * 4096 + (size_t)rand() % 4096 : (size_t)rand() % len;
+            bad[at] = (char)rand();
+        }
+        FILE *f = fopen(meta, "wb");
+        cr_assert_not_null(f);
+        fwrite(bad, 1, len, f);
+        fclose(f);
+        free(bad);
+        result rs[] = {RUN(test_store_arg, "runs", "list"), RUN(test_store_arg, "run", chain_path)};
+        for (size_t i = 0; i < 2; i++) {
+            cr_expect(rs[i].status == 0 || rs[i].status == 1 || rs[i].status == 2,
+                      "round %d, command %zu: status %d: %s", round, i, rs[i].status, rs[i].err);
+            refused += rs[i].status == 2;
+            result_free(&rs[i]);
+        }
+    }
+    cr_expect_gt(refused, 0, "some damage was found");
+    free(good);
+}
+
+Test(store, a_disk_full_while_recording_fails_the_run_which_resumes_once_space_is_back) {
+    char small[256], cmd[600], store[300];
+    mount_small_disk("1m", small, store);
+    /* b's output fills the disk (it stops at the full disk and succeeds):
+     * storing it needs no space, recording it does. */
+    char *p = write_test_file(test_dir, "fill.yaml",
+                              "pipeline: fill\n"
+                              "steps:\n"
+                              "  a: {uses: shell, with: {run: 'echo a > o', outputs: {o: o}}}\n"
+                              "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'head -c 20000000 "
+                              "/dev/urandom > o 2>/dev/null || true', outputs: {o: o}}}\n"
+                              "  c: {uses: shell, inputs: {i: b.o}, with: {run: 'echo c > o', "
+                              "outputs: {o: o}}}\n");
+    result r = RUN(store, "run", p, "--json");
+    cr_expect_eq(r.status, 1, "a record that cannot be written fails the run: %s%s", r.out, r.err);
+    cr_expect_str_eq(statuses(r.out), "a=done b=failed c=skipped");
+    cr_expect(strstr(r.out, "its result could not be recorded in the metadata store (No space "
+                            "left on device)") != NULL, "%s", r.out);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", event_value(r.out, "run_started", "run"));
+    result_free(&r);
+    snprintf(cmd, sizeof(cmd), "mount -o remount,size=64m %s", small);
+    cr_assert_eq(system(cmd), 0);
+    r = RUN(store, "resume", id, "--json");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect_str_eq(statuses(r.out), "a=cached b=done c=done");
+    result_free(&r);
+    r = RUN(store, "doctor");
+    cr_expect_eq(r.status, 0, "every record has its object: %s%s", r.out, r.err);
+    result_free(&r);
+    snprintf(cmd, sizeof(cmd), "umount %s", small);
+    cr_expect_eq(system(cmd), 0);
 }
