@@ -400,12 +400,14 @@ Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_complet
         int ws;
         waitpid(pid, &ws, 0);
         killed += WIFSIGNALED(ws);
-        /* The store reads, and every recorded artifact is whole. */
+        /* The store reads, and every recorded artifact is whole. A run
+         * killed before it made its database leaves a store with no runs. */
         result r = RUN(test_store_arg, "runs", "list");
-        cr_expect_eq(r.status, 0, "round %d: %s", round, r.err);
+        int empty = r.status == 2 && strstr(r.err, "no runs in") != NULL;
+        cr_expect(r.status == 0 || empty, "round %d: %s", round, r.err);
         result_free(&r);
         r = RUN(test_store_arg, "artifacts", "list", "--json");
-        cr_expect_eq(r.status, 0, "round %d: %s", round, r.err);
+        cr_expect(r.status == 0 || empty, "round %d: %s", round, r.err);
         for (const char *h = strstr(r.out, "\"hash\" : \""); h; h = strstr(h + 1, "\"hash\" : \"")) {
             char hash[65];
             snprintf(hash, sizeof(hash), "%.64s", h + 10);
