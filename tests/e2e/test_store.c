@@ -712,3 +712,149 @@ Test(store, a_disk_full_while_recording_fails_the_run_which_resumes_once_space_i
     snprintf(cmd, sizeof(cmd), "umount %s", small);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* ---- gc beside live runs ---- */
+
+Test(store, gc_in_a_loop_beside_a_run_never_removes_what_the_run_records, .timeout = 120) {
+    /* Twenty steps, each storing an output the next one reads; new objects
+     * in every run (the run id is in them). */
+    char text[8192] = "pipeline: many\nsettings: {cache: false}\nsteps:\n  s0: {uses: shell, with: {run: 'echo \"$SLUICE_RUN_ID\" > o', outputs: {o: o}}}\n";
+    for (int i = 1; i < 20; i++) {
+        size_t used = strlen(text);
+        snprintf(text + used, sizeof(text) - used,
+                 "  s%d: {uses: shell, inputs: {i: s%d.o}, with: {run: 'cat \"$SLUICE_INPUT_i\" > o; "
+                 "echo %d >> o', outputs: {o: o}}}\n",
+                 i, i - 1, i);
+    }
+    char *p = write_test_file(test_dir, "many.yaml", text);
+    result r = RUN(test_store_arg, "run", p, "--json"); /* the store exists before gc starts */
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    pid_t pid = start_sluice_run(p);
+    int refused = 0, ws = 0, rounds = 0;
+    while (waitpid(pid, &ws, WNOHANG) == 0) {
+        /* No grace: only the lock stands between gc and the run. */
+        result g = RUN(test_store_arg, "gc", "--grace", "0");
+        cr_expect(g.status == 0 || g.status == 2, "%s", g.err);
+        refused += g.status == 2 && strstr(g.err, "runs are in progress") != NULL;
+        result_free(&g);
+        rounds++;
+    }
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "the run succeeds beside gc");
+    cr_expect_gt(refused, 0, "gc refused while the run held the store (%d rounds)", rounds);
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 0, "every record has its object: %s%s", r.out, r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "gc", "--grace", "0");
+    cr_expect_eq(r.status, 0, "once the run is over gc runs: %s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+}
+
+Test(store, gc_keeps_an_unreferenced_object_younger_than_the_grace_period) {
+    stored_chain_meta();
+    char fan[256], object[400];
+    const char *name = "00aa000000000000000000000000000000000000000000000000000000000000";
+    snprintf(fan, sizeof(fan), "%s/store/objects/00", test_dir);
+    mkdir(fan, 0755);
+    snprintf(object, sizeof(object), "%s/%s", fan, name);
+    fclose(fopen(object, "w"));
+    result r = RUN(test_store_arg, "gc");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "0 objects removed") && strstr(r.out, "1 unreferenced but younger"),
+              "%s", r.out);
+    cr_expect_eq(access(object, F_OK), 0, "kept");
+    result_free(&r);
+    r = RUN(test_store_arg, "gc", "--grace", "0");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "1 object removed") != NULL, "%s", r.out);
+    cr_expect_neq(access(object, F_OK), 0, "removed");
+    result_free(&r);
+}
+
+/* ---- links made by steps ---- */
+
+/* A file outside the store, mode 0600, that no step may change, move,
+ * store or delete; returns its path (static). */
+static const char *outside_file(void) {
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/outside", test_dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/outside/secret", test_dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("outside the store\n", f);
+    fclose(f);
+    chmod(path, 0600);
+    return path;
+}
+
+static void expect_outside_untouched(const char *path) {
+    struct stat st;
+    cr_expect_eq(stat(path, &st), 0, "%s still exists", path);
+    cr_expect_eq(st.st_mode & 07777, 0600, "its mode is unchanged: %o", st.st_mode & 07777);
+    char *text = slurp(path);
+    cr_expect_str_eq(text ? text : "", "outside the store\n");
+    free(text);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "grep -r -q -F 'outside the store' %s/store/objects", test_dir);
+    cr_expect_neq(system(cmd), 0, "no object holds the outside file");
+}
+
+static void expect_link_refused(const char *yaml, const char *message) {
+    char *p = write_test_file(test_dir, "links.yaml", yaml);
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, message) != NULL, "%s", r.out);
+    result_free(&r);
+}
+
+Test(store, an_output_that_is_a_symbolic_link_is_refused_and_its_target_untouched) {
+    const char *secret = outside_file();
+    expect_link_refused("pipeline: links\nsteps:\n"
+                        "  l: {uses: shell, with: {run: 'ln -s @/outside/secret o', outputs: {o: o}}}\n",
+                        "cannot store output 'o': it is or holds a symbolic link, the output "
+                        "itself (to ");
+    expect_outside_untouched(secret);
+}
+
+Test(store, a_folder_output_holding_a_link_is_refused) {
+    const char *secret = outside_file();
+    expect_link_refused("pipeline: links\nsteps:\n"
+                        "  l: {uses: shell, with: {run: 'mkdir d && echo a > d/a && ln -s "
+                        "@/outside/secret d/l', outputs: {d: d}}}\n",
+                        "it is or holds a symbolic link, l (to ");
+    expect_outside_untouched(secret);
+}
+
+Test(store, an_output_reached_through_a_linked_folder_is_neither_stored_nor_deleted) {
+    const char *secret = outside_file();
+    /* The step makes 'sub' a link to the outside folder: its output
+     * sub/secret is the outside file. */
+    expect_link_refused("pipeline: links\nsteps:\n"
+                        "  l: {uses: shell, with: {run: 'ln -s @/outside sub', outputs: {o: sub/secret}}}\n",
+                        "cannot store output 'o': its path leads through a symbolic link");
+    expect_outside_untouched(secret);
+    /* A failed step's outputs are removed: never through the link. */
+    expect_link_refused("pipeline: links\nsteps:\n"
+                        "  l: {uses: shell, with: {run: 'ln -s @/outside sub; exit 1', outputs: {o: sub/secret}}}\n",
+                        "the command exited with status 1");
+    expect_outside_untouched(secret);
+}
+
+/* ---- outputs a step left open ---- */
+
+Test(store, an_output_the_step_left_open_is_refused_not_stored_truncated) {
+    char *p = write_test_file(test_dir, "open.yaml",
+                              "pipeline: open\nsteps:\n  u: {uses: unclosed, with: {bytes: 13893}}\n");
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "cannot store output 'out': it is still open for writing") != NULL,
+              "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "list", "--json");
+    cr_expect(strstr(r.out, "\"hash\"") == NULL, "nothing was recorded: %s", r.out);
+    result_free(&r);
+}
