@@ -15,7 +15,10 @@
  * Commits are not synced one by one (MDB_NOSYNC): a killed sluice loses
  * nothing, since committed pages are in the kernel's cache, and meta_sync()
  * flushes them to disk at the end of a run and every few hundred
- * milliseconds during one; a power cut may lose those last milliseconds.
+ * milliseconds during one. A power cut or kernel crash loses the commits
+ * since the last flush and, on a file system that reorders writes, may
+ * leave the newest meta page naming pages that never reached the disk
+ * (LMDB's caveat): meta_open's check then refuses the file (docs/store.md).
  * Several sluice processes may use one store at once (LMDB's locking). */
 #ifndef SLUICE_METADATA_META_H
 #define SLUICE_METADATA_META_H
