@@ -858,3 +858,52 @@ Test(store, an_output_the_step_left_open_is_refused_not_stored_truncated) {
     cr_expect(strstr(r.out, "\"hash\"") == NULL, "nothing was recorded: %s", r.out);
     result_free(&r);
 }
+
+/* ---- doctor ---- */
+
+Test(store, doctor_finds_an_altered_object_and_rebuilds_lost_metadata) {
+    const char *meta = stored_chain_meta();
+    result r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 0, "a sound store: %s%s", r.out, r.err);
+    cr_expect(strstr(r.out, ": 0 problems") != NULL, "%s", r.out);
+    result_free(&r);
+    /* One object altered: its artifact and the step runs that made or
+     * reused it are named. */
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd),
+             "f=$(ls -d %s/store/objects/*/* | head -1); chmod u+w $f; printf X >> $f", test_dir);
+    cr_assert_eq(system(cmd), 0);
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "its content no longer matches its hash") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "has no intact object") != NULL, "%s", r.out);
+    result_free(&r);
+    /* The metadata lost: doctor says so, and --rebuild recovers the runs
+     * and the intact objects. */
+    cr_assert_eq(truncate(meta, 4096), 0);
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.out, "problem: metadata: ") && strstr(r.out, "doctor --rebuild"), "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "doctor", "--rebuild");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "rebuilt the metadata: 1 run and 3 artifacts") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "runs", "list");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, " chain ") && strstr(r.out, " done "), "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "gc", "--grace", "0");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\n1 object removed, 3 kept") || strstr(r.out, "1 object removed, 3 kept"),
+              "only the altered object goes: %s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    char chain_path[256];
+    snprintf(chain_path, sizeof(chain_path), "%s/chain.yaml", test_dir);
+    r = RUN(test_store_arg, "run", chain_path, "--json");
+    cr_expect_eq(r.status, 0, "the store runs again: %s%s", r.out, r.err);
+    result_free(&r);
+}
