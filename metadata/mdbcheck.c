@@ -23,6 +23,10 @@
 #define NODESIZE 8
 #define DBSIZE 48 /* an MDB_db record */
 #define MDB_INTEGERKEY 0x08
+/* Database flags that only change how keys compare; the others (duplicate
+ * keys: DUPSORT, DUPFIXED, INTEGERDUP, REVERSEDUP) change the pages'
+ * layout, and the walk does not know those layouts. */
+#define KEY_ONLY_FLAGS 0x0a
 #define P_INVALID UINT64_MAX
 #define MAX_DEPTH 32 /* LMDB's cursor stack */
 #define META_MAGIC 0xBEEFC0DEu
@@ -281,7 +285,7 @@ static int walk_db(walker *w, const unsigned char *db, db_kind kind, const char 
     uint16_t flags = u16(db + D_FLAGS), depth = u16(db + D_DEPTH);
     uint64_t root = u64(db + D_ROOT);
     int rc = 0;
-    if (flags != (kind == DB_FREE ? MDB_INTEGERKEY : 0))
+    if (kind == DB_FREE ? flags != MDB_INTEGERKEY : (flags & ~KEY_ONLY_FLAGS) != 0)
         rc = say(w->why, w->size, "database '%s' has flags %#x sluice never sets", w->db, flags);
     else if (root == P_INVALID)
         rc = depth == 0 ? 0 : say(w->why, w->size, "database '%s' is empty but has depth %u", w->db, depth);

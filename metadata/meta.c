@@ -20,6 +20,8 @@ const char *meta_strerror(int rc) {
     switch (rc) {
     case -EUCLEAN:
         return "the metadata file is damaged";
+    case -EPROTO:
+        return "the metadata was written by a newer sluice (a newer schema version)";
     case MDB_INVALID:
         return "the metadata file is not an LMDB database (its header is damaged)";
     case MDB_CORRUPTED:
@@ -65,9 +67,12 @@ static int open_dbs(meta_db *m, int read_only) {
             v.mv_data = &version;
             rc = mdb_put(txn, m->info, &k, &v, 0);
         } else if (got == 0) {
-            int32_t version;
-            memcpy(&version, v.mv_data, sizeof(version));
-            if (version > META_SCHEMA_VERSION)
+            int32_t version = 0;
+            if (v.mv_size == sizeof(version))
+                memcpy(&version, v.mv_data, sizeof(version));
+            if (version < 1)
+                rc = EUCLEAN; /* not a version any sluice wrote */
+            else if (version > META_SCHEMA_VERSION)
                 rc = EPROTO; /* written by a newer sluice */
         } else if (got != MDB_NOTFOUND) {
             rc = got;
@@ -164,7 +169,7 @@ static int open_checked(meta_db *m, const char *dir, const char *data, int read_
     if (rc == 0)
         rc = open_dbs(m, read_only);
     if (rc == -EUCLEAN)
-        damaged(m, data, what);
+        damaged(m, data, what[0] ? what : "its schema version record is not one sluice wrote");
     if (rc && m->env) {
         mdb_env_close(m->env);
         m->env = NULL;

@@ -309,6 +309,8 @@ int cmd_doctor(const cli_globals *g, int argc, char **argv) {
         meta_abort(d.txn);
         meta_close(&m);
         d.m = NULL;
+    } else if (meta_rc == -ENOENT) {
+        printf("note: no metadata yet: nothing has run in this store\n");
     } else {
         problem(&d, "metadata: %s", meta_error(&m, meta_rc));
     }
@@ -323,7 +325,7 @@ int cmd_doctor(const cli_globals *g, int argc, char **argv) {
         printf("the metadata reads: nothing to rebuild\n");
     } else if (rebuild_it) {
         status = rebuild(&d);
-    } else if (meta_rc) {
+    } else if (meta_rc && meta_rc != -ENOENT) {
         printf("'sluice doctor --rebuild' makes new metadata from runs/ and objects/ "
                "(docs/store.md says what it keeps)\n");
     }
