@@ -1,5 +1,6 @@
 #include "meta.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -137,12 +138,13 @@ static int create_fresh(const char *store_root, const char *dir, const char *dat
 static int store_has_runs(const char *store_root) {
     char runs[4200];
     snprintf(runs, sizeof(runs), "%s/runs", store_root);
-    char **names;
-    size_t n;
-    if (dir_list(runs, NULL, &names, &n) != 0)
-        return 0;
-    dir_list_free(names, n);
-    return n > 0;
+    DIR *d = opendir(runs);
+    int found = 0;
+    for (struct dirent *e; d && !found && (e = readdir(d));)
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    if (d)
+        closedir(d);
+    return found;
 }
 
 /* Checks the file, opens it, walks the snapshot a read transaction holds,

@@ -121,6 +121,8 @@ int cmd_gc(const cli_globals *g, int argc, char **argv) {
             removed++;
         }
         dir_list_free(names, n);
+        if (!dry)
+            rmdir(fan); /* emptied: an empty fan is no use (fails when it is not) */
     }
     if (rc == 0)
         dir_list_free(fans, n_fans);

@@ -2,6 +2,7 @@
  * lineage: the real binary, twice or more on one store. */
 #include <bson/bson.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,6 +377,17 @@ Test(store, resume_finishes_a_failed_run_and_reuses_what_finished) {
     free(text);
 }
 
+/* The number of entries in folder dir (0 when it does not exist). */
+static size_t count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
 Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_completes,
      .timeout = 120) {
     char *p = write_test_file(
@@ -392,8 +404,18 @@ Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_complet
         "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" > o; echo e >> o', outputs: {o: o}}}\n");
     srand(12345);
     int killed = 0;
+    char runs_dir[256];
+    snprintf(runs_dir, sizeof(runs_dir), "%s/store/runs", test_dir);
     for (int round = 0; round < 6; round++) {
+        /* The random moment counts from the run's folder, not from exec: a
+         * slow start (the sanitizers) would leave nothing to kill. */
+        size_t before = count_entries(runs_dir);
         pid_t pid = start_sluice_run(p);
+        double t0 = now_seconds();
+        while (count_entries(runs_dir) == before && now_seconds() - t0 < 20) {
+            struct timespec poll = {0, 2000000L};
+            nanosleep(&poll, NULL);
+        }
         struct timespec ts = {0, (long)(rand() % 300 + 5) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
