@@ -257,6 +257,11 @@ int store_lock(artifact_store *s, int exclusive, int wait) {
 int store_verify(const artifact_store *s, const char *hash) {
     char path[4096], now[HASH_HEX_LEN + 1];
     store_object_path(s, hash, path, sizeof(path));
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return -errno;
+    if (S_ISLNK(st.st_mode))
+        return -EBADMSG; /* a link (stored by an older sluice) is no content */
     int rc = hash_path(path, now, NULL);
     if (rc == -ENOENT)
         return rc;

@@ -52,7 +52,8 @@ int store_lock(artifact_store *s, int exclusive, int wait);
 void store_object_path(const artifact_store *s, const char *hash, char *out, size_t size);
 
 /* Checks that object hash exists and still hashes to its name: 0, -ENOENT
- * (missing) or -EBADMSG (its content changed). */
+ * (missing) or -EBADMSG (its content changed, or it is a symbolic link,
+ * which is never content). */
 int store_verify(const artifact_store *s, const char *hash);
 
 #endif

@@ -122,9 +122,11 @@ static int keep_outputs(step_run *sr, attempt *at, const char **failed, char *wh
             continue;
         object_info info;
         if ((rc = path_check_beneath(at->dir, path)))
-            snprintf(why, size, "its path leads %s", rc == -ELOOP ? "through a symbolic link"
-                                                     : rc == -EXDEV ? "out of the step's folder"
-                                                                    : strerror(-rc));
+            snprintf(why, size, "its path %s%s",
+                     rc == -ELOOP   ? "leads through a symbolic link"
+                     : rc == -EXDEV ? "leads out of the step's folder"
+                                    : "cannot be followed: ",
+                     rc == -ELOOP || rc == -EXDEV ? "" : strerror(-rc));
         if (rc || (rc = store_ingest(&sr->r->store, path, &info, why, size))) {
             *failed = name;
             break;

@@ -148,18 +148,14 @@ Test(store, editing_a_plugin_binary_invalidates_its_steps) {
     result_free(&r);
 }
 
-Test(store, a_corrupted_object_is_detected_and_its_step_runs_again) {
-    char *p = write_test_file(test_dir, "chain.yaml", chain);
-    result r = RUN(test_store_arg, "run", p, "--json");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
-    /* Alter the object a.out points to. */
-    r = RUN(test_store_arg, "artifacts", "list", "--json");
+/* The hash of the artifact step `step` made (as artifacts list says). */
+static void artifact_of_step(const char *step_id, char hash[65]) {
+    result r = RUN(test_store_arg, "artifacts", "list", "--json");
     bson_error_t err;
     bson_t *doc = bson_new_from_json((const uint8_t *)r.out, -1, &err);
     cr_assert_not_null(doc, "%s", r.out);
     bson_iter_t it, arr, item;
-    char hash[65] = "";
+    hash[0] = '\0';
     cr_assert(bson_iter_init_find(&it, doc, "artifacts") && bson_iter_recurse(&it, &arr));
     while (bson_iter_next(&arr)) {
         bson_iter_recurse(&arr, &item);
@@ -170,12 +166,22 @@ Test(store, a_corrupted_object_is_detected_and_its_step_runs_again) {
             if (strcmp(bson_iter_key(&item), "step") == 0)
                 step = bson_iter_utf8(&item, NULL);
         }
-        if (step && strcmp(step, "a") == 0)
-            snprintf(hash, sizeof(hash), "%s", h);
+        if (step && strcmp(step, step_id) == 0)
+            snprintf(hash, 65, "%s", h);
     }
     bson_destroy(doc);
     result_free(&r);
     cr_assert_eq(strlen(hash), 64);
+}
+
+Test(store, a_corrupted_object_is_detected_and_its_step_runs_again) {
+    char *p = write_test_file(test_dir, "chain.yaml", chain);
+    result r = RUN(test_store_arg, "run", p, "--json");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    /* Alter the object a.out points to. */
+    char hash[65] = "";
+    artifact_of_step("a", hash);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "f=%s/store/objects/%.2s/%s; chmod u+w $f; printf X >> $f", test_dir,
              hash, hash);
@@ -864,6 +870,26 @@ Test(store, an_output_reached_through_a_linked_folder_is_neither_stored_nor_dele
                         "  l: {uses: shell, with: {run: 'ln -s @/outside sub; exit 1', outputs: {o: sub/secret}}}\n",
                         "the command exited with status 1");
     expect_outside_untouched(secret);
+}
+
+Test(store, an_object_that_is_a_link_is_refused_as_corrupt_not_followed) {
+    stored_chain_meta();
+    char hash[65] = "", cmd[800];
+    artifact_of_step("a", hash);
+    /* As an older sluice stored a link output: the object is a link to a
+     * file outside whose content has the object's hash. */
+    const char *secret = outside_file();
+    snprintf(cmd, sizeof(cmd),
+             "printf 'hello\\n' > %s && f=%s/store/objects/%.2s/%s && rm -f $f && ln -s %s $f",
+             secret, test_dir, hash, hash, secret);
+    cr_assert_eq(system(cmd), 0);
+    result r = RUN(test_store_arg, "artifacts", "cat", hash);
+    cr_expect_eq(r.status, 2, "%s", r.out);
+    cr_expect(strstr(r.out, "hello") == NULL, "the outside file is not printed: %s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 1, "%s", r.out);
+    result_free(&r);
 }
 
 /* ---- outputs a step left open ---- */
