@@ -61,7 +61,7 @@ static uint64_t u64(const unsigned char *p) {
     return v;
 }
 
-static int say(char *why, size_t size, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int say(char *why, size_t size, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, size, fmt, ap);

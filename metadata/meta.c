@@ -206,11 +206,14 @@ int meta_open(meta_db *m, const char *store_root, int read_only) {
         int rc = create_fresh(store_root, dir, data);
         if (rc)
             return rc;
+        if (stat(data, &st) != 0)
+            return -errno;
     } else if (st.st_size == 0) {
         return damaged(m, data, "it is empty (0 bytes)");
     }
     /* A reader may catch a meta page half written by a committing run:
-     * damage is only damage when it stays. */
+     * damage is only damage when it stays. When the file did not change
+     * while it was checked, it stays. */
     int rc = 0;
     for (int tries = 0; tries < 3; tries++) {
         if (tries) {
@@ -218,8 +221,12 @@ int meta_open(meta_db *m, const char *store_root, int read_only) {
             nanosleep(&pause, NULL);
         }
         m->why[0] = '\0';
-        if ((rc = open_checked(m, dir, data, read_only)) != -EUCLEAN)
+        struct stat after;
+        if ((rc = open_checked(m, dir, data, read_only)) != -EUCLEAN || stat(data, &after) != 0 ||
+            (after.st_size == st.st_size && after.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+             after.st_mtim.tv_nsec == st.st_mtim.tv_nsec))
             break;
+        st = after;
     }
     return rc;
 }
