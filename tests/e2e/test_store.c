@@ -950,9 +950,10 @@ Test(store, doctor_finds_an_altered_object_and_rebuilds_lost_metadata) {
     r = RUN(test_store_arg, "doctor");
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
-    char chain_path[256];
-    snprintf(chain_path, sizeof(chain_path), "%s/chain.yaml", test_dir);
-    r = RUN(test_store_arg, "run", chain_path, "--json");
+    char *p = write_test_file(test_dir, "again.yaml",
+                              "pipeline: again\nsteps:\n"
+                              "  s: {uses: shell, with: {run: 'echo again > o', outputs: {o: o}}}\n");
+    r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 0, "the store runs again: %s%s", r.out, r.err);
     result_free(&r);
 }
