@@ -782,6 +782,52 @@ Test(store, gc_in_a_loop_beside_a_run_never_removes_what_the_run_records, .timeo
     result_free(&r);
 }
 
+Test(store, gc_wait_waits_for_the_run_and_keeps_what_it_recorded, .timeout = 120) {
+    char *p = write_test_file(test_dir, "slow.yaml",
+                              "pipeline: slow\nsettings: {cache: false}\nsteps:\n"
+                              "  a: {uses: shell, with: {run: 'echo \"$SLUICE_RUN_ID\" > o', outputs: {o: o}}}\n"
+                              "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'while test ! -f @/go; do "
+                              "sleep 0.05; done; cp \"$SLUICE_INPUT_i\" o', outputs: {o: o}}}\n");
+    char runs_dir[256], go[256];
+    snprintf(runs_dir, sizeof(runs_dir), "%s/store/runs", test_dir);
+    snprintf(go, sizeof(go), "%s/go", test_dir);
+    fclose(fopen(go, "w"));
+    result r = RUN(test_store_arg, "run", p); /* the store exists */
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    unlink(go);
+    pid_t pid = start_sluice_run(p);
+    /* b waits for go, so the run holds the store while gc starts. */
+    struct timespec tick = {0, 10000000L};
+    while (count_entries(runs_dir) < 2)
+        nanosleep(&tick, NULL);
+    r = RUN(test_store_arg, "gc", "--grace", "0");
+    cr_expect_eq(r.status, 2, "refused while the run is live: %s", r.out);
+    result_free(&r);
+    pid_t gc = fork();
+    cr_assert_geq(gc, 0);
+    if (gc == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        setenv("MONGOC_DISABLE_SHM", "1", 1);
+        execl(SLUICE_BIN, "sluice", test_store_arg, "gc", "--wait", "--grace", "0", (char *)NULL);
+        _exit(127);
+    }
+    struct timespec pause = {0, 200000000L};
+    nanosleep(&pause, NULL);
+    cr_expect_eq(waitpid(gc, NULL, WNOHANG), 0, "gc --wait waits while the run is live");
+    fclose(fopen(go, "w"));
+    int ws, wg;
+    waitpid(pid, &ws, 0);
+    waitpid(gc, &wg, 0);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "the run succeeds");
+    cr_expect(WIFEXITED(wg) && WEXITSTATUS(wg) == 0, "gc ran once the run ended");
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 0, "every record has its object: %s", r.out);
+    result_free(&r);
+}
+
 Test(store, gc_keeps_an_unreferenced_object_younger_than_the_grace_period) {
     stored_chain_meta();
     char fan[256], object[400];
