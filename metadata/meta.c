@@ -168,8 +168,10 @@ static int open_checked(meta_db *m, const char *dir, const char *data, int read_
     close(fd);
     if (rc == -EAGAIN)
         rc = -EBUSY; /* commits kept overtaking the check */
-    if (rc == 0)
-        rc = open_dbs(m, read_only);
+    if (rc == 0 && (rc = open_dbs(m, read_only)) == MDB_NOTFOUND) {
+        snprintf(what, sizeof(what), "it lacks sluice's databases (runs, steps, artifacts, ...)");
+        rc = -EUCLEAN;
+    }
     if (rc == -EUCLEAN)
         damaged(m, data, what[0] ? what : "its schema version record is not one sluice wrote");
     if (rc && m->env) {
