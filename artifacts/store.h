@@ -18,6 +18,7 @@
 typedef struct artifact_store {
     char *root;    /* owned */
     char *objects; /* owned: root/objects */
+    int lock_fd;   /* 1 + the descriptor of root/lock once store_lock opened it, else 0 */
 } artifact_store;
 
 /* Opens (creating when needed) the store at root. Returns 0 or -errno. */
@@ -31,14 +32,28 @@ typedef struct object_info {
 } object_info;
 
 /* Moves the file or folder at path into the store; fills *info. path is
- * gone afterwards (its content is the object). Returns 0 or -errno. */
-int store_ingest(artifact_store *s, const char *path, object_info *info);
+ * gone afterwards (its content is the object). Never follows a link: an
+ * output that is or holds a symbolic link or a special file is refused
+ * (-ELOOP, -EINVAL), as is one this process still has open for writing or
+ * that changed while it was hashed (-EBUSY: a truncated output). The caller
+ * checks the folders on the way to path (path_check_beneath). Returns 0, or
+ * -errno with why (size bytes) saying what is wrong. */
+int store_ingest(artifact_store *s, const char *path, object_info *info, char *why, size_t size);
+
+/* The store's lock, root/lock (flock): a run holds it shared from before
+ * it stores its first output until its last record is committed; gc holds
+ * it exclusive while it removes objects, so that it never removes an object
+ * a live run is about to record. wait: block until it is granted, else
+ * -EWOULDBLOCK when another process holds it the other way. Released by
+ * store_close (or the process's end). Returns 0 or -errno. */
+int store_lock(artifact_store *s, int exclusive, int wait);
 
 /* Writes the path of object hash into out. */
 void store_object_path(const artifact_store *s, const char *hash, char *out, size_t size);
 
 /* Checks that object hash exists and still hashes to its name: 0, -ENOENT
- * (missing) or -EBADMSG (its content changed). */
+ * (missing) or -EBADMSG (its content changed, or it is a symbolic link,
+ * which is never content). */
 int store_verify(const artifact_store *s, const char *hash);
 
 #endif

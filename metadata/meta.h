@@ -15,7 +15,10 @@
  * Commits are not synced one by one (MDB_NOSYNC): a killed sluice loses
  * nothing, since committed pages are in the kernel's cache, and meta_sync()
  * flushes them to disk at the end of a run and every few hundred
- * milliseconds during one; a power cut may lose those last milliseconds.
+ * milliseconds during one. A power cut or kernel crash loses the commits
+ * since the last flush and, on a file system that reorders writes, may
+ * leave the newest meta page naming pages that never reached the disk
+ * (LMDB's caveat): meta_open's check then refuses the file (docs/store.md).
  * Several sluice processes may use one store at once (LMDB's locking). */
 #ifndef SLUICE_METADATA_META_H
 #define SLUICE_METADATA_META_H
@@ -29,14 +32,25 @@
 typedef struct meta_db {
     MDB_env *env;
     MDB_dbi runs, steps, artifacts, consumers, cache, info;
+    char why[768]; /* what meta_open found wrong, when it says more than its code */
 } meta_db;
 
-/* Opens (creating) STORE/meta. Returns 0 or a negative code (meta_strerror). */
+/* Opens STORE/meta, creating it (writable only) when the store has no
+ * runs yet. The file is checked before LMDB maps it (mdbcheck.h): a
+ * damaged, empty or missing-but-needed data.mdb is refused with -EUCLEAN
+ * and m->why saying what is wrong; nothing is ever reset. Returns 0,
+ * -ENOENT (read-only, no database yet) or a negative code. */
 int meta_open(meta_db *m, const char *store_root, int read_only);
+/* Makes a new, empty STORE/meta/data.mdb where there is none (-EEXIST
+ * otherwise), for 'sluice doctor --rebuild', and opens it. */
+int meta_create(meta_db *m, const char *store_root);
 void meta_close(meta_db *m);
 int meta_sync(meta_db *m);
 
+/* Words for a code: -errno, LMDB's MDB_* codes, or -EUCLEAN (damage). */
 const char *meta_strerror(int rc);
+/* Why meta_open failed: m->why when it says more, else meta_strerror. */
+const char *meta_error(const meta_db *m, int rc);
 
 /* A transaction: write or read-only. Returns 0 or a negative code. */
 int meta_begin(meta_db *m, int write, MDB_txn **txn);

@@ -46,6 +46,7 @@ int cmd_lineage(const cli_globals *g, int argc, char **argv);
 int cmd_status(const cli_globals *g, int argc, char **argv);
 int cmd_resume(const cli_globals *g, int argc, char **argv);
 int cmd_gc(const cli_globals *g, int argc, char **argv);
+int cmd_doctor(const cli_globals *g, int argc, char **argv);
 int cmd_warehouse(const cli_globals *g, int argc, char **argv);
 int cmd_search(const cli_globals *g, int argc, char **argv);
 

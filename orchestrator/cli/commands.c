@@ -105,11 +105,14 @@ const cli_command cli_commands[] = {
      "where sluice-supervise is not installed.\n",
      cmd_exec},
     {"gc", "remove objects that no run references",
-     "usage: sluice gc [--dry-run]\n"
+     "usage: sluice gc [--dry-run] [--wait] [--grace SECONDS]\n"
      "\n"
      "Removes the objects in the store that no artifact record names: outputs of runs\n"
-     "killed between storing an output and recording it. --dry-run only lists them.\n",
+     "killed between storing an output and recording it. --dry-run only lists them.\n"
+     "Refuses while runs are in progress (--wait waits for them); an unreferenced object\n"
+     "stored less than --grace seconds ago (default 3600) is kept.\n",
      cmd_gc},
+    {"doctor", "check the store: metadata, objects, records", "usage: sluice doctor [--rebuild]\n\nChecks the metadata file, every object against its hash and every record against\nthe objects; exits 0 when all is well, 1 when it lists problems. --rebuild makes\nnew metadata from runs/ and objects/ when the metadata cannot be read.\n", cmd_doctor},
     {"warehouse", "move the document warehouse in and out of the Handbook's export format",
      "usage: sluice warehouse import DIR [--warehouse URI] [--json]\n"
      "       sluice warehouse export DIR [--warehouse URI] [--json]\n"

@@ -17,7 +17,7 @@ int inspect_open(const char *store, meta_db *m, int missing_ok) {
         fprintf(stderr, "sluice: no runs in %s yet (run a pipeline, or give --store)\n", store);
     else
         fprintf(stderr, "sluice: cannot read the metadata in %s/meta: %s\n", store,
-                meta_strerror(rc));
+                meta_error(m, rc));
     return EXIT_BAD_INPUT;
 }
 

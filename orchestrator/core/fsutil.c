@@ -177,6 +177,52 @@ static int remove_entry(const char *path, const char *rel, fs_visit what, void *
 
 int remove_tree(const char *path) { return fs_walk(path, remove_entry, NULL); }
 
+int path_check_beneath(const char *base, const char *path) {
+    size_t blen = strlen(base);
+    while (blen > 1 && base[blen - 1] == '/')
+        blen--;
+    if (strncmp(path, base, blen) != 0 || path[blen] != '/')
+        return -EXDEV;
+    char *copy = strdup(path);
+    if (!copy)
+        return -ENOMEM;
+    int rc = 0;
+    for (char *p = copy + blen + 1; *p && rc == 0;) {
+        char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) {
+            rc = -EXDEV;
+            break;
+        }
+        while (slash && slash[1] == '/')
+            slash++;
+        if (!slash || !slash[1])
+            break; /* the last component: the caller looks at it */
+        *slash = '\0';
+        struct stat st;
+        if (lstat(copy, &st) != 0)
+            rc = -errno;
+        else if (S_ISLNK(st.st_mode))
+            rc = -ELOOP;
+        else if (!S_ISDIR(st.st_mode))
+            rc = -ENOTDIR;
+        *slash = '/';
+        p = slash + 1;
+    }
+    free(copy);
+    return rc;
+}
+
+int remove_tree_beneath(const char *base, const char *path) {
+    int rc = path_check_beneath(base, path);
+    if (rc == -ENOENT)
+        return 0;
+    struct stat st;
+    if (rc == 0 && lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    return rc ? rc : remove_tree(path);
+}
+
 int copy_file_to(const char *from, FILE *out) {
     FILE *in = fopen(from, "rb");
     if (!in)

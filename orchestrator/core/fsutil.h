@@ -43,6 +43,18 @@ int fs_walk(const char *root, fs_walk_fn fn, void *ctx);
  * Returns 0 or -errno. */
 int remove_tree(const char *path);
 
+/* Checks that path lies beneath folder base ("BASE/a/b/c") through real
+ * folders only: no component after base is a symbolic link (the last one
+ * may be anything) and none is "." or "..". Returns 0, -ELOOP (a link on
+ * the way), -EXDEV (not beneath base) or -errno. What a step made in its
+ * folder is checked so before sluice moves or removes it: a step could
+ * have made "out" a link to /etc. */
+int path_check_beneath(const char *base, const char *path);
+
+/* remove_tree(path) once path_check_beneath(base, path) allows it; a path
+ * that does not exist is no error. Returns 0 or -errno. */
+int remove_tree_beneath(const char *base, const char *path);
+
 /* Writes the bytes of the file at from to out. Returns 0 or -errno. */
 int copy_file_to(const char *from, FILE *out);
 

@@ -229,8 +229,14 @@ int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_
         return -ENOMEM;
     /* A store that does not exist yet is not made: nothing has run. */
     int have_store = path_exists(store_root);
-    pl.have_meta = have_store && meta_open(&pl.meta, store_root, 1) == 0;
-    int rc = have_store ? store_open(&pl.store, store_root) : 0;
+    int rc = have_store ? meta_open(&pl.meta, store_root, 1) : -ENOENT;
+    pl.have_meta = rc == 0;
+    if (rc && rc != -ENOENT) { /* a damaged store is not one where nothing ran */
+        fprintf(stderr, "sluice: cannot read the metadata in %s/meta: %s\n", store_root,
+                meta_error(&pl.meta, rc));
+        return -EUCLEAN; /* said; an errno, for the caller's strerror */
+    }
+    rc = have_store ? store_open(&pl.store, store_root) : 0;
     if (rc) {
         if (pl.have_meta)
             meta_close(&pl.meta);

@@ -2,12 +2,13 @@
  * --only/--from), and recording step runs. */
 #include "run_internal.h"
 
-/* Writes the step run's records; a failure to record is reported, and the
- * run goes on (its artifacts are in the store either way). */
-void sched_record(step_run *sr, const char *status, const char *why) {
+/* Writes the step run's records; a failure to record is reported and
+ * returned (0 or a meta code): the caller fails the step, since an output
+ * without its record is lost to the steps and runs after it. */
+int sched_record(step_run *sr, const char *status, const char *why) {
     run *r = sr->r;
     if (!r->meta_open)
-        return;
+        return 0;
     const step *s = sr->s;
     size_t n_in = s->n_inputs, n_out = sr->n_out;
     record_port *ins = calloc(n_in + 1, sizeof(*ins)), *outs = calloc(n_out + 1, sizeof(*outs));
@@ -55,6 +56,7 @@ void sched_record(step_run *sr, const char *status, const char *why) {
     if (rc)
         fprintf(stderr, "sluice run: cannot record step '%s' in the metadata store: %s\n", s->id,
                 meta_strerror(rc));
+    return rc;
 }
 
 const char *const sched_record_status[] = {"done", "failed", "skipped", "cancelled", "cached"};

@@ -61,7 +61,16 @@ void sched_finish_step(step_run *sr, step_outcome outcome, const char *why) {
 static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
     run *r = sr->r;
     sr->state = SR_FINISHED;
-    sched_record(sr, sched_record_status[outcome], why);
+    char unrecorded[256];
+    int rc = sched_record(sr, sched_record_status[outcome], why);
+    if (rc && (outcome == STEP_DONE || outcome == STEP_CACHED)) {
+        /* Like SQLITE_FULL: what cannot be recorded did not happen. */
+        snprintf(unrecorded, sizeof(unrecorded),
+                 "its result could not be recorded in the metadata store (%s)", meta_strerror(rc));
+        outcome = STEP_FAILED;
+        why = unrecorded;
+        sched_record(sr, sched_record_status[outcome], why);
+    }
     double secs = sr->t_first ? report_now() - sr->t_first : 0;
     char *tail = outcome == STEP_FAILED ? sched_log_tail(sr) : NULL;
     report_step_finished(&r->rep, sr->index, sr->s->id, outcome, sr->attempt_no, secs, why, tail);
@@ -114,8 +123,9 @@ static const char *missing_output(step_run *sr, attempt *at, char *msg, size_t s
 
 /* Moves the step's outputs into the artifact store and records where they
  * are, for the steps that read them. An optional output the step did not
- * write is left out. Returns 0, or -errno with *failed naming the output. */
-static int keep_outputs(step_run *sr, attempt *at, const char **failed) {
+ * write is left out. Returns 0, or -errno with *failed naming the output
+ * and why (size bytes) saying what is wrong. */
+static int keep_outputs(step_run *sr, attempt *at, const char **failed, char *why, size_t size) {
     int rc = sched_alloc_outputs(sr, at->t.n_outputs);
     for (size_t i = 0; rc == 0 && i < at->t.n_outputs; i++) {
         const char *name = at->t.outputs[i].name, *path = at->t.outputs[i].path;
@@ -123,7 +133,13 @@ static int keep_outputs(step_run *sr, attempt *at, const char **failed) {
         if (port && port->optional && !path_exists(path))
             continue;
         object_info info;
-        if ((rc = store_ingest(&sr->r->store, path, &info))) {
+        if ((rc = path_check_beneath(at->dir, path)))
+            snprintf(why, size, "its path %s%s",
+                     rc == -ELOOP   ? "leads through a symbolic link"
+                     : rc == -EXDEV ? "leads out of the step's folder"
+                                    : "cannot be followed: ",
+                     rc == -ELOOP || rc == -EXDEV ? "" : strerror(-rc));
+        if (rc || (rc = store_ingest(&sr->r->store, path, &info, why, size))) {
             *failed = name;
             break;
         }
@@ -148,15 +164,15 @@ void sched_attempt_done(attempt *at, int ok, const char *why) {
     uv_timer_stop(&sr->timeout);
     uv_timer_stop(&sr->grace);
     r->running--;
-    char msg[1024], timeout_msg[1400];
+    char msg[1024], timeout_msg[1400], store_why[640];
     if (ok && (why = missing_output(sr, at, msg, sizeof(msg))))
         ok = 0;
     const char *failed = NULL;
-    int kept = ok ? keep_outputs(sr, at, &failed) : 0;
+    int kept = ok ? keep_outputs(sr, at, &failed, store_why, sizeof(store_why)) : 0;
     if (kept) {
         ok = 0;
         snprintf(msg, sizeof(msg), "cannot store output '%s': %s", failed ? failed : "?",
-                 strerror(-kept));
+                 store_why);
         why = msg;
     }
     if (!ok && sr->timed_out) {
@@ -171,8 +187,8 @@ void sched_attempt_done(attempt *at, int ok, const char *why) {
         sched_log(sr, SL_LOG_ERROR, why ? why : "failed");
         /* A failed attempt's outputs are incomplete: drop them (its log and
          * other files stay), which also frees a full disk for the records. */
-        for (size_t i = 0; i < at->t.n_outputs; i++)
-            remove_tree(at->t.outputs[i].path);
+        for (size_t i = 0; i < at->t.n_outputs; i++) /* never through a link */
+            remove_tree_beneath(at->dir, at->t.outputs[i].path);
     }
     if (ok) {
         report_step_outputs(&r->rep, sr->s->id, sr->out_names, sr->out_paths, sr->n_out, 0);
@@ -507,12 +523,12 @@ static int setup(run *r) {
         return -ENOMEM;
     if ((rc = sched_select_steps(r)) || (rc = read_isolation(r)) || (rc = find_supervisor(r)))
         return rc;
-    if ((rc = store_open(&r->store, r->o->store)))
+    if ((rc = store_open(&r->store, r->o->store)) || (rc = store_lock(&r->store, 0, 1)))
         return rc;
     if ((rc = meta_open(&r->meta, r->o->store, 0))) {
         fprintf(stderr, "sluice run: cannot open the metadata store in %s/meta: %s\n",
-                r->o->store, meta_strerror(rc));
-        return rc;
+                r->o->store, meta_error(&r->meta, rc));
+        return -EINVAL; /* said */
     }
     r->meta_open = 1;
     if ((rc = make_run_dir(r)))
@@ -650,7 +666,9 @@ int run_pipeline(pipeline *p, run_options *o) {
 
     r->wall_t0 = sched_wall_now();
     r->origin = (run_origin){o->overrides, o->n_overrides, o->resume, o->tags, o->n_tags};
-    if ((rc = record_run(&r->meta, r->run_id, p, &r->origin, "running", r->wall_t0, 0)) != 0)
+    /* A run whose records could not all be written did not succeed. */
+    int unrecorded = (rc = record_run(&r->meta, r->run_id, p, &r->origin, "running", r->wall_t0, 0));
+    if (unrecorded)
         fprintf(stderr, "sluice run: cannot record the run in the metadata store: %s\n",
                 meta_strerror(rc));
     uv_timer_init(&r->loop, &r->sync_timer);
@@ -680,11 +698,14 @@ int run_pipeline(pipeline *p, run_options *o) {
     write_summary(r, status);
     report_run_finished(&r->rep, r->run_id, status, r->n_done, r->n_cached, r->n_failed,
                         r->n_skipped, r->n_cancelled, report_now() - r->t0);
-    if (record_run(&r->meta, r->run_id, p, &r->origin, status, r->wall_t0, sched_wall_now()) != 0 ||
-        meta_sync(&r->meta) != 0)
-        fprintf(stderr, "sluice run: cannot record the run's end in the metadata store\n");
+    if ((rc = record_run(&r->meta, r->run_id, p, &r->origin, status, r->wall_t0, sched_wall_now())) ||
+        (rc = meta_sync(&r->meta))) {
+        fprintf(stderr, "sluice run: cannot record the run's end in the metadata store: %s\n",
+                meta_strerror(rc));
+        unrecorded = rc;
+    }
     /* Interrupted: 128 + the signal, as a shell reports it (130 for Ctrl-C). */
-    int exit_code = r->cancelling ? 128 + r->signo : r->n_failed ? 1 : 0;
+    int exit_code = r->cancelling ? 128 + r->signo : r->n_failed || unrecorded ? 1 : 0;
     fflush(stdout);
     o->abandoned = r->abandoned > 0;
     if (r->abandoned) {

@@ -207,7 +207,7 @@ int sched_select_steps(run *r);
 int sched_try_cache(step_run *sr); /* 1: the step is settled without running */
 int sched_step_cacheable(const step_run *sr);
 int sched_alloc_outputs(step_run *sr, size_t n);
-void sched_record(step_run *sr, const char *status, const char *why);
+int sched_record(step_run *sr, const char *status, const char *why);
 extern const char *const sched_record_status[];
 
 #endif
