@@ -10,14 +10,6 @@
 #include "core/fsutil.h"
 #include "inspect.h"
 
-static int add_file_size(const char *path, const char *rel, fs_visit what, void *ctx) {
-    (void)rel;
-    struct stat st;
-    if (what == FS_FILE && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
-        *(uint64_t *)ctx += (uint64_t)st.st_size;
-    return 0;
-}
-
 /* An artifact's size: a folder's is the size of the files in it (as the
  * store counts it when it hashes a tree), not the folder entry's, which
  * some records hold. */
@@ -27,7 +19,7 @@ static double artifact_size(const artifact_store *st, const char *hash, const bs
     char path[4096];
     uint64_t total = 0;
     store_object_path(st, hash, path, sizeof(path));
-    if (fs_walk(path, add_file_size, &total) != 0)
+    if (fs_content_size(path, &total) != 0)
         return inspect_num(rec, "size");
     return (double)total;
 }

@@ -165,6 +165,19 @@ int fs_walk(const char *root, fs_walk_fn fn, void *ctx) {
     return rc;
 }
 
+static int add_file_size(const char *path, const char *rel, fs_visit what, void *ctx) {
+    (void)rel;
+    struct stat st;
+    if (what == FS_FILE && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+        *(uint64_t *)ctx += (uint64_t)st.st_size;
+    return 0;
+}
+
+int fs_content_size(const char *path, uint64_t *size) {
+    *size = 0;
+    return fs_walk(path, add_file_size, size);
+}
+
 static int remove_entry(const char *path, const char *rel, fs_visit what, void *ctx) {
     (void)rel;
     (void)ctx;

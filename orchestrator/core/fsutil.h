@@ -3,6 +3,7 @@
 #define SLUICE_CORE_FSUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -38,6 +39,11 @@ typedef int (*fs_walk_fn)(const char *path, const char *rel, fs_visit what, void
  * visited once. Returns 0, fn's first non-zero return, or -errno (a folder
  * that cannot be read, a path longer than PATH_MAX). */
 int fs_walk(const char *root, fs_walk_fn fn, void *ctx);
+
+/* The size of what path holds, without following links: a regular file's
+ * size, or the sum of the regular files in a folder's tree (the folder
+ * entries themselves count nothing). Returns 0 or -errno. */
+int fs_content_size(const char *path, uint64_t *size);
 
 /* Removes a file, or a folder and everything in it (read-only files too).
  * Returns 0 or -errno. */

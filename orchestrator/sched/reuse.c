@@ -16,7 +16,7 @@ int sched_record(step_run *sr, const char *status, const char *why) {
         free(ins);
         free(outs);
         fprintf(stderr, "sluice run: cannot record step '%s': out of memory\n", s->id);
-        return;
+        return -ENOMEM;
     }
     for (size_t i = 0; i < n_in; i++)
         ins[i] = (record_port){s->inputs[i].port, sched_input_hash(r, &s->inputs[i]), NULL, 0, 0};
@@ -24,9 +24,11 @@ int sched_record(step_run *sr, const char *status, const char *why) {
         const sl_port *port = s->impl ? plugin_step_output(s->impl, sr->out_names[i]) : NULL;
         outs[i] = (record_port){sr->out_names[i], sr->out_hashes[i], port ? port->type : "any", 0, 0};
         struct stat st;
-        if (stat(sr->out_paths[i], &st) == 0) {
-            outs[i].size = (uint64_t)st.st_size;
+        if (lstat(sr->out_paths[i], &st) == 0) {
+            /* A folder's size is its files', as 'artifacts' shows it. */
             outs[i].is_dir = S_ISDIR(st.st_mode);
+            if (!outs[i].is_dir || fs_content_size(sr->out_paths[i], &outs[i].size) != 0)
+                outs[i].size = (uint64_t)st.st_size;
         }
     }
     char log[4096];
