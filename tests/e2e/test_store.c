@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "../require.h"
 #include "runner.h"
 
 
@@ -546,7 +547,7 @@ static void mount_small_disk(const char *size, char *small, char *store) {
     snprintf(cmd, sizeof(cmd), "mkdir -p %s && mount -t tmpfs -o size=%s tmpfs %s 2>/dev/null",
              small, size, small);
     if (system(cmd) != 0)
-        cr_skip_test("cannot mount a small tmpfs here (needs root and mount rights)");
+        SKIP_UNLESS_REQUIRED("cannot mount a small tmpfs here (needs root and mount rights)");
     snprintf(store, 300, "--store=%s/store", small);
 }
 
