@@ -118,7 +118,10 @@ int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, pl
     }
     if (rc == 0 && d.errors)
         rc = -EINVAL;
-    diag_print(&d, stderr);
+    if (p)
+        diag_print_masked(&d, stderr, (const char *const *)p->secrets, p->n_secrets);
+    else
+        diag_print(&d, stderr);
     diag_clear(&d);
     if (rc) {
         pipeline_free(p);

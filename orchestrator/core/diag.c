@@ -1,4 +1,5 @@
 #include "diag.h"
+#include "mask.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -65,7 +66,9 @@ static int by_position(const void *pa, const void *pb) {
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-void diag_print(diag_list *d, FILE *out) {
+void diag_print(diag_list *d, FILE *out) { diag_print_masked(d, out, NULL, 0); }
+
+void diag_print_masked(diag_list *d, FILE *out, const char *const *secrets, size_t n_secrets) {
     /* Group by file without reordering files: give each diagnostic the seq of
      * its file's first diagnostic as the primary key. */
     if (d->n > 1) {
@@ -89,11 +92,15 @@ void diag_print(diag_list *d, FILE *out) {
     for (size_t i = 0; i < d->n; i++) {
         const diag *g = &d->items[i];
         const char *lvl = g->level == DIAG_ERROR ? "error" : "warning";
-        const char *file = g->file ? g->file : "sluice";
+        buf bf = BUF_INIT, bm = BUF_INIT;
+        const char *file = mask_secrets(secrets, n_secrets, g->file ? g->file : "sluice", &bf);
+        const char *msg = mask_secrets(secrets, n_secrets, g->msg, &bm);
         if (g->line)
-            fprintf(out, "%s:%u:%u: %s: %s\n", file, g->line, g->col, lvl, g->msg);
+            fprintf(out, "%s:%u:%u: %s: %s\n", file, g->line, g->col, lvl, msg);
         else
-            fprintf(out, "%s: %s: %s\n", file, lvl, g->msg);
+            fprintf(out, "%s: %s: %s\n", file, lvl, msg);
+        buf_free(&bf);
+        buf_free(&bm);
     }
     if (d->dropped)
         fprintf(out, "sluice: %zu more diagnostic%s not shown\n", d->dropped,

@@ -39,6 +39,10 @@ void diag_vadd(diag_list *d, diag_level level, const char *file, unsigned line, 
  * "FILE:LINE:COL: error: MESSAGE" (or "FILE: error: ..." without a line). */
 void diag_print(diag_list *d, FILE *out);
 
+/* diag_print, with every secret replaced by *** in the files and messages:
+ * a secret may stand in a path that could not be read. */
+void diag_print_masked(diag_list *d, FILE *out, const char *const *secrets, size_t n_secrets);
+
 /* Frees the messages and empties the list. */
 void diag_clear(diag_list *d);
 

@@ -137,27 +137,7 @@ static FILE *log_file(step_run *sr) {
 }
 
 const char *sched_mask_secrets(const pipeline *p, const char *msg, buf *b) {
-    const char *out = msg;
-    for (size_t i = 0; i < p->n_secrets; i++) {
-        const char *secret = p->secrets[i];
-        size_t len = strlen(secret);
-        if (len < 3 || !strstr(out, secret)) /* too short to mask without noise */
-            continue;
-        buf next = BUF_INIT;
-        for (const char *at = out, *hit; *at; at = hit + len) {
-            hit = strstr(at, secret);
-            if (!hit) {
-                buf_puts(&next, at);
-                break;
-            }
-            buf_append(&next, at, (size_t)(hit - at));
-            buf_puts(&next, "***");
-        }
-        buf_free(b);
-        *b = next;
-        out = buf_str(b);
-    }
-    return out;
+    return mask_secrets((const char *const *)p->secrets, p->n_secrets, msg, b);
 }
 
 void sched_log(step_run *sr, int level, const char *raw) {

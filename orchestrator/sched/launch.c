@@ -410,7 +410,7 @@ static void secret_command(const pipeline *p, const char *cmd, buf *out) {
             size_t len = strlen(p->secrets[i]);
             /* As in masking, a secret of one or two characters would match
              * inside words and variable names and break the command. */
-            if (len >= 3 && len > best && strncmp(c, p->secrets[i], len) == 0) {
+            if (len >= MASK_MIN_LEN && len > best && strncmp(c, p->secrets[i], len) == 0) {
                 best = len;
                 which = i + 1;
             }

@@ -28,6 +28,7 @@
 #include "metadata/record.h"
 #include "core/buf.h"
 #include "core/fsutil.h"
+#include "core/mask.h"
 #include "dag/ready.h"
 #include "exec/host.h"
 #include "exec/task.h"

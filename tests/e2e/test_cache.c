@@ -159,6 +159,26 @@ Test(cache, a_secret_in_a_shell_command_is_not_on_the_command_line) {
     result_free(&r);
 }
 
+/* A secret in a path that could not be read was printed in clear in the
+ * error about it (a plugin folder here): diagnostics are masked too. */
+Test(cache, a_secret_in_an_unreadable_plugin_folder_is_masked_in_the_error) {
+    run_env[1] = "SL_TEST_TOKEN=tok3nValue";
+    run_env[2] = NULL;
+    const char *pipeline = write_test_file(test_dir, "folder.yaml",
+                                           "version: 1\npipeline: folder\n"
+                                           "plugins: [\"/nonexistent/${secret.SL_TEST_TOKEN}\"]\n"
+                                           "steps:\n  a: {uses: shell, with: {run: 'true'}}\n");
+    const char *commands[] = {"validate", "run"};
+    for (int i = 0; i < 2; i++) {
+        result r = RUN(test_store_arg, (char *)commands[i], (char *)pipeline);
+        cr_expect_eq(r.status, 2, "%s: %s", commands[i], r.err);
+        cr_expect(strstr(r.err, "/nonexistent/***: error: cannot read plugin folder"), "%s: %s",
+                  commands[i], r.err);
+        cr_expect_null(strstr(r.err, "tok3nValue"), "%s: %s", commands[i], r.err);
+        result_free(&r);
+    }
+}
+
 /* A FIFO in cache_on.files held validate, status and run forever (hashing
  * waited for a writer): refused with its line instead. */
 Test(cache, a_fifo_in_cache_on_files_is_refused_with_its_line, .timeout = 60) {
