@@ -348,6 +348,10 @@ Test(lifecycle, kill_9_at_random_moments_then_resume_and_rerun, .timeout = 300) 
                  again.out, r.out, r.err);
     result_free(&r);
     result_free(&again);
+    /* Every record's object is there and verifies against its hash. */
+    result doctor = RUN(test_store_arg, "doctor");
+    cr_expect_eq(doctor.status, 0, "%s%s", doctor.out, doctor.err);
+    result_free(&doctor);
     cr_expect_eq(processes_left(), 0);
 }
 
