@@ -198,9 +198,10 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
         fprintf(stderr, "sluice: out of memory\n");
         return EXIT_BAD_INPUT;
     }
-    int rc = plan_pipeline(p, store, no_cache, steps);
+    char err[4096 + 512];
+    int rc = plan_pipeline(p, store, no_cache, steps, err, sizeof(err));
     if (rc) {
-        fprintf(stderr, "sluice: cannot read the store %s: %s\n", store, strerror(-rc));
+        fprintf(stderr, "sluice: %s\n", err);
         free(steps);
         return EXIT_BAD_INPUT;
     }

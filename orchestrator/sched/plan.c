@@ -221,23 +221,28 @@ static void plan_one(planner *pl, size_t index, int no_cache) {
     free(ins);
 }
 
-int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_step *steps) {
+int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_step *steps,
+                  char *err, size_t err_size) {
     planner pl = {.p = p, .steps = steps};
     memset(steps, 0, p->n_steps * sizeof(*steps));
     pl.known = calloc(p->n_steps + 1, sizeof(*pl.known));
-    if (!pl.known)
+    if (!pl.known) {
+        snprintf(err, err_size, "out of memory");
         return -ENOMEM;
+    }
     /* A store that does not exist yet is not made: nothing has run. */
     int have_store = path_exists(store_root);
     int rc = have_store ? meta_open(&pl.meta, store_root, 1) : -ENOENT;
     pl.have_meta = rc == 0;
     if (rc && rc != -ENOENT) { /* a damaged store is not one where nothing ran */
-        fprintf(stderr, "sluice: cannot read the metadata in %s/meta: %s\n", store_root,
-                meta_error(&pl.meta, rc));
-        return -EUCLEAN; /* said; an errno, for the caller's strerror */
+        snprintf(err, err_size, "cannot read the metadata in %s/meta: %s", store_root,
+                 meta_error(&pl.meta, rc));
+        free(pl.known);
+        return -EUCLEAN;
     }
     rc = have_store ? store_open(&pl.store, store_root) : 0;
     if (rc) {
+        snprintf(err, err_size, "cannot read the store %s: %s", store_root, strerror(-rc));
         if (pl.have_meta)
             meta_close(&pl.meta);
         free(pl.known);
@@ -249,6 +254,8 @@ int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_
         plan_one(&pl, g.order[i], no_cache);
     if (rc == 0)
         dag_free(&g);
+    else
+        snprintf(err, err_size, "cannot order the steps: %s", strerror(-rc));
     store_close(&pl.store);
     if (pl.have_meta)
         meta_close(&pl.meta);

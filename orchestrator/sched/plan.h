@@ -15,7 +15,9 @@ typedef struct plan_step {
 } plan_step;
 
 /* Plans every step of p (bound) against the store at store_root, into
- * steps[p->n_steps]. no_cache as for run. Returns 0 or a negative errno. */
-int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_step *steps);
+ * steps[p->n_steps]. no_cache as for run. Returns 0, or a negative errno
+ * with why the store could not be read in err (the caller prints it). */
+int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_step *steps,
+                  char *err, size_t err_size);
 
 #endif
