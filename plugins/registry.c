@@ -197,8 +197,10 @@ static int lib_init(plugin_lib *lib, char *why, size_t why_size) {
         rc = lib->desc.init(host_services(), why, why_size);
     else
         return 0;
-    if (rc != 0)
+    if (rc != 0) {
+        lib->user_data = NULL; /* whatever a failing init left there is not ours to pass on */
         return -EINVAL;
+    }
     lib->inited = 1;
     return 0;
 }

@@ -74,3 +74,29 @@ Test(abi, a_1_2_plugins_sl_fail_keeps_its_message) {
 Test(abi, a_1_2_plugins_einval_reads_as_einval) {
     fails_with("abi12_einval", "the step reported an invalid argument");
 }
+
+/* init_data's pointer reaches run through the loader, the scheduler and a
+ * child 'sluice exec'; the second run finds the plugin in the registry cache
+ * and loads it only to run the step (registry_materialize). */
+static void user_data_runs(const char *isolation) {
+    char cache[200];
+    snprintf(cache, sizeof(cache), "SLUICE_PLUGIN_CACHE=%s/plugins.json", test_dir);
+    run_env[1] = cache;
+    run_env[2] = NULL;
+    char yaml[300];
+    snprintf(yaml, sizeof(yaml),
+             "pipeline: data\nsteps:\n  s: {uses: abi13_data, isolation: %s}\n", isolation);
+    char *p = write_test_file(test_dir, "data.yaml", yaml);
+    for (int i = 0; i < 2; i++) {
+        result r = RUN_PIPELINE(p, "--no-cache");
+        cr_assert_eq(r.status, 0, "run %d: %s%s", i + 1, r.out, r.err);
+        char *out = last_output("out");
+        cr_expect_str_eq(out, "magic 5eed");
+        free(out);
+        result_free(&r);
+    }
+}
+
+Test(abi, init_datas_pointer_reaches_run_in_process) { user_data_runs("in-process"); }
+
+Test(abi, init_datas_pointer_reaches_run_in_a_child) { user_data_runs("process"); }
