@@ -100,3 +100,21 @@ static void user_data_runs(const char *isolation) {
 Test(abi, init_datas_pointer_reaches_run_in_process) { user_data_runs("in-process"); }
 
 Test(abi, init_datas_pointer_reaches_run_in_a_child) { user_data_runs("process"); }
+
+Test(abi, what_abi_1_3_refuses_is_refused_with_its_reason) {
+    char path[600];
+    snprintf(path, sizeof(path), "SLUICE_PLUGIN_PATH=%s/abi_bad:%s/abi", SLUICE_TEST_PLUGINS,
+             SLUICE_TEST_PLUGINS);
+    run_env[0] = path;
+    result r = RUN("plugins", "list");
+    cr_expect_eq(r.status, 2);
+    const char *reasons[] = {
+        "both_inits.so: error: plugin refused: plugin 'both_inits' gives both init/teardown and "
+        "init_data/teardown_data: use one pair",
+        "short_stride.so: error: plugin refused: its descriptor gives sizeof(sl_port) as 8 bytes",
+    };
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        cr_expect(strstr(r.err, reasons[i]) != NULL, "missing: %s\nin:\n%s", reasons[i], r.err);
+    cr_expect(strstr(r.out, "abi12_copy") != NULL, "the good plugins still load:\n%s", r.out);
+    result_free(&r);
+}
