@@ -24,6 +24,30 @@ typedef struct search {
     size_t used;
 } search;
 
+/* Whether the module loaded from path is this build's (module.h,
+ * "Versions"); if not, err says why. */
+static int stamp_ok(void *handle, const char *path, char *err, size_t err_size) {
+    void *sym = dlsym(handle, MODULE_ENTRY_NAME);
+    module_entry entry;
+    memcpy(&entry, &sym, sizeof(entry));
+    const module_stamp *st = sym ? entry() : NULL;
+    if (!st) {
+        snprintf(err, err_size,
+                 "%s is not a module of this sluice: it exports no " MODULE_ENTRY_NAME
+                 "() (left from an older install?)",
+                 path);
+        return 0;
+    }
+    if (st->abi != MODULE_ABI || st->size < sizeof(*st) || !st->signature ||
+        strcmp(st->signature, MODULE_SIGNATURE) != 0) {
+        snprintf(err, err_size, "%s was built as '%s', not as this sluice's '" MODULE_SIGNATURE
+                                "' (install the module of this sluice)",
+                 path, st->size >= sizeof(*st) && st->signature ? st->signature : "(no signature)");
+        return 0;
+    }
+    return 1;
+}
+
 /* Tries dir[0, dir_len) + suffix + "/NAME.so": 1 when the file exists
  * (s->handle is then set, or s->err says why it did not load), else 0. */
 static int try_dir(search *s, const char *dir, size_t dir_len, const char *suffix) {
@@ -41,6 +65,10 @@ static int try_dir(search *s, const char *dir, size_t dir_len, const char *suffi
     s->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!s->handle)
         snprintf(s->err, s->err_size, "%s", dlerror());
+    else if (!stamp_ok(s->handle, path, s->err, s->err_size)) {
+        dlclose(s->handle);
+        s->handle = NULL;
+    }
     return 1;
 }
 

@@ -95,6 +95,127 @@ static int refuse(refusal *f, const char *fmt, ...) {
     return -EINVAL;
 }
 
+/* ---- layouts -------------------------------------------------------------
+ * A plugin's arrays are walked by the element sizes it was built with and
+ * copied into zero-filled current-size structs (include/sluice/plugin.h,
+ * "Layout"); nothing else in sluice indexes a plugin's own arrays. Before
+ * ABI 1.3 the descriptor carried no sizes: those versions' are known. */
+#define STEP_SIZE_1_2 sizeof(sl_step)
+#define PORT_SIZE_1_2 sizeof(sl_port)
+#define PARAM_SIZE_1_2 sizeof(sl_param)
+#define HAS_FIELD(d, field) ((d)->size >= offsetof(sl_plugin, field) + sizeof((d)->field))
+
+typedef struct layout {
+    size_t step, port, param;
+} layout;
+
+static int stride_ok(refusal *f, const char *type, uint32_t size, size_t least) {
+    if (size >= least && size % sizeof(void *) == 0 && size <= 65536)
+        return 1;
+    refuse(f, "its descriptor gives %s as %u bytes; ABI %d needs a multiple of %zu from %zu "
+              "(is it built with SL_PLUGIN_DEFINE?)",
+           type, size, SL_ABI_MAJOR, sizeof(void *), least);
+    return 0;
+}
+
+/* The element sizes of d's arrays, or 0 with a refusal. A descriptor from
+ * the registry cache (native) was written by this sluice. */
+static int layout_of(refusal *f, const sl_plugin *d, int native, layout *l) {
+    if (native) {
+        *l = (layout){sizeof(sl_step), sizeof(sl_port), sizeof(sl_param)};
+        return 1;
+    }
+    if (!HAS_FIELD(d, param_size)) {
+        *l = (layout){STEP_SIZE_1_2, PORT_SIZE_1_2, PARAM_SIZE_1_2};
+        return 1;
+    }
+    *l = (layout){d->step_size, d->port_size, d->param_size};
+    return stride_ok(f, "sizeof(sl_step)", d->step_size, STEP_SIZE_1_2) &&
+           stride_ok(f, "sizeof(sl_port)", d->port_size, PORT_SIZE_1_2) &&
+           stride_ok(f, "sizeof(sl_param)", d->param_size, PARAM_SIZE_1_2);
+}
+
+/* Copies a NULL-name-terminated array of stride-sized elements into a
+ * terminated array of elem-sized ones, at most MAX_ENTRIES + 1 of them (so
+ * that the checks still see a runaway one as too long). NULL for NULL. */
+static void *copy_array(arena *a, const void *src, size_t stride, size_t elem, int *oom) {
+    if (!src)
+        return NULL;
+    const char *p = src;
+    size_t n = 0;
+    while (n <= MAX_ENTRIES && *(const char *const *)(const void *)(p + n * stride))
+        n++;
+    char *out = arena_calloc(a, n + 1, elem);
+    if (!out) {
+        *oom = 1;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + i * elem, p + i * stride, stride < elem ? stride : elem);
+    return out;
+}
+
+/* Replaces d->steps (the plugin's) by copies in the current layout. Returns
+ * 0, -EINVAL refused in f, or -ENOMEM. A descriptor the checks will refuse
+ * anyway (no steps, too many) is left alone. */
+static int copy_steps(arena *a, refusal *f, sl_plugin *d, int native) {
+    layout l;
+    if (!layout_of(f, d, native, &l))
+        return -EINVAL;
+    if (!d->steps || d->n_steps == 0 || d->n_steps > MAX_ENTRIES)
+        return 0;
+    sl_step *steps = arena_calloc(a, d->n_steps, sizeof(*steps));
+    if (!steps)
+        return -ENOMEM;
+    int oom = 0;
+    const char *src = (const char *)d->steps;
+    for (size_t i = 0; i < d->n_steps; i++) {
+        memcpy(&steps[i], src + i * l.step, l.step < sizeof(sl_step) ? l.step : sizeof(sl_step));
+        steps[i].inputs = copy_array(a, steps[i].inputs, l.port, sizeof(sl_port), &oom);
+        steps[i].outputs = copy_array(a, steps[i].outputs, l.port, sizeof(sl_port), &oom);
+        steps[i].params = copy_array(a, steps[i].params, l.param, sizeof(sl_param), &oom);
+    }
+    d->steps = steps;
+    return oom ? -ENOMEM : 0;
+}
+
+/* The steps as the host runs them (exec/host.h): lib's, with its ABI and
+ * where its user data is. NULL when out of memory. */
+static host_step *bind_steps(arena *a, plugin_lib *lib) {
+    host_step *hs = arena_calloc(a, lib->desc.n_steps, sizeof(*hs));
+    for (size_t i = 0; hs && i < lib->desc.n_steps; i++)
+        hs[i] = (host_step){lib->desc.steps[i], lib->desc.abi_version, &lib->user_data};
+    return hs;
+}
+
+/* Runs the plugin's init or init_data. Returns 0, or -EINVAL with why. */
+static int lib_init(plugin_lib *lib, char *why, size_t why_size) {
+    int rc = 0;
+    if (lib->desc.init_data)
+        rc = lib->desc.init_data(host_services(), &lib->user_data, why, why_size);
+    else if (lib->desc.init)
+        rc = lib->desc.init(host_services(), why, why_size);
+    else
+        return 0;
+    if (rc != 0) {
+        lib->user_data = NULL; /* whatever a failing init left there is not ours to pass on */
+        return -EINVAL;
+    }
+    lib->inited = 1;
+    return 0;
+}
+
+static void lib_teardown(plugin_lib *lib) {
+    if (!lib->inited)
+        return;
+    lib->inited = 0;
+    if (lib->desc.teardown_data)
+        lib->desc.teardown_data(lib->user_data);
+    else if (lib->desc.teardown)
+        lib->desc.teardown();
+    lib->user_data = NULL;
+}
+
 static int check_ports(refusal *f, const sl_step *st, const sl_port *ports, const char *what,
                        size_t *count) {
     size_t n;
@@ -181,6 +302,12 @@ static int check_plugin(plugin_registry *r, refusal *f, const sl_plugin *d, int 
                         plugin_step *steps) {
     if (!d->name || !*d->name)
         return refuse(f, "the plugin has no name");
+    if ((d->init || d->teardown) && (d->init_data || d->teardown_data))
+        return refuse(f, "plugin '%s' gives both init/teardown and init_data/teardown_data: "
+                         "use one pair",
+                      d->name);
+    if (d->reserved0)
+        return refuse(f, "plugin '%s' sets its descriptor's reserved field", d->name);
     if (!d->steps || d->n_steps == 0)
         return refuse(f, "plugin '%s' declares no steps", d->name);
     if (d->n_steps > MAX_ENTRIES)
@@ -314,12 +441,16 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
         }
         /* Take what the plugin was built with; newer fields stay zero. */
         memcpy(&lib->desc, desc, desc->size < sizeof(lib->desc) ? desc->size : sizeof(lib->desc));
+        rc = copy_steps(&r->arena, &f, &lib->desc, lazy);
+        if (rc == -ENOMEM)
+            goto out;
         steps = calloc(lib->desc.n_steps ? lib->desc.n_steps : 1, sizeof(*steps));
         if (!steps) {
             rc = -ENOMEM;
             goto out;
         }
-        rc = check_plugin(r, &f, &lib->desc, lazy, steps);
+        if (!f.why.len)
+            rc = check_plugin(r, &f, &lib->desc, lazy, steps);
         if (rc == -ENOMEM)
             goto out;
         rc = 0;
@@ -333,12 +464,10 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
             f.level = DIAG_WARNING;
         }
     }
-    if (!f.why.len && lib->desc.init && !lazy) {
+    if (!f.why.len && !lazy) {
         char err[512] = "";
-        if (lib->desc.init(host_services(), err, sizeof(err)) != 0)
+        if (lib_init(lib, err, sizeof(err)) != 0)
             refuse(&f, "its init failed: %s", err[0] ? err : "(no message)");
-        else
-            lib->inited = 1;
     }
     if (f.why.len) {
         diag_add(d, f.level, path, 0, 0, "plugin %s: %s",
@@ -372,9 +501,15 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
         rc = -ENOMEM;
         goto out;
     }
+    host_step *hs = bind_steps(&r->arena, lib);
+    if (!hs) {
+        rc = -ENOMEM;
+        goto out;
+    }
     r->libs[r->n_libs++] = lib;
     for (size_t i = 0; i < lib->desc.n_steps; i++) {
         steps[i].lib = lib;
+        steps[i].step = &hs[i].step;
         r->steps[r->n_steps] = steps[i];
         const char *name = steps[i].step->name;
         if (hmap_put(&r->by_name, name, strlen(name), (uint32_t)r->n_steps, NULL) < 0) {
@@ -388,8 +523,8 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
     *out = lib;
     return 0;
 out:
-    if (lib && lib->inited && lib->desc.teardown)
-        lib->desc.teardown();
+    if (lib)
+        lib_teardown(lib);
     free(steps);
     buf_free(&f.why);
     return rc;
@@ -451,11 +586,25 @@ int registry_materialize(const plugin_step *ps, char *err, size_t err_size) {
     sl_plugin_entry entry;
     memcpy(&entry, &sym, sizeof(entry));
     const sl_plugin *desc = sym ? entry() : NULL;
-    int same = desc && desc->abi_version == lib->desc.abi_version && desc->signature &&
-               lib->desc.signature && strcmp(desc->signature, lib->desc.signature) == 0 &&
-               desc->n_steps == lib->desc.n_steps && desc->steps;
-    for (size_t i = 0; same && i < desc->n_steps; i++)
-        same = same_step(&desc->steps[i], &lib->desc.steps[i]) && desc->steps[i].run;
+    plugin_registry *r = lib->owner;
+    /* Take what the plugin was built with; newer fields stay zero. */
+    sl_plugin real;
+    memset(&real, 0, sizeof(real));
+    if (desc && desc->size >= offsetof(sl_plugin, init))
+        memcpy(&real, desc, desc->size < sizeof(real) ? desc->size : sizeof(real));
+    refusal f = {BUF_INIT, DIAG_ERROR};
+    int rc = desc ? copy_steps(&r->arena, &f, &real, 0) : -EINVAL;
+    buf_free(&f.why);
+    if (rc == -ENOMEM) {
+        snprintf(err, err_size, "cannot load plugin %s: %s", lib->path, strerror(ENOMEM));
+        dlclose(h);
+        return rc;
+    }
+    int same = rc == 0 && real.abi_version == lib->desc.abi_version && real.signature &&
+               lib->desc.signature && strcmp(real.signature, lib->desc.signature) == 0 &&
+               real.n_steps == lib->desc.n_steps && real.steps;
+    for (size_t i = 0; same && i < real.n_steps; i++)
+        same = same_step(&real.steps[i], &lib->desc.steps[i]) && real.steps[i].run;
     if (!same) {
         snprintf(err, err_size,
                  "plugin %s no longer declares what it did when sluice listed it (rebuilt "
@@ -464,27 +613,24 @@ int registry_materialize(const plugin_step *ps, char *err, size_t err_size) {
         dlclose(h);
         return -EINVAL;
     }
-    /* Take what the plugin was built with; newer fields stay zero. */
-    sl_plugin real;
-    memset(&real, 0, sizeof(real));
-    memcpy(&real, desc, desc->size < sizeof(real) ? desc->size : sizeof(real));
-    char why[512] = "";
-    if (real.init && real.init(host_services(), why, sizeof(why)) != 0) {
-        snprintf(err, err_size, "plugin %s: its init failed: %s", lib->path,
-                 why[0] ? why : "(no message)");
-        dlclose(h);
-        return -EINVAL;
-    }
+    sl_plugin cached = lib->desc;
     lib->desc = real;
-    lib->inited = real.init != NULL;
+    host_step *hs = bind_steps(&r->arena, lib);
+    char why[512] = "";
+    if (!hs || lib_init(lib, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "plugin %s: %s%s", lib->path, hs ? "its init failed: " : "",
+                 hs ? (why[0] ? why : "(no message)") : strerror(ENOMEM));
+        lib->desc = cached;
+        dlclose(h);
+        return hs ? -EINVAL : -ENOMEM;
+    }
     lib->handle = h;
     lib->lazy = 0;
-    plugin_registry *r = lib->owner;
     for (size_t i = 0; i < r->n_steps; i++)
         if (r->steps[i].lib == lib)
             for (size_t j = 0; j < lib->desc.n_steps; j++)
-                if (strcmp(lib->desc.steps[j].name, r->steps[i].step->name) == 0)
-                    r->steps[i].step = &lib->desc.steps[j];
+                if (strcmp(hs[j].step.name, r->steps[i].step->name) == 0)
+                    r->steps[i].step = &hs[j].step;
     return 0;
 }
 
@@ -574,8 +720,7 @@ const sl_port *plugin_step_output(const plugin_step *s, const char *name) {
 void registry_free(plugin_registry *r) {
     for (size_t i = r->n_libs; i-- > 0;) {
         plugin_lib *lib = r->libs[i];
-        if (lib->inited && lib->desc.teardown)
-            lib->desc.teardown();
+        lib_teardown(lib);
         if (lib->handle)
             dlclose(lib->handle);
     }

@@ -24,8 +24,10 @@ typedef struct plugin_lib {
     char *path;      /* as found, for messages */
     char *real_path; /* absolute, for a child 'sluice exec' in another folder */
     void *handle; /* dlopen's; NULL while lazy */
-    sl_plugin desc; /* the plugin's descriptor, zero-filled past its size */
+    sl_plugin desc; /* the plugin's descriptor, zero-filled past its size;
+                       its arrays are copies in the current layout */
     int inited;   /* init succeeded: teardown is owed */
+    void *user_data; /* what the plugin's init_data stored; the plugin's */
     /* Known from the registry cache (registry_cache.h) and not loaded yet:
      * desc is the cached copy, without run, init or teardown, until
      * registry_materialize() loads the file. */
@@ -35,7 +37,7 @@ typedef struct plugin_lib {
 
 /* One step of a loaded plugin, with its parameter defaults parsed. */
 typedef struct plugin_step {
-    const sl_step *step; /* the plugin's static data */
+    const sl_step *step; /* the step member of a host_step (exec/host.h) */
     const plugin_lib *lib;
     value **defaults; /* per param, NULL where none; in the registry's arena */
     size_t n_inputs, n_outputs, n_params;

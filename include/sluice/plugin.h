@@ -21,7 +21,41 @@
  * Versions: SL_ABI_MAJOR changes only if a released layout changes (never, we
  * hope); SL_ABI_MINOR grows when fields or services are appended. sluice
  * refuses a plugin of another major or a newer minor; an older minor works.
- * docs/plugins.md records what each version added. */
+ * docs/plugins.md records what each version added.
+ *
+ * Layout: every struct a plugin hands to sluice says how big it was when
+ * the plugin was built. The descriptor carries its own size and (since 1.3)
+ * the element sizes of the step, port and parameter arrays, written by
+ * SL_PLUGIN_DEFINE; sluice walks each array by that stride and copies every
+ * element into its own, zero-filled, current-size struct. A field appended to
+ * any of them in a later minor therefore reads as zero from an older plugin.
+ * Plugins built for 1.0 to 1.2 carry no element sizes: sluice uses the sizes
+ * those versions had.
+ *
+ * Threads (what sluice does today, and what a plugin may rely on):
+ *   - init and teardown run on the thread that loads or unloads the plugin,
+ *     never concurrently with each other or with a run of the plugin. A
+ *     plugin the registry cache knows is loaded only when one of its steps
+ *     first runs, so init may come long after sluice started.
+ *   - run is called on libuv's thread pool, not the main thread, and
+ *     concurrently: different steps of one plugin (and several steps using
+ *     the same plugin step) may be running at once, on different threads,
+ *     with one sl_ctx each; one step runs one attempt at a time. Whatever init set up and run shares
+ *     (the user data) must be safe to use from several threads at once.
+ *   - A step with 'isolation: process' runs in a child 'sluice exec' that
+ *     loads the plugin, runs its init, one run, and its teardown: user data
+ *     is per process, never shared between the parent and a child.
+ *   - Every host service may be called from run's thread or from any thread
+ *     run starts, until run returns; none may be called after.
+ *
+ * Cancellation and abandonment: on a timeout or an interrupt sl_cancelled()
+ * turns non-zero; run should then return SL_ECANCELLED soon. In process,
+ * a run that has not returned about a second later is abandoned: its step
+ * is reported as failed, its thread is left running, and sluice exits when
+ * the rest of the run ends without waiting for it, without calling teardown
+ * and without unloading the plugin (in a child, SIGTERM then SIGKILL). A
+ * plugin must therefore keep no state on disk that a killed run leaves
+ * inconsistent, and check sl_cancelled() in every long loop. */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
 
@@ -29,13 +63,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define SL_ABI_MAJOR 1
-#define SL_ABI_MINOR 2
+#define SL_ABI_MINOR 3
 #define SL_ABI_VERSION ((uint32_t)((SL_ABI_MAJOR << 16) | SL_ABI_MINOR))
 
 /* A build fingerprint: a plugin built for another word size or ABI is
@@ -52,15 +87,47 @@ extern "C" {
 #define SL_EXPORT __attribute__((visibility("default")))
 #endif
 
-/* Status codes: 0 is success; errors are negative and never renumbered. */
+/* Status codes: 0 is success; errors are negative. The SL_E* codes live in
+ * a range of their own, [SL_ERANGE_END, SL_ERANGE_BEGIN], apart from negated
+ * errno values (-1 to -4095), libuv's and LMDB's: run may return either an
+ * SL_E* code or a negated errno (-ENOENT), and sl_strerror() names both.
+ * ABI 1.3 moved the SL_E* codes here from -1..-5, where SL_EINVAL was
+ * -ESRCH; the names are unchanged, and sluice reads -1..-5 returned by a
+ * plugin built for 1.2 or older as the codes they were. Codes are appended,
+ * never renumbered again. */
+#define SL_ERANGE_BEGIN (-20001)
+#define SL_ERANGE_END (-20999)
 enum {
     SL_OK = 0,
-    SL_EFAIL = -1,      /* the step failed; sl_fail() said why */
-    SL_ECANCELLED = -2, /* the step stopped because sl_cancelled() said so */
-    SL_EINVAL = -3,     /* a bad argument: unknown parameter, port, ... */
-    SL_ENOMEM = -4,
-    SL_EIO = -5,
+    SL_EFAIL = -20001,      /* the step failed; sl_fail() said why */
+    SL_ECANCELLED = -20002, /* the step stopped because sl_cancelled() said so */
+    SL_EINVAL = -20003,     /* a bad argument: unknown parameter, port, ... */
+    SL_ENOMEM = -20004,
+    SL_EIO = -20005,
 };
+
+/* The message for a status: an SL_E* code or a negated errno. Static text,
+ * never NULL; usable without sluice (it is in this header). */
+static inline const char *sl_strerror(int code) {
+    switch (code) {
+    case SL_OK:
+        return "success";
+    case SL_EFAIL:
+        return "the step failed";
+    case SL_ECANCELLED:
+        return "cancelled";
+    case SL_EINVAL:
+        return "invalid argument";
+    case SL_ENOMEM:
+        return "out of memory";
+    case SL_EIO:
+        return "input/output error";
+    default:
+        if (code < 0 && code > -4096)
+            return strerror(-code);
+        return "unknown error code";
+    }
+}
 
 /* Log levels for sl_log(). */
 enum { SL_LOG_DEBUG = 0, SL_LOG_INFO = 1, SL_LOG_WARN = 2, SL_LOG_ERROR = 3 };
@@ -110,7 +177,11 @@ typedef struct sl_step {
     const sl_port *inputs;   /* NULL-name terminated; NULL for none */
     const sl_port *outputs;  /* likewise */
     const sl_param *params;  /* likewise */
-    int (*run)(sl_ctx *ctx); /* SL_OK, or a negative SL_E* code */
+    int (*run)(sl_ctx *ctx); /* SL_OK, a negative SL_E* code, or -errno */
+    /* Fields appended in a later minor read as zero from this plugin (the
+     * descriptor's step_size). No reserved space: a plugin that initializes
+     * by position would then warn (-Wmissing-field-initializers) at every
+     * appended field. */
 } sl_step;
 
 typedef struct sl_host sl_host;
@@ -127,9 +198,23 @@ typedef struct sl_plugin {
      * return (with a message in err) refuses the plugin. teardown runs at
      * unload, and only if init succeeded. A plugin sluice has listed before
      * is loaded only when one of its steps first runs (the registry cache,
-     * docs/plugins.md): a failing init then fails that step. */
+     * docs/plugins.md): a failing init then fails that step. Since 1.3 a
+     * plugin may give init_data and teardown_data instead (not both pairs). */
     int (*init)(const sl_host *host, char *err, size_t err_size);
     void (*teardown)(void);
+    /* ABI 1.3. The size of one element of steps, of every inputs and outputs
+     * array, and of every params array, as the plugin was built: sluice
+     * walks the arrays by these strides. */
+    uint32_t step_size;
+    uint32_t port_size;
+    uint32_t param_size;
+    uint32_t reserved0; /* zero */
+    /* ABI 1.3: init with user data. What it stores in *user_data (a state
+     * the plugin allocated, say) is what sl_user_data() returns in every
+     * run of the plugin's steps and what teardown_data receives; sluice
+     * never reads or frees it. Same rules as init/teardown otherwise. */
+    int (*init_data)(const sl_host *host, void **user_data, char *err, size_t err_size);
+    void (*teardown_data)(void *user_data);
 } sl_plugin;
 
 /* The one symbol every plugin exports. */
@@ -137,8 +222,9 @@ typedef const sl_plugin *(*sl_plugin_entry)(void);
 #define SL_PLUGIN_ENTRY_NAME "sluice_plugin_v1"
 
 /* Writes the entry point: SL_PLUGIN_DEFINE("name", "1.0", steps, init, teardown)
- * where steps is a static array of sl_step. */
-#define SL_PLUGIN_DEFINE(plugin_name, plugin_version, step_array, init_fn, teardown_fn)       \
+ * where steps is a static array of sl_step, init and teardown functions or
+ * NULL. SL_PLUGIN_DEFINE_DATA takes init_data and teardown_data instead. */
+#define SL_PLUGIN_DEFINE_(plugin_name, plugin_version, step_array, i, t, id, td)              \
     SL_EXPORT const sl_plugin *sluice_plugin_v1(void);                                      \
     SL_EXPORT const sl_plugin *sluice_plugin_v1(void) {                                     \
         static const sl_plugin plugin = {SL_ABI_VERSION,                                    \
@@ -148,10 +234,20 @@ typedef const sl_plugin *(*sl_plugin_entry)(void);
                                          plugin_version,                                    \
                                          step_array,                                        \
                                          sizeof(step_array) / sizeof((step_array)[0]),      \
-                                         init_fn,                                           \
-                                         teardown_fn};                                      \
+                                         i,                                                 \
+                                         t,                                                 \
+                                         (uint32_t)sizeof(sl_step),                         \
+                                         (uint32_t)sizeof(sl_port),                         \
+                                         (uint32_t)sizeof(sl_param),                        \
+                                         0,                                                 \
+                                         id,                                                \
+                                         td};                                               \
         return &plugin;                                                                     \
     }
+#define SL_PLUGIN_DEFINE(plugin_name, plugin_version, step_array, init_fn, teardown_fn)       \
+    SL_PLUGIN_DEFINE_(plugin_name, plugin_version, step_array, init_fn, teardown_fn, NULL, NULL)
+#define SL_PLUGIN_DEFINE_DATA(plugin_name, plugin_version, step_array, init_fn, teardown_fn)  \
+    SL_PLUGIN_DEFINE_(plugin_name, plugin_version, step_array, NULL, NULL, init_fn, teardown_fn)
 
 /* Host services. Append only: new members go at the end, and a plugin tests
  * SL_HOST_HAS(host, member) before using one newer than the minor it was
@@ -159,7 +255,19 @@ typedef const sl_plugin *(*sl_plugin_entry)(void);
 struct sl_host {
     uint32_t size; /* sizeof(sl_host) in the running sluice */
     uint32_t abi_version;
-    /* Parameters, as resolved: the pipeline's value or the declared default. */
+    /* Parameters, as resolved: the pipeline's value or the declared default
+     * (zero, NULL or an empty list when neither). A name the step does not
+     * declare logs an error in the step's log and reads as 0, 0.0, false,
+     * NULL or an empty list. A value of another kind is converted where it
+     * reads losslessly as the asked kind, which validation guarantees for the
+     * declared kind: param_int takes an integer, a float (truncated), a bool
+     * (0/1) or decimal text (strtoll, 0 if none); param_f64 an integer, a
+     * float or text (strtod); param_bool a bool or an integer (non-zero),
+     * anything else false; param_str any scalar as its text, NULL for null
+     * (read a list or mapping with param_list_* or param_json);
+     * param_list_* a list, a single scalar as a one-item list, null as empty,
+     * NULL past the end; param_json any value. Strings are valid until run
+     * returns. */
     const char *(*param_str)(sl_ctx *ctx, const char *name);   /* NULL if null */
     int64_t (*param_int)(sl_ctx *ctx, const char *name);
     double (*param_f64)(sl_ctx *ctx, const char *name);
@@ -179,6 +287,8 @@ struct sl_host {
     int (*vfail)(sl_ctx *ctx, const char *fmt, va_list ap); /* returns SL_EFAIL */
     /* ABI 1.1: the store the run keeps its artifacts and warehouse in. */
     const char *(*store_dir)(sl_ctx *ctx);
+    /* ABI 1.3: what init_data stored; NULL for a plugin without it. */
+    void *(*user_data)(sl_ctx *ctx);
 };
 
 /* Every context begins with the host table; the rest is sluice's. */
@@ -212,6 +322,10 @@ static inline const char *sl_work_dir(sl_ctx *c) { return c->host->work_dir(c); 
 /* NULL from a sluice older than ABI 1.1. */
 static inline const char *sl_store_dir(sl_ctx *c) {
     return SL_HOST_HAS(c->host, store_dir) ? c->host->store_dir(c) : NULL;
+}
+/* What the plugin's init_data stored; NULL from a sluice older than 1.3. */
+static inline void *sl_user_data(sl_ctx *c) {
+    return SL_HOST_HAS(c->host, user_data) ? c->host->user_data(c) : NULL;
 }
 static inline FILE *sl_input_open(sl_ctx *c, const char *port) {
     const char *p = sl_input_path(c, port);

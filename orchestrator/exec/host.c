@@ -211,6 +211,18 @@ static void h_metric(sl_ctx *c, const char *key, double v, int64_t index) {
 
 static int h_cancelled(sl_ctx *c) { return atomic_load(&ctx_of(c)->cancel); }
 
+static const host_step *step_of(const host_ctx *h) { return (const host_step *)h->t->step; }
+
+/* A plugin built before ABI 1.3 knows SL_E* codes as -1..-5. */
+static int legacy_codes(const host_ctx *h) {
+    return (step_of(h)->abi_version & 0xFFFF) < 3;
+}
+
+static void *h_user_data(sl_ctx *c) {
+    void *const *ud = step_of(ctx_of(c))->user_data;
+    return ud ? *ud : NULL;
+}
+
 static int h_vfail(sl_ctx *c, const char *fmt, va_list ap) {
     host_ctx *h = ctx_of(c);
     char msg[1024];
@@ -219,7 +231,7 @@ static int h_vfail(sl_ctx *c, const char *fmt, va_list ap) {
     free(h->failure);
     h->failure = strdup(msg);
     pthread_mutex_unlock(&h->mu);
-    return SL_EFAIL;
+    return legacy_codes(h) ? -1 : SL_EFAIL;
 }
 
 static const sl_host services = {
@@ -241,6 +253,7 @@ static const sl_host services = {
     .cancelled = h_cancelled,
     .vfail = h_vfail,
     .store_dir = h_store_dir,
+    .user_data = h_user_data,
 };
 
 const sl_host *host_services(void) { return &services; }
@@ -270,7 +283,8 @@ const char *sl_status_message(int status) {
     case SL_EIO:
         return "the step reported an I/O error";
     default:
-        return "the step returned an unknown error code";
+        return status < 0 && status > -4096 ? sl_strerror(status)
+                                            : "the step returned an unknown error code";
     }
 }
 
@@ -281,6 +295,8 @@ int host_ctx_run(host_ctx *c, const char **why) {
         return rc;
     if (rc > 0)
         rc = SL_EFAIL; /* positive codes are not ours to interpret */
+    if (rc >= -5 && legacy_codes(c))
+        rc = SL_ERANGE_BEGIN + rc + 1; /* -1 was SL_EFAIL, ... -5 SL_EIO */
     pthread_mutex_lock(&c->mu);
     *why = c->failure ? c->failure : sl_status_message(rc);
     pthread_mutex_unlock(&c->mu);

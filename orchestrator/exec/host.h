@@ -32,6 +32,15 @@ typedef struct host_ctx {
     int dirs_made;      /* the work and output folders exist (made on first ask) */
 } host_ctx;
 
+/* A step as the host runs it: the plugin's sl_step copied into the current
+ * layout (registry.c), followed by what a run needs of its plugin. Every
+ * task.step points at the step member of one. */
+typedef struct host_step {
+    sl_step step;        /* first */
+    uint32_t abi_version; /* the plugin's: codes of ABI <= 1.2 are translated */
+    void *const *user_data; /* where the plugin's init_data stored it */
+} host_step;
+
 /* The table every plugin receives; static, valid for the process. */
 const sl_host *host_services(void);
 
@@ -39,7 +48,9 @@ const sl_host *host_services(void);
  * errno-style negative. */
 int host_ctx_init(host_ctx *c, const task *t, const task_sink *sink);
 
-/* Runs the step. Returns its status (SL_OK or a negative SL_E* code); on
+/* Runs the step. Returns its status (SL_OK, a negative SL_E* code or a
+ * negated errno; the -1..-5 of a plugin built for ABI 1.2 or older read as
+ * the SL_E* codes they were); on
  * failure *why (owned by c) says why, from sl_fail() or the code. */
 int host_ctx_run(host_ctx *c, const char **why);
 

@@ -341,7 +341,7 @@ Test(run, bad_plugins_are_refused_each_with_its_reason) {
         "no_symbol.so: error: plugin refused: not a sluice plugin: it exports no "
         "sluice_plugin_v1()",
         "twice.so: error: plugin refused: plugin 'twice' declares step 'twin' twice",
-        "wrong_abi.so: error: plugin refused: built for plugin ABI 2.0; this sluice speaks 1.2",
+        "wrong_abi.so: error: plugin refused: built for plugin ABI 2.0; this sluice speaks 1.3",
     };
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
         cr_expect(strstr(r.err, reasons[i]) != NULL, "missing: %s\nin:\n%s", reasons[i], r.err);

@@ -1,0 +1,25 @@
+# sluice_add_plugin(NAME SOURCES file... [LIBS lib...] [NO_INSTALL]): a step
+# plugin NAME.so built against <sluice/plugin.h>, as sluice loads it: a
+# MODULE without the "lib" prefix, only sluice_plugin_v1 visible, installed
+# where sluice looks (SLUICE_PLUGIN_INSTALL_DIR). Given by find_package(sluice)
+# (installed or a build tree) and by sluice's own tree.
+function(sluice_add_plugin name)
+  cmake_parse_arguments(P "NO_INSTALL" "" "SOURCES;LIBS" ${ARGN})
+  if(NOT P_SOURCES)
+    message(FATAL_ERROR "sluice_add_plugin(${name}): no SOURCES")
+  endif()
+  add_library(${name} MODULE ${P_SOURCES})
+  target_link_libraries(${name} PRIVATE sluice::plugin ${P_LIBS})
+  set_target_properties(${name} PROPERTIES PREFIX "" C_STANDARD 11 C_VISIBILITY_PRESET hidden)
+  if(DEFINED SLUICE_PLUGIN_OUTPUT_DIR)
+    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${SLUICE_PLUGIN_OUTPUT_DIR})
+  endif()
+  if(NOT P_NO_INSTALL)
+    if(DEFINED SLUICE_PLUGIN_INSTALL_DIR)
+      set(dest ${SLUICE_PLUGIN_INSTALL_DIR})
+    else()
+      set(dest lib/sluice/plugins)
+    endif()
+    install(TARGETS ${name} LIBRARY DESTINATION ${dest})
+  endif()
+endfunction()
