@@ -536,5 +536,7 @@ void child_kill(child *c, unsigned grace_ms) {
         return; /* its grace period is already running */
     c->term_sent = 1;
     signal_child(c, SIGTERM);
+    if (c->exited) /* the server was found gone */
+        return;
     uv_timer_start(&c->kill_timer, on_kill_timer, grace_ms, 0);
 }
