@@ -234,6 +234,7 @@ int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_
     if (rc && rc != -ENOENT) { /* a damaged store is not one where nothing ran */
         fprintf(stderr, "sluice: cannot read the metadata in %s/meta: %s\n", store_root,
                 meta_error(&pl.meta, rc));
+        free(pl.known);
         return -EUCLEAN; /* said; an errno, for the caller's strerror */
     }
     rc = have_store ? store_open(&pl.store, store_root) : 0;
