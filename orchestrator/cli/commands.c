@@ -97,12 +97,13 @@ const cli_command cli_commands[] = {
      cmd_plugins},
     {"exec", "run one step from a task manifest on stdin (used by sluice itself)",
      "usage: sluice exec < MANIFEST\n"
-     "       sluice exec --supervise PARENT_PID -- FILE ARGV0 [ARGS...]\n"
+     "       sluice exec --supervise PARENT_PID\n"
      "\n"
      "The child side of 'isolation: process' and of the Slurm runner: reads a task\n"
      "manifest (JSON) on stdin, runs the step, reports events on file descriptor 3.\n"
-     "With --supervise: runs FILE as a step's supervisor would (see docs/cli.md),\n"
-     "where sluice-supervise is not installed.\n",
+     "With --supervise: serves a run as the fork server that starts its step\n"
+     "commands (see docs/cli.md), on the socket that is fd 3, where\n"
+     "sluice-supervise is not installed.\n",
      cmd_exec},
     {"gc", "remove objects that no run references",
      "usage: sluice gc [--dry-run] [--wait] [--grace SECONDS]\n"

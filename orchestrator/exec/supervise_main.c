@@ -1,7 +1,7 @@
-/* sluice-supervise PARENT_PID -- FILE ARGV0 [ARGS...]: the supervisor of
- * exec/supervise.h as a program of its own. It needs nothing but libc, so
- * that starting it costs a step little more than its own command; sluice
- * falls back on 'sluice exec --supervise' when it is not installed. */
+/* sluice-supervise PARENT_PID, with a socket to sluice as fd 3: the fork
+ * server of exec/supervise.h as a program of its own. It needs nothing but
+ * libc, so that its forks stay cheap; sluice falls back on 'sluice exec
+ * --supervise' when it is not installed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,13 +1,16 @@
 /* child.h - child processes on the libuv loop: spawned with posix_spawn
- * (a vfork: no copy of sluice's page tables per step), their output read
- * line by line, their whole process group killed on demand.
+ * (a vfork: no copy of sluice's page tables per step), or by the run's
+ * fork server, their output read line by line, their whole process group
+ * killed on demand.
  *
  * Children start in a session of their own (setsid), so that a step's
  * command and everything it starts form one process group: a timeout or
  * an interrupt kills the group, and when the child itself exits whatever it
  * left behind in its group is killed too. A supervised child (the
- * scheduler's are) also reaches what left the group, and dies with sluice:
- * nothing outlives its step.
+ * scheduler's are) is started by the fork server of exec/supervise.h,
+ * asked over a socket: it also reaches what left the group, and dies with
+ * sluice: nothing outlives its step. The server is started with the first
+ * supervised child and ends with child_reaper_close().
  *
  * A child_reaper owns SIGCHLD for a loop and reaps the children spawned
  * through it; nothing else in the process may wait for them. */
@@ -25,10 +28,20 @@ typedef struct child child;
 typedef struct child_reaper {
     uv_signal_t sigchld;
     child *live; /* spawned and not yet reaped */
+    /* The fork server: fd -1 until the first supervised spawn started it;
+     * error, a libuv error, once it could not start or ended. */
+    int server_fd, server_error;
+    pid_t server_pid;
+    uv_poll_t server_poll;
+    uint64_t server_ids;     /* the last request's id */
+    char server_in[16];      /* a report read in part */
+    size_t server_in_len;
 } child_reaper;
 
 /* Returns 0 or a libuv error. Close with child_reaper_close() once no child
- * is live; close_cb may be NULL. */
+ * is live; close_cb may be NULL. Closing ends the fork server, which kills
+ * whatever steps left that it could not tell apart, and waits for it (a
+ * few seconds at most). */
 int child_reaper_init(child_reaper *r, uv_loop_t *loop);
 void child_reaper_close(child_reaper *r, uv_close_cb close_cb);
 
@@ -48,11 +61,13 @@ typedef struct child_options {
     const char *input; /* written to the child's stdin, then closed; may be NULL */
     size_t input_len;
     int events;        /* open fd 3 as a third output pipe */
-    /* The supervisor's command line before its own arguments (NULL-
+    /* The fork server's command line before its own argument (NULL-
      * terminated, [0] its path), as sluice-supervise or 'sluice exec
-     * --supervise' (exec/supervise.h): it finds and kills whatever the
-     * step starts, also when that leaves the group or when sluice dies.
-     * NULL: spawned directly, its process group the only reach. */
+     * --supervise' (exec/supervise.h): the first supervised spawn of a
+     * reaper starts it, and it starts every supervised child, finds and
+     * kills whatever the child starts, also when that leaves the group or
+     * when sluice dies. NULL: spawned directly, its process group the only
+     * reach. */
     char *const *supervisor;
 } child_options;
 
@@ -66,9 +81,11 @@ struct child {
     int exited;
     int64_t exit_status;
     int term_signal;
-    pid_t pid;
+    pid_t pid;       /* supervised: 0 until the server reported it */
     int spawn_error; /* a libuv error when the process could not start */
-    int supervised, term_sent, kill_asked;
+    int supervised, term_sent;
+    uint64_t server_id;     /* supervised: the request's id */
+    unsigned pending_grace; /* 1 + the grace of a kill asked before the pid came */
     child *next;     /* in the reaper's list */
     child_reaper *reaper;
     child_line_cb on_line;

@@ -715,6 +715,8 @@ int run_pipeline(pipeline *p, run_options *o) {
         r->meta_open = 0;
         return exit_code;
     }
+    /* Its fork server kills what no step could be told to own, and ends. */
+    child_reaper_close(&r->reaper, NULL);
     uv_walk(&r->loop, close_all, NULL);
     /* A uv_stop() left over from the end makes one uv_run() return early. */
     while (uv_run(&r->loop, UV_RUN_DEFAULT) != 0)

@@ -262,18 +262,22 @@ Test(lifecycle, sigalrm_is_ignored) { is_ignored(SIGALRM); }
 
 /* ---- processes that try to outlive their step -------------------------- */
 
+/* The pipeline (text) succeeds and leaves no process behind. */
+static void succeeds_and_leaves_nothing(const char *text) {
+    char *p = write_test_file(test_dir, "daemon.yaml", text);
+    result r = RUN(test_store_arg, "run", p);
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    cr_expect_eq(processes_left(), 0);
+}
+
 Test(lifecycle, daemons_a_step_starts_are_stopped_with_it) {
     /* setsid leaves the process group, the subshell's & is a double fork;
      * both hold the step's output pipes. */
-    char *p = write_test_file(test_dir, "daemon.yaml",
-                              "pipeline: daemon\n"
-                              "steps:\n"
-                              "  spawn: {uses: shell, with: {run: 'setsid -f sleep 600; "
-                              "(sleep 601 &); echo started'}}\n");
-    result r = RUN(test_store_arg, "run", p);
-    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
-    cr_expect_eq(processes_left(), 0);
-    result_free(&r);
+    succeeds_and_leaves_nothing("pipeline: daemon\n"
+                                "steps:\n"
+                                "  spawn: {uses: shell, with: {run: 'setsid -f sleep 600; "
+                                "(sleep 601 &); echo started'}}\n");
 }
 
 Test(lifecycle, a_timeout_stops_a_step_whose_daemon_left_the_group) {
@@ -528,36 +532,67 @@ Test(lifecycle, sluice_isolation_outside_keeps_the_pipelines_own_plugins_in_proc
     result_free(&r);
 }
 
-/* ---- the supervisor on its own --------------------------------------------- */
+/* ---- the fork server that starts step commands ------------------------- */
 
-/* Runs `sh -c script` under the supervisor: sluice-supervise beside the
- * binary, or (fallback) sluice exec --supervise. */
-static int supervised(int fallback, const char *file, const char *script) {
-    char parent[24], program[512];
-    snprintf(parent, sizeof(parent), "%d", (int)getpid());
-    snprintf(program, sizeof(program), "%s", SLUICE_BIN);
-    strcpy(strrchr(program, '/') + 1, "sluice-supervise");
-    char *sh = (char *)file, *text = (char *)script;
-    result r = fallback ? RUN("exec", "--supervise", parent, "--", sh, "sh", "-c", text)
-                        : run_in(NULL, NULL,
-                                 (char *[]){program, parent, "--", sh, "sh", "-c", text, NULL});
-    int status = r.status;
+/* Runs pipeline p with the sluice binary (copy: a copy of it in a folder
+ * without sluice-supervise, so that 'sluice exec --supervise' serves). */
+static result run_with(int copy, const char *p) {
+    if (!copy)
+        return RUN(test_store_arg, "run", (char *)p);
+    static char bin[300];
+    char cmd[800];
+    snprintf(bin, sizeof(bin), "%s/bin/sluice", test_dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/bin' && cp '%s' '%s'", test_dir, SLUICE_BIN, bin);
+    cr_assert_eq(system(cmd), 0);
+    return run_in(NULL, NULL, (char *[]){bin, test_store_arg, "run", (char *)p, NULL});
+}
+
+static void steps_end_as_their_command_ended(int copy) {
+    char *p = write_test_file(test_dir, "ends.yaml",
+                              "pipeline: ends\n"
+                              "settings: {jobs: 1}\n"
+                              "steps:\n"
+                              "  seven: {uses: shell, with: {run: 'setsid -f sleep 600; "
+                              "(sleep 601 &); exit 7'}}\n"
+                              "  segv: {uses: shell, with: {run: 'kill -SEGV $$'}}\n"
+                              "  missing: {uses: shell, with: {run: '/no/such/program'}}\n"
+                              "  fine: {uses: shell, with: {run: 'echo fine'}}\n");
+    result r = run_with(copy, p);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "exited with status 7"), "%s", r.out);
+    cr_expect(strstr(r.out, "SIGSEGV"), "%s", r.out);
+    cr_expect(strstr(r.out, "cannot run '/no/such/program'"), "%s", r.out);
+    cr_expect(strstr(r.out, "could not start: no such file or directory"), "%s", r.out);
+    cr_expect(strstr(r.out, "3 failed"), "%s", r.out);
     result_free(&r);
-    return status;
-}
-
-static void supervisor_passes_on_the_end_and_kills_what_is_left(int fallback) {
-    cr_expect_eq(supervised(fallback, "sh", "setsid -f sleep 600; (sleep 601 &); exit 7"), 7);
-    cr_expect_eq(processes_left(), 0);
-    cr_expect_eq(supervised(fallback, "sh", "kill -SEGV $$"), 128 + SIGSEGV);
-    cr_expect_eq(supervised(fallback, "/no/such/program", ""), 127);
     cr_expect_eq(processes_left(), 0);
 }
 
-Test(lifecycle, sluice_supervise_passes_on_the_steps_end_and_kills_what_it_left) {
-    supervisor_passes_on_the_end_and_kills_what_is_left(0);
+Test(lifecycle, steps_end_as_their_command_ended_and_leave_nothing) {
+    steps_end_as_their_command_ended(0);
 }
 
-Test(lifecycle, sluice_exec_supervise_does_the_same) {
-    supervisor_passes_on_the_end_and_kills_what_is_left(1);
+Test(lifecycle, sluice_exec_supervise_serves_where_sluice_supervise_is_not_installed) {
+    steps_end_as_their_command_ended(1);
+}
+
+/* The daemon of the first step is gone before the second step starts, not
+ * only at the end of the run: the server tells it by its token. */
+Test(lifecycle, a_daemon_is_killed_when_its_step_ends_not_at_the_runs_end) {
+    succeeds_and_leaves_nothing("pipeline: token\n"
+                                "steps:\n"
+                                "  start: {uses: shell, with: {run: \"setsid -f sh -c 'echo $$ > "
+                                "@/daemon; exec sleep 600'; while [ ! -s @/daemon ]; do sleep "
+                                "0.01; done\"}}\n"
+                                "  check: {uses: shell, after: [start], with: {run: 'd=$(cat "
+                                "@/daemon); n=0; while kill -0 $d 2>/dev/null; do n=$((n+1)); "
+                                "[ $n -lt 500 ] || { echo alive; exit 1; }; sleep 0.01; done'}}\n");
+}
+
+/* A daemon that cleared its environment and left the session belongs to
+ * no step that can be told: it goes at the end of the run. */
+Test(lifecycle, a_daemon_nothing_can_attribute_is_killed_at_the_runs_end) {
+    succeeds_and_leaves_nothing("pipeline: anon\n"
+                                "steps:\n"
+                                "  start: {uses: shell, with: {run: 'env -i setsid -f sleep 600'}}\n");
 }
