@@ -348,7 +348,6 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
     /* Accepted: register the file and its steps. */
     lib->handle = handle;
     lib->lazy = lazy;
-    lib->owner = r;
     lib->path = arena_strdup(&r->arena, path);
     char *key = arena_strdup(&r->arena, key_path);
     lib->real_path = key;
@@ -475,16 +474,18 @@ int registry_materialize(const plugin_step *ps, char *err, size_t err_size) {
         dlclose(h);
         return -EINVAL;
     }
+    /* The steps keep the descriptors read from the cache (the registry's
+     * own, in its arena), which the keying of a step of this plugin on the
+     * thread pool may be reading now: only their run functions, which
+     * nothing reads before a step starts, are filled in. */
+    sl_step *listed = (sl_step *)lib->desc.steps;
+    for (size_t j = 0; j < desc->n_steps; j++)
+        listed[j].run = desc->steps[j].run;
+    real.steps = listed;
     lib->desc = real;
     lib->inited = real.init != NULL;
     lib->handle = h;
     lib->lazy = 0;
-    plugin_registry *r = lib->owner;
-    for (size_t i = 0; i < r->n_steps; i++)
-        if (r->steps[i].lib == lib)
-            for (size_t j = 0; j < lib->desc.n_steps; j++)
-                if (strcmp(lib->desc.steps[j].name, r->steps[i].step->name) == 0)
-                    r->steps[i].step = &lib->desc.steps[j];
     return 0;
 }
 
