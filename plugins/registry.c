@@ -372,20 +372,21 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
         goto out;
     }
     r->libs[r->n_libs++] = lib;
-    for (size_t i = 0; i < lib->desc.n_steps; i++) {
+    /* From here the registry owns lib: registry_free tears it down and closes
+     * it, so a failure below must neither do so nor let the caller close it. */
+    *out = lib;
+    for (size_t i = 0; i < lib->desc.n_steps && rc == 0; i++) {
         steps[i].lib = lib;
         r->steps[r->n_steps] = steps[i];
         const char *name = steps[i].step->name;
-        if (hmap_put(&r->by_name, name, strlen(name), (uint32_t)r->n_steps, NULL) < 0) {
+        if (hmap_put(&r->by_name, name, strlen(name), (uint32_t)r->n_steps, NULL) < 0)
             rc = -ENOMEM;
-            goto out;
-        }
-        r->n_steps++;
+        else
+            r->n_steps++;
     }
     free(steps);
     buf_free(&f.why);
-    *out = lib;
-    return 0;
+    return rc;
 out:
     if (lib && lib->inited && lib->desc.teardown)
         lib->desc.teardown();
