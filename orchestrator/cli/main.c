@@ -1,5 +1,4 @@
 /* main.c - sluice's entry: global options, then one command. */
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,17 +168,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sluice: out of memory\n");
         return EXIT_BAD_INPUT;
     }
-    /* OpenSSL builds its global state on first use, on whichever thread
-     * hashes first; when memory runs out in there it is left half built and
-     * the next hash crashes inside it. Built here, before any thread, a
-     * failure is one clean error. */
-    EVP_MD *sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (!sha256) {
-        fprintf(stderr, "sluice: cannot start: out of memory\n");
-        free(args);
-        return EXIT_BAD_INPUT;
-    }
-    EVP_MD_free(sha256);
     int n, status = take_globals(argc, argv, &g, args, &n);
     if (status < 0)
         status = dispatch(&g, n, args);

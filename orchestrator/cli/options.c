@@ -124,6 +124,9 @@ int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, pl
         diag_print_masked(&d, stderr, (const char *const *)p->secrets, p->n_secrets);
     else
         diag_print(&d, stderr);
+    /* Out of memory (or another failure) with nothing located to report. */
+    if (rc < 0 && rc != -EINVAL && !d.errors)
+        fprintf(stderr, "%s: error: %s\n", path, strerror(-rc));
     diag_clear(&d);
     if (rc) {
         pipeline_free(p);

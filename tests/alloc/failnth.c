@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -73,12 +74,17 @@ static void resolve(void) {
     resolving = 0;
 }
 
-/* Libraries that abort the process when an allocation fails, by design:
- * libbson (bson_malloc) and libgfortran (OpenBLAS's runtime, whose
- * constructor allocates as the step plugins load). Failing one of their
- * allocations tests nothing of ours: when the Nth is theirs, the next
- * allocation of anyone else's fails instead. */
-static const char *const aborting[] = {"libbson-1.0.so", "libgfortran.so"};
+/* Libraries that cannot survive a failed allocation: libbson aborts, by
+ * design (bson_malloc); so does libgfortran (OpenBLAS's runtime) in its
+ * constructor; OpenSSL 3.0 builds its global state (locks, the provider
+ * store) on first use and, when an allocation there fails, goes on to take
+ * the lock it could not make (a crash in CRYPTO_THREAD_read_lock, within
+ * the same EVP_MD_fetch); libgit2 1.5 likewise with its per-thread error
+ * state (a crash in git_error_set). Failing one of their allocations tests nothing of
+ * ours: when the Nth is theirs, the next allocation of anyone else's fails
+ * instead. */
+static const char *const aborting[] = {"libbson-1.0.so", "libgfortran.so", "libcrypto.so",
+                                       "libgit2.so"};
 
 /* dl_iterate_phdr's callback: 1 when the address *data lies in the code of
  * one of the aborting libraries. */
@@ -99,6 +105,41 @@ static int in_aborting(struct dl_phdr_info *info, size_t size, void *data) {
 
 static atomic_int failed_one;
 
+/* Set on a thread once its start function runs (on the main thread, at
+ * load): what a new thread allocates before that is the thread library's
+ * and the sanitizer runtime's setting up (ASan CHECKs that its
+ * pthread_getattr_np succeeds), not the program's. */
+static __thread int started;
+
+typedef struct trampoline {
+    void *(*fn)(void *);
+    void *arg;
+} trampoline;
+
+static void *start_thread(void *data) {
+    trampoline t = *(trampoline *)data;
+    real_free(data);
+    started = 1;
+    return t.fn(t.arg);
+}
+
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
+    static int (*real_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    if (!real_create)
+        real_create = (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+                               void *))dlsym(RTLD_NEXT, "pthread_create");
+    resolve();
+    trampoline *t = real_malloc(sizeof(*t)); /* not counted: the shim's own */
+    if (!t)
+        return EAGAIN;
+    t->fn = fn;
+    t->arg = arg;
+    int rc = real_create(thread, attr, start_thread, t);
+    if (rc)
+        real_free(t);
+    return rc;
+}
+
 /* Whether this allocation, requested from caller, is the one to fail. The
  * libraries are looked up only from the Nth on, where it is (nearly) one
  * look-up: libraries load all through a run. */
@@ -109,6 +150,8 @@ static int failing_from(const void *caller) {
         return 0;
     uintptr_t at = (uintptr_t)caller;
     if (dl_iterate_phdr(in_aborting, &at))
+        return 0;
+    if (!started)
         return 0;
     if (atomic_exchange(&failed_one, 1))
         return 0;
@@ -181,6 +224,7 @@ __attribute__((constructor)) static void failnth_start(void) {
         forget("LD_PRELOAD");
     forget("SLUICE_FAIL_ALLOC");
     forget("SLUICE_ALLOC_COUNT");
+    started = 1;
     /* Set last: what the constructor did is not the program's doing. */
     atomic_store(&made, 0);
     fail_at = n ? strtoul(n, NULL, 10) : 0;

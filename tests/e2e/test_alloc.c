@@ -88,8 +88,10 @@ static void sweep(const char *what, char *const argv[], void (*fresh)(void)) {
                        r.err);
         if (r.status != 0) {
             failed++;
-            cr_assert(r.err[0] != '\0', "%s, allocation %lu failing: exit %d with no message",
-                      what, n, r.status);
+            /* A run reports a failed step on stdout, the rest on stderr. */
+            cr_assert(r.err[0] != '\0' || strstr(r.out, " failed"),
+                      "%s, allocation %lu failing: exit %d with no message:\n%s", what, n,
+                      r.status, r.out);
         }
         result_free(&r);
     }
@@ -115,20 +117,34 @@ Test(alloc, loading_and_binding_a_shipped_pipeline) {
           NULL);
 }
 
+/* A copy of the binary in a folder of its own, so that only the test
+ * plugins are loaded, not the built-in ones beside the binary: those link
+ * libraries (GnuTLS through libcurl, OpenBLAS) whose constructors abort
+ * when an allocation fails. Returns the path (static). */
+static char *lone_binary(void) {
+    static char path[200];
+    char cmd[600];
+    snprintf(path, sizeof(path), "%s/bin/sluice", test_dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/bin' && cp '%s' '%s'", test_dir, SLUICE_BIN, path);
+    cr_assert_eq(system(cmd), 0);
+    return path;
+}
+
 Test(alloc, loading_the_test_plugin_folder) {
     /* Every file opened and checked, not listed from the registry cache. */
     run_env[1] = "SLUICE_PLUGIN_CACHE=off";
     run_env[2] = NULL;
-    sweep("plugins list", (char *[]){"sluice", "plugins", "list", NULL}, NULL);
+    sweep("plugins list", (char *[]){lone_binary(), "plugins", "list", NULL}, NULL);
 }
 
 Test(alloc, a_small_run) {
     run_env[1] = "SLUICE_PLUGIN_CACHE=off";
     run_env[2] = NULL;
+    char *bin = lone_binary();
     char *p = write_test_file(test_dir, "small.yaml",
                               "pipeline: small\n"
                               "steps:\n"
                               "  say: {uses: emit, with: {text: hello}}\n"
                               "  again: {uses: echo, inputs: {in: say.out}}\n");
-    sweep("run", (char *[]){"sluice", test_store_arg, "run", p, NULL}, fresh_store);
+    sweep("run", (char *[]){bin, test_store_arg, "run", p, NULL}, fresh_store);
 }
