@@ -656,8 +656,8 @@ Test(run, steps_of_a_cached_plugin_are_keyed_while_it_loads) {
                               "  b: {uses: emit, with: {text: two}}\n"
                               "  c: {uses: emit, with: {text: three}}\n"
                               "  d: {uses: emit, with: {text: four}}\n"
-                              "  e: {uses: noop}\n"
-                              "  f: {uses: noop}\n");
+                              "  e: {uses: emit, with: {text: five}}\n"
+                              "  f: {uses: emit, with: {text: six}}\n");
     result r = RUN_PIPELINE(p, "-j", "6");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     const char *steps[] = {"a", "b", "c", "d", "e", "f"};
