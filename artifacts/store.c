@@ -125,7 +125,12 @@ static int open_writer(const survey *sv) {
     while (found < 0 && (e = readdir(d))) {
         int fd = atoi(e->d_name);
         struct stat st;
-        if (e->d_name[0] == '.' || fd == dirfd(d) || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        /* Through /proc, not fstat(): the descriptors are other threads'
+         * (steps on the thread pool), which may close one meanwhile; the
+         * kernel resolves the name at once, the descriptor is never used. */
+        char link[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%.16s", e->d_name);
+        if (e->d_name[0] == '.' || fd == dirfd(d) || stat(link, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
         for (size_t i = 0; i < sv->n; i++) {
             if (sv->files[i].dev != st.st_dev || sv->files[i].ino != st.st_ino)

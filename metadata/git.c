@@ -6,7 +6,10 @@
 
 int git_describe(const char *dir, git_state *out) {
     memset(out, 0, sizeof(*out));
-    git_libgit2_init();
+    /* A failed init (out of memory) leaves libgit2 unusable: its error
+     * reporting itself would crash. */
+    if (git_libgit2_init() < 0)
+        return -1;
     git_repository *repo = NULL;
     int rc = git_repository_open_ext(&repo, dir, 0, NULL);
     if (rc == GIT_ENOTFOUND) {

@@ -477,7 +477,6 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
     /* Accepted: register the file and its steps. */
     lib->handle = handle;
     lib->lazy = lazy;
-    lib->owner = r;
     lib->path = arena_strdup(&r->arena, path);
     char *key = arena_strdup(&r->arena, key_path);
     lib->real_path = key;
@@ -507,21 +506,22 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
         goto out;
     }
     r->libs[r->n_libs++] = lib;
-    for (size_t i = 0; i < lib->desc.n_steps; i++) {
+    /* From here the registry owns lib: registry_free tears it down and closes
+     * it, so a failure below must neither do so nor let the caller close it. */
+    *out = lib;
+    for (size_t i = 0; i < lib->desc.n_steps && rc == 0; i++) {
         steps[i].lib = lib;
         steps[i].step = &hs[i].step;
         r->steps[r->n_steps] = steps[i];
         const char *name = steps[i].step->name;
-        if (hmap_put(&r->by_name, name, strlen(name), (uint32_t)r->n_steps, NULL) < 0) {
+        if (hmap_put(&r->by_name, name, strlen(name), (uint32_t)r->n_steps, NULL) < 0)
             rc = -ENOMEM;
-            goto out;
-        }
-        r->n_steps++;
+        else
+            r->n_steps++;
     }
     free(steps);
     buf_free(&f.why);
-    *out = lib;
-    return 0;
+    return rc;
 out:
     if (lib)
         lib_teardown(lib);
@@ -615,22 +615,26 @@ int registry_materialize(const plugin_step *ps, char *err, size_t err_size) {
     }
     sl_plugin cached = lib->desc;
     lib->desc = real;
-    host_step *hs = bind_steps(&r->arena, lib);
     char why[512] = "";
-    if (!hs || lib_init(lib, why, sizeof(why)) != 0) {
-        snprintf(err, err_size, "plugin %s: %s%s", lib->path, hs ? "its init failed: " : "",
-                 hs ? (why[0] ? why : "(no message)") : strerror(ENOMEM));
+    if (lib_init(lib, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "plugin %s: its init failed: %s", lib->path,
+                 why[0] ? why : "(no message)");
         lib->desc = cached;
         dlclose(h);
-        return hs ? -EINVAL : -ENOMEM;
+        return -EINVAL;
     }
     lib->handle = h;
     lib->lazy = 0;
+    /* The steps keep the descriptors bound from the cache (the registry's
+     * own host_steps, in its arena: same ABI version, same user data),
+     * which the keying of a step of this plugin on the thread pool may be
+     * reading now: only their run functions, which nothing reads before a
+     * step starts, are filled in; no step is re-pointed. */
     for (size_t i = 0; i < r->n_steps; i++)
         if (r->steps[i].lib == lib)
-            for (size_t j = 0; j < lib->desc.n_steps; j++)
-                if (strcmp(hs[j].step.name, r->steps[i].step->name) == 0)
-                    r->steps[i].step = &hs[j].step;
+            for (size_t j = 0; j < real.n_steps; j++)
+                if (strcmp(real.steps[j].name, r->steps[i].step->name) == 0)
+                    ((sl_step *)r->steps[i].step)->run = real.steps[j].run;
     return 0;
 }
 

@@ -83,8 +83,10 @@ int registry_load_default(plugin_registry *r, const char *exe_dir, diag_list *d)
 
 /* Loads the plugin of a lazy step (a no-op for a loaded one), checks that
  * it still declares what the cache said (the same steps and versions, a
- * run function each), runs its init, and points every step of it at the
- * plugin's own descriptor: ps->step is then the one to run. Returns 0, or
+ * run function each), runs its init, and fills in the run function of each
+ * of its steps' cached descriptors: ps->step is then the one to run. The
+ * descriptors do not move, so a step being keyed on the thread pool may
+ * read them meanwhile. Returns 0, or
  * -EINVAL with the reason in err (the step cannot run). Not thread-safe:
  * the scheduler calls it from its loop. */
 int registry_materialize(const plugin_step *ps, char *err, size_t err_size);

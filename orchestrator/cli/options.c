@@ -94,6 +94,8 @@ int cli_load_plugins(plugin_registry *reg) {
     diag_list d = DIAG_LIST_INIT;
     int rc = registry_load_default(reg, cli_exe_dir()[0] ? cli_exe_dir() : NULL, &d);
     diag_print(&d, stderr);
+    if (rc < 0)
+        fprintf(stderr, "sluice: cannot load the plugins: %s\n", strerror(-rc));
     int bad = rc != 0 || d.errors;
     diag_clear(&d);
     return bad ? EXIT_BAD_INPUT : 0;
@@ -122,6 +124,9 @@ int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, pl
         diag_print_masked(&d, stderr, (const char *const *)p->secrets, p->n_secrets);
     else
         diag_print(&d, stderr);
+    /* Out of memory (or another failure) with nothing located to report. */
+    if (rc < 0 && rc != -EINVAL && !d.errors)
+        fprintf(stderr, "%s: error: %s\n", path, strerror(-rc));
     diag_clear(&d);
     if (rc) {
         pipeline_free(p);

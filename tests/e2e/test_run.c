@@ -576,12 +576,12 @@ Test(run, chunks_are_capped_at_the_tokenizers_limit_with_overlap) {
     cr_expect_eq(system(cmd), 0, "every piece within the limit, overlapping by 3 tokens");
 }
 
-/* The registry cache (plugins/registry_cache.h): a plugin is opened to be
- * listed once; after that, listing and binding use its cached descriptor,
- * and the file is opened only when one of its steps runs, or when it
- * changed. LD_DEBUG=files makes the dynamic loader name what it opens. */
-Test(run, plugins_are_listed_from_the_cache_and_loaded_when_a_step_runs) {
-    char plug[128], cmd[512], env_plug[160], env_cache[160];
+/* The test plugin copied to test_dir/plug, alone on the plugin path of the
+ * runs that follow, with a registry cache of the test's own. */
+static char plug[128], env_plug[160], env_cache[160];
+
+static void use_cached_plugin_copy(void) {
+    char cmd[512];
     snprintf(plug, sizeof(plug), "%s/plug", test_dir);
     snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/good/teststeps.so %s/", plug,
              SLUICE_TEST_PLUGINS, plug);
@@ -590,6 +590,15 @@ Test(run, plugins_are_listed_from_the_cache_and_loaded_when_a_step_runs) {
     snprintf(env_cache, sizeof(env_cache), "SLUICE_PLUGIN_CACHE=%s/cache.json", test_dir);
     run_env[0] = env_plug;
     run_env[1] = env_cache;
+}
+
+/* The registry cache (plugins/registry_cache.h): a plugin is opened to be
+ * listed once; after that, listing and binding use its cached descriptor,
+ * and the file is opened only when one of its steps runs, or when it
+ * changed. LD_DEBUG=files makes the dynamic loader name what it opens. */
+Test(run, plugins_are_listed_from_the_cache_and_loaded_when_a_step_runs) {
+    char cmd[512];
+    use_cached_plugin_copy();
     run_env[2] = "LD_DEBUG=files";
     run_env[3] = NULL;
     result first = RUN("plugins", "describe", "emit");
@@ -627,5 +636,32 @@ Test(run, plugins_are_listed_from_the_cache_and_loaded_when_a_step_runs) {
     r = RUN("plugins", "list");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_neq(access(cmd, F_OK), 0, "SLUICE_PLUGIN_CACHE=off writes no cache");
+    result_free(&r);
+}
+
+/* A cached plugin is loaded on the loop thread when its first step starts,
+ * while its other steps are being keyed on the thread pool: the keying
+ * reads the steps' descriptors, which the loading must leave where they are
+ * (under ThreadSanitizer, preset dev-tsan, sluice exits 66 on the race). */
+Test(run, steps_of_a_cached_plugin_are_keyed_while_it_loads) {
+    use_cached_plugin_copy();
+    run_env[2] = NULL;
+    result listed = RUN("plugins", "list");
+    cr_assert_eq(listed.status, 0, "%s", listed.err);
+    result_free(&listed);
+    char *p = write_test_file(test_dir, "many.yaml",
+                              "pipeline: many\n"
+                              "steps:\n"
+                              "  a: {uses: emit, with: {text: one}}\n"
+                              "  b: {uses: emit, with: {text: two}}\n"
+                              "  c: {uses: emit, with: {text: three}}\n"
+                              "  d: {uses: emit, with: {text: four}}\n"
+                              "  e: {uses: emit, with: {text: five}}\n"
+                              "  f: {uses: emit, with: {text: six}}\n");
+    result r = RUN_PIPELINE(p, "-j", "6");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    const char *steps[] = {"a", "b", "c", "d", "e", "f"};
+    for (size_t i = 0; i < 6; i++)
+        expect_status(r.out, steps[i], "done");
     result_free(&r);
 }
