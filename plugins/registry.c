@@ -477,6 +477,7 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
     /* Accepted: register the file and its steps. */
     lib->handle = handle;
     lib->lazy = lazy;
+    lib->owner = r;
     lib->path = arena_strdup(&r->arena, path);
     char *key = arena_strdup(&r->arena, key_path);
     lib->real_path = key;
