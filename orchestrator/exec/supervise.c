@@ -33,7 +33,15 @@ typedef struct server {
     char *out; /* reports not sent yet: sluice was not reading */
     size_t out_len, out_off, out_cap;
     char *stack; /* the group leader's, while it runs */
+    /* Looks left after a child's end while some orphan belonged to no step
+     * that could be told: its environment reads empty while it execs, and
+     * the kernel's children list may miss a process that is changing. */
+    int looks_left;
 } server;
+
+/* Another look at the orphans every this many ms, this many times. */
+#define LOOK_AGAIN_MS 100
+#define LOOKS_AFTER_AN_END 20
 
 /* ---- reports ----------------------------------------------------------- */
 
@@ -277,20 +285,23 @@ static void kill_tree_top(pid_t pid, pid_t pgrp) {
         kill(-pid, SIGKILL);
 }
 
-/* Whether the orphan pid belongs to a step that ended. */
+/* Whether the orphan pid belongs to a step that ended: 1 yes, 0 to a step
+ * still running, -1 to no step that can be told. */
 static int left_behind(server *s, pid_t pid, pid_t sid) {
     step_entry *e = find_step(s, BY_GROUP, (uint64_t)sid);
     if (!e) {
         uint64_t id = token_of(s, pid);
         e = id ? find_step(s, BY_ID, id) : NULL;
     }
-    return e && !e->live;
+    return !e ? -1 : !e->live;
 }
 
 /* Looks at the server's children: with `all`, every one is killed (the
  * run's end); else each orphan a finished step left. Killing one makes its
- * children ours: the SIGCHLD of its end brings the next look. */
-static void sweep(server *s, int all) {
+ * children ours: the SIGCHLD of its end brings the next look. Returns how
+ * many orphans belonged to no step that could be told. */
+static int sweep(server *s, int all) {
+    int unknown = 0;
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)s->self, (int)s->self);
     FILE *f = fopen(path, "re");
@@ -316,13 +327,17 @@ static void sweep(server *s, int all) {
             continue;
         if (stat_of(pid, &ppid, &pgrp, &sid) != 0 || ppid != s->self)
             continue;
-        if (all || left_behind(s, pid, sid))
+        int whose = all ? 1 : left_behind(s, pid, sid);
+        if (whose > 0)
             kill_tree_top(pid, pgrp);
+        else if (whose < 0)
+            unknown++;
     }
     if (f)
         fclose(f);
     if (d)
         closedir(d);
+    return unknown;
 }
 
 /* Reaps every ended child; returns -1 once none is left. */
@@ -339,7 +354,7 @@ static int reap(server *s) {
         swept = 1;
     }
     if (swept)
-        sweep(s, 0);
+        s->looks_left = sweep(s, 0) ? LOOKS_AFTER_AN_END : 0;
     return w < 0 && errno == ECHILD ? -1 : 0;
 }
 
@@ -436,8 +451,14 @@ int supervise_serve(int fd, pid_t parent) {
     int running = getppid() == parent;
     while (running) {
         struct pollfd pf[2] = {{fd, POLLIN | (s.out_len ? POLLOUT : 0), 0}, {s.sfd, POLLIN, 0}};
-        if (poll(pf, 2, -1) < 0 && errno != EINTR)
+        int ready = poll(pf, 2, s.looks_left ? LOOK_AGAIN_MS : -1);
+        if (ready < 0 && errno != EINTR)
             break;
+        if (ready == 0 && s.looks_left) {
+            s.looks_left--;
+            if (!sweep(&s, 0))
+                s.looks_left = 0;
+        }
         struct signalfd_siginfo si;
         while (read(s.sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
             if (si.ssi_signo != SIGCHLD)
