@@ -163,6 +163,7 @@ typedef struct walker {
     char *why;
     size_t size;
     char db[128]; /* the database being walked, for messages */
+    unsigned char *seen; /* a bit a page: claimed by a tree, a big value or the free list */
 } walker;
 
 static int bad(walker *w, uint64_t pgno, const char *what) {
@@ -177,13 +178,29 @@ static int read_page(walker *w, uint64_t pgno, unsigned char *buf) {
 
 static int in_range(const walker *w, uint64_t pgno) { return pgno >= 2 && pgno <= w->last_pg; }
 
+/* Every page of a snapshot is in one place only: a tree, a big value's
+ * run or the free list. A page in two would be written for one and read
+ * for the other: LMDB's writes crash on such files (found by fuzz_meta). */
+static int claim(walker *w, uint64_t from, uint64_t pgno, uint64_t count) {
+    for (uint64_t i = pgno; i < pgno + count; i++) {
+        if (w->seen[i / 8] & (1u << (i % 8)))
+            return bad(w, from, "a page it names is used twice");
+        w->seen[i / 8] |= (unsigned char)(1u << (i % 8));
+    }
+    return 0;
+}
+
 /* A free-list entry: a count, then that many page numbers. */
 static int check_free_list(walker *w, uint64_t pgno, const unsigned char *data, uint64_t len) {
     if (len < 8 || u64(data) > len / 8 - 1)
         return bad(w, pgno, "a free-list entry's count exceeds its size");
-    for (uint64_t i = 1; i <= u64(data); i++)
+    for (uint64_t i = 1; i <= u64(data); i++) {
         if (!in_range(w, u64(data + 8 * i)))
             return bad(w, pgno, "the free list names a page outside the file");
+        int rc = claim(w, pgno, u64(data + 8 * i), 1);
+        if (rc)
+            return rc;
+    }
     return 0;
 }
 
@@ -199,6 +216,8 @@ static int check_overflow(walker *w, uint64_t from, uint64_t pgno, uint64_t len,
     if (rc == 0 && (u64(head) != pgno || !(u16(head + 10) & P_OVERFLOW) || pages < 1 ||
                     pgno + pages - 1 > w->last_pg || len > pages * w->psize - PAGEHDRSZ))
         rc = bad(w, pgno, "its overflow run does not match the value it holds");
+    if (rc == 0)
+        rc = claim(w, from, pgno, pages);
     free(head);
     if (rc || !free_list)
         return rc;
@@ -216,6 +235,17 @@ static int check_overflow(walker *w, uint64_t from, uint64_t pgno, uint64_t len,
 
 static int walk_db(walker *w, const unsigned char *db, db_kind kind, const char *name, size_t nlen);
 
+/* LMDB's order of keys: the free list's are integers (MDB_INTEGERKEY),
+ * the others' bytes (memcmp, then the shorter first). Keys out of order
+ * send a write's search to the wrong place (found by fuzz_meta). */
+static int key_cmp(db_kind kind, const unsigned char *a, size_t alen, const unsigned char *b,
+                   size_t blen) {
+    if (kind == DB_FREE && alen == 8 && blen == 8)
+        return u64(a) < u64(b) ? -1 : u64(a) > u64(b);
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
 static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, db_kind kind) {
     unsigned char *p = malloc(w->psize);
     if (!p)
@@ -227,7 +257,9 @@ static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, d
     }
     uint16_t flags = u16(p + 10) & P_KIND_MASK, lower = u16(p + 12), upper = u16(p + 14);
     int leaf = flags == P_LEAF;
-    if (u64(p) != pgno)
+    if ((rc = claim(w, pgno, pgno, 1)))
+        ;
+    else if (u64(p) != pgno)
         rc = bad(w, pgno, "it says it is another page");
     else if (flags != P_LEAF && flags != P_BRANCH)
         rc = bad(w, pgno, "it is neither a branch nor a leaf of the tree");
@@ -238,6 +270,8 @@ static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, d
     else if (!leaf && lower == PAGEHDRSZ)
         rc = bad(w, pgno, "a branch without children");
     size_t n = rc ? 0 : (size_t)(lower - PAGEHDRSZ) / 2;
+    const unsigned char *prev_key = NULL;
+    size_t prev_len = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         size_t off = u16(p + PAGEHDRSZ + 2 * i);
         if (off < upper || off + NODESIZE > w->psize) {
@@ -250,6 +284,16 @@ static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, d
         if (end > w->psize) {
             rc = bad(w, pgno, "a key runs past the end of the page");
             break;
+        }
+        /* A branch's first key is never compared: it stands for all below. */
+        const unsigned char *key = node + NODESIZE;
+        if (prev_key && key_cmp(kind, prev_key, prev_len, key, ksize) >= 0) {
+            rc = bad(w, pgno, "its keys are out of order");
+            break;
+        }
+        if (leaf || i > 0) {
+            prev_key = key;
+            prev_len = ksize;
         }
         if (!leaf) {
             uint64_t child = lo | hi << 16 | nflags << 32;
@@ -311,8 +355,12 @@ int mdbcheck_walk(int fd, uint64_t txnid, char *why, size_t size) {
         return -EAGAIN;
     if ((rc = check_extent(fd, m, why, size)))
         return rc;
-    walker w = {fd, m->psize, m->last_pg, why, size, ""};
-    if ((rc = walk_db(&w, m->free_db, DB_FREE, "(free pages)", 12)))
-        return rc;
-    return walk_db(&w, m->main_db, DB_MAIN, "(main)", 6);
+    walker w = {fd, m->psize, m->last_pg, why, size, "", calloc(m->last_pg / 8 + 1, 1)};
+    if (!w.seen)
+        return -ENOMEM;
+    rc = walk_db(&w, m->free_db, DB_FREE, "(free pages)", 12);
+    if (rc == 0)
+        rc = walk_db(&w, m->main_db, DB_MAIN, "(main)", 6);
+    free(w.seen);
+    return rc;
 }
