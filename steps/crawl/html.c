@@ -350,7 +350,7 @@ size_t html_nesting_depth(const char *html, size_t len, size_t limit) {
         char name[NAME];
         int self_closing;
         if (s < end && *s == '!') {
-            s = strncmp(s, "!--", 3) == 0 ? find_ci(s + 3, end, "-->")
+            s = end - s >= 3 && memcmp(s, "!--", 3) == 0 ? find_ci(s + 3, end, "-->")
                                            : memchr(s, '>', (size_t)(end - s));
             if (!s)
                 break;

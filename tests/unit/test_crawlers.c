@@ -183,6 +183,16 @@ Test(html, nesting_depth_counts_end_tags_closing_their_nearest_namesake) {
     cr_expect_eq(html_nesting_depth(html, strlen(html), 3), 4, "stops past the limit");
 }
 
+/* A page is a byte range, not a string: "<!" at its very end must not be
+ * read past (fuzz_crawl found a strncmp reaching one byte beyond). */
+Test(html, a_declaration_cut_at_the_end_of_the_page_is_not_read_past) {
+    char *page = malloc(2);
+    cr_assert_not_null(page);
+    memcpy(page, "<!", 2);
+    cr_expect_eq(html_nesting_depth(page, 2, 512), 0);
+    free(page);
+}
+
 static dispatch_result classify(dispatch *d, const char *link) {
     dispatch_result r;
     char err[256];
