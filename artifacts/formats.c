@@ -413,8 +413,12 @@ void safetensors_close(safetensors *st) {
 
 int safetensors_write(const char *path, const st_write_tensor *tensors, size_t n, char *err,
                       size_t err_size) {
-    bson_t doc = BSON_INITIALIZER;
+    bson_t doc = BSON_INITIALIZER, meta;
     uint64_t offset = 0;
+    /* Hugging Face's loaders refuse a file without a format. */
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "__metadata__", &meta);
+    BSON_APPEND_UTF8(&meta, "format", "pt");
+    bson_append_document_end(&doc, &meta);
     for (size_t i = 0; i < n; i++) {
         bson_t t, shape, offsets;
         uint64_t count = 1;
@@ -445,7 +449,16 @@ int safetensors_write(const char *path, const st_write_tensor *tensors, size_t n
     size_t padded = (len + 7) & ~(size_t)7;
     unsigned char size_le[8];
     put_u64(size_le, padded);
-    FILE *f = fopen(path, "wb");
+    /* Written beside, then renamed: a reader never sees half a file. */
+    size_t path_len = strlen(path);
+    char *tmp = malloc(path_len + 6);
+    if (!tmp) {
+        bson_free(json);
+        return fail(err, err_size, -ENOMEM, "%s: out of memory", path);
+    }
+    memcpy(tmp, path, path_len);
+    memcpy(tmp + path_len, ".part", 6);
+    FILE *f = fopen(tmp, "wb");
     int ok = f != NULL;
     if (ok) {
         ok = fwrite(size_le, 1, 8, f) == 8 && fwrite(json, 1, len, f) == len;
@@ -458,7 +471,12 @@ int safetensors_write(const char *path, const st_write_tensor *tensors, size_t n
             ok = count == 0 || fwrite(tensors[i].data, 4, (size_t)count, f) == count;
         }
         ok = fclose(f) == 0 && ok;
+        ok = ok && rename(tmp, path) == 0;
     }
+    int saved = errno;
+    if (!ok)
+        unlink(tmp);
+    free(tmp);
     bson_free(json);
-    return ok ? 0 : fail(err, err_size, -EIO, "%s: writing failed: %s", path, strerror(errno));
+    return ok ? 0 : fail(err, err_size, -EIO, "%s: writing failed: %s", path, strerror(saved));
 }

@@ -1,6 +1,7 @@
 /* sluice/artifacts.h - reading and writing sluice's artifact formats from a
  * step plugin (docs/artifacts.md): records (documents, chunks, dataset rows)
- * as JSON Lines through libbson, and float32 matrices (embeddings).
+ * as JSON Lines through libbson, float32 matrices (embeddings), JSON files
+ * (configurations) and safetensors (model weights).
  *
  * Unlike <sluice/plugin.h>, this header comes with a library: link
  * libsluice_artifacts (CMake: sluice::artifacts; pkg-config:
@@ -25,7 +26,7 @@
 extern "C" {
 #endif
 
-#define SL_ARTIFACTS_VERSION 1
+#define SL_ARTIFACTS_VERSION 2 /* 2: JSON files and safetensors */
 
 #if defined(__GNUC__)
 #define SL_ARTIFACTS_API __attribute__((visibility("default")))
@@ -73,6 +74,68 @@ SL_ARTIFACTS_API const float *sl_matrix_data(const sl_matrix *m);
 SL_ARTIFACTS_API uint64_t sl_matrix_rows(const sl_matrix *m);
 SL_ARTIFACTS_API uint64_t sl_matrix_cols(const sl_matrix *m);
 SL_ARTIFACTS_API void sl_matrix_close(sl_matrix *m);
+
+/* ---- JSON files: one object (a model's config.json, a metrics file) ---- */
+
+/* Reads the JSON object in the file at path into *doc (the caller's, freed
+ * with bson_destroy). */
+SL_ARTIFACTS_API int sl_json_read(const char *path, bson_t **doc, char *err, size_t err_size);
+/* Writes doc (borrowed) to path as relaxed extended JSON. */
+SL_ARTIFACTS_API int sl_json_write(const char *path, const bson_t *doc, char *err,
+                                   size_t err_size);
+
+/* ---- safetensors: model weights, as Hugging Face tools read them ---- */
+
+/* Element types, as safetensors names them (sl_dtype_name). */
+typedef enum sl_dtype {
+    SL_DTYPE_F64, SL_DTYPE_F32, SL_DTYPE_F16, SL_DTYPE_BF16, SL_DTYPE_I64, SL_DTYPE_I32,
+    SL_DTYPE_I16, SL_DTYPE_I8, SL_DTYPE_U8, SL_DTYPE_BOOL,
+} sl_dtype;
+
+typedef struct sl_tensors sl_tensors; /* an open file */
+typedef struct sl_tensor sl_tensor;   /* one tensor in it, borrowed from the file */
+
+/* Maps and checks the file at path: header size, JSON, each tensor's dtype,
+ * shape and offsets (inside the data, matching the shape, not overlapping).
+ * *t is the caller's, ended by sl_tensors_close. */
+SL_ARTIFACTS_API int sl_tensors_open(const char *path, sl_tensors **t, char *err,
+                                     size_t err_size);
+/* The tensors in the file's order; sl_tensors_find is NULL for a name not
+ * in the file. Both are valid until sl_tensors_close. */
+SL_ARTIFACTS_API size_t sl_tensors_count(const sl_tensors *t);
+SL_ARTIFACTS_API const sl_tensor *sl_tensors_at(const sl_tensors *t, size_t i);
+SL_ARTIFACTS_API const sl_tensor *sl_tensors_find(const sl_tensors *t, const char *name);
+SL_ARTIFACTS_API void sl_tensors_close(sl_tensors *t);
+
+SL_ARTIFACTS_API const char *sl_tensor_name(const sl_tensor *x);
+SL_ARTIFACTS_API sl_dtype sl_tensor_dtype(const sl_tensor *x);
+/* Dimensions: sl_tensor_dim is 0 for i >= sl_tensor_ndim. */
+SL_ARTIFACTS_API size_t sl_tensor_ndim(const sl_tensor *x);
+SL_ARTIFACTS_API uint64_t sl_tensor_dim(const sl_tensor *x, size_t i);
+SL_ARTIFACTS_API uint64_t sl_tensor_count(const sl_tensor *x); /* elements */
+/* The raw little-endian bytes inside the mapping. */
+SL_ARTIFACTS_API const void *sl_tensor_data(const sl_tensor *x);
+SL_ARTIFACTS_API uint64_t sl_tensor_nbytes(const sl_tensor *x);
+/* Converts an F32, F16 or BF16 tensor's n elements (n must be its count)
+ * into out; -EINVAL naming the tensor for another dtype or count. */
+SL_ARTIFACTS_API int sl_tensor_to_f32(const sl_tensor *x, float *out, uint64_t n, char *err,
+                                      size_t err_size);
+SL_ARTIFACTS_API const char *sl_dtype_name(sl_dtype d);
+
+/* A file of F32 tensors, written in the order added, with the metadata
+ * {"format": "pt"} that Hugging Face loaders look for. */
+typedef struct sl_tensors_writer sl_tensors_writer;
+
+SL_ARTIFACTS_API int sl_tensors_writer_new(sl_tensors_writer **w, char *err, size_t err_size);
+/* Adds a tensor: name and shape are copied, data (the product of shape's
+ * ndim dimensions of floats) is borrowed until sl_tensors_save. */
+SL_ARTIFACTS_API int sl_tensors_add_f32(sl_tensors_writer *w, const char *name,
+                                        const float *data, size_t ndim, const uint64_t *shape,
+                                        char *err, size_t err_size);
+/* Writes the file at path (replacing it only once complete). */
+SL_ARTIFACTS_API int sl_tensors_save(sl_tensors_writer *w, const char *path, char *err,
+                                     size_t err_size);
+SL_ARTIFACTS_API void sl_tensors_writer_free(sl_tensors_writer *w);
 
 #ifdef __cplusplus
 }

@@ -85,3 +85,90 @@ Test(artifacts_sdk, matrices_round_trip_and_a_short_one_is_refused) {
     cr_expect_null(m);
     cr_expect(strstr(err, path) != NULL, "%s", err);
 }
+
+Test(artifacts_sdk, json_files_round_trip) {
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    bson_t *doc = BCON_NEW("model_type", BCON_UTF8("gpt2"), "n_layer", BCON_INT32(2));
+    cr_assert_eq(sl_json_write(path, doc, err, sizeof(err)), 0, "%s", err);
+    bson_destroy(doc);
+    cr_assert_eq(sl_json_read(path, &doc, err, sizeof(err)), 0, "%s", err);
+    bson_iter_t it;
+    cr_assert(bson_iter_init_find(&it, doc, "n_layer") && bson_iter_int32(&it) == 2);
+    bson_destroy(doc);
+}
+
+/* F32 tensors written, read back by name and in order; the header carries
+ * the format Hugging Face's loaders require. */
+Test(artifacts_sdk, tensors_round_trip_with_their_format) {
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    const float a[6] = {1, 2, 3, 4, 5, 6}, b[2] = {-1.5f, 0.25f};
+    const uint64_t sa[2] = {2, 3}, sb[1] = {2};
+    sl_tensors_writer *w;
+    cr_assert_eq(sl_tensors_writer_new(&w, err, sizeof(err)), 0);
+    cr_assert_eq(sl_tensors_add_f32(w, "wte.weight", a, 2, sa, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sl_tensors_add_f32(w, "ln_f.bias", b, 1, sb, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sl_tensors_save(w, path, err, sizeof(err)), 0, "%s", err);
+    sl_tensors_writer_free(w);
+
+    FILE *f = fopen(path, "rb");
+    char head[256] = {0};
+    cr_assert(f && fread(head, 1, sizeof(head) - 1, f) > 8);
+    fclose(f);
+    cr_expect(strstr(head + 8, "\"__metadata__\"") && strstr(head + 8, "\"pt\""), "%s", head + 8);
+
+    sl_tensors *t;
+    cr_assert_eq(sl_tensors_open(path, &t, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(sl_tensors_count(t), 2);
+    const sl_tensor *x = sl_tensors_find(t, "wte.weight");
+    cr_assert_not_null(x);
+    cr_expect_eq(sl_tensor_dtype(x), SL_DTYPE_F32);
+    cr_expect_eq(sl_tensor_ndim(x), 2);
+    cr_expect_eq(sl_tensor_dim(x, 1), 3);
+    cr_expect_eq(sl_tensor_dim(x, 2), 0);
+    cr_expect_eq(sl_tensor_count(x), 6);
+    float back[6];
+    cr_assert_eq(sl_tensor_to_f32(x, back, 6, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(memcmp(back, a, sizeof(a)), 0);
+    cr_expect_eq(sl_tensor_to_f32(x, back, 5, err, sizeof(err)), -EINVAL);
+    cr_expect(strstr(err, "wte.weight") != NULL, "%s", err);
+    cr_expect_str_eq(sl_tensor_name(sl_tensors_at(t, 1)), "ln_f.bias");
+    cr_expect_null(sl_tensors_at(t, 2));
+    cr_expect_null(sl_tensors_find(t, "lm_head.weight"));
+    sl_tensors_close(t);
+}
+
+/* Half and bfloat16 weights (how most checkpoints ship) widen exactly. */
+Test(artifacts_sdk, f16_and_bf16_tensors_widen_to_f32) {
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/half.safetensors", dir);
+    const char *header = "{\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]},"
+                         "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[8,12]}}";
+    uint64_t len = strlen(header);
+    /* F16: 1.0, -2.0, 65504 (largest), 2^-24 (smallest subnormal); BF16: 1.0, -0.5 */
+    const unsigned char data[12] = {0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x01, 0x00,
+                                    0x80, 0x3f, 0x00, 0xbf};
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    unsigned char size_le[8];
+    for (int i = 0; i < 8; i++)
+        size_le[i] = (unsigned char)(len >> (8 * i));
+    fwrite(size_le, 1, 8, f);
+    fwrite(header, 1, len, f);
+    fwrite(data, 1, sizeof(data), f);
+    fclose(f);
+    sl_tensors *t;
+    cr_assert_eq(sl_tensors_open(path, &t, err, sizeof(err)), 0, "%s", err);
+    float h[4], b[2];
+    cr_assert_eq(sl_tensor_to_f32(sl_tensors_find(t, "h"), h, 4, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(h[0], 1.0f);
+    cr_expect_eq(h[1], -2.0f);
+    cr_expect_eq(h[2], 65504.0f);
+    cr_expect_eq(h[3], 0x1p-24f);
+    cr_assert_eq(sl_tensor_to_f32(sl_tensors_find(t, "b"), b, 2, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(b[0], 1.0f);
+    cr_expect_eq(b[1], -0.5f);
+    cr_expect_str_eq(sl_dtype_name(sl_tensor_dtype(sl_tensors_find(t, "b"))), "BF16");
+    sl_tensors_close(t);
+}
