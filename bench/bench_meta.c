@@ -18,9 +18,9 @@
 
 #include "bench.h"
 
-#include "core/diag.h"
-#include "metadata/record.h"
-#include "pipeline/pipeline.h"
+#include "diag.h"
+#include "record.h"
+#include "pipeline.h"
 
 #define FAST_N 20000
 #define SYNC_N 200

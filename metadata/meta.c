@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/fsutil.h"
+#include "fsutil.h"
 #include "mdbcheck.h"
 
 #define META_MAP_SIZE ((size_t)8 << 30) /* address space only: the file grows as used */

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "git.h"
-#include "pipeline/value_json.h"
-#include "plugins/registry.h"
+#include "gitinfo.h"
+#include "value_json.h"
+#include "registry.h"
 
 /* When process pid started, in clock ticks since boot (/proc/PID/stat's
  * 22nd field): with the pid it names one process, as pids are reused. */

@@ -3,9 +3,9 @@
 #ifndef SLUICE_METADATA_RECORD_H
 #define SLUICE_METADATA_RECORD_H
 
-#include "artifacts/hash.h"
+#include "hash.h"
 #include "meta.h"
-#include "pipeline/pipeline.h"
+#include "pipeline.h"
 
 typedef struct record_port {
     const char *name;

@@ -10,11 +10,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/buf.h"
-#include "core/fsutil.h"
-#include "pipeline/pipeline.h"
+#include "buf.h"
+#include "fsutil.h"
+#include "pipeline.h"
 #include "registry_cache.h"
-#include "orchestrator/exec/host.h"
+#include "host.h"
 
 const char *sl_param_kind_name(int kind) {
     switch (kind) {

@@ -13,10 +13,10 @@
 #include <sluice/plugin.h>
 #include <stddef.h>
 
-#include "core/arena.h"
-#include "core/diag.h"
-#include "core/hmap.h"
-#include "pipeline/value.h"
+#include "arena.h"
+#include "diag.h"
+#include "hmap.h"
+#include "value.h"
 
 struct plugin_registry;
 

@@ -18,10 +18,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/buf.h"
-#include "exec/host.h"
-#include "exec/supervise.h"
-#include "exec/task.h"
+#include "buf.h"
+#include "host.h"
+#include "supervise.h"
+#include "task.h"
 
 static FILE *events;
 static pthread_mutex_t events_mu = PTHREAD_MUTEX_INITIALIZER;

@@ -1,8 +1,8 @@
 /* cmd_graph.c - sluice graph FILE: the DAG as dot, Mermaid or JSON. */
 #include <stdio.h>
 
-#include "../pipeline/check.h"
-#include "../pipeline/render.h"
+#include "check.h"
+#include "render.h"
 #include "cli.h"
 
 int cmd_graph(const cli_globals *g, int argc, char **argv) {

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/buf.h"
-#include "core/suggest.h"
-#include "pipeline/check.h"
+#include "buf.h"
+#include "suggest.h"
+#include "check.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"

@@ -9,8 +9,8 @@
 
 #include "cli.h"
 #include "inspect.h"
-#include "metadata/record.h"
-#include "sched/run.h"
+#include "record.h"
+#include "run.h"
 
 /* The latest run that resumes `id`, found by a scan of the runs. */
 typedef struct resumer {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "sched/run.h"
+#include "run.h"
 
 #include <uv.h>
 

@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/buf.h"
+#include "buf.h"
 #include "inspect.h"
-#include "pipeline/value_json.h"
-#include "sched/plan.h"
+#include "value_json.h"
+#include "plan.h"
 
 /* A pipeline parameter whose value differs from the newest run of the
  * pipeline: its name and both values as JSON. */

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
-#include "core/fsutil.h"
-#include "pipeline/value_json.h"
+#include "buf.h"
+#include "fsutil.h"
+#include "value_json.h"
 
 static host_ctx *ctx_of(sl_ctx *c) { return (host_ctx *)c; }
 

@@ -8,7 +8,7 @@
 #include <sluice/plugin.h>
 #include <stdatomic.h>
 
-#include "core/arena.h"
+#include "arena.h"
 #include "task.h"
 
 /* Receives a running step's events. Called from whatever thread the step

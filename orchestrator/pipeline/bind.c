@@ -5,9 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/buf.h"
-#include "../core/fsutil.h"
-#include "../core/suggest.h"
+#include "buf.h"
+#include "fsutil.h"
+#include "suggest.h"
 #include "check.h"
 
 static int is_shell(const step *s) { return s->uses && strcmp(s->uses, STEP_SHELL) == 0; }

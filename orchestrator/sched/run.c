@@ -5,7 +5,7 @@
 
 #include <unistd.h>
 
-#include "exec/supervise.h"
+#include "supervise.h"
 
 static void start_attempt(step_run *sr);
 static void on_retry(uv_timer_t *t);

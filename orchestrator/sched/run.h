@@ -11,7 +11,7 @@
 #ifndef SLUICE_SCHED_RUN_H
 #define SLUICE_SCHED_RUN_H
 
-#include "pipeline/pipeline.h"
+#include "pipeline.h"
 
 typedef struct run_options {
     const char *store; /* the store folder; runs go under store/runs/ */

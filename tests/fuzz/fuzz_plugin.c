@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/diag.h"
-#include "exec/task.h"
-#include "plugins/registry.h"
+#include "diag.h"
+#include "task.h"
+#include "registry.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

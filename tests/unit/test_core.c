@@ -6,12 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/arena.h"
-#include "core/buf.h"
-#include "core/diag.h"
-#include "core/fsutil.h"
-#include "core/hmap.h"
-#include "core/suggest.h"
+#include "arena.h"
+#include "buf.h"
+#include "diag.h"
+#include "fsutil.h"
+#include "hmap.h"
+#include "suggest.h"
 
 Test(arena, allocations_are_aligned_and_large_ones_work) {
     arena a = ARENA_INIT;

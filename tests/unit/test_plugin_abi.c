@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec/host.h"
-#include "plugins/registry.h"
+#include "host.h"
+#include "registry.h"
 
 #define AT(type, field, off) _Static_assert(offsetof(type, field) == (off), #type "." #field)
 #define SIZE(type, n) _Static_assert(sizeof(type) == (n), "sizeof(" #type ")")
