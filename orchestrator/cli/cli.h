@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "bind.h"
+#include "host.h"
 #include "pipeline.h"
 #include "registry.h"
 

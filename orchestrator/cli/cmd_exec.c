@@ -100,7 +100,7 @@ int cmd_exec(const cli_globals *g, int argc, char **argv) {
     task t;
     char err[512];
     int status = EXIT_BAD_INPUT;
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     if (!doc) {
         done(SL_EINVAL, "the task manifest is not JSON");
         goto out;

@@ -176,7 +176,7 @@ int cmd_plugins(const cli_globals *g, int argc, char **argv) {
                         "--pipeline FILE for its plugin folders (see 'sluice plugins --help')\n");
         return EXIT_BAD_INPUT;
     }
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     int status = cli_load_plugins(&reg);
     if (pipeline_file && load_pipeline_plugins(pipeline_file, &reg))
         status = EXIT_BAD_INPUT;

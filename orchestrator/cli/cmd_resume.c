@@ -106,7 +106,7 @@ int cmd_resume(const cli_globals *g, int argc, char **argv) {
             fprintf(stderr, "sluice resume: run %s was already resumed by run %s (%s); resuming "
                             "it again\n",
                     id, later.by, later.status);
-        plugin_registry reg = PLUGIN_REGISTRY_INIT;
+        plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
         pipeline *p = NULL;
         rc = cli_load_pipeline(file, &ps, LOAD_RUN, &reg, &p);
         if (rc == 0) {

@@ -285,7 +285,7 @@ int cmd_status(const cli_globals *g, int argc, char **argv) {
         cli_params_free(&ps);
         return EXIT_BAD_INPUT;
     }
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     pipeline *p = NULL;
     int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
     if (status == 0)

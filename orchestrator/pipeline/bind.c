@@ -10,6 +10,9 @@
 #include "suggest.h"
 #include "check.h"
 
+/* A plugin step's ports and parameters all fit in a pipeline's step. */
+_Static_assert(REGISTRY_MAX_ENTRIES <= PIPELINE_MAX_PORTS, "the registry admits more ports");
+
 static int is_shell(const step *s) { return s->uses && strcmp(s->uses, STEP_SHELL) == 0; }
 
 /* Converts v to a parameter kind. Returns the converted value, v itself, or

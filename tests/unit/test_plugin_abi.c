@@ -148,7 +148,7 @@ static const plugin_lib *add(plugin_registry *r, const sl_plugin *desc, diag_lis
 }
 
 Test(plugin_abi, arrays_are_walked_by_the_descriptors_element_sizes) {
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     sl_plugin desc = future_plugin();
     cr_assert_not_null(add(&r, &desc, &d), "%s", d.n ? d.items[0].msg : "");
@@ -184,7 +184,7 @@ Test(plugin_abi, a_descriptor_of_abi_1_2_has_no_sizes_and_loads) {
                       /* past .size: what a 1.2 plugin has there is not ours to read */
                       .step_size = 8,
                       .port_size = 8};
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     cr_assert_not_null(add(&r, &desc, &d), "%s", d.n ? d.items[0].msg : "");
     cr_expect_eq(registry_find(&r, "old_two")->n_outputs, 2);
@@ -193,7 +193,7 @@ Test(plugin_abi, a_descriptor_of_abi_1_2_has_no_sizes_and_loads) {
 }
 
 static void expect_refused(sl_plugin *desc, const char *why) {
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     cr_expect_null(add(&r, desc, &d));
     cr_assert_eq(d.n, 1);
@@ -283,7 +283,7 @@ Test(plugin_abi, init_datas_pointer_reaches_run_and_teardown) {
     desc.init_data = data_init;
     desc.teardown_data = data_teardown;
     data_inited = data_torn = 0;
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     cr_assert_not_null(add(&r, &desc, &d), "%s", d.n ? d.items[0].msg : "");
     cr_expect_eq(data_inited, 1);
@@ -310,7 +310,7 @@ Test(plugin_abi, a_1_2_plugins_codes_read_as_the_sl_codes_they_were) {
                       .version = "1",
                       .steps = steps,
                       .n_steps = 2};
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     cr_assert_not_null(add(&r, &desc, &d));
     char why[256];
