@@ -19,6 +19,7 @@
 #include "bench.h"
 
 #include "diag.h"
+#include "error.h"
 #include "record.h"
 #include "run.h"
 #include "pipeline.h"
@@ -27,7 +28,7 @@
 #define SYNC_N 200
 
 static void die(const char *what, int rc) {
-    fprintf(stderr, "bench_meta: %s: %s\n", what, mdb_strerror(rc < 0 && rc > -30000 ? -rc : rc));
+    fprintf(stderr, "bench_meta: %s: %s\n", what, sluice_strerror(rc));
     exit(1);
 }
 
