@@ -53,7 +53,7 @@ typedef struct run_origin {
 } run_origin;
 
 /* The pipeline a run runs. */
-typedef struct run_pipeline {
+typedef struct run_record {
     const char *name; /* or NULL */
     const char *file; /* as given; recorded absolute */
     const char *dir;  /* its folder, where the git commit is looked up */
