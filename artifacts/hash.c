@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/fsutil.h"
+#include "fsutil.h"
 
 struct hash_ctx {
     EVP_MD_CTX *md;

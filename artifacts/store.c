@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/fsutil.h"
+#include "fsutil.h"
 
 int store_open(artifact_store *s, const char *root) {
     memset(s, 0, sizeof(*s));

@@ -20,9 +20,9 @@
 
 #include "bench.h"
 
-#include "core/buf.h"
-#include "core/diag.h"
-#include "pipeline/pipeline.h"
+#include "buf.h"
+#include "diag.h"
+#include "pipeline.h"
 
 #define WIDTH 10
 #define DEPTH 1000

@@ -18,15 +18,17 @@
 
 #include "bench.h"
 
-#include "core/diag.h"
-#include "metadata/record.h"
-#include "pipeline/pipeline.h"
+#include "diag.h"
+#include "error.h"
+#include "record.h"
+#include "run.h"
+#include "pipeline.h"
 
 #define FAST_N 20000
 #define SYNC_N 200
 
 static void die(const char *what, int rc) {
-    fprintf(stderr, "bench_meta: %s: %s\n", what, mdb_strerror(rc < 0 && rc > -30000 ? -rc : rc));
+    fprintf(stderr, "bench_meta: %s: %s\n", what, sluice_strerror(rc));
     exit(1);
 }
 
@@ -73,11 +75,15 @@ static double sluice_records(const char *store, const pipeline *p, int sync, int
         snprintf(h2, sizeof(h2), "%064d", 2 * i + 1);
         snprintf(key, sizeof(key), "%064d", i);
         record_port outs[2] = {{"o", h1, "chunks", 1024, 0}, {"p", h2, "metrics", 64, 0}};
-        step_record rec = {.run_id = run_id, .s = s, .status = "done", .started = 1.0,
+        step_record rec = {.run_id = run_id, .status = "done", .started = 1.0,
                            .finished = 2.0, .attempts = 1, .cache_key = key, .key_parts = &parts,
                            .inputs = ins, .n_inputs = 2, .outputs = outs, .n_outputs = 2,
                            .cacheable = 1};
-        if ((rc = record_step(&m, &rec)))
+        bson_t params;
+        run_step_record(s, &rec, &params);
+        rc = record_step(&m, &rec);
+        bson_destroy(&params);
+        if (rc)
             die("record_step", rc);
         if (sync && (rc = meta_sync(&m)))
             die("sync", rc);

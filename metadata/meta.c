@@ -9,7 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/fsutil.h"
+#include "error.h"
+#include "fsutil.h"
 #include "mdbcheck.h"
 
 #define META_MAP_SIZE ((size_t)8 << 30) /* address space only: the file grows as used */
@@ -38,9 +39,8 @@ const char *meta_strerror(int rc) {
     default:
         break;
     }
-    if (rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE)
-        return mdb_strerror(rc); /* LMDB's own words for the rest of its codes */
-    return strerror(rc < 0 ? -rc : rc);
+    /* LMDB's own words for the rest of its codes, the C library's for errno. */
+    return rc > 0 ? strerror(rc) : sluice_strerror(rc);
 }
 
 const char *meta_error(const meta_db *m, int rc) { return m->why[0] ? m->why : meta_strerror(rc); }

@@ -8,9 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "git.h"
-#include "pipeline/value_json.h"
-#include "plugins/registry.h"
+#include "gitinfo.h"
 
 /* When process pid started, in clock ticks since boot (/proc/PID/stat's
  * 22nd field): with the pid it names one process, as pids are reused. */
@@ -107,9 +105,19 @@ int record_run_view(const bson_t *run, bson_t *view) {
     return 0;
 }
 
-int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_origin *origin,
+/* params as the record's "params" document (empty for NULL). */
+static void append_params(bson_t *doc, const bson_t *params) {
+    if (params) {
+        BSON_APPEND_DOCUMENT(doc, "params", params);
+    } else {
+        bson_t empty = BSON_INITIALIZER;
+        BSON_APPEND_DOCUMENT(doc, "params", &empty);
+    }
+}
+
+int record_run(meta_db *m, const char *run_id, const run_record *p, const run_origin *origin,
                const char *status, double started, double finished) {
-    bson_t doc = BSON_INITIALIZER, params, overrides;
+    bson_t doc = BSON_INITIALIZER, overrides;
     BSON_APPEND_UTF8(&doc, "pipeline", p->name ? p->name : "");
     /* Absolute, so that 'resume' works from any folder. */
     char *file = realpath(p->file, NULL);
@@ -149,11 +157,7 @@ int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_orig
         BSON_APPEND_BOOL(&g, "dirty", git.dirty);
         bson_append_document_end(&doc, &g);
     }
-    BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
-    for (size_t i = 0; i < p->n_params; i++) /* secrets masked: never stored */
-        value_append_bson(&params, p->params[i].name, strlen(p->params[i].name),
-                          p->params[i].value, 1);
-    bson_append_document_end(&doc, &params);
+    append_params(&doc, p->params);
     MDB_txn *txn;
     int rc = meta_begin(m, 1, &txn);
     if (rc == 0) {
@@ -177,13 +181,12 @@ static void append_ports(bson_t *doc, const char *key, const record_port *ports,
 }
 
 int record_step(meta_db *m, const step_record *rec) {
-    const step *s = rec->s;
     char key[512];
-    snprintf(key, sizeof(key), "%s/%s", rec->run_id, s->id);
-    bson_t doc = BSON_INITIALIZER, params;
-    BSON_APPEND_UTF8(&doc, "uses", s->uses ? s->uses : "");
-    if (s->impl)
-        BSON_APPEND_UTF8(&doc, "version", s->impl->step->version);
+    snprintf(key, sizeof(key), "%s/%s", rec->run_id, rec->step_id);
+    bson_t doc = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&doc, "uses", rec->uses ? rec->uses : "");
+    if (rec->version)
+        BSON_APPEND_UTF8(&doc, "version", rec->version);
     BSON_APPEND_UTF8(&doc, "status", rec->status);
     if (rec->started > 0)
         BSON_APPEND_DOUBLE(&doc, "started", rec->started);
@@ -202,10 +205,7 @@ int record_step(meta_db *m, const step_record *rec) {
         BSON_APPEND_UTF8(&doc, "cached_from", rec->cached_from);
     if (rec->metrics)
         BSON_APPEND_ARRAY(&doc, "metrics", rec->metrics);
-    BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
-    for (size_t i = 0; i < s->n_args; i++) /* secrets masked: never stored */
-        value_append_bson(&params, s->args[i].name, strlen(s->args[i].name), s->args[i].value, 1);
-    bson_append_document_end(&doc, &params);
+    append_params(&doc, rec->params);
     append_ports(&doc, "inputs", rec->inputs, rec->n_inputs);
     append_ports(&doc, "outputs", rec->outputs, rec->n_outputs);
 
@@ -225,7 +225,7 @@ int record_step(meta_db *m, const step_record *rec) {
         BSON_APPEND_INT64(&a, "size", (int64_t)o->size);
         BSON_APPEND_UTF8(&a, "kind", o->is_dir ? "folder" : "file");
         BSON_APPEND_UTF8(&a, "run", rec->run_id);
-        BSON_APPEND_UTF8(&a, "step", s->id);
+        BSON_APPEND_UTF8(&a, "step", rec->step_id);
         BSON_APPEND_UTF8(&a, "output", o->name);
         BSON_APPEND_DOUBLE(&a, "created", rec->finished);
         bson_t old;
@@ -263,7 +263,7 @@ static int read_outputs(const bson_t *doc, cache_hit *hit) {
         while (bson_iter_next(&outs)) {
             if (!BSON_ITER_HOLDS_UTF8(&outs))
                 continue;
-            if (hit->n_outputs == PIPELINE_MAX_PORTS ||
+            if (hit->n_outputs == RECORD_MAX_PORTS ||
                 strlen(bson_iter_key(&outs)) >= sizeof(hit->outputs[0].name))
                 return -EOVERFLOW;
             snprintf(hit->outputs[hit->n_outputs].name, sizeof(hit->outputs[0].name), "%s",

@@ -1,11 +1,16 @@
 /* record.h - what a run writes to the metadata store, and the cache look-up.
- * Each function is one transaction. */
+ * Each function is one transaction. The records are plain structs the
+ * orchestrator fills: metadata knows no pipeline or plugin types. */
 #ifndef SLUICE_METADATA_RECORD_H
 #define SLUICE_METADATA_RECORD_H
 
-#include "artifacts/hash.h"
+#include "hash.h"
 #include "meta.h"
-#include "pipeline/pipeline.h"
+
+/* The longest step or port name and the most ports of a step a cache entry
+ * holds (the pipeline's limits; the scheduler asserts they agree). */
+#define RECORD_MAX_ID 64
+#define RECORD_MAX_PORTS 256
 
 typedef struct record_port {
     const char *name;
@@ -17,7 +22,10 @@ typedef struct record_port {
 
 typedef struct step_record {
     const char *run_id;
-    const step *s;
+    const char *step_id;
+    const char *uses;    /* what the step runs (its 'uses'), or NULL */
+    const char *version; /* its plugin step's version, or NULL */
+    const bson_t *params; /* its arguments, secrets masked; NULL for none */
     const char *status; /* done, cached, failed, skipped, cancelled */
     double started, finished; /* seconds since the epoch; 0 when it never started */
     int attempts;
@@ -44,7 +52,16 @@ typedef struct run_origin {
     size_t n_tags;
 } run_origin;
 
-int record_run(meta_db *m, const char *run_id, const pipeline *p, const run_origin *origin,
+/* The pipeline a run runs. */
+typedef struct run_record {
+    const char *name; /* or NULL */
+    const char *file; /* as given; recorded absolute */
+    const char *dir;  /* its folder, where the git commit is looked up */
+    size_t n_steps;
+    const bson_t *params; /* its parameters, secrets masked; NULL for none */
+} run_record;
+
+int record_run(meta_db *m, const char *run_id, const run_record *p, const run_origin *origin,
                const char *status, double started, double finished);
 
 int record_step(meta_db *m, const step_record *rec);
@@ -70,9 +87,9 @@ typedef struct cache_hit {
     char from[520];   /* RUN_ID/STEP_ID */
     size_t n_outputs;
     struct {
-        char name[PIPELINE_MAX_ID + 1];
+        char name[RECORD_MAX_ID + 1];
         char hash[HASH_HEX_LEN + 1];
-    } outputs[PIPELINE_MAX_PORTS];
+    } outputs[RECORD_MAX_PORTS];
 } cache_hit;
 
 /* 1 and *hit when key is in the cache, 0 when not, or a negative code. */

@@ -10,11 +10,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/buf.h"
-#include "core/fsutil.h"
-#include "pipeline/pipeline.h"
+#include "buf.h"
+#include "fsutil.h"
 #include "registry_cache.h"
-#include "orchestrator/exec/host.h"
 
 const char *sl_param_kind_name(int kind) {
     switch (kind) {
@@ -68,7 +66,7 @@ static int step_name_ok(const char *s) {
 }
 
 /* Counts a NULL-name-terminated array, refusing a runaway one. */
-#define MAX_ENTRIES PIPELINE_MAX_PORTS
+#define MAX_ENTRIES REGISTRY_MAX_ENTRIES
 #define COUNT_ENTRIES(arr, n)                                                                \
     do {                                                                                     \
         n = 0;                                                                               \
@@ -179,7 +177,7 @@ static int copy_steps(arena *a, refusal *f, sl_plugin *d, int native) {
     return oom ? -ENOMEM : 0;
 }
 
-/* The steps as the host runs them (exec/host.h): lib's, with its ABI and
+/* The steps as the host runs them: lib's, with its ABI and
  * where its user data is. NULL when out of memory. */
 static host_step *bind_steps(arena *a, plugin_lib *lib) {
     host_step *hs = arena_calloc(a, lib->desc.n_steps, sizeof(*hs));
@@ -189,12 +187,12 @@ static host_step *bind_steps(arena *a, plugin_lib *lib) {
 }
 
 /* Runs the plugin's init or init_data. Returns 0, or -EINVAL with why. */
-static int lib_init(plugin_lib *lib, char *why, size_t why_size) {
+static int lib_init(const registry_host *host, plugin_lib *lib, char *why, size_t why_size) {
     int rc = 0;
     if (lib->desc.init_data)
-        rc = lib->desc.init_data(host_services(), &lib->user_data, why, why_size);
+        rc = lib->desc.init_data(host->services, &lib->user_data, why, why_size);
     else if (lib->desc.init)
-        rc = lib->desc.init(host_services(), why, why_size);
+        rc = lib->desc.init(host->services, why, why_size);
     else
         return 0;
     if (rc != 0) {
@@ -239,32 +237,13 @@ static int check_ports(refusal *f, const sl_step *st, const sl_port *ports, cons
     return 0;
 }
 
-/* Whether a parsed default fits a parameter's kind. */
-static int default_fits(int kind, const value *v) {
-    switch (kind) {
-    case SL_PARAM_STRING:
-    case SL_PARAM_PATH:
-        return v->kind != VAL_LIST && v->kind != VAL_MAP;
-    case SL_PARAM_INT:
-        return v->kind == VAL_INT;
-    case SL_PARAM_FLOAT:
-        return v->kind == VAL_INT || v->kind == VAL_FLOAT;
-    case SL_PARAM_BOOL:
-        return v->kind == VAL_BOOL;
-    case SL_PARAM_LIST:
-        return v->kind == VAL_LIST;
-    default:
-        return 1;
-    }
-}
-
 static int check_params(plugin_registry *r, refusal *f, const sl_step *st, plugin_step *ps) {
     size_t n;
     COUNT_ENTRIES(st->params, n);
     if (n > MAX_ENTRIES)
         return refuse(f, "step '%s' declares more than %d parameters (is its array terminated?)",
                       st->name, MAX_ENTRIES);
-    ps->defaults = arena_calloc(&r->arena, n + 1, sizeof(value *));
+    ps->defaults = arena_calloc(&r->arena, n + 1, sizeof(void *));
     if (!ps->defaults)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
@@ -280,15 +259,16 @@ static int check_params(plugin_registry *r, refusal *f, const sl_step *st, plugi
                 return refuse(f, "step '%s' declares parameter '%s' twice", st->name, p->name);
         if (!p->default_value)
             continue;
-        char err[256];
-        value *v;
-        int rc = value_parse(&r->arena, p->default_value, &v, err, sizeof(err));
+        char err[256] = "";
+        void *v;
+        int rc = r->host->parse_default(&r->arena, p->default_value, p->kind, &v, err,
+                                        sizeof(err));
         if (rc == -ENOMEM)
             return rc;
-        if (rc)
+        if (rc == -EINVAL)
             return refuse(f, "step '%s': the default of parameter '%s' is not YAML: %s",
                           st->name, p->name, err);
-        if (!default_fits(p->kind, v))
+        if (rc)
             return refuse(f, "step '%s': the default '%s' of parameter '%s' is not of kind %s",
                           st->name, p->default_value, p->name, sl_param_kind_name(p->kind));
         ps->defaults[i] = v;
@@ -466,7 +446,7 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
     }
     if (!f.why.len && !lazy) {
         char err[512] = "";
-        if (lib_init(lib, err, sizeof(err)) != 0)
+        if (lib_init(r->host, lib, err, sizeof(err)) != 0)
             refuse(&f, "its init failed: %s", err[0] ? err : "(no message)");
     }
     if (f.why.len) {
@@ -617,7 +597,7 @@ int registry_materialize(const plugin_step *ps, char *err, size_t err_size) {
     sl_plugin cached = lib->desc;
     lib->desc = real;
     char why[512] = "";
-    if (lib_init(lib, why, sizeof(why)) != 0) {
+    if (lib_init(r->host, lib, why, sizeof(why)) != 0) {
         snprintf(err, err_size, "plugin %s: its init failed: %s", lib->path,
                  why[0] ? why : "(no message)");
         lib->desc = cached;
@@ -734,5 +714,6 @@ void registry_free(plugin_registry *r) {
     hmap_free(&r->by_name);
     hmap_free(&r->by_path);
     arena_free(&r->arena);
-    *r = (plugin_registry)PLUGIN_REGISTRY_INIT;
+    const registry_host *host = r->host;
+    *r = (plugin_registry)PLUGIN_REGISTRY_INIT(host);
 }

@@ -13,12 +13,38 @@
 #include <sluice/plugin.h>
 #include <stddef.h>
 
-#include "core/arena.h"
-#include "core/diag.h"
-#include "core/hmap.h"
-#include "pipeline/value.h"
+#include "arena.h"
+#include "diag.h"
+#include "hmap.h"
+
+/* The most ports or parameters a step may declare (the pipeline holds as
+ * many: pipeline.h). */
+#define REGISTRY_MAX_ENTRIES 256
 
 struct plugin_registry;
+
+/* What the registry needs of the program that hosts the plugins (sluice's
+ * orchestrator: exec/host.h), which lies above it and so is given, not
+ * called. Static data, valid while any registry using it lives. */
+typedef struct registry_host {
+    const sl_host *services; /* passed to every plugin's init */
+    /* Parses the default text of a parameter of kind (an SL_PARAM_* value)
+     * into *out, allocated in a; the registry keeps it as
+     * plugin_step.defaults for the host. Returns 0, -EINVAL when the text
+     * does not parse (why in err), -EDOM when it parses to something not of
+     * that kind, or -ENOMEM. */
+    int (*parse_default)(arena *a, const char *text, int kind, void **out, char *err,
+                         size_t err_size);
+} registry_host;
+
+/* A step as the host runs it: the plugin's sl_step copied into the current
+ * layout (registry.c), followed by what a run needs of its plugin. Every
+ * plugin_step.step points at the step member of one. */
+typedef struct host_step {
+    sl_step step;        /* first */
+    uint32_t abi_version; /* the plugin's: codes of ABI <= 1.2 are translated */
+    void *const *user_data; /* where the plugin's init_data stored it */
+} host_step;
 
 typedef struct plugin_lib {
     char *path;      /* as found, for messages */
@@ -37,13 +63,16 @@ typedef struct plugin_lib {
 
 /* One step of a loaded plugin, with its parameter defaults parsed. */
 typedef struct plugin_step {
-    const sl_step *step; /* the step member of a host_step (exec/host.h) */
+    const sl_step *step; /* the step member of a host_step */
     const plugin_lib *lib;
-    value **defaults; /* per param, NULL where none; in the registry's arena */
+    /* Per param, what registry_host.parse_default made of its default, NULL
+     * where none; in the registry's arena. */
+    void **defaults;
     size_t n_inputs, n_outputs, n_params;
 } plugin_step;
 
 typedef struct plugin_registry {
+    const registry_host *host; /* borrowed; set by PLUGIN_REGISTRY_INIT */
     arena arena;
     struct registry_cache *cache; /* open while folders load */
     plugin_lib **libs;
@@ -54,7 +83,8 @@ typedef struct plugin_registry {
     hmap by_path; /* real path of a loaded file -> index in libs */
 } plugin_registry;
 
-#define PLUGIN_REGISTRY_INIT {ARENA_INIT, NULL, NULL, 0, NULL, 0, 0, HMAP_INIT, HMAP_INIT}
+#define PLUGIN_REGISTRY_INIT(host) \
+    {(host), ARENA_INIT, NULL, NULL, 0, NULL, 0, 0, HMAP_INIT, HMAP_INIT}
 
 /* Loads every *.so in dir. A missing folder is not an error when optional
  * is set (the default search path), and one when not (a pipeline's own

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/fsutil.h"
+#include "fsutil.h"
 #include "formats.h"
 
 struct registry_cache {

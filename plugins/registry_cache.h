@@ -21,7 +21,7 @@
 #include <sluice/plugin.h>
 #include <sys/stat.h>
 
-#include "core/arena.h"
+#include "arena.h"
 
 typedef struct registry_cache registry_cache;
 

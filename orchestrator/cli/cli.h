@@ -6,9 +6,10 @@
 #include <getopt.h>
 #include <stddef.h>
 
-#include "pipeline/bind.h"
-#include "pipeline/pipeline.h"
-#include "plugins/registry.h"
+#include "bind.h"
+#include "host.h"
+#include "pipeline.h"
+#include "registry.h"
 
 /* Exit statuses, fixed by the CLI contract (docs/cli.md). */
 enum {

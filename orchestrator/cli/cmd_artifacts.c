@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "core/fsutil.h"
+#include "fsutil.h"
 #include "inspect.h"
 
 /* An artifact's size: a folder's is the size of the files in it (as the

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/fsutil.h"
+#include "fsutil.h"
 #include "inspect.h"
 
 typedef struct doctor {

@@ -18,10 +18,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/buf.h"
-#include "exec/host.h"
-#include "exec/supervise.h"
-#include "exec/task.h"
+#include "buf.h"
+#include "host.h"
+#include "supervise.h"
+#include "task.h"
 
 static FILE *events;
 static pthread_mutex_t events_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -100,7 +100,7 @@ int cmd_exec(const cli_globals *g, int argc, char **argv) {
     task t;
     char err[512];
     int status = EXIT_BAD_INPUT;
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     if (!doc) {
         done(SL_EINVAL, "the task manifest is not JSON");
         goto out;

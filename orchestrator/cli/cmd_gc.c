@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/fsutil.h"
+#include "fsutil.h"
 #include "inspect.h"
 
 #define GC_GRACE_SECONDS 3600

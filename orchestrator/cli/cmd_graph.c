@@ -1,8 +1,8 @@
 /* cmd_graph.c - sluice graph FILE: the DAG as dot, Mermaid or JSON. */
 #include <stdio.h>
 
-#include "../pipeline/check.h"
-#include "../pipeline/render.h"
+#include "check.h"
+#include "render.h"
 #include "cli.h"
 
 int cmd_graph(const cli_globals *g, int argc, char **argv) {
@@ -14,7 +14,7 @@ int cmd_graph(const cli_globals *g, int argc, char **argv) {
     (void)g;
     cli_params ps = {0};
     graph_format format = GRAPH_DOT;
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     int c, status = EXIT_BAD_INPUT;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":f:p:", longopts)) != -1) {

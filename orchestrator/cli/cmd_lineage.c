@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/buf.h"
+#include "buf.h"
 #include "inspect.h"
 
 /* The graph found: artifacts (by hash) and step runs (RUN/STEP). */

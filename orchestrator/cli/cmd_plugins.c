@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/buf.h"
-#include "core/suggest.h"
-#include "pipeline/check.h"
+#include "buf.h"
+#include "suggest.h"
+#include "check.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -176,7 +176,7 @@ int cmd_plugins(const cli_globals *g, int argc, char **argv) {
                         "--pipeline FILE for its plugin folders (see 'sluice plugins --help')\n");
         return EXIT_BAD_INPUT;
     }
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     int status = cli_load_plugins(&reg);
     if (pipeline_file && load_pipeline_plugins(pipeline_file, &reg))
         status = EXIT_BAD_INPUT;

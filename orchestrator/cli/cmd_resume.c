@@ -9,8 +9,8 @@
 
 #include "cli.h"
 #include "inspect.h"
-#include "metadata/record.h"
-#include "sched/run.h"
+#include "record.h"
+#include "run.h"
 
 /* The latest run that resumes `id`, found by a scan of the runs. */
 typedef struct resumer {
@@ -106,7 +106,7 @@ int cmd_resume(const cli_globals *g, int argc, char **argv) {
             fprintf(stderr, "sluice resume: run %s was already resumed by run %s (%s); resuming "
                             "it again\n",
                     id, later.by, later.status);
-        plugin_registry reg = PLUGIN_REGISTRY_INIT;
+        plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
         pipeline *p = NULL;
         rc = cli_load_pipeline(file, &ps, LOAD_RUN, &reg, &p);
         if (rc == 0) {

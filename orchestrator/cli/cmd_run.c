@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "sched/run.h"
+#include "run.h"
 
 #include <uv.h>
 
@@ -95,7 +95,7 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         cli_params_free(&tags);
         return EXIT_BAD_INPUT;
     }
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     pipeline *p = NULL;
     int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
     if (status == 0 && dry_run) {

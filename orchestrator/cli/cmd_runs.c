@@ -6,8 +6,8 @@
 
 #include "cli.h"
 #include "inspect.h"
-#include "metadata/record.h"
-#include "pipeline/check.h"
+#include "record.h"
+#include "check.h"
 
 /* A run's status and its JSON form, as readers see them: the one place to
  * ask, so that whatever the record says (done, failed, interrupted, a run

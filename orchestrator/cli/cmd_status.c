@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/buf.h"
+#include "buf.h"
 #include "inspect.h"
-#include "pipeline/value_json.h"
-#include "sched/plan.h"
+#include "value_json.h"
+#include "plan.h"
 
 /* A pipeline parameter whose value differs from the newest run of the
  * pipeline: its name and both values as JSON. */
@@ -285,7 +285,7 @@ int cmd_status(const cli_globals *g, int argc, char **argv) {
         cli_params_free(&ps);
         return EXIT_BAD_INPUT;
     }
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     pipeline *p = NULL;
     int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
     if (status == 0)

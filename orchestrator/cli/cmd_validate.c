@@ -12,7 +12,7 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
     };
     (void)g;
     cli_params ps = {0};
-    plugin_registry reg = PLUGIN_REGISTRY_INIT;
+    plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     int quiet = 0, c, status = EXIT_DONE;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":p:qs", longopts)) != -1) {

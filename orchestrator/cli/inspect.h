@@ -3,8 +3,8 @@
 #ifndef SLUICE_CLI_INSPECT_H
 #define SLUICE_CLI_INSPECT_H
 
-#include "artifacts/store.h"
-#include "metadata/meta.h"
+#include "store.h"
+#include "meta.h"
 
 /* What inspect_open() returns, with missing_ok, for a store with no
  * metadata yet (nothing printed): a list command shows an empty list. */

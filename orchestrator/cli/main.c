@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/suggest.h"
+#include "suggest.h"
 #include "cli.h"
 
 #ifndef SLUICE_VERSION

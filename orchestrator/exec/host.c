@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
-#include "core/fsutil.h"
-#include "pipeline/value_json.h"
+#include "buf.h"
+#include "fsutil.h"
+#include "value_json.h"
 
 static host_ctx *ctx_of(sl_ctx *c) { return (host_ctx *)c; }
 
@@ -257,6 +257,43 @@ static const sl_host services = {
 };
 
 const sl_host *host_services(void) { return &services; }
+
+/* Whether a parsed default fits a parameter's kind. */
+static int default_fits(int kind, const value *v) {
+    switch (kind) {
+    case SL_PARAM_STRING:
+    case SL_PARAM_PATH:
+        return v->kind != VAL_LIST && v->kind != VAL_MAP;
+    case SL_PARAM_INT:
+        return v->kind == VAL_INT;
+    case SL_PARAM_FLOAT:
+        return v->kind == VAL_INT || v->kind == VAL_FLOAT;
+    case SL_PARAM_BOOL:
+        return v->kind == VAL_BOOL;
+    case SL_PARAM_LIST:
+        return v->kind == VAL_LIST;
+    default:
+        return 1;
+    }
+}
+
+/* registry_host.parse_default: the default as a value (value.h), which
+ * binding a pipeline gives to an argument left out. */
+static int parse_default(arena *a, const char *text, int kind, void **out, char *err,
+                         size_t err_size) {
+    value *v;
+    int rc = value_parse(a, text, &v, err, err_size);
+    if (rc)
+        return rc == -ENOMEM ? rc : -EINVAL;
+    if (!default_fits(kind, v))
+        return -EDOM;
+    *out = v;
+    return 0;
+}
+
+static const registry_host registry_hooks = {&services, parse_default};
+
+const registry_host *host_registry(void) { return &registry_hooks; }
 
 int host_ctx_init(host_ctx *c, const task *t, const task_sink *sink) {
     memset(c, 0, sizeof(*c));

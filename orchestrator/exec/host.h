@@ -8,7 +8,8 @@
 #include <sluice/plugin.h>
 #include <stdatomic.h>
 
-#include "core/arena.h"
+#include "arena.h"
+#include "registry.h"
 #include "task.h"
 
 /* Receives a running step's events. Called from whatever thread the step
@@ -32,17 +33,15 @@ typedef struct host_ctx {
     int dirs_made;      /* the work and output folders exist (made on first ask) */
 } host_ctx;
 
-/* A step as the host runs it: the plugin's sl_step copied into the current
- * layout (registry.c), followed by what a run needs of its plugin. Every
- * task.step points at the step member of one. */
-typedef struct host_step {
-    sl_step step;        /* first */
-    uint32_t abi_version; /* the plugin's: codes of ABI <= 1.2 are translated */
-    void *const *user_data; /* where the plugin's init_data stored it */
-} host_step;
+/* Every task.step points at the step member of a host_step (registry.h). */
 
 /* The table every plugin receives; static, valid for the process. */
 const sl_host *host_services(void);
+
+/* What a plugin registry needs of sluice: host_services() and the parsing
+ * of parameter defaults into values (value.h). Static, valid for the
+ * process; give it to PLUGIN_REGISTRY_INIT. */
+const registry_host *host_registry(void);
 
 /* Prepares a context for t (borrowed until host_ctx_free). Returns 0 or an
  * errno-style negative. */

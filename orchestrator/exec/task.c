@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pipeline/value_json.h"
+#include "value_json.h"
 
 static int append_ports(bson_t *doc, const char *key, const task_port *ports, size_t n) {
     bson_t child;

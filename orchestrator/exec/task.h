@@ -9,8 +9,8 @@
 #include <sluice/plugin.h>
 #include <stddef.h>
 
-#include "core/arena.h"
-#include "pipeline/value.h"
+#include "arena.h"
+#include "value.h"
 
 typedef struct task_param {
     const char *name;

@@ -5,10 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/buf.h"
-#include "../core/fsutil.h"
-#include "../core/suggest.h"
+#include "buf.h"
+#include "fsutil.h"
+#include "suggest.h"
 #include "check.h"
+
+/* A plugin step's ports and parameters all fit in a pipeline's step. */
+_Static_assert(REGISTRY_MAX_ENTRIES <= PIPELINE_MAX_PORTS, "the registry admits more ports");
 
 static int is_shell(const step *s) { return s->uses && strcmp(s->uses, STEP_SHELL) == 0; }
 

@@ -9,7 +9,7 @@
 #define SLUICE_PIPELINE_BIND_H
 
 #include "pipeline.h"
-#include "plugins/registry.h"
+#include "registry.h"
 
 /* What an unknown 'uses' is: an error (run), or a warning that the step was
  * not checked (validate without --strict, where plugins may live elsewhere). */

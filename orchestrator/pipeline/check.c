@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/buf.h"
-#include "../core/suggest.h"
+#include "buf.h"
+#include "suggest.h"
 
 static const char *const shell_keys[] = {"run", "outputs", "env", "strict", NULL};
 

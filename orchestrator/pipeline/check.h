@@ -3,7 +3,7 @@
 #ifndef SLUICE_PIPELINE_CHECK_H
 #define SLUICE_PIPELINE_CHECK_H
 
-#include "../dag/dag.h"
+#include "dag.h"
 #include "pipeline.h"
 
 /* Resolves every input and 'after' reference (filling their step indices),

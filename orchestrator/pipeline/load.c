@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/fsutil.h"
-#include "../core/suggest.h"
+#include "fsutil.h"
+#include "suggest.h"
 #include "check.h"
 #include "duration.h"
 #include "pipeline.h"

@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/arena.h"
-#include "../core/diag.h"
-#include "../core/hmap.h"
+#include "arena.h"
+#include "diag.h"
+#include "hmap.h"
 #include "value.h"
 
 #define PIPELINE_FORMAT_VERSION 1

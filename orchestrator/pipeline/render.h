@@ -2,8 +2,8 @@
 #ifndef SLUICE_PIPELINE_RENDER_H
 #define SLUICE_PIPELINE_RENDER_H
 
-#include "../core/buf.h"
-#include "../dag/dag.h"
+#include "buf.h"
+#include "dag.h"
 #include "pipeline.h"
 
 typedef enum { GRAPH_DOT, GRAPH_MERMAID, GRAPH_JSON } graph_format;

@@ -13,9 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/arena.h"
-#include "../core/buf.h"
-#include "../yaml/ydoc.h"
+#include "arena.h"
+#include "buf.h"
+#include "ydoc.h"
 
 typedef enum {
     VAL_NULL,

@@ -9,10 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/fsutil.h"
-#include "pipeline/value_json.h"
-#include "plugins/registry.h"
+#include "buf.h"
+#include "fsutil.h"
+#include "value_json.h"
+#include "registry.h"
 
 /* SHA-256, or HMAC-SHA-256 (RFC 2104) under a key: the inner hash is
  * hash_ctx's, fed (key ^ ipad) first; the outer one is made at the end. */

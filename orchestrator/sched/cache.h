@@ -20,8 +20,8 @@
 
 #include <bson/bson.h>
 
-#include "artifacts/hash.h"
-#include "pipeline/pipeline.h"
+#include "hash.h"
+#include "pipeline.h"
 
 typedef struct cache_input {
     const char *port;

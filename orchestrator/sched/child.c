@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "exec/supervise.h"
+#include "supervise.h"
 
 #define LINE_MAX_BYTES (64 * 1024)
 /* How long closing a reaper waits for its fork server to end. */

@@ -21,7 +21,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
-#include "core/buf.h"
+#include "buf.h"
 
 typedef struct child child;
 

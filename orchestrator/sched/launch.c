@@ -6,6 +6,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include "error.h"
 #include "formats.h"
 
 extern char **environ;
@@ -576,9 +577,7 @@ void sched_launch(attempt *at, int rc) {
         return;
     char why[256];
     snprintf(why, sizeof(why), "could not start: %s",
-             rc == UV_ECANCELED      ? "stopped before it started"
-             : rc < 0 && rc > -4096 ? strerror(-rc)
-                                    : uv_strerror(rc));
+             rc == UV_ECANCELED ? "stopped before it started" : sluice_strerror(rc));
     sched_attempt_done(at, 0, why);
     sched_free_attempt(at);
 }

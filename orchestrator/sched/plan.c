@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "artifacts/store.h"
+#include "store.h"
 #include "cache.h"
-#include "core/fsutil.h"
-#include "dag/dag.h"
-#include "metadata/record.h"
-#include "pipeline/check.h"
-#include "plugins/registry.h"
+#include "fsutil.h"
+#include "dag.h"
+#include "record.h"
+#include "check.h"
+#include "registry.h"
 
 typedef struct planner {
     const pipeline *p;

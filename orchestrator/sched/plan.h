@@ -4,8 +4,8 @@
 #ifndef SLUICE_SCHED_PLAN_H
 #define SLUICE_SCHED_PLAN_H
 
-#include "artifacts/hash.h"
-#include "pipeline/pipeline.h"
+#include "hash.h"
+#include "pipeline.h"
 
 typedef struct plan_step {
     int runs;          /* 1: would run; 0: would come from the cache */

@@ -2,6 +2,22 @@
  * --only/--from), and recording step runs. */
 #include "run_internal.h"
 
+#include "value_json.h"
+
+/* A cache entry holds what a pipeline's step may have. */
+_Static_assert(RECORD_MAX_ID == PIPELINE_MAX_ID && RECORD_MAX_PORTS == PIPELINE_MAX_PORTS,
+               "record.h and pipeline.h disagree on the limits of a step");
+
+void run_step_record(const step *s, step_record *rec, bson_t *params) {
+    bson_init(params);
+    for (size_t i = 0; i < s->n_args; i++) /* secrets masked: never stored */
+        value_append_bson(params, s->args[i].name, strlen(s->args[i].name), s->args[i].value, 1);
+    rec->step_id = s->id;
+    rec->uses = s->uses;
+    rec->version = s->impl ? s->impl->step->version : NULL;
+    rec->params = params;
+}
+
 /* Writes the step run's records; a failure to record is reported and
  * returned (0 or a meta code): the caller fails the step, since an output
  * without its record is lost to the steps and runs after it. */
@@ -35,7 +51,6 @@ int sched_record(step_run *sr, const char *status, const char *why) {
     snprintf(log, sizeof(log), "%s.log", sr->dir);
     step_record rec = {
         .run_id = r->run_id,
-        .s = s,
         .status = status,
         .started = sr->wall_started,
         .finished = sched_wall_now(),
@@ -52,7 +67,10 @@ int sched_record(step_run *sr, const char *status, const char *why) {
         .n_outputs = n_out,
         .cacheable = sched_step_cacheable(sr),
     };
+    bson_t params;
+    run_step_record(s, &rec, &params);
     int rc = record_step(&r->meta, &rec);
+    bson_destroy(&params);
     free(ins);
     free(outs);
     if (rc)

@@ -5,7 +5,8 @@
 
 #include <unistd.h>
 
-#include "exec/supervise.h"
+#include "supervise.h"
+#include "value_json.h"
 
 static void start_attempt(step_run *sr);
 static void on_retry(uv_timer_t *t);
@@ -299,6 +300,18 @@ static int find_supervisor(run *r) {
     return 0;
 }
 
+/* Writes the run's record: p as the metadata store takes it. */
+static int record_run_of(run *r, const pipeline *p, const char *status, double finished) {
+    bson_t params = BSON_INITIALIZER;
+    for (size_t i = 0; i < p->n_params; i++) /* secrets masked: never stored */
+        value_append_bson(&params, p->params[i].name, strlen(p->params[i].name),
+                          p->params[i].value, 1);
+    run_record rp = {p->name, p->file, p->dir, p->n_steps, &params};
+    int rc = record_run(&r->meta, r->run_id, &rp, &r->origin, status, r->wall_t0, finished);
+    bson_destroy(&params);
+    return rc;
+}
+
 /* The step is recorded as running before it starts: should sluice die
  * with it (a crash in an in-process step), the record shows which step
  * was running. Its final record replaces this one. */
@@ -307,11 +320,13 @@ static void record_started(step_run *sr) {
     if (!r->meta_open)
         return;
     step_record rec = {.run_id = r->run_id,
-                       .s = sr->s,
                        .status = "running",
                        .started = sr->wall_started,
                        .attempts = sr->attempt_no + 1};
+    bson_t params;
+    run_step_record(sr->s, &rec, &params);
     int rc = record_step(&r->meta, &rec);
+    bson_destroy(&params);
     if (rc)
         fprintf(stderr, "sluice run: cannot record step '%s' in the metadata store: %s\n",
                 sr->s->id, meta_strerror(rc));
@@ -667,7 +682,7 @@ int run_pipeline(pipeline *p, run_options *o) {
     r->wall_t0 = sched_wall_now();
     r->origin = (run_origin){o->overrides, o->n_overrides, o->resume, o->tags, o->n_tags};
     /* A run whose records could not all be written did not succeed. */
-    int unrecorded = (rc = record_run(&r->meta, r->run_id, p, &r->origin, "running", r->wall_t0, 0));
+    int unrecorded = (rc = record_run_of(r, p, "running", 0));
     if (unrecorded)
         fprintf(stderr, "sluice run: cannot record the run in the metadata store: %s\n",
                 meta_strerror(rc));
@@ -698,7 +713,7 @@ int run_pipeline(pipeline *p, run_options *o) {
     write_summary(r, status);
     report_run_finished(&r->rep, r->run_id, status, r->n_done, r->n_cached, r->n_failed,
                         r->n_skipped, r->n_cancelled, report_now() - r->t0);
-    if ((rc = record_run(&r->meta, r->run_id, p, &r->origin, status, r->wall_t0, sched_wall_now())) ||
+    if ((rc = record_run_of(r, p, status, sched_wall_now())) ||
         (rc = meta_sync(&r->meta))) {
         fprintf(stderr, "sluice run: cannot record the run's end in the metadata store: %s\n",
                 meta_strerror(rc));

@@ -11,7 +11,8 @@
 #ifndef SLUICE_SCHED_RUN_H
 #define SLUICE_SCHED_RUN_H
 
-#include "pipeline/pipeline.h"
+#include "pipeline.h"
+#include "record.h"
 
 typedef struct run_options {
     const char *store; /* the store folder; runs go under store/runs/ */
@@ -45,5 +46,11 @@ _Noreturn void run_exit_abandoned(int status);
  * (130 SIGINT, 143 SIGTERM, 129 SIGHUP); 2 when the run
  * could not start (reported on stderr, like an unknown --only step). */
 int run_pipeline(pipeline *p, run_options *o);
+
+/* Fills in the part of rec that is step s's (the metadata store takes no
+ * pipeline types): its id, what it runs, and its arguments, secrets masked,
+ * written into params, which this initialises and the caller destroys.
+ * rec borrows s and params. */
+void run_step_record(const step *s, step_record *rec, bson_t *params);
 
 #endif

@@ -22,19 +22,19 @@
 #include <time.h>
 #include <uv.h>
 
-#include "artifacts/store.h"
+#include "store.h"
 #include "cache.h"
 #include "child.h"
-#include "metadata/record.h"
-#include "core/buf.h"
-#include "core/fsutil.h"
-#include "core/mask.h"
-#include "dag/ready.h"
-#include "exec/host.h"
-#include "exec/task.h"
-#include "pipeline/check.h"
-#include "pipeline/duration.h"
-#include "plugins/registry.h"
+#include "record.h"
+#include "buf.h"
+#include "fsutil.h"
+#include "mask.h"
+#include "ready.h"
+#include "host.h"
+#include "task.h"
+#include "check.h"
+#include "duration.h"
+#include "registry.h"
 #include "report.h"
 
 #define KILL_GRACE_MS 500    /* SIGTERM to SIGKILL for a child */

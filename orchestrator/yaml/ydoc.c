@@ -6,7 +6,7 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "../core/hmap.h"
+#include "hmap.h"
 
 const ydoc_limits ydoc_default_limits = {
     .max_depth = 64,

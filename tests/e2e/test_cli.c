@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../require.h"
+#include "require.h"
 #include "runner.h"
 
 static const char *const shipped[] = {"digital_data_etl", "feature_engineering",

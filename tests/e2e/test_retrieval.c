@@ -7,7 +7,7 @@
 #include <math.h>
 
 #include "runner.h"
-#include "../require.h"
+#include "require.h"
 
 #define HANDBOOK SLUICE_SOURCE_DIR "/../shared/handbook/data_warehouse_raw_data"
 #define FEATURES SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml"

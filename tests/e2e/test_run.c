@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "runner.h"
-#include "../require.h"
+#include "require.h"
 
 
 TestSuite(run, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 60);

@@ -11,7 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include "../require.h"
+#include "require.h"
 #include "runner.h"
 
 

@@ -5,12 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
-#include "core/diag.h"
-#include "dag/dag.h"
-#include "pipeline/check.h"
-#include "pipeline/pipeline.h"
-#include "pipeline/render.h"
+#include "buf.h"
+#include "diag.h"
+#include "dag.h"
+#include "check.h"
+#include "pipeline.h"
+#include "render.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

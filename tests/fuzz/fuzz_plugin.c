@@ -16,9 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/diag.h"
-#include "exec/task.h"
-#include "plugins/registry.h"
+#include "diag.h"
+#include "host.h"
+#include "task.h"
+#include "registry.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -127,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             array[i] = steps[i].step;
         desc.steps = array;
         desc.n_steps = (size_t)n_steps;
-        plugin_registry r = PLUGIN_REGISTRY_INIT;
+        plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
         diag_list d = DIAG_LIST_INIT;
         const plugin_lib *lib;
         registry_add(&r, "fuzz.so", "fuzz.so", NULL, &desc, &d, &lib);

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../e2e/runner.h"
+#include "runner.h"
 
 #define DATA_DIR SLUICE_SOURCE_DIR "/../shared/handbook/data_warehouse_raw_data"
 

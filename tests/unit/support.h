@@ -4,8 +4,8 @@
 
 #include <string.h>
 
-#include "core/diag.h"
-#include "pipeline/pipeline.h"
+#include "diag.h"
+#include "pipeline.h"
 
 /* Loads text as "t.yaml"; diagnostics go to *d, the result to *p. */
 static inline int load_text(const char *text, const pipeline_options *opt, diag_list *d,

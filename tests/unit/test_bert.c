@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "bert.h"
-#include "../require.h"
+#include "require.h"
 
 #define PYTHON "/usr/bin/python3"
 #define MAKE SLUICE_SOURCE_DIR "/tests/ref/make_tiny_bert.py"

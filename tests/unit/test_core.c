@@ -1,17 +1,51 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <lmdb.h>
+#include <sluice/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/arena.h"
-#include "core/buf.h"
-#include "core/diag.h"
-#include "core/fsutil.h"
-#include "core/hmap.h"
-#include "core/suggest.h"
+#include "arena.h"
+#include "buf.h"
+#include "diag.h"
+#include "error.h"
+#include "fsutil.h"
+#include "hmap.h"
+#include "suggest.h"
+
+#include <uv.h>
+
+/* Every domain's codes by their own names; none falls through to the C
+ * library's "Unknown error N". */
+Test(error, names_every_domain) {
+    cr_expect_str_eq(sluice_strerror(0), "success");
+    cr_expect_str_eq(sluice_strerror(-ENOENT), strerror(ENOENT));
+    cr_expect_str_eq(sluice_strerror(UV_ENOENT), strerror(ENOENT));
+    cr_expect_str_eq(sluice_strerror(UV_EOF), uv_strerror(UV_EOF));
+    cr_expect_str_eq(sluice_strerror(UV_EAI_NONAME), uv_strerror(UV_EAI_NONAME));
+    cr_expect_str_eq(sluice_strerror(SL_EINVAL), sl_strerror(SL_EINVAL));
+    cr_expect_str_eq(sluice_strerror(SL_ECANCELLED), "cancelled");
+    cr_expect_str_eq(sluice_strerror(MDB_MAP_FULL), mdb_strerror(MDB_MAP_FULL));
+    cr_expect_str_eq(sluice_strerror(MDB_KEYEXIST), mdb_strerror(MDB_KEYEXIST));
+    cr_expect_str_eq(sluice_strerror(MDB_LAST_ERRCODE), mdb_strerror(MDB_LAST_ERRCODE));
+    int codes[] = {-ENOMEM, -EUCLEAN, UV_ECHARSET, UV_EAI_AGAIN, SL_EFAIL, SL_EIO, MDB_CORRUPTED};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        cr_expect_null(strstr(sluice_strerror(codes[i]), "Unknown"), "%d: %s", codes[i],
+                       sluice_strerror(codes[i]));
+}
+
+/* The ranges are apart: a code between them, or positive, is no code. */
+Test(error, refuses_codes_of_no_domain) {
+    cr_expect_str_eq(sluice_strerror(-3500), "unknown error code");
+    cr_expect_str_eq(sluice_strerror(-10000), "unknown error code");
+    cr_expect_str_eq(sluice_strerror(SL_ERANGE_END - 1), "unknown error code");
+    cr_expect_str_eq(sluice_strerror(MDB_KEYEXIST - 1), "unknown error code");
+    cr_expect_str_eq(sluice_strerror(MDB_LAST_ERRCODE + 1), "unknown error code");
+    cr_expect_str_eq(sluice_strerror(5), "unknown error code");
+}
 
 Test(arena, allocations_are_aligned_and_large_ones_work) {
     arena a = ARENA_INIT;

@@ -1,8 +1,8 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
-#include "dag/dag.h"
-#include "dag/ready.h"
+#include "dag.h"
+#include "ready.h"
 
 #define E(a, b) {a, b}
 

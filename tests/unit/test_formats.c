@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../require.h"
-#include "artifacts/formats.h"
+#include "require.h"
+#include "formats.h"
 
 static char dir[64];
 static char err[512];

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "index.h"
-#include "../require.h"
+#include "require.h"
 
 static char err[256];
 

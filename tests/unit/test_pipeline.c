@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline/check.h"
+#include "check.h"
 #include "support.h"
 
 static diag_list D;

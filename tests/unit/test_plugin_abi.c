@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec/host.h"
-#include "plugins/registry.h"
+#include "host.h"
+#include "registry.h"
+#include "value.h"
 
 #define AT(type, field, off) _Static_assert(offsetof(type, field) == (off), #type "." #field)
 #define SIZE(type, n) _Static_assert(sizeof(type) == (n), "sizeof(" #type ")")
@@ -148,7 +149,7 @@ static const plugin_lib *add(plugin_registry *r, const sl_plugin *desc, diag_lis
 }
 
 Test(plugin_abi, arrays_are_walked_by_the_descriptors_element_sizes) {
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     sl_plugin desc = future_plugin();
     cr_assert_not_null(add(&r, &desc, &d), "%s", d.n ? d.items[0].msg : "");
@@ -184,7 +185,7 @@ Test(plugin_abi, a_descriptor_of_abi_1_2_has_no_sizes_and_loads) {
                       /* past .size: what a 1.2 plugin has there is not ours to read */
                       .step_size = 8,
                       .port_size = 8};
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     cr_assert_not_null(add(&r, &desc, &d), "%s", d.n ? d.items[0].msg : "");
     cr_expect_eq(registry_find(&r, "old_two")->n_outputs, 2);
@@ -193,7 +194,7 @@ Test(plugin_abi, a_descriptor_of_abi_1_2_has_no_sizes_and_loads) {
 }
 
 static void expect_refused(sl_plugin *desc, const char *why) {
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     cr_expect_null(add(&r, desc, &d));
     cr_assert_eq(d.n, 1);
@@ -283,7 +284,7 @@ Test(plugin_abi, init_datas_pointer_reaches_run_and_teardown) {
     desc.init_data = data_init;
     desc.teardown_data = data_teardown;
     data_inited = data_torn = 0;
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     cr_assert_not_null(add(&r, &desc, &d), "%s", d.n ? d.items[0].msg : "");
     cr_expect_eq(data_inited, 1);
@@ -310,7 +311,7 @@ Test(plugin_abi, a_1_2_plugins_codes_read_as_the_sl_codes_they_were) {
                       .version = "1",
                       .steps = steps,
                       .n_steps = 2};
-    plugin_registry r = PLUGIN_REGISTRY_INIT;
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
     diag_list d = DIAG_LIST_INIT;
     cr_assert_not_null(add(&r, &desc, &d));
     char why[256];
@@ -320,6 +321,52 @@ Test(plugin_abi, a_1_2_plugins_codes_read_as_the_sl_codes_they_were) {
     cr_expect_str_eq(why, "said why");
     registry_free(&r);
     diag_clear(&d);
+}
+
+/* The registry leaves parameter defaults to its host (registry_host): a
+ * default comes back as the host's value, and both of the host's refusals
+ * reach the plugin's diagnostic. */
+static sl_plugin with_default(const sl_param *params, sl_step *step) {
+    *step = (sl_step){"defaults", "1", NULL, NULL, NULL, params, ok_run};
+    return (sl_plugin){.abi_version = (1u << 16) | 2,
+                       .size = (uint32_t)offsetof(sl_plugin, step_size),
+                       .signature = SL_BUILD_SIGNATURE,
+                       .name = "defaults",
+                       .version = "1",
+                       .steps = step,
+                       .n_steps = 1};
+}
+
+Test(plugin_abi, defaults_are_parsed_and_checked_by_the_host) {
+    static const sl_param good[] = {{"n", SL_PARAM_INT, "42", NULL, 0},
+                                    {"names", SL_PARAM_LIST, "[a, b]", NULL, 0},
+                                    {"none", SL_PARAM_STRING, NULL, NULL, 0},
+                                    {NULL, 0, NULL, NULL, 0}};
+    sl_step step;
+    sl_plugin desc = with_default(good, &step);
+    plugin_registry r = PLUGIN_REGISTRY_INIT(host_registry());
+    diag_list d = DIAG_LIST_INIT;
+    cr_assert_not_null(add(&r, &desc, &d), "%s", d.n ? d.items[0].msg : "");
+    const plugin_step *ps = registry_find(&r, "defaults");
+    cr_assert_not_null(ps);
+    const value *n = ps->defaults[0], *names = ps->defaults[1];
+    cr_assert(n && names);
+    cr_expect_eq(n->kind, VAL_INT);
+    cr_expect_eq(n->u.integer, 42);
+    cr_expect_eq(names->kind, VAL_LIST);
+    cr_expect_eq(names->u.list.n, 2);
+    cr_expect_null(ps->defaults[2]);
+    registry_free(&r);
+    diag_clear(&d);
+
+    static const sl_param not_yaml[] = {{"n", SL_PARAM_LIST, "[a, b", NULL, 0},
+                                        {NULL, 0, NULL, NULL, 0}};
+    desc = with_default(not_yaml, &step);
+    expect_refused(&desc, "the default of parameter 'n' is not YAML");
+    static const sl_param wrong_kind[] = {{"n", SL_PARAM_INT, "many", NULL, 0},
+                                          {NULL, 0, NULL, NULL, 0}};
+    desc = with_default(wrong_kind, &step);
+    expect_refused(&desc, "the default 'many' of parameter 'n' is not of kind integer");
 }
 
 Test(plugin_abi, sl_strerror_names_both_domains) {

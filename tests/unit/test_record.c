@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "metadata/record.h"
+#include "record.h"
 
 /* A run record with status and an owner (pid, start, host); start < 0 and
  * host NULL leave the field out, pid 0 the whole owner. */

@@ -9,7 +9,7 @@
 
 #include "records.h"
 #include "text.h"
-#include "../require.h"
+#include "require.h"
 
 /* fn (a text rule: text_clean, text_remove_markup, ...) applied to in. */
 typedef int (*text_rule)(const char *, size_t, char **, size_t *);

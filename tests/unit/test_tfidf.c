@@ -14,7 +14,7 @@
 #include "embedder.h"
 #include "formats.h"
 #include "tfidf.h"
-#include "../require.h"
+#include "require.h"
 
 #define PYTHON "/usr/bin/python3"
 #define REF SLUICE_SOURCE_DIR "/tests/ref/tfidf_ref.py"

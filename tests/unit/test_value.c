@@ -3,8 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "pipeline/duration.h"
-#include "pipeline/value.h"
+#include "duration.h"
+#include "value.h"
 
 static arena A;
 

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "wordpiece.h"
-#include "../require.h"
+#include "require.h"
 
 #define PYTHON "/usr/bin/python3"
 #define REF SLUICE_SOURCE_DIR "/tests/ref/wordpiece_ref.py"

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "support.h"
-#include "yaml/ydoc.h"
+#include "ydoc.h"
 
 static arena A;
 static diag_list D;

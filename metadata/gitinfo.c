@@ -1,4 +1,4 @@
-#include "git.h"
+#include "gitinfo.h"
 
 #include <git2.h>
 #include <stdio.h>

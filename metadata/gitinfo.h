@@ -1,7 +1,7 @@
-/* git.h - the git commit a pipeline file was run from (libgit2), so that a
+/* gitinfo.h - the git commit a pipeline file was run from (libgit2), so that a
  * run can be traced to the code and configuration that made it. */
-#ifndef SLUICE_METADATA_GIT_H
-#define SLUICE_METADATA_GIT_H
+#ifndef SLUICE_METADATA_GITINFO_H
+#define SLUICE_METADATA_GITINFO_H
 
 typedef struct git_state {
     char commit[41]; /* HEAD's id in hex; "" when HEAD has no commit yet */
