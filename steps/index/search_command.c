@@ -1,6 +1,6 @@
 /* search_command.c - the module sluice_search: `sluice search`'s query and
  * printing, with the retriever (and OpenBLAS) the sluice binary does not
- * link (search_command.h, plugins/module.h). */
+ * link (search_command.h, steps/module/module.h). */
 #include "search_command.h"
 
 #include <bson/bson.h>

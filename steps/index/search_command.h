@@ -1,5 +1,5 @@
 /* search_command.h - what `sluice search` asks of the module sluice_search
- * (plugins/module.h), which holds the retriever and with it OpenBLAS, so
+ * (steps/module/module.h), which holds the retriever and with it OpenBLAS, so
  * that the sluice binary links neither. */
 #ifndef SLUICE_STEPS_SEARCH_COMMAND_H
 #define SLUICE_STEPS_SEARCH_COMMAND_H
