@@ -178,3 +178,43 @@ Test(commands, search_and_warehouse_are_programs_of_their_own) {
                             "warehouse --help')") != NULL, "%s", r.err);
     result_free(&r);
 }
+
+/* The plumbing external commands call back: an artifact's object, its
+ * hash checked; with --type, a step's newest artifact of that type. */
+Test(commands, artifacts_path_prints_a_checked_object_and_takes_a_step_with_a_type) {
+    char *p = write_test_file(test_dir, "p.yaml",
+                              "pipeline: p\n"
+                              "steps:\n"
+                              "  load: {uses: shell, with: {run: 'echo hi > o', outputs: {o: o}}}\n");
+    result r = RUN(test_store_arg, "run", p);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "path", "load.o");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char object[512];
+    snprintf(object, sizeof(object), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    result_free(&r);
+    char *text = slurp(object);
+    cr_expect_str_eq(text ? text : "", "hi\n", "%s", object);
+    free(text);
+    r = RUN(test_store_arg, "artifacts", "path", "--type", "any", "load");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(r.out && strncmp(r.out, object, strlen(object)) == 0, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "path", "--type", "index", "load");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "'load' is not an artifact id, nor a step that made an artifact of "
+                            "type 'index'") != NULL, "%s", r.err);
+    result_free(&r);
+
+    /* A changed object is refused, not named. */
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "chmod u+w '%s' && echo ho > '%s'", object, object);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    r = RUN(test_store_arg, "artifacts", "path", "load.o");
+    cr_expect_eq(r.status, 2);
+    cr_expect_str_eq(r.out, "");
+    cr_expect(strstr(r.err, "is missing or corrupt: its content no longer matches its hash") != NULL,
+              "%s", r.err);
+    result_free(&r);
+}
