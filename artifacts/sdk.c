@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "formats.h"
 
@@ -274,4 +275,13 @@ void sl_tensors_writer_free(sl_tensors_writer *w) {
     }
     free(w->tensors);
     free(w);
+}
+
+int sl_file_map(const char *path, void **map, size_t *size, char *err, size_t err_size) {
+    return file_map(path, map, size, err, err_size);
+}
+
+void sl_file_unmap(void *map, size_t size) {
+    if (map)
+        munmap(map, size);
 }

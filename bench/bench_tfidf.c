@@ -17,8 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sluice/artifacts.h>
+
 #include "bench.h"
-#include "formats.h"
 #include "text.h"
 #include "tfidf.h"
 
@@ -45,7 +46,7 @@ static void corpus_add(corpus *c, char *text, size_t len) {
 static int handbook_chunks(const char *path, corpus *c) {
     bson_t *doc;
     char err[512];
-    if (json_file_read(path, &doc, err, sizeof(err)) != 0) {
+    if (sl_json_read(path, &doc, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_tfidf: %s\n", err);
         return -1;
     }

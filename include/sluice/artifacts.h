@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define SL_ARTIFACTS_VERSION 2 /* 2: JSON files and safetensors */
+#define SL_ARTIFACTS_VERSION 3 /* 2: JSON files and safetensors; 3: sl_file_map */
 
 #if defined(__GNUC__)
 #define SL_ARTIFACTS_API __attribute__((visibility("default")))
@@ -136,6 +136,16 @@ SL_ARTIFACTS_API int sl_tensors_add_f32(sl_tensors_writer *w, const char *name,
 SL_ARTIFACTS_API int sl_tensors_save(sl_tensors_writer *w, const char *path, char *err,
                                      size_t err_size);
 SL_ARTIFACTS_API void sl_tensors_writer_free(sl_tensors_writer *w);
+
+/* ---- any file, mapped (SL_ARTIFACTS_VERSION 3) ---- */
+
+/* Maps the whole file at path read-only for a reader of a format of its
+ * own (an index): *map (NULL for an empty file) of *size bytes, the
+ * caller's until sl_file_unmap(*map, *size). */
+SL_ARTIFACTS_API int sl_file_map(const char *path, void **map, size_t *size, char *err,
+                                 size_t err_size);
+/* Ends a mapping sl_file_map made; NULL (an empty file's) is nothing to do. */
+SL_ARTIFACTS_API void sl_file_unmap(void *map, size_t size);
 
 #ifdef __cplusplus
 }

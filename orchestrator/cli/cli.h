@@ -48,8 +48,26 @@ int cmd_status(const cli_globals *g, int argc, char **argv);
 int cmd_resume(const cli_globals *g, int argc, char **argv);
 int cmd_gc(const cli_globals *g, int argc, char **argv);
 int cmd_doctor(const cli_globals *g, int argc, char **argv);
-int cmd_warehouse(const cli_globals *g, int argc, char **argv);
-int cmd_search(const cli_globals *g, int argc, char **argv);
+/* 'artifacts path' (cmd_artifacts_path.c): the plumbing external commands
+ * call back for an artifact's object. */
+int cmd_artifacts_path(const cli_globals *g, int argc, char **argv);
+
+/* External commands (external.c): the program sluice-NAME, for a NAME
+ * that is no command above. cli_external_find() puts its path in path
+ * (size bytes) and returns 1, or returns 0 when there is none. */
+int cli_external_find(const char *name, char *path, size_t size);
+/* The NAMEs of every external command found, sorted, none built in: *names
+ * is the caller's, freed with cli_external_names_free(). 0 or -ENOMEM. */
+int cli_external_names(char ***names, size_t *n);
+void cli_external_names_free(char **names, size_t n);
+/* The one-line summary 'sluice-NAME --summary' prints, into out ("" when
+ * it prints none). */
+void cli_external_summary(const char *name, char *out, size_t size);
+/* Runs the program at path with argv[1..argc) and the global options of g
+ * passed on (docs/cli.md, "External commands"); returns its exit status,
+ * 128 + the signal that ended it, or EXIT_BAD_INPUT (reported) when it
+ * cannot be started. */
+int cli_external_run(const cli_globals *g, const char *path, int argc, char **argv);
 
 /* Prints what a run of p would do (status, run --dry-run); an exit status. */
 int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json);

@@ -100,6 +100,8 @@ static int print_consumer(void *ud, const char *key, size_t len, const bson_t *d
 }
 
 int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "path") == 0)
+        return cmd_artifacts_path(g, argc, argv);
     int json;
     if (cli_json_only(argc, argv, &json))
         return EXIT_BAD_INPUT;

@@ -75,11 +75,14 @@ const cli_command cli_commands[] = {
      "       sluice artifacts show ID [--json]\n"
      "       sluice artifacts cat ID\n"
      "       sluice artifacts export ID PATH\n"
+     "       sluice artifacts path ID [--type TYPE]\n"
      "\n"
      "ID is an artifact's content hash or any unique prefix of it, RUN:STEP.OUTPUT\n"
      "(RUN a run id prefix or 'latest'), or STEP.OUTPUT (from the newest run that has\n"
      "it). Reading an artifact (cat, export) checks its hash first. export into an\n"
-     "existing folder writes PATH/OUTPUT, as cp does.\n",
+     "existing folder writes PATH/OUTPUT, as cp does. path prints the object's path\n"
+     "once its hash is checked (for external commands); with --type, ID may also be\n"
+     "a step id: the newest artifact of that type the step made.\n",
      cmd_artifacts},
     {"lineage", "what an artifact came from and what used it",
      "usage: sluice lineage ID [--up|--down] [--format text|dot|json]\n"
@@ -114,32 +117,6 @@ const cli_command cli_commands[] = {
      "stored less than --grace seconds ago (default 3600) is kept.\n",
      cmd_gc},
     {"doctor", "check the store: metadata, objects, records", "usage: sluice doctor [--rebuild]\n\nChecks the metadata file, every object against its hash and every record against\nthe objects; exits 0 when all is well, 1 when it lists problems. --rebuild makes\nnew metadata from runs/ and objects/ when the metadata cannot be read.\n", cmd_doctor},
-    {"warehouse", "move the document warehouse in and out of the Handbook's export format",
-     "usage: sluice warehouse import DIR [--warehouse URI] [--json]\n"
-     "       sluice warehouse export DIR [--warehouse URI] [--json]\n"
-     "\n"
-     "The LLM twin's documents (users, articles, posts, repositories) live in the\n"
-     "store's warehouse. import reads a folder in the LLM Engineer's Handbook's export\n"
-     "format (UserDocument.json, ArticleDocument.json, PostDocument.json,\n"
-     "RepositoryDocument.json), upserting documents by link; export writes it.\n"
-     "--warehouse mongodb://HOST/DB uses a MongoDB warehouse instead of the store's.\n",
-     cmd_warehouse},
-    {"search", "query a retrieval index: dense, BM25 or both fused",
-     "usage: sluice search INDEX QUERY [-k N] [--filter KEY=VALUE]... [--mode MODE] [--json]\n"
-     "\n"
-     "Ranks the chunks of an index the index step built. INDEX is the index's folder\n"
-     "(or its index.sluidx), the id of the step that built it (the newest index that\n"
-     "step made in the store), or an artifact id as 'sluice artifacts' takes it (a\n"
-     "unique hash prefix, RUN:STEP.OUTPUT, STEP.OUTPUT).\n"
-     "The query is embedded by the model that embedded the chunks.\n"
-     "\n"
-     "  -k N                  how many results (default 5)\n"
-     "  --filter author=NAME  only chunks of that author (the payload's full name)\n"
-     "  --filter category=C   only chunks of that category (articles, posts, ...)\n"
-     "  --mode MODE           hybrid (default: dense and BM25 fused by reciprocal rank),\n"
-     "                        dense (inner product of the embeddings) or bm25\n"
-     "  --json                one JSON object: query, mode, results\n",
-     cmd_search},
     {"serve", "serve the deployed model and retrieval over HTTP (not in this version yet)",
      "usage: sluice serve [--listen ADDR:PORT]\n", cmd_pending},
 };

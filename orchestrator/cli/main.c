@@ -20,6 +20,19 @@ static void usage(FILE *out) {
                  "Commands:\n");
     for (size_t i = 0; i < cli_n_commands; i++)
         fprintf(out, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
+    /* Then the programs sluice-NAME found, each summarised by itself. */
+    char **names, summary[256];
+    size_t n;
+    if (cli_external_names(&names, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            cli_external_summary(names[i], summary, sizeof(summary));
+            if (summary[0])
+                fprintf(out, "  %-10s %s\n", names[i], summary);
+            else
+                fprintf(out, "  %-10s (the program sluice-%s)\n", names[i], names[i]);
+        }
+        cli_external_names_free(names, n);
+    }
     fprintf(out, "\n"
                  "Options:\n"
                  "  --store DIR   the store (default: $SLUICE_HOME, else ./.sluice)\n"
@@ -39,16 +52,30 @@ static const cli_command *find_command(const char *name) {
 }
 
 static int unknown_command(const char *name) {
-    const char *names[32];
+    const char *names[64];
     size_t n = 0;
-    for (size_t i = 0; i < cli_n_commands && n < 32; i++)
+    for (size_t i = 0; i < cli_n_commands && n < 64; i++)
         names[n++] = cli_commands[i].name;
+    char **external = NULL;
+    size_t n_external = 0;
+    if (cli_external_names(&external, &n_external) == 0)
+        for (size_t i = 0; i < n_external && n < 64; i++)
+            names[n++] = external[i];
     const char *hint = suggest_closest(name, names, n);
     if (hint)
         fprintf(stderr, "sluice: unknown command '%s' (did you mean '%s'?)\n", name, hint);
     else
         fprintf(stderr, "sluice: unknown command '%s' (see 'sluice --help')\n", name);
+    cli_external_names_free(external, n_external);
     return EXIT_BAD_INPUT;
+}
+
+/* A command that is a program of its own (external.c), or unknown. */
+static int run_external(cli_globals *g, int argc, char **argv) {
+    char path[4096];
+    if (!cli_external_find(argv[0], path, sizeof(path)))
+        return unknown_command(argv[0]);
+    return cli_external_run(g, path, argc, argv);
 }
 
 static int wants_help(int argc, char **argv) {
@@ -82,14 +109,14 @@ static int dispatch(cli_globals *g, int argc, char **argv) {
             return EXIT_DONE;
         }
         const cli_command *c = find_command(argv[1]);
-        if (!c)
-            return unknown_command(argv[1]);
+        if (!c) /* 'sluice-NAME --help' */
+            return run_external(g, 2, (char *[]){argv[1], "--help", NULL});
         fputs(c->usage, stdout);
         return EXIT_DONE;
     }
     const cli_command *c = find_command(argv[0]);
-    if (!c)
-        return unknown_command(argv[0]);
+    if (!c) /* it answers --help itself */
+        return run_external(g, argc, argv);
     if (wants_help(argc, argv)) {
         fputs(c->usage, stdout);
         return EXIT_DONE;

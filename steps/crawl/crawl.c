@@ -3,6 +3,7 @@
  * libcurl and gumbo, git repositories through libgit2), stored as
  * documents in the warehouse; links already there are skipped, and a
  * report records what became of every link. */
+#include <sluice/artifacts.h>
 #include <sluice/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,6 @@
 #include <time.h>
 
 #include "dispatch.h"
-#include "formats.h"
 #include "git.h"
 #include "html.h"
 #include "text.h"
@@ -225,8 +225,8 @@ static void report_metrics(crawl *c, size_t totals[4]) {
 static int write_report(crawl *c) {
     static const char *const names[] = {"pending", "crawled", "skipped", "failed"};
     char err[256];
-    jsonl_writer out;
-    if (jsonl_create(&out, sl_output_path(c->ctx, "report"), err, sizeof(err)) != 0)
+    sl_records_writer *out;
+    if (sl_records_create(sl_output_path(c->ctx, "report"), &out, err, sizeof(err)) != 0)
         return sl_fail(c->ctx, "the report: %s", err);
     int rc = 0;
     for (size_t i = 0; i < c->n && rc == 0; i++) {
@@ -244,13 +244,12 @@ static int write_report(crawl *c) {
             BSON_APPEND_UTF8(&rec, "error", l->error);
         if (l->page.attempts)
             BSON_APPEND_INT32(&rec, "attempts", l->page.attempts);
-        rc = jsonl_write(&out, &rec, err, sizeof(err));
+        rc = sl_records_write(out, &rec, err, sizeof(err));
         bson_destroy(&rec);
     }
-    if (rc == 0)
-        rc = jsonl_close(&out, err, sizeof(err));
-    else
-        fclose(out.f);
+    /* After a failed write, err keeps that write's reason. */
+    int closed = sl_records_close(out, rc ? NULL : err, rc ? 0 : sizeof(err));
+    rc = rc ? rc : closed;
     return rc ? sl_fail(c->ctx, "the report: %s", err) : SL_OK;
 }
 

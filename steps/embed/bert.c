@@ -2,6 +2,7 @@
  * forward pass, every projection one cblas_sgemm over a whole batch. */
 #include "bert.h"
 
+#include <sluice/artifacts.h>
 #include <bson/bson.h>
 #include <cblas.h>
 #include <errno.h>
@@ -16,7 +17,6 @@
 #include <string.h>
 
 #include "errbuf.h"
-#include "formats.h"
 
 typedef struct bert_layer {
     float *wqkv, *bqkv;             /* query, key, value stacked: [3H, H], [3H] */
@@ -55,7 +55,7 @@ static int read_config(const char *dir, bert_config *c, char *err, size_t err_si
     char path[4096];
     snprintf(path, sizeof(path), "%s/config.json", dir);
     bson_t *doc;
-    int rc = json_file_read(path, &doc, err, err_size);
+    int rc = sl_json_read(path, &doc, err, err_size);
     if (rc)
         return rc;
     bson_iter_t it;
@@ -101,7 +101,7 @@ out:
 /* ---- model.safetensors ---------------------------------------------------- */
 
 typedef struct loader {
-    const safetensors *st;
+    const sl_tensors *st;
     const char *path;
     char *err;
     size_t err_size;
@@ -118,26 +118,31 @@ static void show_shape(char *out, size_t size, const uint64_t *shape, size_t ndi
 
 /* Finds the F32 tensor name (or bert.name) of shape [d0] (d1 == 0) or
  * [d0, d1]. */
-static int find(const loader *l, const char *name, size_t d0, size_t d1, const st_tensor **out) {
+static int find(const loader *l, const char *name, size_t d0, size_t d1, const sl_tensor **out) {
     char prefixed[256];
     snprintf(prefixed, sizeof(prefixed), "bert.%s", name);
-    const st_tensor *t = safetensors_find(l->st, name);
+    const sl_tensor *t = sl_tensors_find(l->st, name);
     if (!t)
-        t = safetensors_find(l->st, prefixed);
+        t = sl_tensors_find(l->st, prefixed);
     if (!t)
         return errbuf_set(l->err, l->err_size, -EINVAL, "%s: missing tensor '%s' (or '%s')", l->path,
                     name, prefixed);
-    if (t->dtype != ST_F32)
+    if (sl_tensor_dtype(t) != SL_DTYPE_F32)
         return errbuf_set(l->err, l->err_size, -EINVAL, "%s: tensor '%s' is %s; only F32 is supported",
-                    l->path, t->name, st_dtype_name(t->dtype));
+                    l->path, sl_tensor_name(t), sl_dtype_name(sl_tensor_dtype(t)));
     uint64_t want[2] = {d0, d1};
     size_t ndim = d1 ? 2 : 1;
-    if (t->ndim != ndim || t->shape[0] != want[0] || (ndim == 2 && t->shape[1] != want[1])) {
+    if (sl_tensor_ndim(t) != ndim || sl_tensor_dim(t, 0) != want[0] ||
+        (ndim == 2 && sl_tensor_dim(t, 1) != want[1])) {
+        uint64_t shape[8]; /* safetensors' most */
+        size_t got_ndim = sl_tensor_ndim(t) < 8 ? sl_tensor_ndim(t) : 8;
+        for (size_t i = 0; i < got_ndim; i++)
+            shape[i] = sl_tensor_dim(t, i);
         char got[128], exp[64];
-        show_shape(got, sizeof(got), t->shape, t->ndim);
+        show_shape(got, sizeof(got), shape, got_ndim);
         show_shape(exp, sizeof(exp), want, ndim);
         return errbuf_set(l->err, l->err_size, -EINVAL, "%s: tensor '%s' has shape %s, expected %s",
-                    l->path, t->name, got, exp);
+                    l->path, sl_tensor_name(t), got, exp);
     }
     *out = t;
     return 0;
@@ -152,14 +157,14 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
     if (!p)
         return errbuf_set(l->err, l->err_size, -ENOMEM, "%s: out of memory", l->path);
     for (size_t i = 0; i < n; i++) {
-        const st_tensor *t = NULL;
+        const sl_tensor *t = NULL;
         int rc = find(l, names[i], d0, d1, &t);
         if (rc) {
             free(p);
             return rc;
         }
         /* the mapping need not be aligned */
-        memcpy(p + i * count, t->data, count * sizeof(float));
+        memcpy(p + i * count, sl_tensor_data(t), count * sizeof(float));
         /* A NaN or infinity spreads through every vector it touches. */
         for (size_t k = 0; k < count; k++)
             if (!isfinite(p[i * count + k])) {
@@ -171,7 +176,7 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
                     snprintf(at, sizeof(at), "[%zu]", row);
                 rc = errbuf_set(l->err, l->err_size, -EINVAL,
                                     "%s: tensor '%s' holds a non-finite value (%g) at %s", l->path,
-                                    t->name, (double)p[i * count + k], at);
+                                    sl_tensor_name(t), (double)p[i * count + k], at);
                 free(p);
                 return rc;
             }
@@ -278,14 +283,14 @@ int bert_load(const char *dir, bert_model **out, char *err, size_t err_size) {
     }
     char path[4096];
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    safetensors st;
-    if ((rc = safetensors_open(&st, path, err, err_size))) {
+    sl_tensors *st;
+    if ((rc = sl_tensors_open(path, &st, err, err_size))) {
         bert_free(m);
         return rc;
     }
-    loader l = {&st, path, err, err_size};
+    loader l = {st, path, err, err_size};
     rc = load_weights(m, &l);
-    safetensors_close(&st);
+    sl_tensors_close(st);
     if (!rc)
         rc = wordpiece_new(dir, &m->wp, err, err_size);
     if (!rc && wordpiece_vocab_size(m->wp) > m->cfg.vocab_size)

@@ -6,8 +6,9 @@
  * chunks, and lineage says which.
  *
  * The embeddings output is a folder:
- *   vectors.slmx  the float32 matrix, a row per chunk (artifacts/formats.h)
+ *   vectors.slmx  the float32 matrix, a row per chunk (<sluice/artifacts.h>)
  *   rows.jsonl    per row: id, document_id, author_full_name, category, link */
+#include <sluice/artifacts.h>
 #include <sluice/plugin.h>
 #include <bson/bson.h>
 #include <errno.h>
@@ -17,7 +18,6 @@
 #include <time.h>
 
 #include "embedder.h"
-#include "formats.h"
 #include "records.h"
 
 /* Texts per call to the embedder: progress and cancellation between. */
@@ -130,7 +130,7 @@ static int run(sl_ctx *ctx) {
     if (rc == SL_OK) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/vectors.slmx", emb_dir);
-        if (matrix_write(path, vectors, t.n, dim, err, sizeof(err)) != 0)
+        if (sl_matrix_write(path, vectors, t.n, dim, err, sizeof(err)) != 0)
             rc = sl_fail(ctx, "embeddings: %s", err);
     }
     if (rc == SL_OK) {

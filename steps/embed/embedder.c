@@ -1,6 +1,7 @@
 /* embedder.c - a BERT model or the built-in one, behind one interface. */
 #include "embedder.h"
 
+#include <sluice/artifacts.h>
 #include <bson/bson.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +12,6 @@
 
 #include "bert.h"
 #include "errbuf.h"
-#include "formats.h"
 
 struct embedder {
     tfidf_model *tfidf; /* one of the two */
@@ -35,7 +35,7 @@ static int is_builtin(const char *dir) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/config.json", dir);
     bson_t *config;
-    if (json_file_read(path, &config, NULL, 0) != 0)
+    if (sl_json_read(path, &config, NULL, 0) != 0)
         return 0;
     bson_iter_t it;
     int yes = bson_iter_init_find(&it, config, "model_type") && BSON_ITER_HOLDS_UTF8(&it) &&

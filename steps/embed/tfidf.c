@@ -1,6 +1,7 @@
 /* tfidf.c - the built-in embedder: TF-IDF and a randomised truncated SVD. */
 #include "tfidf.h"
 
+#include <sluice/artifacts.h>
 #include <bson/bson.h>
 #include <cblas.h>
 #include <errno.h>
@@ -10,7 +11,6 @@
 #include <string.h>
 
 #include "errbuf.h"
-#include "formats.h"
 #include "lapack.h"
 #include "strtab.h"
 #include "text.h"
@@ -576,7 +576,7 @@ int tfidf_save(const tfidf_model *m, const char *dir, char *err, size_t err_size
     BSON_APPEND_UTF8(&config, "terms_rule", "lower-cased runs of Unicode word characters");
     BSON_APPEND_DOUBLE(&config, "explained_variance", m->explained);
     snprintf(path, sizeof(path), "%s/config.json", dir);
-    int rc = json_file_write(path, &config, err, err_size);
+    int rc = sl_json_write(path, &config, err, err_size);
     bson_destroy(&config);
     if (rc)
         return rc;
@@ -592,10 +592,15 @@ int tfidf_save(const tfidf_model *m, const char *dir, char *err, size_t err_size
     if (fclose(f) != 0 || bad)
         return errbuf_set(err, err_size, -EIO, "%s: write error", path);
     uint64_t idf_shape[1] = {m->vocab.n}, comp_shape[2] = {m->vocab.n, m->dim};
-    st_write_tensor tensors[2] = {{"idf", m->idf, 1, idf_shape},
-                                  {"components", m->comp, 2, comp_shape}};
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    return safetensors_write(path, tensors, 2, err, err_size);
+    sl_tensors_writer *w;
+    if ((rc = sl_tensors_writer_new(&w, err, err_size)))
+        return rc;
+    if (!(rc = sl_tensors_add_f32(w, "idf", m->idf, 1, idf_shape, err, err_size)) &&
+        !(rc = sl_tensors_add_f32(w, "components", m->comp, 2, comp_shape, err, err_size)))
+        rc = sl_tensors_save(w, path, err, err_size);
+    sl_tensors_writer_free(w);
+    return rc;
 }
 
 static int config_count(const bson_t *c, const char *key, int64_t min, int64_t max, size_t *out,
@@ -614,7 +619,7 @@ static int read_config(const char *dir, tfidf_model *m, size_t *terms, char *err
     char path[4096];
     snprintf(path, sizeof(path), "%s/config.json", dir);
     bson_t *c;
-    int rc = json_file_read(path, &c, err, err_size);
+    int rc = sl_json_read(path, &c, err, err_size);
     if (rc)
         return rc;
     bson_iter_t it;
@@ -671,25 +676,26 @@ static int read_vocab(const char *dir, tfidf_model *m, size_t terms, char *err,
 }
 
 /* A copy of tensor name, which must be F32 of the given shape and finite. */
-static int read_tensor(const safetensors *st, const char *path, const char *name, size_t ndim,
+static int read_tensor(const sl_tensors *st, const char *path, const char *name, size_t ndim,
                        const uint64_t *shape, float **out, char *err, size_t err_size) {
-    const st_tensor *t = safetensors_find(st, name);
+    const sl_tensor *t = sl_tensors_find(st, name);
     if (!t)
         return errbuf_set(err, err_size, -EINVAL, "%s: no tensor '%s'", path, name);
-    if (t->dtype != ST_F32)
+    if (sl_tensor_dtype(t) != SL_DTYPE_F32)
         return errbuf_set(err, err_size, -EINVAL, "%s: tensor '%s' is %s; F32 expected", path, name,
-                    st_dtype_name(t->dtype));
-    int same = t->ndim == ndim;
+                    sl_dtype_name(sl_tensor_dtype(t)));
+    int same = sl_tensor_ndim(t) == ndim;
     for (size_t i = 0; same && i < ndim; i++)
-        same = t->shape[i] == shape[i];
+        same = sl_tensor_dim(t, i) == shape[i];
     if (!same)
         return errbuf_set(err, err_size, -EINVAL,
                     "%s: tensor '%s' does not have the shape that config.json implies", path,
                     name);
-    if (!(*out = malloc(t->nbytes ? t->nbytes : 1)))
+    uint64_t nbytes = sl_tensor_nbytes(t);
+    if (!(*out = malloc(nbytes ? nbytes : 1)))
         return errbuf_set(err, err_size, -ENOMEM, "%s: out of memory", path);
-    memcpy(*out, t->data, t->nbytes);
-    for (size_t i = 0; i < t->nbytes / sizeof(float); i++)
+    memcpy(*out, sl_tensor_data(t), nbytes);
+    for (size_t i = 0; i < nbytes / sizeof(float); i++)
         if (!isfinite((*out)[i]))
             return errbuf_set(err, err_size, -EINVAL, "%s: tensor '%s' holds a value that is not finite",
                         path, name);
@@ -707,13 +713,13 @@ int tfidf_load(const char *dir, tfidf_model **out, char *err, size_t err_size) {
     if (!rc) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-        safetensors st;
-        if (!(rc = safetensors_open(&st, path, err, err_size))) {
+        sl_tensors *st;
+        if (!(rc = sl_tensors_open(path, &st, err, err_size))) {
             uint64_t idf_shape[1] = {terms}, comp_shape[2] = {terms, m->dim};
-            rc = read_tensor(&st, path, "idf", 1, idf_shape, &m->idf, err, err_size);
+            rc = read_tensor(st, path, "idf", 1, idf_shape, &m->idf, err, err_size);
             if (!rc)
-                rc = read_tensor(&st, path, "components", 2, comp_shape, &m->comp, err, err_size);
-            safetensors_close(&st);
+                rc = read_tensor(st, path, "components", 2, comp_shape, &m->comp, err, err_size);
+            sl_tensors_close(st);
         }
     }
     if (rc)

@@ -12,6 +12,7 @@
  * the id of one of its chunks. Evaluation is by document: the ranked
  * chunks are read as the ranked list of the documents they belong to,
  * each document at the rank of its first chunk. */
+#include <sluice/artifacts.h>
 #include <sluice/plugin.h>
 #include <bson/bson.h>
 #include <errno.h>
@@ -20,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats.h"
 #include "ranking.h"
 #include "retriever.h"
 #include "strtab.h"
@@ -155,7 +155,7 @@ static int read_settings(sl_ctx *ctx, settings *s) {
 
 /* One query: its ranked documents' hits, scored at every k. */
 static int score_query(sl_ctx *ctx, const retriever *r, judge_map *j, const settings *s,
-                       const bson_t *q, size_t line, totals *t, jsonl_writer *report) {
+                       const bson_t *q, size_t line, totals *t, sl_records_writer *report) {
     bson_iter_t it, sub;
     if (!bson_iter_init_find(&it, q, "query") || !BSON_ITER_HOLDS_UTF8(&it))
         return sl_fail(ctx, "queries: record %zu has no string 'query'", line);
@@ -263,7 +263,7 @@ static int score_query(sl_ctx *ctx, const retriever *r, judge_map *j, const sett
                 BSON_APPEND_DOUBLE(&line_doc, key, v[m]);
         }
     }
-    if (rc == SL_OK && jsonl_write(report, &line_doc, err, sizeof(err)) != 0)
+    if (rc == SL_OK && sl_records_write(report, &line_doc, err, sizeof(err)) != 0)
         rc = sl_fail(ctx, "report: %s", err);
     bson_destroy(&line_doc);
     t->queries++;
@@ -326,27 +326,28 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
     retriever *r;
     if (retriever_open(index, &r, err, sizeof(err)) != 0)
         return sl_fail(ctx, "index: %s", err);
-    jsonl_reader rd = {0};
-    jsonl_writer report = {0};
+    sl_records_reader *rd = NULL;
+    sl_records_writer *report = NULL;
+    size_t line = 0;
     totals t = {0};
     judge_map j;
     int rc = SL_OK;
     const char *report_path = sl_output_path(ctx, "report");
     if (judge_map_build(r, &j) != 0) {
         rc = sl_fail(ctx, "index: its rows cannot be read (out of memory?)");
-    } else if (jsonl_open(&rd, queries, err, sizeof(err)) != 0) {
+    } else if (sl_records_open(queries, &rd, err, sizeof(err)) != 0) {
         rc = sl_fail(ctx, "queries: %s", err);
-    } else if (jsonl_create(&report, report_path, err, sizeof(err)) != 0) {
+    } else if (sl_records_create(report_path, &report, err, sizeof(err)) != 0) {
         rc = sl_fail(ctx, "report: %s", err);
     } else {
         for (;;) {
             bson_t q;
-            int got = jsonl_next(&rd, &q, err, sizeof(err));
+            int got = sl_records_next(rd, &q, err, sizeof(err));
             if (got < 0)
                 rc = sl_fail(ctx, "queries: %s", err);
             if (got <= 0)
                 break;
-            rc = score_query(ctx, r, &j, s, &q, (size_t)rd.line, &t, &report);
+            rc = score_query(ctx, r, &j, s, &q, ++line, &t, report);
             bson_destroy(&q);
             if (rc == SL_OK && sl_cancelled(ctx))
                 rc = SL_ECANCELLED;
@@ -354,8 +355,8 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
                 break;
         }
     }
-    jsonl_close_reader(&rd);
-    if (report.f && jsonl_close(&report, err, sizeof(err)) != 0 && rc == SL_OK)
+    sl_records_free(rd);
+    if (report && sl_records_close(report, err, sizeof(err)) != 0 && rc == SL_OK)
         rc = sl_fail(ctx, "report: %s", err);
     judge_map_free(&j);
     retriever_close(r);
@@ -380,7 +381,7 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
         }
     sl_metric(ctx, "queries", (double)t.queries, -1);
     snprintf(path, sizeof(path), "%s", sl_output_path(ctx, "metrics"));
-    if (json_file_write(path, &figures, err, sizeof(err)) != 0)
+    if (sl_json_write(path, &figures, err, sizeof(err)) != 0)
         rc = sl_fail(ctx, "metrics: %s", err);
     if (rc == SL_OK)
         rc = check_thresholds(ctx, s, &figures);

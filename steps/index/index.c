@@ -4,6 +4,7 @@
  *   rows.jsonl    per row: chunk id, document_id, author_full_name, category, link
  *   model/        the embedder, so that a query is embedded as the chunks were
  * which `sluice search` and the evaluate step open. */
+#include <sluice/artifacts.h>
 #include <sluice/plugin.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,16 +12,15 @@
 #include <sys/stat.h>
 
 #include "embedder.h"
-#include "formats.h"
 #include "index.h"
 #include "records.h"
 
 /* The embeddings folder against the chunks: the same rows, in order. */
 static int check_rows(sl_ctx *ctx, const chunk_table *rows, const chunk_table *chunks,
-                      const matrix *m) {
-    if (m->rows != rows->n)
+                      const sl_matrix *m) {
+    if (sl_matrix_rows(m) != rows->n)
         return sl_fail(ctx, "embeddings: vectors.slmx has %llu rows but rows.jsonl %zu",
-                       (unsigned long long)m->rows, rows->n);
+                       (unsigned long long)sl_matrix_rows(m), rows->n);
     if (rows->n != chunks->n)
         return sl_fail(ctx, "the embeddings have %zu rows but the chunks are %zu: they must come "
                             "from the same chunk step",
@@ -33,15 +33,17 @@ static int check_rows(sl_ctx *ctx, const chunk_table *rows, const chunk_table *c
     return SL_OK;
 }
 
-static int build(sl_ctx *ctx, const matrix *m, const chunk_table *rows, const chunk_table *chunks,
-                 const char *path) {
+static int build(sl_ctx *ctx, const sl_matrix *m, const chunk_table *rows,
+                 const chunk_table *chunks, const char *path) {
     char err[512];
     search_index *ix = NULL;
-    if (index_new((size_t)m->cols, &ix, err, sizeof(err)) != 0)
+    size_t cols = (size_t)sl_matrix_cols(m);
+    const float *data = sl_matrix_data(m);
+    if (index_new(cols, &ix, err, sizeof(err)) != 0)
         return sl_fail(ctx, "%s", err);
     int rc = SL_OK;
     for (size_t i = 0; rc == SL_OK && i < rows->n; i++) {
-        if (index_add(ix, m->data + i * m->cols, (size_t)m->cols, chunks->content[i],
+        if (index_add(ix, data + i * cols, cols, chunks->content[i],
                       rows->author[i], rows->category[i], rows->document_id[i], err,
                       sizeof(err)) != 0)
             rc = sl_fail(ctx, "embedding row %zu: %s", i + 1, err);
@@ -59,11 +61,11 @@ static int run(sl_ctx *ctx) {
     const char *chunks_path = sl_input_path(ctx, "chunks"), *out = sl_output_path(ctx, "index");
     char path[4096], err[512];
     chunk_table rows = {0}, chunks = {0};
-    matrix m = {0};
+    sl_matrix *m = NULL;
     embedder *e = NULL;
     snprintf(path, sizeof(path), "%s/vectors.slmx", emb);
     int rc = SL_OK;
-    if (matrix_open(&m, path, err, sizeof(err)) != 0)
+    if (sl_matrix_open(path, &m, err, sizeof(err)) != 0)
         rc = sl_fail(ctx, "embeddings: %s", err);
     snprintf(path, sizeof(path), "%s/rows.jsonl", emb);
     if (rc == SL_OK)
@@ -71,20 +73,20 @@ static int run(sl_ctx *ctx) {
     if (rc == SL_OK)
         rc = chunk_table_read(ctx, chunks_path, "input 'chunks'", 1, &chunks);
     if (rc == SL_OK)
-        rc = check_rows(ctx, &rows, &chunks, &m);
+        rc = check_rows(ctx, &rows, &chunks, m);
     if (rc == SL_OK && embedder_load(model_dir, &e, err, sizeof(err)) != 0)
         rc = sl_fail(ctx, "model: %s", err);
-    if (rc == SL_OK && embedder_dim(e) != m.cols)
+    if (rc == SL_OK && embedder_dim(e) != sl_matrix_cols(m))
         rc = sl_fail(ctx, "the model makes %zu dimensions but the embeddings have %llu: they must "
                           "come from the same embed step",
-                     embedder_dim(e), (unsigned long long)m.cols);
-    if (rc == SL_OK && m.cols == 0)
+                     embedder_dim(e), (unsigned long long)sl_matrix_cols(m));
+    if (rc == SL_OK && sl_matrix_cols(m) == 0)
         rc = sl_fail(ctx, "embeddings: vectors.slmx has no columns");
     if (rc == SL_OK && mkdir(out, 0755) != 0 && errno != EEXIST)
         rc = sl_fail(ctx, "cannot create output 'index' (%s): %s", out, strerror(errno));
     snprintf(path, sizeof(path), "%s/index.sluidx", out);
     if (rc == SL_OK)
-        rc = build(ctx, &m, &rows, &chunks, path);
+        rc = build(ctx, m, &rows, &chunks, path);
     snprintf(path, sizeof(path), "%s/rows.jsonl", out);
     if (rc == SL_OK)
         rc = chunk_table_write_rows(ctx, &rows, path, "index");
@@ -96,7 +98,7 @@ static int run(sl_ctx *ctx) {
     if (rc == SL_OK)
         sl_metric(ctx, "indexed", (double)rows.n, -1);
     embedder_free(e);
-    matrix_close(&m);
+    sl_matrix_close(m);
     chunk_table_free(&rows);
     chunk_table_free(&chunks);
     return rc;

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include <bson/bson.h>
+#include <sluice/artifacts.h>
 
 #include "embedder.h"
-#include "formats.h"
 #include "strtab.h"
 #include "errbuf.h"
 
@@ -61,12 +61,12 @@ static int read_rows(retriever *r, const char *path, char *err, size_t err_size)
     r->link = malloc((n ? n : 1) * sizeof(*r->link));
     if (!r->chunk_id || !r->link)
         return errbuf_set(err, err_size, -ENOMEM, "%s: out of memory", path);
-    jsonl_reader rd;
-    int rc = jsonl_open(&rd, path, err, err_size);
+    sl_records_reader *rd = NULL;
+    int rc = sl_records_open(path, &rd, err, err_size);
     size_t i = 0;
     while (rc == 0) {
         bson_t doc;
-        int got = jsonl_next(&rd, &doc, err, err_size);
+        int got = sl_records_next(rd, &doc, err, err_size);
         if (got <= 0) {
             rc = got;
             break;
@@ -79,8 +79,7 @@ static int read_rows(retriever *r, const char *path, char *err, size_t err_size)
         i++;
         bson_destroy(&doc);
     }
-    if (rd.r)
-        jsonl_close_reader(&rd);
+    sl_records_free(rd);
     if (rc == 0 && i != n)
         rc = errbuf_set(err, err_size, -EINVAL, "%s: %zu rows, the index has %zu", path, i, n);
     return rc;

@@ -2,12 +2,12 @@
 #include "index.h"
 
 #include <cblas.h>
+#include <sluice/artifacts.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "index_internal.h"
 
@@ -39,7 +39,7 @@ void index_free(search_index *ix) {
     if (!ix)
         return;
     if (ix->map)
-        munmap(ix->map, ix->map_len);
+        sl_file_unmap(ix->map, ix->map_len);
     else
         free(ix->vec);
     for (size_t i = 0; i < ix->n; i++)

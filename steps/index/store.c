@@ -6,11 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sluice/artifacts.h>
 #include <unistd.h>
 
-#include "formats.h"
 #include "index_internal.h"
 
 #define MAGIC "SLUIDX1\n"
@@ -230,12 +229,11 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
     void *map;
     size_t size;
     char why_not[512];
-    int mapped = file_map(path, &map, &size, why_not, sizeof(why_not));
+    int mapped = sl_file_map(path, &map, &size, why_not, sizeof(why_not));
     if (mapped)
         return errbuf_set(err, errlen, mapped, "index_load: %s", why_not);
     if (size < HEADER) {
-        if (map)
-            munmap(map, size);
+        sl_file_unmap(map, size);
         return errbuf_set(err, errlen, -EINVAL, "index_load: %s: truncated header (%zu bytes)",
                           path, size);
     }
@@ -262,7 +260,7 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
     if (!why) {
         rc = index_new(dim, &ix, err, errlen);
         if (rc) {
-            munmap(map, size);
+            sl_file_unmap(map, size);
             return rc;
         }
         ix->map = map;
@@ -333,7 +331,7 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
         if (ix)
             index_free(ix); /* unmaps */
         else
-            munmap(map, size);
+            sl_file_unmap(map, size);
         if (why)
             return errbuf_set(err, errlen, -EINVAL, "index_load: %s: %s", path, why);
         return errbuf_set(err, errlen, rc, "index_load: %s: out of memory", path);

@@ -1,7 +1,6 @@
 #include "records.h"
 
-#include "formats.h"
-
+#include <sluice/artifacts.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +31,12 @@ int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const ch
     struct stat st;
     uint64_t total = stat(in_path, &st) == 0 ? (uint64_t)st.st_size : 0;
     char err[512];
-    jsonl_reader rd;
-    if (jsonl_open(&rd, in_path, err, sizeof(err)) != 0)
+    sl_records_reader *rd;
+    if (sl_records_open(in_path, &rd, err, sizeof(err)) != 0)
         return sl_fail(ctx, "cannot read input '%s': %s", in_port, err);
     FILE *out = sl_output_create(ctx, out_port);
     if (!out) {
-        jsonl_close_reader(&rd);
+        sl_records_free(rd);
         return sl_fail(ctx, "cannot create output '%s'", out_port);
     }
     sink s = {out, 0, 0};
@@ -49,7 +48,7 @@ int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const ch
             break;
         }
         bson_t doc;
-        int got = jsonl_next(&rd, &doc, err, sizeof(err));
+        int got = sl_records_next(rd, &doc, err, sizeof(err));
         if (got < 0)
             rc = sl_fail(ctx, "input '%s': %s", in_port, err);
         if (got <= 0) /* doc is destroyed already */
@@ -62,7 +61,7 @@ int records_map(sl_ctx *ctx, const char *in_port, const char *out_port, const ch
         if (n % 64 == 0)
             sl_progress(ctx, bytes < total ? bytes : total, total);
     }
-    jsonl_close_reader(&rd);
+    sl_records_free(rd);
     if (fclose(out) != 0 && rc == SL_OK)
         rc = sl_fail(ctx, "writing output '%s' failed", out_port);
     if (s.failed && (rc == SL_OK || rc == SL_EIO)) /* emit's failure has no message yet */
@@ -168,8 +167,8 @@ int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_c
                      chunk_table *t) {
     memset(t, 0, sizeof(*t));
     char err[512];
-    jsonl_reader rd;
-    if (jsonl_open(&rd, path, err, sizeof(err)) != 0)
+    sl_records_reader *rd;
+    if (sl_records_open(path, &rd, err, sizeof(err)) != 0)
         return sl_fail(ctx, "cannot read %s: %s", what, err);
     size_t cap = 0;
     int rc = SL_OK;
@@ -179,7 +178,7 @@ int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_c
             break;
         }
         bson_t doc;
-        int got = jsonl_next(&rd, &doc, err, sizeof(err));
+        int got = sl_records_next(rd, &doc, err, sizeof(err));
         if (got <= 0) { /* doc is destroyed already */
             if (got < 0)
                 rc = sl_fail(ctx, "%s: %s", what, err);
@@ -213,14 +212,14 @@ int chunk_table_read(sl_ctx *ctx, const char *path, const char *what, int with_c
         if (rc != SL_OK)
             break;
     }
-    jsonl_close_reader(&rd);
+    sl_records_free(rd);
     return rc;
 }
 
 int chunk_table_write_rows(sl_ctx *ctx, const chunk_table *t, const char *path, const char *what) {
     char err[512];
-    jsonl_writer w;
-    int rc = jsonl_create(&w, path, err, sizeof(err));
+    sl_records_writer *w = NULL;
+    int rc = sl_records_create(path, &w, err, sizeof(err));
     for (size_t i = 0; rc == 0 && i < t->n; i++) {
         bson_t row = BSON_INITIALIZER;
         BSON_APPEND_UTF8(&row, "id", t->id[i]);
@@ -228,11 +227,11 @@ int chunk_table_write_rows(sl_ctx *ctx, const chunk_table *t, const char *path, 
         BSON_APPEND_UTF8(&row, "author_full_name", t->author[i]);
         BSON_APPEND_UTF8(&row, "category", t->category[i]);
         BSON_APPEND_UTF8(&row, "link", t->link[i]);
-        rc = jsonl_write(&w, &row, err, sizeof(err));
+        rc = sl_records_write(w, &row, err, sizeof(err));
         bson_destroy(&row);
     }
-    if (w.f) {
-        int closed = jsonl_close(&w, rc ? NULL : err, rc ? 0 : sizeof(err));
+    if (w) {
+        int closed = sl_records_close(w, rc ? NULL : err, rc ? 0 : sizeof(err));
         rc = rc ? rc : closed;
     }
     return rc ? sl_fail(ctx, "%s: %s", what, err) : SL_OK;

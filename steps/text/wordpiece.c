@@ -7,6 +7,8 @@
  * span of the input it came from, so that each token knows its bytes. */
 #include "wordpiece.h"
 
+#include <sluice/artifacts.h>
+
 #include <bson/bson.h>
 #include <errno.h>
 #include <limits.h>
@@ -111,41 +113,21 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t size
     va_end(ap);
 }
 
-/* Reads a whole file into a malloc'ed, NUL-terminated buffer. Returns 0 or
- * -errno. */
+/* Reads a whole file into a malloc'ed, NUL-terminated buffer (the
+ * vocabulary keeps it). Returns 0 or -errno. */
 static int read_file(const char *path, char **out, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    int rc = buf ? 0 : -ENOMEM;
-    while (!rc) {
-        if (n + 1 >= cap) {
-            char *grown = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-            if (!grown) {
-                rc = -ENOMEM;
-                break;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f))
-                rc = -EIO;
-            break;
-        }
-    }
-    fclose(f);
-    if (rc) {
-        free(buf);
+    void *map;
+    int rc = sl_file_map(path, &map, size, NULL, 0);
+    if (rc)
         return rc;
-    }
-    buf[n] = '\0';
+    char *buf = *size < SIZE_MAX ? malloc(*size + 1) : NULL;
+    if (buf && *size)
+        memcpy(buf, map, *size);
+    sl_file_unmap(map, *size);
+    if (!buf)
+        return -ENOMEM;
+    buf[*size] = '\0';
     *out = buf;
-    *size = n;
     return 0;
 }
 

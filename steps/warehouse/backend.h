@@ -28,7 +28,7 @@ struct warehouse {
 
 /* Each returns 0 and *out (a struct beginning with struct warehouse, freed
  * by its close), or a negative code with the message in err. The MongoDB
- * one lives in the module sluice_mongo (plugins/module.h), which exports it
+ * one lives in the module sluice_mongo (steps/module/module.h), which exports it
  * under its own name. */
 typedef int (*warehouse_open_fn)(warehouse **out, const char *where, int read_only, char *err,
                                  size_t err_size);

@@ -2,6 +2,8 @@
  * Handbook's export format in and out. */
 #include "warehouse.h"
 
+#include <sluice/artifacts.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -179,24 +181,24 @@ static int check_numbers(warehouse *w, const char *path, const char *text) {
 /* Reads a JSON array file into a document {"a": [...]}; NULL with w's
  * message on failure. */
 static bson_t *read_array(warehouse *w, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        warehouse_fail(w, -errno, "%s: %s", path, strerror(errno));
+    void *map;
+    size_t size;
+    int rc = sl_file_map(path, &map, &size, NULL, 0);
+    if (rc) {
+        warehouse_fail(w, rc, "%s: %s", path, strerror(-rc));
         return NULL;
     }
-    char *json = NULL;
-    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (size >= 0 && fseek(f, 0, SEEK_SET) == 0)
-        json = malloc((size_t)size + 16);
+    char *json = size < SIZE_MAX - 16 ? malloc(size + 16) : NULL;
     if (!json) {
-        fclose(f);
+        sl_file_unmap(map, size);
         warehouse_fail(w, -ENOMEM, "%s: cannot read it into memory", path);
         return NULL;
     }
     memcpy(json, "{\"a\":", 5);
-    size_t got = fread(json + 5, 1, (size_t)size, f);
-    fclose(f);
-    memcpy(json + 5 + got, "}", 2);
+    if (size)
+        memcpy(json + 5, map, size);
+    sl_file_unmap(map, size);
+    memcpy(json + 5 + size, "}", 2);
     if (check_numbers(w, path, json + 5) != 0) {
         free(json);
         return NULL;

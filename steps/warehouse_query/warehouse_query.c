@@ -2,16 +2,16 @@
  * documents of some authors, from the warehouse, as a documents artifact
  * (JSON Lines: id, content, platform, author_id, author_full_name, link,
  * category), as the Handbook's query_data_warehouse step gives them. */
+#include <sluice/artifacts.h>
 #include <sluice/plugin.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "formats.h"
 #include "warehouse.h"
 
 typedef struct query {
     sl_ctx *ctx;
-    jsonl_writer out;
+    sl_records_writer *out;
     size_t authors;
     size_t found, written;
     int failed;
@@ -49,7 +49,7 @@ static int write_doc(void *ud, const char *category, const bson_t *doc) {
             bson_append_iter(&out, NULL, 0, &it);
     }
     BSON_APPEND_UTF8(&out, "category", category);
-    if (jsonl_write(&q->out, &out, q->err, sizeof(q->err)) != 0)
+    if (sl_records_write(q->out, &out, q->err, sizeof(q->err)) != 0)
         q->failed = 1;
     bson_destroy(&out);
     q->written++;
@@ -66,7 +66,7 @@ static int run(sl_ctx *ctx) {
     if (warehouse_open(&w, store, where, 1, err, sizeof(err)) != 0)
         return sl_fail(ctx, "%s", err);
     query q = {.ctx = ctx, .authors = sl_param_list_len(ctx, "authors")};
-    if (jsonl_create(&q.out, sl_output_path(ctx, "documents"), q.err, sizeof(q.err)) != 0) {
+    if (sl_records_create(sl_output_path(ctx, "documents"), &q.out, q.err, sizeof(q.err)) != 0) {
         warehouse_close(w);
         return sl_fail(ctx, "the documents: %s", q.err);
     }
@@ -77,7 +77,8 @@ static int run(sl_ctx *ctx) {
     if (rc)
         snprintf(err, sizeof(err), "%s", warehouse_error(w));
     warehouse_close(w);
-    int closed = q.failed ? fclose(q.out.f) : jsonl_close(&q.out, q.err, sizeof(q.err));
+    /* After a failed write, q.err keeps that write's reason. */
+    int closed = sl_records_close(q.out, q.failed ? NULL : q.err, q.failed ? 0 : sizeof(q.err));
     if (sl_cancelled(ctx))
         return SL_ECANCELLED;
     if (rc)

@@ -172,3 +172,29 @@ Test(artifacts_sdk, f16_and_bf16_tensors_widen_to_f32) {
     cr_expect_str_eq(sl_dtype_name(sl_tensor_dtype(sl_tensors_find(t, "b"))), "BF16");
     sl_tensors_close(t);
 }
+
+/* sl_file_map (version 3): a file's bytes as written, an empty file as no
+ * mapping, a missing one refused with its path. */
+Test(artifacts_sdk, a_file_maps_whole_and_an_empty_one_maps_to_nothing) {
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/bytes", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fputs("index bytes\n", f);
+    fclose(f);
+    void *map;
+    size_t size;
+    cr_assert_eq(sl_file_map(path, &map, &size, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(size, 12);
+    cr_expect_eq(memcmp(map, "index bytes\n", 12), 0);
+    sl_file_unmap(map, size);
+    cr_assert_eq(truncate(path, 0), 0);
+    cr_assert_eq(sl_file_map(path, &map, &size, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(size, 0);
+    cr_expect_null(map);
+    sl_file_unmap(map, size);
+    snprintf(path, sizeof(path), "%s/absent", dir);
+    cr_expect_eq(sl_file_map(path, &map, &size, err, sizeof(err)), -ENOENT);
+    cr_expect(strstr(err, path) != NULL, "%s", err);
+    cr_expect_geq(SL_ARTIFACTS_VERSION, 3);
+}

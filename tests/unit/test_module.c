@@ -1,6 +1,6 @@
 /* module_symbol() checks a module's stamp before handing out its symbols:
  * one of this build loads, one of another build or without a stamp is
- * refused with its path and the reason (plugins/module.h, "Versions"). */
+ * refused with its path and the reason (steps/module/module.h, "Versions"). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>

@@ -11,8 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sluice/artifacts.h>
+
 #include "embedder.h"
-#include "formats.h"
 #include "tfidf.h"
 #include "require.h"
 
@@ -94,7 +95,7 @@ static int check_against_reference(const char *mode, size_t n, size_t len, size_
     cr_assert_eq(tfidf_embed(m, (const char *const *)texts, lens, n, emb, err, sizeof(err)), 0);
     char path[128];
     snprintf(path, sizeof(path), "%s/embeddings.slmx", dir);
-    cr_assert_eq(matrix_write(path, emb, n, tfidf_dim(m), err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sl_matrix_write(path, emb, n, tfidf_dim(m), err, sizeof(err)), 0, "%s", err);
     snprintf(path, sizeof(path), "%s/texts.json", dir);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
@@ -194,12 +195,12 @@ Test(tfidf, duplicates_and_texts_without_terms_leave_orthonormal_components_only
     cr_assert_eq(tfidf_save(m, dir, err, sizeof(err)), 0, "%s", err);
     char path[128];
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    safetensors st;
-    cr_assert_eq(safetensors_open(&st, path, err, sizeof(err)), 0, "%s", err);
-    const st_tensor *t = safetensors_find(&st, "components");
+    sl_tensors *st;
+    cr_assert_eq(sl_tensors_open(path, &st, err, sizeof(err)), 0, "%s", err);
+    const sl_tensor *t = sl_tensors_find(st, "components");
     cr_assert_not_null(t);
-    const float *comp = t->data;
-    size_t V = (size_t)t->shape[0];
+    const float *comp = sl_tensor_data(t);
+    size_t V = (size_t)sl_tensor_dim(t, 0);
     for (size_t a = 0; a < d; a++)
         for (size_t b = a; b < d; b++) {
             double dot = 0;
@@ -208,7 +209,7 @@ Test(tfidf, duplicates_and_texts_without_terms_leave_orthonormal_components_only
             cr_expect_float_eq(dot, a == b ? 1.0 : 0.0, 1e-5, "components %zu . %zu = %g", a, b,
                                dot);
         }
-    safetensors_close(&st);
+    sl_tensors_close(st);
     tfidf_free(m);
 }
 
@@ -288,10 +289,14 @@ static void fewer_terms(void) { write_file("vocab.txt", "red\ngreen\n"); }
 static void bad_shape(void) {
     float z[4] = {0};
     uint64_t shape[1] = {4};
-    st_write_tensor t[2] = {{"idf", z, 1, shape}, {"components", z, 1, shape}};
     char path[128];
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    cr_assert_eq(safetensors_write(path, t, 2, NULL, 0), 0);
+    sl_tensors_writer *w;
+    cr_assert_eq(sl_tensors_writer_new(&w, NULL, 0), 0);
+    cr_assert_eq(sl_tensors_add_f32(w, "idf", z, 1, shape, NULL, 0), 0);
+    cr_assert_eq(sl_tensors_add_f32(w, "components", z, 1, shape, NULL, 0), 0);
+    cr_assert_eq(sl_tensors_save(w, path, NULL, 0), 0);
+    sl_tensors_writer_free(w);
 }
 
 Test(tfidf, a_folder_of_another_model_type_is_refused) { expect_refusal(other_type, "model_type"); }

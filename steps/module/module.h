@@ -7,10 +7,10 @@
  * A module NAME is the file NAME.so, looked for in order in:
  *   - the folders of $SLUICE_MODULE_PATH (colon-separated), for tests and
  *     unusual installs;
- *   - beside the object that holds this code (the sluice binary or a step
- *     plugin, as each links it statically): D/modules, D/../modules and
- *     D/../lib/sluice/modules, which are where the build tree and an install
- *     put them;
+ *   - beside the object that holds this code (a step plugin, or a step
+ *     family's program such as sluice-warehouse, as each links it
+ *     statically): D/modules, D/../modules and D/../lib/sluice/modules,
+ *     which are where the build tree and an install put them;
  *   - the folder configured at build time (SLUICE_MODULE_DIR).
  * Modules stay loaded until the process ends.
  *
@@ -23,8 +23,8 @@
  * sluice before modules had one) or with another, naming both, instead of
  * calling into a layout it does not know. Bump MODULE_ABI when an interface
  * between sluice and a module changes. */
-#ifndef SLUICE_PLUGINS_MODULE_H
-#define SLUICE_PLUGINS_MODULE_H
+#ifndef SLUICE_STEPS_MODULE_H
+#define SLUICE_STEPS_MODULE_H
 
 #include <stddef.h>
 #include <stdint.h>
