@@ -2,7 +2,9 @@
 #include "registry_cache.h"
 
 #include <bson/bson.h>
+#include <dirent.h>
 #include <errno.h>
+#include <time.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,6 +307,32 @@ int registry_cache_put(registry_cache *c, const char *real_path, const struct st
     return 0;
 }
 
+/* A writer holds its temporary for milliseconds; one an hour old is what a
+ * killed process left between mkstemp and rename, and nobody's to keep. */
+enum { STALE_TEMP_SECONDS = 3600 };
+
+static void sweep_stale_temporaries(const char *dir, const char *base) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t base_len = strlen(base);
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        /* base + "." + mkstemp's six characters */
+        if (strncmp(e->d_name, base, base_len) != 0 || e->d_name[base_len] != '.' ||
+            strlen(e->d_name + base_len + 1) != 6)
+            continue;
+        char path[PATH_MAX];
+        struct stat st;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path) &&
+            lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            now - st.st_mtime > STALE_TEMP_SECONDS)
+            unlink(path);
+    }
+    closedir(d);
+}
+
 void registry_cache_close(registry_cache *c) {
     if (!c)
         return;
@@ -319,6 +347,7 @@ void registry_cache_close(registry_cache *c) {
         if (slash && slash != dir) {
             *slash = '\0';
             mkdir_p(dir, 0755);
+            sweep_stale_temporaries(dir, slash + 1);
         }
         snprintf(tmp, sizeof(tmp), "%s.XXXXXX", c->path);
         /* A unique name, written and renamed over the cache whole. */

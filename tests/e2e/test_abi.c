@@ -3,9 +3,13 @@
  * (tests/plugins/abi/plugin_1_2.h) loads, lists and runs in this sluice,
  * in process and in a child, and its status codes keep their meaning. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "runner.h"
 
@@ -100,6 +104,32 @@ static void user_data_runs(const char *isolation) {
 Test(abi, init_datas_pointer_reaches_run_in_process) { user_data_runs("in-process"); }
 
 Test(abi, init_datas_pointer_reaches_run_in_a_child) { user_data_runs("process"); }
+
+/* A temporary of the registry cache left by a killed process (between
+ * mkstemp and rename) is swept once it is an hour old; a younger one may
+ * be another process's, being written, and is kept. */
+Test(abi, the_registry_caches_stale_temporaries_are_swept) {
+    char cache[200], stale[220], young[220];
+    snprintf(cache, sizeof(cache), "SLUICE_PLUGIN_CACHE=%s/plugins.json", test_dir);
+    snprintf(stale, sizeof(stale), "%s/plugins.json.Ab3dEf", test_dir);
+    snprintf(young, sizeof(young), "%s/plugins.json.Xy9z01", test_dir);
+    for (const char *path = stale;; path = young) {
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fclose(f);
+        if (path == young)
+            break;
+    }
+    struct timespec two_hours_ago[2] = {{.tv_sec = time(NULL) - 7200}, {.tv_sec = time(NULL) - 7200}};
+    cr_assert_eq(utimensat(AT_FDCWD, stale, two_hours_ago, 0), 0);
+    run_env[1] = cache;
+    run_env[2] = NULL;
+    result r = RUN("plugins", "list");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    cr_expect_neq(access(stale, F_OK), 0, "the stale temporary is still there");
+    cr_expect_eq(access(young, F_OK), 0, "a young temporary was removed");
+}
 
 Test(abi, what_abi_1_3_refuses_is_refused_with_its_reason) {
     char path[600];
