@@ -1,0 +1,471 @@
+/* The model library (steps/model) against a PyTorch reference
+ * (tests/ref/model_ref.py, run through /usr/bin/python3 at test time):
+ * tiny random GPT-2, Llama, grouped-query, Qwen2-like and llama3-rope
+ * models, checked as llm.c's test_gpt2 checks: logits within 1e-4, loss
+ * within 1e-5, every gradient within 1e-3 relative, 10 AdamW steps' losses
+ * within 1e-4; plus the KV cache's greedy tokens, and bad folders.
+ *
+ * Gradient measure: for each tensor, max |g - g_ref| / max |g_ref| (the
+ * largest error relative to the tensor's largest gradient), so a tensor of
+ * tiny gradients is held to the scale of its own. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sluice/artifacts.h>
+
+#include "model.h"
+#include "require.h"
+
+#define PYTHON "/usr/bin/python3"
+#define REF SLUICE_SOURCE_DIR "/tests/ref/model_ref.py"
+
+static char err[1024];
+
+static void rm_rf(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Runs the reference for one case into a fresh temporary folder. */
+static void make_ref(const char *name, char *tmp, char *dir) {
+    if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch' 2>/dev/null") != 0)
+        SKIP_UNLESS_REQUIRED("skipped: the reference needs %s with torch (Debian's "
+                             "python3-torch)\n",
+                             PYTHON);
+    strcpy(tmp, "/tmp/sluice_model_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), PYTHON " %s %s %s", REF, tmp, name);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    sprintf(dir, "%s/%s", tmp, name);
+}
+
+/* A reference tensor as a malloc'd float array of *n elements. */
+static float *ref_get(sl_tensors *ref, const char *name, size_t *n) {
+    const sl_tensor *x = sl_tensors_find(ref, name);
+    cr_assert_not_null(x, "reference has no %s", name);
+    *n = sl_tensor_count(x);
+    float *v = malloc(*n * sizeof(float) + 1);
+    cr_assert_not_null(v);
+    cr_assert_eq(sl_tensor_to_f32(x, v, *n, err, sizeof(err)), 0, "%s", err);
+    return v;
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n, float *ref_max) {
+    float d = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        float e = fabsf(a[i] - b[i]);
+        d = e > d || isnan(e) ? e : d;
+        mx = fabsf(b[i]) > mx ? fabsf(b[i]) : mx;
+    }
+    if (ref_max)
+        *ref_max = mx;
+    return d;
+}
+
+static void check_case(const char *name) {
+    char tmp[64], dir[128], path[256];
+    make_ref(name, tmp, dir);
+    model *m = NULL;
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    sl_tensors *ref = NULL;
+    snprintf(path, sizeof(path), "%s/ref.safetensors", dir);
+    cr_assert_eq(sl_tensors_open(path, &ref, err, sizeof(err)), 0, "%s", err);
+
+    size_t n, nt, nm, nl;
+    float *tokf = ref_get(ref, "tokens", &n), *tgtf = ref_get(ref, "targets", &nt);
+    float *maskf = ref_get(ref, "mask", &nm);
+    int B = (int)sl_tensor_dim(sl_tensors_find(ref, "tokens"), 0), T = (int)(n / (size_t)B);
+    int32_t *tok = malloc(n * sizeof(int32_t)), *tgt = malloc(n * sizeof(int32_t));
+    uint8_t *mask = malloc(n);
+    cr_assert(tok && tgt && mask);
+    for (size_t i = 0; i < n; i++) {
+        tok[i] = (int32_t)tokf[i];
+        tgt[i] = (int32_t)tgtf[i];
+        mask[i] = maskf[i] != 0;
+    }
+
+    /* forward */
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, mask, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+    float *logits = ref_get(ref, "logits", &nl), *rloss = ref_get(ref, "loss", &nt);
+    cr_assert_eq(nl, n * (size_t)model_get_config(m)->vocab);
+    float d = max_abs_diff(model_logits(m), logits, nl, NULL);
+    cr_log_info("%s: logits max abs diff %.3g, loss %.7f vs %.7f", name, d, loss, rloss[0]);
+    cr_expect_leq(d, 1e-4f, "%s: logits differ by %g", name, d);
+    cr_expect_leq(fabsf(loss - rloss[0]), 1e-5f, "%s: loss %.7f, reference %.7f", name, loss,
+                  rloss[0]);
+
+    /* backward: every parameter's gradient */
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
+    float worst = 0;
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        char gname[200];
+        snprintf(gname, sizeof(gname), "grad.%s", model_tensor_name(m, i));
+        size_t cnt, rc;
+        const float *g = model_tensor_grad(m, i, &cnt);
+        float *rg = ref_get(ref, gname, &rc), rmax;
+        cr_assert_eq(cnt, rc, "%s: %s count", name, gname);
+        float rel = max_abs_diff(g, rg, cnt, &rmax) / (rmax > 1e-12f ? rmax : 1e-12f);
+        worst = rel > worst ? rel : worst;
+        cr_expect_leq(rel, 1e-3f, "%s: %s off by %g relative to its max %g", name, gname, rel,
+                      rmax);
+        free(rg);
+    }
+    cr_log_info("%s: worst gradient error %.3g (relative to each tensor's max)", name, worst);
+
+    /* 10 AdamW steps from the loaded weights */
+    model_free(m);
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    float *losses = ref_get(ref, "losses", &nl);
+    model_adamw opt = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
+    float worst_loss = 0;
+    for (size_t s = 0; s < nl; s++) {
+        model_zero_grad(m);
+        cr_assert_eq(model_forward(m, tok, tgt, mask, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_adamw_step(m, &opt, err, sizeof(err)), 0, "%s", err);
+        float e = fabsf(loss - losses[s]);
+        worst_loss = e > worst_loss ? e : worst_loss;
+        cr_expect_leq(e, 1e-4f, "%s: step %zu loss %.7f, reference %.7f", name, s, loss, losses[s]);
+    }
+    cr_expect_lt(losses[nl - 1], losses[0], "%s: the reference's loss does not fall", name);
+    float worst_p = 0;
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        char pname[200];
+        snprintf(pname, sizeof(pname), "final.%s", model_tensor_name(m, i));
+        size_t cnt, rc;
+        float *p = model_tensor_data(m, i, &cnt), *rp = ref_get(ref, pname, &rc);
+        cr_assert_eq(cnt, rc);
+        /* A key bias has a gradient of exactly zero (adding a constant to
+         * every score of a query leaves its softmax unchanged), so Adam
+         * turns the rounding noise of both sides into full steps of
+         * random sign: those elements are not compared. */
+        const char *pn = model_tensor_name(m, i);
+        int C = model_get_config(m)->d_model;
+        if (strstr(pn, "k_proj.bias"))
+            cnt = 0;
+        else if (strstr(pn, "c_attn.bias"))
+            memcpy(p + C, rp + C, (size_t)C * sizeof(float));
+        float e = max_abs_diff(p, rp, cnt, NULL);
+        worst_p = e > worst_p ? e : worst_p;
+        cr_expect_leq(e, 1e-5f, "%s: %s after %zu steps off by %g", name, pname, nl, e);
+        free(rp);
+    }
+    cr_log_info("%s: 10 AdamW steps: worst loss error %.3g, worst parameter error %.3g", name,
+                worst_loss, worst_p);
+
+    /* greedy generation with the KV cache, from the original weights */
+    model_free(m);
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    size_t ng;
+    float *greedy = ref_get(ref, "greedy", &ng);
+    int V = model_get_config(m)->vocab;
+    int32_t *seq = malloc(ng * sizeof(int32_t));
+    cr_assert_not_null(seq);
+    cr_assert_eq(model_decode_reset(m, (int)ng, err, sizeof(err)), 0, "%s", err);
+    const float *z = NULL;
+    size_t prompt = 4;
+    for (size_t i = 0; i < ng - 1; i++) {
+        seq[i] = i < prompt ? (int32_t)greedy[i] : seq[i];
+        cr_assert_eq(model_decode(m, seq[i], &z, err, sizeof(err)), 0, "%s", err);
+        if (i + 1 >= prompt) {
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                best = z[j] > z[best] ? j : best;
+            seq[i + 1] = best;
+            /* the same step recomputed by a full forward */
+            cr_assert_eq(model_forward(m, seq, NULL, NULL, 1, (int)i + 1, &loss, err, sizeof(err)),
+                         0, "%s", err);
+            float dz = max_abs_diff(z, model_logits(m) + i * (size_t)V, (size_t)V, NULL);
+            cr_expect_leq(dz, 1e-4f, "%s: cached logits at %zu differ by %g", name, i, dz);
+        }
+    }
+    cr_assert_eq(model_decode(m, seq[ng - 1], &z, err, sizeof(err)), 0, "%s", err);
+    for (size_t i = 0; i < ng; i++)
+        cr_expect_eq(seq[i], (int32_t)greedy[i], "%s: greedy token %zu is %d, reference %d", name,
+                     i, seq[i], (int)greedy[i]);
+    cr_expect_eq(model_decode(m, 0, &z, err, sizeof(err)), -ENOSPC);
+
+    free(seq);
+    free(greedy);
+    free(losses);
+    free(logits);
+    free(rloss);
+    free(tok);
+    free(tgt);
+    free(mask);
+    free(tokf);
+    free(tgtf);
+    free(maskf);
+    sl_tensors_close(ref);
+    model_free(m);
+    rm_rf(tmp);
+}
+
+Test(reference, gpt2, .timeout = 120) { check_case("gpt2"); }
+Test(reference, llama, .timeout = 120) { check_case("llama"); }
+Test(reference, gqa_untied, .timeout = 120) { check_case("gqa"); }
+Test(reference, qwen2_bias_head_dim, .timeout = 120) { check_case("qwen2"); }
+Test(reference, llama3_rope_scaling, .timeout = 120) { check_case("llama3"); }
+
+/* ---- without the reference ---- */
+
+static model *fresh(const char *type, int kv, uint64_t seed) {
+    model_config c;
+    cr_assert_eq(model_config_init(&c, type, 16, 2, 4, kv, 0, 8, 32, err, sizeof(err)), 0, "%s",
+                 err);
+    model *m = NULL;
+    cr_assert_eq(model_new(&c, seed, &m, err, sizeof(err)), 0, "%s", err);
+    return m;
+}
+
+static void save_to(model *m, char *dir) {
+    strcpy(dir, "/tmp/sluice_model_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(model_save(m, dir, err, sizeof(err)), 0, "%s", err);
+}
+
+static void write_file(const char *dir, const char *name, const char *text) {
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Saved and read back: same config and the same parameters, bit for bit. */
+Test(folder, save_then_open) {
+    const char *types[] = {"gpt2", "llama"};
+    for (int k = 0; k < 2; k++) {
+        model *m = fresh(types[k], k ? 2 : 0, 7), *r = NULL;
+        char dir[64];
+        save_to(m, dir);
+        cr_assert_eq(model_open(dir, &r, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_tensor_count(r), model_tensor_count(m));
+        cr_assert_eq(model_get_config(r)->n_kv_heads, model_get_config(m)->n_kv_heads);
+        cr_assert_eq(model_get_config(r)->tied, model_get_config(m)->tied);
+        for (size_t i = 0; i < model_tensor_count(m); i++) {
+            size_t a, b;
+            float *x = model_tensor_data(m, i, &a), *y = model_tensor_data(r, i, &b);
+            cr_assert_str_eq(model_tensor_name(r, i), model_tensor_name(m, i));
+            cr_assert_eq(a, b);
+            cr_assert_eq(memcmp(x, y, a * sizeof(float)), 0, "%s differs", model_tensor_name(m, i));
+        }
+        model_free(r);
+        model_free(m);
+        rm_rf(dir);
+    }
+}
+
+/* The same seed gives the same weights and a training step gives the same
+ * bits twice; another seed gives other weights. */
+Test(determinism, seed_and_step) {
+    model *a = fresh("llama", 2, 42), *b = fresh("llama", 2, 42), *c = fresh("llama", 2, 43);
+    size_t n = model_param_count(a);
+    cr_assert_eq(
+        memcmp(model_tensor_data(a, 0, NULL), model_tensor_data(b, 0, NULL), n * sizeof(float)), 0);
+    cr_assert_neq(
+        memcmp(model_tensor_data(a, 0, NULL), model_tensor_data(c, 0, NULL), n * sizeof(float)), 0);
+    int32_t tok[2 * 8], tgt[2 * 8];
+    for (int i = 0; i < 16; i++)
+        tok[i] = (i * 7) % 32, tgt[i] = (i * 7 + 7) % 32;
+    model_adamw opt = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    float la = 0, lb = 0;
+    model *ms[2] = {a, b};
+    float *ls[2] = {&la, &lb};
+    for (int k = 0; k < 2; k++)
+        for (int s = 0; s < 3; s++) {
+            model_zero_grad(ms[k]);
+            cr_assert_eq(model_forward(ms[k], tok, tgt, NULL, 2, 8, ls[k], err, sizeof(err)), 0);
+            cr_assert_eq(model_backward(ms[k], 1.0f, err, sizeof(err)), 0);
+            model_clip_grad(ms[k], 1.0f);
+            cr_assert_eq(model_adamw_step(ms[k], &opt, err, sizeof(err)), 0);
+        }
+    cr_assert_eq(memcmp(&la, &lb, sizeof(float)), 0);
+    cr_assert_eq(
+        memcmp(model_tensor_data(a, 0, NULL), model_tensor_data(b, 0, NULL), n * sizeof(float)), 0);
+    model_free(a);
+    model_free(b);
+    model_free(c);
+}
+
+/* Clipping scales the gradients to max_norm as torch does. */
+Test(clip, global_norm) {
+    model *m = fresh("gpt2", 0, 1);
+    int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, 9};
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), 0);
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0);
+    float norm = model_grad_norm(m);
+    cr_assert_gt(norm, 0.0f);
+    float before = model_clip_grad(m, norm / 4);
+    cr_assert_float_eq(before, norm, 1e-6f * norm);
+    cr_assert_float_eq(model_grad_norm(m), norm / 4, 1e-4f * norm);
+    /* a norm below the bound is left alone */
+    cr_assert_float_eq(model_clip_grad(m, norm), norm / 4, 1e-4f * norm);
+    cr_assert_float_eq(model_grad_norm(m), norm / 4, 1e-4f * norm);
+    model_free(m);
+}
+
+/* A mask of zeros counts nothing: the loss is NaN and the gradient zero. */
+Test(loss, all_masked) {
+    model *m = fresh("gpt2", 0, 1);
+    int32_t tok[4] = {1, 2, 3, 4}, tgt[4] = {2, 3, -1, 5};
+    uint8_t mask[4] = {0, 0, 1, 0};
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, mask, 1, 4, &loss, err, sizeof(err)), 0);
+    cr_assert(isnan(loss));
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0);
+    cr_assert_eq(model_grad_norm(m), 0.0f);
+    model_free(m);
+}
+
+static void expect_open_fails(const char *dir, const char *needle1, const char *needle2) {
+    model *m = NULL;
+    err[0] = 0;
+    cr_assert_lt(model_open(dir, &m, err, sizeof(err)), 0, "opened %s", dir);
+    cr_assert_null(m);
+    cr_assert_not_null(strstr(err, needle1), "error '%s' does not name '%s'", err, needle1);
+    if (needle2)
+        cr_assert_not_null(strstr(err, needle2), "error '%s' does not name '%s'", err, needle2);
+}
+
+Test(bad_input, truncated_safetensors) {
+    model *m = fresh("gpt2", 0, 1);
+    char dir[64], path[128];
+    save_to(m, dir);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(truncate(path, st.st_size / 2), 0);
+    expect_open_fails(dir, "model.safetensors", NULL);
+    cr_assert_eq(truncate(path, 5), 0);
+    expect_open_fails(dir, "model.safetensors", NULL);
+    model_free(m);
+    rm_rf(dir);
+}
+
+Test(bad_input, config_disagrees_with_tensors) {
+    model *m = fresh("gpt2", 0, 1);
+    char dir[64];
+    save_to(m, dir);
+    write_file(dir, "config.json",
+               "{\"model_type\": \"gpt2\", \"n_embd\": 16, \"n_layer\": 2, "
+               "\"n_head\": 4, "
+               "\"n_positions\": 8, \"vocab_size\": 40}");
+    expect_open_fails(dir, "wte.weight", "expected [40, 16]");
+    write_file(dir, "config.json",
+               "{\"model_type\": \"gpt2\", \"n_embd\": 16, \"n_layer\": 3, "
+               "\"n_head\": 4, "
+               "\"n_positions\": 8, \"vocab_size\": 32}");
+    expect_open_fails(dir, "h.2.ln_1.weight", "missing");
+    model_free(m);
+    rm_rf(dir);
+}
+
+Test(bad_input, unknown_model_type) {
+    model *m = fresh("gpt2", 0, 1);
+    char dir[64];
+    save_to(m, dir);
+    write_file(dir, "config.json", "{\"model_type\": \"bert\", \"hidden_size\": 16}");
+    expect_open_fails(dir, "config.json", "'bert'");
+    write_file(dir, "config.json",
+               "{\"model_type\": \"llama\", \"hidden_size\": 16, "
+               "\"quantization_config\": {}}");
+    expect_open_fails(dir, "config.json", "quantiz");
+    write_file(dir, "config.json", "{\"model_type\": \"llama\", \"hidden_size\": 16}");
+    expect_open_fails(dir, "config.json", "missing");
+    model_free(m);
+    rm_rf(dir);
+}
+
+Test(bad_input, missing_tensor) {
+    model *m = fresh("llama", 2, 1);
+    char dir[64], path[128];
+    save_to(m, dir);
+    /* the same file without one tensor */
+    sl_tensors_writer *w = NULL;
+    cr_assert_eq(sl_tensors_writer_new(&w, err, sizeof(err)), 0);
+    const char *drop = "model.layers.1.self_attn.k_proj.weight";
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        if (!strcmp(model_tensor_name(m, i), drop))
+            continue;
+        uint64_t shape[2];
+        int nd = model_tensor_shape(m, i, shape);
+        cr_assert_eq(sl_tensors_add_f32(w, model_tensor_name(m, i), model_tensor_data(m, i, NULL),
+                                        (size_t)nd, shape, err, sizeof(err)),
+                     0, "%s", err);
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    cr_assert_eq(sl_tensors_save(w, path, err, sizeof(err)), 0, "%s", err);
+    sl_tensors_writer_free(w);
+    expect_open_fails(dir, drop, "missing");
+    cr_assert_not_null(strstr(err, "[8, 16]"), "%s", err);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* Sharded weights: an index naming two files, one tensor in the second. */
+Test(folder, sharded_index) {
+    model *m = fresh("llama", 2, 3), *r = NULL;
+    char dir[64], path[128];
+    save_to(m, dir);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    sl_tensors_writer *w1 = NULL, *w2 = NULL;
+    cr_assert_eq(sl_tensors_writer_new(&w1, err, sizeof(err)), 0);
+    cr_assert_eq(sl_tensors_writer_new(&w2, err, sizeof(err)), 0);
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        uint64_t shape[2];
+        int nd = model_tensor_shape(m, i, shape);
+        cr_assert_eq(sl_tensors_add_f32(i == 0 ? w2 : w1, model_tensor_name(m, i),
+                                        model_tensor_data(m, i, NULL), (size_t)nd, shape, err,
+                                        sizeof(err)),
+                     0);
+    }
+    char p1[128], p2[128];
+    snprintf(p1, sizeof(p1), "%s/model-00001-of-00002.safetensors", dir);
+    snprintf(p2, sizeof(p2), "%s/model-00002-of-00002.safetensors", dir);
+    cr_assert_eq(sl_tensors_save(w1, p1, err, sizeof(err)), 0);
+    cr_assert_eq(sl_tensors_save(w2, p2, err, sizeof(err)), 0);
+    sl_tensors_writer_free(w1);
+    sl_tensors_writer_free(w2);
+    cr_assert_eq(unlink(path), 0);
+    char index[512];
+    snprintf(index, sizeof(index),
+             "{\"metadata\": {}, \"weight_map\": {\"%s\": "
+             "\"model-00002-of-00002.safetensors\", "
+             "\"model.norm.weight\": \"model-00001-of-00002.safetensors\"}}",
+             model_tensor_name(m, 0));
+    write_file(dir, "model.safetensors.index.json", index);
+    cr_assert_eq(model_open(dir, &r, err, sizeof(err)), 0, "%s", err);
+    size_t n = model_param_count(m);
+    cr_assert_eq(
+        memcmp(model_tensor_data(m, 0, NULL), model_tensor_data(r, 0, NULL), n * sizeof(float)), 0);
+    model_free(r);
+    write_file(dir, "model.safetensors.index.json",
+               "{\"weight_map\": {\"x\": \"../model.safetensors\"}}");
+    expect_open_fails(dir, "model.safetensors.index.json", "../model.safetensors");
+    model_free(m);
+    rm_rf(dir);
+}
+
+Test(config, bad_architectures) {
+    model_config c;
+    cr_assert_lt(model_config_init(&c, "gpt2", 30, 2, 4, 0, 0, 8, 32, err, sizeof(err)), 0);
+    cr_assert_not_null(strstr(err, "divisible"), "%s", err);
+    cr_assert_lt(model_config_init(&c, "llama", 32, 2, 4, 3, 0, 8, 32, err, sizeof(err)), 0);
+    cr_assert_not_null(strstr(err, "kv heads"), "%s", err);
+    cr_assert_lt(model_config_init(&c, "rwkv", 32, 2, 4, 0, 0, 8, 32, err, sizeof(err)), 0);
+    cr_assert_not_null(strstr(err, "rwkv"), "%s", err);
+    cr_assert_eq(model_config_init(&c, "llama", 32, 2, 4, 2, 0, 8, 32, err, sizeof(err)), 0);
+    cr_assert_eq(c.d_ff, 128); /* 8/3 * 32 rounded up to 64 */
+}
