@@ -469,3 +469,77 @@ Test(config, bad_architectures) {
     cr_assert_eq(model_config_init(&c, "llama", 32, 2, 4, 2, 0, 8, 32, err, sizeof(err)), 0);
     cr_assert_eq(c.d_ff, 128); /* 8/3 * 32 rounded up to 64 */
 }
+
+/* A safetensors file written by hand, every tensor of m in dtype
+ * ("BF16" truncates the floats; "I32" stores them as integers). */
+static void write_as(model *m, const char *path, const char *dtype) {
+    size_t esz = !strcmp(dtype, "BF16") ? 2 : 4;
+    char *hdr = malloc(65536);
+    cr_assert_not_null(hdr);
+    size_t off = 0, len = (size_t)sprintf(hdr, "{\"__metadata__\": {\"format\": \"pt\"}");
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        uint64_t shape[2];
+        size_t cnt;
+        int nd = model_tensor_shape(m, i, shape);
+        (void)model_tensor_data(m, i, &cnt);
+        len += (size_t)sprintf(hdr + len, ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%llu",
+                               model_tensor_name(m, i), dtype, (unsigned long long)shape[0]);
+        if (nd == 2)
+            len += (size_t)sprintf(hdr + len, ", %llu", (unsigned long long)shape[1]);
+        len += (size_t)sprintf(hdr + len, "], \"data_offsets\": [%zu, %zu]}", off, off + cnt * esz);
+        off += cnt * esz;
+    }
+    len += (size_t)sprintf(hdr + len, "}");
+    while (len % 8)
+        hdr[len++] = ' ';
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    uint64_t n = len;
+    fwrite(&n, 8, 1, f);
+    fwrite(hdr, 1, len, f);
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        size_t cnt;
+        const float *p = model_tensor_data(m, i, &cnt);
+        for (size_t j = 0; j < cnt; j++) {
+            uint32_t bits;
+            memcpy(&bits, &p[j], 4);
+            if (esz == 2) {
+                uint16_t h = (uint16_t)(bits >> 16);
+                fwrite(&h, 2, 1, f);
+            } else {
+                int32_t v = (int32_t)p[j];
+                fwrite(&v, 4, 1, f);
+            }
+        }
+    }
+    fclose(f);
+    free(hdr);
+}
+
+/* BF16 weights are read into F32 exactly; integer weights are refused
+ * naming the tensor and its dtype. */
+Test(folder, bf16_weights_and_integer_refused) {
+    model *m = fresh("llama", 2, 5), *r = NULL;
+    char dir[64], path[128];
+    save_to(m, dir);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    write_as(m, path, "BF16");
+    cr_assert_eq(model_open(dir, &r, err, sizeof(err)), 0, "%s", err);
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        size_t cnt;
+        const float *a = model_tensor_data(m, i, &cnt), *b = model_tensor_data(r, i, NULL);
+        for (size_t j = 0; j < cnt; j++) {
+            uint32_t bits;
+            memcpy(&bits, &a[j], 4);
+            bits &= 0xFFFF0000u;
+            float want;
+            memcpy(&want, &bits, 4);
+            cr_assert_eq(b[j], want, "%s[%zu]", model_tensor_name(m, i), j);
+        }
+    }
+    model_free(r);
+    write_as(m, path, "I32");
+    expect_open_fails(dir, "model.embed_tokens.weight", "I32");
+    model_free(m);
+    rm_rf(dir);
+}
