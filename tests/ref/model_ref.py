@@ -13,6 +13,9 @@ q/k/v biases as Qwen2 has, tied or untied head).
 
     model_ref.py OUTDIR [CASE...]   one folder per case (all by default),
                                     each with ref.safetensors
+    model_ref.py --bench DIR B T STEPS THREADS
+                                    bench/bench_train's peer: seconds of the
+                                    fastest training step on folder DIR
 """
 import json
 import math
@@ -70,6 +73,23 @@ def write_safetensors(path, tensors):
         f.write(h)
         for b in blobs:
             f.write(b)
+
+
+def read_safetensors(path):
+    """The F32 tensors of a safetensors file, by name (what model_save writes)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        assert h["dtype"] == "F32", name
+        a, b = h["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype=np.float32)
+                                     .reshape(h["shape"]).copy())
+    return out
 
 
 def gpt2_params(c, g):
@@ -216,6 +236,14 @@ def llama_forward(c, p, tok):
     return x @ head.T
 
 
+def adamw(params):
+    decay = [v for v in params.values() if v.dim() == 2]
+    no_decay = [v for v in params.values() if v.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": WD},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=LR, betas=BETAS, eps=EPS)
+
+
 def make_case(outdir, name, c, seed):
     d = os.path.join(outdir, name)
     os.makedirs(d, exist_ok=True)
@@ -247,11 +275,7 @@ def make_case(outdir, name, c, seed):
 
     # 10 AdamW steps, the 2D tensors decayed (model.h's grouping)
     params = {k: v.clone().requires_grad_(True) for k, v in p.items()}
-    decay = [v for v in params.values() if v.dim() == 2]
-    no_decay = [v for v in params.values() if v.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=LR, betas=BETAS, eps=EPS)
+    opt = adamw(params)
     losses = []
     for _ in range(STEPS):
         opt.zero_grad()
@@ -275,7 +299,39 @@ def make_case(outdir, name, c, seed):
     write_safetensors(os.path.join(d, "ref.safetensors"), out)
 
 
+def bench(d, Bn, Tn, steps, threads):
+    """The peer of bench/bench_train: seconds of the fastest of steps training
+    steps (forward, backward, clipping, AdamW) on the model folder d."""
+    import time
+    torch.set_num_threads(threads)
+    with open(os.path.join(d, "config.json")) as f:
+        c = json.load(f)
+    params = {k: v.requires_grad_(True)
+              for k, v in read_safetensors(os.path.join(d, "model.safetensors")).items()}
+    forward = gpt2_forward if c["model_type"] == "gpt2" else llama_forward
+    V = c["vocab_size"]
+    g = torch.Generator().manual_seed(0)
+    tok = torch.randint(0, V, (Bn, Tn + 1), generator=g)
+    opt = adamw(params)
+    best = float("inf")
+    for s in range(steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = F.cross_entropy(forward(c, params, tok[:, :-1]).reshape(-1, V),
+                               tok[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
+        opt.step()
+        if s > 0:  # the first step allocates
+            best = min(best, time.perf_counter() - t0)
+    print(best)
+
+
 def main():
+    if sys.argv[1] == "--bench":
+        d, Bn, Tn, steps, threads = sys.argv[2], *map(int, sys.argv[3:7])
+        bench(d, Bn, Tn, steps, threads)
+        return
     torch.set_num_threads(1)
     outdir, only = sys.argv[1], sys.argv[2:]
     for i, (name, c) in enumerate(CASES.items()):
