@@ -47,6 +47,10 @@ CASES = {
                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   head_dim=16, max_position_embeddings=16, vocab_size=64, rms_norm_eps=1e-6,
                   rope_theta=1000000.0, tie_word_embeddings=False),
+    "llama_bias": dict(model_type="llama", hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=16, vocab_size=64, rms_norm_eps=1e-5,
+                       rope_theta=10000.0, tie_word_embeddings=False, attention_bias=True),
     "llama3": dict(model_type="llama", hidden_size=32, intermediate_size=64,
                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
                    max_position_embeddings=16, vocab_size=64, rms_norm_eps=1e-5,
@@ -164,6 +168,8 @@ def llama_params(c, g):
             if bias:
                 p[h + f"self_attn.{name}.bias"] = 0.1 * torch.randn(out, generator=g)
         p[h + "self_attn.o_proj.weight"] = torch.randn(C, H * hd, generator=g) * 0.1
+        if c.get("attention_bias", False):  # llama's: o_proj too (qwen2's: q, k, v only)
+            p[h + "self_attn.o_proj.bias"] = 0.1 * torch.randn(C, generator=g)
         p[h + "post_attention_layernorm.weight"] = 1 + 0.1 * torch.randn(C, generator=g)
         p[h + "mlp.gate_proj.weight"] = torch.randn(Fd, C, generator=g) * 0.2
         p[h + "mlp.up_proj.weight"] = torch.randn(Fd, C, generator=g) * 0.2
@@ -228,6 +234,8 @@ def llama_forward(c, p, tok):
         v = v.repeat_interleave(H // KV, dim=1)
         y = attention(q, k, v).transpose(1, 2).reshape(Bn, Tn, H * hd)
         x = x + y @ p[h + "self_attn.o_proj.weight"].T
+        if h + "self_attn.o_proj.bias" in p:
+            x = x + p[h + "self_attn.o_proj.bias"]
         a = rms_norm(x, p[h + "post_attention_layernorm.weight"], eps)
         f = F.silu(a @ p[h + "mlp.gate_proj.weight"].T) * (a @ p[h + "mlp.up_proj.weight"].T)
         x = x + f @ p[h + "mlp.down_proj.weight"].T

@@ -1,6 +1,7 @@
 /* The model library (steps/model) against a PyTorch reference
  * (tests/ref/model_ref.py, run through /usr/bin/python3 at test time):
- * tiny random GPT-2, Llama, grouped-query, Qwen2-like and llama3-rope
+ * tiny random GPT-2, Llama, grouped-query, Qwen2-like (q/k/v biases,
+ * head_dim apart from d_model / heads), attention_bias and llama3-rope
  * models, checked as llm.c's test_gpt2 checks: logits within 1e-4, loss
  * within 1e-5, every gradient within 1e-3 relative, 10 AdamW steps' losses
  * within 1e-4; plus the KV cache's greedy tokens, and bad folders.
@@ -214,6 +215,7 @@ Test(reference, gpt2, .timeout = 120) { check_case("gpt2"); }
 Test(reference, llama, .timeout = 120) { check_case("llama"); }
 Test(reference, gqa_untied, .timeout = 120) { check_case("gqa"); }
 Test(reference, qwen2_bias_head_dim, .timeout = 120) { check_case("qwen2"); }
+Test(reference, llama_attention_bias, .timeout = 120) { check_case("llama_bias"); }
 Test(reference, llama3_rope_scaling, .timeout = 120) { check_case("llama3"); }
 
 /* ---- without the reference ---- */
@@ -542,4 +544,50 @@ Test(folder, bf16_weights_and_integer_refused) {
     expect_open_fails(dir, "model.embed_tokens.weight", "I32");
     model_free(m);
     rm_rf(dir);
+}
+
+/* Two backwards of scale 1/2 on the same batch accumulate the gradient of
+ * one backward of scale 1. */
+Test(backward, accumulates_scaled) {
+    model *m = fresh("llama", 2, 9);
+    int32_t tok[8] = {1, 5, 9, 13, 17, 21, 25, 29}, tgt[8] = {5, 9, 13, 17, 21, 25, 29, 2};
+    float loss;
+    size_t n = model_param_count(m);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 2, 4, &loss, err, sizeof(err)), 0);
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0);
+    float *once = malloc(n * sizeof(float));
+    cr_assert_not_null(once);
+    memcpy(once, model_tensor_grad(m, 0, NULL), n * sizeof(float));
+    model_zero_grad(m);
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(model_forward(m, tok, tgt, NULL, 2, 4, &loss, err, sizeof(err)), 0);
+        cr_assert_eq(model_backward(m, 0.5f, err, sizeof(err)), 0);
+    }
+    float mx;
+    float d = max_abs_diff(model_tensor_grad(m, 0, NULL), once, n, &mx);
+    cr_assert_leq(d, 1e-6f * mx, "accumulated gradients differ by %g (max %g)", d, mx);
+    /* a backward needs a forward with targets before it, once */
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(model_forward(m, tok, NULL, NULL, 2, 4, &loss, err, sizeof(err)), 0);
+    cr_assert(isnan(loss));
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), -EINVAL);
+    free(once);
+    model_free(m);
+}
+
+Test(forward, bad_batches) {
+    model *m = fresh("gpt2", 0, 2);
+    int32_t tok[9] = {0}, tgt[9] = {0};
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 9, &loss, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "context 8"), "%s", err);
+    tok[3] = 32;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "token 32"), "%s", err);
+    tok[3] = 0;
+    tgt[2] = -2;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(model_decode(m, 0, &(const float *){NULL}, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(model_decode_reset(m, 9, err, sizeof(err)), -EINVAL);
+    model_free(m);
 }
