@@ -12,6 +12,10 @@
  * attention's QK^T and PV over the full T x T), so the fraction of the
  * sgemm rate says how much of the machine the step uses.
  *
+ * Then generation: 64 tokens one at a time on the KV cache (model_decode),
+ * against the bound of reading every weight once per token at the
+ * machine's read bandwidth (measured here, one thread summing 512 MiB).
+ *
  *     bench_train [steps] [threads] */
 #include <cblas.h>
 #include <stdio.h>
@@ -46,6 +50,50 @@ static double forward_flops(const model_config *c, int B, int T) {
     return c->n_layers * per_layer + 2 * BT * C * c->vocab;
 }
 
+/* GB/s of reading memory: the best of 3 passes over 512 MiB. */
+static double read_bandwidth(void) {
+    size_t n = (size_t)512 << 20 >> 3;
+    uint64_t *a = malloc(n * sizeof(uint64_t));
+    if (!a)
+        exit(1);
+    for (size_t i = 0; i < n; i++)
+        a[i] = i;
+    double best = 1e30;
+    volatile uint64_t sink = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now();
+        uint64_t x = 0;
+        for (size_t i = 0; i < n; i++)
+            x ^= a[i];
+        sink ^= x;
+        double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    (void)sink;
+    free(a);
+    return (double)n * sizeof(uint64_t) / best / 1e9;
+}
+
+/* Tokens per second of greedy decoding of len tokens. */
+static double decode_rate(model *m, int len) {
+    char err[512];
+    const float *z;
+    int V = model_get_config(m)->vocab;
+    if (model_decode_reset(m, len, err, sizeof(err)) < 0)
+        return 0;
+    int32_t tok = 1;
+    double t0 = now();
+    for (int i = 0; i < len; i++) {
+        if (model_decode(m, tok, &z, err, sizeof(err)) < 0)
+            return 0;
+        int best = 0;
+        for (int j = 1; j < V; j++)
+            best = z[j] > z[best] ? j : best;
+        tok = best;
+    }
+    return len / (now() - t0);
+}
+
 static void fail(const char *what, const char *err) {
     fprintf(stderr, "bench_train: %s: %s\n", what, err);
     exit(1);
@@ -62,7 +110,9 @@ int main(int argc, char **argv) {
     printf("bench_train: cblas_sgemm 1024^3 on %d threads: %.1f GFLOP/s\n", threads, peak);
     printf("%-27s %5s %12s %12s %7s %9s %8s\n", "model", "BxT", "sluice tok/s", "torch tok/s",
            "ratio", "GFLOP/s", "of sgemm");
+    double bw = read_bandwidth();
     char err[1024];
+    double gen[8] = {0}, bound[8] = {0};
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         const shape *sh = &shapes[s];
         model_config c;
@@ -121,6 +171,8 @@ int main(int argc, char **argv) {
         printf("%-27s %2dx%-3d %12.0f %12s %7s %9.1f %7.0f%%\n", sh->name, sh->B, sh->T, BT / best,
                ttoks, ratio, gflops, 100 * gflops / peak);
         fflush(stdout);
+        gen[s] = decode_rate(m, 64);
+        bound[s] = bw * 1e9 / ((double)model_param_count(m) * sizeof(float));
         char rm[128];
         snprintf(rm, sizeof(rm), "rm -rf %s", dir);
         if (system(rm) != 0)
@@ -129,5 +181,11 @@ int main(int argc, char **argv) {
         free(tgt);
         model_free(m);
     }
+    printf("generation (KV cache, 64 tokens) against reading every weight once per token at "
+           "%.1f GB/s:\n",
+           bw);
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+        printf("%-27s %9.1f tok/s  bound %9.1f tok/s  %5.0f%%\n", shapes[s].name, gen[s], bound[s],
+               100 * gen[s] / bound[s]);
     return 0;
 }

@@ -46,7 +46,11 @@ void model_linear_forward(const model *m, const model_linear *l, float *y, int l
             memcpy(y + (size_t)r * ldy, b, (size_t)l->out * sizeof(float));
         beta = 1.0f;
     }
-    if (l->in_out)
+    if (rows == 1) /* decoding: a matrix-vector product, bound by reading W */
+        cblas_sgemv(CblasRowMajor, l->in_out ? CblasTrans : CblasNoTrans,
+                    l->in_out ? l->in : l->out, l->in_out ? l->out : l->in, 1.0f, w,
+                    l->in_out ? l->out : l->in, x, 1, beta, y, 1);
+    else if (l->in_out)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, l->out, l->in, 1.0f, x, l->in,
                     w, l->out, beta, y, ldy);
     else
