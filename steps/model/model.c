@@ -783,6 +783,24 @@ int model_new(const model_config *cfg, uint64_t seed, model **out, char *err, si
     return 0;
 }
 
+int model_estimate(const model_config *cfg, int B, int T, size_t *param_bytes, size_t *train_bytes,
+                   char *err, size_t n) {
+    model_config c = *cfg;
+    int rc = config_check(&c, "architecture", err, n);
+    if (rc < 0)
+        return rc;
+    if (B <= 0 || T <= 0 || T > c.context)
+        return model_fail(err, n, -EINVAL, "model: a batch of %d x %d tokens (context %d)", B, T,
+                          c.context);
+    model *m = model_alloc(&c, err, n, &rc);
+    if (!m)
+        return rc;
+    *param_bytes = m->n_params * sizeof(float);
+    *train_bytes = 4 * *param_bytes + model_arena_floats(m, B, T) * sizeof(float);
+    model_free(m);
+    return 0;
+}
+
 /* ---- writing ---- */
 
 int model_save(const model *m, const char *dir, char *err, size_t n) {

@@ -118,6 +118,22 @@ typedef struct model_adamw {
 } model_adamw;
 int model_adamw_step(model *m, const model_adamw *opt, char *err, size_t err_size);
 
+/* AdamW's state for a checkpoint: model_save_optimizer writes both moments
+ * and the step count to path (safetensors: "adam.m" and "adam.v" over all
+ * parameters in model_tensor_at order, "adam.step"), replacing it once
+ * complete; -EINVAL before the first step. model_load_optimizer reads such
+ * a file back into m, refusing one of another parameter count, so that
+ * training resumes bit-identically. */
+int model_save_optimizer(const model *m, const char *path, char *err, size_t err_size);
+int model_load_optimizer(model *m, const char *path, char *err, size_t err_size);
+
+/* What a model of config c needs, in bytes: *param_bytes for its weights,
+ * *train_bytes for training on batches of B x T tokens (weights, gradients,
+ * AdamW's moments and the activations), so a caller can refuse before
+ * allocating. Allocates nothing but a table. */
+int model_estimate(const model_config *c, int B, int T, size_t *param_bytes, size_t *train_bytes,
+                   char *err, size_t err_size);
+
 /* Generation with a KV cache: model_decode_reset empties the cache and
  * sizes it for max_len positions (at most the context), then each
  * model_decode runs one more token at the next position, attending to the

@@ -112,6 +112,9 @@ void model_rope_apply(float *x, int hd, const float *cs, const float *sn);
 int model_fail(char *err, size_t n, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The floats of the activation arena for B x T (pass.c). */
+size_t model_arena_floats(model *m, int B, int T);
+
 /* Softmax of row[0..n) in place (sums in double). */
 void model_softmax(float *row, int n);
 

@@ -383,6 +383,8 @@ static size_t layout(model *m, float *base, int B, int T) {
     return cv.used;
 }
 
+size_t model_arena_floats(model *m, int B, int T) { return layout(m, NULL, B, T); }
+
 static int arena_fit(model *m, int B, int T, char *err, size_t n) {
     size_t L = (size_t)m->c.n_layers;
     model_acts *a = &m->a;

@@ -591,3 +591,58 @@ Test(forward, bad_batches) {
     cr_assert_eq(model_decode_reset(m, 9, err, sizeof(err)), -EINVAL);
     model_free(m);
 }
+
+/* A checkpoint (weights + optimizer state) resumes bit-identically: 3 + 2
+ * steps through a save and a load equal 5 steps in one go. */
+Test(optimizer, checkpoint_resumes_bit_identically) {
+    model *a = fresh("gpt2", 0, 11), *b = NULL;
+    int32_t tok[16], tgt[16];
+    for (int i = 0; i < 16; i++)
+        tok[i] = (i * 5) % 32, tgt[i] = (i * 5 + 3) % 32;
+    model_adamw opt = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    char dir[64], path[128];
+    float loss;
+    cr_assert_eq(model_save_optimizer(a, "/nonexistent/x", err, sizeof(err)), -EINVAL);
+    for (int s = 0; s < 5; s++) {
+        if (s == 3) {
+            save_to(a, dir);
+            snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+            cr_assert_eq(model_save_optimizer(a, path, err, sizeof(err)), 0, "%s", err);
+            cr_assert_eq(model_open(dir, &b, err, sizeof(err)), 0, "%s", err);
+            cr_assert_eq(model_load_optimizer(b, path, err, sizeof(err)), 0, "%s", err);
+        }
+        model *ms[2] = {a, b};
+        for (int k = 0; k < (b ? 2 : 1); k++) {
+            model_zero_grad(ms[k]);
+            cr_assert_eq(model_forward(ms[k], tok, tgt, NULL, 2, 8, &loss, err, sizeof(err)), 0);
+            cr_assert_eq(model_backward(ms[k], 1.0f, err, sizeof(err)), 0);
+            cr_assert_eq(model_adamw_step(ms[k], &opt, err, sizeof(err)), 0);
+        }
+    }
+    size_t n = model_param_count(a);
+    cr_assert_eq(
+        memcmp(model_tensor_data(a, 0, NULL), model_tensor_data(b, 0, NULL), n * sizeof(float)), 0);
+    /* a state of another model is refused */
+    model *c = fresh("llama", 2, 1);
+    cr_assert_eq(model_load_optimizer(c, path, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "parameters"), "%s", err);
+    model_free(c);
+    model_free(a);
+    model_free(b);
+    rm_rf(dir);
+}
+
+/* The estimate is what training then holds: weights, gradients, two
+ * moments, and an arena that grows with the batch. */
+Test(estimate, training_memory) {
+    model_config c;
+    cr_assert_eq(model_config_init(&c, "gpt2", 768, 12, 12, 0, 0, 1024, 50257, err, sizeof(err)),
+                 0);
+    size_t p, t1, t2;
+    cr_assert_eq(model_estimate(&c, 1, 64, &p, &t1, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(p, (size_t)124439808 * 4); /* GPT-2 small's parameters */
+    cr_assert_eq(model_estimate(&c, 8, 1024, &p, &t2, err, sizeof(err)), 0);
+    cr_assert_gt(t1, 4 * p);
+    cr_assert_gt(t2, t1 + (size_t)8 * 1024 * 50257 * 4); /* at least the logits */
+    cr_assert_eq(model_estimate(&c, 1, 2048, &p, &t2, err, sizeof(err)), -EINVAL);
+}
