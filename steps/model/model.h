@@ -99,8 +99,20 @@ const float *model_logits(const model *m);
 
 /* Adds to the gradients those of scale * loss of the last forward (scale 1
  * for one batch, 1/k for each of k accumulated batches). Gradients start at
- * zero and are cleared by model_zero_grad. -EINVAL without targets. */
+ * zero and are cleared by model_zero_grad. -EINVAL without targets; the
+ * next backward needs another forward. */
 int model_backward(model *m, float scale, char *err, size_t err_size);
+/* The same with a weight per position instead of the mean: adds the
+ * gradients of scale * sum_i weights[i] * -log p(target_i) over the counted
+ * positions (weights: B * T floats, borrowed for the call). This is what
+ * losses over whole sequences need (DPO: a coefficient per sequence on its
+ * response tokens). */
+int model_backward_weighted(model *m, const float *weights, float scale, char *err,
+                            size_t err_size);
+/* log p(target) at each of the B * T positions of the last forward with
+ * targets (0 where not counted); NULL otherwise. Borrowed until the next
+ * forward or backward. */
+const float *model_logprobs(const model *m);
 void model_zero_grad(model *m);
 
 /* The global L2 norm of all gradients. */

@@ -66,6 +66,7 @@ typedef struct model_acts {
     /* backward scratch */
     float *dres, *dln, *dqkv, *datty, *dfc, *dact, *dp;
     int32_t *tokens, *targets;
+    float *logprobs; /* log p(target) per position, 0 where not counted */
 } model_acts;
 
 struct model {
@@ -87,7 +88,8 @@ struct model {
     model_acts a;
     int B, T;
     int have_targets;
-    float loss, count;
+    float loss;
+    double count;
 
     /* the KV cache (decode.c): (n_layers, context, kv width) each */
     float *kcache, *vcache, *dec_scratch;

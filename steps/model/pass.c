@@ -360,7 +360,7 @@ static size_t layout(model *m, float *base, int B, int T) {
             a->fc[l] = ps[8], a->act[l] = ps[9];
         }
     }
-    float *ps[13] = {take(&cv, BT * C),
+    float *ps[14] = {take(&cv, BT * C),
                      take(&cv, BT * 2),
                      take(&cv, BT * (size_t)c->vocab),
                      take(&cv, (size_t)T * c->head_dim / 2),
@@ -372,13 +372,15 @@ static size_t layout(model *m, float *base, int B, int T) {
                      take(&cv, BT * m->up_width),
                      take(&cv, BT * F),
                      take(&cv, (size_t)T * T),
-                     take(&cv, BT * 2)};
+                     take(&cv, BT * 2),
+                     take(&cv, BT)};
     if (base) {
         a->lnf = ps[0], a->lnfs = ps[1], a->logits = ps[2], a->rope_cos = ps[3];
         a->rope_sin = ps[4], a->dres = ps[5], a->dln = ps[6], a->dqkv = ps[7];
         a->datty = ps[8], a->dfc = ps[9], a->dact = ps[10], a->dp = ps[11];
         a->tokens = (int32_t *)ps[12];
         a->targets = a->tokens + BT;
+        a->logprobs = ps[13];
     }
     return cv.used;
 }
@@ -493,22 +495,27 @@ int model_forward(model *m, const int32_t *tokens, const int32_t *targets, const
     double sum = 0;
     long count = 0;
     for (int i = 0; i < BT; i++) {
+        a->logprobs[i] = 0.0f;
         if (a->targets[i] < 0)
             continue;
         const float *z = a->logits + (size_t)i * V;
         float mx;
         double s = sum_exp(z, V, &mx);
-        sum += log(s) + mx - z[a->targets[i]];
+        double nll = log(s) + mx - z[a->targets[i]];
+        a->logprobs[i] = (float)-nll;
+        sum += nll;
         count++;
     }
     m->have_targets = 1;
-    m->count = (float)count;
+    m->count = (double)count;
     m->loss = count ? (float)(sum / (double)count) : NAN;
     *loss = m->loss;
     return 0;
 }
 
 const float *model_logits(const model *m) { return m->a.logits; }
+
+const float *model_logprobs(const model *m) { return m->have_targets ? m->a.logprobs : NULL; }
 
 /* ---- backward ---- */
 
@@ -518,6 +525,10 @@ void model_zero_grad(model *m) {
 }
 
 int model_backward(model *m, float scale, char *err, size_t n) {
+    return model_backward_weighted(m, NULL, scale, err, n);
+}
+
+int model_backward_weighted(model *m, const float *weights, float scale, char *err, size_t n) {
     const model_config *c = &m->c;
     if (!m->have_targets)
         return fail(err, n, -EINVAL, "model: backward without a forward with targets");
@@ -529,11 +540,12 @@ int model_backward(model *m, float scale, char *err, size_t n) {
     m->have_targets = 0; /* the logits become their gradient */
     model_acts *a = &m->a;
     int B = m->B, T = m->T, BT = B * T, C = c->d_model, V = c->vocab;
-    float k = m->count > 0 ? scale / m->count : 0.0f;
+    float mean = m->count > 0 ? (float)(scale / m->count) : 0.0f;
     for (int i = 0; i < BT; i++) {
         float *z = a->logits + (size_t)i * V;
         int y = a->targets[i];
-        if (y < 0) {
+        float k = weights ? scale * weights[i] : mean;
+        if (y < 0 || k == 0.0f) {
             memset(z, 0, (size_t)V * sizeof(float));
             continue;
         }

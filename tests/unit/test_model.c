@@ -646,3 +646,38 @@ Test(estimate, training_memory) {
     cr_assert_gt(t2, t1 + (size_t)8 * 1024 * 50257 * 4); /* at least the logits */
     cr_assert_eq(model_estimate(&c, 1, 2048, &p, &t2, err, sizeof(err)), -EINVAL);
 }
+
+/* Per-position weights: weights 1 on the first sequence and 0 on the second
+ * give the gradient of the first sequence's summed loss alone; the
+ * log-probabilities add up to the loss. */
+Test(backward, weighted_positions) {
+    model *m = fresh("llama", 2, 21);
+    int32_t tok[12] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8};
+    int32_t tgt[12] = {1, 4, 1, 5, 9, -1, 6, 5, 3, 5, 8, 9};
+    float loss, w[12] = {1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
+    size_t n = model_param_count(m);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 2, 6, &loss, err, sizeof(err)), 0);
+    const float *lp = model_logprobs(m);
+    cr_assert_not_null(lp);
+    double sum = 0, first[6];
+    for (int i = 0; i < 12; i++)
+        sum += lp[i];
+    for (int i = 0; i < 6; i++)
+        first[i] = lp[i];
+    cr_assert_eq(lp[5], 0.0f); /* not counted */
+    cr_assert_float_eq(-sum / 11, loss, 1e-5 * loss);
+    cr_assert_eq(model_backward_weighted(m, w, 1.0f, err, sizeof(err)), 0, "%s", err);
+    cr_assert_null(model_logprobs(m));
+    float *weighted = malloc(n * sizeof(float));
+    cr_assert_not_null(weighted);
+    memcpy(weighted, model_tensor_grad(m, 0, NULL), n * sizeof(float));
+    model_zero_grad(m);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 6, &loss, err, sizeof(err)), 0);
+    for (int i = 0; i < 6; i++)
+        cr_assert_float_eq(model_logprobs(m)[i], first[i], 1e-5);
+    cr_assert_eq(model_backward(m, 5.0f, err, sizeof(err)), 0); /* 5 counted: the sum */
+    float mx, d = max_abs_diff(weighted, model_tensor_grad(m, 0, NULL), n, &mx);
+    cr_assert_leq(d, 1e-5f * mx, "weighted gradients differ by %g (max %g)", d, mx);
+    free(weighted);
+    model_free(m);
+}
