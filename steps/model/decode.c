@@ -39,9 +39,9 @@ int model_decode_reset(model *m, int max_len, char *err, size_t n) {
             free(m->dec_scratch);
             m->kcache = m->vcache = m->dec_scratch = NULL;
             m->dec_cap = 0;
-            snprintf(err, n, "model: out of memory for a KV cache of %d positions (%zu MiB)",
-                     max_len, 2 * cache * sizeof(float) >> 20);
-            return -ENOMEM;
+            return model_fail(err, n, -ENOMEM,
+                              "model: out of memory for a KV cache of %d positions (%zu MiB)",
+                              max_len, 2 * cache * sizeof(float) >> 20);
         }
         m->dec_cap = (size_t)max_len;
     }
@@ -53,16 +53,15 @@ int model_decode_reset(model *m, int max_len, char *err, size_t n) {
 int model_decode(model *m, int32_t token, const float **logits, char *err, size_t n) {
     const model_config *c = &m->c;
     if (!m->kcache) {
-        snprintf(err, n, "model: decode before model_decode_reset");
-        return -EINVAL;
+        return model_fail(err, n, -EINVAL, "model: decode before model_decode_reset");
     }
     if (m->dec_pos >= m->dec_len) {
-        snprintf(err, n, "model: the KV cache is full (%d positions)", m->dec_len);
-        return -ENOSPC;
+        return model_fail(err, n, -ENOSPC, "model: the KV cache is full (%d positions)",
+                          m->dec_len);
     }
     if (token < 0 || token >= c->vocab) {
-        snprintf(err, n, "model: token %d is outside the vocabulary (%d)", token, c->vocab);
-        return -EINVAL;
+        return model_fail(err, n, -EINVAL, "model: token %d is outside the vocabulary (%d)", token,
+                          c->vocab);
     }
     int C = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, pos = m->dec_pos;
     int group = H / KV, Hhd = H * hd, kvw = KV * hd, half = hd / 2;

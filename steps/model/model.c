@@ -174,6 +174,24 @@ bad:
     return dflt;
 }
 
+/* A token id that may also be a list of ids (Llama 3's eos_token_id): the
+ * first; -1 when absent or empty. */
+static int first_int(cfg_reader *r, const char *key) {
+    bson_iter_t it, sub;
+    if (!r->rc && bson_iter_init_find(&it, r->doc, key) && BSON_ITER_HOLDS_ARRAY(&it)) {
+        if (!bson_iter_recurse(&it, &sub) || !bson_iter_next(&sub))
+            return -1;
+        if (!BSON_ITER_HOLDS_NUMBER(&sub)) {
+            r->rc = model_fail(r->err, r->n, -EINVAL, "%s: '%s' is not a list of token ids",
+                               r->path, key);
+            return -1;
+        }
+        double v = bson_iter_as_double(&sub);
+        return v >= 0 && v < 1e9 && v == floor(v) ? (int)v : -1;
+    }
+    return cfg_int(r, key, NULL, 0, -1);
+}
+
 static float cfg_float(cfg_reader *r, const char *key, float dflt) {
     double v = 0;
     int found = 0;
@@ -289,8 +307,10 @@ static int config_read(const char *dir, model_config *c, char *err, size_t n) {
         c->norm_eps = cfg_float(&r, "rms_norm_eps", 1e-6f);
         c->rope_theta = cfg_float(&r, "rope_theta", 10000.0f);
         c->tied = cfg_bool(&r, "tie_word_embeddings", 0);
-        int attention_bias = cfg_bool(&r, "attention_bias", 0);
-        c->qkv_bias = !strcmp(type, "qwen2") || attention_bias;
+        /* Qwen2 has q, k, v biases always and no attention_bias setting. */
+        int qwen2 = !strcmp(type, "qwen2");
+        int attention_bias = qwen2 ? 0 : cfg_bool(&r, "attention_bias", 0);
+        c->qkv_bias = qwen2 || attention_bias;
         c->o_bias = attention_bias;
         if (cfg_bool(&r, "mlp_bias", 0) && !r.rc)
             r.rc = model_fail(err, n, -EINVAL, "%s: mlp_bias is not supported", path);
@@ -314,7 +334,7 @@ static int config_read(const char *dir, model_config *c, char *err, size_t n) {
         goto out;
     }
     c->bos_token_id = cfg_int(&r, "bos_token_id", NULL, 0, -1);
-    c->eos_token_id = cfg_int(&r, "eos_token_id", NULL, 0, -1);
+    c->eos_token_id = first_int(&r, "eos_token_id");
     if (r.rc) {
         rc = r.rc;
         goto out;
@@ -347,6 +367,8 @@ static int config_write(const model_config *c, const char *dir, char *err, size_
         BSON_APPEND_INT32(&doc, "n_ctx", c->context);
         BSON_APPEND_INT32(&doc, "vocab_size", c->vocab);
         BSON_APPEND_DOUBLE(&doc, "layer_norm_epsilon", c->norm_eps);
+        if (c->d_ff != 4 * c->d_model)
+            BSON_APPEND_INT32(&doc, "n_inner", c->d_ff);
         BSON_APPEND_UTF8(&doc, "activation_function", "gelu_new");
     } else {
         BSON_APPEND_INT32(&doc, "hidden_size", c->d_model);
@@ -362,7 +384,7 @@ static int config_write(const model_config *c, const char *dir, char *err, size_
         BSON_APPEND_BOOL(&doc, "tie_word_embeddings", c->tied);
         BSON_APPEND_UTF8(&doc, "hidden_act", "silu");
         if (strcmp(c->model_type, "qwen2"))
-            BSON_APPEND_BOOL(&doc, "attention_bias", c->qkv_bias);
+            BSON_APPEND_BOOL(&doc, "attention_bias", c->o_bias);
         if (c->rope_llama3) {
             bson_t rs;
             bson_append_document_begin(&doc, "rope_scaling", -1, &rs);

@@ -681,3 +681,52 @@ Test(backward, weighted_positions) {
     free(weighted);
     model_free(m);
 }
+
+/* A config.json as Llama 3.2's is shipped (nulls, a list of eos ids, llama3
+ * rope scaling, fields this library does not use) is read, and saving
+ * keeps what it read. */
+Test(folder, llama32_style_config) {
+    model *m = fresh("llama", 2, 4), *r = NULL, *r2 = NULL;
+    char dir[64];
+    save_to(m, dir);
+    write_file(dir, "config.json",
+               "{\"architectures\": [\"LlamaForCausalLM\"], \"attention_bias\": false, "
+               "\"attention_dropout\": 0.0, \"bos_token_id\": 28, \"eos_token_id\": [29, 30, 31], "
+               "\"head_dim\": 4, \"hidden_act\": \"silu\", \"hidden_size\": 16, "
+               "\"initializer_range\": 0.02, \"intermediate_size\": 64, "
+               "\"max_position_embeddings\": 8, \"mlp_bias\": false, \"model_type\": \"llama\", "
+               "\"num_attention_heads\": 4, \"num_hidden_layers\": 2, \"num_key_value_heads\": 2, "
+               "\"pretraining_tp\": 1, \"rms_norm_eps\": 1e-05, \"rope_scaling\": {\"factor\": "
+               "32.0, \"high_freq_factor\": 4.0, \"low_freq_factor\": 1.0, "
+               "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}, "
+               "\"rope_theta\": 500000.0, \"tie_word_embeddings\": true, \"torch_dtype\": "
+               "\"bfloat16\", \"transformers_version\": \"4.45.0.dev0\", \"use_cache\": true, "
+               "\"vocab_size\": 32, \"sliding_window\": null}");
+    cr_assert_eq(model_open(dir, &r, err, sizeof(err)), 0, "%s", err);
+    const model_config *c = model_get_config(r);
+    cr_assert_eq(c->eos_token_id, 29);
+    cr_assert_eq(c->bos_token_id, 28);
+    cr_assert(c->rope_llama3);
+    cr_assert_eq(c->rope_original_context, 8192);
+    cr_assert_float_eq(c->rope_theta, 500000.0f, 1e-3f);
+    cr_assert(c->tied);
+    cr_assert_eq(model_save(r, dir, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_open(dir, &r2, err, sizeof(err)), 0, "%s", err);
+    const model_config *c2 = model_get_config(r2);
+    cr_assert(c2->rope_llama3);
+    cr_assert_float_eq(c2->rope_factor, 32.0f, 1e-6f);
+    cr_assert_eq(c2->eos_token_id, 29);
+    cr_assert_eq(c2->n_kv_heads, 2);
+    cr_assert_float_eq(c2->rope_theta, 500000.0f, 1e-3f);
+    model_free(r2);
+    model_free(r);
+    /* rope scaling this library does not compute is refused by name */
+    write_file(dir, "config.json",
+               "{\"model_type\": \"llama\", \"hidden_size\": 16, \"intermediate_size\": 64, "
+               "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+               "\"max_position_embeddings\": 8, \"vocab_size\": 32, \"tie_word_embeddings\": "
+               "true, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0}}");
+    expect_open_fails(dir, "config.json", "'yarn'");
+    model_free(m);
+    rm_rf(dir);
+}
