@@ -6,8 +6,9 @@
  * Everything is computed in F32; weights on disk may be F32, F16 or BF16
  * and are always written back as F32. A model is one handle: its
  * parameters, their gradients and AdamW moments are each one contiguous
- * array (in the order of model_tensor_at), its activations one arena sized
- * for the largest batch seen. A handle is not shared between threads.
+ * array (the tensors of model_tensor_name in order), its activations one
+ * arena sized for the largest batch seen. A handle is not shared between
+ * threads; different handles may be used on different threads at once.
  *
  * Determinism: matrix products go through OpenBLAS (its thread count is
  * the caller's: openblas_set_num_threads); every other loop runs on the
@@ -132,7 +133,7 @@ int model_adamw_step(model *m, const model_adamw *opt, char *err, size_t err_siz
 
 /* AdamW's state for a checkpoint: model_save_optimizer writes both moments
  * and the step count to path (safetensors: "adam.m" and "adam.v" over all
- * parameters in model_tensor_at order, "adam.step"), replacing it once
+ * parameters in the tensors' order, "adam.step"), replacing it once
  * complete; -EINVAL before the first step. model_load_optimizer reads such
  * a file back into m, refusing one of another parameter count, so that
  * training resumes bit-identically. */
