@@ -49,7 +49,9 @@ typedef struct model model;
 /* A config for a fresh model: type is "gpt2" or "llama" (any of the Llama
  * family's names); n_kv_heads 0 means n_heads, d_ff 0 means 4 * d_model for
  * GPT-2 and a SwiGLU-sized multiple of 64 for Llama. Checks the shape
- * (d_model divisible by n_heads, n_heads by n_kv_heads, positive sizes). */
+ * (d_model divisible by n_heads, n_heads by n_kv_heads, positive sizes).
+ * Llama's head is tied, rope_theta 10000, norm_eps 1e-5, no biases; these
+ * fields may be changed before model_new, which checks the config again. */
 int model_config_init(model_config *c, const char *type, int d_model, int n_layers, int n_heads,
                       int n_kv_heads, int d_ff, int context, int vocab, char *err, size_t err_size);
 
