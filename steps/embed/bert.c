@@ -386,8 +386,13 @@ static void split(size_t n, size_t grain, size_t parts, part_fn fn, void *ctx) {
  * baseline's 4-float SSE vectors and for AVX2's 8, the CPU picking one at
  * load time. The results are the same bit for bit: every lane does the same
  * IEEE operations (the AVX2 clone's have no FMA to fuse a * b + c), and sums
- * keep their 8 lanes whatever the vector width. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+ * keep their 8 lanes whatever the vector width.
+ *
+ * Not under ThreadSanitizer: a program linking this file (sluice-search)
+ * resolves the clones during relocation, before the TSan runtime is up, and
+ * the instrumented resolver crashes there. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_THREAD__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VECTOR_CLONES
