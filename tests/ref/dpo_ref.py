@@ -17,6 +17,14 @@ TRL itself is not installed, so its formulas are written out here).
                              rows*T ids, rows*T mask. Prints the loss, the
                              number of targets and the gradient (autograd).
 
+    dpo_ref.py step FILE     one DPO step's gradient: first line beta n T V; then
+                             2n rows (n chosen, then n rejected) of T*V policy
+                             logits, T ids and T mask each; then n lines of
+                             reference chosen and rejected log-probabilities.
+                             Prints the loss, then the gradient of the loss
+                             with respect to every logit (autograd through
+                             get_batch_logps and dpo_loss).
+
 All in float64 from the float32 inputs.
 """
 import sys
@@ -119,5 +127,29 @@ def run_xent(path):
         print(repr(g))
 
 
+def run_step(path):
+    v = numbers(path)
+    beta, n, T, V = float(v[0]), int(v[1]), int(v[2]), int(v[3])
+    k = 4
+    rows, ids, masks = [], [], []
+    for _ in range(2 * n):
+        rows.append([float(x) for x in v[k:k + T * V]])
+        k += T * V
+        ids.append([int(x) for x in v[k:k + T]])
+        k += T
+        masks.append([int(x) for x in v[k:k + T]])
+        k += T
+    ref = torch.tensor([float(x) for x in v[k:k + 2 * n]], dtype=torch.float64).view(n, 2)
+    logits = torch.tensor(rows, dtype=torch.float32).double().view(2 * n, T, V).requires_grad_(True)
+    # DPOTrainer.concatenated_forward: chosen rows first, then rejected
+    logps, _ = batch_logps(logits, torch.tensor(ids), torch.tensor(masks))
+    losses, _, _ = dpo_loss(beta, 0.0, False, logps[:n], logps[n:], ref[:, 0], ref[:, 1])
+    loss = losses.mean()
+    loss.backward()
+    print(repr(loss.item()))
+    for g in logits.grad.view(-1).tolist():
+        print(repr(g))
+
+
 if __name__ == "__main__":
-    {"dpo": run_dpo, "logprob": run_logprob, "xent": run_xent}[sys.argv[1]](sys.argv[2])
+    {"dpo": run_dpo, "logprob": run_logprob, "xent": run_xent, "step": run_step}[sys.argv[1]](sys.argv[2])

@@ -182,3 +182,61 @@ Test(dpo, an_id_outside_the_vocabulary_is_refused) {
     cr_expect(fabs(seq_logprob(logits, 2, 3, ids, mask, 1, NULL, &count) + log(3.0)) < 1e-12);
     cr_expect_eq(count, 1);
 }
+
+/* One DPO step's gradient with respect to the policy's logits: the
+ * log-probabilities of chosen and rejected rows, the loss's gradient with
+ * respect to them, chained back through seq_logprob, against autograd
+ * through TRL's get_batch_logps and dpo_loss. */
+Test(dpo, one_steps_gradient_through_the_logprobs_matches_autograd) {
+    require_torch();
+    enum { N = 2, T = 6, V = 7 };
+    const double beta = 0.5;
+    sample_rng r;
+    sample_rng_seed(&r, 8);
+    static float logits[2 * N][T * V], grad[2 * N][T * V];
+    int32_t ids[2 * N][T];
+    uint8_t mask[2 * N][T];
+    double rc[N], rr[N];
+    char *text = malloc(256 * 1024), *at = text;
+    at += sprintf(at, "%.17g %d %d %d\n", beta, N, T, V);
+    for (int row = 0; row < 2 * N; row++) {
+        fill_case(&r, logits[row], T * V, ids[row], mask[row], T, V);
+        mask[row][1] = 1; /* at least one target */
+        for (int i = 0; i < T * V; i++)
+            at += sprintf(at, "%.9g\n", (double)logits[row][i]);
+        for (int t = 0; t < T; t++)
+            at += sprintf(at, "%d\n", ids[row][t]);
+        for (int t = 0; t < T; t++)
+            at += sprintf(at, "%d\n", mask[row][t]);
+    }
+    for (int i = 0; i < N; i++) {
+        rc[i] = uniform(&r, -20, -5);
+        rr[i] = uniform(&r, -20, -5);
+        at += sprintf(at, "%.17g %.17g\n", rc[i], rr[i]);
+    }
+    char *path = write_temp(text), args[256];
+    snprintf(args, sizeof(args), "step %s", path);
+    static double want[1 + 2 * N * T * V];
+    cr_assert_eq(run_ref("dpo_ref.py", args, want, 1 + 2 * N * T * V), 1 + 2 * N * T * V);
+    double pc[N], pr[N], d_pc[N], d_pr[N];
+    for (int i = 0; i < N; i++) {
+        pc[i] = seq_logprob(logits[i], T, V, ids[i], mask[i], 0, NULL, NULL);
+        pr[i] = seq_logprob(logits[N + i], T, V, ids[N + i], mask[N + i], 0, NULL, NULL);
+    }
+    dpo_result res;
+    dpo_loss(&(dpo_params){.beta = beta}, N, pc, pr, rc, rr, &res, d_pc, d_pr);
+    cr_expect(fabs(res.loss - want[0]) < 1e-6, "loss %.17g, torch %.17g", res.loss, want[0]);
+    for (int i = 0; i < N; i++) {
+        seq_logprob(logits[i], T, V, ids[i], mask[i], d_pc[i], grad[i], NULL);
+        seq_logprob(logits[N + i], T, V, ids[N + i], mask[N + i], d_pr[i], grad[N + i], NULL);
+    }
+    for (int row = 0; row < 2 * N; row++)
+        for (int i = 0; i < T * V; i++) {
+            double w = want[1 + row * T * V + i];
+            cr_expect(fabs(grad[row][i] - w) < 1e-7, "row %d logit %d: %.9g, torch %.9g", row, i,
+                      (double)grad[row][i], w);
+        }
+    unlink(path);
+    free(path);
+    free(text);
+}
