@@ -348,6 +348,8 @@ static size_t utf8_incomplete_tail(const char *s, size_t len) {
 }
 
 static void drop_released(stop_matcher *m) {
+    if (m->released == 0)
+        return;
     memmove(m->buf, m->buf + m->released, m->len - m->released);
     m->len -= m->released;
     m->released = 0;
@@ -355,7 +357,7 @@ static void drop_released(stop_matcher *m) {
 
 int stop_matcher_feed(stop_matcher *m, const char *text, size_t len, const char **out,
                       size_t *out_len) {
-    *out = m->buf;
+    *out = m->buf ? m->buf : "";
     *out_len = 0;
     if (m->stopped)
         return 1;
@@ -368,7 +370,8 @@ int stop_matcher_feed(stop_matcher *m, const char *text, size_t len, const char 
         m->buf = b;
         m->cap = cap;
     }
-    memcpy(m->buf + m->len, text, len);
+    if (len)
+        memcpy(m->buf + m->len, text, len);
     m->len += len;
     *out = m->buf;
     /* A stop string anywhere in held + new: the earliest start wins. Held
@@ -407,8 +410,8 @@ int stop_matcher_feed(stop_matcher *m, const char *text, size_t len, const char 
 }
 
 void stop_matcher_flush(stop_matcher *m, const char **out, size_t *out_len) {
-    if (m->stopped) {
-        *out = m->buf;
+    if (m->stopped || !m->buf) {
+        *out = m->buf ? m->buf : "";
         *out_len = 0;
         return;
     }

@@ -178,8 +178,12 @@ int ckpt_writer_commit(ckpt_writer *w, const ckpt_state *st, char *err, size_t e
         if (rename(final, old) != 0)
             rc = errbuf_set(err, err_size, -errno, "%s: %s", final, strerror(errno));
     }
-    if (!rc && rename(w->tmp, final) != 0)
+    int moved_aside = !rc && access(old, F_OK) == 0;
+    if (!rc && rename(w->tmp, final) != 0) {
         rc = errbuf_set(err, err_size, -errno, "%s -> %s: %s", w->tmp, final, strerror(errno));
+        if (moved_aside) /* put the previous one back rather than lose it */
+            rename(old, final);
+    }
     if (!rc) {
         remove_tree(old);
         sync_path(w->root);
