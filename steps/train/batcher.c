@@ -208,3 +208,11 @@ const train_batch *batcher_next(batcher *b) {
     t->pos = b->pos;
     return t;
 }
+
+void train_batch_targets(const train_batch *t, int32_t *targets) {
+    for (size_t r = 0; r < t->n_rows; r++)
+        for (size_t k = 0; k < t->T; k++) {
+            size_t at = r * t->T + k;
+            targets[at] = k + 1 < t->T && t->mask[at + 1] ? t->ids[at + 1] : -1;
+        }
+}

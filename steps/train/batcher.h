@@ -74,6 +74,12 @@ int batcher_seek(batcher *b, data_pos pos, char *err, size_t err_size);
  * of any batcher function). */
 const size_t *batcher_order(batcher *b, uint64_t epoch);
 
+/* The batch as next-token targets, the model library's form (model_forward's
+ * targets): targets[r*T + k] is the id at k + 1 when that token is a loss
+ * target, else -1 (the last position of each row too). targets holds
+ * n_rows * T ids. */
+void train_batch_targets(const train_batch *t, int32_t *targets);
+
 /* Fills perm[0..n) with epoch's order from seed (the shuffle above). */
 void train_shuffle(size_t *perm, size_t n, uint64_t seed, uint64_t epoch);
 

@@ -375,6 +375,26 @@ Test(batcher, packed_rows_are_the_epochs_examples_end_to_end) {
     train_examples_free(e);
 }
 
+Test(batcher, targets_are_the_next_masked_token_or_minus_one) {
+    dataset *d = load("{\"instruction\": \"Q\", \"answer\": \"ab\"}\n", DATASET_INSTRUCTION,
+                      "train");
+    train_examples *e = build(d, &bytes_tok, (train_format){.response_only = 1});
+    size_t np = e->seq[0].prompt_len, T = np + 5;
+    batcher *b = new_batcher(e, (batcher_opts){.B = 2, .T = T, .pad_id = 0});
+    const train_batch *t = batcher_next(b);
+    int32_t targets[2 * 64 + 256];
+    cr_assert_leq(2 * T, sizeof(targets) / sizeof(targets[0]));
+    train_batch_targets(t, targets);
+    for (size_t k = 0; k < 2 * T; k++) {
+        /* row 0: the prompt's last token predicts 'a', then 'b', then EOS */
+        int32_t want = k == np - 1 ? 'a' : k == np ? 'b' : k == np + 1 ? BYTE_EOS : -1;
+        cr_expect_eq(targets[k], want, "position %zu", k);
+    }
+    batcher_free(b);
+    train_examples_free(e);
+    dataset_free(d);
+}
+
 Test(batcher, pairs_put_chosen_then_rejected_rows) {
     dataset *d = load("{\"instruction\": \"1\", \"chosen\": \"c1\", \"rejected\": \"r1\"}\n"
                       "{\"instruction\": \"2\", \"chosen\": \"c2\", \"rejected\": \"r2\"}\n",
