@@ -2,13 +2,14 @@
 for tests/unit/test_dpo.c (run with Debian's /usr/bin/python3 and its torch;
 TRL itself is not installed, so its formulas are written out here).
 
-    dpo_ref.py dpo FILE      first line: beta label_smoothing reference_free n;
-                             then n lines: policy_chosen policy_rejected
-                             reference_chosen reference_rejected (summed logps).
+    dpo_ref.py dpo FILE      cases one after the other, each: a line beta
+                             label_smoothing reference_free n; then n lines:
+                             policy_chosen policy_rejected reference_chosen
+                             reference_rejected (summed logps).
                              Prints loss, rewards/chosen, rewards/rejected,
                              rewards/accuracies, rewards/margins, then per pair
                              d loss / d policy_chosen and d loss / d policy_rejected
-                             (autograd).
+                             (autograd); case after case.
     dpo_ref.py logprob FILE  first line: T V scale; then T*V logits, T ids, T mask.
                              Prints the summed log-probability, the number of
                              targets, then the T*V gradient of scale * logp
@@ -57,25 +58,29 @@ def numbers(path):
 
 def run_dpo(path):
     v = numbers(path)
-    beta, ls, free, n = float(v[0]), float(v[1]), int(v[2]), int(v[3])
-    rows = torch.tensor([float(x) for x in v[4:4 + 4 * n]], dtype=torch.float64).view(n, 4)
-    pc = rows[:, 0].clone().requires_grad_(True)
-    pr = rows[:, 1].clone().requires_grad_(True)
-    rc, rr = rows[:, 2], rows[:, 3]
-    if free:
-        # TRL passes zeros as the reference's log-probabilities when there is none
-        rc, rr = torch.zeros_like(rc), torch.zeros_like(rr)
-    losses, cr, rj = dpo_loss(beta, ls, free, pc, pr, rc, rr)
-    loss = losses.mean()
-    loss.backward()
-    # trl: metrics[f"{prefix}rewards/..."] in get_batch_loss_metrics
-    print(repr(loss.item()))
-    print(repr(cr.mean().item()))
-    print(repr(rj.mean().item()))
-    print(repr((cr > rj).double().mean().item()))
-    print(repr((cr - rj).mean().item()))
-    for i in range(n):
-        print(repr(pc.grad[i].item()), repr(pr.grad[i].item()))
+    k = 0
+    while k < len(v):  # one case after the other
+        beta, ls, free, n = float(v[k]), float(v[k + 1]), int(v[k + 2]), int(v[k + 3])
+        k += 4
+        rows = torch.tensor([float(x) for x in v[k:k + 4 * n]], dtype=torch.float64).view(n, 4)
+        k += 4 * n
+        pc = rows[:, 0].clone().requires_grad_(True)
+        pr = rows[:, 1].clone().requires_grad_(True)
+        rc, rr = rows[:, 2], rows[:, 3]
+        if free:
+            # TRL passes zeros as the reference's log-probabilities when there is none
+            rc, rr = torch.zeros_like(rc), torch.zeros_like(rr)
+        losses, cr, rj = dpo_loss(beta, ls, free, pc, pr, rc, rr)
+        loss = losses.mean()
+        loss.backward()
+        # trl: metrics[f"{prefix}rewards/..."] in get_batch_loss_metrics
+        print(repr(loss.item()))
+        print(repr(cr.mean().item()))
+        print(repr(rj.mean().item()))
+        print(repr((cr > rj).double().mean().item()))
+        print(repr((cr - rj).mean().item()))
+        for i in range(n):
+            print(repr(pc.grad[i].item()), repr(pr.grad[i].item()))
 
 
 def batch_logps(logits, labels, mask):
