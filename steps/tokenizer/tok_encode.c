@@ -215,7 +215,8 @@ static int bpe_word(enc *e, const char *w, size_t len) {
     size_t key_off = t->cache_bytes.n;
     if (tok_buf_add(&t->cache_bytes, w, len))
         return 0;
-    memcpy(t->cache_ids + t->cache_ids_n, e->out->ids + before, n_ids * sizeof(int32_t));
+    if (n_ids) /* a word of bytes without tokens has none */
+        memcpy(t->cache_ids + t->cache_ids_n, e->out->ids + before, n_ids * sizeof(int32_t));
     t->cache[j] = (tok_cache_slot){.hash = h, .key_len = (uint32_t)len, .key_off = (uint32_t)key_off,
                                    .ids_off = (uint32_t)t->cache_ids_n, .n_ids = (uint32_t)n_ids,
                                    .used = 1};

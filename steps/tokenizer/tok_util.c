@@ -260,7 +260,8 @@ int tok_regex_compile(const char *pattern, int literal, pcre2_code **re, const c
                       char *err, size_t err_size) {
     int code;
     PCRE2_SIZE at;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2_LITERAL takes no UCP, which a literal does not need. */
+    uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &code, &at, NULL);
     if (!*re) {
         PCRE2_UCHAR msg[256];

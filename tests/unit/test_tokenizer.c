@@ -634,3 +634,31 @@ Test(tokenizer, ignore_merges_takes_a_word_that_is_a_token_whole) {
     expect_same_as_reference(IGNORE_MERGES_MODEL("false"), &t, 0);
     texts_free(&t);
 }
+
+/* The fuzz seeds (tests/fuzz/seeds/tokenizer) are tokenizers that load and
+ * encode: GPT-2-, Llama-3- and Qwen2-shaped, with an unk_token and a
+ * Removed split. */
+Test(tokenizer, fuzz_seeds_load_and_encode) {
+    const char *names[] = {"gpt2_tiny", "llama3_tiny", "qwen2_tiny"};
+    /* gpt2: " abc", " ab" (the prefix space) -> Ġ abc, Ġ ab, then <|endoftext|>;
+     * llama3: BOS, "abc" whole (ignore_merges), " ab" -> Ġ ab, the rest
+     * of bytes it has no token for dropped; qwen2: split on spaces, which
+     * go, and the unknown bytes of "<|endoftext|>" fused into one unk. */
+    static const int32_t want[3][8] = {{5, 4, 5, 3, 7}, {8, 4, 5, 3}, {0, 1, 2, 0, 1, 2}};
+    static const size_t want_n[] = {5, 4, 6};
+    for (size_t i = 0; i < 3; i++) {
+        char path[512], err[512];
+        snprintf(path, sizeof(path), SLUICE_SOURCE_DIR "/tests/fuzz/seeds/tokenizer/%s.json",
+                 names[i]);
+        tok_tokenizer *tok;
+        cr_assert_eq(tok_load(path, &tok, err, sizeof(err)), 0, "%s", err);
+        tok_ids ids = {0};
+        cr_assert_eq(tok_encode(tok, "abc ab<|endoftext|>", 19, 1, &ids, err, sizeof(err)), 0,
+                     "%s", err);
+        cr_expect_eq(ids.n, want_n[i], "%s: %zu ids", names[i], ids.n);
+        cr_expect(ids.n == want_n[i] && memcmp(ids.ids, want[i], ids.n * 4) == 0, "%s",
+                  names[i]);
+        tok_ids_free(&ids);
+        tok_free(tok);
+    }
+}
