@@ -174,6 +174,23 @@ static char *variant(const char *trained, const char *head, int ignore_merges) {
     return out;
 }
 
+/* The texts as {"texts": [...]}, which the references read. */
+static void write_texts(const char *path, const texts *t) {
+    bson_t arr, wrap = BSON_INITIALIZER;
+    bson_append_array_begin(&wrap, "texts", -1, &arr);
+    for (size_t i = 0; i < t->n; i++) {
+        char key[24];
+        snprintf(key, sizeof(key), "%zu", i);
+        bson_append_utf8(&arr, key, -1, t->v[i], -1);
+    }
+    bson_append_array_end(&wrap, &arr);
+    size_t jlen;
+    char *j = bson_as_relaxed_extended_json(&wrap, &jlen);
+    write_all(path, j, jlen);
+    bson_free(j);
+    bson_destroy(&wrap);
+}
+
 /* Encodes every text with the C library and the Python reference and
  * counts the texts whose ids differ (the first few are reported). */
 static void expect_same_as_reference(const char *json, const texts *t, int add_special) {
@@ -184,20 +201,7 @@ static void expect_same_as_reference(const char *json, const texts *t, int add_s
     snprintf(texts_path, sizeof(texts_path), "%s/texts.json", dir);
     snprintf(out_path, sizeof(out_path), "%s/ids.txt", dir);
     write_all(tok_path, json, strlen(json));
-    /* the texts as {"texts": [...]} */
-    bson_t arr = BSON_INITIALIZER, wrap = BSON_INITIALIZER;
-    bson_append_array_begin(&wrap, "texts", -1, &arr);
-    for (size_t i = 0; i < t->n; i++) {
-        char key[16];
-        snprintf(key, sizeof(key), "%zu", i);
-        bson_append_utf8(&arr, key, -1, t->v[i], -1);
-    }
-    bson_append_array_end(&wrap, &arr);
-    size_t jlen;
-    char *j = bson_as_relaxed_extended_json(&wrap, &jlen);
-    write_all(texts_path, j, jlen);
-    bson_free(j);
-    bson_destroy(&wrap);
+    write_texts(texts_path, t);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), PYTHON " %s %s %s %s > %s", REF, tok_path, texts_path,
              add_special ? "--add-special" : "", out_path);
@@ -661,4 +665,56 @@ Test(tokenizer, fuzz_seeds_load_and_encode) {
         tok_ids_free(&ids);
         tok_free(tok);
     }
+}
+
+/* The merges of a tokenizer trained here equal those of an independent
+ * trainer that counts every pair again after each merge
+ * (tests/ref/bpe_train_ref.py), ties going to the smaller id pair. */
+Test(tokenizer, training_matches_the_reference_trainer) {
+    require_reference();
+    require_handbook();
+    texts all = handbook_texts(), t = {0};
+    for (size_t i = 0; i < 30; i++)
+        texts_add(&t, all.v[i], strlen(all.v[i]));
+    texts_free(&all);
+    char *json = train(&t, 700);
+    char dir[] = "/tmp/sluice-toktrain-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char texts_path[64], out_path[64], cmd[512];
+    snprintf(texts_path, sizeof(texts_path), "%s/texts.json", dir);
+    snprintf(out_path, sizeof(out_path), "%s/merges.txt", dir);
+    write_texts(texts_path, &t);
+    snprintf(cmd, sizeof(cmd), PYTHON " %s/tests/ref/bpe_train_ref.py %s 700 '<|endoftext|>' > %s",
+             SLUICE_SOURCE_DIR, texts_path, out_path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char *ref = read_all(out_path, NULL);
+    bson_error_t berr;
+    bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &berr);
+    cr_assert_not_null(doc, "%s", berr.message);
+    bson_iter_t it, m;
+    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "model.merges", &m) &&
+              BSON_ITER_HOLDS_ARRAY(&m) && bson_iter_recurse(&m, &it));
+    size_t n = 0, same = 0;
+    char *line = ref;
+    while (bson_iter_next(&it)) {
+        char *end = strchr(line, '\n');
+        cr_assert_not_null(end, "the reference made %zu merges, sluice more", n);
+        *end = '\0';
+        int eq = strcmp(bson_iter_utf8(&it, NULL), line) == 0;
+        if (!eq && n - same < 3)
+            cr_log_error("merge %zu: sluice \"%s\", the reference \"%s\"", n,
+                         bson_iter_utf8(&it, NULL), line);
+        same += eq;
+        n++;
+        line = end + 1;
+    }
+    cr_expect_eq(*line, '\0', "the reference made more merges than sluice's %zu", n);
+    cr_expect_eq(n, 700 - 257, "the vocabulary is filled");
+    cr_expect_eq(same, n, "%zu of %zu merges equal", same, n);
+    bson_destroy(doc);
+    free(ref);
+    free(json);
+    texts_free(&t);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
 }
