@@ -413,9 +413,19 @@ static int add_step(loader *L, tok_tokenizer *t, const bson_t *doc, const char *
                                              L->err_size)
                          : 0;
     }
+    if (strcmp(type, "Digits") == 0) { /* SmolLM, StarCoder: numbers cut out, one by one or whole */
+        int individual;
+        if (get_bool(L, doc, "individual_digits", where, 0, &individual))
+            return -EINVAL;
+        s->kind = TOK_STEP_SPLIT;
+        s->behavior = TOK_SPLIT_ISOLATED;
+        t->n_steps++;
+        return tok_regex_compile(individual ? "\\p{N}" : "\\p{N}+", 0, &s->re, L->name, L->err,
+                                 L->err_size);
+    }
     if (strcmp(type, "Split") != 0)
-        return FAIL(L, -ENOTSUP, "%s: %s: type \"%s\" is not supported (only ByteLevel, Split "
-                    "and a Sequence of them)", L->name, where, type);
+        return FAIL(L, -ENOTSUP, "%s: %s: type \"%s\" is not supported (only ByteLevel, Split, "
+                    "Digits and a Sequence of them)", L->name, where, type);
     bson_iter_t it, p;
     int invert;
     if (get_bool(L, doc, "invert", where, 0, &invert))

@@ -64,6 +64,9 @@ class Tokenizer:
                 pat = s["pattern"]
                 rx = regex.compile(pat["Regex"] if "Regex" in pat else regex.escape(pat["String"]))
                 self.steps.append(("split", rx, s["behavior"]))
+            elif s["type"] == "Digits":
+                rx = regex.compile(r"\p{N}" if s.get("individual_digits") else r"\p{N}+")
+                self.steps.append(("split", rx, "Isolated"))
             elif s["type"] == "ByteLevel":
                 rx = regex.compile(GPT2_PATTERN) if s.get("use_regex", True) else None
                 self.steps.append(("bytelevel", rx, s.get("add_prefix_space", True)))

@@ -469,6 +469,33 @@ static const char QWEN2_HEAD[] =
     "\"use_regex\":false},\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
     "\"trim_offsets\":false,\"use_regex\":false},";
 
+static const char SMOLLM_HEAD[] =
+    "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":0,\"content\":\"<|endoftext|>\","
+    "\"normalized\":false,\"special\":true}],\"normalizer\":null,\"pre_tokenizer\":{\"type\":"
+    "\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":true},"
+    "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,"
+    "\"use_regex\":true}]},\"post_processor\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":"
+    "\"ByteLevel\"},";
+
+/* SmolLM's (and StarCoder's) Digits pre-tokenizer before ByteLevel. */
+Test(tokenizer, smollm_style_file_with_digits_matches_the_reference) {
+    require_reference();
+    setup_trained();
+    char *json = variant(trained_cache, SMOLLM_HEAD, 0);
+    texts t = wrapped(&articles, "In 2024, 3.14159 and \xd9\xa3\xd9\xa4 (Arabic-Indic) ", "");
+    expect_same_as_reference(json, &t, 0);
+    tok_tokenizer *tok = load(json);
+    tok_ids ids = {0};
+    char err[256];
+    cr_assert_eq(tok_encode(tok, "2024", 4, 0, &ids, err, sizeof(err)), 0);
+    cr_expect_eq(ids.n, 4, "one id per digit");
+    tok_ids_free(&ids);
+    tok_free(tok);
+    texts_free(&t);
+    free(json);
+    teardown_trained();
+}
+
 Test(tokenizer, qwen2_style_file_with_nfc_matches_the_reference) {
     require_reference();
     setup_trained();
