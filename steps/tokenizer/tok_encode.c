@@ -190,7 +190,7 @@ static int bpe_word(enc *e, const char *w, size_t len) {
     }
     uint32_t h = tok_hash(w, len);
     size_t j = h & (t->cache_cap - 1);
-    for (; t->cache[j].used; j = (j + 1) & (t->cache_cap - 1)) {
+    for (; t->cache[j].key_len; j = (j + 1) & (t->cache_cap - 1)) {
         tok_cache_slot *c = &t->cache[j];
         if (c->hash == h && c->key_len == len && memcmp(t->cache_bytes.p + c->key_off, w, len) == 0) {
             for (uint32_t k = 0; k < c->n_ids; k++)
@@ -206,7 +206,7 @@ static int bpe_word(enc *e, const char *w, size_t len) {
     size_t n_ids = e->out->n - before;
     if (t->cache_n * 2 >= t->cache_cap) { /* full: start again rather than evict */
         cache_clear(t);
-        for (j = h & (t->cache_cap - 1); t->cache[j].used; j = (j + 1) & (t->cache_cap - 1))
+        for (j = h & (t->cache_cap - 1); t->cache[j].key_len; j = (j + 1) & (t->cache_cap - 1))
             ;
     }
     if (tok_grow((void **)&t->cache_ids, &t->cache_ids_cap,
@@ -217,9 +217,9 @@ static int bpe_word(enc *e, const char *w, size_t len) {
         return 0;
     if (n_ids) /* a word of bytes without tokens has none */
         memcpy(t->cache_ids + t->cache_ids_n, e->out->ids + before, n_ids * sizeof(int32_t));
-    t->cache[j] = (tok_cache_slot){.hash = h, .key_len = (uint32_t)len, .key_off = (uint32_t)key_off,
-                                   .ids_off = (uint32_t)t->cache_ids_n, .n_ids = (uint32_t)n_ids,
-                                   .used = 1};
+    t->cache[j] = (tok_cache_slot){.hash = h, .key_off = (uint32_t)key_off,
+                                   .ids_off = (uint32_t)t->cache_ids_n, .key_len = (uint16_t)len,
+                                   .n_ids = (uint16_t)n_ids};
     t->cache_ids_n += n_ids;
     t->cache_n++;
     return 0;
