@@ -107,11 +107,7 @@ static int wait_status(pid_t pid) {
 static void wait_for_file(const char *name) {
     char path[256];
     snprintf(path, sizeof(path), "%s/%s", test_dir, name);
-    double t0 = now_seconds();
-    while (access(path, F_OK) != 0) {
-        cr_assert_lt(now_seconds() - t0, 20, "%s never appeared", path);
-        nap_ms(5);
-    }
+    wait_for_text(path, NULL);
 }
 
 static void touch(const char *name) {
@@ -185,14 +181,7 @@ static void interrupt_stubborn(int first, int second, int expected) {
          * either order. */
         char err[256];
         snprintf(err, sizeof(err), "%s/err", test_dir);
-        double t0 = now_seconds();
-        char *text = NULL;
-        while (!(text = slurp(err)) || !strstr(text, "stopping")) {
-            free(text);
-            cr_assert_lt(now_seconds() - t0, 20, "the first signal was never taken");
-            nap_ms(5);
-        }
-        free(text);
+        wait_for_text(err, "stopping");
         kill(pid, second);
     }
     cr_expect_eq(wait_status(pid), expected);

@@ -419,8 +419,7 @@ Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_complet
          * slow start (the sanitizers) would leave nothing to kill. */
         size_t before = count_entries(runs_dir);
         pid_t pid = start_sluice_run(p);
-        double t0 = now_seconds();
-        while (count_entries(runs_dir) == before && now_seconds() - t0 < 20) {
+        while (count_entries(runs_dir) == before) {
             struct timespec poll = {0, 2000000L};
             nanosleep(&poll, NULL);
         }
@@ -590,11 +589,7 @@ Test(store, several_sluice_processes_share_one_store) {
      * the sanitizers may take a while). */
     char meta[256];
     snprintf(meta, sizeof(meta), "%s/store/meta/data.mdb", test_dir);
-    double t0 = now_seconds();
-    while (access(meta, F_OK) != 0 && now_seconds() - t0 < 10) {
-        struct timespec ts = {0, 10000000L};
-        nanosleep(&ts, NULL);
-    }
+    wait_for_text(meta, NULL);
     for (int i = 0; i < 5; i++) {
         result r = RUN(test_store_arg, "runs", "list");
         cr_expect_eq(r.status, 0, "%s", r.err);
@@ -800,21 +795,22 @@ Test(store, gc_wait_waits_for_the_run_and_keeps_what_it_recorded, .timeout = 120
     char *p = write_test_file(test_dir, "slow.yaml",
                               "pipeline: slow\nsettings: {cache: false}\nsteps:\n"
                               "  a: {uses: shell, with: {run: 'echo \"$SLUICE_RUN_ID\" > o', outputs: {o: o}}}\n"
-                              "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'while test ! -f @/go; do "
+                              "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'touch @/b_waits; while test ! -f @/go; do "
                               "sleep 0.05; done; cp \"$SLUICE_INPUT_i\" o', outputs: {o: o}}}\n");
-    char runs_dir[256], go[256];
-    snprintf(runs_dir, sizeof(runs_dir), "%s/store/runs", test_dir);
+    char go[256];
     snprintf(go, sizeof(go), "%s/go", test_dir);
     fclose(fopen(go, "w"));
     result r = RUN(test_store_arg, "run", p); /* the store exists */
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
     unlink(go);
+    char b_waits[256];
+    snprintf(b_waits, sizeof(b_waits), "%s/b_waits", test_dir);
+    unlink(b_waits); /* the first run's */
     pid_t pid = start_sluice_run(p);
-    /* b waits for go, so the run holds the store while gc starts. */
-    struct timespec tick = {0, 10000000L};
-    while (count_entries(runs_dir) < 2)
-        nanosleep(&tick, NULL);
+    /* b waits for go; a's output is stored, so the run holds the store's
+     * lock (from before its first output to its end) while gc starts. */
+    wait_for_text(b_waits, NULL);
     r = RUN(test_store_arg, "gc", "--grace", "0");
     cr_expect_eq(r.status, 2, "refused while the run is live: %s", r.out);
     result_free(&r);
@@ -828,8 +824,11 @@ Test(store, gc_wait_waits_for_the_run_and_keeps_what_it_recorded, .timeout = 120
         execl(SLUICE_BIN, "sluice", test_store_arg, "gc", "--wait", "--grace", "0", (char *)NULL);
         _exit(127);
     }
-    struct timespec pause = {0, 200000000L};
-    nanosleep(&pause, NULL);
+    /* gc is blocked on the lock once the kernel lists it waiting for it
+     * ("-> FLOCK ... PID" in /proc/locks): an event, not a pause. */
+    char waiting[64];
+    snprintf(waiting, sizeof(waiting), "-> FLOCK  ADVISORY  WRITE %d ", (int)gc);
+    wait_for_text("/proc/locks", waiting);
     cr_expect_eq(waitpid(gc, NULL, WNOHANG), 0, "gc --wait waits while the run is live");
     fclose(fopen(go, "w"));
     int ws, wg;
