@@ -41,9 +41,11 @@ int jsonl_write(jsonl_writer *w, const bson_t *doc, char *err, size_t err_size);
 int jsonl_close(jsonl_writer *w, char *err, size_t err_size);
 
 typedef struct jsonl_reader {
-    bson_json_reader_t *r;
+    FILE *f;
+    char *text; /* the current line (getline's) */
+    size_t cap;
     const char *path; /* borrowed */
-    uint64_t line;
+    uint64_t line;    /* of the record last read, from 1 */
 } jsonl_reader;
 
 int jsonl_open(jsonl_reader *rd, const char *path, char *err, size_t err_size);

@@ -79,7 +79,7 @@ static int read_rows(retriever *r, const char *path, char *err, size_t err_size)
         i++;
         bson_destroy(&doc);
     }
-    if (rd.r)
+    if (rd.f)
         jsonl_close_reader(&rd);
     if (rc == 0 && i != n)
         rc = errbuf_set(err, err_size, -EINVAL, "%s: %zu rows, the index has %zu", path, i, n);
