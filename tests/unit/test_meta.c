@@ -203,6 +203,11 @@ Test(meta, one_strerror_for_every_code) {
     cr_expect_str_eq(meta_strerror(-ENOENT), strerror(ENOENT));
     cr_expect(strstr(meta_strerror(-EUCLEAN), "damaged") != NULL);
     cr_expect(strstr(meta_strerror(MDB_MAP_FULL), "full") != NULL);
+    cr_expect(strstr(meta_strerror(-EPROTO), "newer sluice") != NULL);
+    cr_expect(strstr(meta_strerror(MDB_INVALID), "not an LMDB database") != NULL);
+    cr_expect(strstr(meta_strerror(MDB_CORRUPTED), "damaged") != NULL);
+    cr_expect(strstr(meta_strerror(MDB_VERSION_MISMATCH), "incompatible LMDB") != NULL);
+    cr_expect(strstr(meta_strerror(MDB_PANIC), "failed write") != NULL);
     cr_expect_str_eq(meta_strerror(MDB_NOTFOUND), "no such record");
     cr_expect_str_eq(meta_strerror(MDB_KEYEXIST), mdb_strerror(MDB_KEYEXIST));
     memset(&m, 0, sizeof(m));

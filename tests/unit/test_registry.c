@@ -279,6 +279,80 @@ Test(registry, a_step_name_outside_the_rule_is_refused) {
     abi_refused(desc, "has no version");
 }
 
+/* One step with these ports and parameters, refused for why. */
+static void schema_refused(const sl_port *ins, const sl_port *outs, const sl_param *params,
+                           const char *why) {
+    const sl_step one[] = {{"mem_step", "1", NULL, ins, outs, params, ok_run}};
+    sl_plugin desc = mem_plugin();
+    desc.steps = one;
+    abi_refused(desc, why);
+}
+
+Test(registry, ports_are_checked) {
+    static const sl_port bad_name[] = {{"in put", "any", NULL, 0}, {NULL, NULL, NULL, 0}};
+    schema_refused(bad_name, NULL, NULL, "has an input named 'in put'");
+    static const sl_port bad_type[] = {{"out", "Bad Type", NULL, 0}, {NULL, NULL, NULL, 0}};
+    schema_refused(NULL, bad_type, NULL, "output 'out' has no valid type");
+    static const sl_port twice[] = {{"x", "any", NULL, 0}, {"x", "any", NULL, 0},
+                                    {NULL, NULL, NULL, 0}};
+    schema_refused(twice, NULL, NULL, "declares input 'x' twice");
+}
+
+Test(registry, an_unterminated_array_is_refused_not_walked_off) {
+    static sl_port many[300];
+    for (size_t i = 0; i < 300; i++)
+        many[i] = (sl_port){"p", "any", NULL, 0};
+    schema_refused(many, NULL, NULL, "is its array terminated?");
+    static sl_param params[300];
+    for (size_t i = 0; i < 300; i++)
+        params[i] = (sl_param){"p", SL_PARAM_INT, NULL, NULL, 0};
+    schema_refused(NULL, NULL, params, "is its array terminated?");
+}
+
+Test(registry, parameters_and_their_defaults_are_checked) {
+    static const sl_param bad_name[] = {{"9lives", SL_PARAM_INT, NULL, NULL, 0},
+                                        {NULL, 0, NULL, NULL, 0}};
+    schema_refused(NULL, NULL, bad_name, "has a parameter named '9lives'");
+    static const sl_param bad_kind[] = {{"k", 99, NULL, NULL, 0}, {NULL, 0, NULL, NULL, 0}};
+    schema_refused(NULL, NULL, bad_kind, "unknown kind 99");
+    static const sl_param twice[] = {{"k", SL_PARAM_INT, NULL, NULL, 0},
+                                     {"k", SL_PARAM_STRING, NULL, NULL, 0},
+                                     {NULL, 0, NULL, NULL, 0}};
+    schema_refused(NULL, NULL, twice, "declares parameter 'k' twice");
+    static const sl_param not_yaml[] = {{"k", SL_PARAM_LIST, "[1, 2", NULL, 0},
+                                        {NULL, 0, NULL, NULL, 0}};
+    schema_refused(NULL, NULL, not_yaml, "is not YAML");
+    static const sl_param wrong[] = {{"k", SL_PARAM_BOOL, "3", NULL, 0}, {NULL, 0, NULL, NULL, 0}};
+    schema_refused(NULL, NULL, wrong, "the default '3' of parameter 'k' is not of kind");
+    /* an integer fills a float; a scalar fills a string or a path */
+    static const sl_param fine[] = {{"f", SL_PARAM_FLOAT, "3", NULL, 0},
+                                    {"s", SL_PARAM_STRING, "12", NULL, 0},
+                                    {"p", SL_PARAM_PATH, "a/b", NULL, 0},
+                                    {"l", SL_PARAM_LIST, "[1, 2]", NULL, 0},
+                                    {"j", SL_PARAM_JSON, "{a: 1}", NULL, 0},
+                                    {NULL, 0, NULL, NULL, 0}};
+    const sl_step one[] = {{"mem_step", "1", NULL, NULL, NULL, fine, ok_run}};
+    sl_plugin desc = mem_plugin();
+    desc.steps = one;
+    const plugin_lib *lib = NULL;
+    cr_assert_eq(registry_add(&reg, "mem.so", "mem.so", NULL, &desc, &d, &lib), 0);
+    cr_expect_not_null(lib, "%s", messages(&d));
+    const plugin_step *ps = registry_find(&reg, "mem_step");
+    cr_assert_not_null(ps);
+    cr_expect_eq(ps->n_params, 5);
+    for (size_t i = 0; i < 5; i++)
+        cr_expect_not_null(ps->defaults[i], "default %zu parsed", i);
+}
+
+Test(registry, a_step_declared_twice_in_memory_is_refused) {
+    static const sl_step two[] = {{"mem_step", "1", NULL, NULL, NULL, NULL, ok_run},
+                                  {"mem_step", "2", NULL, NULL, NULL, NULL, ok_run}};
+    sl_plugin desc = mem_plugin();
+    desc.steps = two;
+    desc.n_steps = 2;
+    abi_refused(desc, "declares step 'mem_step' twice");
+}
+
 /* ---- the registry cache ---- */
 
 static struct stat stat_of(const char *path) {
@@ -360,6 +434,43 @@ Test(registry, a_damaged_cache_file_is_no_cache_and_no_error) {
     reg = (plugin_registry)PLUGIN_REGISTRY_INIT;
     cr_assert_eq(registry_load_dir(&reg, folder, 0, &d), 0);
     cr_expect_eq(reg.libs[0]->lazy, 1);
+}
+
+/* Loads folder once so that the cache holds it, edits the cache file with
+ * sed_script, then loads it again: returns whether it came from the cache. */
+static int lazy_after_edit(const char *folder, const char *sed_script) {
+    cr_assert_eq(registry_load_dir(&reg, folder, 0, &d), 0);
+    registry_free(&reg);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "sed -i -e '%s' '%s'", sed_script, cache_path);
+    cr_assert_eq(system(cmd), 0);
+    reg = (plugin_registry)PLUGIN_REGISTRY_INIT;
+    cr_assert_eq(registry_load_dir(&reg, folder, 0, &d), 0);
+    cr_assert_eq(reg.n_libs, 1, "%s", messages(&d));
+    cr_expect_eq(d.n, 0, "a damaged cache is never an error: %s", messages(&d));
+    cr_expect_not_null(registry_find(&reg, "echo"));
+    return reg.libs[0]->lazy;
+}
+
+Test(registry, the_unchanged_cache_file_is_trusted) {
+    cr_expect_eq(lazy_after_edit(own_plugins(), "s/^//"), 1);
+}
+
+Test(registry, a_damaged_cache_entry_is_a_miss) {
+    cr_expect_eq(lazy_after_edit(own_plugins(), "s/\"name\" : \"teststeps\"/\"name\" : 7/"), 0);
+}
+
+Test(registry, a_damaged_port_or_parameter_in_the_cache_is_a_miss) {
+    cr_expect_eq(lazy_after_edit(own_plugins(), "s/\"type\" : \"any\"/\"type\" : []/"), 0);
+}
+
+Test(registry, a_cache_entry_without_steps_is_a_miss) {
+    cr_expect_eq(lazy_after_edit(own_plugins(), "s/\"steps\" : \\[/\"steps_\" : [/"), 0);
+}
+
+/* A cache file written by another sluice binary is not trusted at all. */
+Test(registry, a_cache_written_by_another_sluice_is_ignored) {
+    cr_expect_eq(lazy_after_edit(own_plugins(), "s/\"exe_size\" : [0-9]*/\"exe_size\" : 1/"), 0);
 }
 
 Test(registry, the_cache_turned_off_opens_every_plugin) {
