@@ -125,12 +125,15 @@ int jsonl_open(jsonl_reader *rd, const char *path, char *err, size_t err_size) {
 int jsonl_next(jsonl_reader *rd, bson_t *doc, char *err, size_t err_size) {
     ssize_t n;
     const char *p = NULL;
+    errno = 0;
     while ((n = getline(&rd->text, &rd->cap, rd->f)) >= 0) {
         rd->line++;
         p = rd->text + strspn(rd->text, " \t\r\n");
         if (*p)
             break;
     }
+    if (n < 0 && errno == ENOMEM)
+        return fail(err, err_size, -ENOMEM, "%s: %s", rd->path, strerror(ENOMEM));
     if (n < 0)
         return ferror(rd->f) ? fail(err, err_size, -EIO, "%s: %s", rd->path, strerror(errno)) : 0;
     bson_error_t e;

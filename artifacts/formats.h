@@ -50,7 +50,8 @@ typedef struct jsonl_reader {
 
 int jsonl_open(jsonl_reader *rd, const char *path, char *err, size_t err_size);
 /* Reads the next record into doc (initialised by the call; the caller
- * destroys it). Returns 1, 0 at the end, or -EINVAL with the line named. */
+ * destroys it). Returns 1, 0 at the end, or -EINVAL with the line named
+ * (-ENOMEM, -EIO when the file cannot be read). */
 int jsonl_next(jsonl_reader *rd, bson_t *doc, char *err, size_t err_size);
 void jsonl_close_reader(jsonl_reader *rd);
 
