@@ -80,15 +80,14 @@ static int gate_run(sl_ctx *ctx) {
     return SL_OK;
 }
 
-/* Interrupts the run (as Ctrl-C would), then waits to be asked to stop. */
+/* Interrupts the run (as Ctrl-C would), then waits to be asked to stop
+ * (never asked: the suite's timeout). */
 static int interrupt_run(sl_ctx *ctx) {
     note_call("interrupt");
     kill(getpid(), SIGINT);
-    for (int i = 0; i < 60000 && !sl_cancelled(ctx); i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-    return sl_cancelled(ctx) ? SL_ECANCELLED : sl_fail(ctx, "never asked to stop");
+    while (!sl_cancelled(ctx))
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    return SL_ECANCELLED;
 }
 
 static const sl_port two_in[] = {{"a", "any", NULL, 1}, {"b", "any", NULL, 1}, {NULL, NULL, NULL, 0}};
