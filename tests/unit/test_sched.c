@@ -480,6 +480,44 @@ Test(sched, shell_steps_read_plugin_outputs_and_feed_plugin_steps) {
     pipeline_free(p);
 }
 
+/* ---- steps in a process of their own ---- */
+
+/* teststeps.so beside this file's plugin: 'sluice exec' loads a plugin by
+ * its file, which this program is not. */
+static void load_teststeps(void) {
+    diag_list d = DIAG_LIST_INIT;
+    const plugin_lib *lib = NULL;
+    cr_assert_eq(registry_load_file(&reg, SLUICE_TEST_PLUGINS "/good/teststeps.so", &d, &lib), 0);
+    cr_assert_not_null(lib, "%s", d.n ? d.items[0].msg : "");
+    diag_clear(&d);
+}
+
+Test(sched, steps_in_their_own_process_report_back_over_the_pipe) {
+    load_teststeps();
+    static const char yaml[] =
+        "pipeline: isolated\n"
+        "steps:\n"
+        "  make: {uses: emit, isolation: process, with: {text: hello}}\n"
+        "  copy: {uses: echo, isolation: process, inputs: {in: make.out}, with: {prefix: '> '}}\n"
+        "  bad: {uses: fail, isolation: process, with: {reason: 'in a child'}}\n"
+        "  slow: {uses: sleep, isolation: process, timeout: 200ms, with: {ms: 60000}}\n"
+        "  after: {uses: note, inputs: {a: copy.out}, with: {tag: after}}\n";
+    pipeline *p = load(yaml, NULL, 0);
+    outcome o = run(p, (run_options){0});
+    cr_expect_eq(o.status, 1);
+    cr_expect_str_eq(o.trace, "start make\ndone make\nstart bad\nfailed bad\nstart slow\n"
+                              "failed slow\nstart copy\ndone copy\nstart after\ndone after\n"
+                              "run failed\n", "%s", o.events);
+    /* the child's log lines, metric and failure came back as events */
+    cr_expect(strstr(o.events, "\"message\" : \"wrote 6 bytes\""), "%s", o.events);
+    cr_expect(strstr(o.events, "\"key\" : \"bytes\", \"value\" : 6.0"), "%s", o.events);
+    cr_expect(strstr(o.events, "\"error\" : \"failed on purpose: in a child\""), "%s", o.events);
+    cr_expect(strstr(o.events, "\"error\" : \"timed out after 200ms"), "%s", o.events);
+    cr_expect_str_eq(calls, "after ");
+    outcome_free(&o);
+    pipeline_free(p);
+}
+
 /* ---- interruption ---- */
 
 Test(sched, an_interrupt_stops_the_running_step_and_cancels_the_rest) {
