@@ -112,34 +112,44 @@ int jsonl_close(jsonl_writer *w, char *err, size_t err_size) {
 }
 
 int jsonl_open(jsonl_reader *rd, const char *path, char *err, size_t err_size) {
-    bson_error_t e;
     rd->path = path;
     rd->line = 0;
-    rd->r = bson_json_reader_new_from_file(path, &e);
-    return rd->r ? 0 : fail(err, err_size, -ENOENT, "%s: %s", path, e.message);
+    rd->text = NULL;
+    rd->cap = 0;
+    rd->f = fopen(path, "rb");
+    return rd->f ? 0 : fail(err, err_size, -errno, "%s: %s", path, strerror(errno));
 }
 
+/* Line by line: libbson's stream reader parses past the end of a record
+ * before returning it, so a malformed line cost the record before it and
+ * was named by that record's number. Blank lines are skipped. */
 int jsonl_next(jsonl_reader *rd, bson_t *doc, char *err, size_t err_size) {
+    ssize_t n;
+    const char *p = NULL;
+    errno = 0;
+    while ((n = getline(&rd->text, &rd->cap, rd->f)) >= 0) {
+        rd->line++;
+        p = rd->text + strspn(rd->text, " \t\r\n");
+        if (*p)
+            break;
+    }
+    if (n < 0 && errno == ENOMEM)
+        return fail(err, err_size, -ENOMEM, "%s: %s", rd->path, strerror(ENOMEM));
+    if (n < 0)
+        return ferror(rd->f) ? fail(err, err_size, -EIO, "%s: %s", rd->path, strerror(errno)) : 0;
     bson_error_t e;
-    bson_init(doc);
-    int got = bson_json_reader_read(rd->r, doc, &e);
-    if (got < 0) {
-        bson_destroy(doc);
+    if (!bson_init_from_json(doc, p, -1, &e))
         return fail(err, err_size, -EINVAL, "%s: record %llu is not JSON: %s", rd->path,
-                    (unsigned long long)rd->line + 1, e.message);
-    }
-    if (got == 0) {
-        bson_destroy(doc);
-        return 0;
-    }
-    rd->line++;
+                    (unsigned long long)rd->line, e.message);
     return 1;
 }
 
 void jsonl_close_reader(jsonl_reader *rd) {
-    if (rd->r)
-        bson_json_reader_destroy(rd->r);
-    rd->r = NULL;
+    if (rd->f)
+        fclose(rd->f);
+    free(rd->text);
+    rd->f = NULL;
+    rd->text = NULL;
 }
 
 /* ---- float32 matrices ---- */

@@ -41,14 +41,17 @@ int jsonl_write(jsonl_writer *w, const bson_t *doc, char *err, size_t err_size);
 int jsonl_close(jsonl_writer *w, char *err, size_t err_size);
 
 typedef struct jsonl_reader {
-    bson_json_reader_t *r;
+    FILE *f;
+    char *text; /* the current line (getline's) */
+    size_t cap;
     const char *path; /* borrowed */
-    uint64_t line;
+    uint64_t line;    /* of the record last read, from 1 */
 } jsonl_reader;
 
 int jsonl_open(jsonl_reader *rd, const char *path, char *err, size_t err_size);
 /* Reads the next record into doc (initialised by the call; the caller
- * destroys it). Returns 1, 0 at the end, or -EINVAL with the line named. */
+ * destroys it). Returns 1, 0 at the end, or -EINVAL with the line named
+ * (-ENOMEM, -EIO when the file cannot be read). */
 int jsonl_next(jsonl_reader *rd, bson_t *doc, char *err, size_t err_size);
 void jsonl_close_reader(jsonl_reader *rd);
 

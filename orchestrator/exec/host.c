@@ -152,8 +152,20 @@ static void make_dirs(host_ctx *h) {
     pthread_mutex_unlock(&h->mu);
 }
 
+/* Whether step declares input name: the task lists only connected ones. */
+static int declares_input(const sl_step *step, const char *name) {
+    for (const sl_port *p = step && name ? step->inputs : NULL; p && p->name; p++)
+        if (strcmp(p->name, name) == 0)
+            return 1;
+    return 0;
+}
+
 static const char *h_input_path(sl_ctx *c, const char *name) {
     const task *t = ctx_of(c)->t;
+    /* A declared optional input left unconnected is NULL (plugin.h), not a
+     * question about an input the step does not have. */
+    if (name && !task_find_port(t->inputs, t->n_inputs, name) && declares_input(t->step, name))
+        return NULL;
     return port_path(c, t->inputs, t->n_inputs, name, "input");
 }
 

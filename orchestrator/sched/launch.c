@@ -364,6 +364,17 @@ static int split_simple(arena *a, const char *cmd, char **words) {
         p = end;
     }
     words[n] = NULL;
+    /* A shell builtin or keyword is no program to exec ('exit 3', 'cd x'):
+     * make keeps the same list for the same reason (job.c, sh_cmds). */
+    static const char *const sh_words[] = {
+        ".",      ":",      "alias", "break",  "case",     "cd",     "command", "continue",
+        "do",     "done",   "elif",  "else",   "esac",     "eval",   "exec",    "exit",
+        "export", "fi",     "for",   "getopts", "hash",    "if",     "read",    "readonly",
+        "return", "set",    "shift", "then",   "times",    "trap",   "type",    "ulimit",
+        "umask",  "unalias", "unset", "until", "wait",     "while"};
+    for (size_t i = 0; n > 0 && i < sizeof(sh_words) / sizeof(sh_words[0]); i++)
+        if (strcmp(words[0], sh_words[i]) == 0)
+            return 0;
     return n;
 }
 

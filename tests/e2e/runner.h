@@ -115,6 +115,67 @@ static pid_t start_sluice_run(const char *pipeline_path) {
     return pid;
 }
 
+/* Starts 'sluice STORE run --json PIPELINE' in the background, its events
+ * in out_path, for a test to wait for them (wait_for_event). */
+static pid_t start_sluice_run_json(const char *pipeline_path, const char *out_path) {
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(out, 1);
+        dup2(devnull, 2);
+        putenv(test_plugin_path);
+        setenv("MONGOC_DISABLE_SHM", "1", 1);
+        execl(SLUICE_BIN, "sluice", test_store_arg, "run", "--json", pipeline_path, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The offset in out of the first JSON event line `event` about step (NULL:
+ * any step), or -1. */
+static long event_at(const char *out, const char *event, const char *step) {
+    char e[64], s[96];
+    snprintf(e, sizeof(e), "\"event\" : \"%s\"", event);
+    snprintf(s, sizeof(s), "\"step\" : \"%s\"", step ? step : "");
+    for (const char *line = out; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *a = strstr(line, e), *b = step ? strstr(line, s) : line;
+        if (a && b && (size_t)(a - line) < len && (size_t)(b - line) < len)
+            return line - out;
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+/* Waits until the file at path holds needle (NULL: until it exists). Tests
+ * synchronize on such events, never on a sleep or a deadline of their own:
+ * something that never happens is the suite's timeout. */
+static void wait_for_text(const char *path, const char *needle) {
+    for (;;) {
+        char *text = slurp(path);
+        int found = text && (!needle || strstr(text, needle));
+        free(text);
+        if (found)
+            return;
+        nanosleep(&(struct timespec){0, 5000000L}, NULL);
+    }
+}
+
+/* Waits until the --json events in path include `event` about step. */
+static void wait_for_event(const char *path, const char *event, const char *step) {
+    for (;;) {
+        char *text = slurp(path);
+        long at = text ? event_at(text, event, step) : -1;
+        free(text);
+        if (at >= 0)
+            return;
+        nanosleep(&(struct timespec){0, 5000000L}, NULL);
+    }
+}
+
 /* Writes folder/name with text, where every "@" stands for folder; returns
  * the path (static: valid until the next call). */
 static char *write_test_file(const char *folder, const char *name, const char *text) {

@@ -17,11 +17,6 @@
 
 TestSuite(run, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 60);
 
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* The value of field in the JSON event `event` about step (NULL: any). */
 static char *event_field(const char *out, const char *event, const char *step, const char *field) {
     static char value[1024];
@@ -79,43 +74,40 @@ static double read_number(const char *path) {
     return v;
 }
 
+/* Overlap shown by a handshake, not by clocks: each branch waits for the
+ * other to have started, so the run finishes only if they ran at once
+ * (run one after the other, the first would wait until its timeout). */
 Test(run, parallel_branches_overlap_in_time) {
     char *p = write_test_file(test_dir, "par.yaml",
                              "pipeline: par\n"
                              "steps:\n"
                              "  left:\n"
                              "    uses: shell\n"
-                             "    with: {run: 'date +%s.%N > @/l0; sleep 0.4; date +%s.%N > @/l1'}\n"
+                             "    timeout: 60s\n"
+                             "    with: {run: 'touch @/l0; while test ! -f @/r0; do sleep 0.01; done'}\n"
                              "  right:\n"
                              "    uses: shell\n"
-                             "    with: {run: 'date +%s.%N > @/r0; sleep 0.4; date +%s.%N > @/r1'}\n");
+                             "    timeout: 60s\n"
+                             "    with: {run: 'touch @/r0; while test ! -f @/l0; do sleep 0.01; done'}\n");
     result r = RUN(test_store_arg, "run", p, "--jobs", "2", "--json");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    char path[256];
-    double t[4];
-    const char *names[] = {"l0", "l1", "r0", "r1"};
-    for (int i = 0; i < 4; i++) {
-        snprintf(path, sizeof(path), "%s/%s", test_dir, names[i]);
-        t[i] = read_number(path);
-        cr_assert_gt(t[i], 0);
-    }
-    cr_expect_lt(t[2], t[1], "right started after left ended: no overlap");
-    cr_expect_lt(t[0], t[3], "left started after right ended: no overlap");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    expect_status(r.out, "left", "done");
+    expect_status(r.out, "right", "done");
     result_free(&r);
 }
 
+/* With one job, b starts only after a finished: the events say so, and a
+ * step that finds the other's marker would fail. */
 Test(run, jobs_1_runs_one_at_a_time) {
     char *p = write_test_file(test_dir, "seq.yaml",
                              "pipeline: seq\n"
                              "steps:\n"
-                             "  a: {uses: shell, with: {run: 'date +%s.%N > @/a0; sleep 0.2; date +%s.%N > @/a1'}}\n"
-                             "  b: {uses: shell, with: {run: 'date +%s.%N > @/b0; sleep 0.2; date +%s.%N > @/b1'}}\n");
-    result r = RUN(test_store_arg, "run", p, "-j", "1");
+                             "  a: {uses: shell, with: {run: 'test ! -f @/busy; touch @/busy; sleep 0.2; rm @/busy'}}\n"
+                             "  b: {uses: shell, with: {run: 'test ! -f @/busy; touch @/busy; sleep 0.2; rm @/busy'}}\n");
+    result r = RUN(test_store_arg, "run", p, "-j", "1", "--json");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    char a1[256], b0[256];
-    snprintf(a1, sizeof(a1), "%s/a1", test_dir);
-    snprintf(b0, sizeof(b0), "%s/b0", test_dir);
-    cr_expect_leq(read_number(a1), read_number(b0));
+    long a_done = event_at(r.out, "step_finished", "a"), b_start = event_at(r.out, "step_started", "b");
+    cr_expect(a_done >= 0 && b_start > a_done, "a finished before b started:\n%s", r.out);
     result_free(&r);
 }
 
@@ -158,15 +150,16 @@ Test(run, a_flaky_step_is_retried_with_backoff) {
                              "    with: {run: 'n=$(cat @/count 2>/dev/null || echo 0); echo $((n+1)) > @/count; "
                              "test $n -ge 2'}\n"
                              "    retries: {max: 3, backoff: 100ms}\n");
-    double t0 = now_seconds();
     result r = RUN(test_store_arg, "run", p, "--json");
-    double took = now_seconds() - t0;
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     expect_status(r.out, "flaky", "done");
     cr_expect_str_eq(event_field(r.out, "step_finished", "flaky", "attempts"), "3");
     cr_expect_eq(count_events(r.out, "step_retry"), 2);
-    cr_expect_str_eq(event_field(r.out, "step_retry", "flaky", "delay_ms"), "100");
-    cr_expect_geq(took, 0.3, "backoff 100ms then 200ms: the run took %.3fs", took);
+    /* backoff 100ms, then doubled: what the scheduler says it waits */
+    cr_expect(strstr(r.out, "\"next_attempt\" : 2, \"attempts\" : 4, \"delay_ms\" : 100,"), "%s",
+              r.out);
+    cr_expect(strstr(r.out, "\"next_attempt\" : 3, \"attempts\" : 4, \"delay_ms\" : 200,"), "%s",
+              r.out);
     result_free(&r);
 }
 
@@ -182,20 +175,22 @@ Test(run, retries_give_up_after_max) {
 }
 
 Test(run, a_timeout_stops_a_sleep_60_step) {
-    /* Outcomes, not a stopwatch: the command after the sleep never runs,
-     * and the step reports its timeout. The lower bound only says the
-     * timeout was not taken early (a busy machine makes runs slower, never
-     * faster). */
+    /* Outcomes, not a stopwatch: the step began, was stopped as its
+     * timeout passed, and the command after the sleep never ran. */
     char *p = write_test_file(test_dir, "timeout.yaml",
                              "pipeline: timeout\n"
                              "steps:\n"
-                             "  stuck: {uses: shell, with: {run: 'sleep 60; touch @/woke'}, timeout: 1s}\n");
-    double t0 = now_seconds();
+                             "  stuck: {uses: shell, with: {run: 'touch @/began; sleep 60; touch @/woke'}, timeout: 1s}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
-    double took = now_seconds() - t0;
     cr_expect_eq(r.status, 1);
-    cr_expect_geq(took, 1.0);
-    char woke[256];
+    long started = event_at(r.out, "step_started", "stuck"),
+         stopping = event_at(r.out, "step_log", "stuck"),
+         finished = event_at(r.out, "step_finished", "stuck");
+    cr_expect(started >= 0 && stopping > started && finished > stopping, "%s", r.out);
+    cr_expect(strstr(r.out, "the step ran past its timeout: stopping it"), "%s", r.out);
+    char began[256], woke[256];
+    snprintf(began, sizeof(began), "%s/began", test_dir);
+    cr_expect_eq(access(began, F_OK), 0, "the command began");
     snprintf(woke, sizeof(woke), "%s/woke", test_dir);
     cr_expect_neq(access(woke, F_OK), 0, "the step ran past its timeout");
     const char *why = event_field(r.out, "step_finished", "stuck", "error");
@@ -223,15 +218,15 @@ Test(run, sigint_exits_130_and_leaves_no_orphan) {
                              "  long: {uses: shell, with: {run: 'echo $$ > @/pid; exec sleep 60'}}\n"
                              "  nap: {uses: sleep, with: {ms: 60000}}\n"
                              "  later: {uses: shell, after: [long], with: {run: 'true'}}\n");
-    pid_t pid = start_sluice_run(p);
-    char pid_path[256];
+    char pid_path[256], events[256];
     snprintf(pid_path, sizeof(pid_path), "%s/pid", test_dir);
-    double t0 = now_seconds();
-    double child = -1;
-    while (now_seconds() - t0 < 10 && (child = read_number(pid_path)) <= 0)
-        nap_ms(20);
+    snprintf(events, sizeof(events), "%s/events", test_dir);
+    pid_t pid = start_sluice_run_json(p, events);
+    /* Both running: the shell step wrote its pid, the in-process one began. */
+    wait_for_text(pid_path, "\n");
+    wait_for_event(events, "step_started", "nap");
+    double child = read_number(pid_path);
     cr_assert_gt(child, 0, "the step never started");
-    nap_ms(100);
     kill(pid, SIGINT);
     int ws;
     waitpid(pid, &ws, 0);

@@ -385,22 +385,14 @@ Test(store, resume_finishes_a_failed_run_and_reuses_what_finished) {
     free(text);
 }
 
-/* The number of entries in folder dir (0 when it does not exist). */
-static size_t count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    size_t n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
-
-Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_completes,
+Test(store, kill_9_at_each_step_leaves_a_readable_store_that_resume_completes,
      .timeout = 120) {
+    /* cache: false, so that every round runs every step and shows the
+     * events it is killed at. */
     char *p = write_test_file(
         test_dir, "long.yaml",
         "pipeline: long\n"
+        "settings: {cache: false}\n"
         "steps:\n"
         "  a: {uses: shell, with: {run: 'sleep 0.1; echo a > o', outputs: {o: o}}}\n"
         "  b: {uses: shell, inputs: {i: a.o},\n"
@@ -410,22 +402,18 @@ Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_complet
         "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" \"$SLUICE_INPUT_j\" > o', outputs: {o: o}}}\n"
         "  e: {uses: shell, inputs: {i: d.o},\n"
         "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" > o; echo e >> o', outputs: {o: o}}}\n");
-    srand(12345);
+    /* Killed at points the run's own events mark, each inside the run (not
+     * at random moments: under load these came before the run had begun). */
+    static const char *const points[][2] = {{"step_started", "a"}, {"step_finished", "a"},
+                                            {"step_started", "b"}, {"step_finished", "b"},
+                                            {"step_started", "d"}, {"step_started", "e"}};
     int killed = 0;
-    char runs_dir[256];
-    snprintf(runs_dir, sizeof(runs_dir), "%s/store/runs", test_dir);
-    for (int round = 0; round < 6; round++) {
-        /* The random moment counts from the run's folder, not from exec: a
-         * slow start (the sanitizers) would leave nothing to kill. */
-        size_t before = count_entries(runs_dir);
-        pid_t pid = start_sluice_run(p);
-        double t0 = now_seconds();
-        while (count_entries(runs_dir) == before && now_seconds() - t0 < 20) {
-            struct timespec poll = {0, 2000000L};
-            nanosleep(&poll, NULL);
-        }
-        struct timespec ts = {0, (long)(rand() % 300 + 5) * 1000000L};
-        nanosleep(&ts, NULL);
+    char out[256];
+    snprintf(out, sizeof(out), "%s/events", test_dir);
+    for (int round = 0; round < (int)(sizeof(points) / sizeof(points[0])); round++) {
+        unlink(out); /* the last round's events are not this one's */
+        pid_t pid = start_sluice_run_json(p, out);
+        wait_for_event(out, points[round][0], points[round][1]);
         kill(pid, SIGKILL);
         int ws;
         waitpid(pid, &ws, 0);
@@ -447,7 +435,7 @@ Test(store, kill_9_at_random_moments_leaves_a_readable_store_that_resume_complet
         }
         result_free(&r);
     }
-    cr_expect_gt(killed, 0, "no run was killed before it finished");
+    cr_expect_eq(killed, 6, "every run was killed before it finished");
     /* Resuming the last run that did not finish (runs list: newest first)
      * completes the pipeline. */
     result r = RUN(test_store_arg, "runs", "list", "--json");
@@ -590,11 +578,7 @@ Test(store, several_sluice_processes_share_one_store) {
      * the sanitizers may take a while). */
     char meta[256];
     snprintf(meta, sizeof(meta), "%s/store/meta/data.mdb", test_dir);
-    double t0 = now_seconds();
-    while (access(meta, F_OK) != 0 && now_seconds() - t0 < 10) {
-        struct timespec ts = {0, 10000000L};
-        nanosleep(&ts, NULL);
-    }
+    wait_for_text(meta, NULL);
     for (int i = 0; i < 5; i++) {
         result r = RUN(test_store_arg, "runs", "list");
         cr_expect_eq(r.status, 0, "%s", r.err);
@@ -800,21 +784,22 @@ Test(store, gc_wait_waits_for_the_run_and_keeps_what_it_recorded, .timeout = 120
     char *p = write_test_file(test_dir, "slow.yaml",
                               "pipeline: slow\nsettings: {cache: false}\nsteps:\n"
                               "  a: {uses: shell, with: {run: 'echo \"$SLUICE_RUN_ID\" > o', outputs: {o: o}}}\n"
-                              "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'while test ! -f @/go; do "
+                              "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'touch @/b_waits; while test ! -f @/go; do "
                               "sleep 0.05; done; cp \"$SLUICE_INPUT_i\" o', outputs: {o: o}}}\n");
-    char runs_dir[256], go[256];
-    snprintf(runs_dir, sizeof(runs_dir), "%s/store/runs", test_dir);
+    char go[256];
     snprintf(go, sizeof(go), "%s/go", test_dir);
     fclose(fopen(go, "w"));
     result r = RUN(test_store_arg, "run", p); /* the store exists */
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
     unlink(go);
+    char b_waits[256];
+    snprintf(b_waits, sizeof(b_waits), "%s/b_waits", test_dir);
+    unlink(b_waits); /* the first run's */
     pid_t pid = start_sluice_run(p);
-    /* b waits for go, so the run holds the store while gc starts. */
-    struct timespec tick = {0, 10000000L};
-    while (count_entries(runs_dir) < 2)
-        nanosleep(&tick, NULL);
+    /* b waits for go; a's output is stored, so the run holds the store's
+     * lock (from before its first output to its end) while gc starts. */
+    wait_for_text(b_waits, NULL);
     r = RUN(test_store_arg, "gc", "--grace", "0");
     cr_expect_eq(r.status, 2, "refused while the run is live: %s", r.out);
     result_free(&r);
@@ -828,8 +813,11 @@ Test(store, gc_wait_waits_for_the_run_and_keeps_what_it_recorded, .timeout = 120
         execl(SLUICE_BIN, "sluice", test_store_arg, "gc", "--wait", "--grace", "0", (char *)NULL);
         _exit(127);
     }
-    struct timespec pause = {0, 200000000L};
-    nanosleep(&pause, NULL);
+    /* gc is blocked on the lock once the kernel lists it waiting for it
+     * ("-> FLOCK ... PID" in /proc/locks): an event, not a pause. */
+    char waiting[64];
+    snprintf(waiting, sizeof(waiting), "-> FLOCK  ADVISORY  WRITE %d ", (int)gc);
+    wait_for_text("/proc/locks", waiting);
     cr_expect_eq(waitpid(gc, NULL, WNOHANG), 0, "gc --wait waits while the run is live");
     fclose(fopen(go, "w"));
     int ws, wg;

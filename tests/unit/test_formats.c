@@ -79,6 +79,27 @@ Test(formats, jsonl_names_the_bad_record) {
     jsonl_close_reader(&r);
 }
 
+/* A line that is not JSON after good ones: every good one is read first
+ * (libbson's stream reader lost the one before), and the bad one is named
+ * by its own number; blank lines are skipped. */
+Test(formats, jsonl_reads_every_record_before_a_bad_line) {
+    const char *text = "{\"a\": 1}\n\n{\"a\": 2}\nnot json\n{\"a\": 4}\n";
+    write_bytes("bad2.jsonl", text, strlen(text));
+    jsonl_reader r;
+    cr_assert_eq(jsonl_open(&r, path_of("bad2.jsonl"), err, sizeof(err)), 0);
+    bson_t doc;
+    bson_iter_t it;
+    for (int want = 1; want <= 2; want++) {
+        cr_assert_eq(jsonl_next(&r, &doc, err, sizeof(err)), 1, "record %d: %s", want, err);
+        cr_expect(bson_iter_init_find(&it, &doc, "a") && bson_iter_as_int64(&it) == want);
+        bson_destroy(&doc);
+    }
+    cr_expect_eq(jsonl_next(&r, &doc, err, sizeof(err)), -EINVAL);
+    cr_expect(strstr(err, "record 4 is not JSON") != NULL, "%s", err);
+    jsonl_close_reader(&r);
+    cr_expect_eq(jsonl_open(&r, path_of("none.jsonl"), err, sizeof(err)), -ENOENT);
+}
+
 Test(formats, matrix_round_trip_and_refusals) {
     float data[6] = {1, 2, 3, 4.5f, -5, 6e-3f};
     cr_assert_eq(matrix_write(path_of("m"), data, 2, 3, err, sizeof(err)), 0, "%s", err);
