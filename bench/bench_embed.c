@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "bert.h"
+#include "sgemm_rate.h"
 #include "formats.h"
 
 #define H 384
@@ -28,12 +29,6 @@
 #define POSITIONS 512
 #define VOCAB 1000
 #define WORDS (VOCAB - 5)
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static char dir[64];
 
@@ -122,34 +117,6 @@ static int write_model(void) {
     free(ones);
     free(zeros);
     return rc;
-}
-
-static double sgemm_gflops(void) {
-    const int n = 1024;
-    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
-          *c = malloc(sizeof(float) * n * n);
-    if (!a || !b || !c)
-        exit(1);
-    for (int i = 0; i < n * n; i++) {
-        a[i] = (float)(i % 7) * 0.1f;
-        b[i] = (float)(i % 5) * 0.1f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-    /* The best of 5 rounds: the machine may be shared. */
-    int reps = 3;
-    double t = 1e30;
-    for (int round = 0; round < 5; round++) {
-        double t0 = now();
-        for (int r = 0; r < reps; r++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c,
-                        n);
-        if (now() - t0 < t)
-            t = now() - t0;
-    }
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * n * n * (double)n * reps / t / 1e9;
 }
 
 /* The encoder's FLOPs for one sentence of T tokens. */

@@ -1,0 +1,121 @@
+/* decode.c - one token at a time with a KV cache: the same layers as
+ * pass.c's forward for a single row, the keys and values of earlier
+ * positions read from the cache instead of recomputed. */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+/* Scratch, in floats: x, ln, tmp (C each), stats (2), qkv, atty, fc, act,
+ * scores (max_len), logits (V), cos and sin (hd / 2 each). */
+static size_t scratch_floats(const model *m, size_t len) {
+    const model_config *c = &m->c;
+    return 3 * (size_t)c->d_model + 2 + (size_t)m->qkv_width + (size_t)c->n_heads * c->head_dim +
+           (size_t)m->up_width + (size_t)c->d_ff + len + (size_t)c->vocab + (size_t)c->head_dim;
+}
+
+int model_decode_reset(model *m, int max_len, char *err, size_t n) {
+    const model_config *c = &m->c;
+    if (max_len <= 0 || max_len > c->context) {
+        return model_fail(err, n, -EINVAL, "model: a KV cache of %d positions (context %d)",
+                          max_len, c->context);
+    }
+    size_t kvw = (size_t)c->n_kv_heads * c->head_dim;
+    if ((size_t)max_len > m->dec_cap) {
+        free(m->kcache);
+        free(m->vcache);
+        free(m->dec_scratch);
+        size_t cache = (size_t)c->n_layers * max_len * kvw;
+        m->kcache = malloc(cache * sizeof(float));
+        m->vcache = malloc(cache * sizeof(float));
+        m->dec_scratch = malloc(scratch_floats(m, (size_t)max_len) * sizeof(float));
+        if (!m->kcache || !m->vcache || !m->dec_scratch) {
+            free(m->kcache);
+            free(m->vcache);
+            free(m->dec_scratch);
+            m->kcache = m->vcache = m->dec_scratch = NULL;
+            m->dec_cap = 0;
+            return model_fail(err, n, -ENOMEM,
+                              "model: out of memory for a KV cache of %d positions (%zu MiB)",
+                              max_len, 2 * cache * sizeof(float) >> 20);
+        }
+        m->dec_cap = (size_t)max_len;
+    }
+    m->dec_len = max_len;
+    m->dec_pos = 0;
+    return 0;
+}
+
+int model_decode(model *m, int32_t token, const float **logits, char *err, size_t n) {
+    const model_config *c = &m->c;
+    if (!m->kcache) {
+        return model_fail(err, n, -EINVAL, "model: decode before model_decode_reset");
+    }
+    if (m->dec_pos >= m->dec_len) {
+        return model_fail(err, n, -ENOSPC, "model: the KV cache is full (%d positions)",
+                          m->dec_len);
+    }
+    if (token < 0 || token >= c->vocab) {
+        return model_fail(err, n, -EINVAL, "model: token %d is outside the vocabulary (%d)", token,
+                          c->vocab);
+    }
+    int C = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, pos = m->dec_pos;
+    int group = H / KV, Hhd = H * hd, kvw = KV * hd, half = hd / 2;
+    float *x = m->dec_scratch, *ln = x + C, *tmp = ln + C, *stats = tmp + C, *qkv = stats + 2;
+    float *atty = qkv + m->qkv_width, *fc = atty + Hhd, *act = fc + m->up_width;
+    float *scores = act + c->d_ff, *out = scores + m->dec_len, *cs = out + c->vocab,
+          *sn = cs + half;
+    const float *e = m->params + m->wte + (size_t)token * C;
+    for (int i = 0; i < C; i++)
+        x[i] = e[i] + (m->wpe != MODEL_NONE ? m->params[m->wpe + (size_t)pos * C + i] : 0.0f);
+    if (c->arch == MODEL_LLAMA)
+        model_rope_angles(c, pos, cs, sn);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int l = 0; l < c->n_layers; l++) {
+        const model_layer *L = &m->layers[l];
+        model_norm_forward(m, &L->ln1, ln, stats, x, 1);
+        int off = 0;
+        for (int j = 0; j < L->n_qkv; j++) {
+            model_linear_forward(m, &L->qkv[j], qkv + off, m->qkv_width, ln, 1);
+            off += L->qkv[j].out;
+        }
+        if (c->arch == MODEL_LLAMA)
+            for (int h = 0; h < H + KV; h++)
+                model_rope_apply(qkv + (size_t)h * hd, hd, cs, sn);
+        float *kc = m->kcache + (size_t)l * m->dec_cap * kvw;
+        float *vc = m->vcache + (size_t)l * m->dec_cap * kvw;
+        memcpy(kc + (size_t)pos * kvw, qkv + Hhd, (size_t)kvw * sizeof(float));
+        memcpy(vc + (size_t)pos * kvw, qkv + Hhd + kvw, (size_t)kvw * sizeof(float));
+        for (int h = 0; h < H; h++) {
+            int g = h / group;
+            const float *q = qkv + (size_t)h * hd;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, pos + 1, hd, scale, kc + (size_t)g * hd, kvw,
+                        q, 1, 0.0f, scores, 1);
+            model_softmax(scores, pos + 1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, pos + 1, hd, 1.0f, vc + (size_t)g * hd, kvw,
+                        scores, 1, 0.0f, atty + (size_t)h * hd, 1);
+        }
+        model_linear_forward(m, &L->o, tmp, C, atty, 1);
+        for (int i = 0; i < C; i++)
+            x[i] += tmp[i];
+        model_norm_forward(m, &L->ln2, ln, stats, x, 1);
+        off = 0;
+        for (int j = 0; j < L->n_up; j++) {
+            model_linear_forward(m, &L->up[j], fc + off, m->up_width, ln, 1);
+            off += L->up[j].out;
+        }
+        model_act_forward(m, act, fc, 1);
+        model_linear_forward(m, &L->down, tmp, C, act, 1);
+        for (int i = 0; i < C; i++)
+            x[i] += tmp[i];
+    }
+    model_norm_forward(m, &m->lnf, ln, stats, x, 1);
+    model_linear_forward(m, &m->head, out, c->vocab, ln, 1);
+    m->dec_pos++;
+    *logits = out;
+    return 0;
+}

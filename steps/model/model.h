@@ -1,0 +1,158 @@
+/* model.h - decoder-only transformers in C on OpenBLAS: GPT-2 and the Llama
+ * family (llama, qwen2, mistral), read from and written to a Hugging Face
+ * folder, with forward, backward, a masked cross-entropy loss, AdamW and
+ * gradient clipping, for the train step, the evaluate step and serve.
+ *
+ * Everything is computed in F32; weights on disk may be F32, F16 or BF16
+ * and are always written back as F32. A model is one handle: its
+ * parameters, their gradients and AdamW moments are each one contiguous
+ * array (in the order of model_tensor_at), its activations one arena sized
+ * for the largest batch seen. A handle is not shared between threads.
+ *
+ * Determinism: matrix products go through OpenBLAS (its thread count is
+ * the caller's: openblas_set_num_threads); every other loop runs on the
+ * calling thread in a fixed order, so the same inputs, seed and thread count
+ * give bit-identical results.
+ *
+ * Errors: functions return 0 or a negative errno and write a message naming
+ * the file, tensor and expected shape into err (err_size bytes). */
+#ifndef SLUICE_MODEL_H
+#define SLUICE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum model_arch { MODEL_GPT2, MODEL_LLAMA } model_arch;
+
+/* The architecture, as config.json gives it. For GPT-2, n_kv_heads equals
+ * n_heads, d_ff is 4 * d_model, head_dim d_model / n_heads, and the rope
+ * fields are unused. */
+typedef struct model_config {
+    model_arch arch;
+    char model_type[16]; /* "gpt2", "llama", "qwen2" or "mistral" */
+    int d_model, n_layers, n_heads, n_kv_heads, head_dim, d_ff, context, vocab;
+    float norm_eps;
+    float rope_theta;
+    /* rope_scaling of Llama 3 ({"rope_type": "llama3", ...}); 0 when absent. */
+    int rope_llama3;
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_context;
+    int tied;                       /* the output head is the token embedding */
+    int qkv_bias;                   /* q, k, v projections have biases (qwen2, attention_bias) */
+    int o_bias;                     /* the output projection too (llama's attention_bias) */
+    int bos_token_id, eos_token_id; /* -1 when config.json has none */
+} model_config;
+
+typedef struct model model;
+
+/* A config for a fresh model: type is "gpt2" or "llama" (any of the Llama
+ * family's names); n_kv_heads 0 means n_heads, d_ff 0 means 4 * d_model for
+ * GPT-2 and a SwiGLU-sized multiple of 64 for Llama. Checks the shape
+ * (d_model divisible by n_heads, n_heads by n_kv_heads, positive sizes). */
+int model_config_init(model_config *c, const char *type, int d_model, int n_layers, int n_heads,
+                      int n_kv_heads, int d_ff, int context, int vocab, char *err, size_t err_size);
+
+/* Reads the Hugging Face folder dir: config.json, then model.safetensors or
+ * the shards of model.safetensors.index.json. Refuses another model_type,
+ * quantized or integer weights, a missing tensor or one of another shape,
+ * naming the file, the tensor and the shape expected. *m is the caller's,
+ * ended by model_free. */
+int model_open(const char *dir, model **m, char *err, size_t err_size);
+
+/* A fresh model of config c (copied), initialized as GPT-2 is (normal with
+ * std 0.02, residual projections scaled by 1/sqrt(2 * n_layers), biases 0,
+ * norms 1) from seed: the same seed gives the same weights. *m is the
+ * caller's, ended by model_free. */
+int model_new(const model_config *c, uint64_t seed, model **m, char *err, size_t err_size);
+
+/* Writes config.json and model.safetensors (F32, Hugging Face's names and
+ * layouts) into the existing folder dir, each replaced only once complete. */
+int model_save(const model *m, const char *dir, char *err, size_t err_size);
+
+void model_free(model *m);
+
+/* Borrowed until model_free. */
+const model_config *model_get_config(const model *m);
+
+/* The parameters: count, and each tensor's Hugging Face name, shape, values
+ * and gradient (NULL before the first backward). Pointers are borrowed until
+ * model_free; a tensor's values may be changed in place. */
+size_t model_param_count(const model *m);
+size_t model_tensor_count(const model *m);
+const char *model_tensor_name(const model *m, size_t i);
+int model_tensor_shape(const model *m, size_t i, uint64_t shape[2]); /* returns ndim */
+float *model_tensor_data(model *m, size_t i, size_t *count);
+const float *model_tensor_grad(const model *m, size_t i, size_t *count);
+
+/* Runs the B sequences of T tokens (tokens: B * T ids, borrowed for the
+ * call; T at most the context). With targets (B * T ids or -1), *loss is
+ * the mean cross-entropy over the positions whose target is not -1 and,
+ * when mask is given, whose mask is not 0 (NaN when none counts); without
+ * targets *loss is NaN and no backward may follow. Grows the arena when
+ * B * T exceeds what it was sized for. */
+int model_forward(model *m, const int32_t *tokens, const int32_t *targets, const uint8_t *mask,
+                  int B, int T, float *loss, char *err, size_t err_size);
+
+/* The (B, T, vocab) logits of the last forward; borrowed until the next
+ * model_forward or model_backward (which overwrites them). */
+const float *model_logits(const model *m);
+
+/* Adds to the gradients those of scale * loss of the last forward (scale 1
+ * for one batch, 1/k for each of k accumulated batches). Gradients start at
+ * zero and are cleared by model_zero_grad. -EINVAL without targets; the
+ * next backward needs another forward. */
+int model_backward(model *m, float scale, char *err, size_t err_size);
+/* The same with a weight per position instead of the mean: adds the
+ * gradients of scale * sum_i weights[i] * -log p(target_i) over the counted
+ * positions (weights: B * T floats, borrowed for the call). This is what
+ * losses over whole sequences need (DPO: a coefficient per sequence on its
+ * response tokens). */
+int model_backward_weighted(model *m, const float *weights, float scale, char *err,
+                            size_t err_size);
+/* log p(target) at each of the B * T positions of the last forward with
+ * targets (0 where not counted); NULL otherwise. Borrowed until the next
+ * forward or backward. */
+const float *model_logprobs(const model *m);
+void model_zero_grad(model *m);
+
+/* The global L2 norm of all gradients. */
+float model_grad_norm(const model *m);
+/* Clips as torch.nn.utils.clip_grad_norm_ does (scales by
+ * max_norm / (norm + 1e-6) when that is below 1); returns the norm before. */
+float model_clip_grad(model *m, float max_norm);
+
+/* AdamW with PyTorch's semantics: bias-corrected moments, weight decay
+ * decoupled (p *= 1 - lr * weight_decay) and applied to the matrices and
+ * embeddings only (tensors of two dimensions), as nanoGPT and llm.c group
+ * them. The step count lives in the model. */
+typedef struct model_adamw {
+    float lr, beta1, beta2, eps, weight_decay;
+} model_adamw;
+int model_adamw_step(model *m, const model_adamw *opt, char *err, size_t err_size);
+
+/* AdamW's state for a checkpoint: model_save_optimizer writes both moments
+ * and the step count to path (safetensors: "adam.m" and "adam.v" over all
+ * parameters in model_tensor_at order, "adam.step"), replacing it once
+ * complete; -EINVAL before the first step. model_load_optimizer reads such
+ * a file back into m, refusing one of another parameter count, so that
+ * training resumes bit-identically. */
+int model_save_optimizer(const model *m, const char *path, char *err, size_t err_size);
+int model_load_optimizer(model *m, const char *path, char *err, size_t err_size);
+
+/* What a model of config c needs, in bytes: *param_bytes for its weights,
+ * *train_bytes for training on batches of B x T tokens (weights, gradients,
+ * AdamW's moments and the activations), so a caller can refuse before
+ * allocating. Allocates nothing but a table. */
+int model_estimate(const model_config *c, int B, int T, size_t *param_bytes, size_t *train_bytes,
+                   char *err, size_t err_size);
+
+/* Generation with a KV cache: model_decode_reset empties the cache and
+ * sizes it for max_len positions (at most the context), then each
+ * model_decode runs one more token at the next position, attending to the
+ * cached keys and values of the earlier ones, and returns its vocab logits
+ * (borrowed until the next model_decode or model_decode_reset). -ENOSPC
+ * past max_len. The cache is separate from the training arena. */
+int model_decode_reset(model *m, int max_len, char *err, size_t err_size);
+int model_decode(model *m, int32_t token, const float **logits, char *err, size_t err_size);
+
+#endif

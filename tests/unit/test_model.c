@@ -1,0 +1,732 @@
+/* The model library (steps/model) against a PyTorch reference
+ * (tests/ref/model_ref.py, run through /usr/bin/python3 at test time):
+ * tiny random GPT-2, Llama, grouped-query, Qwen2-like (q/k/v biases,
+ * head_dim apart from d_model / heads), attention_bias and llama3-rope
+ * models, checked as llm.c's test_gpt2 checks: logits within 1e-4, loss
+ * within 1e-5, every gradient within 1e-3 relative, 10 AdamW steps' losses
+ * within 1e-4; plus the KV cache's greedy tokens, and bad folders.
+ *
+ * Gradient measure: for each tensor, max |g - g_ref| / max |g_ref| (the
+ * largest error relative to the tensor's largest gradient), so a tensor of
+ * tiny gradients is held to the scale of its own. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sluice/artifacts.h>
+
+#include "model.h"
+#include "require.h"
+
+#define PYTHON "/usr/bin/python3"
+#define REF SLUICE_SOURCE_DIR "/tests/ref/model_ref.py"
+
+static char err[1024];
+
+static void rm_rf(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Runs the reference for one case into a fresh temporary folder. */
+static void make_ref(const char *name, char *tmp, char *dir) {
+    if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch' 2>/dev/null") != 0)
+        SKIP_UNLESS_REQUIRED("skipped: the reference needs %s with torch (Debian's "
+                             "python3-torch)\n",
+                             PYTHON);
+    strcpy(tmp, "/tmp/sluice_model_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), PYTHON " %s %s %s", REF, tmp, name);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    sprintf(dir, "%s/%s", tmp, name);
+}
+
+/* A reference tensor as a malloc'd float array of *n elements. */
+static float *ref_get(sl_tensors *ref, const char *name, size_t *n) {
+    const sl_tensor *x = sl_tensors_find(ref, name);
+    cr_assert_not_null(x, "reference has no %s", name);
+    *n = sl_tensor_count(x);
+    float *v = malloc(*n * sizeof(float) + 1);
+    cr_assert_not_null(v);
+    cr_assert_eq(sl_tensor_to_f32(x, v, *n, err, sizeof(err)), 0, "%s", err);
+    return v;
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n, float *ref_max) {
+    float d = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        float e = fabsf(a[i] - b[i]);
+        d = e > d || isnan(e) ? e : d;
+        mx = fabsf(b[i]) > mx ? fabsf(b[i]) : mx;
+    }
+    if (ref_max)
+        *ref_max = mx;
+    return d;
+}
+
+static void check_case(const char *name) {
+    char tmp[64], dir[128], path[256];
+    make_ref(name, tmp, dir);
+    model *m = NULL;
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    sl_tensors *ref = NULL;
+    snprintf(path, sizeof(path), "%s/ref.safetensors", dir);
+    cr_assert_eq(sl_tensors_open(path, &ref, err, sizeof(err)), 0, "%s", err);
+
+    size_t n, nt, nm, nl;
+    float *tokf = ref_get(ref, "tokens", &n), *tgtf = ref_get(ref, "targets", &nt);
+    float *maskf = ref_get(ref, "mask", &nm);
+    int B = (int)sl_tensor_dim(sl_tensors_find(ref, "tokens"), 0), T = (int)(n / (size_t)B);
+    int32_t *tok = malloc(n * sizeof(int32_t)), *tgt = malloc(n * sizeof(int32_t));
+    uint8_t *mask = malloc(n);
+    cr_assert(tok && tgt && mask);
+    for (size_t i = 0; i < n; i++) {
+        tok[i] = (int32_t)tokf[i];
+        tgt[i] = (int32_t)tgtf[i];
+        mask[i] = maskf[i] != 0;
+    }
+
+    /* forward */
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, mask, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+    float *logits = ref_get(ref, "logits", &nl), *rloss = ref_get(ref, "loss", &nt);
+    cr_assert_eq(nl, n * (size_t)model_get_config(m)->vocab);
+    float d = max_abs_diff(model_logits(m), logits, nl, NULL);
+    cr_log_info("%s: logits max abs diff %.3g, loss %.7f vs %.7f", name, d, loss, rloss[0]);
+    cr_expect_leq(d, 1e-4f, "%s: logits differ by %g", name, d);
+    cr_expect_leq(fabsf(loss - rloss[0]), 1e-5f, "%s: loss %.7f, reference %.7f", name, loss,
+                  rloss[0]);
+
+    /* backward: every parameter's gradient */
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
+    float worst = 0;
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        char gname[200];
+        snprintf(gname, sizeof(gname), "grad.%s", model_tensor_name(m, i));
+        size_t cnt, rc;
+        const float *g = model_tensor_grad(m, i, &cnt);
+        float *rg = ref_get(ref, gname, &rc), rmax;
+        cr_assert_eq(cnt, rc, "%s: %s count", name, gname);
+        float rel = max_abs_diff(g, rg, cnt, &rmax) / (rmax > 1e-12f ? rmax : 1e-12f);
+        worst = rel > worst ? rel : worst;
+        cr_expect_leq(rel, 1e-3f, "%s: %s off by %g relative to its max %g", name, gname, rel,
+                      rmax);
+        free(rg);
+    }
+    cr_log_info("%s: worst gradient error %.3g (relative to each tensor's max)", name, worst);
+
+    /* 10 AdamW steps from the loaded weights */
+    model_free(m);
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    float *losses = ref_get(ref, "losses", &nl);
+    model_adamw opt = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
+    float worst_loss = 0;
+    for (size_t s = 0; s < nl; s++) {
+        model_zero_grad(m);
+        cr_assert_eq(model_forward(m, tok, tgt, mask, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_adamw_step(m, &opt, err, sizeof(err)), 0, "%s", err);
+        float e = fabsf(loss - losses[s]);
+        worst_loss = e > worst_loss ? e : worst_loss;
+        cr_expect_leq(e, 1e-4f, "%s: step %zu loss %.7f, reference %.7f", name, s, loss, losses[s]);
+    }
+    cr_expect_lt(losses[nl - 1], losses[0], "%s: the reference's loss does not fall", name);
+    float worst_p = 0;
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        char pname[200];
+        snprintf(pname, sizeof(pname), "final.%s", model_tensor_name(m, i));
+        size_t cnt, rc;
+        float *p = model_tensor_data(m, i, &cnt), *rp = ref_get(ref, pname, &rc);
+        cr_assert_eq(cnt, rc);
+        /* A key bias has a gradient of exactly zero (adding a constant to
+         * every score of a query leaves its softmax unchanged), so Adam
+         * turns the rounding noise of both sides into full steps of
+         * random sign: those elements are not compared. */
+        const char *pn = model_tensor_name(m, i);
+        int C = model_get_config(m)->d_model;
+        if (strstr(pn, "k_proj.bias"))
+            cnt = 0;
+        else if (strstr(pn, "c_attn.bias"))
+            memcpy(p + C, rp + C, (size_t)C * sizeof(float));
+        float e = max_abs_diff(p, rp, cnt, NULL);
+        worst_p = e > worst_p ? e : worst_p;
+        cr_expect_leq(e, 1e-5f, "%s: %s after %zu steps off by %g", name, pname, nl, e);
+        free(rp);
+    }
+    cr_log_info("%s: 10 AdamW steps: worst loss error %.3g, worst parameter error %.3g", name,
+                worst_loss, worst_p);
+
+    /* greedy generation with the KV cache, from the original weights */
+    model_free(m);
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    size_t ng;
+    float *greedy = ref_get(ref, "greedy", &ng);
+    int V = model_get_config(m)->vocab;
+    int32_t *seq = malloc(ng * sizeof(int32_t));
+    cr_assert_not_null(seq);
+    cr_assert_eq(model_decode_reset(m, (int)ng, err, sizeof(err)), 0, "%s", err);
+    const float *z = NULL;
+    size_t prompt = 4;
+    for (size_t i = 0; i < ng - 1; i++) {
+        seq[i] = i < prompt ? (int32_t)greedy[i] : seq[i];
+        cr_assert_eq(model_decode(m, seq[i], &z, err, sizeof(err)), 0, "%s", err);
+        if (i + 1 >= prompt) {
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                best = z[j] > z[best] ? j : best;
+            seq[i + 1] = best;
+            /* the same step recomputed by a full forward */
+            cr_assert_eq(model_forward(m, seq, NULL, NULL, 1, (int)i + 1, &loss, err, sizeof(err)),
+                         0, "%s", err);
+            float dz = max_abs_diff(z, model_logits(m) + i * (size_t)V, (size_t)V, NULL);
+            cr_expect_leq(dz, 1e-4f, "%s: cached logits at %zu differ by %g", name, i, dz);
+        }
+    }
+    cr_assert_eq(model_decode(m, seq[ng - 1], &z, err, sizeof(err)), 0, "%s", err);
+    for (size_t i = 0; i < ng; i++)
+        cr_expect_eq(seq[i], (int32_t)greedy[i], "%s: greedy token %zu is %d, reference %d", name,
+                     i, seq[i], (int)greedy[i]);
+    cr_expect_eq(model_decode(m, 0, &z, err, sizeof(err)), -ENOSPC);
+
+    free(seq);
+    free(greedy);
+    free(losses);
+    free(logits);
+    free(rloss);
+    free(tok);
+    free(tgt);
+    free(mask);
+    free(tokf);
+    free(tgtf);
+    free(maskf);
+    sl_tensors_close(ref);
+    model_free(m);
+    rm_rf(tmp);
+}
+
+Test(reference, gpt2, .timeout = 120) { check_case("gpt2"); }
+Test(reference, llama, .timeout = 120) { check_case("llama"); }
+Test(reference, gqa_untied, .timeout = 120) { check_case("gqa"); }
+Test(reference, qwen2_bias_head_dim, .timeout = 120) { check_case("qwen2"); }
+Test(reference, llama_attention_bias, .timeout = 120) { check_case("llama_bias"); }
+Test(reference, llama3_rope_scaling, .timeout = 120) { check_case("llama3"); }
+
+/* ---- without the reference ---- */
+
+static model *fresh(const char *type, int kv, uint64_t seed) {
+    model_config c;
+    cr_assert_eq(model_config_init(&c, type, 16, 2, 4, kv, 0, 8, 32, err, sizeof(err)), 0, "%s",
+                 err);
+    model *m = NULL;
+    cr_assert_eq(model_new(&c, seed, &m, err, sizeof(err)), 0, "%s", err);
+    return m;
+}
+
+static void save_to(model *m, char *dir) {
+    strcpy(dir, "/tmp/sluice_model_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(model_save(m, dir, err, sizeof(err)), 0, "%s", err);
+}
+
+static void write_file(const char *dir, const char *name, const char *text) {
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Saved and read back: same config and the same parameters, bit for bit. */
+Test(folder, save_then_open) {
+    const char *types[] = {"gpt2", "llama"};
+    for (int k = 0; k < 2; k++) {
+        model *m = fresh(types[k], k ? 2 : 0, 7), *r = NULL;
+        char dir[64];
+        save_to(m, dir);
+        cr_assert_eq(model_open(dir, &r, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_tensor_count(r), model_tensor_count(m));
+        cr_assert_eq(model_get_config(r)->n_kv_heads, model_get_config(m)->n_kv_heads);
+        cr_assert_eq(model_get_config(r)->tied, model_get_config(m)->tied);
+        for (size_t i = 0; i < model_tensor_count(m); i++) {
+            size_t a, b;
+            float *x = model_tensor_data(m, i, &a), *y = model_tensor_data(r, i, &b);
+            cr_assert_str_eq(model_tensor_name(r, i), model_tensor_name(m, i));
+            cr_assert_eq(a, b);
+            cr_assert_eq(memcmp(x, y, a * sizeof(float)), 0, "%s differs", model_tensor_name(m, i));
+        }
+        model_free(r);
+        model_free(m);
+        rm_rf(dir);
+    }
+}
+
+/* The same seed gives the same weights and a training step gives the same
+ * bits twice; another seed gives other weights. */
+Test(determinism, seed_and_step) {
+    model *a = fresh("llama", 2, 42), *b = fresh("llama", 2, 42), *c = fresh("llama", 2, 43);
+    size_t n = model_param_count(a);
+    cr_assert_eq(
+        memcmp(model_tensor_data(a, 0, NULL), model_tensor_data(b, 0, NULL), n * sizeof(float)), 0);
+    cr_assert_neq(
+        memcmp(model_tensor_data(a, 0, NULL), model_tensor_data(c, 0, NULL), n * sizeof(float)), 0);
+    int32_t tok[2 * 8], tgt[2 * 8];
+    for (int i = 0; i < 16; i++)
+        tok[i] = (i * 7) % 32, tgt[i] = (i * 7 + 7) % 32;
+    model_adamw opt = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    float la = 0, lb = 0;
+    model *ms[2] = {a, b};
+    float *ls[2] = {&la, &lb};
+    for (int k = 0; k < 2; k++)
+        for (int s = 0; s < 3; s++) {
+            model_zero_grad(ms[k]);
+            cr_assert_eq(model_forward(ms[k], tok, tgt, NULL, 2, 8, ls[k], err, sizeof(err)), 0);
+            cr_assert_eq(model_backward(ms[k], 1.0f, err, sizeof(err)), 0);
+            model_clip_grad(ms[k], 1.0f);
+            cr_assert_eq(model_adamw_step(ms[k], &opt, err, sizeof(err)), 0);
+        }
+    cr_assert_eq(memcmp(&la, &lb, sizeof(float)), 0);
+    cr_assert_eq(
+        memcmp(model_tensor_data(a, 0, NULL), model_tensor_data(b, 0, NULL), n * sizeof(float)), 0);
+    model_free(a);
+    model_free(b);
+    model_free(c);
+}
+
+/* Clipping scales the gradients to max_norm as torch does. */
+Test(clip, global_norm) {
+    model *m = fresh("gpt2", 0, 1);
+    int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, 9};
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), 0);
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0);
+    float norm = model_grad_norm(m);
+    cr_assert_gt(norm, 0.0f);
+    float before = model_clip_grad(m, norm / 4);
+    cr_assert_float_eq(before, norm, 1e-6f * norm);
+    cr_assert_float_eq(model_grad_norm(m), norm / 4, 1e-4f * norm);
+    /* a norm below the bound is left alone */
+    cr_assert_float_eq(model_clip_grad(m, norm), norm / 4, 1e-4f * norm);
+    cr_assert_float_eq(model_grad_norm(m), norm / 4, 1e-4f * norm);
+    model_free(m);
+}
+
+/* A mask of zeros counts nothing: the loss is NaN and the gradient zero. */
+Test(loss, all_masked) {
+    model *m = fresh("gpt2", 0, 1);
+    int32_t tok[4] = {1, 2, 3, 4}, tgt[4] = {2, 3, -1, 5};
+    uint8_t mask[4] = {0, 0, 1, 0};
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, mask, 1, 4, &loss, err, sizeof(err)), 0);
+    cr_assert(isnan(loss));
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0);
+    cr_assert_eq(model_grad_norm(m), 0.0f);
+    model_free(m);
+}
+
+static void expect_open_fails(const char *dir, const char *needle1, const char *needle2) {
+    model *m = NULL;
+    err[0] = 0;
+    cr_assert_lt(model_open(dir, &m, err, sizeof(err)), 0, "opened %s", dir);
+    cr_assert_null(m);
+    cr_assert_not_null(strstr(err, needle1), "error '%s' does not name '%s'", err, needle1);
+    if (needle2)
+        cr_assert_not_null(strstr(err, needle2), "error '%s' does not name '%s'", err, needle2);
+}
+
+Test(bad_input, truncated_safetensors) {
+    model *m = fresh("gpt2", 0, 1);
+    char dir[64], path[128];
+    save_to(m, dir);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(truncate(path, st.st_size / 2), 0);
+    expect_open_fails(dir, "model.safetensors", NULL);
+    cr_assert_eq(truncate(path, 5), 0);
+    expect_open_fails(dir, "model.safetensors", NULL);
+    model_free(m);
+    rm_rf(dir);
+}
+
+Test(bad_input, config_disagrees_with_tensors) {
+    model *m = fresh("gpt2", 0, 1);
+    char dir[64];
+    save_to(m, dir);
+    write_file(dir, "config.json",
+               "{\"model_type\": \"gpt2\", \"n_embd\": 16, \"n_layer\": 2, "
+               "\"n_head\": 4, "
+               "\"n_positions\": 8, \"vocab_size\": 40}");
+    expect_open_fails(dir, "wte.weight", "expected [40, 16]");
+    write_file(dir, "config.json",
+               "{\"model_type\": \"gpt2\", \"n_embd\": 16, \"n_layer\": 3, "
+               "\"n_head\": 4, "
+               "\"n_positions\": 8, \"vocab_size\": 32}");
+    expect_open_fails(dir, "h.2.ln_1.weight", "missing");
+    model_free(m);
+    rm_rf(dir);
+}
+
+Test(bad_input, unknown_model_type) {
+    model *m = fresh("gpt2", 0, 1);
+    char dir[64];
+    save_to(m, dir);
+    write_file(dir, "config.json", "{\"model_type\": \"bert\", \"hidden_size\": 16}");
+    expect_open_fails(dir, "config.json", "'bert'");
+    write_file(dir, "config.json",
+               "{\"model_type\": \"llama\", \"hidden_size\": 16, "
+               "\"quantization_config\": {}}");
+    expect_open_fails(dir, "config.json", "quantiz");
+    write_file(dir, "config.json", "{\"model_type\": \"llama\", \"hidden_size\": 16}");
+    expect_open_fails(dir, "config.json", "missing");
+    model_free(m);
+    rm_rf(dir);
+}
+
+Test(bad_input, missing_tensor) {
+    model *m = fresh("llama", 2, 1);
+    char dir[64], path[128];
+    save_to(m, dir);
+    /* the same file without one tensor */
+    sl_tensors_writer *w = NULL;
+    cr_assert_eq(sl_tensors_writer_new(&w, err, sizeof(err)), 0);
+    const char *drop = "model.layers.1.self_attn.k_proj.weight";
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        if (!strcmp(model_tensor_name(m, i), drop))
+            continue;
+        uint64_t shape[2];
+        int nd = model_tensor_shape(m, i, shape);
+        cr_assert_eq(sl_tensors_add_f32(w, model_tensor_name(m, i), model_tensor_data(m, i, NULL),
+                                        (size_t)nd, shape, err, sizeof(err)),
+                     0, "%s", err);
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    cr_assert_eq(sl_tensors_save(w, path, err, sizeof(err)), 0, "%s", err);
+    sl_tensors_writer_free(w);
+    expect_open_fails(dir, drop, "missing");
+    cr_assert_not_null(strstr(err, "[8, 16]"), "%s", err);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* Sharded weights: an index naming two files, one tensor in the second. */
+Test(folder, sharded_index) {
+    model *m = fresh("llama", 2, 3), *r = NULL;
+    char dir[64], path[128];
+    save_to(m, dir);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    sl_tensors_writer *w1 = NULL, *w2 = NULL;
+    cr_assert_eq(sl_tensors_writer_new(&w1, err, sizeof(err)), 0);
+    cr_assert_eq(sl_tensors_writer_new(&w2, err, sizeof(err)), 0);
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        uint64_t shape[2];
+        int nd = model_tensor_shape(m, i, shape);
+        cr_assert_eq(sl_tensors_add_f32(i == 0 ? w2 : w1, model_tensor_name(m, i),
+                                        model_tensor_data(m, i, NULL), (size_t)nd, shape, err,
+                                        sizeof(err)),
+                     0);
+    }
+    char p1[128], p2[128];
+    snprintf(p1, sizeof(p1), "%s/model-00001-of-00002.safetensors", dir);
+    snprintf(p2, sizeof(p2), "%s/model-00002-of-00002.safetensors", dir);
+    cr_assert_eq(sl_tensors_save(w1, p1, err, sizeof(err)), 0);
+    cr_assert_eq(sl_tensors_save(w2, p2, err, sizeof(err)), 0);
+    sl_tensors_writer_free(w1);
+    sl_tensors_writer_free(w2);
+    cr_assert_eq(unlink(path), 0);
+    char index[512];
+    snprintf(index, sizeof(index),
+             "{\"metadata\": {}, \"weight_map\": {\"%s\": "
+             "\"model-00002-of-00002.safetensors\", "
+             "\"model.norm.weight\": \"model-00001-of-00002.safetensors\"}}",
+             model_tensor_name(m, 0));
+    write_file(dir, "model.safetensors.index.json", index);
+    cr_assert_eq(model_open(dir, &r, err, sizeof(err)), 0, "%s", err);
+    size_t n = model_param_count(m);
+    cr_assert_eq(
+        memcmp(model_tensor_data(m, 0, NULL), model_tensor_data(r, 0, NULL), n * sizeof(float)), 0);
+    model_free(r);
+    write_file(dir, "model.safetensors.index.json",
+               "{\"weight_map\": {\"x\": \"../model.safetensors\"}}");
+    expect_open_fails(dir, "model.safetensors.index.json", "../model.safetensors");
+    model_free(m);
+    rm_rf(dir);
+}
+
+Test(config, bad_architectures) {
+    model_config c;
+    cr_assert_lt(model_config_init(&c, "gpt2", 30, 2, 4, 0, 0, 8, 32, err, sizeof(err)), 0);
+    cr_assert_not_null(strstr(err, "divisible"), "%s", err);
+    cr_assert_lt(model_config_init(&c, "llama", 32, 2, 4, 3, 0, 8, 32, err, sizeof(err)), 0);
+    cr_assert_not_null(strstr(err, "kv heads"), "%s", err);
+    cr_assert_lt(model_config_init(&c, "rwkv", 32, 2, 4, 0, 0, 8, 32, err, sizeof(err)), 0);
+    cr_assert_not_null(strstr(err, "rwkv"), "%s", err);
+    cr_assert_eq(model_config_init(&c, "llama", 32, 2, 4, 2, 0, 8, 32, err, sizeof(err)), 0);
+    cr_assert_eq(c.d_ff, 128); /* 8/3 * 32 rounded up to 64 */
+}
+
+/* A safetensors file written by hand, every tensor of m in dtype
+ * ("BF16" truncates the floats; "I32" stores them as integers). */
+static void write_as(model *m, const char *path, const char *dtype) {
+    size_t esz = !strcmp(dtype, "BF16") ? 2 : 4;
+    char *hdr = malloc(65536);
+    cr_assert_not_null(hdr);
+    size_t off = 0, len = (size_t)sprintf(hdr, "{\"__metadata__\": {\"format\": \"pt\"}");
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        uint64_t shape[2];
+        size_t cnt;
+        int nd = model_tensor_shape(m, i, shape);
+        (void)model_tensor_data(m, i, &cnt);
+        len += (size_t)sprintf(hdr + len, ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%llu",
+                               model_tensor_name(m, i), dtype, (unsigned long long)shape[0]);
+        if (nd == 2)
+            len += (size_t)sprintf(hdr + len, ", %llu", (unsigned long long)shape[1]);
+        len += (size_t)sprintf(hdr + len, "], \"data_offsets\": [%zu, %zu]}", off, off + cnt * esz);
+        off += cnt * esz;
+    }
+    len += (size_t)sprintf(hdr + len, "}");
+    while (len % 8)
+        hdr[len++] = ' ';
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    uint64_t n = len;
+    fwrite(&n, 8, 1, f);
+    fwrite(hdr, 1, len, f);
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        size_t cnt;
+        const float *p = model_tensor_data(m, i, &cnt);
+        for (size_t j = 0; j < cnt; j++) {
+            uint32_t bits;
+            memcpy(&bits, &p[j], 4);
+            if (esz == 2) {
+                uint16_t h = (uint16_t)(bits >> 16);
+                fwrite(&h, 2, 1, f);
+            } else {
+                int32_t v = (int32_t)p[j];
+                fwrite(&v, 4, 1, f);
+            }
+        }
+    }
+    fclose(f);
+    free(hdr);
+}
+
+/* BF16 weights are read into F32 exactly; integer weights are refused
+ * naming the tensor and its dtype. */
+Test(folder, bf16_weights_and_integer_refused) {
+    model *m = fresh("llama", 2, 5), *r = NULL;
+    char dir[64], path[128];
+    save_to(m, dir);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    write_as(m, path, "BF16");
+    cr_assert_eq(model_open(dir, &r, err, sizeof(err)), 0, "%s", err);
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        size_t cnt;
+        const float *a = model_tensor_data(m, i, &cnt), *b = model_tensor_data(r, i, NULL);
+        for (size_t j = 0; j < cnt; j++) {
+            uint32_t bits;
+            memcpy(&bits, &a[j], 4);
+            bits &= 0xFFFF0000u;
+            float want;
+            memcpy(&want, &bits, 4);
+            cr_assert_eq(b[j], want, "%s[%zu]", model_tensor_name(m, i), j);
+        }
+    }
+    model_free(r);
+    write_as(m, path, "I32");
+    expect_open_fails(dir, "model.embed_tokens.weight", "I32");
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* Two backwards of scale 1/2 on the same batch accumulate the gradient of
+ * one backward of scale 1. */
+Test(backward, accumulates_scaled) {
+    model *m = fresh("llama", 2, 9);
+    int32_t tok[8] = {1, 5, 9, 13, 17, 21, 25, 29}, tgt[8] = {5, 9, 13, 17, 21, 25, 29, 2};
+    float loss;
+    size_t n = model_param_count(m);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 2, 4, &loss, err, sizeof(err)), 0);
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0);
+    float *once = malloc(n * sizeof(float));
+    cr_assert_not_null(once);
+    memcpy(once, model_tensor_grad(m, 0, NULL), n * sizeof(float));
+    model_zero_grad(m);
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(model_forward(m, tok, tgt, NULL, 2, 4, &loss, err, sizeof(err)), 0);
+        cr_assert_eq(model_backward(m, 0.5f, err, sizeof(err)), 0);
+    }
+    float mx;
+    float d = max_abs_diff(model_tensor_grad(m, 0, NULL), once, n, &mx);
+    cr_assert_leq(d, 1e-6f * mx, "accumulated gradients differ by %g (max %g)", d, mx);
+    /* a backward needs a forward with targets before it, once */
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(model_forward(m, tok, NULL, NULL, 2, 4, &loss, err, sizeof(err)), 0);
+    cr_assert(isnan(loss));
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), -EINVAL);
+    free(once);
+    model_free(m);
+}
+
+Test(forward, bad_batches) {
+    model *m = fresh("gpt2", 0, 2);
+    int32_t tok[9] = {0}, tgt[9] = {0};
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 9, &loss, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "context 8"), "%s", err);
+    tok[3] = 32;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "token 32"), "%s", err);
+    tok[3] = 0;
+    tgt[2] = -2;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(model_decode(m, 0, &(const float *){NULL}, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(model_decode_reset(m, 9, err, sizeof(err)), -EINVAL);
+    model_free(m);
+}
+
+/* A checkpoint (weights + optimizer state) resumes bit-identically: 3 + 2
+ * steps through a save and a load equal 5 steps in one go. */
+Test(optimizer, checkpoint_resumes_bit_identically) {
+    model *a = fresh("gpt2", 0, 11), *b = NULL;
+    int32_t tok[16], tgt[16];
+    for (int i = 0; i < 16; i++)
+        tok[i] = (i * 5) % 32, tgt[i] = (i * 5 + 3) % 32;
+    model_adamw opt = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    char dir[64], path[128];
+    float loss;
+    cr_assert_eq(model_save_optimizer(a, "/nonexistent/x", err, sizeof(err)), -EINVAL);
+    for (int s = 0; s < 5; s++) {
+        if (s == 3) {
+            save_to(a, dir);
+            snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+            cr_assert_eq(model_save_optimizer(a, path, err, sizeof(err)), 0, "%s", err);
+            cr_assert_eq(model_open(dir, &b, err, sizeof(err)), 0, "%s", err);
+            cr_assert_eq(model_load_optimizer(b, path, err, sizeof(err)), 0, "%s", err);
+        }
+        model *ms[2] = {a, b};
+        for (int k = 0; k < (b ? 2 : 1); k++) {
+            model_zero_grad(ms[k]);
+            cr_assert_eq(model_forward(ms[k], tok, tgt, NULL, 2, 8, &loss, err, sizeof(err)), 0);
+            cr_assert_eq(model_backward(ms[k], 1.0f, err, sizeof(err)), 0);
+            cr_assert_eq(model_adamw_step(ms[k], &opt, err, sizeof(err)), 0);
+        }
+    }
+    size_t n = model_param_count(a);
+    cr_assert_eq(
+        memcmp(model_tensor_data(a, 0, NULL), model_tensor_data(b, 0, NULL), n * sizeof(float)), 0);
+    /* a state of another model is refused */
+    model *c = fresh("llama", 2, 1);
+    cr_assert_eq(model_load_optimizer(c, path, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "parameters"), "%s", err);
+    model_free(c);
+    model_free(a);
+    model_free(b);
+    rm_rf(dir);
+}
+
+/* The estimate is what training then holds: weights, gradients, two
+ * moments, and an arena that grows with the batch. */
+Test(estimate, training_memory) {
+    model_config c;
+    cr_assert_eq(model_config_init(&c, "gpt2", 768, 12, 12, 0, 0, 1024, 50257, err, sizeof(err)),
+                 0);
+    size_t p, t1, t2;
+    cr_assert_eq(model_estimate(&c, 1, 64, &p, &t1, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(p, (size_t)124439808 * 4); /* GPT-2 small's parameters */
+    cr_assert_eq(model_estimate(&c, 8, 1024, &p, &t2, err, sizeof(err)), 0);
+    cr_assert_gt(t1, 4 * p);
+    cr_assert_gt(t2, t1 + (size_t)8 * 1024 * 50257 * 4); /* at least the logits */
+    cr_assert_eq(model_estimate(&c, 1, 2048, &p, &t2, err, sizeof(err)), -EINVAL);
+}
+
+/* Per-position weights: weights 1 on the first sequence and 0 on the second
+ * give the gradient of the first sequence's summed loss alone; the
+ * log-probabilities add up to the loss. */
+Test(backward, weighted_positions) {
+    model *m = fresh("llama", 2, 21);
+    int32_t tok[12] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8};
+    int32_t tgt[12] = {1, 4, 1, 5, 9, -1, 6, 5, 3, 5, 8, 9};
+    float loss, w[12] = {1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
+    size_t n = model_param_count(m);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 2, 6, &loss, err, sizeof(err)), 0);
+    const float *lp = model_logprobs(m);
+    cr_assert_not_null(lp);
+    double sum = 0, first[6];
+    for (int i = 0; i < 12; i++)
+        sum += lp[i];
+    for (int i = 0; i < 6; i++)
+        first[i] = lp[i];
+    cr_assert_eq(lp[5], 0.0f); /* not counted */
+    cr_assert_float_eq(-sum / 11, loss, 1e-5 * loss);
+    cr_assert_eq(model_backward_weighted(m, w, 1.0f, err, sizeof(err)), 0, "%s", err);
+    cr_assert_null(model_logprobs(m));
+    float *weighted = malloc(n * sizeof(float));
+    cr_assert_not_null(weighted);
+    memcpy(weighted, model_tensor_grad(m, 0, NULL), n * sizeof(float));
+    model_zero_grad(m);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 6, &loss, err, sizeof(err)), 0);
+    for (int i = 0; i < 6; i++)
+        cr_assert_float_eq(model_logprobs(m)[i], first[i], 1e-5);
+    cr_assert_eq(model_backward(m, 5.0f, err, sizeof(err)), 0); /* 5 counted: the sum */
+    float mx, d = max_abs_diff(weighted, model_tensor_grad(m, 0, NULL), n, &mx);
+    cr_assert_leq(d, 1e-5f * mx, "weighted gradients differ by %g (max %g)", d, mx);
+    free(weighted);
+    model_free(m);
+}
+
+/* A config.json as Llama 3.2's is shipped (nulls, a list of eos ids, llama3
+ * rope scaling, fields this library does not use) is read, and saving
+ * keeps what it read. */
+Test(folder, llama32_style_config) {
+    model *m = fresh("llama", 2, 4), *r = NULL, *r2 = NULL;
+    char dir[64];
+    save_to(m, dir);
+    write_file(dir, "config.json",
+               "{\"architectures\": [\"LlamaForCausalLM\"], \"attention_bias\": false, "
+               "\"attention_dropout\": 0.0, \"bos_token_id\": 28, \"eos_token_id\": [29, 30, 31], "
+               "\"head_dim\": 4, \"hidden_act\": \"silu\", \"hidden_size\": 16, "
+               "\"initializer_range\": 0.02, \"intermediate_size\": 64, "
+               "\"max_position_embeddings\": 8, \"mlp_bias\": false, \"model_type\": \"llama\", "
+               "\"num_attention_heads\": 4, \"num_hidden_layers\": 2, \"num_key_value_heads\": 2, "
+               "\"pretraining_tp\": 1, \"rms_norm_eps\": 1e-05, \"rope_scaling\": {\"factor\": "
+               "32.0, \"high_freq_factor\": 4.0, \"low_freq_factor\": 1.0, "
+               "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}, "
+               "\"rope_theta\": 500000.0, \"tie_word_embeddings\": true, \"torch_dtype\": "
+               "\"bfloat16\", \"transformers_version\": \"4.45.0.dev0\", \"use_cache\": true, "
+               "\"vocab_size\": 32, \"sliding_window\": null}");
+    cr_assert_eq(model_open(dir, &r, err, sizeof(err)), 0, "%s", err);
+    const model_config *c = model_get_config(r);
+    cr_assert_eq(c->eos_token_id, 29);
+    cr_assert_eq(c->bos_token_id, 28);
+    cr_assert(c->rope_llama3);
+    cr_assert_eq(c->rope_original_context, 8192);
+    cr_assert_float_eq(c->rope_theta, 500000.0f, 1e-3f);
+    cr_assert(c->tied);
+    cr_assert_eq(model_save(r, dir, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_open(dir, &r2, err, sizeof(err)), 0, "%s", err);
+    const model_config *c2 = model_get_config(r2);
+    cr_assert(c2->rope_llama3);
+    cr_assert_float_eq(c2->rope_factor, 32.0f, 1e-6f);
+    cr_assert_eq(c2->eos_token_id, 29);
+    cr_assert_eq(c2->n_kv_heads, 2);
+    cr_assert_float_eq(c2->rope_theta, 500000.0f, 1e-3f);
+    model_free(r2);
+    model_free(r);
+    /* rope scaling this library does not compute is refused by name */
+    write_file(dir, "config.json",
+               "{\"model_type\": \"llama\", \"hidden_size\": 16, \"intermediate_size\": 64, "
+               "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+               "\"max_position_embeddings\": 8, \"vocab_size\": 32, \"tie_word_embeddings\": "
+               "true, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0}}");
+    expect_open_fails(dir, "config.json", "'yarn'");
+    model_free(m);
+    rm_rf(dir);
+}
