@@ -54,7 +54,8 @@ int json_file_read(const char *path, bson_t **doc, char *err, size_t err_size) {
     if (rc)
         return rc;
     bson_error_t e;
-    *doc = size > SSIZE_MAX ? NULL : bson_new_from_json(map, (ssize_t)size, &e);
+    /* an empty file maps to NULL, which libbson refuses with an abort */
+    *doc = size == 0 || size > SSIZE_MAX ? NULL : bson_new_from_json(map, (ssize_t)size, &e);
     if (map)
         munmap(map, size);
     if (!*doc)

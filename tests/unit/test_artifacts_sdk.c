@@ -98,6 +98,18 @@ Test(artifacts_sdk, json_files_round_trip) {
     bson_destroy(doc);
 }
 
+/* An empty file was handed to libbson as a NULL buffer, which aborts. */
+Test(artifacts_sdk, an_empty_json_file_is_refused_not_a_crash) {
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/empty.json", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    bson_t *doc = NULL;
+    cr_expect_eq(sl_json_read(path, &doc, err, sizeof(err)), -EINVAL);
+    cr_expect(strstr(err, path) && strstr(err, "empty"), "%s", err);
+}
+
 /* F32 tensors written, read back by name and in order; the header carries
  * the format Hugging Face's loaders require. */
 Test(artifacts_sdk, tensors_round_trip_with_their_format) {
