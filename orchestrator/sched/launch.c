@@ -235,7 +235,10 @@ int sched_build_task(attempt *at) {
     t->attempt = at->number;
     t->n_params = s->n_args;
     t->params = arena_calloc(a, s->n_args + 1, sizeof(task_param));
-    t->inputs = arena_calloc(a, s->n_inputs + 1, sizeof(task_port));
+    /* Optional inputs left unconnected are there too, with no path, so that
+     * sl_input_path() says NULL as plugin.h promises instead of logging. */
+    size_t declared = s->impl ? s->impl->n_inputs : 0;
+    t->inputs = arena_calloc(a, s->n_inputs + declared + 1, sizeof(task_port));
     if (!t->params || !t->inputs)
         return -ENOMEM;
     for (size_t i = 0; i < s->n_args; i++) {
@@ -248,6 +251,11 @@ int sched_build_task(attempt *at) {
         t->inputs[i].path = input_path(sr->r, &s->inputs[i]);
     }
     t->n_inputs = s->n_inputs;
+    for (size_t i = 0; i < declared; i++) {
+        const char *name = s->impl->step->inputs[i].name;
+        if (!task_find_port(t->inputs, t->n_inputs, name))
+            t->inputs[t->n_inputs++] = (task_port){.name = name, .path = NULL};
+    }
     if (s->impl) {
         const plugin_step *ps = s->impl;
         t->step = ps->step;
