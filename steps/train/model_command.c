@@ -1,0 +1,375 @@
+/* model_command.c - sluice-model, the program `sluice model` runs
+ * (docs/cli.md, "model"): what a Hugging Face model folder holds (info),
+ * text generated from it with a KV cache (generate), and its mean
+ * next-token loss on a text file (score). DIR is a folder, else what
+ * sluice names (`sluice artifacts path --type model DIR`): an artifact id,
+ * RUN:STEP.OUTPUT or the id of the step that made it. */
+#include <sluice/artifacts.h>
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "command.h"
+#include "examples.h"
+#include "model.h"
+#include "sample.h"
+#include "tokenizer.h"
+
+static const command_info info = {
+    "model",
+    "inspect, run and score a Hugging Face model folder (info, generate, score)",
+    "usage: sluice model info DIR [--json]\n"
+    "       sluice model generate DIR PROMPT [--max-tokens N] [--temperature T] [--top-p P]\n"
+    "                             [--top-k K] [--seed S] [--chat]\n"
+    "       sluice model score DIR FILE [--json]\n"
+    "\n"
+    "DIR is a Hugging Face model folder (config.json, model.safetensors, tokenizer.json), an\n"
+    "artifact id, RUN:STEP.OUTPUT, or the id of the step that trained it.\n"
+    "\n"
+    "  info       architecture, parameters, dtype on disk, tokenizer, context length\n"
+    "  generate   prints the text as it is generated, until EOS or --max-tokens (default 128);\n"
+    "             --temperature 0 is greedy (default 0.8), --top-p (default 0.95), --top-k\n"
+    "             (default 0: off), --seed (default 0); --chat wraps PROMPT in the Alpaca\n"
+    "             template the train step's sft method uses\n"
+    "  score      mean next-token loss and perplexity of FILE's text, in windows of the\n"
+    "             model's context; --json: {\"tokens\": N, \"loss\": x, \"perplexity\": y}\n",
+};
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int bad(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sluice model: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return COMMAND_BAD_INPUT;
+}
+
+/* The folder DIR names, into folder: a path, else what sluice says. */
+static int resolve(const char *spec, char *folder, size_t size) {
+    struct stat st;
+    if (stat(spec, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return bad("%s is not a folder", spec);
+        snprintf(folder, size, "%s", spec);
+        return 0;
+    }
+    const char *args[] = {"--store", command_store(), "artifacts", "path", "--type", "model",
+                          "--", spec, NULL};
+    return command_sluice(&info, args, folder, size) ? COMMAND_BAD_INPUT : 0;
+}
+
+typedef struct loaded {
+    model *m;
+    tok_tokenizer *tok;
+    char tok_path[4200];
+} loaded;
+
+static void loaded_free(loaded *l) {
+    model_free(l->m);
+    tok_free(l->tok);
+}
+
+static int load(const char *dir, int need_tok, loaded *l) {
+    char err[1024];
+    memset(l, 0, sizeof(*l));
+    if (model_open(dir, &l->m, err, sizeof(err)) != 0)
+        return bad("%s", err);
+    snprintf(l->tok_path, sizeof(l->tok_path), "%s/tokenizer.json", dir);
+    if (tok_load(l->tok_path, &l->tok, err, sizeof(err)) != 0 && need_tok) {
+        loaded_free(l);
+        return bad("%s", err);
+    }
+    return 0;
+}
+
+static int32_t eos_of(const loaded *l) {
+    const model_config *c = model_get_config(l->m);
+    if (c->eos_token_id >= 0)
+        return c->eos_token_id;
+    return l->tok ? tok_token_id(l->tok, "<|endoftext|>") : -1;
+}
+
+static int cmd_info(const char *dir, int json) {
+    loaded l;
+    int rc = load(dir, 0, &l);
+    if (rc)
+        return rc;
+    const model_config *c = model_get_config(l.m);
+    char path[4200], err[1024], dtype[16] = "?";
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    sl_tensors *t = NULL;
+    if (sl_tensors_open(path, &t, err, sizeof(err)) == 0 && sl_tensors_count(t) > 0)
+        snprintf(dtype, sizeof(dtype), "%s", sl_dtype_name(sl_tensor_dtype(sl_tensors_at(t, 0))));
+    else
+        snprintf(dtype, sizeof(dtype), "sharded");
+    sl_tensors_close(t);
+    size_t tv = l.tok ? tok_vocab_size(l.tok) : 0;
+    if (json) {
+        printf("{\"model_type\": \"%s\", \"parameters\": %zu, \"dtype\": \"%s\", \"layers\": %d, "
+               "\"d_model\": %d, \"heads\": %d, \"kv_heads\": %d, \"d_ff\": %d, \"vocab\": %d, "
+               "\"context\": %d, \"tokenizer_tokens\": %zu}\n",
+               c->model_type, model_param_count(l.m), dtype, c->n_layers, c->d_model, c->n_heads,
+               c->n_kv_heads, c->d_ff, c->vocab, c->context, tv);
+    } else {
+        printf("architecture  %s (%d layers, d_model %d, %d heads, %d kv heads, d_ff %d)\n",
+               c->model_type, c->n_layers, c->d_model, c->n_heads, c->n_kv_heads, c->d_ff);
+        printf("parameters    %zu\n", model_param_count(l.m));
+        printf("dtype         %s\n", dtype);
+        printf("vocabulary    %d\n", c->vocab);
+        printf("context       %d\n", c->context);
+        if (l.tok)
+            printf("tokenizer     %s (%zu tokens)\n", l.tok_path, tv);
+        else
+            printf("tokenizer     none\n");
+    }
+    loaded_free(&l);
+    return COMMAND_DONE;
+}
+
+/* A number option, checked. */
+static int number(const char *name, const char *text, double lo, double hi, double *out) {
+    char *end;
+    *out = strtod(text, &end);
+    if (*end || end == text || !(*out >= lo && *out <= hi))
+        return bad("--%s '%s': a number from %g to %g", name, text, lo, hi);
+    return 0;
+}
+
+static int cmd_generate(const char *dir, const char *prompt, int chat, double max_tokens,
+                        const sample_params *sp) {
+    loaded l;
+    int rc = load(dir, 1, &l);
+    if (rc)
+        return rc;
+    char err[1024];
+    const model_config *c = model_get_config(l.m);
+    char *text = chat ? train_alpaca_prompt(prompt) : strdup(prompt);
+    tok_ids ids = {0};
+    sampler *s = NULL;
+    rc = COMMAND_DONE;
+    if (!text) {
+        rc = bad("out of memory");
+        goto done;
+    }
+    if (c->arch == MODEL_LLAMA && c->bos_token_id >= 0 && c->bos_token_id != eos_of(&l)) {
+        int32_t bos = c->bos_token_id;
+        if (!(ids.ids = malloc(sizeof(int32_t)))) {
+            rc = bad("out of memory");
+            goto done;
+        }
+        ids.ids[0] = bos, ids.n = 1, ids.cap = 1;
+    }
+    if (tok_encode(l.tok, text, strlen(text), 0, &ids, err, sizeof(err)) != 0) {
+        rc = bad("the prompt: %s", err);
+        goto done;
+    }
+    if (ids.n == 0) {
+        rc = bad("the prompt is empty");
+        goto done;
+    }
+    size_t keep = ids.n;
+    if (keep >= (size_t)c->context) { /* keep the prompt's end, room for one token */
+        keep = (size_t)c->context - 1;
+        memmove(ids.ids, ids.ids + ids.n - keep, keep * sizeof(int32_t));
+        ids.n = keep;
+    }
+    size_t max_len = keep + (size_t)max_tokens;
+    if (max_len > (size_t)c->context)
+        max_len = (size_t)c->context;
+    if (model_decode_reset(l.m, (int)max_len, err, sizeof(err)) != 0 ||
+        sampler_new(sp, (size_t)c->vocab, &s, err, sizeof(err)) != 0) {
+        rc = bad("%s", err);
+        goto done;
+    }
+    float *scores = malloc((size_t)c->vocab * sizeof(float));
+    int32_t *hist = malloc(max_len * sizeof(int32_t));
+    if (!scores || !hist) {
+        free(scores);
+        free(hist);
+        rc = bad("out of memory");
+        goto done;
+    }
+    memcpy(hist, ids.ids, ids.n * sizeof(int32_t));
+    const float *logits = NULL;
+    for (size_t i = 0; i < ids.n && rc == COMMAND_DONE; i++)
+        if (model_decode(l.m, ids.ids[i], &logits, err, sizeof(err)) != 0)
+            rc = bad("%s", err);
+    int32_t eos = eos_of(&l);
+    for (size_t n = ids.n; rc == COMMAND_DONE && n < max_len; n++) {
+        memcpy(scores, logits, (size_t)c->vocab * sizeof(float));
+        int32_t next = sampler_next(s, scores, hist, n);
+        if (next == eos)
+            break;
+        hist[n] = next;
+        char *piece;
+        size_t len;
+        if (tok_decode(l.tok, &next, 1, 1, &piece, &len, err, sizeof(err)) == 0) {
+            fwrite(piece, 1, len, stdout);
+            fflush(stdout);
+            free(piece);
+        }
+        if (n + 1 < max_len && model_decode(l.m, next, &logits, err, sizeof(err)) != 0)
+            rc = bad("%s", err);
+    }
+    putchar('\n');
+    free(scores);
+    free(hist);
+done:
+    sampler_free(s);
+    tok_ids_free(&ids);
+    free(text);
+    loaded_free(&l);
+    return rc;
+}
+
+static int cmd_score(const char *dir, const char *file, int json) {
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return bad("%s: %s", file, strerror(errno));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    char chunk[65536];
+    size_t n;
+    while (m && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(f);
+    if (!m || fclose(m) != 0)
+        return bad("%s: out of memory", file);
+    loaded l;
+    int rc = load(dir, 1, &l);
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    char err[1024];
+    tok_ids ids = {0};
+    const model_config *c = model_get_config(l.m);
+    if (tok_encode(l.tok, text, len, 0, &ids, err, sizeof(err)) != 0)
+        rc = bad("%s: %s", file, err);
+    else if (ids.n < 2)
+        rc = bad("%s: fewer than two tokens of text to score", file);
+    /* Windows of the context, each scoring its tokens after the first
+     * (llama.cpp's perplexity scores the second half of overlapping
+     * windows; plain windows are simpler and say the same for a ranking). */
+    size_t T = (size_t)c->context;
+    int32_t *targets = rc ? NULL : malloc(T * sizeof(int32_t));
+    if (!rc && !targets)
+        rc = bad("out of memory");
+    double sum = 0;
+    uint64_t count = 0;
+    for (size_t at = 0; !rc && at + 1 < ids.n; at += T - 1) {
+        size_t w = ids.n - at < T ? ids.n - at : T;
+        for (size_t k = 0; k < w; k++)
+            targets[k] = k + 1 < w ? ids.ids[at + k + 1] : -1;
+        float loss;
+        if (model_forward(l.m, ids.ids + at, targets, NULL, 1, (int)w, &loss, err,
+                          sizeof(err)) != 0)
+            rc = bad("%s", err);
+        else {
+            sum += (double)loss * (double)(w - 1);
+            count += w - 1;
+        }
+        if (w < T)
+            break;
+    }
+    if (!rc) {
+        double mean = sum / (double)count;
+        if (json)
+            printf("{\"tokens\": %zu, \"loss\": %.6f, \"perplexity\": %.6f}\n", ids.n, mean,
+                   exp(mean));
+        else
+            printf("tokens      %zu\nloss        %.4f\nperplexity  %.4f\n", ids.n, mean,
+                   exp(mean));
+    }
+    free(targets);
+    tok_ids_free(&ids);
+    loaded_free(&l);
+    free(text);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    int status = command_standard(&info, argc, argv);
+    if (status >= 0)
+        return status;
+    static const struct option longs[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"chat", no_argument, NULL, 'c'},
+        {"max-tokens", required_argument, NULL, 'n'},
+        {"temperature", required_argument, NULL, 't'},
+        {"top-p", required_argument, NULL, 'p'},
+        {"top-k", required_argument, NULL, 'k'},
+        {"seed", required_argument, NULL, 's'},
+        {NULL, 0, NULL, 0},
+    };
+    int json = 0, chat = 0, c;
+    double max_tokens = 128, v;
+    sample_params sp = sample_params_default();
+    sp.temperature = 0.8f;
+    sp.top_p = 0.95f;
+    command_getopt_begin();
+    while ((c = command_getopt(&info, argc, argv, ":", longs)) != -1) {
+        switch (c) {
+        case 'j':
+            json = 1;
+            break;
+        case 'c':
+            chat = 1;
+            break;
+        case 'n':
+            if (number("max-tokens", optarg, 1, 1 << 20, &max_tokens))
+                return COMMAND_BAD_INPUT;
+            break;
+        case 't':
+            if (number("temperature", optarg, 0, 100, &v))
+                return COMMAND_BAD_INPUT;
+            sp.temperature = (float)v;
+            break;
+        case 'p':
+            if (number("top-p", optarg, 0, 1, &v))
+                return COMMAND_BAD_INPUT;
+            sp.top_p = (float)v;
+            break;
+        case 'k':
+            if (number("top-k", optarg, 0, 1 << 24, &v))
+                return COMMAND_BAD_INPUT;
+            sp.top_k = (size_t)v;
+            break;
+        case 's':
+            if (number("seed", optarg, 0, 1.8e19, &v))
+                return COMMAND_BAD_INPUT;
+            sp.seed = (uint64_t)v;
+            break;
+        default:
+            return COMMAND_BAD_INPUT;
+        }
+    }
+    int nargs = argc - optind;
+    const char *sub = nargs > 0 ? argv[optind] : "";
+    int want = strcmp(sub, "info") == 0 ? 2 : strcmp(sub, "generate") == 0 || strcmp(sub, "score") == 0 ? 3 : 0;
+    if (!want)
+        return bad("give info, generate or score (see 'sluice model --help')");
+    if (nargs != want)
+        return bad("%s takes %s (see 'sluice model --help')", sub,
+                   want == 2 ? "DIR" : strcmp(sub, "score") == 0 ? "DIR FILE" : "DIR PROMPT");
+    char folder[4096];
+    if (resolve(argv[optind + 1], folder, sizeof(folder)))
+        return COMMAND_BAD_INPUT;
+    openblas_set_num_threads(1);
+    if (strcmp(sub, "info") == 0)
+        return cmd_info(folder, json);
+    if (strcmp(sub, "generate") == 0)
+        return cmd_generate(folder, argv[optind + 2], chat, max_tokens, &sp);
+    return cmd_score(folder, argv[optind + 2], json);
+}
