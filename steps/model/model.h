@@ -158,4 +158,30 @@ int model_estimate(const model_config *c, int B, int T, size_t *param_bytes, siz
 int model_decode_reset(model *m, int max_len, char *err, size_t err_size);
 int model_decode(model *m, int32_t token, const float **logits, char *err, size_t err_size);
 
+/* LoRA adapters, as PEFT's LoraModel: each linear layer whose Hugging Face
+ * module name ends in one of targets (GPT-2: c_attn, c_proj, c_fc; Llama:
+ * q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) gets
+ * y += (alpha / r) * (x A^T) B^T, A (r, in) Kaiming-uniform from seed and B
+ * (out, r) zero (GPT-2's Conv1D layout is PEFT's fan_in_fan_out). From then
+ * on the base is frozen: the backward computes no base weight gradient,
+ * and AdamW, the gradient norm, clipping and the optimizer state cover the
+ * adapters only. Refuses r <= 0, an unknown target module, a model that
+ * already has adapters. */
+int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
+                   uint64_t seed, char *err, size_t err_size);
+/* Folds the adapters into the base weights (W += (alpha / r) B A, as its
+ * transpose for Conv1D) and removes them; model_save then writes the merged
+ * model as a normal folder. */
+int model_lora_merge(model *m, char *err, size_t err_size);
+/* r, 0 without adapters. */
+int model_lora_r(const model *m);
+/* The adapters' tensors, A then B for each adapted layer in the model's
+ * order, named by their module (e.g. "h.0.attn.c_attn.lora_A.weight");
+ * borrowed until model_free or model_lora_merge, as model_tensor_*. */
+size_t model_lora_tensor_count(const model *m);
+const char *model_lora_tensor_name(const model *m, size_t i);
+int model_lora_tensor_shape(const model *m, size_t i, uint64_t shape[2]);
+float *model_lora_tensor_data(model *m, size_t i, size_t *count);
+const float *model_lora_tensor_grad(const model *m, size_t i, size_t *count);
+
 #endif

@@ -1,0 +1,257 @@
+/* lora.c - LoRA adapters (as PEFT's LoraLayer): y = x W^T + b + scale *
+ * (x A^T) B^T with scale = alpha / r, A (r, in) Kaiming-uniform, B (out, r)
+ * zero, the base weights frozen. The adapters' tensors are kept apart from
+ * the base parameters (model_lora in model_internal.h). */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+static const char *const gpt2_targets[] = {"c_attn", "c_proj", "c_fc", NULL};
+static const char *const llama_targets[] = {"q_proj",    "k_proj",  "v_proj",    "o_proj",
+                                            "gate_proj", "up_proj", "down_proj", NULL};
+
+/* The module a linear belongs to, named as Hugging Face names it: its
+ * weight's name without ".weight". */
+static const char *linear_name(const model *m, const model_linear *l, char *buf, size_t n) {
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->t[i].offset == l->w) {
+            snprintf(buf, n, "%s", m->t[i].name);
+            char *dot = strrchr(buf, '.');
+            if (dot)
+                *dot = '\0';
+            return buf;
+        }
+    return NULL;
+}
+
+/* PEFT matches a target by the last component of the module's name. */
+static int name_matches(const char *module, const char *target) {
+    const char *last = strrchr(module, '.');
+    return strcmp(last ? last + 1 : module, target) == 0;
+}
+
+static void each_linear(model *m, void (*fn)(model *, model_linear *, void *), void *ctx) {
+    for (int i = 0; i < m->c.n_layers; i++) {
+        model_layer *L = &m->layers[i];
+        for (int j = 0; j < L->n_qkv; j++)
+            fn(m, &L->qkv[j], ctx);
+        fn(m, &L->o, ctx);
+        for (int j = 0; j < L->n_up; j++)
+            fn(m, &L->up[j], ctx);
+        fn(m, &L->down, ctx);
+    }
+}
+
+typedef struct add_ctx {
+    const char *const *targets;
+    int n_targets;
+    int r;
+    int pass; /* 0 counts, 1 places */
+    size_t n_tensors, n_params;
+} add_ctx;
+
+static void add_one(model *m, model_linear *l, void *vctx) {
+    add_ctx *x = vctx;
+    char name[100]; /* module names are short; leaves room for ".lora_A.weight" */
+    if (!linear_name(m, l, name, sizeof(name)))
+        return;
+    int hit = 0;
+    for (int k = 0; k < x->n_targets && !hit; k++)
+        hit = name_matches(name, x->targets[k]);
+    if (!hit)
+        return;
+    size_t a = x->n_params, b = a + (size_t)x->r * l->in;
+    if (x->pass) {
+        model_tensor *ta = &m->lora.t[x->n_tensors], *tb = ta + 1;
+        snprintf(ta->name, sizeof(ta->name), "%s.lora_A.weight", name);
+        ta->ndim = 2, ta->shape[0] = (uint64_t)x->r, ta->shape[1] = (uint64_t)l->in;
+        ta->offset = a, ta->count = (size_t)x->r * l->in;
+        snprintf(tb->name, sizeof(tb->name), "%s.lora_B.weight", name);
+        tb->ndim = 2, tb->shape[0] = (uint64_t)l->out, tb->shape[1] = (uint64_t)x->r;
+        tb->offset = b, tb->count = (size_t)l->out * x->r;
+        l->la = a, l->lb = b;
+    }
+    x->n_tensors += 2;
+    x->n_params = b + (size_t)l->out * x->r;
+}
+
+static uint64_t next_u64(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
+                   uint64_t seed, char *err, size_t n) {
+    if (m->lora.r)
+        return model_fail(err, n, -EINVAL, "lora: the model already has adapters");
+    if (r <= 0)
+        return model_fail(err, n, -EINVAL, "lora: r must be positive, not %d", r);
+    if (n_targets <= 0)
+        return model_fail(err, n, -EINVAL, "lora: no target_modules given");
+    const char *const *known = m->c.arch == MODEL_GPT2 ? gpt2_targets : llama_targets;
+    for (int k = 0; k < n_targets; k++) {
+        int ok = 0;
+        for (int j = 0; known[j] && !ok; j++)
+            ok = strcmp(known[j], targets[k]) == 0;
+        if (!ok) {
+            char list[160] = "";
+            for (int j = 0; known[j]; j++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", j ? ", " : "",
+                         known[j]);
+            return model_fail(err, n, -EINVAL,
+                              "lora: unknown target module \"%s\" for a %s model (known: %s)",
+                              targets[k], m->c.model_type, list);
+        }
+    }
+    add_ctx x = {targets, n_targets, r, 0, 0, 0};
+    each_linear(m, add_one, &x);
+    model_lora *lo = &m->lora;
+    lo->t = calloc(x.n_tensors, sizeof(*lo->t));
+    lo->params = calloc(x.n_params, sizeof(float));
+    lo->grads = calloc(x.n_params, sizeof(float));
+    lo->scratch_floats = 2 * (size_t)r;
+    lo->scratch = malloc(lo->scratch_floats * sizeof(float));
+    if (!lo->t || !lo->params || !lo->grads || !lo->scratch) {
+        model_lora_release(m);
+        return model_fail(err, n, -ENOMEM, "lora: out of memory for %zu adapter parameters",
+                          x.n_params);
+    }
+    x.pass = 1, x.n_tensors = 0, x.n_params = 0;
+    each_linear(m, add_one, &x);
+    lo->n_tensors = x.n_tensors, lo->n_params = x.n_params;
+    lo->r = r, lo->alpha = alpha, lo->scale = alpha / (float)r;
+    /* A as torch's kaiming_uniform_(a=sqrt(5)): bound = 1 / sqrt(in); B 0. */
+    uint64_t s = seed;
+    for (size_t i = 0; i < lo->n_tensors; i += 2) {
+        const model_tensor *ta = &lo->t[i];
+        float bound = 1.0f / sqrtf((float)ta->shape[1]);
+        for (size_t k = 0; k < ta->count; k++) {
+            double u = (double)(next_u64(&s) >> 11) * (1.0 / 9007199254740992.0);
+            lo->params[ta->offset + k] = (float)((2.0 * u - 1.0) * bound);
+        }
+    }
+    free(m->adam_m);
+    free(m->adam_v);
+    m->adam_m = m->adam_v = NULL;
+    m->adam_steps = 0;
+    return 0;
+}
+
+static void clear_one(model *m, model_linear *l, void *ctx) {
+    (void)m, (void)ctx;
+    l->la = l->lb = MODEL_NONE;
+}
+
+void model_lora_release(model *m) {
+    model_lora *lo = &m->lora;
+    free(lo->t);
+    free(lo->params);
+    free(lo->grads);
+    free(lo->adam_m);
+    free(lo->adam_v);
+    free(lo->scratch);
+    memset(lo, 0, sizeof(*lo));
+    if (m->layers)
+        each_linear(m, clear_one, NULL);
+}
+
+int model_lora_fit(model *m, int rows, char *err, size_t n) {
+    model_lora *lo = &m->lora;
+    size_t need = 2 * (size_t)rows * lo->r;
+    if (!lo->r || need <= lo->scratch_floats)
+        return 0;
+    float *p = realloc(lo->scratch, need * sizeof(float));
+    if (!p)
+        return model_fail(err, n, -ENOMEM, "lora: out of memory for %d rows", rows);
+    lo->scratch = p, lo->scratch_floats = need;
+    return 0;
+}
+
+/* y += scale * (x A^T) B^T */
+void model_lora_forward(const model *m, const model_linear *l, float *y, int ldy, const float *x,
+                        int rows) {
+    const model_lora *lo = &m->lora;
+    const float *A = lo->params + l->la, *B = lo->params + l->lb;
+    float *h = lo->scratch;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, lo->r, l->in, 1.0f, x, l->in, A,
+                l->in, 0.0f, h, lo->r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, lo->r, lo->scale, h, lo->r,
+                B, lo->r, 1.0f, y, ldy);
+}
+
+/* h = x A^T is recomputed (rows x in x r, small beside the base product);
+ * dB += scale dy^T h, dh = scale dy B, dA += dh^T x, dx += dh A. dx already
+ * holds the base path's dy W. */
+void model_lora_backward(model *m, const model_linear *l, float *dx, const float *dy, int ldy,
+                         const float *x, int rows) {
+    model_lora *lo = &m->lora;
+    const float *A = lo->params + l->la, *B = lo->params + l->lb;
+    float *dA = lo->grads + l->la, *dB = lo->grads + l->lb;
+    float *h = lo->scratch, *dh = lo->scratch + (size_t)rows * lo->r;
+    int r = lo->r;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r, l->in, 1.0f, x, l->in, A, l->in,
+                0.0f, h, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, r, rows, lo->scale, dy, ldy, h, r,
+                1.0f, dB, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, r, l->out, lo->scale, dy, ldy, B,
+                r, 0.0f, dh, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, l->in, rows, 1.0f, dh, r, x, l->in,
+                1.0f, dA, l->in);
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, l->in, r, 1.0f, dh, r, A,
+                    l->in, 1.0f, dx, l->in);
+}
+
+static void merge_one(model *m, model_linear *l, void *ctx) {
+    (void)ctx;
+    if (l->la == MODEL_NONE)
+        return;
+    model_lora *lo = &m->lora;
+    const float *A = lo->params + l->la, *B = lo->params + l->lb;
+    float *W = m->params + l->w;
+    if (l->in_out) /* W (in, out) += scale A^T B^T */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, l->in, l->out, lo->r, lo->scale, A,
+                    l->in, B, lo->r, 1.0f, W, l->out);
+    else /* W (out, in) += scale B A */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->out, l->in, lo->r, lo->scale, B,
+                    lo->r, A, l->in, 1.0f, W, l->in);
+}
+
+int model_lora_merge(model *m, char *err, size_t n) {
+    if (!m->lora.r)
+        return model_fail(err, n, -EINVAL, "lora: the model has no adapters to merge");
+    each_linear(m, merge_one, NULL);
+    model_lora_release(m);
+    return 0;
+}
+
+int model_lora_r(const model *m) { return m->lora.r; }
+size_t model_lora_tensor_count(const model *m) { return m->lora.n_tensors; }
+const char *model_lora_tensor_name(const model *m, size_t i) {
+    return i < m->lora.n_tensors ? m->lora.t[i].name : NULL;
+}
+int model_lora_tensor_shape(const model *m, size_t i, uint64_t shape[2]) {
+    if (i >= m->lora.n_tensors)
+        return -EINVAL;
+    shape[0] = m->lora.t[i].shape[0], shape[1] = m->lora.t[i].shape[1];
+    return 2;
+}
+float *model_lora_tensor_data(model *m, size_t i, size_t *count) {
+    if (i >= m->lora.n_tensors)
+        return NULL;
+    *count = m->lora.t[i].count;
+    return m->lora.params + m->lora.t[i].offset;
+}
+const float *model_lora_tensor_grad(const model *m, size_t i, size_t *count) {
+    if (i >= m->lora.n_tensors)
+        return NULL;
+    *count = m->lora.t[i].count;
+    return m->lora.grads + m->lora.t[i].offset;
+}
