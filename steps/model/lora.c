@@ -20,7 +20,10 @@ static const char *const llama_targets[] = {"q_proj",    "k_proj",  "v_proj",   
 static const char *linear_name(const model *m, const model_linear *l, char *buf, size_t n) {
     for (size_t i = 0; i < m->n_tensors; i++)
         if (m->t[i].offset == l->w) {
-            snprintf(buf, n, "%s", m->t[i].name);
+            size_t len = strlen(m->t[i].name);
+            if (len >= n)
+                return NULL;
+            memcpy(buf, m->t[i].name, len + 1);
             char *dot = strrchr(buf, '.');
             if (dot)
                 *dot = '\0';
