@@ -3,11 +3,14 @@
  * zero, the base weights frozen. The adapters' tensors are kept apart from
  * the base parameters (model_lora in model_internal.h). */
 #include <cblas.h>
+#include <bson/bson.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sluice/artifacts.h>
 
 #include "model_internal.h"
 
@@ -96,8 +99,8 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
         return model_fail(err, n, -EINVAL, "lora: the model already has adapters");
     if (r <= 0)
         return model_fail(err, n, -EINVAL, "lora: r must be positive, not %d", r);
-    if (n_targets <= 0)
-        return model_fail(err, n, -EINVAL, "lora: no target_modules given");
+    if (n_targets <= 0 || n_targets > 8)
+        return model_fail(err, n, -EINVAL, "lora: %d target_modules (1 to 8)", n_targets);
     const char *const *known = m->c.arch == MODEL_GPT2 ? gpt2_targets : llama_targets;
     for (int k = 0; k < n_targets; k++) {
         int ok = 0;
@@ -130,6 +133,10 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
     each_linear(m, add_one, &x);
     lo->n_tensors = x.n_tensors, lo->n_params = x.n_params;
     lo->r = r, lo->alpha = alpha, lo->scale = alpha / (float)r;
+    for (int k = 0; k < n_targets && k < 8; k++) {
+        snprintf(lo->targets[k], sizeof(lo->targets[k]), "%s", targets[k]);
+        lo->n_targets = k + 1;
+    }
     /* A as torch's kaiming_uniform_(a=sqrt(5)): bound = 1 / sqrt(in); B 0. */
     uint64_t s = seed;
     for (size_t i = 0; i < lo->n_tensors; i += 2) {
@@ -257,4 +264,145 @@ const float *model_lora_tensor_grad(const model *m, size_t i, size_t *count) {
         return NULL;
     *count = m->lora.t[i].count;
     return m->lora.grads + m->lora.t[i].offset;
+}
+
+/* PEFT's keys: "base_model.model." + the module's name in the
+ * *ForCausalLM model, whose GPT-2 body is "transformer." (this library
+ * names GPT-2's tensors as the bare GPT2Model does). */
+static const char *peft_prefix(const model *m) {
+    return m->c.arch == MODEL_GPT2 ? "base_model.model.transformer." : "base_model.model.";
+}
+
+int model_lora_save(const model *m, const char *dir, const char *base_model, char *err, size_t n) {
+    const model_lora *lo = &m->lora;
+    if (!lo->r)
+        return model_fail(err, n, -EINVAL, "lora: the model has no adapters to save");
+    char path[4096], key[256];
+    bson_t doc, arr;
+    bson_init(&doc);
+    BSON_APPEND_UTF8(&doc, "peft_type", "LORA");
+    BSON_APPEND_UTF8(&doc, "task_type", "CAUSAL_LM");
+    BSON_APPEND_UTF8(&doc, "base_model_name_or_path", base_model ? base_model : "");
+    BSON_APPEND_INT32(&doc, "r", lo->r);
+    BSON_APPEND_DOUBLE(&doc, "lora_alpha", lo->alpha);
+    BSON_APPEND_DOUBLE(&doc, "lora_dropout", 0.0);
+    BSON_APPEND_BOOL(&doc, "fan_in_fan_out", m->c.arch == MODEL_GPT2);
+    BSON_APPEND_UTF8(&doc, "bias", "none");
+    BSON_APPEND_BOOL(&doc, "inference_mode", true);
+    bson_append_array_begin(&doc, "target_modules", -1, &arr);
+    for (int k = 0; k < lo->n_targets; k++) {
+        char idx[16];
+        snprintf(idx, sizeof(idx), "%d", k);
+        bson_append_utf8(&arr, idx, -1, lo->targets[k], -1);
+    }
+    bson_append_array_end(&doc, &arr);
+    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+    int rc = sl_json_write(path, &doc, err, n);
+    bson_destroy(&doc);
+    if (rc < 0)
+        return rc;
+    sl_tensors_writer *w = NULL;
+    rc = sl_tensors_writer_new(&w, err, n);
+    for (size_t i = 0; rc == 0 && i < lo->n_tensors; i++) {
+        const model_tensor *t = &lo->t[i];
+        snprintf(key, sizeof(key), "%s%s", peft_prefix(m), t->name);
+        rc = sl_tensors_add_f32(w, key, lo->params + t->offset, 2, t->shape, err, n);
+    }
+    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+    if (rc == 0)
+        rc = sl_tensors_save(w, path, err, n);
+    sl_tensors_writer_free(w);
+    return rc;
+}
+
+static int read_config(const char *path, int *r, double *alpha, char targets[8][16], int *nt,
+                       char *err, size_t n) {
+    bson_t *doc = NULL;
+    int rc = sl_json_read(path, &doc, err, n);
+    if (rc < 0)
+        return rc;
+    bson_iter_t it, sub;
+    *r = 0, *alpha = 0, *nt = 0;
+    const char *type = NULL;
+    if (bson_iter_init_find(&it, doc, "peft_type") && BSON_ITER_HOLDS_UTF8(&it))
+        type = bson_iter_utf8(&it, NULL);
+    if (!type || strcmp(type, "LORA")) {
+        rc = model_fail(err, n, -EINVAL, "%s: peft_type is %s, not LORA", path,
+                        type ? type : "missing");
+        goto out;
+    }
+    if (bson_iter_init_find(&it, doc, "r") && BSON_ITER_HOLDS_NUMBER(&it))
+        *r = (int)bson_iter_as_int64(&it);
+    if (bson_iter_init_find(&it, doc, "lora_alpha") && BSON_ITER_HOLDS_NUMBER(&it))
+        *alpha = bson_iter_as_double(&it);
+    if (bson_iter_init_find(&it, doc, "target_modules")) {
+        if (BSON_ITER_HOLDS_UTF8(&it)) {
+            snprintf(targets[0], 16, "%s", bson_iter_utf8(&it, NULL));
+            *nt = 1;
+        } else if (BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &sub)) {
+            while (bson_iter_next(&sub) && BSON_ITER_HOLDS_UTF8(&sub)) {
+                if (*nt == 8) {
+                    rc = model_fail(err, n, -EINVAL, "%s: more than 8 target_modules", path);
+                    goto out;
+                }
+                const char *s = bson_iter_utf8(&sub, NULL);
+                if (strlen(s) >= 16) {
+                    rc = model_fail(err, n, -EINVAL, "%s: unknown target module \"%s\"", path, s);
+                    goto out;
+                }
+                snprintf(targets[(*nt)++], 16, "%s", s);
+            }
+        }
+    }
+    if (*nt == 0)
+        rc = model_fail(err, n, -EINVAL, "%s: no target_modules", path);
+out:
+    bson_destroy(doc);
+    return rc;
+}
+
+int model_lora_load(model *m, const char *dir, char *err, size_t n) {
+    char path[4096], key[256];
+    char targets[8][16];
+    const char *tp[8];
+    int r, nt;
+    double alpha;
+    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+    int rc = read_config(path, &r, &alpha, targets, &nt, err, n);
+    if (rc < 0)
+        return rc;
+    for (int k = 0; k < nt; k++)
+        tp[k] = targets[k];
+    char sub[256];
+    rc = model_lora_add(m, r, (float)alpha, tp, nt, 0, sub, sizeof(sub));
+    if (rc < 0)
+        return model_fail(err, n, rc, "%s: %s", path, sub);
+    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+    sl_tensors *ts = NULL;
+    rc = sl_tensors_open(path, &ts, err, n);
+    model_lora *lo = &m->lora;
+    for (size_t i = 0; rc == 0 && i < lo->n_tensors; i++) {
+        const model_tensor *t = &lo->t[i];
+        snprintf(key, sizeof(key), "%s%s", peft_prefix(m), t->name);
+        const sl_tensor *x = sl_tensors_find(ts, key);
+        if (!x)
+            rc = model_fail(err, n, -EINVAL, "%s: no tensor %s", path, key);
+        else if (sl_tensor_ndim(x) != 2 || sl_tensor_dim(x, 0) != t->shape[0] ||
+                 sl_tensor_dim(x, 1) != t->shape[1])
+            rc = model_fail(err, n, -EINVAL,
+                            "%s: %s does not fit the base model: expected shape (%llu, %llu)",
+                            path, key, (unsigned long long)t->shape[0],
+                            (unsigned long long)t->shape[1]);
+        else
+            rc = sl_tensor_to_f32(x, lo->params + t->offset, t->count, err, n);
+    }
+    if (ts && rc == 0 && sl_tensors_count(ts) != lo->n_tensors)
+        rc = model_fail(err, n, -EINVAL,
+                        "%s: %zu tensors, the target modules give %zu on this base model", path,
+                        (size_t)sl_tensors_count(ts), lo->n_tensors);
+    if (ts)
+        sl_tensors_close(ts);
+    if (rc < 0)
+        model_lora_release(m);
+    return rc;
 }

@@ -173,6 +173,19 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
  * transpose for Conv1D) and removes them; model_save then writes the merged
  * model as a normal folder. */
 int model_lora_merge(model *m, char *err, size_t err_size);
+/* PEFT's files in the existing folder dir: adapter_config.json (peft_type
+ * LORA, task_type CAUSAL_LM, r, lora_alpha, lora_dropout, target_modules,
+ * fan_in_fan_out true for GPT-2's Conv1D, bias "none",
+ * base_model_name_or_path) and adapter_model.safetensors with PEFT's keys
+ * (base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight (r, in),
+ * ...lora_B.weight (out, r); GPT-2: base_model.model.transformer.h.0...). */
+int model_lora_save(const model *m, const char *dir, const char *base_model, char *err,
+                    size_t err_size);
+/* Adds the adapters of PEFT's folder dir onto the base model m, refusing
+ * another peft_type, r <= 0, an unknown target module, a missing tensor or
+ * one whose shape does not fit the base (naming it and the shape expected);
+ * on failure m is left without adapters. */
+int model_lora_load(model *m, const char *dir, char *err, size_t err_size);
 /* r, 0 without adapters. */
 int model_lora_r(const model *m);
 /* The adapters' tensors, A then B for each adapted layer in the model's

@@ -41,6 +41,8 @@ typedef struct model_linear {
 typedef struct model_lora {
     int r; /* 0: no adapters, the base model is trained */
     float alpha, scale;
+    char targets[8][16]; /* target_modules as given, for adapter_config.json */
+    int n_targets;
     model_tensor *t;
     size_t n_tensors, n_params;
     float *params, *grads, *adam_m, *adam_v;

@@ -926,3 +926,77 @@ Test(lora, fresh_adapter_is_identity) {
     free(base);
     model_free(m);
 }
+
+/* PEFT's files: names, shapes, config, and the same adapted logits after a
+ * round trip onto the base model read back. */
+Test(lora, peft_files_round_trip) {
+    for (int arch = 0; arch < 2; arch++) {
+        model *m = fresh(arch ? "llama" : "gpt2", 0, 5);
+        const char *tg[] = {"c_attn", "c_proj"}, *tl[] = {"q_proj", "down_proj"};
+        cr_assert_eq(model_lora_add(m, 2, 6, arch ? tl : tg, 2, 11, err, sizeof(err)), 0, "%s",
+                     err);
+        for (size_t i = 0; i < model_lora_tensor_count(m); i++) {
+            size_t cnt;
+            float *p = model_lora_tensor_data(m, i, &cnt);
+            for (size_t k = 0; k < cnt; k++)
+                p[k] = 0.01f * (float)((i * 7 + k * 13) % 17) - 0.08f;
+        }
+        int32_t tok[6] = {3, 1, 4, 1, 5, 9};
+        float loss;
+        cr_assert_eq(model_forward(m, tok, NULL, NULL, 1, 6, &loss, err, sizeof(err)), 0, "%s",
+                     err);
+        size_t nv = 6 * (size_t)model_get_config(m)->vocab;
+        float *want = malloc(nv * sizeof(float));
+        cr_assert_not_null(want);
+        memcpy(want, model_logits(m), nv * sizeof(float));
+        char dir[64], path[256];
+        save_to(m, dir); /* the base model, unchanged by the adapters */
+        cr_assert_eq(model_lora_save(m, dir, "base", err, sizeof(err)), 0, "%s", err);
+
+        sl_tensors *ts = NULL;
+        snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+        cr_assert_eq(sl_tensors_open(path, &ts, err, sizeof(err)), 0, "%s", err);
+        const char *ka = arch ? "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"
+                              : "base_model.model.transformer.h.1.attn.c_attn.lora_A.weight";
+        const char *kb = arch ? "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"
+                              : "base_model.model.transformer.h.0.mlp.c_proj.lora_B.weight";
+        const sl_tensor *a = sl_tensors_find(ts, ka), *b = sl_tensors_find(ts, kb);
+        cr_assert(a && b, "missing %s or %s", ka, kb);
+        cr_expect(sl_tensor_dim(a, 0) == 2 && sl_tensor_dim(a, 1) == 16);
+        cr_expect(sl_tensor_dim(b, 0) == 16 && sl_tensor_dim(b, 1) == 2);
+        /* GPT-2's c_proj matches both attn.c_proj and mlp.c_proj: 2 layers x 3 x (A, B) */
+        cr_expect_eq(sl_tensors_count(ts), arch ? 8u : 12u);
+        sl_tensors_close(ts);
+        bson_t *cfg = NULL;
+        snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+        cr_assert_eq(sl_json_read(path, &cfg, err, sizeof(err)), 0, "%s", err);
+        bson_iter_t it;
+        cr_expect(bson_iter_init_find(&it, cfg, "peft_type") &&
+                  !strcmp(bson_iter_utf8(&it, NULL), "LORA"));
+        cr_expect(bson_iter_init_find(&it, cfg, "fan_in_fan_out") &&
+                  bson_iter_bool(&it) == (arch == 0));
+        cr_expect(bson_iter_init_find(&it, cfg, "lora_alpha") && bson_iter_as_double(&it) == 6.0);
+        bson_destroy(cfg);
+        model_free(m);
+
+        cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_lora_load(m, dir, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_forward(m, tok, NULL, NULL, 1, 6, &loss, err, sizeof(err)), 0, "%s",
+                     err);
+        cr_expect_eq(memcmp(want, model_logits(m), nv * sizeof(float)), 0);
+        model_free(m);
+
+        /* onto a base of another width: refused, naming the tensor */
+        model_config c;
+        cr_assert_eq(model_config_init(&c, arch ? "llama" : "gpt2", 32, 2, 4, 0, 0, 8, 32, err,
+                                       sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(model_new(&c, 1, &m, err, sizeof(err)), 0, "%s", err);
+        cr_expect_eq(model_lora_load(m, dir, err, sizeof(err)), -EINVAL);
+        cr_expect(strstr(err, "does not fit the base model") && strstr(err, "lora_A"), "%s", err);
+        cr_expect_eq(model_lora_r(m), 0);
+        model_free(m);
+        free(want);
+        rm_rf(dir);
+    }
+}
