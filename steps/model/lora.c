@@ -84,6 +84,8 @@ static void add_one(model *m, model_linear *l, void *vctx) {
     }
     x->n_tensors += 2;
     x->n_params = b + (size_t)l->out * x->r;
+    if (l->in > m->lora.max_in)
+        m->lora.max_in = l->in;
 }
 
 static uint64_t next_u64(uint64_t *s) { /* splitmix64 */
@@ -130,6 +132,7 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
                           x.n_params);
     }
     x.pass = 1, x.n_tensors = 0, x.n_params = 0;
+    lo->training = 1;
     each_linear(m, add_one, &x);
     lo->n_tensors = x.n_tensors, lo->n_params = x.n_params;
     lo->r = r, lo->alpha = alpha, lo->scale = alpha / (float)r;
@@ -167,21 +170,80 @@ void model_lora_release(model *m) {
     free(lo->adam_m);
     free(lo->adam_v);
     free(lo->scratch);
+    free(lo->xd);
     memset(lo, 0, sizeof(*lo));
     if (m->layers)
         each_linear(m, clear_one, NULL);
 }
 
+static int lora_fit_xd(model *m, int rows, char *err, size_t n) {
+    model_lora *lo = &m->lora;
+    size_t need = (size_t)rows * lo->max_in;
+    if (lo->dropout <= 0 || need <= lo->xd_floats)
+        return 0;
+    float *p = realloc(lo->xd, need * sizeof(float));
+    if (!p)
+        return model_fail(err, n, -ENOMEM, "lora: out of memory for %d rows", rows);
+    lo->xd = p, lo->xd_floats = need;
+    return 0;
+}
+
+int model_lora_dropout(model *m, float p, uint64_t seed, char *err, size_t n) {
+    model_lora *lo = &m->lora;
+    if (!lo->r)
+        return model_fail(err, n, -EINVAL, "lora: dropout before any adapter");
+    if (!(p >= 0 && p < 1))
+        return model_fail(err, n, -EINVAL, "lora: dropout %g is not in [0, 1)", p);
+    lo->dropout = p, lo->drop_seed = seed;
+    lo->xd_floats = 0;
+    free(lo->xd);
+    lo->xd = NULL;
+    /* one row for decoding; model_forward grows it to its batch */
+    return lora_fit_xd(m, 1, err, n);
+}
+
+void model_lora_train(model *m, int on) { m->lora.training = on; }
+
+static int dropping(const model *m) {
+    return m->lora.dropout > 0 && m->lora.training;
+}
+
+/* Whether element i of layer l's input is kept at this optimizer step. */
+static int kept(const model *m, const model_linear *l, size_t i) {
+    uint64_t s = m->lora.drop_seed ^ ((uint64_t)m->adam_steps * 0xd1b54a32d192ed03ULL) ^
+                 ((uint64_t)l->la * 0x8cb92ba72f3d8dd7ULL) ^ (i * 0x9e3779b97f4a7c15ULL);
+    uint64_t z = s;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0) >= m->lora.dropout;
+}
+
+/* The adapter's input: x itself, or its dropped copy (kept / (1 - p), as
+ * torch's Dropout) in lo->xd. */
+static const float *adapter_input(const model *m, const model_linear *l, const float *x,
+                                  int rows) {
+    if (!dropping(m))
+        return x;
+    float *xd = m->lora.xd, k = 1.0f / (1.0f - m->lora.dropout);
+    size_t cnt = (size_t)rows * l->in;
+    for (size_t i = 0; i < cnt; i++)
+        xd[i] = kept(m, l, i) ? x[i] * k : 0.0f;
+    return xd;
+}
+
 int model_lora_fit(model *m, int rows, char *err, size_t n) {
     model_lora *lo = &m->lora;
     size_t need = 2 * (size_t)rows * lo->r;
-    if (!lo->r || need <= lo->scratch_floats)
+    if (!lo->r)
         return 0;
-    float *p = realloc(lo->scratch, need * sizeof(float));
-    if (!p)
-        return model_fail(err, n, -ENOMEM, "lora: out of memory for %d rows", rows);
-    lo->scratch = p, lo->scratch_floats = need;
-    return 0;
+    if (need > lo->scratch_floats) {
+        float *p = realloc(lo->scratch, need * sizeof(float));
+        if (!p)
+            return model_fail(err, n, -ENOMEM, "lora: out of memory for %d rows", rows);
+        lo->scratch = p, lo->scratch_floats = need;
+    }
+    return lora_fit_xd(m, rows, err, n);
 }
 
 /* y += scale * (x A^T) B^T */
@@ -190,6 +252,7 @@ void model_lora_forward(const model *m, const model_linear *l, float *y, int ldy
     const model_lora *lo = &m->lora;
     const float *A = lo->params + l->la, *B = lo->params + l->lb;
     float *h = lo->scratch;
+    x = adapter_input(m, l, x, rows);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, lo->r, l->in, 1.0f, x, l->in, A,
                 l->in, 0.0f, h, lo->r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, lo->r, lo->scale, h, lo->r,
@@ -206,6 +269,7 @@ void model_lora_backward(model *m, const model_linear *l, float *dx, const float
     float *dA = lo->grads + l->la, *dB = lo->grads + l->lb;
     float *h = lo->scratch, *dh = lo->scratch + (size_t)rows * lo->r;
     int r = lo->r;
+    x = adapter_input(m, l, x, rows);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r, l->in, 1.0f, x, l->in, A, l->in,
                 0.0f, h, r);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, r, rows, lo->scale, dy, ldy, h, r,
@@ -214,9 +278,21 @@ void model_lora_backward(model *m, const model_linear *l, float *dx, const float
                 r, 0.0f, dh, r);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, l->in, rows, 1.0f, dh, r, x, l->in,
                 1.0f, dA, l->in);
-    if (dx)
+    if (!dx)
+        return;
+    if (!dropping(m)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, l->in, r, 1.0f, dh, r, A,
                     l->in, 1.0f, dx, l->in);
+        return;
+    }
+    /* through the dropout: the kept elements' share, scaled as forward */
+    float *t = lo->xd, k = 1.0f / (1.0f - lo->dropout);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, l->in, r, 1.0f, dh, r, A, l->in,
+                0.0f, t, l->in);
+    size_t cnt = (size_t)rows * l->in;
+    for (size_t i = 0; i < cnt; i++)
+        if (kept(m, l, i))
+            dx[i] += t[i] * k;
 }
 
 static void merge_one(model *m, model_linear *l, void *ctx) {
@@ -285,7 +361,7 @@ int model_lora_save(const model *m, const char *dir, const char *base_model, cha
     BSON_APPEND_UTF8(&doc, "base_model_name_or_path", base_model ? base_model : "");
     BSON_APPEND_INT32(&doc, "r", lo->r);
     BSON_APPEND_DOUBLE(&doc, "lora_alpha", lo->alpha);
-    BSON_APPEND_DOUBLE(&doc, "lora_dropout", 0.0);
+    BSON_APPEND_DOUBLE(&doc, "lora_dropout", lo->dropout);
     BSON_APPEND_BOOL(&doc, "fan_in_fan_out", m->c.arch == MODEL_GPT2);
     BSON_APPEND_UTF8(&doc, "bias", "none");
     BSON_APPEND_BOOL(&doc, "inference_mode", true);

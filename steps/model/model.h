@@ -169,6 +169,14 @@ int model_decode(model *m, int32_t token, const float **logits, char *err, size_
  * already has adapters. */
 int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
                    uint64_t seed, char *err, size_t err_size);
+/* Dropout p in [0, 1) on each adapter's input, as PEFT's lora_dropout
+ * (kept elements scaled by 1 / (1 - p)); its mask is a function of seed,
+ * the optimizer's step count, the layer and the element, so a step is
+ * reproducible and a backward sees its forward's mask. p 0 is exactly the
+ * path without dropout. model_lora_train(m, 0) turns dropout off (for
+ * evaluation and generation), 1 back on (the default). */
+int model_lora_dropout(model *m, float p, uint64_t seed, char *err, size_t err_size);
+void model_lora_train(model *m, int on);
 /* Folds the adapters into the base weights (W += (alpha / r) B A, as its
  * transpose for Conv1D) and removes them; model_save then writes the merged
  * model as a normal folder. */

@@ -48,6 +48,14 @@ typedef struct model_lora {
     float *params, *grads, *adam_m, *adam_v;
     float *scratch; /* (rows, r) x 2 for the adapter's hidden values */
     size_t scratch_floats;
+    /* dropout on the adapter's input (0: none), its mask a hash of seed,
+     * the optimizer step, the layer and the element, so the backward
+     * regenerates it; training 0 turns it off (evaluation) */
+    float dropout;
+    uint64_t drop_seed;
+    int training, max_in;
+    float *xd; /* (rows, max_in): the dropped input */
+    size_t xd_floats;
 } model_lora;
 
 typedef struct model_norm {
