@@ -164,6 +164,7 @@ static void clear_one(model *m, model_linear *l, void *ctx) {
 
 void model_lora_release(model *m) {
     model_lora *lo = &m->lora;
+    int had = lo->n_tensors > 0;
     free(lo->t);
     free(lo->params);
     free(lo->grads);
@@ -172,7 +173,7 @@ void model_lora_release(model *m) {
     free(lo->scratch);
     free(lo->xd);
     memset(lo, 0, sizeof(*lo));
-    if (m->layers)
+    if (had && m->layers)
         each_linear(m, clear_one, NULL);
 }
 

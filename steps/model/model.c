@@ -561,6 +561,7 @@ static int alloc_params(model *m, char *err, size_t n) {
 void model_free(model *m) {
     if (!m)
         return;
+    model_lora_release(m); /* walks the layers */
     free(m->t);
     free(m->layers);
     free(m->params);
@@ -572,7 +573,6 @@ void model_free(model *m) {
     free(m->kcache);
     free(m->vcache);
     free(m->dec_scratch);
-    model_lora_release(m);
     free(m);
 }
 
