@@ -154,6 +154,8 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
     free(m->adam_v);
     m->adam_m = m->adam_v = NULL;
     m->adam_steps = 0;
+    if (m->grads) /* the frozen base's gradients stay zero from here on */
+        memset(m->grads, 0, m->n_params * sizeof(float));
     return 0;
 }
 

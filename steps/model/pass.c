@@ -147,6 +147,8 @@ static void norm_backward(model *m, const model_norm *nm, float *dx, const float
         for (int i = 0; i < C; i++) {
             float norm = (xr[i] - mu) * rstd, dn = w[i] * d[i];
             dxr[i] += (float)((dn - dmean - norm * dnorm_mean) * rstd);
+            if (m->lora.r) /* frozen under adapters */
+                continue;
             dw[i] += norm * d[i];
             if (db)
                 db[i] += d[i];
@@ -536,7 +538,8 @@ const float *model_logprobs(const model *m) { return m->have_targets ? m->a.logp
 /* ---- backward ---- */
 
 void model_zero_grad(model *m) {
-    if (m->grads)
+    /* under adapters the base gradients are never written: left at zero */
+    if (m->grads && !m->lora.r)
         memset(m->grads, 0, m->n_params * sizeof(float));
     if (m->lora.grads)
         memset(m->lora.grads, 0, m->lora.n_params * sizeof(float));
@@ -601,6 +604,8 @@ int model_backward_weighted(model *m, const float *weights, float scale, char *e
         }
         norm_backward(m, &L->ln1, a->dres, a->dln, a->res[l], a->ln1s[l], BT);
     }
+    if (m->lora.r) /* the base is frozen under adapters */
+        return 0;
     /* embeddings, in token order so a repeated token sums deterministically */
     float *dwte = m->grads + m->wte;
     for (int i = 0; i < BT; i++) {
