@@ -11,21 +11,40 @@
 
 #include "model_internal.h"
 
+/* What the optimizer, the gradient norm and clipping work on: the base
+ * parameters, or only the adapters' once the model has LoRA adapters (the
+ * base is frozen then). */
+typedef struct trainable {
+    const model_tensor *t;
+    size_t n_tensors, n_params;
+    float *params, *grads;
+    float **adam_m, **adam_v;
+} trainable;
+
+static trainable trainable_of(model *m) {
+    if (m->lora.r)
+        return (trainable){m->lora.t,      m->lora.n_tensors, m->lora.n_params, m->lora.params,
+                           m->lora.grads,  &m->lora.adam_m,   &m->lora.adam_v};
+    return (trainable){m->t, m->n_tensors, m->n_params, m->params, m->grads, &m->adam_m, &m->adam_v};
+}
+
 float model_grad_norm(const model *m) {
+    trainable tr = trainable_of((model *)m);
     if (!m->grads)
         return 0.0f;
     double s = 0;
-    for (size_t i = 0; i < m->n_params; i++)
-        s += (double)m->grads[i] * m->grads[i];
+    for (size_t i = 0; i < tr.n_params; i++)
+        s += (double)tr.grads[i] * tr.grads[i];
     return (float)sqrt(s);
 }
 
 float model_clip_grad(model *m, float max_norm) {
+    trainable tr = trainable_of(m);
     float norm = model_grad_norm(m);
     float coef = max_norm / (norm + 1e-6f);
     if (m->grads && coef < 1.0f)
-        for (size_t i = 0; i < m->n_params; i++)
-            m->grads[i] *= coef;
+        for (size_t i = 0; i < tr.n_params; i++)
+            tr.grads[i] *= coef;
     return norm;
 }
 
@@ -33,27 +52,28 @@ int model_adamw_step(model *m, const model_adamw *o, char *err, size_t n) {
     if (!m->grads) {
         return model_fail(err, n, -EINVAL, "model: an optimizer step before any backward");
     }
-    if (!m->adam_m) {
-        m->adam_m = calloc(m->n_params, sizeof(float));
-        m->adam_v = calloc(m->n_params, sizeof(float));
-        if (!m->adam_m || !m->adam_v) {
-            free(m->adam_m);
-            free(m->adam_v);
-            m->adam_m = m->adam_v = NULL;
+    trainable tr = trainable_of(m);
+    if (!*tr.adam_m) {
+        *tr.adam_m = calloc(tr.n_params, sizeof(float));
+        *tr.adam_v = calloc(tr.n_params, sizeof(float));
+        if (!*tr.adam_m || !*tr.adam_v) {
+            free(*tr.adam_m);
+            free(*tr.adam_v);
+            *tr.adam_m = *tr.adam_v = NULL;
             return model_fail(err, n, -ENOMEM,
                               "model: out of memory for the optimizer's %zu x 2 moments",
-                              m->n_params);
+                              tr.n_params);
         }
     }
     m->adam_steps++;
     double bc1 = 1.0 - pow(o->beta1, (double)m->adam_steps);
     double bc2 = 1.0 - pow(o->beta2, (double)m->adam_steps);
     float step = (float)(o->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    for (size_t t = 0; t < m->n_tensors; t++) {
-        const model_tensor *x = &m->t[t];
+    for (size_t t = 0; t < tr.n_tensors; t++) {
+        const model_tensor *x = &tr.t[t];
         float decay = x->ndim == 2 ? 1.0f - o->lr * o->weight_decay : 1.0f;
-        float *p = m->params + x->offset, *g = m->grads + x->offset;
-        float *mm = m->adam_m + x->offset, *vv = m->adam_v + x->offset;
+        float *p = tr.params + x->offset, *g = tr.grads + x->offset;
+        float *mm = *tr.adam_m + x->offset, *vv = *tr.adam_v + x->offset;
         for (size_t i = 0; i < x->count; i++) {
             p[i] *= decay;
             mm[i] = o->beta1 * mm[i] + (1.0f - o->beta1) * g[i];
@@ -65,16 +85,17 @@ int model_adamw_step(model *m, const model_adamw *o, char *err, size_t n) {
 }
 
 int model_save_optimizer(const model *m, const char *path, char *err, size_t n) {
-    if (!m->adam_m)
+    trainable tr = trainable_of((model *)m);
+    if (!*tr.adam_m)
         return model_fail(err, n, -EINVAL, "%s: no optimizer state before the first step", path);
     sl_tensors_writer *w = NULL;
-    uint64_t count = m->n_params, one = 1;
+    uint64_t count = tr.n_params, one = 1;
     float step = (float)m->adam_steps;
     int rc = sl_tensors_writer_new(&w, err, n);
     if (rc == 0)
-        rc = sl_tensors_add_f32(w, "adam.m", m->adam_m, 1, &count, err, n);
+        rc = sl_tensors_add_f32(w, "adam.m", *tr.adam_m, 1, &count, err, n);
     if (rc == 0)
-        rc = sl_tensors_add_f32(w, "adam.v", m->adam_v, 1, &count, err, n);
+        rc = sl_tensors_add_f32(w, "adam.v", *tr.adam_v, 1, &count, err, n);
     if (rc == 0)
         rc = sl_tensors_add_f32(w, "adam.step", &step, 1, &one, err, n);
     if (rc == 0)
@@ -84,6 +105,7 @@ int model_save_optimizer(const model *m, const char *path, char *err, size_t n) 
 }
 
 int model_load_optimizer(model *m, const char *path, char *err, size_t n) {
+    trainable tr = trainable_of(m);
     sl_tensors *t = NULL;
     int rc = sl_tensors_open(path, &t, err, n);
     if (rc < 0)
@@ -95,17 +117,17 @@ int model_load_optimizer(model *m, const char *path, char *err, size_t n) {
     if (!mm || !vv || !st || sl_tensor_count(st) != 1)
         rc = model_fail(err, n, -EINVAL, "%s: not an optimizer state (adam.m, adam.v, adam.step)",
                         path);
-    else if (sl_tensor_count(mm) != m->n_params || sl_tensor_count(vv) != m->n_params)
+    else if (sl_tensor_count(mm) != tr.n_params || sl_tensor_count(vv) != tr.n_params)
         rc =
             model_fail(err, n, -EINVAL, "%s: optimizer state of %llu parameters, the model has %zu",
-                       path, (unsigned long long)sl_tensor_count(mm), m->n_params);
-    else if (!(a = malloc(m->n_params * sizeof(float))) ||
-             !(b = malloc(m->n_params * sizeof(float))))
+                       path, (unsigned long long)sl_tensor_count(mm), tr.n_params);
+    else if (!(a = malloc(tr.n_params * sizeof(float))) ||
+             !(b = malloc(tr.n_params * sizeof(float))))
         rc = model_fail(err, n, -ENOMEM, "model: out of memory for the optimizer's moments");
     if (rc == 0)
-        rc = sl_tensor_to_f32(mm, a, m->n_params, err, n);
+        rc = sl_tensor_to_f32(mm, a, tr.n_params, err, n);
     if (rc == 0)
-        rc = sl_tensor_to_f32(vv, b, m->n_params, err, n);
+        rc = sl_tensor_to_f32(vv, b, tr.n_params, err, n);
     if (rc == 0)
         rc = sl_tensor_to_f32(st, &step, 1, err, n);
     if (rc == 0 && !(step >= 1 && step == floorf(step)))
@@ -116,10 +138,10 @@ int model_load_optimizer(model *m, const char *path, char *err, size_t n) {
         free(b);
         return rc;
     }
-    free(m->adam_m);
-    free(m->adam_v);
-    m->adam_m = a;
-    m->adam_v = b;
+    free(*tr.adam_m);
+    free(*tr.adam_v);
+    *tr.adam_m = a;
+    *tr.adam_v = b;
     m->adam_steps = (long)step;
     return 0;
 }

@@ -449,6 +449,7 @@ static void add_linear(table *tb, model_linear *l, const char *prefix, int in, i
     l->in_out = in_out;
     l->w = in_out ? add_tensor(tb, name, 2, in, out) : add_tensor(tb, name, 2, out, in);
     l->b = MODEL_NONE;
+    l->la = l->lb = MODEL_NONE;
     if (bias) {
         snprintf(name, sizeof(name), "%s.bias", prefix);
         l->b = add_tensor(tb, name, 1, out, 0);
@@ -527,7 +528,7 @@ static int build_table(model *m, char *err, size_t n) {
         }
         add_norm(&tb, &m->lnf, "model.norm", C, 0);
     }
-    m->head = (model_linear){m->wte, MODEL_NONE, C, c->vocab, 0};
+    m->head = (model_linear){m->wte, MODEL_NONE, C, c->vocab, 0, MODEL_NONE, MODEL_NONE};
     if (!c->tied)
         add_linear(&tb, &m->head, "lm_head", C, c->vocab, 0, 0);
     if (tb.oom)
@@ -560,6 +561,7 @@ static int alloc_params(model *m, char *err, size_t n) {
 void model_free(model *m) {
     if (!m)
         return;
+    model_lora_release(m); /* walks the layers */
     free(m->t);
     free(m->layers);
     free(m->params);

@@ -158,4 +158,51 @@ int model_estimate(const model_config *c, int B, int T, size_t *param_bytes, siz
 int model_decode_reset(model *m, int max_len, char *err, size_t err_size);
 int model_decode(model *m, int32_t token, const float **logits, char *err, size_t err_size);
 
+/* LoRA adapters, as PEFT's LoraModel: each linear layer whose Hugging Face
+ * module name ends in one of targets (GPT-2: c_attn, c_proj, c_fc; Llama:
+ * q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) gets
+ * y += (alpha / r) * (x A^T) B^T, A (r, in) Kaiming-uniform from seed and B
+ * (out, r) zero (GPT-2's Conv1D layout is PEFT's fan_in_fan_out). From then
+ * on the base is frozen: the backward computes no base weight gradient,
+ * and AdamW, the gradient norm, clipping and the optimizer state cover the
+ * adapters only. Refuses r <= 0, an unknown target module, a model that
+ * already has adapters. */
+int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
+                   uint64_t seed, char *err, size_t err_size);
+/* Dropout p in [0, 1) on each adapter's input, as PEFT's lora_dropout
+ * (kept elements scaled by 1 / (1 - p)); its mask is a function of seed,
+ * the optimizer's step count, the layer and the element, so a step is
+ * reproducible and a backward sees its forward's mask. p 0 is exactly the
+ * path without dropout. model_lora_train(m, 0) turns dropout off (for
+ * evaluation and generation), 1 back on (the default). */
+int model_lora_dropout(model *m, float p, uint64_t seed, char *err, size_t err_size);
+void model_lora_train(model *m, int on);
+/* Folds the adapters into the base weights (W += (alpha / r) B A, as its
+ * transpose for Conv1D) and removes them; model_save then writes the merged
+ * model as a normal folder. */
+int model_lora_merge(model *m, char *err, size_t err_size);
+/* PEFT's files in the existing folder dir: adapter_config.json (peft_type
+ * LORA, task_type CAUSAL_LM, r, lora_alpha, lora_dropout, target_modules,
+ * fan_in_fan_out true for GPT-2's Conv1D, bias "none",
+ * base_model_name_or_path) and adapter_model.safetensors with PEFT's keys
+ * (base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight (r, in),
+ * ...lora_B.weight (out, r); GPT-2: base_model.model.transformer.h.0...). */
+int model_lora_save(const model *m, const char *dir, const char *base_model, char *err,
+                    size_t err_size);
+/* Adds the adapters of PEFT's folder dir onto the base model m, refusing
+ * another peft_type, r <= 0, an unknown target module, a missing tensor or
+ * one whose shape does not fit the base (naming it and the shape expected);
+ * on failure m is left without adapters. */
+int model_lora_load(model *m, const char *dir, char *err, size_t err_size);
+/* r, 0 without adapters. */
+int model_lora_r(const model *m);
+/* The adapters' tensors, A then B for each adapted layer in the model's
+ * order, named by their module (e.g. "h.0.attn.c_attn.lora_A.weight");
+ * borrowed until model_free or model_lora_merge, as model_tensor_*. */
+size_t model_lora_tensor_count(const model *m);
+const char *model_lora_tensor_name(const model *m, size_t i);
+int model_lora_tensor_shape(const model *m, size_t i, uint64_t shape[2]);
+float *model_lora_tensor_data(model *m, size_t i, size_t *count);
+const float *model_lora_tensor_grad(const model *m, size_t i, size_t *count);
+
 #endif

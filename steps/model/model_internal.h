@@ -30,7 +30,33 @@ typedef struct model_linear {
     size_t w, b;
     int in, out;
     int in_out;
+    /* A LoRA adapter (lora.c): offsets of A (r, in) and B (out, r) in the
+     * adapter's own arrays (m->lora), MODEL_NONE without one. */
+    size_t la, lb;
 } model_linear;
+
+/* The LoRA adapters of a model (lora.c): their tensors live apart from the
+ * base parameters, so model_save writes the base model unchanged and the
+ * optimizer, the gradient norm and clipping see only these once r > 0. */
+typedef struct model_lora {
+    int r; /* 0: no adapters, the base model is trained */
+    float alpha, scale;
+    char targets[8][16]; /* target_modules as given, for adapter_config.json */
+    int n_targets;
+    model_tensor *t;
+    size_t n_tensors, n_params;
+    float *params, *grads, *adam_m, *adam_v;
+    float *scratch; /* (rows, r) x 2 for the adapter's hidden values */
+    size_t scratch_floats;
+    /* dropout on the adapter's input (0: none), its mask a hash of seed,
+     * the optimizer step, the layer and the element, so the backward
+     * regenerates it; training 0 turns it off (evaluation) */
+    float dropout;
+    uint64_t drop_seed;
+    int training, max_in;
+    float *xd; /* (rows, max_in): the dropped input */
+    size_t xd_floats;
+} model_lora;
 
 typedef struct model_norm {
     size_t w, b; /* b is MODEL_NONE for RMSNorm */
@@ -81,6 +107,7 @@ struct model {
     model_linear head;
     model_layer *layers;
     int qkv_width, up_width;
+    model_lora lora;
 
     /* the arena */
     float *arena;
@@ -104,6 +131,14 @@ void model_linear_forward(const model *m, const model_linear *l, float *y, int l
  * db += column sums of dy. */
 void model_linear_backward(model *m, const model_linear *l, float *dx, int accumulate,
                            const float *dy, int ldy, const float *x, int rows);
+
+/* Makes the adapter scratch hold rows rows (lora.c). */
+int model_lora_fit(model *m, int rows, char *err, size_t n);
+void model_lora_release(model *m);
+void model_lora_forward(const model *m, const model_linear *l, float *y, int ldy, const float *x,
+                        int rows);
+void model_lora_backward(model *m, const model_linear *l, float *dx, const float *dy, int ldy,
+                         const float *x, int rows);
 
 /* RoPE's angles for position pos into cos and sin (hd / 2 each), with
  * Llama 3's frequency scaling when the config asks for it. */

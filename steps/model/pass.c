@@ -56,6 +56,8 @@ void model_linear_forward(const model *m, const model_linear *l, float *y, int l
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, l->in, 1.0f, x, l->in, w,
                     l->in, beta, y, ldy);
+    if (l->la != MODEL_NONE)
+        model_lora_forward(m, l, y, ldy, x, rows);
 }
 
 void model_linear_backward(model *m, const model_linear *l, float *dx, int accumulate,
@@ -70,6 +72,12 @@ void model_linear_backward(model *m, const model_linear *l, float *dx, int accum
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, l->in, l->out, 1.0f, dy,
                         ldy, w, l->in, accumulate ? 1.0f : 0.0f, dx, l->in);
     }
+    if (l->la != MODEL_NONE)
+        model_lora_backward(m, l, dx, dy, ldy, x, rows);
+    /* With adapters the base weights are frozen: their gradient, the
+     * costliest product of the backward, is not computed at all. */
+    if (m->lora.r)
+        return;
     if (l->in_out)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->in, l->out, rows, 1.0f, x, l->in,
                     dy, ldy, 1.0f, dw, l->out);
@@ -139,6 +147,8 @@ static void norm_backward(model *m, const model_norm *nm, float *dx, const float
         for (int i = 0; i < C; i++) {
             float norm = (xr[i] - mu) * rstd, dn = w[i] * d[i];
             dxr[i] += (float)((dn - dmean - norm * dnorm_mean) * rstd);
+            if (m->lora.r) /* frozen under adapters */
+                continue;
             dw[i] += norm * d[i];
             if (db)
                 db[i] += d[i];
@@ -420,7 +430,7 @@ static int arena_fit(model *m, int B, int T, char *err, size_t n) {
         m->arena_floats = floats;
     }
     layout(m, m->arena, B, T);
-    return 0;
+    return model_lora_fit(m, B * T, err, n);
 }
 
 /* ---- forward ---- */
@@ -528,8 +538,11 @@ const float *model_logprobs(const model *m) { return m->have_targets ? m->a.logp
 /* ---- backward ---- */
 
 void model_zero_grad(model *m) {
-    if (m->grads)
+    /* under adapters the base gradients are never written: left at zero */
+    if (m->grads && !m->lora.r)
         memset(m->grads, 0, m->n_params * sizeof(float));
+    if (m->lora.grads)
+        memset(m->lora.grads, 0, m->lora.n_params * sizeof(float));
 }
 
 int model_backward(model *m, float scale, char *err, size_t n) {
@@ -591,6 +604,8 @@ int model_backward_weighted(model *m, const float *weights, float scale, char *e
         }
         norm_backward(m, &L->ln1, a->dres, a->dln, a->res[l], a->ln1s[l], BT);
     }
+    if (m->lora.r) /* the base is frozen under adapters */
+        return 0;
     /* embeddings, in token order so a repeated token sums deterministically */
     float *dwte = m->grads + m->wte;
     for (int i = 0; i < BT; i++) {

@@ -35,7 +35,7 @@ static void rm_rf(const char *dir) {
 }
 
 /* Runs the reference for one case into a fresh temporary folder. */
-static void make_ref(const char *name, char *tmp, char *dir) {
+static void make_ref_with(const char *script, const char *name, char *tmp, char *dir) {
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch' 2>/dev/null") != 0)
         SKIP_UNLESS_REQUIRED("skipped: the reference needs %s with torch (Debian's "
                              "python3-torch)\n",
@@ -43,10 +43,12 @@ static void make_ref(const char *name, char *tmp, char *dir) {
     strcpy(tmp, "/tmp/sluice_model_XXXXXX");
     cr_assert_not_null(mkdtemp(tmp));
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), PYTHON " %s %s %s", REF, tmp, name);
+    snprintf(cmd, sizeof(cmd), PYTHON " %s %s %s", script, tmp, name);
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
     sprintf(dir, "%s/%s", tmp, name);
 }
+
+static void make_ref(const char *name, char *tmp, char *dir) { make_ref_with(REF, name, tmp, dir); }
 
 /* A reference tensor as a malloc'd float array of *n elements. */
 static float *ref_get(sl_tensors *ref, const char *name, size_t *n) {
@@ -729,4 +731,341 @@ Test(folder, llama32_style_config) {
     expect_open_fails(dir, "config.json", "'yarn'");
     model_free(m);
     rm_rf(dir);
+}
+
+/* ---- LoRA against tests/ref/lora_ref.py ---- */
+
+#define LORA_REF SLUICE_SOURCE_DIR "/tests/ref/lora_ref.py"
+
+/* Opens dir's base model, adds the adapters (r 4, alpha 8 as the reference)
+ * and sets A and B from the reference's lora.safetensors. */
+static model *lora_open(const char *dir, const char *const *targets, int nt) {
+    model *m = NULL;
+    char path[256];
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_lora_add(m, 4, 8.0f, targets, nt, 7, err, sizeof(err)), 0, "%s", err);
+    sl_tensors *ad = NULL;
+    snprintf(path, sizeof(path), "%s/lora.safetensors", dir);
+    cr_assert_eq(sl_tensors_open(path, &ad, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sl_tensors_count(ad), model_lora_tensor_count(m), "adapter tensors: %zu vs %zu",
+                 sl_tensors_count(ad), model_lora_tensor_count(m));
+    for (size_t i = 0; i < model_lora_tensor_count(m); i++) {
+        size_t cnt;
+        float *p = model_lora_tensor_data(m, i, &cnt);
+        const sl_tensor *x = sl_tensors_find(ad, model_lora_tensor_name(m, i));
+        cr_assert_not_null(x, "reference has no %s", model_lora_tensor_name(m, i));
+        cr_assert_eq(sl_tensor_to_f32(x, p, cnt, err, sizeof(err)), 0, "%s", err);
+    }
+    sl_tensors_close(ad);
+    return m;
+}
+
+static void check_lora(const char *name, const char *const *targets, int nt) {
+    char tmp[64], dir[128], path[256];
+    make_ref_with(LORA_REF, name, tmp, dir);
+    model *m = lora_open(dir, targets, nt);
+    sl_tensors *ref = NULL;
+    snprintf(path, sizeof(path), "%s/ref.safetensors", dir);
+    cr_assert_eq(sl_tensors_open(path, &ref, err, sizeof(err)), 0, "%s", err);
+    size_t n, nt2, nm, nl;
+    float *tokf = ref_get(ref, "tokens", &n), *tgtf = ref_get(ref, "targets", &nt2);
+    float *maskf = ref_get(ref, "mask", &nm);
+    int B = (int)sl_tensor_dim(sl_tensors_find(ref, "tokens"), 0), T = (int)(n / (size_t)B);
+    int32_t *tok = malloc(n * sizeof(int32_t)), *tgt = malloc(n * sizeof(int32_t));
+    uint8_t *mask = malloc(n);
+    cr_assert(tok && tgt && mask);
+    for (size_t i = 0; i < n; i++) {
+        tok[i] = (int32_t)tokf[i];
+        tgt[i] = (int32_t)tgtf[i];
+        mask[i] = maskf[i] != 0;
+    }
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, mask, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+    float *logits = ref_get(ref, "logits", &nl), *rloss = ref_get(ref, "loss", &nt2);
+    float d = max_abs_diff(model_logits(m), logits, nl, NULL);
+    cr_log_info("lora %s: logits max abs diff %.3g, loss %.7f vs %.7f", name, d, loss, rloss[0]);
+    cr_expect_leq(d, 1e-4f, "lora %s: logits differ by %g", name, d);
+    cr_expect_leq(fabsf(loss - rloss[0]), 1e-5f, "lora %s: loss %.7f, reference %.7f", name, loss,
+                  rloss[0]);
+
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
+    float worst = 0;
+    for (size_t i = 0; i < model_lora_tensor_count(m); i++) {
+        char gname[200];
+        snprintf(gname, sizeof(gname), "grad.%s", model_lora_tensor_name(m, i));
+        size_t cnt, rc;
+        const float *g = model_lora_tensor_grad(m, i, &cnt);
+        float *rg = ref_get(ref, gname, &rc), rmax;
+        cr_assert_eq(cnt, rc);
+        float rel = max_abs_diff(g, rg, cnt, &rmax) / (rmax > 1e-12f ? rmax : 1e-12f);
+        worst = rel > worst ? rel : worst;
+        cr_expect_leq(rel, 1e-3f, "lora %s: %s off by %g relative", name, gname, rel);
+        free(rg);
+    }
+    cr_log_info("lora %s: worst adapter gradient error %.3g", name, worst);
+    /* the frozen base: no tensor of it has a gradient */
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        const char *tn = model_tensor_name(m, i);
+        size_t cnt;
+        const float *g = model_tensor_grad(m, i, &cnt);
+        for (size_t k = 0; k < cnt; k++)
+            cr_assert_eq(g[k], 0.0f, "lora %s: frozen %s has a gradient", name, tn);
+    }
+
+    /* merged: the same logits from the base weights alone, also once saved */
+    cr_assert_eq(model_forward(m, tok, NULL, NULL, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+    size_t nv = nl;
+    float *adapted = malloc(nv * sizeof(float));
+    cr_assert_not_null(adapted);
+    memcpy(adapted, model_logits(m), nv * sizeof(float));
+    cr_assert_eq(model_lora_merge(m, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_lora_r(m), 0);
+    char mdir[64];
+    save_to(m, mdir);
+    model_free(m);
+    cr_assert_eq(model_open(mdir, &m, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_forward(m, tok, NULL, NULL, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+    float dm = max_abs_diff(model_logits(m), adapted, nv, NULL);
+    cr_log_info("lora %s: merged logits max abs diff %.3g", name, dm);
+    cr_expect_leq(dm, 1e-4f, "lora %s: merged logits differ by %g", name, dm);
+    model_free(m);
+    rm_rf(mdir);
+
+    /* 10 AdamW steps over the adapters; the base stays as loaded */
+    m = lora_open(dir, targets, nt);
+    size_t np = model_param_count(m);
+    float *before = malloc(np * sizeof(float));
+    cr_assert_not_null(before);
+    size_t off = 0;
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        size_t cnt;
+        float *p = model_tensor_data(m, i, &cnt);
+        memcpy(before + off, p, cnt * sizeof(float));
+        off += cnt;
+    }
+    float *losses = ref_get(ref, "losses", &nl);
+    model_adamw opt = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
+    float worst_loss = 0;
+    for (size_t s = 0; s < nl; s++) {
+        model_zero_grad(m);
+        cr_assert_eq(model_forward(m, tok, tgt, mask, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_adamw_step(m, &opt, err, sizeof(err)), 0, "%s", err);
+        float e = fabsf(loss - losses[s]);
+        worst_loss = e > worst_loss ? e : worst_loss;
+        cr_expect_leq(e, 1e-4f, "lora %s: step %zu loss %.7f, reference %.7f", name, s, loss,
+                      losses[s]);
+    }
+    cr_expect_lt(losses[nl - 1], losses[0]);
+    cr_log_info("lora %s: worst of 10 AdamW losses %.3g", name, worst_loss);
+    off = 0;
+    for (size_t i = 0; i < model_tensor_count(m); i++) {
+        size_t cnt;
+        float *p = model_tensor_data(m, i, &cnt);
+        cr_expect_eq(memcmp(before + off, p, cnt * sizeof(float)), 0, "lora %s: %s changed", name,
+                     model_tensor_name(m, i));
+        off += cnt;
+    }
+    free(before);
+    free(losses);
+    model_free(m);
+    sl_tensors_close(ref);
+    free(tokf), free(tgtf), free(maskf), free(tok), free(tgt), free(mask), free(logits),
+        free(rloss), free(adapted);
+    rm_rf(tmp);
+}
+
+Test(lora, gpt2, .timeout = 120) {
+    const char *t[] = {"c_attn", "c_proj", "c_fc"};
+    check_lora("gpt2", t, 3);
+}
+Test(lora, llama, .timeout = 120) {
+    const char *t[] = {"q_proj", "v_proj", "o_proj", "gate_proj", "down_proj"};
+    check_lora("llama", t, 5);
+}
+
+Test(lora, bad_input) {
+    model *m = fresh("llama", 0, 1);
+    const char *ok[] = {"q_proj"}, *bad[] = {"c_attn"};
+    cr_expect_eq(model_lora_add(m, 0, 8, ok, 1, 1, err, sizeof(err)), -EINVAL);
+    cr_expect(strstr(err, "r must be positive"), "%s", err);
+    cr_expect_eq(model_lora_add(m, 4, 8, bad, 1, 1, err, sizeof(err)), -EINVAL);
+    cr_expect(strstr(err, "unknown target module \"c_attn\""), "%s", err);
+    cr_expect_eq(model_lora_r(m), 0);
+    cr_expect_eq(model_lora_merge(m, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(model_lora_add(m, 4, 8, ok, 1, 1, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(model_lora_tensor_count(m), 4); /* 2 layers x (A, B) */
+    cr_expect_eq(model_lora_add(m, 4, 8, ok, 1, 1, err, sizeof(err)), -EINVAL);
+    model_free(m);
+}
+
+/* B starts at zero: a fresh adapter changes nothing, and A is seeded. */
+Test(lora, fresh_adapter_is_identity) {
+    model *m = fresh("gpt2", 0, 3);
+    int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float loss;
+    cr_assert_eq(model_forward(m, tok, NULL, NULL, 1, 8, &loss, err, sizeof(err)), 0, "%s", err);
+    size_t V = (size_t)model_get_config(m)->vocab;
+    float *base = malloc(8 * V * sizeof(float));
+    cr_assert_not_null(base);
+    memcpy(base, model_logits(m), 8 * V * sizeof(float));
+    const char *t[] = {"c_attn", "c_fc"};
+    cr_assert_eq(model_lora_add(m, 2, 4, t, 2, 9, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_forward(m, tok, NULL, NULL, 1, 8, &loss, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(memcmp(base, model_logits(m), 8 * V * sizeof(float)), 0);
+    size_t cnt;
+    const float *a = model_lora_tensor_data(m, 0, &cnt);
+    float bound = 1.0f / sqrtf(16.0f), mx = 0;
+    for (size_t i = 0; i < cnt; i++)
+        mx = fabsf(a[i]) > mx ? fabsf(a[i]) : mx;
+    cr_expect(mx > 0 && mx <= bound, "A's largest %g, bound %g", mx, bound);
+    free(base);
+    model_free(m);
+}
+
+/* PEFT's files: names, shapes, config, and the same adapted logits after a
+ * round trip onto the base model read back. */
+Test(lora, peft_files_round_trip) {
+    for (int arch = 0; arch < 2; arch++) {
+        model *m = fresh(arch ? "llama" : "gpt2", 0, 5);
+        const char *tg[] = {"c_attn", "c_proj"}, *tl[] = {"q_proj", "down_proj"};
+        cr_assert_eq(model_lora_add(m, 2, 6, arch ? tl : tg, 2, 11, err, sizeof(err)), 0, "%s",
+                     err);
+        for (size_t i = 0; i < model_lora_tensor_count(m); i++) {
+            size_t cnt;
+            float *p = model_lora_tensor_data(m, i, &cnt);
+            for (size_t k = 0; k < cnt; k++)
+                p[k] = 0.01f * (float)((i * 7 + k * 13) % 17) - 0.08f;
+        }
+        int32_t tok[6] = {3, 1, 4, 1, 5, 9};
+        float loss;
+        cr_assert_eq(model_forward(m, tok, NULL, NULL, 1, 6, &loss, err, sizeof(err)), 0, "%s",
+                     err);
+        size_t nv = 6 * (size_t)model_get_config(m)->vocab;
+        float *want = malloc(nv * sizeof(float));
+        cr_assert_not_null(want);
+        memcpy(want, model_logits(m), nv * sizeof(float));
+        char dir[64], path[256];
+        save_to(m, dir); /* the base model, unchanged by the adapters */
+        cr_assert_eq(model_lora_save(m, dir, "base", err, sizeof(err)), 0, "%s", err);
+
+        sl_tensors *ts = NULL;
+        snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+        cr_assert_eq(sl_tensors_open(path, &ts, err, sizeof(err)), 0, "%s", err);
+        const char *ka = arch ? "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"
+                              : "base_model.model.transformer.h.1.attn.c_attn.lora_A.weight";
+        const char *kb = arch ? "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"
+                              : "base_model.model.transformer.h.0.mlp.c_proj.lora_B.weight";
+        const sl_tensor *a = sl_tensors_find(ts, ka), *b = sl_tensors_find(ts, kb);
+        cr_assert(a && b, "missing %s or %s", ka, kb);
+        cr_expect(sl_tensor_dim(a, 0) == 2 && sl_tensor_dim(a, 1) == 16);
+        cr_expect(sl_tensor_dim(b, 0) == 16 && sl_tensor_dim(b, 1) == 2);
+        /* GPT-2's c_proj matches both attn.c_proj and mlp.c_proj: 2 layers x 3 x (A, B) */
+        cr_expect_eq(sl_tensors_count(ts), arch ? 8u : 12u);
+        sl_tensors_close(ts);
+        bson_t *cfg = NULL;
+        snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+        cr_assert_eq(sl_json_read(path, &cfg, err, sizeof(err)), 0, "%s", err);
+        bson_iter_t it;
+        cr_expect(bson_iter_init_find(&it, cfg, "peft_type") &&
+                  !strcmp(bson_iter_utf8(&it, NULL), "LORA"));
+        cr_expect(bson_iter_init_find(&it, cfg, "fan_in_fan_out") &&
+                  bson_iter_bool(&it) == (arch == 0));
+        cr_expect(bson_iter_init_find(&it, cfg, "lora_alpha") && bson_iter_as_double(&it) == 6.0);
+        bson_destroy(cfg);
+        model_free(m);
+
+        cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_lora_load(m, dir, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_forward(m, tok, NULL, NULL, 1, 6, &loss, err, sizeof(err)), 0, "%s",
+                     err);
+        cr_expect_eq(memcmp(want, model_logits(m), nv * sizeof(float)), 0);
+        model_free(m);
+
+        /* onto a base of another width: refused, naming the tensor */
+        model_config c;
+        cr_assert_eq(model_config_init(&c, arch ? "llama" : "gpt2", 32, 2, 4, 0, 0, 8, 32, err,
+                                       sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(model_new(&c, 1, &m, err, sizeof(err)), 0, "%s", err);
+        cr_expect_eq(model_lora_load(m, dir, err, sizeof(err)), -EINVAL);
+        cr_expect(strstr(err, "does not fit the base model") && strstr(err, "lora_A"), "%s", err);
+        cr_expect_eq(model_lora_r(m), 0);
+        model_free(m);
+        free(want);
+        rm_rf(dir);
+    }
+}
+
+/* Dropout: p 0 is the plain path bit for bit, p > 0 changes the logits
+ * (off again with model_lora_train(m, 0)), and the adapters' gradients
+ * through the dropout agree with central differences of the loss at the
+ * same mask. */
+Test(lora, dropout) {
+    model *m = fresh("llama", 2, 8);
+    const char *t[] = {"q_proj", "up_proj", "down_proj"};
+    cr_assert_eq(model_lora_add(m, 2, 4, t, 3, 3, err, sizeof(err)), 0, "%s", err);
+    for (size_t i = 0; i < model_lora_tensor_count(m); i++) {
+        size_t cnt;
+        float *p = model_lora_tensor_data(m, i, &cnt);
+        for (size_t k = 0; k < cnt; k++)
+            p[k] = 0.01f * (float)((i * 5 + k * 11) % 13) - 0.06f;
+    }
+    int32_t tok[8] = {1, 5, 9, 2, 6, 3, 5, 8}, tgt[8] = {5, 9, 2, 6, 3, 5, 8, 9};
+    size_t nv = 8 * (size_t)model_get_config(m)->vocab;
+    float *plain = malloc(nv * sizeof(float));
+    cr_assert_not_null(plain);
+    float loss, l0;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &l0, err, sizeof(err)), 0, "%s", err);
+    memcpy(plain, model_logits(m), nv * sizeof(float));
+    cr_assert_eq(model_lora_dropout(m, 0.0f, 1, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(memcmp(plain, model_logits(m), nv * sizeof(float)), 0);
+    cr_expect_eq(model_lora_dropout(m, 1.0f, 1, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(model_lora_dropout(m, 0.5f, 1, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), 0, "%s", err);
+    cr_expect_neq(memcmp(plain, model_logits(m), nv * sizeof(float)), 0);
+    model_lora_train(m, 0);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(memcmp(plain, model_logits(m), nv * sizeof(float)), 0);
+    model_lora_train(m, 1);
+
+    model_zero_grad(m);
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
+    /* along each tensor's gradient direction d = g / |g|: the central
+     * difference of the loss is |g| (a far larger signal than one element's) */
+    float worst = 0;
+    for (size_t i = 0; i < model_lora_tensor_count(m); i++) {
+        size_t cnt;
+        float *p = model_lora_tensor_data(m, i, &cnt);
+        const float *g = model_lora_tensor_grad(m, i, &cnt);
+        float *g0 = malloc(cnt * sizeof(float)), *p0 = malloc(cnt * sizeof(float));
+        cr_assert(g0 && p0);
+        memcpy(g0, g, cnt * sizeof(float));
+        memcpy(p0, p, cnt * sizeof(float));
+        double norm = 0;
+        for (size_t k = 0; k < cnt; k++)
+            norm += (double)g0[k] * g0[k];
+        norm = sqrt(norm);
+        cr_assert_gt(norm, 0, "%s has no gradient", model_lora_tensor_name(m, i));
+        float lp, lm, h = 3e-2f;
+        for (size_t k = 0; k < cnt; k++)
+            p[k] = p0[k] + h * (float)(g0[k] / norm);
+        cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &lp, err, sizeof(err)), 0);
+        for (size_t k = 0; k < cnt; k++)
+            p[k] = p0[k] - h * (float)(g0[k] / norm);
+        cr_assert_eq(model_forward(m, tok, tgt, NULL, 1, 8, &lm, err, sizeof(err)), 0);
+        memcpy(p, p0, cnt * sizeof(float));
+        float e = fabsf((lp - lm) / (2 * h) - (float)norm) / (float)norm;
+        worst = e > worst ? e : worst;
+        free(g0), free(p0);
+    }
+    cr_log_info("lora dropout: worst central-difference error %.3g", worst);
+    /* float32 differences of a float32 loss: a few percent here (the same
+     * measure without dropout gives 7%); a gradient missing the mask or the
+     * 1 / (1 - p) scale is off by 50% or more */
+    cr_expect_leq(worst, 0.15f, "adapter gradients through dropout off by %g", worst);
+    free(plain);
+    model_free(m);
 }
