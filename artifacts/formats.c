@@ -211,8 +211,9 @@ int matrix_open(matrix *m, const char *path, char *err, size_t err_size) {
     uint32_t version = get_u32(p + 4), dtype = get_u32(p + 8);
     if (version != 1 || dtype != 1) {
         matrix_close(m); /* p is gone: the message uses the copies */
-        return fail(err, err_size, -EINVAL, "%s: matrix version %u, dtype %u: this sluice reads "
-                                            "version 1, float32",
+        return fail(err, err_size, -EINVAL,
+                    "%s: matrix version %u, dtype %u: this sluice reads "
+                    "version 1, float32",
                     path, version, dtype);
     }
     m->rows = get_u64(p + 16);
@@ -221,14 +222,14 @@ int matrix_open(matrix *m, const char *path, char *err, size_t err_size) {
     if (m->cols && m->rows > want / sizeof(float) / m->cols) {
         unsigned long long r = m->rows, c = m->cols;
         matrix_close(m);
-        return fail(err, err_size, -EINVAL, "%s: a %llux%llu matrix needs more bytes than the "
-                                            "file holds",
+        return fail(err, err_size, -EINVAL,
+                    "%s: a %llux%llu matrix needs more bytes than the "
+                    "file holds",
                     path, r, c);
     }
     if (m->rows * m->cols * sizeof(float) != want) {
         matrix_close(m);
-        return fail(err, err_size, -EINVAL, "%s: the file's size does not match its header",
-                    path);
+        return fail(err, err_size, -EINVAL, "%s: the file's size does not match its header", path);
     }
     m->data = (const float *)(p + MATRIX_HEADER_SIZE);
     return 0;
@@ -246,8 +247,8 @@ static const struct {
     const char *name;
     size_t size;
 } dtypes[] = {
-    [ST_F64] = {"F64", 8}, [ST_F32] = {"F32", 4}, [ST_F16] = {"F16", 2}, [ST_BF16] = {"BF16", 2},
-    [ST_I64] = {"I64", 8}, [ST_I32] = {"I32", 4}, [ST_I16] = {"I16", 2}, [ST_I8] = {"I8", 1},
+    [ST_F64] = {"F64", 8}, [ST_F32] = {"F32", 4},   [ST_F16] = {"F16", 2}, [ST_BF16] = {"BF16", 2},
+    [ST_I64] = {"I64", 8}, [ST_I32] = {"I32", 4},   [ST_I16] = {"I16", 2}, [ST_I8] = {"I8", 1},
     [ST_U8] = {"U8", 1},   [ST_BOOL] = {"BOOL", 1},
 };
 
@@ -367,7 +368,8 @@ int safetensors_open(safetensors *st, const char *path, char *err, size_t err_si
     bson_error_t e;
     header = bson_new_from_json(p + 8, (ssize_t)hlen, &e);
     if (!header) {
-        rc = fail(err, err_size, -EINVAL, "%s: the header is not a JSON object: %s", path, e.message);
+        rc = fail(err, err_size, -EINVAL, "%s: the header is not a JSON object: %s", path,
+                  e.message);
         goto out;
     }
     const unsigned char *data = p + 8 + hlen;

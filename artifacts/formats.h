@@ -75,7 +75,16 @@ void matrix_close(matrix *m);
 /* ---- safetensors ---- */
 
 typedef enum {
-    ST_F64, ST_F32, ST_F16, ST_BF16, ST_I64, ST_I32, ST_I16, ST_I8, ST_U8, ST_BOOL,
+    ST_F64,
+    ST_F32,
+    ST_F16,
+    ST_BF16,
+    ST_I64,
+    ST_I32,
+    ST_I16,
+    ST_I8,
+    ST_U8,
+    ST_BOOL,
 } st_dtype;
 
 #define ST_MAX_DIMS 8

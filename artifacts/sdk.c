@@ -237,8 +237,8 @@ int sl_tensors_writer_new(sl_tensors_writer **w, char *err, size_t err_size) {
 int sl_tensors_add_f32(sl_tensors_writer *w, const char *name, const float *data, size_t ndim,
                        const uint64_t *shape, char *err, size_t err_size) {
     if (ndim > ST_MAX_DIMS) {
-        snprintf(err, err_size, "tensor %s has %zu dimensions, at most %d are written", name,
-                 ndim, ST_MAX_DIMS);
+        snprintf(err, err_size, "tensor %s has %zu dimensions, at most %d are written", name, ndim,
+                 ST_MAX_DIMS);
         return -EINVAL;
     }
     if (w->n == w->cap) {

@@ -74,7 +74,7 @@ typedef struct survey {
     struct file_id {
         dev_t dev;
         ino_t ino;
-    } *files;
+    } * files;
     size_t n, cap;
     uint64_t total;
     char bad[512]; /* "a symbolic link, x/y (to /etc/passwd)" */

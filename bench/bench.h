@@ -17,8 +17,7 @@ __attribute__((unused)) static double now(void) {
 
 /* The wall time of cmd through /bin/sh; a benchmark whose command fails
  * measures nothing, so it stops the program, naming the bench and label. */
-__attribute__((unused)) static double timed(const char *bench, const char *label,
-                                            const char *cmd) {
+__attribute__((unused)) static double timed(const char *bench, const char *label, const char *cmd) {
     double t0 = now();
     int rc = system(cmd);
     double t = now() - t0;

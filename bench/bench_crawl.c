@@ -73,9 +73,10 @@ static void write_inputs(int slow) {
         perror("bench_crawl");
         exit(1);
     }
-    fprintf(y, "version: 1\npipeline: bench_crawl\nsteps:\n  crawl:\n    uses: crawl\n"
-               "    cache: false\n    with:\n      user_full_name: Bench Mark\n"
-               "      concurrency: %d\n      allow_private: true\n      links:\n",
+    fprintf(y,
+            "version: 1\npipeline: bench_crawl\nsteps:\n  crawl:\n    uses: crawl\n"
+            "    cache: false\n    with:\n      user_full_name: Bench Mark\n"
+            "      concurrency: %d\n      allow_private: true\n      links:\n",
             CONCURRENCY);
     for (int i = 0; i < PAGES; i++) {
         char link[256];
@@ -101,7 +102,8 @@ int main(void) {
         write_inputs(slow);
         char seq[512], par[512], crawl[512];
         snprintf(seq, sizeof(seq), "curl -sf --no-progress-meter --config %s/urls%d", dir, slow);
-        snprintf(par, sizeof(par), "curl -sf --no-progress-meter --parallel --parallel-max %d --config %s/urls%d",
+        snprintf(par, sizeof(par),
+                 "curl -sf --no-progress-meter --parallel --parallel-max %d --config %s/urls%d",
                  CONCURRENCY, dir, slow);
         double best_seq = 1e9, best_par = 1e9, best_crawl = 1e9;
         for (int r = 0; r < ROUNDS; r++) {
@@ -121,11 +123,13 @@ int main(void) {
                PAGES / best_seq);
         printf("    curl --parallel-max %d        %8.1f ms  %7.0f pages/s\n", CONCURRENCY,
                best_par * 1e3, PAGES / best_par);
-        printf("    sluice crawl, %d in flight    %8.1f ms  %7.0f pages/s  = %.2fx sequential curl\n",
-               CONCURRENCY, best_crawl * 1e3, PAGES / best_crawl, best_seq / best_crawl);
+        printf(
+            "    sluice crawl, %d in flight    %8.1f ms  %7.0f pages/s  = %.2fx sequential curl\n",
+            CONCURRENCY, best_crawl * 1e3, PAGES / best_crawl, best_seq / best_crawl);
         if (slow)
             printf("    latency floor (200 x 20 ms / %d) %5.1f ms: sluice at %.0f%% of it\n",
-                   CONCURRENCY, PAGES * 20.0 / CONCURRENCY, 100 * (PAGES * 0.020 / CONCURRENCY) / best_crawl);
+                   CONCURRENCY, PAGES * 20.0 / CONCURRENCY,
+                   100 * (PAGES * 0.020 / CONCURRENCY) / best_crawl);
     }
     kill(server, SIGTERM);
     waitpid(server, NULL, 0);

@@ -35,8 +35,9 @@ static void generate(buf *b) {
     for (int d = 0; d < DEPTH; d++)
         for (int w = 0; w < WIDTH; w++) {
             buf_printf(b, "  s%d_%d:\n    uses: chunk\n", d, w);
-            buf_printf(b, "    with: {chunk_size: \"${params.size}\", overlap: \"${params.overlap}\", "
-                          "label: \"step %d of column %d\"}\n",
+            buf_printf(b,
+                       "    with: {chunk_size: \"${params.size}\", overlap: \"${params.overlap}\", "
+                       "label: \"step %d of column %d\"}\n",
                        d, w);
             if (d > 0) {
                 buf_printf(b, "    inputs: {documents: s%d_%d.chunks}\n", d - 1, w);

@@ -64,9 +64,11 @@ static double sluice_records(const char *store, const pipeline *p, int sync, int
         die("meta_open", rc);
     const step *s = &p->steps[1];
     bson_t parts = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&parts, "step", "a3f1c29e0d1b4c5a6f7e8d9c0b1a2f3e4d5c6b7a8f9e0d1c2b3a4f5e6d7c8b9a");
-    record_port ins[2] = {{"i", "1111111111111111111111111111111111111111111111111111111111111111", NULL, 0, 0},
-                          {"j", "2222222222222222222222222222222222222222222222222222222222222222", NULL, 0, 0}};
+    BSON_APPEND_UTF8(&parts, "step",
+                     "a3f1c29e0d1b4c5a6f7e8d9c0b1a2f3e4d5c6b7a8f9e0d1c2b3a4f5e6d7c8b9a");
+    record_port ins[2] = {
+        {"i", "1111111111111111111111111111111111111111111111111111111111111111", NULL, 0, 0},
+        {"j", "2222222222222222222222222222222222222222222222222222222222222222", NULL, 0, 0}};
     double t0 = now();
     for (int i = 0; i < n; i++) {
         char run_id[32], h1[65], h2[65], key[65];
@@ -75,9 +77,17 @@ static double sluice_records(const char *store, const pipeline *p, int sync, int
         snprintf(h2, sizeof(h2), "%064d", 2 * i + 1);
         snprintf(key, sizeof(key), "%064d", i);
         record_port outs[2] = {{"o", h1, "chunks", 1024, 0}, {"p", h2, "metrics", 64, 0}};
-        step_record rec = {.run_id = run_id, .status = "done", .started = 1.0,
-                           .finished = 2.0, .attempts = 1, .cache_key = key, .key_parts = &parts,
-                           .inputs = ins, .n_inputs = 2, .outputs = outs, .n_outputs = 2,
+        step_record rec = {.run_id = run_id,
+                           .status = "done",
+                           .started = 1.0,
+                           .finished = 2.0,
+                           .attempts = 1,
+                           .cache_key = key,
+                           .key_parts = &parts,
+                           .inputs = ins,
+                           .n_inputs = 2,
+                           .outputs = outs,
+                           .n_outputs = 2,
                            .cacheable = 1};
         bson_t params;
         run_step_record(s, &rec, &params);

@@ -109,8 +109,10 @@ int main(void) {
     /* Every command once per round, rounds interleaved, best of each: a
      * noisy machine then hurts all of them alike. */
     enum { START, INPROC, SHELL, FORTY, CACHED, MAKE, NINJA, N_CMDS };
-    static const char *const labels[] = {"sluice 1 step", "sluice in-process", "sluice shell",
-                                         "sluice 40 tasks", "sluice cached", "make", "ninja"};
+    static const char *const labels[] = {"sluice 1 step", "sluice in-process",
+                                         "sluice shell",  "sluice 40 tasks",
+                                         "sluice cached", "make",
+                                         "ninja"};
     static const char *const files[] = {"one.yaml", "inproc.yaml", "shell.yaml", "forty.yaml",
                                         "inproc.yaml"};
     char cmds[N_CMDS][1024];
@@ -139,7 +141,8 @@ int main(void) {
     double cached = t[CACHED];
     double make = present[MAKE] ? t[MAKE] : -1, ninja = present[NINJA] ? t[NINJA] : -1;
 
-    double per_in = (inproc - start) / (STEPS - 1) * 1e6, per_sh = (shell - start) / (STEPS - 1) * 1e6;
+    double per_in = (inproc - start) / (STEPS - 1) * 1e6,
+           per_sh = (shell - start) / (STEPS - 1) * 1e6;
     printf("bench_sched: %d-step lattice (%dx%d), 2 jobs, best of %d, whole processes\n", STEPS,
            WIDTH, DEPTH, ROUNDS);
     printf("  sluice start-up (1-step run)   %8.1f ms\n", start * 1e3);

@@ -91,9 +91,9 @@ static double read_two(const uint64_t *p, size_t n, uint64_t *sink) {
     return dt;
 }
 
-static const char *const WORDS[] = {"model", "data", "pipeline", "article", "author", "vector",
-                                    "retrieval", "chunk", "the", "a", "llm", "fine", "tuning",
-                                    "rag", "query", "embedding", "index", "post", "code"};
+static const char *const WORDS[] = {
+    "model", "data", "pipeline", "article", "author", "vector",    "retrieval", "chunk", "the", "a",
+    "llm",   "fine", "tuning",   "rag",     "query",  "embedding", "index",     "post",  "code"};
 
 int main(void) {
     char err[256];
@@ -111,8 +111,8 @@ int main(void) {
             len += (size_t)snprintf(text + len, sizeof(text) - len, "%s ",
                                     WORDS[(seed >> 9) % (sizeof(WORDS) / sizeof(WORDS[0]))]);
         }
-        if (index_add(ix, v, DIM, text, authors[r % 4], r % 2 ? "posts" : "articles", NULL,
-                      err, sizeof(err)))
+        if (index_add(ix, v, DIM, text, authors[r % 4], r % 2 ? "posts" : "articles", NULL, err,
+                      sizeof(err)))
             return fprintf(stderr, "%s\n", err), 1;
     }
     index_row row0;
@@ -182,16 +182,14 @@ int main(void) {
                           sizeof(err));
     double bm25 = (now() - t0) / 20;
 
-    printf("bench_search: %d x %d float32 (%.1f MB), top-%d, exact\n", ROWS, DIM, bytes / 1e6,
-           K);
+    printf("bench_search: %d x %d float32 (%.1f MB), top-%d, exact\n", ROWS, DIM, bytes / 1e6, K);
     printf("  memory read, 1 thread   %8.2f GB/s  (sum, best of 7, %.1f ms per pass)\n",
            bytes / best_read / 1e9, best_read * 1e3);
     printf("  memory read, 2 threads  %8.2f GB/s  (sum, best of 7, %.1f ms per pass)\n",
            bytes / best_read2 / 1e9, best_read2 * 1e3);
     printf("  single query (sgemv)    %8.1f q/s   %.2f ms, %.2f GB/s = %.2f of the read "
            "bandwidth\n",
-           1 / best_single, best_single * 1e3, bytes / best_single / 1e9,
-           bytes / best_single / bw);
+           1 / best_single, best_single * 1e3, bytes / best_single / 1e9, bytes / best_single / bw);
     printf("  batch of %d (sgemm)     %8.1f q/s   %.2f ms per batch, %.1fx single\n", BATCH,
            BATCH / best_batch, best_batch * 1e3, BATCH / best_batch * best_single);
     printf("  single, author filter   %8.1f q/s\n", 1 / filtered);

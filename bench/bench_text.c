@@ -19,9 +19,11 @@
  * articles have them. Deterministic. */
 static char *corpus(size_t size) {
     static const char *const words[] = {
-        "the", "model", "learns", "from", "articles", "written", "by", "its", "author",
-        "fine-tuning", "LLM", "e.g.", "Mr.", "3.14", "naïve", "façade", "東京", "Москва",
-        "**bold**", "[link](http://x.y)", "🔧", "—", "data,", "pipeline;", "(retrieval)",
+        "the",     "model", "learns", "from",      "articles",
+        "written", "by",    "its",    "author",    "fine-tuning",
+        "LLM",     "e.g.",  "Mr.",    "3.14",      "naïve",
+        "façade",  "東京",  "Москва", "**bold**",  "[link](http://x.y)",
+        "🔧",       "—",     "data,",  "pipeline;", "(retrieval)",
     };
     static const char *const ends[] = {". ", "? ", "! ", " ", " ", " ", " ", "\n\n", " "};
     char *text = malloc(size + 64);
@@ -87,8 +89,7 @@ int main(void) {
     printf("bench_text: %.1f MB generated corpus (mixed scripts, markup, emoji), %d KB documents\n",
            mb, DOC_BYTES / 1000);
     printf("  memcpy (floor)      %8.0f MB/s\n", mb / best_copy);
-    printf("  clean               %8.1f MB/s  %.3f of memcpy\n", mb / clean_t,
-           best_copy / clean_t);
+    printf("  clean               %8.1f MB/s  %.3f of memcpy\n", mb / clean_t, best_copy / clean_t);
     printf("  chunk (articles)    %8.1f MB/s  %.3f of memcpy, %zu chunks\n",
            (double)clen / (1 << 20) / chunk_t, best_copy / chunk_t * len / clen, chunks);
 

@@ -173,15 +173,17 @@ static void report(const char *name, const corpus *c) {
 
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1]
-                                : SLUICE_SOURCE_DIR "/../shared/handbook/artifacts/cleaned_documents.json";
+                                : SLUICE_SOURCE_DIR
+                           "/../shared/handbook/artifacts/cleaned_documents.json";
     corpus base = {0}, big = {0};
     if (handbook_chunks(path, &base) != 0) {
         printf("bench_tfidf: skipped, needs the Handbook's cleaned documents (%s)\n", path);
         return 0;
     }
     mixed(&base, &big);
-    printf("bench_tfidf: the built-in embedder, fit (TF-IDF + randomised SVD) and embed, best of %d\n",
-           ROUNDS);
+    printf(
+        "bench_tfidf: the built-in embedder, fit (TF-IDF + randomised SVD) and embed, best of %d\n",
+        ROUNDS);
     report("Handbook chunks", &base);
     report("mixed chunks", &big);
     for (size_t i = 0; i < base.n; i++)

@@ -104,7 +104,8 @@ int main(int argc, char **argv) {
             dir = dirs[i];
     if (!dir || (argc > 1 && load(dir, "cleaned_documents.json", &c) != 0) ||
         load(dir, "raw_documents.json", &c) != 0) {
-        fprintf(stderr, "bench_tokenizer: the Handbook's artifacts are not at ../shared/handbook\n");
+        fprintf(stderr,
+                "bench_tokenizer: the Handbook's artifacts are not at ../shared/handbook\n");
         return 1;
     }
     double mb = (double)c.bytes / (1 << 20);
@@ -152,8 +153,8 @@ int main(int argc, char **argv) {
     volatile char sink = copy[c.bytes / 2];
     (void)sink;
 
-    printf("bench_tokenizer: the Handbook's articles, %zu texts, %.2f MB; vocabulary %d\n", c.n,
-           mb, VOCAB);
+    printf("bench_tokenizer: the Handbook's articles, %zu texts, %.2f MB; vocabulary %d\n", c.n, mb,
+           VOCAB);
     printf("  train (C)            %8.2f s      %.2f MB/s\n", train_t, mb / train_t);
     printf("  memcpy (floor)       %8.0f MB/s\n", mb / best_copy);
     printf("  encode, cold cache   %8.1f MB/s  %.4f of memcpy, %zu ids (%.2f bytes/id)\n",

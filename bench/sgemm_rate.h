@@ -26,8 +26,7 @@ static double sgemm_gflops(void) {
     for (int round = 0; round < 5; round++) {
         double t0 = now();
         for (int r = 0; r < reps; r++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c,
-                        n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
         if (now() - t0 < t)
             t = now() - t0;
     }

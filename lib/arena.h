@@ -14,7 +14,8 @@ typedef struct arena {
     arena_block *head; /* newest block first */
 } arena;
 
-#define ARENA_INIT {NULL}
+#define ARENA_INIT                                                                                 \
+    { NULL }
 
 /* Returns n bytes aligned for any object, or NULL when memory is exhausted.
  * The memory is valid until arena_free(). */
@@ -28,8 +29,7 @@ char *arena_strndup(arena *a, const char *s, size_t len);
 char *arena_strdup(arena *a, const char *s);
 
 /* printf into the arena; NULL on OOM. */
-char *arena_printf(arena *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+char *arena_printf(arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Releases every block; the arena may be reused afterwards. */
 void arena_free(arena *a);

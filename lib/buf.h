@@ -14,7 +14,8 @@ typedef struct buf {
     int failed;
 } buf;
 
-#define BUF_INIT {NULL, 0, 0, 0}
+#define BUF_INIT                                                                                   \
+    { NULL, 0, 0, 0 }
 
 int buf_append(buf *b, const void *p, size_t n);
 int buf_puts(buf *b, const char *s);

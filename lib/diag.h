@@ -10,10 +10,10 @@
 typedef enum { DIAG_ERROR, DIAG_WARNING } diag_level;
 
 typedef struct diag {
-    char *file; /* owned copy; NULL for messages about no file */
+    char *file;         /* owned copy; NULL for messages about no file */
     unsigned line, col; /* 1-based; line 0 means "no position" */
     diag_level level;
-    char *msg; /* owned */
+    char *msg;  /* owned */
     size_t seq; /* insertion order, to keep sorting stable */
 } diag;
 
@@ -28,7 +28,8 @@ typedef struct diag_list {
     size_t dropped;          /* not kept: over the limit or out of memory */
 } diag_list;
 
-#define DIAG_LIST_INIT {NULL, 0, 0, 0, 0, 0}
+#define DIAG_LIST_INIT                                                                             \
+    { NULL, 0, 0, 0, 0, 0 }
 
 void diag_add(diag_list *d, diag_level level, const char *file, unsigned line, unsigned col,
               const char *fmt, ...) __attribute__((format(printf, 6, 7)));

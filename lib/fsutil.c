@@ -42,9 +42,9 @@ const char *path_special_kind(const char *path) {
     struct stat st;
     if (stat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
         return NULL;
-    return S_ISFIFO(st.st_mode)  ? "a FIFO"
-           : S_ISCHR(st.st_mode) ? "a character device"
-           : S_ISBLK(st.st_mode) ? "a block device"
+    return S_ISFIFO(st.st_mode)   ? "a FIFO"
+           : S_ISCHR(st.st_mode)  ? "a character device"
+           : S_ISBLK(st.st_mode)  ? "a block device"
            : S_ISSOCK(st.st_mode) ? "a socket"
                                   : "a special file";
 }

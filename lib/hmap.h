@@ -16,7 +16,8 @@ typedef struct hmap {
     size_t cap, n;
 } hmap;
 
-#define HMAP_INIT {NULL, 0, 0}
+#define HMAP_INIT                                                                                  \
+    { NULL, 0, 0 }
 
 /* Inserts key -> value. Returns 0 if inserted, 1 if the key was present (its
  * value is left unchanged and stored in *existing when that is not NULL),

@@ -4,9 +4,9 @@
 #define SLUICE_METADATA_GITINFO_H
 
 typedef struct git_state {
-    char commit[41]; /* HEAD's id in hex; "" when HEAD has no commit yet */
+    char commit[41];  /* HEAD's id in hex; "" when HEAD has no commit yet */
     char branch[128]; /* "" when detached */
-    int dirty;       /* tracked files differ from HEAD */
+    int dirty;        /* tracked files differ from HEAD */
 } git_state;
 
 /* Describes the repository containing folder dir. Returns 1 and *out when

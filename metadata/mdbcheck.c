@@ -99,7 +99,8 @@ static int read_meta(int fd, int i, uint32_t psize, meta_page *m, char *why, siz
     if (rc)
         return rc;
     if (u32(p + M_MAGIC) != META_MAGIC)
-        return say(why, size, "meta page %d lacks LMDB's magic number (not an LMDB file, or overwritten)", i);
+        return say(why, size,
+                   "meta page %d lacks LMDB's magic number (not an LMDB file, or overwritten)", i);
     if (u32(p + M_VERSION) != DATA_VERSION)
         return say(why, size, "meta page %d has data version %u, not %u", i, u32(p + M_VERSION),
                    DATA_VERSION);
@@ -162,7 +163,7 @@ typedef struct walker {
     uint64_t last_pg;
     char *why;
     size_t size;
-    char db[128]; /* the database being walked, for messages */
+    char db[128];        /* the database being walked, for messages */
     unsigned char *seen; /* a bit a page: claimed by a tree, a big value or the free list */
 } walker;
 
@@ -322,7 +323,8 @@ static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, d
     return rc;
 }
 
-static int walk_db(walker *w, const unsigned char *db, db_kind kind, const char *name, size_t nlen) {
+static int walk_db(walker *w, const unsigned char *db, db_kind kind, const char *name,
+                   size_t nlen) {
     char saved[sizeof(w->db)];
     memcpy(saved, w->db, sizeof(saved));
     snprintf(w->db, sizeof(w->db), "%.*s", (int)(nlen < 64 ? nlen : 64), name);
@@ -332,7 +334,9 @@ static int walk_db(walker *w, const unsigned char *db, db_kind kind, const char 
     if (kind == DB_FREE ? flags != MDB_INTEGERKEY : (flags & ~KEY_ONLY_FLAGS) != 0)
         rc = say(w->why, w->size, "database '%s' has flags %#x sluice never sets", w->db, flags);
     else if (root == P_INVALID)
-        rc = depth == 0 ? 0 : say(w->why, w->size, "database '%s' is empty but has depth %u", w->db, depth);
+        rc = depth == 0
+                 ? 0
+                 : say(w->why, w->size, "database '%s' is empty but has depth %u", w->db, depth);
     else if (!in_range(w, root) || depth < 1 || depth > MAX_DEPTH)
         rc = say(w->why, w->size, "database '%s' has root page %llu and depth %u", w->db,
                  (unsigned long long)root, depth);
@@ -348,7 +352,7 @@ int mdbcheck_walk(int fd, uint64_t txnid, char *why, size_t size) {
     int rc = read_metas(fd, metas, why, size);
     if (rc)
         return rc;
-    const meta_page *m = metas[0].txnid == txnid ? &metas[0]
+    const meta_page *m = metas[0].txnid == txnid   ? &metas[0]
                          : metas[1].txnid == txnid ? &metas[1]
                                                    : NULL;
     if (!m)

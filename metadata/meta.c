@@ -54,7 +54,7 @@ static int open_dbs(meta_db *m, int read_only) {
     struct {
         const char *name;
         MDB_dbi *dbi;
-    } dbs[] = {{"runs", &m->runs},         {"steps", &m->steps}, {"artifacts", &m->artifacts},
+    } dbs[] = {{"runs", &m->runs},           {"steps", &m->steps}, {"artifacts", &m->artifacts},
                {"consumers", &m->consumers}, {"cache", &m->cache}, {"info", &m->info}};
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]) && rc == 0; i++)
         rc = mdb_dbi_open(txn, dbs[i].name, flags, dbs[i].dbi);

@@ -73,7 +73,7 @@ int record_owner_alive(const bson_t *run) {
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return 0;
     if (process_start((long)pid, &now_start) != 0)
-        return 1; /* it exists; when it started is hidden from us */
+        return 1;                            /* it exists; when it started is hidden from us */
     return start == 0 || now_start == start; /* else the pid was reused */
 }
 

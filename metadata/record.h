@@ -23,18 +23,18 @@ typedef struct record_port {
 typedef struct step_record {
     const char *run_id;
     const char *step_id;
-    const char *uses;    /* what the step runs (its 'uses'), or NULL */
-    const char *version; /* its plugin step's version, or NULL */
-    const bson_t *params; /* its arguments, secrets masked; NULL for none */
-    const char *status; /* done, cached, failed, skipped, cancelled */
+    const char *uses;         /* what the step runs (its 'uses'), or NULL */
+    const char *version;      /* its plugin step's version, or NULL */
+    const bson_t *params;     /* its arguments, secrets masked; NULL for none */
+    const char *status;       /* done, cached, failed, skipped, cancelled */
     double started, finished; /* seconds since the epoch; 0 when it never started */
     int attempts;
     const char *error;
-    const char *log; /* the log file's path, or NULL */
-    const char *cache_key;      /* NULL when not computed */
-    const bson_t *key_parts;    /* may be NULL */
-    const char *cached_from;    /* RUN_ID/STEP_ID of the reused step run, or NULL */
-    const bson_t *metrics;      /* the metrics it reported (an array document), or NULL */
+    const char *log;         /* the log file's path, or NULL */
+    const char *cache_key;   /* NULL when not computed */
+    const bson_t *key_parts; /* may be NULL */
+    const char *cached_from; /* RUN_ID/STEP_ID of the reused step run, or NULL */
+    const bson_t *metrics;   /* the metrics it reported (an array document), or NULL */
     const record_port *inputs;
     size_t n_inputs;
     const record_port *outputs;
@@ -47,7 +47,7 @@ typedef struct step_record {
 typedef struct run_origin {
     const char *const *overrides;
     size_t n_overrides;
-    const char *resumes; /* RUN_ID or NULL */
+    const char *resumes;     /* RUN_ID or NULL */
     const char *const *tags; /* "key=value", from --tag */
     size_t n_tags;
 } run_origin;
@@ -84,7 +84,7 @@ int record_run_view(const bson_t *run, bson_t *view);
 
 /* A cache entry: the step run whose outputs can be reused. */
 typedef struct cache_hit {
-    char from[520];   /* RUN_ID/STEP_ID */
+    char from[520]; /* RUN_ID/STEP_ID */
     size_t n_outputs;
     struct {
         char name[RECORD_MAX_ID + 1];

@@ -67,12 +67,12 @@ static int step_name_ok(const char *s) {
 
 /* Counts a NULL-name-terminated array, refusing a runaway one. */
 #define MAX_ENTRIES REGISTRY_MAX_ENTRIES
-#define COUNT_ENTRIES(arr, n)                                                                \
-    do {                                                                                     \
-        n = 0;                                                                               \
-        if (arr)                                                                             \
-            while (n <= MAX_ENTRIES && (arr)[n].name)                                        \
-                n++;                                                                         \
+#define COUNT_ENTRIES(arr, n)                                                                      \
+    do {                                                                                           \
+        n = 0;                                                                                     \
+        if (arr)                                                                                   \
+            while (n <= MAX_ENTRIES && (arr)[n].name)                                              \
+                n++;                                                                               \
     } while (0)
 
 typedef struct refusal {
@@ -110,8 +110,9 @@ typedef struct layout {
 static int stride_ok(refusal *f, const char *type, uint32_t size, size_t least) {
     if (size >= least && size % sizeof(void *) == 0 && size <= 65536)
         return 1;
-    refuse(f, "its descriptor gives %s as %u bytes; ABI %d needs a multiple of %zu from %zu "
-              "(is it built with SL_PLUGIN_DEFINE?)",
+    refuse(f,
+           "its descriptor gives %s as %u bytes; ABI %d needs a multiple of %zu from %zu "
+           "(is it built with SL_PLUGIN_DEFINE?)",
            type, size, SL_ABI_MAJOR, sizeof(void *), least);
     return 0;
 }
@@ -219,8 +220,8 @@ static int check_ports(refusal *f, const sl_step *st, const sl_port *ports, cons
     size_t n;
     COUNT_ENTRIES(ports, n);
     if (n > MAX_ENTRIES)
-        return refuse(f, "step '%s' declares more than %d %s (is its array terminated?)",
-                      st->name, MAX_ENTRIES, what);
+        return refuse(f, "step '%s' declares more than %d %s (is its array terminated?)", st->name,
+                      MAX_ENTRIES, what);
     for (size_t i = 0; i < n; i++) {
         if (!ident_ok(ports[i].name))
             return refuse(f, "step '%s' has an %s named '%s': use letters, digits and '_'",
@@ -230,8 +231,7 @@ static int check_ports(refusal *f, const sl_step *st, const sl_port *ports, cons
                           st->name, what, ports[i].name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(ports[i].name, ports[j].name) == 0)
-                return refuse(f, "step '%s' declares %s '%s' twice", st->name, what,
-                              ports[i].name);
+                return refuse(f, "step '%s' declares %s '%s' twice", st->name, what, ports[i].name);
     }
     *count = n;
     return 0;
@@ -261,13 +261,12 @@ static int check_params(plugin_registry *r, refusal *f, const sl_step *st, plugi
             continue;
         char err[256] = "";
         void *v;
-        int rc = r->host->parse_default(&r->arena, p->default_value, p->kind, &v, err,
-                                        sizeof(err));
+        int rc = r->host->parse_default(&r->arena, p->default_value, p->kind, &v, err, sizeof(err));
         if (rc == -ENOMEM)
             return rc;
         if (rc == -EINVAL)
-            return refuse(f, "step '%s': the default of parameter '%s' is not YAML: %s",
-                          st->name, p->name, err);
+            return refuse(f, "step '%s': the default of parameter '%s' is not YAML: %s", st->name,
+                          p->name, err);
         if (rc)
             return refuse(f, "step '%s': the default '%s' of parameter '%s' is not of kind %s",
                           st->name, p->default_value, p->name, sl_param_kind_name(p->kind));
@@ -283,8 +282,9 @@ static int check_plugin(plugin_registry *r, refusal *f, const sl_plugin *d, int 
     if (!d->name || !*d->name)
         return refuse(f, "the plugin has no name");
     if ((d->init || d->teardown) && (d->init_data || d->teardown_data))
-        return refuse(f, "plugin '%s' gives both init/teardown and init_data/teardown_data: "
-                         "use one pair",
+        return refuse(f,
+                      "plugin '%s' gives both init/teardown and init_data/teardown_data: "
+                      "use one pair",
                       d->name);
     if (d->reserved0)
         return refuse(f, "plugin '%s' sets its descriptor's reserved field", d->name);
@@ -349,8 +349,7 @@ static int shared_object_check(const char *path, char *why, size_t size) {
     return rc;
 }
 
-int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
-                       const plugin_lib **out) {
+int registry_load_file(plugin_registry *r, const char *path, diag_list *d, const plugin_lib **out) {
     *out = NULL;
     char real[PATH_MAX];
     if (!realpath(path, real)) {
@@ -377,8 +376,9 @@ int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
     /* dlsym gives a data pointer; POSIX guarantees it converts to a function. */
     void *sym = dlsym(h, SL_PLUGIN_ENTRY_NAME);
     if (!sym) {
-        report(d, path, "not a sluice plugin: it exports no " SL_PLUGIN_ENTRY_NAME
-                        "() (write SL_PLUGIN_DEFINE)");
+        report(d, path,
+               "not a sluice plugin: it exports no " SL_PLUGIN_ENTRY_NAME
+               "() (write SL_PLUGIN_DEFINE)");
         dlclose(h);
         return 0;
     }
@@ -438,8 +438,9 @@ static int add(plugin_registry *r, const char *path, const char *key_path, void 
     for (size_t i = 0; !f.why.len && i < lib->desc.n_steps; i++) {
         const plugin_step *other = registry_find(r, steps[i].step->name);
         if (other) {
-            refuse(&f, "step '%s' is already declared by %s, which comes first in the search "
-                       "path",
+            refuse(&f,
+                   "step '%s' is already declared by %s, which comes first in the search "
+                   "path",
                    steps[i].step->name, other->lib->path);
             f.level = DIAG_WARNING;
         }

@@ -41,18 +41,18 @@ typedef struct registry_host {
  * layout (registry.c), followed by what a run needs of its plugin. Every
  * plugin_step.step points at the step member of one. */
 typedef struct host_step {
-    sl_step step;        /* first */
-    uint32_t abi_version; /* the plugin's: codes of ABI <= 1.2 are translated */
+    sl_step step;           /* first */
+    uint32_t abi_version;   /* the plugin's: codes of ABI <= 1.2 are translated */
     void *const *user_data; /* where the plugin's init_data stored it */
 } host_step;
 
 typedef struct plugin_lib {
     char *path;      /* as found, for messages */
     char *real_path; /* absolute, for a child 'sluice exec' in another folder */
-    void *handle; /* dlopen's; NULL while lazy */
-    sl_plugin desc; /* the plugin's descriptor, zero-filled past its size;
+    void *handle;    /* dlopen's; NULL while lazy */
+    sl_plugin desc;  /* the plugin's descriptor, zero-filled past its size;
                        its arrays are copies in the current layout */
-    int inited;   /* init succeeded: teardown is owed */
+    int inited;      /* init succeeded: teardown is owed */
     void *user_data; /* what the plugin's init_data stored; the plugin's */
     /* Known from the registry cache (registry_cache.h) and not loaded yet:
      * desc is the cached copy, without run, init or teardown, until
@@ -83,8 +83,8 @@ typedef struct plugin_registry {
     hmap by_path; /* real path of a loaded file -> index in libs */
 } plugin_registry;
 
-#define PLUGIN_REGISTRY_INIT(host) \
-    {(host), ARENA_INIT, NULL, NULL, 0, NULL, 0, 0, HMAP_INIT, HMAP_INIT}
+#define PLUGIN_REGISTRY_INIT(host)                                                                 \
+    { (host), ARENA_INIT, NULL, NULL, 0, NULL, 0, 0, HMAP_INIT, HMAP_INIT }
 
 /* Loads every *.so in dir. A missing folder is not an error when optional
  * is set (the default search path), and one when not (a pipeline's own
@@ -96,8 +96,7 @@ int registry_load_dir(plugin_registry *r, const char *dir, int optional, diag_li
 
 /* Loads one file. Returns 0 with *lib (NULL when refused, reported in d), or
  * -ENOMEM. Loading the same file twice returns the first load. */
-int registry_load_file(plugin_registry *r, const char *path, diag_list *d,
-                       const plugin_lib **lib);
+int registry_load_file(plugin_registry *r, const char *path, diag_list *d, const plugin_lib **lib);
 
 /* Checks and registers a descriptor already in memory (what load_file does
  * after dlsym; fuzzing calls it directly). key_path identifies the file;

@@ -326,8 +326,7 @@ static void sweep_stale_temporaries(const char *dir, const char *base) {
         char path[PATH_MAX];
         struct stat st;
         if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path) &&
-            lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-            now - st.st_mtime > STALE_TEMP_SECONDS)
+            lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > STALE_TEMP_SECONDS)
             unlink(path);
     }
     closedir(d);

@@ -81,15 +81,22 @@ SL_ARTIFACTS_API void sl_matrix_close(sl_matrix *m);
  * with bson_destroy). */
 SL_ARTIFACTS_API int sl_json_read(const char *path, bson_t **doc, char *err, size_t err_size);
 /* Writes doc (borrowed) to path as relaxed extended JSON. */
-SL_ARTIFACTS_API int sl_json_write(const char *path, const bson_t *doc, char *err,
-                                   size_t err_size);
+SL_ARTIFACTS_API int sl_json_write(const char *path, const bson_t *doc, char *err, size_t err_size);
 
 /* ---- safetensors: model weights, as Hugging Face tools read them ---- */
 
 /* Element types, as safetensors names them (sl_dtype_name). */
 typedef enum sl_dtype {
-    SL_DTYPE_F64, SL_DTYPE_F32, SL_DTYPE_F16, SL_DTYPE_BF16, SL_DTYPE_I64, SL_DTYPE_I32,
-    SL_DTYPE_I16, SL_DTYPE_I8, SL_DTYPE_U8, SL_DTYPE_BOOL,
+    SL_DTYPE_F64,
+    SL_DTYPE_F32,
+    SL_DTYPE_F16,
+    SL_DTYPE_BF16,
+    SL_DTYPE_I64,
+    SL_DTYPE_I32,
+    SL_DTYPE_I16,
+    SL_DTYPE_I8,
+    SL_DTYPE_U8,
+    SL_DTYPE_BOOL,
 } sl_dtype;
 
 typedef struct sl_tensors sl_tensors; /* an open file */
@@ -98,8 +105,7 @@ typedef struct sl_tensor sl_tensor;   /* one tensor in it, borrowed from the fil
 /* Maps and checks the file at path: header size, JSON, each tensor's dtype,
  * shape and offsets (inside the data, matching the shape, not overlapping).
  * *t is the caller's, ended by sl_tensors_close. */
-SL_ARTIFACTS_API int sl_tensors_open(const char *path, sl_tensors **t, char *err,
-                                     size_t err_size);
+SL_ARTIFACTS_API int sl_tensors_open(const char *path, sl_tensors **t, char *err, size_t err_size);
 /* The tensors in the file's order; sl_tensors_find is NULL for a name not
  * in the file. Both are valid until sl_tensors_close. */
 SL_ARTIFACTS_API size_t sl_tensors_count(const sl_tensors *t);
@@ -129,9 +135,9 @@ typedef struct sl_tensors_writer sl_tensors_writer;
 SL_ARTIFACTS_API int sl_tensors_writer_new(sl_tensors_writer **w, char *err, size_t err_size);
 /* Adds a tensor: name and shape are copied, data (the product of shape's
  * ndim dimensions of floats) is borrowed until sl_tensors_save. */
-SL_ARTIFACTS_API int sl_tensors_add_f32(sl_tensors_writer *w, const char *name,
-                                        const float *data, size_t ndim, const uint64_t *shape,
-                                        char *err, size_t err_size);
+SL_ARTIFACTS_API int sl_tensors_add_f32(sl_tensors_writer *w, const char *name, const float *data,
+                                        size_t ndim, const uint64_t *shape, char *err,
+                                        size_t err_size);
 /* Writes the file at path (replacing it only once complete). */
 SL_ARTIFACTS_API int sl_tensors_save(sl_tensors_writer *w, const char *path, char *err,
                                      size_t err_size);

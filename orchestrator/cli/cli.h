@@ -103,9 +103,9 @@ int cli_load_plugins(plugin_registry *reg);
 
 /* How a command loads a pipeline. */
 typedef enum {
-    LOAD_CHECK, /* graph: unknown steps are warnings, secrets not needed */
+    LOAD_CHECK,        /* graph: unknown steps are warnings, secrets not needed */
     LOAD_STRICT_CHECK, /* validate: unknown steps are errors, secrets not needed */
-    LOAD_RUN,   /* everything must resolve, secrets included */
+    LOAD_RUN,          /* everything must resolve, secrets included */
 } load_mode;
 
 /* Loads path with the command line's -p values and binds it to the plugins

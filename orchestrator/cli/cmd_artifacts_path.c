@@ -52,8 +52,10 @@ static int resolve(const char *store, MDB_txn *txn, const meta_db *m, const char
     }
     if (!type || all_hex(spec) || strpbrk(spec, ".:"))
         return inspect_resolve_artifact(txn, m, spec, hash, size);
-    fprintf(stderr, "sluice: '%s' is not an artifact id, nor a step that made an artifact of "
-                    "type '%s' in %s\n", spec, type, store);
+    fprintf(stderr,
+            "sluice: '%s' is not an artifact id, nor a step that made an artifact of "
+            "type '%s' in %s\n",
+            spec, type, store);
     return EXIT_BAD_INPUT;
 }
 
@@ -90,8 +92,10 @@ int cmd_artifacts_path(const cli_globals *g, int argc, char **argv) {
         store_object_path(&st, hash, path, sizeof(path));
         /* Reading an object checks it, as 'artifacts cat' does. */
         if (store_verify(&st, hash) != 0) {
-            fprintf(stderr, "sluice: %s %.12s is missing or corrupt: its content no longer "
-                            "matches its hash\n", type ? type : "artifact", hash);
+            fprintf(stderr,
+                    "sluice: %s %.12s is missing or corrupt: its content no longer "
+                    "matches its hash\n",
+                    type ? type : "artifact", hash);
             status = EXIT_BAD_INPUT;
         } else {
             printf("%s\n", path);

@@ -83,18 +83,19 @@ static int check_objects(doctor *d) {
             char path[8400];
             snprintf(path, sizeof(path), "%s/%s", fan, names[k]);
             if (!is_hash(names[k]) || strncmp(names[k], fans[i], 2) != 0) {
-                printf("note: %s is no object (a leftover; gc removes it once unreferenced)\n", path);
+                printf("note: %s is no object (a leftover; gc removes it once unreferenced)\n",
+                       path);
                 continue;
             }
             d->objects++;
             struct stat sb;
             int v = lstat(path, &sb) != 0 ? -errno
-                    : S_ISLNK(sb.st_mode)  ? -ELOOP
-                                           : store_verify(&d->st, names[k]);
+                    : S_ISLNK(sb.st_mode) ? -ELOOP
+                                          : store_verify(&d->st, names[k]);
             if (v) {
                 problem(d, "object %s: %s", names[k],
-                        v == -EBADMSG ? "its content no longer matches its hash"
-                        : v == -ELOOP ? "it is a symbolic link, not content"
+                        v == -EBADMSG  ? "its content no longer matches its hash"
+                        : v == -ELOOP  ? "it is a symbolic link, not content"
                         : v == -EINVAL ? "it holds a symbolic link or a special file"
                                        : strerror(-v));
                 continue;
@@ -124,8 +125,8 @@ static int check_artifact(void *ud, const char *key, size_t len, const bson_t *d
     snprintf(hash, sizeof(hash), "%.*s", (int)(len < HASH_HEX_LEN ? len : HASH_HEX_LEN), key);
     if (len != HASH_HEX_LEN || is_intact(d, hash))
         return 0;
-    snprintf(who, sizeof(who), "%s/%s.%s", inspect_str(doc, "run", "?"), inspect_str(doc, "step", "?"),
-             inspect_str(doc, "output", "?"));
+    snprintf(who, sizeof(who), "%s/%s.%s", inspect_str(doc, "run", "?"),
+             inspect_str(doc, "step", "?"), inspect_str(doc, "output", "?"));
     problem(d, "artifact %s (made by %s) has no intact object", hash, who);
     return 0;
 }
@@ -176,8 +177,8 @@ static int rebuild_run(doctor *d, MDB_txn *txn, const char *id) {
     }
     BSON_APPEND_UTF8(&doc, "pipeline", summary ? inspect_str(summary, "pipeline", "") : "");
     BSON_APPEND_UTF8(&doc, "file", "");
-    BSON_APPEND_UTF8(&doc, "status", summary ? inspect_str(summary, "status", "interrupted")
-                                             : "interrupted");
+    BSON_APPEND_UTF8(&doc, "status",
+                     summary ? inspect_str(summary, "status", "interrupted") : "interrupted");
     /* The id is the start: YYYYMMDD-HHMMSS. */
     struct tm tm = {0};
     double started = 0;
@@ -201,7 +202,8 @@ static int rebuild_run(doctor *d, MDB_txn *txn, const char *id) {
 static int rebuild(doctor *d) {
     int rc = store_lock(&d->st, 1, 0);
     if (rc == -EWOULDBLOCK) {
-        fprintf(stderr, "sluice doctor: runs are in progress in %s: rebuild when they end\n", d->store);
+        fprintf(stderr, "sluice doctor: runs are in progress in %s: rebuild when they end\n",
+                d->store);
         return EXIT_BAD_INPUT;
     }
     char meta[4200], aside[4300];
@@ -262,7 +264,8 @@ static int rebuild(doctor *d) {
 }
 
 int cmd_doctor(const cli_globals *g, int argc, char **argv) {
-    static const struct option longopts[] = {{"rebuild", no_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"rebuild", no_argument, NULL, 'r'},
+                                             {NULL, 0, NULL, 0}};
     int rebuild_it = 0, c;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":", longopts)) != -1) {
@@ -314,8 +317,8 @@ int cmd_doctor(const cli_globals *g, int argc, char **argv) {
     } else {
         problem(&d, "metadata: %s", meta_error(&m, meta_rc));
     }
-    printf("checked %zu object%s, %zu artifact record%s, %zu step run%s: %zu problem%s\n", d.objects,
-           d.objects == 1 ? "" : "s", artifacts, artifacts == 1 ? "" : "s", steps,
+    printf("checked %zu object%s, %zu artifact record%s, %zu step run%s: %zu problem%s\n",
+           d.objects, d.objects == 1 ? "" : "s", artifacts, artifacts == 1 ? "" : "s", steps,
            steps == 1 ? "" : "s", d.problems, d.problems == 1 ? "" : "s");
     if (d.unreferenced)
         printf("note: %zu object%s no artifact record names ('sluice gc' removes them)\n",

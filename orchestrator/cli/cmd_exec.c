@@ -55,8 +55,8 @@ static void ev_progress(void *ud, uint64_t done, uint64_t total) {
 
 static void ev_metric(void *ud, const char *key, double v, int64_t index) {
     (void)ud;
-    emit(BCON_NEW("t", BCON_UTF8("metric"), "key", BCON_UTF8(key), "value", BCON_DOUBLE(v),
-                  "b", BCON_INT64(index)));
+    emit(BCON_NEW("t", BCON_UTF8("metric"), "key", BCON_UTF8(key), "value", BCON_DOUBLE(v), "b",
+                  BCON_INT64(index)));
 }
 
 static void on_term(int sig) {

@@ -59,7 +59,8 @@ int cmd_gc(const cli_globals *g, int argc, char **argv) {
     MDB_txn *txn;
     artifact_store st;
     if (!path_exists(data)) /* no store (or no metadata): inspect says which */
-        return inspect_begin(g->store, &m, &txn) ? EXIT_BAD_INPUT : (inspect_end(&m, txn), EXIT_DONE);
+        return inspect_begin(g->store, &m, &txn) ? EXIT_BAD_INPUT
+                                                 : (inspect_end(&m, txn), EXIT_DONE);
     int rc = store_open(&st, g->store);
     if (rc == 0 && (rc = store_lock(&st, 1, wait)) == -EWOULDBLOCK) {
         fprintf(stderr,
@@ -94,8 +95,8 @@ int cmd_gc(const cli_globals *g, int argc, char **argv) {
             continue;
         for (size_t k = 0; k < n; k++) {
             bson_t rec;
-            int known = strlen(names[k]) == HASH_HEX_LEN &&
-                        meta_get(txn, m.artifacts, names[k], &rec) == 0;
+            int known =
+                strlen(names[k]) == HASH_HEX_LEN && meta_get(txn, m.artifacts, names[k], &rec) == 0;
             if (known) {
                 kept++;
                 continue;

@@ -29,7 +29,8 @@ int cmd_graph(const cli_globals *g, int argc, char **argv) {
         return EXIT_BAD_INPUT;
     }
     if (argc - optind != 1) {
-        fprintf(stderr, "sluice graph: give exactly one pipeline file (see 'sluice graph --help')\n");
+        fprintf(stderr,
+                "sluice graph: give exactly one pipeline file (see 'sluice graph --help')\n");
         cli_params_free(&ps);
         return EXIT_BAD_INPUT;
     }

@@ -76,8 +76,8 @@ static void link_nodes(graph *g, long from, long to) {
 typedef void (*port_fn)(graph *g, MDB_txn *txn, meta_db *m, long step_node, const char *hash,
                         int depth);
 
-static void each_port(graph *g, MDB_txn *txn, meta_db *m, long step_node, const char *key, port_fn fn,
-                      int depth) {
+static void each_port(graph *g, MDB_txn *txn, meta_db *m, long step_node, const char *key,
+                      port_fn fn, int depth) {
     bson_t rec;
     if (meta_get(txn, m->steps, g->nodes[step_node].id, &rec) != 0)
         return;
@@ -91,7 +91,8 @@ static void each_port(graph *g, MDB_txn *txn, meta_db *m, long step_node, const 
 
 static void walk_up(graph *g, MDB_txn *txn, meta_db *m, long artifact, int depth);
 
-static void up_input(graph *g, MDB_txn *txn, meta_db *m, long step_node, const char *hash, int depth) {
+static void up_input(graph *g, MDB_txn *txn, meta_db *m, long step_node, const char *hash,
+                     int depth) {
     int fresh;
     long a = add(g, hash, 0, depth, &fresh);
     link_nodes(g, a, step_node);
@@ -141,7 +142,8 @@ static int collect_consumer(void *ud, const char *key, size_t len, const bson_t 
     const char *slash = memchr(key, '/', len);
     if (!slash || c->n_found == 256)
         return 0;
-    snprintf(c->found[c->n_found++], 320, "%.*s", (int)(len - (size_t)(slash + 1 - key)), slash + 1);
+    snprintf(c->found[c->n_found++], 320, "%.*s", (int)(len - (size_t)(slash + 1 - key)),
+             slash + 1);
     return 0;
 }
 
@@ -149,7 +151,7 @@ static int collect_consumer(void *ud, const char *key, size_t len, const bson_t 
 static void walk_down(graph *g, MDB_txn *txn, meta_db *m, long artifact, int depth) {
     char prefix[sizeof(g->nodes[0].id) + 2];
     snprintf(prefix, sizeof(prefix), "%s/", g->nodes[artifact].id);
-    char (*found)[320] = malloc(256 * 320);
+    char(*found)[320] = malloc(256 * 320);
     if (!found)
         return;
     down_ctx c = {g, txn, m, artifact, depth, found, 0};

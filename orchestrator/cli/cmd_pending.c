@@ -19,9 +19,10 @@ int cmd_pending(const cli_globals *g, int argc, char **argv) {
     for (size_t i = 0; i < sizeof(pending) / sizeof(pending[0]); i++)
         if (strcmp(pending[i].command, argv[0]) == 0)
             needs = pending[i].needs;
-    fprintf(stderr,
-            "sluice %s: not available in this version of sluice yet: it needs %s.\n"
-            "Meanwhile 'sluice validate FILE' checks a pipeline and 'sluice graph FILE' shows it.\n",
-            argv[0], needs);
+    fprintf(
+        stderr,
+        "sluice %s: not available in this version of sluice yet: it needs %s.\n"
+        "Meanwhile 'sluice validate FILE' checks a pipeline and 'sluice graph FILE' shows it.\n",
+        argv[0], needs);
     return EXIT_BAD_INPUT;
 }

@@ -192,8 +192,10 @@ int cmd_plugins(const cli_globals *g, int argc, char **argv) {
                 names[n++] = STEP_SHELL;
             const char *hint = names ? suggest_closest(name, names, n) : NULL;
             if (hint)
-                fprintf(stderr, "sluice plugins: no plugin declares step '%s' (did you mean "
-                                "'%s'?)\n", name, hint);
+                fprintf(stderr,
+                        "sluice plugins: no plugin declares step '%s' (did you mean "
+                        "'%s'?)\n",
+                        name, hint);
             else
                 fprintf(stderr, "sluice plugins: no plugin declares step '%s'%s\n", name,
                         pipeline_file ? "" : " (a pipeline's own plugins: give --pipeline FILE)");

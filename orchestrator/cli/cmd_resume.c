@@ -89,7 +89,8 @@ int cmd_resume(const cli_globals *g, int argc, char **argv) {
     }
     inspect_end(&m, txn);
     if (rc == 0 && live) {
-        fprintf(stderr, "sluice resume: run %s is still running: resume it once it has ended\n", id);
+        fprintf(stderr, "sluice resume: run %s is still running: resume it once it has ended\n",
+                id);
         rc = EXIT_BAD_INPUT;
     } else if (rc == 0 && strcmp(status, "done") == 0) {
         printf("run %s finished: there is nothing to resume\n", id);
@@ -103,8 +104,9 @@ int cmd_resume(const cli_globals *g, int argc, char **argv) {
         rc = EXIT_BAD_INPUT;
     } else if (rc == 0) {
         if (later.by[0])
-            fprintf(stderr, "sluice resume: run %s was already resumed by run %s (%s); resuming "
-                            "it again\n",
+            fprintf(stderr,
+                    "sluice resume: run %s was already resumed by run %s (%s); resuming "
+                    "it again\n",
                     id, later.by, later.status);
         plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
         pipeline *p = NULL;

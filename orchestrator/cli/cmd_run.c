@@ -36,8 +36,10 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         case 'j':
             o.jobs = (int)strtol(optarg, &end, 10);
             if (*end || !*optarg || o.jobs < 0 || o.jobs > 4096) {
-                fprintf(stderr, "sluice run: --jobs takes a number from 0 (all cores) to 4096, "
-                                "not '%s'\n", optarg);
+                fprintf(stderr,
+                        "sluice run: --jobs takes a number from 0 (all cores) to 4096, "
+                        "not '%s'\n",
+                        optarg);
                 bad = 1;
             } else if (o.jobs == 0) { /* as settings.jobs: 0, not "settings.jobs, else ..." */
                 o.jobs = (int)uv_available_parallelism();

@@ -98,8 +98,8 @@ static int runs_list(const cli_globals *g, int json, run_filter *f, long limit) 
     if (json)
         BSON_APPEND_ARRAY_BEGIN(&doc, "runs", &array);
     else
-        printf("%-24s %-22s %-12s %-20s %9s %5s\n", "RUN", "PIPELINE", "STATUS", "STARTED",
-               "TOOK", "STEPS");
+        printf("%-24s %-22s %-12s %-20s %9s %5s\n", "RUN", "PIPELINE", "STATUS", "STARTED", "TOOK",
+               "STEPS");
     for (size_t i = f->n; i > 0 && (limit < 0 || (long)(f->n - i) < limit); i--) {
         bson_t run;
         if (meta_get(txn, m.runs, f->keys[i - 1], &run) != 0)
@@ -158,7 +158,8 @@ static void print_metrics(const bson_t *doc) {
         if (!name)
             continue;
         if (last_key[0] && strcmp(last_key, name) != 0) {
-            printf("      metric %s = %g%s\n", last_key, last, count > 1 ? " (last of a series)" : "");
+            printf("      metric %s = %g%s\n", last_key, last,
+                   count > 1 ? " (last of a series)" : "");
             count = 0;
         }
         snprintf(last_key, sizeof(last_key), "%s", name);
@@ -256,7 +257,7 @@ typedef struct step_rows {
     step_row *rows;
     size_t n;
     int failed;
-    const pipeline *p; /* the run's pipeline as it reads now, or NULL */
+    const pipeline *p;   /* the run's pipeline as it reads now, or NULL */
     const uint32_t *pos; /* step index -> place in the DAG's order */
 } step_rows;
 
@@ -272,8 +273,8 @@ static int keep_step(void *ud, const char *key, size_t len, const bson_t *doc) {
     }
     const char *slash = strchr(copy, '/');
     long i = s->p && slash ? pipeline_find_step(s->p, slash + 1) : -1;
-    s->rows[s->n++] = (step_row){copy, i >= 0 ? (long)s->pos[i] : LONG_MAX,
-                                 inspect_num(doc, "started")};
+    s->rows[s->n++] =
+        (step_row){copy, i >= 0 ? (long)s->pos[i] : LONG_MAX, inspect_num(doc, "started")};
     return 0;
 }
 
@@ -331,7 +332,8 @@ static int collect_steps(MDB_txn *txn, const meta_db *m, const char *id, const b
     pipeline *p = load_run_pipeline(run);
     dag g = {0};
     uint32_t *pos = NULL;
-    if (p && pipeline_dag(p, &g) == 0 && g.acyclic && (pos = calloc(p->n_steps + 1, sizeof(*pos)))) {
+    if (p && pipeline_dag(p, &g) == 0 && g.acyclic &&
+        (pos = calloc(p->n_steps + 1, sizeof(*pos)))) {
         for (uint32_t i = 0; i < p->n_steps; i++)
             pos[g.order[i]] = i;
         s->p = p;
@@ -363,8 +365,8 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
     bson_t run;
     step_rows steps = {0};
     int status = inspect_resolve(txn, m.runs, "run", spec, id, sizeof(id));
-    if (status == 0 && (meta_get(txn, m.runs, id, &run) != 0 ||
-                        collect_steps(txn, &m, id, &run, &steps) != 0)) {
+    if (status == 0 &&
+        (meta_get(txn, m.runs, id, &run) != 0 || collect_steps(txn, &m, id, &run, &steps) != 0)) {
         fprintf(stderr, "sluice runs: cannot read run %s in %s\n", id, g->store);
         status = EXIT_BAD_INPUT;
     }
@@ -385,9 +387,8 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
     } else if (status == 0) {
         char started[32];
         inspect_time(inspect_num(&run, "started"), started, sizeof(started));
-        printf("run %s: pipeline %s (%s), %s, started %s\n", id,
-               inspect_str(&run, "pipeline", "?"), inspect_str(&run, "file", "?"),
-               run_status(&run), started);
+        printf("run %s: pipeline %s (%s), %s, started %s\n", id, inspect_str(&run, "pipeline", "?"),
+               inspect_str(&run, "file", "?"), run_status(&run), started);
         print_run_origin(&run);
         print_params(&run);
         for (size_t i = 0; i < steps.n; i++) {

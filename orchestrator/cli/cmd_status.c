@@ -222,8 +222,7 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
             BSON_APPEND_UTF8(&item, "would", steps[i].runs ? "run" : "cache");
             if (steps[i].runs) {
                 BSON_APPEND_UTF8(&item, "why", explain(&pd, p, store, steps[i].why, i, &why));
-            }
-            else
+            } else
                 BSON_APPEND_UTF8(&item, "from", steps[i].from);
             bson_append_document_end(&arr, &item);
         }
@@ -245,8 +244,7 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
             if (ps->runs) {
                 printf("%-*s  run    %s\n", (int)width, p->steps[i].id,
                        explain(&pd, p, store, ps->why, i, &why));
-            }
-            else
+            } else
                 printf("%-*s  cache  from %s\n", (int)width, p->steps[i].id, ps->from);
         }
     }
@@ -281,7 +279,8 @@ int cmd_status(const cli_globals *g, int argc, char **argv) {
         return EXIT_BAD_INPUT;
     }
     if (argc - optind != 1) {
-        fprintf(stderr, "sluice status: give exactly one pipeline file (see 'sluice status --help')\n");
+        fprintf(stderr,
+                "sluice status: give exactly one pipeline file (see 'sluice status --help')\n");
         cli_params_free(&ps);
         return EXIT_BAD_INPUT;
     }

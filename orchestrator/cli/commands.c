@@ -116,7 +116,11 @@ const cli_command cli_commands[] = {
      "Refuses while runs are in progress (--wait waits for them); an unreferenced object\n"
      "stored less than --grace seconds ago (default 3600) is kept.\n",
      cmd_gc},
-    {"doctor", "check the store: metadata, objects, records", "usage: sluice doctor [--rebuild]\n\nChecks the metadata file, every object against its hash and every record against\nthe objects; exits 0 when all is well, 1 when it lists problems. --rebuild makes\nnew metadata from runs/ and objects/ when the metadata cannot be read.\n", cmd_doctor},
+    {"doctor", "check the store: metadata, objects, records",
+     "usage: sluice doctor [--rebuild]\n\nChecks the metadata file, every object against its hash "
+     "and every record against\nthe objects; exits 0 when all is well, 1 when it lists problems. "
+     "--rebuild makes\nnew metadata from runs/ and objects/ when the metadata cannot be read.\n",
+     cmd_doctor},
     {"serve", "serve the deployed model and retrieval over HTTP (not in this version yet)",
      "usage: sluice serve [--listen ADDR:PORT]\n", cmd_pending},
 };

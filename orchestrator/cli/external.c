@@ -98,8 +98,8 @@ static int add_dir(const char *dir, char ***names, size_t *n, size_t *cap) {
     while (rc == 0 && (e = readdir(d))) {
         const char *name = e->d_name + strlen(PROGRAM_PREFIX);
         char path[4096];
-        if (strncmp(e->d_name, PROGRAM_PREFIX, strlen(PROGRAM_PREFIX)) != 0 ||
-            !valid_name(name) || is_builtin(name))
+        if (strncmp(e->d_name, PROGRAM_PREFIX, strlen(PROGRAM_PREFIX)) != 0 || !valid_name(name) ||
+            is_builtin(name))
             continue;
         int len = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         if (len < 0 || (size_t)len >= sizeof(path))

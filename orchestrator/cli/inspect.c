@@ -90,7 +90,8 @@ int inspect_resolve(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *pre
         int rc = meta_each(txn, dbi, "", on_last, &m);
         if (rc == 0 && m.count)
             return 0;
-        fprintf(stderr, "sluice: %s\n", rc ? meta_strerror(rc) : "no runs yet: 'latest' names none");
+        fprintf(stderr, "sluice: %s\n",
+                rc ? meta_strerror(rc) : "no runs yet: 'latest' names none");
         return EXIT_BAD_INPUT;
     }
     int rc = meta_each(txn, dbi, prefix, on_match, &m);
@@ -151,8 +152,10 @@ int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, c
     if (!colon && !dot)
         return inspect_resolve(txn, m->artifacts, "artifact", spec, out, size);
     if (!dot || dot == name || !dot[1] || (colon && colon == spec)) {
-        fprintf(stderr, "sluice: '%s' is not an artifact id: use a hash (or a unique prefix of "
-                        "one), RUN:STEP.OUTPUT or STEP.OUTPUT\n", spec);
+        fprintf(stderr,
+                "sluice: '%s' is not an artifact id: use a hash (or a unique prefix of "
+                "one), RUN:STEP.OUTPUT or STEP.OUTPUT\n",
+                spec);
         return EXIT_BAD_INPUT;
     }
     char step_id[256], run[256], prefix[260];

@@ -21,8 +21,8 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
     }
     if (c == '?') {
         if (optopt)
-            fprintf(stderr, "sluice %s: unknown option '-%c' (see 'sluice %s --help')\n",
-                    argv[0], optopt, argv[0]);
+            fprintf(stderr, "sluice %s: unknown option '-%c' (see 'sluice %s --help')\n", argv[0],
+                    optopt, argv[0]);
         else
             fprintf(stderr, "sluice %s: unknown option '%s' (see 'sluice %s --help')\n", argv[0],
                     argv[optind - 1], argv[0]);

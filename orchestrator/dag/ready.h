@@ -27,7 +27,7 @@ typedef struct dag_ready {
     uint32_t *pending; /* unfinished predecessors per node */
     uint32_t *queue;   /* ready nodes, FIFO in the order they became ready */
     size_t head, tail;
-    uint32_t *work;    /* scratch for skipping, allocated up front so that
+    uint32_t *work;             /* scratch for skipping, allocated up front so that
                           recording a failure cannot itself fail */
     size_t running, unfinished; /* unfinished: not DONE, FAILED or SKIPPED */
 } dag_ready;

@@ -18,8 +18,9 @@ static const task_param *param(sl_ctx *c, const char *name, const char *as) {
     const task_param *p = name ? task_find_param(h->t, name) : NULL;
     if (!p) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "the step asked for parameter '%s' (as %s), which it does not "
-                                   "declare",
+        snprintf(msg, sizeof(msg),
+                 "the step asked for parameter '%s' (as %s), which it does not "
+                 "declare",
                  name ? name : "(null)", as);
         h->sink.log(h->sink.ud, SL_LOG_ERROR, msg);
     }
@@ -141,9 +142,9 @@ static void make_dirs(host_ctx *h) {
         mkdir_p(h->t->work_dir, 0755);
         for (size_t i = 0; i < h->t->n_outputs; i++) {
             const char *slash = strrchr(h->t->outputs[i].path, '/');
-            char *parent = slash ? strndup(h->t->outputs[i].path,
-                                           (size_t)(slash - h->t->outputs[i].path))
-                                 : NULL;
+            char *parent =
+                slash ? strndup(h->t->outputs[i].path, (size_t)(slash - h->t->outputs[i].path))
+                      : NULL;
             if (parent)
                 mkdir_p(parent, 0755);
             free(parent);
@@ -226,9 +227,7 @@ static int h_cancelled(sl_ctx *c) { return atomic_load(&ctx_of(c)->cancel); }
 static const host_step *step_of(const host_ctx *h) { return (const host_step *)h->t->step; }
 
 /* A plugin built before ABI 1.3 knows SL_E* codes as -1..-5. */
-static int legacy_codes(const host_ctx *h) {
-    return (step_of(h)->abi_version & 0xFFFF) < 3;
-}
+static int legacy_codes(const host_ctx *h) { return (step_of(h)->abi_version & 0xFFFF) < 3; }
 
 static void *h_user_data(sl_ctx *c) {
     void *const *ud = step_of(ctx_of(c))->user_data;

@@ -47,8 +47,8 @@ typedef struct server {
 
 static void flush(server *s) {
     while (s->out_off < s->out_len) {
-        ssize_t n = send(s->fd, s->out + s->out_off, s->out_len - s->out_off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n =
+            send(s->fd, s->out + s->out_off, s->out_len - s->out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n <= 0)
             break; /* full: POLLOUT calls again; gone: the end comes by EOF */
         s->out_off += (size_t)n;
@@ -205,7 +205,8 @@ static void spawn(server *s, const supervise_request *rq, char *data, int *fds) 
             err = -ENOMEM;
         }
     }
-    pid_t group = -1, proc = err ? err : start_step(s, cwd, file, argv, envp, fds, (int)rq->n_fds, &group);
+    pid_t group = -1,
+          proc = err ? err : start_step(s, cwd, file, argv, envp, fds, (int)rq->n_fds, &group);
     for (uint32_t i = 0; i < rq->n_fds; i++)
         close(fds[i]);
     free(argv);
@@ -382,7 +383,9 @@ static int serve_one(server *s) {
         char space[CMSG_SPACE(sizeof(fds))];
     } control;
     struct iovec iov = {&rq, sizeof(rq)};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.space,
                          .msg_controllen = sizeof(control.space)};
     ssize_t n;
     while ((n = recvmsg(s->fd, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)

@@ -65,10 +65,10 @@ enum { SUPERVISE_SPAWN = 1, SUPERVISE_STARTED = 2, SUPERVISE_ENDED = 3, SUPERVIS
 typedef struct supervise_request {
     uint32_t type; /* SUPERVISE_SPAWN, or SUPERVISE_SIGNAL (nothing follows) */
     uint32_t n_fds, argc, envc;
-    uint32_t sig;  /* SIGNAL: the signal for the step's process */
+    uint32_t sig; /* SIGNAL: the signal for the step's process */
     uint32_t pad;
-    uint64_t id;   /* sluice's; the reports name it */
-    uint64_t len;  /* of the strings that follow */
+    uint64_t id;  /* sluice's; the reports name it */
+    uint64_t len; /* of the strings that follow */
 } supervise_request;
 
 typedef struct supervise_report {

@@ -8,6 +8,4 @@
 
 #include "supervise.h"
 
-int main(int argc, char **argv) {
-    return supervise_main(argc - 1, argv + 1, "sluice-supervise");
-}
+int main(int argc, char **argv) { return supervise_main(argc - 1, argv + 1, "sluice-supervise"); }

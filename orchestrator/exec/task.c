@@ -50,8 +50,7 @@ static const char *get_str(arena *a, const bson_t *doc, const char *key) {
     return arena_strdup(a, bson_iter_utf8(&it, NULL));
 }
 
-static int read_ports(arena *a, const bson_t *doc, const char *key, task_port **out,
-                      size_t *n) {
+static int read_ports(arena *a, const bson_t *doc, const char *key, task_port **out, size_t *n) {
     bson_iter_t it, child;
     *n = 0;
     if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
@@ -68,7 +67,8 @@ static int read_ports(arena *a, const bson_t *doc, const char *key, task_port **
         task_port *p = &(*out)[(*n)++];
         if (!(p->name = arena_strdup(a, bson_iter_key(&child))))
             return -ENOMEM;
-        if (BSON_ITER_HOLDS_UTF8(&child) && !(p->path = arena_strdup(a, bson_iter_utf8(&child, NULL))))
+        if (BSON_ITER_HOLDS_UTF8(&child) &&
+            !(p->path = arena_strdup(a, bson_iter_utf8(&child, NULL))))
             return -ENOMEM;
     }
     return 0;

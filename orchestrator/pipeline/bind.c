@@ -99,14 +99,13 @@ static void list_names(buf *b, const void *base, size_t stride, size_t n) {
 }
 
 /* Finds the plugin step for s: by name, or from 'path/lib.so:name'. */
-static int resolve_impl(pipeline *p, plugin_registry *reg, step *s, bind_mode mode,
-                        diag_list *d) {
+static int resolve_impl(pipeline *p, plugin_registry *reg, step *s, bind_mode mode, diag_list *d) {
     const char *colon = strrchr(s->uses, ':');
     if (colon && colon - s->uses > 3 && strncmp(colon - 3, ".so", 3) == 0) {
-        char *path = s->uses[0] == '/'
-                         ? arena_strndup(&p->arena, s->uses, (size_t)(colon - s->uses))
-                         : arena_printf(&p->arena, "%s/%.*s", p->dir, (int)(colon - s->uses),
-                                        s->uses);
+        char *path =
+            s->uses[0] == '/'
+                ? arena_strndup(&p->arena, s->uses, (size_t)(colon - s->uses))
+                : arena_printf(&p->arena, "%s/%.*s", p->dir, (int)(colon - s->uses), s->uses);
         if (!path)
             return -ENOMEM;
         const plugin_lib *lib;
@@ -238,7 +237,8 @@ static int bind_args(pipeline *p, step *s, diag_list *d) {
         if (!arg->value) {
             buf shown = BUF_INIT;
             value_write_flow(&shown, given->value);
-            diag_add(d, DIAG_ERROR, p->file, given->value->line ? given->value->line : given->pos.line,
+            diag_add(d, DIAG_ERROR, p->file,
+                     given->value->line ? given->value->line : given->pos.line,
                      given->value->line ? given->value->col : given->pos.col,
                      "parameter '%s' of step '%s' must be %s%s, not %s", decl->name, s->id,
                      strchr("aeiou", why[0]) ? "an " : "a ", why, buf_str(&shown));
@@ -263,8 +263,7 @@ static void bind_inputs(pipeline *p, step *s, diag_list *d) {
             buf b = BUF_INIT;
             list_names(&b, st->inputs, sizeof(sl_port), ps->n_inputs);
             diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
-                     "step '%s' has no input '%s' (it takes: %s)", st->name, in->port,
-                     buf_str(&b));
+                     "step '%s' has no input '%s' (it takes: %s)", st->name, in->port, buf_str(&b));
             buf_free(&b);
             continue;
         }
@@ -301,8 +300,8 @@ static void check_outputs(pipeline *p, const step *s, diag_list *d) {
         buf b = BUF_INIT;
         list_names(&b, src->step->outputs, sizeof(sl_port), src->n_outputs);
         diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
-                 "step '%s' has no output '%s' (it declares: %s)", in->from_step,
-                 in->from_output, buf_str(&b));
+                 "step '%s' has no output '%s' (it declares: %s)", in->from_step, in->from_output,
+                 buf_str(&b));
         buf_free(&b);
     }
 }

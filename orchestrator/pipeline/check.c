@@ -59,7 +59,8 @@ static int path_covers(const char *a, const char *b) {
  * suffix and a key in records, so nothing a shell could read otherwise. */
 static int output_name_ok(const char *s) {
     size_t n = strlen(s);
-    if (n == 0 || n > PIPELINE_MAX_ID || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+    if (n == 0 || n > PIPELINE_MAX_ID ||
+        !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
         return 0;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
@@ -73,11 +74,11 @@ static int output_name_ok(const char *s) {
 static void check_shell_outputs(const pipeline *p, const value *v, diag_list *d) {
     if (v->u.map.n > PIPELINE_MAX_PORTS) {
         diag_add(d, DIAG_ERROR, p->file, v->line, v->col,
-                 "a shell step declares %zu outputs, more than the %d a step may have",
-                 v->u.map.n, PIPELINE_MAX_PORTS);
+                 "a shell step declares %zu outputs, more than the %d a step may have", v->u.map.n,
+                 PIPELINE_MAX_PORTS);
         return;
     }
-    char (*norm)[1024] = calloc(v->u.map.n + 1, sizeof(*norm));
+    char(*norm)[1024] = calloc(v->u.map.n + 1, sizeof(*norm));
     if (!norm)
         return;
     for (size_t i = 0; i < v->u.map.n; i++) {
@@ -138,7 +139,8 @@ static void check_shell(const pipeline *p, const step *s, diag_list *d) {
     if (!run)
         diag_add(d, DIAG_ERROR, p->file, s->uses_pos.line, s->uses_pos.col,
                  "step '%s' uses shell but gives no 'run' command in 'with'", s->id);
-    else if (run->kind == VAL_LIST || run->kind == VAL_MAP || (run->kind == VAL_NULL && !run->failed))
+    else if (run->kind == VAL_LIST || run->kind == VAL_MAP ||
+             (run->kind == VAL_NULL && !run->failed))
         diag_add(d, DIAG_ERROR, p->file, run->line, run->col,
                  "'run' must be a string (a shell command), not %s", value_kind_name(run->kind));
     const value *strict = arg(s, "strict");
@@ -198,8 +200,7 @@ static long resolve_step(const pipeline *p, const step *s, const char *id, srcpo
     return -1;
 }
 
-static void check_output(const pipeline *p, const step *s, const step_input *in,
-                         diag_list *d) {
+static void check_output(const pipeline *p, const step *s, const step_input *in, diag_list *d) {
     const step *src = &p->steps[in->from];
     const value *outs = step_known_outputs(src);
     if (!outs) {

@@ -23,13 +23,12 @@ typedef struct loader {
     subst_ctx sc;
 } loader;
 
-static const char *const top_keys[] = {"version", "pipeline", "description", "params",
-                                       "settings", "plugins", "steps", NULL};
-static const char *const settings_keys[] = {"cache", "jobs", "retries", "timeout", "runner",
-                                            NULL};
-static const char *const step_keys[] = {"uses",    "description", "with",  "inputs",
-                                        "after",   "retries",     "timeout", "cache",
-                                        "isolation", "cache_on",  NULL};
+static const char *const top_keys[] = {"version",  "pipeline", "description", "params",
+                                       "settings", "plugins",  "steps",       NULL};
+static const char *const settings_keys[] = {"cache", "jobs", "retries", "timeout", "runner", NULL};
+static const char *const step_keys[] = {"uses",      "description", "with",    "inputs",
+                                        "after",     "retries",     "timeout", "cache",
+                                        "isolation", "cache_on",    NULL};
 static const char *const retries_keys[] = {"max", "backoff", NULL};
 static const char *const cache_on_keys[] = {"env", "files", NULL};
 
@@ -51,8 +50,7 @@ static size_t count_keys(const char *const *keys) {
 }
 
 /* Reports each key of map that is not in allowed; where names the mapping. */
-static void check_keys(loader *L, const ynode *map, const char *const *allowed,
-                       const char *where) {
+static void check_keys(loader *L, const ynode *map, const char *const *allowed, const char *where) {
     size_t n_allowed = count_keys(allowed);
     for (size_t i = 0; i < map->u.map.n; i++) {
         const ynode *k = map->u.map.pairs[i].key;
@@ -105,8 +103,8 @@ static int valid_id(const char *s) {
 }
 
 static int valid_ident(const char *s, size_t len) {
-    if (len == 0 || len > PIPELINE_MAX_ID || !((s[0] >= 'a' && s[0] <= 'z') ||
-                                                (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
+    if (len == 0 || len > PIPELINE_MAX_ID ||
+        !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
         return 0;
     for (size_t i = 1; i < len; i++)
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
@@ -274,8 +272,9 @@ static int load_params(loader *L, const ynode *n) {
     for (size_t i = 0; i < n->u.map.n; i++) {
         const ynode *k = n->u.map.pairs[i].key;
         if (!valid_ident(k->u.scalar.text, k->u.scalar.len)) {
-            err(L, k, "bad parameter name '%s': use letters, digits and '_', starting with a "
-                      "letter",
+            err(L, k,
+                "bad parameter name '%s': use letters, digits and '_', starting with a "
+                "letter",
                 k->u.scalar.text);
             continue;
         }
@@ -313,8 +312,8 @@ static int apply_override(loader *L, const char *spec) {
     param *target = pipeline_find_param(p, name, &hint);
     if (!target) {
         if (hint)
-            cli_err(L, "-p %s: the pipeline has no parameter '%s' (did you mean '%s'?)", spec,
-                    name, hint);
+            cli_err(L, "-p %s: the pipeline has no parameter '%s' (did you mean '%s'?)", spec, name,
+                    hint);
         else
             cli_err(L, "-p %s: the pipeline has no parameter '%s'", spec, name);
         return 0;
@@ -505,10 +504,12 @@ static int load_cache_on(loader *L, step *s, const ynode *n) {
         if (!path)
             return -ENOMEM;
         const char *special = path_special_kind(path);
-        const ynode *at = v->kind == YNODE_SEQ && listed == s->n_cache_on_files ? v->u.seq.items[i] : v;
+        const ynode *at =
+            v->kind == YNODE_SEQ && listed == s->n_cache_on_files ? v->u.seq.items[i] : v;
         if (special)
-            err(L, at, "'cache_on.files' names '%s', which is %s: only regular files and folders "
-                       "can be hashed",
+            err(L, at,
+                "'cache_on.files' names '%s', which is %s: only regular files and folders "
+                "can be hashed",
                 f, special);
     }
     return rc;
@@ -541,8 +542,9 @@ static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
         s->uses = name_text(L, v, "'uses'");
         s->uses_pos = (srcpos){v->line, v->col};
         if (s->uses && !uses_ok(s->uses)) {
-            err(L, v, "'uses' must name a step (a plugin's step, a path/lib.so:step, or "
-                      "shell), not '%s'",
+            err(L, v,
+                "'uses' must name a step (a plugin's step, a path/lib.so:step, or "
+                "shell), not '%s'",
                 s->uses);
             s->uses = NULL;
         }

@@ -74,10 +74,10 @@ typedef struct step {
     size_t n_inputs;
     step_after *after;
     size_t n_after;
-    int retries;         /* extra attempts; UNSET inherits settings.retries */
-    int64_t backoff_ms;  /* first retry delay, doubling; UNSET inherits */
-    int64_t timeout_ms;  /* 0 = none; UNSET inherits settings.timeout */
-    int cache;           /* 0 or 1; UNSET inherits settings.cache */
+    int retries;        /* extra attempts; UNSET inherits settings.retries */
+    int64_t backoff_ms; /* first retry delay, doubling; UNSET inherits */
+    int64_t timeout_ms; /* 0 = none; UNSET inherits settings.timeout */
+    int cache;          /* 0 or 1; UNSET inherits settings.cache */
     step_isolation isolation;
     const char **cache_on_env;
     size_t n_cache_on_env;
@@ -138,8 +138,7 @@ typedef struct pipeline_options {
  * read (also reported in d). *out receives the pipeline whenever its YAML
  * could be read, errors or not, so callers can still show what was found;
  * free it with pipeline_free(). path is copied; opt may be NULL. */
-int pipeline_load_file(const char *path, const pipeline_options *opt, diag_list *d,
-                       pipeline **out);
+int pipeline_load_file(const char *path, const pipeline_options *opt, diag_list *d, pipeline **out);
 
 /* The same from memory; name labels diagnostics and dir resolves relative
  * paths (NULL: the current folder). */

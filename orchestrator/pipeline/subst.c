@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 typedef enum { NS_PARAMS, NS_ENV, NS_SECRET, NS_UNKNOWN } ns_kind;
 
 /* A parsed ${ns.name[:-default]} at text[start..end). */
@@ -52,8 +51,10 @@ static int parse_ref(const char *s, size_t len, size_t i, ref *r) {
         r->dflt_len = (size_t)(close - r->dflt);
     }
 #define NS_IS(lit) (r->ns_len == sizeof(lit) - 1 && memcmp(r->ns_text, lit, r->ns_len) == 0)
-    r->ns = NS_IS("params") ? NS_PARAMS : NS_IS("env") ? NS_ENV : NS_IS("secret") ? NS_SECRET
-                                                                                : NS_UNKNOWN;
+    r->ns = NS_IS("params")   ? NS_PARAMS
+            : NS_IS("env")    ? NS_ENV
+            : NS_IS("secret") ? NS_SECRET
+                              : NS_UNKNOWN;
 #undef NS_IS
     return 1;
 }
@@ -128,8 +129,7 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
         return 0;
     }
     if (!valid_name(r->name, r->name_len)) {
-        err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len,
-               text);
+        err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len, text);
         return 0;
     }
     if (r->has_dflt && r->ns != NS_ENV) {
@@ -378,8 +378,7 @@ static int subst_scalar(void *ud, const ynode *n, value **out) {
             *out = placeholder(c, n);
             rc = *out ? 0 : -ENOMEM;
         } else if (rc == 0 && !tag_fits(n->tag, *out)) {
-            err_at(c, n, 0, "'%s' is not %s, as its tag says", n->u.scalar.text,
-                   tag_names[n->tag]);
+            err_at(c, n, 0, "'%s' is not %s, as its tag says", n->u.scalar.text, tag_names[n->tag]);
             *out = placeholder(c, n);
             rc = *out ? 0 : -ENOMEM;
         }

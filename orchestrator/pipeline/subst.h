@@ -16,7 +16,7 @@
 #include "pipeline.h"
 
 typedef struct subst_ctx {
-    pipeline *p;                 /* arena, file, and params for ${params.x} */
+    pipeline *p; /* arena, file, and params for ${params.x} */
     diag_list *d;
     const pipeline_options *opt; /* look-ups; never NULL */
     int params_allowed;          /* 0 while the params themselves are read */

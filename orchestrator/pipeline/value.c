@@ -34,8 +34,8 @@ static int all_digits(const char *s, size_t len, int base) {
         return 0;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        int ok = base == 16   ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                                  (c >= 'A' && c <= 'F')
+        int ok = base == 16
+                     ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
                  : base == 8 ? c >= '0' && c <= '7'
                              : c >= '0' && c <= '9';
         if (!ok)
@@ -167,8 +167,9 @@ int value_from_ynode_with(arena *a, const ynode *n, value_scalar_fn convert_scal
 
 static int typed_scalar(void *ud, const ynode *n, value **out) {
     arena *a = ud;
-    int rc = n->quoted ? ((*out = value_new_str(a, n->u.scalar.text, n->u.scalar.len)) ? 0 : -ENOMEM)
-                       : value_from_plain(a, n->u.scalar.text, n->u.scalar.len, out);
+    int rc = n->quoted
+                 ? ((*out = value_new_str(a, n->u.scalar.text, n->u.scalar.len)) ? 0 : -ENOMEM)
+                 : value_from_plain(a, n->u.scalar.text, n->u.scalar.len, out);
     if (rc == 0) {
         (*out)->line = n->line;
         (*out)->col = n->col;

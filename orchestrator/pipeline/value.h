@@ -31,8 +31,8 @@ typedef struct value value;
 
 struct value {
     value_kind kind;
-    int secret; /* made from a ${secret.X}: shown as *** everywhere */
-    int failed; /* a null left where an error was reported, so none follows */
+    int secret;         /* made from a ${secret.X}: shown as *** everywhere */
+    int failed;         /* a null left where an error was reported, so none follows */
     unsigned line, col; /* where it was written; 0 when it was not in a file */
     union {
         int boolean;

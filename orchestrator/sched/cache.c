@@ -114,7 +114,7 @@ int cache_store_secret(const char *store_root, int create,
          * a reader never sees half a key and two runs agree on one. */
         char tmp[4200];
         snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path); /* one per thread: steps key at once */
-        int w = mkstemp(tmp); /* mode 0600 */
+        int w = mkstemp(tmp);                          /* mode 0600 */
         if (w < 0)
             return -errno;
         fcntl(w, F_SETFD, FD_CLOEXEC);
@@ -129,8 +129,8 @@ int cache_store_secret(const char *store_root, int create,
     if (fd < 0)
         return -errno;
     struct stat st;
-    ssize_t got = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, secret, CACHE_SECRET_BYTES)
-                                                            : -1;
+    ssize_t got =
+        fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, secret, CACHE_SECRET_BYTES) : -1;
     close(fd);
     return got == CACHE_SECRET_BYTES ? 0 : -EINVAL;
 }
@@ -149,9 +149,9 @@ static int content_hash(const char *path, char hex[HASH_HEX_LEN + 1]) {
     return got;
 }
 
-int cache_key(const pipeline *p, const step *s, const char *plugin_hash,
-              const cache_input *inputs, size_t n_inputs,
-              const unsigned char *secret, char key[HASH_HEX_LEN + 1], bson_t *parts) {
+int cache_key(const pipeline *p, const step *s, const char *plugin_hash, const cache_input *inputs,
+              size_t n_inputs, const unsigned char *secret, char key[HASH_HEX_LEN + 1],
+              bson_t *parts) {
     keyed k;
     if (keyed_init(&k, secret))
         return -ENOMEM;

@@ -43,8 +43,8 @@ int cache_store_secret(const char *store_root, int create,
  * initialised document). plugin_hash is the hash of the plugin's .so (NULL
  * for shell). secret is the store's cache secret when
  * cache_key_needs_secret(), else NULL. Returns 0 or -errno. */
-int cache_key(const pipeline *p, const step *s, const char *plugin_hash,
-              const cache_input *inputs, size_t n_inputs,
-              const unsigned char *secret, char key[HASH_HEX_LEN + 1], bson_t *parts);
+int cache_key(const pipeline *p, const step *s, const char *plugin_hash, const cache_input *inputs,
+              size_t n_inputs, const unsigned char *secret, char key[HASH_HEX_LEN + 1],
+              bson_t *parts);
 
 #endif

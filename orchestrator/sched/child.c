@@ -365,8 +365,8 @@ static int server_spawn(child_reaper *r, child *c, const child_options *o, const
     if (r->server_error)
         return -r->server_error;
     char **env = o->env ? o->env : environ;
-    supervise_request rq = {.type = SUPERVISE_SPAWN, .n_fds = (uint32_t)n_fds,
-                            .id = ++r->server_ids};
+    supervise_request rq = {
+        .type = SUPERVISE_SPAWN, .n_fds = (uint32_t)n_fds, .id = ++r->server_ids};
     buf b = BUF_INIT;
     buf_append(&b, &rq, sizeof(rq));
     buf_append(&b, o->cwd ? o->cwd : "", strlen(o->cwd ? o->cwd : "") + 1);
@@ -427,7 +427,8 @@ static int spawn(child *c, const child_options *o, int n_pipes, int parent_end[4
             attr_ok = 1;
         if (rc == 0 && !with_stdin)
             rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        for (int i = with_stdin ? 0 : 1; rc == 0 && i < n_pipes; i++) /* dup2 clears close-on-exec */
+        for (int i = with_stdin ? 0 : 1; rc == 0 && i < n_pipes;
+             i++) /* dup2 clears close-on-exec */
             rc = posix_spawn_file_actions_adddup2(&fa, fds[i][i == 0 ? 0 : 1], i);
         if (rc == 0 && o->cwd)
             rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);

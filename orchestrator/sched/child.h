@@ -33,8 +33,8 @@ typedef struct child_reaper {
     int server_fd, server_error;
     pid_t server_pid;
     uv_poll_t server_poll;
-    uint64_t server_ids;     /* the last request's id */
-    char server_in[16];      /* a report read in part */
+    uint64_t server_ids; /* the last request's id */
+    char server_in[16];  /* a report read in part */
     size_t server_in_len;
 } child_reaper;
 
@@ -54,13 +54,13 @@ typedef void (*child_line_cb)(child *c, int stream, const char *line, size_t len
 typedef void (*child_done_cb)(child *c, int64_t exit_status, int term_signal);
 
 typedef struct child_options {
-    const char *file;  /* a path, or a name looked up in PATH */
-    char **args;       /* NULL-terminated, args[0] the program's name */
-    char **env;        /* NULL: the parent's */
+    const char *file; /* a path, or a name looked up in PATH */
+    char **args;      /* NULL-terminated, args[0] the program's name */
+    char **env;       /* NULL: the parent's */
     const char *cwd;
     const char *input; /* written to the child's stdin, then closed; may be NULL */
     size_t input_len;
-    int events;        /* open fd 3 as a third output pipe */
+    int events; /* open fd 3 as a third output pipe */
     /* The fork server's command line before its own argument (NULL-
      * terminated, [0] its path), as sluice-supervise or 'sluice exec
      * --supervise' (exec/supervise.h): the first supervised spawn of a
@@ -74,7 +74,7 @@ typedef struct child_options {
 struct child {
     uv_pipe_t pipes[4]; /* stdin, stdout, stderr, events */
     int pipe_open[4];
-    buf partial[4];     /* an unfinished line per output pipe */
+    buf partial[4]; /* an unfinished line per output pipe */
     uv_timer_t kill_timer;
     uv_write_t write_req;
     int open_handles;
@@ -86,7 +86,7 @@ struct child {
     int supervised, term_sent;
     uint64_t server_id;     /* supervised: the request's id */
     unsigned pending_grace; /* 1 + the grace of a kill asked before the pid came */
-    child *next;     /* in the reaper's list */
+    child *next;            /* in the reaper's list */
     child_reaper *reaper;
     child_line_cb on_line;
     child_done_cb on_done;

@@ -104,8 +104,9 @@ void sched_log_close(step_run *sr) {
         }
         if (sr->log) {
             if (sr->cut_bytes)
-                fprintf(sr->log, "[sluice: %llu bytes of this log cut here: it passed "
-                                 "SLUICE_LOG_LIMIT (%llu bytes)]\n",
+                fprintf(sr->log,
+                        "[sluice: %llu bytes of this log cut here: it passed "
+                        "SLUICE_LOG_LIMIT (%llu bytes)]\n",
                         (unsigned long long)sr->cut_bytes, (unsigned long long)log_limit());
             if (older)
                 append_rest(sr, older);

@@ -44,7 +44,8 @@ void sched_on_grace(uv_timer_t *t) {
         return;
     at->abandoned = 1;
     sr->r->abandoned++;
-    sched_attempt_done(at, 0, "it did not stop when asked (sl_cancelled); its thread was left running");
+    sched_attempt_done(at, 0,
+                       "it did not stop when asked (sl_cancelled); its thread was left running");
 }
 
 /* ---- child steps ------------------------------------------------------ */
@@ -329,8 +330,9 @@ static char **shell_env(attempt *at) {
             buf_reset(&b);
             buf_append(&b, extra->u.map.vals[i]->u.str.s, extra->u.map.vals[i]->u.str.len);
         }
-        env[k++] = buf_failed(&b) ? NULL
-                                  : arena_printf(&at->a, "%s=%s", extra->u.map.keys[i], buf_str(&b));
+        env[k++] = buf_failed(&b)
+                       ? NULL
+                       : arena_printf(&at->a, "%s=%s", extra->u.map.keys[i], buf_str(&b));
         buf_free(&b);
     }
     for (size_t i = 0; i < k; i++)
@@ -367,11 +369,11 @@ static int split_simple(arena *a, const char *cmd, char **words) {
     /* A shell builtin or keyword is no program to exec ('exit 3', 'cd x'):
      * make keeps the same list for the same reason (job.c, sh_cmds). */
     static const char *const sh_words[] = {
-        ".",      ":",      "alias", "break",  "case",     "cd",     "command", "continue",
-        "do",     "done",   "elif",  "else",   "esac",     "eval",   "exec",    "exit",
-        "export", "fi",     "for",   "getopts", "hash",    "if",     "read",    "readonly",
-        "return", "set",    "shift", "then",   "times",    "trap",   "type",    "ulimit",
-        "umask",  "unalias", "unset", "until", "wait",     "while"};
+        ".",      ":",       "alias", "break",   "case",  "cd",   "command", "continue",
+        "do",     "done",    "elif",  "else",    "esac",  "eval", "exec",    "exit",
+        "export", "fi",      "for",   "getopts", "hash",  "if",   "read",    "readonly",
+        "return", "set",     "shift", "then",    "times", "trap", "type",    "ulimit",
+        "umask",  "unalias", "unset", "until",   "wait",  "while"};
     for (size_t i = 0; n > 0 && i < sizeof(sh_words) / sizeof(sh_words[0]); i++)
         if (strcmp(words[0], sh_words[i]) == 0)
             return 0;
@@ -428,9 +430,10 @@ static void secret_command(const pipeline *p, const char *cmd, buf *out) {
             }
         }
         if (best) {
-            buf_printf(out, state == SINGLE ? "'\"${SLUICE_SECRET_%zu}\"'"
-                            : state == DOUBLE ? "${SLUICE_SECRET_%zu}"
-                                              : "\"${SLUICE_SECRET_%zu}\"",
+            buf_printf(out,
+                       state == SINGLE   ? "'\"${SLUICE_SECRET_%zu}\"'"
+                       : state == DOUBLE ? "${SLUICE_SECRET_%zu}"
+                                         : "\"${SLUICE_SECRET_%zu}\"",
                        which);
             c += best;
             continue;

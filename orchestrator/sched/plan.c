@@ -40,11 +40,11 @@ static void explain(const bson_t *before, const bson_t *now, char *why, size_t s
                   {"plugin", "its plugin's binary"}};
     size_t used = 0;
     why[0] = '\0';
-#define ADD(...)                                                                             \
-    do {                                                                                     \
-        int w_ = snprintf(why + used, used < size ? size - used : 0, __VA_ARGS__);           \
-        if (w_ > 0)                                                                          \
-            used += (size_t)w_;                                                              \
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        int w_ = snprintf(why + used, used < size ? size - used : 0, __VA_ARGS__);                 \
+        if (w_ > 0)                                                                                \
+            used += (size_t)w_;                                                                    \
     } while (0)
     bson_iter_t a, b;
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
@@ -65,7 +65,8 @@ static void explain(const bson_t *before, const bson_t *now, char *why, size_t s
                 {"files", "file"}};
     for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
         bson_iter_t ma, mb, it;
-        int has_a = bson_iter_init_find(&ma, before, maps[i].field) && BSON_ITER_HOLDS_DOCUMENT(&ma);
+        int has_a =
+            bson_iter_init_find(&ma, before, maps[i].field) && BSON_ITER_HOLDS_DOCUMENT(&ma);
         int has_b = bson_iter_init_find(&mb, now, maps[i].field) && BSON_ITER_HOLDS_DOCUMENT(&mb);
         if (!has_b)
             continue;
@@ -79,7 +80,8 @@ static void explain(const bson_t *before, const bson_t *now, char *why, size_t s
                 BSON_ITER_HOLDS_UTF8(&old))
                 x = bson_iter_utf8(&old, NULL);
             if (!x || strcmp(x, y) != 0)
-                ADD("%s%s '%s' %s", used ? "; " : "", maps[i].label, name, x ? "changed" : "is new");
+                ADD("%s%s '%s' %s", used ? "; " : "", maps[i].label, name,
+                    x ? "changed" : "is new");
         }
     }
     if (!used)
@@ -128,8 +130,7 @@ static int scan_run(void *ud, const char *key, size_t len, const bson_t *doc) {
 }
 
 /* Keys step index on its inputs' hashes and looks the key up. */
-static void plan_key(planner *pl, size_t index, int no_cache, const cache_input *ins,
-                     size_t n_in) {
+static void plan_key(planner *pl, size_t index, int no_cache, const cache_input *ins, size_t n_in) {
     const pipeline *p = pl->p;
     const step *s = &p->steps[index];
     plan_step *ps = &pl->steps[index];
@@ -172,7 +173,8 @@ static void plan_key(planner *pl, size_t index, int no_cache, const cache_input 
         if ((pl->known[index] = malloc(sizeof(hit))))
             *pl->known[index] = hit;
     } else if (found == 1) {
-        snprintf(ps->why, sizeof(ps->why), "its cached outputs are missing or altered in the store");
+        snprintf(ps->why, sizeof(ps->why),
+                 "its cached outputs are missing or altered in the store");
     } else {
         /* What changed since this step last ran in this pipeline? */
         scan sc = {p->name, s->id, &pl->meta, NULL, BSON_INITIALIZER, 0, ""};

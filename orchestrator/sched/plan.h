@@ -8,9 +8,9 @@
 #include "pipeline.h"
 
 typedef struct plan_step {
-    int runs;          /* 1: would run; 0: would come from the cache */
-    char why[512];     /* for a run: what changed, or why it is not cached */
-    char from[520];    /* for a cache hit: the step run reused */
+    int runs;       /* 1: would run; 0: would come from the cache */
+    char why[512];  /* for a run: what changed, or why it is not cached */
+    char from[520]; /* for a cache hit: the step run reused */
     char key[HASH_HEX_LEN + 1];
 } plan_step;
 

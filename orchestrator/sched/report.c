@@ -183,8 +183,8 @@ void report_step_metric(reporter *r, const char *id, const char *key, double val
     emit_json(r, e);
 }
 
-void report_step_retry(reporter *r, size_t index, const char *id, int next_attempt,
-                       int attempts, int64_t delay_ms, const char *why) {
+void report_step_retry(reporter *r, size_t index, const char *id, int next_attempt, int attempts,
+                       int64_t delay_ms, const char *why) {
     r->live[index].active = 0;
     if (r->mode == REPORT_JSON) {
         bson_t *e = event("step_retry");
@@ -244,8 +244,8 @@ void report_step_finished(reporter *r, size_t index, const char *id, step_outcom
     }
 }
 
-void report_step_outputs(reporter *r, const char *id, const char *const *names,
-                         char *const *paths, size_t n, int final) {
+void report_step_outputs(reporter *r, const char *id, const char *const *names, char *const *paths,
+                         size_t n, int final) {
     if (r->mode == REPORT_JSON) {
         if (final)
             return; /* already sent when the step finished */

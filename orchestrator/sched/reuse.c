@@ -38,7 +38,8 @@ int sched_record(step_run *sr, const char *status, const char *why) {
         ins[i] = (record_port){s->inputs[i].port, sched_input_hash(r, &s->inputs[i]), NULL, 0, 0};
     for (size_t i = 0; i < n_out; i++) {
         const sl_port *port = s->impl ? plugin_step_output(s->impl, sr->out_names[i]) : NULL;
-        outs[i] = (record_port){sr->out_names[i], sr->out_hashes[i], port ? port->type : "any", 0, 0};
+        outs[i] =
+            (record_port){sr->out_names[i], sr->out_hashes[i], port ? port->type : "any", 0, 0};
         struct stat st;
         if (lstat(sr->out_paths[i], &st) == 0) {
             /* A folder's size is its files', as 'artifacts' shows it. */
@@ -115,7 +116,9 @@ static void remember_plugin_hash(run *r, const plugin_step *ps, const char *hash
  * deployment, a notification), and skipping it would skip them. */
 int sched_step_cacheable(const step_run *sr) {
     const step *s = sr->s;
-    size_t outputs = s->impl ? s->impl->n_outputs : step_known_outputs(s) ? step_known_outputs(s)->u.map.n : 0;
+    size_t outputs = s->impl                 ? s->impl->n_outputs
+                     : step_known_outputs(s) ? step_known_outputs(s)->u.map.n
+                                             : 0;
     return outputs > 0 && step_cache_enabled(sr->r->p, s);
 }
 
@@ -176,7 +179,8 @@ static void take_cached_metrics(step_run *sr, const char *from) {
         return;
     bson_t rec;
     bson_iter_t it;
-    if (meta_get(txn, r->meta.steps, from, &rec) == 0 && bson_iter_init_find(&it, &rec, "metrics") &&
+    if (meta_get(txn, r->meta.steps, from, &rec) == 0 &&
+        bson_iter_init_find(&it, &rec, "metrics") &&
         (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it))) {
         uint32_t len;
         const uint8_t *data;
@@ -235,8 +239,9 @@ static void keying_done(uv_work_t *w, int status) {
         remember_plugin_hash(r, sr->s->impl, k->plugin_hash);
     if (status != 0 || k->rc != 0) {
         sr->key[0] = '\0';
-        sched_log(sr, SL_LOG_WARN, "no cache key: a plugin, a cache_on file, a path parameter or "
-                                   "the store's cache.key could not be read");
+        sched_log(sr, SL_LOG_WARN,
+                  "no cache key: a plugin, a cache_on file, a path parameter or "
+                  "the store's cache.key could not be read");
     }
     free(k->ins);
     free(k);
@@ -300,7 +305,8 @@ int sched_try_cache(step_run *sr) {
     int found = 0;
     int sel = r->selection ? r->selection[sr->index] : SEL_RUN;
     if (sel == SEL_OUT) {
-        sched_finish_step(sr, STEP_SKIPPED, r->o->only ? "not selected by --only" : "not selected by --from");
+        sched_finish_step(sr, STEP_SKIPPED,
+                          r->o->only ? "not selected by --only" : "not selected by --from");
         return 1;
     }
     if (sel == SEL_SUPPLY) {
@@ -308,8 +314,8 @@ int sched_try_cache(step_run *sr) {
         found = r->meta_open && record_latest_finished(&r->meta, r->p->name, s->id, &hit) == 1;
         if (!found) {
             sched_finish_step(sr, STEP_FAILED,
-                        "it has never finished in this pipeline, so --only/--from have no "
-                        "outputs of it to use: run the whole pipeline first");
+                              "it has never finished in this pipeline, so --only/--from have no "
+                              "outputs of it to use: run the whole pipeline first");
             return 1;
         }
     }

@@ -146,7 +146,8 @@ static int keep_outputs(step_run *sr, attempt *at, const char **failed, char *wh
         }
         char object[4096];
         store_object_path(&sr->r->store, info.hash, object, sizeof(object));
-        sr->out_names[sr->n_out] = sr->s->impl ? port->name : step_known_outputs(sr->s)->u.map.keys[i];
+        sr->out_names[sr->n_out] =
+            sr->s->impl ? port->name : step_known_outputs(sr->s)->u.map.keys[i];
         memcpy(sr->out_hashes[sr->n_out], info.hash, sizeof(info.hash));
         if (!(sr->out_paths[sr->n_out] = strdup(object)))
             rc = -ENOMEM;
@@ -179,8 +180,8 @@ void sched_attempt_done(attempt *at, int ok, const char *why) {
     if (!ok && sr->timed_out) {
         char limit[32];
         duration_format(step_timeout_ms(r->p, sr->s), limit, sizeof(limit));
-        snprintf(timeout_msg, sizeof(timeout_msg), "timed out after %s%s%s", limit,
-                 why ? "; " : "", why ? why : "");
+        snprintf(timeout_msg, sizeof(timeout_msg), "timed out after %s%s%s", limit, why ? "; " : "",
+                 why ? why : "");
         why = timeout_msg;
     }
     sr->timed_out = 0;
@@ -224,7 +225,8 @@ static void on_retry(uv_timer_t *t) {
 /* 1 when `dir` is `root` or a folder inside it. */
 static int path_under(const char *dir, const char *root) {
     size_t n = strlen(root);
-    return n && strncmp(dir, root, n) == 0 && (dir[n] == '/' || dir[n] == '\0' || root[n - 1] == '/');
+    return n && strncmp(dir, root, n) == 0 &&
+           (dir[n] == '/' || dir[n] == '\0' || root[n - 1] == '/');
 }
 
 /* Whether a plugin step runs in a child: its own 'isolation', or
@@ -256,8 +258,8 @@ static int read_isolation(run *r) {
         return 0;
     }
     if (strcmp(v, "outside") != 0) {
-        fprintf(stderr, "sluice run: SLUICE_ISOLATION is in-process, process or outside, not '%s'\n",
-                v);
+        fprintf(stderr,
+                "sluice run: SLUICE_ISOLATION is in-process, process or outside, not '%s'\n", v);
         return -EINVAL;
     }
     r->isolation = ISOLATE_OUTSIDE;
@@ -304,8 +306,8 @@ static int find_supervisor(run *r) {
 static int record_run_of(run *r, const pipeline *p, const char *status, double finished) {
     bson_t params = BSON_INITIALIZER;
     for (size_t i = 0; i < p->n_params; i++) /* secrets masked: never stored */
-        value_append_bson(&params, p->params[i].name, strlen(p->params[i].name),
-                          p->params[i].value, 1);
+        value_append_bson(&params, p->params[i].name, strlen(p->params[i].name), p->params[i].value,
+                          1);
     run_record rp = {p->name, p->file, p->dir, p->n_steps, &params};
     int rc = record_run(&r->meta, r->run_id, &rp, &r->origin, status, r->wall_t0, finished);
     bson_destroy(&params);
@@ -430,7 +432,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     }
     while (r->rq_head != r->rq_tail)
         sched_finish_step(&r->steps[r->retry_queue[r->rq_head++]], STEP_CANCELLED,
-                    "the run was interrupted before its retry");
+                          "the run was interrupted before its retry");
     sched_maybe_finish(r);
 }
 
@@ -499,11 +501,12 @@ static void write_summary(run *r, const char *status) {
         int st = r->ready.state[i];
         bson_t s;
         BSON_APPEND_DOCUMENT_BEGIN(&steps, r->steps[i].s->id, &s);
-        BSON_APPEND_UTF8(&s, "status", st == NODE_DONE      ? names[2]
-                                       : st == NODE_FAILED  ? names[3]
-                                       : st == NODE_SKIPPED ? names[4]
-                                       : st == NODE_RUNNING ? names[1]
-                                                            : names[0]);
+        BSON_APPEND_UTF8(&s, "status",
+                         st == NODE_DONE      ? names[2]
+                         : st == NODE_FAILED  ? names[3]
+                         : st == NODE_SKIPPED ? names[4]
+                         : st == NODE_RUNNING ? names[1]
+                                              : names[0]);
         BSON_APPEND_INT32(&s, "attempts", r->steps[i].attempt_no);
         bson_append_document_end(&steps, &s);
     }
@@ -541,8 +544,8 @@ static int setup(run *r) {
     if ((rc = store_open(&r->store, r->o->store)) || (rc = store_lock(&r->store, 0, 1)))
         return rc;
     if ((rc = meta_open(&r->meta, r->o->store, 0))) {
-        fprintf(stderr, "sluice run: cannot open the metadata store in %s/meta: %s\n",
-                r->o->store, meta_error(&r->meta, rc));
+        fprintf(stderr, "sluice run: cannot open the metadata store in %s/meta: %s\n", r->o->store,
+                meta_error(&r->meta, rc));
         return -EINVAL; /* said */
     }
     r->meta_open = 1;
@@ -626,8 +629,9 @@ int run_pipeline(pipeline *p, run_options *o) {
     r->p = p;
     r->o = o;
     r->t0 = report_now();
-    int jobs = o->jobs > 0 ? o->jobs : p->settings.jobs > 0 ? p->settings.jobs
-                                                            : (int)uv_available_parallelism();
+    int jobs = o->jobs > 0            ? o->jobs
+               : p->settings.jobs > 0 ? p->settings.jobs
+                                      : (int)uv_available_parallelism();
     r->jobs = jobs;
     /* The thread pool is sized once per process, before its first use. */
     char threads[16];
@@ -713,8 +717,7 @@ int run_pipeline(pipeline *p, run_options *o) {
     write_summary(r, status);
     report_run_finished(&r->rep, r->run_id, status, r->n_done, r->n_cached, r->n_failed,
                         r->n_skipped, r->n_cancelled, report_now() - r->t0);
-    if ((rc = record_run_of(r, p, status, sched_wall_now())) ||
-        (rc = meta_sync(&r->meta))) {
+    if ((rc = record_run_of(r, p, status, sched_wall_now())) || (rc = meta_sync(&r->meta))) {
         fprintf(stderr, "sluice run: cannot record the run's end in the metadata store: %s\n",
                 meta_strerror(rc));
         unrecorded = rc;

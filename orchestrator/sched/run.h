@@ -15,11 +15,11 @@
 #include "record.h"
 
 typedef struct run_options {
-    const char *store; /* the store folder; runs go under store/runs/ */
-    const char *exe;   /* the sluice binary, for 'sluice exec' children */
-    int jobs;          /* 0: settings.jobs, else the machine's cores */
-    int json;          /* JSON event lines on stdout */
-    int no_cache;      /* run every step, even where the cache has it */
+    const char *store;            /* the store folder; runs go under store/runs/ */
+    const char *exe;              /* the sluice binary, for 'sluice exec' children */
+    int jobs;                     /* 0: settings.jobs, else the machine's cores */
+    int json;                     /* JSON event lines on stdout */
+    int no_cache;                 /* run every step, even where the cache has it */
     const char *const *overrides; /* the -p values, recorded so a resume can repeat them */
     size_t n_overrides;
     const char *const *tags; /* --tag KEY=VALUE, recorded with the run */

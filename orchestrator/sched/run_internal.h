@@ -93,7 +93,7 @@ struct step_run {
     char (*out_hashes)[HASH_HEX_LEN + 1];
     size_t n_out;
     char key[HASH_HEX_LEN + 1]; /* the cache key; "" when it could not be made */
-    int keyed; /* the key is made (or could not be): reuse.c's keying */
+    int keyed;                  /* the key is made (or could not be): reuse.c's keying */
     bson_t key_parts;
     int has_parts;
     char cached_from[520];
@@ -148,8 +148,8 @@ struct run {
     size_t abandoned;
     double t0;
     enum { ISOLATE_AS_SAID, ISOLATE_ALL, ISOLATE_OUTSIDE } isolation; /* SLUICE_ISOLATION */
-    char *own_plugins[2]; /* sluice's own plugin folders, absolute, or NULL */
-    char *supervisor[4];  /* child_options.supervisor; [0] NULL: none */
+    char *own_plugins[2];         /* sluice's own plugin folders, absolute, or NULL */
+    char *supervisor[4];          /* child_options.supervisor; [0] NULL: none */
     program_path_entry *programs; /* PATH look-ups of shell steps' programs */
     size_t n_programs;
     artifact_store store;
@@ -165,7 +165,7 @@ struct run {
     struct plugin_hash_entry {
         const void *lib;
         char hash[HASH_HEX_LEN + 1];
-    } *plugin_hashes; /* malloc'ed, one per plugin library used */
+    } * plugin_hashes; /* malloc'ed, one per plugin library used */
     size_t n_plugin_hashes;
 };
 
@@ -197,7 +197,7 @@ double sched_wall_now(void);
 const char *sched_input_hash(run *r, const step_input *in);
 
 /* launch.c */
-int sched_build_task(attempt *at); /* fills at->t: parameters, input and output paths */
+int sched_build_task(attempt *at);      /* fills at->t: parameters, input and output paths */
 void sched_launch(attempt *at, int rc); /* starts the attempt, or ends it with rc */
 void sched_on_dir_ready(uv_fs_t *req);
 void sched_on_timeout(uv_timer_t *t);

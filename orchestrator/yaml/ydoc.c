@@ -132,15 +132,13 @@ static int on_scalar(builder *b, const yaml_event_t *ev) {
     if (len > b->lim->max_scalar) {
         diag_add(b->d, DIAG_ERROR, b->file, (unsigned)ev->start_mark.line + 1,
                  (unsigned)ev->start_mark.column + 1,
-                 "string of %zu bytes is longer than the limit of %zu", len,
-                 b->lim->max_scalar);
+                 "string of %zu bytes is longer than the limit of %zu", len, b->lim->max_scalar);
         return -EINVAL;
     }
     if (memchr(ev->data.scalar.value, '\0', len))
         return fail(b, &ev->start_mark, "string holds a NUL character");
-    if (tag && strcmp((const char *)tag, "!") != 0 && !tag_is(tag, "str") &&
-        !tag_is(tag, "int") && !tag_is(tag, "float") && !tag_is(tag, "bool") &&
-        !tag_is(tag, "null"))
+    if (tag && strcmp((const char *)tag, "!") != 0 && !tag_is(tag, "str") && !tag_is(tag, "int") &&
+        !tag_is(tag, "float") && !tag_is(tag, "bool") && !tag_is(tag, "null"))
         return fail(b, &ev->start_mark, "unsupported YAML tag '%s'", (const char *)tag);
     ynode *n = new_node(b, YNODE_SCALAR, &ev->start_mark);
     if (!n)
@@ -242,8 +240,8 @@ static int keyset_find(keyset *ks, const ynode *key, size_t *at) {
 }
 
 static int keyset_add(keyset *ks, ynode *key, ynode *value) {
-    if (ks->index.n && hmap_put(&ks->index, key->u.scalar.text, key->u.scalar.len,
-                                (uint32_t)ks->n, NULL) < 0)
+    if (ks->index.n &&
+        hmap_put(&ks->index, key->u.scalar.text, key->u.scalar.len, (uint32_t)ks->n, NULL) < 0)
         return -ENOMEM;
     ks->pairs[ks->n++] = (ypair){key, value};
     return 0;
@@ -422,9 +420,12 @@ static int on_event(builder *b, const yaml_event_t *ev) {
     }
 }
 
-int ydoc_parse(arena *a, const char *data, size_t len, const char *file,
-               const ydoc_limits *limits, diag_list *d, ynode **root) {
-    builder b = {.a = a, .file = file, .d = d, .lim = limits ? limits : &ydoc_default_limits,
+int ydoc_parse(arena *a, const char *data, size_t len, const char *file, const ydoc_limits *limits,
+               diag_list *d, ynode **root) {
+    builder b = {.a = a,
+                 .file = file,
+                 .d = d,
+                 .lim = limits ? limits : &ydoc_default_limits,
                  .anchor_names = HMAP_INIT};
     yaml_parser_t parser;
     *root = NULL;

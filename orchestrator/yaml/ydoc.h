@@ -56,8 +56,8 @@ struct ynode {
 };
 
 typedef struct ydoc_limits {
-    size_t max_depth;       /* nested collections */
-    size_t max_scalar;      /* bytes in one scalar */
+    size_t max_depth;         /* nested collections */
+    size_t max_scalar;        /* bytes in one scalar */
     uint64_t max_alias_nodes; /* nodes that aliases may add by repetition */
 } ydoc_limits;
 
@@ -70,8 +70,8 @@ extern const ydoc_limits ydoc_default_limits;
  * input could not be read as a whole (malformed YAML, a limit passed), or
  * -ENOMEM; either way located errors are in d. file is borrowed for those
  * diagnostics. All nodes live in a until arena_free(a). limits may be NULL. */
-int ydoc_parse(arena *a, const char *data, size_t len, const char *file,
-               const ydoc_limits *limits, diag_list *d, ynode **root);
+int ydoc_parse(arena *a, const char *data, size_t len, const char *file, const ydoc_limits *limits,
+               diag_list *d, ynode **root);
 
 /* The value of key in a mapping, or NULL. Linear: for small mappings. */
 ynode *ynode_get(const ynode *map, const char *key);

@@ -21,11 +21,11 @@
 #include "wordpiece.h"
 
 typedef struct chunk_params {
-    int64_t min, max;                   /* articles */
-    int64_t post_size, post_overlap;    /* posts */
-    int64_t repo_size, repo_overlap;    /* repositories */
-    wordpiece *wp;                      /* the token cap's tokenizer, or NULL */
-    size_t max_tokens, token_overlap;   /* tokens, [CLS] and [SEP] excluded */
+    int64_t min, max;                 /* articles */
+    int64_t post_size, post_overlap;  /* posts */
+    int64_t repo_size, repo_overlap;  /* repositories */
+    wordpiece *wp;                    /* the token cap's tokenizer, or NULL */
+    size_t max_tokens, token_overlap; /* tokens, [CLS] and [SEP] excluded */
 } chunk_params;
 
 /* One document's chunks: texts (malloc'ed) and where each lies in the
@@ -47,8 +47,8 @@ static void cut_free(cut *c) {
  * step rather than give offsets that do not hold. */
 static int cut_article(sl_ctx *ctx, const chunk_params *p, const char *content, size_t len,
                        uint64_t index, cut *c) {
-    if (text_chunk_article_spans(content, len, (size_t)p->min, (size_t)p->max, &c->texts,
-                                 &c->spans, &c->n) != 0)
+    if (text_chunk_article_spans(content, len, (size_t)p->min, (size_t)p->max, &c->texts, &c->spans,
+                                 &c->n) != 0)
         return sl_fail(ctx, "out of memory chunking document %llu", (unsigned long long)index + 1);
     for (size_t i = 0; i < c->n; i++) {
         const text_span *s = &c->spans[i];
@@ -260,10 +260,15 @@ static int check_window(sl_ctx *ctx, const char *size_name, int64_t size, const 
 
 static int run(sl_ctx *ctx) {
     chunk_params p = {
-        sl_param_int(ctx, "min_length"),      sl_param_int(ctx, "max_length"),
-        sl_param_int(ctx, "post_size"),       sl_param_int(ctx, "post_overlap"),
-        sl_param_int(ctx, "repository_size"), sl_param_int(ctx, "repository_overlap"),
-        NULL, 0, 0,
+        sl_param_int(ctx, "min_length"),
+        sl_param_int(ctx, "max_length"),
+        sl_param_int(ctx, "post_size"),
+        sl_param_int(ctx, "post_overlap"),
+        sl_param_int(ctx, "repository_size"),
+        sl_param_int(ctx, "repository_overlap"),
+        NULL,
+        0,
+        0,
     };
     if (p.min < 0 || p.max < 1 || p.min > p.max || (uint64_t)p.max > SIZE_MAX / 2)
         return sl_fail(ctx,
@@ -272,17 +277,19 @@ static int run(sl_ctx *ctx) {
                        (long long)p.min, (long long)p.max);
     int rc = check_window(ctx, "post_size", p.post_size, "post_overlap", p.post_overlap);
     if (rc == SL_OK)
-        rc = check_window(ctx, "repository_size", p.repo_size, "repository_overlap",
-                          p.repo_overlap);
+        rc =
+            check_window(ctx, "repository_size", p.repo_size, "repository_overlap", p.repo_overlap);
     if (rc != SL_OK)
         return rc;
     const char *tokenizer = sl_param_str(ctx, "tokenizer");
     if (tokenizer && *tokenizer) {
         /* The model's limit counts [CLS] and [SEP]. */
-        int64_t max_tokens = sl_param_int(ctx, "max_tokens"), overlap = sl_param_int(ctx, "token_overlap");
+        int64_t max_tokens = sl_param_int(ctx, "max_tokens"),
+                overlap = sl_param_int(ctx, "token_overlap");
         if (max_tokens < 3 || max_tokens > 1 << 20)
-            return sl_fail(ctx, "max_tokens is %lld: it must be from 3 to 1048576 (it counts "
-                                "[CLS] and [SEP])",
+            return sl_fail(ctx,
+                           "max_tokens is %lld: it must be from 3 to 1048576 (it counts "
+                           "[CLS] and [SEP])",
                            (long long)max_tokens);
         if (overlap < 0 || overlap >= max_tokens - 2)
             return sl_fail(ctx, "token_overlap is %lld: it must be from 0 to max_tokens - 3 (%lld)",

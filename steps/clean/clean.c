@@ -113,7 +113,8 @@ static const sl_param params[] = {
      "drop HTML tags, comments and character references, and Markdown link syntax, first", 0},
     {"remove_urls", SL_PARAM_BOOL, "false", "drop http(s):// and www. addresses first", 0},
     {"dedupe", SL_PARAM_STRING, "none", "none, exact (same cleaned text) or near (MinHash)", 0},
-    {"near_threshold", SL_PARAM_FLOAT, "0.8", "estimated Jaccard similarity of a near duplicate", 0},
+    {"near_threshold", SL_PARAM_FLOAT, "0.8", "estimated Jaccard similarity of a near duplicate",
+     0},
     {NULL, 0, NULL, NULL, 0},
 };
 static const sl_step steps[] = {

@@ -40,11 +40,11 @@ int command_getopt(const command_info *cmd, int argc, char **argv, const char *s
     }
     if (c == '?') {
         if (optopt)
-            fprintf(stderr, "sluice %s: unknown option '-%c' (see 'sluice %s --help')\n",
-                    cmd->name, optopt, cmd->name);
+            fprintf(stderr, "sluice %s: unknown option '-%c' (see 'sluice %s --help')\n", cmd->name,
+                    optopt, cmd->name);
         else
-            fprintf(stderr, "sluice %s: unknown option '%s' (see 'sluice %s --help')\n",
-                    cmd->name, argv[optind - 1], cmd->name);
+            fprintf(stderr, "sluice %s: unknown option '%s' (see 'sluice %s --help')\n", cmd->name,
+                    argv[optind - 1], cmd->name);
     }
     return c;
 }

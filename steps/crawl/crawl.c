@@ -176,8 +176,8 @@ static void crawl_repository(crawl *c, crawl_link *l, size_t max_file_bytes) {
     bson_t doc = BSON_INITIALIZER, files;
     git_stats stats;
     BSON_APPEND_DOCUMENT_BEGIN(&doc, "content", &files);
-    int rc = git_crawl(l->url, sl_work_dir(c->ctx), max_file_bytes, &files, &stats, err,
-                       sizeof(err));
+    int rc =
+        git_crawl(l->url, sl_work_dir(c->ctx), max_file_bytes, &files, &stats, err, sizeof(err));
     bson_append_document_end(&doc, &files);
     if (rc) {
         web_redact_text(err, sizeof(err), l->url);

@@ -28,8 +28,8 @@ const char *crawl_kind_category(crawl_kind kind) { return kind_categories[kind];
 
 /* The built-in table, searched after the pipeline's rules. */
 static const char *const builtin[] = {
-    "github.com=git:github",   "gitlab.com=git:gitlab",    "bitbucket.org=git:bitbucket",
-    "codeberg.org=git:codeberg", "medium.com=article:medium", "substack.com=article:substack",
+    "github.com=git:github",      "gitlab.com=git:gitlab",     "bitbucket.org=git:bitbucket",
+    "codeberg.org=git:codeberg",  "medium.com=article:medium", "substack.com=article:substack",
     "linkedin.com=post:linkedin",
 };
 
@@ -73,8 +73,8 @@ int dispatch_add(dispatch *d, const char *spec, char *err, size_t err_size) {
             found = 1;
         }
     if (!found) {
-        snprintf(err, err_size, "crawler rule '%s': no crawler '%.*s' (article, post or git)",
-                 spec, (int)klen, kind);
+        snprintf(err, err_size, "crawler rule '%s': no crawler '%.*s' (article, post or git)", spec,
+                 (int)klen, kind);
         return -EINVAL;
     }
     snprintf(r.platform, sizeof(r.platform), "%s", colon ? colon + 1 : "");

@@ -34,14 +34,15 @@ static int fail_git(const char *what, const char *source, char *err, size_t err_
 }
 
 static const char *const skipped_names[] = {
-    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "Cargo.lock", "poetry.lock",
-    "Pipfile.lock", "Gemfile.lock", "composer.lock", "go.sum", "uv.lock", ".DS_Store",
+    "package-lock.json", "yarn.lock",    "pnpm-lock.yaml", "Cargo.lock", "poetry.lock",
+    "Pipfile.lock",      "Gemfile.lock", "composer.lock",  "go.sum",     "uv.lock",
+    ".DS_Store",
 };
 static const char *const skipped_exts[] = {
-    ".lock", ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".svg", ".webp", ".tiff",
-    ".pdf", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".tar", ".jar", ".so", ".o",
-    ".a", ".dll", ".exe", ".bin", ".pyc", ".class", ".woff", ".woff2", ".ttf", ".otf",
-    ".mp3", ".mp4", ".wav", ".mov", ".avi", ".parquet", ".safetensors", ".pt", ".onnx",
+    ".lock", ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico",     ".svg",         ".webp",  ".tiff",
+    ".pdf",  ".zip", ".gz",  ".tgz",  ".bz2", ".xz",  ".7z",      ".tar",         ".jar",   ".so",
+    ".o",    ".a",   ".dll", ".exe",  ".bin", ".pyc", ".class",   ".woff",        ".woff2", ".ttf",
+    ".otf",  ".mp3", ".mp4", ".wav",  ".mov", ".avi", ".parquet", ".safetensors", ".pt",    ".onnx",
 };
 
 static int ignored(const char *name) {
@@ -69,7 +70,7 @@ static int visit(const char *root, const git_tree_entry *entry, void *payload) {
     const char *name = git_tree_entry_name(entry);
     if (type == GIT_OBJECT_TREE)
         return strcmp(name, ".git") == 0 ? 1 : 0; /* 1 skips the subtree */
-    if (type != GIT_OBJECT_BLOB) /* submodules */
+    if (type != GIT_OBJECT_BLOB)                  /* submodules */
         return 0;
     if (ignored(name)) {
         w->stats->skipped_ignored++;
@@ -131,7 +132,8 @@ int git_crawl(const char *source, const char *scratch_dir, size_t max_file_bytes
     int rc = 0;
     git_reference *head = NULL;
     git_object *tree = NULL;
-    if (git_repository_head(&head, repo) != 0 || git_reference_peel(&tree, head, GIT_OBJECT_TREE) != 0) {
+    if (git_repository_head(&head, repo) != 0 ||
+        git_reference_peel(&tree, head, GIT_OBJECT_TREE) != 0) {
         rc = fail_git("reading HEAD of", source, err, err_size);
     } else {
         walk w = {repo, max_file_bytes, files, stats, 0};

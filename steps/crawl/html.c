@@ -41,8 +41,7 @@ static int to_utf8(const char *in, size_t len, const char *charset, char **out, 
                    char *err, size_t err_size) {
     iconv_t cd = iconv_open("UTF-8", charset);
     if (cd == (iconv_t)-1) {
-        snprintf(err, err_size, "the page's charset '%s' is not one this system converts",
-                 charset);
+        snprintf(err, err_size, "the page's charset '%s' is not one this system converts", charset);
         return -EINVAL;
     }
     size_t cap = len * 4 + 16;
@@ -107,12 +106,23 @@ static void block_break(writer *w, int kind) {
 
 static int skipped(GumboTag tag) {
     switch (tag) {
-    case GUMBO_TAG_SCRIPT: case GUMBO_TAG_STYLE: case GUMBO_TAG_NOSCRIPT:
-    case GUMBO_TAG_TEMPLATE: case GUMBO_TAG_NAV: case GUMBO_TAG_HEADER:
-    case GUMBO_TAG_FOOTER: case GUMBO_TAG_ASIDE: case GUMBO_TAG_FORM:
-    case GUMBO_TAG_IFRAME: case GUMBO_TAG_SVG: case GUMBO_TAG_BUTTON:
-    case GUMBO_TAG_SELECT: case GUMBO_TAG_HEAD: case GUMBO_TAG_OBJECT:
-    case GUMBO_TAG_CANVAS: case GUMBO_TAG_MENU:
+    case GUMBO_TAG_SCRIPT:
+    case GUMBO_TAG_STYLE:
+    case GUMBO_TAG_NOSCRIPT:
+    case GUMBO_TAG_TEMPLATE:
+    case GUMBO_TAG_NAV:
+    case GUMBO_TAG_HEADER:
+    case GUMBO_TAG_FOOTER:
+    case GUMBO_TAG_ASIDE:
+    case GUMBO_TAG_FORM:
+    case GUMBO_TAG_IFRAME:
+    case GUMBO_TAG_SVG:
+    case GUMBO_TAG_BUTTON:
+    case GUMBO_TAG_SELECT:
+    case GUMBO_TAG_HEAD:
+    case GUMBO_TAG_OBJECT:
+    case GUMBO_TAG_CANVAS:
+    case GUMBO_TAG_MENU:
         return 1;
     default:
         return 0;
@@ -121,14 +131,32 @@ static int skipped(GumboTag tag) {
 
 static int is_block(GumboTag tag) {
     switch (tag) {
-    case GUMBO_TAG_P: case GUMBO_TAG_DIV: case GUMBO_TAG_H1: case GUMBO_TAG_H2:
-    case GUMBO_TAG_H3: case GUMBO_TAG_H4: case GUMBO_TAG_H5: case GUMBO_TAG_H6:
-    case GUMBO_TAG_UL: case GUMBO_TAG_OL: case GUMBO_TAG_DL: case GUMBO_TAG_DT:
-    case GUMBO_TAG_DD: case GUMBO_TAG_PRE: case GUMBO_TAG_BLOCKQUOTE:
-    case GUMBO_TAG_TABLE: case GUMBO_TAG_TR: case GUMBO_TAG_SECTION:
-    case GUMBO_TAG_ARTICLE: case GUMBO_TAG_MAIN: case GUMBO_TAG_FIGURE:
-    case GUMBO_TAG_FIGCAPTION: case GUMBO_TAG_HR: case GUMBO_TAG_ADDRESS:
-    case GUMBO_TAG_DETAILS: case GUMBO_TAG_SUMMARY:
+    case GUMBO_TAG_P:
+    case GUMBO_TAG_DIV:
+    case GUMBO_TAG_H1:
+    case GUMBO_TAG_H2:
+    case GUMBO_TAG_H3:
+    case GUMBO_TAG_H4:
+    case GUMBO_TAG_H5:
+    case GUMBO_TAG_H6:
+    case GUMBO_TAG_UL:
+    case GUMBO_TAG_OL:
+    case GUMBO_TAG_DL:
+    case GUMBO_TAG_DT:
+    case GUMBO_TAG_DD:
+    case GUMBO_TAG_PRE:
+    case GUMBO_TAG_BLOCKQUOTE:
+    case GUMBO_TAG_TABLE:
+    case GUMBO_TAG_TR:
+    case GUMBO_TAG_SECTION:
+    case GUMBO_TAG_ARTICLE:
+    case GUMBO_TAG_MAIN:
+    case GUMBO_TAG_FIGURE:
+    case GUMBO_TAG_FIGCAPTION:
+    case GUMBO_TAG_HR:
+    case GUMBO_TAG_ADDRESS:
+    case GUMBO_TAG_DETAILS:
+    case GUMBO_TAG_SUMMARY:
         return 1;
     default:
         return 0;
@@ -146,28 +174,31 @@ static int is_block(GumboTag tag) {
  * for how deeply its tags nest, and the parse itself runs under a budget of
  * memory and time. Either refusal is "page too complex". */
 
-static const char *const void_tags[] = {"area", "base", "br", "col", "embed", "hr", "img",
-                                        "input", "keygen", "link", "meta", "param", "source",
-                                        "track", "wbr", NULL};
+static const char *const void_tags[] = {"area",   "base",  "br",     "col",  "embed", "hr",
+                                        "img",    "input", "keygen", "link", "meta",  "param",
+                                        "source", "track", "wbr",    NULL};
 /* Their content is text up to their end tag. */
-static const char *const raw_text_tags[] = {"iframe", "noembed", "noframes", "plaintext",
-                                            "script", "style", "textarea", "title", "xmp", NULL};
-static const char *const formatting_tags[] = {"a", "b", "big", "code", "em", "font", "i",
-                                              "nobr", "s", "small", "strike", "strong", "tt",
-                                              "u", NULL};
+static const char *const raw_text_tags[] = {"iframe", "noembed",  "noframes", "plaintext", "script",
+                                            "style",  "textarea", "title",    "xmp",       NULL};
+static const char *const formatting_tags[] = {"a",      "b",      "big",  "code", "em",
+                                              "font",   "i",      "nobr", "s",    "small",
+                                              "strike", "strong", "tt",   "u",    NULL};
 /* Start tags that close an open <p> first (HTML's "close a p element"). */
 static const char *const closes_p[] = {
-    "address", "article", "aside", "blockquote", "center", "details", "dialog", "dir", "div",
-    "dl", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
-    "h6", "header", "hgroup", "hr", "listing", "main", "menu", "nav", "ol", "p", "pre",
-    "section", "summary", "table", "ul", NULL};
+    "address", "article", "aside",    "blockquote", "center", "details", "dialog", "dir",
+    "div",     "dl",      "fieldset", "figcaption", "figure", "footer",  "form",   "h1",
+    "h2",      "h3",      "h4",       "h5",         "h6",     "header",  "hgroup", "hr",
+    "listing", "main",    "menu",     "nav",        "ol",     "p",       "pre",    "section",
+    "summary", "table",   "ul",       NULL};
 /* The elements a search for an open element stops at: HTML's scopes. */
-static const char *const default_scope[] = {"applet", "caption", "html", "marquee", "object",
-                                            "table", "td", "template", "th", NULL};
-static const char *const button_scope[] = {"applet", "button", "caption", "html", "marquee",
-                                           "object", "table", "td", "template", "th", NULL};
-static const char *const list_item_scope[] = {"applet", "caption", "html", "marquee", "object",
-                                              "ol", "table", "td", "template", "th", "ul", NULL};
+static const char *const default_scope[] = {"applet", "caption", "html",     "marquee", "object",
+                                            "table",  "td",      "template", "th",      NULL};
+static const char *const button_scope[] = {"applet",   "button", "caption", "html",
+                                           "marquee",  "object", "table",   "td",
+                                           "template", "th",     NULL};
+static const char *const list_item_scope[] = {"applet",   "caption", "html",  "marquee",
+                                              "object",   "ol",      "table", "td",
+                                              "template", "th",      "ul",    NULL};
 static const char *const table_scope[] = {"html", "table", "template", NULL};
 
 static int one_of(const char *name, const char *const *list) {
@@ -301,8 +332,7 @@ static void start_tag(scan *sc, const char *name, const char *attrs, size_t attr
         return;
     static const char *const p[] = {"p", NULL}, *const li[] = {"li", NULL},
                              *const dd_dt[] = {"dd", "dt", NULL}, *const tr[] = {"tr", NULL},
-                             *const cell[] = {"td", "th", NULL},
-                             *const option[] = {"option", NULL},
+                             *const cell[] = {"td", "th", NULL}, *const option[] = {"option", NULL},
                              *const options[] = {"option", "optgroup", NULL};
     if (one_of(name, closes_p))
         close_open(sc, p, button_scope);
@@ -351,7 +381,7 @@ size_t html_nesting_depth(const char *html, size_t len, size_t limit) {
         int self_closing;
         if (s < end && *s == '!') {
             s = end - s >= 3 && memcmp(s, "!--", 3) == 0 ? find_ci(s + 3, end, "-->")
-                                           : memchr(s, '>', (size_t)(end - s));
+                                                         : memchr(s, '>', (size_t)(end - s));
             if (!s)
                 break;
         } else if (s < end && *s == '/') {
@@ -650,9 +680,9 @@ int html_extract(const char *html, size_t len, const char *charset, html_page *p
         free(page->title);
         page->title = node_text(find_tag(body, GUMBO_TAG_H1));
     }
-    const GumboAttribute *lang =
-        root->type == GUMBO_NODE_ELEMENT ? gumbo_get_attribute(&root->v.element.attributes, "lang")
-                                         : NULL;
+    const GumboAttribute *lang = root->type == GUMBO_NODE_ELEMENT
+                                     ? gumbo_get_attribute(&root->v.element.attributes, "lang")
+                                     : NULL;
     page->language = copy_or_null(lang && *lang->value ? lang->value : NULL);
     page->description = copy_or_null(meta_description(head));
     page->text = node_text(main);

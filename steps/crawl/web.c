@@ -82,9 +82,9 @@ static char *robots_path(const char *url) {
 
 /* Query parameters whose values are credentials by their name: matched
  * case-insensitively as a part of the key ("api_key", "X-Amz-Signature"). */
-static const char *const secret_keys[] = {"key", "token", "secret", "password", "passwd",
-                                          "pwd", "auth", "signature", "sig", "session",
-                                          "credential", "code", NULL};
+static const char *const secret_keys[] = {"key",        "token", "secret",    "password", "passwd",
+                                          "pwd",        "auth",  "signature", "sig",      "session",
+                                          "credential", "code",  NULL};
 
 /* Short keys taken for credentials only when they are the whole key. */
 static const char *const secret_short_keys[] = {"k", "pw", "pass", NULL};
@@ -334,8 +334,12 @@ static int transient(CURLcode rc, long status) {
     switch (rc) {
     case CURLE_OK:
         return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
-    case CURLE_OPERATION_TIMEDOUT: case CURLE_COULDNT_CONNECT: case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR: case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
     case CURLE_COULDNT_RESOLVE_HOST:
         return 1;
     default:
@@ -645,8 +649,8 @@ int web_fetch(web_page *pages, size_t n, const web_options *o, char *err, size_t
         if (!of_page[i])
             continue;
         if (of_page[i]->rules) {
-            int allowed = robots_permit(of_page[i], pages[i].url, pages[i].error,
-                                        sizeof(pages[i].error));
+            int allowed =
+                robots_permit(of_page[i], pages[i].url, pages[i].error, sizeof(pages[i].error));
             if (allowed < 0)
                 rc = allowed;
             if (allowed != 1)

@@ -11,12 +11,12 @@
 #include <stddef.h>
 
 typedef struct web_options {
-    long timeout_ms;        /* per transfer, connection included */
-    size_t max_bytes;       /* a larger body fails the page */
-    int concurrency;        /* transfers in flight at once, >= 1 */
-    int retries;            /* further attempts after a transient failure */
-    long backoff_ms;        /* before the first retry; doubles each time */
-    const char *user_agent; /* sent, and matched against robots.txt groups */
+    long timeout_ms;          /* per transfer, connection included */
+    size_t max_bytes;         /* a larger body fails the page */
+    int concurrency;          /* transfers in flight at once, >= 1 */
+    int retries;              /* further attempts after a transient failure */
+    long backoff_ms;          /* before the first retry; doubles each time */
+    const char *user_agent;   /* sent, and matched against robots.txt groups */
     const char *robots_agent; /* the product token robots.txt groups name */
     int honour_robots;
     /* Connections to loopback, private, link-local and unspecified
@@ -33,14 +33,14 @@ typedef struct web_options {
 typedef struct web_page {
     const char *url; /* in: what to fetch (the caller's) */
     /* out, owned by the page until web_page_clear(): */
-    int ok;              /* 1: a 2xx body within the limits */
-    long status;         /* the last HTTP status, 0 if none */
+    int ok;      /* 1: a 2xx body within the limits */
+    long status; /* the last HTTP status, 0 if none */
     int attempts;
-    char *body;          /* NUL-terminated; len bytes */
+    char *body; /* NUL-terminated; len bytes */
     size_t len;
-    char *content_type;  /* the Content-Type header, or NULL */
-    char *final_url;     /* after redirects */
-    char error[256];     /* why not ok */
+    char *content_type; /* the Content-Type header, or NULL */
+    char *final_url;    /* after redirects */
+    char error[256];    /* why not ok */
 } web_page;
 
 /* Fetches every page (results in place). Returns 0 when every page was

@@ -32,9 +32,7 @@ struct bert_model {
     wordpiece *wp;
 };
 
-
 /* ---- config.json ---------------------------------------------------------- */
-
 
 static int config_size(const bson_t *doc, const char *key, size_t min, size_t *out,
                        const char *path, char *err, size_t err_size) {
@@ -46,7 +44,7 @@ static int config_size(const bson_t *doc, const char *key, size_t min, size_t *o
     int64_t v = bson_iter_as_int64(&it);
     if (v < (int64_t)min || v > (1 << 24))
         return errbuf_set(err, err_size, -EINVAL, "%s: %s is %lld, outside [%zu, %d]", path, key,
-                    (long long)v, min, 1 << 24);
+                          (long long)v, min, 1 << 24);
     *out = (size_t)v;
     return 0;
 }
@@ -66,20 +64,21 @@ static int read_config(const char *dir, bert_config *c, char *err, size_t err_si
                           err_size)) ||
         (rc = config_size(doc, "intermediate_size", 1, &c->intermediate_size, path, err,
                           err_size)) ||
-        (rc = config_size(doc, "max_position_embeddings", 2, &c->max_position_embeddings, path,
-                          err, err_size)) ||
+        (rc = config_size(doc, "max_position_embeddings", 2, &c->max_position_embeddings, path, err,
+                          err_size)) ||
         (rc = config_size(doc, "type_vocab_size", 1, &c->type_vocab_size, path, err, err_size)) ||
         (rc = config_size(doc, "vocab_size", 1, &c->vocab_size, path, err, err_size)))
         goto out;
     if (c->hidden_size % c->num_attention_heads) {
         rc = errbuf_set(err, err_size, -EINVAL,
-                  "%s: hidden_size %zu is not a multiple of num_attention_heads %zu", path,
-                  c->hidden_size, c->num_attention_heads);
+                        "%s: hidden_size %zu is not a multiple of num_attention_heads %zu", path,
+                        c->hidden_size, c->num_attention_heads);
         goto out;
     }
     if (!bson_iter_init_find(&it, doc, "layer_norm_eps") || !BSON_ITER_HOLDS_NUMBER(&it) ||
         !(bson_iter_as_double(&it) > 0) || !(bson_iter_as_double(&it) < 1)) {
-        rc = errbuf_set(err, err_size, -EINVAL, "%s: layer_norm_eps is missing or not in (0, 1)", path);
+        rc = errbuf_set(err, err_size, -EINVAL, "%s: layer_norm_eps is missing or not in (0, 1)",
+                        path);
         goto out;
     }
     c->layer_norm_eps = bson_iter_as_double(&it);
@@ -90,7 +89,7 @@ static int read_config(const char *dir, bert_config *c, char *err, size_t err_si
     const char *act = bson_iter_utf8(&it, NULL);
     if (strcmp(act, "gelu") != 0) {
         rc = errbuf_set(err, err_size, -EINVAL, "%s: hidden_act is '%s'; only 'gelu' is supported",
-                  path, act);
+                        path, act);
         goto out;
     }
 out:
@@ -125,11 +124,12 @@ static int find(const loader *l, const char *name, size_t d0, size_t d1, const s
     if (!t)
         t = sl_tensors_find(l->st, prefixed);
     if (!t)
-        return errbuf_set(l->err, l->err_size, -EINVAL, "%s: missing tensor '%s' (or '%s')", l->path,
-                    name, prefixed);
+        return errbuf_set(l->err, l->err_size, -EINVAL, "%s: missing tensor '%s' (or '%s')",
+                          l->path, name, prefixed);
     if (sl_tensor_dtype(t) != SL_DTYPE_F32)
-        return errbuf_set(l->err, l->err_size, -EINVAL, "%s: tensor '%s' is %s; only F32 is supported",
-                    l->path, sl_tensor_name(t), sl_dtype_name(sl_tensor_dtype(t)));
+        return errbuf_set(l->err, l->err_size, -EINVAL,
+                          "%s: tensor '%s' is %s; only F32 is supported", l->path,
+                          sl_tensor_name(t), sl_dtype_name(sl_tensor_dtype(t)));
     uint64_t want[2] = {d0, d1};
     size_t ndim = d1 ? 2 : 1;
     if (sl_tensor_ndim(t) != ndim || sl_tensor_dim(t, 0) != want[0] ||
@@ -142,7 +142,7 @@ static int find(const loader *l, const char *name, size_t d0, size_t d1, const s
         show_shape(got, sizeof(got), shape, got_ndim);
         show_shape(exp, sizeof(exp), want, ndim);
         return errbuf_set(l->err, l->err_size, -EINVAL, "%s: tensor '%s' has shape %s, expected %s",
-                    l->path, sl_tensor_name(t), got, exp);
+                          l->path, sl_tensor_name(t), got, exp);
     }
     *out = t;
     return 0;
@@ -175,8 +175,8 @@ static int take_stacked(const loader *l, const char *const *names, size_t n, siz
                 else
                     snprintf(at, sizeof(at), "[%zu]", row);
                 rc = errbuf_set(l->err, l->err_size, -EINVAL,
-                                    "%s: tensor '%s' holds a non-finite value (%g) at %s", l->path,
-                                    sl_tensor_name(t), (double)p[i * count + k], at);
+                                "%s: tensor '%s' holds a non-finite value (%g) at %s", l->path,
+                                sl_tensor_name(t), (double)p[i * count + k], at);
                 free(p);
                 return rc;
             }
@@ -219,8 +219,8 @@ static int load_weights(bert_model *m, const loader *l) {
     if ((rc = take(l, "embeddings.word_embeddings.weight", c->vocab_size, H, &m->word)) ||
         (rc = take(l, "embeddings.position_embeddings.weight", c->max_position_embeddings, H,
                    &m->pos)) ||
-        (rc = take(l, "embeddings.token_type_embeddings.weight", c->type_vocab_size, H,
-                   &m->type)) ||
+        (rc =
+             take(l, "embeddings.token_type_embeddings.weight", c->type_vocab_size, H, &m->type)) ||
         (rc = take(l, "embeddings.LayerNorm.weight", H, 0, &m->ln_g)) ||
         (rc = take(l, "embeddings.LayerNorm.bias", H, 0, &m->ln_b)))
         return rc;
@@ -295,8 +295,8 @@ int bert_load(const char *dir, bert_model **out, char *err, size_t err_size) {
         rc = wordpiece_new(dir, &m->wp, err, err_size);
     if (!rc && wordpiece_vocab_size(m->wp) > m->cfg.vocab_size)
         rc = errbuf_set(err, err_size, -EINVAL,
-                  "%s/vocab.txt: %zu tokens, more than the model's vocab_size %zu", dir,
-                  wordpiece_vocab_size(m->wp), m->cfg.vocab_size);
+                        "%s/vocab.txt: %zu tokens, more than the model's vocab_size %zu", dir,
+                        wordpiece_vocab_size(m->wp), m->cfg.vocab_size);
     if (rc) {
         bert_free(m);
         return rc;
@@ -391,8 +391,7 @@ static void split(size_t n, size_t grain, size_t parts, part_fn fn, void *ctx) {
  * Not under ThreadSanitizer: a program linking this file (sluice-search)
  * resolves the clones during relocation, before the TSan runtime is up, and
  * the instrumented resolver crashes there. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(__SANITIZE_THREAD__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VECTOR_CLONES
@@ -650,8 +649,8 @@ static void attention_part(void *ctx, size_t part, size_t begin, size_t end) {
                         j->scale, Q + i0 * ld, (int)ld, K, (int)ld, 0.0f, scores, (int)L);
             for (size_t i = 0; i < rows; i++)
                 softmax(scores + i * L, keep, L);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)dh, (int)L,
-                        1.0f, scores, (int)L, V, (int)ld, 0.0f, C + i0 * H, (int)H);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)dh, (int)L, 1.0f,
+                        scores, (int)L, V, (int)ld, 0.0f, C + i0 * H, (int)H);
         }
     }
 }
@@ -740,21 +739,23 @@ int bert_forward(const bert_model *m, const wordpiece_batch *b, float *out, char
     if (b->rows == 0)
         return 0;
     if (b->width == 0 || b->width > c->max_position_embeddings)
-        return errbuf_set(err, err_size, -EINVAL, "a batch %zu tokens wide; the model takes 1 to %zu",
-                    b->width, c->max_position_embeddings);
+        return errbuf_set(err, err_size, -EINVAL,
+                          "a batch %zu tokens wide; the model takes 1 to %zu", b->width,
+                          c->max_position_embeddings);
     if (b->rows > (size_t)INT32_MAX / b->width || b->width > 46340)
-        return errbuf_set(err, err_size, -EINVAL, "a batch of %zu x %zu tokens is too large", b->rows,
-                    b->width);
+        return errbuf_set(err, err_size, -EINVAL, "a batch of %zu x %zu tokens is too large",
+                          b->rows, b->width);
     for (size_t t = 0; t < b->rows * b->width; t++)
         if (b->input_ids[t] < 0 || (uint64_t)b->input_ids[t] >= c->vocab_size ||
             b->token_type_ids[t] < 0 || (uint64_t)b->token_type_ids[t] >= c->type_vocab_size)
             return errbuf_set(err, err_size, -EINVAL,
-                        "token %zu of row %zu: id %lld or type %lld is out of range", t % b->width,
-                        t / b->width, (long long)b->input_ids[t], (long long)b->token_type_ids[t]);
+                              "token %zu of row %zu: id %lld or type %lld is out of range",
+                              t % b->width, t / b->width, (long long)b->input_ids[t],
+                              (long long)b->token_type_ids[t]);
     scratch s;
     if (scratch_alloc(&s, b->rows * b->width, b->width, c))
         return errbuf_set(err, err_size, -ENOMEM, "out of memory for a batch of %zu x %zu tokens",
-                    b->rows, b->width);
+                          b->rows, b->width);
     encode(m, b, &s);
     pool(m, b, &s, out);
     scratch_free(&s);
@@ -768,7 +769,7 @@ int bert_embed(const bert_model *m, const char *const *texts, const size_t *lens
         max_length = c->max_position_embeddings;
     if (max_length < 2 || max_length > c->max_position_embeddings)
         return errbuf_set(err, err_size, -EINVAL, "max_length %zu is outside [2, %zu]", max_length,
-                    c->max_position_embeddings);
+                          c->max_position_embeddings);
     wordpiece_encode_opts opts = {max_length, 0};
     for (size_t i = 0; i < n; i += BERT_BATCH) {
         size_t k = n - i < BERT_BATCH ? n - i : BERT_BATCH;
@@ -776,7 +777,7 @@ int bert_embed(const bert_model *m, const char *const *texts, const size_t *lens
         int rc = wordpiece_batch_new(m->wp, texts + i, lens + i, k, &opts, &b);
         if (rc)
             return errbuf_set(err, err_size, rc, "tokenizing texts %zu to %zu: %s", i, i + k - 1,
-                        strerror(-rc));
+                              strerror(-rc));
         rc = bert_forward(m, b, out + i * c->hidden_size, err, err_size);
         wordpiece_batch_free(b);
         if (rc)

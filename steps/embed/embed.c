@@ -76,8 +76,9 @@ static int run(sl_ctx *ctx) {
     const char *in = sl_input_path(ctx, "chunks"), *model_dir = sl_param_str(ctx, "model");
     int64_t max_tokens = sl_param_int(ctx, "max_tokens");
     if (max_tokens < 0 || max_tokens == 1 || max_tokens == 2 || max_tokens > 1 << 20)
-        return sl_fail(ctx, "max_tokens is %lld: it must be 0 (the model's limit) or from 3 to "
-                            "1048576 ([CLS] and [SEP] included)",
+        return sl_fail(ctx,
+                       "max_tokens is %lld: it must be 0 (the model's limit) or from 3 to "
+                       "1048576 ([CLS] and [SEP] included)",
                        (long long)max_tokens);
     tfidf_params tp;
     int rc = builtin_params(ctx, &tp);
@@ -102,7 +103,8 @@ static int run(sl_ctx *ctx) {
                             sizeof(err)) != 0) {
         rc = sl_fail(ctx, "fitting the built-in model on %zu chunks: %s", t.n, err);
     } else {
-        sl_log(ctx, SL_LOG_INFO, "built-in model: %zu terms, %zu dimensions, %.1f%% of the variance",
+        sl_log(ctx, SL_LOG_INFO,
+               "built-in model: %zu terms, %zu dimensions, %.1f%% of the variance",
                tfidf_terms(embedder_tfidf(e)), embedder_dim(e),
                100 * tfidf_explained_variance(embedder_tfidf(e)));
         sl_metric(ctx, "terms", (double)tfidf_terms(embedder_tfidf(e)), -1);
@@ -163,8 +165,8 @@ static const sl_port outputs[] = {
      "a folder: vectors.slmx (a float32 row per chunk, unit length) and rows.jsonl (id, "
      "document_id, author_full_name, category, link)",
      0},
-    {"model", "model",
-     "the model that embedded them, as a folder embed, index and search can load", 0},
+    {"model", "model", "the model that embedded them, as a folder embed, index and search can load",
+     0},
     {NULL, NULL, NULL, 0},
 };
 static const sl_param params[] = {

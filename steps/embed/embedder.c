@@ -19,7 +19,6 @@ struct embedder {
     char *dir; /* the BERT model's folder, for embedder_save() */
 };
 
-
 void embedder_free(embedder *e) {
     if (!e)
         return;

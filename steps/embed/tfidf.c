@@ -27,7 +27,6 @@ struct tfidf_model {
     double explained;
 };
 
-
 tfidf_params tfidf_defaults(void) { return (tfidf_params){256, 1, 50000, 5, 42}; }
 
 void tfidf_free(tfidf_model *m) {
@@ -300,7 +299,8 @@ static int symmetric_eigen(double *g, size_t l, double *w, char *err, size_t err
     if (!work || !iwork)
         return errbuf_set(err, err_size, -ENOMEM, "out of memory for the eigendecomposition");
     if (info != 0)
-        return errbuf_set(err, err_size, -EIO, "LAPACK's eigendecomposition failed (info %d)", info);
+        return errbuf_set(err, err_size, -EIO, "LAPACK's eigendecomposition failed (info %d)",
+                          info);
     return 0;
 }
 
@@ -318,7 +318,8 @@ static int truncated_svd(const csr *x, size_t *dims, size_t l, const tfidf_param
     double *vecs = malloc(V * d * sizeof(*vecs)), *sel = malloc(l * d * sizeof(*sel));
     int rc = 0;
     if (!y || !z || !tmp || !tau || !g || !w || !vecs || !sel) {
-        rc = errbuf_set(err, err_size, -ENOMEM, "out of memory for the SVD of a %zu x %zu matrix", N, V);
+        rc = errbuf_set(err, err_size, -ENOMEM, "out of memory for the SVD of a %zu x %zu matrix",
+                        N, V);
         goto out;
     }
     /* Range of X^T: Y = X^T Omega, then power iterations Y = X^T (X Y).
@@ -398,7 +399,7 @@ static int check_params(const tfidf_params *p, char *err, size_t err_size) {
         return errbuf_set(err, err_size, -EINVAL, "min_df must be at least 1");
     if (p->max_terms < 1 || p->max_terms > (1u << 24))
         return errbuf_set(err, err_size, -EINVAL, "max_terms is %zu: it must be from 1 to 16777216",
-                    p->max_terms);
+                          p->max_terms);
     if (p->power_iters > 20)
         return errbuf_set(err, err_size, -EINVAL, "power_iters is %u: at most 20", p->power_iters);
     return 0;
@@ -448,7 +449,8 @@ static int choose_vocabulary(const char *const *texts, const size_t *lens, size_
             order[kept++] = (ranked){df[t], all.len[t], all.s[t], t};
     if (kept == 0) {
         rc = errbuf_set(err, err_size, -EINVAL,
-                  "no term is in at least %zu of the %zu texts: nothing to fit on", p->min_df, n);
+                        "no term is in at least %zu of the %zu texts: nothing to fit on", p->min_df,
+                        n);
         goto out;
     }
     qsort(order, kept, sizeof(*order), by_df_then_bytes);
@@ -509,7 +511,8 @@ int tfidf_fit(const char *const *texts, const size_t *lens, size_t n, const tfid
     size_t l = p->dim + OVERSAMPLE < smaller ? p->dim + OVERSAMPLE : smaller;
     m->dim = p->dim < l ? p->dim : l;
     if (!(m->comp = malloc(x.cols * m->dim * sizeof(*m->comp)))) {
-        rc = errbuf_set(err, err_size, -ENOMEM, "out of memory for %zu x %zu components", x.cols, m->dim);
+        rc = errbuf_set(err, err_size, -ENOMEM, "out of memory for %zu x %zu components", x.cols,
+                        m->dim);
         goto out;
     }
     rc = truncated_svd(&x, &m->dim, l, p, m->comp, &m->explained, err, err_size);
@@ -608,14 +611,14 @@ static int config_count(const bson_t *c, const char *key, int64_t min, int64_t m
     bson_iter_t it;
     if (!bson_iter_init_find(&it, c, key) || !BSON_ITER_HOLDS_INT(&it) ||
         bson_iter_as_int64(&it) < min || bson_iter_as_int64(&it) > max)
-        return errbuf_set(err, err_size, -EINVAL, "%s: %s is missing or not an integer from %lld to %lld",
-                    path, key, (long long)min, (long long)max);
+        return errbuf_set(err, err_size, -EINVAL,
+                          "%s: %s is missing or not an integer from %lld to %lld", path, key,
+                          (long long)min, (long long)max);
     *out = (size_t)bson_iter_as_int64(&it);
     return 0;
 }
 
-static int read_config(const char *dir, tfidf_model *m, size_t *terms, char *err,
-                       size_t err_size) {
+static int read_config(const char *dir, tfidf_model *m, size_t *terms, char *err, size_t err_size) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/config.json", dir);
     bson_t *c;
@@ -625,7 +628,8 @@ static int read_config(const char *dir, tfidf_model *m, size_t *terms, char *err
     bson_iter_t it;
     if (!bson_iter_init_find(&it, c, "model_type") || !BSON_ITER_HOLDS_UTF8(&it) ||
         strcmp(bson_iter_utf8(&it, NULL), TFIDF_MODEL_TYPE) != 0)
-        rc = errbuf_set(err, err_size, -EINVAL, "%s: model_type is not \"" TFIDF_MODEL_TYPE "\"", path);
+        rc = errbuf_set(err, err_size, -EINVAL, "%s: model_type is not \"" TFIDF_MODEL_TYPE "\"",
+                        path);
     if (!rc)
         rc = config_count(c, "dim", 1, 4096, &m->dim, path, err, err_size);
     if (!rc)
@@ -640,8 +644,7 @@ static int read_config(const char *dir, tfidf_model *m, size_t *terms, char *err
     return rc;
 }
 
-static int read_vocab(const char *dir, tfidf_model *m, size_t terms, char *err,
-                      size_t err_size) {
+static int read_vocab(const char *dir, tfidf_model *m, size_t terms, char *err, size_t err_size) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/vocab.txt", dir);
     FILE *f = fopen(path, "rb");
@@ -659,19 +662,19 @@ static int read_vocab(const char *dir, tfidf_model *m, size_t terms, char *err,
         if (len == 0)
             rc = errbuf_set(err, err_size, -EINVAL, "%s:%zu: an empty term", path, before + 1);
         else if (m->vocab.n == terms)
-            rc = errbuf_set(err, err_size, -EINVAL, "%s: more than the %zu terms of config.json", path,
-                      terms);
+            rc = errbuf_set(err, err_size, -EINVAL, "%s: more than the %zu terms of config.json",
+                            path, terms);
         else if ((rc = strtab_intern(&m->vocab, line, (size_t)len, &id)))
             rc = errbuf_set(err, err_size, rc, "%s: out of memory", path);
         else if (m->vocab.n == before)
-            rc = errbuf_set(err, err_size, -EINVAL, "%s:%zu: '%.*s' is there twice", path, before + 1,
-                      (int)len, line);
+            rc = errbuf_set(err, err_size, -EINVAL, "%s:%zu: '%.*s' is there twice", path,
+                            before + 1, (int)len, line);
     }
     free(line);
     fclose(f);
     if (rc == 0 && m->vocab.n != terms)
-        rc = errbuf_set(err, err_size, -EINVAL, "%s: %zu terms, config.json says %zu", path, m->vocab.n,
-                  terms);
+        rc = errbuf_set(err, err_size, -EINVAL, "%s: %zu terms, config.json says %zu", path,
+                        m->vocab.n, terms);
     return rc;
 }
 
@@ -683,22 +686,22 @@ static int read_tensor(const sl_tensors *st, const char *path, const char *name,
         return errbuf_set(err, err_size, -EINVAL, "%s: no tensor '%s'", path, name);
     if (sl_tensor_dtype(t) != SL_DTYPE_F32)
         return errbuf_set(err, err_size, -EINVAL, "%s: tensor '%s' is %s; F32 expected", path, name,
-                    sl_dtype_name(sl_tensor_dtype(t)));
+                          sl_dtype_name(sl_tensor_dtype(t)));
     int same = sl_tensor_ndim(t) == ndim;
     for (size_t i = 0; same && i < ndim; i++)
         same = sl_tensor_dim(t, i) == shape[i];
     if (!same)
         return errbuf_set(err, err_size, -EINVAL,
-                    "%s: tensor '%s' does not have the shape that config.json implies", path,
-                    name);
+                          "%s: tensor '%s' does not have the shape that config.json implies", path,
+                          name);
     uint64_t nbytes = sl_tensor_nbytes(t);
     if (!(*out = malloc(nbytes ? nbytes : 1)))
         return errbuf_set(err, err_size, -ENOMEM, "%s: out of memory", path);
     memcpy(*out, sl_tensor_data(t), nbytes);
     for (size_t i = 0; i < nbytes / sizeof(float); i++)
         if (!isfinite((*out)[i]))
-            return errbuf_set(err, err_size, -EINVAL, "%s: tensor '%s' holds a value that is not finite",
-                        path, name);
+            return errbuf_set(err, err_size, -EINVAL,
+                              "%s: tensor '%s' holds a value that is not finite", path, name);
     return 0;
 }
 

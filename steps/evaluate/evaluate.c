@@ -101,9 +101,9 @@ static int judge_map_build(const retriever *r, judge_map *j) {
             return -EINVAL;
         const char *key = *row.row.document_id ? row.row.document_id : row.chunk_id;
         uint32_t doc;
-        if (strtab_intern(&j->docs, key, strlen(key), &doc) != 0 ||
-            name_doc(j, key, doc, &cap) || name_doc(j, row.chunk_id, doc, &cap) ||
-            name_doc(j, row.link, doc, &cap) || name_doc(j, link_path(row.link), doc, &cap))
+        if (strtab_intern(&j->docs, key, strlen(key), &doc) != 0 || name_doc(j, key, doc, &cap) ||
+            name_doc(j, row.chunk_id, doc, &cap) || name_doc(j, row.link, doc, &cap) ||
+            name_doc(j, link_path(row.link), doc, &cap))
             return -ENOMEM;
         j->row_doc[i] = doc;
     }
@@ -307,8 +307,8 @@ static int check_thresholds(sl_ctx *ctx, const settings *s, const bson_t *figure
             const char *which = bson_iter_key(&lim);
             int is_min = strcmp(which, "min") == 0;
             if ((!is_min && strcmp(which, "max") != 0) || !bound(&lim, &b))
-                return sl_fail(ctx, "thresholds: '%s': '%s' must be min or max, with a number",
-                               key, which);
+                return sl_fail(ctx, "thresholds: '%s': '%s' must be min or max, with a number", key,
+                               which);
             if (is_min ? v < b : v > b)
                 return sl_fail(ctx, "%s is %.4f, %s the threshold %g", key, v,
                                is_min ? "below" : "above", b);
@@ -434,8 +434,8 @@ static const sl_param params[] = {
 };
 static const sl_step steps[] = {
     {"evaluate", "1.0",
-     "evaluate retrieval (recall@k, MRR@k, nDCG@k over judged queries) against thresholds",
-     inputs, outputs, params, run},
+     "evaluate retrieval (recall@k, MRR@k, nDCG@k over judged queries) against thresholds", inputs,
+     outputs, params, run},
 };
 
 SL_PLUGIN_DEFINE("evaluate", "1.0", steps, NULL, NULL)

@@ -158,8 +158,8 @@ int index_bm25_search(const search_index *ix, const char *query, size_t k,
     idx_topk h = {.k = k, .score = out_scores, .id = out_ids};
     for (size_t i = 0; i < nt; i++) {
         uint32_t r = touched[i];
-        if ((fa != IDX_NONE && ix->author[r] != fa) ||
-            (fc != IDX_NONE && ix->category[r] != fc) || !(acc[r] > 0))
+        if ((fa != IDX_NONE && ix->author[r] != fa) || (fc != IDX_NONE && ix->category[r] != fc) ||
+            !(acc[r] > 0))
             continue;
         idx_topk_push(&h, (float)acc[r], r);
     }

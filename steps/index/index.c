@@ -22,13 +22,15 @@ static int check_rows(sl_ctx *ctx, const chunk_table *rows, const chunk_table *c
         return sl_fail(ctx, "embeddings: vectors.slmx has %llu rows but rows.jsonl %zu",
                        (unsigned long long)sl_matrix_rows(m), rows->n);
     if (rows->n != chunks->n)
-        return sl_fail(ctx, "the embeddings have %zu rows but the chunks are %zu: they must come "
-                            "from the same chunk step",
+        return sl_fail(ctx,
+                       "the embeddings have %zu rows but the chunks are %zu: they must come "
+                       "from the same chunk step",
                        rows->n, chunks->n);
     for (size_t i = 0; i < rows->n; i++)
         if (strcmp(rows->id[i], chunks->id[i]) != 0)
-            return sl_fail(ctx, "embedding row %zu is chunk '%s' but chunk %zu is '%s': they "
-                                "must come from the same chunk step",
+            return sl_fail(ctx,
+                           "embedding row %zu is chunk '%s' but chunk %zu is '%s': they "
+                           "must come from the same chunk step",
                            i + 1, rows->id[i], i + 1, chunks->id[i]);
     return SL_OK;
 }
@@ -43,9 +45,8 @@ static int build(sl_ctx *ctx, const sl_matrix *m, const chunk_table *rows,
         return sl_fail(ctx, "%s", err);
     int rc = SL_OK;
     for (size_t i = 0; rc == SL_OK && i < rows->n; i++) {
-        if (index_add(ix, data + i * cols, cols, chunks->content[i],
-                      rows->author[i], rows->category[i], rows->document_id[i], err,
-                      sizeof(err)) != 0)
+        if (index_add(ix, data + i * cols, cols, chunks->content[i], rows->author[i],
+                      rows->category[i], rows->document_id[i], err, sizeof(err)) != 0)
             rc = sl_fail(ctx, "embedding row %zu: %s", i + 1, err);
         else if (i % 1024 == 0 && sl_cancelled(ctx))
             rc = SL_ECANCELLED;
@@ -77,8 +78,9 @@ static int run(sl_ctx *ctx) {
     if (rc == SL_OK && embedder_load(model_dir, &e, err, sizeof(err)) != 0)
         rc = sl_fail(ctx, "model: %s", err);
     if (rc == SL_OK && embedder_dim(e) != sl_matrix_cols(m))
-        rc = sl_fail(ctx, "the model makes %zu dimensions but the embeddings have %llu: they must "
-                          "come from the same embed step",
+        rc = sl_fail(ctx,
+                     "the model makes %zu dimensions but the embeddings have %llu: they must "
+                     "come from the same embed step",
                      embedder_dim(e), (unsigned long long)sl_matrix_cols(m));
     if (rc == SL_OK && sl_matrix_cols(m) == 0)
         rc = sl_fail(ctx, "embeddings: vectors.slmx has no columns");

@@ -139,10 +139,9 @@ int index_rrf(const uint32_t *const *lists, const size_t *lens, size_t nlists, d
  * rrf_k = 60; the best k go to out_ids / out_scores (caller's arrays of k),
  * their number to *out_count. depth 0 means max(k, 100). vector or text
  * may be NULL to leave that ranking out. */
-int index_hybrid_search(const search_index *ix, const float *vector, size_t dim,
-                        const char *text, size_t k, size_t depth, const index_filter *filter,
-                        uint32_t *out_ids, float *out_scores, size_t *out_count, char *err,
-                        size_t errlen);
+int index_hybrid_search(const search_index *ix, const float *vector, size_t dim, const char *text,
+                        size_t k, size_t depth, const index_filter *filter, uint32_t *out_ids,
+                        float *out_scores, size_t *out_count, char *err, size_t errlen);
 
 /* Writes the index to path (see the format above) through a temporary
  * file renamed into place, so a reader never sees half a file. */

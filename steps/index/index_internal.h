@@ -19,8 +19,8 @@ typedef struct idx_postings {
 
 struct search_index {
     size_t dim, n, cap;
-    float *vec;           /* n*dim; heap (cap rows) or inside map */
-    void *map;            /* index_load's mapping, or NULL */
+    float *vec; /* n*dim; heap (cap rows) or inside map */
+    void *map;  /* index_load's mapping, or NULL */
     size_t map_len;
     uint32_t *author, *category, *docid; /* per row, ids into the tables */
     char **text;                         /* per row, malloc'ed */
@@ -29,11 +29,10 @@ struct search_index {
     strtab terms;
     idx_postings *post; /* terms.n of them, post_cap allocated */
     size_t post_cap;
-    uint32_t *doclen;   /* per row, in tokens */
+    uint32_t *doclen; /* per row, in tokens */
     uint64_t total_len;
     index_bm25_params bm25;
 };
-
 
 /* Grows the per-row arrays to hold at least `rows`. 0 or -ENOMEM. */
 int idx_reserve_rows(search_index *ix, size_t rows, int with_vectors);

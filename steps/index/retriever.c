@@ -16,7 +16,7 @@
 struct retriever {
     search_index *ix;
     embedder *model;
-    strtab chunk_ids, links; /* interned strings */
+    strtab chunk_ids, links;   /* interned strings */
     uint32_t *chunk_id, *link; /* per row, ids into them */
 };
 
@@ -147,8 +147,8 @@ int retriever_search(const retriever *r, const char *query, retrieve_mode mode, 
     else if (rc == 0 && mode == RETRIEVE_BM25)
         rc = index_bm25_search(r->ix, query, k, filter, ids, scores, count, err, err_size);
     else if (rc == 0 && mode == RETRIEVE_HYBRID)
-        rc = index_hybrid_search(r->ix, vector, index_dim(r->ix), query, k, 0, filter, ids,
-                                 scores, count, err, err_size);
+        rc = index_hybrid_search(r->ix, vector, index_dim(r->ix), query, k, 0, filter, ids, scores,
+                                 count, err, err_size);
     free(vector);
     return rc;
 }

@@ -99,7 +99,7 @@ static void print_results(const retriever *r, const char *query, retrieve_mode m
 typedef struct search_request {
     const char *folder; /* the index folder */
     const char *query;
-    const char *mode;   /* "hybrid", "dense" or "bm25" */
+    const char *mode;              /* "hybrid", "dense" or "bm25" */
     const char *author, *category; /* filters, or NULL */
     size_t k;
     int json;
@@ -134,7 +134,8 @@ static int search(const search_request *req, char *err, size_t err_size) {
 }
 
 static const command_info info = {
-    "search", "query a retrieval index: dense, BM25 or both fused",
+    "search",
+    "query a retrieval index: dense, BM25 or both fused",
     "usage: sluice search INDEX QUERY [-k N] [--filter KEY=VALUE]... [--mode MODE] [--json]\n"
     "\n"
     "Ranks the chunks of an index the index step built. INDEX is the index's folder\n"
@@ -167,8 +168,8 @@ static int resolve(const char *spec, char *folder, size_t size) {
         }
         return 0;
     }
-    const char *args[] = {"--store", command_store(), "artifacts", "path", "--type", "index",
-                          "--", spec, NULL};
+    const char *args[] = {
+        "--store", command_store(), "artifacts", "path", "--type", "index", "--", spec, NULL};
     int status = command_sluice(&info, args, folder, size);
     return status ? COMMAND_BAD_INPUT : 0;
 }

@@ -16,15 +16,13 @@
 #define BLOCK_ROWS 4096
 #define BLOCK_QUERIES 256
 
-
 /* ---- the index ---- */
 
 int index_new(size_t dim, search_index **out, char *err, size_t errlen) {
     if (!out)
         return errbuf_set(err, errlen, -EINVAL, "index_new: out is NULL");
     if (dim < 1 || dim > 65536)
-        return errbuf_set(err, errlen, -EINVAL, "index_new: dimension %zu is not in 1..65536",
-                        dim);
+        return errbuf_set(err, errlen, -EINVAL, "index_new: dimension %zu is not in 1..65536", dim);
     search_index *ix = calloc(1, sizeof(*ix));
     if (!ix)
         return errbuf_set(err, errlen, -ENOMEM, "index_new: out of memory");
@@ -117,7 +115,7 @@ int index_add(search_index *ix, const float *vector, size_t dim, const char *tex
         return errbuf_set(err, errlen, -EPERM, "index_add: a loaded index is read-only");
     if (dim != ix->dim)
         return errbuf_set(err, errlen, -EINVAL,
-                        "index_add: vector has %zu components, the index %zu", dim, ix->dim);
+                          "index_add: vector has %zu components, the index %zu", dim, ix->dim);
     for (size_t i = 0; i < dim; i++)
         if (!isfinite(vector[i]))
             return errbuf_set(err, errlen, -EINVAL, "index_add: component %zu is not finite", i);
@@ -188,15 +186,14 @@ int index_search(const search_index *ix, const float *queries, size_t q, size_t 
         return errbuf_set(err, errlen, -EINVAL, "index_search: no queries");
     if (dim != ix->dim)
         return errbuf_set(err, errlen, -EINVAL,
-                        "index_search: queries have %zu components, the index %zu", dim,
-                        ix->dim);
+                          "index_search: queries have %zu components, the index %zu", dim, ix->dim);
     if (q > SIZE_MAX / dim || k > SIZE_MAX / sizeof(float) / q)
         return errbuf_set(err, errlen, -EINVAL, "index_search: q * k or q * dim overflows");
     for (size_t i = 0; i < q * dim; i++)
         if (!isfinite(queries[i]))
             return errbuf_set(err, errlen, -EINVAL,
-                            "index_search: query %zu component %zu is not finite", i / dim,
-                            i % dim);
+                              "index_search: query %zu component %zu is not finite", i / dim,
+                              i % dim);
     size_t kk = k < ix->n ? k : ix->n; /* heap size */
     for (size_t i = 0; i < q * k; i++) {
         out_ids[i] = IDX_NONE;
@@ -232,11 +229,11 @@ int index_search(const search_index *ix, const float *queries, size_t q, size_t 
             size_t nr = ix->n - r0 < rb ? ix->n - r0 : rb;
             const float *V = ix->vec + r0 * dim;
             if (nq == 1)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nr, d, 1.0f, V, d, Q, 1, 0.0f,
-                            scores, 1);
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nr, d, 1.0f, V, d, Q, 1, 0.0f, scores,
+                            1);
             else /* scores[r][j] = V[r] . Q[j] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nq, d, 1.0f,
-                            V, d, Q, d, 0.0f, scores, (int)nq);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nq, d, 1.0f, V,
+                            d, Q, d, 0.0f, scores, (int)nq);
             for (size_t r = 0; r < nr; r++) {
                 uint32_t row = (uint32_t)(r0 + r);
                 if (filtered && ((fa != IDX_NONE && ix->author[row] != fa) ||
@@ -267,10 +264,9 @@ int index_search(const search_index *ix, const float *queries, size_t q, size_t 
 
 /* ---- hybrid ---- */
 
-int index_hybrid_search(const search_index *ix, const float *vector, size_t dim,
-                        const char *text, size_t k, size_t depth, const index_filter *filter,
-                        uint32_t *out_ids, float *out_scores, size_t *out_count, char *err,
-                        size_t errlen) {
+int index_hybrid_search(const search_index *ix, const float *vector, size_t dim, const char *text,
+                        size_t k, size_t depth, const index_filter *filter, uint32_t *out_ids,
+                        float *out_scores, size_t *out_count, char *err, size_t errlen) {
     if (!ix || !out_ids || !out_scores || !out_count)
         return errbuf_set(err, errlen, -EINVAL, "index_hybrid_search: a required argument is NULL");
     if (k == 0)
@@ -297,8 +293,7 @@ int index_hybrid_search(const search_index *ix, const float *vector, size_t dim,
     }
     if (!rc && text) {
         size_t got = 0;
-        rc = index_bm25_search(ix, text, depth, filter, ids + depth, sc + depth, &got, err,
-                               errlen);
+        rc = index_bm25_search(ix, text, depth, filter, ids + depth, sc + depth, &got, err, errlen);
         lists[nl] = ids + depth;
         lens[nl++] = got;
     }

@@ -199,8 +199,7 @@ static int read_postings(reader *r, search_index *ix, size_t n) {
         p->cap = count;
         for (uint32_t i = 0; i < count && !rc; i++) {
             uint32_t row, tf;
-            if (r32(r, &row) || r32(r, &tf) || row >= n || tf == 0 ||
-                (i && row <= p->row[i - 1]))
+            if (r32(r, &row) || r32(r, &tf) || row >= n || tf == 0 || (i && row <= p->row[i - 1]))
                 rc = -1;
             else {
                 p->row[i] = row;
@@ -251,9 +250,8 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
         why = "bad dimension or row count";
     else if (fsize != size)
         why = "file size does not match its header (truncated?)";
-    else if (vec_off < HEADER || vec_off % 64 || vec_off > size ||
-             n > (size - vec_off) / 4 / dim || meta_off != vec_off + n * dim * 4 ||
-             meta_off > size || meta_len != size - meta_off)
+    else if (vec_off < HEADER || vec_off % 64 || vec_off > size || n > (size - vec_off) / 4 / dim ||
+             meta_off != vec_off + n * dim * 4 || meta_off > size || meta_len != size - meta_off)
         why = "section offsets do not match (truncated?)";
     search_index *ix = NULL;
     int rc = 0;
@@ -288,8 +286,7 @@ int index_load(const char *path, search_index **out, char *err, size_t errlen) {
         }
         for (size_t i = 0; i < n && !rc; i++) {
             uint32_t len;
-            if (r32(&r, &len) || (size_t)(r.end - r.p) < len ||
-                memchr(r.p, '\0', len) != NULL) {
+            if (r32(&r, &len) || (size_t)(r.end - r.p) < len || memchr(r.p, '\0', len) != NULL) {
                 rc = -1;
                 break;
             }

@@ -23,9 +23,10 @@ typedef struct trainable {
 
 static trainable trainable_of(model *m) {
     if (m->lora.r)
-        return (trainable){m->lora.t,      m->lora.n_tensors, m->lora.n_params, m->lora.params,
-                           m->lora.grads,  &m->lora.adam_m,   &m->lora.adam_v};
-    return (trainable){m->t, m->n_tensors, m->n_params, m->params, m->grads, &m->adam_m, &m->adam_v};
+        return (trainable){m->lora.t,     m->lora.n_tensors, m->lora.n_params, m->lora.params,
+                           m->lora.grads, &m->lora.adam_m,   &m->lora.adam_v};
+    return (trainable){m->t,     m->n_tensors, m->n_params, m->params,
+                       m->grads, &m->adam_m,   &m->adam_v};
 }
 
 float model_grad_norm(const model *m) {

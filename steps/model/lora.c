@@ -207,9 +207,7 @@ int model_lora_dropout(model *m, float p, uint64_t seed, char *err, size_t n) {
 
 void model_lora_train(model *m, int on) { m->lora.training = on; }
 
-static int dropping(const model *m) {
-    return m->lora.dropout > 0 && m->lora.training;
-}
+static int dropping(const model *m) { return m->lora.dropout > 0 && m->lora.training; }
 
 /* Whether element i of layer l's input is kept at this optimizer step. */
 static int kept(const model *m, const model_linear *l, size_t i) {
@@ -224,8 +222,7 @@ static int kept(const model *m, const model_linear *l, size_t i) {
 
 /* The adapter's input: x itself, or its dropped copy (kept / (1 - p), as
  * torch's Dropout) in lo->xd. */
-static const float *adapter_input(const model *m, const model_linear *l, const float *x,
-                                  int rows) {
+static const float *adapter_input(const model *m, const model_linear *l, const float *x, int rows) {
     if (!dropping(m))
         return x;
     float *xd = m->lora.xd, k = 1.0f / (1.0f - m->lora.dropout);
@@ -469,9 +466,8 @@ int model_lora_load(model *m, const char *dir, char *err, size_t n) {
         else if (sl_tensor_ndim(x) != 2 || sl_tensor_dim(x, 0) != t->shape[0] ||
                  sl_tensor_dim(x, 1) != t->shape[1])
             rc = model_fail(err, n, -EINVAL,
-                            "%s: %s does not fit the base model: expected shape (%llu, %llu)",
-                            path, key, (unsigned long long)t->shape[0],
-                            (unsigned long long)t->shape[1]);
+                            "%s: %s does not fit the base model: expected shape (%llu, %llu)", path,
+                            key, (unsigned long long)t->shape[0], (unsigned long long)t->shape[1]);
         else
             rc = sl_tensor_to_f32(x, lo->params + t->offset, t->count, err, n);
     }

@@ -37,9 +37,7 @@ uint64_t sample_rng_next(sample_rng *r) {
     return result;
 }
 
-double sample_rng_uniform(sample_rng *r) {
-    return (double)(sample_rng_next(r) >> 11) * 0x1.0p-53;
-}
+double sample_rng_uniform(sample_rng *r) { return (double)(sample_rng_next(r) >> 11) * 0x1.0p-53; }
 
 uint64_t sample_rng_below(sample_rng *r, uint64_t n) {
     /* Lemire (2019): the high word of x * n is uniform once the low words
@@ -100,8 +98,8 @@ static void rank_tokens(const float *v, size_t n, size_t *order) {
 
 /* ---- the processors ---- */
 
-void sample_repetition_penalty(float *logits, size_t n, const int32_t *history,
-                               size_t n_history, float penalty) {
+void sample_repetition_penalty(float *logits, size_t n, const int32_t *history, size_t n_history,
+                               float penalty) {
     if (penalty == 1.0f)
         return;
     /* HF gathers the scores of the history's ids, then scatters the
@@ -216,8 +214,13 @@ struct sampler {
 };
 
 sample_params sample_params_default(void) {
-    return (sample_params){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
-                           .repetition_penalty = 1.0f, .min_tokens_to_keep = 1, .seed = 0};
+    return (sample_params){.temperature = 1.0f,
+                           .top_k = 0,
+                           .top_p = 1.0f,
+                           .min_p = 0.0f,
+                           .repetition_penalty = 1.0f,
+                           .min_tokens_to_keep = 1,
+                           .seed = 0};
 }
 
 int sampler_new(const sample_params *p, size_t n, sampler **out, char *err, size_t err_size) {
@@ -227,15 +230,15 @@ int sampler_new(const sample_params *p, size_t n, sampler **out, char *err, size
     if (isnan(p->temperature))
         return errbuf_set(err, err_size, -EINVAL, "sampling: temperature is not a number");
     if (!(p->top_p > 0.0f))
-        return errbuf_set(err, err_size, -EINVAL, "sampling: top_p must be > 0 (1 turns it off), not %g",
-                    (double)p->top_p);
+        return errbuf_set(err, err_size, -EINVAL,
+                          "sampling: top_p must be > 0 (1 turns it off), not %g", (double)p->top_p);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
         return errbuf_set(err, err_size, -EINVAL, "sampling: min_p must be in [0, 1], not %g",
-                    (double)p->min_p);
+                          (double)p->min_p);
     if (!(p->repetition_penalty > 0.0f))
         return errbuf_set(err, err_size, -EINVAL,
-                    "sampling: repetition_penalty must be > 0 (1 turns it off), not %g",
-                    (double)p->repetition_penalty);
+                          "sampling: repetition_penalty must be > 0 (1 turns it off), not %g",
+                          (double)p->repetition_penalty);
     sampler *s = calloc(1, sizeof(*s));
     if (!s || !(s->order = malloc(n * sizeof(*s->order)))) {
         free(s);
@@ -301,8 +304,8 @@ struct stop_matcher {
 int stop_matcher_new(const char *const *stops, size_t n, stop_matcher **out, char *err,
                      size_t err_size) {
     stop_matcher *m = calloc(1, sizeof(*m));
-    if (!m || (n && (!(m->stops = calloc(n, sizeof(char *))) ||
-                     !(m->lens = calloc(n, sizeof(size_t))))))
+    if (!m ||
+        (n && (!(m->stops = calloc(n, sizeof(char *))) || !(m->lens = calloc(n, sizeof(size_t))))))
         goto oom;
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(stops[i]);

@@ -52,8 +52,8 @@ uint64_t sample_rng_below(sample_rng *r, uint64_t n);
  * (the prompt and what was generated so far), once, has its score divided
  * by penalty when positive and multiplied by it when not. Ids outside
  * [0, n) are ignored. penalty 1 changes nothing. */
-void sample_repetition_penalty(float *logits, size_t n, const int32_t *history,
-                               size_t n_history, float penalty);
+void sample_repetition_penalty(float *logits, size_t n, const int32_t *history, size_t n_history,
+                               float penalty);
 /* Divides every score by temperature (> 0). */
 void sample_temperature(float *logits, size_t n, float temperature);
 /* Keeps the scores >= the k-th largest (ties kept, as HF's
@@ -78,11 +78,11 @@ size_t sample_argmax(const float *logits, size_t n);
 /* ---- a sampler: the parameters, the PRNG and scratch space ---- */
 
 typedef struct sample_params {
-    float temperature;        /* <= 0: greedy; 1: unchanged */
-    size_t top_k;             /* 0: off */
-    float top_p;              /* >= 1: off */
-    float min_p;              /* <= 0: off */
-    float repetition_penalty; /* 1: off */
+    float temperature;         /* <= 0: greedy; 1: unchanged */
+    size_t top_k;              /* 0: off */
+    float top_p;               /* >= 1: off */
+    float min_p;               /* <= 0: off */
+    float repetition_penalty;  /* 1: off */
     size_t min_tokens_to_keep; /* 0 is taken as 1 */
     uint64_t seed;
 } sample_params;

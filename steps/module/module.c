@@ -40,8 +40,9 @@ static int stamp_ok(void *handle, const char *path, char *err, size_t err_size) 
     }
     if (st->abi != MODULE_ABI || st->size < sizeof(*st) || !st->signature ||
         strcmp(st->signature, MODULE_SIGNATURE) != 0) {
-        snprintf(err, err_size, "%s was built as '%s', not as this sluice's '" MODULE_SIGNATURE
-                                "' (install the module of this sluice)",
+        snprintf(err, err_size,
+                 "%s was built as '%s', not as this sluice's '" MODULE_SIGNATURE
+                 "' (install the module of this sluice)",
                  path, st->size >= sizeof(*st) && st->signature ? st->signature : "(no signature)");
         return 0;
     }
@@ -58,8 +59,7 @@ static int try_dir(search *s, const char *dir, size_t dir_len, const char *suffi
     if (access(path, R_OK) != 0) {
         if (s->used < sizeof(s->looked))
             s->used += (size_t)snprintf(s->looked + s->used, sizeof(s->looked) - s->used,
-                                        "%s%.*s%s", s->used ? ", " : "", (int)dir_len, dir,
-                                        suffix);
+                                        "%s%.*s%s", s->used ? ", " : "", (int)dir_len, dir, suffix);
         return 0;
     }
     s->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);

@@ -35,9 +35,9 @@
 #define MODULE_ABI 1
 #define MODULE_STR_(x) #x
 #define MODULE_STR(x) MODULE_STR_(x)
-#define MODULE_SIGNATURE                                                                     \
-    "sluice-" SLUICE_MODULE_BUILD "/module-abi-" MODULE_STR(MODULE_ABI) "/ptr" MODULE_STR(  \
-        __SIZEOF_POINTER__)
+#define MODULE_SIGNATURE                                                                           \
+    "sluice-" SLUICE_MODULE_BUILD                                                                  \
+    "/module-abi-" MODULE_STR(MODULE_ABI) "/ptr" MODULE_STR(__SIZEOF_POINTER__)
 #define MODULE_ENTRY_NAME "sluice_module_v1"
 
 typedef struct module_stamp {

@@ -483,7 +483,8 @@ int text_nfc(const char *in, size_t len, char **out, size_t *out_len) {
 
 static int url_at(const char *s, size_t left) {
     return (left >= 7 && strncmp(s, "http://", 7) == 0) ||
-           (left >= 8 && strncmp(s, "https://", 8) == 0) || (left >= 4 && strncmp(s, "www.", 4) == 0);
+           (left >= 8 && strncmp(s, "https://", 8) == 0) ||
+           (left >= 4 && strncmp(s, "www.", 4) == 0);
 }
 
 int text_remove_urls(const char *in, size_t len, char **out, size_t *out_len) {
@@ -529,7 +530,9 @@ static size_t tag_at(const char *s, size_t n) {
 /* Decodes a character reference at s into buf (UTF-8); returns its length
  * in s and sets *w to the bytes written, or returns 0. */
 static size_t entity_at(const char *s, size_t n, char buf[8], size_t *w) {
-    static const struct { const char *name, *text; } named[] = {
+    static const struct {
+        const char *name, *text;
+    } named[] = {
         {"amp", "&"}, {"lt", "<"}, {"gt", ">"}, {"quot", "\""}, {"apos", "'"}, {"nbsp", " "},
     };
     size_t i = 1;
@@ -548,9 +551,10 @@ static size_t entity_at(const char *s, size_t n, char buf[8], size_t *w) {
         }
         if (!digits || i >= n || s[i] != ';')
             return 0;
-        utf8proc_ssize_t k = cp && utf8proc_codepoint_valid((utf8proc_int32_t)cp)
-                                 ? utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)buf)
-                                 : 0;
+        utf8proc_ssize_t k =
+            cp && utf8proc_codepoint_valid((utf8proc_int32_t)cp)
+                ? utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)buf)
+                : 0;
         *w = (size_t)k;
         return i + 1;
     }
@@ -625,8 +629,8 @@ int text_each_term(const char *text, size_t len, text_term_fn fn, void *ctx) {
         utf8proc_int32_t cp = -1;
         utf8proc_ssize_t step = 0;
         if (i < len) {
-            step = utf8proc_iterate((const utf8proc_uint8_t *)text + i,
-                                    (utf8proc_ssize_t)(len - i), &cp);
+            step = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i),
+                                    &cp);
             if (step < 1) { /* a bad byte: U+FFFD, not a word character */
                 step = 1;
                 cp = 0xFFFD;

@@ -41,11 +41,16 @@ static const char *const special_names[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
 
 static int32_t special_id(const wordpiece *wp, int i) {
     switch (i) {
-    case 0: return wp->sp.pad;
-    case 1: return wp->sp.unk;
-    case 2: return wp->sp.cls;
-    case 3: return wp->sp.sep;
-    default: return wp->sp.mask;
+    case 0:
+        return wp->sp.pad;
+    case 1:
+        return wp->sp.unk;
+    case 2:
+        return wp->sp.cls;
+    case 3:
+        return wp->sp.sep;
+    default:
+        return wp->sp.mask;
     }
 }
 
@@ -86,7 +91,8 @@ static void insert(wordpiece *wp, uint32_t off, uint32_t len, int32_t id) {
             *e = (slot){h, off, len, id};
             return;
         }
-        if (e->hash == h && e->len == len && memcmp(wp->vocab + e->off, wp->vocab + off, len) == 0) {
+        if (e->hash == h && e->len == len &&
+            memcmp(wp->vocab + e->off, wp->vocab + off, len) == 0) {
             e->id = id; /* listed twice: the last line wins, as in Python's dict */
             return;
         }
@@ -258,7 +264,8 @@ static int load_config(wordpiece *wp, const char *dir, char *err, size_t err_siz
         return rc;
     }
     bson_error_t berr;
-    bson_t *doc = size > SSIZE_MAX ? NULL : bson_new_from_json((const uint8_t *)text, (ssize_t)size, &berr);
+    bson_t *doc =
+        size > SSIZE_MAX ? NULL : bson_new_from_json((const uint8_t *)text, (ssize_t)size, &berr);
     free(text);
     if (!doc) {
         set_err(err, err_size, "%s: %s", path, size > SSIZE_MAX ? "too large" : berr.message);
@@ -514,7 +521,8 @@ static int nfc(run *r, const int32_t *in, size_t n, size_t *m) {
         r->u32cap = n * 4 + 8;
     }
     for (;;) {
-        got = utf8proc_decompose(u8, (utf8proc_ssize_t)len, r->u32, (utf8proc_ssize_t)r->u32cap, opt);
+        got =
+            utf8proc_decompose(u8, (utf8proc_ssize_t)len, r->u32, (utf8proc_ssize_t)r->u32cap, opt);
         if (got < 0 || (size_t)got <= r->u32cap)
             break;
         int32_t *grown = realloc(r->u32, (size_t)got * sizeof(*grown));
@@ -951,7 +959,8 @@ int wordpiece_batch_new(const wordpiece *wp, const char *const *texts, const siz
             width = max;
         b->width = width;
         for (size_t i = 0; i < n; i++) /* width <= max: rows move down in order */
-            memmove(b->input_ids + i * width, b->input_ids + i * max, b->lengths[i] * sizeof(int64_t));
+            memmove(b->input_ids + i * width, b->input_ids + i * max,
+                    b->lengths[i] * sizeof(int64_t));
         b->attention_mask = malloc(n * width * sizeof(int64_t));
         b->token_type_ids = calloc(n * width, sizeof(int64_t));
         if (!b->attention_mask || !b->token_type_ids)

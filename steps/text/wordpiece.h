@@ -89,7 +89,8 @@ typedef struct wordpiece_tokens {
     size_t *start, *end;
     size_t n, cap;
 } wordpiece_tokens;
-#define WORDPIECE_TOKENS_INIT {NULL, NULL, NULL, 0, 0}
+#define WORDPIECE_TOKENS_INIT                                                                      \
+    { NULL, NULL, NULL, 0, 0 }
 void wordpiece_tokens_fini(wordpiece_tokens *t);
 
 /* Tokenizes text[0..len) into out (replacing what it held). text may be

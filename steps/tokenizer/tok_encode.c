@@ -15,8 +15,8 @@
 #include "errbuf.h"
 #include "text.h"
 
-#define CACHE_CAP (1u << 15)   /* slots; emptied when half full */
-#define CACHE_MAX_WORD 256u    /* longer words are not cached */
+#define CACHE_CAP (1u << 15) /* slots; emptied when half full */
+#define CACHE_MAX_WORD 256u  /* longer words are not cached */
 
 typedef struct span {
     size_t off, len;
@@ -85,9 +85,9 @@ static qent heap_pop(enc *e) {
         size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && (e->heap[c + 1].rank < e->heap[c].rank ||
-                          (e->heap[c + 1].rank == e->heap[c].rank &&
-                           e->heap[c + 1].pos < e->heap[c].pos)))
+        if (c + 1 < n &&
+            (e->heap[c + 1].rank < e->heap[c].rank ||
+             (e->heap[c + 1].rank == e->heap[c].rank && e->heap[c + 1].pos < e->heap[c].pos)))
             c++;
         if (x.rank < e->heap[c].rank || (x.rank == e->heap[c].rank && x.pos <= e->heap[c].pos))
             break;
@@ -192,7 +192,8 @@ static int bpe_word(enc *e, const char *w, size_t len) {
     size_t j = h & (t->cache_cap - 1);
     for (; t->cache[j].key_len; j = (j + 1) & (t->cache_cap - 1)) {
         tok_cache_slot *c = &t->cache[j];
-        if (c->hash == h && c->key_len == len && memcmp(t->cache_bytes.p + c->key_off, w, len) == 0) {
+        if (c->hash == h && c->key_len == len &&
+            memcmp(t->cache_bytes.p + c->key_off, w, len) == 0) {
             for (uint32_t k = 0; k < c->n_ids; k++)
                 if (ids_push(e->out, t->cache_ids[c->ids_off + k]))
                     return -ENOMEM;
@@ -209,16 +210,18 @@ static int bpe_word(enc *e, const char *w, size_t len) {
         for (j = h & (t->cache_cap - 1); t->cache[j].key_len; j = (j + 1) & (t->cache_cap - 1))
             ;
     }
-    if (tok_grow((void **)&t->cache_ids, &t->cache_ids_cap,
-             t->cache_ids_n + n_ids, sizeof(*t->cache_ids)))
+    if (tok_grow((void **)&t->cache_ids, &t->cache_ids_cap, t->cache_ids_n + n_ids,
+                 sizeof(*t->cache_ids)))
         return 0; /* an uncached word is still encoded */
     size_t key_off = t->cache_bytes.n;
     if (tok_buf_add(&t->cache_bytes, w, len))
         return 0;
     if (n_ids) /* a word of bytes without tokens has none */
         memcpy(t->cache_ids + t->cache_ids_n, e->out->ids + before, n_ids * sizeof(int32_t));
-    t->cache[j] = (tok_cache_slot){.hash = h, .key_off = (uint32_t)key_off,
-                                   .ids_off = (uint32_t)t->cache_ids_n, .key_len = (uint16_t)len,
+    t->cache[j] = (tok_cache_slot){.hash = h,
+                                   .key_off = (uint32_t)key_off,
+                                   .ids_off = (uint32_t)t->cache_ids_n,
+                                   .key_len = (uint16_t)len,
                                    .n_ids = (uint16_t)n_ids};
     t->cache_ids_n += n_ids;
     t->cache_n++;
@@ -269,7 +272,8 @@ static int pretokenize_and_encode(enc *e, const char *s, size_t len) {
         e->n_spans[nxt] = 0;
         for (size_t j = 0; j < e->n_spans[cur]; j++) {
             span sp = e->spans[cur][j];
-            if (st->kind == TOK_STEP_BYTELEVEL && st->add_prefix_space && e->arena.p[sp.off] != ' ') {
+            if (st->kind == TOK_STEP_BYTELEVEL && st->add_prefix_space &&
+                e->arena.p[sp.off] != ' ') {
                 if (tok_buf_reserve(&e->arena, sp.len + 1))
                     return -ENOMEM;
                 size_t at = e->arena.n;
@@ -278,10 +282,11 @@ static int pretokenize_and_encode(enc *e, const char *s, size_t len) {
                 e->arena.n += sp.len + 1;
                 sp = (span){at, sp.len + 1};
             }
-            int rc = st->re ? regex_split(e, st->re, st->kind == TOK_STEP_SPLIT ? st->behavior
-                                                                                : TOK_SPLIT_ISOLATED,
-                                          sp.off, sp.len, nxt)
-                            : span_push(e, nxt, sp.off, sp.len);
+            int rc =
+                st->re ? regex_split(e, st->re,
+                                     st->kind == TOK_STEP_SPLIT ? st->behavior : TOK_SPLIT_ISOLATED,
+                                     sp.off, sp.len, nxt)
+                       : span_push(e, nxt, sp.off, sp.len);
             if (rc)
                 return rc;
         }
@@ -346,8 +351,8 @@ static int split_added(enc *e, const char *s, size_t len, int pass) {
         }
         size_t start = pos, stop = pos + best->len;
         pos = stop;
-        if (best->single_word && (is_word_char_at(t, s, len, start, 1) ||
-                                  is_word_char_at(t, s, len, stop, 0)))
+        if (best->single_word &&
+            (is_word_char_at(t, s, len, start, 1) || is_word_char_at(t, s, len, stop, 0)))
             continue;
         if (best->lstrip) {
             size_t i = start;

@@ -100,22 +100,22 @@ typedef struct tok_cache_slot {
 } tok_cache_slot;
 
 struct tok_tokenizer {
-    size_t n_ids;       /* one past the largest id */
-    char **str;         /* per id: its tokenizer.json string, NULL if none */
-    char **bytes;       /* per id: the bytes it decodes to */
+    size_t n_ids; /* one past the largest id */
+    char **str;   /* per id: its tokenizer.json string, NULL if none */
+    char **bytes; /* per id: the bytes it decodes to */
     uint32_t *bytes_len;
-    uint8_t *special;   /* per id */
-    char **retired;     /* replaced strings the maps still point at */
+    uint8_t *special; /* per id */
+    char **retired;   /* replaced strings the maps still point at */
     size_t n_retired;
-    tok_smap str2id;    /* model vocabulary and added tokens, by string */
-    tok_smap bytes2id;  /* model vocabulary, by the bytes of byte-level tokens */
+    tok_smap str2id;   /* model vocabulary and added tokens, by string */
+    tok_smap bytes2id; /* model vocabulary, by the bytes of byte-level tokens */
     int32_t byte_id[256];
     tok_merge_slot *merges;
     size_t merges_cap;
     int ignore_merges;
-    int32_t unk;        /* -1: none */
+    int32_t unk; /* -1: none */
     int fuse_unk;
-    int nfc;            /* the normalizer is NFC */
+    int nfc; /* the normalizer is NFC */
     tok_added *added;
     size_t n_added;
     uint8_t first_byte[2][256]; /* [normalized][b]: some added token starts with b */

@@ -273,8 +273,10 @@ static int load_merges(loader *L, tok_tokenizer *t, const bson_t *model) {
             const char *s = bson_iter_utf8(&m, &len);
             const char *sp = memchr(s, ' ', len);
             if (!sp || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - s)))
-                return FAIL(L, -EINVAL, "%s: model.merges[%d]: \"%.64s\" is not two tokens "
-                            "separated by one space", L->name, rank, s);
+                return FAIL(L, -EINVAL,
+                            "%s: model.merges[%d]: \"%.64s\" is not two tokens "
+                            "separated by one space",
+                            L->name, rank, s);
             parts[0] = s, lens[0] = (size_t)(sp - s);
             parts[1] = sp + 1, lens[1] = len - lens[0] - 1;
         } else if (BSON_ITER_HOLDS_ARRAY(&m)) { /* ["a", "b"] */
@@ -309,8 +311,10 @@ static int load_merges(loader *L, tok_tokenizer *t, const bson_t *model) {
         memcpy(buf + lens[0], parts[1], lens[1]);
         int32_t id = tok_smap_get(&t->str2id, buf, lens[0] + lens[1]);
         if (id < 0)
-            return FAIL(L, -EINVAL, "%s: model.merges[%d]: the merged token \"%.*s\" is not in "
-                        "model.vocab", L->name, rank, (int)(lens[0] + lens[1]), buf);
+            return FAIL(L, -EINVAL,
+                        "%s: model.merges[%d]: the merged token \"%.*s\" is not in "
+                        "model.vocab",
+                        L->name, rank, (int)(lens[0] + lens[1]), buf);
         merge_put(t, ids[0], ids[1], rank, id);
     }
     return 0;
@@ -409,9 +413,9 @@ static int add_step(loader *L, tok_tokenizer *t, const bson_t *doc, const char *
         s->kind = TOK_STEP_BYTELEVEL;
         s->add_prefix_space = aps;
         t->n_steps++;
-        return use_regex ? tok_regex_compile(TOK_GPT2_PATTERN, 0, &s->re, L->name, L->err,
-                                             L->err_size)
-                         : 0;
+        return use_regex
+                   ? tok_regex_compile(TOK_GPT2_PATTERN, 0, &s->re, L->name, L->err, L->err_size)
+                   : 0;
     }
     if (strcmp(type, "Digits") == 0) { /* SmolLM, StarCoder: numbers cut out, one by one or whole */
         int individual;
@@ -424,8 +428,10 @@ static int add_step(loader *L, tok_tokenizer *t, const bson_t *doc, const char *
                                  L->err_size);
     }
     if (strcmp(type, "Split") != 0)
-        return FAIL(L, -ENOTSUP, "%s: %s: type \"%s\" is not supported (only ByteLevel, Split, "
-                    "Digits and a Sequence of them)", L->name, where, type);
+        return FAIL(L, -ENOTSUP,
+                    "%s: %s: type \"%s\" is not supported (only ByteLevel, Split, "
+                    "Digits and a Sequence of them)",
+                    L->name, where, type);
     bson_iter_t it, p;
     int invert;
     if (get_bool(L, doc, "invert", where, 0, &invert))
@@ -439,8 +445,10 @@ static int add_step(loader *L, tok_tokenizer *t, const bson_t *doc, const char *
     else if (utf8_cmp(&it, "Removed"))
         s->behavior = TOK_SPLIT_REMOVED;
     else
-        return FAIL(L, -ENOTSUP, "%s: %s.behavior: \"%s\" is not supported (only Isolated and "
-                    "Removed)", L->name, where, bson_iter_utf8(&it, NULL));
+        return FAIL(L, -ENOTSUP,
+                    "%s: %s.behavior: \"%s\" is not supported (only Isolated and "
+                    "Removed)",
+                    L->name, where, bson_iter_utf8(&it, NULL));
     int literal;
     if (bson_iter_init_find(&it, doc, "pattern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
         bson_iter_recurse(&it, &p) && bson_iter_next(&p) && BSON_ITER_HOLDS_UTF8(&p) &&
@@ -514,8 +522,10 @@ static int add_ids(loader *L, int32_t **ids, size_t *n, const bson_t *specials, 
         if (get_int(L, &x, "post_processor.special_tokens[].ids[]", &id) != 0)
             return -EINVAL;
         if (id < 0 || id >= TOK_MAX_ID)
-            return FAIL(L, -EINVAL, "%s: post_processor.special_tokens[\"%s\"]: id %lld is out "
-                        "of range", L->name, name, (long long)id);
+            return FAIL(L, -EINVAL,
+                        "%s: post_processor.special_tokens[\"%s\"]: id %lld is out "
+                        "of range",
+                        L->name, name, (long long)id);
         int32_t *p = realloc(*ids, (*n + 1) * sizeof(**ids));
         if (!p)
             return -ENOMEM;
@@ -536,16 +546,20 @@ static int load_template(loader *L, tok_tokenizer *t, const bson_t *doc) {
     while (bson_iter_next(&x)) {
         if (!sub_doc(&x, &item) || !bson_iter_init(&y, &item) || !bson_iter_next(&y) ||
             !sub_doc(&y, &body))
-            return FAIL(L, -EINVAL, "%s: post_processor.single[%s]: expected {\"SpecialToken\": "
-                        "...} or {\"Sequence\": ...}", L->name, bson_iter_key(&x));
+            return FAIL(L, -EINVAL,
+                        "%s: post_processor.single[%s]: expected {\"SpecialToken\": "
+                        "...} or {\"Sequence\": ...}",
+                        L->name, bson_iter_key(&x));
         bson_iter_t id;
         if (!bson_iter_init_find(&id, &body, "id") || !BSON_ITER_HOLDS_UTF8(&id))
             return FAIL(L, -EINVAL, "%s: post_processor.single[%s]: expected an id", L->name,
                         bson_iter_key(&x));
         if (strcmp(bson_iter_key(&y), "Sequence") == 0) {
             if (!utf8_cmp(&id, "A") || seen_a)
-                return FAIL(L, -ENOTSUP, "%s: post_processor.single: only one sequence, A, is "
-                            "supported", L->name);
+                return FAIL(L, -ENOTSUP,
+                            "%s: post_processor.single: only one sequence, A, is "
+                            "supported",
+                            L->name);
             seen_a = 1;
         } else if (strcmp(bson_iter_key(&y), "SpecialToken") == 0) {
             int rc = seen_a ? add_ids(L, &t->suffix, &t->n_suffix, have_specials ? &specials : NULL,
@@ -589,8 +603,10 @@ static int load_post_processor(loader *L, tok_tokenizer *t, const bson_t *doc, i
         }
         return 0;
     }
-    return FAIL(L, -ENOTSUP, "%s: post_processor: type \"%s\" is not supported (only "
-                "ByteLevel, TemplateProcessing and a Sequence of them)", L->name, type);
+    return FAIL(L, -ENOTSUP,
+                "%s: post_processor: type \"%s\" is not supported (only "
+                "ByteLevel, TemplateProcessing and a Sequence of them)",
+                L->name, type);
 }
 
 static int load_root(loader *L, tok_tokenizer *t, const bson_t *root) {

@@ -73,16 +73,18 @@ int tok_trainer_new(size_t vocab_size, const char *const *specials, size_t n_spe
     tok_bytemap_init();
     *out = NULL;
     if (vocab_size < 256 + n_special || vocab_size > (1u << 22))
-        return errbuf_set(err, err_size, -EINVAL, "vocab_size %zu: must be between 256 + %zu "
-                          "special tokens and %u", vocab_size, n_special, 1u << 22);
+        return errbuf_set(err, err_size, -EINVAL,
+                          "vocab_size %zu: must be between 256 + %zu "
+                          "special tokens and %u",
+                          vocab_size, n_special, 1u << 22);
     tok_trainer *tr = calloc(1, sizeof(*tr));
     if (!tr || !(tr->specials = calloc(n_special + 1, sizeof(char *))))
         goto oom;
     tr->vocab_size = vocab_size;
     tr->min_frequency = min_frequency;
     for (size_t i = 0; i < n_special; i++) {
-        if (!specials[i][0] || tok_utf8_invalid(specials[i], strlen(specials[i])) <
-                                   strlen(specials[i])) {
+        if (!specials[i][0] ||
+            tok_utf8_invalid(specials[i], strlen(specials[i])) < strlen(specials[i])) {
             tok_trainer_free(tr);
             return errbuf_set(err, err_size, -EINVAL, "special token %zu: empty or not UTF-8", i);
         }
@@ -318,11 +320,11 @@ static int merge_word(trainer_run *r, uint32_t w, int32_t a, int32_t b, int32_t 
     int64_t count = (int64_t)r->tr->words[w].count;
     while (i < n) {
         if (s[i] == a && i + 1 < n && s[i + 1] == b) {
-            if (out > 0 && (change(r, s[out - 1], a, -count, w) ||
-                            change(r, s[out - 1], id, count, w)))
+            if (out > 0 &&
+                (change(r, s[out - 1], a, -count, w) || change(r, s[out - 1], id, count, w)))
                 return -ENOMEM;
-            if (i + 2 < n && (change(r, b, s[i + 2], -count, w) ||
-                              change(r, id, s[i + 2], count, w)))
+            if (i + 2 < n &&
+                (change(r, b, s[i + 2], -count, w) || change(r, id, s[i + 2], count, w)))
                 return -ENOMEM;
             s[out++] = id;
             i += 2;
@@ -386,8 +388,8 @@ static int run_merges(trainer_run *r) {
         for (uint32_t k = 0; k < tr->words[w].len; k++)
             r->syms[off + k] = byte_tok[(unsigned char)tr->words[w].bytes[k]];
         for (uint32_t k = 0; k + 1 < tr->words[w].len; k++)
-            if ((rc = change(r, r->syms[off + k], r->syms[off + k + 1],
-                             (int64_t)tr->words[w].count, (uint32_t)w)))
+            if ((rc = change(r, r->syms[off + k], r->syms[off + k + 1], (int64_t)tr->words[w].count,
+                             (uint32_t)w)))
                 return rc;
         off += tr->words[w].len;
     }
@@ -456,11 +458,12 @@ static int write_json(trainer_run *r, tok_buf *b, tok_buf *joined) {
         "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,"
         "\"use_regex\":true}";
     if (rc == 0)
-        rc = tok_buf_printf(b, "],\"normalizer\":null,\"pre_tokenizer\":%s,\"post_processor\":%s,"
-                               "\"decoder\":%s,\"model\":{\"type\":\"BPE\",\"dropout\":null,"
-                               "\"unk_token\":null,\"continuing_subword_prefix\":null,"
-                               "\"end_of_word_suffix\":null,\"fuse_unk\":false,"
-                               "\"byte_fallback\":false,\"ignore_merges\":false,\"vocab\":{",
+        rc = tok_buf_printf(b,
+                            "],\"normalizer\":null,\"pre_tokenizer\":%s,\"post_processor\":%s,"
+                            "\"decoder\":%s,\"model\":{\"type\":\"BPE\",\"dropout\":null,"
+                            "\"unk_token\":null,\"continuing_subword_prefix\":null,"
+                            "\"end_of_word_suffix\":null,\"fuse_unk\":false,"
+                            "\"byte_fallback\":false,\"ignore_merges\":false,\"vocab\":{",
                             bytelevel, bytelevel, bytelevel);
     for (size_t i = 0; rc == 0 && i < r->n_tok; i++) {
         rc = tok_buf_json_str(b, r->tok[i], strlen(r->tok[i]));

@@ -92,13 +92,27 @@ int tok_buf_json_str(tok_buf *b, const char *s, size_t len) {
         char esc[8];
         const char *e = NULL;
         switch (c) {
-        case '"': e = "\\\""; break;
-        case '\\': e = "\\\\"; break;
-        case '\n': e = "\\n"; break;
-        case '\r': e = "\\r"; break;
-        case '\t': e = "\\t"; break;
-        case '\b': e = "\\b"; break;
-        case '\f': e = "\\f"; break;
+        case '"':
+            e = "\\\"";
+            break;
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        case '\b':
+            e = "\\b";
+            break;
+        case '\f':
+            e = "\\f";
+            break;
         default:
             if (c < 0x20) {
                 snprintf(esc, sizeof(esc), "\\u%04x", c);
@@ -266,8 +280,9 @@ int tok_regex_compile(const char *pattern, int literal, pcre2_code **re, const c
     if (!*re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof(msg));
-        return errbuf_set(err, err_size, -ENOTSUP, "%s: the pattern does not compile at offset %zu: %s",
-                          what, (size_t)at, (const char *)msg);
+        return errbuf_set(err, err_size, -ENOTSUP,
+                          "%s: the pattern does not compile at offset %zu: %s", what, (size_t)at,
+                          (const char *)msg);
     }
     /* Without JIT (some hardened kernels forbid it) the interpreter gives
      * the same matches, slower. */

@@ -79,8 +79,8 @@ static int add_example(dataset *d, const char *path, const char *where, const bs
         int found = bson_iter_init_find(&it, record, name) ||
                     (alias && bson_iter_init_find(&it, record, alias));
         if (!found)
-            return errbuf_set(err, err_size, -EINVAL, "%s: %s: no \"%s\" field (a %s dataset)", path,
-                              where, name, dataset_kind_name(d->kind));
+            return errbuf_set(err, err_size, -EINVAL, "%s: %s: no \"%s\" field (a %s dataset)",
+                              path, where, name, dataset_kind_name(d->kind));
         if (!BSON_ITER_HOLDS_UTF8(&it))
             return errbuf_set(err, err_size, -EINVAL, "%s: %s: \"%s\" is not a string", path, where,
                               bson_iter_key(&it));
@@ -176,16 +176,15 @@ static int load_artifact_data(dataset *d, const char *path, const bson_t *doc, c
             return errbuf_set(err, err_size, -EINVAL, "%s: %s is corrupt", path, where);
         if (!wanted(&rec, split))
             continue;
-        int rc = add_example(d, path, where, &rec, utf8_field(&rec, "category"), &cap, err,
-                             err_size);
+        int rc =
+            add_example(d, path, where, &rec, utf8_field(&rec, "category"), &cap, err, err_size);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-static int load_jsonl(dataset *d, const char *path, const char *split, char *err,
-                      size_t err_size) {
+static int load_jsonl(dataset *d, const char *path, const char *split, char *err, size_t err_size) {
     sl_records_reader *r;
     int rc = sl_records_open(path, &r, err, err_size);
     if (rc)
@@ -195,10 +194,9 @@ static int load_jsonl(dataset *d, const char *path, const char *split, char *err
     for (size_t i = 1; (rc = sl_records_next(r, &rec, err, err_size)) == 1; i++) {
         char where[64];
         snprintf(where, sizeof(where), "record %zu", i);
-        rc = wanted(&rec, split)
-                 ? add_example(d, path, where, &rec, utf8_field(&rec, "category"), &cap, err,
-                               err_size)
-                 : 0;
+        rc = wanted(&rec, split) ? add_example(d, path, where, &rec, utf8_field(&rec, "category"),
+                                               &cap, err, err_size)
+                                 : 0;
         bson_destroy(&rec);
         if (rc)
             break;
@@ -235,8 +233,9 @@ int dataset_load(const char *path, dataset_kind kind, const char *split, dataset
     if (doc)
         bson_destroy(doc);
     if (!rc && d->n == 0)
-        rc = errbuf_set(err, err_size, -EINVAL, "%s: no %s examples in the %s split (empty dataset)",
-                        path, dataset_kind_name(kind), split);
+        rc =
+            errbuf_set(err, err_size, -EINVAL, "%s: no %s examples in the %s split (empty dataset)",
+                       path, dataset_kind_name(kind), split);
     if (rc) {
         dataset_free(d);
         return rc;

@@ -6,9 +6,7 @@
 
 double dpo_logsigmoid(double x) { return (x < 0 ? x : 0) - log1p(exp(-fabs(x))); }
 
-static double sigmoid(double x) {
-    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
-}
+static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
 
 void dpo_loss(const dpo_params *p, size_t n, const double *pc, const double *pr, const double *rc,
               const double *rr, dpo_result *out, double *d_pc, double *d_pr) {
@@ -58,8 +56,8 @@ static double row_logprob(const float *row, size_t V, int32_t target, double sca
     return (double)row[target] - lse;
 }
 
-double seq_logprob(const float *logits, size_t T, size_t V, const int32_t *ids,
-                   const uint8_t *mask, double scale, float *dlogits, size_t *n_targets) {
+double seq_logprob(const float *logits, size_t T, size_t V, const int32_t *ids, const uint8_t *mask,
+                   double scale, float *dlogits, size_t *n_targets) {
     double total = 0;
     size_t count = 0;
     for (size_t t = 0; t + 1 < T; t++)

@@ -60,8 +60,8 @@ double dpo_logsigmoid(double x);
  * on the others (row T - 1 included); scale is the upstream gradient
  * d loss / d sum (dpo_loss's d_pc or d_pr). Ids outside [0, V) are refused
  * with -1 in *n_targets and a NaN sum. */
-double seq_logprob(const float *logits, size_t T, size_t V, const int32_t *ids,
-                   const uint8_t *mask, double scale, float *dlogits, size_t *n_targets);
+double seq_logprob(const float *logits, size_t T, size_t V, const int32_t *ids, const uint8_t *mask,
+                   double scale, float *dlogits, size_t *n_targets);
 
 /* The masked mean cross-entropy of a batch of rows ([rows*T, V] logits),
  * HF's causal-LM loss with labels -100 where mask is 0: the sum of

@@ -156,12 +156,13 @@ int train_examples_build(const dataset *d, const train_tokenizer *tok, const tra
             rc = ids_encode(&r1, tok, d->kind == DATASET_TEXT ? x->a : x->b, err, err_size);
         if (!rc)
             rc = ids_push(&r1, tok->eos_id);
-        if (!rc && d->kind == DATASET_PREFERENCE && !(rc = ids_encode(&r2, tok, x->c, err, err_size)))
+        if (!rc && d->kind == DATASET_PREFERENCE &&
+            !(rc = ids_encode(&r2, tok, x->c, err, err_size)))
             rc = ids_push(&r2, tok->eos_id);
         if (rc)
             break;
-        int prompt_targets = d->kind == DATASET_TEXT ||
-                             (d->kind == DATASET_INSTRUCTION && !fmt->response_only);
+        int prompt_targets =
+            d->kind == DATASET_TEXT || (d->kind == DATASET_INSTRUCTION && !fmt->response_only);
         size_t np = prompt.n, n1 = r1.n, n2 = r2.n;
         int cut = 0;
         if (d->kind == DATASET_PREFERENCE) {
@@ -206,8 +207,7 @@ int train_examples_build(const dataset *d, const train_tokenizer *tok, const tra
         if (rc)
             break;
         e->tokens += np + n1 + (d->kind == DATASET_PREFERENCE ? np + n2 : 0);
-        e->targets += targets_of(np, n1, prompt_targets) +
-                      (d->kind == DATASET_PREFERENCE ? n2 : 0);
+        e->targets += targets_of(np, n1, prompt_targets) + (d->kind == DATASET_PREFERENCE ? n2 : 0);
         e->source[e->n++] = i;
     }
     free(prompt.v);

@@ -49,7 +49,7 @@
 #include <stdint.h>
 
 #define TRAIN_ALPACA_PROMPT                                                                        \
-    "Below is an instruction that describes a task. Write a response that appropriately "         \
+    "Below is an instruction that describes a task. Write a response that appropriately "          \
     "completes the request.\n\n### Instruction:\n%s\n\n### Response:\n"
 
 /* The tokenizer, supplied by the caller (the tokenizer library in the
@@ -59,8 +59,8 @@ typedef struct train_tokenizer {
     /* Encodes text[0..len) without special tokens into *ids (malloc'd, the
      * caller frees it) and *n_ids; returns 0 or a negative error with a
      * message in err. */
-    int (*encode)(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n_ids,
-                  char *err, size_t err_size);
+    int (*encode)(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n_ids, char *err,
+                  size_t err_size);
     int32_t bos_id; /* < 0: none */
     int32_t eos_id; /* >= 0 */
 } train_tokenizer;
@@ -82,12 +82,12 @@ typedef struct train_seq {
 } train_seq;
 
 typedef struct train_examples {
-    size_t n;      /* examples kept */
-    size_t n_seq;  /* sequences per example: 1, or 2 for DPO (chosen, rejected) */
-    train_seq *seq; /* n * n_seq, example i's sequence s at i * n_seq + s */
-    size_t *source; /* dataset index of each kept example */
-    size_t truncated, skipped;   /* over-long examples cut, and left out */
-    uint64_t tokens, targets;    /* over all kept sequences */
+    size_t n;                  /* examples kept */
+    size_t n_seq;              /* sequences per example: 1, or 2 for DPO (chosen, rejected) */
+    train_seq *seq;            /* n * n_seq, example i's sequence s at i * n_seq + s */
+    size_t *source;            /* dataset index of each kept example */
+    size_t truncated, skipped; /* over-long examples cut, and left out */
+    uint64_t tokens, targets;  /* over all kept sequences */
     int32_t *ids_store;
     uint8_t *mask_store;
 } train_examples;

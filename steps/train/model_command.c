@@ -44,7 +44,8 @@ static const command_info info = {
 #if defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
-static int bad(const char *fmt, ...) {
+static int
+bad(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "sluice model: ");
@@ -63,8 +64,8 @@ static int resolve(const char *spec, char *folder, size_t size) {
         snprintf(folder, size, "%s", spec);
         return 0;
     }
-    const char *args[] = {"--store", command_store(), "artifacts", "path", "--type", "model",
-                          "--", spec, NULL};
+    const char *args[] = {
+        "--store", command_store(), "artifacts", "path", "--type", "model", "--", spec, NULL};
     return command_sluice(&info, args, folder, size) ? COMMAND_BAD_INPUT : 0;
 }
 
@@ -273,8 +274,8 @@ static int cmd_score(const char *dir, const char *file, int json) {
         for (size_t k = 0; k < w; k++)
             targets[k] = k + 1 < w ? ids.ids[at + k + 1] : -1;
         float loss;
-        if (model_forward(l.m, ids.ids + at, targets, NULL, 1, (int)w, &loss, err,
-                          sizeof(err)) != 0)
+        if (model_forward(l.m, ids.ids + at, targets, NULL, 1, (int)w, &loss, err, sizeof(err)) !=
+            0)
             rc = bad("%s", err);
         else {
             sum += (double)loss * (double)(w - 1);
@@ -289,8 +290,7 @@ static int cmd_score(const char *dir, const char *file, int json) {
             printf("{\"tokens\": %zu, \"loss\": %.6f, \"perplexity\": %.6f}\n", ids.n, mean,
                    exp(mean));
         else
-            printf("tokens      %zu\nloss        %.4f\nperplexity  %.4f\n", ids.n, mean,
-                   exp(mean));
+            printf("tokens      %zu\nloss        %.4f\nperplexity  %.4f\n", ids.n, mean, exp(mean));
     }
     free(targets);
     tok_ids_free(&ids);
@@ -357,12 +357,16 @@ int main(int argc, char **argv) {
     }
     int nargs = argc - optind;
     const char *sub = nargs > 0 ? argv[optind] : "";
-    int want = strcmp(sub, "info") == 0 ? 2 : strcmp(sub, "generate") == 0 || strcmp(sub, "score") == 0 ? 3 : 0;
+    int want = strcmp(sub, "info") == 0                                    ? 2
+               : strcmp(sub, "generate") == 0 || strcmp(sub, "score") == 0 ? 3
+                                                                           : 0;
     if (!want)
         return bad("give info, generate or score (see 'sluice model --help')");
     if (nargs != want)
         return bad("%s takes %s (see 'sluice model --help')", sub,
-                   want == 2 ? "DIR" : strcmp(sub, "score") == 0 ? "DIR FILE" : "DIR PROMPT");
+                   want == 2                   ? "DIR"
+                   : strcmp(sub, "score") == 0 ? "DIR FILE"
+                                               : "DIR PROMPT");
     char folder[4096];
     if (resolve(argv[optind + 1], folder, sizeof(folder)))
         return COMMAND_BAD_INPUT;

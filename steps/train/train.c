@@ -81,7 +81,8 @@ static void remove_tree(const char *path) { nftw(path, remove_entry, 16, FTW_DEP
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void say(char *err, size_t err_size, const char *fmt, ...) {
+static void
+say(char *err, size_t err_size, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, err_size, fmt, ap);
@@ -266,7 +267,8 @@ static int encode_cb(void *c, const char *text, size_t len, int32_t **ids, size_
 static int32_t find_eos(const tok_tokenizer *t, const model_config *c) {
     if (c && c->eos_token_id >= 0)
         return c->eos_token_id;
-    static const char *names[] = {"<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_end|>", "<eos>"};
+    static const char *names[] = {"<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_end|>",
+                                  "<eos>"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         int32_t id = tok_token_id(t, names[i]);
         if (id >= 0)
@@ -284,10 +286,12 @@ static uint64_t fnv(uint64_t h, const char *s) {
 }
 
 static const char *const key_params[] = {
-    "method", "base_model", "type", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff",
-    "context", "vocab", "epochs", "batch_size", "grad_accum", "learning_rate", "warmup_steps",
-    "weight_decay", "max_seq_len", "schedule", "seed", "threads", "max_steps", "beta",
-    "max_grad_norm", "packing", "eval_every", "checkpoint_every", NULL};
+    "method",           "base_model",  "type",          "d_model",       "n_layers",
+    "n_heads",          "n_kv_heads",  "d_ff",          "context",       "vocab",
+    "epochs",           "batch_size",  "grad_accum",    "learning_rate", "warmup_steps",
+    "weight_decay",     "max_seq_len", "schedule",      "seed",          "threads",
+    "max_steps",        "beta",        "max_grad_norm", "packing",       "eval_every",
+    "checkpoint_every", NULL};
 
 /* STORE/checkpoints/train/KEY: the same for a run resumed with the same
  * inputs and parameters. */
@@ -329,8 +333,7 @@ static int save_checkpoint(sl_ctx *ctx, const char *root, model *m, const ckpt_s
 /* ---- DPO: summed response log-probabilities per row ---------------------- */
 
 /* rows of the last forward: sums[r] = sum of log p over row r's targets. */
-static void row_logps(const model *m, const int32_t *targets, size_t rows, size_t T,
-                      double *sums) {
+static void row_logps(const model *m, const int32_t *targets, size_t rows, size_t T, double *sums) {
     const float *lp = model_logprobs(m);
     for (size_t r = 0; r < rows; r++) {
         double s = 0;
@@ -495,8 +498,8 @@ static int fresh_config(trainer *t, model_config *c) {
     return SL_OK;
 }
 
-static int build_examples(trainer *t, const char *split, dataset **d, train_examples **ex,
-                          size_t T, int required) {
+static int build_examples(trainer *t, const char *split, dataset **d, train_examples **ex, size_t T,
+                          int required) {
     sl_ctx *ctx = t->ctx;
     char err[ERR];
     const char *in = sl_input_path(ctx, "dataset");
@@ -510,8 +513,9 @@ static int build_examples(trainer *t, const char *split, dataset **d, train_exam
     if (c->arch == MODEL_LLAMA && c->bos_token_id >= 0 && c->bos_token_id != tk.eos_id)
         tk.bos_id = c->bos_token_id;
     if (tk.eos_id < 0)
-        return sl_fail(ctx, "the tokenizer %s has no end-of-text token and the model no "
-                            "eos_token_id",
+        return sl_fail(ctx,
+                       "the tokenizer %s has no end-of-text token and the model no "
+                       "eos_token_id",
                        t->tokenizer_path);
     train_format fmt = {t->s.packing ? 0 : T, 0, TRAIN_TRUNCATE, 1};
     if (train_examples_build(*d, &tk, &fmt, ex, err, sizeof(err)) != 0)
@@ -634,8 +638,9 @@ static int train_loop(trainer *t, uint64_t start_step, size_t T, uint64_t total)
             if (rc != SL_OK)
                 return rc;
             if (!isfinite(loss))
-                return sl_fail(ctx, "the loss is %s at step %llu (learning rate %g): training "
-                                    "stopped; the last good checkpoint stays in %s",
+                return sl_fail(ctx,
+                               "the loss is %s at step %llu (learning rate %g): training "
+                               "stopped; the last good checkpoint stays in %s",
                                isnan(loss) ? "NaN" : "infinite", (unsigned long long)step + 1,
                                lr_at(&sched, step), t->root);
             loss_sum += loss;
@@ -649,8 +654,9 @@ static int train_loop(trainer *t, uint64_t start_step, size_t T, uint64_t total)
         float norm = s->max_grad_norm > 0 ? model_clip_grad(t->m, (float)s->max_grad_norm)
                                           : model_grad_norm(t->m);
         if (!isfinite(norm))
-            return sl_fail(ctx, "the gradient norm is not finite at step %llu: training stopped; "
-                                "the last good checkpoint stays in %s",
+            return sl_fail(ctx,
+                           "the gradient norm is not finite at step %llu: training stopped; "
+                           "the last good checkpoint stays in %s",
                            (unsigned long long)step + 1, t->root);
         opt.lr = (float)lr_at(&sched, step);
         if (model_adamw_step(t->m, &opt, err, sizeof(err)) != 0)
@@ -724,9 +730,10 @@ static int run_train(sl_ctx *ctx) {
     double need_mb = (double)train_b / (1 << 20) * (s->method == M_DPO ? 1.0 : 1.0);
     double limit_mb = s->max_memory_mb > 0 ? s->max_memory_mb : mem_available_mb();
     if (limit_mb > 0 && need_mb > limit_mb) {
-        rc = sl_fail(ctx, "training needs about %.0f MiB (%.0f MiB of weights; batches of %zu x %zu "
-                          "tokens) but %s is %.0f MiB: use a smaller model, batch_size or "
-                          "max_seq_len",
+        rc = sl_fail(ctx,
+                     "training needs about %.0f MiB (%.0f MiB of weights; batches of %zu x %zu "
+                     "tokens) but %s is %.0f MiB: use a smaller model, batch_size or "
+                     "max_seq_len",
                      need_mb, (double)param_b / (1 << 20), rows, T,
                      s->max_memory_mb > 0 ? "max_memory_mb" : "the memory available", limit_mb);
         goto done;
@@ -808,9 +815,8 @@ static int run_train(sl_ctx *ctx) {
     sl_log(ctx, SL_LOG_INFO,
            "%s %s: %zu parameters, %d layers, d_model %d, vocab %d; %llu steps of %zu x %zu "
            "tokens x %lld, %lld threads",
-           s->method_name, c->model_type, model_param_count(t.m), c->n_layers, c->d_model,
-           c->vocab, (unsigned long long)total, rows, T, (long long)s->grad_accum,
-           (long long)s->threads);
+           s->method_name, c->model_type, model_param_count(t.m), c->n_layers, c->d_model, c->vocab,
+           (unsigned long long)total, rows, T, (long long)s->grad_accum, (long long)s->threads);
     double t0 = seconds();
     if ((rc = train_loop(&t, start, T, total)) != SL_OK)
         goto done;

@@ -305,8 +305,8 @@ static int list_checkpoints(const char *root, uint64_t **steps, size_t *n, char 
     *n = 0;
     DIR *d = opendir(root);
     if (!d)
-        return errno == ENOENT ? 0 : errbuf_set(err, err_size, -errno, "%s: %s", root,
-                                                strerror(errno));
+        return errno == ENOENT ? 0
+                               : errbuf_set(err, err_size, -errno, "%s: %s", root, strerror(errno));
     size_t cap = 0;
     int rc = 0;
     struct dirent *e;
@@ -374,7 +374,8 @@ int ckpt_prune(const char *root, size_t keep, char *err, size_t err_size) {
     while (d && (e = readdir(d))) {
         size_t len = strlen(e->d_name);
         if (strncmp(e->d_name, ".checkpoint-", 12) == 0 && len > 4 &&
-            (strcmp(e->d_name + len - 4, ".tmp") == 0 || strcmp(e->d_name + len - 4, ".old") == 0)) {
+            (strcmp(e->d_name + len - 4, ".tmp") == 0 ||
+             strcmp(e->d_name + len - 4, ".old") == 0)) {
             if (join(path, sizeof(path), root, e->d_name) == 0)
                 remove_tree(path);
         }

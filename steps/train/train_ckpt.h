@@ -33,8 +33,7 @@ typedef struct ckpt_writer ckpt_writer;
 
 /* Starts checkpoint step under root (created if missing); *w is the
  * caller's until ckpt_writer_commit or ckpt_writer_abort. */
-int ckpt_writer_begin(const char *root, uint64_t step, ckpt_writer **w, char *err,
-                      size_t err_size);
+int ckpt_writer_begin(const char *root, uint64_t step, ckpt_writer **w, char *err, size_t err_size);
 /* The temporary folder, for the caller's own files (valid until commit or
  * abort). */
 const char *ckpt_writer_dir(const ckpt_writer *w);

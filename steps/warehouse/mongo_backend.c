@@ -173,8 +173,7 @@ static int mongo_put(warehouse *w, const char *collection, const char *key, cons
         rc = warehouse_fail(w, -ENOMEM, "MongoDB: out of memory");
     else if (!mongoc_bulk_operation_replace_one_with_opts(m->pending[i], selector, doc, opts,
                                                           &error))
-        rc = warehouse_fail(w, -EINVAL, "MongoDB: %s '%.200s': %s", collection, key,
-                            error.message);
+        rc = warehouse_fail(w, -EINVAL, "MongoDB: %s '%.200s': %s", collection, key, error.message);
     else
         m->queued[i]++;
     bson_destroy(selector);
@@ -219,8 +218,8 @@ static int run_find(mongo_warehouse *m, const char *collection, const bson_t *fi
                     const bson_t *opts, visit_fn visit, void *ud) {
     int i = collection_index(collection);
     if (i < 0)
-        return warehouse_fail(&m->base, -EINVAL, "MongoDB at %s: no collection '%s'",
-                              m->shown_uri, collection);
+        return warehouse_fail(&m->base, -EINVAL, "MongoDB at %s: no collection '%s'", m->shown_uri,
+                              collection);
     mongoc_cursor_t *cursor =
         mongoc_collection_find_with_opts(m->collections[i], filter, opts, NULL);
     if (!cursor)
@@ -316,8 +315,7 @@ static int mongo_connect(mongo_warehouse *m, mongoc_uri_t *uri) {
     m->client = mongoc_client_new_from_uri_with_error(uri, &error);
     if (!m->client) {
         scrub(error.message, mongoc_uri_get_password(uri));
-        return warehouse_fail(&m->base, -EINVAL, "MongoDB at %s: %s", m->shown_uri,
-                              error.message);
+        return warehouse_fail(&m->base, -EINVAL, "MongoDB at %s: %s", m->shown_uri, error.message);
     }
     /* Server errors in the MONGOC_ERROR_SERVER domain with the server's
      * own codes, as the driver recommends. */
@@ -383,8 +381,7 @@ int warehouse_mongo_open(warehouse **out, const char *uri_string, int read_only,
             scrub(error.message, secret);
             bson_free(secret);
         }
-        rc = warehouse_fail(&m->base, -EINVAL, "MongoDB URI %s: %s", m->shown_uri,
-                            error.message);
+        rc = warehouse_fail(&m->base, -EINVAL, "MongoDB URI %s: %s", m->shown_uri, error.message);
     } else {
         if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
             mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,

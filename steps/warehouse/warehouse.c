@@ -55,8 +55,9 @@ static int is_category(const char *category) {
 
 static const char *str(const bson_t *doc, const char *key) {
     bson_iter_t it;
-    return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL)
-                                                                           : NULL;
+    return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it)
+               ? bson_iter_utf8(&it, NULL)
+               : NULL;
 }
 
 int warehouse_put_user(warehouse *w, const bson_t *user) {

@@ -16,7 +16,8 @@
 
 typedef struct warehouse warehouse;
 
-#define WAREHOUSE_CATEGORIES {"articles", "posts", "repositories"}
+#define WAREHOUSE_CATEGORIES                                                                       \
+    { "articles", "posts", "repositories" }
 #define WAREHOUSE_N_CATEGORIES 3
 
 /* Opens the warehouse named by where: NULL or "" for STORE/warehouse in the

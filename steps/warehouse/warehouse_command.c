@@ -9,7 +9,8 @@
 #include "warehouse.h"
 
 static const command_info info = {
-    "warehouse", "move the document warehouse in and out of the Handbook's export format",
+    "warehouse",
+    "move the document warehouse in and out of the Handbook's export format",
     "usage: sluice warehouse import DIR [--warehouse URI] [--json]\n"
     "       sluice warehouse export DIR [--warehouse URI] [--json]\n"
     "\n"

@@ -99,7 +99,8 @@ static const sl_port outputs[] = {
 static const sl_param params[] = {
     {"authors", SL_PARAM_LIST, "[]", "author full names; none: every author", 0},
     {"categories", SL_PARAM_LIST, "[articles, posts, repositories]", "which collections", 0},
-    {"warehouse", SL_PARAM_STRING, "\"\"", "empty: the store's own warehouse; or a mongodb:// URI", 0},
+    {"warehouse", SL_PARAM_STRING, "\"\"", "empty: the store's own warehouse; or a mongodb:// URI",
+     0},
     {NULL, 0, NULL, NULL, 0},
 };
 static const sl_step steps[] = {

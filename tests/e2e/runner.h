@@ -212,7 +212,7 @@ static result run_pipeline(char *const argv[]) {
 }
 
 /* Runs a pipeline with --json in the test store, noting its run id. */
-#define RUN_PIPELINE(...)                                                                   \
+#define RUN_PIPELINE(...)                                                                          \
     run_pipeline((char *[]){"sluice", test_store_arg, "run", "--json", __VA_ARGS__, NULL})
 
 /* The text of output `output` of the last run. */

@@ -65,8 +65,8 @@ static void fails_with(const char *step, const char *message) {
     char *p = write_test_file(test_dir, "oldfail.yaml", yaml);
     result r = RUN(test_store_arg, "run", p);
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
-    cr_expect(strstr(r.err, message) || strstr(r.out, message), "missing '%s' in:\n%s%s",
-              message, r.out, r.err);
+    cr_expect(strstr(r.err, message) || strstr(r.out, message), "missing '%s' in:\n%s%s", message,
+              r.out, r.err);
     cr_expect(!strstr(r.err, "No such process") && !strstr(r.out, "No such process"));
     result_free(&r);
 }
@@ -88,8 +88,8 @@ static void user_data_runs(const char *isolation) {
     run_env[1] = cache;
     run_env[2] = NULL;
     char yaml[300];
-    snprintf(yaml, sizeof(yaml),
-             "pipeline: data\nsteps:\n  s: {uses: abi13_data, isolation: %s}\n", isolation);
+    snprintf(yaml, sizeof(yaml), "pipeline: data\nsteps:\n  s: {uses: abi13_data, isolation: %s}\n",
+             isolation);
     char *p = write_test_file(test_dir, "data.yaml", yaml);
     for (int i = 0; i < 2; i++) {
         result r = RUN_PIPELINE(p, "--no-cache");
@@ -120,7 +120,8 @@ Test(abi, the_registry_caches_stale_temporaries_are_swept) {
         if (path == young)
             break;
     }
-    struct timespec two_hours_ago[2] = {{.tv_sec = time(NULL) - 7200}, {.tv_sec = time(NULL) - 7200}};
+    struct timespec two_hours_ago[2] = {{.tv_sec = time(NULL) - 7200},
+                                        {.tv_sec = time(NULL) - 7200}};
     cr_assert_eq(utimensat(AT_FDCWD, stale, two_hours_ago, 0), 0);
     run_env[1] = cache;
     run_env[2] = NULL;

@@ -90,8 +90,8 @@ static void sweep(const char *what, char *const argv[], void (*fresh)(void)) {
             failed++;
             /* A run reports a failed step on stdout, the rest on stderr. */
             cr_assert(r.err[0] != '\0' || strstr(r.out, " failed"),
-                      "%s, allocation %lu failing: exit %d with no message:\n%s", what, n,
-                      r.status, r.out);
+                      "%s, allocation %lu failing: exit %d with no message:\n%s", what, n, r.status,
+                      r.out);
         }
         result_free(&r);
     }
@@ -113,7 +113,9 @@ Test(alloc, loading_and_binding_a_shipped_pipeline) {
     snprintf(env_cache, sizeof(env_cache), "SLUICE_PLUGIN_CACHE=%s/cache.json", test_dir);
     run_env[1] = env_cache;
     run_env[2] = NULL;
-    sweep("validate", (char *[]){"sluice", "validate", SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml", NULL},
+    sweep("validate",
+          (char *[]){"sluice", "validate", SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml",
+                     NULL},
           NULL);
 }
 

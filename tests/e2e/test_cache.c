@@ -96,10 +96,12 @@ Test(cache, a_shell_step_fails_on_its_first_failing_line_unless_strict_is_false)
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
     result show = RUN(test_store_arg, "runs", "show", last_run, "--json");
     cr_assert_eq(show.status, 0, "%s", show.err);
-    cr_expect(strstr(show.out, "\"step\" : \"strict\", \"uses\" : \"shell\", \"status\" : \"failed\""),
-              "%s", show.out);
-    cr_expect(strstr(show.out, "\"step\" : \"unset\", \"uses\" : \"shell\", \"status\" : \"failed\""),
-              "%s", show.out);
+    cr_expect(
+        strstr(show.out, "\"step\" : \"strict\", \"uses\" : \"shell\", \"status\" : \"failed\""),
+        "%s", show.out);
+    cr_expect(
+        strstr(show.out, "\"step\" : \"unset\", \"uses\" : \"shell\", \"status\" : \"failed\""),
+        "%s", show.out);
     cr_expect(strstr(show.out, "\"step\" : \"lax\", \"uses\" : \"shell\", \"status\" : \"done\""),
               "%s", show.out);
     result_free(&show);
@@ -109,15 +111,15 @@ Test(cache, a_shell_step_fails_on_its_first_failing_line_unless_strict_is_false)
 /* A shell step reports metrics through $SLUICE_METRICS; a cached run of it
  * shows the metrics of the run it came from (it showed none). */
 Test(cache, shell_metrics_are_recorded_and_shown_again_when_cached) {
-    const char *pipeline =
-        write_test_file(test_dir, "metrics.yaml",
-                        "version: 1\npipeline: metrics\nsteps:\n"
-                        "  evaluate:\n    uses: shell\n    with:\n"
-                        "      run: |\n"
-                        "        echo '{\"name\": \"recall\", \"value\": 0.75}' >> \"$SLUICE_METRICS\"\n"
-                        "        echo '{\"name\": \"loss\", \"value\": 2.5, \"step\": 7}' >> \"$SLUICE_METRICS\"\n"
-                        "        echo done > r.txt\n"
-                        "      outputs: {report: r.txt}\n");
+    const char *pipeline = write_test_file(
+        test_dir, "metrics.yaml",
+        "version: 1\npipeline: metrics\nsteps:\n"
+        "  evaluate:\n    uses: shell\n    with:\n"
+        "      run: |\n"
+        "        echo '{\"name\": \"recall\", \"value\": 0.75}' >> \"$SLUICE_METRICS\"\n"
+        "        echo '{\"name\": \"loss\", \"value\": 2.5, \"step\": 7}' >> \"$SLUICE_METRICS\"\n"
+        "        echo done > r.txt\n"
+        "      outputs: {report: r.txt}\n");
     const char *want[] = {"\"key\" : \"recall\", \"value\" : 0.75, \"index\" : 0",
                           "\"key\" : \"loss\", \"value\" : 2.5, \"index\" : 7"};
     for (int round = 0; round < 2; round++) {
@@ -145,13 +147,15 @@ Test(cache, a_secret_in_a_shell_command_is_not_on_the_command_line) {
         "version: 1\npipeline: secret\nsteps:\n"
         "  use:\n    uses: shell\n    with:\n"
         "      run: |\n"
-        "        for f in /proc/[0-9]*/cmdline; do (tr '\\0' ' ' < \"$f\"; echo) 2>/dev/null || :; done > ps.txt\n"
+        "        for f in /proc/[0-9]*/cmdline; do (tr '\\0' ' ' < \"$f\"; echo) 2>/dev/null || :; "
+        "done > ps.txt\n"
         "        printf '%s\\n' \"${secret.SL_TEST_TOKEN}\" '${secret.SL_TEST_TOKEN}' > v.txt\n"
         "      outputs: {ps: ps.txt, v: v.txt}\n");
     result r = RUN_PIPELINE((char *)pipeline);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char *ps = output_text("ps"), *v = output_text("v");
-    cr_expect(strstr(ps, "SLUICE_SECRET_1"), "the shell reads the secret from its environment: %s", ps);
+    cr_expect(strstr(ps, "SLUICE_SECRET_1"), "the shell reads the secret from its environment: %s",
+              ps);
     cr_expect_null(strstr(ps, "tok3n"), "%s", ps);
     cr_expect_str_eq(v, "tok3n 'a\"b$HOME\ntok3n 'a\"b$HOME\n");
     free(ps);
@@ -195,8 +199,9 @@ Test(cache, a_fifo_in_cache_on_files_is_refused_with_its_line, .timeout = 60) {
     for (int i = 0; i < 3; i++) {
         result r = RUN(test_store_arg, (char *)commands[i], (char *)pipeline);
         cr_expect_eq(r.status, 2, "%s: %s", commands[i], r.err);
-        cr_expect(strstr(r.err, "fifo.yaml:7:15: error: 'cache_on.files' names 'fifo', which is a FIFO"),
-                  "%s: %s", commands[i], r.err);
+        cr_expect(
+            strstr(r.err, "fifo.yaml:7:15: error: 'cache_on.files' names 'fifo', which is a FIFO"),
+            "%s: %s", commands[i], r.err);
         result_free(&r);
     }
     /* The same for a pipeline file that is a FIFO. */
@@ -212,8 +217,8 @@ Test(cache, substitution_is_bounded_and_names_the_reference, .timeout = 60) {
     const char *cases[][2] = {
         {"substitution-bomb", "pipeline.yaml:79:11: error: substituting '${params.big}' makes the "
                               "pipeline's substituted values larger than 64 MiB in all"},
-        {"substitution-long-value",
-         "pipeline.yaml:9:12: error: substituting '${params.s}' makes this value larger than 1 MiB"}};
+        {"substitution-long-value", "pipeline.yaml:9:12: error: substituting '${params.s}' makes "
+                                    "this value larger than 1 MiB"}};
     for (int i = 0; i < 2; i++) {
         char path[512];
         snprintf(path, sizeof(path), "%s/tests/data/hostile/pipelines/%s/pipeline.yaml",
@@ -248,13 +253,14 @@ static void sha256_hex(const char *text, char hex[65]) {
 Test(cache, a_secret_is_keyed_by_the_stores_own_secret_and_masked_in_errors) {
     run_env[1] = "SL_TEST_TOKEN=hunter2";
     run_env[2] = NULL;
-    const char *pipeline = write_test_file(test_dir, "keyed.yaml",
-                                           "version: 1\npipeline: keyed\nsteps:\n"
-                                           "  use:\n    uses: shell\n    with:\n"
-                                           "      run: \"echo ${secret.SL_TEST_TOKEN} > t.txt\"\n"
-                                           "      outputs: {t: t.txt}\n"
-                                           "  bad:\n    uses: fail\n    with:\n"
-                                           "      reason: \"no category '${secret.SL_TEST_TOKEN}'\"\n");
+    const char *pipeline =
+        write_test_file(test_dir, "keyed.yaml",
+                        "version: 1\npipeline: keyed\nsteps:\n"
+                        "  use:\n    uses: shell\n    with:\n"
+                        "      run: \"echo ${secret.SL_TEST_TOKEN} > t.txt\"\n"
+                        "      outputs: {t: t.txt}\n"
+                        "  bad:\n    uses: fail\n    with:\n"
+                        "      reason: \"no category '${secret.SL_TEST_TOKEN}'\"\n");
     result r = RUN_PIPELINE((char *)pipeline);
     cr_expect_eq(r.status, 1, "%s", r.err);
     cr_expect_null(strstr(r.out, "hunter2"), "%s", r.out);
@@ -304,7 +310,8 @@ Test(cache, a_path_parameter_is_keyed_on_what_it_names) {
     free(out);
     result_free(&r);
     r = RUN_PIPELINE((char *)pipeline);
-    cr_expect(strstr(r.out, "\"step\" : \"copy\", \"status\" : \"cached\""), "unchanged: %s", r.out);
+    cr_expect(strstr(r.out, "\"step\" : \"copy\", \"status\" : \"cached\""), "unchanged: %s",
+              r.out);
     result_free(&r);
     write_test_file(test_dir, "weights.txt", "two\n");
     result status = RUN(test_store_arg, "status", (char *)pipeline);
@@ -339,9 +346,15 @@ Test(cache, a_path_parameter_naming_a_device_is_refused_with_its_line) {
  * the hostile corpus is refused with the status and located message its
  * 'expect' file gives. */
 Test(cache, hostile_pipelines_are_refused_with_located_errors, .timeout = 120) {
-    const char *cases[] = {"output-name-injection", "output-is-work-folder", "outputs-same-path",
-                           "outputs-nested",        "run-null",              "tag-int-not-integer",
-                           "uses-etc-passwd",       "uses-not-elf",          "cache-on-device",
+    const char *cases[] = {"output-name-injection",
+                           "output-is-work-folder",
+                           "outputs-same-path",
+                           "outputs-nested",
+                           "run-null",
+                           "tag-int-not-integer",
+                           "uses-etc-passwd",
+                           "uses-not-elf",
+                           "cache-on-device",
                            "cache-on-device-run"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char dir[512], path[600];

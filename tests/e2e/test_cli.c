@@ -37,7 +37,8 @@ Test(cli, the_planned_pipelines_lack_only_their_unbuilt_steps) {
         snprintf(path, sizeof(path), "%s/pipelines/planned/%s.yaml", SLUICE_SOURCE_DIR, planned[i]);
         result r = RUN("validate", path);
         cr_expect_eq(r.status, 2, "%s", planned[i]);
-        size_t errors = count(r.err, ": error: "), unknown = count(r.err, ": error: no plugin declares step '");
+        size_t errors = count(r.err, ": error: "),
+               unknown = count(r.err, ": error: no plugin declares step '");
         cr_expect(errors > 0 && errors == unknown, "%s:\n%s", planned[i], r.err);
         result_free(&r);
     }
@@ -83,7 +84,8 @@ Test(cli, validate_reports_all_files_and_fails_if_any_fails) {
 
 Test(cli, overrides_from_the_command_line) {
     const char *fe = SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml";
-    result r = RUN("validate", "-p", "max_tokens=128", "-p", "author_full_names=[A, B]", (char *)fe);
+    result r =
+        RUN("validate", "-p", "max_tokens=128", "-p", "author_full_names=[A, B]", (char *)fe);
     cr_expect_eq(r.status, 0, "%s", r.err);
     result_free(&r);
     r = RUN("validate", "-p", "max_tokens=lots", (char *)fe);
@@ -101,7 +103,8 @@ Test(cli, graph_dot_renders_with_graphviz) {
     char dot_path[] = "/tmp/sluice-test-dot-XXXXXX";
     int fd = mkstemp(dot_path);
     close(fd);
-    result g = RUN("graph", SLUICE_SOURCE_DIR "/pipelines/planned/end_to_end.yaml", "--format", "dot");
+    result g =
+        RUN("graph", SLUICE_SOURCE_DIR "/pipelines/planned/end_to_end.yaml", "--format", "dot");
     cr_assert_eq(g.status, 0, "%s", g.err);
     FILE *f = fopen(dot_path, "w");
     fputs(g.out, f);
@@ -118,7 +121,8 @@ Test(cli, graph_dot_renders_with_graphviz) {
 }
 
 Test(cli, graph_json_is_valid_and_ordered) {
-    result r = RUN("graph", "--format=json", SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml");
+    result r =
+        RUN("graph", "--format=json", SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml");
     cr_assert_eq(r.status, 0, "%s", r.err);
     bson_error_t error;
     bson_t *doc = bson_new_from_json((const uint8_t *)r.out, -1, &error);
@@ -140,7 +144,8 @@ Test(cli, graph_json_is_valid_and_ordered) {
 }
 
 Test(cli, graph_mermaid) {
-    result r = RUN("graph", "-f", "mermaid", SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml");
+    result r =
+        RUN("graph", "-f", "mermaid", SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "flowchart LR\n", 13) == 0);
     cr_expect(strstr(r.out, "  s0 -->|documents| s1\n") != NULL, "%s", r.out);
@@ -148,7 +153,8 @@ Test(cli, graph_mermaid) {
 }
 
 Test(cli, usage_errors_exit_2) {
-    result r = RUN("graph", "--format", "png", SLUICE_SOURCE_DIR "/pipelines/planned/generate_datasets.yaml");
+    result r = RUN("graph", "--format", "png",
+                   SLUICE_SOURCE_DIR "/pipelines/planned/generate_datasets.yaml");
     cr_expect_eq(r.status, 2);
     cr_expect_str_eq(r.err, "sluice graph: unknown format 'png' (use dot, mermaid or json)\n");
     result_free(&r);
@@ -158,7 +164,8 @@ Test(cli, usage_errors_exit_2) {
     result_free(&r);
     r = RUN("validate", "--bogus", "x.yaml");
     cr_expect_eq(r.status, 2);
-    cr_expect_str_eq(r.err, "sluice validate: unknown option '--bogus' (see 'sluice validate --help')\n");
+    cr_expect_str_eq(r.err,
+                     "sluice validate: unknown option '--bogus' (see 'sluice validate --help')\n");
     result_free(&r);
     r = RUN("validate");
     cr_expect_eq(r.status, 2);
@@ -174,8 +181,8 @@ Test(cli, usage_errors_exit_2) {
 }
 
 Test(cli, every_command_has_help) {
-    const char *cmds[] = {"run",     "validate", "status", "graph", "runs",   "resume",
-                          "artifacts", "lineage", "plugins", "gc",   "search", "serve"};
+    const char *cmds[] = {"run",       "validate", "status",  "graph", "runs",   "resume",
+                          "artifacts", "lineage",  "plugins", "gc",    "search", "serve"};
     result top = RUN("--help");
     cr_expect_eq(top.status, 0);
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -218,10 +225,10 @@ Test(cli, the_example_pipeline_runs_end_to_end) {
     char arg[64];
     snprintf(arg, sizeof(arg), "--store=%s", store);
     /* The default store, ./.sluice, is relative: run from inside the folder. */
-    result r = run_in(store, NULL,
-                      (char *[]){"sluice", "run",
-                                 SLUICE_SOURCE_DIR "/pipelines/examples/word_stats.yaml", "-p",
-                                 "top=3", NULL});
+    result r =
+        run_in(store, NULL,
+               (char *[]){"sluice", "run", SLUICE_SOURCE_DIR "/pipelines/examples/word_stats.yaml",
+                          "-p", "top=3", NULL});
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "step report done") != NULL, "%s", r.out);
     char *report = strstr(r.out, "report.report: ");
@@ -357,7 +364,8 @@ Test(cli, runs_show_gives_parameters_and_steps_in_dag_order, .init = test_dir_se
     result_free(&r);
     r = RUN(test_store_arg, "runs", "show", "latest", "--json");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    const char *w = strstr(r.out, "\"step\" : \"words\""), *rep = strstr(r.out, "\"step\" : \"report\"");
+    const char *w = strstr(r.out, "\"step\" : \"words\""),
+               *rep = strstr(r.out, "\"step\" : \"report\"");
     cr_expect(w && rep && w < rep, "%s", r.out);
     result_free(&r);
     /* resume takes it too (the run finished: nothing to do). */
@@ -401,8 +409,8 @@ Test(cli, artifacts_are_named_by_run_step_and_output, .init = test_dir_setup,
     /* lineage takes the same names. */
     r = RUN(test_store_arg, "lineage", "report.report", "--up");
     cr_expect_eq(r.status, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "* artifact ") != NULL && strstr(r.out, "words.counts") != NULL,
-              "%s", r.out);
+    cr_expect(strstr(r.out, "* artifact ") != NULL && strstr(r.out, "words.counts") != NULL, "%s",
+              r.out);
     result_free(&r);
     /* search takes the same names, through the same resolver. */
     r = RUN(test_store_arg, "search", "words.nope", "query");
@@ -425,11 +433,12 @@ Test(cli, artifacts_are_named_by_run_step_and_output, .init = test_dir_setup,
 
 Test(cli, artifacts_export_into_a_folder_works_like_cp, .init = test_dir_setup,
      .fini = test_dir_teardown) {
-    char *yaml = write_test_file(test_dir, "tree.yaml",
-                                 "version: 1\npipeline: tree\nsteps:\n  make:\n    uses: shell\n"
-                                 "    with:\n      run: mkdir -p out/sub && printf hello > out/a.txt"
-                                 " && printf world! > out/sub/b.txt && printf x > one.txt\n"
-                                 "      outputs: {tree: out, one: one.txt}\n");
+    char *yaml =
+        write_test_file(test_dir, "tree.yaml",
+                        "version: 1\npipeline: tree\nsteps:\n  make:\n    uses: shell\n"
+                        "    with:\n      run: mkdir -p out/sub && printf hello > out/a.txt"
+                        " && printf world! > out/sub/b.txt && printf x > one.txt\n"
+                        "      outputs: {tree: out, one: one.txt}\n");
     result r = RUN_PIPELINE(yaml);
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
@@ -469,7 +478,8 @@ Test(cli, plugins_describe_shell) {
     result_free(&r);
     r = RUN("plugins", "describe", "shell", "--json");
     cr_expect_eq(r.status, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "{ \"name\" : \"run\", \"kind\" : \"string\", \"required\" : true") != NULL,
+    cr_expect(strstr(r.out, "{ \"name\" : \"run\", \"kind\" : \"string\", \"required\" : true") !=
+                  NULL,
               "%s", r.out);
     result_free(&r);
     r = RUN("plugins", "describe", "shel");
@@ -505,15 +515,16 @@ Test(cli, plugins_take_a_pipelines_plugin_folders, .init = test_dir_setup,
 
 Test(cli, status_names_the_pipeline_parameter_that_changed, .init = test_dir_setup,
      .fini = test_dir_teardown) {
-    char *yaml = write_test_file(test_dir, "greet.yaml",
-                                 "version: 1\npipeline: greet\n"
-                                 "params: {greeting: hello, name: world, n: 1}\nsteps:\n"
-                                 "  say:\n    uses: shell\n    with:\n"
-                                 "      run: echo \"${params.greeting}, ${params.name}\" > out.txt\n"
-                                 "      outputs: {text: out.txt}\n"
-                                 "  count:\n    uses: shell\n    inputs: {text: say.text}\n"
-                                 "    with:\n      run: echo ${params.n} > n.txt\n"
-                                 "      outputs: {n: n.txt}\n");
+    char *yaml =
+        write_test_file(test_dir, "greet.yaml",
+                        "version: 1\npipeline: greet\n"
+                        "params: {greeting: hello, name: world, n: 1}\nsteps:\n"
+                        "  say:\n    uses: shell\n    with:\n"
+                        "      run: echo \"${params.greeting}, ${params.name}\" > out.txt\n"
+                        "      outputs: {text: out.txt}\n"
+                        "  count:\n    uses: shell\n    inputs: {text: say.text}\n"
+                        "    with:\n      run: echo ${params.n} > n.txt\n"
+                        "      outputs: {n: n.txt}\n");
     result r = RUN_PIPELINE(yaml);
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
@@ -524,9 +535,10 @@ Test(cli, status_names_the_pipeline_parameter_that_changed, .init = test_dir_set
     result_free(&r);
     r = RUN(test_store_arg, "status", yaml, "-p", "name=you", "--json");
     cr_expect_eq(r.status, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "parameter 'run' changed (params.name: \\\"world\\\" -> \\\"you\\\")\"") !=
-                  NULL,
-              "%s", r.out);
+    cr_expect(
+        strstr(r.out, "parameter 'run' changed (params.name: \\\"world\\\" -> \\\"you\\\")\"") !=
+            NULL,
+        "%s", r.out);
     cr_expect(strstr(r.out, "params.greeting") == NULL, "%s", r.out);
     result_free(&r);
 }

@@ -12,15 +12,15 @@ TestSuite(commands, .init = test_dir_setup, .fini = test_dir_teardown, .timeout 
 static char bin[128], sluice_copy[160];
 
 /* The script prints what it was given, one line each, and exits as told. */
-#define SCRIPT                                                                            \
-    "#!/bin/sh\n"                                                                         \
-    "if [ \"$1\" = --summary ]; then echo 'say what you were given'; exit 0; fi\n"        \
-    "if [ \"$1\" = die ]; then kill -KILL $$; fi\n"                                       \
-    "if [ \"$1\" = exit ]; then exit \"$2\"; fi\n"                                        \
-    "for a; do echo \"arg=$a\"; done\n"                                         \
-    "echo \"home=$SLUICE_HOME\"\n"                                                        \
-    "echo \"no_color=$NO_COLOR\"\n"                                                       \
-    "[ -x \"$SLUICE_EXE\" ] && echo \"exe=$(basename \"$SLUICE_EXE\")\"\n"                \
+#define SCRIPT                                                                                     \
+    "#!/bin/sh\n"                                                                                  \
+    "if [ \"$1\" = --summary ]; then echo 'say what you were given'; exit 0; fi\n"                 \
+    "if [ \"$1\" = die ]; then kill -KILL $$; fi\n"                                                \
+    "if [ \"$1\" = exit ]; then exit \"$2\"; fi\n"                                                 \
+    "for a; do echo \"arg=$a\"; done\n"                                                            \
+    "echo \"home=$SLUICE_HOME\"\n"                                                                 \
+    "echo \"no_color=$NO_COLOR\"\n"                                                                \
+    "[ -x \"$SLUICE_EXE\" ] && echo \"exe=$(basename \"$SLUICE_EXE\")\"\n"                         \
     "exit 0\n"
 
 static void write_program(const char *folder, const char *name, const char *text, mode_t mode) {
@@ -126,8 +126,8 @@ Test(commands, an_unknown_command_is_refused_with_a_suggestion_and_path_is_not_s
     copy_sluice();
     result r = RUN_COPY("helo");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "sluice: unknown command 'helo' (did you mean 'hello'?)") != NULL,
-              "%s", r.err);
+    cr_expect(strstr(r.err, "sluice: unknown command 'helo' (did you mean 'hello'?)") != NULL, "%s",
+              r.err);
     result_free(&r);
 
     /* A program on PATH is not a command; nor is a file that cannot run,
@@ -175,17 +175,19 @@ Test(commands, search_and_warehouse_are_programs_of_their_own) {
     r = RUN("warehouse", "--frobnicate");
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "sluice warehouse: unknown option '--frobnicate' (see 'sluice "
-                            "warehouse --help')") != NULL, "%s", r.err);
+                            "warehouse --help')") != NULL,
+              "%s", r.err);
     result_free(&r);
 }
 
 /* The plumbing external commands call back: an artifact's object, its
  * hash checked; with --type, a step's newest artifact of that type. */
 Test(commands, artifacts_path_prints_a_checked_object_and_takes_a_step_with_a_type) {
-    char *p = write_test_file(test_dir, "p.yaml",
-                              "pipeline: p\n"
-                              "steps:\n"
-                              "  load: {uses: shell, with: {run: 'echo hi > o', outputs: {o: o}}}\n");
+    char *p =
+        write_test_file(test_dir, "p.yaml",
+                        "pipeline: p\n"
+                        "steps:\n"
+                        "  load: {uses: shell, with: {run: 'echo hi > o', outputs: {o: o}}}\n");
     result r = RUN(test_store_arg, "run", p);
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
@@ -204,7 +206,8 @@ Test(commands, artifacts_path_prints_a_checked_object_and_takes_a_step_with_a_ty
     r = RUN(test_store_arg, "artifacts", "path", "--type", "index", "load");
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "'load' is not an artifact id, nor a step that made an artifact of "
-                            "type 'index'") != NULL, "%s", r.err);
+                            "type 'index'") != NULL,
+              "%s", r.err);
     result_free(&r);
 
     /* A changed object is refused, not named. */
@@ -214,7 +217,8 @@ Test(commands, artifacts_path_prints_a_checked_object_and_takes_a_step_with_a_ty
     r = RUN(test_store_arg, "artifacts", "path", "load.o");
     cr_expect_eq(r.status, 2);
     cr_expect_str_eq(r.out, "");
-    cr_expect(strstr(r.err, "is missing or corrupt: its content no longer matches its hash") != NULL,
+    cr_expect(strstr(r.err, "is missing or corrupt: its content no longer matches its hash") !=
+                  NULL,
               "%s", r.err);
     result_free(&r);
 }

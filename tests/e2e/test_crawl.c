@@ -69,10 +69,11 @@ static result crawl_links(const expect *ex, size_t n, const char *extra) {
     char *yaml = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&yaml, &len);
-    fprintf(f, "version: 1\npipeline: crawl_demo\nsteps:\n  crawl:\n    uses: crawl\n"
-               "    cache: false\n    with:\n      user_full_name: Ada Lovelace\n"
-               "      timeout: 1\n      retries: 2\n      retry_backoff: 0.05\n"
-               "      max_page_bytes: 1000000\n%s%s      links:\n",
+    fprintf(f,
+            "version: 1\npipeline: crawl_demo\nsteps:\n  crawl:\n    uses: crawl\n"
+            "    cache: false\n    with:\n      user_full_name: Ada Lovelace\n"
+            "      timeout: 1\n      retries: 2\n      retry_backoff: 0.05\n"
+            "      max_page_bytes: 1000000\n%s%s      links:\n",
             strstr(extra, "allow_private") ? "" : "      allow_private: true\n", extra);
     for (size_t i = 0; i < n; i++) {
         fputs("        - \"", f);
@@ -128,7 +129,6 @@ static char *exported(const char *file) {
     return text;
 }
 
-
 Test(crawl, the_demo_site_and_repository_into_the_warehouse_with_each_failure_reported) {
     char a0[160], a1[160], redirect[200], flaky[200], slow[200];
     snprintf(a0, sizeof(a0), "%%s/articles/%s", articles[0]);
@@ -177,8 +177,8 @@ Test(crawl, the_demo_site_and_repository_into_the_warehouse_with_each_failure_re
     cr_expect_eq(count(repos, "huge.txt"), 0, "files over the size limit are left out");
     free(repos);
     char *users = exported("UserDocument.json");
-    cr_expect_eq(count(users, "\"first_name\" : \"Ada\", \"last_name\" : \"Lovelace\""), 1,
-                 "%s", users);
+    cr_expect_eq(count(users, "\"first_name\" : \"Ada\", \"last_name\" : \"Lovelace\""), 1, "%s",
+                 users);
     free(users);
 
     /* Metrics per domain and in all. */
@@ -210,8 +210,8 @@ Test(crawl, a_crawl_where_every_link_fails_fails_and_names_them) {
     };
     result r = crawl_links(ex, 2, "");
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
-    cr_expect(strstr(r.err, "2 of 2 links failed") || strstr(r.out, "2 of 2 links failed"),
-              "%s%s", r.out, r.err);
+    cr_expect(strstr(r.err, "2 of 2 links failed") || strstr(r.out, "2 of 2 links failed"), "%s%s",
+              r.out, r.err);
     result_free(&r);
     /* strict: one failure is enough. */
     char a0[160];
@@ -241,8 +241,8 @@ Test(crawl, robots_can_be_ignored_and_rules_added_by_the_pipeline) {
     /* A bad rule is a clear failure naming it. */
     r = crawl_links(post, 1, "      crawlers: [\"127.0.0.1=ftp\"]\n");
     cr_expect_eq(r.status, 1);
-    cr_expect(strstr(r.out, "no crawler 'ftp'") || strstr(r.err, "no crawler 'ftp'"), "%s%s",
-              r.out, r.err);
+    cr_expect(strstr(r.out, "no crawler 'ftp'") || strstr(r.err, "no crawler 'ftp'"), "%s%s", r.out,
+              r.err);
     result_free(&r);
 }
 
@@ -253,8 +253,9 @@ Test(crawl, redirects_are_checked_hop_by_hop_and_private_addresses_need_allowing
     char a0[160], other[400], port[16];
     snprintf(a0, sizeof(a0), "%%s/articles/%s", articles[0]);
     snprintf(port, sizeof(port), "%s", strrchr(base, ':') + 1);
-    snprintf(other, sizeof(other), "%%s/redirect-to/http%%%%3A%%%%2F%%%%2Flocalhost%%%%3A%s%%%%2Farticles%%%%2F%s",
-             port, articles[1]);
+    snprintf(other, sizeof(other),
+             "%%s/redirect-to/http%%%%3A%%%%2F%%%%2Flocalhost%%%%3A%s%%%%2Farticles%%%%2F%s", port,
+             articles[1]);
     expect ex[] = {
         {"%s/redirect/private/secret.html", "failed", "/private/secret.html: disallowed by"},
         {"%s/redirect-chain/2/private/secret.html", "failed", "disallowed by"},
@@ -378,11 +379,11 @@ Test(crawl, the_shipped_etl_pipeline_then_clean_and_chunk_on_the_demo_data) {
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
     char *metrics = last_output("metrics");
-    cr_expect(strstr(metrics, "\"queries\" : 8,") && strstr(metrics, "\"recall@5\" : 1.0,"),
-              "%s", metrics);
+    cr_expect(strstr(metrics, "\"queries\" : 8,") && strstr(metrics, "\"recall@5\" : 1.0,"), "%s",
+              metrics);
     free(metrics);
-    r = RUN(test_store_arg, "search", "index", "Kahn's algorithm: a ready queue and a pool of workers",
-            "-k", "1");
+    r = RUN(test_store_arg, "search", "index",
+            "Kahn's algorithm: a ready queue and a pool of workers", "-k", "1");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, " 1. ") && strstr(r.out, "/articles/scheduling-dags.html\n"), "%s",
               r.out);

@@ -150,8 +150,8 @@ static int run_case(const char *kind, const char *name, const char *case_dir) {
         if (!*line)
             continue;
         if (!strstr(output, line)) {
-            cr_expect_not_null(NULL, "%s/%s: the output lacks '%s'; output:\n%s", kind, name,
-                               line, output);
+            cr_expect_not_null(NULL, "%s/%s: the output lacks '%s'; output:\n%s", kind, name, line,
+                               output);
             held = 0;
         }
     }

@@ -138,9 +138,7 @@ static void wait_for_file(const char *name) {
     wait_for_text(path, NULL);
 }
 
-static void touch(const char *name) {
-    write_test_file(test_dir, name, "");
-}
+static void touch(const char *name) { write_test_file(test_dir, name, ""); }
 
 /* The newest run's id: run ids sort by their start. */
 static char *newest_run(void) {
@@ -227,13 +225,9 @@ Test(lifecycle, sigint_ends_a_run_whose_in_process_step_ignores_it) {
     interrupt_stubborn(SIGINT, 0, 130);
 }
 
-Test(lifecycle, a_second_sigint_ends_it_at_once) {
-    interrupt_stubborn(SIGINT, SIGINT, 130);
-}
+Test(lifecycle, a_second_sigint_ends_it_at_once) { interrupt_stubborn(SIGINT, SIGINT, 130); }
 
-Test(lifecycle, sigterm_after_sigint_ends_it_at_once) {
-    interrupt_stubborn(SIGINT, SIGTERM, 130);
-}
+Test(lifecycle, sigterm_after_sigint_ends_it_at_once) { interrupt_stubborn(SIGINT, SIGTERM, 130); }
 
 /* ---- signals -------------------------------------------------------------- */
 
@@ -332,10 +326,10 @@ Test(lifecycle, kill_9_at_each_step_then_resume_and_rerun, .timeout = 300) {
     /* Killed at points the run's own events mark (each step's start and
      * end), not at moments of a clock: every round kills inside a run. */
     static const char *const points[][2] = {
-        {"step_started", "a"}, {"step_finished", "a"}, {"step_started", "b"},
-        {"step_finished", "b"}, {"step_started", "c"}, {"step_finished", "c"},
-        {"step_started", "d"}, {"step_finished", "d"}, {"step_started", "e"},
-        {"step_finished", "e"}, {"step_started", "f"}, {"step_finished", "f"}};
+        {"step_started", "a"},  {"step_finished", "a"}, {"step_started", "b"},
+        {"step_finished", "b"}, {"step_started", "c"},  {"step_finished", "c"},
+        {"step_started", "d"},  {"step_finished", "d"}, {"step_started", "e"},
+        {"step_finished", "e"}, {"step_started", "f"},  {"step_finished", "f"}};
     char out[256];
     snprintf(out, sizeof(out), "%s/out", test_dir);
     char crashed[64] = "", param[32] = "", crashed_param[32] = "", before[64] = "";
@@ -416,8 +410,8 @@ static void crash_then_resume(const char *how, int signal) {
     /* Fixed, resumed from another folder: the pipeline is found by its
      * recorded path, the finished step reused, the tags kept. */
     touch("fixed");
-    result res = run_in("/", NULL,
-                        (char *[]){"sluice", test_store_arg, "resume", crashed, "--json", NULL});
+    result res =
+        run_in("/", NULL, (char *[]){"sluice", test_store_arg, "resume", crashed, "--json", NULL});
     cr_expect_eq(res.status, 0, "%s%s", res.out, res.err);
     cr_expect_eq(count(res.out, "\"status\" : \"cached\""), 1, "first is reused: %s", res.out);
     result_free(&res);
@@ -610,7 +604,8 @@ Test(lifecycle, a_daemon_is_killed_when_its_step_ends_not_at_the_runs_end) {
 /* A daemon that cleared its environment and left the session belongs to
  * no step that can be told: it goes at the end of the run. */
 Test(lifecycle, a_daemon_nothing_can_attribute_is_killed_at_the_runs_end) {
-    succeeds_and_leaves_nothing("pipeline: anon\n"
-                                "steps:\n"
-                                "  start: {uses: shell, with: {run: 'env -i setsid -f sleep 600'}}\n");
+    succeeds_and_leaves_nothing(
+        "pipeline: anon\n"
+        "steps:\n"
+        "  start: {uses: shell, with: {run: 'env -i setsid -f sleep 600'}}\n");
 }

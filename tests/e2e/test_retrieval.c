@@ -70,8 +70,8 @@ Test(retrieval, the_feature_pipeline_on_the_handbooks_articles_then_search) {
 
     /* The index by the id of the step that built it. */
     r = RUN(test_store_arg, "search", "index",
-            "abliteration: removing the refusal direction from a model's residual stream",
-            "-k", "3", "--json");
+            "abliteration: removing the refusal direction from a model's residual stream", "-k",
+            "3", "--json");
     cr_assert_eq(r.status, 0, "%s", r.err);
     char doc[64];
     cr_expect_str_eq(json_string(r.out, "document_id", doc, sizeof(doc)),
@@ -99,8 +99,7 @@ Test(retrieval, the_feature_pipeline_on_the_handbooks_articles_then_search) {
         cr_expect_eq(r.status, 0, "%s: %s", modes[i], r.err);
         cr_expect(strncmp(r.out, " 1. ", 4) == 0 && strstr(r.out, "\n 2. ") != NULL, "%s: %s",
                   modes[i], r.out);
-        cr_expect(strstr(r.out, "4-bit-quantization-with-gptq") != NULL, "%s: %s", modes[i],
-                  r.out);
+        cr_expect(strstr(r.out, "4-bit-quantization-with-gptq") != NULL, "%s: %s", modes[i], r.out);
         result_free(&r);
     }
 }
@@ -122,7 +121,8 @@ Test(retrieval, the_embeddings_artifact_is_a_unit_row_per_chunk_with_its_payload
     result_free(&r);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
-             PYTHON " -c 'import json,struct,sys,numpy as np\n"
+             PYTHON
+             " -c 'import json,struct,sys,numpy as np\n"
              "raw=open(sys.argv[1]+\"/vectors.slmx\",\"rb\").read()\n"
              "rows,cols=struct.unpack(\"<QQ\",raw[16:32])\n"
              "v=np.frombuffer(raw[32:],dtype=\"<f4\").reshape(rows,cols)\n"
@@ -165,8 +165,8 @@ Test(retrieval, a_document_named_several_ways_is_one_relevant_document) {
 
 Test(retrieval, the_evaluation_gate_fails_the_run_below_its_threshold) {
     import_handbook();
-    result r = RUN_PIPELINE(FEATURES, "-p", "queries=queries/handbook.jsonl", "-p",
-                            "min_recall_at_5=1.5");
+    result r =
+        RUN_PIPELINE(FEATURES, "-p", "queries=queries/handbook.jsonl", "-p", "min_recall_at_5=1.5");
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "below the threshold 1.5") != NULL, "%s", r.out);
     result_free(&r);
@@ -179,21 +179,23 @@ Test(retrieval, a_hugging_face_bert_folder_embeds_indexes_and_searches) {
     snprintf(cmd, sizeof(cmd), PYTHON " %s/tests/ref/make_tiny_bert.py %s/bert", SLUICE_SOURCE_DIR,
              test_dir);
     cr_assert_eq(system(cmd), 0);
-    write_test_file(test_dir, "chunks.jsonl",
-                    "{\"id\": \"c1\", \"content\": \"the quick brown fox\", \"document_id\": \"d1\", "
-                    "\"author_full_name\": \"Ada\", \"category\": \"posts\"}\n"
-                    "{\"id\": \"c2\", \"content\": \"hello world\", \"document_id\": \"d2\", "
-                    "\"author_full_name\": \"Ada\", \"category\": \"posts\"}\n"
-                    "{\"id\": \"c3\", \"content\": \"vector search models\", \"document_id\": "
-                    "\"d3\", \"author_full_name\": \"Bob\", \"category\": \"articles\"}\n");
-    char *p = write_test_file(test_dir, "bert.yaml",
-                              "pipeline: bert_index\n"
-                              "steps:\n"
-                              "  load: {uses: shell, with: {run: 'cp @/chunks.jsonl c', outputs: {c: c}}}\n"
-                              "  embed: {uses: embed, inputs: {chunks: load.c}, with: {model: @/bert}}\n"
-                              "  index:\n"
-                              "    uses: index\n"
-                              "    inputs: {embeddings: embed.embeddings, chunks: load.c, model: embed.model}\n");
+    write_test_file(
+        test_dir, "chunks.jsonl",
+        "{\"id\": \"c1\", \"content\": \"the quick brown fox\", \"document_id\": \"d1\", "
+        "\"author_full_name\": \"Ada\", \"category\": \"posts\"}\n"
+        "{\"id\": \"c2\", \"content\": \"hello world\", \"document_id\": \"d2\", "
+        "\"author_full_name\": \"Ada\", \"category\": \"posts\"}\n"
+        "{\"id\": \"c3\", \"content\": \"vector search models\", \"document_id\": "
+        "\"d3\", \"author_full_name\": \"Bob\", \"category\": \"articles\"}\n");
+    char *p = write_test_file(
+        test_dir, "bert.yaml",
+        "pipeline: bert_index\n"
+        "steps:\n"
+        "  load: {uses: shell, with: {run: 'cp @/chunks.jsonl c', outputs: {c: c}}}\n"
+        "  embed: {uses: embed, inputs: {chunks: load.c}, with: {model: @/bert}}\n"
+        "  index:\n"
+        "    uses: index\n"
+        "    inputs: {embeddings: embed.embeddings, chunks: load.c, model: embed.model}\n");
     result r = RUN_PIPELINE(p);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "\"key\" : \"dim\", \"value\" : 32") != NULL, "%s", r.out);
@@ -237,19 +239,21 @@ Test(retrieval, search_refuses_what_it_cannot_use_and_says_why) {
 /* An index object edited in place in the store is refused, as 'artifacts
  * cat' refuses any changed object, instead of being served. */
 Test(retrieval, search_refuses_an_index_object_changed_in_the_store) {
-    write_test_file(test_dir, "chunks.jsonl",
-                    "{\"id\": \"c1\", \"content\": \"the quick brown fox\", \"document_id\": \"d1\", "
-                    "\"author_full_name\": \"Ada\", \"category\": \"posts\"}\n"
-                    "{\"id\": \"c2\", \"content\": \"hello world\", \"document_id\": \"d2\", "
-                    "\"author_full_name\": \"Bob\", \"category\": \"posts\"}\n");
-    char *p = write_test_file(test_dir, "small.yaml",
-                              "pipeline: small_index\n"
-                              "steps:\n"
-                              "  load: {uses: shell, with: {run: 'cp @/chunks.jsonl c', outputs: {c: c}}}\n"
-                              "  embed: {uses: embed, inputs: {chunks: load.c}}\n"
-                              "  index:\n"
-                              "    uses: index\n"
-                              "    inputs: {embeddings: embed.embeddings, chunks: load.c, model: embed.model}\n");
+    write_test_file(
+        test_dir, "chunks.jsonl",
+        "{\"id\": \"c1\", \"content\": \"the quick brown fox\", \"document_id\": \"d1\", "
+        "\"author_full_name\": \"Ada\", \"category\": \"posts\"}\n"
+        "{\"id\": \"c2\", \"content\": \"hello world\", \"document_id\": \"d2\", "
+        "\"author_full_name\": \"Bob\", \"category\": \"posts\"}\n");
+    char *p = write_test_file(
+        test_dir, "small.yaml",
+        "pipeline: small_index\n"
+        "steps:\n"
+        "  load: {uses: shell, with: {run: 'cp @/chunks.jsonl c', outputs: {c: c}}}\n"
+        "  embed: {uses: embed, inputs: {chunks: load.c}}\n"
+        "  index:\n"
+        "    uses: index\n"
+        "    inputs: {embeddings: embed.embeddings, chunks: load.c, model: embed.model}\n");
     result r = RUN_PIPELINE(p);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     const char *at = strstr(r.out, "\"index\" : \"");
@@ -269,7 +273,8 @@ Test(retrieval, search_refuses_an_index_object_changed_in_the_store) {
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     r = RUN(test_store_arg, "search", "index", "brown fox", "-k", "1");
     cr_expect_eq(r.status, 2, "%s", r.out);
-    cr_expect(strstr(r.err, "is missing or corrupt: its content no longer matches its hash") != NULL,
+    cr_expect(strstr(r.err, "is missing or corrupt: its content no longer matches its hash") !=
+                  NULL,
               "%s", r.err);
     cr_expect(strstr(r.out, "QUICK") == NULL, "%s", r.out);
     result_free(&r);

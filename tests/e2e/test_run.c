@@ -14,7 +14,6 @@
 #include "runner.h"
 #include "require.h"
 
-
 TestSuite(run, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 60);
 
 /* The value of field in the JSON event `event` about step (NULL: any). */
@@ -28,8 +27,8 @@ static char *event_field(const char *out, const char *event, const char *step, c
         bson_t *doc = bson_new_from_json((const uint8_t *)line, (ssize_t)len, &err);
         cr_assert_not_null(doc, "not a JSON line: %.*s", (int)len, line);
         bson_iter_t it;
-        int match = bson_iter_init_find(&it, doc, "event") &&
-                    strcmp(bson_iter_utf8(&it, NULL), event) == 0;
+        int match =
+            bson_iter_init_find(&it, doc, "event") && strcmp(bson_iter_utf8(&it, NULL), event) == 0;
         if (match && step)
             match = bson_iter_init_find(&it, doc, "step") &&
                     strcmp(bson_iter_utf8(&it, NULL), step) == 0;
@@ -56,11 +55,11 @@ static int count_events(const char *out, const char *event) {
     return n;
 }
 
-#define expect_status(out, step, status)                                                     \
-    do {                                                                                     \
-        const char *got_ = event_field((out), "step_finished", (step), "status");            \
-        cr_expect(got_ && strcmp(got_, (status)) == 0, "step %s: expected %s, got %s", (step), \
-                  (status), got_ ? got_ : "(no event)");                                     \
+#define expect_status(out, step, status)                                                           \
+    do {                                                                                           \
+        const char *got_ = event_field((out), "step_finished", (step), "status");                  \
+        cr_expect(got_ != NULL && strcmp(got_, (status)) == 0, "step %s: expected %s, got %s",     \
+                  (step), (status), got_ ? got_ : "(no event)");                                   \
     } while (0)
 
 static double read_number(const char *path) {
@@ -78,17 +77,18 @@ static double read_number(const char *path) {
  * other to have started, so the run finishes only if they ran at once
  * (run one after the other, the first would wait until its timeout). */
 Test(run, parallel_branches_overlap_in_time) {
-    char *p = write_test_file(test_dir, "par.yaml",
-                             "pipeline: par\n"
-                             "steps:\n"
-                             "  left:\n"
-                             "    uses: shell\n"
-                             "    timeout: 60s\n"
-                             "    with: {run: 'touch @/l0; while test ! -f @/r0; do sleep 0.01; done'}\n"
-                             "  right:\n"
-                             "    uses: shell\n"
-                             "    timeout: 60s\n"
-                             "    with: {run: 'touch @/r0; while test ! -f @/l0; do sleep 0.01; done'}\n");
+    char *p = write_test_file(
+        test_dir, "par.yaml",
+        "pipeline: par\n"
+        "steps:\n"
+        "  left:\n"
+        "    uses: shell\n"
+        "    timeout: 60s\n"
+        "    with: {run: 'touch @/l0; while test ! -f @/r0; do sleep 0.01; done'}\n"
+        "  right:\n"
+        "    uses: shell\n"
+        "    timeout: 60s\n"
+        "    with: {run: 'touch @/r0; while test ! -f @/l0; do sleep 0.01; done'}\n");
     result r = RUN(test_store_arg, "run", p, "--jobs", "2", "--json");
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     expect_status(r.out, "left", "done");
@@ -99,29 +99,33 @@ Test(run, parallel_branches_overlap_in_time) {
 /* With one job, b starts only after a finished: the events say so, and a
  * step that finds the other's marker would fail. */
 Test(run, jobs_1_runs_one_at_a_time) {
-    char *p = write_test_file(test_dir, "seq.yaml",
-                             "pipeline: seq\n"
-                             "steps:\n"
-                             "  a: {uses: shell, with: {run: 'test ! -f @/busy; touch @/busy; sleep 0.2; rm @/busy'}}\n"
-                             "  b: {uses: shell, with: {run: 'test ! -f @/busy; touch @/busy; sleep 0.2; rm @/busy'}}\n");
+    char *p = write_test_file(
+        test_dir, "seq.yaml",
+        "pipeline: seq\n"
+        "steps:\n"
+        "  a: {uses: shell, with: {run: 'test ! -f @/busy; touch @/busy; sleep 0.2; rm @/busy'}}\n"
+        "  b: {uses: shell, with: {run: 'test ! -f @/busy; touch @/busy; sleep 0.2; rm "
+        "@/busy'}}\n");
     result r = RUN(test_store_arg, "run", p, "-j", "1", "--json");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    long a_done = event_at(r.out, "step_finished", "a"), b_start = event_at(r.out, "step_started", "b");
+    long a_done = event_at(r.out, "step_finished", "a"),
+         b_start = event_at(r.out, "step_started", "b");
     cr_expect(a_done >= 0 && b_start > a_done, "a finished before b started:\n%s", r.out);
     result_free(&r);
 }
 
 Test(run, a_failure_skips_exactly_its_descendants) {
-    char *p = write_test_file(test_dir, "fail.yaml",
-                             "pipeline: fail\n"
-                             "steps:\n"
-                             "  a: {uses: shell, with: {run: 'echo a > out', outputs: {o: out}}}\n"
-                             "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'echo broken >&2; exit 3'}}\n"
-                             "  c: {uses: shell, after: [b], with: {run: 'true'}}\n"
-                             "  c2: {uses: shell, after: [c], with: {run: 'true'}}\n"
-                             "  d: {uses: shell, inputs: {i: a.o}, with: {run: 'true'}}\n"
-                             "  e: {uses: fail, with: {reason: 'bad input'}}\n"
-                             "  f: {uses: noop}\n");
+    char *p = write_test_file(
+        test_dir, "fail.yaml",
+        "pipeline: fail\n"
+        "steps:\n"
+        "  a: {uses: shell, with: {run: 'echo a > out', outputs: {o: out}}}\n"
+        "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'echo broken >&2; exit 3'}}\n"
+        "  c: {uses: shell, after: [b], with: {run: 'true'}}\n"
+        "  c2: {uses: shell, after: [c], with: {run: 'true'}}\n"
+        "  d: {uses: shell, inputs: {i: a.o}, with: {run: 'true'}}\n"
+        "  e: {uses: fail, with: {reason: 'bad input'}}\n"
+        "  f: {uses: noop}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1, "%s", r.err);
     expect_status(r.out, "a", "done");
@@ -142,14 +146,15 @@ Test(run, a_failure_skips_exactly_its_descendants) {
 }
 
 Test(run, a_flaky_step_is_retried_with_backoff) {
-    char *p = write_test_file(test_dir, "flaky.yaml",
-                             "pipeline: flaky\n"
-                             "steps:\n"
-                             "  flaky:\n"
-                             "    uses: shell\n"
-                             "    with: {run: 'n=$(cat @/count 2>/dev/null || echo 0); echo $((n+1)) > @/count; "
-                             "test $n -ge 2'}\n"
-                             "    retries: {max: 3, backoff: 100ms}\n");
+    char *p = write_test_file(
+        test_dir, "flaky.yaml",
+        "pipeline: flaky\n"
+        "steps:\n"
+        "  flaky:\n"
+        "    uses: shell\n"
+        "    with: {run: 'n=$(cat @/count 2>/dev/null || echo 0); echo $((n+1)) > @/count; "
+        "test $n -ge 2'}\n"
+        "    retries: {max: 3, backoff: 100ms}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     expect_status(r.out, "flaky", "done");
@@ -165,9 +170,9 @@ Test(run, a_flaky_step_is_retried_with_backoff) {
 
 Test(run, retries_give_up_after_max) {
     char *p = write_test_file(test_dir, "never.yaml",
-                             "pipeline: never\n"
-                             "settings: {retries: {max: 2, backoff: 10ms}}\n"
-                             "steps:\n  never: {uses: shell, with: {run: 'exit 1'}}\n");
+                              "pipeline: never\n"
+                              "settings: {retries: {max: 2, backoff: 10ms}}\n"
+                              "steps:\n  never: {uses: shell, with: {run: 'exit 1'}}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1);
     cr_expect_str_eq(event_field(r.out, "step_finished", "never", "attempts"), "3");
@@ -178,9 +183,10 @@ Test(run, a_timeout_stops_a_sleep_60_step) {
     /* Outcomes, not a stopwatch: the step began, was stopped as its
      * timeout passed, and the command after the sleep never ran. */
     char *p = write_test_file(test_dir, "timeout.yaml",
-                             "pipeline: timeout\n"
-                             "steps:\n"
-                             "  stuck: {uses: shell, with: {run: 'touch @/began; sleep 60; touch @/woke'}, timeout: 1s}\n");
+                              "pipeline: timeout\n"
+                              "steps:\n"
+                              "  stuck: {uses: shell, with: {run: 'touch @/began; sleep 60; touch "
+                              "@/woke'}, timeout: 1s}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1);
     long started = event_at(r.out, "step_started", "stuck"),
@@ -200,9 +206,9 @@ Test(run, a_timeout_stops_a_sleep_60_step) {
 
 Test(run, an_in_process_step_is_asked_to_stop_at_its_timeout) {
     char *p = write_test_file(test_dir, "coop.yaml",
-                             "pipeline: coop\n"
-                             "steps:\n"
-                             "  nap: {uses: sleep, with: {ms: 20000}, timeout: 300ms}\n");
+                              "pipeline: coop\n"
+                              "steps:\n"
+                              "  nap: {uses: sleep, with: {ms: 20000}, timeout: 300ms}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1);
     const char *why = event_field(r.out, "step_finished", "nap", "error");
@@ -212,12 +218,13 @@ Test(run, an_in_process_step_is_asked_to_stop_at_its_timeout) {
 }
 
 Test(run, sigint_exits_130_and_leaves_no_orphan) {
-    char *p = write_test_file(test_dir, "sig.yaml",
-                             "pipeline: sig\n"
-                             "steps:\n"
-                             "  long: {uses: shell, with: {run: 'echo $$ > @/pid; exec sleep 60'}}\n"
-                             "  nap: {uses: sleep, with: {ms: 60000}}\n"
-                             "  later: {uses: shell, after: [long], with: {run: 'true'}}\n");
+    char *p =
+        write_test_file(test_dir, "sig.yaml",
+                        "pipeline: sig\n"
+                        "steps:\n"
+                        "  long: {uses: shell, with: {run: 'echo $$ > @/pid; exec sleep 60'}}\n"
+                        "  nap: {uses: sleep, with: {ms: 60000}}\n"
+                        "  later: {uses: shell, after: [long], with: {run: 'true'}}\n");
     char pid_path[256], events[256];
     snprintf(pid_path, sizeof(pid_path), "%s/pid", test_dir);
     snprintf(events, sizeof(events), "%s/events", test_dir);
@@ -238,11 +245,11 @@ Test(run, sigint_exits_130_and_leaves_no_orphan) {
 
 Test(run, a_crashing_plugin_in_its_own_process_is_reported_and_the_run_goes_on) {
     char *p = write_test_file(test_dir, "crash.yaml",
-                             "pipeline: crash\n"
-                             "steps:\n"
-                             "  boom: {uses: crash, isolation: process}\n"
-                             "  fine: {uses: emit, with: {text: still here}, isolation: process}\n"
-                             "  next: {uses: echo, inputs: {in: fine.out}}\n");
+                              "pipeline: crash\n"
+                              "steps:\n"
+                              "  boom: {uses: crash, isolation: process}\n"
+                              "  fine: {uses: emit, with: {text: still here}, isolation: process}\n"
+                              "  next: {uses: echo, inputs: {in: fine.out}}\n");
     /* Under AddressSanitizer, let the segfault be a segfault, not a report. */
     run_env[1] = "ASAN_OPTIONS=handle_segv=0:detect_leaks=1";
     result r = RUN(test_store_arg, "run", p, "--json");
@@ -251,19 +258,21 @@ Test(run, a_crashing_plugin_in_its_own_process_is_reported_and_the_run_goes_on) 
     expect_status(r.out, "fine", "done");
     expect_status(r.out, "next", "done");
     const char *why = event_field(r.out, "step_finished", "boom", "error");
-    cr_expect(why && strcmp(why, "crashed: killed by SIGSEGV (Segmentation fault)") == 0, "%s", why);
+    cr_expect(why && strcmp(why, "crashed: killed by SIGSEGV (Segmentation fault)") == 0, "%s",
+              why);
     result_free(&r);
 }
 
 Test(run, plugin_steps_pass_files_along_in_and_out_of_process) {
-    char *p = write_test_file(test_dir, "chain.yaml",
-                             "pipeline: chain\n"
-                             "steps:\n"
-                             "  say: {uses: emit, with: {text: the cat and the hat}}\n"
-                             "  quote: {uses: echo, inputs: {in: say.out}, with: {prefix: 'q: '}, isolation: process}\n"
-                             "  words: {uses: wordcount, inputs: {text: quote.out}, with: {top: 2}}\n"
-                             "  show: {uses: shell, inputs: {counts: words.counts},\n"
-                             "         with: {run: 'cp \"$SLUICE_INPUT_counts\" @/result'}}\n");
+    char *p = write_test_file(
+        test_dir, "chain.yaml",
+        "pipeline: chain\n"
+        "steps:\n"
+        "  say: {uses: emit, with: {text: the cat and the hat}}\n"
+        "  quote: {uses: echo, inputs: {in: say.out}, with: {prefix: 'q: '}, isolation: process}\n"
+        "  words: {uses: wordcount, inputs: {text: quote.out}, with: {top: 2}}\n"
+        "  show: {uses: shell, inputs: {counts: words.counts},\n"
+        "         with: {run: 'cp \"$SLUICE_INPUT_counts\" @/result'}}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char path[256];
@@ -277,10 +286,11 @@ Test(run, plugin_steps_pass_files_along_in_and_out_of_process) {
 }
 
 Test(run, a_shell_step_that_does_not_write_its_output_fails) {
-    char *p = write_test_file(test_dir, "noout.yaml",
-                             "pipeline: noout\n"
-                             "steps:\n"
-                             "  lazy: {uses: shell, with: {run: 'true', outputs: {report: report.txt}}}\n");
+    char *p = write_test_file(
+        test_dir, "noout.yaml",
+        "pipeline: noout\n"
+        "steps:\n"
+        "  lazy: {uses: shell, with: {run: 'true', outputs: {report: report.txt}}}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1);
     const char *why = event_field(r.out, "step_finished", "lazy", "error");
@@ -289,15 +299,16 @@ Test(run, a_shell_step_that_does_not_write_its_output_fails) {
 }
 
 Test(run, shell_steps_see_their_environment) {
-    char *p = write_test_file(test_dir, "env.yaml",
-                             "pipeline: env\n"
-                             "params: {greeting: hi}\n"
-                             "steps:\n"
-                             "  env:\n"
-                             "    uses: shell\n"
-                             "    with:\n"
-                             "      run: 'echo \"$SLUICE_STEP $GREETING $SLUICE_ATTEMPT\" > @/env.txt'\n"
-                             "      env: {GREETING: '${params.greeting} there'}\n");
+    char *p =
+        write_test_file(test_dir, "env.yaml",
+                        "pipeline: env\n"
+                        "params: {greeting: hi}\n"
+                        "steps:\n"
+                        "  env:\n"
+                        "    uses: shell\n"
+                        "    with:\n"
+                        "      run: 'echo \"$SLUICE_STEP $GREETING $SLUICE_ATTEMPT\" > @/env.txt'\n"
+                        "      env: {GREETING: '${params.greeting} there'}\n");
     result r = RUN(test_store_arg, "run", p, "-p", "greeting=hello");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char path[256];
@@ -311,7 +322,7 @@ Test(run, shell_steps_see_their_environment) {
 
 Test(run, json_progress_events_are_rate_limited) {
     char *p = write_test_file(test_dir, "prog.yaml",
-                             "pipeline: prog\nsteps:\n  nap: {uses: sleep, with: {ms: 600}}\n");
+                              "pipeline: prog\nsteps:\n  nap: {uses: sleep, with: {ms: 600}}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 0);
     int n = count_events(r.out, "step_progress");
@@ -347,7 +358,8 @@ Test(run, bad_plugins_are_refused_each_with_its_reason) {
 Test(run, plugins_describe) {
     result r = RUN("plugins", "describe", "emit", "--json");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "\"name\" : \"text\", \"kind\" : \"string\", \"required\" : true") != NULL,
+    cr_expect(strstr(r.out, "\"name\" : \"text\", \"kind\" : \"string\", \"required\" : true") !=
+                  NULL,
               "%s", r.out);
     result_free(&r);
     r = RUN("plugins", "describe", "nosuch");
@@ -356,16 +368,17 @@ Test(run, plugins_describe) {
 }
 
 Test(run, pipelines_are_checked_against_the_plugins) {
-    char *p = write_test_file(test_dir, "schema.yaml",
-                             "pipeline: schema\n"
-                             "steps:\n"
-                             "  a: {uses: emit, with: {txt: x}}\n"
-                             "  b: {uses: emit, with: {text: x, count: many, ratio: 2, tags: [1, [2]]}}\n"
-                             "  c: {uses: echo, inputs: {input: a.out}}\n"
-                             "  d: {uses: typed, inputs: {chunks: e.docs}}\n"
-                             "  e: {uses: typed}\n"
-                             "  f: {uses: noop, inputs: {in: a.nope}}\n"
-                             "  g: {uses: nosuch}\n");
+    char *p = write_test_file(
+        test_dir, "schema.yaml",
+        "pipeline: schema\n"
+        "steps:\n"
+        "  a: {uses: emit, with: {txt: x}}\n"
+        "  b: {uses: emit, with: {text: x, count: many, ratio: 2, tags: [1, [2]]}}\n"
+        "  c: {uses: echo, inputs: {input: a.out}}\n"
+        "  d: {uses: typed, inputs: {chunks: e.docs}}\n"
+        "  e: {uses: typed}\n"
+        "  f: {uses: noop, inputs: {in: a.nope}}\n"
+        "  g: {uses: nosuch}\n");
     result r = RUN("validate", p);
     cr_expect_eq(r.status, 2);
     const char *errors[] = {
@@ -390,9 +403,10 @@ Test(run, pipelines_are_checked_against_the_plugins) {
 
 Test(run, a_plugin_given_by_path) {
     char *p = write_test_file(test_dir, "bypath.yaml",
-                             "pipeline: bypath\n"
-                             "steps:\n"
-                             "  a: {uses: '" SLUICE_TEST_PLUGINS "/good/teststeps.so:emit', with: {text: hi}}\n");
+                              "pipeline: bypath\n"
+                              "steps:\n"
+                              "  a: {uses: '" SLUICE_TEST_PLUGINS
+                              "/good/teststeps.so:emit', with: {text: hi}}\n");
     run_env[0] = NULL;
     result r = RUN(test_store_arg, "run", p);
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
@@ -425,7 +439,8 @@ Test(run, the_clean_and_chunk_steps_on_the_handbooks_articles, .timeout = 120) {
              "  load:\n"
              "    uses: shell\n"
              "    with:\n"
-             "      run: /usr/bin/python3 -c 'import json; [print(json.dumps(d)) for d in json.load(open(\"%s\"))[\"artifact_data\"]]' > docs.jsonl\n"
+             "      run: /usr/bin/python3 -c 'import json; [print(json.dumps(d)) for d in "
+             "json.load(open(\"%s\"))[\"artifact_data\"]]' > docs.jsonl\n"
              "      outputs: {docs: docs.jsonl}\n"
              "  clean: {uses: clean, inputs: {documents: load.docs}}\n"
              "  chunk: {uses: chunk, inputs: {documents: clean.documents}}\n"
@@ -437,7 +452,8 @@ Test(run, the_clean_and_chunk_steps_on_the_handbooks_articles, .timeout = 120) {
              "        /usr/bin/python3 -c 'import json,os\n"
              "        want=json.load(open(\"%s/cleaned_documents.json\"))[\"artifact_data\"]\n"
              "        got=[json.loads(l) for l in open(os.environ[\"SLUICE_INPUT_clean\"])]\n"
-             "        same=sum(1 for w,g in zip(want,got) if w[\"content\"]==g[\"content\"] and w[\"id\"]==g[\"id\"])\n"
+             "        same=sum(1 for w,g in zip(want,got) if w[\"content\"]==g[\"content\"] and "
+             "w[\"id\"]==g[\"id\"])\n"
              "        chunks=[json.loads(l) for l in open(os.environ[\"SLUICE_INPUT_chunks\"])]\n"
              "        print(\"clean\", same, \"of\", len(want), \"chunks\", len(chunks))\n"
              "        assert same==76 and len(got)==76 and len(chunks)==500'\n",
@@ -458,7 +474,8 @@ Test(run, the_handbooks_warehouse_in_and_out_and_its_articles_chunked, .timeout 
     cr_expect_str_eq(r.out, "imported 2 users and 76 documents from " SLUICE_SOURCE_DIR
                             "/../shared/handbook/data_warehouse_raw_data\n");
     result_free(&r);
-    r = RUN(test_store_arg, "run", SLUICE_SOURCE_DIR "/pipelines/examples/twin_chunks.yaml", "--json");
+    r = RUN(test_store_arg, "run", SLUICE_SOURCE_DIR "/pipelines/examples/twin_chunks.yaml",
+            "--json");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     const char *at = strstr(r.out, "\"step\" : \"chunk\", \"outputs\" : { \"chunks\" : \"");
     cr_assert_not_null(at, "%s", r.out);
@@ -489,26 +506,29 @@ Test(run, the_handbooks_warehouse_in_and_out_and_its_articles_chunked, .timeout 
 }
 
 Test(run, clean_drops_near_duplicates_when_asked) {
-    write_test_file(test_dir, "docs.jsonl",
-                    "{\"id\": \"1\", \"content\": \"the quick brown fox jumps over the lazy dog while the "
-                    "cat sleeps in the warm sun and the birds sing in the tall green trees today\"}\n"
-                    "{\"id\": \"2\", \"content\": \"The quick brown fox jumps over the lazy dog, while the "
-                    "cat sleeps in the warm sun and the birds sing in the tall green trees today!\"}\n"
-                    "{\"id\": \"3\", \"content\": {\"Title\": \"Other\", \"Content\": \"see https://x.org "
-                    "for something else entirely\"}}\n");
-    char *p = write_test_file(test_dir, "dedupe.yaml",
-                              "pipeline: dedupe\n"
-                              "steps:\n"
-                              "  load: {uses: shell, with: {run: 'cp @/docs.jsonl d', outputs: {d: d}}}\n"
-                              "  clean:\n"
-                              "    uses: clean\n"
-                              "    inputs: {documents: load.d}\n"
-                              "    with: {dedupe: near, remove_urls: true, normalize: true}\n"
-                              "  show: {uses: shell, inputs: {c: clean.documents},\n"
-                              "         with: {run: 'cp \"$SLUICE_INPUT_c\" @/out.jsonl'}}\n");
+    write_test_file(
+        test_dir, "docs.jsonl",
+        "{\"id\": \"1\", \"content\": \"the quick brown fox jumps over the lazy dog while the "
+        "cat sleeps in the warm sun and the birds sing in the tall green trees today\"}\n"
+        "{\"id\": \"2\", \"content\": \"The quick brown fox jumps over the lazy dog, while the "
+        "cat sleeps in the warm sun and the birds sing in the tall green trees today!\"}\n"
+        "{\"id\": \"3\", \"content\": {\"Title\": \"Other\", \"Content\": \"see https://x.org "
+        "for something else entirely\"}}\n");
+    char *p =
+        write_test_file(test_dir, "dedupe.yaml",
+                        "pipeline: dedupe\n"
+                        "steps:\n"
+                        "  load: {uses: shell, with: {run: 'cp @/docs.jsonl d', outputs: {d: d}}}\n"
+                        "  clean:\n"
+                        "    uses: clean\n"
+                        "    inputs: {documents: load.d}\n"
+                        "    with: {dedupe: near, remove_urls: true, normalize: true}\n"
+                        "  show: {uses: shell, inputs: {c: clean.documents},\n"
+                        "         with: {run: 'cp \"$SLUICE_INPUT_c\" @/out.jsonl'}}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
-    cr_expect(strstr(r.out, "\"key\" : \"duplicates_dropped\", \"value\" : 1.0") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "\"key\" : \"duplicates_dropped\", \"value\" : 1.0") != NULL, "%s",
+              r.out);
     result_free(&r);
     char out[256];
     snprintf(out, sizeof(out), "%s/out.jsonl", test_dir);
@@ -538,16 +558,17 @@ Test(run, chunks_are_capped_at_the_tokenizers_limit_with_overlap) {
              "{\"id\": \"r1\", \"category\": \"repositories\", \"content\": \"%s%s\"}\n",
              line, line, line);
     write_test_file(test_dir, "docs.jsonl", docs);
-    char *p = write_test_file(test_dir, "cap.yaml",
-                              "pipeline: cap\n"
-                              "steps:\n"
-                              "  load: {uses: shell, with: {run: 'cp @/docs.jsonl d', outputs: {d: d}}}\n"
-                              "  chunk:\n"
-                              "    uses: chunk\n"
-                              "    inputs: {documents: load.d}\n"
-                              "    with: {tokenizer: '@/model', max_tokens: 12, token_overlap: 3}\n"
-                              "  show: {uses: shell, inputs: {c: chunk.chunks},\n"
-                              "         with: {run: 'cp \"$SLUICE_INPUT_c\" @/out.jsonl'}}\n");
+    char *p =
+        write_test_file(test_dir, "cap.yaml",
+                        "pipeline: cap\n"
+                        "steps:\n"
+                        "  load: {uses: shell, with: {run: 'cp @/docs.jsonl d', outputs: {d: d}}}\n"
+                        "  chunk:\n"
+                        "    uses: chunk\n"
+                        "    inputs: {documents: load.d}\n"
+                        "    with: {tokenizer: '@/model', max_tokens: 12, token_overlap: 3}\n"
+                        "  show: {uses: shell, inputs: {c: chunk.chunks},\n"
+                        "         with: {run: 'cp \"$SLUICE_INPUT_c\" @/out.jsonl'}}\n");
     result r = RUN(test_store_arg, "run", p);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);

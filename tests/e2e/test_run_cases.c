@@ -45,9 +45,7 @@ static size_t list_cases(case_name **out) {
     return n;
 }
 
-static void free_cases(struct criterion_test_params *params) {
-    cr_free(params->params);
-}
+static void free_cases(struct criterion_test_params *params) { cr_free(params->params); }
 
 ParameterizedTestParameters(run_cases, every_case) {
     case_name *names;
@@ -58,7 +56,7 @@ ParameterizedTestParameters(run_cases, every_case) {
 /* ---- normalizing an event stream ---- */
 
 typedef struct normalizer {
-    const char *dir; /* the case's temporary folder: <DIR> */
+    const char *dir;           /* the case's temporary folder: <DIR> */
     char ids[MAX_RUN_IDS][32]; /* run ids in order of appearance: <RUN1>, ... */
     size_t n_ids;
 } normalizer;
@@ -68,8 +66,7 @@ static size_t run_id_at(const char *s) {
     static const char shape[] = "dddddddd-dddddd-dddxxx";
     for (size_t i = 0; i < sizeof(shape) - 1; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (shape[i] == 'd' ? !isdigit(c)
-                            : shape[i] == 'x' ? !isxdigit(c) || isupper(c) : c != '-')
+        if (shape[i] == 'd' ? !isdigit(c) : shape[i] == 'x' ? !isxdigit(c) || isupper(c) : c != '-')
             return 0;
     }
     return isxdigit((unsigned char)s[sizeof(shape) - 1]) ? 0 : sizeof(shape) - 1;
@@ -174,8 +171,7 @@ static char *diff_of(const char *expected_path, const char *actual, const char *
  * writes it. An optional file (stderr) is compared only where it exists.
  * Returns 1 on a difference, reported with a diff. */
 static int compare(const char *name, size_t run_no, size_t n_runs, const char *kind,
-                   const char *actual, const char *err, int update, const char *tmp,
-                   int optional) {
+                   const char *actual, const char *err, int update, const char *tmp, int optional) {
     char path[700];
     if (n_runs == 1)
         snprintf(path, sizeof(path), "%s/%s/%s.expected", CASES_DIR, name, kind);
@@ -300,8 +296,10 @@ ParameterizedTest(case_name *c, run_cases, every_case) {
                 words[n++] = fixed[i];
             line += 3;
         } else {
-            cr_assert(strncmp(line, "sluice ", 7) == 0, "%s: a line is 'run ARGS', 'sluice ARGS' "
-                                                        "or '! COMMAND', not '%s'", c->name, line);
+            cr_assert(strncmp(line, "sluice ", 7) == 0,
+                      "%s: a line is 'run ARGS', 'sluice ARGS' "
+                      "or '! COMMAND', not '%s'",
+                      c->name, line);
             line += 7;
         }
         char *line_copy = strdup(line);

@@ -14,7 +14,6 @@
 #include "require.h"
 #include "runner.h"
 
-
 TestSuite(store, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 60);
 
 static int by_text(const void *a, const void *b) {
@@ -75,25 +74,26 @@ static char *event_value(const char *out, const char *event, const char *field) 
     return value;
 }
 
-static const char *chain =
-    "pipeline: chain\n"
-    "params: {greeting: hello, suffix: '!'}\n"
-    "steps:\n"
-    "  a: {uses: emit, with: {text: '${params.greeting}'}}\n"
-    "  b: {uses: echo, inputs: {in: a.out}, with: {prefix: 'b: '}}\n"
-    "  c: {uses: shell, inputs: {in: b.out},\n"
-    "      with: {run: 'cat \"$SLUICE_INPUT_in\" > out.txt; echo \"${params.suffix}\" >> out.txt',\n"
-    "             outputs: {text: out.txt}}}\n"
-    "  side: {uses: emit, with: {text: unrelated}}\n";
+static const char *chain = "pipeline: chain\n"
+                           "params: {greeting: hello, suffix: '!'}\n"
+                           "steps:\n"
+                           "  a: {uses: emit, with: {text: '${params.greeting}'}}\n"
+                           "  b: {uses: echo, inputs: {in: a.out}, with: {prefix: 'b: '}}\n"
+                           "  c: {uses: shell, inputs: {in: b.out},\n"
+                           "      with: {run: 'cat \"$SLUICE_INPUT_in\" > out.txt; echo "
+                           "\"${params.suffix}\" >> out.txt',\n"
+                           "             outputs: {text: out.txt}}}\n"
+                           "  side: {uses: emit, with: {text: unrelated}}\n";
 
 Test(store, a_second_identical_run_is_fully_cached_and_runs_nothing) {
     /* Each step notes in @/ran that it ran: a cached step adds nothing. */
-    char *p = write_test_file(test_dir, "slow.yaml",
-                         "pipeline: slow\n"
-                         "steps:\n"
-                         "  a: {uses: shell, with: {run: 'echo a >> @/ran; echo a > a', outputs: {a: a}}}\n"
-                         "  b: {uses: shell, inputs: {a: a.a},\n"
-                         "      with: {run: 'echo b >> @/ran; cat \"$SLUICE_INPUT_a\" > b', outputs: {b: b}}}\n");
+    char *p = write_test_file(
+        test_dir, "slow.yaml",
+        "pipeline: slow\n"
+        "steps:\n"
+        "  a: {uses: shell, with: {run: 'echo a >> @/ran; echo a > a', outputs: {a: a}}}\n"
+        "  b: {uses: shell, inputs: {a: a.a},\n"
+        "      with: {run: 'echo b >> @/ran; cat \"$SLUICE_INPUT_a\" > b', outputs: {b: b}}}\n");
     char ran_path[256];
     snprintf(ran_path, sizeof(ran_path), "%s/ran", test_dir);
     result r1 = RUN(test_store_arg, "run", p, "--json");
@@ -132,11 +132,11 @@ Test(store, editing_a_plugin_binary_invalidates_its_steps) {
              SLUICE_TEST_PLUGINS, plugins);
     cr_assert_eq(system(cmd), 0);
     char *p = write_test_file(test_dir, "plug.yaml",
-                         "pipeline: plug\n"
-                         "plugins: [plugins]\n"
-                         "steps:\n"
-                         "  a: {uses: emit, with: {text: x}}\n"
-                         "  s: {uses: shell, with: {run: 'echo s > s', outputs: {s: s}}}\n");
+                              "pipeline: plug\n"
+                              "plugins: [plugins]\n"
+                              "steps:\n"
+                              "  a: {uses: emit, with: {text: x}}\n"
+                              "  s: {uses: shell, with: {run: 'echo s > s', outputs: {s: s}}}\n");
     run_env[0] = NULL;
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
@@ -190,7 +190,8 @@ Test(store, a_corrupted_object_is_detected_and_its_step_runs_again) {
     cr_assert_eq(system(cmd), 0);
     r = RUN(test_store_arg, "artifacts", "cat", hash);
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "corrupt: its content no longer matches its hash") != NULL, "%s", r.err);
+    cr_expect(strstr(r.err, "corrupt: its content no longer matches its hash") != NULL, "%s",
+              r.err);
     result_free(&r);
     r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 0, "%s", r.err);
@@ -204,8 +205,9 @@ Test(store, a_corrupted_object_is_detected_and_its_step_runs_again) {
 }
 
 Test(store, steps_without_outputs_are_not_cached) {
-    char *p = write_test_file(test_dir, "effects.yaml",
-                         "pipeline: effects\nsteps:\n  notify: {uses: shell, with: {run: 'true'}}\n");
+    char *p = write_test_file(
+        test_dir, "effects.yaml",
+        "pipeline: effects\nsteps:\n  notify: {uses: shell, with: {run: 'true'}}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     result_free(&r);
     r = RUN(test_store_arg, "run", p, "--json");
@@ -240,12 +242,13 @@ Test(store, runs_and_artifacts_are_recorded_and_readable) {
 }
 
 Test(store, lineage_of_the_final_artifact_both_ways) {
-    char *p = write_test_file(test_dir, "three.yaml",
-                         "pipeline: three\n"
-                         "steps:\n"
-                         "  one: {uses: emit, with: {text: seed}}\n"
-                         "  two: {uses: echo, inputs: {in: one.out}}\n"
-                         "  three: {uses: echo, inputs: {in: two.out}, with: {prefix: '3 '}}\n");
+    char *p =
+        write_test_file(test_dir, "three.yaml",
+                        "pipeline: three\n"
+                        "steps:\n"
+                        "  one: {uses: emit, with: {text: seed}}\n"
+                        "  two: {uses: echo, inputs: {in: one.out}}\n"
+                        "  three: {uses: echo, inputs: {in: two.out}, with: {prefix: '3 '}}\n");
     result r = RUN(test_store_arg, "run", p);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     char *at = strstr(r.out, "three.out: ");
@@ -302,14 +305,17 @@ Test(store, secrets_never_reach_the_store) {
     run_env[1] = env;
     run_env[2] = NULL;
     /* The step uses the secret, and even prints it: the log masks it. */
-    char *p = write_test_file(test_dir, "secret.yaml",
-                              "pipeline: secret\n"
-                              "params: {token: '${secret.SLUICE_TEST_TOKEN}'}\n"
-                              "steps:\n"
-                              "  use: {uses: shell, with: {run: 'test -n \"$TOKEN\" && echo \"token $TOKEN\" && echo used > out',\n"
-                              "        env: {TOKEN: '${params.token}'}, outputs: {o: out}}}\n"
-                              "  header: {uses: emit, with: {text: 'Bearer ${secret.SLUICE_TEST_TOKEN}'}, cache: false}\n"
-                              "  leak: {uses: shell, with: {run: 'echo \"$X\" >&2; exit 1', env: {X: '${params.token}'}}}\n");
+    char *p = write_test_file(
+        test_dir, "secret.yaml",
+        "pipeline: secret\n"
+        "params: {token: '${secret.SLUICE_TEST_TOKEN}'}\n"
+        "steps:\n"
+        "  use: {uses: shell, with: {run: 'test -n \"$TOKEN\" && echo \"token $TOKEN\" && echo "
+        "used > out',\n"
+        "        env: {TOKEN: '${params.token}'}, outputs: {o: out}}}\n"
+        "  header: {uses: emit, with: {text: 'Bearer ${secret.SLUICE_TEST_TOKEN}'}, cache: false}\n"
+        "  leak: {uses: shell, with: {run: 'echo \"$X\" >&2; exit 1', env: {X: "
+        "'${params.token}'}}}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, secret) == NULL, "%s", r.out);
@@ -319,7 +325,8 @@ Test(store, secrets_never_reach_the_store) {
     /* Only the header step's output holds it, since that step writes it on
      * purpose: everything else in the store (records, logs, summaries,
      * every other object) must not. */
-    snprintf(cmd, sizeof(cmd), "grep -r -a -l -F '%s' %s/store > %s/found", secret, test_dir, test_dir);
+    snprintf(cmd, sizeof(cmd), "grep -r -a -l -F '%s' %s/store > %s/found", secret, test_dir,
+             test_dir);
     cr_assert_eq(system(cmd), 0, "the header step's output holds the secret");
     char found_path[256];
     snprintf(found_path, sizeof(found_path), "%s/found", test_dir);
@@ -350,8 +357,8 @@ Test(store, status_says_what_would_run_and_why) {
     cr_expect(strstr(r.out, "3 of 4 steps would run") != NULL, "%s", r.out);
     result_free(&r);
     r = RUN(test_store_arg, "run", "--dry-run", "--json", p);
-    cr_expect(strstr(r.out, "\"would\" : \"cache\"") && !strstr(r.out, "\"would\" : \"run\""),
-              "%s", r.out);
+    cr_expect(strstr(r.out, "\"would\" : \"cache\"") && !strstr(r.out, "\"would\" : \"run\""), "%s",
+              r.out);
     result_free(&r);
 }
 
@@ -385,8 +392,7 @@ Test(store, resume_finishes_a_failed_run_and_reuses_what_finished) {
     free(text);
 }
 
-Test(store, kill_9_at_each_step_leaves_a_readable_store_that_resume_completes,
-     .timeout = 120) {
+Test(store, kill_9_at_each_step_leaves_a_readable_store_that_resume_completes, .timeout = 120) {
     /* cache: false, so that every round runs every step and shows the
      * events it is killed at. */
     char *p = write_test_file(
@@ -396,12 +402,15 @@ Test(store, kill_9_at_each_step_leaves_a_readable_store_that_resume_completes,
         "steps:\n"
         "  a: {uses: shell, with: {run: 'sleep 0.1; echo a > o', outputs: {o: o}}}\n"
         "  b: {uses: shell, inputs: {i: a.o},\n"
-        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" > o; echo b >> o', outputs: {o: o}}}\n"
+        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" > o; echo b >> o', outputs: {o: "
+        "o}}}\n"
         "  c: {uses: emit, with: {text: c}}\n"
         "  d: {uses: shell, inputs: {i: b.o, j: c.out},\n"
-        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" \"$SLUICE_INPUT_j\" > o', outputs: {o: o}}}\n"
+        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" \"$SLUICE_INPUT_j\" > o', outputs: "
+        "{o: o}}}\n"
         "  e: {uses: shell, inputs: {i: d.o},\n"
-        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" > o; echo e >> o', outputs: {o: o}}}\n");
+        "      with: {run: 'sleep 0.1; cat \"$SLUICE_INPUT_i\" > o; echo e >> o', outputs: {o: "
+        "o}}}\n");
     /* Killed at points the run's own events mark, each inside the run (not
      * at random moments: under load these came before the run had begun). */
     static const char *const points[][2] = {{"step_started", "a"}, {"step_finished", "a"},
@@ -426,7 +435,8 @@ Test(store, kill_9_at_each_step_leaves_a_readable_store_that_resume_completes,
         result_free(&r);
         r = RUN(test_store_arg, "artifacts", "list", "--json");
         cr_expect(r.status == 0 || empty, "round %d: %s", round, r.err);
-        for (const char *h = strstr(r.out, "\"hash\" : \""); h; h = strstr(h + 1, "\"hash\" : \"")) {
+        for (const char *h = strstr(r.out, "\"hash\" : \""); h;
+             h = strstr(h + 1, "\"hash\" : \"")) {
             char hash[65];
             snprintf(hash, sizeof(hash), "%.64s", h + 10);
             result c = RUN(test_store_arg, "artifacts", "cat", hash);
@@ -493,11 +503,13 @@ Test(store, a_run_records_the_git_commit_and_its_tags) {
     snprintf(repo, sizeof(repo), "%s/repo", test_dir);
     snprintf(cmd, sizeof(cmd),
              "mkdir -p %s && cd %s && git init -q . && git config user.email t@example.org && "
-             "git config user.name tester", repo, repo);
+             "git config user.name tester",
+             repo, repo);
     cr_assert_eq(system(cmd), 0);
     char *p = write_test_file(repo, "p.yaml",
                               "pipeline: versioned\nsteps:\n  a: {uses: emit, with: {text: v1}}\n");
-    snprintf(cmd, sizeof(cmd), "cd %s && git add p.yaml && git commit -q -m one && git rev-parse HEAD > head", repo);
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && git add p.yaml && git commit -q -m one && git rev-parse HEAD > head", repo);
     cr_assert_eq(system(cmd), 0);
     char head_path[256];
     snprintf(head_path, sizeof(head_path), "%s/head", repo);
@@ -565,14 +577,17 @@ Test(store, a_full_disk_fails_the_step_clearly_and_keeps_the_store_readable) {
 }
 
 Test(store, several_sluice_processes_share_one_store) {
-    char *p1 = strdup(write_test_file(test_dir, "one.yaml",
-                                      "pipeline: one\nsteps:\n"
-                                      "  a: {uses: shell, with: {run: 'sleep 0.2; echo one > o', outputs: {o: o}}}\n"
-                                      "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'cp \"$SLUICE_INPUT_i\" o', outputs: {o: o}}}\n"));
-    char *p2 = strdup(write_test_file(test_dir, "two.yaml",
-                                      "pipeline: two\nsteps:\n"
-                                      "  a: {uses: shell, with: {run: 'sleep 0.2; echo two > o', outputs: {o: o}}}\n"
-                                      "  b: {uses: emit, with: {text: two}}\n"));
+    char *p1 = strdup(write_test_file(
+        test_dir, "one.yaml",
+        "pipeline: one\nsteps:\n"
+        "  a: {uses: shell, with: {run: 'sleep 0.2; echo one > o', outputs: {o: o}}}\n"
+        "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'cp \"$SLUICE_INPUT_i\" o', outputs: {o: "
+        "o}}}\n"));
+    char *p2 = strdup(write_test_file(
+        test_dir, "two.yaml",
+        "pipeline: two\nsteps:\n"
+        "  a: {uses: shell, with: {run: 'sleep 0.2; echo two > o', outputs: {o: o}}}\n"
+        "  b: {uses: emit, with: {text: two}}\n"));
     pid_t x = start_sluice_run(p1), y = start_sluice_run(p2);
     /* Readers while both write, once the store exists (a slow start under
      * the sanitizers may take a while). */
@@ -591,7 +606,8 @@ Test(store, several_sluice_processes_share_one_store) {
     cr_expect(WIFEXITED(wy) && WEXITSTATUS(wy) == 0);
     result r = RUN(test_store_arg, "runs", "list", "--json");
     int done = 0;
-    for (const char *at = strstr(r.out, "\"status\" : \"done\""); at; at = strstr(at + 1, "\"status\" : \"done\""))
+    for (const char *at = strstr(r.out, "\"status\" : \"done\""); at;
+         at = strstr(at + 1, "\"status\" : \"done\""))
         done++;
     cr_expect_eq(done, 2, "%s", r.out);
     result_free(&r);
@@ -723,7 +739,8 @@ Test(store, a_disk_full_while_recording_fails_the_run_which_resumes_once_space_i
     cr_expect_eq(r.status, 1, "a record that cannot be written fails the run: %s%s", r.out, r.err);
     cr_expect_str_eq(statuses(r.out), "a=done b=failed c=skipped");
     cr_expect(strstr(r.out, "its result could not be recorded in the metadata store (No space "
-                            "left on device)") != NULL, "%s", r.out);
+                            "left on device)") != NULL,
+              "%s", r.out);
     char id[64];
     snprintf(id, sizeof(id), "%s", event_value(r.out, "run_started", "run"));
     result_free(&r);
@@ -745,13 +762,15 @@ Test(store, a_disk_full_while_recording_fails_the_run_which_resumes_once_space_i
 Test(store, gc_in_a_loop_beside_a_run_never_removes_what_the_run_records, .timeout = 120) {
     /* Twenty steps, each storing an output the next one reads; new objects
      * in every run (the run id is in them). */
-    char text[8192] = "pipeline: many\nsettings: {cache: false}\nsteps:\n  s0: {uses: shell, with: {run: 'echo \"$SLUICE_RUN_ID\" > o', outputs: {o: o}}}\n";
+    char text[8192] = "pipeline: many\nsettings: {cache: false}\nsteps:\n  s0: {uses: shell, with: "
+                      "{run: 'echo \"$SLUICE_RUN_ID\" > o', outputs: {o: o}}}\n";
     for (int i = 1; i < 20; i++) {
         size_t used = strlen(text);
-        snprintf(text + used, sizeof(text) - used,
-                 "  s%d: {uses: shell, inputs: {i: s%d.o}, with: {run: 'cat \"$SLUICE_INPUT_i\" > o; "
-                 "echo %d >> o', outputs: {o: o}}}\n",
-                 i, i - 1, i);
+        snprintf(
+            text + used, sizeof(text) - used,
+            "  s%d: {uses: shell, inputs: {i: s%d.o}, with: {run: 'cat \"$SLUICE_INPUT_i\" > o; "
+            "echo %d >> o', outputs: {o: o}}}\n",
+            i, i - 1, i);
     }
     char *p = write_test_file(test_dir, "many.yaml", text);
     result r = RUN(test_store_arg, "run", p, "--json"); /* the store exists before gc starts */
@@ -781,11 +800,13 @@ Test(store, gc_in_a_loop_beside_a_run_never_removes_what_the_run_records, .timeo
 }
 
 Test(store, gc_wait_waits_for_the_run_and_keeps_what_it_recorded, .timeout = 120) {
-    char *p = write_test_file(test_dir, "slow.yaml",
-                              "pipeline: slow\nsettings: {cache: false}\nsteps:\n"
-                              "  a: {uses: shell, with: {run: 'echo \"$SLUICE_RUN_ID\" > o', outputs: {o: o}}}\n"
-                              "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'touch @/b_waits; while test ! -f @/go; do "
-                              "sleep 0.05; done; cp \"$SLUICE_INPUT_i\" o', outputs: {o: o}}}\n");
+    char *p = write_test_file(
+        test_dir, "slow.yaml",
+        "pipeline: slow\nsettings: {cache: false}\nsteps:\n"
+        "  a: {uses: shell, with: {run: 'echo \"$SLUICE_RUN_ID\" > o', outputs: {o: o}}}\n"
+        "  b: {uses: shell, inputs: {i: a.o}, with: {run: 'touch @/b_waits; while test ! -f @/go; "
+        "do "
+        "sleep 0.05; done; cp \"$SLUICE_INPUT_i\" o', outputs: {o: o}}}\n");
     char go[256];
     snprintf(go, sizeof(go), "%s/go", test_dir);
     fclose(fopen(go, "w"));
@@ -890,10 +911,11 @@ static void expect_link_refused(const char *yaml, const char *message) {
 
 Test(store, an_output_that_is_a_symbolic_link_is_refused_and_its_target_untouched) {
     const char *secret = outside_file();
-    expect_link_refused("pipeline: links\nsteps:\n"
-                        "  l: {uses: shell, with: {run: 'ln -s @/outside/secret o', outputs: {o: o}}}\n",
-                        "cannot store output 'o': it is or holds a symbolic link, the output "
-                        "itself (to ");
+    expect_link_refused(
+        "pipeline: links\nsteps:\n"
+        "  l: {uses: shell, with: {run: 'ln -s @/outside/secret o', outputs: {o: o}}}\n",
+        "cannot store output 'o': it is or holds a symbolic link, the output "
+        "itself (to ");
     expect_outside_untouched(secret);
 }
 
@@ -910,13 +932,15 @@ Test(store, an_output_reached_through_a_linked_folder_is_neither_stored_nor_dele
     const char *secret = outside_file();
     /* The step makes 'sub' a link to the outside folder: its output
      * sub/secret is the outside file. */
-    expect_link_refused("pipeline: links\nsteps:\n"
-                        "  l: {uses: shell, with: {run: 'ln -s @/outside sub', outputs: {o: sub/secret}}}\n",
-                        "cannot store output 'o': its path leads through a symbolic link");
+    expect_link_refused(
+        "pipeline: links\nsteps:\n"
+        "  l: {uses: shell, with: {run: 'ln -s @/outside sub', outputs: {o: sub/secret}}}\n",
+        "cannot store output 'o': its path leads through a symbolic link");
     expect_outside_untouched(secret);
     /* A failed step's outputs are removed: never through the link. */
     expect_link_refused("pipeline: links\nsteps:\n"
-                        "  l: {uses: shell, with: {run: 'ln -s @/outside sub; exit 1', outputs: {o: sub/secret}}}\n",
+                        "  l: {uses: shell, with: {run: 'ln -s @/outside sub; exit 1', outputs: "
+                        "{o: sub/secret}}}\n",
                         "the command exited with status 1");
     expect_outside_untouched(secret);
 }
@@ -944,8 +968,9 @@ Test(store, an_object_that_is_a_link_is_refused_as_corrupt_not_followed) {
 /* ---- outputs a step left open ---- */
 
 Test(store, an_output_the_step_left_open_is_refused_not_stored_truncated) {
-    char *p = write_test_file(test_dir, "open.yaml",
-                              "pipeline: open\nsteps:\n  u: {uses: unclosed, with: {bytes: 13893}}\n");
+    char *p =
+        write_test_file(test_dir, "open.yaml",
+                        "pipeline: open\nsteps:\n  u: {uses: unclosed, with: {bytes: 13893}}\n");
     result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "cannot store output 'out': it is still open for writing") != NULL,
@@ -980,7 +1005,8 @@ Test(store, doctor_finds_an_altered_object_and_rebuilds_lost_metadata) {
     cr_assert_eq(truncate(meta, 4096), 0);
     r = RUN(test_store_arg, "doctor");
     cr_expect_eq(r.status, 1);
-    cr_expect(strstr(r.out, "problem: metadata: ") && strstr(r.out, "doctor --rebuild"), "%s", r.out);
+    cr_expect(strstr(r.out, "problem: metadata: ") && strstr(r.out, "doctor --rebuild"), "%s",
+              r.out);
     result_free(&r);
     r = RUN(test_store_arg, "doctor", "--rebuild");
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
@@ -992,15 +1018,17 @@ Test(store, doctor_finds_an_altered_object_and_rebuilds_lost_metadata) {
     result_free(&r);
     r = RUN(test_store_arg, "gc", "--grace", "0");
     cr_expect_eq(r.status, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "\n1 object removed, 3 kept") || strstr(r.out, "1 object removed, 3 kept"),
+    cr_expect(strstr(r.out, "\n1 object removed, 3 kept") ||
+                  strstr(r.out, "1 object removed, 3 kept"),
               "only the altered object goes: %s", r.out);
     result_free(&r);
     r = RUN(test_store_arg, "doctor");
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
-    char *p = write_test_file(test_dir, "again.yaml",
-                              "pipeline: again\nsteps:\n"
-                              "  s: {uses: shell, with: {run: 'echo again > o', outputs: {o: o}}}\n");
+    char *p =
+        write_test_file(test_dir, "again.yaml",
+                        "pipeline: again\nsteps:\n"
+                        "  s: {uses: shell, with: {run: 'echo again > o', outputs: {o: o}}}\n");
     r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 0, "the store runs again: %s%s", r.out, r.err);
     result_free(&r);

@@ -17,19 +17,20 @@ TestSuite(train, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 2
  * dataset_file (a path) with the given `with` entries (YAML flow). */
 static char *train_pipeline(const char *dataset_file, const char *with) {
     char text[4096];
-    snprintf(text, sizeof(text),
-             "version: 1\npipeline: t\n"
-             "steps:\n"
-             "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
-             "outputs: {c: c.jsonl}}}\n"
-             "  data: {uses: shell, with: {run: 'cp %s \"$SLUICE_OUTPUT_d\"', outputs: {d: d.jsonl}}}\n"
-             "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
-             "  pre:\n"
-             "    uses: train\n"
-             "    inputs: {dataset: data.d, tokenizer: tok.tokenizer}\n"
-             "    with: {d_model: 32, n_layers: 1, n_heads: 2, context: 64, max_seq_len: 64, "
-             "batch_size: 4, %s}\n",
-             dataset_file, with);
+    snprintf(
+        text, sizeof(text),
+        "version: 1\npipeline: t\n"
+        "steps:\n"
+        "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
+        "outputs: {c: c.jsonl}}}\n"
+        "  data: {uses: shell, with: {run: 'cp %s \"$SLUICE_OUTPUT_d\"', outputs: {d: d.jsonl}}}\n"
+        "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
+        "  pre:\n"
+        "    uses: train\n"
+        "    inputs: {dataset: data.d, tokenizer: tok.tokenizer}\n"
+        "    with: {d_model: 32, n_layers: 1, n_heads: 2, context: 64, max_seq_len: 64, "
+        "batch_size: 4, %s}\n",
+        dataset_file, with);
     return write_test_file(test_dir, "p.yaml", text);
 }
 
@@ -66,8 +67,9 @@ static char *model_path(char *spec) {
 }
 
 Test(train, pretrain_from_scratch_then_model_info_score_generate) {
-    result r = RUN_PIPELINE(train_pipeline(DATA "/documents.jsonl",
-                                           "method: pretrain, max_steps: 12, checkpoint_every: 5, learning_rate: 3.0e-3"));
+    result r = RUN_PIPELINE(train_pipeline(
+        DATA "/documents.jsonl",
+        "method: pretrain, max_steps: 12, checkpoint_every: 5, learning_rate: 3.0e-3"));
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
     char *log = step_log("pre");
@@ -92,9 +94,10 @@ Test(train, pretrain_from_scratch_then_model_info_score_generate) {
     cr_expect(strstr(r.out, "context       64") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "(320 tokens)") != NULL, "%s", r.out);
     result_free(&r);
-    char *text = write_test_file(test_dir, "t.txt", "A content-addressed store names a file by "
-                                                     "the hash of its bytes, so data pipelines "
-                                                     "can skip what they already made.\n");
+    char *text = write_test_file(test_dir, "t.txt",
+                                 "A content-addressed store names a file by "
+                                 "the hash of its bytes, so data pipelines "
+                                 "can skip what they already made.\n");
     r = RUN(test_store_arg, "model", "score", spec, text, "--json");
     cr_expect_eq(r.status, 0, "%s", r.err);
     double loss = NAN, ppl = NAN;
@@ -121,27 +124,28 @@ Test(train, pretrain_from_scratch_then_model_info_score_generate) {
 
 Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
     char text[4096];
-    snprintf(text, sizeof(text),
-             "version: 1\npipeline: t\n"
-             "steps:\n"
-             "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
-             "outputs: {c: c.jsonl}}}\n"
-             "  ins: {uses: shell, with: {run: 'cp " DATA "/instruction.jsonl \"$SLUICE_OUTPUT_d\"', "
-             "outputs: {d: d.jsonl}}}\n"
-             "  prf: {uses: shell, with: {run: 'cp " DATA "/preference.jsonl \"$SLUICE_OUTPUT_d\"', "
-             "outputs: {d: d.jsonl}}}\n"
-             "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
-             "  sft:\n"
-             "    uses: train\n"
-             "    inputs: {dataset: ins.d, tokenizer: tok.tokenizer}\n"
-             "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 128, "
-             "max_seq_len: 128, batch_size: 4, packing: false, epochs: 6, warmup_steps: 2, "
-             "learning_rate: 3.0e-3, eval_every: 6}\n"
-             "  dpo:\n"
-             "    uses: train\n"
-             "    inputs: {dataset: prf.d, model: sft.model}\n"
-             "    with: {method: dpo, max_seq_len: 128, batch_size: 2, epochs: 3, "
-             "warmup_steps: 0, learning_rate: 1.0e-3, checkpoint_every: 4}\n");
+    snprintf(
+        text, sizeof(text),
+        "version: 1\npipeline: t\n"
+        "steps:\n"
+        "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
+        "outputs: {c: c.jsonl}}}\n"
+        "  ins: {uses: shell, with: {run: 'cp " DATA "/instruction.jsonl \"$SLUICE_OUTPUT_d\"', "
+        "outputs: {d: d.jsonl}}}\n"
+        "  prf: {uses: shell, with: {run: 'cp " DATA "/preference.jsonl \"$SLUICE_OUTPUT_d\"', "
+        "outputs: {d: d.jsonl}}}\n"
+        "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
+        "  sft:\n"
+        "    uses: train\n"
+        "    inputs: {dataset: ins.d, tokenizer: tok.tokenizer}\n"
+        "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 128, "
+        "max_seq_len: 128, batch_size: 4, packing: false, epochs: 6, warmup_steps: 2, "
+        "learning_rate: 3.0e-3, eval_every: 6}\n"
+        "  dpo:\n"
+        "    uses: train\n"
+        "    inputs: {dataset: prf.d, model: sft.model}\n"
+        "    with: {method: dpo, max_seq_len: 128, batch_size: 2, epochs: 3, "
+        "warmup_steps: 0, learning_rate: 1.0e-3, checkpoint_every: 4}\n");
     result r = RUN_PIPELINE(write_test_file(test_dir, "p.yaml", text));
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
@@ -169,7 +173,8 @@ Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
 }
 
 Test(train, the_same_inputs_seed_and_threads_give_the_same_bytes) {
-    char *p = train_pipeline(DATA "/documents.jsonl", "method: pretrain, max_steps: 6, learning_rate: 3.0e-3");
+    char *p = train_pipeline(DATA "/documents.jsonl",
+                             "method: pretrain, max_steps: 6, learning_rate: 3.0e-3");
     char first[1024];
     result r = RUN_PIPELINE(p);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
@@ -225,7 +230,8 @@ Test(train, kill_9_during_training_then_resume_continues_from_the_checkpoint) {
     if (d)
         closedir(d);
     cr_assert_neq(crashed[0], '\0');
-    result r = run_pipeline((char *[]){"sluice", test_store_arg, "resume", "--json", crashed, NULL});
+    result r =
+        run_pipeline((char *[]){"sluice", test_store_arg, "resume", "--json", crashed, NULL});
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
     char *log = step_log("pre");

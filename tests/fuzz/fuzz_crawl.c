@@ -12,8 +12,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const charsets[] = {NULL, "utf-8", "iso-8859-1", "windows-1252", "shift_jis",
-                                       "utf-16", "bogus"};
+static const char *const charsets[] = {NULL,        "utf-8",  "iso-8859-1", "windows-1252",
+                                       "shift_jis", "utf-16", "bogus"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2)

@@ -21,8 +21,8 @@ static const char *no_env(void *ud, const char *name) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char *overrides[] = {"n=3", "list=[a, b]"};
-    pipeline_options opt = {.overrides = overrides, .n_overrides = 2, .lookup_env = no_env,
-                            .lookup_secret = no_env};
+    pipeline_options opt = {
+        .overrides = overrides, .n_overrides = 2, .lookup_env = no_env, .lookup_secret = no_env};
     diag_list d = DIAG_LIST_INIT;
     pipeline *p = NULL;
     int rc = pipeline_load_buffer((const char *)data, size, "fuzz.yaml", NULL, &opt, &d, &p);

@@ -59,9 +59,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         arena_free(&a);
         return 0;
     }
-    sl_plugin desc = {.abi_version = SL_ABI_VERSION, .size = sizeof(sl_plugin),
-                      .signature = SL_BUILD_SIGNATURE, .name = "fuzz", .version = "1",
-                      .step_size = sizeof(sl_step), .port_size = sizeof(sl_port),
+    sl_plugin desc = {.abi_version = SL_ABI_VERSION,
+                      .size = sizeof(sl_plugin),
+                      .signature = SL_BUILD_SIGNATURE,
+                      .name = "fuzz",
+                      .version = "1",
+                      .step_size = sizeof(sl_step),
+                      .port_size = sizeof(sl_port),
                       .param_size = sizeof(sl_param)};
     fuzz_step *steps = arena_calloc(&a, MAX_STEPS, sizeof(fuzz_step));
     int n_steps = 0;

@@ -21,9 +21,9 @@ static const char *const collections[] = {"users", "articles", "posts", "reposit
 static const char *const export_files[] = {"UserDocument.json", "ArticleDocument.json",
                                            "PostDocument.json", "RepositoryDocument.json"};
 
-static char db_name[64];   /* this test's database, "" until made */
-static char *db_uri;       /* the server's URI naming db_name */
-static char work_dir[64];  /* a scratch folder, "" until made */
+static char db_name[64];  /* this test's database, "" until made */
+static char *db_uri;      /* the server's URI naming db_name */
+static char work_dir[64]; /* a scratch folder, "" until made */
 
 /* Skips the running test, saying why on stderr. */
 #define SKIP(...)                                                                                  \
@@ -179,7 +179,8 @@ static void expect_same_export(const char *mongo_dir, const char *lmdb_dir, cons
         bson_iter_document(&ea, &len_a, &data_a);
         bson_iter_document(&eb, &len_b, &data_b);
         bson_t doc_a, doc_b, norm_a, norm_b;
-        cr_assert(bson_init_static(&doc_a, data_a, len_a) && bson_init_static(&doc_b, data_b, len_b));
+        cr_assert(bson_init_static(&doc_a, data_a, len_a) &&
+                  bson_init_static(&doc_b, data_b, len_b));
         id_first(&doc_a, &norm_a);
         id_first(&doc_b, &norm_b);
         if (!bson_equal(&norm_a, &norm_b)) {
@@ -203,9 +204,9 @@ static void expect_same_export(const char *mongo_dir, const char *lmdb_dir, cons
 static void warehouse_run(const char *store, const char *verb, const char *dir, const char *uri) {
     char store_arg[128];
     snprintf(store_arg, sizeof(store_arg), "--store=%s", store);
-    result r = uri ? RUN(store_arg, "warehouse", (char *)verb, (char *)dir, "--warehouse",
-                         (char *)uri)
-                   : RUN(store_arg, "warehouse", (char *)verb, (char *)dir);
+    result r =
+        uri ? RUN(store_arg, "warehouse", (char *)verb, (char *)dir, "--warehouse", (char *)uri)
+            : RUN(store_arg, "warehouse", (char *)verb, (char *)dir);
     cr_assert_eq(r.status, 0, "sluice warehouse %s %s: exit %d: %s", verb, dir, r.status, r.err);
     result_free(&r);
 }
@@ -225,8 +226,10 @@ Test(mongo, import_twice_keeps_the_counts) {
     warehouse_run(store, "import", DATA_DIR, db_uri);
     count_collections(second);
     for (int i = 0; i < 4; i++)
-        cr_expect_eq(second[i], first[i], "%s: %lld documents after the first import, %lld after "
-                     "the second", collections[i], (long long)first[i], (long long)second[i]);
+        cr_expect_eq(second[i], first[i],
+                     "%s: %lld documents after the first import, %lld after "
+                     "the second",
+                     collections[i], (long long)first[i], (long long)second[i]);
 }
 
 Test(mongo, export_matches_lmdb) {

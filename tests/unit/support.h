@@ -17,8 +17,7 @@ static inline int load_text(const char *text, const pipeline_options *opt, diag_
 static inline const diag *find_diag(const diag_list *d, unsigned line, unsigned col,
                                     const char *needle) {
     for (size_t i = 0; i < d->n; i++)
-        if (d->items[i].line == line && d->items[i].col == col &&
-            strstr(d->items[i].msg, needle))
+        if (d->items[i].line == line && d->items[i].col == col && strstr(d->items[i].msg, needle))
             return &d->items[i];
     return NULL;
 }
@@ -38,9 +37,9 @@ static inline const char *all_diags(const diag_list *d) {
     return out;
 }
 
-#define expect_diag(d, line, col, needle)                                                       \
-    cr_expect(find_diag((d), (line), (col), (needle)) != NULL,                                  \
-              "expected an error at %u:%u containing \"%s\"; got:\n%s", (unsigned)(line),      \
+#define expect_diag(d, line, col, needle)                                                          \
+    cr_expect(find_diag((d), (line), (col), (needle)) != NULL,                                     \
+              "expected an error at %u:%u containing \"%s\"; got:\n%s", (unsigned)(line),          \
               (unsigned)(col), (needle), all_diags(d))
 
 #endif

@@ -159,8 +159,8 @@ Test(artifacts_sdk, f16_and_bf16_tensors_widen_to_f32) {
                          "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[8,12]}}";
     uint64_t len = strlen(header);
     /* F16: 1.0, -2.0, 65504 (largest), 2^-24 (smallest subnormal); BF16: 1.0, -0.5 */
-    const unsigned char data[12] = {0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x01, 0x00,
-                                    0x80, 0x3f, 0x00, 0xbf};
+    const unsigned char data[12] = {0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b,
+                                    0x01, 0x00, 0x80, 0x3f, 0x00, 0xbf};
     FILE *f = fopen(path, "wb");
     cr_assert_not_null(f);
     unsigned char size_le[8];

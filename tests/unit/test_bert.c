@@ -39,8 +39,8 @@ static void remove_dir(void) {
 
 static void need_numpy(void) {
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import numpy' 2>/dev/null") != 0)
-        SKIP_UNLESS_REQUIRED("skipped: the reference needs %s with numpy (Debian's python3-numpy)\n",
-                     PYTHON);
+        SKIP_UNLESS_REQUIRED(
+            "skipped: the reference needs %s with numpy (Debian's python3-numpy)\n", PYTHON);
 }
 
 /* Writes the tiny model into a new temporary dir; args go to the script. */
@@ -60,9 +60,10 @@ TestSuite(bert, .fini = remove_dir);
 #define NTEXTS 33
 
 static const char *const words[] = {
-    "the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", ",", "hello",
-    "world", "!", "embedding", "tokenizers", "sluice", "pipeline", "unplayable", "Zebra",
-    "日本", "café", "number", "42", "?", "(", "kind", ")", "searched", "vector", "models"};
+    "the",      "quick",      "brown", "fox",      "jumps",  "over",      "the",        "lazy",
+    "dog",      ",",          "hello", "world",    "!",      "embedding", "tokenizers", "sluice",
+    "pipeline", "unplayable", "Zebra", "日本",     "café",   "number",    "42",         "?",
+    "(",        "kind",       ")",     "searched", "vector", "models"};
 
 /* 33 texts of 0 to ~90 words: the empty text, short ones, padding within
  * each batch and one longer than the model's 64 positions. */
@@ -136,8 +137,8 @@ static double compare(const char *what, const float *c, const double *ref, size_
     for (size_t r = 0; r < rows; r++)
         for (size_t j = 0; j < HIDDEN; j++) {
             double e = fabs((double)c[r * HIDDEN + j] - ref[r * HIDDEN + j]);
-            cr_assert(e <= TOL, "%s: text %zu, component %zu: C %.8f, reference %.8f", what, r,
-                      j, (double)c[r * HIDDEN + j], ref[r * HIDDEN + j]);
+            cr_assert(e <= TOL, "%s: text %zu, component %zu: C %.8f, reference %.8f", what, r, j,
+                      (double)c[r * HIDDEN + j], ref[r * HIDDEN + j]);
             if (e > max)
                 max = e;
         }
@@ -168,8 +169,7 @@ static void check_against_ref(const char *args, size_t max_length) {
     double *ref = run_ref(b);
 
     float all[NTEXTS * HIDDEN], one[NTEXTS * HIDDEN];
-    rc = bert_embed(m, (const char *const *)texts, lens, NTEXTS, max_length, all, err,
-                    sizeof(err));
+    rc = bert_embed(m, (const char *const *)texts, lens, NTEXTS, max_length, all, err, sizeof(err));
     cr_assert_eq(rc, 0, "bert_embed: %s", err);
     for (size_t i = 0; i < NTEXTS; i++) {
         const char *t = texts[i];
@@ -252,8 +252,7 @@ Test(bert, refuses_heads_not_dividing_hidden) { refused("heads", "not a multiple
 /* A NaN weight would turn every embedding to NaN (and exp's float-to-int
  * conversion of it is undefined): refused at load, naming the tensor. */
 Test(bert, refuses_non_finite_weight) {
-    refused("nan", "'encoder.layer.1.output.dense.weight' holds a non-finite value",
-            "at [3, 5]");
+    refused("nan", "'encoder.layer.1.output.dense.weight' holds a non-finite value", "at [3, 5]");
 }
 
 /* Finite weights whose attention scores overflow: the exp kernel meets NaN

@@ -151,7 +151,10 @@ static int record(const char *path, const char *rel, fs_visit what, void *ctx) {
     (void)path;
     char *log = ctx;
     size_t n = strlen(log);
-    snprintf(log + n, 512 - n, "%s%s ", what == FS_FILE ? "f:" : what == FS_DIR_ENTER ? "+" : "-",
+    snprintf(log + n, 512 - n, "%s%s ",
+             what == FS_FILE        ? "f:"
+             : what == FS_DIR_ENTER ? "+"
+                                    : "-",
              *rel ? rel : ".");
     return 0;
 }

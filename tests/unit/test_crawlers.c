@@ -146,8 +146,12 @@ Test(html, nesting_deeper_than_512_is_too_complex) {
  * (it keeps three), unclosed <a>s (a new one closes the last), <p>s closed
  * by blocks, <li>s, <tr>s and <td>s closed by the next. */
 Test(html, elements_html_closes_on_its_own_do_not_add_up) {
-    const char *units[] = {"<p><b>x", "<a name=n>x", "<p>x<div>y</div>", "<li>x<li>y",
-                           "<table><tr><td>x<td>y<tr><td>z</table>", "<dt>x<dd>y",
+    const char *units[] = {"<p><b>x",
+                           "<a name=n>x",
+                           "<p>x<div>y</div>",
+                           "<li>x<li>y",
+                           "<table><tr><td>x<td>y<tr><td>z</table>",
+                           "<dt>x<dd>y",
                            "<select><option>x<option>y</select>"};
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         char *html = repeat("<body>", units[i], 2000, "</body>");
@@ -168,8 +172,10 @@ Test(html, nesting_within_the_bound_is_kept) {
     free(html);
     /* closed, unclosed-by-design (<p>, <li>), void and raw-text elements do
      * not add up, nor do self-closed ones inside SVG */
-    html = repeat("<ul>", "<li><p>a<br><img src=x><div>b</div><script>if (a<b) x = '<div>';"
-                  "</script><svg><path d='M0'/></svg><b>c</b>", 2000, "</ul>");
+    html = repeat("<ul>",
+                  "<li><p>a<br><img src=x><div>b</div><script>if (a<b) x = '<div>';"
+                  "</script><svg><path d='M0'/></svg><b>c</b>",
+                  2000, "</ul>");
     cr_expect_lt(html_nesting_depth(html, strlen(html), 512), 5);
     extract(html, NULL, &p);
     html_page_free(&p);

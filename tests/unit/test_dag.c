@@ -4,7 +4,8 @@
 #include "dag.h"
 #include "ready.h"
 
-#define E(a, b) {a, b}
+#define E(a, b)                                                                                    \
+    { a, b }
 
 Test(dag, topological_order_keeps_file_order_where_free) {
     /* 0 -> 2, 1 -> 2, 2 -> 3, 4 alone; duplicate edge 0 -> 2. */

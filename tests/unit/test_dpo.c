@@ -69,8 +69,8 @@ Test(dpo, sigmoid_loss_metrics_and_gradients_match_trl) {
         static const char *const names[5] = {"loss", "rewards/chosen", "rewards/rejected",
                                              "rewards/accuracies", "rewards/margins"};
         for (int m = 0; m < 5; m++)
-            cr_expect(fabs(mine[m] - want[m]) < tol, "case %d %s %.17g, torch %.17g", k,
-                      names[m], mine[m], want[m]);
+            cr_expect(fabs(mine[m] - want[m]) < tol, "case %d %s %.17g, torch %.17g", k, names[m],
+                      mine[m], want[m]);
         for (size_t i = 0; i < c->n; i++) {
             cr_expect(fabs(d_pc[i] - want[5 + 2 * i]) < tol,
                       "case %d d/d policy_chosen[%zu] %.17g vs %.17g", k, i, d_pc[i],
@@ -110,8 +110,8 @@ static void fill_case(sample_rng *r, float *logits, size_t n_logits, int32_t *id
     }
 }
 
-static char *case_text(const char *head, const float *logits, size_t n_logits,
-                       const int32_t *ids, const uint8_t *mask, size_t n_tokens) {
+static char *case_text(const char *head, const float *logits, size_t n_logits, const int32_t *ids,
+                       const uint8_t *mask, size_t n_tokens) {
     char *text = malloc(32 * (n_logits + 2 * n_tokens) + 256), *at = text;
     at += sprintf(at, "%s\n", head);
     for (size_t i = 0; i < n_logits; i++)

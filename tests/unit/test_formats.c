@@ -143,7 +143,8 @@ Test(formats, safetensors_round_trip) {
     float a[6] = {1, 2, 3, 4, 5, 6}, b[2] = {-1, 0.25f};
     uint64_t sa[2] = {2, 3}, sb[1] = {2};
     st_write_tensor ts[2] = {{"layer.weight", a, 2, sa}, {"layer.bias", b, 1, sb}};
-    cr_assert_eq(safetensors_write(path_of("m.safetensors"), ts, 2, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(safetensors_write(path_of("m.safetensors"), ts, 2, err, sizeof(err)), 0, "%s",
+                 err);
     safetensors st;
     cr_assert_eq(safetensors_open(&st, path_of("m.safetensors"), err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(st.n, 2);
@@ -196,11 +197,13 @@ Test(formats, safetensors_refusals) {
              " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
              12);
     expect_refused("overlap", "two tensors overlap");
-    write_st("negative", "{\"t\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", 4);
+    write_st("negative", "{\"t\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}",
+             4);
     expect_refused("negative", "has a bad shape");
     write_st("missing", "{\"t\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4);
     expect_refused("missing", "lacks dtype, shape or data_offsets");
-    write_st("reversed", "{\"t\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 0]}}", 4);
+    write_st("reversed", "{\"t\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 0]}}",
+             4);
     expect_refused("reversed", "bad data_offsets");
 }
 
@@ -214,8 +217,10 @@ Test(formats, safetensors_written_by_an_independent_writer) {
              "/usr/bin/python3 -c 'import json,struct\n"
              "vals=[0.5,-1.5,2.0,3.25]\n"
              "data=struct.pack(\"<4f\",*vals)+struct.pack(\"<2q\",7,-9)\n"
-             "h=json.dumps({\"__metadata__\":{\"format\":\"pt\"},\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],"
-             "\"data_offsets\":[0,16]},\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[16,32]}}).encode()\n"
+             "h=json.dumps({\"__metadata__\":{\"format\":\"pt\"},\"w\":{\"dtype\":\"F32\","
+             "\"shape\":[2,2],"
+             "\"data_offsets\":[0,16]},\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":["
+             "16,32]}}).encode()\n"
              "open(\"%s\",\"wb\").write(struct.pack(\"<Q\",len(h))+h+data)'",
              path_of("py.safetensors"));
     cr_assert_eq(system(cmd), 0);

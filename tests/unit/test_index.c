@@ -43,8 +43,8 @@ static search_index *make_random(size_t n, size_t d, float **vecs) {
         random_unit(v + r * d, d);
         char doc[32];
         snprintf(doc, sizeof(doc), "doc-%zu", r / 5);
-        cr_assert_eq(index_add(ix, v + r * d, d, "some text", AUTHORS[r % 3], CATS[r % 4], doc,
-                               err, sizeof(err)),
+        cr_assert_eq(index_add(ix, v + r * d, d, "some text", AUTHORS[r % 3], CATS[r % 4], doc, err,
+                               sizeof(err)),
                      0, "%s", err);
     }
     *vecs = v;
@@ -80,8 +80,8 @@ static size_t brute(const float *v, size_t n, size_t d, const float *qv, int aut
 
 /* Checks one query's result against the reference: the same scores (to
  * float rounding) and the same ids wherever the order is not a near tie. */
-static void check_query(const uint32_t *ids, const float *sc, size_t got, size_t k,
-                        const ref *want, size_t m) {
+static void check_query(const uint32_t *ids, const float *sc, size_t got, size_t k, const ref *want,
+                        size_t m) {
     size_t expect = k < m ? k : m;
     cr_assert_eq(got, expect, "got %zu of %zu", got, expect);
     for (size_t i = 0; i < got; i++) {
@@ -169,9 +169,9 @@ Test(dense, ties_by_lower_id) {
     cr_assert_eq(index_new(4, &ix, err, sizeof(err)), 0);
     float same[4] = {0.5f, 0.5f, 0.5f, 0.5f}, other[4] = {1, 0, 0, 0};
     for (int r = 0; r < 20; r++)
-        cr_assert_eq(index_add(ix, r % 4 == 3 ? other : same, 4, NULL, NULL, NULL, NULL, err,
-                               sizeof(err)),
-                     0);
+        cr_assert_eq(
+            index_add(ix, r % 4 == 3 ? other : same, 4, NULL, NULL, NULL, NULL, err, sizeof(err)),
+            0);
     float q[33 * 4];
     for (int j = 0; j < 33; j++)
         memcpy(q + 4 * j, same, sizeof(same));
@@ -218,9 +218,9 @@ static search_index *make_corpus(const char *const *docs, size_t n) {
     cr_assert_eq(index_new(2, &ix, err, sizeof(err)), 0);
     float v[2] = {1, 0};
     for (size_t i = 0; i < n; i++)
-        cr_assert_eq(index_add(ix, v, 2, docs[i], i % 2 ? "odd" : "even", "c", NULL, err,
-                               sizeof(err)),
-                     0, "%s", err);
+        cr_assert_eq(
+            index_add(ix, v, 2, docs[i], i % 2 ? "odd" : "even", "c", NULL, err, sizeof(err)), 0,
+            "%s", err);
     return ix;
 }
 
@@ -242,8 +242,7 @@ Test(bm25, hand_computed_three_documents) {
     cr_assert_float_eq(sc[1], log(1.6) * 2.2 / 2.11, 1e-6);
     /* "down sat": down in row 1 only (idf ln(1 + 2.5/1.5)), sat in rows 0, 1
      * (idf ln 1.6). Row 1, |D|/avgdl = 1.2: denominator 1 + 1.2*(0.25 + 0.9) = 2.38. */
-    cr_assert_eq(index_bm25_search(ix, "down sat sat", 3, NULL, ids, sc, &n, err, sizeof(err)),
-                 0);
+    cr_assert_eq(index_bm25_search(ix, "down sat sat", 3, NULL, ids, sc, &n, err, sizeof(err)), 0);
     cr_assert_eq(n, 2);
     cr_assert_eq(ids[0], 1);
     cr_assert_float_eq(sc[0], (log(1 + 2.5 / 1.5) + log(1.6)) * 2.2 / 2.38, 1e-6);
@@ -302,7 +301,8 @@ Test(bm25, matches_python) {
                  "/usr/bin/python3 -c '\n"
                  "import re, math, sys\n"
                  "tok = lambda s: [w.lower() for w in re.findall(r\"\\w+\", s)]\n"
-                 "docs = [tok(l) for l in open(sys.argv[1], encoding=\"utf-8\").read().split(\"\\n\")[:-1]]\n"
+                 "docs = [tok(l) for l in open(sys.argv[1], "
+                 "encoding=\"utf-8\").read().split(\"\\n\")[:-1]]\n"
                  "N = len(docs); avg = sum(map(len, docs)) / N\n"
                  "q = []\n"
                  "[q.append(t) for t in tok(sys.argv[2]) if t not in q]\n"
@@ -310,7 +310,8 @@ Test(bm25, matches_python) {
                  "    s = 0.0\n"
                  "    for t in q:\n"
                  "        df = sum(1 for e in docs if t in e); f = d.count(t)\n"
-                 "        if f: s += math.log(1 + (N - df + 0.5) / (df + 0.5)) * f * 2.2 / (f + 1.2 * (0.25 + 0.75 * len(d) / avg))\n"
+                 "        if f: s += math.log(1 + (N - df + 0.5) / (df + 0.5)) * f * 2.2 / (f + "
+                 "1.2 * (0.25 + 0.75 * len(d) / avg))\n"
                  "    print(i, repr(s))\n"
                  "' %s '%s'",
                  path, queries[qi]);
@@ -329,8 +330,7 @@ Test(bm25, matches_python) {
         uint32_t ids[16];
         float sc[16];
         size_t got;
-        cr_assert_eq(index_bm25_search(ix, queries[qi], 16, NULL, ids, sc, &got, err,
-                                       sizeof(err)),
+        cr_assert_eq(index_bm25_search(ix, queries[qi], 16, NULL, ids, sc, &got, err, sizeof(err)),
                      0);
         size_t positive = 0;
         for (size_t d = 0; d < n; d++)
@@ -388,8 +388,7 @@ Test(rrf, hybrid) {
     uint32_t ids[4];
     float sc[4];
     size_t n;
-    cr_assert_eq(index_hybrid_search(ix, q, 2, "alpha", 4, 0, NULL, ids, sc, &n, err,
-                                     sizeof(err)),
+    cr_assert_eq(index_hybrid_search(ix, q, 2, "alpha", 4, 0, NULL, ids, sc, &n, err, sizeof(err)),
                  0, "%s", err);
     cr_assert_eq(n, 4);
     uint32_t want[] = {0, 2, 1, 3};
@@ -484,8 +483,7 @@ Test(store, refuses_bad_files) {
         f = fopen(path, "wb");
         cr_assert_eq(fwrite(bytes, 1, (size_t)cuts[i], f), (size_t)cuts[i]);
         fclose(f);
-        cr_assert_eq(index_load(path, &back, err, sizeof(err)), -EINVAL, "cut at %ld",
-                     cuts[i]);
+        cr_assert_eq(index_load(path, &back, err, sizeof(err)), -EINVAL, "cut at %ld", cuts[i]);
         cr_assert(strstr(err, "trunc"), "cut at %ld: %s", cuts[i], err);
     }
     /* Header consistent with a shorter file: the metadata is cut. */
@@ -532,8 +530,7 @@ Test(store, refuses_bad_files) {
  * index saved again is version 2 with the same rankings. */
 Test(store, a_version_1_file_is_still_read) {
     search_index *v1, *v2;
-    cr_assert_eq(index_load(SLUICE_SOURCE_DIR "/tests/data/index/v1.sluidx", &v1, err,
-                            sizeof(err)),
+    cr_assert_eq(index_load(SLUICE_SOURCE_DIR "/tests/data/index/v1.sluidx", &v1, err, sizeof(err)),
                  0, "%s", err);
     cr_assert_eq(index_size(v1), 2);
     uint32_t ids[2];
@@ -548,8 +545,8 @@ Test(store, a_version_1_file_is_still_read) {
     for (size_t r = 0; r < 2; r++) {
         index_row row;
         cr_assert_eq(index_get(v1, r, &row), 0);
-        cr_assert_eq(index_add(copy, row.vector, index_dim(v1), row.text, row.author,
-                               row.category, row.document_id, err, sizeof(err)),
+        cr_assert_eq(index_add(copy, row.vector, index_dim(v1), row.text, row.author, row.category,
+                               row.document_id, err, sizeof(err)),
                      0);
     }
     const char *path = tmp_path();

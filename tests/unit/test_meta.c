@@ -47,8 +47,7 @@ static void open_rw(void) { cr_assert_eq(meta_open(&m, dir, 0), 0, "%s", meta_er
 
 static const char *utf8_of(const bson_t *doc, const char *path) {
     bson_iter_t it;
-    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it),
-              "no %s", path);
+    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it), "no %s", path);
     cr_assert(BSON_ITER_HOLDS_UTF8(&it), "%s is not text", path);
     return bson_iter_utf8(&it, NULL);
 }
@@ -215,20 +214,35 @@ static seen_keys consumers_of(MDB_txn *txn, const char *hash) {
 static void record_two_steps(const char *run_id, const char *use_status) {
     cr_assert_eq(record_run(&m, run_id, &lineage, &(run_origin){0}, "running", 100, 0), 0);
     record_port make_out = {"o", H1, "any", 2, 0};
-    step_record make = {.run_id = run_id, .step_id = "make", .uses = "shell", .status = "done",
-                        .started = 100, .finished = 101, .attempts = 1, .cache_key = KEY,
-                        .outputs = &make_out, .n_outputs = 1, .cacheable = 1};
+    step_record make = {.run_id = run_id,
+                        .step_id = "make",
+                        .uses = "shell",
+                        .status = "done",
+                        .started = 100,
+                        .finished = 101,
+                        .attempts = 1,
+                        .cache_key = KEY,
+                        .outputs = &make_out,
+                        .n_outputs = 1,
+                        .cacheable = 1};
     cr_assert_eq(record_step(&m, &make), 0);
     record_port use_in = {"x", H1, NULL, 0, 0}, use_out = {"r", H2, "any", 2, 0};
     int done = strcmp(use_status, "done") == 0;
-    step_record use = {.run_id = run_id, .step_id = "use", .uses = "shell", .status = use_status,
-                       .started = 101, .finished = 102, .attempts = 1,
+    step_record use = {.run_id = run_id,
+                       .step_id = "use",
+                       .uses = "shell",
+                       .status = use_status,
+                       .started = 101,
+                       .finished = 102,
+                       .attempts = 1,
                        .error = done ? NULL : "the command exited with status 1",
-                       .inputs = &use_in, .n_inputs = 1, .outputs = done ? &use_out : NULL,
+                       .inputs = &use_in,
+                       .n_inputs = 1,
+                       .outputs = done ? &use_out : NULL,
                        .n_outputs = done ? 1 : 0};
     cr_assert_eq(record_step(&m, &use), 0);
-    cr_assert_eq(record_run(&m, run_id, &lineage, &(run_origin){0}, done ? "done" : "failed", 100, 102),
-                 0);
+    cr_assert_eq(
+        record_run(&m, run_id, &lineage, &(run_origin){0}, done ? "done" : "failed", 100, 102), 0);
 }
 
 Test(meta, a_run_and_its_steps_read_back) {
@@ -326,9 +340,17 @@ Test(meta, a_step_not_cacheable_is_not_indexed) {
     open_rw();
     cr_assert_eq(record_run(&m, "r1", &lineage, &(run_origin){0}, "running", 100, 0), 0);
     record_port out = {"o", H1, "any", 2, 0};
-    step_record rec = {.run_id = "r1", .step_id = "make", .uses = "shell", .status = "done", .started = 1,
-                       .finished = 2, .attempts = 1, .cache_key = KEY, .outputs = &out,
-                       .n_outputs = 1, .cacheable = 0};
+    step_record rec = {.run_id = "r1",
+                       .step_id = "make",
+                       .uses = "shell",
+                       .status = "done",
+                       .started = 1,
+                       .finished = 2,
+                       .attempts = 1,
+                       .cache_key = KEY,
+                       .outputs = &out,
+                       .n_outputs = 1,
+                       .cacheable = 0};
     cr_assert_eq(record_step(&m, &rec), 0);
     cache_hit hit;
     cr_expect_eq(record_cache_lookup(&m, KEY, &hit), 0);

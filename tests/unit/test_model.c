@@ -984,9 +984,9 @@ Test(lora, peft_files_round_trip) {
 
         /* onto a base of another width: refused, naming the tensor */
         model_config c;
-        cr_assert_eq(model_config_init(&c, arch ? "llama" : "gpt2", 32, 2, 4, 0, 0, 8, 32, err,
-                                       sizeof(err)),
-                     0, "%s", err);
+        cr_assert_eq(
+            model_config_init(&c, arch ? "llama" : "gpt2", 32, 2, 4, 0, 0, 8, 32, err, sizeof(err)),
+            0, "%s", err);
         cr_assert_eq(model_new(&c, 1, &m, err, sizeof(err)), 0, "%s", err);
         cr_expect_eq(model_lora_load(m, dir, err, sizeof(err)), -EINVAL);
         cr_expect(strstr(err, "does not fit the base model") && strstr(err, "lora_A"), "%s", err);

@@ -110,7 +110,8 @@ Test(pipeline, every_error_in_one_pass_with_exact_positions) {
                   "  d: [1]\n");                                             /* 18 */
     cr_expect_eq(rc, -EINVAL);
     expect_diag(&D, 1, 11, "bad pipeline name 'Bad Name'");
-    expect_diag(&D, 2, 1, "unknown key 'descripton' at the top level (did you mean 'description'?)");
+    expect_diag(&D, 2, 1,
+                "unknown key 'descripton' at the top level (did you mean 'description'?)");
     expect_diag(&D, 3, 18, "'settings.jobs' must be an integer, not 'two'");
     expect_diag(&D, 3, 30, "'settings.cache' must be true or false, not 'maybe'");
     expect_diag(&D, 3, 45, "'settings.runner' must be local or slurm, not 'k8s'");
@@ -187,13 +188,14 @@ Test(pipeline, did_you_mean_for_step_references) {
 }
 
 Test(pipeline, shell_steps_are_checked) {
-    cr_expect_eq(load("pipeline: x\n"
-                      "steps:\n"
-                      "  a: {uses: shell, with: {cmd: ls}}\n"
-                      "  b: {uses: shell, with: {run: [ls], outputs: [x]}}\n"
-                      "  c: {uses: shell, with: {run: ls, outputs: {o: 3}, env: {E: [1]}}}\n"
-                      "  e: {uses: shell, with: {run: ls, outputs: {up: ../x, abs: /etc/x, ok: a/b}}}\n"),
-                 -EINVAL);
+    cr_expect_eq(
+        load("pipeline: x\n"
+             "steps:\n"
+             "  a: {uses: shell, with: {cmd: ls}}\n"
+             "  b: {uses: shell, with: {run: [ls], outputs: [x]}}\n"
+             "  c: {uses: shell, with: {run: ls, outputs: {o: 3}, env: {E: [1]}}}\n"
+             "  e: {uses: shell, with: {run: ls, outputs: {up: ../x, abs: /etc/x, ok: a/b}}}\n"),
+        -EINVAL);
     expect_diag(&D, 3, 27, "the shell step has no parameter 'cmd'");
     expect_diag(&D, 3, 13, "step 'a' uses shell but gives no 'run' command");
     expect_diag(&D, 4, 32, "'run' must be a string");
@@ -238,7 +240,8 @@ Test(pipeline, substitution) {
                        "        AUTH: Bearer ${secret.API_KEY}\n",
                        &opt);
     cr_assert_eq(rc, 0, "%s", all_diags(&D));
-    cr_expect_eq(P->settings.jobs, 4, "a quoted env value still reads as an integer in an integer field");
+    cr_expect_eq(P->settings.jobs, 4,
+                 "a quoted env value still reads as an integer in an integer field");
     const step *a = &P->steps[0];
     cr_expect_str_eq(with_arg(a, "run")->u.str.s, "echo twin $HOME ${HOME} ${params.name} x3");
     const value *env = with_arg(a, "env");
@@ -255,8 +258,8 @@ Test(pipeline, substitution) {
 }
 
 Test(pipeline, substitution_errors) {
-    pipeline_options opt = {.lookup_env = fake_env, .lookup_secret = fake_secret,
-                            .require_secrets = 1};
+    pipeline_options opt = {
+        .lookup_env = fake_env, .lookup_secret = fake_secret, .require_secrets = 1};
     int rc = load_with("pipeline: x\n"
                        "params: {list: [a, b], p: \"${params.list}\"}\n"
                        "steps:\n"
@@ -286,7 +289,8 @@ Test(pipeline, substitution_errors) {
 }
 
 Test(pipeline, validate_tolerates_missing_secrets_and_masks_them) {
-    int rc = load("pipeline: x\nsteps:\n  a: {uses: x, with: {key: \"${secret.SLUICE_NO_SUCH_SECRET}\"}}\n");
+    int rc = load(
+        "pipeline: x\nsteps:\n  a: {uses: x, with: {key: \"${secret.SLUICE_NO_SUCH_SECRET}\"}}\n");
     cr_assert_eq(rc, 0, "%s", all_diags(&D));
     const value *v = with_arg(&P->steps[0], "key");
     cr_expect(v->secret);
@@ -294,14 +298,19 @@ Test(pipeline, validate_tolerates_missing_secrets_and_masks_them) {
 }
 
 Test(pipeline, overrides_are_typed_and_checked) {
-    const char *ov[] = {"size=800", "authors=[Paul Iusztin, Maxime Labonne]", "rate=3",
-                        "version=1.10", "name=Paul Iusztin", "flag=false"};
+    const char *ov[] = {"size=800",
+                        "authors=[Paul Iusztin, Maxime Labonne]",
+                        "rate=3",
+                        "version=1.10",
+                        "name=Paul Iusztin",
+                        "flag=false"};
     pipeline_options opt = {.overrides = ov, .n_overrides = 6};
-    int rc = load_with("pipeline: x\n"
-                       "params: {size: 500, authors: [a], rate: 0.5, version: \"1.0\", name: a,"
-                       " flag: true}\n"
-                       "steps: {a: {uses: x, with: {s: \"${params.size}\", r: \"${params.rate}\"}}}\n",
-                       &opt);
+    int rc =
+        load_with("pipeline: x\n"
+                  "params: {size: 500, authors: [a], rate: 0.5, version: \"1.0\", name: a,"
+                  " flag: true}\n"
+                  "steps: {a: {uses: x, with: {s: \"${params.size}\", r: \"${params.rate}\"}}}\n",
+                  &opt);
     cr_assert_eq(rc, 0, "%s", all_diags(&D));
     cr_expect_eq(P->params[0].value->u.integer, 800);
     cr_expect(P->params[0].overridden);

@@ -47,7 +47,7 @@ AT(sl_plugin, version, 24);
 AT(sl_plugin, steps, 32);
 AT(sl_plugin, n_steps, 40);
 AT(sl_plugin, init, 48);
-AT(sl_plugin, teardown, 56); /* the end of 1.0-1.2's descriptor: 64 bytes */
+AT(sl_plugin, teardown, 56);  /* the end of 1.0-1.2's descriptor: 64 bytes */
 AT(sl_plugin, step_size, 64); /* 1.3 */
 AT(sl_plugin, port_size, 68);
 AT(sl_plugin, param_size, 72);
@@ -172,7 +172,8 @@ Test(plugin_abi, arrays_are_walked_by_the_descriptors_element_sizes) {
 }
 
 Test(plugin_abi, a_descriptor_of_abi_1_2_has_no_sizes_and_loads) {
-    static const sl_port ins[] = {{"a", "any", NULL, 0}, {"b", "any", NULL, 0}, {NULL, NULL, NULL, 0}};
+    static const sl_port ins[] = {
+        {"a", "any", NULL, 0}, {"b", "any", NULL, 0}, {NULL, NULL, NULL, 0}};
     static const sl_step steps[] = {{"old_one", "1", NULL, ins, NULL, NULL, ok_run},
                                     {"old_two", "1", NULL, NULL, ins, NULL, ok_run}};
     sl_plugin desc = {.abi_version = (1u << 16) | 2,
@@ -261,8 +262,12 @@ static void sink_metric(void *ud, const char *k, double v, int64_t i) {
 static int host_run(const plugin_registry *r, const char *step, char *why, size_t size) {
     const plugin_step *ps = registry_find(r, step);
     cr_assert_not_null(ps);
-    task t = {.step_id = step, .step_name = step, .plugin_path = "mem.so", .step = ps->step,
-              .work_dir = "/nonexistent", .store_dir = ""};
+    task t = {.step_id = step,
+              .step_name = step,
+              .plugin_path = "mem.so",
+              .step = ps->step,
+              .work_dir = "/nonexistent",
+              .store_dir = ""};
     task_sink sink = {sink_log, sink_progress, sink_metric, NULL};
     host_ctx hc;
     cr_assert_eq(host_ctx_init(&hc, &t, &sink), 0);

@@ -48,9 +48,9 @@ static const char *messages(const diag_list *list) {
     size_t used = 0;
     out[0] = '\0';
     for (size_t i = 0; i < list->n && used < sizeof(out) - 1; i++)
-        used += (size_t)snprintf(out + used, sizeof(out) - used, "%s: %s\n",
-                                 list->items[i].file ? list->items[i].file : "",
-                                 list->items[i].msg);
+        used +=
+            (size_t)snprintf(out + used, sizeof(out) - used, "%s: %s\n",
+                             list->items[i].file ? list->items[i].file : "", list->items[i].msg);
     return out;
 }
 
@@ -294,8 +294,8 @@ Test(registry, ports_are_checked) {
     schema_refused(bad_name, NULL, NULL, "has an input named 'in put'");
     static const sl_port bad_type[] = {{"out", "Bad Type", NULL, 0}, {NULL, NULL, NULL, 0}};
     schema_refused(NULL, bad_type, NULL, "output 'out' has no valid type");
-    static const sl_port twice[] = {{"x", "any", NULL, 0}, {"x", "any", NULL, 0},
-                                    {NULL, NULL, NULL, 0}};
+    static const sl_port twice[] = {
+        {"x", "any", NULL, 0}, {"x", "any", NULL, 0}, {NULL, NULL, NULL, 0}};
     schema_refused(twice, NULL, NULL, "declares input 'x' twice");
 }
 
@@ -326,12 +326,10 @@ Test(registry, parameters_and_their_defaults_are_checked) {
     static const sl_param wrong[] = {{"k", SL_PARAM_BOOL, "3", NULL, 0}, {NULL, 0, NULL, NULL, 0}};
     schema_refused(NULL, NULL, wrong, "the default '3' of parameter 'k' is not of kind");
     /* an integer fills a float; a scalar fills a string or a path */
-    static const sl_param fine[] = {{"f", SL_PARAM_FLOAT, "3", NULL, 0},
-                                    {"s", SL_PARAM_STRING, "12", NULL, 0},
-                                    {"p", SL_PARAM_PATH, "a/b", NULL, 0},
-                                    {"l", SL_PARAM_LIST, "[1, 2]", NULL, 0},
-                                    {"j", SL_PARAM_JSON, "{a: 1}", NULL, 0},
-                                    {NULL, 0, NULL, NULL, 0}};
+    static const sl_param fine[] = {
+        {"f", SL_PARAM_FLOAT, "3", NULL, 0},     {"s", SL_PARAM_STRING, "12", NULL, 0},
+        {"p", SL_PARAM_PATH, "a/b", NULL, 0},    {"l", SL_PARAM_LIST, "[1, 2]", NULL, 0},
+        {"j", SL_PARAM_JSON, "{a: 1}", NULL, 0}, {NULL, 0, NULL, NULL, 0}};
     const sl_step one[] = {{"mem_step", "1", NULL, NULL, NULL, fine, ok_run}};
     sl_plugin desc = mem_plugin();
     desc.steps = one;
@@ -408,8 +406,9 @@ Test(registry, a_changed_plugin_file_is_loaded_and_checked_again) {
 
     /* Another plugin in the same file's place: other size, inode, mtime. */
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "cp '%s/faultsteps.so' '%s/teststeps.so.new' && "
-                               "mv '%s/teststeps.so.new' '%s/teststeps.so'",
+    snprintf(cmd, sizeof(cmd),
+             "cp '%s/faultsteps.so' '%s/teststeps.so.new' && "
+             "mv '%s/teststeps.so.new' '%s/teststeps.so'",
              GOOD, folder, folder, folder);
     cr_assert_eq(system(cmd), 0);
     reg = (plugin_registry)PLUGIN_REGISTRY_INIT(host_registry());

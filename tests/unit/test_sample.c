@@ -105,12 +105,12 @@ Test(sample, the_processors_in_hfs_order_match_transformers) {
         float top_p, min_p;
         size_t keep;
     } params[CASES] = {
-        {1.3f, 1.0f, 0, 1.0f, 0.0f, 1},  {1.0f, 0.7f, 5, 1.0f, 0.0f, 1},
-        {1.0f, 1.0f, 0, 0.9f, 0.0f, 1},  {1.0f, 1.0f, 0, 1.0f, 0.1f, 1},
+        {1.3f, 1.0f, 0, 1.0f, 0.0f, 1},    {1.0f, 0.7f, 5, 1.0f, 0.0f, 1},
+        {1.0f, 1.0f, 0, 0.9f, 0.0f, 1},    {1.0f, 1.0f, 0, 1.0f, 0.1f, 1},
         {1.2f, 0.8f, 10, 0.95f, 0.05f, 1}, {1.0f, 1.5f, 0, 0.5f, 0.0f, 3},
-        {1.0f, 1.0f, 0, 1.0f, 0.3f, 4},  {2.0f, 0.5f, 20, 0.8f, 0.02f, 1},
-        {1.1f, 1.0f, 3, 1.0f, 0.0f, 5},  {1.0f, 0.3f, 0, 0.7f, 0.0f, 1},
-        {1.0f, 1.0f, 0, 0.2f, 0.0f, 1},  {1.5f, 2.0f, 8, 0.99f, 0.2f, 2},
+        {1.0f, 1.0f, 0, 1.0f, 0.3f, 4},    {2.0f, 0.5f, 20, 0.8f, 0.02f, 1},
+        {1.1f, 1.0f, 3, 1.0f, 0.0f, 5},    {1.0f, 0.3f, 0, 0.7f, 0.0f, 1},
+        {1.0f, 1.0f, 0, 0.2f, 0.0f, 1},    {1.5f, 2.0f, 8, 0.99f, 0.2f, 2},
     };
     float logits[CASES][V], got[CASES][V];
     int32_t hist[CASES][6];
@@ -168,8 +168,8 @@ Test(sample, the_processors_in_hfs_order_match_transformers) {
             if (w == -INFINITY || g == -INFINITY)
                 cr_expect(w == g, "case %d token %d: ours %g, HF %g", c, i, g, w);
             else
-                cr_expect(fabs(g - w) < 1e-5 * fmax(1, fabs(w)), "case %d token %d: %g vs %g", c,
-                          i, g, w);
+                cr_expect(fabs(g - w) < 1e-5 * fmax(1, fabs(w)), "case %d token %d: %g vs %g", c, i,
+                          g, w);
             k += w != -INFINITY;
         }
         cr_expect(k >= params[c].keep, "case %d keeps at least min_keep", c);

@@ -91,7 +91,8 @@ static int interrupt_run(sl_ctx *ctx) {
     return SL_ECANCELLED;
 }
 
-static const sl_port two_in[] = {{"a", "any", NULL, 1}, {"b", "any", NULL, 1}, {NULL, NULL, NULL, 0}};
+static const sl_port two_in[] = {
+    {"a", "any", NULL, 1}, {"b", "any", NULL, 1}, {NULL, NULL, NULL, 0}};
 static const sl_port one_out[] = {{"out", "any", NULL, 0}, {NULL, NULL, NULL, 0}};
 static const sl_param tag_param[] = {{"tag", SL_PARAM_STRING, NULL, NULL, 1},
                                      {NULL, 0, NULL, NULL, 0}};
@@ -246,9 +247,9 @@ static long at(const outcome *o, const char *line) {
     return -1;
 }
 
-#define expect_before(o, first, then)                                                      \
-    cr_expect(at(o, first) >= 0 && at(o, then) > at(o, first), "'%s' before '%s' in:\n%s", \
-              first, then, (o)->trace)
+#define expect_before(o, first, then)                                                              \
+    cr_expect(at(o, first) >= 0 && at(o, then) > at(o, first), "'%s' before '%s' in:\n%s", first,  \
+              then, (o)->trace)
 
 static const char diamond[] = "pipeline: diamond\n"
                               "steps:\n"
@@ -319,8 +320,7 @@ Test(sched, a_failure_skips_its_dependents_only) {
         cr_expect_eq(at(&o, "start last"), -1, "never started");
         cr_expect_geq(at(&o, "run failed"), 0, "%s", o.trace);
         cr_expect(strstr(o.events, "\"error\" : \"boom: bad\""), "%s", o.events);
-        cr_expect(strstr(o.events, "\"error\" : \"upstream step 'bad' failed\""), "%s",
-                  o.events);
+        cr_expect(strstr(o.events, "\"error\" : \"upstream step 'bad' failed\""), "%s", o.events);
         cr_expect(strstr(o.events, "\"failed\" : 1, \"skipped\" : 2"), "%s", o.events);
         cr_expect_eq(strstr(calls, "x ") || strstr(calls, "y "), 0, "%s", calls);
         outcome_free(&o);
@@ -506,9 +506,11 @@ Test(sched, steps_in_their_own_process_report_back_over_the_pipe) {
     pipeline *p = load(yaml, NULL, 0);
     outcome o = run(p, (run_options){0});
     cr_expect_eq(o.status, 1);
-    cr_expect_str_eq(o.trace, "start make\ndone make\nstart bad\nfailed bad\nstart slow\n"
-                              "failed slow\nstart copy\ndone copy\nstart after\ndone after\n"
-                              "run failed\n", "%s", o.events);
+    cr_expect_str_eq(o.trace,
+                     "start make\ndone make\nstart bad\nfailed bad\nstart slow\n"
+                     "failed slow\nstart copy\ndone copy\nstart after\ndone after\n"
+                     "run failed\n",
+                     "%s", o.events);
     /* the child's log lines, metric and failure came back as events */
     cr_expect(strstr(o.events, "\"message\" : \"wrote 6 bytes\""), "%s", o.events);
     cr_expect(strstr(o.events, "\"key\" : \"bytes\", \"value\" : 6.0"), "%s", o.events);
@@ -533,8 +535,10 @@ Test(sched, an_interrupt_stops_the_running_step_and_cancels_the_rest) {
     cr_expect_eq(o.status, 130, "128 + SIGINT");
     /* stop and other became ready together, stop first: other never starts
      * and is cancelled; after, downstream of the cancelled stop, skipped */
-    cr_expect_str_eq(o.trace, "start top\ndone top\nstart stop\ncancelled stop\n"
-                              "skipped after\ncancelled other\nrun interrupted\n", "%s", o.events);
+    cr_expect_str_eq(o.trace,
+                     "start top\ndone top\nstart stop\ncancelled stop\n"
+                     "skipped after\ncancelled other\nrun interrupted\n",
+                     "%s", o.events);
     cr_expect(strstr(o.events, "\"error\" : \"upstream step 'stop' was cancelled\""), "%s",
               o.events);
     cr_expect(strstr(o.events, "\"error\" : \"not started: the run was interrupted\""), "%s",
@@ -591,8 +595,8 @@ Test(sched, the_plan_names_the_parameter_that_changed) {
     /* (sluice status adds which pipeline parameter it came from) */
     char since[96];
     snprintf(since, sizeof(since), "since run %s", o.run_id);
-    cr_expect(strstr(steps[0].why, "parameter 'tag' changed") && strstr(steps[0].why, since),
-              "%s", steps[0].why);
+    cr_expect(strstr(steps[0].why, "parameter 'tag' changed") && strstr(steps[0].why, since), "%s",
+              steps[0].why);
     cr_expect_eq(steps[1].runs, 1, "its input will change");
     outcome_free(&o);
     pipeline_free(p);

@@ -24,11 +24,11 @@ static char *apply(text_rule fn, const char *in) {
 
 static char *clean(const char *in) { return apply(text_clean, in); }
 
-#define expect_rule(fn, in, want)                                                             \
-    do {                                                                                      \
-        char *got_ = apply(fn, in);                                                           \
-        cr_expect_str_eq(got_, want);                                                         \
-        free(got_);                                                                           \
+#define expect_rule(fn, in, want)                                                                  \
+    do {                                                                                           \
+        char *got_ = apply(fn, in);                                                                \
+        cr_expect_str_eq(got_, want);                                                              \
+        free(got_);                                                                                \
     } while (0)
 #define expect_clean(in, want) expect_rule(text_clean, in, want)
 
@@ -59,8 +59,8 @@ static size_t count_chunks(const char *in, size_t min, size_t max, char ***out) 
 Test(text, sentences_split_after_end_marks_but_not_after_abbreviations) {
     char **c;
     /* max 1: every sentence on its own; min 1: keep every non-empty one. */
-    size_t n = count_chunks("Dr. Smith met Mr. Jones. It was 3.14 p.m. e.g. late! Was it? Yes", 1,
-                            1, &c);
+    size_t n =
+        count_chunks("Dr. Smith met Mr. Jones. It was 3.14 p.m. e.g. late! Was it? Yes", 1, 1, &c);
     /* As Python's re.split gives it with the Handbook's pattern. */
     const char *want[] = {"Dr. Smith met Mr. Jones.", "It was 3.14 p.m. e.g. late!", "Was it?",
                           "Yes"};
@@ -195,18 +195,18 @@ static size_t windows(const char *t, size_t size, size_t overlap, char ***out, t
     return n;
 }
 
-#define expect_windows(t, size, overlap, ...)                                                 \
-    do {                                                                                      \
-        const char *want_[] = {__VA_ARGS__};                                                  \
-        size_t nwant_ = sizeof(want_) / sizeof(want_[0]);                                     \
-        char **got_;                                                                          \
-        size_t n_ = windows(t, size, overlap, &got_, NULL);                                   \
-        cr_expect_eq(n_, nwant_, "'%s' %d/%d: %zu windows, not %zu", t, (int)(size),          \
-                     (int)(overlap), n_, nwant_);                                             \
-        for (size_t i_ = 0; i_ < n_ && i_ < nwant_; i_++)                                     \
-            cr_expect_str_eq(got_[i_], want_[i_], "'%s' %d/%d window %zu", t, (int)(size),     \
-                             (int)(overlap), i_);                                             \
-        text_chunks_free(got_, n_);                                                           \
+#define expect_windows(t, size, overlap, ...)                                                      \
+    do {                                                                                           \
+        const char *want_[] = {__VA_ARGS__};                                                       \
+        size_t nwant_ = sizeof(want_) / sizeof(want_[0]);                                          \
+        char **got_;                                                                               \
+        size_t n_ = windows(t, size, overlap, &got_, NULL);                                        \
+        cr_expect_eq(n_, nwant_, "'%s' %d/%d: %zu windows, not %zu", t, (int)(size),               \
+                     (int)(overlap), n_, nwant_);                                                  \
+        for (size_t i_ = 0; i_ < n_ && i_ < nwant_; i_++)                                          \
+            cr_expect_str_eq(got_[i_], want_[i_], "'%s' %d/%d window %zu", t, (int)(size),         \
+                             (int)(overlap), i_);                                                  \
+        text_chunks_free(got_, n_);                                                                \
     } while (0)
 
 Test(text, windows_on_ascii_end_at_words_and_overlap_by_whole_words) {
@@ -263,8 +263,8 @@ Test(text, windows_count_code_points_of_every_script) {
 static int valid_utf8(const char *s, size_t len) {
     for (size_t i = 0; i < len;) {
         utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(len - i), &c);
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &c);
         if (k <= 0)
             return 0;
         i += (size_t)k;
@@ -300,8 +300,14 @@ Test(text, windows_on_broken_utf8_never_give_broken_utf8) {
                    "\xef\xbf\xbd\xef\xbf\xbd");
     char *o;
     size_t len;
-    cr_assert_eq(text_utf8_dup("a\xff" "b\xef\xbf\xbd" "c\xe2\x82", 9, &o, &len), 0);
-    cr_expect_str_eq(o, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd");
+    cr_assert_eq(text_utf8_dup("a\xff"
+                               "b\xef\xbf\xbd"
+                               "c\xe2\x82",
+                               9, &o, &len),
+                 0);
+    cr_expect_str_eq(o, "a\xef\xbf\xbd"
+                        "b\xef\xbf\xbd"
+                        "c\xef\xbf\xbd\xef\xbf\xbd");
     cr_expect_eq(len, 15);
     free(o);
 }
@@ -340,8 +346,8 @@ static size_t check_windows(const char *t, size_t len, size_t size, size_t overl
     size_t *off = malloc((len + 1) * sizeof(*off)), n = 0;
     for (size_t i = 0; i < len;) {
         utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)t + i,
-                                              (utf8proc_ssize_t)(len - i), &c);
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)t + i, (utf8proc_ssize_t)(len - i), &c);
         cr_assert_gt(k, 0, "the test text must be valid UTF-8");
         off[n] = i;
         cp[n++] = c;
@@ -382,8 +388,8 @@ static size_t check_windows(const char *t, size_t len, size_t size, size_t overl
         cr_assert(shared <= overlap, "windows %zu and %zu share %zu > %zu", i, i + 1, shared,
                   overlap);
         /* The shared code points end window i and begin window i+1. */
-        cr_assert(memcmp(t + off[e[i] - shared], t + off[s[i + 1]],
-                         off[e[i]] - off[e[i] - shared]) == 0);
+        cr_assert(
+            memcmp(t + off[e[i] - shared], t + off[s[i + 1]], off[e[i]] - off[e[i] - shared]) == 0);
         /* Where the next window starts: the first word start at or after
          * p = max(e - overlap, s + 1), or p in a cut word, or u after a
          * long gap. */
@@ -395,8 +401,8 @@ static size_t check_windows(const char *t, size_t len, size_t size, size_t overl
             }
         if (u - want >= size)
             want = u;
-        cr_assert_eq(s[i + 1], want, "window %zu starts at %zu, not %zu (%zu/%zu)", i + 1,
-                     s[i + 1], want, size, overlap);
+        cr_assert_eq(s[i + 1], want, "window %zu starts at %zu, not %zu (%zu/%zu)", i + 1, s[i + 1],
+                     want, size, overlap);
         /* Exact overlap: when e - overlap is a word start inside window i,
          * window i+1 begins with window i's last `overlap` code points. */
         if (e[i] - s[i] > overlap && overlap > 0 && !text_is_space(cp[e[i] - overlap]) &&
@@ -415,9 +421,18 @@ static size_t check_windows(const char *t, size_t len, size_t size, size_t overl
 Test(text, window_properties_over_many_sizes_and_scripts) {
     /* A text of words of many lengths and scripts, some longer than the
      * small windows, with runs of whitespace of several kinds. */
-    static const char *words[] = {"a", "tiny", "word", "Привет", "東京都は日本の首都です",
-                                  "🙂🙂", "cafe\xcc\x81", "supercalifragilisticexpialidocious",
-                                  "3.14", "e.g.", "Ñu", "x"};
+    static const char *words[] = {"a",
+                                  "tiny",
+                                  "word",
+                                  "Привет",
+                                  "東京都は日本の首都です",
+                                  "🙂🙂",
+                                  "cafe\xcc\x81",
+                                  "supercalifragilisticexpialidocious",
+                                  "3.14",
+                                  "e.g.",
+                                  "Ñu",
+                                  "x"};
     static const char *gaps[] = {" ", " ", " ", "  ", "\n", " \t ", "\u3000"};
     size_t cap = 1 << 16, len = 0;
     char *t = malloc(cap);
@@ -430,8 +445,8 @@ Test(text, window_properties_over_many_sizes_and_scripts) {
         const char *g = gaps[(seed >> 16) % (sizeof(gaps) / sizeof(gaps[0]))];
         len += (size_t)sprintf(t + len, "%s%s", w, g);
     }
-    static const size_t sizes[][2] = {{1, 0},   {2, 1},   {5, 0},    {7, 3},     {10, 9},
-                                      {16, 4},  {33, 32}, {64, 10},  {250, 25},  {250, 249},
+    static const size_t sizes[][2] = {{1, 0},      {2, 1},    {5, 0},      {7, 3},    {10, 9},
+                                      {16, 4},     {33, 32},  {64, 10},    {250, 25}, {250, 249},
                                       {1500, 100}, {5000, 0}, {10000, 100}};
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         size_t nw = check_windows(t, len, sizes[k][0], sizes[k][1]);
@@ -464,7 +479,8 @@ static void require_handbook(void) {
 
 Test(text, clean_reproduces_the_handbooks_cleaned_documents_76_of_76) {
     require_handbook();
-    bson_t *raw = load_artifact("raw_documents.json"), *want = load_artifact("cleaned_documents.json");
+    bson_t *raw = load_artifact("raw_documents.json"),
+           *want = load_artifact("cleaned_documents.json");
     bson_iter_t ra, wa, r, w;
     cr_assert(bson_iter_init_find(&ra, raw, "artifact_data") && bson_iter_recurse(&ra, &r));
     cr_assert(bson_iter_init_find(&wa, want, "artifact_data") && bson_iter_recurse(&wa, &w));
@@ -509,23 +525,25 @@ Test(text, article_chunking_gives_the_handbooks_500_chunks) {
     int fd = mkstemp(ref_path);
     close(fd);
     char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "/usr/bin/python3 -c 'import json,re,hashlib,uuid\n"
-             "docs=json.load(open(\"%s/artifacts/cleaned_documents.json\"))[\"artifact_data\"]\n"
-             "out=[]\n"
-             "for d in docs:\n"
-             "  s=re.split(r\"(?<!\\w\\.\\w.)(?<![A-Z][a-z]\\.)(?<=\\.|\\?|\\!)\\s\",d[\"content\"])\n"
-             "  cur=\"\"\n"
-             "  for x in s:\n"
-             "    x=x.strip()\n"
-             "    if not x: continue\n"
-             "    if len(cur)+len(x)<=2000: cur+=x+\" \"\n"
-             "    else:\n"
-             "      if len(cur)>=1000: out.append(cur.strip())\n"
-             "      cur=x+\" \"\n"
-             "  if len(cur)>=1000: out.append(cur.strip())\n"
-             "json.dump([[c,str(uuid.UUID(hex=hashlib.md5(c.encode()).hexdigest(),version=4))] for c in out],open(\"%s\",\"w\"))'",
-             HANDBOOK, ref_path);
+    snprintf(
+        cmd, sizeof(cmd),
+        "/usr/bin/python3 -c 'import json,re,hashlib,uuid\n"
+        "docs=json.load(open(\"%s/artifacts/cleaned_documents.json\"))[\"artifact_data\"]\n"
+        "out=[]\n"
+        "for d in docs:\n"
+        "  s=re.split(r\"(?<!\\w\\.\\w.)(?<![A-Z][a-z]\\.)(?<=\\.|\\?|\\!)\\s\",d[\"content\"])\n"
+        "  cur=\"\"\n"
+        "  for x in s:\n"
+        "    x=x.strip()\n"
+        "    if not x: continue\n"
+        "    if len(cur)+len(x)<=2000: cur+=x+\" \"\n"
+        "    else:\n"
+        "      if len(cur)>=1000: out.append(cur.strip())\n"
+        "      cur=x+\" \"\n"
+        "  if len(cur)>=1000: out.append(cur.strip())\n"
+        "json.dump([[c,str(uuid.UUID(hex=hashlib.md5(c.encode()).hexdigest(),version=4))] for c in "
+        "out],open(\"%s\",\"w\"))'",
+        HANDBOOK, ref_path);
     cr_assert_eq(system(cmd), 0);
     bson_error_t err;
     bson_json_reader_t *rr = bson_json_reader_new_from_file(ref_path, &err);
@@ -605,10 +623,12 @@ Test(text, nfc_and_url_removal) {
 #include "dedupe.h"
 
 Test(text, exact_and_near_duplicates) {
-    const char *a = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun "
-                    "and the birds sing in the tall green trees near the quiet river bank today";
-    const char *b = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun "
-                    "and the birds sing in the tall green trees near the quiet river bank tonight";
+    const char *a =
+        "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun "
+        "and the birds sing in the tall green trees near the quiet river bank today";
+    const char *b =
+        "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun "
+        "and the birds sing in the tall green trees near the quiet river bank tonight";
     const char *c = "a completely different text about language models, datasets and evaluation "
                     "metrics that shares almost no five word sequence with the others at all";
     double near = dedupe_similarity(a, strlen(a), b, strlen(b));
@@ -693,7 +713,8 @@ Test(text, remove_markup_drops_tags_references_and_link_syntax) {
     expect_unmarked("a<!-- note -->b", "a b");
     expect_unmarked("fish &amp; chips &lt;3 caf&#233; &#x1F600;&nbsp;x &copy; y",
                     "fish & chips <3 caf\xc3\xa9 \xf0\x9f\x98\x80 x  y");
-    expect_unmarked("see [the docs](https://x.org/d) and ![a cat](c.png)", "see the docs and a cat");
+    expect_unmarked("see [the docs](https://x.org/d) and ![a cat](c.png)",
+                    "see the docs and a cat");
     /* Not markup: kept byte for byte. */
     expect_unmarked("1 < 2 > 0, a & b, [x] (y), &#; &#0; <3", "1 < 2 > 0, a & b, [x] (y), &#;  <3");
     expect_unmarked("<unclosed tag and text", "<unclosed tag and text");

@@ -86,8 +86,8 @@ static int check_against_reference(const char *mode, size_t n, size_t len, size_
     p.dim = dim;
     tfidf_model *m;
     char err[512];
-    cr_assert_eq(tfidf_fit((const char *const *)texts, lens, n, &p, &m, err, sizeof(err)), 0,
-                 "%s", err);
+    cr_assert_eq(tfidf_fit((const char *const *)texts, lens, n, &p, &m, err, sizeof(err)), 0, "%s",
+                 err);
     make_dir();
     cr_assert_eq(tfidf_save(m, dir, err, sizeof(err)), 0, "%s", err);
     float *emb = malloc(n * tfidf_dim(m) * sizeof(*emb));
@@ -179,9 +179,10 @@ Test(tfidf, a_corpus_of_one_text_repeated_has_rank_one_and_still_fits) {
 Test(tfidf, duplicates_and_texts_without_terms_leave_orthonormal_components_only) {
     /* Ten texts of rank six: the sketch (ten columns) has four directions
      * of nothing, which must not become components. */
-    const char *texts[] = {"alpha beta gamma", "delta epsilon", "zeta eta theta iota",
-                           "kappa lambda", "mu nu xi omicron", "pi rho sigma",
-                           "alpha beta gamma", "delta epsilon", "kappa lambda", "!!! ???"};
+    const char *texts[] = {"alpha beta gamma", "delta epsilon",    "zeta eta theta iota",
+                           "kappa lambda",     "mu nu xi omicron", "pi rho sigma",
+                           "alpha beta gamma", "delta epsilon",    "kappa lambda",
+                           "!!! ???"};
     size_t lens[10];
     for (size_t i = 0; i < 10; i++)
         lens[i] = strlen(texts[i]);
@@ -283,7 +284,9 @@ static void write_file(const char *name, const char *text) {
     fclose(f);
 }
 
-static void other_type(void) { write_file("config.json", "{\"model_type\": \"bert\", \"dim\": 2, \"terms\": 8}"); }
+static void other_type(void) {
+    write_file("config.json", "{\"model_type\": \"bert\", \"dim\": 2, \"terms\": 8}");
+}
 static void twice(void) { write_file("vocab.txt", "red\nred\n"); }
 static void fewer_terms(void) { write_file("vocab.txt", "red\ngreen\n"); }
 static void bad_shape(void) {
@@ -301,5 +304,9 @@ static void bad_shape(void) {
 
 Test(tfidf, a_folder_of_another_model_type_is_refused) { expect_refusal(other_type, "model_type"); }
 Test(tfidf, a_term_listed_twice_is_refused) { expect_refusal(twice, "is there twice"); }
-Test(tfidf, a_vocabulary_shorter_than_the_config_is_refused) { expect_refusal(fewer_terms, "terms, config.json says"); }
-Test(tfidf, weights_of_the_wrong_shape_are_refused) { expect_refusal(bad_shape, "does not have the shape"); }
+Test(tfidf, a_vocabulary_shorter_than_the_config_is_refused) {
+    expect_refusal(fewer_terms, "terms, config.json says");
+}
+Test(tfidf, weights_of_the_wrong_shape_are_refused) {
+    expect_refusal(bad_shape, "does not have the shape");
+}

@@ -217,8 +217,8 @@ static void expect_same_as_reference(const char *json, const texts *t, int add_s
         cr_assert_not_null(end, "the reference printed %zu lines, not %zu", i, t->n);
         *end = '\0';
         ids.n = 0;
-        cr_assert_eq(tok_encode(tok, t->v[i], strlen(t->v[i]), add_special, &ids, err,
-                                sizeof(err)), 0, "%s", err);
+        cr_assert_eq(tok_encode(tok, t->v[i], strlen(t->v[i]), add_special, &ids, err, sizeof(err)),
+                     0, "%s", err);
         total_ids += ids.n;
         size_t k = 0;
         int same = 1;
@@ -239,8 +239,7 @@ static void expect_same_as_reference(const char *json, const texts *t, int add_s
                          k);
         line = end + 1;
     }
-    cr_expect_eq(differ, 0, "%zu of %zu texts encode differently from the reference", differ,
-                 t->n);
+    cr_expect_eq(differ, 0, "%zu of %zu texts encode differently from the reference", differ, t->n);
     cr_expect_gt(total_ids, t->n, "not a comparison of empty lists");
     tok_ids_free(&ids);
     tok_free(tok);
@@ -356,9 +355,11 @@ static const char LLAMA3_HEAD[] =
     "{\"id\":2008,\"content\":\" fine\",\"special\":false,\"normalized\":true}],"
     "\"normalizer\":null,"
     "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":"
-    "{\"Regex\":\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| "
+    "{\"Regex\":\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,"
+    "3}| "
     "?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
-    "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+    "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":"
+    "false,"
     "\"trim_offsets\":true,\"use_regex\":false}]},"
     "\"post_processor\":{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\","
     "\"add_prefix_space\":true,\"trim_offsets\":false,\"use_regex\":true},"
@@ -436,14 +437,14 @@ Test(tokenizer, llama3_style_special_tokens_template_and_ignore_merges) {
 
 /* The pieces the heads below share, as `tokenizers` writes them. */
 #define ENDOFTEXT(normalized)                                                                      \
-    "{\"id\":0,\"content\":\"<|endoftext|>\",\"single_word\":false,\"lstrip\":false,"          \
+    "{\"id\":0,\"content\":\"<|endoftext|>\",\"single_word\":false,\"lstrip\":false,"              \
     "\"rstrip\":false,\"normalized\":" normalized ",\"special\":true}"
 #define BYTELEVEL(prefix, trim, regex)                                                             \
-    "{\"type\":\"ByteLevel\",\"add_prefix_space\":" prefix ",\"trim_offsets\":" trim            \
+    "{\"type\":\"ByteLevel\",\"add_prefix_space\":" prefix ",\"trim_offsets\":" trim               \
     ",\"use_regex\":" regex "}"
 #define HEAD(added, normalizer, pre, post, decoder)                                                \
-    "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[" added      \
-    "],\"normalizer\":" normalizer ",\"pre_tokenizer\":" pre ",\"post_processor\":" post        \
+    "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[" added           \
+    "],\"normalizer\":" normalizer ",\"pre_tokenizer\":" pre ",\"post_processor\":" post           \
     ",\"decoder\":" decoder ","
 
 static const char GPT2_HEAD[] =
@@ -469,11 +470,11 @@ static const char QWEN2_HEAD[] = HEAD(
     "\"behavior\":\"Isolated\",\"invert\":false}," BYTELEVEL("false", "false", "false") "]}",
     BYTELEVEL("false", "false", "false"), BYTELEVEL("false", "false", "false"));
 
-static const char SMOLLM_HEAD[] = HEAD(
-    ENDOFTEXT("false"), "null",
-    "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":true},"
-    BYTELEVEL("false", "true", "true") "]}",
-    "{\"type\":\"ByteLevel\"}", "{\"type\":\"ByteLevel\"}");
+static const char SMOLLM_HEAD[] =
+    HEAD(ENDOFTEXT("false"), "null",
+         "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":"
+         "true}," BYTELEVEL("false", "true", "true") "]}",
+         "{\"type\":\"ByteLevel\"}", "{\"type\":\"ByteLevel\"}");
 
 /* SmolLM's (and StarCoder's) Digits pre-tokenizer before ByteLevel. */
 Test(tokenizer, smollm_style_file_with_digits_matches_the_reference) {
@@ -517,10 +518,11 @@ Test(tokenizer, qwen2_style_file_with_nfc_matches_the_reference) {
 
 /* ---- a tiny hand-written vocabulary ---- */
 
-#define TINY_MODEL(merges)                                                                        \
+#define TINY_MODEL(merges)                                                                         \
     "{\"added_tokens\":[],\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},"  \
-    "\"decoder\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,"   \
-    "\"c\":2,\"ab\":3,\"abc\":4,\"\xc4\xa0\":5,\"\xc4\xa0" "a\":6},\"merges\":" merges "}}"
+    "\"decoder\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1," \
+    "\"c\":2,\"ab\":3,\"abc\":4,\"\xc4\xa0\":5,\"\xc4\xa0"                                         \
+    "a\":6},\"merges\":" merges "}}"
 
 Test(tokenizer, merges_in_string_and_pair_form_are_the_same) {
     tok_tokenizer *s = load(TINY_MODEL("[\"a b\",\"ab c\",\"\xc4\xa0 a\"]"));
@@ -555,7 +557,8 @@ static void expect_refused(const char *json, int rc, const char *needle) {
 Test(tokenizer, bad_files_are_refused_naming_the_file_and_the_field) {
     expect_refused("{\"model\": ", -EINVAL, "not a JSON object");
     expect_refused("", -EINVAL, "not a JSON object");
-    expect_refused(TINY_MODEL("[\"a x\"]"), -EINVAL, "model.merges[0]: \"x\" is not in model.vocab");
+    expect_refused(TINY_MODEL("[\"a x\"]"), -EINVAL,
+                   "model.merges[0]: \"x\" is not in model.vocab");
     expect_refused(TINY_MODEL("[\"b c\"]"), -EINVAL, "merged token \"bc\"");
     expect_refused(TINY_MODEL("[\"abc\"]"), -EINVAL, "model.merges[0]");
     expect_refused(TINY_MODEL("[[\"a\"]]"), -EINVAL, "model.merges[0]");
@@ -574,9 +577,10 @@ Test(tokenizer, bad_files_are_refused_naming_the_file_and_the_field) {
     expect_refused("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":"
                    "\"WordPiece\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
                    -ENOTSUP, "decoder");
-    expect_refused("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":"
-                   "\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-3},\"merges\":[]}}",
-                   -EINVAL, "out of range");
+    expect_refused(
+        "{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":"
+        "\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-3},\"merges\":[]}}",
+        -EINVAL, "out of range");
     expect_refused("{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":"
                    "\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"},{\"type\":"
                    "\"ByteLevel\"}]},\"decoder\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":"
@@ -634,9 +638,10 @@ Test(tokenizer, files_are_written_and_read_back) {
 
 /* "abc" is in the vocabulary, but the merges make a + bc of it: only
  * ignore_merges (Llama 3) gives the one token. */
-#define IGNORE_MERGES_MODEL(flag)                                                                 \
-    "{\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},\"decoder\":{\"type\":" \
-    "\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"ignore_merges\":" flag ",\"vocab\":{\"a\":0,"     \
+#define IGNORE_MERGES_MODEL(flag)                                                                  \
+    "{\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},\"decoder\":{"         \
+    "\"type\":"                                                                                    \
+    "\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"ignore_merges\":" flag ",\"vocab\":{\"a\":0,"    \
     "\"b\":1,\"c\":2,\"bc\":3,\"ab\":4,\"abc\":5,\"\xc4\xa0\":6},\"merges\":[\"b c\",\"a b\"]}}"
 
 Test(tokenizer, ignore_merges_takes_a_word_that_is_a_token_whole) {
@@ -682,11 +687,10 @@ Test(tokenizer, fuzz_seeds_load_and_encode) {
         tok_tokenizer *tok;
         cr_assert_eq(tok_load(path, &tok, err, sizeof(err)), 0, "%s", err);
         tok_ids ids = {0};
-        cr_assert_eq(tok_encode(tok, "abc ab<|endoftext|>", 19, 1, &ids, err, sizeof(err)), 0,
-                     "%s", err);
+        cr_assert_eq(tok_encode(tok, "abc ab<|endoftext|>", 19, 1, &ids, err, sizeof(err)), 0, "%s",
+                     err);
         cr_expect_eq(ids.n, want_n[i], "%s: %zu ids", names[i], ids.n);
-        cr_expect(ids.n == want_n[i] && memcmp(ids.ids, want[i], ids.n * 4) == 0, "%s",
-                  names[i]);
+        cr_expect(ids.n == want_n[i] && memcmp(ids.ids, want[i], ids.n * 4) == 0, "%s", names[i]);
         tok_ids_free(&ids);
         tok_free(tok);
     }

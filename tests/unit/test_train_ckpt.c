@@ -47,13 +47,9 @@ Test(lr_schedule, cosine_with_warmup_as_hf) {
     check_schedule("cosine", 0, 37, 1e-3, 0);
 }
 
-Test(lr_schedule, cosine_to_a_floor_as_hf) {
-    check_schedule("cosine", 10, 100, 3e-4, 3e-5);
-}
+Test(lr_schedule, cosine_to_a_floor_as_hf) { check_schedule("cosine", 10, 100, 3e-4, 3e-5); }
 
-Test(lr_schedule, constant_with_warmup_as_hf) {
-    check_schedule("constant", 10, 100, 5e-4, 0);
-}
+Test(lr_schedule, constant_with_warmup_as_hf) { check_schedule("constant", 10, 100, 5e-4, 0); }
 
 Test(lr_schedule, unknown_kinds_are_refused) {
     lr_kind k;
@@ -93,11 +89,11 @@ static void write_checkpoint(uint64_t step) {
     char err[512];
     ckpt_writer *w;
     cr_assert_eq(ckpt_writer_begin(root, step, &w, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(ckpt_writer_add_moments(w, "model.layers.0.w", w_m, w_v, 2,
-                                         (uint64_t[]){3, 4}, err, sizeof(err)),
+    cr_assert_eq(ckpt_writer_add_moments(w, "model.layers.0.w", w_m, w_v, 2, (uint64_t[]){3, 4},
+                                         err, sizeof(err)),
                  0, "%s", err);
-    cr_assert_eq(ckpt_writer_add_moments(w, "b", b_m, b_v, 1, (uint64_t[]){5}, err, sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(ckpt_writer_add_moments(w, "b", b_m, b_v, 1, (uint64_t[]){5}, err, sizeof(err)), 0,
+                 "%s", err);
     /* the caller's own file (the weights) goes into the same folder */
     char path[512];
     snprintf(path, sizeof(path), "%s/model.safetensors", ckpt_writer_dir(w));

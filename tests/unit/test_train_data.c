@@ -10,7 +10,7 @@
 /* The Handbook's template, spelled out here independently of
  * TRAIN_ALPACA_PROMPT. */
 #define ALPACA_HEAD                                                                                \
-    "Below is an instruction that describes a task. Write a response that appropriately "         \
+    "Below is an instruction that describes a task. Write a response that appropriately "          \
     "completes the request.\n\n### Instruction:\n"
 #define ALPACA_MID "\n\n### Response:\n"
 
@@ -69,10 +69,9 @@ Test(dataset, the_handbooks_layout_by_split_and_category) {
 }
 
 Test(dataset, json_lines_with_splits_and_other_tools_field_names) {
-    const char *jsonl =
-        "{\"instruction\": \"q1\", \"answer\": \"a1\", \"category\": \"posts\"}\n"
-        "{\"instruction\": \"q2\", \"output\": \"a2\", \"split\": \"train\"}\n"
-        "{\"instruction\": \"q3\", \"answer\": \"a3\", \"split\": \"test\"}\n";
+    const char *jsonl = "{\"instruction\": \"q1\", \"answer\": \"a1\", \"category\": \"posts\"}\n"
+                        "{\"instruction\": \"q2\", \"output\": \"a2\", \"split\": \"train\"}\n"
+                        "{\"instruction\": \"q3\", \"answer\": \"a3\", \"split\": \"test\"}\n";
     dataset *d = load(jsonl, DATASET_INSTRUCTION, "train");
     cr_assert_eq(d->n, 2);
     cr_expect_str_eq(d->ex[1].b, "a2");
@@ -159,8 +158,8 @@ static void expect_mask(const char *mask, size_t zeros, size_t ones) {
 }
 
 Test(examples, sft_is_the_alpaca_template_with_eos_and_loss_on_the_response) {
-    dataset *d = load("{\"instruction\": \"Say hi.\", \"answer\": \"Hi!\"}\n", DATASET_INSTRUCTION,
-                      "train");
+    dataset *d =
+        load("{\"instruction\": \"Say hi.\", \"answer\": \"Hi!\"}\n", DATASET_INSTRUCTION, "train");
     train_examples *e = build(d, &bytes_tok, (train_format){.response_only = 1});
     cr_assert_eq(e->n, 1);
     char text[1024], mask[1024];
@@ -188,8 +187,7 @@ Test(examples, over_long_examples_are_truncated_or_skipped_and_counted) {
                       "{\"instruction\": \"b\", \"answer\": \"x\"}\n",
                       DATASET_INSTRUCTION, "train");
     size_t prompt = strlen(ALPACA_HEAD "a" ALPACA_MID), L = prompt + 5;
-    train_examples *e =
-        build(d, &bytes_tok, (train_format){.max_seq_len = L, .response_only = 1});
+    train_examples *e = build(d, &bytes_tok, (train_format){.max_seq_len = L, .response_only = 1});
     cr_expect_eq(e->n, 2);
     cr_expect_eq(e->truncated, 1);
     cr_expect_eq(e->skipped, 0);
@@ -293,8 +291,8 @@ Test(batcher, shuffles_are_permutations_fixed_by_seed_and_epoch) {
 
 Test(batcher, an_epoch_of_padded_rows_sees_every_example_once) {
     train_examples *e = numbered(10);
-    batcher *b = new_batcher(e, (batcher_opts){.B = 4, .T = 8, .shuffle = 1, .pad_id = 0,
-                                               .seed = 3});
+    batcher *b =
+        new_batcher(e, (batcher_opts){.B = 4, .T = 8, .shuffle = 1, .pad_id = 0, .seed = 3});
     cr_expect_eq(batcher_steps_per_epoch(b), 3);
     int seen[26] = {0};
     for (int step = 0; step < 3; step++) {
@@ -346,14 +344,15 @@ static void check_resume(batcher_opts o, size_t first, size_t then) {
 
 Test(batcher, resuming_from_a_position_gives_the_same_batches) {
     check_resume((batcher_opts){.B = 3, .T = 8, .shuffle = 1, .seed = 9}, 2, 9);
-    check_resume((batcher_opts){.B = 3, .T = 8, .shuffle = 1, .seed = 9}, 4, 9); /* at an epoch end */
+    check_resume((batcher_opts){.B = 3, .T = 8, .shuffle = 1, .seed = 9}, 4,
+                 9); /* at an epoch end */
     check_resume((batcher_opts){.B = 2, .T = 5, .packed = 1, .shuffle = 1, .seed = 9}, 3, 12);
 }
 
 Test(batcher, packed_rows_are_the_epochs_examples_end_to_end) {
     train_examples *e = numbered(7);
-    batcher *b = new_batcher(e, (batcher_opts){.B = 2, .T = 6, .packed = 1, .shuffle = 1,
-                                               .pad_id = -1, .seed = 1});
+    batcher *b = new_batcher(
+        e, (batcher_opts){.B = 2, .T = 6, .packed = 1, .shuffle = 1, .pad_id = -1, .seed = 1});
     int32_t want[256], got[256];
     size_t nw = 0, ng = 0;
     const size_t *order = batcher_order(b, 0);
@@ -376,8 +375,8 @@ Test(batcher, packed_rows_are_the_epochs_examples_end_to_end) {
 }
 
 Test(batcher, targets_are_the_next_masked_token_or_minus_one) {
-    dataset *d = load("{\"instruction\": \"Q\", \"answer\": \"ab\"}\n", DATASET_INSTRUCTION,
-                      "train");
+    dataset *d =
+        load("{\"instruction\": \"Q\", \"answer\": \"ab\"}\n", DATASET_INSTRUCTION, "train");
     train_examples *e = build(d, &bytes_tok, (train_format){.response_only = 1});
     size_t np = e->seq[0].prompt_len, T = np + 5;
     batcher *b = new_batcher(e, (batcher_opts){.B = 2, .T = T, .pad_id = 0});
@@ -407,13 +406,13 @@ Test(batcher, pairs_put_chosen_then_rejected_rows) {
     size_t p = e->seq[0].prompt_len;
     const char *want[4] = {"c1", "c2", "r1", "r2"};
     for (size_t r = 0; r < 4; r++)
-        cr_expect(t->ids[r * T + p] == want[r][0] && t->ids[r * T + p + 1] == want[r][1],
-                  "row %zu", r);
+        cr_expect(t->ids[r * T + p] == want[r][0] && t->ids[r * T + p + 1] == want[r][1], "row %zu",
+                  r);
     char err[256];
     batcher *bad;
-    cr_expect_eq(batcher_new(e, &(batcher_opts){.B = 2, .T = T, .packed = 1}, &bad, err,
-                             sizeof(err)),
-                 -EINVAL);
+    cr_expect_eq(
+        batcher_new(e, &(batcher_opts){.B = 2, .T = T, .packed = 1}, &bad, err, sizeof(err)),
+        -EINVAL);
     cr_expect_eq(batcher_new(e, &(batcher_opts){.B = 2, .T = T - 3}, &bad, err, sizeof(err)),
                  -EINVAL);
     cr_expect(strstr(err, "example 1") != NULL, "%s", err);
@@ -434,7 +433,8 @@ static dataset *handbook(const char *file, dataset_kind kind, const char *split)
     char path[1024], err[512];
     snprintf(path, sizeof(path), "%s/artifacts/%s", handbook_dir(), file);
     if (access(path, R_OK) != 0)
-        SKIP_UNLESS_REQUIRED("the Handbook's data is not at ../shared/handbook (or $SLUICE_HANDBOOK)");
+        SKIP_UNLESS_REQUIRED(
+            "the Handbook's data is not at ../shared/handbook (or $SLUICE_HANDBOOK)");
     dataset *d;
     cr_assert_eq(dataset_load(path, kind, split, &d, err, sizeof(err)), 0, "%s", err);
     return d;
@@ -464,7 +464,7 @@ static void check_rendering(const dataset *d) {
             cr_assert_eq(q->len, np + nr + 1, "example %zu", i);
             cr_assert_eq(q->prompt_len, np);
             for (size_t k = 0; k < q->len; k++) {
-                int32_t want = k < np ? (unsigned char)prompt[k]
+                int32_t want = k < np        ? (unsigned char)prompt[k]
                                : k < np + nr ? (unsigned char)resp[k - np]
                                              : BYTE_EOS;
                 cr_assert_eq(q->ids[k], want, "example %zu token %zu", i, k);

@@ -24,14 +24,16 @@ Test(value, core_schema_typing) {
         const char *text;
         value_kind kind;
     } cases[] = {
-        {"", VAL_NULL},      {"~", VAL_NULL},       {"null", VAL_NULL},    {"NULL", VAL_NULL},
-        {"true", VAL_BOOL},  {"False", VAL_BOOL},   {"yes", VAL_STR},      {"no", VAL_STR},
-        {"on", VAL_STR},     {"0", VAL_INT},        {"-12", VAL_INT},      {"+7", VAL_INT},
-        {"0x1F", VAL_INT},   {"0o17", VAL_INT},     {"1.5", VAL_FLOAT},    {"3.", VAL_FLOAT},
-        {".5", VAL_FLOAT},   {"1e3", VAL_FLOAT},    {"2.0e-6", VAL_FLOAT}, {".inf", VAL_FLOAT},
-        {"-.Inf", VAL_FLOAT}, {".NaN", VAL_FLOAT},  {"1e", VAL_STR},       {"1.2.3", VAL_STR},
-        {"0x", VAL_STR},     {"12abc", VAL_STR},    {"nulls", VAL_STR},    {"-", VAL_STR},
-        {".", VAL_STR},      {"Maxime Labonne", VAL_STR},
+        {"", VAL_NULL},        {"~", VAL_NULL},     {"null", VAL_NULL},
+        {"NULL", VAL_NULL},    {"true", VAL_BOOL},  {"False", VAL_BOOL},
+        {"yes", VAL_STR},      {"no", VAL_STR},     {"on", VAL_STR},
+        {"0", VAL_INT},        {"-12", VAL_INT},    {"+7", VAL_INT},
+        {"0x1F", VAL_INT},     {"0o17", VAL_INT},   {"1.5", VAL_FLOAT},
+        {"3.", VAL_FLOAT},     {".5", VAL_FLOAT},   {"1e3", VAL_FLOAT},
+        {"2.0e-6", VAL_FLOAT}, {".inf", VAL_FLOAT}, {"-.Inf", VAL_FLOAT},
+        {".NaN", VAL_FLOAT},   {"1e", VAL_STR},     {"1.2.3", VAL_STR},
+        {"0x", VAL_STR},       {"12abc", VAL_STR},  {"nulls", VAL_STR},
+        {"-", VAL_STR},        {".", VAL_STR},      {"Maxime Labonne", VAL_STR},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         value *v = plain(cases[i].text);
@@ -99,9 +101,8 @@ Test(value, durations) {
     const struct {
         const char *text;
         int64_t ms;
-    } ok[] = {{"0", 0},          {"250ms", 250},       {"90s", 90000},
-              {"10m", 600000},   {"1h30m", 5400000},   {"1.5h", 5400000},
-              {"2d", 172800000}, {"1m30s500ms", 90500}};
+    } ok[] = {{"0", 0},           {"250ms", 250},    {"90s", 90000},    {"10m", 600000},
+              {"1h30m", 5400000}, {"1.5h", 5400000}, {"2d", 172800000}, {"1m30s500ms", 90500}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         int64_t ms = -1;
         const char *why = NULL;

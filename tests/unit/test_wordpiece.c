@@ -24,6 +24,7 @@
 
 /* Specials, punctuation, characters and ## pieces, some words, accented,
  * Greek, Cyrillic, Devanagari, Hangul jamo and CJK entries. Id = line. */
+/* clang-format off */
 static const char *const vocab_lines[] = {
     "[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
     "!", "\"", "#", "$", "%", "&", "'", "(", ")", "*", "+", ",", "-", ".", "/", ":", ";", "<",
@@ -44,6 +45,7 @@ static const char *const vocab_lines[] = {
     "हिन", "##्", "##दी",
     "[MASK]", /* listed twice: the last line's id wins, as in Python's dict */
 };
+/* clang-format on */
 #define VOCAB_N (sizeof(vocab_lines) / sizeof(*vocab_lines))
 
 static char root[64];
@@ -114,8 +116,10 @@ typedef struct text {
     const char *s;
     size_t len;
 } text;
-#define T(lit) {lit, sizeof(lit) - 1}
+#define T(lit)                                                                                     \
+    { lit, sizeof(lit) - 1 }
 
+/* clang-format off */
 static const text battery[] = {
     T("Hello, World!"),
     T("HeLLo WoRLD hello world"),
@@ -160,9 +164,11 @@ static const text battery[] = {
     T("Ǆ ǅ ǆ ẞ"),
     T("x\xcc\x81\xcc\x81\xcc\x81\xcc\x81\xcc\x81\xcc\x81\xcc\x81\xcc\x81 e\xcc\xa3\xcc\x82"),
 };
+/* clang-format on */
 #define BATTERY_N (sizeof(battery) / sizeof(*battery))
 
 /* A seeded random battery: pieces of text that stress the rules, glued. */
+/* clang-format off */
 static const char *const pool[] = {
     "a", "b", "e", "s", "x", "Z", "E", "Hello", "the", "un", "aff", "able", " ", " ", "  ", "\t",
     "\n", "\r\n", ".", ",", "!", "#", "##", "-", "[", "]", "CLS", "[CLS]", "[SEP]", "[MASK]",
@@ -172,6 +178,7 @@ static const char *const pool[] = {
     "\xe1\x86\xab", "한", "\xff", "\xe2\x82", "\x01", "\x7f", "1", "9", "«", "—", "ΟΔΟΣ", "ελλ",
     "ᄒ", "\xef\xa4\x80", "\xc0\xaf",
 };
+/* clang-format on */
 #define POOL_N (sizeof(pool) / sizeof(*pool))
 #define FUZZ_N 300
 
@@ -308,8 +315,8 @@ static void check_against_ref(const char *dir, const text *texts, size_t n) {
         size_t count;
         cr_assert_eq(wordpiece_count(wp, texts[i].s, texts[i].len, &count), 0);
         cr_expect_eq(count, tok.n);
-        int same = tok.n == want[i].n && (tok.n == 0 || memcmp(tok.ids, want[i].ids,
-                                                               tok.n * sizeof(int32_t)) == 0);
+        int same = tok.n == want[i].n &&
+                   (tok.n == 0 || memcmp(tok.ids, want[i].ids, tok.n * sizeof(int32_t)) == 0);
         if (!same && bad++ < 10) {
             char a[4096], b[4096];
             cr_expect_fail("text %zu (hex %s)\n  C:      [%s]\n  Python: [%s]", i, hex(&texts[i]),
@@ -360,27 +367,30 @@ static void expect_tokens(const wordpiece *wp, const char *s, size_t len, const 
         cr_expect_eq(tok.ids[i], id_of(wp, want[i]), "%s: token %zu is not %s", s, i, want[i]);
     wordpiece_tokens_fini(&tok);
 }
-#define EXPECT(wp, lit, ...)                                                                  \
-    do {                                                                                      \
-        const char *const want_[] = {__VA_ARGS__};                                            \
-        expect_tokens(wp, lit, sizeof(lit) - 1, want_, sizeof(want_) / sizeof(*want_));       \
+#define EXPECT(wp, lit, ...)                                                                       \
+    do {                                                                                           \
+        const char *const want_[] = {__VA_ARGS__};                                                 \
+        expect_tokens(wp, lit, sizeof(lit) - 1, want_, sizeof(want_) / sizeof(*want_));            \
     } while (0)
 
 Test(wordpiece, the_rules_one_by_one) {
     wordpiece *wp = load(uncased());
     EXPECT(wp, "Hello, World!", "hello", ",", "world", "!");
     EXPECT(wp, "unaffable", "un", "##aff", "##able");
-    EXPECT(wp, "CAFÉ cafe\xcc\x81", "cafe", "cafe");          /* accents go, both spellings */
-    EXPECT(wp, "ΟΔΟΣ", "οδοσ");                              /* no final sigma: per character */
-    EXPECT(wp, "İstanbul", "istanbul");                      /* i + U+0307, then stripped */
-    EXPECT(wp, "中国x", "中", "国", "x");                     /* CJK stand alone */
-    EXPECT(wp, "fox🙂", "[UNK]");                            /* one bad piece: the word */
+    EXPECT(wp, "CAFÉ cafe\xcc\x81", "cafe", "cafe"); /* accents go, both spellings */
+    EXPECT(wp, "ΟΔΟΣ", "οδοσ");                      /* no final sigma: per character */
+    EXPECT(wp, "İstanbul", "istanbul");              /* i + U+0307, then stripped */
+    EXPECT(wp, "中国x", "中", "国", "x");            /* CJK stand alone */
+    EXPECT(wp, "fox🙂", "[UNK]");                  /* one bad piece: the word */
     EXPECT(wp, "[CLS]x[SEP] [cls]", "[CLS]", "x", "[SEP]", "[", "cls", "]");
     EXPECT(wp, "zero\xe2\x80\x8bwidth", "z", "##e", "##r", "##o", "##w", "##i", "##d", "##t",
-           "##h");                                           /* Cf dropped, words join */
-    EXPECT(wp, "line\xe2\x80\xa8para", "line", "para");      /* str.split() splits on LS */
-    EXPECT(wp, "\xe1\xbf\xaf", "`");                         /* NFC makes it ASCII punctuation */
-    EXPECT(wp, "bad\xff\xe2\x82" "ab", "b", "##a", "##d", "##a", "##b"); /* U+FFFD dropped */
+           "##h");                                      /* Cf dropped, words join */
+    EXPECT(wp, "line\xe2\x80\xa8para", "line", "para"); /* str.split() splits on LS */
+    EXPECT(wp, "\xe1\xbf\xaf", "`");                    /* NFC makes it ASCII punctuation */
+    EXPECT(wp,
+           "bad\xff\xe2\x82"
+           "ab",
+           "b", "##a", "##d", "##a", "##b"); /* U+FFFD dropped */
     EXPECT(wp, "[MASK]", "[MASK]");
     cr_expect_eq(id_of(wp, "[MASK]"), (int32_t)VOCAB_N - 1, "the last [MASK] line wins");
     cr_expect_eq(wordpiece_specials(wp).mask, (int32_t)VOCAB_N - 1);
@@ -411,21 +421,24 @@ Test(wordpiece, offsets_point_at_the_bytes_each_token_came_from) {
     } cases[] = {
         {"Hello, world", 3, {{0, 5}, {5, 6}, {7, 12}}},
         {"unaffable", 3, {{0, 2}, {2, 5}, {5, 9}}},
-        {"cafe\xcc\x81!", 2, {{0, 6}, {6, 7}}},       /* the mark goes with its letter */
+        {"cafe\xcc\x81!", 2, {{0, 6}, {6, 7}}},           /* the mark goes with its letter */
         {" fox\xf0\x9f\x99\x82 x", 2, {{1, 8}, {9, 10}}}, /* [UNK] spans its word */
         {"[CLS]x", 2, {{0, 5}, {5, 6}}},
         {"\xe4\xb8\xad\xe5\x9b\xbd", 2, {{0, 3}, {3, 6}}},
-        {"ab\xe2\x80\x8b" "cd", 3, {{0, 2}, {5, 6}, {6, 7}}}, /* "abcd": ab ##c ##d */
+        {"ab\xe2\x80\x8b"
+         "cd",
+         3,
+         {{0, 2}, {5, 6}, {6, 7}}}, /* "abcd": ab ##c ##d */
     };
     wordpiece_tokens tok = WORDPIECE_TOKENS_INIT;
     for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
         cr_assert_eq(wordpiece_tokenize(wp, cases[c].s, strlen(cases[c].s), &tok), 0);
         cr_expect_eq(tok.n, cases[c].n, "%s: %zu tokens", cases[c].s, tok.n);
         for (size_t k = 0; k < tok.n && k < cases[c].n; k++) {
-            cr_expect_eq(tok.start[k], cases[c].spans[k][0], "%s: token %zu start %zu",
-                         cases[c].s, k, tok.start[k]);
-            cr_expect_eq(tok.end[k], cases[c].spans[k][1], "%s: token %zu end %zu", cases[c].s,
-                         k, tok.end[k]);
+            cr_expect_eq(tok.start[k], cases[c].spans[k][0], "%s: token %zu start %zu", cases[c].s,
+                         k, tok.start[k]);
+            cr_expect_eq(tok.end[k], cases[c].spans[k][1], "%s: token %zu end %zu", cases[c].s, k,
+                         tok.end[k]);
         }
     }
     wordpiece_tokens_fini(&tok);
@@ -442,8 +455,8 @@ static void check_prefix(const wordpiece *wp, const text *t, size_t max, int cle
     cr_assert_eq(wordpiece_prefix_bytes(wp, t->s, t->len, max, &p), 0);
     cr_assert_leq(p, t->len);
     cr_assert_eq(wordpiece_tokenize(wp, t->s, p, &pre), 0);
-    cr_expect_leq(pre.n, max, "%s, max %zu: the prefix of %zu bytes has %zu tokens", hex(t), max,
-                  p, pre.n);
+    cr_expect_leq(pre.n, max, "%s, max %zu: the prefix of %zu bytes has %zu tokens", hex(t), max, p,
+                  pre.n);
     cr_expect_leq(pre.n, all.n);
     for (size_t k = 0; k < pre.n && k < all.n; k++)
         cr_expect_eq(pre.ids[k], all.ids[k], "%s, max %zu: token %zu differs", hex(t), max, k);
@@ -466,7 +479,8 @@ Test(wordpiece, prefix_keeps_the_most_tokens_that_fit) {
         T("  leading and trailing spaces   "),
         T("中国日本 mixed 中文 text"),
         T("[CLS] a [SEP] b [MASK]"),
-        T("cafe\xcc\x81 nai\xcc\x88ve zero\xe2\x80\x8bwidth fox🙂 bad\xff" "bytes"),
+        T("cafe\xcc\x81 nai\xcc\x88ve zero\xe2\x80\x8bwidth fox🙂 bad\xff"
+          "bytes"),
         T(""),
         T("x"),
     };

@@ -42,9 +42,9 @@ extern "C" {
  * refused before any of its pointers are followed. */
 #define SL_STRINGIFY_(x) #x
 #define SL_STRINGIFY(x) SL_STRINGIFY_(x)
-#define SL_BUILD_SIGNATURE                                                                   \
-    "sluice-abi-" SL_STRINGIFY(SL_ABI_MAJOR) "/ptr" SL_STRINGIFY(__SIZEOF_POINTER__)         \
-        "/long" SL_STRINGIFY(__SIZEOF_LONG__)
+#define SL_BUILD_SIGNATURE                                                                         \
+    "sluice-abi-" SL_STRINGIFY(SL_ABI_MAJOR) "/ptr" SL_STRINGIFY(                                  \
+        __SIZEOF_POINTER__) "/long" SL_STRINGIFY(__SIZEOF_LONG__)
 
 #if defined(_WIN32)
 #define SL_EXPORT __declspec(dllexport)
@@ -71,8 +71,8 @@ typedef enum {
     SL_PARAM_INT = 2,   /* 64-bit signed */
     SL_PARAM_FLOAT = 3, /* double; an integer is accepted */
     SL_PARAM_BOOL = 4,
-    SL_PARAM_LIST = 5,  /* a list of scalars, read as strings */
-    SL_PARAM_JSON = 6,  /* any value (mapping, nested list), read as JSON text */
+    SL_PARAM_LIST = 5, /* a list of scalars, read as strings */
+    SL_PARAM_JSON = 6, /* any value (mapping, nested list), read as JSON text */
     /* ABI 1.2: a file or folder the step reads (a model, a tokenizer), read
      * as a string. sluice makes a relative path absolute against the
      * pipeline file's folder, refuses one naming a FIFO or a device, and
@@ -116,8 +116,8 @@ typedef struct sl_step {
 typedef struct sl_host sl_host;
 
 typedef struct sl_plugin {
-    uint32_t abi_version; /* SL_ABI_VERSION */
-    uint32_t size;        /* sizeof(sl_plugin) as the plugin was built */
+    uint32_t abi_version;  /* SL_ABI_VERSION */
+    uint32_t size;         /* sizeof(sl_plugin) as the plugin was built */
     const char *signature; /* SL_BUILD_SIGNATURE */
     const char *name;
     const char *version;
@@ -138,19 +138,19 @@ typedef const sl_plugin *(*sl_plugin_entry)(void);
 
 /* Writes the entry point: SL_PLUGIN_DEFINE("name", "1.0", steps, init, teardown)
  * where steps is a static array of sl_step. */
-#define SL_PLUGIN_DEFINE(plugin_name, plugin_version, step_array, init_fn, teardown_fn)       \
-    SL_EXPORT const sl_plugin *sluice_plugin_v1(void);                                      \
-    SL_EXPORT const sl_plugin *sluice_plugin_v1(void) {                                     \
-        static const sl_plugin plugin = {SL_ABI_VERSION,                                    \
-                                         (uint32_t)sizeof(sl_plugin),                       \
-                                         SL_BUILD_SIGNATURE,                                \
-                                         plugin_name,                                       \
-                                         plugin_version,                                    \
-                                         step_array,                                        \
-                                         sizeof(step_array) / sizeof((step_array)[0]),      \
-                                         init_fn,                                           \
-                                         teardown_fn};                                      \
-        return &plugin;                                                                     \
+#define SL_PLUGIN_DEFINE(plugin_name, plugin_version, step_array, init_fn, teardown_fn)            \
+    SL_EXPORT const sl_plugin *sluice_plugin_v1(void);                                             \
+    SL_EXPORT const sl_plugin *sluice_plugin_v1(void) {                                            \
+        static const sl_plugin plugin = {SL_ABI_VERSION,                                           \
+                                         (uint32_t)sizeof(sl_plugin),                              \
+                                         SL_BUILD_SIGNATURE,                                       \
+                                         plugin_name,                                              \
+                                         plugin_version,                                           \
+                                         step_array,                                               \
+                                         sizeof(step_array) / sizeof((step_array)[0]),             \
+                                         init_fn,                                                  \
+                                         teardown_fn};                                             \
+        return &plugin;                                                                            \
     }
 
 /* Host services. Append only: new members go at the end, and a plugin tests
@@ -160,13 +160,13 @@ struct sl_host {
     uint32_t size; /* sizeof(sl_host) in the running sluice */
     uint32_t abi_version;
     /* Parameters, as resolved: the pipeline's value or the declared default. */
-    const char *(*param_str)(sl_ctx *ctx, const char *name);   /* NULL if null */
+    const char *(*param_str)(sl_ctx *ctx, const char *name); /* NULL if null */
     int64_t (*param_int)(sl_ctx *ctx, const char *name);
     double (*param_f64)(sl_ctx *ctx, const char *name);
     int (*param_bool)(sl_ctx *ctx, const char *name);
     size_t (*param_list_len)(sl_ctx *ctx, const char *name);
     const char *(*param_list_item)(sl_ctx *ctx, const char *name, size_t i);
-    const char *(*param_json)(sl_ctx *ctx, const char *name);  /* any kind, as JSON */
+    const char *(*param_json)(sl_ctx *ctx, const char *name); /* any kind, as JSON */
     /* Ports: an input's path (NULL if an optional input is unconnected), and
      * the path where an output is to be written, file or folder. */
     const char *(*input_path)(sl_ctx *ctx, const char *port);
@@ -186,12 +186,13 @@ struct sl_ctx {
     const sl_host *host;
 };
 
-#define SL_HOST_HAS(host, member)                                                            \
-    ((host)->size >= offsetof(sl_host, member) + sizeof((host)->member) &&                   \
-     (host)->member != NULL)
+#define SL_HOST_HAS(host, member)                                                                  \
+    ((host)->size >= offsetof(sl_host, member) + sizeof((host)->member) && (host)->member != NULL)
 
 /* Convenience wrappers. */
-static inline const char *sl_param_str(sl_ctx *c, const char *n) { return c->host->param_str(c, n); }
+static inline const char *sl_param_str(sl_ctx *c, const char *n) {
+    return c->host->param_str(c, n);
+}
 static inline int64_t sl_param_int(sl_ctx *c, const char *n) { return c->host->param_int(c, n); }
 static inline double sl_param_f64(sl_ctx *c, const char *n) { return c->host->param_f64(c, n); }
 static inline int sl_param_bool(sl_ctx *c, const char *n) { return c->host->param_bool(c, n); }
@@ -201,7 +202,9 @@ static inline size_t sl_param_list_len(sl_ctx *c, const char *n) {
 static inline const char *sl_param_list_item(sl_ctx *c, const char *n, size_t i) {
     return c->host->param_list_item(c, n, i);
 }
-static inline const char *sl_param_json(sl_ctx *c, const char *n) { return c->host->param_json(c, n); }
+static inline const char *sl_param_json(sl_ctx *c, const char *n) {
+    return c->host->param_json(c, n);
+}
 static inline const char *sl_input_path(sl_ctx *c, const char *port) {
     return c->host->input_path(c, port);
 }
@@ -232,7 +235,8 @@ static inline int sl_cancelled(sl_ctx *c) { return c->host->cancelled(c); }
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static inline void sl_log(sl_ctx *c, int level, const char *fmt, ...) {
+static inline void
+sl_log(sl_ctx *c, int level, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     c->host->vlog(c, level, fmt, ap);
@@ -242,7 +246,8 @@ static inline void sl_log(sl_ctx *c, int level, const char *fmt, ...) {
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static inline int sl_fail(sl_ctx *c, const char *fmt, ...) {
+static inline int
+sl_fail(sl_ctx *c, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     int rc = c->host->vfail(c, fmt, ap);

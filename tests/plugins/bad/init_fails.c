@@ -2,7 +2,10 @@
 #include <sluice/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
-static int run(sl_ctx *c) { (void)c; return SL_OK; }
+static int run(sl_ctx *c) {
+    (void)c;
+    return SL_OK;
+}
 static int init(const sl_host *host, char *err, size_t size) {
     snprintf(err, size, "no licence found (host ABI %u)", host->abi_version >> 16);
     return -1;
