@@ -19,6 +19,7 @@
 
 #include "embedder.h"
 #include "records.h"
+#include "step_output.h"
 
 /* Texts per call to the embedder: progress and cancellation between. */
 #define BATCH 64
@@ -27,15 +28,6 @@ static double seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int make_folder(sl_ctx *ctx, const char *port, const char **path) {
-    *path = sl_output_path(ctx, port);
-    if (!*path)
-        return sl_fail(ctx, "no output '%s'", port);
-    if (mkdir(*path, 0755) != 0 && errno != EEXIST)
-        return sl_fail(ctx, "cannot create output '%s' (%s): %s", port, *path, strerror(errno));
-    return SL_OK;
 }
 
 /* The built-in model's parameters, checked. */
@@ -128,7 +120,7 @@ static int run(sl_ctx *ctx) {
     if (rc == SL_OK)
         sl_metric(ctx, "seconds", seconds() - t0, -1);
     if (rc == SL_OK)
-        rc = make_folder(ctx, "embeddings", &emb_dir);
+        rc = step_output_folder(ctx, "embeddings", &emb_dir);
     if (rc == SL_OK) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/vectors.slmx", emb_dir);
@@ -141,7 +133,7 @@ static int run(sl_ctx *ctx) {
         rc = chunk_table_write_rows(ctx, &t, path, "embeddings");
     }
     if (rc == SL_OK)
-        rc = make_folder(ctx, "model", &model_out);
+        rc = step_output_folder(ctx, "model", &model_out);
     if (rc == SL_OK && embedder_save(e, model_out, err, sizeof(err)) != 0)
         rc = sl_fail(ctx, "model: %s", err);
     if (rc == SL_OK) {

@@ -14,6 +14,7 @@
 #include "embedder.h"
 #include "index.h"
 #include "records.h"
+#include "step_output.h"
 
 /* The embeddings folder against the chunks: the same rows, in order. */
 static int check_rows(sl_ctx *ctx, const chunk_table *rows, const chunk_table *chunks,
@@ -84,8 +85,8 @@ static int run(sl_ctx *ctx) {
                      embedder_dim(e), (unsigned long long)sl_matrix_cols(m));
     if (rc == SL_OK && sl_matrix_cols(m) == 0)
         rc = sl_fail(ctx, "embeddings: vectors.slmx has no columns");
-    if (rc == SL_OK && mkdir(out, 0755) != 0 && errno != EEXIST)
-        rc = sl_fail(ctx, "cannot create output 'index' (%s): %s", out, strerror(errno));
+    if (rc == SL_OK)
+        rc = step_output_folder(ctx, "index", &out);
     snprintf(path, sizeof(path), "%s/index.sluidx", out);
     if (rc == SL_OK)
         rc = build(ctx, m, &rows, &chunks, path);

@@ -35,6 +35,7 @@
 #include "lr_schedule.h"
 #include "model.h"
 #include "tokenizer.h"
+#include "step_output.h"
 #include "train_ckpt.h"
 
 #define ERR 1024
@@ -43,15 +44,6 @@ static double seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int make_folder(sl_ctx *ctx, const char *port, const char **path) {
-    *path = sl_output_path(ctx, port);
-    if (!*path)
-        return sl_fail(ctx, "no output '%s'", port);
-    if (mkdir(*path, 0755) != 0 && errno != EEXIST)
-        return sl_fail(ctx, "cannot create output '%s' (%s): %s", port, *path, strerror(errno));
-    return SL_OK;
 }
 
 /* mkdir -p */
@@ -145,7 +137,7 @@ static int run_tokenizer(sl_ctx *ctx) {
     const char *out;
     char path[4200];
     if (rc == SL_OK)
-        rc = make_folder(ctx, "tokenizer", &out);
+        rc = step_output_folder(ctx, "tokenizer", &out);
     if (rc == SL_OK) {
         snprintf(path, sizeof(path), "%s/tokenizer.json", out);
         if (tok_trainer_save(tr, path, err, sizeof(err)) != 0)
@@ -823,7 +815,7 @@ static int run_train(sl_ctx *ctx) {
     sl_metric(ctx, "seconds", seconds() - t0, -1);
     sl_metric(ctx, "steps", (double)total, -1);
     const char *out;
-    if ((rc = make_folder(ctx, "model", &out)) != SL_OK)
+    if ((rc = step_output_folder(ctx, "model", &out)) != SL_OK)
         goto done;
     char path[4300];
     snprintf(path, sizeof(path), "%s/tokenizer.json", out);
