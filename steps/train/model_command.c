@@ -181,11 +181,19 @@ static int cmd_generate(const char *dir, const char *prompt, int chat, double ma
     size_t keep = ids.n;
     if (keep >= (size_t)c->context) { /* keep the prompt's end, room for one token */
         keep = (size_t)c->context - 1;
+        fprintf(stderr,
+                "sluice model: the prompt is %zu tokens, the context %d: its first %zu tokens "
+                "are left out\n",
+                ids.n, c->context, ids.n - keep);
         memmove(ids.ids, ids.ids + ids.n - keep, keep * sizeof(int32_t));
         ids.n = keep;
     }
+    /* The context, not --max-tokens, may end the text: said on stderr,
+     * else a cut answer reads like the model's own (a trained answer that
+     * did not fit in max_seq_len was cut the same way). */
     size_t max_len = keep + (size_t)max_tokens;
-    if (max_len > (size_t)c->context)
+    int context_ends = max_len > (size_t)c->context;
+    if (context_ends)
         max_len = (size_t)c->context;
     if (model_decode_reset(l.m, (int)max_len, err, sizeof(err)) != 0 ||
         sampler_new(sp, (size_t)c->vocab, &s, err, sizeof(err)) != 0) {
@@ -209,8 +217,10 @@ static int cmd_generate(const char *dir, const char *prompt, int chat, double ma
     for (size_t n = ids.n; rc == COMMAND_DONE && n < max_len; n++) {
         memcpy(scores, logits, (size_t)c->vocab * sizeof(float));
         int32_t next = sampler_next(s, scores, hist, n);
-        if (next == eos)
+        if (next == eos) {
+            context_ends = 0;
             break;
+        }
         hist[n] = next;
         char *piece;
         size_t len;
@@ -223,6 +233,11 @@ static int cmd_generate(const char *dir, const char *prompt, int chat, double ma
             rc = bad("%s", err);
     }
     putchar('\n');
+    if (rc == COMMAND_DONE && context_ends)
+        fprintf(stderr,
+                "sluice model: stopped at the model's context of %d tokens (%zu of prompt, %zu "
+                "generated), before EOS\n",
+                c->context, keep, max_len - keep);
     free(scores);
     free(hist);
 done:

@@ -1069,3 +1069,44 @@ Test(lora, dropout) {
     free(plain);
     model_free(m);
 }
+
+/* The KV cache agrees with a full forward at every position of a whole
+ * context, not only at the reference's few: greedy decoding of a random
+ * model, each step's logits compared with the last row of model_forward
+ * over the sequence so far (learned positions to their last row, RoPE
+ * angles far from 0, the causal mask, grouped-query heads). */
+static void decode_matches_forward(const char *type, int kv) {
+    model_config c;
+    int ctx = 48, V = 64;
+    cr_assert_eq(model_config_init(&c, type, 32, 2, 4, kv, 0, ctx, V, err, sizeof(err)), 0, "%s",
+                 err);
+    model *m = NULL;
+    cr_assert_eq(model_new(&c, 7, &m, err, sizeof(err)), 0, "%s", err);
+    int32_t seq[48] = {3, 17, 5};
+    float loss;
+    const float *z = NULL;
+    cr_assert_eq(model_decode_reset(m, ctx, err, sizeof(err)), 0, "%s", err);
+    for (int i = 0; i < ctx; i++) {
+        cr_assert_eq(model_decode(m, seq[i], &z, err, sizeof(err)), 0, "%s", err);
+        float *cached = malloc((size_t)V * sizeof(float));
+        cr_assert_not_null(cached);
+        memcpy(cached, z, (size_t)V * sizeof(float));
+        cr_assert_eq(model_forward(m, seq, NULL, NULL, 1, i + 1, &loss, err, sizeof(err)), 0, "%s",
+                     err);
+        const float *full = model_logits(m) + (size_t)i * V;
+        float dz = max_abs_diff(cached, full, (size_t)V, NULL);
+        cr_expect_leq(dz, 1e-4f, "%s: cached logits at position %d differ by %g", type, i, dz);
+        if (i >= 2 && i + 1 < ctx) {
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                best = cached[j] > cached[best] ? j : best;
+            seq[i + 1] = best;
+        }
+        free(cached);
+    }
+    model_free(m);
+}
+
+Test(decode, gpt2_matches_forward_over_the_whole_context) { decode_matches_forward("gpt2", 0); }
+Test(decode, llama_matches_forward_over_the_whole_context) { decode_matches_forward("llama", 0); }
+Test(decode, gqa_matches_forward_over_the_whole_context) { decode_matches_forward("llama", 2); }
