@@ -71,8 +71,7 @@ Test(generate, chat_greedy_reproduces_the_answers_sft_fitted) {
         char want[600];
         snprintf(want, sizeof(want), "%s\n", instructions[i][1]);
         cr_expect_str_eq(r.out, want, "instruction %zu", i);
-        cr_expect_null(strstr(r.err, "context"), "EOS ends the answer, not the context: %s",
-                       r.err);
+        cr_expect_null(strstr(r.err, "context"), "EOS ends the answer, not the context: %s", r.err);
         result_free(&r);
     }
 }
@@ -88,15 +87,14 @@ Test(generate, says_when_the_context_ends_the_text) {
     size_t n = strlen(r.out);
     cr_assert_gt(n, 1, "%s", r.err);
     cr_expect_lt(n - 1, strlen(instructions[0][1]), "the answer is cut: %s", r.out);
-    cr_expect_eq(strncmp(r.out, instructions[0][1], n - 1), 0, "a prefix of the answer: %s",
-                 r.out);
+    cr_expect_eq(strncmp(r.out, instructions[0][1], n - 1), 0, "a prefix of the answer: %s", r.out);
     cr_expect_not_null(strstr(r.err, "stopped at the model's context of 128 tokens ("), "%s",
                        r.err);
     cr_expect_not_null(strstr(r.err, "before EOS"), "%s", r.err);
     result_free(&r);
     /* --max-tokens ending it first is no news */
-    r = RUN(test_store_arg, "model", "generate", (char *)spec, (char *)instructions[0][0],
-            "--chat", "--temperature", "0", "--max-tokens", "2");
+    r = RUN(test_store_arg, "model", "generate", (char *)spec, (char *)instructions[0][0], "--chat",
+            "--temperature", "0", "--max-tokens", "2");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(r.err, "");
     result_free(&r);
