@@ -95,6 +95,10 @@ static uint64_t next_u64(uint64_t *s) { /* splitmix64 */
     return z ^ (z >> 31);
 }
 
+const char *const *model_lora_modules(const model *m) {
+    return m->c.arch == MODEL_GPT2 ? gpt2_targets : llama_targets;
+}
+
 int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
                    uint64_t seed, char *err, size_t n) {
     if (m->lora.r)
@@ -103,7 +107,7 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
         return model_fail(err, n, -EINVAL, "lora: r must be positive, not %d", r);
     if (n_targets <= 0 || n_targets > 8)
         return model_fail(err, n, -EINVAL, "lora: %d target_modules (1 to 8)", n_targets);
-    const char *const *known = m->c.arch == MODEL_GPT2 ? gpt2_targets : llama_targets;
+    const char *const *known = model_lora_modules(m);
     for (int k = 0; k < n_targets; k++) {
         int ok = 0;
         for (int j = 0; known[j] && !ok; j++)

@@ -169,6 +169,9 @@ int model_decode(model *m, int32_t token, const float **logits, char *err, size_
  * already has adapters. */
 int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
                    uint64_t seed, char *err, size_t err_size);
+/* The target modules m's architecture has, as above, NULL-terminated;
+ * static. */
+const char *const *model_lora_modules(const model *m);
 /* Dropout p in [0, 1) on each adapter's input, as PEFT's lora_dropout
  * (kept elements scaled by 1 / (1 - p)); its mask is a function of seed,
  * the optimizer's step count, the layer and the element, so a step is
