@@ -130,8 +130,12 @@ Test(train, pretrain_from_scratch_then_model_info_score_generate) {
     result_free(&r);
 }
 
-Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
-    char text[4096];
+/* A pipeline: the demo documents, instructions and preferences (steps
+ * docs, ins, prf), a tokenizer (tok), a tiny GPT-2 trained by SFT from
+ * scratch (sft, with sft_with added to its `with`), and the steps more
+ * (YAML, which may use ins.d, prf.d and sft.model). */
+static char *sft_pipeline(const char *sft_with, const char *more) {
+    char text[8192];
     snprintf(
         text, sizeof(text),
         "version: 1\npipeline: t\n"
@@ -147,14 +151,21 @@ Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
         "    uses: train\n"
         "    inputs: {dataset: ins.d, tokenizer: tok.tokenizer}\n"
         "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 128, "
-        "max_seq_len: 128, batch_size: 4, packing: false, epochs: 6, warmup_steps: 2, "
-        "learning_rate: 3.0e-3, eval_every: 6}\n"
-        "  dpo:\n"
-        "    uses: train\n"
-        "    inputs: {dataset: prf.d, model: sft.model}\n"
-        "    with: {method: dpo, max_seq_len: 128, batch_size: 2, epochs: 3, "
-        "warmup_steps: 0, learning_rate: 1.0e-3, checkpoint_every: 4}\n");
-    result r = RUN_PIPELINE(write_test_file(test_dir, "p.yaml", text));
+        "max_seq_len: 128, batch_size: 4, packing: false, warmup_steps: 2, "
+        "learning_rate: 3.0e-3, %s}\n"
+        "%s",
+        sft_with, more);
+    return write_test_file(test_dir, "p.yaml", text);
+}
+
+Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
+    char *p = sft_pipeline("epochs: 6, eval_every: 6",
+                           "  dpo:\n"
+                           "    uses: train\n"
+                           "    inputs: {dataset: prf.d, model: sft.model}\n"
+                           "    with: {method: dpo, max_seq_len: 128, batch_size: 2, epochs: 3, "
+                           "warmup_steps: 0, learning_rate: 1.0e-3, checkpoint_every: 4}\n");
+    result r = RUN_PIPELINE(p);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
     double v[64];
@@ -300,28 +311,9 @@ Test(train, refuses_what_it_cannot_do) {
 
 /* ---- lora ----------------------------------------------------------------- */
 
-/* A pipeline: a tokenizer, a tiny SFT'd GPT-2 base (step "sft"), and the
- * steps lora_steps (YAML, may use ins.d and sft.model). */
+/* The SFT'd base of the lora tests and the steps lora_steps. */
 static char *lora_pipeline(const char *lora_steps) {
-    char text[8192];
-    snprintf(
-        text, sizeof(text),
-        "version: 1\npipeline: t\n"
-        "steps:\n"
-        "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
-        "outputs: {c: c.jsonl}}}\n"
-        "  ins: {uses: shell, with: {run: 'cp " DATA "/instruction.jsonl \"$SLUICE_OUTPUT_d\"', "
-        "outputs: {d: d.jsonl}}}\n"
-        "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
-        "  sft:\n"
-        "    uses: train\n"
-        "    inputs: {dataset: ins.d, tokenizer: tok.tokenizer}\n"
-        "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 128, "
-        "max_seq_len: 128, batch_size: 4, packing: false, epochs: 2, warmup_steps: 2, "
-        "learning_rate: 3.0e-3, checkpoint_every: 0}\n"
-        "%s",
-        lora_steps);
-    return write_test_file(test_dir, "p.yaml", text);
+    return sft_pipeline("epochs: 2, checkpoint_every: 0", lora_steps);
 }
 
 #define LORA_WITH                                                                                  \
