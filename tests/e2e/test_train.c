@@ -438,13 +438,14 @@ Test(train, lora_kill_9_then_resume_continues_and_ends_as_an_unbroken_run) {
                             "    inputs: {dataset: ins.d, model: sft.model}\n"
                             "    with: {method: lora, max_seq_len: 128, batch_size: 4, "
                             "packing: false, epochs: 1000, max_steps: 400, checkpoint_every: 3, "
-                            "keep_checkpoints: 1, learning_rate: 1.0e-3}\n");
+                            "keep_checkpoints: 1, learning_rate: 1.0e-3, dropout: 0.1}\n");
     kill_9_then_resume(p, "lora");
     char spec[64], resumed[1200], cmd[2600];
     snprintf(spec, sizeof(spec), "%s:lora.model", last_run);
     output_folder(spec, resumed, sizeof(resumed));
     /* again in another store, not interrupted: the same adapter, so the
-     * adapters, their AdamW state and the data position all came back */
+     * adapters, their AdamW state, the data position and the dropout
+     * masks (drawn from the step count) all came back */
     snprintf(test_store_arg + strlen(test_store_arg), 16, "2");
     result r = RUN_PIPELINE(p);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
