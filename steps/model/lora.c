@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sluice/artifacts.h>
 
@@ -484,4 +485,29 @@ int model_lora_load(model *m, const char *dir, char *err, size_t n) {
     if (rc < 0)
         model_lora_release(m);
     return rc;
+}
+
+int model_open_adapted(const char *dir, model **m, int *lora_r, char *err, size_t n) {
+    if (lora_r)
+        *lora_r = 0;
+    int rc = model_open(dir, m, err, n);
+    if (rc != 0)
+        return rc;
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+    if (stat(path, &st) != 0)
+        return 0;
+    char why[512];
+    rc = model_lora_load(*m, dir, why, sizeof(why));
+    if (rc == 0 && lora_r)
+        *lora_r = model_lora_r(*m);
+    if (rc == 0)
+        rc = model_lora_merge(*m, why, sizeof(why));
+    if (rc != 0) {
+        model_free(*m);
+        *m = NULL;
+        return model_fail(err, n, rc, "the LoRA adapter in %s: %s", dir, why);
+    }
+    return 0;
 }

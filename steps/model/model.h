@@ -197,6 +197,12 @@ int model_lora_save(const model *m, const char *dir, const char *base_model, cha
  * one whose shape does not fit the base (naming it and the shape expected);
  * on failure m is left without adapters. */
 int model_lora_load(model *m, const char *dir, char *err, size_t err_size);
+/* model_open, and when dir also holds PEFT's adapter_config.json (the train
+ * step's LoRA output without merge: the base plus its adapter) the adapter
+ * loaded and merged into the weights, so that the model is the fine-tuned
+ * one; *lora_r (when not NULL) is its r, 0 without one. A bad adapter fails
+ * naming dir, and *m is then NULL. */
+int model_open_adapted(const char *dir, model **m, int *lora_r, char *err, size_t err_size);
 /* r, 0 without adapters. */
 int model_lora_r(const model *m);
 /* The adapters' tensors, A then B for each adapted layer in the model's

@@ -85,24 +85,9 @@ static void loaded_free(loaded *l) {
 static int load(const char *dir, int need_tok, loaded *l) {
     char err[1024];
     memset(l, 0, sizeof(*l));
-    if (model_open(dir, &l->m, err, sizeof(err)) != 0)
+    /* a LoRA output (base plus adapter) is used with its adapter */
+    if (model_open_adapted(dir, &l->m, &l->lora_r, err, sizeof(err)) != 0)
         return bad("%s", err);
-    /* A LoRA output of the train step (merge: false) is the base plus
-     * PEFT's adapter files: the adapter is applied, folded into the
-     * weights, so that every command sees the fine-tuned model. */
-    char path[4200];
-    struct stat st;
-    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
-    if (stat(path, &st) == 0) {
-        int rc = model_lora_load(l->m, dir, err, sizeof(err));
-        l->lora_r = model_lora_r(l->m);
-        if (rc == 0)
-            rc = model_lora_merge(l->m, err, sizeof(err));
-        if (rc != 0) {
-            loaded_free(l);
-            return bad("the LoRA adapter in %s: %s", dir, err);
-        }
-    }
     snprintf(l->tok_path, sizeof(l->tok_path), "%s/tokenizer.json", dir);
     if (tok_load(l->tok_path, &l->tok, err, sizeof(err)) != 0 && need_tok) {
         loaded_free(l);

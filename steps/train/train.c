@@ -515,8 +515,13 @@ static int open_model(trainer *t, const char *ckpt_dir) {
         return SL_OK;
     }
     if (from) {
-        if (model_open(from, &t->m, err, sizeof(err)) != 0)
+        /* a LoRA output without merge goes on as the model it adapts */
+        int lora_r = 0;
+        if (model_open_adapted(from, &t->m, &lora_r, err, sizeof(err)) != 0)
             return sl_fail(ctx, "model: %s", err);
+        if (lora_r)
+            sl_log(ctx, SL_LOG_INFO, "model: the LoRA adapter (r %d) in %s merged into its base",
+                   lora_r, from);
         return SL_OK;
     }
     return SL_OK; /* made after the memory check */

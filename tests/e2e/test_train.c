@@ -342,7 +342,13 @@ Test(train, lora_trains_adapters_on_a_frozen_base_and_sluice_model_uses_them) {
                                           "  merged:\n"
                                           "    uses: train\n"
                                           "    inputs: {dataset: ins.d, model: sft.model}\n"
-                                          "    with: {" LORA_WITH ", merge: true}\n"));
+                                          "    with: {" LORA_WITH ", merge: true}\n"
+                                          "  again:\n"
+                                          "    uses: train\n"
+                                          "    inputs: {dataset: ins.d, model: lora.model}\n"
+                                          "    with: {method: sft, max_seq_len: 128, "
+                                          "max_steps: 1, warmup_steps: 0, "
+                                          "learning_rate: 1.0e-12}\n"));
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
     double v[64];
@@ -412,6 +418,15 @@ Test(train, lora_trains_adapters_on_a_frozen_base_and_sluice_model_uses_them) {
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_gt(strlen(r.out), 1, "%s", r.out);
     result_free(&r);
+    /* A step starting from the adapter folder starts from the adapted
+     * model: one step at a learning rate of 1e-12 leaves it where it was. */
+    char again[64];
+    snprintf(again, sizeof(again), "%s:again.model", last_run);
+    double after = score(again);
+    cr_expect_float_eq(after, merged, 1e-4, "from the adapter folder %f, merged %f", after, merged);
+    log = step_log("again");
+    cr_expect(strstr(log, "the LoRA adapter (r 8) in ") != NULL, "%s", log);
+    free(log);
 }
 
 Test(train, lora_refuses_bad_parameters_naming_them) {
