@@ -287,52 +287,32 @@ static uint64_t fnv(uint64_t h, const char *s) {
     return (h ^ 0xff) * 0x100000001b3ULL; /* a separator: "ab","c" != "a","bc" */
 }
 
-static const char *const key_params[] = {"method",
-                                         "base_model",
-                                         "type",
-                                         "d_model",
-                                         "n_layers",
-                                         "n_heads",
-                                         "n_kv_heads",
-                                         "d_ff",
-                                         "context",
-                                         "vocab",
-                                         "epochs",
-                                         "batch_size",
-                                         "grad_accum",
-                                         "learning_rate",
-                                         "warmup_steps",
-                                         "weight_decay",
-                                         "max_seq_len",
-                                         "schedule",
-                                         "seed",
-                                         "threads",
-                                         "max_steps",
-                                         "beta",
-                                         "max_grad_norm",
-                                         "packing",
-                                         "eval_every",
-                                         "checkpoint_every",
-                                         "r",
-                                         "alpha",
-                                         "dropout",
-                                         "target_modules",
-                                         "merge",
-                                         NULL};
+static const char *const key_params[] = {
+    "method",           "base_model",  "type",          "d_model",       "n_layers",
+    "n_heads",          "n_kv_heads",  "d_ff",          "context",       "vocab",
+    "epochs",           "batch_size",  "grad_accum",    "learning_rate", "warmup_steps",
+    "weight_decay",     "max_seq_len", "schedule",      "seed",          "threads",
+    "max_steps",        "beta",        "max_grad_norm", "packing",       "eval_every",
+    "checkpoint_every", NULL};
+static const char *const lora_key_params[] = {"r",     "alpha", "dropout", "target_modules",
+                                              "merge", NULL};
 
 /* STORE/checkpoints/train/KEY: the same for a run resumed with the same
  * inputs and parameters. merge does not change training but is part of the
  * key, so that two lora steps differing only in it, run at once, do not
  * share (and remove) one folder. */
-static int checkpoint_root(sl_ctx *ctx, char *out, size_t size) {
+static int checkpoint_root(sl_ctx *ctx, int lora, char *out, size_t size) {
     const char *store = sl_store_dir(ctx);
     if (!store)
         return sl_fail(ctx, "this sluice gives no store folder (ABI 1.1) for checkpoints");
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; key_params[i]; i++) {
-        h = fnv(h, key_params[i]);
-        h = fnv(h, sl_param_json(ctx, key_params[i]));
-    }
+    /* lora's only for lora: the other methods' keys stay what they were */
+    const char *const *lists[] = {key_params, lora ? lora_key_params : NULL};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; lists[k] && lists[k][i]; i++) {
+            h = fnv(h, lists[k][i]);
+            h = fnv(h, sl_param_json(ctx, lists[k][i]));
+        }
     static const char *const ports[] = {"dataset", "model", "tokenizer"};
     for (size_t i = 0; i < 3; i++)
         h = fnv(fnv(h, ports[i]), sl_input_path(ctx, ports[i]));
@@ -824,7 +804,7 @@ static int run_train(sl_ctx *ctx) {
         return rc;
     settings *s = &t.s;
     char err[ERR], ckpt_dir[4200];
-    if ((rc = checkpoint_root(ctx, t.root, sizeof(t.root))) != SL_OK)
+    if ((rc = checkpoint_root(ctx, s->method == M_LORA, t.root, sizeof(t.root))) != SL_OK)
         return rc;
     uint64_t ck_step = 0;
     int have_ckpt = ckpt_latest(t.root, &ck_step, ckpt_dir, sizeof(ckpt_dir), err, sizeof(err));
