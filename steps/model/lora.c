@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sluice/artifacts.h>
 
@@ -95,6 +96,10 @@ static uint64_t next_u64(uint64_t *s) { /* splitmix64 */
     return z ^ (z >> 31);
 }
 
+const char *const *model_lora_modules(const model *m) {
+    return m->c.arch == MODEL_GPT2 ? gpt2_targets : llama_targets;
+}
+
 int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
                    uint64_t seed, char *err, size_t n) {
     if (m->lora.r)
@@ -103,7 +108,7 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
         return model_fail(err, n, -EINVAL, "lora: r must be positive, not %d", r);
     if (n_targets <= 0 || n_targets > 8)
         return model_fail(err, n, -EINVAL, "lora: %d target_modules (1 to 8)", n_targets);
-    const char *const *known = m->c.arch == MODEL_GPT2 ? gpt2_targets : llama_targets;
+    const char *const *known = model_lora_modules(m);
     for (int k = 0; k < n_targets; k++) {
         int ok = 0;
         for (int j = 0; known[j] && !ok; j++)
@@ -480,4 +485,29 @@ int model_lora_load(model *m, const char *dir, char *err, size_t n) {
     if (rc < 0)
         model_lora_release(m);
     return rc;
+}
+
+int model_open_adapted(const char *dir, model **m, int *lora_r, char *err, size_t n) {
+    if (lora_r)
+        *lora_r = 0;
+    int rc = model_open(dir, m, err, n);
+    if (rc != 0)
+        return rc;
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+    if (stat(path, &st) != 0)
+        return 0;
+    char why[512];
+    rc = model_lora_load(*m, dir, why, sizeof(why));
+    if (rc == 0 && lora_r)
+        *lora_r = model_lora_r(*m);
+    if (rc == 0)
+        rc = model_lora_merge(*m, why, sizeof(why));
+    if (rc != 0) {
+        model_free(*m);
+        *m = NULL;
+        return model_fail(err, n, rc, "the LoRA adapter in %s: %s", dir, why);
+    }
+    return 0;
 }

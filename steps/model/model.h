@@ -169,6 +169,9 @@ int model_decode(model *m, int32_t token, const float **logits, char *err, size_
  * already has adapters. */
 int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
                    uint64_t seed, char *err, size_t err_size);
+/* The target modules m's architecture has, as above, NULL-terminated;
+ * static. */
+const char *const *model_lora_modules(const model *m);
 /* Dropout p in [0, 1) on each adapter's input, as PEFT's lora_dropout
  * (kept elements scaled by 1 / (1 - p)); its mask is a function of seed,
  * the optimizer's step count, the layer and the element, so a step is
@@ -194,6 +197,12 @@ int model_lora_save(const model *m, const char *dir, const char *base_model, cha
  * one whose shape does not fit the base (naming it and the shape expected);
  * on failure m is left without adapters. */
 int model_lora_load(model *m, const char *dir, char *err, size_t err_size);
+/* model_open, and when dir also holds PEFT's adapter_config.json (the train
+ * step's LoRA output without merge: the base plus its adapter) the adapter
+ * loaded and merged into the weights, so that the model is the fine-tuned
+ * one; *lora_r (when not NULL) is its r, 0 without one. A bad adapter fails
+ * naming dir, and *m is then NULL. */
+int model_open_adapted(const char *dir, model **m, int *lora_r, char *err, size_t err_size);
 /* r, 0 without adapters. */
 int model_lora_r(const model *m);
 /* The adapters' tensors, A then B for each adapted layer in the model's

@@ -30,7 +30,8 @@ static const command_info info = {
     "       sluice model score DIR FILE [--json]\n"
     "\n"
     "DIR is a Hugging Face model folder (config.json, model.safetensors, tokenizer.json), an\n"
-    "artifact id, RUN:STEP.OUTPUT, or the id of the step that trained it.\n"
+    "artifact id, RUN:STEP.OUTPUT, or the id of the step that trained it. A folder that also\n"
+    "holds a LoRA adapter (adapter_config.json, adapter_model.safetensors) is used with it.\n"
     "\n"
     "  info       architecture, parameters, dtype on disk, tokenizer, context length\n"
     "  generate   prints the text as it is generated, until EOS, --max-tokens (default 128)\n"
@@ -74,6 +75,7 @@ typedef struct loaded {
     model *m;
     tok_tokenizer *tok;
     char tok_path[4200];
+    int lora_r; /* the rank of the LoRA adapter applied, 0: none */
 } loaded;
 
 static void loaded_free(loaded *l) {
@@ -84,7 +86,8 @@ static void loaded_free(loaded *l) {
 static int load(const char *dir, int need_tok, loaded *l) {
     char err[1024];
     memset(l, 0, sizeof(*l));
-    if (model_open(dir, &l->m, err, sizeof(err)) != 0)
+    /* a LoRA output (base plus adapter) is used with its adapter */
+    if (model_open_adapted(dir, &l->m, &l->lora_r, err, sizeof(err)) != 0)
         return bad("%s", err);
     snprintf(l->tok_path, sizeof(l->tok_path), "%s/tokenizer.json", dir);
     if (tok_load(l->tok_path, &l->tok, err, sizeof(err)) != 0 && need_tok) {
@@ -119,9 +122,9 @@ static int cmd_info(const char *dir, int json) {
     if (json) {
         printf("{\"model_type\": \"%s\", \"parameters\": %zu, \"dtype\": \"%s\", \"layers\": %d, "
                "\"d_model\": %d, \"heads\": %d, \"kv_heads\": %d, \"d_ff\": %d, \"vocab\": %d, "
-               "\"context\": %d, \"tokenizer_tokens\": %zu}\n",
+               "\"context\": %d, \"tokenizer_tokens\": %zu, \"lora_r\": %d}\n",
                c->model_type, model_param_count(l.m), dtype, c->n_layers, c->d_model, c->n_heads,
-               c->n_kv_heads, c->d_ff, c->vocab, c->context, tv);
+               c->n_kv_heads, c->d_ff, c->vocab, c->context, tv, l.lora_r);
     } else {
         printf("architecture  %s (%d layers, d_model %d, %d heads, %d kv heads, d_ff %d)\n",
                c->model_type, c->n_layers, c->d_model, c->n_heads, c->n_kv_heads, c->d_ff);
@@ -129,6 +132,9 @@ static int cmd_info(const char *dir, int json) {
         printf("dtype         %s\n", dtype);
         printf("vocabulary    %d\n", c->vocab);
         printf("context       %d\n", c->context);
+        if (l.lora_r)
+            printf("adapter       LoRA, r %d (PEFT's files; applied to the base above)\n",
+                   l.lora_r);
         if (l.tok)
             printf("tokenizer     %s (%zu tokens)\n", l.tok_path, tv);
         else

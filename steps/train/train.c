@@ -2,7 +2,7 @@
  *
  *   train_tokenizer  a byte-level BPE tokenizer.json trained on chunks or
  *                    documents (steps/tokenizer);
- *   train            pretrain | sft | dpo a GPT-2 or Llama decoder
+ *   train            pretrain | sft | lora | dpo a GPT-2 or Llama decoder
  *                    (steps/model) on a dataset (steps/train), from scratch
  *                    or from a Hugging Face folder, into a Hugging Face
  *                    folder.
@@ -159,7 +159,7 @@ static int run_tokenizer(sl_ctx *ctx) {
 
 /* ---- train: settings ------------------------------------------------------ */
 
-typedef enum method { M_PRETRAIN, M_SFT, M_DPO } method;
+typedef enum method { M_PRETRAIN, M_SFT, M_LORA, M_DPO } method;
 
 typedef struct settings {
     method method;
@@ -169,6 +169,10 @@ typedef struct settings {
     double learning_rate, weight_decay, beta, max_grad_norm, max_memory_mb;
     lr_kind schedule;
     int packing;
+    /* lora */
+    int64_t lora_r;
+    double lora_alpha, lora_dropout;
+    int merge;
     /* from scratch */
     const char *arch_type;
     int64_t d_model, n_layers, n_heads, n_kv_heads, d_ff, context, vocab;
@@ -194,11 +198,9 @@ static int read_settings(sl_ctx *ctx, settings *s) {
     else if (m && strcmp(m, "dpo") == 0)
         s->method = M_DPO;
     else if (m && strcmp(m, "lora") == 0)
-        return sl_fail(ctx, "method lora: LoRA is not built yet in sluice's trainer (a known gap, "
-                            "issue 13); use sft for a full fine-tune, or a shell step running "
-                            "PEFT on a GPU machine (docs/training.md)");
+        s->method = M_LORA;
     else
-        return sl_fail(ctx, "method '%s': use pretrain, sft or dpo", m ? m : "");
+        return sl_fail(ctx, "method '%s': use pretrain, sft, lora or dpo", m ? m : "");
     int rc;
     if ((rc = int_param(ctx, "epochs", 1, 100000, &s->epochs)) ||
         (rc = int_param(ctx, "batch_size", 1, 4096, &s->batch_size)) ||
@@ -209,8 +211,16 @@ static int read_settings(sl_ctx *ctx, settings *s) {
         (rc = int_param(ctx, "keep_checkpoints", 1, 1000, &s->keep_checkpoints)) ||
         (rc = int_param(ctx, "threads", 1, 256, &s->threads)) ||
         (rc = int_param(ctx, "max_steps", 0, INT32_MAX, &s->max_steps)) ||
-        (rc = int_param(ctx, "eval_every", 0, INT32_MAX, &s->eval_every)))
+        (rc = int_param(ctx, "eval_every", 0, INT32_MAX, &s->eval_every)) ||
+        (rc = int_param(ctx, "r", 1, 4096, &s->lora_r)))
         return rc;
+    s->lora_alpha = sl_param_f64(ctx, "alpha");
+    s->lora_dropout = sl_param_f64(ctx, "dropout");
+    s->merge = sl_param_bool(ctx, "merge");
+    if (!(s->lora_alpha > 0) || !isfinite(s->lora_alpha))
+        return sl_fail(ctx, "alpha is %g: it must be positive", s->lora_alpha);
+    if (!(s->lora_dropout >= 0 && s->lora_dropout < 1))
+        return sl_fail(ctx, "dropout is %g: it must be from 0 to below 1", s->lora_dropout);
     s->seed = sl_param_int(ctx, "seed");
     s->learning_rate = sl_param_f64(ctx, "learning_rate");
     s->weight_decay = sl_param_f64(ctx, "weight_decay");
@@ -284,18 +294,25 @@ static const char *const key_params[] = {
     "weight_decay",     "max_seq_len", "schedule",      "seed",          "threads",
     "max_steps",        "beta",        "max_grad_norm", "packing",       "eval_every",
     "checkpoint_every", NULL};
+static const char *const lora_key_params[] = {"r",     "alpha", "dropout", "target_modules",
+                                              "merge", NULL};
 
 /* STORE/checkpoints/train/KEY: the same for a run resumed with the same
- * inputs and parameters. */
-static int checkpoint_root(sl_ctx *ctx, char *out, size_t size) {
+ * inputs and parameters. merge does not change training but is part of the
+ * key, so that two lora steps differing only in it, run at once, do not
+ * share (and remove) one folder. */
+static int checkpoint_root(sl_ctx *ctx, int lora, char *out, size_t size) {
     const char *store = sl_store_dir(ctx);
     if (!store)
         return sl_fail(ctx, "this sluice gives no store folder (ABI 1.1) for checkpoints");
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; key_params[i]; i++) {
-        h = fnv(h, key_params[i]);
-        h = fnv(h, sl_param_json(ctx, key_params[i]));
-    }
+    /* lora's only for lora: the other methods' keys stay what they were */
+    const char *const *lists[] = {key_params, lora ? lora_key_params : NULL};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; lists[k] && lists[k][i]; i++) {
+            h = fnv(h, lists[k][i]);
+            h = fnv(h, sl_param_json(ctx, lists[k][i]));
+        }
     static const char *const ports[] = {"dataset", "model", "tokenizer"};
     for (size_t i = 0; i < 3; i++)
         h = fnv(fnv(h, ports[i]), sl_input_path(ctx, ports[i]));
@@ -303,14 +320,18 @@ static int checkpoint_root(sl_ctx *ctx, char *out, size_t size) {
     return SL_OK;
 }
 
-static int save_checkpoint(sl_ctx *ctx, const char *root, model *m, const ckpt_state *st,
-                           size_t keep) {
+/* A checkpoint holds the whole model, or with LoRA (lora_base, the base's
+ * folder, not NULL) only the adapters in PEFT's files: the base is frozen
+ * and read again from its folder on resume. */
+static int save_checkpoint(sl_ctx *ctx, const char *root, model *m, const char *lora_base,
+                           const ckpt_state *st, size_t keep) {
     char err[ERR], path[4200];
     ckpt_writer *w = NULL;
     if (ckpt_writer_begin(root, st->step, &w, err, sizeof(err)) != 0)
         return sl_fail(ctx, "checkpoint %llu: %s", (unsigned long long)st->step, err);
     snprintf(path, sizeof(path), "%s/adamw.safetensors", ckpt_writer_dir(w));
-    if (model_save(m, ckpt_writer_dir(w), err, sizeof(err)) != 0 ||
+    if ((lora_base ? model_lora_save(m, ckpt_writer_dir(w), lora_base, err, sizeof(err))
+                   : model_save(m, ckpt_writer_dir(w), err, sizeof(err))) != 0 ||
         model_save_optimizer(m, path, err, sizeof(err)) != 0) {
         ckpt_writer_abort(w);
         return sl_fail(ctx, "checkpoint %llu: %s", (unsigned long long)st->step, err);
@@ -424,6 +445,7 @@ typedef struct trainer {
     double *row_sum, *pc, *pr, *rc_, *rr, *d_pc, *d_pr;
     char root[4200];
     char tokenizer_path[4200];
+    const char *base; /* the folder started from (borrowed from ctx), NULL from scratch */
 } trainer;
 
 static void trainer_free(trainer *t) {
@@ -448,6 +470,11 @@ static int open_model(trainer *t, const char *ckpt_dir) {
     char err[ERR];
     const char *in_model = sl_input_path(ctx, "model"), *base = sl_param_str(ctx, "base_model");
     const char *from = in_model ? in_model : (base && *base ? base : NULL);
+    t->base = from;
+    if (t->s.method == M_LORA && !from)
+        return sl_fail(ctx, "method lora adapts a pretrained model and there is none: connect "
+                            "input 'model' or give base_model (to train from scratch use "
+                            "pretrain, then sft or lora on its output)");
     const char *in_tok = sl_input_path(ctx, "tokenizer");
     if (from)
         snprintf(t->tokenizer_path, sizeof(t->tokenizer_path), "%s/tokenizer.json", from);
@@ -462,14 +489,19 @@ static int open_model(trainer *t, const char *ckpt_dir) {
         snprintf(t->tokenizer_path, sizeof(t->tokenizer_path), "%s/tokenizer.json", in_tok);
     if (tok_load(t->tokenizer_path, &t->tok, err, sizeof(err)) != 0)
         return sl_fail(ctx, "tokenizer: %s", err);
-    if (ckpt_dir) {
+    if (ckpt_dir && t->s.method != M_LORA) { /* lora: the adapters come in lora_setup */
         if (model_open(ckpt_dir, &t->m, err, sizeof(err)) != 0)
             return sl_fail(ctx, "checkpoint: %s", err);
         return SL_OK;
     }
     if (from) {
-        if (model_open(from, &t->m, err, sizeof(err)) != 0)
+        /* a LoRA output without merge goes on as the model it adapts */
+        int lora_r = 0;
+        if (model_open_adapted(from, &t->m, &lora_r, err, sizeof(err)) != 0)
             return sl_fail(ctx, "model: %s", err);
+        if (lora_r)
+            sl_log(ctx, SL_LOG_INFO, "model: the LoRA adapter (r %d) in %s merged into its base",
+                   lora_r, from);
         return SL_OK;
     }
     return SL_OK; /* made after the memory check */
@@ -496,8 +528,8 @@ static int build_examples(trainer *t, const char *split, dataset **d, train_exam
     char err[ERR];
     const char *in = sl_input_path(ctx, "dataset");
     dataset_kind kind = t->s.method == M_PRETRAIN ? DATASET_TEXT
-                        : t->s.method == M_SFT    ? DATASET_INSTRUCTION
-                                                  : DATASET_PREFERENCE;
+                        : t->s.method == M_DPO    ? DATASET_PREFERENCE
+                                                  : DATASET_INSTRUCTION;
     if (dataset_load(in, kind, split, d, err, sizeof(err)) != 0)
         return required ? sl_fail(ctx, "input 'dataset': %s", err) : SL_OK;
     const model_config *c = model_get_config(t->m);
@@ -525,6 +557,7 @@ static int eval_loss(trainer *t, size_t T, double *out) {
     double sum = 0;
     size_t n = 0, steps = batcher_steps_per_epoch(b);
     int rc = SL_OK;
+    model_lora_train(t->m, 0); /* no LoRA dropout while evaluating */
     for (size_t i = 0; i < steps && rc == SL_OK; i++) {
         const train_batch *bt = batcher_next(b);
         train_batch_targets(bt, t->targets);
@@ -537,6 +570,7 @@ static int eval_loss(trainer *t, size_t T, double *out) {
             n++;
         }
     }
+    model_lora_train(t->m, 1);
     batcher_free(b);
     *out = n ? sum / (double)n : NAN;
     return rc;
@@ -593,6 +627,82 @@ static int micro_step(trainer *t, const train_batch *bt, float scale, double *lo
     }
     if (model_backward_weighted(t->m, t->weights, scale, err, sizeof(err)) != 0)
         return sl_fail(t->ctx, "backward: %s", err);
+    return SL_OK;
+}
+
+/* ---- lora ----------------------------------------------------------------- */
+
+/* A target module as the library names it: Llama's short names (q, k, v, o,
+ * gate, up, down) are its q_proj ... down_proj; others pass unchanged, and
+ * model_lora_add refuses what the architecture does not have. */
+static const char *lora_module(const model_config *c, const char *name) {
+    static const char *const shorts[][2] = {
+        {"q", "q_proj"},       {"k", "k_proj"},   {"v", "v_proj"},      {"o", "o_proj"},
+        {"gate", "gate_proj"}, {"up", "up_proj"}, {"down", "down_proj"}};
+    if (c->arch == MODEL_LLAMA)
+        for (size_t i = 0; i < sizeof(shorts) / sizeof(shorts[0]); i++)
+            if (strcmp(name, shorts[i][0]) == 0)
+                return shorts[i][1];
+    return name;
+}
+
+/* Puts the adapters on t->m: fresh ones on target_modules (empty: every
+ * linear layer of the architecture), or those of the checkpoint ckpt_dir;
+ * then dropout, and the count of trainable parameters in the log. */
+static int lora_setup(trainer *t, const char *ckpt_dir) {
+    sl_ctx *ctx = t->ctx;
+    const settings *s = &t->s;
+    const model_config *c = model_get_config(t->m);
+    char err[ERR];
+    if (ckpt_dir) {
+        if (model_lora_load(t->m, ckpt_dir, err, sizeof(err)) != 0)
+            return sl_fail(ctx, "checkpoint: %s", err);
+    } else {
+        const char *names[8];
+        size_t n = sl_param_list_len(ctx, "target_modules");
+        if (n > 8)
+            return sl_fail(ctx, "target_modules: %zu of them, at most 8", n);
+        for (size_t i = 0; i < n; i++)
+            names[i] = lora_module(c, sl_param_list_item(ctx, "target_modules", i));
+        const char *const *all = model_lora_modules(t->m);
+        if (n == 0) /* none given: every linear layer */
+            for (; all[n] && n < 8; n++)
+                names[n] = all[n];
+        if (model_lora_add(t->m, (int)s->lora_r, (float)s->lora_alpha, names, (int)n,
+                           (uint64_t)s->seed, err, sizeof(err)) != 0)
+            return sl_fail(ctx, "target_modules: %s%s", err,
+                           c->arch == MODEL_LLAMA ? " (or q, k, v, o, gate, up, down)" : "");
+    }
+    if (model_lora_dropout(t->m, (float)s->lora_dropout, (uint64_t)s->seed, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "dropout: %s", err);
+    size_t trainable = 0, n_t = model_lora_tensor_count(t->m);
+    for (size_t i = 0; i < n_t; i++) {
+        size_t count = 0;
+        model_lora_tensor_data(t->m, i, &count);
+        trainable += count;
+    }
+    sl_log(ctx, SL_LOG_INFO,
+           "lora: r %lld, alpha %g, dropout %g on %zu adapted layers: %zu trainable parameters "
+           "(%.2f%% of %zu), the base frozen",
+           (long long)s->lora_r, s->lora_alpha, s->lora_dropout, n_t / 2, trainable,
+           100.0 * (double)trainable / (double)model_param_count(t->m), model_param_count(t->m));
+    sl_metric(ctx, "trainable_parameters", (double)trainable, -1);
+    return SL_OK;
+}
+
+/* The output folder: the model as a Hugging Face folder, and with LoRA
+ * either the merged model (merge) or the base unchanged plus PEFT's
+ * adapter files naming it; then the tokenizer and generation_config.json. */
+static int write_output(trainer *t, const char *out) {
+    char err[ERR], path[4300];
+    int lora = t->s.method == M_LORA;
+    if (lora && t->s.merge && model_lora_merge(t->m, err, sizeof(err)) != 0)
+        return sl_fail(t->ctx, "merge: %s", err);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", out);
+    if (model_save(t->m, out, err, sizeof(err)) != 0 ||
+        (lora && !t->s.merge && model_lora_save(t->m, out, t->base, err, sizeof(err)) != 0) ||
+        copy_file(t->tokenizer_path, path, err, sizeof(err)) != 0)
+        return sl_fail(t->ctx, "model: %s", err);
     return SL_OK;
 }
 
@@ -678,7 +788,8 @@ static int train_loop(trainer *t, uint64_t start_step, size_t T, uint64_t total)
             step + 1 < total) {
             data_pos pos = batcher_pos(t->b);
             ckpt_state st = {step + 1, pos.epoch, pos.index, pos.offset, {0, 0, 0, 0}};
-            int rc = save_checkpoint(ctx, t->root, t->m, &st, (size_t)s->keep_checkpoints);
+            int rc = save_checkpoint(ctx, t->root, t->m, s->method == M_LORA ? t->base : NULL, &st,
+                                     (size_t)s->keep_checkpoints);
             if (rc != SL_OK)
                 return rc;
         }
@@ -693,7 +804,7 @@ static int run_train(sl_ctx *ctx) {
         return rc;
     settings *s = &t.s;
     char err[ERR], ckpt_dir[4200];
-    if ((rc = checkpoint_root(ctx, t.root, sizeof(t.root))) != SL_OK)
+    if ((rc = checkpoint_root(ctx, s->method == M_LORA, t.root, sizeof(t.root))) != SL_OK)
         return rc;
     uint64_t ck_step = 0;
     int have_ckpt = ckpt_latest(t.root, &ck_step, ckpt_dir, sizeof(ckpt_dir), err, sizeof(err));
@@ -719,7 +830,11 @@ static int run_train(sl_ctx *ctx) {
         rc = sl_fail(ctx, "memory estimate: %s", err);
         goto done;
     }
-    double need_mb = (double)train_b / (1 << 20) * (s->method == M_DPO ? 1.0 : 1.0);
+    /* LoRA keeps no AdamW moments for the frozen base (its adapters' are
+     * small beside the activations) */
+    if (s->method == M_LORA)
+        train_b -= 2 * param_b;
+    double need_mb = (double)train_b / (1 << 20);
     double limit_mb = s->max_memory_mb > 0 ? s->max_memory_mb : mem_available_mb();
     if (limit_mb > 0 && need_mb > limit_mb) {
         rc = sl_fail(ctx,
@@ -737,6 +852,8 @@ static int run_train(sl_ctx *ctx) {
         goto done;
     }
     c = model_get_config(t.m);
+    if (s->method == M_LORA && (rc = lora_setup(&t, have_ckpt ? ckpt_dir : NULL)) != SL_OK)
+        goto done;
     if (tok_vocab_size(t.tok) > (size_t)c->vocab) {
         rc = sl_fail(ctx, "the tokenizer has %zu tokens, the model's vocabulary %d",
                      tok_vocab_size(t.tok), c->vocab);
@@ -817,13 +934,8 @@ static int run_train(sl_ctx *ctx) {
     const char *out;
     if ((rc = step_output_folder(ctx, "model", &out)) != SL_OK)
         goto done;
-    char path[4300];
-    snprintf(path, sizeof(path), "%s/tokenizer.json", out);
-    if (model_save(t.m, out, err, sizeof(err)) != 0 ||
-        copy_file(t.tokenizer_path, path, err, sizeof(err)) != 0) {
-        rc = sl_fail(ctx, "model: %s", err);
+    if ((rc = write_output(&t, out)) != SL_OK)
         goto done;
-    }
     if (write_generation_config(out, c, find_eos(t.tok, c)) != 0) {
         rc = sl_fail(ctx, "cannot write %s/generation_config.json", out);
         goto done;
@@ -863,12 +975,13 @@ static const sl_port train_inputs[] = {
 static const sl_port train_outputs[] = {
     {"model", "model",
      "a Hugging Face folder: config.json, model.safetensors, tokenizer.json, "
-     "generation_config.json",
+     "generation_config.json; lora without merge: also adapter_config.json and "
+     "adapter_model.safetensors",
      0},
     {NULL, NULL, NULL, 0},
 };
 static const sl_param train_params[] = {
-    {"method", SL_PARAM_STRING, "pretrain", "pretrain, sft or dpo (lora is not built yet)", 0},
+    {"method", SL_PARAM_STRING, "pretrain", "pretrain, sft, lora (sft on adapters) or dpo", 0},
     {"base_model", SL_PARAM_PATH, "\"\"", "a Hugging Face model folder to start from", 0},
     {"type", SL_PARAM_STRING, "gpt2", "from scratch: gpt2 or llama", 0},
     {"d_model", SL_PARAM_INT, "128", "from scratch: width", 0},
@@ -895,6 +1008,14 @@ static const sl_param train_params[] = {
     {"keep_checkpoints", SL_PARAM_INT, "2", "checkpoints kept", 0},
     {"eval_every", SL_PARAM_INT, "0", "steps between eval_loss on the test split, 0: none", 0},
     {"beta", SL_PARAM_FLOAT, "0.1", "dpo: TRL's beta", 0},
+    {"r", SL_PARAM_INT, "8", "lora: the adapters' rank", 0},
+    {"alpha", SL_PARAM_FLOAT, "16", "lora: scale alpha / r", 0},
+    {"dropout", SL_PARAM_FLOAT, "0", "lora: dropout on the adapters' input (PEFT's lora_dropout)",
+     0},
+    {"target_modules", SL_PARAM_LIST, "[]",
+     "lora: layers adapted (llama: q k v o gate up down, gpt2: c_attn c_proj c_fc), []: all", 0},
+    {"merge", SL_PARAM_BOOL, "false",
+     "lora: write merged weights, else the base unchanged plus PEFT's adapter files", 0},
     {"max_memory_mb", SL_PARAM_FLOAT, "0", "refuse above this estimate, 0: MemAvailable", 0},
     {NULL, 0, NULL, NULL, 0},
 };
@@ -902,7 +1023,7 @@ static const sl_param train_params[] = {
 static const sl_step steps[] = {
     {"train_tokenizer", "1.0", "train a byte-level BPE tokenizer.json on chunks or documents",
      tok_inputs, tok_outputs, tok_params, run_tokenizer},
-    {"train", "1.0", "pretrain, SFT or DPO a GPT-2 or Llama model into a Hugging Face folder",
+    {"train", "1.0", "pretrain, SFT, LoRA or DPO a GPT-2 or Llama model into a Hugging Face folder",
      train_inputs, train_outputs, train_params, run_train},
 };
 

@@ -6,6 +6,7 @@
 #include <glob.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include "runner.h"
 
@@ -56,13 +57,20 @@ static size_t metrics(const char *log, const char *key, double *v, long *at, siz
     return n;
 }
 
-static char *model_path(char *spec) {
-    static char path[1024];
-    result r = RUN(test_store_arg, "artifacts", "path", spec);
+/* The folder of the output spec (RUN:STEP.OUTPUT) into out. */
+static void output_folder(const char *spec, char *out, size_t size) {
+    result r = RUN(test_store_arg, "artifacts", "path", (char *)spec);
     cr_assert_eq(r.status, 0, "%s", r.err);
     r.out[strcspn(r.out, "\n")] = '\0';
-    snprintf(path, sizeof(path), "%s/model.safetensors", r.out);
+    snprintf(out, size, "%s", r.out);
     result_free(&r);
+}
+
+static char *model_path(char *spec) {
+    static char path[1024];
+    char dir[900];
+    output_folder(spec, dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     return path;
 }
 
@@ -122,8 +130,12 @@ Test(train, pretrain_from_scratch_then_model_info_score_generate) {
     result_free(&r);
 }
 
-Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
-    char text[4096];
+/* A pipeline: the demo documents, instructions and preferences (steps
+ * docs, ins, prf), a tokenizer (tok), a tiny GPT-2 trained by SFT from
+ * scratch (sft, with sft_with added to its `with`), and the steps more
+ * (YAML, which may use ins.d, prf.d and sft.model). */
+static char *sft_pipeline(const char *sft_with, const char *more) {
+    char text[8192];
     snprintf(
         text, sizeof(text),
         "version: 1\npipeline: t\n"
@@ -139,14 +151,21 @@ Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
         "    uses: train\n"
         "    inputs: {dataset: ins.d, tokenizer: tok.tokenizer}\n"
         "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 128, "
-        "max_seq_len: 128, batch_size: 4, packing: false, epochs: 6, warmup_steps: 2, "
-        "learning_rate: 3.0e-3, eval_every: 6}\n"
-        "  dpo:\n"
-        "    uses: train\n"
-        "    inputs: {dataset: prf.d, model: sft.model}\n"
-        "    with: {method: dpo, max_seq_len: 128, batch_size: 2, epochs: 3, "
-        "warmup_steps: 0, learning_rate: 1.0e-3, checkpoint_every: 4}\n");
-    result r = RUN_PIPELINE(write_test_file(test_dir, "p.yaml", text));
+        "max_seq_len: 128, batch_size: 4, packing: false, warmup_steps: 2, "
+        "learning_rate: 3.0e-3, %s}\n"
+        "%s",
+        sft_with, more);
+    return write_test_file(test_dir, "p.yaml", text);
+}
+
+Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
+    char *p = sft_pipeline("epochs: 6, eval_every: 6",
+                           "  dpo:\n"
+                           "    uses: train\n"
+                           "    inputs: {dataset: prf.d, model: sft.model}\n"
+                           "    with: {method: dpo, max_seq_len: 128, batch_size: 2, epochs: 3, "
+                           "warmup_steps: 0, learning_rate: 1.0e-3, checkpoint_every: 4}\n");
+    result r = RUN_PIPELINE(p);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
     double v[64];
@@ -205,10 +224,10 @@ static int find_checkpoint(char *out, size_t size) {
     return found;
 }
 
-Test(train, kill_9_during_training_then_resume_continues_from_the_checkpoint) {
-    char *p = train_pipeline(DATA "/documents.jsonl",
-                             "method: pretrain, epochs: 1000, max_steps: 400, checkpoint_every: 3, "
-                             "keep_checkpoints: 1, learning_rate: 3.0e-3");
+/* Runs pipeline p, kills it with SIGKILL once step's first checkpoint (every
+ * 3 steps) is written, resumes it, and checks that step continued from the
+ * checkpoint to its last step (400). */
+static void kill_9_then_resume(const char *p, const char *step) {
     pid_t pid = start_sluice_run(p);
     char ck[512];
     int found = 0;
@@ -234,7 +253,7 @@ Test(train, kill_9_during_training_then_resume_continues_from_the_checkpoint) {
         run_pipeline((char *[]){"sluice", test_store_arg, "resume", "--json", crashed, NULL});
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
-    char *log = step_log("pre");
+    char *log = step_log(step);
     const char *at = strstr(log, "resuming from the checkpoint at step ");
     cr_assert_not_null(at, "%s", log);
     long from = strtol(at + strlen("resuming from the checkpoint at step "), NULL, 10);
@@ -248,6 +267,14 @@ Test(train, kill_9_during_training_then_resume_continues_from_the_checkpoint) {
     cr_expect_eq(n, (size_t)(400 - from));
     free(log);
     cr_expect_not(find_checkpoint(ck, sizeof(ck)), "checkpoints removed once the model is written");
+}
+
+Test(train, kill_9_during_training_then_resume_continues_from_the_checkpoint) {
+    kill_9_then_resume(train_pipeline(DATA "/documents.jsonl",
+                                      "method: pretrain, epochs: 1000, max_steps: 400, "
+                                      "checkpoint_every: 3, keep_checkpoints: 1, "
+                                      "learning_rate: 3.0e-3"),
+                       "pre");
 }
 
 Test(train, a_nan_loss_stops_with_a_message_and_keeps_the_checkpoint) {
@@ -268,8 +295,9 @@ Test(train, refuses_what_it_cannot_do) {
         const char *data, *with, *message;
     } cases[] = {
         {DATA "/documents.jsonl", "method: pretrain, max_memory_mb: 1", "training needs about "},
-        {DATA "/documents.jsonl", "method: rlhf", "method 'rlhf': use pretrain, sft or dpo"},
-        {DATA "/documents.jsonl", "method: lora", "LoRA is not built yet"},
+        {DATA "/documents.jsonl", "method: rlhf", "method 'rlhf': use pretrain, sft, lora or dpo"},
+        {DATA "/documents.jsonl", "method: lora",
+         "method lora adapts a pretrained model and there is none"},
         {"/dev/null", "method: pretrain", "input 'dataset'"},
         {DATA "/documents.jsonl", "method: sft", "input 'dataset'"}, /* no instruction field */
     };
@@ -279,4 +307,168 @@ Test(train, refuses_what_it_cannot_do) {
         cr_expect(strstr(r.out, cases[i].message) != NULL, "%s: %s", cases[i].with, r.out);
         result_free(&r);
     }
+}
+
+/* ---- lora ----------------------------------------------------------------- */
+
+/* The SFT'd base of the lora tests and the steps lora_steps. */
+static char *lora_pipeline(const char *lora_steps) {
+    return sft_pipeline("epochs: 2, checkpoint_every: 0", lora_steps);
+}
+
+#define LORA_WITH                                                                                  \
+    "method: lora, max_seq_len: 128, batch_size: 4, packing: false, epochs: 6, "                   \
+    "warmup_steps: 0, learning_rate: 1.0e-2, checkpoint_every: 4"
+
+/* `sluice model score SPEC --json` of a fixed text: the loss. */
+static double score(const char *spec) {
+    char *text = write_test_file(test_dir, "t.txt",
+                                 "Below is an instruction that describes a task. A pipeline "
+                                 "stores data by the hash of its bytes.\n");
+    result r = RUN(test_store_arg, "model", "score", (char *)spec, text, "--json");
+    cr_assert_eq(r.status, 0, "%s: %s", spec, r.err);
+    const char *l = strstr(r.out, "\"loss\": ");
+    cr_assert_not_null(l, "%s", r.out);
+    double loss = strtod(l + 8, NULL);
+    result_free(&r);
+    return loss;
+}
+
+Test(train, lora_trains_adapters_on_a_frozen_base_and_sluice_model_uses_them) {
+    result r = RUN_PIPELINE(lora_pipeline("  lora:\n"
+                                          "    uses: train\n"
+                                          "    inputs: {dataset: ins.d, model: sft.model}\n"
+                                          "    with: {" LORA_WITH "}\n"
+                                          "  merged:\n"
+                                          "    uses: train\n"
+                                          "    inputs: {dataset: ins.d, model: sft.model}\n"
+                                          "    with: {" LORA_WITH ", merge: true}\n"
+                                          "  again:\n"
+                                          "    uses: train\n"
+                                          "    inputs: {dataset: ins.d, model: lora.model}\n"
+                                          "    with: {method: sft, max_seq_len: 128, "
+                                          "max_steps: 1, warmup_steps: 0, "
+                                          "learning_rate: 1.0e-12}\n"));
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    double v[64];
+    long at[64];
+    char *log = step_log("lora");
+    size_t n = metrics(log, "loss", v, at, 64);
+    cr_expect_eq(n, 12, "%s", log); /* 5 examples fit: 2 batches x 6 epochs */
+    cr_expect_lt(v[n - 1], v[0], "the loss falls: %s", log);
+    cr_expect_eq(count(log, "metric lr = "), n);
+    cr_expect_eq(count(log, "metric grad_norm = "), n);
+    cr_expect_eq(count(log, "metric tokens_per_s = "), n);
+    /* one GPT-2 layer, d_model 32, r 8, all four linears: A (8, in) and
+     * B (out, 8) for c_attn (32 -> 96), c_proj (32 -> 32), c_fc (32 -> 128)
+     * and the MLP's c_proj (128 -> 32): 8 * (128 + 64 + 160 + 160) */
+    cr_expect(strstr(log, "on 4 adapted layers: 4096 trainable parameters") != NULL, "%s", log);
+    cr_expect_eq(count(log, "checkpoint at step "), 2, "%s", log);
+    free(log);
+
+    char spec[3][64], dir[3][1024], path[1200];
+    const char *steps[3] = {"sft", "lora", "merged"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(spec[i], sizeof(spec[i]), "%s:%s.model", last_run, steps[i]);
+        output_folder(spec[i], dir[i], sizeof(dir[i]));
+    }
+    /* merge: false: the base's weights unchanged, PEFT's files naming it */
+    char cmd[3000];
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s/model.safetensors' '%s/model.safetensors'", dir[0],
+             dir[1]);
+    cr_expect_eq(system(cmd), 0, "the base's tensors are not those of the base: %s", cmd);
+    snprintf(path, sizeof(path), "%s/adapter_config.json", dir[1]);
+    char *conf = slurp(path);
+    cr_assert_not_null(conf, "%s", path);
+    cr_expect(strstr(conf, "\"peft_type\" : \"LORA\"") != NULL, "%s", conf);
+    cr_expect(strstr(conf, "\"r\" : 8,") != NULL, "%s", conf);
+    cr_expect(strstr(conf, "\"lora_alpha\" : 16") != NULL, "%s", conf);
+    cr_expect(strstr(conf, dir[0]) != NULL, "base_model_name_or_path is the base: %s", conf);
+    free(conf);
+    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir[1]);
+    struct stat st;
+    cr_expect_eq(stat(path, &st), 0, "%s", path);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir[1]);
+    cr_expect_eq(stat(path, &st), 0, "%s", path);
+    /* merge: true: a plain folder whose weights moved */
+    snprintf(path, sizeof(path), "%s/adapter_config.json", dir[2]);
+    cr_expect_neq(stat(path, &st), 0, "%s", path);
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s/model.safetensors' '%s/model.safetensors'", dir[0],
+             dir[2]);
+    cr_expect_neq(system(cmd), 0, "merged weights equal the base's: %s", cmd);
+
+    r = RUN(test_store_arg, "model", "info", spec[1]);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "adapter       LoRA, r 8") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "model", "info", spec[2]);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "architecture  gpt2 (1 layers, d_model 32") != NULL, "%s", r.out);
+    cr_expect_null(strstr(r.out, "adapter "), "%s", r.out);
+    result_free(&r);
+    /* The same training either way: the adapter applied by sluice model
+     * scores as the merged weights do, and not as the base. */
+    double base = score(spec[0]), adapted = score(spec[1]), merged = score(spec[2]);
+    cr_expect_float_eq(adapted, merged, 1e-4, "adapter %f, merged %f", adapted, merged);
+    cr_expect(fabs(adapted - base) > 1e-3, "the adapter changes nothing: %f, base %f", adapted,
+              base);
+    r = RUN(test_store_arg, "model", "generate", spec[1], "A pipeline", "--max-tokens", "8",
+            "--temperature", "0");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_gt(strlen(r.out), 1, "%s", r.out);
+    result_free(&r);
+    /* A step starting from the adapter folder starts from the adapted
+     * model: one step at a learning rate of 1e-12 leaves it where it was. */
+    char again[64];
+    snprintf(again, sizeof(again), "%s:again.model", last_run);
+    double after = score(again);
+    cr_expect_float_eq(after, merged, 1e-4, "from the adapter folder %f, merged %f", after, merged);
+    log = step_log("again");
+    cr_expect(strstr(log, "the LoRA adapter (r 8) in ") != NULL, "%s", log);
+    free(log);
+}
+
+Test(train, lora_refuses_bad_parameters_naming_them) {
+    result r = RUN_PIPELINE(lora_pipeline("  bad_module:\n"
+                                          "    uses: train\n"
+                                          "    inputs: {dataset: ins.d, model: sft.model}\n"
+                                          "    with: {" LORA_WITH ", target_modules: [c_attn, q]}\n"
+                                          "  bad_dropout:\n"
+                                          "    uses: train\n"
+                                          "    inputs: {dataset: ins.d, model: sft.model}\n"
+                                          "    with: {" LORA_WITH ", dropout: 1.0}\n"));
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    /* r.out is --json: the quotes come escaped */
+    cr_expect(strstr(r.out, "target_modules: lora: unknown target module \\\"q\\\" for a gpt2 "
+                            "model (known: c_attn, c_proj, c_fc)") != NULL,
+              "%s", r.out);
+    cr_expect(strstr(r.out, "dropout is 1: it must be from 0 to below 1") != NULL, "%s", r.out);
+    result_free(&r);
+}
+
+Test(train, lora_kill_9_then_resume_continues_and_ends_as_an_unbroken_run) {
+    char *p = lora_pipeline("  lora:\n"
+                            "    uses: train\n"
+                            "    inputs: {dataset: ins.d, model: sft.model}\n"
+                            "    with: {method: lora, max_seq_len: 128, batch_size: 4, "
+                            "packing: false, epochs: 1000, max_steps: 400, checkpoint_every: 3, "
+                            "keep_checkpoints: 1, learning_rate: 1.0e-3, dropout: 0.1}\n");
+    kill_9_then_resume(p, "lora");
+    char spec[64], resumed[1200], cmd[2600];
+    snprintf(spec, sizeof(spec), "%s:lora.model", last_run);
+    output_folder(spec, resumed, sizeof(resumed));
+    /* again in another store, not interrupted: the same adapter, so the
+     * adapters, their AdamW state, the data position and the dropout
+     * masks (drawn from the step count) all came back */
+    snprintf(test_store_arg + strlen(test_store_arg), 16, "2");
+    result r = RUN_PIPELINE(p);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    char whole[1200];
+    snprintf(spec, sizeof(spec), "%s:lora.model", last_run);
+    output_folder(spec, whole, sizeof(whole));
+    snprintf(cmd, sizeof(cmd), "cmp '%s/adapter_model.safetensors' '%s/adapter_model.safetensors'",
+             resumed, whole);
+    cr_expect_eq(system(cmd), 0, "the resumed run's adapter differs: %s", cmd);
 }

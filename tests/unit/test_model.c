@@ -899,6 +899,29 @@ Test(lora, bad_input) {
     model_free(m);
 }
 
+/* model_lora_modules lists every linear layer of the architecture, all of
+ * which model_lora_add takes at once: 7 per Llama layer, 4 per GPT-2 layer
+ * (its c_proj is the attention's and the MLP's). */
+Test(lora, modules_of_each_architecture) {
+    static const struct {
+        const char *type;
+        size_t n, per_layer;
+    } cases[] = {{"gpt2", 3, 4}, {"llama", 7, 7}};
+    for (size_t i = 0; i < 2; i++) {
+        model *m = fresh(cases[i].type, 0, 1);
+        const char *const *all = model_lora_modules(m);
+        size_t n = 0;
+        while (all[n])
+            n++;
+        cr_expect_eq(n, cases[i].n, "%s", cases[i].type);
+        cr_assert_eq(model_lora_add(m, 2, 4, all, (int)n, 1, err, sizeof(err)), 0, "%s", err);
+        size_t layers = (size_t)model_get_config(m)->n_layers;
+        cr_expect_eq(model_lora_tensor_count(m), 2 * cases[i].per_layer * layers, "%s",
+                     cases[i].type);
+        model_free(m);
+    }
+}
+
 /* B starts at zero: a fresh adapter changes nothing, and A is seeded. */
 Test(lora, fresh_adapter_is_identity) {
     model *m = fresh("gpt2", 0, 3);
