@@ -77,6 +77,12 @@ static void result_free(result *r) {
     free(r->err);
 }
 
+/* Fails the test with the command's output unless it exited 0; frees r. */
+static void expect_success(result r) {
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+}
+
 /* A fresh folder for a test, with a store in it and the test plugins on the
  * plugin path of the runs that follow. */
 static char test_dir[64], test_store_arg[128], test_plugin_path[512];

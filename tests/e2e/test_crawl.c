@@ -191,9 +191,7 @@ Test(crawl, the_demo_site_and_repository_into_the_warehouse_with_each_failure_re
     result_free(&r);
 
     /* Again: what is stored is skipped, what failed is tried again. */
-    r = crawl_links(ex, n, "");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(crawl_links(ex, n, ""));
     for (size_t i = 0; i < n; i++)
         if (strcmp(ex[i].status, "crawled") == 0)
             ex[i].status = "skipped";
@@ -265,23 +263,19 @@ Test(crawl, redirects_are_checked_hop_by_hop_and_private_addresses_need_allowing
         {a0, "crawled", NULL},
     };
     size_t n = sizeof(ex) / sizeof(ex[0]);
-    result r = crawl_links(ex, n, "");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(crawl_links(ex, n, ""));
     check_report(ex, n, NULL);
 
     /* The other host once allowed. */
     expect allowed[] = {{other, "crawled", NULL}};
-    r = crawl_links(allowed, 1, "      allowed_hosts: [localhost]\n");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(crawl_links(allowed, 1, "      allowed_hosts: [localhost]\n"));
     check_report(allowed, 1, NULL);
 
     /* Loopback without allow_private: refused, not retried. */
     char a2[160];
     snprintf(a2, sizeof(a2), "%%s/articles/%s", articles[2]);
     expect refused[] = {{a2, "failed", "refused to connect to 127.0.0.1, a loopback address"}};
-    r = crawl_links(refused, 1, "      allow_private: false\n      robots: false\n");
+    result r = crawl_links(refused, 1, "      allow_private: false\n      robots: false\n");
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "refused to connect to 127.0.0.1, a loopback address (set "
                             "allow_private: true to crawl it)") != NULL,
@@ -354,17 +348,13 @@ Test(crawl, the_shipped_etl_pipeline_then_clean_and_chunk_on_the_demo_data) {
     run_env[1] = site;
     run_env[2] = repo;
     run_env[3] = NULL;
-    result r = RUN_PIPELINE(SLUICE_SOURCE_DIR "/pipelines/digital_data_etl.yaml");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(SLUICE_SOURCE_DIR "/pipelines/digital_data_etl.yaml"));
     char *report = last_output("report");
     cr_expect_eq(count(report, "\"status\" : \"crawled\""), 7, "%s", report);
     free(report);
 
-    r = RUN_PIPELINE(SLUICE_SOURCE_DIR "/pipelines/examples/twin_chunks.yaml", "-p",
-                     "author_full_names=[Paul Iusztin]");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(SLUICE_SOURCE_DIR "/pipelines/examples/twin_chunks.yaml", "-p",
+                                "author_full_names=[Paul Iusztin]"));
     char *chunks = last_output("chunks");
     size_t n = count(chunks, "\n");
     cr_expect_geq(n, 7, "at least a chunk per document: %zu", n);
@@ -375,15 +365,13 @@ Test(crawl, the_shipped_etl_pipeline_then_clean_and_chunk_on_the_demo_data) {
 
     /* The feature pipeline on what was crawled: the demo's judged queries
      * all find their article, and a search from the command line too. */
-    r = RUN_PIPELINE(SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(SLUICE_SOURCE_DIR "/pipelines/feature_engineering.yaml"));
     char *metrics = last_output("metrics");
     cr_expect(strstr(metrics, "\"queries\" : 8,") && strstr(metrics, "\"recall@5\" : 1.0,"), "%s",
               metrics);
     free(metrics);
-    r = RUN(test_store_arg, "search", "index",
-            "Kahn's algorithm: a ready queue and a pool of workers", "-k", "1");
+    result r = RUN(test_store_arg, "search", "index",
+                   "Kahn's algorithm: a ready queue and a pool of workers", "-k", "1");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, " 1. ") && strstr(r.out, "/articles/scheduling-dags.html\n"), "%s",
               r.out);

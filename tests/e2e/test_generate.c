@@ -50,9 +50,7 @@ static const char *overfit(int vocab, int context) {
              "max_seq_len: %d, batch_size: 3, packing: false, epochs: 150, warmup_steps: 2, "
              "learning_rate: 3.0e-3}\n",
              path, vocab, context, context);
-    result r = RUN_PIPELINE(write_test_file(test_dir, "p.yaml", text));
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(write_test_file(test_dir, "p.yaml", text)));
     static char spec[64];
     snprintf(spec, sizeof(spec), "%s:sft.model", last_run);
     return spec;

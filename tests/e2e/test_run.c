@@ -569,9 +569,7 @@ Test(run, chunks_are_capped_at_the_tokenizers_limit_with_overlap) {
                         "    with: {tokenizer: '@/model', max_tokens: 12, token_overlap: 3}\n"
                         "  show: {uses: shell, inputs: {c: chunk.chunks},\n"
                         "         with: {run: 'cp \"$SLUICE_INPUT_c\" @/out.jsonl'}}\n");
-    result r = RUN(test_store_arg, "run", p);
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN(test_store_arg, "run", p));
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "/usr/bin/python3 -c 'import json,sys\n"

@@ -114,10 +114,8 @@ Test(store, a_second_identical_run_is_fully_cached_and_runs_nothing) {
 
 Test(store, changing_a_parameter_reruns_exactly_that_step_and_its_descendants) {
     char *p = write_test_file(test_dir, "chain.yaml", chain);
-    result r = RUN(test_store_arg, "run", p, "--json");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
-    r = RUN(test_store_arg, "run", p, "--json", "-p", "suffix=again");
+    expect_success(RUN(test_store_arg, "run", p, "--json"));
+    result r = RUN(test_store_arg, "run", p, "--json", "-p", "suffix=again");
     cr_expect_str_eq(statuses(r.out), "a=cached b=cached c=done side=cached");
     result_free(&r);
     r = RUN(test_store_arg, "run", p, "--json", "-p", "greeting=hi");
@@ -138,13 +136,11 @@ Test(store, editing_a_plugin_binary_invalidates_its_steps) {
                               "  a: {uses: emit, with: {text: x}}\n"
                               "  s: {uses: shell, with: {run: 'echo s > s', outputs: {s: s}}}\n");
     run_env[0] = NULL;
-    result r = RUN(test_store_arg, "run", p, "--json");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN(test_store_arg, "run", p, "--json"));
     /* Same code, different bytes: appended bytes leave an ELF loadable. */
     snprintf(cmd, sizeof(cmd), "printf 'rebuilt' >> %s/teststeps.so", plugins);
     cr_assert_eq(system(cmd), 0);
-    r = RUN(test_store_arg, "run", p, "--json");
+    result r = RUN(test_store_arg, "run", p, "--json");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(statuses(r.out), "a=done s=cached");
     result_free(&r);
@@ -178,9 +174,7 @@ static void artifact_of_step(const char *step_id, char hash[65]) {
 
 Test(store, a_corrupted_object_is_detected_and_its_step_runs_again) {
     char *p = write_test_file(test_dir, "chain.yaml", chain);
-    result r = RUN(test_store_arg, "run", p, "--json");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN(test_store_arg, "run", p, "--json"));
     /* Alter the object a.out points to. */
     char hash[65] = "";
     artifact_of_step("a", hash);
@@ -188,7 +182,7 @@ Test(store, a_corrupted_object_is_detected_and_its_step_runs_again) {
     snprintf(cmd, sizeof(cmd), "f=%s/store/objects/%.2s/%s; chmod u+w $f; printf X >> $f", test_dir,
              hash, hash);
     cr_assert_eq(system(cmd), 0);
-    r = RUN(test_store_arg, "artifacts", "cat", hash);
+    result r = RUN(test_store_arg, "artifacts", "cat", hash);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "corrupt: its content no longer matches its hash") != NULL, "%s",
               r.err);
@@ -217,10 +211,8 @@ Test(store, steps_without_outputs_are_not_cached) {
 
 Test(store, runs_and_artifacts_are_recorded_and_readable) {
     char *p = write_test_file(test_dir, "chain.yaml", chain);
-    result r = RUN(test_store_arg, "run", p);
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
-    r = RUN(test_store_arg, "runs", "list");
+    expect_success(RUN(test_store_arg, "run", p));
+    result r = RUN(test_store_arg, "runs", "list");
     cr_expect_eq(r.status, 0);
     cr_expect(strstr(r.out, " chain ") != NULL && strstr(r.out, " done ") != NULL, "%s", r.out);
     char run_id[32];
@@ -620,9 +612,7 @@ Test(store, several_sluice_processes_share_one_store) {
 /* Runs the chain once and returns the path of its data.mdb (static). */
 static const char *stored_chain_meta(void) {
     char *p = write_test_file(test_dir, "chain.yaml", chain);
-    result r = RUN(test_store_arg, "run", p, "--json");
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN(test_store_arg, "run", p, "--json"));
     static char meta[256];
     snprintf(meta, sizeof(meta), "%s/store/meta/data.mdb", test_dir);
     return meta;

@@ -75,11 +75,9 @@ static char *model_path(char *spec) {
 }
 
 Test(train, pretrain_from_scratch_then_model_info_score_generate) {
-    result r = RUN_PIPELINE(train_pipeline(
+    expect_success(RUN_PIPELINE(train_pipeline(
         DATA "/documents.jsonl",
-        "method: pretrain, max_steps: 12, checkpoint_every: 5, learning_rate: 3.0e-3"));
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+        "method: pretrain, max_steps: 12, checkpoint_every: 5, learning_rate: 3.0e-3")));
     char *log = step_log("pre");
     double v[64];
     long at[64];
@@ -96,7 +94,7 @@ Test(train, pretrain_from_scratch_then_model_info_score_generate) {
 
     char spec[64];
     snprintf(spec, sizeof(spec), "%s:pre.model", last_run);
-    r = RUN(test_store_arg, "model", "info", spec);
+    result r = RUN(test_store_arg, "model", "info", spec);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "architecture  gpt2 (1 layers, d_model 32") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "context       64") != NULL, "%s", r.out);
@@ -165,9 +163,7 @@ Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
                            "    inputs: {dataset: prf.d, model: sft.model}\n"
                            "    with: {method: dpo, max_seq_len: 128, batch_size: 2, epochs: 3, "
                            "warmup_steps: 0, learning_rate: 1.0e-3, checkpoint_every: 4}\n");
-    result r = RUN_PIPELINE(p);
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(p));
     double v[64];
     long at[64];
     char *log = step_log("sft");
@@ -195,17 +191,13 @@ Test(train, the_same_inputs_seed_and_threads_give_the_same_bytes) {
     char *p = train_pipeline(DATA "/documents.jsonl",
                              "method: pretrain, max_steps: 6, learning_rate: 3.0e-3");
     char first[1024];
-    result r = RUN_PIPELINE(p);
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(p));
     char spec[64];
     snprintf(spec, sizeof(spec), "%s:pre.model", last_run);
     snprintf(first, sizeof(first), "%s", model_path(spec));
     /* again in another store: nothing cached, everything recomputed */
     snprintf(test_store_arg + strlen(test_store_arg), 16, "2");
-    r = RUN_PIPELINE(p);
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(p));
     snprintf(spec, sizeof(spec), "%s:pre.model", last_run);
     char cmd[2200];
     snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", first, model_path(spec));
@@ -335,22 +327,20 @@ static double score(const char *spec) {
 }
 
 Test(train, lora_trains_adapters_on_a_frozen_base_and_sluice_model_uses_them) {
-    result r = RUN_PIPELINE(lora_pipeline("  lora:\n"
-                                          "    uses: train\n"
-                                          "    inputs: {dataset: ins.d, model: sft.model}\n"
-                                          "    with: {" LORA_WITH "}\n"
-                                          "  merged:\n"
-                                          "    uses: train\n"
-                                          "    inputs: {dataset: ins.d, model: sft.model}\n"
-                                          "    with: {" LORA_WITH ", merge: true}\n"
-                                          "  again:\n"
-                                          "    uses: train\n"
-                                          "    inputs: {dataset: ins.d, model: lora.model}\n"
-                                          "    with: {method: sft, max_seq_len: 128, "
-                                          "max_steps: 1, warmup_steps: 0, "
-                                          "learning_rate: 1.0e-12}\n"));
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(lora_pipeline("  lora:\n"
+                                              "    uses: train\n"
+                                              "    inputs: {dataset: ins.d, model: sft.model}\n"
+                                              "    with: {" LORA_WITH "}\n"
+                                              "  merged:\n"
+                                              "    uses: train\n"
+                                              "    inputs: {dataset: ins.d, model: sft.model}\n"
+                                              "    with: {" LORA_WITH ", merge: true}\n"
+                                              "  again:\n"
+                                              "    uses: train\n"
+                                              "    inputs: {dataset: ins.d, model: lora.model}\n"
+                                              "    with: {method: sft, max_seq_len: 128, "
+                                              "max_steps: 1, warmup_steps: 0, "
+                                              "learning_rate: 1.0e-12}\n")));
     double v[64];
     long at[64];
     char *log = step_log("lora");
@@ -398,7 +388,7 @@ Test(train, lora_trains_adapters_on_a_frozen_base_and_sluice_model_uses_them) {
              dir[2]);
     cr_expect_neq(system(cmd), 0, "merged weights equal the base's: %s", cmd);
 
-    r = RUN(test_store_arg, "model", "info", spec[1]);
+    result r = RUN(test_store_arg, "model", "info", spec[1]);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "adapter       LoRA, r 8") != NULL, "%s", r.out);
     result_free(&r);
@@ -462,9 +452,7 @@ Test(train, lora_kill_9_then_resume_continues_and_ends_as_an_unbroken_run) {
      * adapters, their AdamW state, the data position and the dropout
      * masks (drawn from the step count) all came back */
     snprintf(test_store_arg + strlen(test_store_arg), 16, "2");
-    result r = RUN_PIPELINE(p);
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    expect_success(RUN_PIPELINE(p));
     char whole[1200];
     snprintf(spec, sizeof(spec), "%s:lora.model", last_run);
     output_folder(spec, whole, sizeof(whole));
