@@ -316,6 +316,10 @@ static int checkpoint_root(sl_ctx *ctx, int lora, char *out, size_t size) {
     static const char *const ports[] = {"dataset", "model", "tokenizer"};
     for (size_t i = 0; i < 3; i++)
         h = fnv(fnv(h, ports[i]), sl_input_path(ctx, ports[i]));
+    /* only when connected: the other steps' keys stay what they were */
+    const char *reference = sl_input_path(ctx, "reference");
+    if (reference)
+        h = fnv(fnv(h, "reference"), reference);
     snprintf(out, size, "%s/checkpoints/train/%016llx", store, (unsigned long long)h);
     return SL_OK;
 }
@@ -343,7 +347,7 @@ static int save_checkpoint(sl_ctx *ctx, const char *root, model *m, const char *
     return SL_OK;
 }
 
-/* ---- DPO: summed response log-probabilities per row ---------------------- */
+/* ---- DPO: the reference's log-probabilities ------------------------------ */
 
 /* rows of the last forward: sums[r] = sum of log p over row r's targets. */
 static void row_logps(const model *m, const int32_t *targets, size_t rows, size_t T, double *sums) {
@@ -357,28 +361,163 @@ static void row_logps(const model *m, const int32_t *targets, size_t rows, size_
     }
 }
 
-/* The reference model's log-probabilities of every pair (chosen, rejected),
- * in dataset order, computed once with the starting model and kept in the
- * checkpoint folder (reference_logps.f64: 2n doubles), so that neither the
- * epochs nor a resumed run compute them again. */
-static int reference_logps(sl_ctx *ctx, model *m, const train_examples *ex, size_t T,
-                           const char *root, double *ref) {
-    char path[4300], err[ERR];
-    snprintf(path, sizeof(path), "%s/reference_logps.f64", root);
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        size_t got = fread(ref, sizeof(double), 2 * ex->n, f);
-        int extra = fgetc(f) != EOF;
-        fclose(f);
-        if (got == 2 * ex->n && !extra) {
-            sl_log(ctx, SL_LOG_INFO, "reference log-probabilities: read for %zu pairs from %s",
-                   ex->n, path);
-            return SL_OK;
-        }
+/* The loss targets of a sequence: its response tokens (token 0 is never
+ * predicted). */
+static size_t seq_targets(const train_seq *q) {
+    size_t n = 0;
+    for (size_t t = 1; t < q->len; t++)
+        n += q->mask[t] != 0;
+    return n;
+}
+
+/* Writes the reference artifact (docs/training.md): one JSON line per pair
+ * of ex, in order, {"index", "chosen", "rejected", "chosen_tokens",
+ * "rejected_tokens"}, the sums with 17 significant digits so that they read
+ * back as the same doubles. Written as path.tmp then renamed: a reader never
+ * sees half a file. */
+static int reference_write(const char *path, const train_examples *ex, const double *ref, char *err,
+                           size_t err_size) {
+    char tmp[4400];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        say(err, err_size, "cannot write %s: %s", tmp, strerror(errno));
+        return -EIO;
     }
+    for (size_t i = 0; i < ex->n; i++) {
+        if (!isfinite(ref[2 * i]) || !isfinite(ref[2 * i + 1])) {
+            fclose(f);
+            remove(tmp);
+            say(err, err_size,
+                "pair %zu (dataset record %zu): the reference model's "
+                "log-probability is not finite",
+                i + 1, ex->source[i] + 1);
+            return -EINVAL;
+        }
+        fprintf(f,
+                "{\"index\": %zu, \"chosen\": %.17g, \"rejected\": %.17g, \"chosen_tokens\": "
+                "%zu, \"rejected_tokens\": %zu}\n",
+                ex->source[i], ref[2 * i], ref[2 * i + 1], seq_targets(&ex->seq[2 * i]),
+                seq_targets(&ex->seq[2 * i + 1]));
+    }
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        say(err, err_size, "cannot write %s: %s", path, strerror(errno ? errno : EIO));
+        remove(tmp);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* A whole number field of a reference row into *out, or -1 naming it. */
+static int row_count(const bson_t *row, const char *key, int64_t *out) {
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, row, key) ||
+        !(BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it)) || bson_iter_as_int64(&it) < 0)
+        return -1;
+    *out = bson_iter_as_int64(&it);
+    return 0;
+}
+
+/* A finite number field of a reference row into *out (an integer reads as
+ * one: %.17g writes -12 for -12.0), or -1. */
+static int row_number(const bson_t *row, const char *key, double *out) {
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, row, key) || !BSON_ITER_HOLDS_NUMBER(&it))
+        return -1;
+    *out = bson_iter_as_double(&it);
+    return isfinite(*out) ? 0 : -1;
+}
+
+/* Checks one row (line `line` of path) against pair i of ex, and stores its
+ * sums in ref[2i], ref[2i + 1]. */
+static int reference_row(const char *path, size_t line, const bson_t *row, const train_examples *ex,
+                         size_t i, double *ref, char *err, size_t err_size) {
+    static const char *const counts[] = {"index", "chosen_tokens", "rejected_tokens"};
+    int64_t v[3];
+    for (size_t k = 0; k < 3; k++)
+        if (row_count(row, counts[k], &v[k]) != 0) {
+            say(err, err_size, "%s line %zu: '%s' is missing or not a whole number >= 0", path,
+                line, counts[k]);
+            return -EINVAL;
+        }
+    if (row_number(row, "chosen", &ref[2 * i]) != 0 ||
+        row_number(row, "rejected", &ref[2 * i + 1]) != 0) {
+        say(err, err_size, "%s line %zu: 'chosen' and 'rejected' must be finite numbers", path,
+            line);
+        return -EINVAL;
+    }
+    size_t want[3] = {ex->source[i], seq_targets(&ex->seq[2 * i]),
+                      seq_targets(&ex->seq[2 * i + 1])};
+    for (size_t k = 0; k < 3; k++)
+        if ((uint64_t)v[k] != want[k]) {
+            say(err, err_size,
+                "%s line %zu: '%s' is %lld where pair %zu of the dataset has %zu (was it "
+                "computed for another dataset, tokenizer or max_seq_len?)",
+                path, line, counts[k], (long long)v[k], i + 1, want[k]);
+            return -EINVAL;
+        }
+    return 0;
+}
+
+/* Reads a reference artifact written by reference_write for the pairs of
+ * ex into ref (2 per pair): as many rows as pairs, in order, each well
+ * formed and naming the same pair with the same token counts. Blank lines
+ * are skipped; errors name the file and line. */
+static int reference_read(const char *path, const train_examples *ex, double *ref, char *err,
+                          size_t err_size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        say(err, err_size, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    char *text = NULL;
+    size_t cap = 0, line = 0, rows = 0;
+    ssize_t len;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&text, &cap, f)) >= 0) {
+        line++;
+        const char *p = text + strspn(text, " \t\r\n");
+        if (!*p)
+            continue;
+        if (rows == ex->n) {
+            say(err, err_size, "%s line %zu: a row past the dataset's %zu pairs", path, line,
+                ex->n);
+            rc = -EINVAL;
+            break;
+        }
+        bson_t row;
+        bson_error_t e;
+        if (!bson_init_from_json(&row, p, -1, &e)) {
+            say(err, err_size, "%s line %zu: not a JSON object: %s", path, line, e.message);
+            rc = -EINVAL;
+            break;
+        }
+        rc = reference_row(path, line, &row, ex, rows, ref, err, err_size);
+        bson_destroy(&row);
+        rows++;
+    }
+    if (rc == 0 && ferror(f)) {
+        say(err, err_size, "%s: %s", path, strerror(errno));
+        rc = -EIO;
+    }
+    if (rc == 0 && rows != ex->n) {
+        say(err, err_size, "%s: %zu rows for the dataset's %zu pairs", path, rows, ex->n);
+        rc = -EINVAL;
+    }
+    free(text);
+    fclose(f);
+    return rc;
+}
+
+/* Runs the reference model (m, the starting model) over every pair of ex:
+ * ref[2i], ref[2i + 1] are pair i's summed response log-probabilities,
+ * chosen then rejected, exactly as micro_step sums the policy's. */
+static int reference_compute(sl_ctx *ctx, model *m, const train_examples *ex, size_t T,
+                             double *ref) {
+    char err[ERR];
     int32_t *ids = calloc(2 * T, sizeof(int32_t)), *targets = calloc(2 * T, sizeof(int32_t));
-    uint8_t *mask = calloc(2 * T, 1);
-    int rc = ids && targets && mask ? SL_OK : sl_fail(ctx, "out of memory");
+    int rc = ids && targets ? SL_OK : sl_fail(ctx, "out of memory");
     for (size_t i = 0; rc == SL_OK && i < ex->n; i++) {
         if (sl_cancelled(ctx)) {
             rc = SL_ECANCELLED;
@@ -401,17 +540,56 @@ static int reference_logps(sl_ctx *ctx, model *m, const train_examples *ex, size
     }
     free(ids);
     free(targets);
-    free(mask);
-    if (rc != SL_OK)
-        return rc;
-    char tmp[4400];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "wb");
-    if (!f || fwrite(ref, sizeof(double), 2 * ex->n, f) != 2 * ex->n || fclose(f) != 0 ||
-        rename(tmp, path) != 0)
-        return sl_fail(ctx, "cannot write %s: %s", path, strerror(errno));
-    sl_log(ctx, SL_LOG_INFO, "reference log-probabilities: computed for %zu pairs, stored in %s",
-           ex->n, path);
+    return rc;
+}
+
+/* The reference model's log-probabilities of every pair, into ref (2 per
+ * pair), computed at most once per step:
+ *   - from input 'reference' when it is connected (another DPO step's
+ *     output: one pass shared by steps that differ in beta, say);
+ *   - else from root/reference.jsonl, written by this step before its first
+ *     training step, so that neither the epochs nor a resumed run compute
+ *     them again (once a checkpoint exists the model is no longer the
+ *     reference, so the file must be there);
+ *   - else computed with the starting model m and written there.
+ * Then written to output 'reference' in every case. */
+static int reference_logps(sl_ctx *ctx, model *m, const train_examples *ex, size_t T,
+                           const char *root, int have_ckpt, double *ref) {
+    char path[4300], err[ERR];
+    snprintf(path, sizeof(path), "%s/reference.jsonl", root);
+    const char *in = sl_input_path(ctx, "reference");
+    struct stat st;
+    if (in) {
+        if (reference_read(in, ex, ref, err, sizeof(err)) != 0)
+            return sl_fail(ctx, "input 'reference': %s", err);
+        sl_log(ctx, SL_LOG_INFO,
+               "reference log-probabilities: read for %zu pairs from input 'reference' (%s), "
+               "the reference model not run",
+               ex->n, in);
+    } else if (stat(path, &st) == 0) {
+        if (reference_read(path, ex, ref, err, sizeof(err)) != 0)
+            return sl_fail(ctx, "%s; remove %s to train from the start", err, root);
+        sl_log(ctx, SL_LOG_INFO, "reference log-probabilities: read for %zu pairs from %s", ex->n,
+               path);
+    } else if (have_ckpt) {
+        return sl_fail(ctx,
+                       "the checkpoints in %s have no reference log-probabilities (%s), and "
+                       "the model is no longer the reference; remove %s to train from the start",
+                       root, path, root);
+    } else {
+        int rc = reference_compute(ctx, m, ex, T, ref);
+        if (rc != SL_OK)
+            return rc;
+        if (reference_write(path, ex, ref, err, sizeof(err)) != 0)
+            return sl_fail(ctx, "reference log-probabilities: %s", err);
+        sl_log(ctx, SL_LOG_INFO,
+               "reference log-probabilities: computed for %zu pairs, stored in %s", ex->n, path);
+    }
+    const char *out = sl_output_path(ctx, "reference");
+    if (!out)
+        return sl_fail(ctx, "no path for output 'reference'");
+    if (reference_write(out, ex, ref, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "output 'reference': %s", err);
     return SL_OK;
 }
 
@@ -804,6 +982,11 @@ static int run_train(sl_ctx *ctx) {
         return rc;
     settings *s = &t.s;
     char err[ERR], ckpt_dir[4200];
+    if (s->method != M_DPO && sl_input_path(ctx, "reference"))
+        return sl_fail(ctx,
+                       "input 'reference' is the reference model's log-probabilities of "
+                       "method dpo; method %s does not use it",
+                       s->method_name);
     if ((rc = checkpoint_root(ctx, s->method == M_LORA, t.root, sizeof(t.root))) != SL_OK)
         return rc;
     uint64_t ck_step = 0;
@@ -897,9 +1080,7 @@ static int run_train(sl_ctx *ctx) {
             rc = sl_fail(ctx, "out of memory");
             goto done;
         }
-        /* With a checkpoint the model is no longer the reference: the file
-         * must be there (it is written before the first step). */
-        if ((rc = reference_logps(ctx, t.m, t.ex, T, t.root, t.ref)) != SL_OK)
+        if ((rc = reference_logps(ctx, t.m, t.ex, T, t.root, have_ckpt, t.ref)) != SL_OK)
             goto done;
     }
     uint64_t start = 0;
@@ -970,6 +1151,11 @@ static const sl_port train_inputs[] = {
      0},
     {"model", "model", "a Hugging Face folder to start from (else base_model, else scratch)", 1},
     {"tokenizer", "tokenizer", "from scratch: a folder with tokenizer.json", 1},
+    {"reference", "logprobs",
+     "dpo: the reference log-probabilities of another dpo step's output 'reference' (the same "
+     "starting model, dataset, tokenizer and max_seq_len), read instead of running the "
+     "reference model",
+     1},
     {NULL, NULL, NULL, 0},
 };
 static const sl_port train_outputs[] = {
@@ -978,6 +1164,10 @@ static const sl_port train_outputs[] = {
      "generation_config.json; lora without merge: also adapter_config.json and "
      "adapter_model.safetensors",
      0},
+    {"reference", "logprobs",
+     "dpo only: the reference model's summed response log-probabilities, a JSON line per pair "
+     "{index, chosen, rejected, chosen_tokens, rejected_tokens}",
+     1},
     {NULL, NULL, NULL, 0},
 };
 static const sl_param train_params[] = {
@@ -1023,7 +1213,7 @@ static const sl_param train_params[] = {
 static const sl_step steps[] = {
     {"train_tokenizer", "1.0", "train a byte-level BPE tokenizer.json on chunks or documents",
      tok_inputs, tok_outputs, tok_params, run_tokenizer},
-    {"train", "1.0", "pretrain, SFT, LoRA or DPO a GPT-2 or Llama model into a Hugging Face folder",
+    {"train", "1.1", "pretrain, SFT, LoRA or DPO a GPT-2 or Llama model into a Hugging Face folder",
      train_inputs, train_outputs, train_params, run_train},
 };
 

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include "require.h"
 #include "runner.h"
 
 #define DATA SLUICE_SOURCE_DIR "/pipelines/demo/datasets"
@@ -185,6 +186,166 @@ Test(train, sft_then_dpo_loss_falls_and_dpo_reports_trls_metrics) {
     cr_expect_eq(count(log, "reference log-probabilities: computed for 10 pairs"), 1, "%s", log);
     cr_expect_eq(count(log, "reference log-probabilities: read"), 0, "%s", log);
     free(log);
+}
+
+/* ---- dpo: the reference's log-probabilities as an artifact --------------- */
+
+#define DPO_WITH                                                                                   \
+    "method: dpo, max_seq_len: 128, batch_size: 2, epochs: 2, warmup_steps: 0, "                   \
+    "learning_rate: 1.0e-3, checkpoint_every: 0"
+
+/* The rows of a reference artifact (the text of the file): the sums and
+ * token counts of each pair, in order; asserts each line's layout. */
+static size_t reference_rows(const char *text, double *chosen, double *rejected, long *tokens,
+                             size_t max) {
+    size_t n = 0;
+    for (const char *line = text; *line && n < max; n++) {
+        long index = -1;
+        int used = -1;
+        sscanf(line,
+               "{\"index\": %ld, \"chosen\": %lf, \"rejected\": %lf, \"chosen_tokens\": %ld, "
+               "\"rejected_tokens\": %ld}%n",
+               &index, &chosen[n], &rejected[n], &tokens[2 * n], &tokens[2 * n + 1], &used);
+        cr_assert_gt(used, 0, "row %zu: %.200s", n + 1, line);
+        cr_expect_eq(index, (long)n, "%.200s", line);
+        cr_expect(chosen[n] < 0 && rejected[n] < 0, "%.200s", line);
+        cr_expect(tokens[2 * n] > 0 && tokens[2 * n + 1] > 0, "%.200s", line);
+        const char *end = strchr(line, '\n');
+        cr_assert_not_null(end, "a row ends with a line feed");
+        line = end + 1;
+    }
+    return n;
+}
+
+/* The text of output spec (RUN:STEP.OUTPUT), a file. */
+static char *output_text(const char *spec) {
+    char path[1024];
+    output_folder(spec, path, sizeof(path));
+    char *text = slurp(path);
+    cr_assert_not_null(text, "%s", path);
+    return text;
+}
+
+Test(train, dpo_steps_share_one_reference_pass_through_the_reference_artifact) {
+    char *p =
+        sft_pipeline("epochs: 2, checkpoint_every: 0",
+                     "  dpo:\n"
+                     "    uses: train\n"
+                     "    inputs: {dataset: prf.d, model: sft.model}\n"
+                     "    with: {" DPO_WITH "}\n"
+                     "  shared:\n"
+                     "    uses: train\n"
+                     "    inputs: {dataset: prf.d, model: sft.model, reference: dpo.reference}\n"
+                     "    with: {" DPO_WITH ", beta: 0.5}\n"
+                     "  own:\n"
+                     "    uses: train\n"
+                     "    inputs: {dataset: prf.d, model: sft.model}\n"
+                     "    with: {" DPO_WITH ", beta: 0.5}\n");
+    expect_success(RUN_PIPELINE(p));
+    char *log = step_log("dpo");
+    cr_expect_eq(count(log, "reference log-probabilities: computed for 10 pairs"), 1, "%s", log);
+    free(log);
+    log = step_log("shared");
+    cr_expect_eq(count(log, "reference log-probabilities: read for 10 pairs from input "
+                            "'reference'"),
+                 1, "%s", log);
+    cr_expect_eq(count(log, "computed"), 0, "the reference model ran: %s", log);
+    double v[64];
+    long at[64];
+    cr_assert_gt(metrics(log, "loss", v, at, 64), 0, "%s", log);
+    cr_expect_float_eq(v[0], 0.69314718, 1e-4, "policy = reference at the start: %s", log);
+    free(log);
+    log = step_log("own");
+    cr_expect_eq(count(log, "reference log-probabilities: computed for 10 pairs"), 1, "%s", log);
+    free(log);
+
+    /* beta 0.5 on the shared pass trains the model its own pass does */
+    char spec[64], shared[1024], own[1024], cmd[2200];
+    snprintf(spec, sizeof(spec), "%s:shared.model", last_run);
+    snprintf(shared, sizeof(shared), "%s", model_path(spec));
+    snprintf(spec, sizeof(spec), "%s:own.model", last_run);
+    snprintf(own, sizeof(own), "%s", model_path(spec));
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", shared, own);
+    cr_expect_eq(system(cmd), 0, "the shared reference trains another model: %s", cmd);
+
+    /* the same starting model: the same bytes from each step */
+    char *text[3];
+    const char *steps[3] = {"dpo", "shared", "own"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(spec, sizeof(spec), "%s:%s.reference", last_run, steps[i]);
+        text[i] = output_text(spec);
+    }
+    cr_expect_str_eq(text[1], text[0]);
+    cr_expect_str_eq(text[2], text[0]);
+    double chosen[16], rejected[16];
+    long tokens[32];
+    cr_expect_eq(reference_rows(text[0], chosen, rejected, tokens, 16), 10, "%s", text[0]);
+    for (int i = 0; i < 3; i++)
+        free(text[i]);
+    /* other methods do not write it */
+    snprintf(spec, sizeof(spec), "%s:sft.reference", last_run);
+    result r = RUN(test_store_arg, "artifacts", "path", spec);
+    cr_expect_neq(r.status, 0, "%s", r.out);
+    result_free(&r);
+}
+
+Test(train, a_bad_reference_input_fails_naming_the_file_and_line) {
+    /* a shell step spoils dpo.reference as each case says, into bad.r */
+    static const struct {
+        const char *edit, *message;
+    } cases[] = {
+        {"head -n 9", ": 9 rows for the dataset's 10 pairs"},
+        {"sed '3s/.*/{not json/'", " line 3: not a JSON object"},
+        {"sed '2s/\"chosen\": [^,]*/\"chosen\": \"x\"/'",
+         " line 2: 'chosen' and 'rejected' must be finite numbers"},
+        {"sed '4s/\"index\": 3/\"index\": 7/'",
+         " line 4: 'index' is 7 where pair 4 of the dataset has 3"},
+        {"sed '5s/\"rejected_tokens\": [0-9]*/\"rejected_tokens\": 1/'",
+         " line 5: 'rejected_tokens' is 1 where pair 5 of the dataset has "},
+        {"sed '1s/\"chosen_tokens\": [0-9]*, //'",
+         " line 1: 'chosen_tokens' is missing or not a whole number >= 0"},
+        /* a blank line first (skipped, yet counted), the last row twice */
+        {"sed -e '1{h;s/.*//;p;g}' -e '$p'", " line 12: a row past the dataset's 10 pairs"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char more[2048];
+        snprintf(more, sizeof(more),
+                 "  dpo:\n"
+                 "    uses: train\n"
+                 "    inputs: {dataset: prf.d, model: sft.model}\n"
+                 "    with: {" DPO_WITH ", max_steps: 1}\n"
+                 "  bad:\n"
+                 "    uses: shell\n"
+                 "    inputs: {r: dpo.reference}\n"
+                 "    with:\n"
+                 "      outputs: {r: r.jsonl}\n"
+                 "      run: |\n"
+                 "        %s \"$SLUICE_INPUT_r\" > \"$SLUICE_OUTPUT_r\"\n"
+                 "  again:\n"
+                 "    uses: train\n"
+                 "    inputs: {dataset: prf.d, model: sft.model, reference: bad.r}\n"
+                 "    with: {" DPO_WITH ", max_steps: 1}\n",
+                 cases[i].edit);
+        result r = RUN_PIPELINE(sft_pipeline("epochs: 1, checkpoint_every: 0", more));
+        cr_expect_eq(r.status, 1, "%s: %s", cases[i].edit, r.err);
+        cr_expect(strstr(r.out, "input 'reference': ") != NULL, "%s: %s", cases[i].edit, r.out);
+        cr_expect(strstr(r.out, cases[i].message) != NULL, "%s: %s", cases[i].edit, r.out);
+        result_free(&r);
+    }
+    /* another method: refused */
+    result r = RUN_PIPELINE(sft_pipeline("epochs: 1, checkpoint_every: 0",
+                                         "  dpo:\n"
+                                         "    uses: train\n"
+                                         "    inputs: {dataset: prf.d, model: sft.model}\n"
+                                         "    with: {" DPO_WITH ", max_steps: 1}\n"
+                                         "  sft2:\n"
+                                         "    uses: train\n"
+                                         "    inputs: {dataset: ins.d, model: sft.model, "
+                                         "reference: dpo.reference}\n"
+                                         "    with: {method: sft, max_steps: 1}\n"));
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect(strstr(r.out, "method sft does not use it") != NULL, "%s", r.out);
+    result_free(&r);
 }
 
 Test(train, the_same_inputs_seed_and_threads_give_the_same_bytes) {
@@ -459,4 +620,81 @@ Test(train, lora_kill_9_then_resume_continues_and_ends_as_an_unbroken_run) {
     snprintf(cmd, sizeof(cmd), "cmp '%s/adapter_model.safetensors' '%s/adapter_model.safetensors'",
              resumed, whole);
     cr_expect_eq(system(cmd), 0, "the resumed run's adapter differs: %s", cmd);
+}
+
+Test(train, dpo_kill_9_then_resume_reads_the_reference_and_ends_as_an_unbroken_run) {
+    char *p = lora_pipeline("  dpo:\n"
+                            "    uses: train\n"
+                            "    inputs: {dataset: prf.d, model: sft.model}\n"
+                            "    with: {method: dpo, max_seq_len: 128, batch_size: 2, "
+                            "epochs: 1000, max_steps: 400, checkpoint_every: 3, "
+                            "keep_checkpoints: 1, learning_rate: 1.0e-4}\n");
+    kill_9_then_resume(p, "dpo");
+    char *log = step_log("dpo");
+    cr_expect_eq(count(log, "reference log-probabilities: read for 10 pairs from "), 1, "%s", log);
+    cr_expect_eq(count(log, "computed"), 0, "the resumed step ran the reference model: %s", log);
+    free(log);
+    char spec[64], resumed[1200], whole[1200], cmd[2600];
+    snprintf(spec, sizeof(spec), "%s:dpo.model", last_run);
+    output_folder(spec, resumed, sizeof(resumed));
+    snprintf(spec, sizeof(spec), "%s:dpo.reference", last_run);
+    char *resumed_ref = output_text(spec);
+    /* again in another store, not interrupted */
+    snprintf(test_store_arg + strlen(test_store_arg), 16, "2");
+    expect_success(RUN_PIPELINE(p));
+    snprintf(spec, sizeof(spec), "%s:dpo.model", last_run);
+    output_folder(spec, whole, sizeof(whole));
+    snprintf(cmd, sizeof(cmd), "cmp '%s/model.safetensors' '%s/model.safetensors'", resumed, whole);
+    cr_expect_eq(system(cmd), 0, "the resumed run's model differs: %s", cmd);
+    snprintf(spec, sizeof(spec), "%s:dpo.reference", last_run);
+    char *whole_ref = output_text(spec);
+    cr_expect_str_eq(resumed_ref, whole_ref);
+    free(resumed_ref);
+    free(whole_ref);
+}
+
+/* ---- the reference against PyTorch ---------------------------------------- */
+
+#define PYTHON "/usr/bin/python3"
+
+Test(train, the_reference_log_probabilities_match_pytorch) {
+    if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch, regex' 2>/dev/null") != 0)
+        SKIP_UNLESS_REQUIRED("skipped: the reference needs %s with torch and regex (Debian's "
+                             "python3-torch, python3-regex)\n",
+                             PYTHON);
+    expect_success(RUN_PIPELINE(sft_pipeline("epochs: 2, checkpoint_every: 0",
+                                             "  dpo:\n"
+                                             "    uses: train\n"
+                                             "    inputs: {dataset: prf.d, model: sft.model}\n"
+                                             "    with: {" DPO_WITH ", max_steps: 1}\n")));
+    char spec[64], model[1024], cmd[2400];
+    snprintf(spec, sizeof(spec), "%s:sft.model", last_run);
+    output_folder(spec, model, sizeof(model));
+    snprintf(spec, sizeof(spec), "%s:dpo.reference", last_run);
+    char *ours = output_text(spec);
+    snprintf(cmd, sizeof(cmd),
+             PYTHON " " SLUICE_SOURCE_DIR "/tests/ref/dpo_logps_ref.py '%s' " DATA
+                    "/preference.jsonl 128 > '%s/torch.jsonl'",
+             model, test_dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/torch.jsonl", test_dir);
+    char *theirs = slurp(path);
+    cr_assert_not_null(theirs, "%s", path);
+    /* the Python rows come from json.dumps: the same keys, in the same order */
+    double c[2][16], r[2][16];
+    long tokens[2][32];
+    size_t n = reference_rows(ours, c[0], r[0], tokens[0], 16);
+    cr_assert_eq(n, 10, "%s", ours);
+    cr_assert_eq(reference_rows(theirs, c[1], r[1], tokens[1], 16), n, "%s", theirs);
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(tokens[0][2 * i], tokens[1][2 * i], "pair %zu chosen tokens", i + 1);
+        cr_expect_eq(tokens[0][2 * i + 1], tokens[1][2 * i + 1], "pair %zu rejected tokens", i + 1);
+        cr_expect_float_eq(c[0][i], c[1][i], 1e-6 * fabs(c[1][i]),
+                           "pair %zu chosen: %.9g, torch %.9g", i + 1, c[0][i], c[1][i]);
+        cr_expect_float_eq(r[0][i], r[1][i], 1e-6 * fabs(r[1][i]),
+                           "pair %zu rejected: %.9g, torch %.9g", i + 1, r[0][i], r[1][i]);
+    }
+    free(ours);
+    free(theirs);
 }
