@@ -510,15 +510,16 @@ static int reference_read(const char *path, const train_examples *ex, double *re
     return rc;
 }
 
-/* Runs the reference model (m, the starting model) over every pair of ex:
- * ref[2i], ref[2i + 1] are pair i's summed response log-probabilities,
- * chosen then rejected, exactly as micro_step sums the policy's. */
-static int reference_compute(sl_ctx *ctx, model *m, const train_examples *ex, size_t T,
+/* Runs the reference model (m, the starting model) over the first n pairs
+ * of ex: ref[2i], ref[2i + 1] are pair i's summed response
+ * log-probabilities, chosen then rejected, exactly as micro_step sums the
+ * policy's. */
+static int reference_compute(sl_ctx *ctx, model *m, const train_examples *ex, size_t n, size_t T,
                              double *ref) {
     char err[ERR];
     int32_t *ids = calloc(2 * T, sizeof(int32_t)), *targets = calloc(2 * T, sizeof(int32_t));
     int rc = ids && targets ? SL_OK : sl_fail(ctx, "out of memory");
-    for (size_t i = 0; rc == SL_OK && i < ex->n; i++) {
+    for (size_t i = 0; rc == SL_OK && i < n; i++) {
         if (sl_cancelled(ctx)) {
             rc = SL_ECANCELLED;
             break;
@@ -562,10 +563,26 @@ static int reference_logps(sl_ctx *ctx, model *m, const train_examples *ex, size
     if (in) {
         if (reference_read(in, ex, ref, err, sizeof(err)) != 0)
             return sl_fail(ctx, "input 'reference': %s", err);
+        /* The one thing the rows cannot show is the model they came from:
+         * pair 1 again with the starting model (1/n of a pass) tells. Not
+         * once a checkpoint exists: the model is no longer the reference. */
+        if (!have_ckpt) {
+            double mine[2];
+            int rc = reference_compute(ctx, m, ex, 1, T, mine);
+            if (rc != SL_OK)
+                return rc;
+            for (size_t s = 0; s < 2; s++)
+                if (fabs(mine[s] - ref[s]) > 1e-4 * fabs(mine[s]) + 1e-6)
+                    return sl_fail(ctx,
+                                   "input 'reference': %s: pair 1's %s log-probability is %.9g "
+                                   "there, %.9g with this step's starting model: it was "
+                                   "computed with another model",
+                                   in, s ? "rejected" : "chosen", ref[s], mine[s]);
+        }
         sl_log(ctx, SL_LOG_INFO,
-               "reference log-probabilities: read for %zu pairs from input 'reference' (%s), "
-               "the reference model not run",
-               ex->n, in);
+               "reference log-probabilities: read for %zu pairs from input 'reference' (%s)%s",
+               ex->n, in,
+               have_ckpt ? "" : "; pair 1 checked against the starting model, the rest not run");
     } else if (stat(path, &st) == 0) {
         if (reference_read(path, ex, ref, err, sizeof(err)) != 0)
             return sl_fail(ctx, "%s; remove %s to train from the start", err, root);
@@ -577,7 +594,7 @@ static int reference_logps(sl_ctx *ctx, model *m, const train_examples *ex, size
                        "the model is no longer the reference; remove %s to train from the start",
                        root, path, root);
     } else {
-        int rc = reference_compute(ctx, m, ex, T, ref);
+        int rc = reference_compute(ctx, m, ex, ex->n, T, ref);
         if (rc != SL_OK)
             return rc;
         if (reference_write(path, ex, ref, err, sizeof(err)) != 0)

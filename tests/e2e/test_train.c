@@ -304,6 +304,7 @@ Test(train, a_bad_reference_input_fails_naming_the_file_and_line) {
          " line 5: 'rejected_tokens' is 1 where pair 5 of the dataset has "},
         {"sed '1s/\"chosen_tokens\": [0-9]*, //'",
          " line 1: 'chosen_tokens' is missing or not a whole number >= 0"},
+        {"sed '1s/\"chosen\": -/\"chosen\": -1/'", ": pair 1's chosen log-probability is -1"},
         /* a blank line first (skipped, yet counted), the last row twice */
         {"sed -e '1{h;s/.*//;p;g}' -e '$p'", " line 12: a row past the dataset's 10 pairs"},
     };
