@@ -234,6 +234,51 @@ Test(reference, qwen2_bias_head_dim, .timeout = 120) { check_case("qwen2"); }
 Test(reference, llama_attention_bias, .timeout = 120) { check_case("llama_bias"); }
 Test(reference, llama3_rope_scaling, .timeout = 120) { check_case("llama3"); }
 
+/* Weights stored in half precision: the file holds dtype (checked, so that
+ * the case cannot pass on F32 weights), and sluice's logits and loss match
+ * torch's computed in F32 from the same rounded weights. */
+static void check_half(const char *name, sl_dtype dtype) {
+    char tmp[64], dir[128], path[256];
+    make_ref(name, tmp, dir);
+    sl_tensors *ref = NULL, *file = NULL;
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    cr_assert_eq(sl_tensors_open(path, &file, err, sizeof(err)), 0, "%s", err);
+    const sl_tensor *first = sl_tensors_at(file, 0);
+    cr_assert_eq(sl_tensor_dtype(first), dtype, "%s: %s is %s", name, sl_tensor_name(first),
+                 sl_dtype_name(sl_tensor_dtype(first)));
+    sl_tensors_close(file);
+    model *m = NULL;
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    snprintf(path, sizeof(path), "%s/ref.safetensors", dir);
+    cr_assert_eq(sl_tensors_open(path, &ref, err, sizeof(err)), 0, "%s", err);
+    size_t n, nt, nl;
+    float *tokf = ref_get(ref, "tokens", &n), *tgtf = ref_get(ref, "targets", &nt);
+    int B = (int)sl_tensor_dim(sl_tensors_find(ref, "tokens"), 0), T = (int)(n / (size_t)B);
+    int32_t *tok = malloc(n * sizeof(int32_t)), *tgt = malloc(n * sizeof(int32_t));
+    cr_assert(tok && tgt);
+    for (size_t i = 0; i < n; i++)
+        tok[i] = (int32_t)tokf[i], tgt[i] = (int32_t)tgtf[i];
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+    float *logits = ref_get(ref, "logits", &nl), *rloss = ref_get(ref, "loss", &nt);
+    cr_assert_eq(nl, n * (size_t)model_get_config(m)->vocab);
+    float d = max_abs_diff(model_logits(m), logits, nl, NULL);
+    cr_log_info("%s: logits max abs diff %.3g, loss %.7f vs %.7f", name, d, loss, rloss[0]);
+    cr_expect_leq(d, 1e-4f, "%s: logits differ by %g", name, d);
+    cr_expect_leq(fabsf(loss - rloss[0]), 1e-5f, "%s: loss %.7f, reference %.7f", name, loss,
+                  rloss[0]);
+    free(tokf), free(tgtf), free(tok), free(tgt), free(logits), free(rloss);
+    sl_tensors_close(ref);
+    model_free(m);
+    rm_rf(tmp);
+}
+
+/* config.json says bfloat16, the tensors are F16: each tensor's own dtype counts */
+Test(reference, gpt2_f16_weights) { check_half("gpt2_f16", SL_DTYPE_F16); }
+/* F16 matrices beside F32 norms, grouped-query attention, an untied head */
+Test(reference, llama_f16_weights_f32_norms) { check_half("llama_f16", SL_DTYPE_F16); }
+Test(reference, llama_bf16_weights) { check_half("llama_bf16", SL_DTYPE_BF16); }
+
 /* ---- without the reference ---- */
 
 static model *fresh(const char *type, int kv, uint64_t seed) {
