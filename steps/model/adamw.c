@@ -31,7 +31,7 @@ static trainable trainable_of(model *m) {
 
 float model_grad_norm(const model *m) {
     trainable tr = trainable_of((model *)m);
-    if (!m->grads)
+    if (!tr.grads)
         return 0.0f;
     double s = 0;
     for (size_t i = 0; i < tr.n_params; i++)
@@ -43,17 +43,16 @@ float model_clip_grad(model *m, float max_norm) {
     trainable tr = trainable_of(m);
     float norm = model_grad_norm(m);
     float coef = max_norm / (norm + 1e-6f);
-    if (m->grads && coef < 1.0f)
+    if (tr.grads && coef < 1.0f)
         for (size_t i = 0; i < tr.n_params; i++)
             tr.grads[i] *= coef;
     return norm;
 }
 
 int model_adamw_step(model *m, const model_adamw *o, char *err, size_t n) {
-    if (!m->grads) {
-        return model_fail(err, n, -EINVAL, "model: an optimizer step before any backward");
-    }
     trainable tr = trainable_of(m);
+    if (!tr.grads)
+        return model_fail(err, n, -EINVAL, "model: an optimizer step before any backward");
     if (!*tr.adam_m) {
         *tr.adam_m = calloc(tr.n_params, sizeof(float));
         *tr.adam_v = calloc(tr.n_params, sizeof(float));

@@ -128,10 +128,9 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
     model_lora *lo = &m->lora;
     lo->t = calloc(x.n_tensors, sizeof(*lo->t));
     lo->params = calloc(x.n_params, sizeof(float));
-    lo->grads = calloc(x.n_params, sizeof(float));
     lo->scratch_floats = 2 * (size_t)r;
     lo->scratch = malloc(lo->scratch_floats * sizeof(float));
-    if (!lo->t || !lo->params || !lo->grads || !lo->scratch) {
+    if (!lo->t || !lo->params || !lo->scratch) {
         model_lora_release(m);
         return model_fail(err, n, -ENOMEM, "lora: out of memory for %zu adapter parameters",
                           x.n_params);
@@ -155,12 +154,14 @@ int model_lora_add(model *m, int r, float alpha, const char *const *targets, int
             lo->params[ta->offset + k] = (float)((2.0 * u - 1.0) * bound);
         }
     }
+    /* The frozen base keeps neither gradients nor moments: the adapters'
+     * gradients come with the first backward, their moments with the
+     * first step. */
+    free(m->grads);
     free(m->adam_m);
     free(m->adam_v);
-    m->adam_m = m->adam_v = NULL;
+    m->grads = m->adam_m = m->adam_v = NULL;
     m->adam_steps = 0;
-    if (m->grads) /* the frozen base's gradients stay zero from here on */
-        memset(m->grads, 0, m->n_params * sizeof(float));
     return 0;
 }
 
@@ -184,10 +185,21 @@ void model_lora_release(model *m) {
         each_linear(m, clear_one, NULL);
 }
 
+/* h and dh of one adapter; with dropout also the dropped input */
+static size_t hidden_floats(const model *m, int rows) { return 2 * (size_t)rows * m->lora.r; }
+
+static size_t dropped_floats(const model *m, int rows) {
+    return m->lora.dropout > 0 ? (size_t)rows * m->lora.max_in : 0;
+}
+
+size_t model_lora_scratch_floats(const model *m, int rows) {
+    return m->lora.r ? hidden_floats(m, rows) + dropped_floats(m, rows) : 0;
+}
+
 static int lora_fit_xd(model *m, int rows, char *err, size_t n) {
     model_lora *lo = &m->lora;
-    size_t need = (size_t)rows * lo->max_in;
-    if (lo->dropout <= 0 || need <= lo->xd_floats)
+    size_t need = dropped_floats(m, rows);
+    if (need <= lo->xd_floats)
         return 0;
     float *p = realloc(lo->xd, need * sizeof(float));
     if (!p)
@@ -239,7 +251,7 @@ static const float *adapter_input(const model *m, const model_linear *l, const f
 
 int model_lora_fit(model *m, int rows, char *err, size_t n) {
     model_lora *lo = &m->lora;
-    size_t need = 2 * (size_t)rows * lo->r;
+    size_t need = hidden_floats(m, rows);
     if (!lo->r)
         return 0;
     if (need > lo->scratch_floats) {
@@ -341,7 +353,7 @@ float *model_lora_tensor_data(model *m, size_t i, size_t *count) {
     return m->lora.params + m->lora.t[i].offset;
 }
 const float *model_lora_tensor_grad(const model *m, size_t i, size_t *count) {
-    if (i >= m->lora.n_tensors)
+    if (i >= m->lora.n_tensors || !m->lora.grads)
         return NULL;
     *count = m->lora.t[i].count;
     return m->lora.grads + m->lora.t[i].offset;

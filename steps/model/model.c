@@ -820,8 +820,22 @@ int model_estimate(const model_config *cfg, int B, int T, size_t *param_bytes, s
     if (!m)
         return rc;
     *param_bytes = m->n_params * sizeof(float);
-    *train_bytes = 4 * *param_bytes + model_arena_floats(m, B, T) * sizeof(float);
+    rc = model_train_estimate(m, B, T, train_bytes, err, n);
     model_free(m);
+    return rc;
+}
+
+int model_train_estimate(const model *m, int B, int T, size_t *train_bytes, char *err, size_t n) {
+    if (B <= 0 || T <= 0 || T > m->c.context)
+        return model_fail(err, n, -EINVAL, "model: a batch of %d x %d tokens (context %d)", B, T,
+                          m->c.context);
+    /* Gradients and two moments (pass.c, adamw.c) for what trains: the
+     * adapters (beside the base's weights) when there are any, else every
+     * parameter. */
+    size_t trained = m->lora.r ? 4 * m->lora.n_params : 3 * m->n_params;
+    size_t floats =
+        m->n_params + trained + model_arena_floats(m, B, T) + model_lora_scratch_floats(m, B * T);
+    *train_bytes = floats * sizeof(float);
     return 0;
 }
 

@@ -7,7 +7,8 @@
  * and are always written back as F32. A model is one handle: its
  * parameters, their gradients and AdamW moments are each one contiguous
  * array (the tensors of model_tensor_name in order), its activations one
- * arena sized for the largest batch seen. A handle is not shared between
+ * arena sized for the largest batch seen. Gradients and moments exist only
+ * for what trains: with LoRA adapters, for the adapters alone. A handle is not shared between
  * threads; different handles may be used on different threads at once.
  *
  * Determinism: matrix products go through OpenBLAS (its thread count is
@@ -78,8 +79,9 @@ void model_free(model *m);
 const model_config *model_get_config(const model *m);
 
 /* The parameters: count, and each tensor's Hugging Face name, shape, values
- * and gradient (NULL before the first backward). Pointers are borrowed until
- * model_free; a tensor's values may be changed in place. */
+ * and gradient (NULL before the first backward, and while the model has
+ * LoRA adapters: the frozen base has no gradient array). Pointers are
+ * borrowed until model_free; a tensor's values may be changed in place. */
 size_t model_param_count(const model *m);
 size_t model_tensor_count(const model *m);
 const char *model_tensor_name(const model *m, size_t i);
@@ -143,11 +145,17 @@ int model_save_optimizer(const model *m, const char *path, char *err, size_t err
 int model_load_optimizer(model *m, const char *path, char *err, size_t err_size);
 
 /* What a model of config c needs, in bytes: *param_bytes for its weights,
- * *train_bytes for training on batches of B x T tokens (weights, gradients,
- * AdamW's moments and the activations), so a caller can refuse before
- * allocating. Allocates nothing but a table. */
+ * *train_bytes for training all of them on batches of B x T tokens
+ * (weights, gradients, AdamW's moments and the activations), so a caller
+ * can refuse before allocating. Allocates nothing but a table. */
 int model_estimate(const model_config *c, int B, int T, size_t *param_bytes, size_t *train_bytes,
                    char *err, size_t err_size);
+/* The same for m as it stands, counting what forward, backward and AdamW
+ * will allocate: with LoRA adapters (and their dropout) the base's weights,
+ * the adapters with their gradients and moments, the activations and the
+ * adapters' scratch; no gradient nor moment for the frozen base. */
+int model_train_estimate(const model *m, int B, int T, size_t *train_bytes, char *err,
+                         size_t err_size);
 
 /* Generation with a KV cache: model_decode_reset empties the cache and
  * sizes it for max_len positions (at most the context), then each
@@ -163,10 +171,11 @@ int model_decode(model *m, int32_t token, const float **logits, char *err, size_
  * q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) gets
  * y += (alpha / r) * (x A^T) B^T, A (r, in) Kaiming-uniform from seed and B
  * (out, r) zero (GPT-2's Conv1D layout is PEFT's fan_in_fan_out). From then
- * on the base is frozen: the backward computes no base weight gradient,
- * and AdamW, the gradient norm, clipping and the optimizer state cover the
- * adapters only. Refuses r <= 0, an unknown target module, a model that
- * already has adapters. */
+ * on the base is frozen: the backward computes no base weight gradient
+ * (nor the input gradients that would only feed one), the base's gradient
+ * array and moments are released, and AdamW, the gradient norm, clipping
+ * and the optimizer state cover the adapters only. Refuses r <= 0, an
+ * unknown target module, a model that already has adapters. */
 int model_lora_add(model *m, int r, float alpha, const char *const *targets, int n_targets,
                    uint64_t seed, char *err, size_t err_size);
 /* The target modules m's architecture has, as above, NULL-terminated;

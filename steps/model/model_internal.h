@@ -134,6 +134,8 @@ void model_linear_backward(model *m, const model_linear *l, float *dx, int accum
 
 /* Makes the adapter scratch hold rows rows (lora.c). */
 int model_lora_fit(model *m, int rows, char *err, size_t n);
+/* The floats model_lora_fit holds for rows rows: 0 without adapters. */
+size_t model_lora_scratch_floats(const model *m, int rows);
 void model_lora_release(model *m);
 void model_lora_forward(const model *m, const model_linear *l, float *y, int ldy, const float *x,
                         int rows);
@@ -150,7 +152,7 @@ int model_fail(char *err, size_t n, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* The floats of the activation arena for B x T (pass.c). */
-size_t model_arena_floats(model *m, int B, int T);
+size_t model_arena_floats(const model *m, int B, int T);
 
 /* Softmax of row[0..n) in place (sums in double). */
 void model_softmax(float *row, int n);

@@ -63,7 +63,6 @@ void model_linear_forward(const model *m, const model_linear *l, float *y, int l
 void model_linear_backward(model *m, const model_linear *l, float *dx, int accumulate,
                            const float *dy, int ldy, const float *x, int rows) {
     const float *w = m->params + l->w;
-    float *dw = m->grads + l->w;
     if (dx) {
         if (l->in_out)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->in, l->out, 1.0f, dy, ldy,
@@ -78,6 +77,7 @@ void model_linear_backward(model *m, const model_linear *l, float *dx, int accum
      * costliest product of the backward, is not computed at all. */
     if (m->lora.r)
         return;
+    float *dw = m->grads + l->w;
     if (l->in_out)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->in, l->out, rows, 1.0f, x, l->in,
                     dy, ldy, 1.0f, dw, l->out);
@@ -128,8 +128,10 @@ static void norm_backward(model *m, const model_norm *nm, float *dx, const float
                           const float *x, const float *stats, int rows) {
     int C = m->c.d_model;
     const float *w = m->params + nm->w;
-    float *dw = m->grads + nm->w;
-    float *db = nm->b != MODEL_NONE ? m->grads + nm->b : NULL;
+    /* frozen under adapters: no weight gradient (and no array to hold one) */
+    float *dw = m->lora.r ? NULL : m->grads + nm->w;
+    float *db = dw && nm->b != MODEL_NONE ? m->grads + nm->b : NULL;
+    int rms = nm->b == MODEL_NONE;
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * C, *d = dout + (size_t)r * C;
         float *dxr = dx + (size_t)r * C;
@@ -142,14 +144,16 @@ static void norm_backward(model *m, const model_norm *nm, float *dx, const float
         }
         dmean /= C;
         dnorm_mean /= C;
-        if (!db)
+        if (rms)
             dmean = 0; /* RMSNorm subtracts no mean */
         for (int i = 0; i < C; i++) {
             float norm = (xr[i] - mu) * rstd, dn = w[i] * d[i];
             dxr[i] += (float)((dn - dmean - norm * dnorm_mean) * rstd);
-            if (m->lora.r) /* frozen under adapters */
-                continue;
-            dw[i] += norm * d[i];
+        }
+        if (!dw)
+            continue;
+        for (int i = 0; i < C; i++) {
+            dw[i] += (xr[i] - mu) * rstd * d[i];
             if (db)
                 db[i] += d[i];
         }
@@ -403,7 +407,8 @@ static size_t layout(model *m, float *base, int B, int T) {
     return cv.used;
 }
 
-size_t model_arena_floats(model *m, int B, int T) { return layout(m, NULL, B, T); }
+/* layout writes into m only when given an arena */
+size_t model_arena_floats(const model *m, int B, int T) { return layout((model *)m, NULL, B, T); }
 
 static int arena_fit(model *m, int B, int T, char *err, size_t n) {
     size_t L = (size_t)m->c.n_layers;
@@ -538,11 +543,36 @@ const float *model_logprobs(const model *m) { return m->have_targets ? m->a.logp
 /* ---- backward ---- */
 
 void model_zero_grad(model *m) {
-    /* under adapters the base gradients are never written: left at zero */
-    if (m->grads && !m->lora.r)
+    if (m->grads)
         memset(m->grads, 0, m->n_params * sizeof(float));
     if (m->lora.grads)
         memset(m->lora.grads, 0, m->lora.n_params * sizeof(float));
+}
+
+/* How far down layer l the backward has to go, in the backward's order of
+ * its modules: past the last one that has something to train. Training the
+ * base, or above layer 0, that is the layer's input (the residual stream
+ * below). Under adapters nothing below layer 0 trains (the embeddings and
+ * norms are frozen), so layer 0 stops at its lowest adapted module: the
+ * input gradients that would only flow into frozen weights (at least the
+ * q, k, v projections' matrix product and ln_1's) are not computed. */
+enum { DEPTH_DOWN, DEPTH_UP, DEPTH_O, DEPTH_QKV, DEPTH_INPUT };
+
+static int adapted(const model_linear *l, int n) {
+    for (int j = 0; j < n; j++)
+        if (l[j].la != MODEL_NONE)
+            return 1;
+    return 0;
+}
+
+static int backward_depth(const model *m, int l) {
+    const model_layer *L = &m->layers[l];
+    if (!m->lora.r || l > 0)
+        return DEPTH_INPUT;
+    return adapted(L->qkv, L->n_qkv) ? DEPTH_QKV
+           : adapted(&L->o, 1)       ? DEPTH_O
+           : adapted(L->up, L->n_up) ? DEPTH_UP
+                                     : DEPTH_DOWN;
 }
 
 int model_backward(model *m, float scale, char *err, size_t n) {
@@ -553,10 +583,14 @@ int model_backward_weighted(model *m, const float *weights, float scale, char *e
     const model_config *c = &m->c;
     if (!m->have_targets)
         return fail(err, n, -EINVAL, "model: backward without a forward with targets");
-    if (!m->grads) {
-        m->grads = calloc(m->n_params, sizeof(float));
-        if (!m->grads)
-            return fail(err, n, -ENOMEM, "model: out of memory for %zu gradients", m->n_params);
+    /* Gradients only for what trains: with adapters theirs alone, the
+     * frozen base has no gradient array at all. */
+    float **grads = m->lora.r ? &m->lora.grads : &m->grads;
+    size_t count = m->lora.r ? m->lora.n_params : m->n_params;
+    if (!*grads) {
+        *grads = calloc(count, sizeof(float));
+        if (!*grads)
+            return fail(err, n, -ENOMEM, "model: out of memory for %zu gradients", count);
     }
     m->have_targets = 0; /* the logits become their gradient */
     model_acts *a = &m->a;
@@ -581,27 +615,38 @@ int model_backward_weighted(model *m, const float *weights, float scale, char *e
     norm_backward(m, &m->lnf, a->dres, a->dln, a->res[c->n_layers], a->lnfs, BT);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const model_layer *L = &m->layers[l];
+        int depth = backward_depth(m, l);
         /* MLP: dres is d(res[l+1]) and becomes d(res2) */
-        model_linear_backward(m, &L->down, a->dact, 0, a->dres, C, a->act[l], BT);
+        model_linear_backward(m, &L->down, depth > DEPTH_DOWN ? a->dact : NULL, 0, a->dres, C,
+                              a->act[l], BT);
+        if (depth == DEPTH_DOWN)
+            break;
         act_backward(m, a->dfc, a->dact, a->fc[l], BT);
         int off = 0;
         for (int j = 0; j < L->n_up; j++) {
-            model_linear_backward(m, &L->up[j], a->dln, j > 0, a->dfc + off, m->up_width, a->ln2[l],
-                                  BT);
+            model_linear_backward(m, &L->up[j], depth > DEPTH_UP ? a->dln : NULL, j > 0,
+                                  a->dfc + off, m->up_width, a->ln2[l], BT);
             off += L->up[j].out;
         }
+        if (depth == DEPTH_UP)
+            break;
         norm_backward(m, &L->ln2, a->dres, a->dln, a->res2[l], a->ln2s[l], BT);
         /* attention: dres becomes d(res[l]) */
-        model_linear_backward(m, &L->o, a->datty, 0, a->dres, C, a->atty[l], BT);
+        model_linear_backward(m, &L->o, depth > DEPTH_O ? a->datty : NULL, 0, a->dres, C,
+                              a->atty[l], BT);
+        if (depth == DEPTH_O)
+            break;
         attention_backward(m, a->dqkv, a->datty, a->att[l], a->qkv[l], B, T);
         if (c->arch == MODEL_LLAMA)
             rope_rows(m, a->dqkv, B, T, 1);
         off = 0;
         for (int j = 0; j < L->n_qkv; j++) {
-            model_linear_backward(m, &L->qkv[j], a->dln, j > 0, a->dqkv + off, m->qkv_width,
-                                  a->ln1[l], BT);
+            model_linear_backward(m, &L->qkv[j], depth > DEPTH_QKV ? a->dln : NULL, j > 0,
+                                  a->dqkv + off, m->qkv_width, a->ln1[l], BT);
             off += L->qkv[j].out;
         }
+        if (depth == DEPTH_QKV)
+            break;
         norm_backward(m, &L->ln1, a->dres, a->dln, a->res[l], a->ln1s[l], BT);
     }
     if (m->lora.r) /* the base is frozen under adapters */

@@ -1026,14 +1026,17 @@ static int run_train(sl_ctx *ctx) {
         T = (size_t)c->context;
     }
     size_t rows = (size_t)s->batch_size * (s->method == M_DPO ? 2 : 1), param_b, train_b;
-    if (model_estimate(c, (int)rows, (int)T, &param_b, &train_b, err, sizeof(err)) != 0) {
+    /* LoRA's base is open: its adapters (small) come first, so that the
+     * estimate is the adapted model's, with no gradient nor moments for
+     * the frozen base */
+    if (s->method == M_LORA && (rc = lora_setup(&t, have_ckpt ? ckpt_dir : NULL)) != SL_OK)
+        goto done;
+    if (model_estimate(c, (int)rows, (int)T, &param_b, &train_b, err, sizeof(err)) != 0 ||
+        (s->method == M_LORA &&
+         model_train_estimate(t.m, (int)rows, (int)T, &train_b, err, sizeof(err)) != 0)) {
         rc = sl_fail(ctx, "memory estimate: %s", err);
         goto done;
     }
-    /* LoRA keeps no AdamW moments for the frozen base (its adapters' are
-     * small beside the activations) */
-    if (s->method == M_LORA)
-        train_b -= 2 * param_b;
     double need_mb = (double)train_b / (1 << 20);
     double limit_mb = s->max_memory_mb > 0 ? s->max_memory_mb : mem_available_mb();
     if (limit_mb > 0 && need_mb > limit_mb) {
@@ -1052,8 +1055,6 @@ static int run_train(sl_ctx *ctx) {
         goto done;
     }
     c = model_get_config(t.m);
-    if (s->method == M_LORA && (rc = lora_setup(&t, have_ckpt ? ckpt_dir : NULL)) != SL_OK)
-        goto done;
     if (tok_vocab_size(t.tok) > (size_t)c->vocab) {
         rc = sl_fail(ctx, "the tokenizer has %zu tokens, the model's vocabulary %d",
                      tok_vocab_size(t.tok), c->vocab);

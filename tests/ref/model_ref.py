@@ -13,6 +13,11 @@ q/k/v biases as Qwen2 has, tied or untied head).
 
     model_ref.py OUTDIR [CASE...]   one folder per case (all by default),
                                     each with ref.safetensors
+    model_ref.py OUTDIR gpt2_f16|llama_f16|llama_bf16
+                                    a model stored in half precision (see
+                                    HALF), with ref.safetensors holding the
+                                    logits computed in F32 from the rounded
+                                    weights
     model_ref.py --bench DIR B T STEPS THREADS
                                     bench/bench_train's peer: seconds of the
                                     fastest training step on folder DIR
@@ -60,13 +65,30 @@ CASES = {
 }
 
 
-def write_safetensors(path, tensors):
+# Half-precision cases: (base case, the dtype of the matrices and embeddings,
+# of the 1-D tensors (norms, biases), config.json's torch_dtype). gpt2_f16's
+# config names bfloat16 while the tensors are F16: as transformers does,
+# each tensor's own dtype in the file is what counts. llama_f16 keeps its
+# norms in F32 beside F16 matrices, as some exports do.
+HALF = {"gpt2_f16": ("gpt2", torch.float16, torch.float16, "bfloat16"),
+        "llama_f16": ("gqa", torch.float16, torch.float32, "float16"),
+        "llama_bf16": ("llama", torch.bfloat16, torch.bfloat16, "bfloat16")}
+ST_DTYPE = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+
+
+def write_safetensors(path, tensors, dtypes=None):
+    """tensors by name, each written as F32 or, when dtypes names it, in that
+    torch dtype (the value rounded to it)."""
     header, blobs, off = {}, [], 0
     for name, t in tensors.items():
-        a = np.ascontiguousarray(t.detach().numpy() if torch.is_tensor(t) else t,
-                                 dtype=np.float32)
+        dt = (dtypes or {}).get(name, torch.float32)
+        t = t.detach() if torch.is_tensor(t) else torch.from_numpy(np.asarray(t, np.float32))
+        t = t.to(dt).contiguous()
+        # numpy has no bfloat16: the bytes go out as 16-bit integers
+        a = t.view(torch.int16).numpy() if dt == torch.bfloat16 else t.numpy()
         b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        header[name] = {"dtype": ST_DTYPE[dt], "shape": list(a.shape),
+                        "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
     header["__metadata__"] = {"format": "pt"}
@@ -307,6 +329,31 @@ def make_case(outdir, name, c, seed):
     write_safetensors(os.path.join(d, "ref.safetensors"), out)
 
 
+def make_half_case(outdir, name, seed):
+    """A model whose weights are stored as HALF[name] says, and the logits
+    and loss of a batch computed in F32 from those rounded weights."""
+    base, mat_dt, vec_dt, torch_dtype = HALF[name]
+    c = dict(CASES[base], torch_dtype=torch_dtype)
+    d = os.path.join(outdir, name)
+    os.makedirs(d, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    gpt2 = c["model_type"] == "gpt2"
+    p = gpt2_params(c, g) if gpt2 else llama_params(c, g)
+    dtypes = {k: mat_dt if v.dim() == 2 else vec_dt for k, v in p.items()}
+    p = {k: v.to(dtypes[k]).float() for k, v in p.items()}
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(c, f, indent=1)
+    write_safetensors(os.path.join(d, "model.safetensors"), p, dtypes)
+    V = c["vocab_size"]
+    tok = torch.randint(0, V, (B, T + 1), generator=g)
+    tokens, targets = tok[:, :-1].contiguous(), tok[:, 1:].contiguous()
+    logits = (gpt2_forward if gpt2 else llama_forward)(c, p, tokens)
+    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    write_safetensors(os.path.join(d, "ref.safetensors"),
+                      {"tokens": tokens.float(), "targets": targets.float(),
+                       "logits": logits.detach(), "loss": loss.detach().reshape(1)})
+
+
 def bench(d, Bn, Tn, steps, threads):
     """The peer of bench/bench_train: seconds of the fastest of steps training
     steps (forward, backward, clipping, AdamW) on the model folder d."""
@@ -345,6 +392,9 @@ def main():
     for i, (name, c) in enumerate(CASES.items()):
         if not only or name in only:
             make_case(outdir, name, c, 1234 + i)
+    for i, name in enumerate(HALF):
+        if not only or name in only:
+            make_half_case(outdir, name, 4321 + i)
 
 
 if __name__ == "__main__":

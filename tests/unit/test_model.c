@@ -11,6 +11,7 @@
  * tiny gradients is held to the scale of its own. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,20 @@
 
 #include "model.h"
 #include "require.h"
+
+/* ASan's allocator, which glibc's mallinfo2 does not see (gcc and clang
+ * say it differently) */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(UNDER_ASAN)
+#undef UNDER_ASAN
+#define UNDER_ASAN 1
+/* libasan's (sanitizer/allocator_interface.h, not installed everywhere) */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
 
 #define PYTHON "/usr/bin/python3"
 #define REF SLUICE_SOURCE_DIR "/tests/ref/model_ref.py"
@@ -73,6 +88,24 @@ static float max_abs_diff(const float *a, const float *b, size_t n, float *ref_m
     return d;
 }
 
+/* The forward of the reference's batch, whose logits must be within 1e-4
+ * of the reference's and loss within 1e-5. */
+static void expect_forward(model *m, sl_tensors *ref, const char *name, const int32_t *tok,
+                           const int32_t *tgt, const uint8_t *mask, int B, int T) {
+    size_t nl, n1;
+    float loss;
+    cr_assert_eq(model_forward(m, tok, tgt, mask, B, T, &loss, err, sizeof(err)), 0, "%s", err);
+    float *logits = ref_get(ref, "logits", &nl), *rloss = ref_get(ref, "loss", &n1);
+    cr_assert_eq(nl, (size_t)B * T * (size_t)model_get_config(m)->vocab);
+    float d = max_abs_diff(model_logits(m), logits, nl, NULL);
+    cr_log_info("%s: logits max abs diff %.3g, loss %.7f vs %.7f", name, d, loss, rloss[0]);
+    cr_expect_leq(d, 1e-4f, "%s: logits differ by %g", name, d);
+    cr_expect_leq(fabsf(loss - rloss[0]), 1e-5f, "%s: loss %.7f, reference %.7f", name, loss,
+                  rloss[0]);
+    free(logits);
+    free(rloss);
+}
+
 static void check_case(const char *name) {
     char tmp[64], dir[128], path[256];
     make_ref(name, tmp, dir);
@@ -95,16 +128,8 @@ static void check_case(const char *name) {
         mask[i] = maskf[i] != 0;
     }
 
-    /* forward */
+    expect_forward(m, ref, name, tok, tgt, mask, B, T);
     float loss;
-    cr_assert_eq(model_forward(m, tok, tgt, mask, B, T, &loss, err, sizeof(err)), 0, "%s", err);
-    float *logits = ref_get(ref, "logits", &nl), *rloss = ref_get(ref, "loss", &nt);
-    cr_assert_eq(nl, n * (size_t)model_get_config(m)->vocab);
-    float d = max_abs_diff(model_logits(m), logits, nl, NULL);
-    cr_log_info("%s: logits max abs diff %.3g, loss %.7f vs %.7f", name, d, loss, rloss[0]);
-    cr_expect_leq(d, 1e-4f, "%s: logits differ by %g", name, d);
-    cr_expect_leq(fabsf(loss - rloss[0]), 1e-5f, "%s: loss %.7f, reference %.7f", name, loss,
-                  rloss[0]);
 
     /* backward: every parameter's gradient */
     cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
@@ -200,8 +225,6 @@ static void check_case(const char *name) {
     free(seq);
     free(greedy);
     free(losses);
-    free(logits);
-    free(rloss);
     free(tok);
     free(tgt);
     free(mask);
@@ -219,6 +242,43 @@ Test(reference, gqa_untied, .timeout = 120) { check_case("gqa"); }
 Test(reference, qwen2_bias_head_dim, .timeout = 120) { check_case("qwen2"); }
 Test(reference, llama_attention_bias, .timeout = 120) { check_case("llama_bias"); }
 Test(reference, llama3_rope_scaling, .timeout = 120) { check_case("llama3"); }
+
+/* Weights stored in half precision: the file holds dtype (checked, so that
+ * the case cannot pass on F32 weights), and sluice's logits and loss match
+ * torch's computed in F32 from the same rounded weights. */
+static void check_half(const char *name, sl_dtype dtype) {
+    char tmp[64], dir[128], path[256];
+    make_ref(name, tmp, dir);
+    sl_tensors *ref = NULL, *file = NULL;
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    cr_assert_eq(sl_tensors_open(path, &file, err, sizeof(err)), 0, "%s", err);
+    const sl_tensor *first = sl_tensors_at(file, 0);
+    cr_assert_eq(sl_tensor_dtype(first), dtype, "%s: %s is %s", name, sl_tensor_name(first),
+                 sl_dtype_name(sl_tensor_dtype(first)));
+    sl_tensors_close(file);
+    model *m = NULL;
+    cr_assert_eq(model_open(dir, &m, err, sizeof(err)), 0, "%s", err);
+    snprintf(path, sizeof(path), "%s/ref.safetensors", dir);
+    cr_assert_eq(sl_tensors_open(path, &ref, err, sizeof(err)), 0, "%s", err);
+    size_t n, nt;
+    float *tokf = ref_get(ref, "tokens", &n), *tgtf = ref_get(ref, "targets", &nt);
+    int B = (int)sl_tensor_dim(sl_tensors_find(ref, "tokens"), 0), T = (int)(n / (size_t)B);
+    int32_t *tok = malloc(n * sizeof(int32_t)), *tgt = malloc(n * sizeof(int32_t));
+    cr_assert(tok && tgt);
+    for (size_t i = 0; i < n; i++)
+        tok[i] = (int32_t)tokf[i], tgt[i] = (int32_t)tgtf[i];
+    expect_forward(m, ref, name, tok, tgt, NULL, B, T);
+    free(tokf), free(tgtf), free(tok), free(tgt);
+    sl_tensors_close(ref);
+    model_free(m);
+    rm_rf(tmp);
+}
+
+/* config.json says bfloat16, the tensors are F16: each tensor's own dtype counts */
+Test(reference, gpt2_f16_weights) { check_half("gpt2_f16", SL_DTYPE_F16); }
+/* F16 matrices beside F32 norms, grouped-query attention, an untied head */
+Test(reference, llama_f16_weights_f32_norms) { check_half("llama_f16", SL_DTYPE_F16); }
+Test(reference, llama_bf16_weights) { check_half("llama_bf16", SL_DTYPE_BF16); }
 
 /* ---- without the reference ---- */
 
@@ -649,6 +709,61 @@ Test(estimate, training_memory) {
     cr_assert_eq(model_estimate(&c, 1, 2048, &p, &t2, err, sizeof(err)), -EINVAL);
 }
 
+/* Bytes the allocator holds for the process now (glibc's count, or the
+ * sanitizer's own under ASan, whose allocator glibc does not see). */
+static size_t heap_in_use(void) {
+#ifdef UNDER_ASAN
+    return __sanitizer_get_current_allocated_bytes();
+#else
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+#endif
+}
+
+/* What one training step on a fresh model allocates (model_new, adapters
+ * when r > 0, forward, backward, AdamW), and what model_train_estimate
+ * says of the model then. */
+static void step_allocation(int r, float dropout, size_t *held, size_t *estimate) {
+    model_config c;
+    cr_assert_eq(model_config_init(&c, "llama", 64, 2, 4, 2, 0, 16, 256, err, sizeof(err)), 0);
+    int32_t tok[32], tgt[32];
+    for (int i = 0; i < 32; i++)
+        tok[i] = (i * 37) % 256, tgt[i] = (i * 37 + 11) % 256;
+    model_adamw opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f};
+    float loss;
+    size_t before = heap_in_use();
+    model *m = NULL;
+    cr_assert_eq(model_new(&c, 3, &m, err, sizeof(err)), 0, "%s", err);
+    if (r) {
+        const char *const *all = model_lora_modules(m);
+        cr_assert_eq(model_lora_add(m, r, 2.0f * r, all, 7, 5, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_lora_dropout(m, dropout, 5, err, sizeof(err)), 0, "%s", err);
+    }
+    cr_assert_eq(model_forward(m, tok, tgt, NULL, 2, 16, &loss, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_backward(m, 1.0f, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_adamw_step(m, &opt, err, sizeof(err)), 0, "%s", err);
+    *held = heap_in_use() - before;
+    cr_assert_eq(model_train_estimate(m, 2, 16, estimate, err, sizeof(err)), 0, "%s", err);
+    model_free(m);
+}
+
+/* The estimate is what training allocates, within the tables (a few KiB
+ * of names and offsets): for a full step, and for a LoRA step, where the
+ * frozen base has neither gradients nor moments (their array alone would
+ * be 4 bytes a parameter, here 450 KiB). */
+Test(estimate, matches_what_a_step_allocates) {
+    size_t warm, held, est;
+    step_allocation(0, 0, &warm, &est); /* OpenBLAS's first call may allocate */
+    for (int k = 0; k < 3; k++) {
+        int r = k ? 4 : 0;
+        float dropout = k == 2 ? 0.1f : 0.0f;
+        step_allocation(r, dropout, &held, &est);
+        cr_log_info("r %d dropout %g: %zu bytes held, %zu estimated", r, dropout, held, est);
+        cr_expect_geq(held, est, "r %d: %zu bytes held, more than the estimate %zu", r, held, est);
+        cr_expect_leq(held, est + 32768, "r %d: %zu bytes held, the estimate %zu", r, held, est);
+    }
+}
+
 /* Per-position weights: weights 1 on the first sequence and 0 on the second
  * give the gradient of the first sequence's summed loss alone; the
  * log-probabilities add up to the loss. */
@@ -803,14 +918,11 @@ static void check_lora(const char *name, const char *const *targets, int nt) {
         free(rg);
     }
     cr_log_info("lora %s: worst adapter gradient error %.3g", name, worst);
-    /* the frozen base: no tensor of it has a gradient */
-    for (size_t i = 0; i < model_tensor_count(m); i++) {
-        const char *tn = model_tensor_name(m, i);
-        size_t cnt;
-        const float *g = model_tensor_grad(m, i, &cnt);
-        for (size_t k = 0; k < cnt; k++)
-            cr_assert_eq(g[k], 0.0f, "lora %s: frozen %s has a gradient", name, tn);
-    }
+    /* the frozen base: no tensor of it has a gradient, not even an array
+     * of zeros */
+    for (size_t i = 0; i < model_tensor_count(m); i++)
+        cr_assert_null(model_tensor_grad(m, i, NULL), "lora %s: frozen %s has a gradient", name,
+                       model_tensor_name(m, i));
 
     /* merged: the same logits from the base weights alone, also once saved */
     cr_assert_eq(model_forward(m, tok, NULL, NULL, B, T, &loss, err, sizeof(err)), 0, "%s", err);
@@ -1091,6 +1203,65 @@ Test(lora, dropout) {
     cr_expect_leq(worst, 0.15f, "adapter gradients through dropout off by %g", worst);
     free(plain);
     model_free(m);
+}
+
+/* Sets every adapter of m to fixed values, B nonzero only where the
+ * tensor's name contains keep (all when keep is NULL). */
+static void set_adapters(model *m, const char *keep) {
+    for (size_t i = 0; i < model_lora_tensor_count(m); i++) {
+        size_t cnt;
+        float *p = model_lora_tensor_data(m, i, &cnt);
+        const char *name = model_lora_tensor_name(m, i);
+        int zero = strstr(name, "lora_B") && keep && !strstr(name, keep);
+        for (size_t k = 0; k < cnt; k++)
+            p[k] = zero ? 0.0f : 0.02f * (float)((k * 7 + strlen(name)) % 11) - 0.1f;
+    }
+}
+
+/* With adapters the backward stops in layer 0 at the lowest adapted module
+ * (nothing below it trains): adapters on one module type alone, each at
+ * its own depth (Llama: down, gate/up, o, q/k/v; GPT-2: c_fc, c_proj,
+ * c_attn), get the gradients they get with every module adapted and the
+ * other adapters' B at zero (which leaves the forward as it is and makes
+ * the backward go to the model's input), and layer 0's are not zero. */
+Test(lora, the_backward_stops_at_the_lowest_adapter) {
+    int32_t tok[8] = {3, 1, 4, 1, 5, 9, 2, 6}, tgt[8] = {1, 4, 1, 5, 9, 2, 6, 5};
+    float loss;
+    for (int arch = 0; arch < 2; arch++) {
+        model *all = fresh(arch ? "llama" : "gpt2", arch ? 2 : 0, 13);
+        const char *const *mods = model_lora_modules(all);
+        size_t nmods = 0;
+        while (mods[nmods])
+            nmods++;
+        cr_assert_eq(model_lora_add(all, 2, 4, mods, (int)nmods, 1, err, sizeof(err)), 0);
+        for (size_t k = 0; k < nmods; k++) {
+            char keep[32];
+            snprintf(keep, sizeof(keep), ".%s.", mods[k]);
+            set_adapters(all, keep);
+            model_zero_grad(all);
+            cr_assert_eq(model_forward(all, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), 0);
+            cr_assert_eq(model_backward(all, 1.0f, err, sizeof(err)), 0, "%s", err);
+            model *one = fresh(arch ? "llama" : "gpt2", arch ? 2 : 0, 13);
+            cr_assert_eq(model_lora_add(one, 2, 4, &mods[k], 1, 1, err, sizeof(err)), 0);
+            set_adapters(one, NULL);
+            cr_assert_eq(model_forward(one, tok, tgt, NULL, 1, 8, &loss, err, sizeof(err)), 0);
+            cr_assert_eq(model_backward(one, 1.0f, err, sizeof(err)), 0, "%s", err);
+            for (size_t i = 0; i < model_lora_tensor_count(one); i++) {
+                const char *name = model_lora_tensor_name(one, i);
+                size_t j = 0, cnt, cnt2;
+                while (strcmp(model_lora_tensor_name(all, j), name))
+                    j++;
+                const float *g = model_lora_tensor_grad(one, i, &cnt);
+                const float *want = model_lora_tensor_grad(all, j, &cnt2);
+                cr_assert_eq(cnt, cnt2);
+                float mx, d = max_abs_diff(g, want, cnt, &mx);
+                cr_expect_gt(mx, 0.0f, "%s has no gradient", name);
+                cr_expect_leq(d, 1e-5f * mx, "%s: off by %g of %g", name, d, mx);
+            }
+            model_free(one);
+        }
+        model_free(all);
+    }
 }
 
 /* The KV cache agrees with a full forward at every position of a whole
