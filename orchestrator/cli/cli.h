@@ -52,6 +52,14 @@ int cmd_doctor(const cli_globals *g, int argc, char **argv);
  * call back for an artifact's object. */
 int cmd_artifacts_path(const cli_globals *g, int argc, char **argv);
 
+/* 'artifacts import' (cmd_artifacts_import.c): an outside file or folder
+ * into the store. */
+int cmd_artifacts_import(const cli_globals *g, int argc, char **argv);
+/* 'artifacts export --jsonl' (dataset_jsonl.c): writes the dataset at
+ * object, in the Handbook's layout, to dest as JSON Lines; prints why not.
+ * Returns an exit status. */
+int export_dataset_jsonl(const char *object, const char *dest);
+
 /* External commands (external.c): the program sluice-NAME, for a NAME
  * that is no command above. cli_external_find() puts its path in path
  * (size bytes) and returns 1, or returns 0 when there is none. */
