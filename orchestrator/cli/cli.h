@@ -123,4 +123,10 @@ typedef enum {
 int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, plugin_registry *reg,
                       pipeline **out);
 
+/* Finds the artifacts that inputs "artifact:ID" name in the store and
+ * sets their hash and object path (input_artifacts.c), checking each
+ * exists, is intact and has the input port's type. Prints every error
+ * with its file, line and column; returns 0 or EXIT_BAD_INPUT. */
+int cli_resolve_artifact_inputs(pipeline *p, const char *store);
+
 #endif

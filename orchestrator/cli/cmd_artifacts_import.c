@@ -52,8 +52,7 @@ static int survey_entry(const char *path, const char *rel, fs_visit what, void *
         return -ELOOP;
     }
     if (!S_ISREG(st.st_mode)) {
-        snprintf(sv->bad, sizeof(sv->bad),
-                 "%s is %s: only files and folders can be imported", path,
+        snprintf(sv->bad, sizeof(sv->bad), "%s is %s: only files and folders can be imported", path,
                  S_ISFIFO(st.st_mode)   ? "a FIFO"
                  : S_ISCHR(st.st_mode)  ? "a character device"
                  : S_ISBLK(st.st_mode)  ? "a block device"
@@ -145,8 +144,7 @@ static int store_copy(artifact_store *st, const char *path, const char *real, ob
 }
 
 /* Prints the artifact's record after an import that found `how`. */
-static int print_result(const char *store, const char *path, const char *hash, int how,
-                        int json) {
+static int print_result(const char *store, const char *path, const char *hash, int how, int json) {
     meta_db m;
     MDB_txn *txn;
     if (inspect_begin(store, &m, &txn))
@@ -159,9 +157,10 @@ static int print_result(const char *store, const char *path, const char *hash, i
     } else if (json) {
         bson_t doc = BSON_INITIALIZER;
         BSON_APPEND_UTF8(&doc, "hash", hash);
-        BSON_APPEND_UTF8(&doc, "import", how == IMPORT_NEW     ? "new"
-                                         : how == IMPORT_KNOWN ? "known"
-                                                               : "again");
+        BSON_APPEND_UTF8(&doc, "import",
+                         how == IMPORT_NEW     ? "new"
+                         : how == IMPORT_KNOWN ? "known"
+                                               : "again");
         bson_concat(&doc, &rec);
         inspect_print_json(&doc);
         bson_destroy(&doc);
@@ -243,8 +242,9 @@ int cmd_artifacts_import(const cli_globals *g, int argc, char **argv) {
     } else if (status == 0) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        import_record imp = {real, type, name, info.size, info.is_dir,
-                             (double)now.tv_sec + (double)now.tv_nsec / 1e9};
+        import_record imp = {real,        type,
+                             name,        info.size,
+                             info.is_dir, (double)now.tv_sec + (double)now.tv_nsec / 1e9};
         char have[128];
         int how = rc = record_import(&m, info.hash, &imp, have, sizeof(have));
         if (rc == -EMEDIUMTYPE)
