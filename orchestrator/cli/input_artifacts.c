@@ -18,8 +18,8 @@ static int located(const pipeline *p, const step *s, const step_input *in, const
     return EXIT_BAD_INPUT;
 }
 
-static int resolve_one(pipeline *p, const step *s, step_input *in, const char *store,
-                       MDB_txn *txn, const meta_db *m, const artifact_store *st) {
+static int resolve_one(pipeline *p, const step *s, step_input *in, const char *store, MDB_txn *txn,
+                       const meta_db *m, const artifact_store *st) {
     char hash[HASH_HEX_LEN + 1], path[4200];
     bson_t rec;
     if (inspect_resolve_artifact(txn, m, in->artifact, hash, sizeof(hash)) != 0 ||
@@ -28,17 +28,16 @@ static int resolve_one(pipeline *p, const step *s, step_input *in, const char *s
     const char *have = inspect_str(&rec, "type", "any");
     const sl_port *port = s->impl ? plugin_step_input(s->impl, in->port) : NULL;
     if (port && strcmp(port->type, "any") && strcmp(have, "any") && strcmp(port->type, have)) {
-        fprintf(stderr, "%s:%u:%u: error: input '%s' of step '%s' takes %s, but artifact:%s is %s\n",
-                p->file, in->pos.line, in->pos.col, in->port, s->id, port->type, in->artifact,
-                have);
+        fprintf(
+            stderr, "%s:%u:%u: error: input '%s' of step '%s' takes %s, but artifact:%s is %s\n",
+            p->file, in->pos.line, in->pos.col, in->port, s->id, port->type, in->artifact, have);
         return EXIT_BAD_INPUT;
     }
     int v = store_verify(st, hash);
     if (v) {
         char why[160];
         snprintf(why, sizeof(why), "(%.12s) is %s in %s", hash,
-                 v == -ENOENT ? "missing from the objects" : "corrupt: its content changed",
-                 store);
+                 v == -ENOENT ? "missing from the objects" : "corrupt: its content changed", store);
         return located(p, s, in, why);
     }
     store_object_path(st, hash, path, sizeof(path));

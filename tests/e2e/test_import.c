@@ -39,8 +39,8 @@ static const char *import_ok(char *path, char *type) {
 /* The number of entries in the store's objects/ fans and in tmp/. */
 static size_t store_entries(const char *sub) {
     char cmd[256];
-    snprintf(cmd, sizeof(cmd), "find '%s/store/%s' -mindepth %d 2>/dev/null | wc -l", test_dir,
-             sub, strcmp(sub, "objects") == 0 ? 2 : 1);
+    snprintf(cmd, sizeof(cmd), "find '%s/store/%s' -mindepth %d 2>/dev/null | wc -l", test_dir, sub,
+             strcmp(sub, "objects") == 0 ? 2 : 1);
     FILE *f = popen(cmd, "r");
     cr_assert_not_null(f);
     size_t n = 0;
@@ -80,8 +80,9 @@ Test(import, a_file_twice_is_one_artifact_and_says_so) {
 Test(import, a_folder_with_a_name) {
     char dir[256], cmd[700];
     snprintf(dir, sizeof(dir), "%s/docs", test_dir);
-    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/sub' && printf one > '%s/a' && printf three > '%s/sub/b'",
-             dir, dir, dir);
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p '%s/sub' && printf one > '%s/a' && printf three > '%s/sub/b'", dir, dir,
+             dir);
     cr_assert_eq(system(cmd), 0);
     result r = RUN(test_store_arg, "artifacts", "import", dir, "--type", "documents", "--name",
                    "my-docs", "--json");
@@ -156,8 +157,9 @@ Test(import, bad_paths_are_refused_by_name_and_leave_nothing) {
     expect_refused(path, "dataset", "symbolic link loop");
     /* In a folder: a link, a FIFO, named with their path. */
     snprintf(path, sizeof(path), "%s/tree", test_dir);
-    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/in' && printf x > '%s/ok' && ln -s /etc/passwd '%s/in/l'",
-             path, path, path);
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p '%s/in' && printf x > '%s/ok' && ln -s /etc/passwd '%s/in/l'", path, path,
+             path);
     cr_assert_eq(system(cmd), 0);
     expect_refused(path, "dataset", "tree/in/l is a symbolic link");
     snprintf(cmd, sizeof(cmd), "rm '%s/in/l' && mkfifo '%s/in/p'", path, path);
@@ -280,20 +282,22 @@ Test(import, a_pipeline_starts_from_an_imported_artifact) {
 }
 
 Test(import, an_artifact_input_that_is_missing_or_of_another_type_is_refused) {
-    char *p = write_test_file(test_dir, "p.yaml",
-                              "pipeline: bad\n"
-                              "steps:\n"
-                              "  a: {uses: shell, inputs: {x: \"artifact:nosuch\"}, with: {run: "
-                              "'true'}}\n"
-                              "  b: {uses: shell, inputs: {x: \"artifact:\"}, with: {run: 'true'}}\n");
+    char *p =
+        write_test_file(test_dir, "p.yaml",
+                        "pipeline: bad\n"
+                        "steps:\n"
+                        "  a: {uses: shell, inputs: {x: \"artifact:nosuch\"}, with: {run: "
+                        "'true'}}\n"
+                        "  b: {uses: shell, inputs: {x: \"artifact:\"}, with: {run: 'true'}}\n");
     result r = RUN(test_store_arg, "validate", p);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.out, "p.yaml:4:") || strstr(r.err, "p.yaml:4:"), "%s%s", r.out, r.err);
     result_free(&r);
-    p = write_test_file(test_dir, "p.yaml",
-                        "pipeline: bad\n"
-                        "steps:\n"
-                        "  a: {uses: shell, inputs: {x: \"artifact:nosuch\"}, with: {run: 'true'}}\n");
+    p = write_test_file(
+        test_dir, "p.yaml",
+        "pipeline: bad\n"
+        "steps:\n"
+        "  a: {uses: shell, inputs: {x: \"artifact:nosuch\"}, with: {run: 'true'}}\n");
     import_ok(INSTRUCT, "dataset");
     r = RUN(test_store_arg, "run", p);
     cr_expect_eq(r.status, 2);
