@@ -34,8 +34,9 @@ static int survey_entry(const char *path, const char *rel, fs_visit what, void *
         return 0;
     struct stat st;
     if (lstat(path, &st) != 0) {
-        snprintf(sv->bad, sizeof(sv->bad), "%s: %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(sv->bad, sizeof(sv->bad), "%s: %s", path, strerror(e));
+        return -e;
     }
     if (what == FS_DIR_ENTER) {
         if (access(path, R_OK | X_OK) == 0)
@@ -52,12 +53,10 @@ static int survey_entry(const char *path, const char *rel, fs_visit what, void *
         return -ELOOP;
     }
     if (!S_ISREG(st.st_mode)) {
+        /* Not a link (above): path_special_kind's stat sees this entry. */
+        const char *kind = path_special_kind(path);
         snprintf(sv->bad, sizeof(sv->bad), "%s is %s: only files and folders can be imported", path,
-                 S_ISFIFO(st.st_mode)   ? "a FIFO"
-                 : S_ISCHR(st.st_mode)  ? "a character device"
-                 : S_ISBLK(st.st_mode)  ? "a block device"
-                 : S_ISSOCK(st.st_mode) ? "a socket"
-                                        : "a special file");
+                 kind ? kind : "a special file");
         return -EINVAL;
     }
     if (access(path, R_OK) != 0) {
