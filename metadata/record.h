@@ -105,6 +105,33 @@ int record_finished_step(meta_db *m, const char *run_id, const char *step_id, ca
 int record_latest_finished(meta_db *m, const char *pipeline_name, const char *step_id,
                            cache_hit *hit);
 
+/* An outside file or folder brought into the store by 'sluice artifacts
+ * import'. Its artifact record has no producer (run, step, output) but a
+ * list "imports" of {path, name, time}: the record roots the object for gc
+ * as any artifact record does, and lineage shows where it came from. */
+typedef struct import_record {
+    const char *path; /* absolute */
+    const char *type;
+    const char *name; /* --name, or NULL */
+    uint64_t size;
+    int is_dir;
+    double time; /* seconds since the epoch */
+} import_record;
+
+/* What record_import found before it wrote. */
+enum {
+    IMPORT_NEW = 0,   /* a new artifact */
+    IMPORT_KNOWN = 1, /* the content was in the store already: this import is added to it */
+    IMPORT_AGAIN = 2, /* already imported from this path under this name: nothing written */
+};
+
+/* Records the import of object hash in one transaction. Returns an
+ * IMPORT_* value, -EMEDIUMTYPE when the artifact is already recorded with
+ * another type (which goes into have_type, size bytes; nothing written),
+ * or another negative code. */
+int record_import(meta_db *m, const char *hash, const import_record *imp, char *have_type,
+                  size_t size);
+
 /* Drops a cache entry found unusable (an object missing or altered). */
 int record_cache_forget(meta_db *m, const char *key);
 

@@ -46,7 +46,7 @@ static int ident_ok(const char *s) {
     return n <= 64;
 }
 
-static int type_ok(const char *s) {
+int registry_type_ok(const char *s) {
     if (!s || !*s)
         return 0;
     for (; *s; s++)
@@ -56,7 +56,7 @@ static int type_ok(const char *s) {
 }
 
 /* Step names follow step ids, so that 'uses: x' reads like the rest. */
-static int step_name_ok(const char *s) {
+int registry_name_ok(const char *s) {
     if (!s || !*s || strlen(s) > 64)
         return 0;
     for (; *s; s++)
@@ -226,7 +226,7 @@ static int check_ports(refusal *f, const sl_step *st, const sl_port *ports, cons
         if (!ident_ok(ports[i].name))
             return refuse(f, "step '%s' has an %s named '%s': use letters, digits and '_'",
                           st->name, what, ports[i].name);
-        if (!type_ok(ports[i].type))
+        if (!registry_type_ok(ports[i].type))
             return refuse(f, "step '%s': %s '%s' has no valid type (use [a-z0-9_]+, or \"any\")",
                           st->name, what, ports[i].name);
         for (size_t j = 0; j < i; j++)
@@ -296,7 +296,7 @@ static int check_plugin(plugin_registry *r, refusal *f, const sl_plugin *d, int 
     for (size_t i = 0; i < d->n_steps; i++) {
         const sl_step *st = &d->steps[i];
         plugin_step *ps = &steps[i];
-        if (!step_name_ok(st->name))
+        if (!registry_name_ok(st->name))
             return refuse(f, "plugin '%s' has a step named '%s': use a-z, 0-9, '_' and '-'",
                           d->name, st->name ? st->name : "(null)");
         if (!st->run && !lazy) /* a cached descriptor has none until loaded */

@@ -120,6 +120,12 @@ int registry_load_default(plugin_registry *r, const char *exe_dir, diag_list *d)
  * the scheduler calls it from its loop. */
 int registry_materialize(const plugin_step *ps, char *err, size_t err_size);
 
+/* 1 when s is a valid artifact type ([a-z0-9_]+, as a port's), else 0;
+ * registry_name_ok: 1 for a valid step name ([a-z0-9_-], at most 64),
+ * the rule sluice's other names follow too (an imported artifact's). */
+int registry_type_ok(const char *s);
+int registry_name_ok(const char *s);
+
 /* The step called name, or NULL. */
 const plugin_step *registry_find(const plugin_registry *r, const char *name);
 

@@ -52,6 +52,14 @@ int cmd_doctor(const cli_globals *g, int argc, char **argv);
  * call back for an artifact's object. */
 int cmd_artifacts_path(const cli_globals *g, int argc, char **argv);
 
+/* 'artifacts import' (cmd_artifacts_import.c): an outside file or folder
+ * into the store. */
+int cmd_artifacts_import(const cli_globals *g, int argc, char **argv);
+/* 'artifacts export --jsonl' (dataset_jsonl.c): writes the dataset at
+ * object, in the Handbook's layout, to dest as JSON Lines; prints why not.
+ * Returns an exit status. */
+int export_dataset_jsonl(const char *object, const char *dest);
+
 /* External commands (external.c): the program sluice-NAME, for a NAME
  * that is no command above. cli_external_find() puts its path in path
  * (size bytes) and returns 1, or returns 0 when there is none. */
@@ -114,5 +122,11 @@ typedef enum {
  * valid. */
 int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, plugin_registry *reg,
                       pipeline **out);
+
+/* Finds the artifacts that inputs "artifact:ID" name in the store and
+ * sets their hash and object path (input_artifacts.c), checking each
+ * exists, is intact and has the input port's type. Prints every error
+ * with its file, line and column; returns 0 or EXIT_BAD_INPUT. */
+int cli_resolve_artifact_inputs(pipeline *p, const char *store);
 
 #endif

@@ -57,20 +57,39 @@ static int print_artifact(void *ud, const char *key, size_t len, const bson_t *d
         bson_append_document_end(c->array, &item);
         return 0;
     }
-    printf("%.12s  %-12s %-6s %12.0f  %s/%s.%s\n", key, inspect_str(doc, "type", "?"),
-           inspect_str(doc, "kind", "?"), size, inspect_str(doc, "run", "?"),
-           inspect_str(doc, "step", "?"), inspect_str(doc, "output", "?"));
+    char origin[4200];
+    inspect_origin(doc, origin, sizeof(origin));
+    printf("%.12s  %-12s %-6s %12.0f  %s\n", key, inspect_str(doc, "type", "?"),
+           inspect_str(doc, "kind", "?"), size, origin);
     return 0;
 }
 
+/* The base name of rec's newest import's path, into out. */
+static void take_base(void *ud, const char *path, const char *name, double time) {
+    (void)name;
+    (void)time;
+    const char *slash = strrchr(path, '/');
+    if (slash && slash[1])
+        snprintf(ud, 256, "%s", slash + 1);
+}
+
 /* 'artifacts export ID DEST' as cp: into an existing folder DEST, the
- * artifact goes to DEST/NAME, NAME its output's name. */
-static int export_artifact(const char *object, const bson_t *rec, const char *dest) {
+ * artifact goes to DEST/NAME, NAME its output's name (or its import's).
+ * With jsonl, a dataset in the Handbook's layout is written as JSON Lines
+ * instead (dataset_jsonl.c). */
+static int export_artifact(const char *object, const bson_t *rec, const char *dest, int jsonl) {
+    if (jsonl)
+        return export_dataset_jsonl(object, dest);
     struct stat st;
     char target[4096];
     snprintf(target, sizeof(target), "%s", dest);
     if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode)) {
-        const char *name = inspect_str(rec, "output", "artifact");
+        const char *name = inspect_str(rec, "output", NULL);
+        char base[256] = "artifact";
+        if (!name) { /* imported: the name it had outside */
+            inspect_each_import(rec, take_base, base);
+            name = base;
+        }
         size_t len = strlen(dest);
         snprintf(target, sizeof(target), "%s%s%s", dest, len && dest[len - 1] == '/' ? "" : "/",
                  name);
@@ -99,20 +118,50 @@ static int print_consumer(void *ud, const char *key, size_t len, const bson_t *d
     return 0;
 }
 
+static void print_import(void *ud, const char *path, const char *name, double time) {
+    (void)ud;
+    char when[64];
+    inspect_time(time, when, sizeof(when));
+    printf("  imported from %s on %s%s%s\n", path, when, name ? " as " : "", name ? name : "");
+}
+
 int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "path") == 0)
         return cmd_artifacts_path(g, argc, argv);
-    int json;
-    if (cli_json_only(argc, argv, &json))
-        return EXIT_BAD_INPUT;
+    if (argc >= 2 && strcmp(argv[1], "import") == 0)
+        return cmd_artifacts_import(g, argc, argv);
+    static const struct option longs[] = {
+        {"json", no_argument, NULL, 'J'},
+        {"jsonl", no_argument, NULL, 'L'},
+        {"format", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    int json = 0, jsonl = 0, c;
+    cli_getopt_begin();
+    while ((c = cli_getopt(argc, argv, ":", longs)) != -1) {
+        if (c == 'J') {
+            json = 1;
+        } else if (c == 'L' || (c == 'f' && strcmp(optarg, "jsonl") == 0)) {
+            jsonl = 1;
+        } else if (c == 'f' && strcmp(optarg, "copy") != 0) {
+            fprintf(stderr, "sluice artifacts: unknown format '%s' (use copy or jsonl)\n", optarg);
+            return EXIT_BAD_INPUT;
+        } else if (c != 'f') {
+            return EXIT_BAD_INPUT;
+        }
+    }
     int n = argc - optind;
     const char *sub = n ? argv[optind] : "";
     int ok = (strcmp(sub, "list") == 0 && n == 1) ||
              ((strcmp(sub, "show") == 0 || strcmp(sub, "cat") == 0) && n == 2) ||
              (strcmp(sub, "export") == 0 && n == 3);
     if (!ok) {
-        fprintf(stderr, "sluice artifacts: use list, show ID, cat ID or export ID PATH (see "
-                        "'sluice artifacts --help')\n");
+        fprintf(stderr, "sluice artifacts: use list, show ID, cat ID, export ID PATH or import "
+                        "PATH --type TYPE (see 'sluice artifacts --help')\n");
+        return EXIT_BAD_INPUT;
+    }
+    if (jsonl && strcmp(sub, "export") != 0) {
+        fprintf(stderr, "sluice artifacts: --jsonl goes with export only\n");
         return EXIT_BAD_INPUT;
     }
     meta_db m;
@@ -132,7 +181,7 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
         if (json)
             BSON_APPEND_ARRAY_BEGIN(&doc, "artifacts", &array);
         else
-            printf("%-12s  %-12s %-6s %12s  %s\n", "ID", "TYPE", "KIND", "BYTES", "MADE BY");
+            printf("%-12s  %-12s %-6s %12s  %s\n", "ID", "TYPE", "KIND", "BYTES", "ORIGIN");
         if (open == 0)
             meta_each(txn, m.artifacts, "", print_artifact, &ctx);
         if (json) {
@@ -162,11 +211,14 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
                 inspect_print_json(&doc);
                 bson_destroy(&doc);
             } else {
-                printf("artifact %s\n  type %s, %s of %.0f bytes\n  made by %s/%s (output %s)\n  "
-                       "path %s\n",
-                       hash, inspect_str(&rec, "type", "?"), inspect_str(&rec, "kind", "?"),
-                       artifact_size(&st, hash, &rec), inspect_str(&rec, "run", "?"),
-                       inspect_str(&rec, "step", "?"), inspect_str(&rec, "output", "?"), path);
+                printf("artifact %s\n  type %s, %s of %.0f bytes\n", hash,
+                       inspect_str(&rec, "type", "?"), inspect_str(&rec, "kind", "?"),
+                       artifact_size(&st, hash, &rec));
+                if (inspect_str(&rec, "run", NULL))
+                    printf("  made by %s/%s (output %s)\n", inspect_str(&rec, "run", "?"),
+                           inspect_str(&rec, "step", "?"), inspect_str(&rec, "output", "?"));
+                inspect_each_import(&rec, print_import, NULL);
+                printf("  path %s\n", path);
                 meta_each(txn, m.consumers, prefix, print_consumer, NULL);
             }
         } else if (status == 0 && !st.objects) {
@@ -191,7 +243,7 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
                     status = EXIT_BAD_INPUT;
                 }
             } else {
-                status = export_artifact(path, &rec, argv[optind + 2]);
+                status = export_artifact(path, &rec, argv[optind + 2], jsonl);
             }
         }
     }

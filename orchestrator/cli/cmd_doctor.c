@@ -121,13 +121,12 @@ static int check_objects(doctor *d) {
 
 static int check_artifact(void *ud, const char *key, size_t len, const bson_t *doc) {
     doctor *d = ud;
-    char hash[HASH_HEX_LEN + 1], who[600];
+    char hash[HASH_HEX_LEN + 1], who[4200];
     snprintf(hash, sizeof(hash), "%.*s", (int)(len < HASH_HEX_LEN ? len : HASH_HEX_LEN), key);
     if (len != HASH_HEX_LEN || is_intact(d, hash))
         return 0;
-    snprintf(who, sizeof(who), "%s/%s.%s", inspect_str(doc, "run", "?"),
-             inspect_str(doc, "step", "?"), inspect_str(doc, "output", "?"));
-    problem(d, "artifact %s (made by %s) has no intact object", hash, who);
+    inspect_origin(doc, who, sizeof(who));
+    problem(d, "artifact %s (%s) has no intact object", hash, who);
     return 0;
 }
 

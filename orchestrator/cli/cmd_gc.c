@@ -1,7 +1,9 @@
 /* cmd_gc.c - sluice gc [--dry-run] [--wait] [--grace SECONDS]: removes
  * objects that no artifact record names (left by a run killed between
  * storing an output and recording it), and the leftovers of interrupted
- * stores.
+ * stores and imports (tmp/import-*). Every artifact record roots its
+ * object: a step output's, and an imported artifact's ('artifacts
+ * import' writes one), so imports are kept as long as the store.
  *
  * A live run renames an output into objects/ before its record commits, so
  * gc must not look at the records of a moment a run is in that gap: it
@@ -127,6 +129,26 @@ int cmd_gc(const cli_globals *g, int argc, char **argv) {
     }
     if (rc == 0)
         dir_list_free(fans, n_fans);
+    /* The copies of imports that never finished ('artifacts import' killed
+     * between copying a file in and storing it), past the same grace. */
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s/tmp", st.root);
+    char **left;
+    size_t n_left;
+    if (dir_list(tmp, NULL, &left, &n_left) == 0) {
+        for (size_t i = 0; i < n_left; i++) {
+            char path[8400];
+            struct stat sb;
+            snprintf(path, sizeof(path), "%s/%s", tmp, left[i]);
+            if (strncmp(left[i], "import-", 7) != 0 || lstat(path, &sb) != 0 ||
+                now - sb.st_mtime < grace)
+                continue;
+            printf("%s %s\n", dry ? "would remove" : "removing", path);
+            if (!dry)
+                remove_tree(path);
+        }
+        dir_list_free(left, n_left);
+    }
     printf("%zu object%s %s, %zu kept", removed, removed == 1 ? "" : "s",
            dry ? "to remove" : "removed", kept);
     if (young)

@@ -103,7 +103,10 @@ static void up_input(graph *g, MDB_txn *txn, meta_db *m, long step_node, const c
 /* artifact <- its producer <- the producer's inputs <- ... */
 static void walk_up(graph *g, MDB_txn *txn, meta_db *m, long artifact, int depth) {
     bson_t rec;
-    if (meta_get(txn, m->artifacts, g->nodes[artifact].id, &rec) != 0)
+    bson_iter_t it;
+    /* An imported artifact has no producer: its record says where from. */
+    if (meta_get(txn, m->artifacts, g->nodes[artifact].id, &rec) != 0 ||
+        !bson_iter_init_find(&it, &rec, "run"))
         return;
     char step_id[320];
     snprintf(step_id, sizeof(step_id), "%s/%s", inspect_str(&rec, "run", "?"),
@@ -174,6 +177,10 @@ static const char *label(MDB_txn *txn, meta_db *m, const node *n, char *out, siz
                      inspect_str(&rec, "status", "?"));
         else
             snprintf(out, size, "step run %s", n->id);
+    } else if (meta_get(txn, m->artifacts, n->id, &rec) == 0 && !inspect_str(&rec, "run", NULL)) {
+        char origin[4096];
+        snprintf(out, size, "artifact %.12s (%s, %s)", n->id, inspect_str(&rec, "type", "?"),
+                 inspect_origin(&rec, origin, sizeof(origin)));
     } else if (meta_get(txn, m->artifacts, n->id, &rec) == 0) {
         snprintf(out, size, "artifact %.12s (%s, %s.%s)", n->id, inspect_str(&rec, "type", "?"),
                  inspect_str(&rec, "step", "?"), inspect_str(&rec, "output", "?"));
@@ -181,6 +188,28 @@ static const char *label(MDB_txn *txn, meta_db *m, const node *n, char *out, siz
         snprintf(out, size, "artifact %.12s", n->id);
     }
     return out;
+}
+
+/* The "imports" of lineage's JSON: {artifact, path, name, time}. */
+typedef struct import_list {
+    bson_t *array;
+    const char *artifact;
+    uint32_t n;
+} import_list;
+
+static void append_import(void *ud, const char *path, const char *name, double time) {
+    import_list *il = ud;
+    char idx[16];
+    const char *k;
+    bson_uint32_to_string(il->n++, &k, idx, sizeof(idx));
+    bson_t item;
+    BSON_APPEND_DOCUMENT_BEGIN(il->array, k, &item);
+    BSON_APPEND_UTF8(&item, "artifact", il->artifact);
+    BSON_APPEND_UTF8(&item, "path", path);
+    if (name)
+        BSON_APPEND_UTF8(&item, "name", name);
+    BSON_APPEND_DOUBLE(&item, "time", time);
+    bson_append_document_end(il->array, &item);
 }
 
 static int by_depth(const void *a, const void *b) {
@@ -236,7 +265,7 @@ int cmd_lineage(const cli_globals *g, int argc, char **argv) {
             walk_up(&gr, txn, &m, root, 0);
         if (down)
             walk_down(&gr, txn, &m, root, 0);
-        char text[512];
+        char text[4600];
         if (strcmp(format, "json") == 0) {
             bson_t doc = BSON_INITIALIZER, arts, steps, edges;
             BSON_APPEND_UTF8(&doc, "artifact", hash);
@@ -267,6 +296,16 @@ int cmd_lineage(const cli_globals *g, int argc, char **argv) {
                 bson_append_document_end(&edges, &e);
             }
             bson_append_array_end(&doc, &edges);
+            bson_t imports;
+            import_list il = {&imports, NULL, 0};
+            BSON_APPEND_ARRAY_BEGIN(&doc, "imports", &imports);
+            for (size_t i = 0; i < gr.n; i++) {
+                bson_t rec;
+                il.artifact = gr.nodes[i].id;
+                if (!gr.nodes[i].is_step && meta_get(txn, m.artifacts, il.artifact, &rec) == 0)
+                    inspect_each_import(&rec, append_import, &il);
+            }
+            bson_append_array_end(&doc, &imports);
             inspect_print_json(&doc);
             bson_destroy(&doc);
         } else if (strcmp(format, "dot") == 0) {

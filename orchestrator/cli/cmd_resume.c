@@ -111,6 +111,8 @@ int cmd_resume(const cli_globals *g, int argc, char **argv) {
         plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
         pipeline *p = NULL;
         rc = cli_load_pipeline(file, &ps, LOAD_RUN, &reg, &p);
+        if (rc == 0)
+            rc = cli_resolve_artifact_inputs(p, g->store);
         if (rc == 0) {
             run_options o = {.store = g->store,
                              .exe = cli_exe_path(),

@@ -100,6 +100,8 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     pipeline *p = NULL;
     int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
+    if (status == 0)
+        status = cli_resolve_artifact_inputs(p, o.store);
     if (status == 0 && dry_run) {
         status = cli_print_plan(p, o.store, o.no_cache, o.json);
     } else if (status == 0) {

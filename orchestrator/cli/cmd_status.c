@@ -288,6 +288,8 @@ int cmd_status(const cli_globals *g, int argc, char **argv) {
     pipeline *p = NULL;
     int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
     if (status == 0)
+        status = cli_resolve_artifact_inputs(p, g->store);
+    if (status == 0)
         status = cli_print_plan(p, g->store, no_cache, json);
     pipeline_free(p);
     registry_free(&reg);

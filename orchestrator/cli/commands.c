@@ -70,26 +70,33 @@ const cli_command cli_commands[] = {
      "what did not finish runs. RUN is any unique prefix of a run id. A run that is\n"
      "still running is refused.\n",
      cmd_resume},
-    {"artifacts", "list, show, print or export artifacts",
+    {"artifacts", "list, show, print, export or import artifacts",
      "usage: sluice artifacts list [--json]\n"
      "       sluice artifacts show ID [--json]\n"
      "       sluice artifacts cat ID\n"
-     "       sluice artifacts export ID PATH\n"
+     "       sluice artifacts export ID PATH [--jsonl | --format copy|jsonl]\n"
      "       sluice artifacts path ID [--type TYPE]\n"
+     "       sluice artifacts import PATH --type TYPE [--name NAME] [--json]\n"
      "\n"
      "ID is an artifact's content hash or any unique prefix of it, RUN:STEP.OUTPUT\n"
      "(RUN a run id prefix or 'latest'), or STEP.OUTPUT (from the newest run that has\n"
      "it). Reading an artifact (cat, export) checks its hash first. export into an\n"
      "existing folder writes PATH/OUTPUT, as cp does. path prints the object's path\n"
      "once its hash is checked (for external commands); with --type, ID may also be\n"
-     "a step id: the newest artifact of that type the step made.\n",
+     "a step id: the newest artifact of that type the step made.\n"
+     "\n"
+     "import copies a file or folder into the store as an artifact of type TYPE,\n"
+     "recorded as imported from PATH (gc keeps it); NAME, if given, is an ID too.\n"
+     "Pipelines read it as an input \"artifact:ID\". export --jsonl writes a dataset\n"
+     "in the Handbook's layout (train/test per category) as JSON Lines.\n",
      cmd_artifacts},
     {"lineage", "what an artifact came from and what used it",
      "usage: sluice lineage ID [--up|--down] [--format text|dot|json]\n"
      "\n"
      "The step runs and artifacts an artifact was made from (--up), those made from it\n"
-     "(--down), or both. ID as 'sluice artifacts' takes it: a hash prefix,\n"
-     "RUN:STEP.OUTPUT or STEP.OUTPUT.\n",
+     "(--down), or both; an imported artifact says where from. ID as 'sluice\n"
+     "artifacts' takes it: a hash prefix, an import's name, RUN:STEP.OUTPUT or\n"
+     "STEP.OUTPUT.\n",
      cmd_lineage},
     {"plugins", "list the steps plugins provide, or describe one",
      "usage: sluice plugins list [--pipeline FILE] [--json]\n"

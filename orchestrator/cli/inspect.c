@@ -144,13 +144,47 @@ static int on_step_output(void *ud, const char *key, size_t len, const bson_t *d
     return 0;
 }
 
+/* The artifact last imported under a name (--name). */
+typedef struct named {
+    const char *name;
+    double time;
+    int found, hit;
+    char hash[HASH_HEX_LEN + 1];
+} named;
+
+static void on_import(void *ud, const char *path, const char *name, double time) {
+    named *n = ud;
+    (void)path;
+    if (name && strcmp(name, n->name) == 0 && (!n->found || time >= n->time)) {
+        n->time = time;
+        n->found = n->hit = 1;
+    }
+}
+
+static int on_named(void *ud, const char *key, size_t len, const bson_t *doc) {
+    named *n = ud;
+    n->hit = 0;
+    inspect_each_import(doc, on_import, n);
+    if (n->hit && len == HASH_HEX_LEN)
+        snprintf(n->hash, sizeof(n->hash), "%.*s", (int)len, key);
+    return 0;
+}
+
 int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, char *out,
                              size_t size) {
     const char *colon = strchr(spec, ':');
     const char *name = colon ? colon + 1 : spec;
     const char *dot = strchr(name, '.');
-    if (!colon && !dot)
+    if (!colon && !dot) {
+        /* A name given at import wins over a hash prefix that reads the same. */
+        named n = {.name = spec};
+        int rc = meta_each(txn, m->artifacts, "", on_named, &n);
+        if (rc == 0 && n.found) {
+            snprintf(out, size, "%s", n.hash);
+            return 0;
+        }
         return inspect_resolve(txn, m->artifacts, "artifact", spec, out, size);
+    }
     if (!dot || dot == name || !dot[1] || (colon && colon == spec)) {
         fprintf(stderr,
                 "sluice: '%s' is not an artifact id: use a hash (or a unique prefix of "
@@ -183,6 +217,53 @@ int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, c
         fprintf(stderr, "sluice: step '%s' has no output '%s' in %s%s\n", step_id, dot + 1,
                 colon ? "run " : "any run", colon ? run : "");
     return EXIT_BAD_INPUT;
+}
+
+void inspect_each_import(const bson_t *rec,
+                         void (*fn)(void *ud, const char *path, const char *name, double time),
+                         void *ud) {
+    bson_iter_t it, sub;
+    if (!bson_iter_init_find(&it, rec, "imports") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &sub))
+        return;
+    while (bson_iter_next(&sub)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t one;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&sub))
+            continue;
+        bson_iter_document(&sub, &len, &data);
+        if (bson_init_static(&one, data, len))
+            fn(ud, inspect_str(&one, "path", "?"), inspect_str(&one, "name", NULL),
+               inspect_num(&one, "time"));
+    }
+}
+
+typedef struct newest_import {
+    const char *path;
+    double time;
+} newest_import;
+
+static void take_newest(void *ud, const char *path, const char *name, double time) {
+    newest_import *n = ud;
+    (void)name;
+    if (!n->path || time >= n->time)
+        *n = (newest_import){path, time};
+}
+
+const char *inspect_origin(const bson_t *rec, char *out, size_t size) {
+    newest_import n = {NULL, 0};
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, rec, "run") ||
+        (inspect_each_import(rec, take_newest, &n), !n.path)) {
+        snprintf(out, size, "made by %s/%s.%s", inspect_str(rec, "run", "?"),
+                 inspect_str(rec, "step", "?"), inspect_str(rec, "output", "?"));
+    } else {
+        char when[64];
+        inspect_time(n.time, when, sizeof(when));
+        snprintf(out, size, "imported from %s on %s", n.path, when);
+    }
+    return out;
 }
 
 void inspect_print_json(const bson_t *doc) {

@@ -42,6 +42,17 @@ int inspect_resolve(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *pre
 int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, char *out,
                              size_t size);
 
+/* Where the artifact of record rec came from, for people, into out:
+ * "made by RUN/STEP.OUTPUT", or "imported from PATH on TIME" (its newest
+ * import) for one 'artifacts import' brought in. Returns out. */
+const char *inspect_origin(const bson_t *rec, char *out, size_t size);
+
+/* Calls fn(ud, path, name, time) for each import of rec, oldest first
+ * (name NULL when it has none). */
+void inspect_each_import(const bson_t *rec,
+                         void (*fn)(void *ud, const char *path, const char *name, double time),
+                         void *ud);
+
 /* Prints doc as one JSON line. */
 void inspect_print_json(const bson_t *doc);
 

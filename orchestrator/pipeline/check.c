@@ -228,6 +228,8 @@ static void resolve_refs(pipeline *p, diag_list *d) {
         step *s = &p->steps[i];
         for (size_t k = 0; k < s->n_inputs; k++) {
             step_input *in = &s->inputs[k];
+            if (in->artifact)
+                continue; /* found in the store when the pipeline runs */
             long from = resolve_step(p, s, in->from_step, in->pos, "an input", d);
             in->from = from < 0 ? UINT32_MAX : (uint32_t)from;
             if (from == (long)i) {

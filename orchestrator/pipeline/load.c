@@ -445,9 +445,27 @@ static int load_inputs(loader *L, step *s, const ynode *n) {
         const char *ref = name_text(L, v, "an input");
         if (!ref)
             continue;
+        size_t plen = strlen(PIPELINE_ARTIFACT_PREFIX);
+        if (strncmp(ref, PIPELINE_ARTIFACT_PREFIX, plen) == 0) {
+            const char *id = ref + plen;
+            if (!*id || strpbrk(id, " \t/")) {
+                err(L, v,
+                    "input '%s': '%s' names no artifact: use artifact:ID, ID a hash prefix, "
+                    "an imported artifact's name, RUN:STEP.OUTPUT or STEP.OUTPUT",
+                    k->u.scalar.text, ref);
+                continue;
+            }
+            s->inputs[s->n_inputs++] = (step_input){.port = k->u.scalar.text,
+                                                    .from = UINT32_MAX,
+                                                    .pos = {v->line, v->col},
+                                                    .artifact = id};
+            continue;
+        }
         const char *dot = strchr(ref, '.');
         if (!dot || dot == ref || !valid_ident(dot + 1, strlen(dot + 1))) {
-            err(L, v, "input '%s' must name another step's output as STEP.OUTPUT, not '%s'",
+            err(L, v,
+                "input '%s' must name another step's output as STEP.OUTPUT, or an artifact "
+                "in the store as artifact:ID, not '%s'",
                 k->u.scalar.text, ref);
             continue;
         }

@@ -35,13 +35,23 @@ typedef struct param {
     srcpos pos;
 } param;
 
-/* An input port fed by another step's output: a data edge. */
+/* An input port fed by another step's output (a data edge), or by an
+ * artifact already in the store ("artifact:ID": an import, or an output of
+ * an earlier run), which is no edge. */
 typedef struct step_input {
     const char *port;
-    const char *from_step, *from_output;
-    uint32_t from; /* index of from_step in pipeline.steps once resolved */
-    srcpos pos;    /* of the reference "step.output" */
+    const char *from_step, *from_output; /* NULL for an artifact */
+    uint32_t from;        /* index of from_step in pipeline.steps once resolved; UINT32_MAX for an
+                      artifact */
+    srcpos pos;           /* of the reference "step.output" or "artifact:ID" */
+    const char *artifact; /* the ID of "artifact:ID", else NULL */
+    /* The artifact's hash and object path, set by the command that runs the
+     * pipeline once it has found it in the store (NULL until then). */
+    const char *artifact_hash, *artifact_path;
 } step_input;
+
+/* The prefix of an input that names an artifact in the store. */
+#define PIPELINE_ARTIFACT_PREFIX "artifact:"
 
 /* An order-only edge: this step starts after that one succeeds. */
 typedef struct step_after {

@@ -217,6 +217,8 @@ static void on_child_done(child *c, int64_t status, int sig) {
 
 /* The path of output `name` of the step that feeds `in`. */
 static const char *input_path(run *r, const step_input *in) {
+    if (in->artifact)
+        return in->artifact_path;
     const step_run *src = &r->steps[in->from];
     for (size_t i = 0; i < src->n_out; i++)
         if (strcmp(src->out_names[i], in->from_output) == 0)

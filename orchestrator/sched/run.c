@@ -41,6 +41,8 @@ double sched_wall_now(void) {
 
 /* The hash of the output that feeds `in`, or NULL. */
 const char *sched_input_hash(run *r, const step_input *in) {
+    if (in->artifact)
+        return in->artifact_hash;
     const step_run *src = &r->steps[in->from];
     for (size_t i = 0; i < src->n_out; i++)
         if (strcmp(src->out_names[i], in->from_output) == 0)

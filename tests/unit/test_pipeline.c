@@ -347,3 +347,29 @@ Test(pipeline, the_dag_of_a_pipeline) {
     cr_expect_eq(g.pred_start[3] - g.pred_start[2], 2, "c needs a and b once each");
     dag_free(&g);
 }
+
+Test(pipeline, an_input_may_name_an_artifact_in_the_store) {
+    int rc = load("pipeline: p\n"
+                  "steps:\n"
+                  "  a: {uses: x, inputs: {d: \"artifact:4f0c2a9e\", e: \"artifact:latest:b.o\"}}\n"
+                  "  b: {uses: x, inputs: {d: a.o}}\n");
+    cr_assert_eq(rc, 0, "%s", all_diags(&D));
+    const step *a = &P->steps[0];
+    cr_assert_eq(a->n_inputs, 2);
+    cr_expect_str_eq(a->inputs[0].artifact, "4f0c2a9e");
+    cr_expect_str_eq(a->inputs[1].artifact, "latest:b.o");
+    cr_expect_null(a->inputs[0].from_step);
+    cr_expect_eq(a->inputs[0].from, UINT32_MAX); /* no edge: nothing runs before a */
+    cr_expect_null(a->inputs[0].artifact_hash);  /* found in the store when it runs */
+    cr_expect_null(P->steps[1].inputs[0].artifact);
+}
+
+Test(pipeline, an_artifact_input_with_no_id_is_an_error) {
+    int rc = load("pipeline: p\n"
+                  "steps:\n"
+                  "  a: {uses: x, inputs: {d: \"artifact:\", e: \"artifact:a b\"}}\n");
+    cr_expect_eq(rc, -EINVAL);
+    expect_diag(&D, 3, 28, "input 'd': 'artifact:' names no artifact");
+    expect_diag(&D, 3, 44, "input 'e': 'artifact:a b' names no artifact");
+    cr_expect_eq(D.errors, 2, "%s", all_diags(&D));
+}
