@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -367,6 +368,8 @@ typedef struct runner {
     long tokens_used;
     int budget_spent;
     size_t n_waiting; /* calls waiting for a retry */
+    int epoll_fd;     /* the transfers' sockets, as libcurl asks them watched */
+    double curl_due;  /* when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT), or < 0 */
     uint64_t rng;
     void (*on_done)(void *, size_t);
     void *arg;
@@ -565,10 +568,39 @@ static void runner_free(runner *r) {
     }
     if (r->multi)
         curl_multi_cleanup(r->multi);
+    if (r->epoll_fd >= 0)
+        close(r->epoll_fd);
     curl_slist_free_all(r->headers);
     free(r->easy);
     free(r->slot_job);
     free(r->jobs);
+}
+
+/* libcurl's socket interface: only the transfer whose socket is ready runs, where
+ * curl_multi_perform would visit (and poll) every transfer in flight each time one socket is
+ * ready; at 32 in flight that is most of the client's CPU. */
+static int watch_socket(CURL *e, curl_socket_t s, int what, void *ud, void *socketp) {
+    runner *r = ud;
+    (void)e;
+    (void)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(r->epoll_fd, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
+                                       (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
+                             .data.fd = s};
+    if (epoll_ctl(r->epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
+        epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0)
+        return -1;
+    return 0;
+}
+
+static int set_timer(CURLM *multi, long timeout_ms, void *ud) {
+    runner *r = ud;
+    (void)multi;
+    r->curl_due = timeout_ms < 0 ? -1 : now_s() + (double)timeout_ms / 1000.0;
+    return 0;
 }
 
 /* The common part of every request; 0, or -1 when out of memory. */
@@ -600,6 +632,14 @@ static int runner_setup(runner *r, char *err, size_t err_size) {
     r->headers = h;
     if (!(r->multi = curl_multi_init()))
         goto oom;
+    if ((r->epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        snprintf(err, err_size, "epoll: %s", strerror(errno));
+        return -1;
+    }
+    curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, watch_socket);
+    curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
+    curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, set_timer);
+    curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
     curl_multi_setopt(r->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)r->n_slots);
     curl_multi_setopt(r->multi, CURLMOPT_MAXCONNECTS, (long)r->n_slots);
     long timeout_ms = o->timeout_s > 0 ? (long)(o->timeout_s * 1000.0 + 0.5) : 0;
@@ -673,7 +713,7 @@ static int check_options(const llm_options *o, char *url, size_t url_size, char 
 int llm_run(const llm_options *o, llm_call *calls, size_t n, llm_totals *totals,
             void (*on_done)(void *arg, size_t i), int (*cancelled)(void *arg), void *arg, char *err,
             size_t err_size) {
-    runner r = {.o = o, .n = n, .on_done = on_done, .arg = arg};
+    runner r = {.o = o, .n = n, .on_done = on_done, .arg = arg, .epoll_fd = -1, .curl_due = -1};
     if (totals)
         memset(totals, 0, sizeof(*totals));
     int rc = check_options(o, r.url, sizeof(r.url), err, err_size);
@@ -741,7 +781,10 @@ int llm_run(const llm_options *o, llm_call *calls, size_t n, llm_totals *totals,
             break;
         }
         int still = 0, finished = 0;
-        curl_multi_perform(r.multi, &still);
+        if (r.curl_due >= 0 && now_s() >= r.curl_due) {
+            r.curl_due = -1;
+            curl_multi_socket_action(r.multi, CURL_SOCKET_TIMEOUT, 0, &still);
+        }
         CURLMsg *m;
         int left;
         while ((m = curl_multi_info_read(r.multi, &left))) {
@@ -762,13 +805,22 @@ int llm_run(const llm_options *o, llm_call *calls, size_t n, llm_totals *totals,
         }
         if (finished || n_done >= n)
             continue; /* a slot is free: start the next transfer before waiting */
-        /* Sleeps in poll(2) until a socket is ready, the next retry is due, or it is time to ask
-         * cancelled() again: no spinning while transfers or backoffs are under way. */
+        /* Sleeps until a socket is ready, libcurl's timer or the next retry is due, or it is
+         * time to ask cancelled() again: no spinning while transfers or backoffs are under way. */
+        if (free_slot(&r) < 0)
+            wake = 1e300; /* a due retry waits for a transfer to end, which a socket says */
+        if (r.curl_due >= 0 && r.curl_due < wake)
+            wake = r.curl_due;
         double wait_ms = (wake - now_s()) * 1000.0;
-        int timeout = wait_ms < 0 ? 0 : wait_ms > POLL_MS ? POLL_MS : (int)wait_ms + 1;
-        if (free_slot(&r) < 0 || wake >= 1e300)
-            timeout = POLL_MS;
-        curl_multi_poll(r.multi, NULL, 0, timeout, NULL);
+        int timeout = wait_ms <= 0 ? 0 : wait_ms >= POLL_MS ? POLL_MS : (int)wait_ms + 1;
+        struct epoll_event ev[64];
+        int ready = epoll_wait(r.epoll_fd, ev, 64, timeout);
+        for (int k = 0; k < ready; k++) {
+            int flags = (ev[k].events & (EPOLLIN | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
+                        (ev[k].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                        (ev[k].events & EPOLLERR ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(r.multi, ev[k].data.fd, flags, &still);
+        }
     }
     for (size_t i = 0; i < n; i++) {
         job *j = &r.jobs[i];
