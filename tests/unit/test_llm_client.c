@@ -27,6 +27,7 @@ static pid_t server = -1;
 static void start_server(const char *const *extra) {
     char port_file[128];
     snprintf(port_file, sizeof(port_file), "%s/port", dir);
+    unlink(port_file); /* a server started before in this test */
     const char *argv[24] = {PYTHON,        SLUICE_SOURCE_DIR "/tests/llm_server.py",
                             "--port-file", port_file,
                             "--api-key",   KEY};
@@ -59,6 +60,14 @@ static void start_server(const char *const *extra) {
     }
 }
 
+static void stop_server(void) {
+    if (server > 0) {
+        kill(server, SIGTERM);
+        waitpid(server, NULL, 0);
+        server = -1;
+    }
+}
+
 static void setup(void) {
     if (access(PYTHON, X_OK) != 0)
         SKIP_UNLESS_REQUIRED("no " PYTHON " to run tests/llm_server.py");
@@ -67,11 +76,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-    if (server > 0) {
-        kill(server, SIGTERM);
-        waitpid(server, NULL, 0);
-        server = -1;
-    }
+    stop_server();
     if (*dir) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -298,6 +303,72 @@ Test(llm_client, request_shaped_as_the_openai_client_sends_it) {
                                     "\"response_format\", \"seed\", \"temperature\" ]"),
                        "%s", json);
     bson_free(json);
+    bson_destroy(s);
+    llm_calls_free(calls, 1);
+    free(calls);
+}
+
+/* The JSON text of path as a list, "[ ... ]", found in the JSON file (or document) text. */
+static char *json_list(const char *text, const char *path) {
+    bson_t *doc = bson_new_from_json((const uint8_t *)text, -1, NULL);
+    cr_assert_not_null(doc, "%s", text);
+    bson_iter_t it, d;
+    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &d) &&
+                  BSON_ITER_HOLDS_ARRAY(&d),
+              "no list %s in %s", path, text);
+    const uint8_t *data;
+    uint32_t len;
+    bson_iter_array(&d, &len, &data);
+    bson_t list;
+    cr_assert(bson_init_static(&list, data, len));
+    char *json = bson_array_as_json(&list, NULL);
+    bson_destroy(doc);
+    return json;
+}
+
+Test(llm_client, matches_the_official_openai_client) {
+    /* The official client (tests/package.json, `npm ci` in tests/) sends a request with the same
+     * parameters; the server then demands every header that library sets of our requests, and
+     * the body keys must be the same. */
+    if (system("node --version >/dev/null 2>&1") != 0 ||
+        access(SLUICE_SOURCE_DIR "/tests/node_modules/openai/package.json", R_OK) != 0)
+        SKIP_UNLESS_REQUIRED("node or the openai package (npm ci in tests/) is missing");
+    start_server(NULL);
+    char shape[128], cmd[512];
+    snprintf(shape, sizeof(shape), "%s/shape.json", dir);
+    snprintf(cmd, sizeof(cmd), "OPENAI_API_KEY=%s node %s/tests/llm/openai_shape.mjs %s %s", KEY,
+             SLUICE_SOURCE_DIR, endpoint, shape);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    stop_server();
+    start_server((const char *[]){"--shape", shape, NULL});
+    char texts[1][128];
+    llm_call *calls = make_calls(1, NULL, texts);
+    llm_options o = options(1);
+    o.max_tokens = 300;
+    o.json_object = 1;
+    llm_totals t;
+    progress p = {0};
+    run(&o, calls, 1, &t, &p);
+    expect_answered(calls, 1);
+    cr_assert_eq(stat_of("bad_requests"), 0);
+    FILE *f = fopen(shape, "r");
+    cr_assert_not_null(f);
+    char text[8192];
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    text[len] = '\0';
+    fclose(f);
+    cr_assert_not_null(strstr(text, "\"authorization\": true"), "%s", text);
+    char *theirs = json_list(text, "body_keys"), *required = json_list(text, "required_headers");
+    bson_t *s = stats();
+    char *ours_json = bson_as_relaxed_extended_json(s, NULL);
+    char *ours = json_list(ours_json, "last_request.body_keys");
+    cr_assert_str_eq(ours, theirs);
+    cr_assert_not_null(strstr(required, "\"user-agent\""), "%s", required);
+    cr_assert_not_null(strstr(ours_json, "\"authorization\" : true"), "%s", ours_json);
+    bson_free(theirs);
+    bson_free(required);
+    bson_free(ours);
+    bson_free(ours_json);
     bson_destroy(s);
     llm_calls_free(calls, 1);
     free(calls);
