@@ -7,6 +7,7 @@
  * (dsgen_offline.h). */
 #include <sluice/plugin.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "dsgen.h"
 #include "dsgen_offline.h"
 #include "dsgen_prompt.h"
+#include "llm_client.h"
 #include "records.h"
 
 typedef struct gen_params {
@@ -22,7 +24,7 @@ typedef struct gen_params {
     double test_size;
     int64_t seed, pairs;
     const char *endpoint, *model, *api_key;
-    double temperature, timeout;
+    double temperature, timeout, backoff;
     int64_t max_tokens, concurrency, max_requests, max_tokens_total, max_retries;
     int json_mode;
     int64_t min_instruction, min_answer;
@@ -47,6 +49,7 @@ static int read_params(sl_ctx *ctx, gen_params *p) {
     p->api_key = sl_param_str(ctx, "api_key");
     p->temperature = sl_param_f64(ctx, "temperature");
     p->timeout = sl_param_f64(ctx, "timeout");
+    p->backoff = sl_param_f64(ctx, "backoff");
     p->max_tokens = sl_param_int(ctx, "max_tokens");
     p->concurrency = sl_param_int(ctx, "concurrency");
     p->max_requests = sl_param_int(ctx, "max_requests");
@@ -96,6 +99,8 @@ static int read_params(sl_ctx *ctx, gen_params *p) {
     if (!(p->timeout > 0 && p->timeout <= 86400))
         return sl_fail(ctx, "timeout is %g: it must be from more than 0 to 86400 (seconds)",
                        p->timeout);
+    if (!(p->backoff >= 0 && p->backoff <= 3600))
+        return sl_fail(ctx, "backoff is %g: it must be from 0 to 3600 (seconds)", p->backoff);
     if (p->max_retries < 0 || p->max_retries > 100)
         return sl_fail(ctx, "max_retries is %lld: it must be from 0 to 100",
                        (long long)p->max_retries);
@@ -171,15 +176,114 @@ static int offline(sl_ctx *ctx, const gen_params *p, const dsgen_extract *ex, si
     return SL_OK;
 }
 
+static int api_cancelled(void *arg) { return sl_cancelled(arg); }
+
+/* STORE/cache/llm, made if missing: where answers outlive a killed run. */
+static int cache_dir(sl_ctx *ctx, char *out, size_t size) {
+    const char *store = sl_store_dir(ctx);
+    if (!store)
+        return sl_fail(ctx, "this sluice gives steps no store folder (ABI 1.1): cannot cache "
+                            "the API's answers");
+    snprintf(out, size, "%s/cache", store);
+    if (mkdir(out, 0777) != 0 && errno != EEXIST)
+        return sl_fail(ctx, "%s: %s", out, strerror(errno));
+    snprintf(out, size, "%s/cache/llm", store);
+    if (mkdir(out, 0777) != 0 && errno != EEXIST)
+        return sl_fail(ctx, "%s: %s", out, strerror(errno));
+    return SL_OK;
+}
+
+/* One request per extract, all through llm_run (at most concurrency in
+ * flight, each answer cached before it counts), then the answers read in
+ * extract order, so that the dataset does not depend on which came first. */
+static int api(sl_ctx *ctx, const gen_params *p, const dsgen_extract *ex, size_t n,
+               dsgen_set *set) {
+    char dir[4096], err[512];
+    int rc = cache_dir(ctx, dir, sizeof(dir));
+    if (rc != SL_OK || n == 0)
+        return rc;
+    llm_options o = {p->endpoint,
+                     p->model,
+                     p->api_key && *p->api_key ? p->api_key : NULL,
+                     p->temperature,
+                     (long)p->max_tokens,
+                     (long)p->seed,
+                     p->json_mode,
+                     (int)p->concurrency,
+                     (long)p->max_requests,
+                     (long)p->max_tokens_total,
+                     p->timeout,
+                     (int)p->max_retries,
+                     p->backoff,
+                     dir};
+    llm_call *calls = calloc(n, sizeof(*calls));
+    if (!calls)
+        return sl_fail(ctx, "out of memory preparing %zu requests", n);
+    for (size_t i = 0; i < n && rc == SL_OK; i++) {
+        calls[i].system = dsgen_system_prompt(p->kind);
+        if (!(calls[i].user = dsgen_user_prompt(p->kind, (size_t)p->pairs, ex[i].text)))
+            rc = sl_fail(ctx, "out of memory preparing %zu requests", n);
+    }
+    llm_totals tot;
+    memset(&tot, 0, sizeof(tot));
+    if (rc == SL_OK) {
+        sl_log(ctx, SL_LOG_INFO, "%zu requests to %s (model %s), %lld in flight at most", n,
+               p->endpoint, p->model, (long long)p->concurrency);
+        if (llm_run(&o, calls, n, &tot, NULL, api_cancelled, ctx, err, sizeof(err)) != 0)
+            rc = sl_fail(ctx, "endpoint: %s", err);
+    }
+    long failed = 0, not_verbatim = 0;
+    const char *first_error = NULL;
+    for (size_t i = 0; i < n && rc == SL_OK; i++) {
+        llm_call *c = &calls[i];
+        if (c->status == LLM_ECANCELLED) {
+            rc = SL_ECANCELLED;
+        } else if (c->status == LLM_EBUDGET) {
+            set->dropped[DSGEN_DROP_OVER_BUDGET]++;
+        } else if (c->status != 0) {
+            set->dropped[DSGEN_DROP_FAILED_REQUEST]++;
+            if (!failed++)
+                first_error = c->error;
+            sl_log(ctx, SL_LOG_WARN, "extract %zu: %s", i + 1, c->error);
+        } else {
+            dsgen_parsed r;
+            if (dsgen_parse_response(set, i, ex[i].category, c->content, ex[i].text, &r) != 0)
+                rc = sl_fail(ctx, "out of memory reading the answer to extract %zu", i + 1);
+            not_verbatim += r.not_verbatim;
+        }
+    }
+    sl_metric(ctx, "requests", (double)tot.requests, -1);
+    sl_metric(ctx, "retries", (double)tot.retries, -1);
+    sl_metric(ctx, "cached", (double)tot.cached, -1);
+    sl_metric(ctx, "failed", (double)tot.failed, -1);
+    sl_metric(ctx, "prompt_tokens", (double)tot.prompt_tokens, -1);
+    sl_metric(ctx, "completion_tokens", (double)tot.completion_tokens, -1);
+    if (p->kind == DSGEN_PREFERENCE)
+        sl_metric(ctx, "chosen_not_verbatim", (double)not_verbatim, -1);
+    if (set->dropped[DSGEN_DROP_OVER_BUDGET])
+        sl_log(ctx, SL_LOG_WARN,
+               "%ld of %zu extracts not sent: the request or token budget is spent",
+               set->dropped[DSGEN_DROP_OVER_BUDGET], n);
+    /* A failed request fails the step: its answers so far are cached, so
+     * the retry or a rerun sends only the requests that did not finish. */
+    if (rc == SL_OK && failed)
+        rc = sl_fail(ctx,
+                     "%ld of %zu requests failed after their retries (the first: %s); the %zu "
+                     "answered are cached and a rerun sends only the others",
+                     failed, n, first_error,
+                     n - (size_t)failed - (size_t)set->dropped[DSGEN_DROP_OVER_BUDGET]);
+    for (size_t i = 0; i < n; i++)
+        free((char *)calls[i].user);
+    llm_calls_free(calls, n);
+    free(calls);
+    return rc;
+}
+
 static int run(sl_ctx *ctx) {
     gen_params p = {0};
     int rc = read_params(ctx, &p);
     if (rc != SL_OK)
         return rc;
-    if (p.endpoint)
-        return sl_fail(ctx,
-                       "endpoint given but this build of dataset_gen has no API client yet: "
-                       "leave endpoint empty to generate offline");
     chunk_table t;
     rc = chunk_table_read(ctx, sl_input_path(ctx, "chunks"), "input 'chunks'", 1, &t);
     dsgen_extract *ex = NULL;
@@ -190,7 +294,7 @@ static int run(sl_ctx *ctx) {
     if (rc == SL_OK && t.n == 0)
         sl_log(ctx, SL_LOG_WARN, "input 'chunks' has no extracts: the dataset is empty");
     if (rc == SL_OK)
-        rc = offline(ctx, &p, ex, t.n, &set);
+        rc = p.endpoint ? api(ctx, &p, ex, t.n, &set) : offline(ctx, &p, ex, t.n, &set);
     if (rc == SL_OK && sl_cancelled(ctx))
         rc = SL_ECANCELLED;
     unsigned char *is_test = NULL;
@@ -241,6 +345,8 @@ static const sl_param params[] = {
      0},
     {"timeout", SL_PARAM_FLOAT, "120", "seconds per HTTP request", 0},
     {"max_retries", SL_PARAM_INT, "5", "retries per request on 429, 5xx, timeouts", 0},
+    {"backoff", SL_PARAM_FLOAT, "1",
+     "seconds before the first retry, doubled each time, with jitter (Retry-After wins)", 0},
     {"json_mode", SL_PARAM_BOOL, "false",
      "ask for response_format json_object (the list then comes inside an object)", 0},
     {"min_instruction_length", SL_PARAM_INT, "10", "shorter instructions are dropped (code points)",

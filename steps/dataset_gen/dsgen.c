@@ -78,7 +78,7 @@ int dsgen_check(const dsgen_set *set, const char *instruction, const char *answe
         return DSGEN_DROP_SHORT_INSTRUCTION;
     if (dsgen_cp_len(answer, strlen(answer)) < set->min_answer)
         return DSGEN_DROP_SHORT_ANSWER;
-    if (!well_formed(answer))
+    if (set->kind == DSGEN_PREFERENCE && !well_formed(answer))
         return DSGEN_DROP_ANSWER_FORMAT;
     if (set->kind == DSGEN_PREFERENCE && (!rejected || !*rejected || strcmp(rejected, answer) == 0))
         return DSGEN_DROP_MISSING_FIELD;
@@ -189,8 +189,9 @@ static int write_sample(tok_buf *b, tok_buf *scratch, const dsgen_set *set, cons
     char id[37];
     if (content_id(scratch, parts, 3, id))
         return -ENOMEM;
-    int rc = tok_buf_printf(b, "%s\n                {\n                    \"id\": \"%s\",\n"
-                               "                    \"instruction\": ",
+    int rc = tok_buf_printf(b,
+                            "%s\n                {\n                    \"id\": \"%s\",\n"
+                            "                    \"instruction\": ",
                             first ? "" : ",", id);
     rc = rc ? rc : tok_buf_json_str(b, s->instruction, strlen(s->instruction));
     if (set->kind == DSGEN_PREFERENCE) {
@@ -218,7 +219,9 @@ static int write_split(tok_buf *b, tok_buf *scratch, const dsgen_set *set,
             break;
         rc = tok_buf_printf(b, "%s\n        ", c ? "," : "");
         rc = rc ? rc : tok_buf_json_str(b, cat, strlen(cat));
-        rc = rc ? rc : tok_buf_printf(b, ": {\n            \"id\": \"%s\",\n            \"category\": ", id);
+        rc = rc ? rc
+                : tok_buf_printf(
+                      b, ": {\n            \"id\": \"%s\",\n            \"category\": ", id);
         rc = rc ? rc : tok_buf_json_str(b, cat, strlen(cat));
         rc = rc ? rc : tok_buf_printf(b, ",\n            \"samples\": [");
         int first = 1;
@@ -244,7 +247,8 @@ int dsgen_write(const dsgen_set *set, const unsigned char *is_test, double test_
     const char *kind = set->kind == DSGEN_PREFERENCE ? "preference" : "instruction";
     for (size_t i = 0; rc == 0 && i < set->n; i++) {
         const char *parts[] = {set->s[i].instruction, set->s[i].answer, set->s[i].rejected,
-                               is_test[i] ? "test" : "train", set->categories.s[set->s[i].category]};
+                               is_test[i] ? "test" : "train",
+                               set->categories.s[set->s[i].category]};
         for (size_t p = 0; rc == 0 && p < 5; p++)
             rc = tok_buf_add(&b, parts[p] ? parts[p] : "", parts[p] ? strlen(parts[p]) + 1 : 1);
     }

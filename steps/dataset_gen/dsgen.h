@@ -18,18 +18,18 @@ typedef enum dsgen_kind {
 /* Why a sample (or all the samples of an extract) was dropped; each is a
  * metric "dropped_<name>" (dsgen_drop_name). */
 typedef enum dsgen_drop {
-    DSGEN_DROP_SHORT_EXTRACT,   /* offline: no sentence span long enough */
-    DSGEN_DROP_NO_TOPIC,        /* offline: only stop words to name a topic by */
-    DSGEN_DROP_DUPLICATE,       /* an instruction seen before */
+    DSGEN_DROP_SHORT_EXTRACT, /* offline: no sentence span long enough */
+    DSGEN_DROP_NO_TOPIC,      /* offline: only stop words to name a topic by */
+    DSGEN_DROP_DUPLICATE,     /* an instruction seen before */
     DSGEN_DROP_SHORT_INSTRUCTION,
-    DSGEN_DROP_SHORT_ANSWER,    /* answer (chosen) under min_answer_length */
-    DSGEN_DROP_ANSWER_FORMAT,   /* answer not from a capital to . ! or ? */
-    DSGEN_DROP_TRUNCATED,       /* the model stopped at max_tokens */
-    DSGEN_DROP_MISSING_FIELD,   /* an item without a string field it needs */
-    DSGEN_DROP_NOT_JSON,        /* a response whose content is no JSON */
-    DSGEN_DROP_WRONG_SHAPE,     /* JSON, but no list of objects */
-    DSGEN_DROP_FAILED_REQUEST,  /* a request that failed after its retries */
-    DSGEN_DROP_OVER_BUDGET,     /* a request not sent: max_requests or max_tokens_total */
+    DSGEN_DROP_SHORT_ANSWER,   /* answer (chosen) under min_answer_length */
+    DSGEN_DROP_ANSWER_FORMAT,  /* answer not from a capital to . ! or ? */
+    DSGEN_DROP_TRUNCATED,      /* the model stopped at max_tokens */
+    DSGEN_DROP_MISSING_FIELD,  /* an item without a string field it needs */
+    DSGEN_DROP_NOT_JSON,       /* a response whose content is no JSON */
+    DSGEN_DROP_WRONG_SHAPE,    /* JSON, but no list of objects */
+    DSGEN_DROP_FAILED_REQUEST, /* a request that failed after its retries */
+    DSGEN_DROP_OVER_BUDGET,    /* a request not sent: max_requests or max_tokens_total */
     DSGEN_N_DROPS
 } dsgen_drop;
 
@@ -61,11 +61,12 @@ void dsgen_set_free(dsgen_set *set);
  * its strings to set (rejected ignored for instruction sets). Returns 1 added, 0 dropped
  * (counted in set->dropped under the reason), -ENOMEM. The checks, in
  * order: the instruction has at least min_instruction code points, the
- * answer (chosen) at least min_answer, the answer begins with a capital
- * letter or a digit and ends with '.', '!' or '?' (the Handbook's
- * filter_answer_format; '"' or ')' after the mark is allowed), a
- * preference sample has a rejected answer unlike the chosen one, and
- * the instruction is new. */
+ * answer (chosen) at least min_answer; a preference sample's chosen
+ * answer begins with a capital letter or a digit and ends with '.', '!'
+ * or '?' (the Handbook's filter_answer_format, which it applies to
+ * preference data only; '"', '\'' or ')' after the mark is allowed) and
+ * its rejected answer is there and unlike the chosen one; the instruction
+ * is new. */
 int dsgen_set_add(dsgen_set *set, size_t source, const char *category, const char *instruction,
                   const char *answer, const char *rejected);
 /* The reason dsgen_set_add would drop the sample for, or -1 if none

@@ -36,25 +36,33 @@ static const char *const templates[][2] = {
 
 /* Words that never name a topic. */
 static const char *const stop_words[] = {
-    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
-    "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both",
-    "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "even",
-    "every", "few", "for", "from", "further", "get", "gets", "got", "had", "has", "have",
-    "having", "he", "her", "here", "hers", "him", "his", "how", "however", "i", "if", "in",
-    "into", "is", "it", "its", "itself", "just", "let", "like", "make", "makes", "many", "may",
-    "me", "might", "more", "most", "much", "must", "my", "no", "nor", "not", "now", "of", "off",
-    "on", "once", "one", "only", "or", "other", "our", "ours", "out", "over", "own", "really",
-    "same", "say", "says", "see", "she", "should", "so", "some", "still", "such", "than", "that",
-    "the", "their", "them", "then", "there", "these", "they", "thing", "things", "this", "those",
-    "through", "to", "too", "two", "under", "until", "up", "us", "use", "used", "uses", "using",
-    "very", "want", "was", "way", "we", "well", "were", "what", "when", "where", "whether",
-    "which", "while", "who", "whom", "why", "will", "with", "within", "without", "would", "yet",
-    "you", "your", "yours", "s", "t", "ll", "ve", "re", "d", "m", "don", "isn", "doesn",
-    "little", "slow", "fast", "bit", "new", "old", "good", "bad", "small", "large", "big", "first",
-    "last", "next", "long", "short", "different", "whole", "less", "least", "often", "never",
-    "always", "back", "already", "another", "enough", "else", "instead", "rather", "quite",
-    "almost", "something", "nothing", "anything", "everything", "someone", "stale", "easy",
-    "hard", "better", "best", "worse", "without", "since", "though", "although", "done", "put",
+    "a",          "about",   "above",  "after",    "again",   "against",   "all",     "also",
+    "am",         "an",      "and",    "any",      "are",     "as",        "at",      "be",
+    "because",    "been",    "before", "being",    "below",   "between",   "both",    "but",
+    "by",         "can",     "could",  "did",      "do",      "does",      "doing",   "down",
+    "during",     "each",    "even",   "every",    "few",     "for",       "from",    "further",
+    "get",        "gets",    "got",    "had",      "has",     "have",      "having",  "he",
+    "her",        "here",    "hers",   "him",      "his",     "how",       "however", "i",
+    "if",         "in",      "into",   "is",       "it",      "its",       "itself",  "just",
+    "let",        "like",    "make",   "makes",    "many",    "may",       "me",      "might",
+    "more",       "most",    "much",   "must",     "my",      "no",        "nor",     "not",
+    "now",        "of",      "off",    "on",       "once",    "one",       "only",    "or",
+    "other",      "our",     "ours",   "out",      "over",    "own",       "really",  "same",
+    "say",        "says",    "see",    "she",      "should",  "so",        "some",    "still",
+    "such",       "than",    "that",   "the",      "their",   "them",      "then",    "there",
+    "these",      "they",    "thing",  "things",   "this",    "those",     "through", "to",
+    "too",        "two",     "under",  "until",    "up",      "us",        "use",     "used",
+    "uses",       "using",   "very",   "want",     "was",     "way",       "we",      "well",
+    "were",       "what",    "when",   "where",    "whether", "which",     "while",   "who",
+    "whom",       "why",     "will",   "with",     "within",  "without",   "would",   "yet",
+    "you",        "your",    "yours",  "s",        "t",       "ll",        "ve",      "re",
+    "d",          "m",       "don",    "isn",      "doesn",   "little",    "slow",    "fast",
+    "bit",        "new",     "old",    "good",     "bad",     "small",     "large",   "big",
+    "first",      "last",    "next",   "long",     "short",   "different", "whole",   "less",
+    "least",      "often",   "never",  "always",   "back",    "already",   "another", "enough",
+    "else",       "instead", "rather", "quite",    "almost",  "something", "nothing", "anything",
+    "everything", "someone", "stale",  "easy",     "hard",    "better",    "best",    "worse",
+    "without",    "since",   "though", "although", "done",    "put",
 };
 
 /* A word of an extract: bytes [start, end), its id in the vocabulary,
@@ -86,8 +94,8 @@ typedef struct gen {
     size_t n;
     prepared *p;
     strtab vocab;
-    uint32_t *df;       /* per vocabulary id: extracts holding the word */
-    size_t *last_seen;  /* per vocabulary id: the last extract counted + 1 */
+    uint32_t *df;        /* per vocabulary id: extracts holding the word */
+    size_t *last_seen;   /* per vocabulary id: the last extract counted + 1 */
     unsigned char *stop; /* per vocabulary id */
     size_t df_cap;
     uint64_t seed;
@@ -171,8 +179,7 @@ static int read_words(gen *g, size_t e) {
         word *w = &p->words[p->n_words++];
         *w = (word){start, end, id, 0, s < p->n_sent && p->sent[s].start == start};
         /* Joined: exactly one space, then the next word's first byte. */
-        w->joined = i + 1 < len && t[i] == ' ' && is_word_byte((unsigned char)t[i + 1]) &&
-                    end == i;
+        w->joined = i + 1 < len && t[i] == ' ' && is_word_byte((unsigned char)t[i + 1]) && end == i;
     }
     return 0;
 }
@@ -500,8 +507,8 @@ static int extract_samples(gen *g, size_t e) {
 
 int dsgen_offline(dsgen_set *set, const dsgen_extract *ex, size_t n, size_t pairs, uint64_t seed,
                   dsgen_offline_stats *stats) {
-    gen g = {set, ex, n, calloc(n ? n : 1, sizeof(prepared)), {0}, NULL, NULL, NULL, 0, seed,
-             stats};
+    gen g = {set, ex,   n,    calloc(n ? n : 1, sizeof(prepared)), {0}, NULL, NULL, NULL,
+             0,   seed, stats};
     int rc = g.p ? 0 : -ENOMEM;
     for (size_t i = 0; rc == 0 && i < sizeof(stop_words) / sizeof(stop_words[0]); i++) {
         uint32_t id;

@@ -22,7 +22,7 @@ typedef struct dsgen_extract {
 
 /* How the kept samples were made. */
 typedef struct dsgen_offline_stats {
-    long from_question, from_topic;                       /* instructions */
+    long from_question, from_topic;                             /* instructions */
     long rejected_other, rejected_truncated, rejected_shuffled; /* preference */
 } dsgen_offline_stats;
 

@@ -26,8 +26,7 @@ static const char json_rule[] =
     "Structure the answer in JSON format, ready to be loaded by a JSON parser, as a list of "
     "objects (where an object is required, an object whose only key \"samples\" holds that list). "
     "Do not add any extra characters and provide your response in JSON format with the following "
-    "structure:\n"
-;
+    "structure:\n";
 
 static const char user_instruction[] =
     "instruction-answer pairs. Each instruction "
@@ -105,28 +104,14 @@ static const char *field(const bson_t *item, const char *key) {
     return NULL;
 }
 
-/* A text cut off by max_tokens ends inside a word: in a letter or digit
- * (a complete answer ends with a mark). */
-static int cut_off(const char *s) {
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\n'))
-        n--;
-    unsigned char c = n ? (unsigned char)s[n - 1] : 0;
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ',';
-}
-
-static void item(dsgen_set *set, size_t source, const char *category, const bson_t *obj, const char *extract,
-                 dsgen_parsed *out, int *rc) {
+static void item(dsgen_set *set, size_t source, const char *category, const bson_t *obj,
+                 const char *extract, dsgen_parsed *out, int *rc) {
     int pref = set->kind == DSGEN_PREFERENCE;
     const char *instruction = field(obj, "instruction");
     const char *answer = field(obj, pref ? "chosen" : "answer");
     const char *rejected = pref ? field(obj, "rejected") : NULL;
     if (!instruction || !answer || (pref && !rejected)) {
         set->dropped[DSGEN_DROP_MISSING_FIELD]++;
-        return;
-    }
-    if (cut_off(answer) || (rejected && cut_off(rejected))) {
-        set->dropped[DSGEN_DROP_TRUNCATED]++;
         return;
     }
     int added = dsgen_set_add(set, source, category, instruction, answer, rejected);
@@ -184,7 +169,9 @@ int dsgen_parse_response(dsgen_set *set, size_t source, const char *category, co
     bson_error_t error;
     if (n == 0 || (!wrapped && s[0] != '{') || !bson_init_from_json(&doc, text, len, &error)) {
         free(text);
-        set->dropped[DSGEN_DROP_NOT_JSON]++;
+        /* A list or object that never closes: the model ran out of tokens. */
+        int open = n > 0 && (s[0] == '[' || s[0] == '{') && s[n - 1] != ']' && s[n - 1] != '}';
+        set->dropped[open ? DSGEN_DROP_TRUNCATED : DSGEN_DROP_NOT_JSON]++;
         return 0;
     }
     free(text);

@@ -27,10 +27,11 @@ typedef struct dsgen_parsed {
  * objects, bare or as the one list inside an object (JSON modes answer
  * with an object), optionally in a ```json fence. Each object must have
  * the kind's fields as non-empty strings (instruction and answer; or
- * instruction, chosen and rejected) whose answers do not stop inside a
- * word (max_tokens reached); those that do are counted in set->dropped
- * and skipped, the others go through dsgen_set_add as extract source's, under category. Content
- * that is no JSON counts one not_json; JSON without a list of objects one
+ * instruction, chosen and rejected); one without is counted in
+ * set->dropped (missing_field) and skipped, the others go through
+ * dsgen_set_add as extract source's, under category. Content that is no
+ * JSON counts one not_json, or one truncated when it opens a list or
+ * object it never closes (the model reached max_tokens); JSON without a list of objects one
  * wrong_shape (an item that is no object, one wrong_shape too). extract
  * (may be NULL) is checked for the chosen answers. 0, or -ENOMEM. */
 int dsgen_parse_response(dsgen_set *set, size_t source, const char *category, const char *content,

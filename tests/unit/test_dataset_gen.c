@@ -133,13 +133,12 @@ static void generate(const corpus *c, dsgen_kind kind, uint64_t seed, dsgen_set 
     memset(&st, 0, sizeof(st));
     cr_assert_eq(dsgen_offline(set, c->ex, c->n, 5, seed, &st), 0);
     if (kind == DSGEN_PREFERENCE)
-        cr_expect_eq(st.rejected_other + st.rejected_truncated + st.rejected_shuffled,
-                     (long)set->n + set->dropped[DSGEN_DROP_DUPLICATE] +
-                         set->dropped[DSGEN_DROP_SHORT_ANSWER] +
-                         set->dropped[DSGEN_DROP_ANSWER_FORMAT] +
-                         set->dropped[DSGEN_DROP_SHORT_INSTRUCTION] +
-                         set->dropped[DSGEN_DROP_MISSING_FIELD],
-                     "one degraded answer per sample tried");
+        cr_expect_eq(
+            st.rejected_other + st.rejected_truncated + st.rejected_shuffled,
+            (long)set->n + set->dropped[DSGEN_DROP_DUPLICATE] +
+                set->dropped[DSGEN_DROP_SHORT_ANSWER] + set->dropped[DSGEN_DROP_ANSWER_FORMAT] +
+                set->dropped[DSGEN_DROP_SHORT_INSTRUCTION] + set->dropped[DSGEN_DROP_MISSING_FIELD],
+            "one degraded answer per sample tried");
 }
 
 /* What every offline dataset must hold: answers (chosen) are verbatim
@@ -276,6 +275,12 @@ Test(dataset_gen, checks_drop_and_count_by_reason) {
     cr_expect_eq(dsgen_set_add(&set, 0, "articles", "Explain another thing.",
                                "lower case start of an answer that is long.", "x"),
                  0);
+    dsgen_set ins;
+    dsgen_set_init(&ins, DSGEN_INSTRUCTION, 10, 20);
+    cr_expect_eq(dsgen_set_add(&ins, 0, "articles", "Explain another thing.",
+                               "lower case start of an answer that is long", NULL),
+                 1, "the format rule is for chosen answers, as the Handbook's");
+    dsgen_set_free(&ins);
     cr_expect_eq(dsgen_set_add(&set, 0, "articles", "Explain another thing.",
                                "An answer that stops without its mark", "x"),
                  0);
@@ -298,8 +303,7 @@ Test(dataset_gen, split_per_category_by_seed) {
     char ins[32];
     for (int i = 0; i < 25; i++) {
         snprintf(ins, sizeof(ins), "Instruction %d", i);
-        cr_assert_eq(dsgen_set_add(&set, 0, i % 5 ? "articles" : "posts", ins, "Answer.", NULL),
-                     1);
+        cr_assert_eq(dsgen_set_add(&set, 0, i % 5 ? "articles" : "posts", ins, "Answer.", NULL), 1);
     }
     snprintf(ins, sizeof(ins), "Alone");
     cr_assert_eq(dsgen_set_add(&set, 0, "repositories", ins, "Answer.", NULL), 1);
@@ -341,9 +345,8 @@ Test(dataset_gen, prompts_ask_for_the_kinds_fields_with_the_extract_last) {
 }
 
 static long parse(dsgen_set *set, const char *content, dsgen_parsed *out) {
-    cr_assert_eq(dsgen_parse_response(set, 3, "articles", content, "The extract. It says things.",
-                                      out),
-                 0);
+    cr_assert_eq(
+        dsgen_parse_response(set, 3, "articles", content, "The extract. It says things.", out), 0);
     return out->kept;
 }
 
@@ -351,40 +354,43 @@ Test(dataset_gen, responses_bare_wrapped_fenced_or_broken) {
     dsgen_set set;
     dsgen_set_init(&set, DSGEN_INSTRUCTION, 5, 10);
     dsgen_parsed r;
-    cr_expect_eq(parse(&set, "[{\"instruction\": \"Explain one.\", \"answer\": \"One is a number.\"},"
-                             " {\"instruction\": \"Explain two.\", \"answer\": \"Two is more.\"}]",
+    cr_expect_eq(parse(&set,
+                       "[{\"instruction\": \"Explain one.\", \"answer\": \"One is a number.\"},"
+                       " {\"instruction\": \"Explain two.\", \"answer\": \"Two is more.\"}]",
                        &r),
                  2);
     cr_expect_eq(r.items, 2);
     cr_expect_eq(set.s[0].source, 3);
-    cr_expect_eq(parse(&set, "{\"samples\": [{\"instruction\": \"Explain three.\", \"answer\": "
-                             "\"Three is odd.\"}]}",
+    cr_expect_eq(parse(&set,
+                       "{\"samples\": [{\"instruction\": \"Explain three.\", \"answer\": "
+                       "\"Three is odd.\"}]}",
                        &r),
                  1, "the list inside an object, as JSON modes answer");
-    cr_expect_eq(parse(&set, "```json\n[{\"instruction\": \"Explain four.\", \"answer\": \"Four "
-                             "is even.\"}]\n```",
+    cr_expect_eq(parse(&set,
+                       "```json\n[{\"instruction\": \"Explain four.\", \"answer\": \"Four "
+                       "is even.\"}]\n```",
                        &r),
                  1, "a fenced list");
-    cr_expect_eq(parse(&set, "{\"instruction\": \"Explain five.\", \"answer\": \"Five is odd.\"}",
-                       &r),
-                 1, "one object alone");
+    cr_expect_eq(
+        parse(&set, "{\"instruction\": \"Explain five.\", \"answer\": \"Five is odd.\"}", &r), 1,
+        "one object alone");
     cr_expect_eq(set.n, 5);
     parse(&set, "Sure! Here are your pairs: [", &r);
     parse(&set, "[{\"instruction\": \"Explain six.\"", &r);
-    cr_expect_eq(set.dropped[DSGEN_DROP_NOT_JSON], 2);
+    cr_expect_eq(set.dropped[DSGEN_DROP_NOT_JSON], 1);
+    cr_expect_eq(set.dropped[DSGEN_DROP_TRUNCATED], 1, "a list that never closes");
     parse(&set, "{\"a\": 1}", &r);
     parse(&set, "{\"a\": [], \"b\": []}", &r);
     parse(&set, "[\"Explain.\", 3]", &r);
     cr_expect_eq(set.dropped[DSGEN_DROP_WRONG_SHAPE], 4, "two objects, two items");
-    parse(&set,
-          "[{\"instruction\": \"Explain six.\"}, {\"instruction\": \"\", \"answer\": \"An answer.\"},"
-          " {\"instruction\": 6, \"answer\": \"An answer.\"}]",
-          &r);
+    parse(
+        &set,
+        "[{\"instruction\": \"Explain six.\"}, {\"instruction\": \"\", \"answer\": \"An answer.\"},"
+        " {\"instruction\": 6, \"answer\": \"An answer.\"}]",
+        &r);
     cr_expect_eq(set.dropped[DSGEN_DROP_MISSING_FIELD], 3);
-    parse(&set, "[{\"instruction\": \"Explain seven.\", \"answer\": \"Seven is a number that st\"}]",
+    parse(&set, "[{\"instruction\": \"Explain one.\", \"answer\": \"One is a number again.\"}]",
           &r);
-    cr_expect_eq(set.dropped[DSGEN_DROP_TRUNCATED], 1);
-    parse(&set, "[{\"instruction\": \"Explain one.\", \"answer\": \"One is a number again.\"}]", &r);
     cr_expect_eq(set.dropped[DSGEN_DROP_DUPLICATE], 1);
     cr_expect_eq(set.n, 5);
     dsgen_set_free(&set);
