@@ -13,9 +13,9 @@
 #include "require.h"
 #include "runner.h"
 
-static const char *const shipped[] = {"digital_data_etl", "feature_engineering",
-                                      "examples/word_stats", "examples/twin_chunks", "training",
-                                      "generate_datasets"};
+static const char *const shipped[] = {
+    "digital_data_etl", "feature_engineering", "examples/word_stats", "examples/twin_chunks",
+    "training",         "generate_datasets"};
 static const char *const planned[] = {"evaluating", "end_to_end"};
 
 Test(cli, the_shipped_pipelines_are_valid) {
@@ -154,7 +154,8 @@ Test(cli, graph_mermaid) {
 }
 
 Test(cli, usage_errors_exit_2) {
-    result r = RUN("graph", "--format", "png", SLUICE_SOURCE_DIR "/pipelines/planned/end_to_end.yaml");
+    result r =
+        RUN("graph", "--format", "png", SLUICE_SOURCE_DIR "/pipelines/planned/end_to_end.yaml");
     cr_expect_eq(r.status, 2);
     cr_expect_str_eq(r.err, "sluice graph: unknown format 'png' (use dot, mermaid or json)\n");
     result_free(&r);

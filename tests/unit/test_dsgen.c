@@ -219,7 +219,7 @@ static void offline_both_kinds(const corpus *c, const char *tag) {
     }
 }
 
-Test(dataset_gen, offline_on_the_demo_articles_both_kinds) {
+Test(dsgen, offline_on_the_demo_articles_both_kinds) {
     corpus c;
     demo_corpus(&c);
     cr_assert_gt(c.n, 0);
@@ -227,7 +227,7 @@ Test(dataset_gen, offline_on_the_demo_articles_both_kinds) {
     corpus_free(&c);
 }
 
-Test(dataset_gen, offline_on_the_handbooks_articles_both_kinds) {
+Test(dsgen, offline_on_the_handbooks_articles_both_kinds) {
     corpus c;
     handbook_corpus(&c);
     cr_assert_eq(c.n, 500, "the Handbook's 500 extracts");
@@ -235,7 +235,7 @@ Test(dataset_gen, offline_on_the_handbooks_articles_both_kinds) {
     corpus_free(&c);
 }
 
-Test(dataset_gen, an_extract_too_short_and_no_extracts_at_all) {
+Test(dsgen, an_extract_too_short_and_no_extracts_at_all) {
     dsgen_extract ex[] = {{"Too short. Really.", 18, "a", "articles"}};
     dsgen_set set;
     dsgen_set_init(&set, DSGEN_INSTRUCTION, 10, 100);
@@ -262,7 +262,7 @@ Test(dataset_gen, an_extract_too_short_and_no_extracts_at_all) {
     dsgen_set_free(&set);
 }
 
-Test(dataset_gen, checks_drop_and_count_by_reason) {
+Test(dsgen, checks_drop_and_count_by_reason) {
     dsgen_set set;
     dsgen_set_init(&set, DSGEN_PREFERENCE, 10, 20);
     const char *good = "A verbatim answer that is long enough.";
@@ -297,7 +297,7 @@ Test(dataset_gen, checks_drop_and_count_by_reason) {
     dsgen_set_free(&set);
 }
 
-Test(dataset_gen, split_per_category_by_seed) {
+Test(dsgen, split_per_category_by_seed) {
     dsgen_set set;
     dsgen_set_init(&set, DSGEN_INSTRUCTION, 1, 1);
     char ins[32];
@@ -325,7 +325,7 @@ Test(dataset_gen, split_per_category_by_seed) {
     dsgen_set_free(&set);
 }
 
-Test(dataset_gen, prompts_ask_for_the_kinds_fields_with_the_extract_last) {
+Test(dsgen, prompts_ask_for_the_kinds_fields_with_the_extract_last) {
     const char *x = "An extract about \"schedulers\".";
     char *p = dsgen_user_prompt(DSGEN_INSTRUCTION, 5, x);
     cr_assert_not_null(p);
@@ -350,7 +350,7 @@ static long parse(dsgen_set *set, const char *content, dsgen_parsed *out) {
     return out->kept;
 }
 
-Test(dataset_gen, responses_bare_wrapped_fenced_or_broken) {
+Test(dsgen, responses_bare_wrapped_fenced_or_broken) {
     dsgen_set set;
     dsgen_set_init(&set, DSGEN_INSTRUCTION, 5, 10);
     dsgen_parsed r;
