@@ -36,23 +36,9 @@ static pid_t start_server(void) {
               "--port-file", port_file, "--delay-ms", delay, "--api-key", KEY, (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 200; i++) {
-        FILE *f = fopen(port_file, "r");
-        int port = 0;
-        if (f) {
-            if (fscanf(f, "%d", &port) != 1)
-                port = 0;
-            fclose(f);
-        }
-        if (port) {
-            snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/v1", port);
-            return pid;
-        }
-        nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
-    fprintf(stderr, "bench_dataset_gen: tests/llm_server.py did not start\n");
-    kill(pid, SIGTERM);
-    exit(1);
+    int port = wait_port("bench_dataset_gen", "tests/llm_server.py", port_file, pid);
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/v1", port);
+    return pid;
 }
 
 static double cpu_seconds(void) {

@@ -152,7 +152,8 @@ static int cache_read(const char *dir, const char *key, llm_call *c) {
 /* Writes c's answer as KEY.json: a temporary file renamed over it, so that a reader (or a rerun
  * after kill -9) sees a whole file or none. Only the model's answer, its usage and the model's
  * name are kept: never the API key, the endpoint or a header. 0 or a negated errno. */
-static int cache_write(const char *dir, const char *key, const char *model, const llm_call *c) {
+static int cache_write(const char *dir, const char *key, const char *model, const llm_call *c,
+                       long pid) {
     bson_t b = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&b, "model", model);
     BSON_APPEND_UTF8(&b, "content", c->content);
@@ -165,7 +166,7 @@ static int cache_write(const char *dir, const char *key, const char *model, cons
         return -ENOMEM;
     char tmp[4200], path[4200];
     snprintf(path, sizeof(path), "%s/%s.json", dir, key);
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%ld", dir, key, (long)getpid());
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%ld", dir, key, pid);
     int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         rc = -errno;
@@ -369,6 +370,7 @@ typedef struct runner {
     int budget_spent;
     size_t n_waiting; /* calls waiting for a retry */
     int epoll_fd;     /* the transfers' sockets, as libcurl asks them watched */
+    long pid;         /* in the names of temporary cache files */
     double curl_due;  /* when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT), or < 0 */
     uint64_t rng;
     void (*on_done)(void *, size_t);
@@ -447,7 +449,7 @@ static void transfer_done(runner *r, job *j, CURL *e, CURLcode rc) {
             r->budget_spent = 1;
         c->error[0] = '\0';
         if (o->cache_dir) {
-            int w = cache_write(o->cache_dir, j->key, o->model, c);
+            int w = cache_write(o->cache_dir, j->key, o->model, c, r->pid);
             if (w != 0) {
                 r->t.cache_errors++;
                 snprintf(c->error, sizeof(c->error), "answered, but not kept in %.150s: %s",
@@ -582,17 +584,19 @@ static void runner_free(runner *r) {
 static int watch_socket(CURL *e, curl_socket_t s, int what, void *ud, void *socketp) {
     runner *r = ud;
     (void)e;
-    (void)socketp;
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(r->epoll_fd, EPOLL_CTL_DEL, s, NULL);
+        curl_multi_assign(r->multi, s, NULL);
         return 0;
     }
     struct epoll_event ev = {.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
                                        (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
                              .data.fd = s};
-    if (epoll_ctl(r->epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
-        epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0)
+    /* socketp (curl_multi_assign) says whether the socket is in the set already. */
+    if (epoll_ctl(r->epoll_fd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0)
         return -1;
+    if (!socketp)
+        curl_multi_assign(r->multi, s, r);
     return 0;
 }
 
@@ -758,6 +762,7 @@ int llm_run(const llm_options *o, llm_call *calls, size_t n, llm_totals *totals,
         runner_free(&r);
         return -ENOMEM;
     }
+    r.pid = (long)getpid();
     r.rng = (uint64_t)(now_s() * 1e9) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&r;
     if (!r.rng)
         r.rng = 1;

@@ -374,6 +374,67 @@ Test(llm_client, matches_the_official_openai_client) {
     free(calls);
 }
 
+/* POSTs body to the server with the given headers; the HTTP status, the answer in *answer. */
+static long post(const char *body, const char *const *headers, buf *answer) {
+    char url[160];
+    snprintf(url, sizeof(url), "%s/chat/completions", endpoint);
+    CURL *e = curl_easy_init();
+    cr_assert_not_null(e);
+    struct curl_slist *h = NULL;
+    for (; *headers; headers++)
+        h = curl_slist_append(h, *headers);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "test_llm_client");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, answer);
+    cr_assert_eq(curl_easy_perform(e), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    curl_slist_free_all(h);
+    return status;
+}
+
+Test(llm_client, server_refuses_what_the_openai_client_would_not_send) {
+    /* The shape checks themselves: each wrong request is refused with its reason. */
+    start_server(NULL);
+    const char *good[] = {"Content-Type: application/json", "Accept: application/json",
+                          "Authorization: Bearer " KEY, "Expect:", NULL};
+    const char *no_accept[] = {"Content-Type: application/json",
+                               "Accept:", "Authorization: Bearer " KEY, "Expect:", NULL};
+    const char *ok = "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}";
+    struct {
+        const char *body;
+        const char *const *headers;
+        const char *reason;
+    } cases[] = {
+        {ok, no_accept, "missing headers: accept"},
+        {"{\"model\": \"m\"}", good, "messages must be a non-empty list"},
+        {"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+         "\"temprature\": 1}",
+         good, "unknown body keys: temprature"},
+        {"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"text\": \"x\"}]}", good,
+         "each message must be {role, content}"},
+        {"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+         "\"seed\": 1.5}",
+         good, "seed must be an integer"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        buf answer = {0};
+        cr_assert_eq(post(cases[k].body, cases[k].headers, &answer), 400, "case %zu: %s", k,
+                     answer.data);
+        cr_assert_not_null(strstr(answer.data, cases[k].reason), "case %zu: %s", k, answer.data);
+        free(answer.data);
+    }
+    buf answer = {0};
+    cr_assert_eq(post(ok, good, &answer), 200, "%s", answer.data);
+    free(answer.data);
+    cr_assert_eq(stat_of("bad_requests"), 5);
+    cr_assert_eq(stat_of("total"), 6);
+}
+
 Test(llm_client, no_key_no_authorization_header) {
     start_server((const char *[]){"--api-key", "", NULL}); /* "" : not checked */
     char texts[1][128];
