@@ -4,8 +4,10 @@
 #ifndef SLUICE_BENCH_H
 #define SLUICE_BENCH_H
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <time.h>
 
 /* Seconds on the monotonic clock. */
@@ -26,6 +28,27 @@ __attribute__((unused)) static double timed(const char *bench, const char *label
         exit(1);
     }
     return t;
+}
+
+/* The port a local server just started as pid writes to port_file (whole: written and renamed);
+ * one that does not appear in 10 s stops the program, naming the bench and the server. */
+__attribute__((unused)) static int wait_port(const char *bench, const char *server,
+                                             const char *port_file, pid_t pid) {
+    for (int i = 0; i < 200; i++) {
+        FILE *f = fopen(port_file, "r");
+        int port = 0;
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1)
+                port = 0;
+            fclose(f);
+        }
+        if (port)
+            return port;
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
+    fprintf(stderr, "%s: %s did not start\n", bench, server);
+    kill(pid, SIGTERM);
+    exit(1);
 }
 
 #endif

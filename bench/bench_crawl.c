@@ -39,23 +39,9 @@ static pid_t start_server(void) {
               "--port-file", port_file, (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 200; i++) {
-        FILE *f = fopen(port_file, "r");
-        int port = 0;
-        if (f) {
-            if (fscanf(f, "%d", &port) != 1)
-                port = 0;
-            fclose(f);
-        }
-        if (port) {
-            snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
-            return pid;
-        }
-        nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
-    fprintf(stderr, "bench_crawl: the demo server did not start\n");
-    kill(pid, SIGTERM);
-    exit(1);
+    int port = wait_port("bench_crawl", "the demo server", port_file, pid);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    return pid;
 }
 
 /* The URL of page i; slow pages go through /slow/0.02/. */

@@ -285,6 +285,41 @@ int text_chunk_article_spans(const char *in, size_t len, size_t min, size_t max,
     return 0;
 }
 
+int text_sentence_spans(const char *in, size_t len, text_span **spans, size_t *n) {
+    decoded d;
+    *spans = NULL;
+    *n = 0;
+    if (decode(in, len, &d))
+        return -ENOMEM;
+    /* At most one sentence per code point and one more. */
+    text_span *out = malloc((d.n + 1) * sizeof(*out));
+    size_t *off = out ? cp_offsets(in, len, d.n) : NULL;
+    if (!off) {
+        free(out);
+        free(d.cp);
+        return -ENOMEM;
+    }
+    size_t start = 0, k = 0;
+    for (size_t i = 0; i <= d.n; i++) {
+        if (i < d.n && !sentence_break(&d, i))
+            continue;
+        size_t from = start, to = i;
+        strip(&d, &from, &to);
+        start = i + 1;
+        if (from < to)
+            out[k++] = (text_span){off[from], off[to]};
+    }
+    free(off);
+    free(d.cp);
+    if (k == 0) {
+        free(out);
+        return 0;
+    }
+    *spans = out;
+    *n = k;
+    return 0;
+}
+
 int text_chunk_article(const char *in, size_t len, size_t min, size_t max, char ***chunks,
                        size_t *n) {
     return text_chunk_article_spans(in, len, min, max, chunks, NULL, n);

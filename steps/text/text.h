@@ -58,6 +58,12 @@ int text_chunk_article_spans(const char *in, size_t len, size_t min, size_t max,
                              text_span **spans, size_t *n);
 void text_chunks_free(char **chunks, size_t n);
 
+/* The sentences of a text by the rule text_chunk_article() splits with:
+ * each stripped of whitespace, empty ones skipped, as byte ranges into in
+ * (on valid UTF-8 each is the substring in[start, end)). *spans is
+ * malloc'ed (NULL when *n is 0), free it with free(). Returns 0 or -ENOMEM. */
+int text_sentence_spans(const char *in, size_t len, text_span **spans, size_t *n);
+
 /* Cuts a text into overlapping windows of at most `size` code points, for
  * posts and repositories (the Handbook's 250/25 and 1,500/100). Code points
  * are counted as Python's len() does; a byte that is not part of valid

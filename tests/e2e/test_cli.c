@@ -13,9 +13,10 @@
 #include "require.h"
 #include "runner.h"
 
-static const char *const shipped[] = {"digital_data_etl", "feature_engineering",
-                                      "examples/word_stats", "examples/twin_chunks", "training"};
-static const char *const planned[] = {"generate_datasets", "evaluating", "end_to_end"};
+static const char *const shipped[] = {
+    "digital_data_etl", "feature_engineering", "examples/word_stats", "examples/twin_chunks",
+    "training",         "generate_datasets"};
+static const char *const planned[] = {"end_to_end"};
 
 Test(cli, the_shipped_pipelines_are_valid) {
     for (size_t i = 0; i < sizeof(shipped) / sizeof(shipped[0]); i++) {
@@ -153,8 +154,8 @@ Test(cli, graph_mermaid) {
 }
 
 Test(cli, usage_errors_exit_2) {
-    result r = RUN("graph", "--format", "png",
-                   SLUICE_SOURCE_DIR "/pipelines/planned/generate_datasets.yaml");
+    result r =
+        RUN("graph", "--format", "png", SLUICE_SOURCE_DIR "/pipelines/planned/end_to_end.yaml");
     cr_expect_eq(r.status, 2);
     cr_expect_str_eq(r.err, "sluice graph: unknown format 'png' (use dot, mermaid or json)\n");
     result_free(&r);
@@ -210,10 +211,10 @@ Test(cli, commands_not_built_yet_say_what_they_need) {
 
 Test(cli, running_a_pipeline_whose_steps_are_missing_is_refused_before_anything_runs) {
     result r = RUN("--store=/tmp/sluice-test-unused-store", "run",
-                   SLUICE_SOURCE_DIR "/pipelines/planned/generate_datasets.yaml");
+                   SLUICE_SOURCE_DIR "/pipelines/planned/end_to_end.yaml");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "generate_datasets.yaml:36:11: error: no plugin declares step "
-                            "'dataset_gen'") != NULL,
+    cr_expect(strstr(r.err, "end_to_end.yaml:112:11: error: no plugin declares step "
+                            "'deploy'") != NULL,
               "%s", r.err);
     cr_expect_neq(access("/tmp/sluice-test-unused-store", F_OK), 0, "nothing was created");
     result_free(&r);

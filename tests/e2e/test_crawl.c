@@ -48,10 +48,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-    if (server > 0) {
-        kill(server, SIGTERM);
-        waitpid(server, NULL, 0);
-    }
+    local_server_stop(&server);
     test_dir_teardown();
 }
 

@@ -126,10 +126,7 @@ static int run_case(const char *kind, const char *name, const char *case_dir) {
     argv[argc] = NULL;
     result r = run_in(test_dir, NULL, argv);
 
-    if (server > 0) {
-        kill(server, SIGTERM);
-        waitpid(server, NULL, 0);
-    }
+    local_server_stop(&server);
     char *output = NULL;
     size_t output_len = 0;
     FILE *m = open_memstream(&output, &output_len);
