@@ -401,8 +401,8 @@ static int gate_holds(double v, gate_op op, double limit) {
 }
 
 /* The candidate's figures: its lineage's, with p->metrics over them. */
-static int candidate_figures(meta_db *m, MDB_txn *txn, const char *artifact,
-                             const bson_t *extra, bson_t *out) {
+static int candidate_figures(meta_db *m, MDB_txn *txn, const char *artifact, const bson_t *extra,
+                             bson_t *out) {
     bson_t lineage;
     int rc = modelreg_metrics(m, txn, artifact, &lineage, NULL);
     bson_init(out);
@@ -438,8 +438,8 @@ static int check_ifs(const modelreg_promotion *p, int version, const bson_t *fig
             return -EINVAL;
         }
         if (!metric_of(figs, metric, &v)) {
-            snprintf(why, why_size, "%s: %s@%d has no metric '%s' (no evaluation read it)",
-                     metric, p->name, version, metric);
+            snprintf(why, why_size, "%s: %s@%d has no metric '%s' (no evaluation read it)", metric,
+                     p->name, version, metric);
             return MODELREG_REFUSED;
         }
         if (!gate_holds(v, op, limit)) {
@@ -490,13 +490,13 @@ static int check_better(meta_db *m, MDB_txn *txn, const modelreg_promotion *p, i
     int have_theirs = metric_of(&inc_figs, metric, &theirs);
     bson_destroy(&inc_figs);
     if (!metric_of(figs, metric, &mine)) {
-        snprintf(why, why_size, "%s: %s@%d has no metric '%s' to compare with %s", metric,
-                 p->name, version, metric, alias);
+        snprintf(why, why_size, "%s: %s@%d has no metric '%s' to compare with %s", metric, p->name,
+                 version, metric, alias);
         return MODELREG_REFUSED;
     }
     if (!have_theirs) {
-        snprintf(why, why_size, "%s: %s (%s@%d) has no metric '%s' to compare with", metric,
-                 alias, p->name, incumbent, metric);
+        snprintf(why, why_size, "%s: %s (%s@%d) has no metric '%s' to compare with", metric, alias,
+                 p->name, incumbent, metric);
         return MODELREG_REFUSED;
     }
     if (lower ? !(mine < theirs) : !(mine > theirs)) {
@@ -531,7 +531,7 @@ static int move_alias(meta_db *m, MDB_txn *txn, const modelreg_promotion *p, int
     int rc = meta_put(txn, m->models, key, &alias);
     bson_destroy(&alias);
     /* Test-only: dies by SIGKILL between the two writes, so that a test
-     * can show the commit is all or nothing (tests/e2e/test_registry.c). */
+     * can show the commit is all or nothing (tests/e2e/test_models.c). */
     if (rc == 0 && getenv("SLUICE_TEST_KILL_IN_PROMOTION"))
         raise(SIGKILL);
     int seq = 0;
@@ -584,8 +584,7 @@ int modelreg_promote(meta_db *m, const modelreg_promotion *p, int *version, int 
     }
     bson_t doc, figs = BSON_INITIALIZER;
     if (rc == 0 && *version <= 0) {
-        snprintf(why, why_size, "artifact %.12s is no version of model %s", p->artifact,
-                 p->name);
+        snprintf(why, why_size, "artifact %.12s is no version of model %s", p->artifact, p->name);
         rc = -ENOENT;
     } else if (rc == 0 && (rc = modelreg_get_version(m, txn, p->name, *version, &doc)) != 0) {
         if (rc == MDB_NOTFOUND)

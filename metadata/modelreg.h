@@ -67,8 +67,8 @@ void modelreg_user_name(char *out, size_t size);
 /* A promotion: point alias at a version, if its gates hold. */
 typedef struct modelreg_promotion {
     const char *name;
-    int version;            /* 0: the version of artifact */
-    const char *artifact;   /* with version 0 */
+    int version;          /* 0: the version of artifact */
+    const char *artifact; /* with version 0 */
     const char *alias;
     const char *const *ifs; /* "METRIC<=VALUE" (<, <=, >, >=, ==, !=), all must hold */
     size_t n_ifs;

@@ -298,12 +298,12 @@ static double now_seconds(void) {
 }
 
 static int models_promote(const cli_globals *g, const char *spec, const char *alias,
-                          const cli_params *ifs, const char *better, const char *reason,
-                          int json) {
+                          const cli_params *ifs, const char *better, const char *reason, int json) {
     const char *at = strchr(spec, '@');
     if (!at || !at[1]) {
-        fprintf(stderr, "sluice models promote: name the version: NAME@VERSION or NAME@ALIAS, not "
-                        "'%s'\n",
+        fprintf(stderr,
+                "sluice models promote: name the version: NAME@VERSION or NAME@ALIAS, not "
+                "'%s'\n",
                 spec);
         return EXIT_BAD_INPUT;
     }
@@ -499,9 +499,10 @@ int cmd_models(const cli_globals *g, int argc, char **argv) {
     } else if (strcmp(sub, "diff") == 0 && n == 3) {
         status = models_diff(g, argv[optind + 1], argv[optind + 2], json);
     } else {
-        fprintf(stderr, "sluice models: use 'models list [NAME]', 'models show NAME[@VERSION|@ALIAS]', "
-                        "'models promote NAME@VERSION ALIAS [--if ...] [--better-than ...]' or "
-                        "'models diff A B' (see 'sluice models --help')\n");
+        fprintf(stderr,
+                "sluice models: use 'models list [NAME]', 'models show NAME[@VERSION|@ALIAS]', "
+                "'models promote NAME@VERSION ALIAS [--if ...] [--better-than ...]' or "
+                "'models diff A B' (see 'sluice models --help')\n");
     }
     cli_params_free(&ifs);
     return status;

@@ -17,8 +17,7 @@ static int promote_elsewhere(sl_ctx *ctx) {
 }
 
 static const sl_port promote_inputs[] = {
-    {"model", "model", "the model to promote: a version of model_name (a train step's model)",
-     0},
+    {"model", "model", "the model to promote: a version of model_name (a train step's model)", 0},
     {"metrics", "metrics",
      "an evaluation's figures (a JSON object), over those the registry links to the model", 1},
     {NULL, NULL, NULL, 0},
@@ -57,9 +56,7 @@ static const sl_plugin builtin = {SL_ABI_VERSION,
 
 const sl_plugin *sched_builtin_plugin(void) { return &builtin; }
 
-int sched_is_builtin(const step *s) {
-    return s->impl && s->impl->step->run == promote_elsewhere;
-}
+int sched_is_builtin(const step *s) { return s->impl && s->impl->step->run == promote_elsewhere; }
 
 static const char *param_str(const task *t, const char *name) {
     const task_param *p = task_find_param(t, name);
@@ -137,9 +134,9 @@ int sched_run_promote(attempt *at, char *why, size_t why_size) {
                             .metrics = figures};
     int version = 0, previous = 0;
     char reg_why[1024];
-    int rc = r->meta_open ? modelreg_promote(&r->meta, &p, &version, &previous, reg_why,
-                                             sizeof(reg_why))
-                          : -ENOENT;
+    int rc = r->meta_open
+                 ? modelreg_promote(&r->meta, &p, &version, &previous, reg_why, sizeof(reg_why))
+                 : -ENOENT;
     if (figures)
         bson_destroy(figures);
     char msg[1200];
