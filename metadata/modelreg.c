@@ -23,6 +23,9 @@ int modelreg_name_ok(const char *s) {
     return n > 0 && n <= MODELREG_MAX_NAME;
 }
 
+/* An alias begins with a letter, so that NAME@3 is always a version. */
+static int alias_ok(const char *s) { return modelreg_name_ok(s) && islower((unsigned char)s[0]); }
+
 static const char *str_field(const bson_t *doc, const char *key) {
     bson_iter_t it;
     return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it)
@@ -179,7 +182,7 @@ int modelreg_resolve(meta_db *m, MDB_txn *txn, const char *spec, char *name, int
         long v = strtol(what, &end, 10);
         if (!*end && v > 0 && v < 1000000000) {
             *version = (int)v;
-        } else if (modelreg_name_ok(what)) {
+        } else if (alias_ok(what)) {
             int rc = modelreg_alias_version(m, txn, name, what);
             if (rc < 0)
                 return rc;
@@ -563,10 +566,13 @@ int modelreg_promote(meta_db *m, const modelreg_promotion *p, int *version, int 
     *version = p->version;
     *previous = 0;
     why[0] = '\0';
-    if (!modelreg_name_ok(p->name) || !modelreg_name_ok(p->alias)) {
-        snprintf(why, why_size, "'%s' is no %s name ([a-z0-9_-], at most 64)",
-                 modelreg_name_ok(p->name) ? p->alias : p->name,
-                 modelreg_name_ok(p->name) ? "alias" : "model");
+    if (!modelreg_name_ok(p->name)) {
+        snprintf(why, why_size, "'%s' is no model name ([a-z0-9_-], at most 64)", p->name);
+        return -EINVAL;
+    }
+    if (!alias_ok(p->alias)) {
+        snprintf(why, why_size, "'%s' is no alias: [a-z0-9_-], at most 64, beginning with a letter",
+                 p->alias);
         return -EINVAL;
     }
     if (!m->has_models) {

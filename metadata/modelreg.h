@@ -22,7 +22,8 @@
 
 #define MODELREG_MAX_NAME 64
 
-/* 1 when s is a valid model or alias name ([a-z0-9_-], 1 to 64), else 0. */
+/* 1 when s is a valid model name ([a-z0-9_-], 1 to 64), else 0. An alias
+ * is one too, beginning with a letter (so that NAME@3 is a version). */
 int modelreg_name_ok(const char *s);
 
 /* Registers artifact (an output of rec of type model) as a version of

@@ -19,7 +19,8 @@ static char *twin_pipeline(const char *more) {
     snprintf(text, sizeof(text),
              "version: 1\npipeline: twin\nparams: {seed: 1, ppl: 50}\n"
              "steps:\n"
-             "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
+             "  docs: {uses: shell, with: {run: 'cp " DATA
+             "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
              "outputs: {c: c.jsonl}}}\n"
              "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 300}}\n"
              "  train:\n"
@@ -428,8 +429,9 @@ static size_t trail_of(const char *alias, int *version, int *previous, size_t ma
             seen[seq] = 1;
             bson_iter_t pv;
             version[seq - 1] = (int)num(&item, "version");
-            previous[seq - 1] =
-                field(&item, "previous", &pv) && BSON_ITER_HOLDS_NUMBER(&pv) ? (int)num(&item, "previous") : 0;
+            previous[seq - 1] = field(&item, "previous", &pv) && BSON_ITER_HOLDS_NUMBER(&pv)
+                                    ? (int)num(&item, "previous")
+                                    : 0;
             n++;
         }
         bson_destroy(doc);
