@@ -258,7 +258,7 @@ static int open_version(const cli_globals *g, const char *spec, meta_db *m, MDB_
                         bson_t *rec) {
     if (inspect_begin(g->store, m, txn))
         return EXIT_BAD_INPUT;
-    char name[MODELREG_MAX_NAME + 1], why[512];
+    char name[MODELREG_MAX_NAME + 1], why[512] = "";
     int version;
     int rc = modelreg_resolve(m, *txn, spec, name, &version, why, sizeof(why));
     if (rc == 0 && modelreg_get_version(m, *txn, name, version, rec) != 0)
@@ -398,13 +398,13 @@ static int models_diff(const cli_globals *g, const char *spec_a, const char *spe
     bson_t a, b;
     if (open_version(g, spec_a, &m, &txn, &a))
         return EXIT_BAD_INPUT;
-    char name[MODELREG_MAX_NAME + 1], why[512];
+    char name[MODELREG_MAX_NAME + 1], why[512] = "";
     int version;
     int rc = modelreg_resolve(&m, txn, spec_b, name, &version, why, sizeof(why));
     if (rc == 0 && modelreg_get_version(&m, txn, name, version, &b) != 0)
         rc = -EIO;
     if (rc) {
-        fprintf(stderr, "sluice models: %s\n", rc == -EIO ? meta_strerror(rc) : why);
+        fprintf(stderr, "sluice models: %s\n", rc == -EIO || !why[0] ? meta_strerror(rc) : why);
         inspect_end(&m, txn);
         return EXIT_BAD_INPUT;
     }

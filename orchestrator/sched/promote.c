@@ -133,7 +133,7 @@ int sched_run_promote(attempt *at, char *why, size_t why_size) {
                             .time = sched_wall_now(),
                             .metrics = figures};
     int version = 0, previous = 0;
-    char reg_why[1024];
+    char reg_why[1024] = "";
     int rc = r->meta_open
                  ? modelreg_promote(&r->meta, &p, &version, &previous, reg_why, sizeof(reg_why))
                  : -ENOENT;

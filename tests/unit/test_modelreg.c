@@ -115,8 +115,14 @@ Test(modelreg, versions_count_per_name_and_an_artifact_is_one_version) {
     cr_expect_eq(version_of("third", 0, "version"), -1);
     /* A bad name fails the record whole: the step run is not half written. */
     record_port outs[1] = {{"model", hash_of('f'), "model", 1, 0}};
-    step_record rec = {.run_id = "r8", .step_id = "train", .status = "done", .started = 1,
-                       .finished = 1, .outputs = outs, .n_outputs = 1, .model_name = "Bad"};
+    step_record rec = {.run_id = "r8",
+                       .step_id = "train",
+                       .status = "done",
+                       .started = 1,
+                       .finished = 1,
+                       .outputs = outs,
+                       .n_outputs = 1,
+                       .model_name = "Bad"};
     cr_expect_eq(record_step(&m, &rec), -EINVAL);
 }
 
@@ -171,9 +177,9 @@ Test(modelreg, gates_refuse_naming_the_figure_and_aliases_move_with_a_trail) {
     cr_expect(strstr(why, "perplexity = 30") && strstr(why, "20"), "%s", why);
     cr_expect_eq(promote("twin", 2, "production", "perplexity<25", NULL, why), MODELREG_REFUSED);
     cr_expect(strstr(why, "which is not < 25"), "%s", why);
-    cr_expect_eq(promote("twin", 2, "production", "perplexity<=30", "production:perplexity:higher",
-                         why),
-                 MODELREG_PROMOTED, "%s", why);
+    cr_expect_eq(
+        promote("twin", 2, "production", "perplexity<=30", "production:perplexity:higher", why),
+        MODELREG_PROMOTED, "%s", why);
     cr_expect_eq(alias("twin", "production"), 2);
     cr_expect_eq(promote("twin", 2, "production", NULL, NULL, why), MODELREG_UNCHANGED);
     cr_expect_eq(promote("twin", 2, "production", "perplexity~3", NULL, why), MODELREG_UNCHANGED,
@@ -217,8 +223,7 @@ Test(modelreg, promotion_by_artifact_and_resolution_of_specs) {
     cr_expect_eq(modelreg_resolve(&m, txn, "twin@staging", name, &v, why, sizeof(why)), 0);
     cr_expect_eq(v, 1);
     cr_expect_eq(modelreg_resolve(&m, txn, "twin", name, &v, why, sizeof(why)), 0);
-    cr_expect_eq(modelreg_resolve(&m, txn, "twin@production", name, &v, why, sizeof(why)),
-                 -ENOENT);
+    cr_expect_eq(modelreg_resolve(&m, txn, "twin@production", name, &v, why, sizeof(why)), -ENOENT);
     cr_expect_eq(modelreg_resolve(&m, txn, "twin@-1", name, &v, why, sizeof(why)), -EINVAL);
     cr_expect_eq(modelreg_resolve(&m, txn, "Twin", name, &v, why, sizeof(why)), -EINVAL);
     meta_abort(txn);
