@@ -49,7 +49,7 @@ const cli_command cli_commands[] = {
      "  -f, --format FORMAT     dot, mermaid or json\n"
      "  -p, --param NAME=VALUE  resolve the pipeline with this override\n",
      cmd_graph},
-    {"runs", "list runs, or show one",
+    {"runs", "list runs, show one, or compare two",
      "usage: sluice runs list [--pipeline NAME] [--status S] [--tag KEY=VALUE]... [--limit N]\n"
      "                        [--json]\n"
      "       sluice runs show RUN [--json]\n"

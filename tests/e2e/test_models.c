@@ -500,3 +500,21 @@ static void registry_state(const char *alias, int *version, uint32_t *entries) {
     }
     result_free(&r);
 }
+
+Test(models, the_promote_steps_metrics_input_wins_over_the_lineage) {
+    char *path = twin_pipeline("  figs:\n"
+                               "    uses: shell\n"
+                               "    with: {run: 'echo \"{\\\"perplexity\\\": 10}\" > "
+                               "\"$SLUICE_OUTPUT_m\"', outputs: {m: m.json}}\n"
+                               "  gate:\n"
+                               "    uses: promote\n"
+                               "    inputs: {model: train.model, metrics: figs.m}\n"
+                               "    after: [eval]\n"
+                               "    with: {alias: production, if: 'perplexity <= 20'}\n");
+    /* The evaluation says 60; the metrics input says 10, and wins. */
+    cr_assert_eq(train_twin(path, 1, 60), 0);
+    bson_t *show = JSON("models", "show", "twin@production");
+    cr_expect_eq(num(show, "version"), 1);
+    cr_expect_eq(num(show, "metrics.perplexity"), 60, "the registry's own figures are lineage's");
+    bson_destroy(show);
+}
