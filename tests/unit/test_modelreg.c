@@ -237,3 +237,25 @@ Test(modelreg, which_way_is_better) {
     cr_expect_not(modelreg_lower_is_better("recall@5"));
     cr_expect_not(modelreg_lower_is_better("accuracy"));
 }
+
+Test(modelreg, a_store_older_than_the_registry_reads_as_empty_and_a_writer_adds_it) {
+    /* Made as a sluice before the registry made it: without "models". */
+    MDB_txn *txn;
+    cr_assert_eq(meta_begin(&m, 1, &txn), 0);
+    cr_assert_eq(mdb_drop(txn, m.models, 1), 0);
+    cr_assert_eq(meta_commit(txn), 0);
+    meta_close(&m);
+    cr_assert_eq(meta_open(&m, dir, 1), 0);
+    cr_expect_eq(m.has_models, 0);
+    cr_assert_eq(meta_begin(&m, 0, &txn), 0);
+    char name[MODELREG_MAX_NAME + 1], why[128];
+    int v;
+    cr_expect_eq(modelreg_resolve(&m, txn, "twin", name, &v, why, sizeof(why)), -ENOENT);
+    cr_expect_eq(modelreg_alias_version(&m, txn, "twin", "production"), 0);
+    meta_abort(txn);
+    meta_close(&m);
+    cr_assert_eq(meta_open(&m, dir, 0), 0);
+    cr_expect_eq(m.has_models, 1);
+    step("r1", "train", "done", NULL, hash_of('a'), "model", NULL, 0, "twin");
+    cr_expect_eq(version_of("twin", 0, "version"), 1);
+}
