@@ -518,3 +518,25 @@ Test(models, the_promote_steps_metrics_input_wins_over_the_lineage) {
     cr_expect_eq(num(show, "metrics.perplexity"), 60, "the registry's own figures are lineage's");
     bson_destroy(show);
 }
+
+Test(models, doctor_names_a_version_whose_model_is_gone) {
+    char *path = twin_pipeline("");
+    cr_assert_eq(train_twin(path, 1, 50), 0);
+    expect_success(RUN(test_store_arg, "models", "promote", "twin@1", "production"));
+    result r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 0, "%s", r.out);
+    cr_expect(strstr(r.out, "3 model records: 0 problems") != NULL, "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "path", "train.model");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    r.out[strcspn(r.out, "\n")] = '\0';
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && rm -rf '%s'", r.out, r.out);
+    cr_assert_eq(system(cmd), 0);
+    result_free(&r);
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 1, "%s", r.out);
+    cr_expect(strstr(r.out, "problem: model twin@1: its artifact ") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "has no intact object") != NULL, "%s", r.out);
+    result_free(&r);
+}
