@@ -59,6 +59,13 @@ static int open_dbs(meta_db *m, int read_only) {
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]) && rc == 0; i++)
         rc = mdb_dbi_open(txn, dbs[i].name, flags, dbs[i].dbi);
     if (rc == 0) {
+        /* Added after the first stores were made: its absence is no damage. */
+        int got = mdb_dbi_open(txn, "models", flags, &m->models);
+        m->has_models = got == 0;
+        if (got != 0 && got != MDB_NOTFOUND)
+            rc = got;
+    }
+    if (rc == 0) {
         /* The schema version: written once, checked on every open. */
         MDB_val k = {6, "schema"}, v;
         int got = mdb_get(txn, m->info, &k, &v);
@@ -98,7 +105,7 @@ static int env_open(meta_db *m, const char *dir, int read_only) {
     int rc = mdb_env_create(&m->env);
     if (rc)
         return code(rc);
-    mdb_env_set_maxdbs(m->env, 8);
+    mdb_env_set_maxdbs(m->env, 16);
     mdb_env_set_mapsize(m->env, META_MAP_SIZE);
     rc = mdb_env_open(m->env, dir, MDB_NOSYNC | MDB_NOTLS | (read_only ? MDB_RDONLY : 0), 0644);
     if (rc) {

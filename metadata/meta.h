@@ -10,6 +10,8 @@
  *   consumers  HASH/RUN_ID/STEP_ID     empty: lineage downwards (producer is upwards)
  *   cache      KEY                     run, step, outputs of the step run to reuse
  *   info       "schema"                the schema version (int32)
+ *   models     NAME/...                the model registry: versions, aliases,
+ *                                      the audit trail (modelreg.h)
  *
  * Only the orchestrator writes, and a step's records go in one transaction.
  * Commits are not synced one by one (MDB_NOSYNC): a killed sluice loses
@@ -32,6 +34,11 @@
 typedef struct meta_db {
     MDB_env *env;
     MDB_dbi runs, steps, artifacts, consumers, cache, info;
+    /* The model registry (modelreg.h). A store no sluice with a registry
+     * has written yet lacks it: read-only, has_models is then 0 and the
+     * registry reads as empty; a writer makes it. */
+    MDB_dbi models;
+    int has_models;
     char why[768]; /* what meta_open found wrong, when it says more than its code */
 } meta_db;
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "gitinfo.h"
+#include "modelreg.h"
 
 /* When process pid started, in clock ticks since boot (/proc/PID/stat's
  * 22nd field): with the pid it names one process, as pids are reused. */
@@ -242,6 +243,13 @@ int record_step(meta_db *m, const step_record *rec) {
         snprintf(ck, sizeof(ck), "%s/%s", rec->inputs[i].hash, key);
         rc = meta_put(txn, m->consumers, ck, NULL);
     }
+    int reused = strcmp(rec->status, "cached") == 0;
+    for (size_t i = 0; rc == 0 && rec->model_name && (made || reused) && i < rec->n_outputs; i++) {
+        const record_port *o = &rec->outputs[i];
+        int version;
+        if (o->hash && o->type && strcmp(o->type, "model") == 0)
+            rc = modelreg_register(m, txn, rec->model_name, o->hash, o->name, rec, &version);
+    }
     if (rc == 0 && made && rec->cacheable && rec->cache_key) {
         bson_t c = BSON_INITIALIZER;
         BSON_APPEND_UTF8(&c, "from", key);
@@ -376,4 +384,39 @@ int record_latest_finished(meta_db *m, const char *pipeline_name, const char *st
     rc = meta_each(l.txn, m->runs, "", latest_run, &l);
     meta_abort(l.txn);
     return rc ? rc : l.found;
+}
+
+int record_last_metrics(const bson_t *step, bson_t *out) {
+    bson_init(out);
+    bson_iter_t it, ms, one;
+    if (!bson_iter_init_find(&it, step, "metrics") || !bson_iter_recurse(&it, &ms))
+        return 0;
+    while (bson_iter_next(&ms)) {
+        if (!bson_iter_recurse(&ms, &one))
+            continue;
+        const char *name = NULL;
+        double v = 0;
+        int has_value = 0;
+        while (bson_iter_next(&one)) {
+            if (strcmp(bson_iter_key(&one), "key") == 0 && BSON_ITER_HOLDS_UTF8(&one))
+                name = bson_iter_utf8(&one, NULL);
+            else if (strcmp(bson_iter_key(&one), "value") == 0 && BSON_ITER_HOLDS_NUMBER(&one))
+                has_value = 1, v = bson_iter_as_double(&one);
+        }
+        if (!name || !has_value)
+            continue;
+        /* Rebuilt without the key's earlier point: a series is short. */
+        bson_t next = BSON_INITIALIZER;
+        bson_iter_t l;
+        if (bson_iter_init(&l, out))
+            while (bson_iter_next(&l))
+                if (strcmp(bson_iter_key(&l), name) != 0 && !bson_append_iter(&next, NULL, 0, &l))
+                    break;
+        int ok = BSON_APPEND_DOUBLE(&next, name, v);
+        bson_destroy(out);
+        bson_steal(out, &next);
+        if (!ok)
+            return -ENOMEM;
+    }
+    return 0;
 }

@@ -40,6 +40,9 @@ typedef struct step_record {
     const record_port *outputs;
     size_t n_outputs;
     int cacheable; /* on success, index it under cache_key */
+    /* Done or cached: its outputs of type model are registered as versions
+     * of this model (modelreg.h), in the same transaction. NULL: none. */
+    const char *model_name;
 } step_record;
 
 /* What identifies a run besides its pipeline: the command line's -p
@@ -131,6 +134,11 @@ enum {
  * or another negative code. */
 int record_import(meta_db *m, const char *hash, const import_record *imp, char *have_type,
                   size_t size);
+
+/* The metrics of a step run's record as {KEY: value}, a series by its last
+ * point (runs show, runs diff and the registry read them so). out is
+ * initialized here; the caller destroys it. Returns 0 or -ENOMEM. */
+int record_last_metrics(const bson_t *step, bson_t *out);
 
 /* Drops a cache entry found unusable (an object missing or altered). */
 int record_cache_forget(meta_db *m, const char *key);

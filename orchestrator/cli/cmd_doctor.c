@@ -13,7 +13,8 @@
  * from run.json, else "interrupted") and an artifact record for every
  * intact object, so that gc keeps them and 'artifacts cat' reads them.
  * What lived only in the metadata is gone: which step made which object,
- * lineage, and the cache index (steps run again, and find their outputs
+ * lineage, the model registry (versions, aliases, their audit trail), and
+ * the cache index (steps run again, and find their outputs
  * already stored). */
 #define _DEFAULT_SOURCE /* timegm */
 #include <ctype.h>
@@ -29,6 +30,7 @@
 #include "cli.h"
 #include "fsutil.h"
 #include "inspect.h"
+#include "modelreg.h"
 
 typedef struct doctor {
     const char *store;
@@ -145,6 +147,39 @@ static int check_step(void *ud, const char *key, size_t len, const bson_t *doc) 
         snprintf(who, sizeof(who), "%.*s", (int)len, key);
         problem(d, "step run %s: output '%s' has no intact object", who, bson_iter_key(&outs));
     }
+    return 0;
+}
+
+/* The registry's records (modelreg.h): a version names an artifact with
+ * an intact object; an alias and an audit entry name a version there is. */
+static int check_model(void *ud, const char *key, size_t len, const bson_t *doc) {
+    doctor *d = ud;
+    char what[600], name[MODELREG_MAX_NAME + 1];
+    snprintf(what, sizeof(what), "%.*s", (int)len, key);
+    const char *slash = memchr(key, '/', len);
+    snprintf(name, sizeof(name), "%.*s", slash ? (int)(slash - key) : 0, key);
+    const char *kind = slash ? slash + 1 : "";
+    if (strncmp(kind, "v/", 2) == 0) {
+        const char *artifact = inspect_str(doc, "artifact", "");
+        bson_t rec;
+        if (inspect_num(doc, "version") < 1 || !artifact[0])
+            problem(d, "model record %s is not a version record", what);
+        else if (meta_get(d->txn, d->m->artifacts, artifact, &rec) != 0)
+            problem(d, "model %s@%.0f: its artifact %.12s has no artifact record", name,
+                    inspect_num(doc, "version"), artifact);
+        else if (!is_intact(d, artifact))
+            problem(d, "model %s@%.0f: its artifact %.12s has no intact object", name,
+                    inspect_num(doc, "version"), artifact);
+        return 0;
+    }
+    int version = (int)inspect_num(doc, "version");
+    bson_t rec;
+    if ((strncmp(kind, "alias/", 6) == 0 || strncmp(kind, "audit/", 6) == 0) &&
+        (version < 1 || modelreg_get_version(d->m, d->txn, name, version, &rec) != 0))
+        problem(d, "model record %s names version %d of %s, which is not there", what, version,
+                name);
+    else if (strncmp(kind, "alias/", 6) != 0 && strncmp(kind, "audit/", 6) != 0)
+        problem(d, "model record %s is none the registry writes", what);
     return 0;
 }
 
@@ -294,7 +329,7 @@ int cmd_doctor(const cli_globals *g, int argc, char **argv) {
         return EXIT_BAD_INPUT;
     }
     meta_db m;
-    size_t artifacts = 0, steps = 0;
+    size_t artifacts = 0, steps = 0, models = 0;
     int meta_rc = meta_open(&m, g->store, 1);
     if (meta_rc == 0 && (meta_rc = meta_begin(&m, 0, &d.txn)) != 0)
         meta_close(&m);
@@ -307,6 +342,9 @@ int cmd_doctor(const cli_globals *g, int argc, char **argv) {
             steps = ms.ms_entries;
         meta_each(d.txn, m.artifacts, "", check_artifact, &d);
         meta_each(d.txn, m.steps, "", check_step, &d);
+        modelreg_each(&m, d.txn, "", check_model, &d);
+        if (m.has_models && mdb_stat(d.txn, m.models, &ms) == 0)
+            models = ms.ms_entries;
         count_unreferenced(&d);
         meta_abort(d.txn);
         meta_close(&m);
@@ -316,9 +354,11 @@ int cmd_doctor(const cli_globals *g, int argc, char **argv) {
     } else {
         problem(&d, "metadata: %s", meta_error(&m, meta_rc));
     }
-    printf("checked %zu object%s, %zu artifact record%s, %zu step run%s: %zu problem%s\n",
+    printf("checked %zu object%s, %zu artifact record%s, %zu step run%s, %zu model record%s: %zu "
+           "problem%s\n",
            d.objects, d.objects == 1 ? "" : "s", artifacts, artifacts == 1 ? "" : "s", steps,
-           steps == 1 ? "" : "s", d.problems, d.problems == 1 ? "" : "s");
+           steps == 1 ? "" : "s", models, models == 1 ? "" : "s", d.problems,
+           d.problems == 1 ? "" : "s");
     if (d.unreferenced)
         printf("note: %zu object%s no artifact record names ('sluice gc' removes them)\n",
                d.unreferenced, d.unreferenced == 1 ? "" : "s");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "diff.h"
 #include "inspect.h"
 #include "record.h"
 #include "check.h"
@@ -402,6 +403,113 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
     return status;
 }
 
+/* ---- diff ----------------------------------------------------------------- */
+
+/* What 'runs diff' compares of a run, each flat: params {NAME, STEP.NAME},
+ * metrics {STEP.KEY: the last value}, artifacts {STEP.OUTPUT: hash}. */
+typedef struct run_sides {
+    bson_t params, metrics, artifacts;
+} run_sides;
+
+static void flat_append(bson_t *out, const char *prefix, const bson_t *doc, const char *key) {
+    bson_iter_t it, sub;
+    if (!bson_iter_init_find(&it, doc, key) || !bson_iter_recurse(&it, &sub))
+        return;
+    while (bson_iter_next(&sub)) {
+        if (!strcmp(key, "outputs") && !BSON_ITER_HOLDS_UTF8(&sub))
+            continue;
+        char name[512];
+        snprintf(name, sizeof(name), "%s%s%s", prefix ? prefix : "", prefix ? "." : "",
+                 bson_iter_key(&sub));
+        bson_append_iter(out, name, -1, &sub);
+    }
+}
+
+static int side_step(void *ud, const char *key, size_t len, const bson_t *doc) {
+    run_sides *s = ud;
+    const char *slash = memchr(key, '/', len);
+    char id[300];
+    snprintf(id, sizeof(id), "%.*s", slash ? (int)(key + len - slash - 1) : (int)len,
+             slash ? slash + 1 : key);
+    flat_append(&s->params, id, doc, "params");
+    flat_append(&s->artifacts, id, doc, "outputs");
+    /* A series counts by its last point, as 'runs show' prints it. */
+    bson_t last;
+    record_last_metrics(doc, &last);
+    bson_t wrapped = BSON_INITIALIZER;
+    BSON_APPEND_DOCUMENT(&wrapped, "m", &last);
+    flat_append(&s->metrics, id, &wrapped, "m");
+    bson_destroy(&wrapped);
+    bson_destroy(&last);
+    return 0;
+}
+
+static int read_sides(MDB_txn *txn, const meta_db *m, const char *id, run_sides *s) {
+    bson_init(&s->params);
+    bson_init(&s->metrics);
+    bson_init(&s->artifacts);
+    bson_t run;
+    if (meta_get(txn, m->runs, id, &run) != 0)
+        return -1;
+    flat_append(&s->params, NULL, &run, "params");
+    char prefix[300];
+    snprintf(prefix, sizeof(prefix), "%s/", id);
+    return meta_each(txn, m->steps, prefix, side_step, s);
+}
+
+static void free_sides(run_sides *s) {
+    bson_destroy(&s->params);
+    bson_destroy(&s->metrics);
+    bson_destroy(&s->artifacts);
+}
+
+static int runs_diff(const cli_globals *g, int json, const char *spec_a, const char *spec_b) {
+    meta_db m;
+    MDB_txn *txn;
+    if (inspect_begin(g->store, &m, &txn))
+        return EXIT_BAD_INPUT;
+    char a[256], b[256];
+    run_sides sa, sb;
+    int status = inspect_resolve(txn, m.runs, "run", spec_a, a, sizeof(a));
+    if (status == 0)
+        status = inspect_resolve(txn, m.runs, "run", spec_b, b, sizeof(b));
+    if (status) {
+        inspect_end(&m, txn);
+        return status;
+    }
+    if (read_sides(txn, &m, a, &sa) != 0 || read_sides(txn, &m, b, &sb) != 0) {
+        fprintf(stderr, "sluice runs: cannot read runs %s and %s in %s\n", a, b, g->store);
+        status = EXIT_BAD_INPUT;
+    }
+    bson_t out = BSON_INITIALIZER, arr;
+    BSON_APPEND_UTF8(&out, "a", a);
+    BSON_APPEND_UTF8(&out, "b", b);
+    const struct {
+        const char *key;
+        const bson_t *x, *y;
+    } parts[] = {{"params", &sa.params, &sb.params},
+                 {"metrics", &sa.metrics, &sb.metrics},
+                 {"artifacts", &sa.artifacts, &sb.artifacts}};
+    if (status == 0 && !json)
+        printf("run %s -> run %s\n", a, b);
+    for (size_t i = 0; status == 0 && i < sizeof(parts) / sizeof(parts[0]); i++) {
+        bson_t one = BSON_INITIALIZER;
+        diff_docs(parts[i].x, parts[i].y, i == 1, &one);
+        BSON_APPEND_ARRAY(&out, parts[i].key, &one);
+        if (!json)
+            diff_print(parts[i].key, &one);
+        bson_destroy(&one);
+    }
+    (void)arr;
+    if (status == 0 && json)
+        inspect_print_json(&out);
+    bson_destroy(&out);
+    free_sides(&sa);
+    free_sides(&sb);
+    inspect_end(&m, txn);
+    return status;
+}
+
 int cmd_runs(const cli_globals *g, int argc, char **argv) {
     enum { OPT_JSON = 256, OPT_PIPELINE, OPT_STATUS, OPT_TAG, OPT_LIMIT };
     static const struct option longopts[] = {
@@ -451,10 +559,14 @@ int cmd_runs(const cli_globals *g, int argc, char **argv) {
     const char *sub = optind < argc ? argv[optind] : NULL;
     int is_list = sub && strcmp(sub, "list") == 0 && argc - optind == 1;
     int is_show = sub && strcmp(sub, "show") == 0 && argc - optind == 2 && !filtered;
+    int is_diff = sub && strcmp(sub, "diff") == 0 && argc - optind == 3 && !filtered;
     int status = EXIT_BAD_INPUT;
-    if (!bad && !is_list && !is_show)
+    if (!bad && !is_list && !is_show && !is_diff)
         fprintf(stderr, "sluice runs: use 'runs list [--pipeline NAME] [--status S] [--tag K=V]... "
-                        "[--limit N]' or 'runs show RUN' (see 'sluice runs --help')\n");
+                        "[--limit N]', 'runs show RUN' or 'runs diff RUN_A RUN_B' (see 'sluice "
+                        "runs --help')\n");
+    else if (!bad && is_diff)
+        status = runs_diff(g, json, argv[optind + 1], argv[optind + 2]);
     else if (!bad && is_list)
         status = runs_list(g, json, &f, limit);
     else if (!bad)

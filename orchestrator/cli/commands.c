@@ -49,13 +49,15 @@ const cli_command cli_commands[] = {
      "  -f, --format FORMAT     dot, mermaid or json\n"
      "  -p, --param NAME=VALUE  resolve the pipeline with this override\n",
      cmd_graph},
-    {"runs", "list runs, or show one",
+    {"runs", "list runs, show one, or compare two",
      "usage: sluice runs list [--pipeline NAME] [--status S] [--tag KEY=VALUE]... [--limit N]\n"
      "                        [--json]\n"
      "       sluice runs show RUN [--json]\n"
+     "       sluice runs diff RUN_A RUN_B [--json]\n"
      "\n"
      "Runs, newest first, and their steps (in the DAG's order): status, times, cache\n"
      "hits, parameters, metrics. RUN is any unique prefix of a run id, or 'latest'.\n"
+     "diff lists the parameters, metrics and artifacts that differ between two runs.\n"
      "\n"
      "  --pipeline NAME    only the runs of that pipeline\n"
      "  --status S         only the runs with that status (done, failed, ...)\n"
@@ -128,6 +130,21 @@ const cli_command cli_commands[] = {
      "and every record against\nthe objects; exits 0 when all is well, 1 when it lists problems. "
      "--rebuild makes\nnew metadata from runs/ and objects/ when the metadata cannot be read.\n",
      cmd_doctor},
+    {"models", "the model registry: versions, aliases, gated promotion",
+     "usage: sluice models list [NAME] [--json]\n"
+     "       sluice models show NAME[@VERSION|@ALIAS] [--json]\n"
+     "       sluice models promote NAME@VERSION ALIAS [--if 'METRIC<=VALUE']...\n"
+     "                             [--better-than ALIAS:METRIC[:lower|:higher]] [--reason TEXT]\n"
+     "                             [--json]\n"
+     "       sluice models diff NAME@VERSION NAME@VERSION [--json]\n"
+     "\n"
+     "Every model a train step makes is a version of a named model (its model_name,\n"
+     "else the pipeline's name). promote points ALIAS (staging, production, any name)\n"
+     "at a version when every gate holds: --if on the version's metrics (<, <=, >, >=,\n"
+     "==, !=), --better-than on the version ALIAS points to now (lower is better for\n"
+     "loss, perplexity, error...; say :lower or :higher otherwise). A refused promotion\n"
+     "names the figure and exits 1. Every alias change is kept: who, when, why.\n",
+     cmd_models},
     {"serve", "serve the deployed model and retrieval over HTTP (not in this version yet)",
      "usage: sluice serve [--listen ADDR:PORT]\n", cmd_pending},
 };

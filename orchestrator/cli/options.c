@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "run.h"
 
 void cli_getopt_begin(void) {
     optind = 0; /* glibc: 0 re-initialises the scan completely */
@@ -92,7 +93,15 @@ int cli_load_plugins(plugin_registry *reg) {
         return 0;
     loaded = 1;
     diag_list d = DIAG_LIST_INIT;
-    int rc = registry_load_default(reg, cli_exe_dir()[0] ? cli_exe_dir() : NULL, &d);
+    /* The steps sluice provides itself first: a plugin declaring one of
+     * their names is refused as a second declaration. Their "file" is the
+     * sluice binary, whose hash then joins their cache keys. */
+    const plugin_lib *builtin = NULL;
+    int rc = registry_add(reg, cli_exe_path()[0] ? cli_exe_path() : "sluice",
+                          cli_exe_path()[0] ? cli_exe_path() : "sluice", NULL,
+                          sched_builtin_plugin(), &d, &builtin);
+    if (rc == 0)
+        rc = registry_load_default(reg, cli_exe_dir()[0] ? cli_exe_dir() : NULL, &d);
     diag_print(&d, stderr);
     if (rc < 0)
         fprintf(stderr, "sluice: cannot load the plugins: %s\n", strerror(-rc));

@@ -585,6 +585,13 @@ void sched_on_timeout(uv_timer_t *t) {
 void sched_launch(attempt *at, int rc) {
     if (rc == 0 && (at->sr->timed_out || at->r->cancelling))
         rc = UV_ECANCELED;
+    if (rc == 0 && sched_is_builtin(at->sr->s)) {
+        char why[1400] = "";
+        int ok = sched_run_promote(at, why, sizeof(why));
+        sched_attempt_done(at, ok, why);
+        sched_free_attempt(at);
+        return;
+    }
     if (rc == 0)
         rc = at->kind == ATT_SHELL     ? launch_shell(at)
              : at->kind == ATT_PROCESS ? launch_process(at)

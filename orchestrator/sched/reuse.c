@@ -18,6 +18,20 @@ void run_step_record(const step *s, step_record *rec, bson_t *params) {
     rec->params = params;
 }
 
+/* The registry hook (metadata/modelreg.h): a step that declares a
+ * parameter model_name (train does) has its model outputs registered as
+ * versions of that model, or of one named as the pipeline when it is
+ * empty. NULL: the step registers nothing. */
+static const char *model_name_of(const run *r, const step *s) {
+    if (!s->impl || !plugin_step_param(s->impl, "model_name", NULL))
+        return NULL;
+    for (size_t i = 0; i < s->n_args; i++)
+        if (strcmp(s->args[i].name, "model_name") == 0 && s->args[i].value->kind == VAL_STR &&
+            s->args[i].value->u.str.len > 0)
+            return s->args[i].value->u.str.s;
+    return r->p->name;
+}
+
 /* Writes the step run's records; a failure to record is reported and
  * returned (0 or a meta code): the caller fails the step, since an output
  * without its record is lost to the steps and runs after it. */
@@ -67,6 +81,7 @@ int sched_record(step_run *sr, const char *status, const char *why) {
         .outputs = outs,
         .n_outputs = n_out,
         .cacheable = sched_step_cacheable(sr),
+        .model_name = model_name_of(r, s),
     };
     bson_t params;
     run_step_record(s, &rec, &params);

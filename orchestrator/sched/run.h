@@ -11,6 +11,8 @@
 #ifndef SLUICE_SCHED_RUN_H
 #define SLUICE_SCHED_RUN_H
 
+#include <sluice/plugin.h>
+
 #include "pipeline.h"
 #include "record.h"
 
@@ -52,5 +54,11 @@ int run_pipeline(pipeline *p, run_options *o);
  * written into params, which this initialises and the caller destroys.
  * rec borrows s and params. */
 void run_step_record(const step *s, step_record *rec, bson_t *params);
+
+/* The steps sluice provides itself, as a plugin descriptor for a registry
+ * (registry_add): 'promote' (promote.c), whose ports and parameters
+ * pipelines are checked against like any plugin step's. Static. */
+#define SCHED_PROMOTE_STEP "promote"
+const sl_plugin *sched_builtin_plugin(void);
 
 #endif

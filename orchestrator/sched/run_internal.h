@@ -209,6 +209,13 @@ int sched_try_cache(step_run *sr); /* 1: the step is settled without running */
 int sched_step_cacheable(const step_run *sr);
 int sched_alloc_outputs(step_run *sr, size_t n);
 int sched_record(step_run *sr, const char *status, const char *why);
+
+/* promote.c: the step sluice provides itself. sched_is_builtin: s is it
+ * (then sched_launch runs it through sched_run_promote, on the loop, in the
+ * run's metadata handle). sched_run_promote returns 1 when done, 0 with why
+ * when the promotion was refused or failed. */
+int sched_is_builtin(const step *s);
+int sched_run_promote(attempt *at, char *why, size_t why_size);
 extern const char *const sched_record_status[];
 
 #endif

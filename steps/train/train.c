@@ -992,9 +992,26 @@ static int train_loop(trainer *t, uint64_t start_step, size_t T, uint64_t total)
     return SL_OK;
 }
 
+/* The registry (docs/registry.md) takes model names of [a-z0-9_-], at
+ * most 64: a bad one is refused before hours of training, not after. */
+static int check_model_name(sl_ctx *ctx) {
+    const char *name = sl_param_str(ctx, "model_name");
+    size_t n = 0;
+    for (; name && name[n]; n++)
+        if (!((name[n] >= 'a' && name[n] <= 'z') || (name[n] >= '0' && name[n] <= '9') ||
+              name[n] == '_' || name[n] == '-'))
+            break;
+    if (name && (name[n] || n > 64))
+        return sl_fail(ctx, "model_name '%s' is no model name: [a-z0-9_-], at most 64", name);
+    return SL_OK;
+}
+
 static int run_train(sl_ctx *ctx) {
     trainer t = {.ctx = ctx};
-    int rc = read_settings(ctx, &t.s);
+    int rc = check_model_name(ctx);
+    if (rc != SL_OK)
+        return rc;
+    rc = read_settings(ctx, &t.s);
     if (rc != SL_OK)
         return rc;
     settings *s = &t.s;
@@ -1225,13 +1242,17 @@ static const sl_param train_params[] = {
     {"merge", SL_PARAM_BOOL, "false",
      "lora: write merged weights, else the base unchanged plus PEFT's adapter files", 0},
     {"max_memory_mb", SL_PARAM_FLOAT, "0", "refuse above this estimate, 0: MemAvailable", 0},
+    {"model_name", SL_PARAM_STRING, "\"\"",
+     "the registry's model this step's model is a version of ([a-z0-9_-], at most 64), \"\": "
+     "the pipeline's name",
+     0},
     {NULL, 0, NULL, NULL, 0},
 };
 
 static const sl_step steps[] = {
     {"train_tokenizer", "1.0", "train a byte-level BPE tokenizer.json on chunks or documents",
      tok_inputs, tok_outputs, tok_params, run_tokenizer},
-    {"train", "1.1", "pretrain, SFT, LoRA or DPO a GPT-2 or Llama model into a Hugging Face folder",
+    {"train", "1.2", "pretrain, SFT, LoRA or DPO a GPT-2 or Llama model into a Hugging Face folder",
      train_inputs, train_outputs, train_params, run_train},
 };
 
