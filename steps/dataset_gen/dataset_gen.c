@@ -215,7 +215,10 @@ static int api(sl_ctx *ctx, const gen_params *p, const dsgen_extract *ex, size_t
                      p->timeout,
                      (int)p->max_retries,
                      p->backoff,
-                     dir};
+                     dir,
+                     NULL,
+                     NULL,
+                     "dataset_gen"};
     llm_call *calls = calloc(n, sizeof(*calls));
     if (!calls)
         return sl_fail(ctx, "out of memory preparing %zu requests", n);
