@@ -1,9 +1,11 @@
-/* evaluate - the LLM twin's evaluate step. This version measures retrieval:
- * a query set with relevance judgements is run against an index the index
- * step built, and recall@k, MRR@k and nDCG@k (ranking.h) become metrics of
- * the run, with thresholds that fail the step when a figure is out of
- * bounds (a continuous-training gate). The model metrics (perplexity,
- * ROUGE-L, BLEU) come with the train step.
+/* evaluate - the LLM twin's evaluate step, in two modes, each with
+ * thresholds that fail the step when a figure is out of bounds (a
+ * continuous-training gate). Model mode (model_eval.h) scores a trained
+ * model on an instruction dataset's test split: perplexity, and ROUGE-L,
+ * BLEU, exact match and lengths of its generated answers. Retrieval mode,
+ * below: a query set with relevance judgements is run against an index the
+ * index step built, and recall@k, MRR@k and nDCG@k (ranking.h) become
+ * metrics of the run.
  *
  * Queries: JSON Lines, one object per query:
  *   {"query": "...", "relevant": ["ID", ...], "filter": {"author": "...", "category": "..."}}
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model_eval.h"
 #include "ranking.h"
 #include "retriever.h"
 #include "strtab.h"
@@ -34,7 +37,6 @@ typedef struct settings {
     size_t ks[MAX_KS], n_ks, max_k, depth;
     int want[N_METRICS];
     retrieve_mode search;
-    bson_t *thresholds; /* {"recall@5": {"min": 0.8}, ...} or NULL */
 } settings;
 
 /* Running sums over the queries, per k and metric. */
@@ -143,11 +145,17 @@ static int read_settings(sl_ctx *ctx, settings *s) {
     }
     for (size_t j = 0; nm == 0 && j < N_METRICS; j++)
         s->want[j] = 1;
+    return SL_OK;
+}
+
+/* The thresholds parameter ({"recall@5": {"min": 0.8}, ...}), or NULL. */
+static int read_thresholds(sl_ctx *ctx, bson_t **out) {
+    *out = NULL;
     const char *json = sl_param_json(ctx, "thresholds");
     if (json && strcmp(json, "null") != 0) {
         bson_error_t e;
-        s->thresholds = bson_new_from_json((const uint8_t *)json, -1, &e);
-        if (!s->thresholds)
+        *out = bson_new_from_json((const uint8_t *)json, -1, &e);
+        if (!*out)
             return sl_fail(ctx, "thresholds: not a mapping: %s", e.message);
     }
     return SL_OK;
@@ -290,9 +298,9 @@ static int bound(const bson_iter_t *it, double *out) {
 }
 
 /* Each threshold against the figures; the first broken one fails. */
-static int check_thresholds(sl_ctx *ctx, const settings *s, const bson_t *figures) {
+static int check_thresholds(sl_ctx *ctx, const bson_t *thresholds, const bson_t *figures) {
     bson_iter_t it, lim, fig;
-    if (!s->thresholds || !bson_iter_init(&it, s->thresholds))
+    if (!thresholds || !bson_iter_init(&it, thresholds))
         return SL_OK;
     while (bson_iter_next(&it)) {
         const char *key = bson_iter_key(&it);
@@ -317,12 +325,21 @@ static int check_thresholds(sl_ctx *ctx, const settings *s, const bson_t *figure
     return SL_OK;
 }
 
-static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
+/* The figures as the metrics output, then the gate. */
+static int finish(sl_ctx *ctx, const bson_t *thresholds, const bson_t *figures) {
+    char err[1024], path[4096];
+    snprintf(path, sizeof(path), "%s", sl_output_path(ctx, "metrics"));
+    if (sl_json_write(path, figures, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "metrics: %s", err);
+    return check_thresholds(ctx, thresholds, figures);
+}
+
+static int evaluate_retrieval(sl_ctx *ctx, const settings *s, bson_t *figures) {
     const char *index = sl_input_path(ctx, "index"), *queries = sl_input_path(ctx, "queries");
     if (!index || !queries)
         return sl_fail(ctx, "retrieval evaluation needs the inputs 'index' (an index step's "
                             "output) and 'queries' (JSON Lines of query and relevant)");
-    char err[1024], path[4096];
+    char err[1024];
     retriever *r;
     if (retriever_open(index, &r, err, sizeof(err)) != 0)
         return sl_fail(ctx, "index: %s", err);
@@ -364,10 +381,8 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
         rc = sl_fail(ctx, "queries: the file holds no query");
     if (rc != SL_OK)
         return rc;
-    bson_t figures = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&figures, "mode", "retrieval");
-    BSON_APPEND_UTF8(&figures, "search", retrieve_mode_name(s->search));
-    BSON_APPEND_INT64(&figures, "queries", (int64_t)t.queries);
+    BSON_APPEND_UTF8(figures, "search", retrieve_mode_name(s->search));
+    BSON_APPEND_INT64(figures, "queries", (int64_t)t.queries);
     for (size_t ki = 0; ki < s->n_ks; ki++)
         for (size_t m = 0; m < N_METRICS; m++) {
             if (!s->want[m])
@@ -375,35 +390,40 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
             char key[32];
             snprintf(key, sizeof(key), "%s@%zu", metric_names[m], s->ks[ki]);
             double v = t.sum[ki][m] / (double)t.queries;
-            BSON_APPEND_DOUBLE(&figures, key, v);
+            BSON_APPEND_DOUBLE(figures, key, v);
             sl_metric(ctx, key, v, -1);
             sl_log(ctx, SL_LOG_INFO, "%s = %.4f over %zu queries", key, v, t.queries);
         }
     sl_metric(ctx, "queries", (double)t.queries, -1);
-    snprintf(path, sizeof(path), "%s", sl_output_path(ctx, "metrics"));
-    if (sl_json_write(path, &figures, err, sizeof(err)) != 0)
-        rc = sl_fail(ctx, "metrics: %s", err);
-    if (rc == SL_OK)
-        rc = check_thresholds(ctx, s, &figures);
-    bson_destroy(&figures);
-    return rc;
+    return SL_OK;
 }
 
 static int run(sl_ctx *ctx) {
     const char *mode = sl_param_str(ctx, "mode");
     if (!mode || !*mode)
         mode = sl_input_path(ctx, "index") ? "retrieval" : "model";
-    if (strcmp(mode, "model") == 0)
-        return sl_fail(ctx, "mode 'model' (perplexity, ROUGE-L, BLEU on a trained model) needs "
-                            "the train step, which this version of sluice does not have yet");
-    if (strcmp(mode, "retrieval") != 0)
+    int model = strcmp(mode, "model") == 0;
+    if (!model && strcmp(mode, "retrieval") != 0)
         return sl_fail(ctx, "mode is '%s': use retrieval or model", mode);
-    settings s;
-    int rc = read_settings(ctx, &s);
+    bson_t *thresholds;
+    int rc = read_thresholds(ctx, &thresholds);
+    if (rc != SL_OK)
+        return rc;
+    bson_t figures = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&figures, "mode", mode);
+    if (model) {
+        rc = model_eval_run(ctx, &figures);
+    } else {
+        settings s;
+        rc = read_settings(ctx, &s);
+        if (rc == SL_OK)
+            rc = evaluate_retrieval(ctx, &s, &figures);
+    }
     if (rc == SL_OK)
-        rc = evaluate_retrieval(ctx, &s);
-    if (s.thresholds)
-        bson_destroy(s.thresholds);
+        rc = finish(ctx, thresholds, &figures);
+    bson_destroy(&figures);
+    if (thresholds)
+        bson_destroy(thresholds);
     return rc;
 }
 
@@ -413,29 +433,42 @@ static const sl_port inputs[] = {
      "retrieval: JSON Lines of {query, relevant: [document id, link, link path or chunk id], "
      "filter: {author, category}}",
      1},
-    {"model", "model", "model: the model to evaluate (with the train step)", 1},
-    {"dataset", "dataset", "model: the dataset to evaluate it on (with the train step)", 1},
+    {"model", "model", "model: the model to evaluate (a train step's output)", 1},
+    {"dataset", "dataset",
+     "model: an instruction dataset ({instruction, answer, split}); its test split is used", 1},
     {NULL, NULL, NULL, 0},
 };
 static const sl_port outputs[] = {
     {"metrics", "metrics", "the figures, as one JSON object", 0},
-    {"report", "report", "one JSON line per query: its figures and first relevant rank", 0},
+    {"report", "report",
+     "one JSON line per query (its figures and first relevant rank) or per test example "
+     "(instruction, reference, answer and its scores)",
+     0},
     {NULL, NULL, NULL, 0},
 };
 static const sl_param params[] = {
     {"mode", SL_PARAM_STRING, "\"\"",
-     "retrieval or model; empty: retrieval when an index is connected", 0},
+     "retrieval or model; empty: retrieval when an index is connected, else model", 0},
     {"k", SL_PARAM_LIST, "[1, 5, 10]", "retrieval: the cut-offs k of recall@k, mrr@k, ndcg@k", 0},
     {"search", SL_PARAM_STRING, "hybrid", "retrieval: hybrid, dense or bm25", 0},
-    {"metrics", SL_PARAM_LIST, "[]", "the metrics to report; empty: all of the mode's", 0},
+    {"metrics", SL_PARAM_LIST, "[]",
+     "the metrics to report (model: perplexity, rouge_l, bleu, exact_match, length); empty: all "
+     "of the mode's",
+     0},
     {"thresholds", SL_PARAM_JSON, "{}",
      "bounds that fail the step, e.g. {recall@5: {min: 0.8}}: a continuous-training gate", 0},
+    {"max_examples", SL_PARAM_INT, "0", "model: the test split's first N examples; 0: all", 0},
+    {"max_new_tokens", SL_PARAM_INT, "256", "model: tokens generated per answer at most", 0},
+    {"temperature", SL_PARAM_FLOAT, "0", "model: 0 is greedy decoding, else sampling", 0},
+    {"seed", SL_PARAM_INT, "0", "model: the sampler's seed (each answer starts from it)", 0},
+    {"threads", SL_PARAM_INT, "1", "model: OpenBLAS threads", 0},
     {NULL, 0, NULL, NULL, 0},
 };
 static const sl_step steps[] = {
     {"evaluate", "1.0",
-     "evaluate retrieval (recall@k, MRR@k, nDCG@k over judged queries) against thresholds", inputs,
-     outputs, params, run},
+     "evaluate a model (perplexity, ROUGE-L, BLEU, exact match, lengths on a test split) or "
+     "retrieval (recall@k, MRR@k, nDCG@k over judged queries) against thresholds",
+     inputs, outputs, params, run},
 };
 
 SL_PLUGIN_DEFINE("evaluate", "1.0", steps, NULL, NULL)
