@@ -47,6 +47,10 @@ marker [[judge:A:S]] in the messages (accuracy A, style S), else derived from th
     judge_float    200, the object with an accuracy score of 2.5
     judge_trailing 200, the object followed by a sentence
     judge_fenced   200, the object inside a ```json fence
+    judge_mixed    by the messages' hash, one of eight requests each: judge_prose, judge_range,
+                   429 the first time (then judge); the others judge. A run through a pipeline
+                   (no markers in the model's answers) so meets all three: its counts are in
+                   /stats under the mode each request got.
 --no-json-schema answers a request for response_format json_schema with 400, as a server
 without structured outputs does.
 
@@ -286,7 +290,11 @@ class Handler(BaseHTTPRequestHandler):
             if told and now - told[0] < told[1]:
                 st.early += 1
         if first_n is not None and seen >= int(first_n):
-            mode = "judge" if st.opts.mode == "judge" else "ok"
+            mode = "judge" if st.opts.mode in ("judge", "judge_mixed") else "ok"
+        if mode == "judge_mixed":
+            variant = bytes.fromhex(digest)[2] % 8
+            mode = ("judge_prose" if variant == 0 else "judge_range" if variant == 1
+                    else "429" if variant == 2 and seen == 0 else "judge")
         with st.lock:
             st.modes[mode] = st.modes.get(mode, 0) + 1
         if mode == "gate":

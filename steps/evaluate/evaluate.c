@@ -112,7 +112,9 @@ static int judge_map_build(const retriever *r, judge_map *j) {
     return (j->seen = calloc(j->docs.n ? j->docs.n : 1, sizeof(*j->seen))) ? 0 : -ENOMEM;
 }
 
-static int read_settings(sl_ctx *ctx, settings *s) {
+/* The cut-offs and search (both modes: the model mode's rag metric uses
+ * them) and, in retrieval mode, the metrics. */
+static int read_settings(sl_ctx *ctx, settings *s, int model) {
     memset(s, 0, sizeof(*s));
     size_t n = sl_param_list_len(ctx, "k");
     if (n == 0 || n > MAX_KS)
@@ -133,7 +135,7 @@ static int read_settings(sl_ctx *ctx, settings *s) {
     const char *search = sl_param_str(ctx, "search");
     if (retrieve_mode_parse(search ? search : "", &s->search) != 0)
         return sl_fail(ctx, "search is '%s': use hybrid, dense or bm25", search ? search : "");
-    size_t nm = sl_param_list_len(ctx, "metrics");
+    size_t nm = model ? 0 : sl_param_list_len(ctx, "metrics");
     for (size_t i = 0; i < nm; i++) {
         const char *m = sl_param_list_item(ctx, "metrics", i);
         size_t j = 0;
@@ -281,22 +283,6 @@ static int score_query(sl_ctx *ctx, const retriever *r, judge_map *j, const sett
     return rc;
 }
 
-/* A bound of the thresholds mapping: a number, or a string holding one
- * (what ${params.x} substitutes). */
-static int bound(const bson_iter_t *it, double *out) {
-    if (BSON_ITER_HOLDS_NUMBER(it)) {
-        *out = bson_iter_as_double(it);
-        return 1;
-    }
-    if (BSON_ITER_HOLDS_UTF8(it)) {
-        char *end;
-        const char *s = bson_iter_utf8(it, NULL);
-        *out = strtod(s, &end);
-        return end != s && !*end;
-    }
-    return 0;
-}
-
 /* Each threshold against the figures; the first broken one fails. */
 static int check_thresholds(sl_ctx *ctx, const bson_t *thresholds, const bson_t *figures) {
     bson_iter_t it, lim, fig;
@@ -314,7 +300,7 @@ static int check_thresholds(sl_ctx *ctx, const bson_t *thresholds, const bson_t 
         while (bson_iter_next(&lim)) {
             const char *which = bson_iter_key(&lim);
             int is_min = strcmp(which, "min") == 0;
-            if ((!is_min && strcmp(which, "max") != 0) || !bound(&lim, &b))
+            if ((!is_min && strcmp(which, "max") != 0) || !eval_number(&lim, &b))
                 return sl_fail(ctx, "thresholds: '%s': '%s' must be min or max, with a number", key,
                                which);
             if (is_min ? v < b : v > b)
@@ -400,8 +386,8 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s, bson_t *figures) {
 
 static int run(sl_ctx *ctx) {
     const char *mode = sl_param_str(ctx, "mode");
-    if (!mode || !*mode)
-        mode = sl_input_path(ctx, "index") ? "retrieval" : "model";
+    if (!mode || !*mode) /* a model connected is evaluated, with its index (rag) if any */
+        mode = sl_input_path(ctx, "model") || !sl_input_path(ctx, "index") ? "model" : "retrieval";
     int model = strcmp(mode, "model") == 0;
     if (!model && strcmp(mode, "retrieval") != 0)
         return sl_fail(ctx, "mode is '%s': use retrieval or model", mode);
@@ -411,14 +397,12 @@ static int run(sl_ctx *ctx) {
         return rc;
     bson_t figures = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&figures, "mode", mode);
-    if (model) {
-        rc = model_eval_run(ctx, &figures);
-    } else {
-        settings s;
-        rc = read_settings(ctx, &s);
-        if (rc == SL_OK)
-            rc = evaluate_retrieval(ctx, &s, &figures);
-    }
+    settings s;
+    rc = read_settings(ctx, &s, model);
+    if (rc == SL_OK && model)
+        rc = model_eval_run(ctx, &(eval_retrieval){s.ks, s.n_ks, s.depth, s.search}, &figures);
+    else if (rc == SL_OK)
+        rc = evaluate_retrieval(ctx, &s, &figures);
     if (rc == SL_OK)
         rc = finish(ctx, thresholds, &figures);
     bson_destroy(&figures);
@@ -428,7 +412,7 @@ static int run(sl_ctx *ctx) {
 }
 
 static const sl_port inputs[] = {
-    {"index", "index", "retrieval: the index step's output", 1},
+    {"index", "index", "retrieval, and the model mode's rag metric: the index step's output", 1},
     {"queries", "dataset",
      "retrieval: JSON Lines of {query, relevant: [document id, link, link path or chunk id], "
      "filter: {author, category}}",
@@ -448,12 +432,16 @@ static const sl_port outputs[] = {
 };
 static const sl_param params[] = {
     {"mode", SL_PARAM_STRING, "\"\"",
-     "retrieval or model; empty: retrieval when an index is connected, else model", 0},
-    {"k", SL_PARAM_LIST, "[1, 5, 10]", "retrieval: the cut-offs k of recall@k, mrr@k, ndcg@k", 0},
-    {"search", SL_PARAM_STRING, "hybrid", "retrieval: hybrid, dense or bm25", 0},
+     "retrieval or model; empty: model when a model is connected, else retrieval when an index "
+     "is",
+     0},
+    {"k", SL_PARAM_LIST, "[1, 5, 10]",
+     "retrieval and rag: the cut-offs k of recall@k, mrr@k (and ndcg@k)", 0},
+    {"search", SL_PARAM_STRING, "hybrid", "retrieval and rag: hybrid, dense or bm25", 0},
     {"metrics", SL_PARAM_LIST, "[]",
-     "the metrics to report (model: perplexity, rouge_l, bleu, exact_match, length); empty: all "
-     "of the mode's",
+     "the metrics to report (model: perplexity, rouge_l, bleu, exact_match, length, judge, "
+     "rag); empty: all of the mode's (judge when one is configured, rag when an index is "
+     "connected)",
      0},
     {"thresholds", SL_PARAM_JSON, "{}",
      "bounds that fail the step, e.g. {recall@5: {min: 0.8}}: a continuous-training gate", 0},
@@ -462,6 +450,13 @@ static const sl_param params[] = {
     {"temperature", SL_PARAM_FLOAT, "0", "model: 0 is greedy decoding, else sampling", 0},
     {"seed", SL_PARAM_INT, "0", "model: the sampler's seed (each answer starts from it)", 0},
     {"threads", SL_PARAM_INT, "1", "model: OpenBLAS threads", 0},
+    {"judge", SL_PARAM_JSON, "{}",
+     "model: the LLM judge, {endpoint, model, api_key or api_key_env, max_in_flight, "
+     "response_format, temperature, max_tokens, timeout, max_retries, backoff, max_requests, "
+     "max_tokens_total}",
+     0},
+    {"rag_match", SL_PARAM_STRING, "chunk",
+     "model, rag: what finding a test example's extract means: its chunk, or its document", 0},
     {NULL, 0, NULL, NULL, 0},
 };
 static const sl_step steps[] = {

@@ -880,3 +880,13 @@ void llm_calls_free(llm_call *calls, size_t n) {
         calls[i].content = NULL;
     }
 }
+
+int llm_store_cache_dir(const char *store, char *out, size_t out_size) {
+    for (int k = 0; k < 2; k++) {
+        if (snprintf(out, out_size, "%s/cache%s", store, k ? "/llm" : "") >= (int)out_size)
+            return -ENAMETOOLONG;
+        if (mkdir(out, 0777) != 0 && errno != EEXIST)
+            return -errno;
+    }
+    return 0;
+}

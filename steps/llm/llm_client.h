@@ -90,4 +90,9 @@ void llm_calls_free(llm_call *calls, size_t n);
  * name of its file in cache_dir being KEY.json. 0, or -1 when out of memory. */
 int llm_cache_key(const llm_options *o, const llm_call *c, char key[65]);
 
+/* The cache folder the steps keep their answers in under the store folder store: STORE/cache/llm
+ * (created as needed), written to out. 0, or a negated errno with out naming the folder that could
+ * not be made. */
+int llm_store_cache_dir(const char *store, char *out, size_t out_size);
+
 #endif

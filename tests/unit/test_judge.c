@@ -242,13 +242,14 @@ static const int want_sty[N_MIXED] = {2, 2, 1, 1, 3, 2, 2, 3, 3, 3, 1, 2};
 
 static void mixed_items(judge_item *items) {
     for (size_t i = 0; i < N_MIXED; i++) {
-        const char *extra = i == 8 ? "[[mode:judge_prose]]" : i == 9 ? "[[mode:judge_range]]"
-                            : i >= 10                       ? "[[mode:429:1]]"
-                                                            : "";
+        const char *extra = i == 8    ? "[[mode:judge_prose]]"
+                            : i == 9  ? "[[mode:judge_range]]"
+                            : i >= 10 ? "[[mode:429:1]]"
+                                      : "";
         snprintf(answers[i], sizeof(answers[i]), "Answer %zu. [[judge:%d:%d]] %s", i, want_acc[i],
                  want_sty[i], extra);
-        items[i] = (judge_item){.instruction = "Explain the feature pipeline.",
-                                .answer = answers[i]};
+        items[i] =
+            (judge_item){.instruction = "Explain the feature pipeline.", .answer = answers[i]};
     }
 }
 
@@ -263,8 +264,9 @@ static void expect_mixed(const judge_item *items, const judge_summary *s) {
         if (i == 8 || i == 9) {
             cr_assert_eq(items[i].status, JUDGE_UNPARSABLE, "item %zu", i);
             cr_assert_not_null(items[i].raw, "the report keeps what the judge said");
-            cr_assert_not_null(strstr(items[i].error, i == 8 ? "not a JSON object" : "'style.score' is 4"),
-                               "%s", items[i].error);
+            cr_assert_not_null(
+                strstr(items[i].error, i == 8 ? "not a JSON object" : "'style.score' is 4"), "%s",
+                items[i].error);
             continue;
         }
         cr_assert_eq(items[i].status, JUDGE_SCORED, "item %zu: %s", i, items[i].error);
@@ -292,9 +294,9 @@ Test(judge_run, scores_unparsable_and_429s_counted) {
     judge_summary s;
     char err[256] = "";
     llm_options o = options(NULL);
-    cr_assert_eq(judge_run(&o, JUDGE_FORMAT_SCHEMA, items, N_MIXED, &s, NULL, NULL, err,
-                           sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(
+        judge_run(&o, JUDGE_FORMAT_SCHEMA, items, N_MIXED, &s, NULL, NULL, err, sizeof(err)), 0,
+        "%s", err);
     expect_mixed(items, &s);
     /* One request per item, one more for each 429; the unparsable ones are not asked again. */
     cr_assert_eq(llm_server_stat(endpoint, "total"), N_MIXED + 2);
@@ -317,9 +319,9 @@ Test(judge_run, cached_answers_are_read_again_the_same_way) {
         mixed_items(items);
         judge_summary s;
         char err[256] = "";
-        cr_assert_eq(judge_run(&o, JUDGE_FORMAT_SCHEMA, items, N_MIXED, &s, NULL, NULL, err,
-                               sizeof(err)),
-                     0, "%s", err);
+        cr_assert_eq(
+            judge_run(&o, JUDGE_FORMAT_SCHEMA, items, N_MIXED, &s, NULL, NULL, err, sizeof(err)), 0,
+            "%s", err);
         expect_mixed(items, &s);
         cr_assert_eq(s.llm.cached, pass ? N_MIXED : 0, "pass %d", pass);
         judge_items_free(items, N_MIXED);
@@ -335,17 +337,17 @@ Test(judge_run, a_server_without_json_schema) {
     judge_summary s;
     char err[256] = "";
     llm_options o = options(NULL);
-    cr_assert_eq(judge_run(&o, JUDGE_FORMAT_SCHEMA, items, 3, &s, NULL, NULL, err, sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(judge_run(&o, JUDGE_FORMAT_SCHEMA, items, 3, &s, NULL, NULL, err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_eq(s.failed, 3, "refused requests are failures, not unparsable answers");
     cr_assert_eq(s.unparsable, 0);
-    cr_assert_not_null(strstr(items[0].error, "HTTP 400: response_format json_schema is not"),
-                       "%s", items[0].error);
+    cr_assert_not_null(strstr(items[0].error, "HTTP 400: response_format json_schema is not"), "%s",
+                       items[0].error);
     cr_assert_eq(llm_server_stat(endpoint, "total"), 3, "a 400 is not retried");
     judge_items_free(items, 3);
     /* Asked for a JSON object instead, the same server judges. */
-    cr_assert_eq(judge_run(&o, JUDGE_FORMAT_OBJECT, items, 3, &s, NULL, NULL, err, sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(judge_run(&o, JUDGE_FORMAT_OBJECT, items, 3, &s, NULL, NULL, err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_eq(s.scored, 3);
     cr_assert_float_eq(s.accuracy.mean, 2, 1e-12);
     cr_assert_float_eq(s.style.mean, 3, 1e-12);
@@ -364,8 +366,8 @@ Test(judge_run, persistent_429_fails_after_the_retries) {
     char err[256] = "";
     llm_options o = options(NULL);
     o.max_retries = 2;
-    cr_assert_eq(judge_run(&o, JUDGE_FORMAT_SCHEMA, items, 4, &s, NULL, NULL, err, sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(judge_run(&o, JUDGE_FORMAT_SCHEMA, items, 4, &s, NULL, NULL, err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_eq(s.failed, 4);
     cr_assert_eq(s.scored + s.unparsable, 0);
     cr_assert_eq(s.accuracy.n, 0);
