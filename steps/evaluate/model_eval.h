@@ -34,10 +34,10 @@ typedef struct eval_example {
     size_t index;                        /* in the test split, from 0 */
     const char *instruction, *reference; /* borrowed from the dataset */
     /* perplexity */
-    int scored;         /* the template left answer tokens to score */
-    double nll;         /* summed negative log-likelihood of those tokens */
-    size_t nll_tokens;  /* their number (the answer's tokens and EOS) */
-    int truncated;      /* cut to the model's context */
+    int scored;        /* the template left answer tokens to score */
+    double nll;        /* summed negative log-likelihood of those tokens */
+    size_t nll_tokens; /* their number (the answer's tokens and EOS) */
+    int truncated;     /* cut to the model's context */
     /* generation */
     char *answer;         /* malloc'd, valid UTF-8; NULL when not generated */
     size_t answer_tokens; /* generated, EOS not counted */
