@@ -42,8 +42,8 @@ static int sbuf_ch(sbuf *b, char c) { return sbuf_put(b, &c, 1); }
  * valid UTF-8 is one U+FFFD. */
 static long next_cp(const char *s, size_t len, size_t *at) {
     utf8proc_int32_t cp;
-    utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + *at,
-                                          (utf8proc_ssize_t)(len - *at), &cp);
+    utf8proc_ssize_t n =
+        utf8proc_iterate((const utf8proc_uint8_t *)s + *at, (utf8proc_ssize_t)(len - *at), &cp);
     if (n <= 0) {
         (*at)++;
         return 0xFFFD;
