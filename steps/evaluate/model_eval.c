@@ -326,6 +326,8 @@ int model_eval_run(sl_ctx *ctx, bson_t *figures) {
                    s.want[EVAL_LENGTH];
     for (size_t i = 0; generate && rc == SL_OK && i < n; i++) {
         rc = generate_one(ctx, &f, &s, &ex[i], &corpus);
+        if (rc == SL_OK && (i + 1) % 10 == 0 && i + 1 < n) /* a real model is slow */
+            sl_log(ctx, SL_LOG_INFO, "answered %zu of %zu", i + 1, n);
         if (rc == SL_OK && sl_cancelled(ctx))
             rc = SL_ECANCELLED;
     }
