@@ -22,6 +22,7 @@ typedef struct eval_settings {
     int want[EVAL_N_METRICS];
     size_t max_examples; /* 0: all */
     size_t max_new_tokens;
+    const char *split; /* "test", or "train" to see what the model learnt */
     sample_params sampling;
     /* the judge: its options (strings borrowed from judge_doc) */
     bson_t *judge_doc;
@@ -175,6 +176,9 @@ static int read_settings(sl_ctx *ctx, eval_settings *s) {
         return sl_fail(ctx, "threads is %lld: give 1 to 256", (long long)threads);
     if (!(temperature >= 0 && temperature <= 100))
         return sl_fail(ctx, "temperature is %g: give 0 (greedy) to 100", temperature);
+    s->split = sl_param_str(ctx, "split");
+    if (!s->split || (strcmp(s->split, "test") != 0 && strcmp(s->split, "train") != 0))
+        return sl_fail(ctx, "split is '%s': use test or train", s->split ? s->split : "");
     s->max_examples = (size_t)max_examples;
     s->max_new_tokens = (size_t)max_new;
     s->sampling = sample_params_default();
@@ -198,7 +202,7 @@ static int score_perplexity(sl_ctx *ctx, model_folder *f, const dataset *d, eval
     train_format fmt = {(size_t)c->context, 0, TRAIN_TRUNCATE, 1};
     train_examples *te = NULL;
     if (train_examples_build(d, &tk, &fmt, &te, err, sizeof(err)) != 0)
-        return sl_fail(ctx, "input 'dataset' (test split): %s", err);
+        return sl_fail(ctx, "input 'dataset': %s", err);
     *truncated = te->truncated;
     int32_t *targets = malloc((size_t)c->context * sizeof(int32_t));
     int rc = targets ? SL_OK : sl_fail(ctx, "out of memory");
@@ -237,7 +241,7 @@ static int generate_one(sl_ctx *ctx, model_folder *f, const eval_settings *s, ev
     model_generation g;
     if (model_folder_generate(f, e->instruction, 1, s->max_new_tokens, &s->sampling, NULL, NULL, &g,
                               err, sizeof(err)) != 0)
-        return sl_fail(ctx, "model: test example %zu: %s", e->index + 1, err);
+        return sl_fail(ctx, "model: example %zu: %s", e->index + 1, err);
     /* the bytes may end inside a character (the last token's): the report
      * holds valid UTF-8, as a Hugging Face decode would give */
     size_t len;
@@ -499,6 +503,7 @@ static void figure(sl_ctx *ctx, bson_t *figures, const char *key, double v) {
 /* The aggregates of the n examples. */
 static int aggregate(sl_ctx *ctx, const eval_settings *s, const eval_example *ex, size_t n,
                      const textscore_bleu *corpus, size_t truncated, bson_t *figures) {
+    BSON_APPEND_UTF8(figures, "split", s->split);
     BSON_APPEND_INT64(figures, "examples", (int64_t)n);
     sl_metric(ctx, "examples", (double)n, -1);
     if (s->want[EVAL_PERPLEXITY]) {
@@ -510,7 +515,7 @@ static int aggregate(sl_ctx *ctx, const eval_settings *s, const eval_example *ex
             scored += ex[i].scored;
         }
         if (tokens == 0)
-            return sl_fail(ctx, "perplexity: no test example has an answer token within the "
+            return sl_fail(ctx, "perplexity: no example has an answer token within the "
                                 "model's context");
         figure(ctx, figures, "perplexity", exp(nll / (double)tokens));
         figure(ctx, figures, "loss", nll / (double)tokens);
@@ -592,7 +597,7 @@ int model_eval_run(sl_ctx *ctx, const eval_retrieval *retrieval, bson_t *figures
     }
     char err[1024];
     dataset *d = NULL;
-    if (dataset_load(data, DATASET_INSTRUCTION, "test", &d, err, sizeof(err)) != 0)
+    if (dataset_load(data, DATASET_INSTRUCTION, s.split, &d, err, sizeof(err)) != 0)
         return sl_fail(ctx, "input 'dataset': %s", err);
     dataset view = *d; /* the examples evaluated: the split's first max_examples */
     if (s.max_examples && s.max_examples < view.n)
@@ -619,15 +624,17 @@ int model_eval_run(sl_ctx *ctx, const eval_retrieval *retrieval, bson_t *figures
     if (model_folder_open(model_dir, 1, &f, err, sizeof(err)) != 0)
         rc = sl_fail(ctx, "input 'model': %s", err);
     else
-        sl_log(ctx, SL_LOG_INFO, "%s model, %zu parameters%s; %zu test examples of %zu",
+        sl_log(ctx, SL_LOG_INFO, "%s model, %zu parameters%s; %zu %s examples of %zu",
                model_get_config(f.m)->model_type, model_param_count(f.m),
-               f.lora_r ? ", LoRA adapter merged" : "", n, d->n);
+               f.lora_r ? ", LoRA adapter merged" : "", n, s.split, d->n);
     if (rc == SL_OK && s.want[EVAL_PERPLEXITY])
         rc = score_perplexity(ctx, &f, &view, ex, &truncated);
     int generate = s.want[EVAL_ROUGE_L] || s.want[EVAL_BLEU] || s.want[EVAL_EXACT_MATCH] ||
                    s.want[EVAL_LENGTH] || s.want[EVAL_JUDGE];
     for (size_t i = 0; generate && rc == SL_OK && i < n; i++) {
         rc = generate_one(ctx, &f, &s, &ex[i], &corpus);
+        if (rc == SL_OK && (i + 1) % 10 == 0 && i + 1 < n) /* a real model is slow */
+            sl_log(ctx, SL_LOG_INFO, "answered %zu of %zu", i + 1, n);
         if (rc == SL_OK && sl_cancelled(ctx))
             rc = SL_ECANCELLED;
     }

@@ -1,5 +1,6 @@
 /* model_eval.h - the evaluate step's model mode: a model the train step
- * made, on the test split of an instruction dataset (docs/evaluate.md).
+ * made, on the test split (or train) of an instruction dataset
+ * (docs/evaluate.md).
  *
  * For each test example (up to max_examples, in the split's order) the
  * model mode fills one eval_example: the answer's perplexity in the SFT
@@ -33,9 +34,9 @@ typedef enum eval_metric {
     EVAL_N_METRICS
 } eval_metric;
 
-/* One test example and what was measured on it. */
+/* One example and what was measured on it. */
 typedef struct eval_example {
-    size_t index;                        /* in the test split, from 0 */
+    size_t index;                        /* in the split, from 0 */
     const char *instruction, *reference; /* borrowed from the dataset */
     /* perplexity */
     int scored;        /* the template left answer tokens to score */
