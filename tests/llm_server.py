@@ -47,10 +47,11 @@ marker [[judge:A:S]] in the messages (accuracy A, style S), else derived from th
     judge_float    200, the object with an accuracy score of 2.5
     judge_trailing 200, the object followed by a sentence
     judge_fenced   200, the object inside a ```json fence
-    judge_mixed    by the messages' hash, one of eight requests each: judge_prose, judge_range,
-                   429 the first time (then judge); the others judge. A run through a pipeline
-                   (no markers in the model's answers) so meets all three: its counts are in
-                   /stats under the mode each request got.
+    judge_mixed    the distinct messages in the order first seen take turns: judge_prose,
+                   judge_range, 429 the first time (then judge), judge, judge. A run through a
+                   pipeline (no markers in the model's answers) so meets all three whenever it
+                   asks about three answers or more; which answer gets which depends on the order
+                   of arrival, the counts (in /stats under the mode each request got) do not.
 --no-json-schema answers a request for response_format json_schema with 400, as a server
 without structured outputs does.
 
@@ -110,6 +111,7 @@ class State:
             self.gated = 0
             self.gate_timeouts = 0
             self.formats = {}
+            self.variant = {}  # judge_mixed: messages digest -> its turn
 
 
 def items_for(user, kind_preference, n=5):
@@ -292,7 +294,8 @@ class Handler(BaseHTTPRequestHandler):
         if first_n is not None and seen >= int(first_n):
             mode = "judge" if st.opts.mode in ("judge", "judge_mixed") else "ok"
         if mode == "judge_mixed":
-            variant = bytes.fromhex(digest)[2] % 8
+            with st.lock:
+                variant = st.variant.setdefault(digest, len(st.variant) % 5)
             mode = ("judge_prose" if variant == 0 else "judge_range" if variant == 1
                     else "429" if variant == 2 and seen == 0 else "judge")
         with st.lock:

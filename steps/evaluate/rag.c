@@ -49,9 +49,9 @@ int rag_map_build(const retriever *r, rag_map *m) {
     return (m->seen = calloc(m->docs.n ? m->docs.n : 1, sizeof(*m->seen))) ? 0 : -ENOMEM;
 }
 
-int rag_rank(const retriever *r, rag_map *m, const char *query, retrieve_mode mode,
-             rag_match match, const char *extract_id, const char *document_id, size_t depth,
-             size_t *rank, char *err, size_t err_size) {
+int rag_rank(const retriever *r, rag_map *m, const char *query, retrieve_mode mode, rag_match match,
+             const char *extract_id, const char *document_id, size_t depth, size_t *rank, char *err,
+             size_t err_size) {
     *rank = 0;
     const char *key = match == RAG_MATCH_CHUNK ? extract_id : document_id;
     const strtab *names = match == RAG_MATCH_CHUNK ? &m->chunks : &m->docs;

@@ -27,11 +27,11 @@ int rag_match_parse(const char *name, rag_match *m);
 
 /* The index's chunk ids and documents, looked up by their names. */
 typedef struct rag_map {
-    strtab chunks;      /* chunk id -> its first row */
+    strtab chunks; /* chunk id -> its first row */
     uint32_t *chunk_row;
-    strtab docs;        /* document id (or the chunk id of a row without one) */
-    uint32_t *row_doc;  /* per row: its document */
-    uint32_t *seen;     /* per document: the query that last ranked it, + 1 */
+    strtab docs;       /* document id (or the chunk id of a row without one) */
+    uint32_t *row_doc; /* per row: its document */
+    uint32_t *seen;    /* per document: the query that last ranked it, + 1 */
     uint32_t queries;
 } rag_map;
 
@@ -47,9 +47,9 @@ enum { RAG_UNKNOWN = 1 };
  * match says. Returns 0; RAG_UNKNOWN when the index holds no such chunk
  * (chunk) or document (document), so that no rank can be had; or a
  * negative errno with err filled. */
-int rag_rank(const retriever *r, rag_map *m, const char *query, retrieve_mode mode,
-             rag_match match, const char *extract_id, const char *document_id, size_t depth,
-             size_t *rank, char *err, size_t err_size);
+int rag_rank(const retriever *r, rag_map *m, const char *query, retrieve_mode mode, rag_match match,
+             const char *extract_id, const char *document_id, size_t depth, size_t *rank, char *err,
+             size_t err_size);
 
 /* recall@k and RR@k of an example found at rank (0: not found), from
  * ranking_score with one relevant item; k from 1 to RAG_MAX_K. */
