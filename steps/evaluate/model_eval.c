@@ -131,20 +131,25 @@ static int read_judge(sl_ctx *ctx, eval_settings *s) {
 
 static int read_settings(sl_ctx *ctx, eval_settings *s) {
     memset(s, 0, sizeof(*s));
+    /* No settings, or an empty endpoint (what ${env.X:-} gives when X is unset), is no judge. */
     const char *judge = sl_param_json(ctx, "judge");
-    if (judge && strcmp(judge, "null") != 0 && strcmp(judge, "{}") != 0) {
+    int have_judge = 0;
+    if (judge && strcmp(judge, "null") != 0) {
         bson_error_t e;
+        bson_iter_t it;
         if (!(s->judge_doc = bson_new_from_json((const uint8_t *)judge, -1, &e)))
             return sl_fail(ctx, "judge: not a mapping: %s", e.message);
-        int rc = bson_count_keys(s->judge_doc) ? read_judge(ctx, s) : SL_OK;
+        have_judge = bson_count_keys(s->judge_doc) &&
+                     !(bson_iter_init_find(&it, s->judge_doc, "endpoint") &&
+                       BSON_ITER_HOLDS_UTF8(&it) && !*bson_iter_utf8(&it, NULL));
+        int rc = have_judge ? read_judge(ctx, s) : SL_OK;
         if (rc != SL_OK)
             return rc;
     }
     const char *match = sl_param_str(ctx, "rag_match");
     if (rag_match_parse(match ? match : "", &s->rag_match) != 0)
         return sl_fail(ctx, "rag_match is '%s': use chunk or document", match ? match : "");
-    int have_judge = s->judge_doc && bson_count_keys(s->judge_doc),
-        have_index = sl_input_path(ctx, "index") != NULL;
+    int have_index = sl_input_path(ctx, "index") != NULL;
     size_t nm = sl_param_list_len(ctx, "metrics");
     for (size_t i = 0; i < nm; i++) {
         const char *m = sl_param_list_item(ctx, "metrics", i);

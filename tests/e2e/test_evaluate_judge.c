@@ -235,6 +235,8 @@ Test(evaluate_judge, judge_settings_refused_with_reasons) {
         const char *with, *why;
     } cases[] = {
         {"metrics: [judge]", "judge needs the judge's endpoint and model"},
+        {"metrics: [judge], judge: {endpoint: '', model: m}",
+         "judge needs the judge's endpoint and model"},
         {"metrics: [rag]", "rag needs the input 'index'"},
         {"judge: {endpoint: 'ftp://x', model: m}", "judge: endpoint must be an http"},
         {"judge: {endpoint: 'http://127.0.0.1:9/v1'}", "judge: model names"},
@@ -276,6 +278,19 @@ Test(evaluate_judge, rag_by_document_on_an_index_chunked_otherwise) {
     cr_assert_geq(figure(fig, "rag_recall@5"), figure(fig, "rag_recall@1"));
     cr_assert_gt(figure(fig, "rag_recall@10"), 0);
     report_free(lines, n);
+    bson_destroy(fig);
+    free(p);
+}
+
+/* An empty endpoint (an unset ${env.X:-}) is no judge: the default metrics run without it. */
+Test(evaluate_judge, an_empty_endpoint_is_no_judge) {
+    char *p = pipeline("metrics: [], judge: {endpoint: '', model: gpt-4o-mini}", NULL);
+    expect_success(RUN_PIPELINE(p));
+    bson_t *fig = figures();
+    bson_iter_t it;
+    cr_assert(bson_iter_init_find(&it, fig, "rouge_l"), "the text metrics ran");
+    cr_assert_not(bson_iter_init_find(&it, fig, "judge_accuracy"), "no judge");
+    cr_assert_not(bson_iter_init_find(&it, fig, "rag_examples"), "no index, no rag");
     bson_destroy(fig);
     free(p);
 }
