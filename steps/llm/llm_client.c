@@ -710,7 +710,10 @@ static int check_options(const llm_options *o, char *url, size_t url_size, char 
             strspn(o->json_schema_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
                                         "YZ0123456789_-") == name_len;
         bson_error_t e;
-        bson_t *schema = bson_new_from_json((const uint8_t *)o->json_schema, -1, &e);
+        /* libbson reads a top-level array as a document too: an object must start with '{'. */
+        const char *first = o->json_schema + strspn(o->json_schema, " \t\r\n");
+        bson_t *schema =
+            *first == '{' ? bson_new_from_json((const uint8_t *)o->json_schema, -1, &e) : NULL;
         if (schema)
             bson_destroy(schema);
         if (!schema || !name_ok) {

@@ -831,7 +831,41 @@ Test(llm_client, setup_errors_call_nothing) {
     o.model = "";
     cr_assert_lt(llm_run(&o, calls, 1, &t, count_done, NULL, NULL, err, sizeof(err)), 0);
     cr_assert_str_eq(err, "no model named");
+    o.model = "test-model";
+    const char *schemas[] = {"{\"type\": \"object\"", "[1, 2]", "{\"type\": \"object\"}", NULL};
+    const char *names[] = {"judgement", "judgement", "no spaces allowed"};
+    const char *why[] = {"not a JSON object", "not a JSON object", "needs a name"};
+    for (int k = 0; schemas[k]; k++) {
+        o.json_schema = schemas[k];
+        o.json_schema_name = names[k];
+        cr_assert_lt(llm_run(&o, calls, 1, &t, count_done, NULL, NULL, err, sizeof(err)), 0);
+        cr_assert_not_null(strstr(err, why[k]), "%s: %s", schemas[k], err);
+    }
     cr_assert_eq(called, 0);
+    free(calls);
+}
+
+/* A JSON schema is sent as response_format json_schema (strict, named), in the cache key. */
+Test(llm_client, json_schema_sent_and_keyed) {
+    start_server(NULL);
+    char texts[2][128];
+    llm_call *calls = make_calls(2, NULL, texts);
+    llm_options o = options(2);
+    o.json_object = 1; /* the schema wins */
+    o.json_schema = "{\"type\": \"object\", \"properties\": {\"items\": {\"type\": \"array\"}}}";
+    o.json_schema_name = "items_list";
+    llm_totals t;
+    char err[256] = "";
+    cr_assert_eq(llm_run(&o, calls, 2, &t, NULL, NULL, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(calls[0].status, 0, "%s", calls[0].error);
+    cr_assert_eq(stat_of("formats.json_schema"), 2);
+    cr_assert_eq(stat_of("bad_requests"), 0);
+    char with[65], without[65];
+    cr_assert_eq(llm_cache_key(&o, &calls[0], with), 0);
+    o.json_schema = NULL;
+    cr_assert_eq(llm_cache_key(&o, &calls[0], without), 0);
+    cr_assert_str_neq(with, without);
+    llm_calls_free(calls, 2);
     free(calls);
 }
 
