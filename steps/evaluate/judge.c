@@ -322,6 +322,11 @@ int judge_run(const llm_options *o, judge_format format, judge_item *items, size
     llm_call *calls = calloc(n ? n : 1, sizeof(*calls));
     double *acc = malloc((n ? n : 1) * sizeof(*acc)), *sty = malloc((n ? n : 1) * sizeof(*sty));
     int rc = calls && acc && sty ? 0 : -ENOMEM;
+    for (size_t i = 0; i < n; i++) { /* until an answer says otherwise */
+        items[i].status = JUDGE_FAILED;
+        items[i].accuracy = items[i].style = 0;
+        snprintf(items[i].error, sizeof(items[i].error), "not judged");
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         calls[i].system = system_prompt;
         if (!(calls[i].user = judge_user_prompt(items[i].instruction, items[i].answer)))
