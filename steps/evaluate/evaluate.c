@@ -1,8 +1,9 @@
 /* evaluate - the LLM twin's evaluate step, in two modes, each with
  * thresholds that fail the step when a figure is out of bounds (a
  * continuous-training gate). Model mode (model_eval.h) scores a trained
- * model on an instruction dataset's test split: perplexity, and ROUGE-L,
- * BLEU, exact match and lengths of its generated answers. Retrieval mode,
+ * model on an instruction dataset's test split: perplexity, ROUGE-L, BLEU,
+ * exact match and lengths of its generated answers, an LLM judge's grades
+ * of them, and the retrieval of each example's extract. Retrieval mode,
  * below: a query set with relevance judgements is run against an index the
  * index step built, and recall@k, MRR@k and nDCG@k (ranking.h) become
  * metrics of the run.

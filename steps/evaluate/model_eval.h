@@ -6,11 +6,10 @@
  * model mode fills one eval_example: the answer's perplexity in the SFT
  * template (the train step's examples builder, answer tokens and EOS), the
  * answer the model generates for the instruction, and that answer's scores
- * against the reference. Then each example becomes one line of the report
- * and the aggregates become the figures. A scorer added later (an LLM
- * judge) puts its per-example fields in eval_example, fills them in its own
- * pass over the array, writes them in eval_example_write and adds its
- * aggregates in model_eval_run. */
+ * against the reference; then, each in its own pass over the array, the
+ * LLM judge's grades of the answer (judge.h) and the rank at which the
+ * index retrieves the example's extract (rag.h). Then each example becomes
+ * one line of the report and the aggregates become the figures. */
 #ifndef SLUICE_MODEL_EVAL_H
 #define SLUICE_MODEL_EVAL_H
 
