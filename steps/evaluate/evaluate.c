@@ -464,8 +464,9 @@ static const sl_param params[] = {
 };
 static const sl_step steps[] = {
     {"evaluate", "1.0",
-     "evaluate a model (perplexity, ROUGE-L, BLEU, exact match, lengths on a test split) or "
-     "retrieval (recall@k, MRR@k, nDCG@k over judged queries) against thresholds",
+     "evaluate a model (perplexity, ROUGE-L, BLEU, exact match, lengths, an LLM judge, "
+     "retrieval of its extracts, on a test split) or retrieval (recall@k, MRR@k, nDCG@k over "
+     "judged queries) against thresholds",
      inputs, outputs, params, run},
 };
 
