@@ -595,15 +595,15 @@ int model_eval_run(sl_ctx *ctx, const eval_retrieval *retrieval, bson_t *figures
                             "'dataset' (an instruction dataset with a test split)");
     eval_settings s;
     int rc = read_settings(ctx, &s);
+    char err[1024];
+    dataset *d = NULL;
+    if (rc == SL_OK && dataset_load(data, DATASET_INSTRUCTION, s.split, &d, err, sizeof(err)) != 0)
+        rc = sl_fail(ctx, "input 'dataset': %s", err);
     if (rc != SL_OK) {
-        if (s.judge_doc)
+        if (s.judge_doc) /* the judge's settings are read first */
             bson_destroy(s.judge_doc);
         return rc;
     }
-    char err[1024];
-    dataset *d = NULL;
-    if (dataset_load(data, DATASET_INSTRUCTION, s.split, &d, err, sizeof(err)) != 0)
-        return sl_fail(ctx, "input 'dataset': %s", err);
     dataset view = *d; /* the examples evaluated: the split's first max_examples */
     if (s.max_examples && s.max_examples < view.n)
         view.n = s.max_examples;
@@ -616,7 +616,8 @@ int model_eval_run(sl_ctx *ctx, const eval_retrieval *retrieval, bson_t *figures
     size_t rag_known = 0;
     if (!ex) {
         dataset_free(d);
-        bson_destroy(s.judge_doc);
+        if (s.judge_doc)
+            bson_destroy(s.judge_doc);
         return sl_fail(ctx, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
