@@ -1,4 +1,4 @@
-/* bench_dataset_gen - the dataset_gen step's API client (steps/dataset_gen/llm_client.h) against
+/* bench_dataset_gen - the steps' API client (steps/llm/llm_client.h) against
  * tests/llm_server.py answering every chat completion in 50 ms, at 1, 8 and 32 requests in
  * flight, beside the same requests sent one after another by the curl program (one process, one
  * kept-alive connection).

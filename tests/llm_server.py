@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tests/llm_server.py [--port-file PATH] [--mode MODE] [--delay-ms MS]
                                          [--retry-after S] [--api-key KEY] [--shape FILE]
+                                         [--no-json-schema]
 
 Serves POST /v1/chat/completions on 127.0.0.1 (port 0: the system's choice, printed on stdout
 or written to --port-file once listening). Standard library only.
@@ -17,7 +18,7 @@ to those checked.
 
 What a request gets is its mode: the marker [[mode:NAME]] or [[mode:NAME:N]] in a message, else
 --mode (default ok). With :N the first N requests of the same messages get NAME, then they are
-answered (ok): "fail the first N times then succeed". Modes:
+answered (ok, or judge when --mode is judge): "fail the first N times then succeed". Modes:
 
     ok           200, content a JSON list of 5 items echoing the user message: objects with
                  instruction and answer, or instruction, chosen and rejected when the prompt says
@@ -37,9 +38,27 @@ answered (ok): "fail the first N times then succeed". Modes:
     close        a status line and part of a body, then the connection closed
     hangup       the connection closed without a byte of answer
 
+The judge (evaluate's, steps/evaluate/judge.h) is answered by these; the scores are those of the
+marker [[judge:A:S]] in the messages (accuracy A, style S), else derived from the messages' hash:
+    judge          200, content {"accuracy": {"analysis", "score"}, "style": {...}}
+    judge_prose    200, content prose, not JSON
+    judge_range    200, the object with a style score of 4
+    judge_missing  200, the object without style
+    judge_float    200, the object with an accuracy score of 2.5
+    judge_trailing 200, the object followed by a sentence
+    judge_fenced   200, the object inside a ```json fence
+    judge_mixed    the distinct messages in the order first seen take turns: judge_prose,
+                   judge_range, 429 the first time (then judge), judge, judge. A run through a
+                   pipeline (no markers in the model's answers) so meets all three whenever it
+                   asks about three answers or more; which answer gets which depends on the order
+                   of arrival, the counts (in /stats under the mode each request got) do not.
+--no-json-schema answers a request for response_format json_schema with 400, as a server
+without structured outputs does.
+
 GET /stats answers with the counts: {"total", "modes": {mode: n}, "bad_requests", "in_flight",
 "max_in_flight", "early": retries that came before the Retry-After they were told, "gate_timeouts",
-"last_request": {"headers": {...}, "body_keys": [...]}}. POST /reset zeroes them.
+"last_request": {"headers": {...}, "body_keys": [...]}, "formats": {response_format type
+(or "none"): n}}. POST /reset zeroes them.
 """
 import argparse
 import hashlib
@@ -53,6 +72,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MARKER = re.compile(r"\[\[mode:([a-z0-9_]+)(?::(\d+))?\]\]")
+JUDGE_MARKER = re.compile(r"\[\[judge:([0-9]+):([0-9]+)\]\]")
 KNOWN_KEYS = {
     "model", "messages", "temperature", "seed", "max_tokens", "max_completion_tokens",
     "response_format", "top_p", "n", "stop", "presence_penalty", "frequency_penalty", "user",
@@ -90,6 +110,8 @@ class State:
             self.last = None
             self.gated = 0
             self.gate_timeouts = 0
+            self.formats = {}
+            self.variant = {}  # judge_mixed: messages digest -> its turn
 
 
 def items_for(user, kind_preference, n=5):
@@ -147,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
             stats = {"total": st.total, "modes": dict(st.modes), "bad_requests": st.bad,
                      "in_flight": st.in_flight, "max_in_flight": st.max_in_flight,
                      "early": st.early, "gate_timeouts": st.gate_timeouts,
-                     "last_request": st.last}
+                     "last_request": st.last, "formats": dict(st.formats)}
         self.send_json(200, stats)
 
     def check(self, st, body_bytes):
@@ -197,6 +219,16 @@ class Handler(BaseHTTPRequestHandler):
         if rf is not None and (not isinstance(rf, dict) or
                                rf.get("type") not in ("text", "json_object", "json_schema")):
             return "response_format must be {type: text|json_object|json_schema}", body
+        if rf is not None and rf["type"] == "json_schema":
+            spec = rf.get("json_schema")
+            if (not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or
+                    not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", spec["name"]) or
+                    not isinstance(spec.get("schema"), dict) or
+                    spec.get("schema", {}).get("type") != "object" or
+                    not isinstance(spec.get("strict", False), bool)):
+                return "json_schema must be {name, strict, schema: {type: object, ...}}", body
+            if st.opts.no_json_schema:
+                return "response_format json_schema is not supported by this model", body
         if body.get("stream"):
             return "stream is not served here", body
         if st.opts.api_key is not None:
@@ -224,6 +256,10 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self, st, body_bytes):
         why, body = self.check(st, body_bytes)
         with st.lock:
+            if isinstance(body, dict) and why is None:
+                rf = body.get("response_format")
+                kind = rf["type"] if isinstance(rf, dict) else "none"
+                st.formats[kind] = st.formats.get(kind, 0) + 1
             st.last = {"headers": {k.lower(): v for k, v in self.headers.items()
                                    if k.lower() != "authorization"},
                        "authorization": "authorization" in {k.lower() for k in self.headers},
@@ -256,7 +292,12 @@ class Handler(BaseHTTPRequestHandler):
             if told and now - told[0] < told[1]:
                 st.early += 1
         if first_n is not None and seen >= int(first_n):
-            mode = "ok"
+            mode = "judge" if st.opts.mode in ("judge", "judge_mixed") else "ok"
+        if mode == "judge_mixed":
+            with st.lock:
+                variant = st.variant.setdefault(digest, len(st.variant) % 5)
+            mode = ("judge_prose" if variant == 0 else "judge_range" if variant == 1
+                    else "429" if variant == 2 and seen == 0 else "judge")
         with st.lock:
             st.modes[mode] = st.modes.get(mode, 0) + 1
         if mode == "gate":
@@ -347,6 +388,45 @@ class Handler(BaseHTTPRequestHandler):
     def mode_hangup(self, st, body, user, digest):
         self.hang_up()
 
+    def judgement(self, body):
+        """The judge's object for this request: scores of the [[judge:A:S]] marker or the hash."""
+        text = "\n".join(m["content"] for m in body["messages"])
+        found = JUDGE_MARKER.search(text)
+        digest = hashlib.sha256(text.encode()).digest()
+        acc, sty = ((int(found.group(1)), int(found.group(2))) if found
+                    else (1 + digest[0] % 3, 1 + digest[1] % 3))
+        return {"accuracy": {"analysis": "The facts check out to degree %d." % acc, "score": acc},
+                "style": {"analysis": "The tone earns a %d." % sty, "score": sty}}
+
+    def mode_judge(self, st, body, user, digest):
+        self.send_json(200, self.envelope(body, json.dumps(self.judgement(body))))
+
+    def mode_judge_prose(self, st, body, user, digest):
+        self.send_json(200, self.envelope(body, "The answer is accurate and well written: 3/3."))
+
+    def mode_judge_range(self, st, body, user, digest):
+        j = self.judgement(body)
+        j["style"]["score"] = 4
+        self.send_json(200, self.envelope(body, json.dumps(j)))
+
+    def mode_judge_missing(self, st, body, user, digest):
+        j = self.judgement(body)
+        del j["style"]
+        self.send_json(200, self.envelope(body, json.dumps(j)))
+
+    def mode_judge_float(self, st, body, user, digest):
+        j = self.judgement(body)
+        j["accuracy"]["score"] = 2.5
+        self.send_json(200, self.envelope(body, json.dumps(j)))
+
+    def mode_judge_trailing(self, st, body, user, digest):
+        content = json.dumps(self.judgement(body)) + "\nI hope this evaluation helps."
+        self.send_json(200, self.envelope(body, content))
+
+    def mode_judge_fenced(self, st, body, user, digest):
+        content = "```json\n" + json.dumps(self.judgement(body)) + "\n```"
+        self.send_json(200, self.envelope(body, content))
+
     def hang_up(self):
         self.close_connection = True
         try:
@@ -370,6 +450,7 @@ def main():
     ap.add_argument("--api-key")
     ap.add_argument("--shape")
     ap.add_argument("--gate-timeout", type=float, default=20)
+    ap.add_argument("--no-json-schema", action="store_true")
     opts = ap.parse_args()
     server = Server(("127.0.0.1", opts.port), Handler)
     server.state = State(opts)

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "capbuf.h"
 #include "robots.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -239,19 +240,10 @@ static const char *job_url(const job *j) { return j->url ? j->url : j->page->url
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
     job *j = ud;
     web_page *p = j->page;
-    size_t len = size * n;
-    if (p->len + len > j->cap) {
+    int rc = capbuf_append(&p->body, &p->len, j->cap, data, size * n);
+    if (rc == CAPBUF_OVER)
         j->over_cap = 1;
-        return 0; /* stops the transfer */
-    }
-    char *grown = realloc(p->body, p->len + len + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + p->len, data, len);
-    p->body = grown;
-    p->len += len;
-    p->body[p->len] = '\0';
-    return len;
+    return rc == 0 ? size * n : 0; /* 0 stops the transfer */
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {

@@ -184,13 +184,8 @@ static int cache_dir(sl_ctx *ctx, char *out, size_t size) {
     if (!store)
         return sl_fail(ctx, "this sluice gives steps no store folder (ABI 1.1): cannot cache "
                             "the API's answers");
-    snprintf(out, size, "%s/cache", store);
-    if (mkdir(out, 0777) != 0 && errno != EEXIST)
-        return sl_fail(ctx, "%s: %s", out, strerror(errno));
-    snprintf(out, size, "%s/cache/llm", store);
-    if (mkdir(out, 0777) != 0 && errno != EEXIST)
-        return sl_fail(ctx, "%s: %s", out, strerror(errno));
-    return SL_OK;
+    int rc = llm_store_cache_dir(store, out, size);
+    return rc ? sl_fail(ctx, "%s: %s", out, strerror(-rc)) : SL_OK;
 }
 
 /* One request per extract, all through llm_run (at most concurrency in
@@ -215,7 +210,10 @@ static int api(sl_ctx *ctx, const gen_params *p, const dsgen_extract *ex, size_t
                      p->timeout,
                      (int)p->max_retries,
                      p->backoff,
-                     dir};
+                     dir,
+                     NULL,
+                     NULL,
+                     "dataset_gen"};
     llm_call *calls = calloc(n, sizeof(*calls));
     if (!calls)
         return sl_fail(ctx, "out of memory preparing %zu requests", n);
@@ -301,10 +299,17 @@ static int run(sl_ctx *ctx) {
     if (rc == SL_OK && (!(is_test = malloc(set.n ? set.n : 1)) ||
                         dsgen_split(&set, p.test_size, (uint64_t)p.seed, is_test) != 0))
         rc = sl_fail(ctx, "out of memory splitting %zu samples", set.n);
+    /* Each sample names its extract's chunk and document, for evaluate's rag metric. */
+    dsgen_source *sources = NULL;
+    if (rc == SL_OK && !(sources = calloc(t.n ? t.n : 1, sizeof(*sources))))
+        rc = sl_fail(ctx, "out of memory");
+    for (size_t i = 0; rc == SL_OK && i < t.n; i++)
+        sources[i] = (dsgen_source){t.id[i], t.document_id[i]};
     char err[512];
-    if (rc == SL_OK &&
-        dsgen_write(&set, is_test, p.test_size, sl_output_path(ctx, "dataset"), err, sizeof(err)))
+    if (rc == SL_OK && dsgen_write(&set, is_test, p.test_size, sources,
+                                   sl_output_path(ctx, "dataset"), err, sizeof(err)))
         rc = sl_fail(ctx, "output 'dataset': %s", err);
+    free(sources);
     if (rc == SL_OK)
         report(ctx, &set, is_test);
     free(is_test);

@@ -183,8 +183,8 @@ static int content_id(tok_buf *scratch, const char *const *parts, size_t n, char
     return text_chunk_id(scratch->p ? scratch->p : "", scratch->n, id);
 }
 
-static int write_sample(tok_buf *b, tok_buf *scratch, const dsgen_set *set, const dsgen_sample *s,
-                        int first) {
+static int write_sample(tok_buf *b, tok_buf *scratch, const dsgen_set *set,
+                        const dsgen_source *sources, const dsgen_sample *s, int first) {
     const char *parts[] = {s->instruction, s->answer, s->rejected};
     char id[37];
     if (content_id(scratch, parts, 3, id))
@@ -202,12 +202,20 @@ static int write_sample(tok_buf *b, tok_buf *scratch, const dsgen_set *set, cons
         rc = rc ? rc : tok_buf_printf(b, ",\n                    \"answer\": ");
     }
     rc = rc ? rc : tok_buf_json_str(b, s->answer, strlen(s->answer));
+    const char *where[2] = {sources ? sources[s->source].extract_id : NULL,
+                            sources ? sources[s->source].document_id : NULL};
+    static const char *const names[2] = {"extract_id", "document_id"};
+    for (int k = 0; k < 2 && !rc; k++)
+        if (where[k] && *where[k]) {
+            rc = tok_buf_printf(b, ",\n                    \"%s\": ", names[k]);
+            rc = rc ? rc : tok_buf_json_str(b, where[k], strlen(where[k]));
+        }
     return rc ? rc : tok_buf_printf(b, "\n                }");
 }
 
 /* One split: {CATEGORY: {"id", "category", "samples": [...]}, ...}. */
 static int write_split(tok_buf *b, tok_buf *scratch, const dsgen_set *set,
-                       const unsigned char *is_test, int test) {
+                       const dsgen_source *sources, const unsigned char *is_test, int test) {
     const char *split = test ? "test" : "train";
     int rc = tok_buf_printf(b, "    \"%s\": {", split);
     for (uint32_t c = 0; rc == 0 && c < (uint32_t)set->categories.n; c++) {
@@ -228,7 +236,7 @@ static int write_split(tok_buf *b, tok_buf *scratch, const dsgen_set *set,
         for (size_t i = 0; rc == 0 && i < set->n; i++) {
             if (set->s[i].category != c || !is_test[i] != !test)
                 continue;
-            rc = write_sample(b, scratch, set, &set->s[i], first);
+            rc = write_sample(b, scratch, set, sources, &set->s[i], first);
             first = 0;
         }
         rc = rc ? rc : tok_buf_printf(b, "%s]\n        }", first ? "" : "\n            ");
@@ -237,7 +245,7 @@ static int write_split(tok_buf *b, tok_buf *scratch, const dsgen_set *set,
 }
 
 int dsgen_write(const dsgen_set *set, const unsigned char *is_test, double test_size,
-                const char *path, char *err, size_t err_size) {
+                const dsgen_source *sources, const char *path, char *err, size_t err_size) {
     tok_buf b = {NULL, 0, 0}, scratch = {NULL, 0, 0};
     char ts[32], id[37];
     shortest_double(test_size, ts);
@@ -246,10 +254,15 @@ int dsgen_write(const dsgen_set *set, const unsigned char *is_test, double test_
     int rc = 0;
     const char *kind = set->kind == DSGEN_PREFERENCE ? "preference" : "instruction";
     for (size_t i = 0; rc == 0 && i < set->n; i++) {
-        const char *parts[] = {set->s[i].instruction, set->s[i].answer, set->s[i].rejected,
+        const dsgen_source *src = sources ? &sources[set->s[i].source] : NULL;
+        const char *parts[] = {set->s[i].instruction,
+                               set->s[i].answer,
+                               set->s[i].rejected,
                                is_test[i] ? "test" : "train",
-                               set->categories.s[set->s[i].category]};
-        for (size_t p = 0; rc == 0 && p < 5; p++)
+                               set->categories.s[set->s[i].category],
+                               src ? src->extract_id : NULL,
+                               src ? src->document_id : NULL};
+        for (size_t p = 0; rc == 0 && p < 7; p++)
             rc = tok_buf_add(&b, parts[p] ? parts[p] : "", parts[p] ? strlen(parts[p]) + 1 : 1);
     }
     rc = rc ? rc : tok_buf_add(&b, kind, strlen(kind) + 1);
@@ -257,9 +270,9 @@ int dsgen_write(const dsgen_set *set, const unsigned char *is_test, double test_
     rc = rc ? rc : text_chunk_id(b.p, b.n, id);
     b.n = 0;
     rc = rc ? rc : tok_buf_printf(&b, "{\n    \"id\": \"%s\",\n", id);
-    rc = rc ? rc : write_split(&b, &scratch, set, is_test, 0);
+    rc = rc ? rc : write_split(&b, &scratch, set, sources, is_test, 0);
     rc = rc ? rc : tok_buf_printf(&b, ",\n");
-    rc = rc ? rc : write_split(&b, &scratch, set, is_test, 1);
+    rc = rc ? rc : write_split(&b, &scratch, set, sources, is_test, 1);
     rc = rc ? rc : tok_buf_printf(&b, ",\n    \"test_split_size\": %s\n}\n", ts);
     free(scratch.p);
     if (rc) {

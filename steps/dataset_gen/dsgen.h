@@ -91,14 +91,24 @@ uint64_t dsgen_next(uint64_t *state);
  * is_test[i] for every sample of set (n entries, the caller's). */
 int dsgen_split(const dsgen_set *set, double test_size, uint64_t seed, unsigned char *is_test);
 
+/* Where an extract came from: its chunk's id and its document's id (each
+ * borrowed; NULL or "" when unknown). */
+typedef struct dsgen_source {
+    const char *extract_id, *document_id;
+} dsgen_source;
+
 /* Writes set to path in the Handbook's layout: {"id", "train": {CATEGORY:
  * {"id", "category", "samples": [{"id", "instruction", "answer"} or {"id",
  * "instruction", "rejected", "chosen"}]}}, "test": {...},
- * "test_split_size"}. The ids are UUIDs of the MD5 of the content
- * (text_chunk_id), so the same samples give the same bytes. Returns 0 or
- * a negative errno with err filled (naming path). */
+ * "test_split_size"}. With sources (indexed by dsgen_sample.source; may be
+ * NULL) each sample also says where it came from: "extract_id" and
+ * "document_id", after the Handbook's fields, which readers of the
+ * Handbook's layout skip. The ids are UUIDs of the MD5 of the content
+ * (text_chunk_id): a sample's of its texts, the dataset's of everything
+ * the file says, so the same samples give the same bytes. Returns 0 or a
+ * negative errno with err filled (naming path). */
 int dsgen_write(const dsgen_set *set, const unsigned char *is_test, double test_size,
-                const char *path, char *err, size_t err_size);
+                const dsgen_source *sources, const char *path, char *err, size_t err_size);
 
 /* The q-quantile (0..1, nearest rank) of the code point lengths of field
  * (0 instruction, 1 answer or chosen, 2 rejected) over all the samples. 0

@@ -1,9 +1,12 @@
-/* evaluate - the LLM twin's evaluate step. This version measures retrieval:
- * a query set with relevance judgements is run against an index the index
- * step built, and recall@k, MRR@k and nDCG@k (ranking.h) become metrics of
- * the run, with thresholds that fail the step when a figure is out of
- * bounds (a continuous-training gate). The model metrics (perplexity,
- * ROUGE-L, BLEU) come with the train step.
+/* evaluate - the LLM twin's evaluate step, in two modes, each with
+ * thresholds that fail the step when a figure is out of bounds (a
+ * continuous-training gate). Model mode (model_eval.h) scores a trained
+ * model on an instruction dataset's test split: perplexity, ROUGE-L, BLEU,
+ * exact match and lengths of its generated answers, an LLM judge's grades
+ * of them, and the retrieval of each example's extract. Retrieval mode,
+ * below: a query set with relevance judgements is run against an index the
+ * index step built, and recall@k, MRR@k and nDCG@k (ranking.h) become
+ * metrics of the run.
  *
  * Queries: JSON Lines, one object per query:
  *   {"query": "...", "relevant": ["ID", ...], "filter": {"author": "...", "category": "..."}}
@@ -21,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model_eval.h"
 #include "ranking.h"
 #include "retriever.h"
 #include "strtab.h"
@@ -34,7 +38,6 @@ typedef struct settings {
     size_t ks[MAX_KS], n_ks, max_k, depth;
     int want[N_METRICS];
     retrieve_mode search;
-    bson_t *thresholds; /* {"recall@5": {"min": 0.8}, ...} or NULL */
 } settings;
 
 /* Running sums over the queries, per k and metric. */
@@ -110,7 +113,9 @@ static int judge_map_build(const retriever *r, judge_map *j) {
     return (j->seen = calloc(j->docs.n ? j->docs.n : 1, sizeof(*j->seen))) ? 0 : -ENOMEM;
 }
 
-static int read_settings(sl_ctx *ctx, settings *s) {
+/* The cut-offs and search (both modes: the model mode's rag metric uses
+ * them) and, in retrieval mode, the metrics. */
+static int read_settings(sl_ctx *ctx, settings *s, int model) {
     memset(s, 0, sizeof(*s));
     size_t n = sl_param_list_len(ctx, "k");
     if (n == 0 || n > MAX_KS)
@@ -131,7 +136,7 @@ static int read_settings(sl_ctx *ctx, settings *s) {
     const char *search = sl_param_str(ctx, "search");
     if (retrieve_mode_parse(search ? search : "", &s->search) != 0)
         return sl_fail(ctx, "search is '%s': use hybrid, dense or bm25", search ? search : "");
-    size_t nm = sl_param_list_len(ctx, "metrics");
+    size_t nm = model ? 0 : sl_param_list_len(ctx, "metrics");
     for (size_t i = 0; i < nm; i++) {
         const char *m = sl_param_list_item(ctx, "metrics", i);
         size_t j = 0;
@@ -143,11 +148,17 @@ static int read_settings(sl_ctx *ctx, settings *s) {
     }
     for (size_t j = 0; nm == 0 && j < N_METRICS; j++)
         s->want[j] = 1;
+    return SL_OK;
+}
+
+/* The thresholds parameter ({"recall@5": {"min": 0.8}, ...}), or NULL. */
+static int read_thresholds(sl_ctx *ctx, bson_t **out) {
+    *out = NULL;
     const char *json = sl_param_json(ctx, "thresholds");
     if (json && strcmp(json, "null") != 0) {
         bson_error_t e;
-        s->thresholds = bson_new_from_json((const uint8_t *)json, -1, &e);
-        if (!s->thresholds)
+        *out = bson_new_from_json((const uint8_t *)json, -1, &e);
+        if (!*out)
             return sl_fail(ctx, "thresholds: not a mapping: %s", e.message);
     }
     return SL_OK;
@@ -273,26 +284,10 @@ static int score_query(sl_ctx *ctx, const retriever *r, judge_map *j, const sett
     return rc;
 }
 
-/* A bound of the thresholds mapping: a number, or a string holding one
- * (what ${params.x} substitutes). */
-static int bound(const bson_iter_t *it, double *out) {
-    if (BSON_ITER_HOLDS_NUMBER(it)) {
-        *out = bson_iter_as_double(it);
-        return 1;
-    }
-    if (BSON_ITER_HOLDS_UTF8(it)) {
-        char *end;
-        const char *s = bson_iter_utf8(it, NULL);
-        *out = strtod(s, &end);
-        return end != s && !*end;
-    }
-    return 0;
-}
-
 /* Each threshold against the figures; the first broken one fails. */
-static int check_thresholds(sl_ctx *ctx, const settings *s, const bson_t *figures) {
+static int check_thresholds(sl_ctx *ctx, const bson_t *thresholds, const bson_t *figures) {
     bson_iter_t it, lim, fig;
-    if (!s->thresholds || !bson_iter_init(&it, s->thresholds))
+    if (!thresholds || !bson_iter_init(&it, thresholds))
         return SL_OK;
     while (bson_iter_next(&it)) {
         const char *key = bson_iter_key(&it);
@@ -306,7 +301,7 @@ static int check_thresholds(sl_ctx *ctx, const settings *s, const bson_t *figure
         while (bson_iter_next(&lim)) {
             const char *which = bson_iter_key(&lim);
             int is_min = strcmp(which, "min") == 0;
-            if ((!is_min && strcmp(which, "max") != 0) || !bound(&lim, &b))
+            if ((!is_min && strcmp(which, "max") != 0) || !eval_number(&lim, &b))
                 return sl_fail(ctx, "thresholds: '%s': '%s' must be min or max, with a number", key,
                                which);
             if (is_min ? v < b : v > b)
@@ -317,12 +312,21 @@ static int check_thresholds(sl_ctx *ctx, const settings *s, const bson_t *figure
     return SL_OK;
 }
 
-static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
+/* The figures as the metrics output, then the gate. */
+static int finish(sl_ctx *ctx, const bson_t *thresholds, const bson_t *figures) {
+    char err[1024], path[4096];
+    snprintf(path, sizeof(path), "%s", sl_output_path(ctx, "metrics"));
+    if (sl_json_write(path, figures, err, sizeof(err)) != 0)
+        return sl_fail(ctx, "metrics: %s", err);
+    return check_thresholds(ctx, thresholds, figures);
+}
+
+static int evaluate_retrieval(sl_ctx *ctx, const settings *s, bson_t *figures) {
     const char *index = sl_input_path(ctx, "index"), *queries = sl_input_path(ctx, "queries");
     if (!index || !queries)
         return sl_fail(ctx, "retrieval evaluation needs the inputs 'index' (an index step's "
                             "output) and 'queries' (JSON Lines of query and relevant)");
-    char err[1024], path[4096];
+    char err[1024];
     retriever *r;
     if (retriever_open(index, &r, err, sizeof(err)) != 0)
         return sl_fail(ctx, "index: %s", err);
@@ -364,10 +368,8 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
         rc = sl_fail(ctx, "queries: the file holds no query");
     if (rc != SL_OK)
         return rc;
-    bson_t figures = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&figures, "mode", "retrieval");
-    BSON_APPEND_UTF8(&figures, "search", retrieve_mode_name(s->search));
-    BSON_APPEND_INT64(&figures, "queries", (int64_t)t.queries);
+    BSON_APPEND_UTF8(figures, "search", retrieve_mode_name(s->search));
+    BSON_APPEND_INT64(figures, "queries", (int64_t)t.queries);
     for (size_t ki = 0; ki < s->n_ks; ki++)
         for (size_t m = 0; m < N_METRICS; m++) {
             if (!s->want[m])
@@ -375,67 +377,97 @@ static int evaluate_retrieval(sl_ctx *ctx, const settings *s) {
             char key[32];
             snprintf(key, sizeof(key), "%s@%zu", metric_names[m], s->ks[ki]);
             double v = t.sum[ki][m] / (double)t.queries;
-            BSON_APPEND_DOUBLE(&figures, key, v);
+            BSON_APPEND_DOUBLE(figures, key, v);
             sl_metric(ctx, key, v, -1);
             sl_log(ctx, SL_LOG_INFO, "%s = %.4f over %zu queries", key, v, t.queries);
         }
     sl_metric(ctx, "queries", (double)t.queries, -1);
-    snprintf(path, sizeof(path), "%s", sl_output_path(ctx, "metrics"));
-    if (sl_json_write(path, &figures, err, sizeof(err)) != 0)
-        rc = sl_fail(ctx, "metrics: %s", err);
-    if (rc == SL_OK)
-        rc = check_thresholds(ctx, s, &figures);
-    bson_destroy(&figures);
-    return rc;
+    return SL_OK;
 }
 
 static int run(sl_ctx *ctx) {
     const char *mode = sl_param_str(ctx, "mode");
-    if (!mode || !*mode)
-        mode = sl_input_path(ctx, "index") ? "retrieval" : "model";
-    if (strcmp(mode, "model") == 0)
-        return sl_fail(ctx, "mode 'model' (perplexity, ROUGE-L, BLEU on a trained model) needs "
-                            "the train step, which this version of sluice does not have yet");
-    if (strcmp(mode, "retrieval") != 0)
+    if (!mode || !*mode) /* a model connected is evaluated, with its index (rag) if any */
+        mode = sl_input_path(ctx, "model") || !sl_input_path(ctx, "index") ? "model" : "retrieval";
+    int model = strcmp(mode, "model") == 0;
+    if (!model && strcmp(mode, "retrieval") != 0)
         return sl_fail(ctx, "mode is '%s': use retrieval or model", mode);
+    bson_t *thresholds;
+    int rc = read_thresholds(ctx, &thresholds);
+    if (rc != SL_OK)
+        return rc;
+    bson_t figures = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&figures, "mode", mode);
     settings s;
-    int rc = read_settings(ctx, &s);
+    rc = read_settings(ctx, &s, model);
+    if (rc == SL_OK && model)
+        rc = model_eval_run(ctx, &(eval_retrieval){s.ks, s.n_ks, s.depth, s.search}, &figures);
+    else if (rc == SL_OK)
+        rc = evaluate_retrieval(ctx, &s, &figures);
     if (rc == SL_OK)
-        rc = evaluate_retrieval(ctx, &s);
-    if (s.thresholds)
-        bson_destroy(s.thresholds);
+        rc = finish(ctx, thresholds, &figures);
+    bson_destroy(&figures);
+    if (thresholds)
+        bson_destroy(thresholds);
     return rc;
 }
 
 static const sl_port inputs[] = {
-    {"index", "index", "retrieval: the index step's output", 1},
+    {"index", "index", "retrieval, and the model mode's rag metric: the index step's output", 1},
     {"queries", "dataset",
      "retrieval: JSON Lines of {query, relevant: [document id, link, link path or chunk id], "
      "filter: {author, category}}",
      1},
-    {"model", "model", "model: the model to evaluate (with the train step)", 1},
-    {"dataset", "dataset", "model: the dataset to evaluate it on (with the train step)", 1},
+    {"model", "model", "model: the model to evaluate (a train step's output)", 1},
+    {"dataset", "dataset",
+     "model: an instruction dataset ({instruction, answer, split}); its test split is used", 1},
     {NULL, NULL, NULL, 0},
 };
 static const sl_port outputs[] = {
     {"metrics", "metrics", "the figures, as one JSON object", 0},
-    {"report", "report", "one JSON line per query: its figures and first relevant rank", 0},
+    {"report", "report",
+     "one JSON line per query (its figures and first relevant rank) or per test example "
+     "(instruction, reference, answer and its scores)",
+     0},
     {NULL, NULL, NULL, 0},
 };
 static const sl_param params[] = {
     {"mode", SL_PARAM_STRING, "\"\"",
-     "retrieval or model; empty: retrieval when an index is connected", 0},
-    {"k", SL_PARAM_LIST, "[1, 5, 10]", "retrieval: the cut-offs k of recall@k, mrr@k, ndcg@k", 0},
-    {"search", SL_PARAM_STRING, "hybrid", "retrieval: hybrid, dense or bm25", 0},
-    {"metrics", SL_PARAM_LIST, "[]", "the metrics to report; empty: all of the mode's", 0},
+     "retrieval or model; empty: model when a model is connected, else retrieval when an index "
+     "is",
+     0},
+    {"k", SL_PARAM_LIST, "[1, 5, 10]",
+     "retrieval and rag: the cut-offs k of recall@k, mrr@k (and ndcg@k)", 0},
+    {"search", SL_PARAM_STRING, "hybrid", "retrieval and rag: hybrid, dense or bm25", 0},
+    {"metrics", SL_PARAM_LIST, "[]",
+     "the metrics to report (model: perplexity, rouge_l, bleu, exact_match, length, judge, "
+     "rag); empty: all of the mode's (judge when one is configured, rag when an index is "
+     "connected)",
+     0},
     {"thresholds", SL_PARAM_JSON, "{}",
      "bounds that fail the step, e.g. {recall@5: {min: 0.8}}: a continuous-training gate", 0},
+    {"split", SL_PARAM_STRING, "test", "model: the dataset's split to evaluate on (test, train)",
+     0},
+    {"max_examples", SL_PARAM_INT, "0", "model: the split's first N examples; 0: all", 0},
+    {"max_new_tokens", SL_PARAM_INT, "256", "model: tokens generated per answer at most", 0},
+    {"temperature", SL_PARAM_FLOAT, "0", "model: 0 is greedy decoding, else sampling", 0},
+    {"seed", SL_PARAM_INT, "0", "model: the sampler's seed (each answer starts from it)", 0},
+    {"threads", SL_PARAM_INT, "1", "model: OpenBLAS threads", 0},
+    {"judge", SL_PARAM_JSON, "{}",
+     "model: the LLM judge, {endpoint, model, api_key or api_key_env, max_in_flight, "
+     "response_format, temperature, max_tokens, timeout, max_retries, backoff, max_requests, "
+     "max_tokens_total}",
+     0},
+    {"rag_match", SL_PARAM_STRING, "chunk",
+     "model, rag: what finding a test example's extract means: its chunk, or its document", 0},
     {NULL, 0, NULL, NULL, 0},
 };
 static const sl_step steps[] = {
     {"evaluate", "1.0",
-     "evaluate retrieval (recall@k, MRR@k, nDCG@k over judged queries) against thresholds", inputs,
-     outputs, params, run},
+     "evaluate a model (perplexity, ROUGE-L, BLEU, exact match, lengths, an LLM judge, "
+     "retrieval of its extracts, on a test split) or retrieval (recall@k, MRR@k, nDCG@k over "
+     "judged queries) against thresholds",
+     inputs, outputs, params, run},
 };
 
 SL_PLUGIN_DEFINE("evaluate", "1.0", steps, NULL, NULL)

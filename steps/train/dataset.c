@@ -42,6 +42,8 @@ void dataset_free(dataset *d) {
         free((char *)d->ex[i].a);
         free((char *)d->ex[i].b);
         free((char *)d->ex[i].c);
+        free((char *)d->ex[i].extract_id);
+        free((char *)d->ex[i].document_id);
     }
     free(d->ex);
     for (size_t i = 0; i < d->n_categories; i++)
@@ -72,7 +74,7 @@ static int category_index(dataset *d, const char *name, size_t *out) {
 static int add_example(dataset *d, const char *path, const char *where, const bson_t *record,
                        const char *category, size_t *cap, char *err, size_t err_size) {
     const char *const *names = field_names[d->kind];
-    const char *values[3] = {NULL, NULL, NULL};
+    const char *values[5] = {NULL, NULL, NULL, NULL, NULL};
     for (int f = 0; f < 3 && names[f]; f++) {
         bson_iter_t it;
         const char *name = names[f], *alias = alias_of(name);
@@ -96,9 +98,14 @@ static int add_example(dataset *d, const char *path, const char *where, const bs
     }
     dataset_example *e = &d->ex[d->n];
     memset(e, 0, sizeof(*e));
-    const char **dst[3] = {&e->a, &e->b, &e->c};
+    const char **dst[5] = {&e->a, &e->b, &e->c, &e->extract_id, &e->document_id};
+    bson_iter_t it;
+    for (int f = 0; f < 2; f++) /* optional: a string or nothing */
+        if (bson_iter_init_find(&it, record, f ? "document_id" : "extract_id") &&
+            BSON_ITER_HOLDS_UTF8(&it))
+            values[3 + f] = bson_iter_utf8(&it, NULL);
     int rc = category_index(d, category ? category : "", &e->category);
-    for (int f = 0; f < 3 && !rc; f++)
+    for (int f = 0; f < 5 && !rc; f++)
         if (values[f] && !(*dst[f] = strdup(values[f])))
             rc = -ENOMEM;
     d->n++; /* freed with the dataset even when incomplete */

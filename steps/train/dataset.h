@@ -34,6 +34,10 @@ typedef enum dataset_kind {
 typedef struct dataset_example {
     const char *a, *b, *c; /* UTF-8, NUL-terminated, owned by the dataset */
     size_t category;       /* index into dataset.categories */
+    /* Where the example was made from, when its record says (dataset_gen
+     * writes them: docs/dataset_gen.md): "extract_id" (the chunk) and
+     * "document_id"; NULL otherwise. Owned by the dataset. */
+    const char *extract_id, *document_id;
 } dataset_example;
 
 typedef struct dataset {

@@ -16,10 +16,7 @@
 #include <sys/stat.h>
 
 #include "command.h"
-#include "examples.h"
-#include "model.h"
-#include "sample.h"
-#include "tokenizer.h"
+#include "model_folder.h"
 
 static const command_info info = {
     "model",
@@ -71,41 +68,17 @@ static int resolve(const char *spec, char *folder, size_t size) {
     return command_sluice(&info, args, folder, size) ? COMMAND_BAD_INPUT : 0;
 }
 
-typedef struct loaded {
-    model *m;
-    tok_tokenizer *tok;
-    char tok_path[4200];
-    int lora_r; /* the rank of the LoRA adapter applied, 0: none */
-} loaded;
-
-static void loaded_free(loaded *l) {
-    model_free(l->m);
-    tok_free(l->tok);
-}
-
-static int load(const char *dir, int need_tok, loaded *l) {
+static int load(const char *dir, int need_tok, model_folder *l) {
     char err[1024];
-    memset(l, 0, sizeof(*l));
-    /* a LoRA output (base plus adapter) is used with its adapter */
-    if (model_open_adapted(dir, &l->m, &l->lora_r, err, sizeof(err)) != 0)
-        return bad("%s", err);
-    snprintf(l->tok_path, sizeof(l->tok_path), "%s/tokenizer.json", dir);
-    if (tok_load(l->tok_path, &l->tok, err, sizeof(err)) != 0 && need_tok) {
-        loaded_free(l);
+    if (model_folder_open(dir, need_tok, l, err, sizeof(err)) != 0) {
+        model_folder_close(l);
         return bad("%s", err);
     }
     return 0;
 }
 
-static int32_t eos_of(const loaded *l) {
-    const model_config *c = model_get_config(l->m);
-    if (c->eos_token_id >= 0)
-        return c->eos_token_id;
-    return l->tok ? tok_token_id(l->tok, "<|endoftext|>") : -1;
-}
-
 static int cmd_info(const char *dir, int json) {
-    loaded l;
+    model_folder l;
     int rc = load(dir, 0, &l);
     if (rc)
         return rc;
@@ -140,7 +113,7 @@ static int cmd_info(const char *dir, int json) {
         else
             printf("tokenizer     none\n");
     }
-    loaded_free(&l);
+    model_folder_close(&l);
     return COMMAND_DONE;
 }
 
@@ -153,106 +126,45 @@ static int number(const char *name, const char *text, double lo, double hi, doub
     return 0;
 }
 
+/* Prints each token's bytes as they come. */
+static int print_piece(void *arg, const char *text, size_t len) {
+    (void)arg;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
 static int cmd_generate(const char *dir, const char *prompt, int chat, double max_tokens,
                         const sample_params *sp) {
-    loaded l;
+    model_folder l;
     int rc = load(dir, 1, &l);
     if (rc)
         return rc;
     char err[1024];
     const model_config *c = model_get_config(l.m);
-    char *text = chat ? train_alpaca_prompt(prompt) : strdup(prompt);
-    tok_ids ids = {0};
-    sampler *s = NULL;
-    rc = COMMAND_DONE;
-    if (!text) {
-        rc = bad("out of memory");
-        goto done;
+    model_generation g;
+    if (model_folder_generate(&l, prompt, chat, (size_t)max_tokens, sp, print_piece, NULL, &g, err,
+                              sizeof(err)) != 0) {
+        model_folder_close(&l);
+        return bad("%s", err);
     }
-    if (c->arch == MODEL_LLAMA && c->bos_token_id >= 0 && c->bos_token_id != eos_of(&l)) {
-        int32_t bos = c->bos_token_id;
-        if (!(ids.ids = malloc(sizeof(int32_t)))) {
-            rc = bad("out of memory");
-            goto done;
-        }
-        ids.ids[0] = bos, ids.n = 1, ids.cap = 1;
-    }
-    if (tok_encode(l.tok, text, strlen(text), 0, &ids, err, sizeof(err)) != 0) {
-        rc = bad("the prompt: %s", err);
-        goto done;
-    }
-    if (ids.n == 0) {
-        rc = bad("the prompt is empty");
-        goto done;
-    }
-    size_t keep = ids.n;
-    if (keep >= (size_t)c->context) { /* keep the prompt's end, room for one token */
-        keep = (size_t)c->context - 1;
+    putchar('\n');
+    if (g.prompt_cut)
         fprintf(stderr,
                 "sluice model: the prompt is %zu tokens, the context %d: its first %zu tokens "
-                "are left out\n",
-                ids.n, c->context, ids.n - keep);
-        memmove(ids.ids, ids.ids + ids.n - keep, keep * sizeof(int32_t));
-        ids.n = keep;
-    }
+                "were left out\n",
+                g.prompt_tokens + g.prompt_cut, c->context, g.prompt_cut);
     /* The context, not --max-tokens, may end the text: said on stderr,
      * else a cut answer reads like the model's own (a trained answer that
      * did not fit in max_seq_len was cut the same way). */
-    size_t max_len = keep + (size_t)max_tokens;
-    int context_ends = max_len > (size_t)c->context;
-    if (context_ends)
-        max_len = (size_t)c->context;
-    if (model_decode_reset(l.m, (int)max_len, err, sizeof(err)) != 0 ||
-        sampler_new(sp, (size_t)c->vocab, &s, err, sizeof(err)) != 0) {
-        rc = bad("%s", err);
-        goto done;
-    }
-    float *scores = malloc((size_t)c->vocab * sizeof(float));
-    int32_t *hist = malloc(max_len * sizeof(int32_t));
-    if (!scores || !hist) {
-        free(scores);
-        free(hist);
-        rc = bad("out of memory");
-        goto done;
-    }
-    memcpy(hist, ids.ids, ids.n * sizeof(int32_t));
-    const float *logits = NULL;
-    for (size_t i = 0; i < ids.n && rc == COMMAND_DONE; i++)
-        if (model_decode(l.m, ids.ids[i], &logits, err, sizeof(err)) != 0)
-            rc = bad("%s", err);
-    int32_t eos = eos_of(&l);
-    for (size_t n = ids.n; rc == COMMAND_DONE && n < max_len; n++) {
-        memcpy(scores, logits, (size_t)c->vocab * sizeof(float));
-        int32_t next = sampler_next(s, scores, hist, n);
-        if (next == eos) {
-            context_ends = 0;
-            break;
-        }
-        hist[n] = next;
-        char *piece;
-        size_t len;
-        if (tok_decode(l.tok, &next, 1, 1, &piece, &len, err, sizeof(err)) == 0) {
-            fwrite(piece, 1, len, stdout);
-            fflush(stdout);
-            free(piece);
-        }
-        if (n + 1 < max_len && model_decode(l.m, next, &logits, err, sizeof(err)) != 0)
-            rc = bad("%s", err);
-    }
-    putchar('\n');
-    if (rc == COMMAND_DONE && context_ends)
+    if (g.context_ended)
         fprintf(stderr,
                 "sluice model: stopped at the model's context of %d tokens (%zu of prompt, %zu "
                 "generated), before EOS\n",
-                c->context, keep, max_len - keep);
-    free(scores);
-    free(hist);
-done:
-    sampler_free(s);
-    tok_ids_free(&ids);
-    free(text);
-    loaded_free(&l);
-    return rc;
+                c->context, g.prompt_tokens, g.new_tokens);
+    free(g.text);
+    model_folder_close(&l);
+    return COMMAND_DONE;
 }
 
 static int cmd_score(const char *dir, const char *file, int json) {
@@ -269,7 +181,7 @@ static int cmd_score(const char *dir, const char *file, int json) {
     fclose(f);
     if (!m || fclose(m) != 0)
         return bad("%s: out of memory", file);
-    loaded l;
+    model_folder l;
     int rc = load(dir, 1, &l);
     if (rc) {
         free(text);
@@ -316,7 +228,7 @@ static int cmd_score(const char *dir, const char *file, int json) {
     }
     free(targets);
     tok_ids_free(&ids);
-    loaded_free(&l);
+    model_folder_close(&l);
     free(text);
     return rc;
 }

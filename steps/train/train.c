@@ -34,6 +34,7 @@
 #include "examples.h"
 #include "lr_schedule.h"
 #include "model.h"
+#include "model_folder.h"
 #include "tokenizer.h"
 #include "step_output.h"
 #include "train_ckpt.h"
@@ -246,37 +247,6 @@ static int read_settings(sl_ctx *ctx, settings *s) {
     s->context = sl_param_int(ctx, "context");
     s->vocab = sl_param_int(ctx, "vocab");
     return SL_OK;
-}
-
-/* ---- the tokenizer as the examples builder wants it ---------------------- */
-
-static int encode_cb(void *c, const char *text, size_t len, int32_t **ids, size_t *n_ids, char *err,
-                     size_t err_size) {
-    tok_ids v = {0};
-    int rc = tok_encode(c, text, len, 0, &v, err, err_size);
-    if (rc != 0) {
-        tok_ids_free(&v);
-        return rc;
-    }
-    if (!v.ids && !(v.ids = malloc(sizeof(int32_t))))
-        return -ENOMEM;
-    *ids = v.ids;
-    *n_ids = v.n;
-    return 0;
-}
-
-/* The EOS id: the model's, else the tokenizer's usual end tokens. */
-static int32_t find_eos(const tok_tokenizer *t, const model_config *c) {
-    if (c && c->eos_token_id >= 0)
-        return c->eos_token_id;
-    static const char *names[] = {"<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_end|>",
-                                  "<eos>"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        int32_t id = tok_token_id(t, names[i]);
-        if (id >= 0)
-            return id;
-    }
-    return -1;
 }
 
 /* ---- checkpoints ---------------------------------------------------------- */
@@ -713,7 +683,7 @@ static int fresh_config(trainer *t, model_config *c) {
                           (int)s->n_kv_heads, (int)s->d_ff, (int)s->context, (int)vocab, err,
                           sizeof(err)) != 0)
         return sl_fail(t->ctx, "architecture: %s", err);
-    c->eos_token_id = find_eos(t->tok, NULL);
+    c->eos_token_id = model_folder_find_eos(t->tok, NULL);
     return SL_OK;
 }
 
@@ -728,7 +698,7 @@ static int build_examples(trainer *t, const char *split, dataset **d, train_exam
     if (dataset_load(in, kind, split, d, err, sizeof(err)) != 0)
         return required ? sl_fail(ctx, "input 'dataset': %s", err) : SL_OK;
     const model_config *c = model_get_config(t->m);
-    train_tokenizer tk = {t->tok, encode_cb, -1, find_eos(t->tok, c)};
+    train_tokenizer tk = {t->tok, model_folder_encode, -1, model_folder_find_eos(t->tok, c)};
     if (c->arch == MODEL_LLAMA && c->bos_token_id >= 0 && c->bos_token_id != tk.eos_id)
         tk.bos_id = c->bos_token_id;
     if (tk.eos_id < 0)
@@ -1152,7 +1122,7 @@ static int run_train(sl_ctx *ctx) {
         goto done;
     if ((rc = write_output(&t, out)) != SL_OK)
         goto done;
-    if (write_generation_config(out, c, find_eos(t.tok, c)) != 0) {
+    if (write_generation_config(out, c, model_folder_find_eos(t.tok, c)) != 0) {
         rc = sl_fail(ctx, "cannot write %s/generation_config.json", out);
         goto done;
     }

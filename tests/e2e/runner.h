@@ -246,6 +246,15 @@ static char *last_output(const char *output) {
     return cat.out;
 }
 
+/* The folder of the output spec (RUN:STEP.OUTPUT) into out. */
+static void output_folder(const char *spec, char *out, size_t size) {
+    result r = RUN(test_store_arg, "artifacts", "path", (char *)spec);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    r.out[strcspn(r.out, "\n")] = '\0';
+    snprintf(out, size, "%s", r.out);
+    result_free(&r);
+}
+
 /* How many times needle occurs in text. */
 static size_t count(const char *text, const char *needle) {
     size_t n = 0;

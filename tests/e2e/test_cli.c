@@ -15,7 +15,7 @@
 
 static const char *const shipped[] = {
     "digital_data_etl", "feature_engineering", "examples/word_stats", "examples/twin_chunks",
-    "training",         "generate_datasets"};
+    "training",         "generate_datasets",   "evaluating"};
 static const char *const planned[] = {"end_to_end"};
 
 Test(cli, the_shipped_pipelines_are_valid) {

@@ -58,15 +58,6 @@ static size_t metrics(const char *log, const char *key, double *v, long *at, siz
     return n;
 }
 
-/* The folder of the output spec (RUN:STEP.OUTPUT) into out. */
-static void output_folder(const char *spec, char *out, size_t size) {
-    result r = RUN(test_store_arg, "artifacts", "path", (char *)spec);
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    r.out[strcspn(r.out, "\n")] = '\0';
-    snprintf(out, size, "%s", r.out);
-    result_free(&r);
-}
-
 static char *model_path(char *spec) {
     static char path[1024];
     char dir[900];

@@ -113,7 +113,7 @@ static char *written(const dsgen_set *set, double test_size, uint64_t seed, cons
     unsigned char *is_test = malloc(set->n ? set->n : 1);
     cr_assert_eq(dsgen_split(set, test_size, seed, is_test), 0);
     char err[256];
-    cr_assert_eq(dsgen_write(set, is_test, test_size, path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(dsgen_write(set, is_test, test_size, NULL, path, err, sizeof(err)), 0, "%s", err);
     free(is_test);
     FILE *f = fopen(path, "rb");
     cr_assert_not_null(f);
@@ -406,4 +406,55 @@ Test(dsgen, responses_bare_wrapped_fenced_or_broken) {
     cr_expect_eq(r.not_verbatim, 1);
     cr_expect_eq(set.dropped[DSGEN_DROP_MISSING_FIELD], 1);
     dsgen_set_free(&set);
+}
+
+/* With its extracts' sources, each sample names its chunk and document, and the train step's
+ * reader gives them back; without, the file is the Handbook's layout as before. */
+Test(dsgen, samples_name_their_extract_and_document) {
+    corpus c;
+    demo_corpus(&c);
+    dsgen_set set;
+    generate(&c, DSGEN_INSTRUCTION, 42, &set);
+    dsgen_source *src = calloc(c.n, sizeof(*src));
+    char(*docs)[32] = calloc(c.n, sizeof(*docs));
+    cr_assert(src && docs);
+    for (size_t e = 0; e < c.n; e++) {
+        snprintf(docs[e], sizeof(docs[e]), "doc-%zu", e / 3);
+        src[e] = (dsgen_source){c.id[e], docs[e]};
+    }
+    unsigned char *is_test = malloc(set.n);
+    cr_assert_eq(dsgen_split(&set, 0.2, 42, is_test), 0);
+    char path[64], plain[64], err[256];
+    snprintf(path, sizeof(path), "/tmp/dsgen_src_%d.json", (int)getpid());
+    snprintf(plain, sizeof(plain), "/tmp/dsgen_plain_%d.json", (int)getpid());
+    cr_assert_eq(dsgen_write(&set, is_test, 0.2, src, path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(dsgen_write(&set, is_test, 0.2, NULL, plain, err, sizeof(err)), 0, "%s", err);
+    for (int t = 0; t < 2; t++) {
+        dataset *d = NULL, *p = NULL;
+        const char *split = t ? "test" : "train";
+        cr_assert_eq(dataset_load(path, DATASET_INSTRUCTION, split, &d, err, sizeof(err)), 0, "%s",
+                     err);
+        cr_assert_eq(dataset_load(plain, DATASET_INSTRUCTION, split, &p, err, sizeof(err)), 0, "%s",
+                     err);
+        cr_assert_eq(d->n, p->n);
+        for (size_t i = 0; i < d->n; i++) {
+            size_t k = 0; /* the sample, found by its instruction */
+            while (k < set.n && strcmp(set.s[k].instruction, d->ex[i].a) != 0)
+                k++;
+            cr_assert_lt(k, set.n);
+            cr_assert_str_eq(d->ex[i].extract_id, c.id[set.s[k].source], "%s sample %zu", split, i);
+            cr_assert_str_eq(d->ex[i].document_id, docs[set.s[k].source]);
+            cr_assert_null(p->ex[i].extract_id, "no sources given, none written");
+            cr_assert_str_eq(p->ex[i].a, d->ex[i].a, "the same samples in the same order");
+        }
+        dataset_free(d);
+        dataset_free(p);
+    }
+    unlink(path);
+    unlink(plain);
+    free(is_test);
+    free(src);
+    free(docs);
+    dsgen_set_free(&set);
+    corpus_free(&c);
 }

@@ -1,4 +1,4 @@
-/* The API client of the dataset_gen step (steps/dataset_gen/llm_client.h) against the local
+/* The API client the steps share (steps/llm/llm_client.h) against the local
  * OpenAI-compatible server tests/llm_server.py, one server per test: what the client sends is
  * counted by the server (GET /stats), never timed. */
 #include <bson/bson.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "llm_client.h"
+#include "llm_stats.h"
 #include "local_server.h"
 #include "require.h"
 
@@ -60,50 +61,8 @@ TestSuite(llm_client, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- the server's counts ---- */
 
-typedef struct buf {
-    char *data;
-    size_t len;
-} buf;
-
-static size_t collect(char *data, size_t size, size_t n, void *ud) {
-    buf *b = ud;
-    char *grown = realloc(b->data, b->len + size * n + 1);
-    cr_assert_not_null(grown);
-    memcpy(grown + b->len, data, size * n);
-    b->data = grown;
-    b->len += size * n;
-    b->data[b->len] = '\0';
-    return size * n;
-}
-
-/* GET /stats, parsed; the caller bson_destroy()s it. */
-static bson_t *stats(void) {
-    char url[160];
-    snprintf(url, sizeof(url), "%.*s/stats", (int)(strlen(endpoint) - 3), endpoint);
-    CURL *e = curl_easy_init();
-    cr_assert_not_null(e);
-    buf b = {0};
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-    cr_assert_eq(curl_easy_perform(e), CURLE_OK);
-    curl_easy_cleanup(e);
-    bson_t *doc = bson_new_from_json((const uint8_t *)b.data, (ssize_t)b.len, NULL);
-    cr_assert_not_null(doc, "GET /stats: %s", b.data);
-    free(b.data);
-    return doc;
-}
-
-/* The number at path ("total", "modes.429") in the server's counts; 0 when absent. */
-static long stat_of(const char *path) {
-    bson_t *doc = stats();
-    bson_iter_t it, d;
-    long v = 0;
-    if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &d))
-        v = (long)bson_iter_as_int64(&d);
-    bson_destroy(doc);
-    return v;
-}
+static bson_t *stats(void) { return llm_server_stats(endpoint); }
+static long stat_of(const char *path) { return llm_server_stat(endpoint, path); }
 
 /* ---- running calls ---- */
 
@@ -347,7 +306,7 @@ Test(llm_client, matches_the_official_openai_client) {
 }
 
 /* POSTs body to the server with the given headers; the HTTP status, the answer in *answer. */
-static long post(const char *body, const char *const *headers, buf *answer) {
+static long post(const char *body, const char *const *headers, llm_stats_buf *answer) {
     char url[160];
     snprintf(url, sizeof(url), "%s/chat/completions", endpoint);
     CURL *e = curl_easy_init();
@@ -359,7 +318,7 @@ static long post(const char *body, const char *const *headers, buf *answer) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "test_llm_client");
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, llm_stats_collect);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, answer);
     cr_assert_eq(curl_easy_perform(e), CURLE_OK);
     long status = 0;
@@ -394,13 +353,13 @@ Test(llm_client, server_refuses_what_the_openai_client_would_not_send) {
          good, "seed must be an integer"},
     };
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        buf answer = {0};
+        llm_stats_buf answer = {0};
         cr_assert_eq(post(cases[k].body, cases[k].headers, &answer), 400, "case %zu: %s", k,
                      answer.data);
         cr_assert_not_null(strstr(answer.data, cases[k].reason), "case %zu: %s", k, answer.data);
         free(answer.data);
     }
-    buf answer = {0};
+    llm_stats_buf answer = {0};
     cr_assert_eq(post(ok, good, &answer), 200, "%s", answer.data);
     free(answer.data);
     cr_assert_eq(stat_of("bad_requests"), 5);
@@ -872,7 +831,41 @@ Test(llm_client, setup_errors_call_nothing) {
     o.model = "";
     cr_assert_lt(llm_run(&o, calls, 1, &t, count_done, NULL, NULL, err, sizeof(err)), 0);
     cr_assert_str_eq(err, "no model named");
+    o.model = "test-model";
+    const char *schemas[] = {"{\"type\": \"object\"", "[1, 2]", "{\"type\": \"object\"}", NULL};
+    const char *names[] = {"judgement", "judgement", "no spaces allowed"};
+    const char *why[] = {"not a JSON object", "not a JSON object", "needs a name"};
+    for (int k = 0; schemas[k]; k++) {
+        o.json_schema = schemas[k];
+        o.json_schema_name = names[k];
+        cr_assert_lt(llm_run(&o, calls, 1, &t, count_done, NULL, NULL, err, sizeof(err)), 0);
+        cr_assert_not_null(strstr(err, why[k]), "%s: %s", schemas[k], err);
+    }
     cr_assert_eq(called, 0);
+    free(calls);
+}
+
+/* A JSON schema is sent as response_format json_schema (strict, named), in the cache key. */
+Test(llm_client, json_schema_sent_and_keyed) {
+    start_server(NULL);
+    char texts[2][128];
+    llm_call *calls = make_calls(2, NULL, texts);
+    llm_options o = options(2);
+    o.json_object = 1; /* the schema wins */
+    o.json_schema = "{\"type\": \"object\", \"properties\": {\"items\": {\"type\": \"array\"}}}";
+    o.json_schema_name = "items_list";
+    llm_totals t;
+    char err[256] = "";
+    cr_assert_eq(llm_run(&o, calls, 2, &t, NULL, NULL, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(calls[0].status, 0, "%s", calls[0].error);
+    cr_assert_eq(stat_of("formats.json_schema"), 2);
+    cr_assert_eq(stat_of("bad_requests"), 0);
+    char with[65], without[65];
+    cr_assert_eq(llm_cache_key(&o, &calls[0], with), 0);
+    o.json_schema = NULL;
+    cr_assert_eq(llm_cache_key(&o, &calls[0], without), 0);
+    cr_assert_str_neq(with, without);
+    llm_calls_free(calls, 2);
     free(calls);
 }
 

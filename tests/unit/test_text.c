@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
+#include "capbuf.h"
 #include "records.h"
 #include "text.h"
 #include "require.h"
@@ -720,4 +721,29 @@ Test(text, remove_markup_drops_tags_references_and_link_syntax) {
     expect_unmarked("<unclosed tag and text", "<unclosed tag and text");
     expect_unmarked("\xff<b>\xfe</b>", "\xff \xfe ");
     expect_unmarked("", "");
+}
+
+/* The response body the crawler and the API client collect: pieces appended up to the cap, always
+ * NUL-terminated; a piece that would pass the cap is refused whole and leaves the buffer as it was. */
+Test(text, capbuf_grows_to_its_cap_and_refuses_past_it) {
+    char *data = NULL;
+    size_t len = 0;
+    cr_assert_eq(capbuf_append(&data, &len, 10, "", 0), 0);
+    cr_assert_str_eq(data, "", "an empty piece still gives a C string");
+    cr_assert_eq(capbuf_append(&data, &len, 10, "hello", 5), 0);
+    cr_assert_eq(capbuf_append(&data, &len, 10, "world", 5), 0);
+    cr_assert_eq(len, 10);
+    cr_assert_str_eq(data, "helloworld");
+    cr_assert_eq(capbuf_append(&data, &len, 10, "!", 1), CAPBUF_OVER);
+    cr_assert_eq(len, 10);
+    cr_assert_str_eq(data, "helloworld");
+    free(data);
+    data = NULL;
+    len = 0;
+    cr_assert_eq(capbuf_append(&data, &len, 4, "toolong", 7), CAPBUF_OVER);
+    cr_assert_null(data);
+    cr_assert_eq(capbuf_append(&data, &len, (size_t)-1, "x", 1), 0, "no overflow near SIZE_MAX");
+    cr_assert_eq(capbuf_append(&data, &len, 3, "yy", (size_t)-1), CAPBUF_OVER);
+    cr_assert_str_eq(data, "x");
+    free(data);
 }

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capbuf.h"
+
 /* What the server's answer may weigh: a chat completion is a few KB; a
  * larger body is not one. */
 #define MAX_RESPONSE_BYTES (16 * 1024 * 1024)
@@ -38,8 +40,9 @@ static double now_s(void) {
 
 /* ---- the request body and its key ---------------------------------------------------------- */
 
-/* The JSON body of c's request (bson_free), or NULL when out of memory. The same options and
- * messages give the same bytes, which is what the cache key hashes. */
+/* The JSON body of c's request (bson_free), or NULL when out of memory (or when o->json_schema,
+ * which check_options() has read once, is no JSON). The same options and messages give the same
+ * bytes, which is what the cache key hashes. */
 static char *request_body(const llm_options *o, const llm_call *c) {
     bson_t b = BSON_INITIALIZER, messages, m, format;
     int k = 0;
@@ -61,12 +64,27 @@ static char *request_body(const llm_options *o, const llm_call *c) {
     BSON_APPEND_INT64(&b, "seed", o->seed);
     if (o->max_tokens > 0)
         BSON_APPEND_INT64(&b, "max_tokens", o->max_tokens);
-    if (o->json_object) {
+    int ok = 1;
+    if (o->json_schema) {
+        bson_t spec, *schema = bson_new_from_json((const uint8_t *)o->json_schema, -1, NULL);
+        ok = schema != NULL;
+        if (ok) {
+            BSON_APPEND_DOCUMENT_BEGIN(&b, "response_format", &format);
+            BSON_APPEND_UTF8(&format, "type", "json_schema");
+            BSON_APPEND_DOCUMENT_BEGIN(&format, "json_schema", &spec);
+            BSON_APPEND_UTF8(&spec, "name", o->json_schema_name ? o->json_schema_name : "");
+            BSON_APPEND_BOOL(&spec, "strict", true);
+            BSON_APPEND_DOCUMENT(&spec, "schema", schema);
+            bson_append_document_end(&format, &spec);
+            bson_append_document_end(&b, &format);
+            bson_destroy(schema);
+        }
+    } else if (o->json_object) {
         BSON_APPEND_DOCUMENT_BEGIN(&b, "response_format", &format);
         BSON_APPEND_UTF8(&format, "type", "json_object");
         bson_append_document_end(&b, &format);
     }
-    char *json = bson_as_relaxed_extended_json(&b, NULL);
+    char *json = ok ? bson_as_relaxed_extended_json(&b, NULL) : NULL;
     bson_destroy(&b);
     return json;
 }
@@ -206,19 +224,10 @@ typedef struct job {
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
     job *j = ud;
-    size_t len = size * n;
-    if (j->resp_len + len > MAX_RESPONSE_BYTES) {
+    int rc = capbuf_append(&j->resp, &j->resp_len, MAX_RESPONSE_BYTES, data, size * n);
+    if (rc == CAPBUF_OVER)
         j->over_cap = 1;
-        return 0;
-    }
-    char *grown = realloc(j->resp, j->resp_len + len + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + j->resp_len, data, len);
-    j->resp = grown;
-    j->resp_len += len;
-    j->resp[j->resp_len] = '\0';
-    return len;
+    return rc == 0 ? size * n : 0;
 }
 
 /* Picks Retry-After (seconds, or an HTTP date) and retry-after-ms (which the openai clients
@@ -365,6 +374,7 @@ typedef struct runner {
     int n_slots;
     struct curl_slist *headers;
     char url[2048];
+    char user_agent[128];
     llm_totals t;
     long tokens_used;
     int budget_spent;
@@ -647,6 +657,8 @@ static int runner_setup(runner *r, char *err, size_t err_size) {
     curl_multi_setopt(r->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)r->n_slots);
     curl_multi_setopt(r->multi, CURLMOPT_MAXCONNECTS, (long)r->n_slots);
     long timeout_ms = o->timeout_s > 0 ? (long)(o->timeout_s * 1000.0 + 0.5) : 0;
+    snprintf(r->user_agent, sizeof(r->user_agent), "sluice/%s (%.64s%slibcurl)", SLUICE_VERSION,
+             o->client ? o->client : "", o->client ? "; " : "");
     for (int s = 0; s < r->n_slots; s++) {
         CURL *e = r->easy[s] = curl_easy_init();
         if (!e)
@@ -654,7 +666,7 @@ static int runner_setup(runner *r, char *err, size_t err_size) {
         curl_easy_setopt(e, CURLOPT_URL, r->url);
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice/" SLUICE_VERSION " (dataset_gen; libcurl)");
+        curl_easy_setopt(e, CURLOPT_USERAGENT, r->user_agent);
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
@@ -690,6 +702,27 @@ static int check_options(const llm_options *o, char *url, size_t url_size, char 
         snprintf(err, err_size,
                  "concurrency must be >= 1 and max_retries, backoff, timeout and the budgets >= 0");
         return -EINVAL;
+    }
+    if (o->json_schema) {
+        size_t name_len = o->json_schema_name ? strlen(o->json_schema_name) : 0;
+        int name_ok =
+            name_len >= 1 && name_len <= 64 &&
+            strspn(o->json_schema_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
+                                        "YZ0123456789_-") == name_len;
+        bson_error_t e;
+        /* libbson reads a top-level array as a document too: an object must start with '{'. */
+        const char *first = o->json_schema + strspn(o->json_schema, " \t\r\n");
+        bson_t *schema =
+            *first == '{' ? bson_new_from_json((const uint8_t *)o->json_schema, -1, &e) : NULL;
+        if (schema)
+            bson_destroy(schema);
+        if (!schema || !name_ok) {
+            snprintf(err, err_size, "%s",
+                     !name_ok ? "the JSON schema needs a name of 1 to 64 of "
+                                "a-z A-Z 0-9 _ -"
+                              : "the JSON schema is not a JSON object");
+            return -EINVAL;
+        }
     }
     size_t len = strlen(o->endpoint);
     while (len > 0 && o->endpoint[len - 1] == '/')
@@ -849,4 +882,14 @@ void llm_calls_free(llm_call *calls, size_t n) {
         free(calls[i].content);
         calls[i].content = NULL;
     }
+}
+
+int llm_store_cache_dir(const char *store, char *out, size_t out_size) {
+    for (int k = 0; k < 2; k++) {
+        if (snprintf(out, out_size, "%s/cache%s", store, k ? "/llm" : "") >= (int)out_size)
+            return -ENAMETOOLONG;
+        if (mkdir(out, 0777) != 0 && errno != EEXIST)
+            return -errno;
+    }
+    return 0;
 }

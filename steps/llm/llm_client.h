@@ -1,4 +1,5 @@
 /* llm_client.h - chat completions from an OpenAI-compatible server, many at once (libcurl multi).
+ * The steps that ask a model (dataset_gen, evaluate's judge) share it: steps/llm is its library.
  *
  * A run sends one POST {endpoint}/chat/completions per call, shaped as the official `openai`
  * client sends it (Content-Type and Accept application/json, Authorization: Bearer KEY, a
@@ -6,8 +7,8 @@
  * failures with doubling backoff and jitter (a Retry-After header wins), stops sending when a
  * budget is spent, and keeps every answer in cache_dir by the hash of its request, so that a rerun
  * sends only what never finished. docs/dataset_gen.md, "API client", is the user's side of this. */
-#ifndef SLUICE_DATASET_GEN_LLM_CLIENT_H
-#define SLUICE_DATASET_GEN_LLM_CLIENT_H
+#ifndef SLUICE_STEPS_LLM_CLIENT_H
+#define SLUICE_STEPS_LLM_CLIENT_H
 
 #include <stddef.h>
 
@@ -30,6 +31,14 @@ typedef struct llm_options {
     double backoff_s; /* first wait; doubles per retry, with jitter; a Retry-After header wins */
     const char
         *cache_dir; /* finished responses kept here by request hash (atomic writes); NULL: none */
+    /* Appended after the contract's first version (zero-filled: as before): */
+    const char *json_schema;      /* a JSON Schema (an object's JSON text): send response_format
+                              * {"type": "json_schema", "json_schema": {"name": json_schema_name,
+                              * "strict": true, "schema": ...}}, which wins over json_object;
+                              * NULL: not sent. A text that is no JSON object fails llm_run. */
+    const char *json_schema_name; /* required with json_schema: [a-zA-Z0-9_-], 1 to 64 */
+    const char *client;           /* who asks, in the User-Agent "sluice/VERSION (CLIENT; libcurl)";
+                         * NULL: "sluice/VERSION (libcurl)" */
 } llm_options;
 
 typedef struct llm_call {
@@ -80,5 +89,10 @@ void llm_calls_free(llm_call *calls, size_t n);
  * canonical request body (model, messages, temperature, seed, max_tokens, response_format), the
  * name of its file in cache_dir being KEY.json. 0, or -1 when out of memory. */
 int llm_cache_key(const llm_options *o, const llm_call *c, char key[65]);
+
+/* The cache folder the steps keep their answers in under the store folder store: STORE/cache/llm
+ * (created as needed), written to out. 0, or a negated errno with out naming the folder that could
+ * not be made. */
+int llm_store_cache_dir(const char *store, char *out, size_t out_size);
 
 #endif
