@@ -1,5 +1,6 @@
-/* commands.c - every command of the CLI contract, with its help text. The
- * commands that later parts of sluice bring answer through cmd_pending(). */
+/* commands.c - every command of the CLI contract, with its help text.
+ * The step families' commands (sluice-search, sluice-model, sluice-serve,
+ * ...) are programs of their own, run git-style (main.c). */
 #include "cli.h"
 
 const cli_command cli_commands[] = {
@@ -128,8 +129,6 @@ const cli_command cli_commands[] = {
      "and every record against\nthe objects; exits 0 when all is well, 1 when it lists problems. "
      "--rebuild makes\nnew metadata from runs/ and objects/ when the metadata cannot be read.\n",
      cmd_doctor},
-    {"serve", "serve the deployed model and retrieval over HTTP (not in this version yet)",
-     "usage: sluice serve [--listen ADDR:PORT]\n", cmd_pending},
 };
 
 const size_t cli_n_commands = sizeof(cli_commands) / sizeof(cli_commands[0]);

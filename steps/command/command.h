@@ -40,6 +40,20 @@ void command_getopt_begin(void);
 int command_getopt(const command_info *c, int argc, char **argv, const char *shortopts,
                    const struct option *longopts);
 
+/* Prints "sluice NAME: " and the message, a line on stderr; returns
+ * COMMAND_BAD_INPUT, so that `return command_bad(c, ...);` refuses in one
+ * statement. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+int command_bad(const command_info *c, const char *fmt, ...);
+
+/* The value of option --name, text, as a number from lo to hi into *out:
+ * 0, else COMMAND_BAD_INPUT said as "--name 'text': a number from lo to
+ * hi". */
+int command_number(const command_info *c, const char *name, const char *text, double lo, double hi,
+                   double *out);
+
 /* Runs the sluice binary ($SLUICE_EXE, else sluice on PATH, for a program
  * started by hand) with args (NULL-terminated, without argv[0]): its
  * stdout into out (size bytes, NUL-terminated, a final newline taken off),

@@ -43,19 +43,7 @@ static const command_info info = {
     "             model's context; --json: {\"tokens\": N, \"loss\": x, \"perplexity\": y}\n",
 };
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int
-bad(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "sluice model: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return COMMAND_BAD_INPUT;
-}
+#define bad(...) command_bad(&info, __VA_ARGS__)
 
 /* The folder DIR names, into folder: a path, else what sluice says. */
 static int resolve(const char *spec, char *folder, size_t size) {
@@ -142,15 +130,6 @@ static int cmd_info(const char *dir, int json) {
     }
     loaded_free(&l);
     return COMMAND_DONE;
-}
-
-/* A number option, checked. */
-static int number(const char *name, const char *text, double lo, double hi, double *out) {
-    char *end;
-    *out = strtod(text, &end);
-    if (*end || end == text || !(*out >= lo && *out <= hi))
-        return bad("--%s '%s': a number from %g to %g", name, text, lo, hi);
-    return 0;
 }
 
 static int cmd_generate(const char *dir, const char *prompt, int chat, double max_tokens,
@@ -350,26 +329,26 @@ int main(int argc, char **argv) {
             chat = 1;
             break;
         case 'n':
-            if (number("max-tokens", optarg, 1, 1 << 20, &max_tokens))
+            if (command_number(&info, "max-tokens", optarg, 1, 1 << 20, &max_tokens))
                 return COMMAND_BAD_INPUT;
             break;
         case 't':
-            if (number("temperature", optarg, 0, 100, &v))
+            if (command_number(&info, "temperature", optarg, 0, 100, &v))
                 return COMMAND_BAD_INPUT;
             sp.temperature = (float)v;
             break;
         case 'p':
-            if (number("top-p", optarg, 0, 1, &v))
+            if (command_number(&info, "top-p", optarg, 0, 1, &v))
                 return COMMAND_BAD_INPUT;
             sp.top_p = (float)v;
             break;
         case 'k':
-            if (number("top-k", optarg, 0, 1 << 24, &v))
+            if (command_number(&info, "top-k", optarg, 0, 1 << 24, &v))
                 return COMMAND_BAD_INPUT;
             sp.top_k = (size_t)v;
             break;
         case 's':
-            if (number("seed", optarg, 0, 1.8e19, &v))
+            if (command_number(&info, "seed", optarg, 0, 1.8e19, &v))
                 return COMMAND_BAD_INPUT;
             sp.seed = (uint64_t)v;
             break;
