@@ -40,6 +40,8 @@ struct http_conn {
     int keep_alive;
     int close_after; /* close once the answer is written */
     int handles;     /* uv handles still open: freed at 0 */
+    int in_handler;  /* on_request is running */
+    int again;       /* answered within on_request: parse the next request after it */
     int writes;      /* writes in flight */
     void *user;
 };
@@ -252,12 +254,14 @@ static void dispatch(http_conn *c, const char *method, size_t method_len, const 
     http_request r = {method, path,     method_len,           path_len,
                       auth,   auth_len, c->buf + c->head_len, c->body_len};
     arm(c, CONN_HANDLING);
+    c->in_handler = 1;
     c->srv->h.on_request(c, &r, c->srv->h.ctx);
+    c->in_handler = 0;
 }
 
 /* Reads as much of a request as the buffer holds: its head, then its body,
  * then hands it over. */
-static void try_parse(http_conn *c) {
+static void parse_one(http_conn *c) {
     if (c->state != CONN_IDLE && c->state != CONN_HEAD && c->state != CONN_BODY)
         return;
     if (c->len == 0)
@@ -342,6 +346,16 @@ static void try_parse(http_conn *c) {
         return;
     }
     dispatch(c, method, method_len, path, path_len, auth, auth_len);
+}
+
+/* Each pipelined request in turn: one answered at once (within
+ * on_request) asks for the next through c->again rather than by recursion,
+ * which a client pipelining thousands of requests would take deep. */
+static void try_parse(http_conn *c) {
+    do {
+        c->again = 0;
+        parse_one(c);
+    } while (c->again);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
@@ -438,7 +452,10 @@ static void finish(http_conn *c, int close_after) {
     c->head_len = c->body_len = 0;
     arm(c, CONN_IDLE);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    try_parse(c);
+    if (c->in_handler)
+        c->again = 1;
+    else
+        try_parse(c);
 }
 
 static int head(char *out, size_t size, http_conn *c, int status, const char *type,

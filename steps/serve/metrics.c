@@ -92,8 +92,8 @@ void metrics_write(const metrics *m, api_buf *b, int queued, int running, unsign
                        route_names[r], (unsigned long long)m->count[r]);
     }
     api_buf_printf(b,
-                   "# HELP sluice_serve_prompt_tokens_total Prompt tokens of finished "
-                   "generations.\n# TYPE sluice_serve_prompt_tokens_total counter\n"
+                   "# HELP sluice_serve_prompt_tokens_total Prompt tokens of generations "
+                   "(cancelled ones too).\n# TYPE sluice_serve_prompt_tokens_total counter\n"
                    "sluice_serve_prompt_tokens_total %llu\n"
                    "# HELP sluice_serve_generated_tokens_total Tokens generated.\n"
                    "# TYPE sluice_serve_generated_tokens_total counter\n"

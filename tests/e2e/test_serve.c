@@ -328,6 +328,25 @@ Test(serve, keep_alive_and_pipelining) {
     cr_expect_not_null(strstr(out, "\"object\": \"list\""), "both answered in order: %s", out);
     cr_expect_lt(strstr(out, "\"ok\""), strstr(out, "\"object\": \"list\""));
     close(fd);
+    /* thousands pipelined in one write are answered in turn (not by
+     * recursion, which would run out of stack) */
+    enum { MANY = 5000 };
+    const char *one = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    size_t len = strlen(one);
+    char *many = malloc(MANY * len + 64);
+    cr_assert_not_null(many);
+    for (int i = 0; i < MANY; i++)
+        memcpy(many + (size_t)i * len, one, len);
+    strcpy(many + (size_t)MANY * len, "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+    fd = connect_to(port);
+    send_all(fd, many, strlen(many));
+    free(many);
+    char *answers = malloc(1 << 20);
+    cr_assert_not_null(answers);
+    read_all(fd, answers, 1 << 20);
+    close(fd);
+    cr_expect_eq(count(answers, "HTTP/1.1 200 OK\r\n"), MANY + 1);
+    free(answers);
     cr_expect_eq(stop_serve(pid), 0);
 }
 
