@@ -457,29 +457,30 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
         } else if (strcmp(key, "max_tokens") == 0 || strcmp(key, "max_completion_tokens") == 0) {
             double v = is_number(&it) ? number_of(&it) : -1;
             if (!is_number(&it) || v < 1 || v != floor(v) || v > 1e9)
-                FAIL(key, "'%s' must be a whole number of at least 1", key);
+                FAIL(key[4] == '_' ? "max_tokens" : "max_completion_tokens",
+                     "'%s' must be a whole number of at least 1", key);
             r->max_tokens = (long)v;
         } else if (strcmp(key, "temperature") == 0) {
             double v = is_number(&it) ? number_of(&it) : -1;
             if (!(v >= 0 && v <= 2))
-                FAIL(key, "'temperature' must be a number from 0 to 2");
+                FAIL("temperature", "'temperature' must be a number from 0 to 2");
             r->temperature = v;
         } else if (strcmp(key, "top_p") == 0) {
             double v = is_number(&it) ? number_of(&it) : -1;
             if (!(v > 0 && v <= 1))
-                FAIL(key, "'top_p' must be a number above 0 and at most 1");
+                FAIL("top_p", "'top_p' must be a number above 0 and at most 1");
             r->top_p = v;
         } else if (strcmp(key, "seed") == 0) {
             double v = is_number(&it) ? number_of(&it) : 0.5;
             if (!is_number(&it) || v != floor(v) || fabs(v) > 9.2e18)
-                FAIL(key, "'seed' must be a whole number");
+                FAIL("seed", "'seed' must be a whole number");
             r->has_seed = 1;
             r->seed =
                 (uint64_t)(BSON_ITER_HOLDS_DOUBLE(&it) ? (int64_t)v : bson_iter_as_int64(&it));
         } else if (strcmp(key, "stop") == 0) {
             if (BSON_ITER_HOLDS_UTF8(&it)) {
                 if (!(r->stops[0] = string_of(&it)))
-                    FAIL(key, "'stop' must be a string or an array of up to 4 strings");
+                    FAIL("stop", "'stop' must be a string or an array of up to 4 strings");
                 r->n_stops = 1;
             } else if (BSON_ITER_HOLDS_ARRAY(&it)) {
                 bson_iter_t s;
@@ -487,20 +488,20 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
                 while (bson_iter_next(&s)) {
                     if (r->n_stops == API_MAX_STOPS || !BSON_ITER_HOLDS_UTF8(&s) ||
                         !(r->stops[r->n_stops] = string_of(&s)))
-                        FAIL(key, "'stop' must be a string or an array of up to 4 strings");
+                        FAIL("stop", "'stop' must be a string or an array of up to 4 strings");
                     r->n_stops++;
                 }
             } else {
-                FAIL(key, "'stop' must be a string or an array of up to 4 strings");
+                FAIL("stop", "'stop' must be a string or an array of up to 4 strings");
             }
         } else if (strcmp(key, "stream") == 0) {
             if (!BSON_ITER_HOLDS_BOOL(&it))
-                FAIL(key, "'stream' must be true or false");
+                FAIL("stream", "'stream' must be true or false");
             r->stream = bson_iter_bool(&it);
         } else if (strcmp(key, "stream_options") == 0) {
             bson_iter_t o;
             if (!BSON_ITER_HOLDS_DOCUMENT(&it))
-                FAIL(key, "'stream_options' must be an object");
+                FAIL("stream_options", "'stream_options' must be an object");
             bson_iter_recurse(&it, &o);
             while (bson_iter_next(&o))
                 if (strcmp(bson_iter_key(&o), "include_usage") == 0) {
@@ -511,7 +512,7 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
                 }
         } else if (strcmp(key, "n") == 0) {
             if (!is_number(&it) || number_of(&it) != 1)
-                FAIL(key, "'n' must be 1: one choice per request");
+                FAIL("n", "'n' must be 1: one choice per request");
         }
         /* other fields (user, presence_penalty, logprobs, ...) are ignored,
          * as llama.cpp's server does */
