@@ -164,7 +164,8 @@ static double nginx_rps(const char *body) {
     fclose(f);
     char log[128];
     snprintf(log, sizeof(log), "%s/nginx.out", dir);
-    pid_t pid = spawn((char *[]){"nginx", "-p", prefix, "-c", conf, "-g", "daemon off;", NULL}, log);
+    pid_t pid =
+        spawn((char *[]){"nginx", "-p", prefix, "-c", conf, "-g", "daemon off;", NULL}, log);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", port);
     wait_ok(url, "nginx (is nginx-light installed?)");
     double rps = wrk(url);
