@@ -350,30 +350,36 @@ Test(serve, keep_alive_and_pipelining) {
     cr_expect_eq(stop_serve(pid), 0);
 }
 
-/* Connections beyond the cap are closed at once; idle ones are closed at the
- * idle timeout; a slowloris client, a byte every 100 ms, is cut off at its
+/* 1,000 idle connections: those beyond the cap are closed at once, the
+ * others at the idle timeout; a slowloris client, a byte every 100 ms, is cut off at its
  * header deadline while still sending. */
 Test(serve, idle_connections_and_slowloris_are_cut_off) {
     make_model();
     int port;
-    pid_t pid = start_serve((const char *[]){"--max-connections", "40", "--idle-timeout", "1",
+    pid_t pid = start_serve((const char *[]){"--max-connections", "40", "--idle-timeout", "5",
                                              "--header-timeout", "1", NULL},
                             1, &port);
-    enum { N = 200 };
-    int fds[N], closed_at_once = 0;
+    enum { N = 1000, CAP = 40 };
+    int fds[N];
     for (int i = 0; i < N; i++)
         fds[i] = connect_to(port);
-    /* every connection over the cap is closed by the server; the first 40
-     * stay open until the idle timeout */
+    /* every connection over the cap is closed by the server at once, while
+     * the first 40 stay open; then the idle timeout closes those too */
     char c;
-    for (int i = 0; i < N; i++) {
-        ssize_t k = recv(fds[i], &c, 1, 0);
-        cr_expect_leq(k, 0, "connection %d got a byte", i);
-        if (i >= 40)
-            closed_at_once++;
+    for (int i = CAP; i < N; i++) {
+        cr_expect_leq(recv(fds[i], &c, 1, 0), 0, "connection %d got a byte", i);
         close(fds[i]);
     }
-    cr_expect_eq(closed_at_once, N - 40);
+    int open_now = 0;
+    for (int i = 0; i < CAP; i++) {
+        struct pollfd p = {fds[i], POLLIN, 0};
+        open_now += poll(&p, 1, 0) == 0;
+    }
+    cr_expect_eq(open_now, CAP, "the connections under the cap are kept until they idle out");
+    for (int i = 0; i < CAP; i++) {
+        cr_expect_leq(recv(fds[i], &c, 1, 0), 0, "connection %d got a byte", i);
+        close(fds[i]);
+    }
     cr_expect_eq(health(port), 200);
     int fd = connect_to(port);
     const char *start = "GET /health HTTP/1.1\r\nHost: t\r\nX-Slow: ";
@@ -431,6 +437,70 @@ Test(serve, a_client_leaving_mid_stream_cancels_its_generation) {
          "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 3}");
     exchange(port, req, out, sizeof(out));
     cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect_eq(health(port), 200);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* The body of the answer to req, on a connection of its own already sent. */
+static char *answer_of(int fd) {
+    char *out = malloc(1 << 16);
+    cr_assert_not_null(out);
+    read_all(fd, out, 1 << 16);
+    close(fd);
+    cr_assert_eq(status_of(out), 200, "%s", out);
+    char *body = strstr(out, "\r\n\r\n");
+    cr_assert_not_null(body);
+    memmove(out, body + 4, strlen(body + 4) + 1);
+    /* the id and time differ between answers; the text and counts must not */
+    char *choices = strstr(out, "\"choices\"");
+    cr_assert_not_null(choices, "%s", out);
+    memmove(out, choices, strlen(choices) + 1);
+    return out;
+}
+
+/* With --parallel 2 two generations run at once over the one model, each
+ * with its own KV cache and sampler: a second stream starts while the
+ * first still runs, and two sampled answers made side by side are each the
+ * answer its request gets alone. */
+Test(serve, parallel_slots_generate_at_once_and_alike) {
+    make_model();
+    int port;
+    pid_t pid = start_serve((const char *[]){"--parallel", "2", "--queue", "0", NULL}, 1, &port);
+    static char req[2][4096], out[65536];
+    const char *bodies[2] = {
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"first\"}], \"max_tokens\": 200, "
+        "\"temperature\": 1, \"seed\": 11}",
+        "{\"prompt\": \"second\", \"max_tokens\": 200, \"temperature\": 0.8, \"top_p\": 0.9, "
+        "\"seed\": 12}"};
+    const char *paths[2] = {"/v1/chat/completions", "/v1/completions"};
+    char *alone[2];
+    for (int k = 0; k < 2; k++) {
+        post(req[k], sizeof(req[k]), paths[k], bodies[k]);
+        int fd = connect_to(port);
+        send_all(fd, req[k], strlen(req[k]));
+        alone[k] = answer_of(fd);
+    }
+    int fds[2];
+    for (int k = 0; k < 2; k++) {
+        fds[k] = connect_to(port);
+        send_all(fds[k], req[k], strlen(req[k]));
+    }
+    for (int k = 0; k < 2; k++) {
+        char *both = answer_of(fds[k]);
+        cr_expect_str_eq(both, alone[k], "request %d side by side differs from alone", k);
+        free(both);
+        free(alone[k]);
+    }
+    /* a stream begins while another runs: the second slot is its own */
+    post(req[0], sizeof(req[0]), "/v1/chat/completions", long_chat);
+    int a = connect_to(port), b = connect_to(port);
+    send_all(a, req[0], strlen(req[0]));
+    cr_assert(read_until(a, out, sizeof(out), "\"delta\": {\"content\""), "%s", out);
+    send_all(b, req[0], strlen(req[0]));
+    cr_assert(read_until(b, out, sizeof(out), "\"delta\": {\"content\""), "%s", out);
+    cr_expect_eq(metric(port, "sluice_serve_requests_running"), 2);
+    close(a);
+    close(b);
     cr_expect_eq(health(port), 200);
     cr_expect_eq(stop_serve(pid), 0);
 }
