@@ -54,6 +54,13 @@ int command_bad(const command_info *c, const char *fmt, ...);
 int command_number(const command_info *c, const char *name, const char *text, double lo, double hi,
                    double *out);
 
+/* The folder spec names, into folder (size bytes): spec itself when it is
+ * a folder, else the artifact of type it names as sluice resolves it
+ * (`sluice artifacts path --type TYPE`: an id, RUN:STEP.OUTPUT, a step's
+ * id). 0, else COMMAND_BAD_INPUT said on stderr. */
+int command_folder(const command_info *c, const char *spec, const char *type, char *folder,
+                   size_t size);
+
 /* Runs the sluice binary ($SLUICE_EXE, else sluice on PATH, for a program
  * started by hand) with args (NULL-terminated, without argv[0]): its
  * stdout into out (size bytes, NUL-terminated, a final newline taken off),

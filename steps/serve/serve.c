@@ -29,7 +29,8 @@ static const command_info info = {
     "                    [--api-key-file F] [--port-file F] [limits...]\n"
     "\n"
     "Serves the Hugging Face model folder DIR (config.json, model.safetensors,\n"
-    "tokenizer.json; a LoRA adapter beside them is merged) on HTTP/1.1:\n"
+    "tokenizer.json; a LoRA adapter beside them is merged) on HTTP/1.1; DIR may also be a\n"
+    "model artifact: its id, RUN:STEP.OUTPUT or the id of the step that made it.\n"
     "  GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions,\n"
     "  GET /metrics (Prometheus). See docs/serve.md.\n"
     "\n"
@@ -538,13 +539,11 @@ int main(int argc, char **argv) {
         return bad("unexpected argument '%s' (see 'sluice serve --help')", argv[optind]);
     if (!dir)
         return bad("give --model DIR (see 'sluice serve --help')");
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return bad("--model %s: not a folder", dir);
     if (keys && read_keys(&s, keys))
         return COMMAND_BAD_INPUT;
-    snprintf(s.folder, sizeof(s.folder), "%s", dir);
-    snprintf(s.tok_path, sizeof(s.tok_path), "%s/tokenizer.json", dir);
+    if (command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
+        return COMMAND_BAD_INPUT;
+    snprintf(s.tok_path, sizeof(s.tok_path), "%s/tokenizer.json", s.folder);
     if (!name) {
         size_t n = strlen(dir);
         while (n > 1 && dir[n - 1] == '/')

@@ -45,20 +45,6 @@ static const command_info info = {
 
 #define bad(...) command_bad(&info, __VA_ARGS__)
 
-/* The folder DIR names, into folder: a path, else what sluice says. */
-static int resolve(const char *spec, char *folder, size_t size) {
-    struct stat st;
-    if (stat(spec, &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            return bad("%s is not a folder", spec);
-        snprintf(folder, size, "%s", spec);
-        return 0;
-    }
-    const char *args[] = {
-        "--store", command_store(), "artifacts", "path", "--type", "model", "--", spec, NULL};
-    return command_sluice(&info, args, folder, size) ? COMMAND_BAD_INPUT : 0;
-}
-
 typedef struct loaded {
     model *m;
     tok_tokenizer *tok;
@@ -369,7 +355,7 @@ int main(int argc, char **argv) {
                    : strcmp(sub, "score") == 0 ? "DIR FILE"
                                                : "DIR PROMPT");
     char folder[4096];
-    if (resolve(argv[optind + 1], folder, sizeof(folder)))
+    if (command_folder(&info, argv[optind + 1], "model", folder, sizeof(folder)))
         return COMMAND_BAD_INPUT;
     openblas_set_num_threads(1);
     if (strcmp(sub, "info") == 0)

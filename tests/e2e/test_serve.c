@@ -564,6 +564,30 @@ Test(serve, health_is_503_while_loading) {
     free(log);
 }
 
+/* --model may name a model artifact in the store, as `sluice model` does. */
+Test(serve, serves_a_model_artifact_by_its_id) {
+    make_model();
+    result r = RUN(test_store_arg, "artifacts", "import", model_dir, "--type", "model");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char id[16];
+    const char *at = strstr(r.out, "as artifact ");
+    cr_assert_not_null(at, "%s", r.out);
+    snprintf(id, sizeof(id), "%.12s", at + 12);
+    result_free(&r);
+    int port;
+    pid_t pid = start_serve((const char *[]){test_store_arg, "--model", id, NULL}, 1, &port);
+    char out[4096];
+    exchange(port, "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n", out, sizeof(out));
+    char want[64];
+    snprintf(want, sizeof(want), "\"id\": \"%s\"", id);
+    cr_expect_not_null(strstr(out, want), "%s", out);
+    cr_expect_eq(stop_serve(pid), 0);
+    r = RUN(test_store_arg, "serve", "--model", "0000000000ff");
+    cr_expect_eq(r.status, 2);
+    cr_expect_not_null(strstr(r.err, "0000000000ff"), "%s", r.err);
+    result_free(&r);
+}
+
 Test(serve, bad_options_and_models_are_refused) {
     make_model();
     result r = RUN("serve");
