@@ -39,33 +39,6 @@ static void unit(float *v) {
         v[i] = (float)(v[i] / sqrt(s));
 }
 
-/* Reads every byte of p[0, n) words with 16-byte vector adds (GCC's vector
- * extension, so -O2 needs no auto-vectoriser), four accumulators deep: 64
- * bytes per iteration, well above what memory delivers, so this measures
- * the memory's read rate rather than the adder's. */
-typedef uint64_t u64x2 __attribute__((vector_size(16)));
-
-static uint64_t read_all(const uint64_t *p, size_t n) {
-    u64x2 a0 = {0, 0}, a1 = a0, a2 = a0, a3 = a0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        u64x2 v0, v1, v2, v3;
-        memcpy(&v0, p + i, 16); /* unaligned-safe loads */
-        memcpy(&v1, p + i + 2, 16);
-        memcpy(&v2, p + i + 4, 16);
-        memcpy(&v3, p + i + 6, 16);
-        a0 += v0;
-        a1 += v1;
-        a2 += v2;
-        a3 += v3;
-    }
-    u64x2 a = a0 + a1 + a2 + a3;
-    uint64_t sum = a[0] + a[1];
-    for (; i < n; i++)
-        sum += p[i];
-    return sum;
-}
-
 /* The read rate with two threads (the machine's two cores, as OpenBLAS
  * uses them): each sums half of the matrix. */
 typedef struct half {

@@ -14,6 +14,25 @@
 
 #define TEST_PYTHON "/usr/bin/python3"
 
+/* Waits until the server pid has written its port to port_file, or has
+ * died (the test then fails, naming it what); returns the port. */
+static int local_server_port(pid_t pid, const char *port_file, const char *what) {
+    int port = 0;
+    for (;;) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1)
+                port = 0;
+            fclose(f);
+        }
+        if (port)
+            return port;
+        int status;
+        cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "%s did not start", what);
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+}
+
 /* Runs TEST_PYTHON script --port-file port_file args... (args NULL-ended,
  * may be NULL) with its output sent to /dev/null, and waits until it has
  * written its port or has died (the test then fails). Returns its pid, to
@@ -37,19 +56,7 @@ static pid_t local_server_start(const char *script, const char *const *args, con
         execv(TEST_PYTHON, (char *const *)argv);
         _exit(127);
     }
-    for (*port = 0; !*port;) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            if (fscanf(f, "%d", port) != 1)
-                *port = 0;
-            fclose(f);
-        }
-        if (*port)
-            break;
-        int status;
-        cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "%s did not start", script);
-        nanosleep(&(struct timespec){0, 20000000}, NULL);
-    }
+    *port = local_server_port(pid, port_file, script);
     return pid;
 }
 

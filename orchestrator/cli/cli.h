@@ -37,7 +37,6 @@ extern const size_t cli_n_commands;
 
 int cmd_validate(const cli_globals *g, int argc, char **argv);
 int cmd_graph(const cli_globals *g, int argc, char **argv);
-int cmd_pending(const cli_globals *g, int argc, char **argv);
 int cmd_run(const cli_globals *g, int argc, char **argv);
 int cmd_exec(const cli_globals *g, int argc, char **argv);
 int cmd_plugins(const cli_globals *g, int argc, char **argv);

@@ -1,5 +1,6 @@
-/* commands.c - every command of the CLI contract, with its help text. The
- * commands that later parts of sluice bring answer through cmd_pending(). */
+/* commands.c - every command of the CLI contract, with its help text.
+ * The step families' commands (sluice-search, sluice-model, sluice-serve,
+ * ...) are programs of their own, run git-style (main.c). */
 #include "cli.h"
 
 const cli_command cli_commands[] = {
@@ -145,8 +146,6 @@ const cli_command cli_commands[] = {
      "loss, perplexity, error...; say :lower or :higher otherwise). A refused promotion\n"
      "names the figure and exits 1. Every alias change is kept: who, when, why.\n",
      cmd_models},
-    {"serve", "serve the deployed model and retrieval over HTTP (not in this version yet)",
-     "usage: sluice serve [--listen ADDR:PORT]\n", cmd_pending},
 };
 
 const size_t cli_n_commands = sizeof(cli_commands) / sizeof(cli_commands[0]);

@@ -2,9 +2,11 @@
 #include "command.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +21,39 @@ int command_standard(const command_info *c, int argc, char **argv) {
             return COMMAND_DONE;
         }
     return -1;
+}
+
+int command_bad(const command_info *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sluice %s: ", c->name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return COMMAND_BAD_INPUT;
+}
+
+int command_number(const command_info *c, const char *name, const char *text, double lo, double hi,
+                   double *out) {
+    char *end;
+    *out = strtod(text, &end);
+    if (*end || end == text || !(*out >= lo && *out <= hi))
+        return command_bad(c, "--%s '%s': a number from %g to %g", name, text, lo, hi);
+    return 0;
+}
+
+int command_folder(const command_info *c, const char *spec, const char *type, char *folder,
+                   size_t size) {
+    struct stat st;
+    if (stat(spec, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return command_bad(c, "%s is not a folder", spec);
+        snprintf(folder, size, "%s", spec);
+        return 0;
+    }
+    const char *args[] = {
+        "--store", command_store(), "artifacts", "path", "--type", type, "--", spec, NULL};
+    return command_sluice(c, args, folder, size) ? COMMAND_BAD_INPUT : 0;
 }
 
 const char *command_store(void) {

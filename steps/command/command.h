@@ -40,6 +40,27 @@ void command_getopt_begin(void);
 int command_getopt(const command_info *c, int argc, char **argv, const char *shortopts,
                    const struct option *longopts);
 
+/* Prints "sluice NAME: " and the message, a line on stderr; returns
+ * COMMAND_BAD_INPUT, so that `return command_bad(c, ...);` refuses in one
+ * statement. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+int command_bad(const command_info *c, const char *fmt, ...);
+
+/* The value of option --name, text, as a number from lo to hi into *out:
+ * 0, else COMMAND_BAD_INPUT said as "--name 'text': a number from lo to
+ * hi". */
+int command_number(const command_info *c, const char *name, const char *text, double lo, double hi,
+                   double *out);
+
+/* The folder spec names, into folder (size bytes): spec itself when it is
+ * a folder, else the artifact of type it names as sluice resolves it
+ * (`sluice artifacts path --type TYPE`: an id, RUN:STEP.OUTPUT, a step's
+ * id). 0, else COMMAND_BAD_INPUT said on stderr. */
+int command_folder(const command_info *c, const char *spec, const char *type, char *folder,
+                   size_t size);
+
 /* Runs the sluice binary ($SLUICE_EXE, else sluice on PATH, for a program
  * started by hand) with args (NULL-terminated, without argv[0]): its
  * stdout into out (size bytes, NUL-terminated, a final newline taken off),

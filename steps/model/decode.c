@@ -18,57 +18,107 @@ static size_t scratch_floats(const model *m, size_t len) {
            (size_t)m->up_width + (size_t)c->d_ff + len + (size_t)c->vocab + (size_t)c->head_dim;
 }
 
-int model_decode_reset(model *m, int max_len, char *err, size_t n) {
-    const model_config *c = &m->c;
+/* A KV cache and the scratch of one generation over a model whose weights
+ * it only reads. */
+struct model_decoder {
+    const model *m;
+    float *kcache, *vcache, *scratch; /* (n_layers, cap, kv width) each */
+    size_t cap;                       /* positions the cache holds */
+    int len, pos;
+};
+
+int model_decoder_reset(model_decoder *d, int max_len, char *err, size_t n) {
+    const model_config *c = &d->m->c;
     if (max_len <= 0 || max_len > c->context) {
         return model_fail(err, n, -EINVAL, "model: a KV cache of %d positions (context %d)",
                           max_len, c->context);
     }
     size_t kvw = (size_t)c->n_kv_heads * c->head_dim;
-    if ((size_t)max_len > m->dec_cap) {
-        free(m->kcache);
-        free(m->vcache);
-        free(m->dec_scratch);
+    if ((size_t)max_len > d->cap) {
+        free(d->kcache);
+        free(d->vcache);
+        free(d->scratch);
         size_t cache = (size_t)c->n_layers * max_len * kvw;
-        m->kcache = malloc(cache * sizeof(float));
-        m->vcache = malloc(cache * sizeof(float));
-        m->dec_scratch = malloc(scratch_floats(m, (size_t)max_len) * sizeof(float));
-        if (!m->kcache || !m->vcache || !m->dec_scratch) {
-            free(m->kcache);
-            free(m->vcache);
-            free(m->dec_scratch);
-            m->kcache = m->vcache = m->dec_scratch = NULL;
-            m->dec_cap = 0;
+        d->kcache = malloc(cache * sizeof(float));
+        d->vcache = malloc(cache * sizeof(float));
+        d->scratch = malloc(scratch_floats(d->m, (size_t)max_len) * sizeof(float));
+        if (!d->kcache || !d->vcache || !d->scratch) {
+            free(d->kcache);
+            free(d->vcache);
+            free(d->scratch);
+            d->kcache = d->vcache = d->scratch = NULL;
+            d->cap = 0;
             return model_fail(err, n, -ENOMEM,
                               "model: out of memory for a KV cache of %d positions (%zu MiB)",
                               max_len, 2 * cache * sizeof(float) >> 20);
         }
-        m->dec_cap = (size_t)max_len;
+        d->cap = (size_t)max_len;
     }
-    m->dec_len = max_len;
-    m->dec_pos = 0;
+    d->len = max_len;
+    d->pos = 0;
     return 0;
 }
 
-int model_decode(model *m, int32_t token, const float **logits, char *err, size_t n) {
-    const model_config *c = &m->c;
-    if (!m->kcache) {
-        return model_fail(err, n, -EINVAL, "model: decode before model_decode_reset");
+int model_decoder_new(const model *m, int max_len, model_decoder **out, char *err, size_t n) {
+    *out = NULL;
+    if (m->lora.r)
+        return model_fail(err, n, -EINVAL,
+                          "model: a decoder of its own needs a model without LoRA adapters "
+                          "(merge them first)");
+    model_decoder *d = calloc(1, sizeof(*d));
+    if (!d)
+        return model_fail(err, n, -ENOMEM, "model: out of memory");
+    d->m = m;
+    int rc = model_decoder_reset(d, max_len, err, n);
+    if (rc) {
+        free(d);
+        return rc;
     }
-    if (m->dec_pos >= m->dec_len) {
-        return model_fail(err, n, -ENOSPC, "model: the KV cache is full (%d positions)",
-                          m->dec_len);
+    *out = d;
+    return 0;
+}
+
+void model_decoder_free(model_decoder *d) {
+    if (!d)
+        return;
+    free(d->kcache);
+    free(d->vcache);
+    free(d->scratch);
+    free(d);
+}
+
+/* The model's own decoder, kept across resets; with LoRA adapters too (one
+ * thread, the model's). */
+int model_decode_reset(model *m, int max_len, char *err, size_t n) {
+    if (!m->dec) {
+        if (!(m->dec = calloc(1, sizeof(*m->dec))))
+            return model_fail(err, n, -ENOMEM, "model: out of memory");
+        m->dec->m = m;
+    }
+    return model_decoder_reset(m->dec, max_len, err, n);
+}
+
+int model_decode(model *m, int32_t token, const float **logits, char *err, size_t n) {
+    if (!m->dec || !m->dec->kcache)
+        return model_fail(err, n, -EINVAL, "model: decode before model_decode_reset");
+    return model_decoder_step(m->dec, token, logits, err, n);
+}
+
+int model_decoder_step(model_decoder *d, int32_t token, const float **logits, char *err, size_t n) {
+    const model *m = d->m;
+    const model_config *c = &m->c;
+    if (d->pos >= d->len) {
+        return model_fail(err, n, -ENOSPC, "model: the KV cache is full (%d positions)", d->len);
     }
     if (token < 0 || token >= c->vocab) {
         return model_fail(err, n, -EINVAL, "model: token %d is outside the vocabulary (%d)", token,
                           c->vocab);
     }
-    int C = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, pos = m->dec_pos;
+    int C = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, pos = d->pos;
     int group = H / KV, Hhd = H * hd, kvw = KV * hd, half = hd / 2;
-    float *x = m->dec_scratch, *ln = x + C, *tmp = ln + C, *stats = tmp + C, *qkv = stats + 2;
+    float *x = d->scratch, *ln = x + C, *tmp = ln + C, *stats = tmp + C, *qkv = stats + 2;
     float *atty = qkv + m->qkv_width, *fc = atty + Hhd, *act = fc + m->up_width;
-    float *scores = act + c->d_ff, *out = scores + m->dec_len, *cs = out + c->vocab,
-          *sn = cs + half;
+    float *scores = act + c->d_ff, *out = scores + d->len, *cs = out + c->vocab, *sn = cs + half;
     const float *e = m->params + m->wte + (size_t)token * C;
     for (int i = 0; i < C; i++)
         x[i] = e[i] + (m->wpe != MODEL_NONE ? m->params[m->wpe + (size_t)pos * C + i] : 0.0f);
@@ -86,8 +136,8 @@ int model_decode(model *m, int32_t token, const float **logits, char *err, size_
         if (c->arch == MODEL_LLAMA)
             for (int h = 0; h < H + KV; h++)
                 model_rope_apply(qkv + (size_t)h * hd, hd, cs, sn);
-        float *kc = m->kcache + (size_t)l * m->dec_cap * kvw;
-        float *vc = m->vcache + (size_t)l * m->dec_cap * kvw;
+        float *kc = d->kcache + (size_t)l * d->cap * kvw;
+        float *vc = d->vcache + (size_t)l * d->cap * kvw;
         memcpy(kc + (size_t)pos * kvw, qkv + Hhd, (size_t)kvw * sizeof(float));
         memcpy(vc + (size_t)pos * kvw, qkv + Hhd + kvw, (size_t)kvw * sizeof(float));
         for (int h = 0; h < H; h++) {
@@ -115,7 +165,7 @@ int model_decode(model *m, int32_t token, const float **logits, char *err, size_
     }
     model_norm_forward(m, &m->lnf, ln, stats, x, 1);
     model_linear_forward(m, &m->head, out, c->vocab, ln, 1);
-    m->dec_pos++;
+    d->pos++;
     *logits = out;
     return 0;
 }

@@ -570,9 +570,7 @@ void model_free(model *m) {
     free(m->adam_v);
     free(m->arena);
     free(m->a.res);
-    free(m->kcache);
-    free(m->vcache);
-    free(m->dec_scratch);
+    model_decoder_free(m->dec);
     free(m);
 }
 

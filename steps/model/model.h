@@ -166,6 +166,23 @@ int model_train_estimate(const model *m, int B, int T, size_t *train_bytes, char
 int model_decode_reset(model *m, int max_len, char *err, size_t err_size);
 int model_decode(model *m, int32_t token, const float **logits, char *err, size_t err_size);
 
+/* The same cache as a handle of its own, for several generations at once
+ * over one model (serve's slots): a decoder reads m's weights and writes
+ * only its own cache and scratch, so decoders of one m may run on
+ * different threads at once while nothing changes m (no forward, backward,
+ * AdamW or LoRA call). m must have no LoRA adapters (merge them first:
+ * their forward shares scratch space). model_decoder_new sizes the cache
+ * for max_len positions (at most the context); model_decoder_reset empties
+ * it for max_len positions (growing it when needed); model_decoder_step is
+ * model_decode. *d is the caller's, ended by model_decoder_free before
+ * model_free(m). */
+typedef struct model_decoder model_decoder;
+int model_decoder_new(const model *m, int max_len, model_decoder **d, char *err, size_t err_size);
+int model_decoder_reset(model_decoder *d, int max_len, char *err, size_t err_size);
+int model_decoder_step(model_decoder *d, int32_t token, const float **logits, char *err,
+                       size_t err_size);
+void model_decoder_free(model_decoder *d);
+
 /* LoRA adapters, as PEFT's LoraModel: each linear layer whose Hugging Face
  * module name ends in one of targets (GPT-2: c_attn, c_proj, c_fc; Llama:
  * q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) gets

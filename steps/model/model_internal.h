@@ -118,10 +118,8 @@ struct model {
     float loss;
     double count;
 
-    /* the KV cache (decode.c): (n_layers, context, kv width) each */
-    float *kcache, *vcache, *dec_scratch;
-    size_t dec_cap; /* positions the cache holds */
-    int dec_len, dec_pos;
+    /* model_decode_reset/model_decode's KV cache (decode.c); NULL before */
+    model_decoder *dec;
 };
 
 /* y (rows, out; row stride ldy) = x (rows, in) W^T + b. */

@@ -40,33 +40,7 @@ static const command_info info = {
     "             model's context; --json: {\"tokens\": N, \"loss\": x, \"perplexity\": y}\n",
 };
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int
-bad(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "sluice model: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return COMMAND_BAD_INPUT;
-}
-
-/* The folder DIR names, into folder: a path, else what sluice says. */
-static int resolve(const char *spec, char *folder, size_t size) {
-    struct stat st;
-    if (stat(spec, &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            return bad("%s is not a folder", spec);
-        snprintf(folder, size, "%s", spec);
-        return 0;
-    }
-    const char *args[] = {
-        "--store", command_store(), "artifacts", "path", "--type", "model", "--", spec, NULL};
-    return command_sluice(&info, args, folder, size) ? COMMAND_BAD_INPUT : 0;
-}
+#define bad(...) command_bad(&info, __VA_ARGS__)
 
 static int load(const char *dir, int need_tok, model_folder *l) {
     char err[1024];
@@ -115,15 +89,6 @@ static int cmd_info(const char *dir, int json) {
     }
     model_folder_close(&l);
     return COMMAND_DONE;
-}
-
-/* A number option, checked. */
-static int number(const char *name, const char *text, double lo, double hi, double *out) {
-    char *end;
-    *out = strtod(text, &end);
-    if (*end || end == text || !(*out >= lo && *out <= hi))
-        return bad("--%s '%s': a number from %g to %g", name, text, lo, hi);
-    return 0;
 }
 
 /* Prints each token's bytes as they come. */
@@ -262,26 +227,26 @@ int main(int argc, char **argv) {
             chat = 1;
             break;
         case 'n':
-            if (number("max-tokens", optarg, 1, 1 << 20, &max_tokens))
+            if (command_number(&info, "max-tokens", optarg, 1, 1 << 20, &max_tokens))
                 return COMMAND_BAD_INPUT;
             break;
         case 't':
-            if (number("temperature", optarg, 0, 100, &v))
+            if (command_number(&info, "temperature", optarg, 0, 100, &v))
                 return COMMAND_BAD_INPUT;
             sp.temperature = (float)v;
             break;
         case 'p':
-            if (number("top-p", optarg, 0, 1, &v))
+            if (command_number(&info, "top-p", optarg, 0, 1, &v))
                 return COMMAND_BAD_INPUT;
             sp.top_p = (float)v;
             break;
         case 'k':
-            if (number("top-k", optarg, 0, 1 << 24, &v))
+            if (command_number(&info, "top-k", optarg, 0, 1 << 24, &v))
                 return COMMAND_BAD_INPUT;
             sp.top_k = (size_t)v;
             break;
         case 's':
-            if (number("seed", optarg, 0, 1.8e19, &v))
+            if (command_number(&info, "seed", optarg, 0, 1.8e19, &v))
                 return COMMAND_BAD_INPUT;
             sp.seed = (uint64_t)v;
             break;
@@ -302,7 +267,7 @@ int main(int argc, char **argv) {
                    : strcmp(sub, "score") == 0 ? "DIR FILE"
                                                : "DIR PROMPT");
     char folder[4096];
-    if (resolve(argv[optind + 1], folder, sizeof(folder)))
+    if (command_folder(&info, argv[optind + 1], "model", folder, sizeof(folder)))
         return COMMAND_BAD_INPUT;
     openblas_set_num_threads(1);
     if (strcmp(sub, "info") == 0)

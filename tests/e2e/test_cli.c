@@ -200,12 +200,10 @@ Test(cli, every_command_has_help) {
     result_free(&v);
 }
 
-Test(cli, commands_not_built_yet_say_what_they_need) {
+Test(cli, serve_is_the_program_sluice_serve) {
     result r = RUN("serve");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "sluice serve: not available in this version of sluice yet: it "
-                            "needs the deploy step") != NULL,
-              "%s", r.err);
+    cr_expect(strstr(r.err, "sluice serve: give --model DIR") != NULL, "%s", r.err);
     result_free(&r);
 }
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1304,3 +1305,80 @@ static void decode_matches_forward(const char *type, int kv) {
 Test(decode, gpt2_matches_forward_over_the_whole_context) { decode_matches_forward("gpt2", 0); }
 Test(decode, llama_matches_forward_over_the_whole_context) { decode_matches_forward("llama", 0); }
 Test(decode, gqa_matches_forward_over_the_whole_context) { decode_matches_forward("llama", 2); }
+
+/* Decoders of their own over one model (serve's slots): two running at
+ * once on two threads, each on its own sequence, give at every position
+ * the logits model_decode gives for that sequence alone, bit for bit (the
+ * same products in the same order); a model with LoRA adapters, whose
+ * forward shares scratch space, is refused until they are merged. */
+typedef struct decoder_run {
+    model *m;
+    int32_t first;
+    float *logits; /* ctx * V */
+    int ctx, V, rc;
+} decoder_run;
+
+static void *decoder_thread(void *arg) {
+    decoder_run *r = arg;
+    char e[256];
+    model_decoder *d = NULL;
+    r->rc = model_decoder_new(r->m, r->ctx, &d, e, sizeof(e));
+    int32_t tok = r->first;
+    for (int i = 0; i < r->ctx && !r->rc; i++) {
+        const float *z;
+        if ((r->rc = model_decoder_step(d, tok, &z, e, sizeof(e))) != 0)
+            break;
+        memcpy(r->logits + (size_t)i * r->V, z, (size_t)r->V * sizeof(float));
+        int best = 0;
+        for (int j = 1; j < r->V; j++)
+            best = z[j] > z[best] ? j : best;
+        tok = best;
+    }
+    model_decoder_free(d);
+    return NULL;
+}
+
+Test(decode, decoders_on_two_threads_match_model_decode) {
+    model_config c;
+    int ctx = 32, V = 64;
+    cr_assert_eq(model_config_init(&c, "llama", 32, 2, 4, 2, 0, ctx, V, err, sizeof(err)), 0, "%s",
+                 err);
+    model *m = NULL;
+    cr_assert_eq(model_new(&c, 11, &m, err, sizeof(err)), 0, "%s", err);
+    decoder_run runs[2] = {{m, 3, NULL, ctx, V, 0}, {m, 40, NULL, ctx, V, 0}};
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) {
+        runs[k].logits = malloc((size_t)ctx * V * sizeof(float));
+        cr_assert_not_null(runs[k].logits);
+        cr_assert_eq(pthread_create(&th[k], NULL, decoder_thread, &runs[k]), 0);
+    }
+    for (int k = 0; k < 2; k++)
+        pthread_join(th[k], NULL);
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(runs[k].rc, 0);
+        /* the same sequence alone through the model's own cache */
+        cr_assert_eq(model_decode_reset(m, ctx, err, sizeof(err)), 0, "%s", err);
+        int32_t tok = runs[k].first;
+        for (int i = 0; i < ctx; i++) {
+            const float *z;
+            cr_assert_eq(model_decode(m, tok, &z, err, sizeof(err)), 0, "%s", err);
+            cr_expect_eq(memcmp(z, runs[k].logits + (size_t)i * V, (size_t)V * sizeof(float)), 0,
+                         "sequence %d, position %d", k, i);
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                best = z[j] > z[best] ? j : best;
+            tok = best;
+        }
+        free(runs[k].logits);
+    }
+    const char *targets[] = {"q_proj"};
+    cr_assert_eq(model_lora_add(m, 2, 4, targets, 1, 1, err, sizeof(err)), 0, "%s", err);
+    model_decoder *d = NULL;
+    cr_expect_eq(model_decoder_new(m, ctx, &d, err, sizeof(err)), -EINVAL);
+    cr_expect_null(d);
+    cr_expect_not_null(strstr(err, "merge them first"), "%s", err);
+    cr_assert_eq(model_lora_merge(m, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(model_decoder_new(m, ctx, &d, err, sizeof(err)), 0, "%s", err);
+    model_decoder_free(d);
+    model_free(m);
+}

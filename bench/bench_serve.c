@@ -1,0 +1,265 @@
+/* bench_serve - sluice serve's speed, beside what bounds it, in one run:
+ *
+ *   1. GET /health answered per second under wrk (one thread, 50
+ *      kept-alive connections, 5 s), against nginx (one worker) serving a
+ *      static file of the same body on the same machine: the ratio is how
+ *      close the HTTP layer comes to a server built for nothing else (goal
+ *      at least 50%).
+ *   2. Single-stream decode tokens/s of a GPT-2-small-shaped model (12
+ *      layers of width 768, F32; a small vocabulary, so the layers are
+ *      nearly all of the weights) through POST /v1/completions, against the
+ *      memory-bandwidth bound: one token reads every weight once, so the
+ *      machine's single-thread read bandwidth, measured here, divided by
+ *      the weight bytes is the most tokens/s a single stream can reach.
+ *      The rate is the difference of two generations (16 and 144 tokens),
+ *      which takes out the request's and the prompt's cost.
+ *
+ * The model has random weights and a tokenizer without EOS, so that every
+ * generation runs to max_tokens. */
+#define _XOPEN_SOURCE 700
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "model.h"
+#include "tokenizer.h"
+
+#define NAME "bench_serve"
+
+static char dir[64];
+
+static void die(const char *what) {
+    fprintf(stderr, NAME ": %s\n", what);
+    exit(1);
+}
+
+static void make_model(const char *path, size_t *weight_bytes) {
+    char err[512], tok_path[256];
+    if (mkdir(path, 0755) != 0)
+        die("cannot make the model folder");
+    tok_trainer *tr;
+    static const char text[] =
+        "A pipeline is a graph of steps. Each step reads artifacts and writes new ones, and the "
+        "store keeps them by the hash of their bytes. The scheduler runs the steps whose inputs "
+        "are ready, in parallel, and caches the results so that a second run does nothing.";
+    if (tok_trainer_new(512, NULL, 0, 1, &tr, err, sizeof(err)) != 0)
+        die(err);
+    for (int i = 0; i < 8; i++)
+        tok_trainer_feed(tr, text, sizeof(text) - 1, err, sizeof(err));
+    snprintf(tok_path, sizeof(tok_path), "%s/tokenizer.json", path);
+    if (tok_trainer_save(tr, tok_path, err, sizeof(err)) != 0)
+        die(err);
+    tok_trainer_free(tr);
+    tok_tokenizer *t;
+    if (tok_load(tok_path, &t, err, sizeof(err)) != 0)
+        die(err);
+    int vocab = (int)tok_vocab_size(t);
+    tok_free(t);
+    model_config c;
+    model *m;
+    if (model_config_init(&c, "gpt2", 768, 12, 12, 0, 0, 1024, vocab, err, sizeof(err)) != 0 ||
+        model_new(&c, 1, &m, err, sizeof(err)) != 0 || model_save(m, path, err, sizeof(err)) != 0)
+        die(err);
+    /* what a token reads: every weight but the position table, of which
+     * it reads one row */
+    *weight_bytes = (model_param_count(m) - (size_t)c.context * c.d_model) * sizeof(float);
+    model_free(m);
+}
+
+static pid_t spawn(char *const argv[], const char *log) {
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork failed");
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void stop(pid_t pid) {
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        die("no free port");
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Waits until url answers 200 (10 s at most). */
+static void wait_ok(const char *url, const char *server) {
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "curl -sf -o /dev/null '%s'", url);
+    for (int i = 0; i < 200; i++) {
+        if (system(cmd) == 0)
+            return;
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
+    fprintf(stderr, NAME ": %s did not answer %s\n", server, url);
+    exit(1);
+}
+
+/* wrk's requests/s at url; a non-2xx answer makes the figure void. */
+static double wrk(const char *url) {
+    char cmd[512], line[512];
+    snprintf(cmd, sizeof(cmd), "wrk -t1 -c50 -d5s '%s' 2>&1", url);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        die("cannot run wrk");
+    double rps = 0;
+    int bad = 0;
+    while (fgets(line, sizeof(line), p)) {
+        sscanf(line, "Requests/sec: %lf", &rps);
+        if (strstr(line, "Non-2xx") || strstr(line, "Socket errors"))
+            bad = 1, fputs(line, stderr);
+    }
+    if (pclose(p) != 0 || rps <= 0 || bad)
+        die("wrk failed or saw errors (is wrk installed?)");
+    return rps;
+}
+
+static double nginx_rps(const char *body) {
+    char conf[128], www[128], path[160], url[96], prefix[96];
+    int port = free_port();
+    snprintf(www, sizeof(www), "%s/www", dir);
+    snprintf(prefix, sizeof(prefix), "%s/", dir);
+    mkdir(www, 0755);
+    snprintf(path, sizeof(path), "%s/health", www);
+    FILE *f = fopen(path, "w");
+    fputs(body, f);
+    fclose(f);
+    snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+    f = fopen(conf, "w");
+    fprintf(f,
+            "worker_processes 1;\nerror_log %s/nginx.err;\npid %s/nginx.pid;\n"
+            "events { worker_connections 1024; }\n"
+            "http { access_log off; default_type application/json;\n"
+            "  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;\n"
+            "  uwsgi_temp_path %s; scgi_temp_path %s;\n"
+            "  server { listen 127.0.0.1:%d; location / { root %s; } } }\n",
+            dir, dir, dir, dir, dir, dir, dir, port, www);
+    fclose(f);
+    char log[128];
+    snprintf(log, sizeof(log), "%s/nginx.out", dir);
+    pid_t pid =
+        spawn((char *[]){"nginx", "-p", prefix, "-c", conf, "-g", "daemon off;", NULL}, log);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", port);
+    wait_ok(url, "nginx (is nginx-light installed?)");
+    double rps = wrk(url);
+    stop(pid);
+    return rps;
+}
+
+/* The wall time of a completion of n tokens; the answer must say n. */
+static double completion(int port, int n) {
+    char cmd[512], out[128];
+    snprintf(out, sizeof(out), "%s/answer.json", dir);
+    snprintf(cmd, sizeof(cmd),
+             "curl -sf -o %s http://127.0.0.1:%d/v1/completions -d '{\"prompt\": \"A pipeline\", "
+             "\"max_tokens\": %d, \"temperature\": 0}'",
+             out, port, n);
+    double t = timed(NAME, "a completion", cmd);
+    FILE *f = fopen(out, "r");
+    char text[65536];
+    size_t len = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[len] = 0;
+    const char *u = strstr(text, "\"completion_tokens\": ");
+    if (!u || atoi(u + 21) != n) {
+        fprintf(stderr, NAME ": asked %d tokens, got: %s\n", n, text);
+        exit(1);
+    }
+    return t;
+}
+
+/* Single-thread memory read rate, bytes/s: best of 5 reads of a buffer of
+ * the model's size (decoding runs on one thread). */
+static double bandwidth(size_t bytes) {
+    size_t n = bytes / sizeof(uint64_t);
+    uint64_t *p = malloc(n * sizeof(uint64_t)), sink = 0;
+    if (!p)
+        die("out of memory");
+    for (size_t i = 0; i < n; i++)
+        p[i] = i;
+    double best = 1e9;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        sink += read_all(p, n);
+        double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    free(p);
+    if (sink == 42)
+        puts("");
+    return (double)(n * sizeof(uint64_t)) / best;
+}
+
+int main(void) {
+    snprintf(dir, sizeof(dir), "/tmp/bench-serve-XXXXXX");
+    /* nginx's worker (user nobody under root) reads the file in it */
+    if (!mkdtemp(dir) || chmod(dir, 0755) != 0)
+        die("cannot make a temporary folder");
+    char model_dir[96], port_file[96], log[96], cmd[256];
+    snprintf(model_dir, sizeof(model_dir), "%s/model", dir);
+    snprintf(port_file, sizeof(port_file), "%s/port", dir);
+    snprintf(log, sizeof(log), "%s/serve.log", dir);
+    size_t weight_bytes;
+    make_model(model_dir, &weight_bytes);
+
+    pid_t pid = spawn((char *[]){SLUICE_SERVE_BIN, "--model", model_dir, "--listen", "127.0.0.1:0",
+                                 "--port-file", port_file, NULL},
+                      log);
+    int port = wait_port(NAME, "sluice serve", port_file, pid);
+    char url[96];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", port);
+    wait_ok(url, "sluice serve");
+    double ours = wrk(url);
+    double theirs = nginx_rps("{\"status\": \"ok\"}\n");
+    printf("GET /health, wrk -t1 -c50 -d5s (requests/s)\n");
+    printf("  sluice serve  %10.0f\n", ours);
+    printf("  nginx static  %10.0f\n", theirs);
+    printf("  ratio         %10.0f%%   (goal >= 50%%)\n", 100 * ours / theirs);
+
+    completion(port, 4); /* warm: the weights paged in */
+    double best = 1e9;
+    for (int r = 0; r < 3; r++) {
+        double dt = completion(port, 144) - completion(port, 16);
+        best = dt < best ? dt : best;
+    }
+    double rate = 128 / best, bw = bandwidth(weight_bytes), bound = bw / (double)weight_bytes;
+    printf("single-stream decode, GPT-2-small-shaped (12 x 768, %.0f MB of F32 weights)\n",
+           (double)weight_bytes / 1e6);
+    printf("  sluice serve  %10.1f tokens/s\n", rate);
+    printf("  bound         %10.1f tokens/s   (read bandwidth %.1f GB/s, one thread)\n", bound,
+           bw / 1e9);
+    printf("  ratio         %10.0f%%\n", 100 * rate / bound);
+    stop(pid);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return 0;
+}

@@ -1,0 +1,593 @@
+/* serve.c - sluice-serve, the program `sluice serve` runs (docs/serve.md):
+ * an OpenAI-compatible server of one model folder on libuv. The loop's
+ * thread owns the connections, routes, metrics and JSON; the model loads
+ * on libuv's thread pool while /health says 503; generations run on the
+ * slots of gen.c. SIGTERM (or SIGINT) drains: no new connection, the
+ * answers under way finish, then the program exits 0. */
+#include <cblas.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <uv.h>
+
+#include "command.h"
+#include "model.h"
+#include "serve_api.h"
+#include "serve_gen.h"
+#include "serve_http.h"
+#include "serve_metrics.h"
+
+static const command_info info = {
+    "serve",
+    "serve a model over HTTP with OpenAI's API (chat, completions, health, metrics)",
+    "usage: sluice serve --model DIR [--listen HOST:PORT] [--parallel N] [--queue N]\n"
+    "                    [--api-key-file F] [--port-file F] [limits...]\n"
+    "\n"
+    "Serves the Hugging Face model folder DIR (config.json, model.safetensors,\n"
+    "tokenizer.json; a LoRA adapter beside them is merged) on HTTP/1.1; DIR may also be a\n"
+    "model artifact: its id, RUN:STEP.OUTPUT or the id of the step that made it.\n"
+    "  GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions,\n"
+    "  GET /metrics (Prometheus). See docs/serve.md.\n"
+    "\n"
+    "  --listen HOST:PORT      where to listen (default 127.0.0.1:8080; port 0: any free one)\n"
+    "  --port-file F           write the port listened on to F once listening\n"
+    "  --parallel N            generations at once (default 1)\n"
+    "  --queue N               generations waiting beyond them, then 429 (default 16)\n"
+    "  --api-key-file F        Bearer keys, one a line: every route but /health needs one\n"
+    "  --model-name NAME       the model's id in /v1/models (default: DIR's last name)\n"
+    "  --max-connections N     open connections at most (default 1024)\n"
+    "  --max-header-bytes N    request line and headers (default 16384; 431 beyond)\n"
+    "  --max-body-bytes N      request body (default 1048576; 413 beyond)\n"
+    "  --header-timeout S      seconds for a request's head (default 10)\n"
+    "  --body-timeout S        seconds for its body (default 30)\n"
+    "  --idle-timeout S        seconds a kept-alive connection may wait (default 60)\n"
+    "  --threads N             OpenBLAS threads per generation (default 1)\n",
+};
+
+#define MAX_KEYS 64
+
+typedef struct server {
+    uv_loop_t *loop;
+    http_server *http;
+    gen_pool *pool;
+    metrics *metrics;
+    model *m;
+    char folder[4096], tok_path[4200], name[256];
+    char load_err[1024];
+    int ready, draining, failed;
+    int parallel, queue;
+    char *keys[MAX_KEYS];
+    size_t key_len[MAX_KEYS];
+    int n_keys;
+    uint64_t next_id;
+    long started;
+    uv_signal_t sigterm, sigint;
+    uv_work_t load;
+} server;
+
+/* A request being answered by a generation. */
+typedef struct pending {
+    server *s;
+    http_conn *c;
+    gen_job *job;
+    metrics_route route;
+    uint64_t t0;
+    char id[48];
+    long created;
+    int streaming; /* the stream's head is sent */
+    api_buf text;  /* a whole answer's text so far */
+} pending;
+
+static double since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e9; }
+
+static void answer(server *s, http_conn *c, metrics_route route, uint64_t t0, int status,
+                   const char *type, const char *body, size_t len, const char *extra) {
+    http_respond(c, status, type, body, len, extra, 0);
+    metrics_request(s->metrics, route, status, since(t0));
+}
+
+static void answer_error(server *s, http_conn *c, metrics_route route, uint64_t t0, int status,
+                         const char *message, const char *param) {
+    const char *type = status == 401   ? "authentication_error"
+                       : status == 404 ? "not_found_error"
+                       : status == 429 ? "rate_limit_error"
+                       : status == 503 ? "unavailable_error"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
+    const char *code = status == 401   ? "invalid_api_key"
+                       : status == 429 ? "queue_full"
+                       : status == 503 ? "model_loading"
+                                       : NULL;
+    api_buf b = {0};
+    api_error(&b, message, type, param, code);
+    const char *extra = status == 401                    ? "WWW-Authenticate: Bearer\r\n"
+                        : status == 503 || status == 429 ? "Retry-After: 1\r\n"
+                                                         : NULL;
+    if (b.failed)
+        answer(s, c, route, t0, 500, "text/plain", "out of memory\n", 14, NULL);
+    else
+        answer(s, c, route, t0, status, "application/json", b.p, b.len, extra);
+    api_buf_free(&b);
+}
+
+static int authorized(const server *s, const http_request *r) {
+    if (!s->n_keys)
+        return 1;
+    if (!r->authorization || r->authorization_len < 7 ||
+        strncasecmp(r->authorization, "Bearer ", 7) != 0)
+        return 0;
+    const char *key = r->authorization + 7;
+    size_t len = r->authorization_len - 7;
+    int ok = 0;
+    for (int i = 0; i < s->n_keys; i++) {
+        /* compared in full whatever differs, so timing tells nothing of a key */
+        unsigned diff = len != s->key_len[i];
+        for (size_t k = 0; k < s->key_len[i]; k++)
+            diff |= (unsigned char)s->keys[i][k] ^ (unsigned char)(k < len ? key[k] : 0);
+        ok |= diff == 0;
+    }
+    return ok;
+}
+
+static metrics_route route_of(const char *path, size_t len) {
+    const char *q = memchr(path, '?', len);
+    if (q)
+        len = (size_t)(q - path);
+    static const struct {
+        const char *path;
+        metrics_route route;
+    } routes[] = {
+        {"/health", ROUTE_HEALTH},
+        {"/v1/models", ROUTE_MODELS},
+        {"/v1/chat/completions", ROUTE_CHAT},
+        {"/v1/completions", ROUTE_COMPLETIONS},
+        {"/metrics", ROUTE_METRICS},
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (len == strlen(routes[i].path) && memcmp(path, routes[i].path, len) == 0)
+            return routes[i].route;
+    return ROUTE_OTHER;
+}
+
+static void pending_free(pending *p) {
+    api_buf_free(&p->text);
+    free(p);
+}
+
+static void start_generation(server *s, http_conn *c, const http_request *r, metrics_route route,
+                             uint64_t t0) {
+    api_kind kind = route == ROUTE_CHAT ? API_CHAT : API_COMPLETION;
+    char err[512];
+    const char *param;
+    pending *p = calloc(1, sizeof(*p));
+    gen_job *j = p ? gen_job_new() : NULL;
+    if (!j) {
+        free(p);
+        answer_error(s, c, route, t0, 500, "out of memory", NULL);
+        return;
+    }
+    int rc = api_parse(kind, r->body, r->body_len, &j->req, &param, err, sizeof(err));
+    if (rc) {
+        gen_job_free(j);
+        free(p);
+        answer_error(s, c, route, t0, rc == -ENOMEM ? 500 : 400, err, param);
+        return;
+    }
+    p->s = s, p->c = c, p->job = j, p->route = route, p->t0 = t0;
+    p->created = (long)time(NULL);
+    snprintf(p->id, sizeof(p->id), "%s-%llx", kind == API_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)++s->next_id);
+    j->user = p;
+    if (gen_pool_submit(s->pool, j) != 0) {
+        gen_job_free(j);
+        free(p);
+        answer_error(s, c, route, t0, 429,
+                     "the server is busy: every slot is generating and the queue is full", NULL);
+        return;
+    }
+    http_conn_set_user(c, p);
+}
+
+static void on_request(http_conn *c, const http_request *r, void *ctx) {
+    server *s = ctx;
+    uint64_t t0 = uv_hrtime();
+    metrics_route route = route_of(r->path, r->path_len);
+    int get = r->method_len == 3 && memcmp(r->method, "GET", 3) == 0;
+    int post = r->method_len == 4 && memcmp(r->method, "POST", 4) == 0;
+    if (route != ROUTE_HEALTH && !authorized(s, r)) {
+        answer_error(s, c, route, t0, 401, "a valid API key is needed (Authorization: Bearer KEY)",
+                     NULL);
+        return;
+    }
+    if (route == ROUTE_OTHER) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "no route %.*s %.*s",
+                 (int)(r->method_len < 16 ? r->method_len : 16), r->method,
+                 (int)(r->path_len < 100 ? r->path_len : 100), r->path);
+        answer_error(s, c, route, t0, 404, msg, NULL);
+        return;
+    }
+    int want_post = route == ROUTE_CHAT || route == ROUTE_COMPLETIONS;
+    if (want_post ? !post : !get) {
+        answer_error(s, c, route, t0, 405, want_post ? "use POST" : "use GET", NULL);
+        return;
+    }
+    api_buf b = {0};
+    switch (route) {
+    case ROUTE_HEALTH:
+        if (s->ready)
+            answer(s, c, route, t0, 200, "application/json", "{\"status\": \"ok\"}\n", 17, NULL);
+        else
+            answer_error(s, c, route, t0, 503, "loading the model", NULL);
+        return;
+    case ROUTE_METRICS: {
+        int queued = 0, running = 0;
+        if (s->pool)
+            gen_pool_counts(s->pool, &queued, &running);
+        metrics_write(s->metrics, &b, queued, running, http_server_connections(s->http), s->ready);
+        break;
+    }
+    case ROUTE_MODELS:
+        api_buf_add(&b, "{\"object\": \"list\", \"data\": [{\"id\": ", 35);
+        api_buf_json(&b, s->name, strlen(s->name));
+        api_buf_printf(&b,
+                       ", \"object\": \"model\", \"created\": %ld, \"owned_by\": \"sluice\"}]}\n",
+                       s->started);
+        break;
+    default:
+        if (!s->ready)
+            answer_error(s, c, route, t0, 503, "loading the model", NULL);
+        else
+            start_generation(s, c, r, route, t0);
+        return;
+    }
+    if (b.failed)
+        answer_error(s, c, route, t0, 500, "out of memory", NULL);
+    else
+        answer(s, c, route, t0, 200,
+               route == ROUTE_METRICS ? "text/plain; version=0.0.4" : "application/json", b.p,
+               b.len, NULL);
+    api_buf_free(&b);
+}
+
+static void on_abort(http_conn *c, void *ctx) {
+    server *s = ctx;
+    pending *p = http_conn_user(c);
+    if (!p)
+        return;
+    gen_pool_cancel(s->pool, p->job);
+    metrics_request(s->metrics, p->route, 499, since(p->t0));
+    pending_free(p);
+}
+
+static void on_refused(int status, void *ctx) {
+    server *s = ctx;
+    metrics_request(s->metrics, ROUTE_NONE, status, 0);
+}
+
+static void stream_send(pending *p, api_buf *b) {
+    if (!b->failed)
+        http_stream_write(p->c, b->p, b->len);
+    b->len = 0;
+}
+
+/* A generation's news: stream it, or keep it for the whole answer. */
+static void on_event(gen_job *j, void *ctx) {
+    server *s = ctx;
+    pending *p = j->user;
+    if (!p) { /* its client left: what it cost still counts */
+        metrics_tokens(s->metrics, j->prompt_tokens, j->completion_tokens);
+        return;
+    }
+    http_conn *c = p->c;
+    const api_request *r = &j->req;
+    const char *model_name = s->name;
+    if (j->done && j->status) {
+        if (p->streaming) {
+            /* the stream has begun: the error is its last event */
+            api_buf b = {0};
+            api_buf_add(&b, "data: ", 6);
+            api_error(&b, j->message, j->status >= 500 ? "server_error" : "invalid_request_error",
+                      NULL, NULL);
+            api_buf_add(&b, "\n", 1);
+            stream_send(p, &b);
+            api_buf_free(&b);
+            http_stream_end(c);
+            metrics_request(s->metrics, p->route, 200, since(p->t0));
+        } else {
+            answer_error(s, c, p->route, p->t0, j->status, j->message, NULL);
+        }
+        http_conn_set_user(c, NULL);
+        pending_free(p);
+        return;
+    }
+    if (r->stream) {
+        api_buf b = {0};
+        if (!p->streaming) {
+            http_stream_begin(c, 200, "text/event-stream");
+            p->streaming = 1;
+            if (r->kind == API_CHAT)
+                api_chunk(&b, r->kind, p->id, p->created, model_name, 1, "", 0, NULL, NULL);
+        }
+        if (j->text_len)
+            api_chunk(&b, r->kind, p->id, p->created, model_name, 0, j->text, j->text_len, NULL,
+                      NULL);
+        if (j->done) {
+            api_chunk(&b, r->kind, p->id, p->created, model_name, 0, "", 0, j->finish_reason, NULL);
+            if (r->include_usage) {
+                api_result u = {NULL, 0, NULL, j->prompt_tokens, j->completion_tokens};
+                api_chunk(&b, r->kind, p->id, p->created, model_name, 0, NULL, 0, NULL, &u);
+            }
+            api_buf_add(&b, "data: [DONE]\n\n", 14);
+        }
+        stream_send(p, &b);
+        api_buf_free(&b);
+        if (!j->done)
+            return;
+        http_stream_end(c);
+        metrics_request(s->metrics, p->route, 200, since(p->t0));
+    } else {
+        api_buf_add(&p->text, j->text ? j->text : "", j->text_len);
+        if (!j->done)
+            return;
+        api_result res = {p->text.p ? p->text.p : "", p->text.len, j->finish_reason,
+                          j->prompt_tokens, j->completion_tokens};
+        api_buf b = {0};
+        api_answer(&b, r->kind, p->id, p->created, model_name, &res);
+        if (b.failed || p->text.failed)
+            answer_error(s, c, p->route, p->t0, 500, "out of memory", NULL);
+        else
+            answer(s, c, p->route, p->t0, 200, "application/json", b.p, b.len, NULL);
+        api_buf_free(&b);
+    }
+    metrics_tokens(s->metrics, j->prompt_tokens, j->completion_tokens);
+    http_conn_set_user(c, NULL);
+    pending_free(p);
+}
+
+/* ---- loading, draining ---- */
+
+static void load_work(uv_work_t *w) {
+    server *s = w->data;
+    if (model_open_adapted(s->folder, &s->m, NULL, s->load_err, sizeof(s->load_err)) != 0)
+        s->m = NULL;
+}
+
+static void drain(server *s);
+
+static void load_done(uv_work_t *w, int status) {
+    server *s = w->data;
+    (void)status;
+    if (!s->m) {
+        fprintf(stderr, "sluice serve: %s\n", s->load_err);
+        s->failed = 1;
+        drain(s);
+        return;
+    }
+    if (s->draining)
+        return;
+    gen_pool_config gc = {s->parallel, s->queue, s->tok_path, on_event, s};
+    char err[1024];
+    if (gen_pool_new(s->loop, s->m, &gc, &s->pool, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sluice serve: %s\n", err);
+        s->failed = 1;
+        drain(s);
+        return;
+    }
+    s->ready = 1;
+    fprintf(stderr, "sluice serve: %s ready\n", s->name);
+}
+
+static void drained(void *arg) {
+    server *s = arg;
+    gen_pool_free(s->pool);
+    s->pool = NULL;
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+}
+
+static void drain(server *s) {
+    if (s->draining)
+        return;
+    s->draining = 1;
+    http_server_drain(s->http, drained, s);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    server *s = h->data;
+    (void)signum;
+    fprintf(stderr, "sluice serve: draining\n");
+    drain(s);
+}
+
+/* ---- options ---- */
+
+#define bad(...) command_bad(&info, __VA_ARGS__)
+
+static int read_keys(server *s, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return bad("--api-key-file %s: %s", path, strerror(errno));
+    char line[1024];
+    while (fgets(line, sizeof(line), f)) {
+        size_t n = strcspn(line, "\r\n");
+        line[n] = 0;
+        while (n && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+            line[--n] = 0;
+        if (!n || line[0] == '#')
+            continue;
+        if (s->n_keys == MAX_KEYS || !(s->keys[s->n_keys] = strdup(line))) {
+            fclose(f);
+            return bad("--api-key-file %s: more than %d keys", path, MAX_KEYS);
+        }
+        s->key_len[s->n_keys++] = n;
+    }
+    fclose(f);
+    if (!s->n_keys)
+        return bad("--api-key-file %s: no key in it", path);
+    return 0;
+}
+
+static int write_port(const char *path, int port) {
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        return bad("--port-file %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int status = command_standard(&info, argc, argv);
+    if (status >= 0)
+        return status;
+    static const struct option longs[] = {
+        {"model", required_argument, NULL, 'm'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port-file", required_argument, NULL, 'P'},
+        {"parallel", required_argument, NULL, 'n'},
+        {"queue", required_argument, NULL, 'q'},
+        {"api-key-file", required_argument, NULL, 'k'},
+        {"model-name", required_argument, NULL, 'N'},
+        {"max-connections", required_argument, NULL, 'C'},
+        {"max-header-bytes", required_argument, NULL, 'H'},
+        {"max-body-bytes", required_argument, NULL, 'B'},
+        {"header-timeout", required_argument, NULL, 'h'},
+        {"body-timeout", required_argument, NULL, 'b'},
+        {"idle-timeout", required_argument, NULL, 'i'},
+        {"threads", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    static server s;
+    http_limits lim = {16384, 1 << 20, 10000, 30000, 60000, 1024};
+    const char *listen = "127.0.0.1:8080", *port_file = NULL, *dir = NULL, *keys = NULL;
+    const char *name = NULL;
+    double v, threads = 1;
+    s.parallel = 1;
+    s.queue = 16;
+    int c;
+    command_getopt_begin();
+    while ((c = command_getopt(&info, argc, argv, ":", longs)) != -1) {
+        switch (c) {
+        case 'm':
+            dir = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 'P':
+            port_file = optarg;
+            break;
+        case 'k':
+            keys = optarg;
+            break;
+        case 'N':
+            name = optarg;
+            break;
+        case 'n':
+            if (command_number(&info, "parallel", optarg, 1, 256, &v))
+                return COMMAND_BAD_INPUT;
+            s.parallel = (int)v;
+            break;
+        case 'q':
+            if (command_number(&info, "queue", optarg, 0, 1 << 20, &v))
+                return COMMAND_BAD_INPUT;
+            s.queue = (int)v;
+            break;
+        case 'C':
+            if (command_number(&info, "max-connections", optarg, 1, 1 << 20, &v))
+                return COMMAND_BAD_INPUT;
+            lim.max_connections = (unsigned)v;
+            break;
+        case 'H':
+            if (command_number(&info, "max-header-bytes", optarg, 256, 1 << 20, &v))
+                return COMMAND_BAD_INPUT;
+            lim.max_header = (size_t)v;
+            break;
+        case 'B':
+            if (command_number(&info, "max-body-bytes", optarg, 0, 1 << 30, &v))
+                return COMMAND_BAD_INPUT;
+            lim.max_body = (size_t)v;
+            break;
+        case 'h':
+        case 'b':
+        case 'i':
+            if (command_number(&info,
+                               c == 'h'   ? "header-timeout"
+                               : c == 'b' ? "body-timeout"
+                                          : "idle-timeout",
+                               optarg, 0.001, 86400, &v))
+                return COMMAND_BAD_INPUT;
+            *(c == 'h'   ? &lim.header_timeout_ms
+              : c == 'b' ? &lim.body_timeout_ms
+                         : &lim.idle_timeout_ms) = (uint64_t)(v * 1000);
+            break;
+        case 't':
+            if (command_number(&info, "threads", optarg, 1, 256, &threads))
+                return COMMAND_BAD_INPUT;
+            break;
+        default:
+            return COMMAND_BAD_INPUT;
+        }
+    }
+    if (optind < argc)
+        return bad("unexpected argument '%s' (see 'sluice serve --help')", argv[optind]);
+    if (!dir)
+        return bad("give --model DIR (see 'sluice serve --help')");
+    if (keys && read_keys(&s, keys))
+        return COMMAND_BAD_INPUT;
+    if (command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
+        return COMMAND_BAD_INPUT;
+    snprintf(s.tok_path, sizeof(s.tok_path), "%s/tokenizer.json", s.folder);
+    if (!name) {
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            n--;
+        const char *base = dir + n;
+        while (base > dir && base[-1] != '/')
+            base--;
+        snprintf(s.name, sizeof(s.name), "%.*s", (int)(dir + n - base), base);
+    } else {
+        snprintf(s.name, sizeof(s.name), "%s", name);
+    }
+    openblas_set_num_threads((int)threads);
+    signal(SIGPIPE, SIG_IGN);
+    s.loop = uv_default_loop();
+    s.started = (long)time(NULL);
+    if (!(s.metrics = metrics_new()))
+        return bad("out of memory");
+    http_handler h = {on_request, on_abort, on_refused, &s};
+    char err[512];
+    int port = 0;
+    if (http_server_new(s.loop, listen, &lim, &h, &s.http, &port, err, sizeof(err)) != 0) {
+        uv_run(s.loop, UV_RUN_DEFAULT);
+        metrics_free(s.metrics);
+        return bad("%s", err);
+    }
+    uv_signal_init(s.loop, &s.sigterm);
+    uv_signal_init(s.loop, &s.sigint);
+    s.sigterm.data = s.sigint.data = &s;
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    fprintf(stderr, "sluice serve: listening on %s (port %d), loading %s\n", listen, port, dir);
+    if (port_file && write_port(port_file, port)) {
+        drain(&s);
+        uv_run(s.loop, UV_RUN_DEFAULT);
+        metrics_free(s.metrics);
+        return COMMAND_BAD_INPUT;
+    }
+    s.load.data = &s;
+    uv_queue_work(s.loop, &s.load, load_work, load_done);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(s.loop);
+    model_free(s.m);
+    metrics_free(s.metrics);
+    for (int i = 0; i < s.n_keys; i++)
+        free(s.keys[i]);
+    return s.failed ? COMMAND_FAILED : COMMAND_DONE;
+}

@@ -1,0 +1,613 @@
+/* test_serve.c - `sluice serve` end to end: the real binary serving a small
+ * random GPT-2 (made here with the model and tokenizer libraries), talked
+ * to by real clients (Python's urllib, the official openai npm package)
+ * and by raw sockets doing what a hostile or careless client does:
+ * malformed requests, bodies and heads over the limits, idle connections
+ * beyond the cap, a slowloris, a client leaving mid-stream. After each the
+ * server still answers /health. Also: 503 while the model loads, 429 when
+ * the queue is full, and SIGTERM letting a stream finish before exit 0. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include "local_server.h"
+#include "model.h"
+#include "require.h"
+#include "runner.h"
+#include "tokenizer.h"
+
+TestSuite(serve, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 240);
+
+static char model_dir[128];
+
+/* A GPT-2 of random weights big enough that a long generation takes a
+ * while (4 layers of width 256, a context of 1024), with a byte-level BPE
+ * tokenizer trained on a few Handbook-like sentences; EOS is
+ * <|endoftext|>. */
+static void make_model(void) {
+    snprintf(model_dir, sizeof(model_dir), "%s/tiny", test_dir);
+    cr_assert_eq(mkdir(model_dir, 0755), 0);
+    char err[512], path[256];
+    const char *specials[] = {"<|endoftext|>"};
+    tok_trainer *tr;
+    cr_assert_eq(tok_trainer_new(400, specials, 1, 1, &tr, err, sizeof(err)), 0, "%s", err);
+    static const char text[] =
+        "A pipeline is a graph of steps. Each step reads artifacts and writes new ones, and the "
+        "store keeps them by the hash of their bytes. What is a content-addressed store? A map "
+        "from hashes to byte strings. Sentence packing splits text into sentences first. The "
+        "scheduler runs the steps whose inputs are ready, in parallel, and caches the results.";
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(tok_trainer_feed(tr, text, sizeof(text) - 1, err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", model_dir);
+    cr_assert_eq(tok_trainer_save(tr, path, err, sizeof(err)), 0, "%s", err);
+    tok_trainer_free(tr);
+    tok_tokenizer *t;
+    cr_assert_eq(tok_load(path, &t, err, sizeof(err)), 0, "%s", err);
+    int vocab = (int)tok_vocab_size(t);
+    tok_free(t);
+    model_config c;
+    cr_assert_eq(model_config_init(&c, "gpt2", 256, 4, 4, 0, 0, 1024, vocab, err, sizeof(err)), 0,
+                 "%s", err);
+    model *m;
+    cr_assert_eq(model_new(&c, 7, &m, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_save(m, model_dir, err, sizeof(err)), 0, "%s", err);
+    model_free(m);
+}
+
+/* ---- a raw client ---- */
+
+static int connect_to(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
+    struct timeval tv = {60, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Whatever the server sends until it closes (or 60 s pass), into out. */
+static size_t read_all(int fd, char *out, size_t size) {
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < size && (k = recv(fd, out + n, size - 1 - n, 0)) > 0)
+        n += (size_t)k;
+    out[n] = 0;
+    return n;
+}
+
+/* Reads until needle has arrived (or the server closes); returns whether it did. */
+static int read_until(int fd, char *out, size_t size, const char *needle) {
+    size_t n = 0;
+    ssize_t k;
+    out[0] = 0;
+    while (!strstr(out, needle) && n + 1 < size && (k = recv(fd, out + n, size - 1 - n, 0)) > 0)
+        out[n += (size_t)k] = 0;
+    return strstr(out, needle) != NULL;
+}
+
+static void send_all(int fd, const char *data, size_t len) {
+    while (len) {
+        ssize_t k = send(fd, data, len, MSG_NOSIGNAL);
+        cr_assert_gt(k, 0, "send: %s", strerror(errno));
+        data += k, len -= (size_t)k;
+    }
+}
+
+/* One request on a fresh connection (closed after), the whole answer in out. */
+static void exchange(int port, const char *request, char *out, size_t size) {
+    int fd = connect_to(port);
+    send_all(fd, request, strlen(request));
+    read_all(fd, out, size);
+    close(fd);
+}
+
+static int status_of(const char *response) {
+    int status = 0;
+    sscanf(response, "HTTP/1.1 %d", &status);
+    return status;
+}
+
+static int health(int port) {
+    char out[4096];
+    exchange(port, "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", out,
+             sizeof(out));
+    return status_of(out);
+}
+
+static void post(char *req, size_t size, const char *path, const char *body) {
+    snprintf(req, size,
+             "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+             path, strlen(body), body);
+}
+
+/* A metric's value in /metrics (-1 when absent). */
+static double metric(int port, const char *series) {
+    static char out[65536];
+    exchange(port, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", out,
+             sizeof(out));
+    char needle[256];
+    snprintf(needle, sizeof(needle), "\n%s ", series);
+    const char *at = strstr(out, needle);
+    return at ? strtod(at + strlen(needle), NULL) : -1;
+}
+
+/* ---- the server ---- */
+
+static char port_file[160];
+
+static char *server_log(void) {
+    char log[200];
+    snprintf(log, sizeof(log), "%s/serve.log", test_dir);
+    char *text = slurp(log);
+    return text ? text : strdup("");
+}
+
+/* Starts sluice serve on the model with args (NULL-ended), waits for its
+ * port and, unless loading is held up on purpose, for /health to say 200. */
+static pid_t start_serve(const char *const *args, int wait_ready, int *port) {
+    const char *argv[40] = {SLUICE_BIN, "serve",       "--model",     model_dir,
+                            "--listen", "127.0.0.1:0", "--port-file", port_file};
+    size_t n = 8;
+    for (; args && *args; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
+    unlink(port_file);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char log[200];
+        snprintf(log, sizeof(log), "%s/serve.log", test_dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(SLUICE_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    char what[256];
+    snprintf(what, sizeof(what), "sluice serve (its output: %s/serve.log)", test_dir);
+    *port = local_server_port(pid, port_file, what);
+    while (wait_ready && health(*port) != 200) {
+        cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "sluice serve died loading: %s", server_log());
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+    return pid;
+}
+
+/* SIGTERM, then the exit status. */
+static int stop_serve(pid_t pid) {
+    kill(pid, SIGTERM);
+    int ws;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+/* ---- real clients ---- */
+
+Test(serve, python_urllib_client) {
+    make_model();
+    int port;
+    pid_t pid = start_serve(NULL, 1, &port);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    result r = run_in(
+        NULL, NULL,
+        (char *[]){TEST_PYTHON, SLUICE_SOURCE_DIR "/tests/serve/urllib_client.py", url, NULL});
+    cr_expect_eq(r.status, 0, "%s%s\nserver:\n%s", r.out, r.err, server_log());
+    cr_expect_str_eq(r.out, "ok\n");
+    result_free(&r);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+Test(serve, python_urllib_client_with_api_keys) {
+    make_model();
+    char *keys = write_test_file(test_dir, "keys", "# the team's keys\nsk-first\nsk-second\n");
+    int port;
+    pid_t pid = start_serve((const char *[]){"--api-key-file", keys, NULL}, 1, &port);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    result r = run_in(NULL, NULL,
+                      (char *[]){TEST_PYTHON, SLUICE_SOURCE_DIR "/tests/serve/urllib_client.py",
+                                 url, "sk-second", NULL});
+    cr_expect_eq(r.status, 0, "%s%s\nserver:\n%s", r.out, r.err, server_log());
+    result_free(&r);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+Test(serve, official_openai_npm_client) {
+    if (system("node --version >/dev/null 2>&1") != 0 ||
+        access(SLUICE_SOURCE_DIR "/tests/node_modules/openai/package.json", R_OK) != 0)
+        SKIP_UNLESS_REQUIRED("node or the openai package (npm ci in tests/) is missing");
+    make_model();
+    char *keys = write_test_file(test_dir, "keys", "sk-test\n");
+    int port;
+    pid_t pid = start_serve((const char *[]){"--api-key-file", keys, NULL}, 1, &port);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", port);
+    result r = run_in(NULL, NULL,
+                      (char *[]){"/usr/bin/env", "node",
+                                 SLUICE_SOURCE_DIR "/tests/serve/openai_client.mjs", url, "sk-test",
+                                 NULL});
+    cr_expect_eq(r.status, 0, "%s%s\nserver:\n%s", r.out, r.err, server_log());
+    cr_expect_str_eq(r.out, "ok\n");
+    result_free(&r);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* ---- bad input ---- */
+
+Test(serve, malformed_and_oversized_requests_are_refused) {
+    make_model();
+    int port;
+    pid_t pid = start_serve(
+        (const char *[]){"--max-body-bytes", "65536", "--max-header-bytes", "4096", NULL}, 1,
+        &port);
+    static char out[65536], req[300000];
+    exchange(port, "HELLO\r\n\r\n", out, sizeof(out));
+    cr_expect_eq(status_of(out), 400, "%s", out);
+    exchange(port, "GET /health HTTP/1.1\r\nBad Header Line\r\n\r\n", out, sizeof(out));
+    cr_expect_eq(status_of(out), 400, "%s", out);
+    /* a 100 MB body announced: refused before a byte of it is read */
+    exchange(port,
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 104857600\r\n\r\n",
+             out, sizeof(out));
+    cr_expect_eq(status_of(out), 413, "%s", out);
+    cr_expect_not_null(strstr(out, "\"error\""), "%s", out);
+    /* a body over the limit sent whole */
+    char *big = malloc(200001);
+    memset(big, 'a', 200000);
+    big[200000] = 0;
+    post(req, sizeof(req), "/v1/chat/completions", big);
+    free(big);
+    int fd = connect_to(port);
+    send(fd, req, strlen(req), MSG_NOSIGNAL); /* the server may close before all is sent */
+    read_all(fd, out, sizeof(out));
+    close(fd);
+    cr_expect_eq(status_of(out), 413, "%s", out);
+    /* a head over the limit */
+    char *head = req;
+    size_t n = (size_t)snprintf(head, sizeof(req), "GET /health HTTP/1.1\r\n");
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(head + n, sizeof(req) - n, "X-Filler-%d: %0200d\r\n", i, 0);
+    snprintf(head + n, sizeof(req) - n, "\r\n");
+    exchange(port, head, out, sizeof(out));
+    cr_expect_eq(status_of(out), 431, "%s", out);
+    exchange(port,
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+             out, sizeof(out));
+    cr_expect_eq(status_of(out), 501, "%s", out);
+    exchange(port, "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 12x\r\n\r\n", out,
+             sizeof(out));
+    cr_expect_eq(status_of(out), 400, "%s", out);
+    /* JSON that is not a request: OpenAI error objects naming what is wrong */
+    const char *bodies[] = {"{",
+                            "null",
+                            "{\"messages\": [{\"role\": \"user\"}]}",
+                            "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], "
+                            "\"top_p\": [1]}",
+                            "{\"messages\": [{\"role\": \"user\", \"content\": \"a\\u0000b\"}]}",
+                            "{\"$date\": 1}"};
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        post(req, sizeof(req), "/v1/chat/completions", bodies[i]);
+        exchange(port, req, out, sizeof(out));
+        cr_expect_eq(status_of(out), 400, "%s: %s", bodies[i], out);
+        cr_expect_not_null(strstr(out, "\"type\": \"invalid_request_error\""), "%s", out);
+    }
+    cr_expect_eq(health(port), 200);
+    cr_expect_eq(metric(port, "sluice_serve_requests_total{route=\"none\",status=\"413\"}"), 2);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* Keep-alive: several requests on one connection, pipelined too. */
+Test(serve, keep_alive_and_pipelining) {
+    make_model();
+    int port;
+    pid_t pid = start_serve(NULL, 1, &port);
+    int fd = connect_to(port);
+    char out[8192];
+    for (int i = 0; i < 3; i++) {
+        const char *r = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+        send_all(fd, r, strlen(r));
+        cr_assert(read_until(fd, out, sizeof(out), "\"ok\"}\n"), "%s", out);
+        cr_expect_eq(status_of(out), 200);
+        cr_expect_not_null(strstr(out, "Connection: keep-alive"), "%s", out);
+    }
+    const char *two = "GET /health HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/models HTTP/1.1\r\n"
+                      "Host: t\r\nConnection: close\r\n\r\n";
+    send_all(fd, two, strlen(two));
+    read_all(fd, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect_not_null(strstr(out, "\"object\": \"list\""), "both answered in order: %s", out);
+    cr_expect_lt(strstr(out, "\"ok\""), strstr(out, "\"object\": \"list\""));
+    close(fd);
+    /* thousands pipelined in one write are answered in turn (not by
+     * recursion, which would run out of stack) */
+    enum { MANY = 5000 };
+    const char *one = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    size_t len = strlen(one);
+    char *many = malloc(MANY * len + 64);
+    cr_assert_not_null(many);
+    for (int i = 0; i < MANY; i++)
+        memcpy(many + (size_t)i * len, one, len);
+    strcpy(many + (size_t)MANY * len, "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+    fd = connect_to(port);
+    send_all(fd, many, strlen(many));
+    free(many);
+    char *answers = malloc(1 << 20);
+    cr_assert_not_null(answers);
+    read_all(fd, answers, 1 << 20);
+    close(fd);
+    cr_expect_eq(count(answers, "HTTP/1.1 200 OK\r\n"), MANY + 1);
+    free(answers);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* 1,000 idle connections: those beyond the cap are closed at once, the
+ * others at the idle timeout; a slowloris client, a byte every 100 ms, is cut off at its
+ * header deadline while still sending. */
+Test(serve, idle_connections_and_slowloris_are_cut_off) {
+    make_model();
+    int port;
+    pid_t pid = start_serve((const char *[]){"--max-connections", "40", "--idle-timeout", "5",
+                                             "--header-timeout", "1", NULL},
+                            1, &port);
+    enum { N = 1000, CAP = 40 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = connect_to(port);
+    /* every connection over the cap is closed by the server at once, while
+     * the first 40 stay open; then the idle timeout closes those too */
+    char c;
+    for (int i = CAP; i < N; i++) {
+        cr_expect_leq(recv(fds[i], &c, 1, 0), 0, "connection %d got a byte", i);
+        close(fds[i]);
+    }
+    int open_now = 0;
+    for (int i = 0; i < CAP; i++) {
+        struct pollfd p = {fds[i], POLLIN, 0};
+        open_now += poll(&p, 1, 0) == 0;
+    }
+    cr_expect_eq(open_now, CAP, "the connections under the cap are kept until they idle out");
+    for (int i = 0; i < CAP; i++) {
+        cr_expect_leq(recv(fds[i], &c, 1, 0), 0, "connection %d got a byte", i);
+        close(fds[i]);
+    }
+    cr_expect_eq(health(port), 200);
+    int fd = connect_to(port);
+    const char *start = "GET /health HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+    send_all(fd, start, strlen(start));
+    int cut = 0;
+    for (int i = 0; i < 600 && !cut; i++) { /* 60 s of bytes if never cut */
+        if (send(fd, "a", 1, MSG_NOSIGNAL) < 0) {
+            cut = 1;
+            break;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) > 0 && recv(fd, &c, 1, MSG_DONTWAIT) <= 0)
+            cut = 1;
+    }
+    close(fd);
+    cr_expect(cut, "the slowloris client was never cut off");
+    cr_expect_eq(health(port), 200);
+    cr_expect_geq(metric(port, "sluice_serve_requests_total{route=\"none\",status=\"408\"}"), 1);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+static const char long_chat[] =
+    "{\"messages\": [{\"role\": \"user\", \"content\": \"go on\"}], \"max_tokens\": 1000, "
+    "\"temperature\": 1, \"seed\": 3, \"stream\": true}";
+
+/* A client that leaves mid-stream cancels its generation: the slot is free
+ * again long before the 1000 tokens asked for would have been made, and the
+ * request counts as 499. With --parallel 1 --queue 0 a second request while
+ * the first runs is refused with 429. */
+Test(serve, a_client_leaving_mid_stream_cancels_its_generation) {
+    make_model();
+    int port;
+    pid_t pid = start_serve((const char *[]){"--parallel", "1", "--queue", "0", NULL}, 1, &port);
+    static char req[4096], out[65536];
+    post(req, sizeof(req), "/v1/chat/completions", long_chat);
+    int fd = connect_to(port);
+    send_all(fd, req, strlen(req));
+    cr_assert(read_until(fd, out, sizeof(out), "\"delta\": {\"content\""), "%s", out);
+    /* the only slot is busy, and nothing may wait */
+    char busy[4096];
+    exchange(port, req, busy, sizeof(busy));
+    cr_expect_eq(status_of(busy), 429, "%s", busy);
+    cr_expect_not_null(strstr(busy, "\"type\": \"rate_limit_error\""), "%s", busy);
+    close(fd);
+    while (metric(port, "sluice_serve_requests_running") != 0)
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    cr_expect_eq(
+        metric(port, "sluice_serve_requests_total{route=\"/v1/chat/completions\",status=\"499\"}"),
+        1);
+    /* what it made before it stopped counts; far fewer than asked */
+    double generated = metric(port, "sluice_serve_generated_tokens_total");
+    cr_expect(generated >= 1 && generated < 1000, "%g tokens generated", generated);
+    /* the slot takes the next request */
+    post(req, sizeof(req), "/v1/chat/completions",
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 3}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect_eq(health(port), 200);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* The body of the answer to req, on a connection of its own already sent. */
+static char *answer_of(int fd) {
+    char *out = malloc(1 << 16);
+    cr_assert_not_null(out);
+    read_all(fd, out, 1 << 16);
+    close(fd);
+    cr_assert_eq(status_of(out), 200, "%s", out);
+    char *body = strstr(out, "\r\n\r\n");
+    cr_assert_not_null(body);
+    memmove(out, body + 4, strlen(body + 4) + 1);
+    /* the id and time differ between answers; the text and counts must not */
+    char *choices = strstr(out, "\"choices\"");
+    cr_assert_not_null(choices, "%s", out);
+    memmove(out, choices, strlen(choices) + 1);
+    return out;
+}
+
+/* With --parallel 2 two generations run at once over the one model, each
+ * with its own KV cache and sampler: a second stream starts while the
+ * first still runs, and two sampled answers made side by side are each the
+ * answer its request gets alone. */
+Test(serve, parallel_slots_generate_at_once_and_alike) {
+    make_model();
+    int port;
+    pid_t pid = start_serve((const char *[]){"--parallel", "2", "--queue", "0", NULL}, 1, &port);
+    static char req[2][4096], out[65536];
+    const char *bodies[2] = {
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"first\"}], \"max_tokens\": 200, "
+        "\"temperature\": 1, \"seed\": 11}",
+        "{\"prompt\": \"second\", \"max_tokens\": 200, \"temperature\": 0.8, \"top_p\": 0.9, "
+        "\"seed\": 12}"};
+    const char *paths[2] = {"/v1/chat/completions", "/v1/completions"};
+    char *alone[2];
+    for (int k = 0; k < 2; k++) {
+        post(req[k], sizeof(req[k]), paths[k], bodies[k]);
+        int fd = connect_to(port);
+        send_all(fd, req[k], strlen(req[k]));
+        alone[k] = answer_of(fd);
+    }
+    int fds[2];
+    for (int k = 0; k < 2; k++) {
+        fds[k] = connect_to(port);
+        send_all(fds[k], req[k], strlen(req[k]));
+    }
+    for (int k = 0; k < 2; k++) {
+        char *both = answer_of(fds[k]);
+        cr_expect_str_eq(both, alone[k], "request %d side by side differs from alone", k);
+        free(both);
+        free(alone[k]);
+    }
+    /* a stream begins while another runs: the second slot is its own */
+    post(req[0], sizeof(req[0]), "/v1/chat/completions", long_chat);
+    int a = connect_to(port), b = connect_to(port);
+    send_all(a, req[0], strlen(req[0]));
+    cr_assert(read_until(a, out, sizeof(out), "\"delta\": {\"content\""), "%s", out);
+    send_all(b, req[0], strlen(req[0]));
+    cr_assert(read_until(b, out, sizeof(out), "\"delta\": {\"content\""), "%s", out);
+    cr_expect_eq(metric(port, "sluice_serve_requests_running"), 2);
+    close(a);
+    close(b);
+    cr_expect_eq(health(port), 200);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* SIGTERM while a stream runs: the stream ends whole ([DONE]), then the
+ * server exits 0. */
+Test(serve, sigterm_drains_the_requests_in_flight) {
+    make_model();
+    int port;
+    pid_t pid = start_serve(NULL, 1, &port);
+    static char req[4096], out[1 << 20];
+    post(req, sizeof(req), "/v1/chat/completions",
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"go on\"}], \"max_tokens\": 300, "
+         "\"temperature\": 1, \"seed\": 5, \"stream\": true}");
+    int fd = connect_to(port);
+    send_all(fd, req, strlen(req));
+    cr_assert(read_until(fd, out, sizeof(out), "\"delta\": {\"content\""), "%s", out);
+    kill(pid, SIGTERM);
+    size_t n = strlen(out);
+    n += read_all(fd, out + n, sizeof(out) - n);
+    close(fd);
+    cr_expect_not_null(strstr(out, "data: [DONE]\n\n\r\n0\r\n\r\n"), "the stream was cut: %s",
+                       out + (n > 300 ? n - 300 : 0));
+    int ws;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "exit status %d", ws);
+}
+
+/* While the model loads, /health and the generation routes say 503
+ * (start_serve's wait for 200 is the other half). Loading is held up by a
+ * FIFO in place of config.json, which the loader blocks on opening; once
+ * the test opens and closes its end, the loader finds no JSON there, and
+ * the server says so and exits 1. */
+Test(serve, health_is_503_while_loading) {
+    make_model();
+    char config[200];
+    snprintf(config, sizeof(config), "%s/config.json", model_dir);
+    cr_assert_eq(unlink(config), 0);
+    cr_assert_eq(mkfifo(config, 0644), 0);
+    int port;
+    pid_t pid = start_serve(NULL, 0, &port);
+    cr_expect_eq(health(port), 503);
+    static char req[4096], out[8192];
+    post(req, sizeof(req), "/v1/chat/completions",
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 503, "%s", out);
+    cr_expect_not_null(strstr(out, "\"code\": \"model_loading\""), "%s", out);
+    cr_expect_not_null(strstr(out, "Retry-After"), "%s", out);
+    exchange(port, "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n", out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect_eq(metric(port, "sluice_serve_ready"), 0);
+    int fd = open(config, O_WRONLY);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    int ws;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 1, "exit status %d", ws);
+    char *log = server_log();
+    cr_expect_not_null(strstr(log, "config.json"), "%s", log);
+    free(log);
+}
+
+/* --model may name a model artifact in the store, as `sluice model` does. */
+Test(serve, serves_a_model_artifact_by_its_id) {
+    make_model();
+    result r = RUN(test_store_arg, "artifacts", "import", model_dir, "--type", "model");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char id[16];
+    const char *at = strstr(r.out, "as artifact ");
+    cr_assert_not_null(at, "%s", r.out);
+    snprintf(id, sizeof(id), "%.12s", at + 12);
+    result_free(&r);
+    int port;
+    pid_t pid = start_serve((const char *[]){test_store_arg, "--model", id, NULL}, 1, &port);
+    char out[4096];
+    exchange(port, "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n", out, sizeof(out));
+    char want[64];
+    snprintf(want, sizeof(want), "\"id\": \"%s\"", id);
+    cr_expect_not_null(strstr(out, want), "%s", out);
+    cr_expect_eq(stop_serve(pid), 0);
+    r = RUN(test_store_arg, "serve", "--model", "0000000000ff");
+    cr_expect_eq(r.status, 2);
+    cr_expect_not_null(strstr(r.err, "0000000000ff"), "%s", r.err);
+    result_free(&r);
+}
+
+Test(serve, bad_options_and_models_are_refused) {
+    make_model();
+    result r = RUN("serve");
+    cr_expect_eq(r.status, 2);
+    cr_expect_not_null(strstr(r.err, "give --model DIR"), "%s", r.err);
+    result_free(&r);
+    r = RUN("serve", "--model", model_dir, "--listen", "nowhere");
+    cr_expect_eq(r.status, 2);
+    cr_expect_not_null(strstr(r.err, "--listen 'nowhere'"), "%s", r.err);
+    result_free(&r);
+    r = RUN("serve", "--model", model_dir, "--parallel", "0");
+    cr_expect_eq(r.status, 2);
+    result_free(&r);
+    /* a folder that is not a model: the loader's message, exit 1 */
+    r = RUN("serve", "--model", test_dir, "--listen", "127.0.0.1:0");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "config.json"), "%s", r.err);
+    result_free(&r);
+    r = RUN("serve", "--help");
+    cr_expect_eq(r.status, 0);
+    cr_expect_not_null(strstr(r.out, "--api-key-file"), "%s", r.out);
+    result_free(&r);
+}
