@@ -18,8 +18,8 @@
  * may be NULL) with its output sent to /dev/null, and waits until it has
  * written its port or has died (the test then fails). Returns its pid, to
  * stop with local_server_stop(); *port is the port. */
-static pid_t local_server_start(const char *script, const char *const *args,
-                                const char *port_file, int *port) {
+static pid_t local_server_start(const char *script, const char *const *args, const char *port_file,
+                                int *port) {
     const char *argv[32] = {TEST_PYTHON, script, "--port-file", port_file};
     size_t n = 4;
     for (; args && *args; args++) {
