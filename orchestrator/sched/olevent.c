@@ -31,7 +31,7 @@ static void run_uuid(const run *r, const char *step_id, char out[37]) {
     uint64_t ms = (uint64_t)(r->wall_t0 * 1000.0);
     char d[33];
     snprintf(d, sizeof(d), "%012llx%.20s", (unsigned long long)(ms & 0xffffffffffffULL), hex);
-    d[12] = '7';                                 /* the version */
+    d[12] = '7';                                              /* the version */
     d[16] = "89ab"[strtol((char[]){d[16], 0}, NULL, 16) & 3]; /* the variant */
     snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", d, d + 8, d + 12, d + 16, d + 20);
 }
@@ -62,7 +62,8 @@ static void append_job(const run *r, bson_t *ev, const char *step_id) {
     snprintf(name, sizeof(name), "%s%s%s", r->p->name, *step_id ? "." : "", step_id);
     BSON_APPEND_UTF8(&job, "name", name);
     BSON_APPEND_DOCUMENT_BEGIN(&job, "facets", &facets);
-    facet_begin(&facets, "jobType", &f, OL_FACETS "2-0-2/JobTypeJobFacet.json#/$defs/JobTypeJobFacet");
+    facet_begin(&facets, "jobType", &f,
+                OL_FACETS "2-0-2/JobTypeJobFacet.json#/$defs/JobTypeJobFacet");
     BSON_APPEND_UTF8(&f, "processingType", "BATCH");
     BSON_APPEND_UTF8(&f, "integration", "SLUICE");
     BSON_APPEND_UTF8(&f, "jobType", *step_id ? "STEP" : "PIPELINE");
@@ -119,7 +120,8 @@ static void append_outputs(const step_run *sr, bson_t *ev) {
     bson_t list;
     BSON_APPEND_ARRAY_BEGIN(ev, "outputs", &list);
     for (size_t i = 0; i < sr->n_out; i++) {
-        const sl_port *port = sr->s->impl ? plugin_step_output(sr->s->impl, sr->out_names[i]) : NULL;
+        const sl_port *port =
+            sr->s->impl ? plugin_step_output(sr->s->impl, sr->out_names[i]) : NULL;
         char from[2 * PIPELINE_MAX_ID + 2];
         snprintf(from, sizeof(from), "%s.%s", sr->s->id, sr->out_names[i]);
         append_dataset(sr->r, &list, (uint32_t)i, sr->out_hashes[i], sr->out_names[i],
@@ -160,11 +162,30 @@ static void event_begin(const run *r, bson_t *ev, bson_t *run_doc, bson_t *run_f
     }
 }
 
+/* Appends text as a string JSON can carry: a byte that is not valid UTF-8
+ * (a step's message may hold any) becomes '?', where libbson would give no
+ * JSON at all. */
+static void append_text(bson_t *doc, const char *key, const char *text) {
+    size_t len = strlen(text);
+    if (bson_utf8_validate(text, len, false)) {
+        BSON_APPEND_UTF8(doc, key, text);
+        return;
+    }
+    char *copy = strdup(text);
+    if (!copy)
+        return;
+    for (char *c = copy; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            *c = '?';
+    BSON_APPEND_UTF8(doc, key, copy);
+    free(copy);
+}
+
 static void error_facet(bson_t *run_facets, const char *why) {
     bson_t f;
     facet_begin(run_facets, "errorMessage", &f,
                 OL_FACETS "1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet");
-    BSON_APPEND_UTF8(&f, "message", why);
+    append_text(&f, "message", why);
     BSON_APPEND_UTF8(&f, "programmingLanguage", "C");
     bson_append_document_end(run_facets, &f);
 }
@@ -197,7 +218,7 @@ void sched_lineage_run(run *r, const char *type, const char *why) {
     facet_begin(&facets, "sluice_run", &f,
                 OL_OWN_FACETS "SluiceRunRunFacet.json#/$defs/SluiceRunRunFacet");
     BSON_APPEND_UTF8(&f, "run", r->run_id);
-    BSON_APPEND_UTF8(&f, "file", r->p->file);
+    append_text(&f, "file", r->p->file);
     bson_append_document_end(&facets, &f);
     if (why)
         error_facet(&facets, why);
@@ -215,9 +236,9 @@ static void step_facet(const step_run *sr, bson_t *facets, const char *status) {
                 OL_OWN_FACETS "SluiceStepRunFacet.json#/$defs/SluiceStepRunFacet");
     BSON_APPEND_UTF8(&f, "run", sr->r->run_id);
     BSON_APPEND_UTF8(&f, "step", sr->s->id);
-    BSON_APPEND_UTF8(&f, "uses", sr->s->uses);
+    append_text(&f, "uses", sr->s->uses);
     if (sr->s->impl && sr->s->impl->step->version)
-        BSON_APPEND_UTF8(&f, "version", sr->s->impl->step->version);
+        append_text(&f, "version", sr->s->impl->step->version);
     if (status) {
         BSON_APPEND_UTF8(&f, "status", status);
         BSON_APPEND_INT32(&f, "attempts", sr->attempt_no);
@@ -274,9 +295,12 @@ void sched_lineage_close(run *r) {
     ol_transport_close(r->ol, OL_DRAIN_MS, &r->ol_stats);
     r->ol = NULL;
     r->ol_closed = 1;
-    if (r->ol_stats.failed)
-        fprintf(stderr,
-                "sluice run: openlineage: %llu of %llu events not delivered to %s (last: %s)\n",
-                (unsigned long long)r->ol_stats.failed, (unsigned long long)r->ol_stats.events,
-                r->p->settings.openlineage, r->ol_stats.last_error);
+    if (r->ol_stats.failed) {
+        buf masked = BUF_INIT; /* a URL made with ${secret.X} */
+        fprintf(
+            stderr, "sluice run: openlineage: %llu of %llu events not delivered to %s (last: %s)\n",
+            (unsigned long long)r->ol_stats.failed, (unsigned long long)r->ol_stats.events,
+            sched_mask_secrets(r->p, r->p->settings.openlineage, &masked), r->ol_stats.last_error);
+        buf_free(&masked);
+    }
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,8 @@
 #include <unistd.h>
 
 #define MAX_QUEUED 100000
-#define TRIES 3                /* a POST, then two retries */
-#define FIRST_BACKOFF_MS 250   /* doubled for each retry */
+#define TRIES 3              /* a POST, then two retries */
+#define FIRST_BACKOFF_MS 250 /* doubled for each retry */
 #define CONNECT_TIMEOUT_MS 2000
 #define REQUEST_TIMEOUT_MS 5000
 
@@ -226,7 +227,12 @@ int ol_transport_open(const char *target, ol_transport **out, char *why, size_t 
     }
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
+    /* Signals are the loop's to handle: the thread starts with all blocked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&t->thread, NULL, http_thread, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         snprintf(why, size, "cannot start its thread: %s", strerror(rc));
         pthread_cond_destroy(&t->cv);

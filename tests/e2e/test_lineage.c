@@ -206,6 +206,29 @@ Test(lineage, a_cached_step_completes_with_cached_true_and_a_run_of_its_own) {
     expect_valid(events);
 }
 
+Test(lineage, a_retried_step_is_one_run_with_its_attempts) {
+    char events[256];
+    snprintf(events, sizeof(events), "%s/flaky.jsonl", test_dir);
+    char *p = write_pipeline("flaky.yaml",
+                             "pipeline: flaky\n"
+                             "settings: {openlineage: flaky.jsonl}\n"
+                             "steps:\n"
+                             "  f:\n"
+                             "    uses: shell\n"
+                             "    with: {run: 'test -e @/once || { touch @/once; exit 1; }'}\n"
+                             "    retries: {max: 1, backoff: 10ms}\n");
+    expect_success(RUN_PIPELINE(p));
+    size_t n;
+    ol_event *e = read_events(events, &n);
+    cr_expect_eq(n, 4);
+    cr_expect_eq(count_type(e, n, "START"), 2, "one START for the step, not one per attempt");
+    cr_expect_eq(count_type(e, n, "FAIL"), 0);
+    free(e);
+    char *text = slurp(events);
+    cr_expect(strstr(text, "\"status\" : \"done\", \"attempts\" : 2"), "%s", text);
+    free(text);
+}
+
 Test(lineage, an_interrupted_step_gets_abort) {
     char events[256], started[256];
     snprintf(events, sizeof(events), "%s/intr.jsonl", test_dir);
@@ -248,17 +271,30 @@ static void expect_refused(const char *target, const char *message) {
 }
 
 Test(lineage, a_bad_target_is_an_error_with_its_line) {
-    expect_refused("/nonexistent-sluice/ev.jsonl", "its folder '/nonexistent-sluice' does not exist");
+    expect_refused("/nonexistent-sluice/ev.jsonl",
+                   "its folder '/nonexistent-sluice' does not exist");
     expect_refused("ftp://example.com/x", "is not an http:// or https:// URL");
     expect_refused("http://", "not a valid URL");
     expect_refused("http://exa mple.com/", "holds a space");
     expect_refused("/tmp", "is a folder");
+    char *p = write_pipeline("map.yaml", "pipeline: map\nsettings:\n  openlineage: {too: x.jsonl}\n"
+                                         "steps:\n  a: {uses: shell, with: {run: 'true'}}\n");
+    result r = RUN("validate", p);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, ":3:17: error: unknown key 'too' in 'settings.openlineage' (did you "
+                            "mean 'to'?)"),
+              "%s", r.err);
+    cr_expect(strstr(r.err, ":3:16: error: 'settings.openlineage' needs 'to'"), "%s", r.err);
+    result_free(&r);
     /* --openlineage is checked the same way; '' turns events off. */
-    char *p = write_pipeline("ok.yaml", "pipeline: ok\nsettings: {openlineage: '%s'}\nsteps:\n"
-                                        "  a: {uses: shell, with: {run: 'true'}}\n", "ok.jsonl");
-    result r = RUN(test_store_arg, "run", p, "--openlineage", "https://");
+    p = write_pipeline("ok.yaml",
+                       "pipeline: ok\nsettings: {openlineage: '%s'}\nsteps:\n"
+                       "  a: {uses: shell, with: {run: 'true'}}\n",
+                       "ok.jsonl");
+    r = RUN(test_store_arg, "run", p, "--openlineage", "https://");
     cr_expect_eq(r.status, 2, "%s", r.err);
-    cr_expect(strstr(r.err, "sluice run: --openlineage: 'https://' is not a valid URL"), "%s", r.err);
+    cr_expect(strstr(r.err, "sluice run: --openlineage: 'https://' is not a valid URL"), "%s",
+              r.err);
     result_free(&r);
     expect_success(RUN(test_store_arg, "run", p, "--openlineage", ""));
     char ok[256];
@@ -319,12 +355,14 @@ Test(lineage, a_receiver_that_is_down_costs_a_warning_not_the_run) {
                                       (const char *[]){"--out", received, NULL}, port_file, &port);
     local_server_stop(&server); /* its port is now closed */
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
-    char *p = write_pipeline("down.yaml", "pipeline: down\nsettings: {openlineage: '%s'}\nsteps:\n"
-                                          "  a: {uses: shell, with: {run: 'true'}}\n", url);
+    char *p = write_pipeline("down.yaml",
+                             "pipeline: down\nsettings: {openlineage: '%s'}\nsteps:\n"
+                             "  a: {uses: shell, with: {run: 'true'}}\n",
+                             url);
     result r = RUN_PIPELINE(p);
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
-    cr_expect(strstr(r.err, "sluice run: openlineage: 4 of 4 events not delivered to "),
-              "%s", r.err);
+    cr_expect(strstr(r.err, "sluice run: openlineage: 4 of 4 events not delivered to "), "%s",
+              r.err);
     result_free(&r);
     cr_expect_eq(summary_figure("failed"), 4);
     cr_expect_eq(summary_figure("delivered"), 0);
