@@ -318,14 +318,21 @@ static long summary_figure(const char *key) {
     return v;
 }
 
-Test(lineage, events_are_posted_to_a_receiver_that_fails_at_first_and_retried) {
-    char port_file[256], received[256], url[64];
+/* Starts tests/openlineage/receiver.py refusing its first fail_first POSTs;
+ * what it records goes to received (the test's received.jsonl). */
+static pid_t start_receiver(const char *fail_first, char received[256], int *port) {
+    char port_file[256];
     snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
-    snprintf(received, sizeof(received), "%s/received.jsonl", test_dir);
+    snprintf(received, 256, "%s/received.jsonl", test_dir);
+    return local_server_start(OL_DIR "/receiver.py",
+                              (const char *[]){"--out", received, "--fail-first", fail_first, NULL},
+                              port_file, port);
+}
+
+Test(lineage, events_are_posted_to_a_receiver_that_fails_at_first_and_retried) {
+    char received[256], url[64];
     int port;
-    pid_t server = local_server_start(
-        OL_DIR "/receiver.py", (const char *[]){"--out", received, "--fail-first", "2", NULL},
-        port_file, &port);
+    pid_t server = start_receiver("2", received, &port);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port); /* no path: /api/v1/lineage */
     char *p = write_pipeline("lin.yaml", BRANCHING, "''");
     result r = RUN_PIPELINE(p, "--openlineage", url);
@@ -347,12 +354,9 @@ Test(lineage, events_are_posted_to_a_receiver_that_fails_at_first_and_retried) {
 }
 
 Test(lineage, a_receiver_that_is_down_costs_a_warning_not_the_run) {
-    char port_file[256], received[256], url[64];
-    snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
-    snprintf(received, sizeof(received), "%s/received.jsonl", test_dir);
+    char received[256], url[64];
     int port;
-    pid_t server = local_server_start(OL_DIR "/receiver.py",
-                                      (const char *[]){"--out", received, NULL}, port_file, &port);
+    pid_t server = start_receiver("0", received, &port);
     local_server_stop(&server); /* its port is now closed */
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
     char *p = write_pipeline("down.yaml",
