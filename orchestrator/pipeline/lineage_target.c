@@ -70,9 +70,12 @@ static int check_file(const char *path, char *why, size_t size) {
     snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
     if (slash == path)
         snprintf(dir, sizeof(dir), "/");
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    int found = stat(dir, &st) == 0;
+    if (!found || !S_ISDIR(st.st_mode)) {
         snprintf(why, size, "cannot create '%s': its folder '%s' %s", path, dir,
-                 errno == ENOENT || !S_ISDIR(st.st_mode) ? "does not exist" : strerror(errno));
+                 found             ? "is not a folder"
+                 : errno == ENOENT ? "does not exist"
+                                   : strerror(errno));
         return -EINVAL;
     }
     if (access(dir, W_OK | X_OK) != 0) {

@@ -115,6 +115,17 @@ static int post(ol_transport *t, CURL *c, const char *curl_err, const ol_event *
     return status == 429 || status >= 500 ? 1 : -1;
 }
 
+/* Ends a request still going when the close's deadline passes. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    ol_transport *t = ud;
+    pthread_mutex_lock(&t->mu);
+    int late = t->closing && ms_until(&t->deadline) <= 0;
+    pthread_mutex_unlock(&t->mu);
+    return late;
+}
+
 /* Sleeps ms, or less when the close's deadline comes first. */
 static void backoff(ol_transport *t, int64_t ms) {
     pthread_mutex_lock(&t->mu);
@@ -140,6 +151,9 @@ static void *http_thread(void *arg) {
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_USERAGENT, "sluice");
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     }
     int healthy = 1; /* no event has failed every try since the last success */
     for (;;) {

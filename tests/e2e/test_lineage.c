@@ -324,9 +324,11 @@ static pid_t start_receiver(const char *fail_first, char received[256], int *por
     char port_file[256];
     snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
     snprintf(received, 256, "%s/received.jsonl", test_dir);
-    return local_server_start(OL_DIR "/receiver.py",
-                              (const char *[]){"--out", received, "--fail-first", fail_first, NULL},
-                              port_file, port);
+    const char *hang = strcmp(fail_first, "hang") == 0 ? "--hang" : NULL;
+    return local_server_start(
+        OL_DIR "/receiver.py",
+        (const char *[]){"--out", received, "--fail-first", hang ? "0" : fail_first, hang, NULL},
+        port_file, port);
 }
 
 Test(lineage, events_are_posted_to_a_receiver_that_fails_at_first_and_retried) {
@@ -372,4 +374,23 @@ Test(lineage, a_receiver_that_is_down_costs_a_warning_not_the_run) {
     cr_expect_eq(summary_figure("delivered"), 0);
     /* The first event is tried three times; once it failed, the rest once. */
     cr_expect_eq(summary_figure("retries"), 2);
+}
+
+/* A receiver that takes the request and never answers: the run still ends
+ * (the suite's timeout would say otherwise), giving up on its events. */
+Test(lineage, a_receiver_that_never_answers_does_not_hold_the_run) {
+    char received[256], url[64];
+    int port;
+    pid_t server = start_receiver("hang", received, &port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+    char *p = write_pipeline("hang.yaml",
+                             "pipeline: hang\nsettings: {openlineage: '%s'}\nsteps:\n"
+                             "  a: {uses: shell, with: {run: 'true'}}\n",
+                             url);
+    result r = RUN_PIPELINE(p);
+    local_server_stop(&server);
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.err, "4 of 4 events not delivered"), "%s", r.err);
+    result_free(&r);
+    cr_expect_eq(summary_figure("failed"), 4);
 }

@@ -3,12 +3,13 @@
 
     /usr/bin/python3 tests/openlineage/receiver.py --port-file PATH --out EVENTS.jsonl
                                                    [--fail-first N] [--status S] [--path P]
+                                                   [--hang]
 
 Listens on 127.0.0.1 (a port of the system's choice, written to --port-file once listening, whole,
 by rename). Every POST whose body is a JSON object and whose Content-Type is application/json is
 appended to --out as one line, in the order received, and answered 201, as Marquez does; a POST
 to another path than --path (default /api/v1/lineage, Marquez's) gets 404, anything else 400. With --fail-first N the first N POSTs get status S (default 503) and are not
-recorded: "a receiver that fails at first". GET /stats answers {"posts": all POSTs, "recorded": n,
+recorded: "a receiver that fails at first". With --hang every POST is read and never answered. GET /stats answers {"posts": all POSTs, "recorded": n,
 "refused": n, "paths": [the distinct paths POSTed to]}. Standard library only.
 """
 import argparse
@@ -16,6 +17,7 @@ import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -52,6 +54,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         st = self.server.state
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.server.state.opts.hang:
+            time.sleep(3600)
         with st.lock:
             st.posts += 1
             if self.path not in st.paths:
@@ -83,6 +87,7 @@ def main():
     ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--status", type=int, default=503)
     ap.add_argument("--path", default="/api/v1/lineage")
+    ap.add_argument("--hang", action="store_true")
     opts = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
