@@ -355,14 +355,13 @@ Test(lineage, events_are_posted_to_a_receiver_that_fails_at_first_and_retried) {
     expect_valid(received);
 }
 
-Test(lineage, a_receiver_that_is_down_costs_a_warning_not_the_run) {
-    char received[256], url[64];
-    int port;
-    pid_t server = start_receiver("0", received, &port);
-    local_server_stop(&server); /* its port is now closed */
+/* Runs a one-step pipeline sending its 4 events to the receiver on port:
+ * the run succeeds whatever became of them, and says they were lost. */
+static void run_losing_events(int port) {
+    char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
-    char *p = write_pipeline("down.yaml",
-                             "pipeline: down\nsettings: {openlineage: '%s'}\nsteps:\n"
+    char *p = write_pipeline("lost.yaml",
+                             "pipeline: lost\nsettings: {openlineage: '%s'}\nsteps:\n"
                              "  a: {uses: shell, with: {run: 'true'}}\n",
                              url);
     result r = RUN_PIPELINE(p);
@@ -372,6 +371,14 @@ Test(lineage, a_receiver_that_is_down_costs_a_warning_not_the_run) {
     result_free(&r);
     cr_expect_eq(summary_figure("failed"), 4);
     cr_expect_eq(summary_figure("delivered"), 0);
+}
+
+Test(lineage, a_receiver_that_is_down_costs_a_warning_not_the_run) {
+    char received[256];
+    int port;
+    pid_t server = start_receiver("0", received, &port);
+    local_server_stop(&server); /* its port is now closed */
+    run_losing_events(port);
     /* The first event is tried three times; once it failed, the rest once. */
     cr_expect_eq(summary_figure("retries"), 2);
 }
@@ -379,18 +386,9 @@ Test(lineage, a_receiver_that_is_down_costs_a_warning_not_the_run) {
 /* A receiver that takes the request and never answers: the run still ends
  * (the suite's timeout would say otherwise), giving up on its events. */
 Test(lineage, a_receiver_that_never_answers_does_not_hold_the_run) {
-    char received[256], url[64];
+    char received[256];
     int port;
     pid_t server = start_receiver("hang", received, &port);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
-    char *p = write_pipeline("hang.yaml",
-                             "pipeline: hang\nsettings: {openlineage: '%s'}\nsteps:\n"
-                             "  a: {uses: shell, with: {run: 'true'}}\n",
-                             url);
-    result r = RUN_PIPELINE(p);
+    run_losing_events(port);
     local_server_stop(&server);
-    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
-    cr_expect(strstr(r.err, "4 of 4 events not delivered"), "%s", r.err);
-    result_free(&r);
-    cr_expect_eq(summary_figure("failed"), 4);
 }
