@@ -92,7 +92,8 @@ int pipeline_lineage_target(arena *a, const char *text, const char *dir, const c
         return 0; /* off: "${env.OPENLINEAGE_URL:-}" left unset */
     if (has_scheme(text))
         return check_url(text, why, size) ? -EINVAL : (*out = text, 0);
-    const char *path = text[0] == '/' || !dir ? text : arena_printf(a, "%s/%s", dir, text);
+    int here = !dir || strcmp(dir, ".") == 0 || text[0] == '/';
+    const char *path = here ? text : arena_printf(a, "%s/%s", dir, text);
     if (!path)
         return -ENOMEM;
     if (check_file(path, why, size))
