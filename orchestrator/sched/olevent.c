@@ -106,7 +106,13 @@ static void append_inputs(const step_run *sr, bson_t *ev) {
         const char *hash = sched_input_hash(r, in);
         if (!hash)
             continue;
-        const sl_port *port = s->impl ? plugin_step_input(s->impl, in->port) : NULL;
+        /* The artifact's type is its maker's output port's; an artifact:ID
+         * input's was checked against the input port's when the run began. */
+        const step *maker = in->from_step ? &r->p->steps[in->from] : NULL;
+        const sl_port *port =
+            maker     ? (maker->impl ? plugin_step_output(maker->impl, in->from_output) : NULL)
+            : s->impl ? plugin_step_input(s->impl, in->port)
+                      : NULL;
         char from[2 * PIPELINE_MAX_ID + 2];
         if (in->from_step)
             snprintf(from, sizeof(from), "%s.%s", in->from_step, in->from_output);

@@ -20,7 +20,8 @@ TestSuite(lineage, .init = test_dir_setup, .fini = test_dir_teardown, .timeout =
 #define OL_DIR SLUICE_SOURCE_DIR "/tests/openlineage"
 
 typedef struct ol_event {
-    char type[16], job[160], run_id[40], parent[40], cached[8], error[256];
+    char type[16], job[160], run_id[40], parent[40], cached[8], error[256], in_type[32],
+        out_type[32], version[16];
     char inputs[8][80], outputs[8][80]; /* dataset names */
     int n_inputs, n_outputs;
 } ol_event;
@@ -69,6 +70,9 @@ static ol_event *read_events(const char *path, size_t *n) {
         copy_at(doc, "run.facets.parent.run.runId", e->parent, sizeof(e->parent));
         copy_at(doc, "run.facets.sluice_step.cached", e->cached, sizeof(e->cached));
         copy_at(doc, "run.facets.errorMessage.message", e->error, sizeof(e->error));
+        copy_at(doc, "run.facets.sluice_step.version", e->version, sizeof(e->version));
+        copy_at(doc, "inputs.0.facets.sluice_artifact.type", e->in_type, sizeof(e->in_type));
+        copy_at(doc, "outputs.0.facets.sluice_artifact.type", e->out_type, sizeof(e->out_type));
         e->n_inputs = dataset_names(doc, "inputs", e->inputs);
         e->n_outputs = dataset_names(doc, "outputs", e->outputs);
         bson_destroy(doc);
@@ -203,6 +207,29 @@ Test(lineage, a_cached_step_completes_with_cached_true_and_a_run_of_its_own) {
     /* Per run: each event's job, the step events' parent job, the output. */
     cr_expect_eq(count(text, "\"namespace\" : \"team-a\""), 14, "%s", text);
     free(text);
+    expect_valid(events);
+}
+
+/* An artifact's type is the one its maker's port gives it, wherever it goes. */
+Test(lineage, datasets_carry_the_type_of_the_port_that_made_them) {
+    char events[256];
+    snprintf(events, sizeof(events), "%s/typed.jsonl", test_dir);
+    char *p = write_pipeline("typed.yaml",
+                             "pipeline: typed\n"
+                             "settings: {openlineage: typed.jsonl}\n"
+                             "steps:\n"
+                             "  t: {uses: typed}\n"
+                             "  s: {uses: shell, inputs: {d: t.docs}, with: {run: 'true'}}\n");
+    expect_success(RUN_PIPELINE(p));
+    size_t n;
+    ol_event *e = read_events(events, &n);
+    long t = find(e, n, "COMPLETE", "typed.t"), s = find(e, n, "COMPLETE", "typed.s");
+    cr_assert(t > 0 && s > t);
+    cr_expect_str_eq(e[t].out_type, "documents");
+    cr_expect_str_eq(e[t].version, "1", "the plugin's version");
+    cr_expect_str_eq(e[s].in_type, "documents", "not the shell step's 'any'");
+    cr_expect_str_eq(e[s].inputs[0], e[t].outputs[0]);
+    free(e);
     expect_valid(events);
 }
 
