@@ -210,19 +210,30 @@ Test(lineage, a_cached_step_completes_with_cached_true_and_a_run_of_its_own) {
     expect_valid(events);
 }
 
+/* Writes name.yaml with yaml (whose events go to name.jsonl beside it),
+ * runs it expecting status, and reads its events; events is their file. */
+static ol_event *run_for_events(const char *name, const char *yaml, int status, char events[256],
+                                size_t *n) {
+    char file[64];
+    snprintf(file, sizeof(file), "%s.yaml", name);
+    snprintf(events, 256, "%s/%s.jsonl", test_dir, name);
+    result r = RUN_PIPELINE(write_test_file(test_dir, file, yaml));
+    cr_expect_eq(r.status, status, "%s%s", r.out, r.err);
+    result_free(&r);
+    return read_events(events, n);
+}
+
 /* An artifact's type is the one its maker's port gives it, wherever it goes. */
 Test(lineage, datasets_carry_the_type_of_the_port_that_made_them) {
     char events[256];
-    snprintf(events, sizeof(events), "%s/typed.jsonl", test_dir);
-    char *p = write_pipeline("typed.yaml",
-                             "pipeline: typed\n"
-                             "settings: {openlineage: typed.jsonl}\n"
-                             "steps:\n"
-                             "  t: {uses: typed}\n"
-                             "  s: {uses: shell, inputs: {d: t.docs}, with: {run: 'true'}}\n");
-    expect_success(RUN_PIPELINE(p));
     size_t n;
-    ol_event *e = read_events(events, &n);
+    ol_event *e = run_for_events("typed",
+                                 "pipeline: typed\n"
+                                 "settings: {openlineage: typed.jsonl}\n"
+                                 "steps:\n"
+                                 "  t: {uses: typed}\n"
+                                 "  s: {uses: shell, inputs: {d: t.docs}, with: {run: 'true'}}\n",
+                                 0, events, &n);
     long t = find(e, n, "COMPLETE", "typed.t"), s = find(e, n, "COMPLETE", "typed.s");
     cr_assert(t > 0 && s > t);
     cr_expect_str_eq(e[t].out_type, "documents");
@@ -235,18 +246,16 @@ Test(lineage, datasets_carry_the_type_of_the_port_that_made_them) {
 
 Test(lineage, a_retried_step_is_one_run_with_its_attempts) {
     char events[256];
-    snprintf(events, sizeof(events), "%s/flaky.jsonl", test_dir);
-    char *p = write_pipeline("flaky.yaml",
-                             "pipeline: flaky\n"
-                             "settings: {openlineage: flaky.jsonl}\n"
-                             "steps:\n"
-                             "  f:\n"
-                             "    uses: shell\n"
-                             "    with: {run: 'test -e @/once || { touch @/once; exit 1; }'}\n"
-                             "    retries: {max: 1, backoff: 10ms}\n");
-    expect_success(RUN_PIPELINE(p));
     size_t n;
-    ol_event *e = read_events(events, &n);
+    ol_event *e = run_for_events("flaky",
+                                 "pipeline: flaky\n"
+                                 "settings: {openlineage: flaky.jsonl}\n"
+                                 "steps:\n"
+                                 "  f:\n"
+                                 "    uses: shell\n"
+                                 "    with: {run: 'test -e @/once || { touch @/once; exit 1; }'}\n"
+                                 "    retries: {max: 1, backoff: 10ms}\n",
+                                 0, events, &n);
     cr_expect_eq(n, 4);
     cr_expect_eq(count_type(e, n, "START"), 2, "one START for the step, not one per attempt");
     cr_expect_eq(count_type(e, n, "FAIL"), 0);
