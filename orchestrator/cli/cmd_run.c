@@ -1,4 +1,5 @@
 /* cmd_run.c - sluice run FILE: load, bind, run. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,16 @@
 #include <uv.h>
 
 int cmd_run(const cli_globals *g, int argc, char **argv) {
-    enum { OPT_NO_CACHE = 256, OPT_ONLY, OPT_FROM, OPT_RUNNER, OPT_DRY_RUN, OPT_JSON, OPT_TAG };
+    enum {
+        OPT_NO_CACHE = 256,
+        OPT_ONLY,
+        OPT_FROM,
+        OPT_RUNNER,
+        OPT_DRY_RUN,
+        OPT_JSON,
+        OPT_TAG,
+        OPT_OPENLINEAGE
+    };
     static const struct option longopts[] = {
         {"param", required_argument, NULL, 'p'},
         {"jobs", required_argument, NULL, 'j'},
@@ -20,12 +30,13 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"json", no_argument, NULL, OPT_JSON},
         {"tag", required_argument, NULL, OPT_TAG},
+        {"openlineage", required_argument, NULL, OPT_OPENLINEAGE},
         {NULL, 0, NULL, 0},
     };
     cli_params ps = {0}, tags = {0};
     run_options o = {.store = g->store};
     int c, bad = 0, dry_run = 0;
-    const char *later = NULL;
+    const char *later = NULL, *openlineage = NULL;
     cli_getopt_begin();
     while (!bad && (c = cli_getopt(argc, argv, ":p:j:", longopts)) != -1) {
         char *end;
@@ -65,6 +76,9 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         case OPT_FROM:
             o.from = optarg;
             break;
+        case OPT_OPENLINEAGE:
+            openlineage = optarg;
+            break;
         case OPT_DRY_RUN:
             dry_run = 1;
             break;
@@ -100,6 +114,16 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     pipeline *p = NULL;
     int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
+    if (status == 0 && openlineage) {
+        /* Replaces settings.openlineage; relative to the working folder. */
+        char why[1024];
+        int rc = pipeline_lineage_target(&p->arena, openlineage, NULL, &p->settings.openlineage,
+                                         why, sizeof(why));
+        if (rc) {
+            fprintf(stderr, "sluice run: --openlineage: %s\n", rc == -EINVAL ? why : strerror(-rc));
+            status = EXIT_BAD_INPUT;
+        }
+    }
     if (status == 0)
         status = cli_resolve_artifact_inputs(p, o.store);
     if (status == 0 && dry_run) {

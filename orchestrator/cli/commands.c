@@ -7,6 +7,7 @@ const cli_command cli_commands[] = {
     {"run", "run a pipeline",
      "usage: sluice run FILE [-p NAME=VALUE]... [--no-cache] [--jobs N] [--only ID] [--from ID]\n"
      "                  [--tag KEY=VALUE]... [--runner local|slurm] [--dry-run] [--json]\n"
+     "                  [--openlineage FILE|URL]\n"
      "\n"
      "Runs the pipeline in FILE: steps start as soon as their inputs are ready, up to\n"
      "--jobs at once; unchanged steps come from the cache.\n"
@@ -20,6 +21,8 @@ const cli_command cli_commands[] = {
      "      --runner NAME       local (default; slurm is not in this version yet)\n"
      "      --dry-run           say what would run, as 'sluice status' does\n"
      "      --json              one JSON event per line, for CI\n"
+     "      --openlineage TO    send OpenLineage events to a file or an http(s) URL instead\n"
+     "                          of settings.openlineage ('' for none)\n"
      "\n"
      "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted (143 by\n"
      "SIGTERM, 129 by SIGHUP).\n",

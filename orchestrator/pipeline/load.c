@@ -25,7 +25,9 @@ typedef struct loader {
 
 static const char *const top_keys[] = {"version",  "pipeline", "description", "params",
                                        "settings", "plugins",  "steps",       NULL};
-static const char *const settings_keys[] = {"cache", "jobs", "retries", "timeout", "runner", NULL};
+static const char *const settings_keys[] = {"cache",  "jobs",        "retries", "timeout",
+                                            "runner", "openlineage", NULL};
+static const char *const openlineage_keys[] = {"to", "namespace", NULL};
 static const char *const step_keys[] = {"uses",      "description", "with",    "inputs",
                                         "after",     "retries",     "timeout", "cache",
                                         "isolation", "cache_on",    NULL};
@@ -367,6 +369,35 @@ static int apply_override(loader *L, const char *spec) {
     return 0;
 }
 
+/* settings.openlineage: TARGET, or {to: TARGET, namespace: NAME}. */
+static int load_openlineage(loader *L, const ynode *n) {
+    pipeline_settings *s = &L->p->settings;
+    const ynode *to = n, *ns = NULL;
+    if (n->kind == YNODE_MAP) {
+        check_keys(L, n, openlineage_keys, "in 'settings.openlineage'");
+        ns = ynode_get(n, "namespace");
+        if (!(to = ynode_get(n, "to"))) {
+            err(L, n, "'settings.openlineage' needs 'to': a file or an http(s) URL");
+            return 0;
+        }
+    }
+    const char *text = NULL, *name = NULL;
+    int rc = get_string(L, to, "'settings.openlineage'", &text);
+    if (rc == 0 && ns)
+        rc = get_string(L, ns, "'settings.openlineage.namespace'", &name);
+    if (rc || !text)
+        return rc;
+    if (name && !*name)
+        err(L, ns, "'settings.openlineage.namespace' is empty");
+    else if (name)
+        s->openlineage_namespace = name;
+    char why[1024];
+    rc = pipeline_lineage_target(&L->p->arena, text, L->p->dir, &s->openlineage, why, sizeof(why));
+    if (rc == -EINVAL)
+        err(L, to, "'settings.openlineage': %s", why);
+    return rc == -EINVAL ? 0 : rc;
+}
+
 static int load_settings(loader *L, const ynode *n) {
     pipeline_settings *s = &L->p->settings;
     if (!is_map(L, n, "'settings'"))
@@ -390,6 +421,8 @@ static int load_settings(loader *L, const ynode *n) {
         else if (r)
             s->runner = r;
     }
+    if (rc == 0 && (v = ynode_get(n, "openlineage")))
+        rc = load_openlineage(L, v);
     return rc;
 }
 
@@ -696,7 +729,8 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
     if (!p)
         return -ENOMEM;
     p->version = PIPELINE_FORMAT_VERSION;
-    p->settings = (pipeline_settings){.cache = 1, .backoff_ms = 1000, .runner = "local"};
+    p->settings = (pipeline_settings){
+        .cache = 1, .backoff_ms = 1000, .runner = "local", .openlineage_namespace = "sluice"};
     p->file = arena_strdup(&p->arena, name);
     p->dir = arena_strdup(&p->arena, dir ? dir : ".");
     if (!p->file || !p->dir) {

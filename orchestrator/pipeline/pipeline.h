@@ -108,6 +108,10 @@ typedef struct pipeline_settings {
     int64_t backoff_ms; /* default 1s */
     int64_t timeout_ms; /* default 0: none */
     const char *runner; /* "local" (default) or "slurm" */
+    /* Where OpenLineage events go: an http(s) URL, or a file path made
+     * absolute or relative to the working folder; NULL for none. */
+    const char *openlineage;
+    const char *openlineage_namespace; /* the jobs' namespace, default "sluice" */
 } pipeline_settings;
 
 typedef struct pipeline {
@@ -163,6 +167,15 @@ param *pipeline_find_param(const pipeline *p, const char *name, const char **hin
 
 /* Index of step id, or -1. */
 long pipeline_find_step(const pipeline *p, const char *id);
+
+/* Checks text as a place for OpenLineage events: "" (none: *out = NULL),
+ * an http:// or https:// URL with a host, or a file that is a regular file
+ * sluice may append to or that may be created in an existing folder. A
+ * relative path is taken from dir (NULL: the working folder); *out is the
+ * URL or the path (made in a). Returns 0, -ENOMEM, or -EINVAL with why
+ * (size bytes) saying what is wrong. */
+int pipeline_lineage_target(arena *a, const char *text, const char *dir, const char **out,
+                            char *why, size_t size);
 
 /* Effective per-step settings, after inheritance from settings. */
 int step_cache_enabled(const pipeline *p, const step *s);

@@ -78,6 +78,7 @@ static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
     char *tail = outcome == STEP_FAILED ? sched_log_tail(sr) : NULL;
     report_step_finished(&r->rep, sr->index, sr->s->id, outcome, sr->attempt_no, secs, why, tail);
     free(tail);
+    sched_lineage_step_finished(sr, outcome, why);
     if (outcome == STEP_DONE || outcome == STEP_CACHED)
         r->n_done++;
     if (outcome == STEP_CACHED)
@@ -341,6 +342,7 @@ static void start_attempt(step_run *sr) {
     if (sr->attempt_no == 0 && sched_try_cache(sr))
         return;
     record_started(sr);
+    sched_lineage_step_started(sr);
     attempt *at = calloc(1, sizeof(*at));
     if (!at) {
         sr->attempt_no++;
@@ -513,6 +515,17 @@ static void write_summary(run *r, const char *status) {
         bson_append_document_end(&steps, &s);
     }
     bson_append_document_end(&doc, &steps);
+    if (r->ol_closed) {
+        bson_t ol;
+        BSON_APPEND_DOCUMENT_BEGIN(&doc, "openlineage", &ol);
+        BSON_APPEND_INT64(&ol, "events", (int64_t)r->ol_stats.events);
+        BSON_APPEND_INT64(&ol, "delivered", (int64_t)r->ol_stats.delivered);
+        BSON_APPEND_INT64(&ol, "failed", (int64_t)r->ol_stats.failed);
+        BSON_APPEND_INT64(&ol, "retries", (int64_t)r->ol_stats.retries);
+        if (r->ol_stats.failed)
+            BSON_APPEND_UTF8(&ol, "last_error", r->ol_stats.last_error);
+        bson_append_document_end(&doc, &ol);
+    }
     size_t len;
     char *json = bson_as_relaxed_extended_json(&doc, &len);
     FILE *f = fopen(path, "w");
@@ -555,6 +568,7 @@ static int setup(run *r) {
         return rc;
     if (!realpath(r->p->dir, r->pipeline_dir))
         return -errno;
+    sched_lineage_open(r);
     for (size_t i = 0; i < n; i++) {
         step_run *sr = &r->steps[i];
         sr->r = r;
@@ -574,6 +588,7 @@ static int setup(run *r) {
 }
 
 static void teardown(run *r) {
+    sched_lineage_close(r);
     for (size_t i = 0; r->steps && i < r->p->n_steps; i++) {
         step_run *sr = &r->steps[i];
         sched_log_close(sr);
@@ -696,6 +711,7 @@ int run_pipeline(pipeline *p, run_options *o) {
     r->sync_timer.data = &r->meta;
     uv_timer_start(&r->sync_timer, on_sync, 250, 250);
     report_run_started(&r->rep, r->run_id, p->name, r->run_dir, p->n_steps, jobs);
+    sched_lineage_run(r, "START", NULL);
     sched_schedule(r);
     while (!r->finished)
         uv_run(&r->loop, UV_RUN_ONCE);
@@ -716,6 +732,14 @@ int run_pipeline(pipeline *p, run_options *o) {
             report_step_outputs(&r->rep, r->steps[i].s->id, r->steps[i].out_names,
                                 r->steps[i].out_paths, r->steps[i].n_out, 1);
     const char *status = r->cancelling ? "interrupted" : r->n_failed ? "failed" : "done";
+    sched_lineage_run(r,
+                      r->cancelling ? "ABORT"
+                      : r->n_failed ? "FAIL"
+                                    : "COMPLETE",
+                      r->cancelling ? "the run was interrupted"
+                      : r->n_failed ? "a step failed"
+                                    : NULL);
+    sched_lineage_close(r);
     write_summary(r, status);
     report_run_finished(&r->rep, r->run_id, status, r->n_done, r->n_cached, r->n_failed,
                         r->n_skipped, r->n_cancelled, report_now() - r->t0);

@@ -36,6 +36,7 @@
 #include "duration.h"
 #include "registry.h"
 #include "report.h"
+#include "oltransport.h"
 
 #define KILL_GRACE_MS 500    /* SIGTERM to SIGKILL for a child */
 #define INPROC_GRACE_MS 1000 /* for an in-process step to notice sl_cancelled() */
@@ -103,6 +104,7 @@ struct step_run {
     uint32_t n_metrics;
     char *tail[LOG_TAIL];
     unsigned tail_next;
+    int ol_started; /* its OpenLineage START is sent (olevent.c) */
 };
 
 /* An event from a step running on a worker thread. */
@@ -167,6 +169,9 @@ struct run {
         char hash[HASH_HEX_LEN + 1];
     } * plugin_hashes; /* malloc'ed, one per plugin library used */
     size_t n_plugin_hashes;
+    ol_transport *ol;  /* settings.openlineage's events, or NULL */
+    ol_stats ol_stats; /* what it delivered, once closed */
+    int ol_closed;
 };
 
 /* events.c */
@@ -185,6 +190,14 @@ void sched_on_wake(uv_async_t *a);
 void sched_sink_log(void *ud, int level, const char *msg);
 void sched_sink_progress(void *ud, uint64_t done, uint64_t total);
 void sched_sink_metric(void *ud, const char *key, double val, int64_t index);
+
+/* olevent.c: OpenLineage events, each a no-op without settings.openlineage.
+ * type is START, COMPLETE, FAIL or ABORT; why, a failure's reason, or NULL. */
+void sched_lineage_open(run *r); /* a failure is said and leaves r->ol NULL */
+void sched_lineage_run(run *r, const char *type, const char *why);
+void sched_lineage_step_started(step_run *sr); /* once per step run */
+void sched_lineage_step_finished(step_run *sr, step_outcome outcome, const char *why);
+void sched_lineage_close(run *r); /* delivers what is left, counts it */
 
 /* run.c */
 void sched_schedule(run *r);
