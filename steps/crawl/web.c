@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "capbuf.h"
+#include "curl_transient.h"
 #include "robots.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -323,20 +324,9 @@ static int start(CURLM *multi, job *j, const web_options *o) {
 }
 
 static int transient(CURLcode rc, long status) {
-    switch (rc) {
-    case CURLE_OK:
-        return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return 1;
-    default:
-        return 0;
-    }
+    return rc == CURLE_OK
+               ? (status == 429 || status == 500 || status == 502 || status == 503 || status == 504)
+               : curl_transfer_transient(rc);
 }
 
 static int redirect_allowed(job *j, const char *to, char *why, size_t why_size);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "capbuf.h"
+#include "curl_transient.h"
 
 /* What the server's answer may weigh: a chat completion is a few KB; a
  * larger body is not one. */
@@ -346,20 +347,8 @@ static int parse_envelope(job *j, char *why, size_t why_size) {
 /* What the client retries, as the official openai clients do: HTTP 408, 409, 429 and 5xx, and
  * transfers that failed on the way (timeouts, refused or dropped connections). */
 static int transient(CURLcode rc, long status) {
-    switch (rc) {
-    case CURLE_OK:
-        return status == 408 || status == 409 || status == 429 || status >= 500;
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return 1;
-    default:
-        return 0;
-    }
+    return rc == CURLE_OK ? (status == 408 || status == 409 || status == 429 || status >= 500)
+                          : curl_transfer_transient(rc);
 }
 
 /* ---- the loop -------------------------------------------------------------------------------- */
