@@ -191,4 +191,19 @@ Test(evaluate, the_shipped_evaluating_pipeline_runs_on_the_demo_data) {
     cr_expect_not_null(strstr(metrics, "\"rouge_l\" : "), "%s", metrics);
     cr_expect_not_null(strstr(metrics, "\"bleu\" : "), "%s", metrics);
     free(metrics);
+    /* The registry: the SFT model (version 2, after the pretrained one) carries the figures the
+     * evaluate step measured on it, and a gate on them promotes it or refuses it. */
+    result r = RUN(test_store_arg, "models", "show", "evaluating@2", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "\"step\" : \"sft\""), "%s", r.out);
+    cr_expect_not_null(strstr(r.out, "\"perplexity\" : "), "%s", r.out);
+    cr_expect_not_null(strstr(r.out, "/evaluate\""), "%s", r.out);
+    result_free(&r);
+    expect_success(RUN(test_store_arg, "models", "promote", "evaluating@2", "production", "--if",
+                       "perplexity<=1e9"));
+    r = RUN(test_store_arg, "models", "promote", "evaluating@2", "staging", "--if",
+            "perplexity<=1");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "perplexity"), "%s", r.err);
+    result_free(&r);
 }
