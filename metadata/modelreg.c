@@ -40,7 +40,7 @@ static int int_field(const bson_t *doc, const char *key) {
                : 0;
 }
 
-int modelreg_each(meta_db *m, MDB_txn *txn, const char *prefix, meta_each_fn fn, void *ud) {
+int modelreg_each(const meta_db *m, MDB_txn *txn, const char *prefix, meta_each_fn fn, void *ud) {
     return m->has_models ? meta_each(txn, m->models, prefix, fn, ud) : 0;
 }
 
@@ -63,7 +63,7 @@ static int scan_version(void *ud, const char *key, size_t len, const bson_t *doc
     return 0;
 }
 
-static int scan_versions(meta_db *m, MDB_txn *txn, const char *name, version_scan *s) {
+static int scan_versions(const meta_db *m, MDB_txn *txn, const char *name, version_scan *s) {
     char prefix[MODELREG_MAX_NAME + 8];
     snprintf(prefix, sizeof(prefix), "%s/v/", name);
     return modelreg_each(m, txn, prefix, scan_version, s);
@@ -139,7 +139,8 @@ int modelreg_register(meta_db *m, MDB_txn *txn, const char *name, const char *ar
     return rc;
 }
 
-int modelreg_get_version(meta_db *m, MDB_txn *txn, const char *name, int version, bson_t *doc) {
+int modelreg_get_version(const meta_db *m, MDB_txn *txn, const char *name, int version,
+                         bson_t *doc) {
     if (!m->has_models)
         return MDB_NOTFOUND;
     if (version <= 0) {
@@ -156,7 +157,7 @@ int modelreg_get_version(meta_db *m, MDB_txn *txn, const char *name, int version
     return meta_get(txn, m->models, key, doc);
 }
 
-int modelreg_alias_version(meta_db *m, MDB_txn *txn, const char *name, const char *alias) {
+int modelreg_alias_version(const meta_db *m, MDB_txn *txn, const char *name, const char *alias) {
     if (!m->has_models)
         return 0;
     char key[2 * MODELREG_MAX_NAME + 16];
@@ -166,7 +167,7 @@ int modelreg_alias_version(meta_db *m, MDB_txn *txn, const char *name, const cha
     return rc == MDB_NOTFOUND ? 0 : rc ? rc : int_field(&doc, "version");
 }
 
-int modelreg_resolve(meta_db *m, MDB_txn *txn, const char *spec, char *name, int *version,
+int modelreg_resolve(const meta_db *m, MDB_txn *txn, const char *spec, char *name, int *version,
                      char *why, size_t why_size) {
     const char *at = strchr(spec, '@');
     size_t len = at ? (size_t)(at - spec) : strlen(spec);

@@ -34,16 +34,17 @@ int modelreg_register(meta_db *m, MDB_txn *txn, const char *name, const char *ar
 
 /* Reads version (0: the newest) of name into *doc (valid until txn ends).
  * Returns 0, MDB_NOTFOUND, or a negative code. */
-int modelreg_get_version(meta_db *m, MDB_txn *txn, const char *name, int version, bson_t *doc);
+int modelreg_get_version(const meta_db *m, MDB_txn *txn, const char *name, int version,
+                         bson_t *doc);
 
 /* The number of the version an alias points to, 0 when it points nowhere,
  * or a negative code. */
-int modelreg_alias_version(meta_db *m, MDB_txn *txn, const char *name, const char *alias);
+int modelreg_alias_version(const meta_db *m, MDB_txn *txn, const char *name, const char *alias);
 
 /* Resolves SPEC = NAME, NAME@VERSION or NAME@ALIAS into name (size
  * MODELREG_MAX_NAME + 1) and *version. Returns 0, or -ENOENT / -EINVAL
  * with why. */
-int modelreg_resolve(meta_db *m, MDB_txn *txn, const char *spec, char *name, int *version,
+int modelreg_resolve(const meta_db *m, MDB_txn *txn, const char *spec, char *name, int *version,
                      char *why, size_t why_size);
 
 /* The version's metrics, into out (initialized here; the caller destroys
@@ -55,7 +56,7 @@ int modelreg_metrics(meta_db *m, MDB_txn *txn, const char *artifact, bson_t *out
 
 /* Calls fn for every record of the registry whose key starts with
  * prefix (a name and "/", or "" for all), in key order. */
-int modelreg_each(meta_db *m, MDB_txn *txn, const char *prefix, meta_each_fn fn, void *ud);
+int modelreg_each(const meta_db *m, MDB_txn *txn, const char *prefix, meta_each_fn fn, void *ud);
 
 /* Whether lower values of a metric are better: names holding loss,
  * perplexity, ppl, error, latency, mse or mae. */

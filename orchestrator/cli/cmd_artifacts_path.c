@@ -50,7 +50,7 @@ static int resolve(const char *store, MDB_txn *txn, const meta_db *m, const char
         snprintf(hash, size, "%s", n.hash);
         return 0;
     }
-    if (!type || all_hex(spec) || strpbrk(spec, ".:"))
+    if (!type || all_hex(spec) || strpbrk(spec, ".:@"))
         return inspect_resolve_artifact(txn, m, spec, hash, size);
     fprintf(stderr,
             "sluice: '%s' is not an artifact id, nor a step that made an artifact of "

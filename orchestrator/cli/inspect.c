@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "modelreg.h"
 
 int inspect_open(const char *store, meta_db *m, int missing_ok) {
     int rc = meta_open(m, store, 1);
@@ -170,8 +171,33 @@ static int on_named(void *ud, const char *key, size_t len, const bson_t *doc) {
     return 0;
 }
 
+/* NAME@VERSION or NAME@ALIAS: the model artifact that version of the registry's model is. */
+static int resolve_model_version(MDB_txn *txn, const meta_db *m, const char *spec, char *out,
+                                 size_t size) {
+    char name[MODELREG_MAX_NAME + 1], why[256];
+    int version;
+    bson_t doc;
+    int rc = modelreg_resolve(m, txn, spec, name, &version, why, sizeof(why));
+    if (rc == 0)
+        rc = modelreg_get_version(m, txn, name, version, &doc);
+    else {
+        fprintf(stderr, "sluice: %s\n", rc == -ENOENT || rc == -EINVAL ? why : meta_strerror(rc));
+        return EXIT_BAD_INPUT;
+    }
+    bson_iter_t it;
+    if (rc != 0 || !bson_iter_init_find(&it, &doc, "artifact") || !BSON_ITER_HOLDS_UTF8(&it)) {
+        fprintf(stderr, "sluice: %s@%d: cannot read its record: %s\n", name, version,
+                rc ? meta_strerror(rc) : "no artifact");
+        return EXIT_BAD_INPUT;
+    }
+    snprintf(out, size, "%s", bson_iter_utf8(&it, NULL));
+    return 0;
+}
+
 int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, char *out,
                              size_t size) {
+    if (strchr(spec, '@'))
+        return resolve_model_version(txn, m, spec, out, size);
     const char *colon = strchr(spec, ':');
     const char *name = colon ? colon + 1 : spec;
     const char *dot = strchr(name, '.');

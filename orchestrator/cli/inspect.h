@@ -37,8 +37,9 @@ int inspect_resolve(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *pre
  * artifact's hash (out, size bytes): a hash or a unique prefix of one;
  * RUN:STEP.OUTPUT, the output of a step in a run (RUN as inspect_resolve()
  * takes it: a prefix, or "latest"); STEP.OUTPUT, that output in the newest
- * run that has it (a cached step's run included). Returns 0, or prints why
- * not and returns EXIT_BAD_INPUT. */
+ * run that has it (a cached step's run included); NAME@VERSION or
+ * NAME@ALIAS, the model artifact of that version of the registry's model.
+ * Returns 0, or prints why not and returns EXIT_BAD_INPUT. */
 int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, char *out,
                              size_t size);
 

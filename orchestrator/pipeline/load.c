@@ -484,7 +484,7 @@ static int load_inputs(loader *L, step *s, const ynode *n) {
             if (!*id || strpbrk(id, " \t/")) {
                 err(L, v,
                     "input '%s': '%s' names no artifact: use artifact:ID, ID a hash prefix, "
-                    "an imported artifact's name, RUN:STEP.OUTPUT or STEP.OUTPUT",
+                    "an imported artifact's name, RUN:STEP.OUTPUT, STEP.OUTPUT or MODEL@ALIAS",
                     k->u.scalar.text, ref);
                 continue;
             }

@@ -206,4 +206,22 @@ Test(evaluate, the_shipped_evaluating_pipeline_runs_on_the_demo_data) {
     cr_expect_eq(r.status, 1, "%s", r.err);
     cr_expect_not_null(strstr(r.err, "perplexity"), "%s", r.err);
     result_free(&r);
+    /* NAME@ALIAS and NAME@VERSION name the model artifact wherever an artifact id is taken. */
+    result by_alias =
+               RUN(test_store_arg, "artifacts", "path", "--type", "model", "evaluating@production"),
+           by_step = RUN(test_store_arg, "artifacts", "path", "--type", "model", "sft");
+    cr_assert_eq(by_alias.status, 0, "%s", by_alias.err);
+    cr_assert_eq(by_step.status, 0, "%s", by_step.err);
+    cr_expect_str_eq(by_alias.out, by_step.out);
+    result_free(&by_alias);
+    result_free(&by_step);
+    expect_success(RUN(test_store_arg, "model", "info", "evaluating@production"));
+    r = RUN(test_store_arg, "artifacts", "show", "evaluating@9");
+    cr_expect_eq(r.status, 2);
+    cr_expect_not_null(strstr(r.err, "model evaluating has no version 9"), "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "show", "evaluating@staging");
+    cr_expect_eq(r.status, 2);
+    cr_expect_not_null(strstr(r.err, "has no alias 'staging'"), "%s", r.err);
+    result_free(&r);
 }
