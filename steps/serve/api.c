@@ -436,13 +436,19 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
         if (BSON_ITER_HOLDS_NULL(&it))
             continue; /* clients send null for "not given" */
         if (strcmp(key, "model") == 0) {
+            if (r->model)
+                FAIL("model", "'model' is given twice");
             if (!BSON_ITER_HOLDS_UTF8(&it) || !(r->model = string_of(&it)))
                 FAIL("model", "'model' must be a string");
         } else if (kind == API_CHAT && strcmp(key, "messages") == 0) {
+            if (have_input)
+                FAIL("messages", "'messages' is given twice");
             if ((rc = parse_messages(&it, r, param, err, err_size)) != 0)
                 goto fail;
             have_input = 1;
         } else if (kind == API_COMPLETION && strcmp(key, "prompt") == 0) {
+            if (have_input)
+                FAIL("prompt", "'prompt' is given twice");
             bson_iter_t one;
             if (BSON_ITER_HOLDS_ARRAY(&it)) {
                 /* an array of one string; several prompts are n > 1 */
@@ -478,6 +484,8 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
             r->seed =
                 (uint64_t)(BSON_ITER_HOLDS_DOUBLE(&it) ? (int64_t)v : bson_iter_as_int64(&it));
         } else if (strcmp(key, "stop") == 0) {
+            if (r->n_stops)
+                FAIL("stop", "'stop' is given twice");
             if (BSON_ITER_HOLDS_UTF8(&it)) {
                 if (!(r->stops[0] = string_of(&it)))
                     FAIL("stop", "'stop' must be a string or an array of up to 4 strings");

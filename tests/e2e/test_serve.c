@@ -301,6 +301,19 @@ Test(serve, malformed_and_oversized_requests_are_refused) {
         cr_expect_eq(status_of(out), 400, "%s: %s", bodies[i], out);
         cr_expect_not_null(strstr(out, "\"type\": \"invalid_request_error\""), "%s", out);
     }
+    /* A key given twice is refused (found by fuzzing: the first value leaked). */
+    const char *twice[] = {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], "
+                           "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+                           "{\"model\": \"a\", \"model\": \"b\", "
+                           "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+                           "{\"stop\": [\"a\"], \"stop\": \"b\", "
+                           "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"};
+    for (size_t i = 0; i < sizeof(twice) / sizeof(twice[0]); i++) {
+        post(req, sizeof(req), "/v1/chat/completions", twice[i]);
+        exchange(port, req, out, sizeof(out));
+        cr_expect_eq(status_of(out), 400, "%s: %s", twice[i], out);
+        cr_expect_not_null(strstr(out, "is given twice"), "%s: %s", twice[i], out);
+    }
     cr_expect_eq(health(port), 200);
     cr_expect_eq(metric(port, "sluice_serve_requests_total{route=\"none\",status=\"413\"}"), 2);
     cr_expect_eq(stop_serve(pid), 0);
