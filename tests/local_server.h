@@ -5,6 +5,7 @@
 #define SLUICE_TESTS_LOCAL_SERVER_H
 
 #include <criterion/criterion.h>
+#include "require.h"
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -67,6 +68,24 @@ static void local_server_stop(pid_t *pid) {
         waitpid(*pid, NULL, 0);
     }
     *pid = -1;
+}
+
+/* Starts tests/llm_server.py, the OpenAI-compatible test server, with args
+ * (NULL-ended, may be NULL) and its port file in dir; skips the test where
+ * TEST_PYTHON is missing (tests/require.h). Fills endpoint (size bytes) with
+ * its base URL, "http://127.0.0.1:PORT/v1". Returns its pid, for
+ * local_server_stop(). */
+static inline pid_t llm_server_start(const char *dir, const char *const *args, char *endpoint,
+                                     size_t size) {
+    if (access(TEST_PYTHON, X_OK) != 0)
+        SKIP_UNLESS_REQUIRED("no " TEST_PYTHON " to run tests/llm_server.py");
+    char port_file[1024];
+    snprintf(port_file, sizeof(port_file), "%s/port", dir);
+    int port;
+    pid_t pid =
+        local_server_start(SLUICE_SOURCE_DIR "/tests/llm_server.py", args, port_file, &port);
+    snprintf(endpoint, size, "http://127.0.0.1:%d/v1", port);
+    return pid;
 }
 
 #endif

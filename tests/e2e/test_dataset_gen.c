@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "llm_stats.h"
 #include "local_server.h"
 #include "require.h"
 #include "runner.h"
@@ -205,33 +206,14 @@ static pid_t server = -1;
 static char endpoint[128];
 
 static void start_server(const char *mode) {
-    if (access(TEST_PYTHON, X_OK) != 0)
-        SKIP_UNLESS_REQUIRED("no " TEST_PYTHON " to run tests/llm_server.py");
-    char port_file[128];
-    snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
-    int port;
-    server = local_server_start(SLUICE_SOURCE_DIR "/tests/llm_server.py",
-                                (const char *[]){"--api-key", KEY, "--mode", mode, NULL}, port_file,
-                                &port);
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/v1", port);
+    server = llm_server_start(test_dir, (const char *[]){"--api-key", KEY, "--mode", mode, NULL},
+                              endpoint, sizeof(endpoint));
 }
 
 static void stop_server(void) { local_server_stop(&server); }
 
-/* The server's total of chat requests (GET /stats), through curl. */
-static long server_total(void) {
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "curl -s %.*s/stats", (int)(strlen(endpoint) - 3), endpoint);
-    FILE *f = popen(cmd, "r");
-    cr_assert_not_null(f);
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    pclose(f);
-    buf[n] = '\0';
-    const char *t = strstr(buf, "\"total\": ");
-    cr_assert_not_null(t, "%s", buf);
-    return strtol(t + 9, NULL, 10);
-}
+/* The server's total of chat requests. */
+static long server_total(void) { return llm_server_stat(endpoint, "total"); }
 
 static char key_env[64] = "DSGEN_TEST_KEY=" KEY;
 

@@ -9,8 +9,9 @@
 
 #include "require.h"
 #include "runner.h"
+#include "tiny_model.h"
 
-#define DATA SLUICE_SOURCE_DIR "/pipelines/demo/datasets"
+#define DATA DEMO_DATA
 #define PYTHON "/usr/bin/python3"
 
 TestSuite(evaluate, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 240);
@@ -23,30 +24,29 @@ static char *eval_pipeline(const char *dataset, const char *with) {
     snprintf(
         text, sizeof(text),
         "version: 1\npipeline: e\n"
-        "steps:\n"
-        "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
-        "outputs: {c: c.jsonl}}}\n"
-        "  data: {uses: shell, with: {run: 'cp %s \"$SLUICE_OUTPUT_d\"', outputs: {d: d.jsonl}}}\n"
-        "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
-        "  pre:\n"
-        "    uses: train\n"
-        "    inputs: {dataset: docs.c, tokenizer: tok.tokenizer}\n"
-        "    with: {method: pretrain, d_model: 32, n_layers: 1, n_heads: 2, context: 256,\n"
-        "           max_seq_len: 256, batch_size: 4, epochs: 1, seed: 1}\n"
-        "  sft:\n"
-        "    uses: train\n"
-        "    inputs: {dataset: data.d, model: pre.model}\n"
-        "    with: {method: sft, max_seq_len: 256, batch_size: 4, epochs: 3, seed: 1,\n"
-        "           learning_rate: 3.0e-3}\n"
-        "  evaluate:\n"
-        "    uses: evaluate\n"
-        "    inputs: {model: sft.model, dataset: data.d}\n"
-        "    with: {max_new_tokens: 24, %s}\n"
-        "  deploy:\n"
-        "    uses: shell\n"
-        "    inputs: {metrics: evaluate.metrics}\n"
-        "    with: {run: 'touch @/deployed'}\n"
-        "    cache: false\n",
+        "steps:\n" TINY_DOCS_STEP
+        "  data: {uses: shell, with: {run: 'cp %s \"$SLUICE_OUTPUT_d\"', outputs: {d: "
+        "d.jsonl}}}\n" TINY_TOKENIZER_STEP(
+            320) "  pre:\n"
+                 "    uses: train\n"
+                 "    inputs: {dataset: docs.c, tokenizer: tok.tokenizer}\n"
+                 "    with: {method: pretrain, d_model: 32, n_layers: 1, n_heads: 2, context: "
+                 "256,\n"
+                 "           max_seq_len: 256, batch_size: 4, epochs: 1, seed: 1}\n"
+                 "  sft:\n"
+                 "    uses: train\n"
+                 "    inputs: {dataset: data.d, model: pre.model}\n"
+                 "    with: {method: sft, max_seq_len: 256, batch_size: 4, epochs: 3, seed: 1,\n"
+                 "           learning_rate: 3.0e-3}\n"
+                 "  evaluate:\n"
+                 "    uses: evaluate\n"
+                 "    inputs: {model: sft.model, dataset: data.d}\n"
+                 "    with: {max_new_tokens: 24, %s}\n"
+                 "  deploy:\n"
+                 "    uses: shell\n"
+                 "    inputs: {metrics: evaluate.metrics}\n"
+                 "    with: {run: 'touch @/deployed'}\n"
+                 "    cache: false\n",
         dataset, with);
     return write_test_file(test_dir, "p.yaml", text);
 }

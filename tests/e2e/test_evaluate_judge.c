@@ -29,16 +29,10 @@ static void teardown(void) {
 TestSuite(evaluate_judge, .init = test_dir_setup, .fini = teardown, .timeout = 600);
 
 static void start_server(const char *mode) {
-    if (access(TEST_PYTHON, X_OK) != 0)
-        SKIP_UNLESS_REQUIRED("no " TEST_PYTHON " to run tests/llm_server.py");
-    char port_file[600];
-    snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
-    int port;
-    server = local_server_start(SLUICE_SOURCE_DIR "/tests/llm_server.py",
-                                (const char *const[]){"--mode", mode, "--retry-after", "0.05",
-                                                      "--api-key", "sk-judge-test", NULL},
-                                port_file, &port);
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/v1", port);
+    server = llm_server_start(test_dir,
+                              (const char *const[]){"--mode", mode, "--retry-after", "0.05",
+                                                    "--api-key", "sk-judge-test", NULL},
+                              endpoint, sizeof(endpoint));
 }
 
 /* The demo pipeline up to the model, the index and the dataset; then evaluate `with` evaluate_with

@@ -5,8 +5,7 @@
  * saved weights and the KV cache all agreeing with training); and when the
  * model's context, not EOS, ends the text, generate says so. */
 #include "runner.h"
-
-#define DATA SLUICE_SOURCE_DIR "/pipelines/demo/datasets"
+#include "tiny_model.h"
 
 TestSuite(generate, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 240);
 
@@ -37,9 +36,7 @@ static const char *overfit(int vocab, int context) {
     char text[2048];
     snprintf(text, sizeof(text),
              "version: 1\npipeline: g\n"
-             "steps:\n"
-             "  docs: {uses: shell, with: {run: 'cp " DATA
-             "/documents.jsonl \"$SLUICE_OUTPUT_c\"', outputs: {c: c.jsonl}}}\n"
+             "steps:\n" TINY_DOCS_STEP
              "  ins: {uses: shell, with: {run: 'cp %s \"$SLUICE_OUTPUT_d\"', "
              "outputs: {d: d.jsonl}}}\n"
              "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: %d}}\n"

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "runner.h"
+#include "tiny_model.h"
 
 #define HANDBOOK SLUICE_SOURCE_DIR "/../shared/handbook/artifacts"
 #define INSTRUCT HANDBOOK "/instruct_datasets.json"
@@ -330,15 +331,12 @@ Test(import, sft_trains_on_the_handbooks_imported_dataset) {
     char *p = write_test_file(
         test_dir, "p.yaml",
         "version: 1\npipeline: t\n"
-        "steps:\n"
-        "  docs: {uses: shell, with: {run: 'cp " DEMO "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
-        "outputs: {c: c.jsonl}}}\n"
-        "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
-        "  sft:\n"
-        "    uses: train\n"
-        "    inputs: {dataset: \"artifact:handbook-instruct\", tokenizer: tok.tokenizer}\n"
-        "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 64, "
-        "max_seq_len: 64, batch_size: 4, max_steps: 2, warmup_steps: 0}\n");
+        "steps:\n" TINY_DOCS_STEP TINY_TOKENIZER_STEP(
+            320) "  sft:\n"
+                 "    uses: train\n"
+                 "    inputs: {dataset: \"artifact:handbook-instruct\", tokenizer: tok.tokenizer}\n"
+                 "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 64, "
+                 "max_seq_len: 64, batch_size: 4, max_steps: 2, warmup_steps: 0}\n");
     expect_success(RUN_PIPELINE(p));
     char log_path[512];
     snprintf(log_path, sizeof(log_path), "%s/store/runs/%s/steps/sft.log", test_dir, last_run);

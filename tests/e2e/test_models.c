@@ -6,8 +6,7 @@
 #include <signal.h>
 
 #include "runner.h"
-
-#define DATA SLUICE_SOURCE_DIR "/pipelines/demo/datasets"
+#include "tiny_model.h"
 
 TestSuite(models, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 240);
 
@@ -16,25 +15,22 @@ TestSuite(models, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 
  * model) that reports perplexity params.ppl, and then the YAML of more. */
 static char *twin_pipeline(const char *more) {
     char text[4096];
-    snprintf(text, sizeof(text),
-             "version: 1\npipeline: twin\nparams: {seed: 1, ppl: 50}\n"
-             "steps:\n"
-             "  docs: {uses: shell, with: {run: 'cp " DATA
-             "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
-             "outputs: {c: c.jsonl}}}\n"
-             "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 300}}\n"
-             "  train:\n"
-             "    uses: train\n"
-             "    inputs: {dataset: docs.c, tokenizer: tok.tokenizer}\n"
-             "    with: {d_model: 16, n_layers: 1, n_heads: 2, context: 32, max_seq_len: 32, "
-             "batch_size: 2, max_steps: 2, checkpoint_every: 0, seed: '${params.seed}'}\n"
-             "  eval:\n"
-             "    uses: shell\n"
-             "    inputs: {model: train.model}\n"
-             "    with: {run: 'echo \"{\\\"name\\\": \\\"perplexity\\\", \\\"value\\\": "
-             "${params.ppl}}\" >> \"$SLUICE_METRICS\"'}\n"
-             "%s",
-             more);
+    snprintf(
+        text, sizeof(text),
+        "version: 1\npipeline: twin\nparams: {seed: 1, ppl: 50}\n"
+        "steps:\n" TINY_DOCS_STEP TINY_TOKENIZER_STEP(
+            300) "  train:\n"
+                 "    uses: train\n"
+                 "    inputs: {dataset: docs.c, tokenizer: tok.tokenizer}\n"
+                 "    with: {d_model: 16, n_layers: 1, n_heads: 2, context: 32, max_seq_len: 32, "
+                 "batch_size: 2, max_steps: 2, checkpoint_every: 0, seed: '${params.seed}'}\n"
+                 "  eval:\n"
+                 "    uses: shell\n"
+                 "    inputs: {model: train.model}\n"
+                 "    with: {run: 'echo \"{\\\"name\\\": \\\"perplexity\\\", \\\"value\\\": "
+                 "${params.ppl}}\" >> \"$SLUICE_METRICS\"'}\n"
+                 "%s",
+        more);
     return write_test_file(test_dir, "twin.yaml", text);
 }
 
@@ -79,6 +75,18 @@ static const char *str(const bson_t *doc, const char *path) {
     bson_iter_t it;
     cr_assert(field(doc, path, &it) && BSON_ITER_HOLDS_UTF8(&it), "no string at %s", path);
     return bson_iter_utf8(&it, NULL);
+}
+
+/* The next document of the array e iterates, in *item (borrowed from the
+ * array); 0 past its end. */
+static int next_document(bson_iter_t *e, bson_t *item) {
+    if (!bson_iter_next(e))
+        return 0;
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(e, &len, &data);
+    cr_assert_not_null(data, "an array item that is not a document");
+    return bson_init_static(item, data, len);
 }
 
 static uint32_t n_items(const bson_t *doc, const char *path) {
@@ -349,24 +357,15 @@ Test(models, models_diff_and_runs_diff) {
     int saw_ppl = 0, saw_model = 0;
     bson_iter_t it, e;
     cr_assert(field(d, "metrics", &it) && bson_iter_recurse(&it, &e));
-    while (bson_iter_next(&e)) {
-        bson_t item;
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&e, &len, &data);
-        bson_init_static(&item, data, len);
+    bson_t item;
+    while (next_document(&e, &item)) {
         if (strcmp(str(&item, "name"), "eval.perplexity") == 0) {
             saw_ppl = 1;
             cr_expect_eq(num(&item, "change"), 10);
         }
     }
     cr_assert(field(d, "artifacts", &it) && bson_iter_recurse(&it, &e));
-    while (bson_iter_next(&e)) {
-        bson_t item;
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&e, &len, &data);
-        bson_init_static(&item, data, len);
+    while (next_document(&e, &item)) {
         saw_model |= strcmp(str(&item, "name"), "train.model") == 0;
         cr_expect_str_neq(str(&item, "name"), "docs.c", "unchanged artifacts are not listed");
     }
@@ -416,12 +415,8 @@ static size_t trail_of(const char *alias, int *version, int *previous, size_t ma
         bson_t *doc = JSON("models", "show", spec);
         bson_iter_t it, e;
         cr_assert(field(doc, "audit", &it) && bson_iter_recurse(&it, &e));
-        while (bson_iter_next(&e)) {
-            bson_t item;
-            uint32_t len;
-            const uint8_t *data;
-            bson_iter_document(&e, &len, &data);
-            bson_init_static(&item, data, len);
+        bson_t item;
+        while (next_document(&e, &item)) {
             int seq = (int)num(&item, "seq");
             cr_assert(seq >= 1 && seq < 256 && (size_t)seq <= max);
             if (strcmp(str(&item, "alias"), alias) != 0 || seen[seq])

@@ -10,8 +10,9 @@
 
 #include "require.h"
 #include "runner.h"
+#include "tiny_model.h"
 
-#define DATA SLUICE_SOURCE_DIR "/pipelines/demo/datasets"
+#define DATA DEMO_DATA
 
 TestSuite(train, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 240);
 
@@ -22,16 +23,14 @@ static char *train_pipeline(const char *dataset_file, const char *with) {
     snprintf(
         text, sizeof(text),
         "version: 1\npipeline: t\n"
-        "steps:\n"
-        "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
-        "outputs: {c: c.jsonl}}}\n"
-        "  data: {uses: shell, with: {run: 'cp %s \"$SLUICE_OUTPUT_d\"', outputs: {d: d.jsonl}}}\n"
-        "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
-        "  pre:\n"
-        "    uses: train\n"
-        "    inputs: {dataset: data.d, tokenizer: tok.tokenizer}\n"
-        "    with: {d_model: 32, n_layers: 1, n_heads: 2, context: 64, max_seq_len: 64, "
-        "batch_size: 4, %s}\n",
+        "steps:\n" TINY_DOCS_STEP
+        "  data: {uses: shell, with: {run: 'cp %s \"$SLUICE_OUTPUT_d\"', outputs: {d: "
+        "d.jsonl}}}\n" TINY_TOKENIZER_STEP(
+            320) "  pre:\n"
+                 "    uses: train\n"
+                 "    inputs: {dataset: data.d, tokenizer: tok.tokenizer}\n"
+                 "    with: {d_model: 32, n_layers: 1, n_heads: 2, context: 64, max_seq_len: 64, "
+                 "batch_size: 4, %s}\n",
         dataset_file, with);
     return write_test_file(test_dir, "p.yaml", text);
 }
@@ -126,25 +125,22 @@ Test(train, pretrain_from_scratch_then_model_info_score_generate) {
  * (YAML, which may use ins.d, prf.d and sft.model). */
 static char *sft_pipeline(const char *sft_with, const char *more) {
     char text[8192];
-    snprintf(
-        text, sizeof(text),
-        "version: 1\npipeline: t\n"
-        "steps:\n"
-        "  docs: {uses: shell, with: {run: 'cp " DATA "/documents.jsonl \"$SLUICE_OUTPUT_c\"', "
-        "outputs: {c: c.jsonl}}}\n"
-        "  ins: {uses: shell, with: {run: 'cp " DATA "/instruction.jsonl \"$SLUICE_OUTPUT_d\"', "
-        "outputs: {d: d.jsonl}}}\n"
-        "  prf: {uses: shell, with: {run: 'cp " DATA "/preference.jsonl \"$SLUICE_OUTPUT_d\"', "
-        "outputs: {d: d.jsonl}}}\n"
-        "  tok: {uses: train_tokenizer, inputs: {chunks: docs.c}, with: {vocab_size: 320}}\n"
-        "  sft:\n"
-        "    uses: train\n"
-        "    inputs: {dataset: ins.d, tokenizer: tok.tokenizer}\n"
-        "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 128, "
-        "max_seq_len: 128, batch_size: 4, packing: false, warmup_steps: 2, "
-        "learning_rate: 3.0e-3, %s}\n"
-        "%s",
-        sft_with, more);
+    snprintf(text, sizeof(text),
+             "version: 1\npipeline: t\n"
+             "steps:\n" TINY_DOCS_STEP "  ins: {uses: shell, with: {run: 'cp " DATA
+             "/instruction.jsonl \"$SLUICE_OUTPUT_d\"', "
+             "outputs: {d: d.jsonl}}}\n"
+             "  prf: {uses: shell, with: {run: 'cp " DATA
+             "/preference.jsonl \"$SLUICE_OUTPUT_d\"', "
+             "outputs: {d: d.jsonl}}}\n" TINY_TOKENIZER_STEP(
+                 320) "  sft:\n"
+                      "    uses: train\n"
+                      "    inputs: {dataset: ins.d, tokenizer: tok.tokenizer}\n"
+                      "    with: {method: sft, d_model: 32, n_layers: 1, n_heads: 2, context: 128, "
+                      "max_seq_len: 128, batch_size: 4, packing: false, warmup_steps: 2, "
+                      "learning_rate: 3.0e-3, %s}\n"
+                      "%s",
+             sft_with, more);
     return write_test_file(test_dir, "p.yaml", text);
 }
 

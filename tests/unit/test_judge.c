@@ -196,11 +196,7 @@ static char dir[64], endpoint[128];
 static pid_t server = -1;
 
 static void start_server(const char *const *args) {
-    char port_file[128];
-    snprintf(port_file, sizeof(port_file), "%s/port", dir);
-    int port;
-    server = local_server_start(SLUICE_SOURCE_DIR "/tests/llm_server.py", args, port_file, &port);
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/v1", port);
+    server = llm_server_start(dir, args, endpoint, sizeof(endpoint));
 }
 
 static void setup(void) {

@@ -27,16 +27,12 @@ static pid_t server = -1;
 
 /* tests/llm_server.py with the test's key and extra arguments (NULL-ended, may be NULL). */
 static void start_server(const char *const *extra) {
-    char port_file[128];
-    snprintf(port_file, sizeof(port_file), "%s/port", dir);
     const char *args[24] = {"--api-key", KEY};
     size_t k = 2;
     for (; extra && *extra && k < 23; extra++)
         args[k++] = *extra;
     args[k] = NULL;
-    int port;
-    server = local_server_start(SLUICE_SOURCE_DIR "/tests/llm_server.py", args, port_file, &port);
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/v1", port);
+    server = llm_server_start(dir, args, endpoint, sizeof(endpoint));
 }
 
 static void stop_server(void) { local_server_stop(&server); }
