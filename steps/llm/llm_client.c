@@ -3,7 +3,6 @@
 #include <bson/bson.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -18,6 +17,7 @@
 
 #include "capbuf.h"
 #include "curl_transient.h"
+#include "file_replace.h"
 
 /* What the server's answer may weigh: a chat completion is a few KB; a
  * larger body is not one. */
@@ -171,8 +171,7 @@ static int cache_read(const char *dir, const char *key, llm_call *c) {
 /* Writes c's answer as KEY.json: a temporary file renamed over it, so that a reader (or a rerun
  * after kill -9) sees a whole file or none. Only the model's answer, its usage and the model's
  * name are kept: never the API key, the endpoint or a header. 0 or a negated errno. */
-static int cache_write(const char *dir, const char *key, const char *model, const llm_call *c,
-                       long pid) {
+static int cache_write(const char *dir, const char *key, const char *model, const llm_call *c) {
     bson_t b = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&b, "model", model);
     BSON_APPEND_UTF8(&b, "content", c->content);
@@ -183,25 +182,9 @@ static int cache_write(const char *dir, const char *key, const char *model, cons
     bson_destroy(&b);
     if (!json)
         return -ENOMEM;
-    char tmp[4200], path[4200];
+    char path[4200];
     snprintf(path, sizeof(path), "%s/%s.json", dir, key);
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%ld", dir, key, pid);
-    int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        rc = -errno;
-    for (size_t off = 0; rc == 0 && off < len;) {
-        ssize_t w = write(fd, json + off, len - off);
-        if (w < 0 && errno != EINTR)
-            rc = -errno;
-        else if (w > 0)
-            off += (size_t)w;
-    }
-    if (fd >= 0 && close(fd) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc != 0 && fd >= 0)
-        unlink(tmp);
+    int rc = file_replace(path, json, len, NULL, 0);
     bson_free(json);
     return rc;
 }
@@ -369,7 +352,6 @@ typedef struct runner {
     int budget_spent;
     size_t n_waiting; /* calls waiting for a retry */
     int epoll_fd;     /* the transfers' sockets, as libcurl asks them watched */
-    long pid;         /* in the names of temporary cache files */
     double curl_due;  /* when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT), or < 0 */
     uint64_t rng;
     void (*on_done)(void *, size_t);
@@ -448,7 +430,7 @@ static void transfer_done(runner *r, job *j, CURL *e, CURLcode rc) {
             r->budget_spent = 1;
         c->error[0] = '\0';
         if (o->cache_dir) {
-            int w = cache_write(o->cache_dir, j->key, o->model, c, r->pid);
+            int w = cache_write(o->cache_dir, j->key, o->model, c);
             if (w != 0) {
                 r->t.cache_errors++;
                 snprintf(c->error, sizeof(c->error), "answered, but not kept in %.150s: %s",
@@ -784,7 +766,6 @@ int llm_run(const llm_options *o, llm_call *calls, size_t n, llm_totals *totals,
         runner_free(&r);
         return -ENOMEM;
     }
-    r.pid = (long)getpid();
     r.rng = (uint64_t)(now_s() * 1e9) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&r;
     if (!r.rng)
         r.rng = 1;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "errbuf.h"
+#include "file_replace.h"
 
 #define BLOCK (1u << 20)
 
@@ -526,28 +527,7 @@ int tok_trainer_save(tok_trainer *tr, const char *path, char *err, size_t err_si
     int rc = tok_trainer_json(tr, &json, &len, err, err_size);
     if (rc)
         return rc;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 8);
-    if (!tmp) {
-        free(json);
-        return errbuf_set(err, err_size, -ENOMEM, "out of memory");
-    }
-    snprintf(tmp, plen + 8, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        rc = errbuf_set(err, err_size, -errno, "%s: %s", tmp, strerror(errno));
-    else {
-        int bad = fwrite(json, 1, len, f) != len;
-        bad |= fflush(f) != 0;
-        bad |= fclose(f) != 0;
-        if (bad)
-            rc = errbuf_set(err, err_size, -EIO, "%s: write error", tmp);
-        else if (rename(tmp, path) != 0)
-            rc = errbuf_set(err, err_size, -errno, "%s: %s", path, strerror(errno));
-        if (rc)
-            remove(tmp);
-    }
-    free(tmp);
+    rc = file_replace(path, json, len, err, err_size);
     free(json);
     return rc;
 }
