@@ -48,6 +48,10 @@ int cmd_resume(const cli_globals *g, int argc, char **argv);
 int cmd_gc(const cli_globals *g, int argc, char **argv);
 int cmd_doctor(const cli_globals *g, int argc, char **argv);
 int cmd_models(const cli_globals *g, int argc, char **argv);
+int cmd_completion(const cli_globals *g, int argc, char **argv);
+/* 'sluice __complete -- WORD...' (complete.c), which the scripts of
+ * 'sluice completion' call: the candidates for the last word, one a line. */
+int cli_complete(const cli_globals *g, int argc, char **argv);
 /* 'artifacts path' (cmd_artifacts_path.c): the plumbing external commands
  * call back for an artifact's object. */
 int cmd_artifacts_path(const cli_globals *g, int argc, char **argv);
@@ -71,6 +75,9 @@ void cli_external_names_free(char **names, size_t n);
 /* The one-line summary 'sluice-NAME --summary' prints, into out ("" when
  * it prints none). */
 void cli_external_summary(const char *name, char *out, size_t size);
+/* What 'sluice-NAME ARG' prints on stdout, into out (size bytes, cut
+ * there): 0, or -1 with out "" when there is no such program or it fails. */
+int cli_external_output(const char *name, const char *arg, char *out, size_t size);
 /* Runs the program at path with argv[1..argc) and the global options of g
  * passed on (docs/cli.md, "External commands"); returns its exit status,
  * 128 + the signal that ended it, or EXIT_BAD_INPUT (reported) when it

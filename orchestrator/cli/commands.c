@@ -149,6 +149,17 @@ const cli_command cli_commands[] = {
      "loss, perplexity, error...; say :lower or :higher otherwise). A refused promotion\n"
      "names the figure and exits 1. Every alias change is kept: who, when, why.\n",
      cmd_models},
+    {"completion", "print a shell's completion script",
+     "usage: sluice completion bash|zsh|fish\n"
+     "\n"
+     "Prints a script that makes the shell complete sluice's command lines: commands,\n"
+     "options and their values, pipeline files, the step ids and parameters of the\n"
+     "pipeline on the line, run ids, artifact names and registered models.\n"
+     "\n"
+     "  bash   source <(sluice completion bash)          (in ~/.bashrc)\n"
+     "  zsh    source <(sluice completion zsh)           (in ~/.zshrc, after compinit)\n"
+     "  fish   sluice completion fish | source           (in config.fish)\n",
+     cmd_completion},
 };
 
 const size_t cli_n_commands = sizeof(cli_commands) / sizeof(cli_commands[0]);

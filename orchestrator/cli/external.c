@@ -155,12 +155,12 @@ void cli_external_names_free(char **names, size_t n) {
     free(names);
 }
 
-void cli_external_summary(const char *name, char *out, size_t size) {
+int cli_external_output(const char *name, const char *arg, char *out, size_t size) {
     char path[4096];
     out[0] = '\0';
     int fds[2];
     if (size < 2 || !cli_external_find(name, path, sizeof(path)) || pipe(fds) != 0)
-        return;
+        return -1;
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -169,7 +169,7 @@ void cli_external_summary(const char *name, char *out, size_t size) {
         dup2(fds[1], 1);
         dup2(devnull, 2);
         close(fds[0]);
-        execl(path, path, "--summary", (char *)NULL);
+        execl(path, path, arg, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -188,9 +188,16 @@ void cli_external_summary(const char *name, char *out, size_t size) {
         while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
             ;
     out[len] = '\0';
-    out[strcspn(out, "\n")] = '\0';
-    if (pid <= 0 || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+    if (pid <= 0 || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
         out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+void cli_external_summary(const char *name, char *out, size_t size) {
+    if (cli_external_output(name, "--summary", out, size) == 0)
+        out[strcspn(out, "\n")] = '\0';
 }
 
 static volatile sig_atomic_t child;

@@ -114,6 +114,8 @@ static int dispatch(cli_globals *g, int argc, char **argv) {
         fputs(c->usage, stdout);
         return EXIT_DONE;
     }
+    if (strcmp(argv[0], "__complete") == 0) /* the completion scripts' own, not listed */
+        return cli_complete(g, argc, argv);
     const cli_command *c = find_command(argv[0]);
     if (!c) /* it answers --help itself */
         return run_external(g, argc, argv);

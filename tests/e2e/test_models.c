@@ -259,6 +259,12 @@ Test(models, promote_refuses_a_worse_model_naming_the_figure_and_takes_a_better_
     r = promote("twin", "staging", NULL, NULL, NULL, NULL);
     cr_expect_eq(r.status, 2);
     result_free(&r);
+
+    /* Shell completion offers the versions and aliases (docs/cli.md). */
+    r = RUN("__complete", "--", "sluice", test_store_arg, "models", "show", "twin@");
+    cr_expect_eq(r.status, 0);
+    cr_expect_str_eq(r.out, "twin@1\ntwin@2\ntwin@3\ntwin@production\n");
+    result_free(&r);
 }
 
 Test(models, the_audit_trail_keeps_who_when_why_and_the_previous_version) {
