@@ -49,7 +49,8 @@ int sched_record(step_run *sr, const char *status, const char *why) {
         return -ENOMEM;
     }
     for (size_t i = 0; i < n_in; i++)
-        ins[i] = (record_port){s->inputs[i].port, sched_input_hash(r, &s->inputs[i]), NULL, 0, 0};
+        ins[i] = (record_port){step_input_key(&s->inputs[i]), sched_input_hash(r, &s->inputs[i]),
+                               NULL, 0, 0};
     for (size_t i = 0; i < n_out; i++) {
         const sl_port *port = s->impl ? plugin_step_output(s->impl, sr->out_names[i]) : NULL;
         outs[i] =
@@ -280,7 +281,8 @@ static int start_keying(step_run *sr) {
     k->sr = sr;
     k->n_in = s->n_inputs;
     for (size_t i = 0; i < k->n_in; i++)
-        k->ins[i] = (cache_input){s->inputs[i].port, sched_input_hash(r, &s->inputs[i])};
+        k->ins[i] =
+            (cache_input){step_input_key(&s->inputs[i]), sched_input_hash(r, &s->inputs[i])};
     const char *ph = s->impl ? known_plugin_hash(r, s->impl) : NULL;
     if (ph)
         memcpy(k->plugin_hash, ph, HASH_HEX_LEN + 1);

@@ -1,0 +1,158 @@
+/* End-to-end tests of fan-out steps (foreach, matrix) with the real
+ * binary: instances run, each is cached on its own, a downstream step
+ * receives their outputs as a list in item order, and validate refuses the
+ * bad forms with located errors. */
+#include "runner.h"
+
+TestSuite(foreach, .init = test_dir_setup, .fini = test_dir_teardown);
+
+static const char fanout_pipeline[] =
+    "version: 1\n"
+    "pipeline: fan\n"
+    "params:\n"
+    "  words: [alpha, beta, gamma]\n"
+    "steps:\n"
+    "  each:\n"
+    "    uses: shell\n"
+    "    foreach: ${params.words}\n"
+    "    with:\n"
+    "      run: echo ${item} > \"$SLUICE_OUTPUT_o\"\n"
+    "      outputs: {o: o.txt}\n"
+    "  grid:\n"
+    "    uses: shell\n"
+    "    matrix: {size: [s, m], lr: [1, 2]}\n"
+    "    with:\n"
+    "      run: echo ${item.size}-${item.lr} > \"$SLUICE_OUTPUT_o\"\n"
+    "      outputs: {o: o.txt}\n"
+    "  join:\n"
+    "    uses: shell\n"
+    "    inputs: {x: each.o, g: grid.o}\n"
+    "    with:\n"
+    "      run: |\n"
+    "        while read -r f; do cat \"$f\"; done < \"$SLUICE_INPUT_x\" > all.txt\n"
+    "        cat \"$SLUICE_INPUT_g_0\" \"$SLUICE_INPUT_g_1\" \"$SLUICE_INPUT_g_2\" "
+    "\"$SLUICE_INPUT_g_3\" > grid.txt\n"
+    "      outputs: {all: all.txt, grid: grid.txt}\n";
+
+/* The status of step id in `runs show --json` output, or NULL. */
+static char *step_status(const char *json, const char *id) {
+    char needle[96];
+    snprintf(needle, sizeof(needle), "\"step\" : \"%s\", \"uses\" : \"shell\", \"status\" : \"",
+             id);
+    const char *at = strstr(json, needle);
+    if (!at)
+        return NULL;
+    at += strlen(needle);
+    return strndup(at, strcspn(at, "\""));
+}
+
+static void expect_status(const char *json, const char *id, const char *want) {
+    char *got = step_status(json, id);
+    cr_expect(got && strcmp(got, want) == 0, "step %s: %s, not %s, in %s", id,
+              got ? got : "(missing)", want, json);
+    free(got);
+}
+
+Test(foreach, instances_run_and_a_downstream_step_reads_their_list_in_item_order) {
+    const char *file = write_test_file(test_dir, "fan.yaml", fanout_pipeline);
+    expect_success(RUN_PIPELINE((char *)file));
+    char *all = last_output("all");
+    cr_expect_str_eq(all, "alpha\nbeta\ngamma\n");
+    free(all);
+    char *grid = last_output("grid");
+    cr_expect_str_eq(grid, "s-1\ns-2\nm-1\nm-2\n", "the first matrix key varies slowest");
+    free(grid);
+    result show = RUN(test_store_arg, "runs", "show", last_run, "--json");
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "each[%d]", i);
+        expect_status(show.out, id, "done");
+    }
+    expect_status(show.out, "grid[3]", "done");
+    cr_expect(strstr(show.out, "\"x_0\" : \"") && strstr(show.out, "\"x_2\" : \"") &&
+                  strstr(show.out, "\"g_3\" : \""),
+              "each item of a list input is recorded as PORT_i: %s", show.out);
+    result_free(&show);
+}
+
+Test(foreach, changing_one_item_reruns_only_its_instance) {
+    const char *file = write_test_file(test_dir, "fan.yaml", fanout_pipeline);
+    expect_success(RUN_PIPELINE((char *)file));
+    expect_success(RUN_PIPELINE((char *)file, "-p", "words=[alpha, BETA, gamma]"));
+    result show = RUN(test_store_arg, "runs", "show", last_run, "--json");
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    expect_status(show.out, "each[0]", "cached");
+    expect_status(show.out, "each[1]", "done");
+    expect_status(show.out, "each[2]", "cached");
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "grid[%d]", i);
+        expect_status(show.out, id, "cached");
+    }
+    expect_status(show.out, "join", "done");
+    result_free(&show);
+    char *all = last_output("all");
+    cr_expect_str_eq(all, "alpha\nBETA\ngamma\n");
+    free(all);
+    /* status says the same before a run. */
+    result st = RUN(test_store_arg, "status", "--json", (char *)file, "-p", "words=[alpha, beta, "
+                                                                            "gamma]");
+    cr_assert_eq(st.status, 0, "%s%s", st.out, st.err);
+    cr_expect(strstr(st.out, "{ \"step\" : \"each[0]\", \"would\" : \"cache\""), "%s", st.out);
+    cr_expect(strstr(st.out, "{ \"step\" : \"each[1]\", \"would\" : \"cache\""),
+              "the first run made beta: %s", st.out);
+    result_free(&st);
+}
+
+Test(foreach, graph_and_status_show_the_instances) {
+    const char *file = write_test_file(test_dir, "fan.yaml", fanout_pipeline);
+    result g = RUN(test_store_arg, "graph", "--format", "json", (char *)file);
+    cr_assert_eq(g.status, 0, "%s", g.err);
+    cr_expect(strstr(g.out, "\"id\" : \"each[2]\""), "%s", g.out);
+    cr_expect(strstr(g.out, "\"needs\" : [ \"each[0]\", \"each[1]\", \"each[2]\", \"grid[0]\""),
+              "%s", g.out);
+    result_free(&g);
+    result st = RUN(test_store_arg, "status", (char *)file);
+    cr_assert_eq(st.status, 0, "%s", st.err);
+    cr_expect(strstr(st.out, "grid[3]"), "%s", st.out);
+    cr_expect(strstr(st.out, "8 of 8 steps would run"), "%s", st.out);
+    result_free(&st);
+}
+
+Test(foreach, validate_refuses_the_bad_forms_with_their_location) {
+    const char *file = write_test_file(test_dir, "bad.yaml",
+                                       "version: 1\n"
+                                       "pipeline: bad\n"
+                                       "params: {one: x, none: []}\n"
+                                       "steps:\n"
+                                       "  a:\n"
+                                       "    uses: shell\n"
+                                       "    foreach: ${params.one}\n"
+                                       "    with: {run: \"echo ${item}\"}\n"
+                                       "  b:\n"
+                                       "    uses: shell\n"
+                                       "    foreach: ${params.none}\n"
+                                       "    with: {run: \"echo ${item}\"}\n"
+                                       "  c:\n"
+                                       "    uses: shell\n"
+                                       "    with: {run: \"echo ${item}\"}\n"
+                                       "  d:\n"
+                                       "    uses: shell\n"
+                                       "    matrix: {x: 1}\n"
+                                       "    with: {run: \"echo ${item.x}\"}\n");
+    result r = RUN(test_store_arg, "validate", (char *)file);
+    cr_expect_eq(r.status, 2, "%s%s", r.out, r.err);
+    const char *all = r.err && *r.err ? r.err : r.out;
+    cr_expect(strstr(all, "bad.yaml:7:14: error: 'foreach' of step 'a' must be a list"), "%s",
+              all);
+    cr_expect(strstr(all, "bad.yaml:11:14: error: 'foreach' of step 'b' is an empty list"), "%s",
+              all);
+    cr_expect(strstr(all, "bad.yaml:15:17: error: '${item}' is only defined in 'with' of a step "
+                          "with 'foreach' or 'matrix'"),
+              "%s", all);
+    cr_expect(strstr(all, "bad.yaml:18:17: error: matrix key 'x' of step 'd' must be a list"),
+              "%s", all);
+    cr_expect_eq(count(all, "error:"), 4, "one error each, none repeated per instance: %s", all);
+    result_free(&r);
+}
