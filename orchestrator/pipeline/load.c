@@ -1153,6 +1153,10 @@ long pipeline_find_step(const pipeline *p, const char *id) {
     return hmap_get(&p->step_ids, id, strlen(id), &idx) ? (long)idx : -1;
 }
 
+void step_group_label(const step *s, buf *b) {
+    buf_printf(b, "%s[0..%zu]", s->group, s->n_instances - 1);
+}
+
 int step_cache_enabled(const pipeline *p, const step *s) {
     return s->cache == UNSET ? p->settings.cache : s->cache;
 }

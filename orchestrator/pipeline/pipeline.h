@@ -199,6 +199,10 @@ long pipeline_find_step(const pipeline *p, const char *id);
 int pipeline_lineage_target(arena *a, const char *text, const char *dir, const char **out,
                             char *why, size_t size);
 
+/* Appends the compact name of the fan-out step s is an instance of,
+ * "ID[0..N-1]", to b (commands show a fan-out step as one line). */
+void step_group_label(const step *s, buf *b);
+
 /* Effective per-step settings, after inheritance from settings. */
 int step_cache_enabled(const pipeline *p, const step *s);
 int step_retries(const pipeline *p, const step *s);

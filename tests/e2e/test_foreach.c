@@ -96,11 +96,15 @@ Test(foreach, changing_one_item_reruns_only_its_instance) {
     cr_expect_str_eq(all, "alpha\nBETA\ngamma\n");
     free(all);
     /* status says the same before a run. */
-    result st = RUN(test_store_arg, "status", "--json", (char *)file, "-p", "words=[alpha, beta, "
-                                                                            "gamma]");
+    result st = RUN(test_store_arg, "status", "--json", (char *)file, "-p",
+                    "words=[alpha, beta, "
+                    "gamma]");
     cr_assert_eq(st.status, 0, "%s%s", st.out, st.err);
-    cr_expect(strstr(st.out, "{ \"step\" : \"each[0]\", \"would\" : \"cache\""), "%s", st.out);
-    cr_expect(strstr(st.out, "{ \"step\" : \"each[1]\", \"would\" : \"cache\""),
+    cr_expect(strstr(st.out, "{ \"step\" : \"each[0]\", \"group\" : \"each\", \"instance\" : 0, "
+                             "\"would\" : \"cache\""),
+              "%s", st.out);
+    cr_expect(strstr(st.out, "{ \"step\" : \"each[1]\", \"group\" : \"each\", \"instance\" : 1, "
+                             "\"would\" : \"cache\""),
               "the first run made beta: %s", st.out);
     result_free(&st);
 }
@@ -109,15 +113,62 @@ Test(foreach, graph_and_status_show_the_instances) {
     const char *file = write_test_file(test_dir, "fan.yaml", fanout_pipeline);
     result g = RUN(test_store_arg, "graph", "--format", "json", (char *)file);
     cr_assert_eq(g.status, 0, "%s", g.err);
-    cr_expect(strstr(g.out, "\"id\" : \"each[2]\""), "%s", g.out);
+    cr_expect(strstr(g.out, "\"id\" : \"each[2]\", \"uses\" : \"shell\", \"group\" : \"each\", "
+                            "\"instance\" : 2"),
+              "%s", g.out);
     cr_expect(strstr(g.out, "\"needs\" : [ \"each[0]\", \"each[1]\", \"each[2]\", \"grid[0]\""),
               "%s", g.out);
     result_free(&g);
+    result dot = RUN(test_store_arg, "graph", (char *)file);
+    cr_assert_eq(dot.status, 0, "%s", dot.err);
+    cr_expect(strstr(dot.out, "subgraph \"cluster_grid\" {\n    label=\"grid[0..3]\";"), "%s",
+              dot.out);
+    result_free(&dot);
+    /* status and runs show: one line for a fan-out step, each instance in --json. */
     result st = RUN(test_store_arg, "status", (char *)file);
     cr_assert_eq(st.status, 0, "%s", st.err);
-    cr_expect(strstr(st.out, "grid[3]"), "%s", st.out);
+    cr_expect(strstr(st.out, "\neach[0..2]   run    3 of 3 instances; each[0]: "), "%s", st.out);
+    cr_expect(!strstr(st.out, "grid[3]"), "%s", st.out);
     cr_expect(strstr(st.out, "8 of 8 steps would run"), "%s", st.out);
     result_free(&st);
+    expect_success(RUN_PIPELINE((char *)file, "-p", "words=[alpha, beta, delta]"));
+    result show = RUN(test_store_arg, "runs", "show", last_run);
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    cr_expect(strstr(show.out, "  each[0..2]               3 instances: 3 done, 0 cached\n"), "%s",
+              show.out);
+    result_free(&show);
+    expect_success(RUN_PIPELINE((char *)file));
+    st = RUN(test_store_arg, "status", (char *)file);
+    cr_assert_eq(st.status, 0, "%s", st.err);
+    cr_expect(strstr(st.out, "\ngrid[0..3]   cache  all 4 instances from the cache\n"), "%s",
+              st.out);
+    result_free(&st);
+    show = RUN(test_store_arg, "runs", "show", last_run);
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    cr_expect(strstr(show.out, "  each[0..2]               3 instances: 1 done, 2 cached\n"), "%s",
+              show.out);
+    result_free(&show);
+}
+
+Test(foreach, a_failed_instance_is_shown_in_full_under_its_group) {
+    const char *file = write_test_file(test_dir, "fail.yaml",
+                                       "version: 1\n"
+                                       "pipeline: fail\n"
+                                       "steps:\n"
+                                       "  each:\n"
+                                       "    uses: shell\n"
+                                       "    foreach: [0, 3, 0]\n"
+                                       "    with: {run: \"exit ${item}\"}\n");
+    result r = RUN_PIPELINE((char *)file);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    result_free(&r);
+    result show = RUN(test_store_arg, "runs", "show", last_run);
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    cr_expect(strstr(show.out, "  each[0..2]               3 instances: 2 done, 0 cached, 1 other\n"
+                               "  each[1]                  failed"),
+              "%s", show.out);
+    cr_expect(strstr(show.out, "exited with status 3"), "%s", show.out);
+    result_free(&show);
 }
 
 Test(foreach, validate_refuses_the_bad_forms_with_their_location) {
@@ -144,15 +195,14 @@ Test(foreach, validate_refuses_the_bad_forms_with_their_location) {
     result r = RUN(test_store_arg, "validate", (char *)file);
     cr_expect_eq(r.status, 2, "%s%s", r.out, r.err);
     const char *all = r.err && *r.err ? r.err : r.out;
-    cr_expect(strstr(all, "bad.yaml:7:14: error: 'foreach' of step 'a' must be a list"), "%s",
-              all);
+    cr_expect(strstr(all, "bad.yaml:7:14: error: 'foreach' of step 'a' must be a list"), "%s", all);
     cr_expect(strstr(all, "bad.yaml:11:14: error: 'foreach' of step 'b' is an empty list"), "%s",
               all);
     cr_expect(strstr(all, "bad.yaml:15:17: error: '${item}' is only defined in 'with' of a step "
                           "with 'foreach' or 'matrix'"),
               "%s", all);
-    cr_expect(strstr(all, "bad.yaml:18:17: error: matrix key 'x' of step 'd' must be a list"),
-              "%s", all);
+    cr_expect(strstr(all, "bad.yaml:18:17: error: matrix key 'x' of step 'd' must be a list"), "%s",
+              all);
     cr_expect_eq(count(all, "error:"), 4, "one error each, none repeated per instance: %s", all);
     result_free(&r);
 }

@@ -142,14 +142,14 @@ Test(fanout, a_literal_list_and_an_override_both_fan_out) {
 }
 
 Test(fanout, every_refusal_is_located) {
-    cr_assert_neq(load("pipeline: p\n"                                             /* 1 */
-                       "params: {one: x, none: []}\n"                              /* 2 */
-                       "steps:\n"                                                  /* 3 */
-                       "  a: {uses: shell, foreach: \"${params.one}\", with: {run: x}}\n" /* 4 */
+    cr_assert_neq(load("pipeline: p\n"                                                     /* 1 */
+                       "params: {one: x, none: []}\n"                                      /* 2 */
+                       "steps:\n"                                                          /* 3 */
+                       "  a: {uses: shell, foreach: \"${params.one}\", with: {run: x}}\n"  /* 4 */
                        "  b: {uses: shell, foreach: \"${params.none}\", with: {run: x}}\n" /* 5 */
-                       "  c: {uses: shell, with: {run: \"echo ${item}\"}}\n"       /* 6 */
-                       "  d: {uses: shell, matrix: {x: 1}, with: {run: x}}\n"      /* 7 */
-                       "  e: {uses: shell, foreach: c.out, with: {run: x}}\n"      /* 8 */
+                       "  c: {uses: shell, with: {run: \"echo ${item}\"}}\n"               /* 6 */
+                       "  d: {uses: shell, matrix: {x: 1}, with: {run: x}}\n"              /* 7 */
+                       "  e: {uses: shell, foreach: c.out, with: {run: x}}\n"              /* 8 */
                        "  f: {uses: shell, foreach: [1], matrix: {x: [1]}, with: {run: x}}\n"
                        "  g: {uses: shell, foreach: [1, 2], with: {run: \"${item.k}\"}}\n"
                        "  h: {uses: shell, foreach: [{k: 1}], with: {run: \"${item.j}\"}}\n"
@@ -161,8 +161,9 @@ Test(fanout, every_refusal_is_located) {
     expect_diag(&D, 5, 29, "'foreach' of step 'b' is an empty list");
     expect_diag(&D, 6, 32, "'${item}' is only defined in 'with' of a step with 'foreach'");
     expect_diag(&D, 7, 32, "matrix key 'x' of step 'd' must be a list of values");
-    expect_diag(&D, 8, 29, "'foreach: c.out' (one instance per row of another step's output) "
-                           "is not supported yet");
+    expect_diag(&D, 8, 29,
+                "'foreach: c.out' (one instance per row of another step's output) "
+                "is not supported yet");
     expect_diag(&D, 9, 42, "step 'f' has both 'foreach' and 'matrix'");
     expect_diag(&D, 10, 49, "'${item.k}' reads a field, but the item is an integer");
     expect_diag(&D, 11, 51, "the item has no field 'j' (it has: k)");
