@@ -873,8 +873,18 @@ static int fanout_references(loader *L) {
             rc = hmap_put(&groups, p->steps[i].group, strlen(p->steps[i].group), (uint32_t)i, NULL);
             any = 1;
         }
-    for (size_t i = 0; rc >= 0 && any && i < p->n_steps; i++)
-        rc = rewrite_references(p, &groups, &p->steps[i]);
+    for (size_t i = 0; rc >= 0 && any && i < p->n_steps; i++) {
+        step *s = &p->steps[i];
+        rc = rewrite_references(p, &groups, s);
+        /* Item j of list input x is the port x_j: no other input may be. */
+        for (size_t a = 0; rc >= 0 && a < s->n_inputs; a++)
+            for (size_t b = 0; s->inputs[a].key && b < s->n_inputs; b++)
+                if (!s->inputs[b].key && strcmp(s->inputs[b].port, s->inputs[a].key) == 0)
+                    diag_add(L->d, DIAG_ERROR, p->file, s->inputs[b].pos.line, s->inputs[b].pos.col,
+                             "input '%s' of step '%s' has the name of item %zu of list input "
+                             "'%s': rename it",
+                             s->inputs[b].port, s->id, s->inputs[a].index, s->inputs[a].port);
+    }
     hmap_free(&groups);
     return rc < 0 ? rc : 0;
 }

@@ -53,6 +53,15 @@ static void expect_status(const char *json, const char *id, const char *want) {
     free(got);
 }
 
+/* Each of the n instances of fan-out step group has status want. */
+static void expect_instances(const char *json, const char *group, int n, const char *want) {
+    for (int i = 0; i < n; i++) {
+        char id[80];
+        snprintf(id, sizeof(id), "%s[%d]", group, i);
+        expect_status(json, id, want);
+    }
+}
+
 Test(foreach, instances_run_and_a_downstream_step_reads_their_list_in_item_order) {
     const char *file = write_test_file(test_dir, "fan.yaml", fanout_pipeline);
     expect_success(RUN_PIPELINE((char *)file));
@@ -64,11 +73,7 @@ Test(foreach, instances_run_and_a_downstream_step_reads_their_list_in_item_order
     free(grid);
     result show = RUN(test_store_arg, "runs", "show", last_run, "--json");
     cr_assert_eq(show.status, 0, "%s", show.err);
-    for (int i = 0; i < 3; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "each[%d]", i);
-        expect_status(show.out, id, "done");
-    }
+    expect_instances(show.out, "each", 3, "done");
     expect_status(show.out, "grid[3]", "done");
     cr_expect(strstr(show.out, "\"x_0\" : \"") && strstr(show.out, "\"x_2\" : \"") &&
                   strstr(show.out, "\"g_3\" : \""),
@@ -85,11 +90,7 @@ Test(foreach, changing_one_item_reruns_only_its_instance) {
     expect_status(show.out, "each[0]", "cached");
     expect_status(show.out, "each[1]", "done");
     expect_status(show.out, "each[2]", "cached");
-    for (int i = 0; i < 4; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "grid[%d]", i);
-        expect_status(show.out, id, "cached");
-    }
+    expect_instances(show.out, "grid", 4, "cached");
     expect_status(show.out, "join", "done");
     result_free(&show);
     char *all = last_output("all");
@@ -204,5 +205,69 @@ Test(foreach, validate_refuses_the_bad_forms_with_their_location) {
     cr_expect(strstr(all, "bad.yaml:18:17: error: matrix key 'x' of step 'd' must be a list"), "%s",
               all);
     cr_expect_eq(count(all, "error:"), 4, "one error each, none repeated per instance: %s", all);
+    result_free(&r);
+}
+
+Test(foreach, only_with_the_fan_out_id_runs_every_instance) {
+    const char *file = write_test_file(test_dir, "fan.yaml", fanout_pipeline);
+    expect_success(RUN_PIPELINE((char *)file, "--only", "each"));
+    result show = RUN(test_store_arg, "runs", "show", last_run, "--json");
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    expect_instances(show.out, "each", 3, "done");
+    char *grid = step_status(show.out, "grid[0]"), *join = step_status(show.out, "join");
+    cr_expect(!grid || strcmp(grid, "done"), "grid was not selected: %s", show.out);
+    cr_expect(!join || strcmp(join, "done"), "join was not selected: %s", show.out);
+    free(grid);
+    free(join);
+    result_free(&show);
+    expect_success(RUN_PIPELINE((char *)file, "--only", "each[1]"));
+    show = RUN(test_store_arg, "runs", "show", last_run, "--json");
+    cr_assert_eq(show.status, 0, "%s", show.err);
+    char *other = step_status(show.out, "each[0]");
+    cr_expect(!other || strcmp(other, "done"), "each[0] was not selected: %s", show.out);
+    free(other);
+    result_free(&show);
+}
+
+/* A plugin reads a list input through the SDK: input_path("in") is the
+ * listing, one path a line in item order; a typed port refuses the list. */
+Test(foreach, a_plugin_reads_the_list_as_a_listing_and_a_typed_port_refuses_it) {
+    const char *file = write_test_file(test_dir, "plug.yaml",
+                                       "version: 1\n"
+                                       "pipeline: plug\n"
+                                       "steps:\n"
+                                       "  each:\n"
+                                       "    uses: shell\n"
+                                       "    foreach: [one, two, three]\n"
+                                       "    with:\n"
+                                       "      run: echo ${item} > \"$SLUICE_OUTPUT_o\"\n"
+                                       "      outputs: {o: o.txt}\n"
+                                       "  list: {uses: echo, inputs: {in: each.o}, with: {prefix: "
+                                       "\"\"}}\n"
+                                       "  show:\n"
+                                       "    uses: shell\n"
+                                       "    inputs: {l: list.out}\n"
+                                       "    with:\n"
+                                       "      run: while read -r f; do cat \"$f\"; done < "
+                                       "\"$SLUICE_INPUT_l\" > all.txt\n"
+                                       "      outputs: {all: all.txt}\n");
+    expect_success(RUN_PIPELINE((char *)file));
+    char *all = last_output("all");
+    cr_expect_str_eq(all, "one\ntwo\nthree\n");
+    free(all);
+    const char *typed = write_test_file(test_dir, "typed.yaml",
+                                        "version: 1\n"
+                                        "pipeline: typed\n"
+                                        "steps:\n"
+                                        "  each:\n"
+                                        "    uses: shell\n"
+                                        "    foreach: [1, 2]\n"
+                                        "    with: {run: x, outputs: {o: o.txt}}\n"
+                                        "  t: {uses: typed, inputs: {chunks: each.o}}\n");
+    result r = RUN(test_store_arg, "validate", (char *)typed);
+    cr_expect_eq(r.status, 2, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.err, "typed.yaml:8:37: error: input 'chunks' of step 't' takes one chunks, "
+                            "but 'each' fans out into 2 instances"),
+              "%s", r.err);
     result_free(&r);
 }

@@ -218,3 +218,14 @@ Test(fanout, a_literal_shell_item_variable_is_written_with_two_dollars) {
                  0, "%s", all_diags(&D));
     cr_expect_str_eq(run_of("a"), "for item in 1 2; do echo ${item}; done");
 }
+
+Test(fanout, an_input_may_not_take_the_name_of_a_list_item) {
+    cr_assert_neq(load("pipeline: p\n"
+                       "steps:\n"
+                       "  a: {uses: shell, foreach: [1, 2], with: {run: x, outputs: {o: o}}}\n"
+                       "  b: {uses: shell, with: {run: x, outputs: {o: o}}}\n"
+                       "  c: {uses: shell, inputs: {x: a.o, x_1: b.o}, with: {run: x}}\n"),
+                  0);
+    expect_diag(&D, 5, 42,
+                "input 'x_1' of step 'c' has the name of item 1 of list input 'x': rename it");
+}
