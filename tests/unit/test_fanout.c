@@ -229,3 +229,20 @@ Test(fanout, an_input_may_not_take_the_name_of_a_list_item) {
     expect_diag(&D, 5, 42,
                 "input 'x_1' of step 'c' has the name of item 1 of list input 'x': rename it");
 }
+
+Test(fanout, a_pipeline_expands_to_at_most_its_step_limit) {
+    cr_assert_eq(PIPELINE_MAX_STEPS, 10000);
+    buf text = BUF_INIT;
+    buf_puts(&text, "pipeline: p\nsteps:\n");
+    for (int i = 0; i < 11; i++) /* 11 x 1000 instances */
+        buf_printf(&text,
+                   "  s%d:\n    uses: shell\n    matrix: {a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "
+                   "b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], c: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}\n"
+                   "    with: {run: x}\n",
+                   i);
+    cr_assert_neq(load(buf_str(&text)), 0);
+    buf_free(&text);
+    /* The 11th step is the one past the limit, at its id (line 3 + 4 * 10). */
+    expect_diag(&D, 43, 3, "step 's10' takes the pipeline past 10000 steps");
+    cr_expect_eq(P->n_steps, 10001, "the ten before it expanded, it stands as one");
+}
