@@ -47,6 +47,17 @@ void diag_vadd(diag_list *d, diag_level level, const char *file, unsigned line, 
         d->dropped++;
         return;
     }
+    for (size_t i = d->n; i-- > 0;) {
+        const diag *g = &d->items[i];
+        if (g->line == line && g->col == col && g->level == level &&
+            (g->file == owned_file ||
+             (g->file && owned_file && strcmp(g->file, owned_file) == 0)) &&
+            strcmp(g->msg, msg) == 0) {
+            free(msg);
+            free(owned_file);
+            return;
+        }
+    }
     d->items[d->n] = (diag){owned_file, line, col, level, msg, d->n};
     d->n++;
 }

@@ -31,6 +31,9 @@ typedef struct diag_list {
 #define DIAG_LIST_INIT                                                                             \
     { NULL, 0, 0, 0, 0, 0 }
 
+/* A diagnostic the same as one kept (file, position, level and message) is
+ * counted but not kept twice: the instances of a fan-out step share their
+ * source text, so one mistake in it is shown once. */
 void diag_add(diag_list *d, diag_level level, const char *file, unsigned line, unsigned col,
               const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void diag_vadd(diag_list *d, diag_level level, const char *file, unsigned line, unsigned col,

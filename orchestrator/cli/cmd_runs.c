@@ -290,6 +290,63 @@ static int step_row_cmp(const void *a, const void *b) {
     return strcmp(x->key, y->key);
 }
 
+/* The length of the fan-out step ID (ID[i] as recorded) row's key names. */
+static size_t group_len(const char *key) {
+    const char *slash = strchr(key, '/'), *id = slash ? slash + 1 : key;
+    const char *open = strrchr(id, '[');
+    size_t len = strlen(id);
+    if (!open || open == id || id[len - 1] != ']' ||
+        strspn(open + 1, "0123456789") != (size_t)(id + len - 1 - open - 1))
+        return 0;
+    return (size_t)(open - key);
+}
+
+/* How many rows from the first are instances of one fan-out step (0 when
+ * the first is an ordinary step). */
+static size_t instance_rows(const step_row *rows, size_t n) {
+    size_t len = group_len(rows[0].key), k = 1;
+    if (!len)
+        return 0;
+    while (k < n && group_len(rows[k].key) == len && strncmp(rows[k].key, rows[0].key, len) == 0)
+        k++;
+    return k;
+}
+
+/* A fan-out step's instances as one line, "ID[0..N-1]  N instances: 2 done,
+ * 1 cached", then each instance that did not succeed, in full (all of them
+ * are in --json). */
+static void print_instances(MDB_txn *txn, const meta_db *m, const step_row *rows, size_t n) {
+    const char *id = strchr(rows[0].key, '/') + 1;
+    size_t len = group_len(rows[0].key) - (size_t)(id - rows[0].key);
+    size_t done = 0, cached = 0, low = SIZE_MAX, high = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t at = strtoul(strrchr(rows[i].key, '[') + 1, NULL, 10);
+        low = at < low ? at : low;
+        high = at > high ? at : high;
+        bson_t rec;
+        if (meta_get(txn, m->steps, rows[i].key, &rec) != 0)
+            continue;
+        const char *status = inspect_str(&rec, "status", "?");
+        done += strcmp(status, "done") == 0;
+        cached += strcmp(status, "cached") == 0;
+    }
+    char label[PIPELINE_MAX_ID + 48];
+    snprintf(label, sizeof(label), "%.*s[%zu..%zu]", (int)len, id, low, high);
+    printf("  %-24s %zu instance%s: %zu done, %zu cached", label, n, n == 1 ? "" : "s", done,
+           cached);
+    if (done + cached < n)
+        printf(", %zu other", n - done - cached);
+    printf("\n");
+    for (size_t i = 0; i < n; i++) {
+        bson_t rec;
+        if (meta_get(txn, m->steps, rows[i].key, &rec) != 0)
+            continue;
+        const char *status = inspect_str(&rec, "status", "?");
+        if (strcmp(status, "done") && strcmp(status, "cached"))
+            print_step(rows[i].key, &rec);
+    }
+}
+
 /* Loads the run's pipeline file with the run's -p values, for the order of
  * its steps; NULL when it no longer reads or is another pipeline now. */
 static pipeline *load_run_pipeline(const bson_t *run) {
@@ -392,10 +449,17 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
                inspect_str(&run, "file", "?"), run_status(&run), started);
         print_run_origin(&run);
         print_params(&run);
-        for (size_t i = 0; i < steps.n; i++) {
+        for (size_t i = 0; i < steps.n;) {
+            size_t n = instance_rows(steps.rows + i, steps.n - i);
+            if (n) {
+                print_instances(txn, &m, steps.rows + i, n);
+                i += n;
+                continue;
+            }
             bson_t rec;
             if (meta_get(txn, m.steps, steps.rows[i].key, &rec) == 0)
                 print_step(steps.rows[i].key, &rec);
+            i++;
         }
     }
     free_rows(&steps);

@@ -192,6 +192,28 @@ static const char *explain(param_diff *pd, const pipeline *p, const char *store,
     return buf_str(out);
 }
 
+/* A fan-out step's instances (from steps[first]) as one line: whether any
+ * would run, how many, and why the first of them would (all of them are in
+ * --json). */
+static void print_group_plan(param_diff *pd, const pipeline *p, const char *store,
+                             const plan_step *steps, size_t first, int width, buf *why) {
+    const step *s = &p->steps[first];
+    size_t n = s->n_instances, runs = 0, first_run = first;
+    for (size_t k = first + n; k-- > first;)
+        if (steps[k].runs) {
+            runs++;
+            first_run = k;
+        }
+    buf label = BUF_INIT;
+    step_group_label(s, &label);
+    if (!runs)
+        printf("%-*s  cache  all %zu instances from the cache\n", width, buf_str(&label), n);
+    else
+        printf("%-*s  run    %zu of %zu instances; %s: %s\n", width, buf_str(&label), runs, n,
+               p->steps[first_run].id, explain(pd, p, store, steps[first_run].why, first_run, why));
+    buf_free(&label);
+}
+
 int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json) {
     plan_step *steps = calloc(p->n_steps + 1, sizeof(*steps));
     if (!steps) {
@@ -219,6 +241,10 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
             bson_t item;
             BSON_APPEND_DOCUMENT_BEGIN(&arr, k, &item);
             BSON_APPEND_UTF8(&item, "step", p->steps[i].id);
+            if (p->steps[i].group) {
+                BSON_APPEND_UTF8(&item, "group", p->steps[i].group);
+                BSON_APPEND_INT32(&item, "instance", (int32_t)p->steps[i].instance);
+            }
             BSON_APPEND_UTF8(&item, "would", steps[i].runs ? "run" : "cache");
             if (steps[i].runs) {
                 BSON_APPEND_UTF8(&item, "why", explain(&pd, p, store, steps[i].why, i, &why));
@@ -236,11 +262,16 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
     } else {
         size_t width = 4;
         for (size_t i = 0; i < p->n_steps; i++)
-            if (strlen(p->steps[i].id) > width)
-                width = strlen(p->steps[i].id);
+            if (strlen(p->steps[i].id) + (p->steps[i].group ? 4 : 0) > width)
+                width = strlen(p->steps[i].id) + (p->steps[i].group ? 4 : 0); /* [N] -> [0..N] */
         printf("%-*s  %-5s  %s\n", (int)width, "STEP", "WOULD", "WHY");
         for (size_t i = 0; i < p->n_steps; i++) {
             const plan_step *ps = &steps[i];
+            if (p->steps[i].group) {
+                print_group_plan(&pd, p, store, steps, i, (int)width, &why);
+                i += p->steps[i].n_instances - 1;
+                continue;
+            }
             if (ps->runs) {
                 printf("%-*s  run    %s\n", (int)width, p->steps[i].id,
                        explain(&pd, p, store, ps->why, i, &why));

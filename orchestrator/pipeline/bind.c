@@ -269,6 +269,15 @@ static void bind_inputs(pipeline *p, step *s, diag_list *d) {
         }
         if (in->from == UINT32_MAX)
             continue;
+        if (in->list_len && strcmp(port->type, "any")) {
+            /* Its path is a listing of the instances' outputs, not a port->type. */
+            if (in->index == 0)
+                diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
+                         "input '%s' of step '%s' takes one %s, but '%s' fans out into %zu "
+                         "instances: only a shell step or an input of type any takes their list",
+                         in->port, s->id, port->type, p->steps[in->from].group, in->list_len);
+            continue;
+        }
         const char *have = port_type(p, in);
         if (strcmp(port->type, "any") && strcmp(have, "any") && strcmp(port->type, have))
             diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,

@@ -28,9 +28,9 @@ static const char *const top_keys[] = {"version",  "pipeline", "description", "p
 static const char *const settings_keys[] = {"cache",  "jobs",        "retries", "timeout",
                                             "runner", "openlineage", NULL};
 static const char *const openlineage_keys[] = {"to", "namespace", NULL};
-static const char *const step_keys[] = {"uses",      "description", "with",    "inputs",
-                                        "after",     "retries",     "timeout", "cache",
-                                        "isolation", "cache_on",    NULL};
+static const char *const step_keys[] = {"uses",    "description", "with",  "inputs",    "after",
+                                        "retries", "timeout",     "cache", "isolation", "cache_on",
+                                        "foreach", "matrix",      NULL};
 static const char *const retries_keys[] = {"max", "backoff", NULL};
 static const char *const cache_on_keys[] = {"env", "files", NULL};
 
@@ -605,7 +605,9 @@ static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
     }
     if ((v = ynode_get(n, "description")))
         rc = get_string(L, v, "'description'", &s->description);
-    if (rc == 0 && (v = ynode_get(n, "with")))
+    /* A fan-out step's 'with' is read once per instance (expand_step). */
+    if (rc == 0 && (v = ynode_get(n, "with")) && !ynode_get(n, "foreach") &&
+        !ynode_get(n, "matrix"))
         rc = load_with(L, s, v);
     if (rc == 0 && (v = ynode_get(n, "inputs")))
         rc = load_inputs(L, s, v);
@@ -631,6 +633,262 @@ static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
     return rc;
 }
 
+/* ---- fan-out: foreach and matrix ------------------------------------- */
+
+/* Whether text reads STEP.OUTPUT, the run-time form of 'foreach'. */
+static int names_output(const char *text) {
+    const char *dot = strchr(text, '.');
+    if (!dot || dot == text || (size_t)(dot - text) > PIPELINE_MAX_ID)
+        return 0;
+    char id[PIPELINE_MAX_ID + 1];
+    memcpy(id, text, (size_t)(dot - text));
+    id[dot - text] = '\0';
+    return valid_id(id) && valid_ident(dot + 1, strlen(dot + 1));
+}
+
+/* The items of 'foreach: LIST' into *out (NULL after a reported error). */
+static int foreach_items(loader *L, const step *s, const ynode *n, value **out) {
+    *out = NULL;
+    if (n->kind == YNODE_SCALAR && !n->quoted && names_output(n->u.scalar.text)) {
+        err(L, n,
+            "'foreach: %s' (one instance per row of another step's output) is not supported "
+            "yet: give a list, such as ${params.NAME} of a list parameter",
+            n->u.scalar.text);
+        return 0;
+    }
+    value *v;
+    int rc = field_value(L, n, &v);
+    if (rc || !v)
+        return rc;
+    if (v->kind != VAL_LIST) {
+        err(L, n, "'foreach' of step '%s' must be a list (e.g. ${params.NAME} of a list), not %s",
+            s->id, shown(L, v));
+        return 0;
+    }
+    if (v->u.list.n == 0) {
+        err(L, n, "'foreach' of step '%s' is an empty list: a fan-out needs at least one item",
+            s->id);
+        return 0;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The items of 'matrix: {a: [..], b: [..]}': the cartesian product as
+ * mappings {a: .., b: ..}, the first key varying slowest, into *out (NULL
+ * after a reported error). */
+static int matrix_items(loader *L, const step *s, const ynode *n, value **out) {
+    *out = NULL;
+    if (!is_map(L, n, "'matrix'"))
+        return 0;
+    size_t k = n->u.map.n, count = 1;
+    if (k == 0) {
+        err(L, n, "'matrix' of step '%s' is empty: give at least one key with a list of values",
+            s->id);
+        return 0;
+    }
+    value **axes = arena_calloc(&L->p->arena, k, sizeof(*axes));
+    if (!axes)
+        return -ENOMEM;
+    int bad = 0;
+    for (size_t i = 0; i < k; i++) {
+        const ynode *key = n->u.map.pairs[i].key, *val = n->u.map.pairs[i].value;
+        if (!valid_ident(key->u.scalar.text, key->u.scalar.len)) {
+            err(L, key, "bad matrix key '%s': use letters, digits and '_'", key->u.scalar.text);
+            bad = 1;
+            continue;
+        }
+        int rc = field_value(L, val, &axes[i]);
+        if (rc)
+            return rc;
+        if (!axes[i]) {
+            bad = 1;
+        } else if (axes[i]->kind != VAL_LIST) {
+            err(L, val, "matrix key '%s' of step '%s' must be a list of values, not %s",
+                key->u.scalar.text, s->id, shown(L, axes[i]));
+            bad = 1;
+        } else if (axes[i]->u.list.n == 0) {
+            err(L, val, "matrix key '%s' of step '%s' is an empty list", key->u.scalar.text, s->id);
+            bad = 1;
+        } else if (count <= PIPELINE_MAX_INSTANCES) {
+            count *= axes[i]->u.list.n; /* both factors <= the cap: no overflow */
+        }
+    }
+    if (bad)
+        return 0;
+    if (count > PIPELINE_MAX_INSTANCES) {
+        err(L, n, "'matrix' of step '%s' expands to more than %d instances (the limit)", s->id,
+            PIPELINE_MAX_INSTANCES);
+        return 0;
+    }
+    value *list = value_new(&L->p->arena, VAL_LIST);
+    value **items = arena_calloc(&L->p->arena, count, sizeof(*items));
+    if (!list || !items)
+        return -ENOMEM;
+    for (size_t c = 0; c < count; c++) {
+        value *m = value_new(&L->p->arena, VAL_MAP);
+        const char **keys = arena_calloc(&L->p->arena, k, sizeof(*keys));
+        value **vals = arena_calloc(&L->p->arena, k, sizeof(*vals));
+        if (!m || !keys || !vals)
+            return -ENOMEM;
+        size_t rest = c;
+        for (size_t i = k; i-- > 0;) {
+            size_t len = axes[i]->u.list.n;
+            keys[i] = n->u.map.pairs[i].key->u.scalar.text;
+            vals[i] = axes[i]->u.list.items[rest % len];
+            rest /= len;
+        }
+        m->u.map.keys = keys;
+        m->u.map.vals = vals;
+        m->u.map.n = k;
+        m->line = n->line;
+        m->col = n->col;
+        items[c] = m;
+    }
+    list->u.list.items = items;
+    list->u.list.n = count;
+    *out = list;
+    return 0;
+}
+
+/* The items a step fans out over, or *out NULL for an ordinary step (or
+ * after a reported error: the step then stands as one, unexpanded). */
+static int fanout_items(loader *L, const step *s, const ynode *n, value **out) {
+    *out = NULL;
+    if (n->kind != YNODE_MAP)
+        return 0;
+    const ynode *fe = ynode_get(n, "foreach"), *mx = ynode_get(n, "matrix");
+    if (fe && mx) {
+        err(L, mx,
+            "step '%s' has both 'foreach' and 'matrix': use one (a matrix of one key is "
+            "a foreach)",
+            s->id);
+        return 0;
+    }
+    int rc = fe ? foreach_items(L, s, fe, out) : mx ? matrix_items(L, s, mx, out) : 0;
+    if (rc == 0 && *out && fe && (*out)->u.list.n > PIPELINE_MAX_INSTANCES) {
+        err(L, fe, "'foreach' of step '%s' has %zu items, more than the limit of %d instances",
+            s->id, (*out)->u.list.n, PIPELINE_MAX_INSTANCES);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Makes the instances ID[0]..ID[n-1] of the loaded step *tpl at the end of
+ * p->steps, each reading 'with' with its own item. */
+static int expand_step(loader *L, const step *tpl, const ynode *n, const value *items) {
+    pipeline *p = L->p;
+    const ynode *with = ynode_get(n, "with");
+    for (size_t i = 0; i < items->u.list.n; i++) {
+        step *s = &p->steps[p->n_steps];
+        *s = *tpl;
+        s->group = tpl->id;
+        s->instance = i;
+        s->n_instances = items->u.list.n;
+        s->item = items->u.list.items[i];
+        s->with = NULL;
+        s->n_with = 0;
+        s->id = arena_printf(&p->arena, "%s[%zu]", tpl->id, i);
+        if (!s->id)
+            return -ENOMEM;
+        int rc = hmap_put(&p->step_ids, s->id, strlen(s->id), (uint32_t)p->n_steps, NULL);
+        if (rc < 0)
+            return rc;
+        p->n_steps++;
+        L->sc.item = s->item;
+        rc = with ? load_with(L, s, with) : 0;
+        L->sc.item = NULL;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The first instance of fan-out step id (as written), or -1. */
+static long group_first(const hmap *groups, const char *id) {
+    uint32_t first;
+    return id && hmap_get(groups, id, strlen(id), &first) ? (long)first : -1;
+}
+
+/* An input or 'after' that names a fan-out step by the id written stands
+ * for all its instances: inputs become one per instance (a list, in item
+ * order), 'after' waits for every one. */
+static int rewrite_references(pipeline *p, const hmap *groups, step *s) {
+    size_t n_in = 0, n_after = 0;
+    for (size_t k = 0; k < s->n_inputs; k++) {
+        long g = group_first(groups, s->inputs[k].from_step);
+        n_in += g < 0 ? 1 : p->steps[g].n_instances;
+    }
+    for (size_t k = 0; k < s->n_after; k++) {
+        long g = group_first(groups, s->after[k].step);
+        n_after += g < 0 ? 1 : p->steps[g].n_instances;
+    }
+    if (n_in == s->n_inputs && n_after == s->n_after)
+        return 0;
+    step_input *ins = arena_calloc(&p->arena, n_in + 1, sizeof(*ins));
+    step_after *afs = arena_calloc(&p->arena, n_after + 1, sizeof(*afs));
+    if (!ins || !afs)
+        return -ENOMEM;
+    size_t m = 0;
+    for (size_t k = 0; k < s->n_inputs; k++) {
+        long g = group_first(groups, s->inputs[k].from_step);
+        size_t n = g < 0 ? 1 : p->steps[g].n_instances;
+        for (size_t j = 0; j < n; j++) {
+            ins[m] = s->inputs[k];
+            if (g >= 0) {
+                ins[m].from_step = p->steps[(size_t)g + j].id;
+                ins[m].list_len = n;
+                ins[m].index = j;
+                ins[m].key = arena_printf(&p->arena, "%s_%zu", ins[m].port, j);
+                if (!ins[m].key)
+                    return -ENOMEM;
+            }
+            m++;
+        }
+    }
+    s->inputs = ins;
+    s->n_inputs = m;
+    m = 0;
+    for (size_t k = 0; k < s->n_after; k++) {
+        long g = group_first(groups, s->after[k].step);
+        size_t n = g < 0 ? 1 : p->steps[g].n_instances;
+        for (size_t j = 0; j < n; j++) {
+            afs[m] = s->after[k];
+            if (g >= 0)
+                afs[m].step = p->steps[(size_t)g + j].id;
+            m++;
+        }
+    }
+    s->after = afs;
+    s->n_after = m;
+    return 0;
+}
+
+static int fanout_references(loader *L) {
+    pipeline *p = L->p;
+    hmap groups = HMAP_INIT;
+    int rc = 0, any = 0;
+    for (size_t i = 0; rc >= 0 && i < p->n_steps; i++)
+        if (p->steps[i].group && p->steps[i].instance == 0) {
+            rc = hmap_put(&groups, p->steps[i].group, strlen(p->steps[i].group), (uint32_t)i, NULL);
+            any = 1;
+        }
+    for (size_t i = 0; rc >= 0 && any && i < p->n_steps; i++) {
+        step *s = &p->steps[i];
+        rc = rewrite_references(p, &groups, s);
+        /* Item j of list input x is the port x_j: no other input may be. */
+        for (size_t a = 0; rc >= 0 && a < s->n_inputs; a++)
+            for (size_t b = 0; s->inputs[a].key && b < s->n_inputs; b++)
+                if (!s->inputs[b].key && strcmp(s->inputs[b].port, s->inputs[a].key) == 0)
+                    diag_add(L->d, DIAG_ERROR, p->file, s->inputs[b].pos.line, s->inputs[b].pos.col,
+                             "input '%s' of step '%s' has the name of item %zu of list input "
+                             "'%s': rename it",
+                             s->inputs[b].port, s->id, s->inputs[a].index, s->inputs[a].port);
+    }
+    hmap_free(&groups);
+    return rc < 0 ? rc : 0;
+}
+
 static int load_steps(loader *L, const ynode *n) {
     pipeline *p = L->p;
     if (n->kind != YNODE_MAP) {
@@ -641,7 +899,31 @@ static int load_steps(loader *L, const ynode *n) {
         err(L, n, "'steps' is empty: a pipeline needs at least one step");
         return 0;
     }
-    p->steps = arena_calloc(&p->arena, n->u.map.n, sizeof(step));
+    /* Fan-out steps are expanded as they are read, so the items are known
+     * first: the array holds every instance. */
+    value **fanout = arena_calloc(&p->arena, n->u.map.n, sizeof(*fanout));
+    if (!fanout)
+        return -ENOMEM;
+    size_t total = 0;
+    for (size_t i = 0; i < n->u.map.n; i++) {
+        const ynode *k = n->u.map.pairs[i].key;
+        step named = {.id = k->u.scalar.text};
+        if (!valid_id(k->u.scalar.text))
+            continue;
+        int rc = fanout_items(L, &named, n->u.map.pairs[i].value, &fanout[i]);
+        if (rc)
+            return rc;
+        total += fanout[i] ? fanout[i]->u.list.n : 1;
+        if (fanout[i] && total > PIPELINE_MAX_STEPS) {
+            err(L, k,
+                "step '%s' takes the pipeline past %d steps, counting every instance of "
+                "its fan-out steps (the limit)",
+                k->u.scalar.text, PIPELINE_MAX_STEPS);
+            total -= fanout[i]->u.list.n - 1;
+            fanout[i] = NULL;
+        }
+    }
+    p->steps = arena_calloc(&p->arena, total + 1, sizeof(step));
     if (!p->steps)
         return -ENOMEM;
     for (size_t i = 0; i < n->u.map.n; i++) {
@@ -659,14 +941,38 @@ static int load_steps(loader *L, const ynode *n) {
                     .backoff_ms = UNSET,
                     .timeout_ms = UNSET,
                     .cache = UNSET};
-        int rc = hmap_put(&p->step_ids, id, k->u.scalar.len, (uint32_t)p->n_steps, NULL);
+        int rc;
+        if (fanout[i]) {
+            /* The template is read once (its errors reported once), then
+             * copied into each instance. */
+            step tpl = *s;
+            if ((rc = load_step(L, &tpl, k, n->u.map.pairs[i].value)) ||
+                (rc = expand_step(L, &tpl, n->u.map.pairs[i].value, fanout[i])))
+                return rc;
+            continue;
+        }
+        rc = hmap_put(&p->step_ids, id, k->u.scalar.len, (uint32_t)p->n_steps, NULL);
         if (rc < 0)
             return rc;
         p->n_steps++;
         if ((rc = load_step(L, s, k, n->u.map.pairs[i].value)))
             return rc;
+        const ynode *v = n->u.map.pairs[i].value, *with = ynode_get(v, "with");
+        if (with && (ynode_get(v, "foreach") || ynode_get(v, "matrix"))) {
+            /* A fan-out whose items are in error: its 'with' is still
+             * checked, ${item} standing for nothing rather than failing. */
+            value *none = value_new(&p->arena, VAL_NULL);
+            if (!none)
+                return -ENOMEM;
+            none->failed = 1;
+            L->sc.item = none;
+            rc = load_with(L, s, with);
+            L->sc.item = NULL;
+            if (rc)
+                return rc;
+        }
     }
-    return 0;
+    return fanout_references(L);
 }
 
 static int load_top(loader *L, const ynode *root) {
@@ -738,7 +1044,7 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
         return -ENOMEM;
     }
     loader L = {p, d, opt ? opt : &no_options, {0}};
-    L.sc = (subst_ctx){p, d, L.opt, 1, 0, 0};
+    L.sc = (subst_ctx){.p = p, .d = d, .opt = L.opt, .params_allowed = 1};
     size_t before = d->errors;
     ynode *root = NULL;
     int rc = ydoc_parse(&p->arena, data, len, p->file, NULL, d, &root);
@@ -855,6 +1161,10 @@ param *pipeline_find_param(const pipeline *p, const char *name, const char **hin
 long pipeline_find_step(const pipeline *p, const char *id) {
     uint32_t idx;
     return hmap_get(&p->step_ids, id, strlen(id), &idx) ? (long)idx : -1;
+}
+
+void step_group_label(const step *s, buf *b) {
+    buf_printf(b, "%s[0..%zu]", s->group, s->n_instances - 1);
 }
 
 int step_cache_enabled(const pipeline *p, const step *s) {

@@ -48,7 +48,18 @@ typedef struct step_input {
     /* The artifact's hash and object path, set by the command that runs the
      * pipeline once it has found it in the store (NULL until then). */
     const char *artifact_hash, *artifact_path;
+    /* Set when the reference names a fan-out step: the input was written
+     * once and stands for that step's instances, one input each, in item
+     * order (index 0..list_len-1), all with the same port. */
+    size_t list_len, index;
+    const char *key; /* PORT_INDEX for an item of a list, else NULL: see step_input_key */
 } step_input;
+
+/* The name an input is recorded and keyed under: its port, or PORT_i for
+ * item i of a list input (as $SLUICE_INPUT_PORT_i names it). */
+static inline const char *step_input_key(const step_input *in) {
+    return in->key ? in->key : in->port;
+}
 
 /* The prefix of an input that names an artifact in the store. */
 #define PIPELINE_ARTIFACT_PREFIX "artifact:"
@@ -99,7 +110,18 @@ typedef struct step {
     const struct plugin_step *impl;
     step_arg *args;
     size_t n_args;
+    /* An instance of a fan-out step (foreach/matrix): the id as written,
+     * its index among n_instances, and the item ${item} stands for. NULL
+     * group for an ordinary step. */
+    const char *group;
+    size_t instance, n_instances;
+    const value *item;
 } step;
+
+/* The most instances one fan-out step may expand to. */
+#define PIPELINE_MAX_INSTANCES 1000
+/* The most steps a pipeline may have once every fan-out is expanded. */
+#define PIPELINE_MAX_STEPS 10000
 
 typedef struct pipeline_settings {
     int cache;          /* default 1 */
@@ -128,9 +150,9 @@ typedef struct pipeline {
     size_t n_plugins;
     const char **secrets; /* the values ${secret.X} resolved to, to mask them in logs */
     size_t n_secrets;
-    step *steps; /* in file order */
+    step *steps; /* in file order; a fan-out step's instances in item order */
     size_t n_steps;
-    hmap step_ids; /* id -> index in steps */
+    hmap step_ids; /* id -> index in steps; instances as ID[i] */
 } pipeline;
 
 /* How a load resolves what lies outside the file. */
@@ -176,6 +198,10 @@ long pipeline_find_step(const pipeline *p, const char *id);
  * (size bytes) saying what is wrong. */
 int pipeline_lineage_target(arena *a, const char *text, const char *dir, const char **out,
                             char *why, size_t size);
+
+/* Appends the compact name of the fan-out step s is an instance of,
+ * "ID[0..N-1]", to b (commands show a fan-out step as one line). */
+void step_group_label(const step *s, buf *b);
 
 /* Effective per-step settings, after inheritance from settings. */
 int step_cache_enabled(const pipeline *p, const step *s);

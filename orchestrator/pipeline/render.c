@@ -34,7 +34,19 @@ static void render_dot(const pipeline *p, buf *b) {
                 "  edge [fontname=\"Helvetica\", fontsize=10];\n");
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
-        buf_puts(b, "  ");
+        if (s->group && s->instance == 0) { /* a fan-out step's instances, boxed together */
+            buf str = BUF_INIT;
+            buf_printf(&str, "cluster_%s", s->group);
+            buf_puts(b, "  subgraph ");
+            dot_quoted(b, buf_str(&str));
+            buf_reset(&str);
+            step_group_label(s, &str);
+            buf_puts(b, " {\n    label=");
+            dot_quoted(b, buf_str(&str));
+            buf_puts(b, ";\n");
+            buf_free(&str);
+        }
+        buf_puts(b, s->group ? "    " : "  ");
         dot_quoted(b, s->id);
         buf_puts(b, " [label=");
         buf str = BUF_INIT;
@@ -43,6 +55,8 @@ static void render_dot(const pipeline *p, buf *b) {
         dot_quoted(b, buf_str(&str));
         buf_free(&str);
         buf_puts(b, "];\n");
+        if (s->group && s->instance + 1 == s->n_instances)
+            buf_puts(b, "  }\n");
     }
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
@@ -87,11 +101,22 @@ static void render_mermaid(const pipeline *p, buf *b) {
     /* Node ids are generated (s0, s1, ...): step ids may hold '-', which
      * Mermaid would read as part of an arrow. */
     for (size_t i = 0; i < p->n_steps; i++) {
-        buf_printf(b, "  s%zu[\"", i);
-        mermaid_text(b, p->steps[i].id);
+        const step *s = &p->steps[i];
+        if (s->group && s->instance == 0) {
+            buf label = BUF_INIT;
+            step_group_label(s, &label);
+            buf_printf(b, "  subgraph g%zu[\"", i);
+            mermaid_text(b, buf_str(&label));
+            buf_puts(b, "\"]\n");
+            buf_free(&label);
+        }
+        buf_printf(b, "%ss%zu[\"", s->group ? "    " : "  ", i);
+        mermaid_text(b, s->id);
         buf_puts(b, "<br/><i>");
-        mermaid_text(b, p->steps[i].uses ? p->steps[i].uses : "?");
+        mermaid_text(b, s->uses ? s->uses : "?");
         buf_puts(b, "</i>\"]\n");
+        if (s->group && s->instance + 1 == s->n_instances)
+            buf_puts(b, "  end\n");
     }
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
@@ -118,6 +143,10 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
         BSON_APPEND_DOCUMENT_BEGIN(&steps, k, &item);
         BSON_APPEND_UTF8(&item, "id", s->id);
         BSON_APPEND_UTF8(&item, "uses", s->uses ? s->uses : "");
+        if (s->group) {
+            BSON_APPEND_UTF8(&item, "group", s->group);
+            BSON_APPEND_INT32(&item, "instance", (int32_t)s->instance);
+        }
         BSON_APPEND_INT32(&item, "level", g->acyclic ? (int32_t)g->level[i] : -1);
         BSON_APPEND_ARRAY_BEGIN(&item, "needs", &needs);
         for (uint32_t e = g->pred_start[i], n = 0; e < g->pred_start[i + 1]; e++, n++) {

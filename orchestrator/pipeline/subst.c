@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { NS_PARAMS, NS_ENV, NS_SECRET, NS_UNKNOWN } ns_kind;
+typedef enum { NS_PARAMS, NS_ENV, NS_SECRET, NS_ITEM, NS_UNKNOWN } ns_kind;
 
 /* A parsed ${ns.name[:-default]} at text[start..end). */
 typedef struct ref {
@@ -26,6 +26,13 @@ static int parse_ref(const char *s, size_t len, size_t i, ref *r) {
     size_t j = i + 2, k = j;
     while (k < len && is_ident(s[k]))
         k++;
+    if (k - j == 4 && memcmp(s + j, "item", 4) == 0 && k < len && s[k] == '}') {
+        /* ${item}: the whole item of a fan-out instance, no field. */
+        memset(r, 0, sizeof(*r));
+        *r = (ref){
+            .start = i, .end = k + 1, .ns = NS_ITEM, .ns_text = s + j, .ns_len = 4, .name = s + k};
+        return 1;
+    }
     if (k == j || !is_ident_start(s[j]) || k >= len || s[k] != '.')
         return 0;
     const char *close = memchr(s + k, '}', len - k);
@@ -54,6 +61,7 @@ static int parse_ref(const char *s, size_t len, size_t i, ref *r) {
     r->ns = NS_IS("params")   ? NS_PARAMS
             : NS_IS("env")    ? NS_ENV
             : NS_IS("secret") ? NS_SECRET
+            : NS_IS("item")   ? NS_ITEM
                               : NS_UNKNOWN;
 #undef NS_IS
     return 1;
@@ -117,6 +125,47 @@ static int remember_secret(pipeline *p, const char *secret) {
     return 1;
 }
 
+/* ${item} or ${item.FIELD} of the instance being read. */
+static int resolve_item(subst_ctx *c, const ynode *n, const ref *r, value **out) {
+    int len = (int)(r->end - r->start);
+    const char *text = n->u.scalar.text + r->start;
+    if (!c->item) {
+        err_at(c, n, r->start,
+               "'%.*s' is only defined in 'with' of a step with 'foreach' or 'matrix' (write "
+               "$%.*s for a literal '${')",
+               len, text, len, text);
+        return 0;
+    }
+    if (c->item->failed)
+        return 0; /* the items are in error, already reported */
+    if (r->name_len == 0) {
+        *out = (value *)c->item;
+        return 0;
+    }
+    if (!valid_name(r->name, r->name_len)) {
+        err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len, text);
+        return 0;
+    }
+    if (c->item->kind != VAL_MAP) {
+        err_at(c, n, r->start, "'%.*s' reads a field, but the item is %s, not a mapping", len, text,
+               value_kind_name(c->item->kind));
+        return 0;
+    }
+    for (size_t i = 0; i < c->item->u.map.n; i++)
+        if (strlen(c->item->u.map.keys[i]) == r->name_len &&
+            memcmp(c->item->u.map.keys[i], r->name, r->name_len) == 0) {
+            *out = c->item->u.map.vals[i];
+            return 0;
+        }
+    buf keys = BUF_INIT;
+    for (size_t i = 0; i < c->item->u.map.n; i++)
+        buf_printf(&keys, "%s%s", i ? ", " : "", c->item->u.map.keys[i]);
+    err_at(c, n, r->start, "the item has no field '%.*s' (it has: %s)", (int)r->name_len, r->name,
+           buf_str(&keys));
+    buf_free(&keys);
+    return 0;
+}
+
 /* Resolves r to a value; *out is NULL after a reported error. */
 static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     arena *a = &c->p->arena;
@@ -124,10 +173,13 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     const char *text = n->u.scalar.text + r->start;
     *out = NULL;
     if (r->ns == NS_UNKNOWN) {
-        err_at(c, n, r->start, "unknown namespace '%.*s' in '%.*s' (use params, env or secret)",
+        err_at(c, n, r->start,
+               "unknown namespace '%.*s' in '%.*s' (use params, env, secret or item)",
                (int)r->ns_len, r->ns_text, len, text);
         return 0;
     }
+    if (r->ns == NS_ITEM)
+        return resolve_item(c, n, r, out);
     if (!valid_name(r->name, r->name_len)) {
         err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len, text);
         return 0;

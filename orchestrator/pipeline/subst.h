@@ -1,7 +1,8 @@
 /* subst.h - turning YAML nodes into values, with substitution.
  *
  * In a string, ${params.NAME}, ${env.NAME}, ${env.NAME:-default} and
- * ${secret.NAME} are replaced; $${ writes a literal ${. Any other ${...}
+ * ${secret.NAME} are replaced, and in a fan-out step's 'with' ${item} and
+ * ${item.FIELD} (see subst_ctx.item); $${ writes a literal ${. Any other ${...}
  * (a shell's ${HOME}, say) is left as it is, but a ${word.rest} whose word is
  * not a known namespace is an error, since no shell variable has a dot.
  *
@@ -22,6 +23,9 @@ typedef struct subst_ctx {
     int params_allowed;          /* 0 while the params themselves are read */
     size_t expanded;             /* bytes substitution has produced so far */
     int over;                    /* SUBST_MAX_TOTAL was passed (reported once) */
+    /* What ${item} and ${item.FIELD} stand for: set only while the 'with'
+     * of one instance of a fan-out step is read; elsewhere they are errors. */
+    const value *item;
 } subst_ctx;
 
 /* Substitution is bounded, as a YAML alias bomb is: one value may expand to
@@ -37,7 +41,7 @@ typedef struct subst_ctx {
  * 0, or -ENOMEM. */
 int subst_node(subst_ctx *c, const ynode *n, value **out);
 
-/* Whether text holds a sluice reference ${params.|env.|secret.}. */
+/* Whether text holds a sluice reference ${params.|env.|secret.|item}. */
 int subst_has_reference(const char *text, size_t len);
 
 #endif

@@ -226,6 +226,40 @@ static const char *input_path(run *r, const step_input *in) {
     return NULL;
 }
 
+/* An input fed by a fan-out step's instances (in[0..list_len), in item
+ * order): port NAME is a file listing their paths, one a line, and
+ * NAME_0..NAME_n-1 each path, so a plugin reads input_path("NAME") and a
+ * shell step $SLUICE_INPUT_NAME or $SLUICE_INPUT_NAME_0... The listing is
+ * written beside the attempt's folder, as its metrics are. */
+static int list_input(attempt *at, const step_input *in) {
+    task *t = &at->t;
+    buf listing = BUF_INIT;
+    for (size_t j = 0; j < in->list_len; j++) {
+        const char *path = input_path(at->r, &in[j]);
+        task_port *port = &t->inputs[t->n_inputs++];
+        port->name = step_input_key(&in[j]);
+        port->path = path;
+        buf_printf(&listing, "%s\n", path ? path : "");
+        if (!port->name) {
+            buf_free(&listing);
+            return -ENOMEM;
+        }
+    }
+    task_port *all = &t->inputs[t->n_inputs++];
+    all->name = in->port;
+    all->path = arena_printf(&at->a, "%s.input-%s.list", at->dir, in->port);
+    int rc = buf_failed(&listing) || !all->path ? -ENOMEM : 0;
+    FILE *f = rc ? NULL : fopen(all->path, "wbe");
+    if (!rc && !f)
+        rc = -errno;
+    if (f && fwrite(listing.data, 1, listing.len, f) != listing.len)
+        rc = -EIO;
+    if (f && fclose(f) != 0 && !rc)
+        rc = -errno;
+    buf_free(&listing);
+    return rc;
+}
+
 /* Fills at->t for a step: parameters, inputs, outputs, work folder. */
 int sched_build_task(attempt *at) {
     step_run *sr = at->sr;
@@ -238,7 +272,10 @@ int sched_build_task(attempt *at) {
     t->attempt = at->number;
     t->n_params = s->n_args;
     t->params = arena_calloc(a, s->n_args + 1, sizeof(task_param));
-    t->inputs = arena_calloc(a, s->n_inputs + 1, sizeof(task_port));
+    size_t n_lists = 0;
+    for (size_t i = 0; i < s->n_inputs; i++)
+        n_lists += s->inputs[i].list_len && s->inputs[i].index == 0;
+    t->inputs = arena_calloc(a, s->n_inputs + n_lists + 1, sizeof(task_port));
     if (!t->params || !t->inputs)
         return -ENOMEM;
     for (size_t i = 0; i < s->n_args; i++) {
@@ -246,11 +283,20 @@ int sched_build_task(attempt *at) {
         t->params[i].kind = s->impl ? s->impl->step->params[i].kind : 0;
         t->params[i].value = s->args[i].value;
     }
-    for (size_t i = 0; i < s->n_inputs; i++) {
-        t->inputs[i].name = s->inputs[i].port;
-        t->inputs[i].path = input_path(sr->r, &s->inputs[i]);
+    t->n_inputs = 0;
+    for (size_t i = 0; i < s->n_inputs;) {
+        const step_input *in = &s->inputs[i];
+        if (!in->list_len) {
+            t->inputs[t->n_inputs].name = in->port;
+            t->inputs[t->n_inputs++].path = input_path(sr->r, in);
+            i++;
+            continue;
+        }
+        int rc = list_input(at, in);
+        if (rc)
+            return rc;
+        i += in->list_len;
     }
-    t->n_inputs = s->n_inputs;
     if (s->impl) {
         const plugin_step *ps = s->impl;
         t->step = ps->step;

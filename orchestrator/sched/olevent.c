@@ -113,7 +113,7 @@ static void append_inputs(const step_run *sr, bson_t *ev) {
             maker     ? (maker->impl ? plugin_step_output(maker->impl, in->from_output) : NULL)
             : s->impl ? plugin_step_input(s->impl, in->port)
                       : NULL;
-        char from[2 * PIPELINE_MAX_ID + 2];
+        char from[2 * PIPELINE_MAX_ID + 24]; /* an instance id ends in [N] */
         if (in->from_step)
             snprintf(from, sizeof(from), "%s.%s", in->from_step, in->from_output);
         append_dataset(r, &list, n++, hash, in->port, port ? port->type : NULL,
@@ -128,7 +128,7 @@ static void append_outputs(const step_run *sr, bson_t *ev) {
     for (size_t i = 0; i < sr->n_out; i++) {
         const sl_port *port =
             sr->s->impl ? plugin_step_output(sr->s->impl, sr->out_names[i]) : NULL;
-        char from[2 * PIPELINE_MAX_ID + 2];
+        char from[2 * PIPELINE_MAX_ID + 24]; /* an instance id ends in [N] */
         snprintf(from, sizeof(from), "%s.%s", sr->s->id, sr->out_names[i]);
         append_dataset(sr->r, &list, (uint32_t)i, sr->out_hashes[i], sr->out_names[i],
                        port ? port->type : NULL, from);

@@ -207,12 +207,12 @@ static void plan_one(planner *pl, size_t index, int no_cache) {
     for (size_t i = 0; i < n_in; i++) {
         const step_input *in = &s->inputs[i];
         if (in->artifact) { /* no step upstream: the artifact's hash joins the key */
-            ins[i] = (cache_input){in->port, in->artifact_hash};
+            ins[i] = (cache_input){step_input_key(in), in->artifact_hash};
             continue;
         }
         const plan_step *up = &pl->steps[in->from];
         const cache_hit *known = pl->known[in->from];
-        ins[i] = (cache_input){in->port, NULL};
+        ins[i] = (cache_input){step_input_key(in), NULL};
         if (up->runs) {
             snprintf(ps->why, sizeof(ps->why), "its input '%s' comes from '%s', which runs",
                      in->port, in->from_step);

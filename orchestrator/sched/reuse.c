@@ -49,7 +49,8 @@ int sched_record(step_run *sr, const char *status, const char *why) {
         return -ENOMEM;
     }
     for (size_t i = 0; i < n_in; i++)
-        ins[i] = (record_port){s->inputs[i].port, sched_input_hash(r, &s->inputs[i]), NULL, 0, 0};
+        ins[i] = (record_port){step_input_key(&s->inputs[i]), sched_input_hash(r, &s->inputs[i]),
+                               NULL, 0, 0};
     for (size_t i = 0; i < n_out; i++) {
         const sl_port *port = s->impl ? plugin_step_output(s->impl, sr->out_names[i]) : NULL;
         outs[i] =
@@ -146,21 +147,29 @@ int sched_select_steps(run *r) {
     if (!target)
         return 0;
     long t = pipeline_find_step(r->p, target);
+    size_t n = r->p->n_steps, top = 0;
+    /* A fan-out step's id as written selects all its instances. */
+    for (size_t i = 0; t < 0 && i < n; i++)
+        if (r->p->steps[i].group && strcmp(r->p->steps[i].group, target) == 0)
+            t = (long)i;
     if (t < 0) {
         fprintf(stderr, "sluice run: the pipeline has no step '%s' (for --%s)\n", target,
                 r->o->only ? "only" : "from");
         return -EINVAL;
     }
-    size_t n = r->p->n_steps;
     r->selection = calloc(n + 1, 1);
     uint32_t *stack = malloc((n + 1) * sizeof(*stack));
     if (!r->selection || !stack) {
         free(stack);
         return -ENOMEM;
     }
-    size_t top = 0;
-    r->selection[t] = SEL_RUN;
-    stack[top++] = (uint32_t)t;
+    size_t count = r->p->steps[t].group && strcmp(r->p->steps[t].id, target) != 0
+                       ? r->p->steps[t].n_instances
+                       : 1;
+    for (size_t i = (size_t)t; i < (size_t)t + count; i++) {
+        r->selection[i] = SEL_RUN;
+        stack[top++] = (uint32_t)i;
+    }
     while (r->o->from && top) { /* everything downstream of --from */
         uint32_t v = stack[--top];
         for (uint32_t i = r->g.succ_start[v]; i < r->g.succ_start[v + 1]; i++)
@@ -169,6 +178,7 @@ int sched_select_steps(run *r) {
                 stack[top++] = r->g.succ[i];
             }
     }
+    top = 0; /* what --only pushed is pushed again below: each step at most once */
     for (size_t v = 0; v < n; v++) /* everything upstream of what runs supplies */
         if (r->selection[v] == SEL_RUN)
             stack[top++] = (uint32_t)v;
@@ -280,7 +290,8 @@ static int start_keying(step_run *sr) {
     k->sr = sr;
     k->n_in = s->n_inputs;
     for (size_t i = 0; i < k->n_in; i++)
-        k->ins[i] = (cache_input){s->inputs[i].port, sched_input_hash(r, &s->inputs[i])};
+        k->ins[i] =
+            (cache_input){step_input_key(&s->inputs[i]), sched_input_hash(r, &s->inputs[i])};
     const char *ph = s->impl ? known_plugin_hash(r, s->impl) : NULL;
     if (ph)
         memcpy(k->plugin_hash, ph, HASH_HEX_LEN + 1);

@@ -228,12 +228,13 @@ static char *last_output(const char *output) {
     cr_assert_eq(r.status, 0, "%s", r.err);
     char needle[64];
     snprintf(needle, sizeof(needle), "\"%s\" : \"", output);
-    /* In a step's "outputs" object: parameters share the names. */
+    /* In a step's "outputs" object: parameters share the names, and a
+     * shell step's 'outputs' parameter names paths, not hashes. */
     const char *hash = NULL;
     for (const char *o = strstr(r.out, "\"outputs\" : {"); o && !hash;
          o = strstr(o + 1, "\"outputs\" : {")) {
         const char *found = strstr(o, needle), *end = strchr(o, '}');
-        if (found && end && found < end)
+        if (found && end && found < end && strspn(found + strlen(needle), "0123456789abcdef") == 64)
             hash = found;
     }
     cr_assert_not_null(hash, "no output %s in %s", output, r.out);

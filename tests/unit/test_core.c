@@ -131,10 +131,29 @@ Test(diag, printed_sorted_by_position_within_each_file) {
 Test(diag, a_flood_is_counted_not_kept) {
     diag_list d = DIAG_LIST_INIT;
     for (int i = 0; i < DIAG_MAX_KEPT + 10; i++)
-        diag_add(&d, DIAG_ERROR, "f", 1, 1, "e");
+        diag_add(&d, DIAG_ERROR, "f", 1, 1, "e %d", i);
     cr_expect_eq(d.n, DIAG_MAX_KEPT);
     cr_expect_eq(d.errors, DIAG_MAX_KEPT + 10);
     cr_expect_eq(d.dropped, 10);
+    diag_clear(&d);
+}
+
+/* The instances of a fan-out step share their source: one mistake in it is
+ * kept once, however many instances report it (and still counted). */
+Test(diag, the_same_diagnostic_is_kept_once) {
+    diag_list d = DIAG_LIST_INIT;
+    for (int i = 0; i < 3; i++) {
+        diag_add(&d, DIAG_ERROR, "f", 4, 2, "same");
+        diag_add(&d, DIAG_ERROR, "f", 4, 2, "other %d", i);
+    }
+    diag_add(&d, DIAG_WARNING, "f", 4, 2, "same");
+    diag_add(&d, DIAG_ERROR, "g", 4, 2, "same");
+    diag_add(&d, DIAG_ERROR, "f", 4, 3, "same");
+    cr_expect_eq(d.n, 7,
+                 "one 'same', three 'other', and the three that differ in level, file or "
+                 "place");
+    cr_expect_eq(d.errors, 8);
+    cr_expect_eq(d.dropped, 0);
     diag_clear(&d);
 }
 
