@@ -48,6 +48,7 @@ int cmd_resume(const cli_globals *g, int argc, char **argv);
 int cmd_gc(const cli_globals *g, int argc, char **argv);
 int cmd_doctor(const cli_globals *g, int argc, char **argv);
 int cmd_models(const cli_globals *g, int argc, char **argv);
+int cmd_report(const cli_globals *g, int argc, char **argv);
 /* 'artifacts path' (cmd_artifacts_path.c): the plumbing external commands
  * call back for an artifact's object. */
 int cmd_artifacts_path(const cli_globals *g, int argc, char **argv);
