@@ -80,7 +80,8 @@ static void md_summary(buf *b, const bson_t *doc) {
     double n = 0;
     runreport_num(doc, "counts.steps", &n);
     buf_printf(b, "%.0f", n);
-    static const char *const kinds[] = {"done", "cached", "failed", "skipped", "cancelled", "other"};
+    static const char *const kinds[] = {"done",    "cached",    "failed",
+                                        "skipped", "cancelled", "other"};
     const char *sep = ": ";
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         char path[32];
@@ -130,7 +131,9 @@ static void md_steps(buf *b, const bson_t *doc) {
         md_code(b, runreport_str(&sd, "step", "?"));
         buf_printf(b, " | %s%s%s | %s | ", strcmp(status, "failed") == 0 ? "**" : "", status,
                    strcmp(status, "failed") == 0 ? "**" : "",
-                   cached ? "hit" : ran ? "ran" : "-");
+                   cached ? "hit"
+                   : ran  ? "ran"
+                          : "-");
         md_seconds(b, &sd, "seconds");
         buf_puts(b, " | ");
         md_number(b, &sd, "attempts");
@@ -173,14 +176,16 @@ static void md_against(buf *b, const bson_t *doc) {
     }
     buf_printf(b, " (%s@%.0f)\n\n", model, version);
     if (runreport_num(doc, "against.candidate.version", &cand))
-        buf_printf(b, "This run's figures are those of %s@%.0f, the version it made, as the "
-                      "registry reads them (its evaluations).\n\n",
+        buf_printf(b,
+                   "This run's figures are those of %s@%.0f, the version it made, as the "
+                   "registry reads them (its evaluations).\n\n",
                    model, cand);
     else
         buf_puts(b, "This run made no version of the model: its figures are its steps' metrics, "
                     "by name.\n\n");
     bson_iter_t it, e;
-    if (!runreport_field(doc, "against.metrics", &it) || !bson_iter_recurse(&it, &e) || !bson_iter_next(&e)) {
+    if (!runreport_field(doc, "against.metrics", &it) || !bson_iter_recurse(&it, &e) ||
+        !bson_iter_next(&e)) {
         buf_puts(b, "Neither side has a metric.\n");
         return;
     }

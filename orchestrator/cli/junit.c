@@ -76,8 +76,8 @@ static void xml_text(buf *b, const char *s, int attribute) {
             buf_puts(b, "&apos;");
         else if (attribute && (cp == '\n' || cp == '\r' || cp == '\t'))
             buf_printf(b, "&#%ld;", cp);
-        else if (cp < 0 || (cp < 0x20 && cp != '\n' && cp != '\r' && cp != '\t') ||
-                 cp == 0xfffe || cp == 0xffff)
+        else if (cp < 0 || (cp < 0x20 && cp != '\n' && cp != '\r' && cp != '\t') || cp == 0xfffe ||
+                 cp == 0xffff)
             buf_puts(b, "\xef\xbf\xbd");
         else
             buf_append(b, p, n);
@@ -199,8 +199,9 @@ static void junit_xml(buf *b, const bson_t *doc) {
     iso_time(num_at(doc, "started"), stamp, sizeof(stamp));
     buf_puts(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites");
     attr(b, "name", "sluice");
-    buf_printf(b, " tests=\"%.0f\" failures=\"%.0f\" errors=\"%.0f\" skipped=\"%.0f\" time=\"%.3f\">\n",
-               tests, failed, errors, skipped, took);
+    buf_printf(
+        b, " tests=\"%.0f\" failures=\"%.0f\" errors=\"%.0f\" skipped=\"%.0f\" time=\"%.3f\">\n",
+        tests, failed, errors, skipped, took);
     buf_puts(b, "  <testsuite");
     attr(b, "name", suite);
     buf_printf(b,
@@ -300,10 +301,10 @@ int runreport_junit_check(const char *path) {
     char *slash = strrchr(copy, '/');
     const char *dir = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
     struct stat st;
-    int rc = !*path                        ? -ENOENT
-             : stat(dir, &st) != 0         ? -errno
-             : !S_ISDIR(st.st_mode)        ? -ENOTDIR
-             : access(dir, W_OK) != 0      ? -errno
+    int rc = !*path                                        ? -ENOENT
+             : stat(dir, &st) != 0                         ? -errno
+             : !S_ISDIR(st.st_mode)                        ? -ENOTDIR
+             : access(dir, W_OK) != 0                      ? -errno
              : stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? -EISDIR
                                                            : 0;
     if (rc)

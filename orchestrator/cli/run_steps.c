@@ -73,7 +73,7 @@ static pipeline *load_run_pipeline(const bson_t *run) {
 
 /* The run's step runs, sorted (see step_row_cmp). */
 int run_steps_collect(MDB_txn *txn, const meta_db *m, const char *id, const bson_t *run,
-                         step_rows *s) {
+                      step_rows *s) {
     char prefix[300];
     snprintf(prefix, sizeof(prefix), "%s/", id);
     pipeline *p = load_run_pipeline(run);
@@ -102,7 +102,6 @@ void run_steps_free(step_rows *s) {
         free(s->rows[i].key);
     free(s->rows);
 }
-
 
 const char *run_steps_id(const char *key) {
     const char *slash = strchr(key, '/');

@@ -20,7 +20,7 @@ typedef struct step_rows {
     step_row *rows; /* owned; free with run_steps_free() */
     size_t n;
     int failed;
-    const pipeline *p;    /* while collecting: the run's pipeline as it reads now, or NULL */
+    const pipeline *p;   /* while collecting: the run's pipeline as it reads now, or NULL */
     const uint32_t *pos; /* while collecting: step index -> place in the DAG's order */
 } step_rows;
 

@@ -16,9 +16,9 @@
 int runreport_direction(const char *metric) {
     if (modelreg_lower_is_better(metric))
         return -1;
-    static const char *const higher[] = {"acc",    "f1",          "bleu",  "rouge",   "recall",
-                                         "precision", "auc",      "score", "exact_match", "win_rate",
-                                         "throughput", "tokens_per"};
+    static const char *const higher[] = {"acc",         "f1",        "bleu",       "rouge",
+                                         "recall",      "precision", "auc",        "score",
+                                         "exact_match", "win_rate",  "throughput", "tokens_per"};
     char low[128];
     size_t n = 0;
     for (; metric[n] && n < sizeof(low) - 1; n++)
@@ -38,7 +38,7 @@ int runreport_field(const bson_t *doc, const char *path, bson_iter_t *out) {
 const char *runreport_str(const bson_t *doc, const char *path, const char *fallback) {
     bson_iter_t it;
     return runreport_field(doc, path, &it) && BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL)
-                                                                 : fallback;
+                                                                        : fallback;
 }
 
 int runreport_num(const bson_t *doc, const char *path, double *v) {
@@ -207,7 +207,8 @@ static void append_step(MDB_txn *txn, const meta_db *m, const earlier_runs *e, c
     BSON_APPEND_UTF8(&s, "status", status);
     BSON_APPEND_BOOL(&s, "cached", strcmp(status, "cached") == 0);
     if (strcmp(status, "cached") == 0)
-        snprintf(why, sizeof(why), "same inputs and parameters as %s", from ? from : "an earlier run");
+        snprintf(why, sizeof(why), "same inputs and parameters as %s",
+                 from ? from : "an earlier run");
     else if (strcmp(status, "done") == 0 || strcmp(status, "failed") == 0)
         why_ran(txn, m, e, id, rec, why, sizeof(why));
     else if (error)
@@ -331,6 +332,8 @@ static int append_against(meta_db *m, MDB_txn *txn, const char *spec, const bson
     const char *at = strchr(spec, '@');
     int alias_unset = rc == -ENOENT && at && !isdigit((unsigned char)at[1]) &&
                       modelreg_get_version(m, txn, name, 0, &newest) == 0;
+    if (rc == -ENOENT && at && !alias_unset && modelreg_get_version(m, txn, name, 0, &newest) != 0)
+        snprintf(why, sizeof(why), "no model is called '%s'", name);
     if (rc && !alias_unset) {
         fprintf(stderr, "sluice report: --against %s: %s\n", spec,
                 rc == -EINVAL || rc == -ENOENT ? why : strerror(rc < 0 ? -rc : rc));
@@ -405,8 +408,8 @@ int runreport_build(const char *store, const char *spec, const char *against, bs
     bson_t run;
     step_rows rows = {0};
     int status = inspect_resolve(txn, m.runs, "run", spec, id, sizeof(id));
-    if (status == 0 &&
-        (meta_get(txn, m.runs, id, &run) != 0 || run_steps_collect(txn, &m, id, &run, &rows) != 0)) {
+    if (status == 0 && (meta_get(txn, m.runs, id, &run) != 0 ||
+                        run_steps_collect(txn, &m, id, &run, &rows) != 0)) {
         fprintf(stderr, "sluice report: cannot read run %s in %s\n", id, store);
         status = EXIT_BAD_INPUT;
     }
