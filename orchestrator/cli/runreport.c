@@ -324,7 +324,7 @@ static void append_comparison(bson_t *array, const char *name, const bson_iter_t
  * name), and a comparison per metric. */
 static int append_against(meta_db *m, MDB_txn *txn, const char *spec, const bson_t *steps,
                           const bson_t *outputs, bson_t *doc) {
-    char name[MODELREG_MAX_NAME + 1], why[512];
+    char name[MODELREG_MAX_NAME + 1], why[512] = "its version cannot be read";
     int version = 0;
     int rc = modelreg_resolve(m, txn, spec, name, &version, why, sizeof(why));
     /* An alias that points nowhere yet, of a model that exists. */

@@ -49,9 +49,9 @@ static bson_t *report_json(const char *run, const char *against) {
 /* The JUnit file at path as tests/ci/junit_summary.py reads it with
  * xml.etree (which fails on XML that is not well-formed). */
 static bson_t *junit(const char *path) {
-    result r = run_in(NULL, NULL,
-                      (char *[]){PY, SLUICE_SOURCE_DIR "/tests/ci/junit_summary.py", (char *)path,
-                                 NULL});
+    result r =
+        run_in(NULL, NULL,
+               (char *[]){PY, SLUICE_SOURCE_DIR "/tests/ci/junit_summary.py", (char *)path, NULL});
     cr_assert_eq(r.status, 0, "%s: %s%s", path, r.out, r.err);
     bson_t *doc = parse_json(r.out);
     result_free(&r);
@@ -293,8 +293,8 @@ Test(ci, report_says_what_ran_what_came_from_the_cache_and_why) {
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "| step | status | cache | took | attempts | why / error |"), "%s",
               r.out);
-    cr_expect(strstr(r.out, "| `a` | cached | hit | - | 0 | same inputs and parameters as "),
-              "%s", r.out);
+    cr_expect(strstr(r.out, "| `a` | cached | hit | - | 0 | same inputs and parameters as "), "%s",
+              r.out);
     cr_expect(strstr(r.out, "| `bad` | **failed** | ran |"), "%s", r.out);
     cr_expect(strstr(r.out, "&lt;/failure&gt;&lt;x a=\"1\"&gt;&amp;amp; \\]\\]&gt; \\| \\`\\*\\_"),
               "%s", r.out);
@@ -475,8 +475,7 @@ static void require_jsonschema(void) {
 static int check_events(const char *path, char **out) {
     result r = run_in(NULL, NULL,
                       (char *[]){PY, SLUICE_SOURCE_DIR "/tests/openlineage/check_events.py",
-                                 SLUICE_SOURCE_DIR "/docs/events.schema.json", (char *)path,
-                                 NULL});
+                                 SLUICE_SOURCE_DIR "/docs/events.schema.json", (char *)path, NULL});
     *out = r.out;
     free(r.err);
     return r.status;
@@ -499,7 +498,8 @@ Test(ci, every_event_of_real_runs_matches_the_documented_schema) {
         "  a: {uses: shell, with: {run: 'echo \"{\\\"name\\\": \\\"nan\\\", \\\"value\\\": "
         "1}\" >> \"$SLUICE_METRICS\"; echo hello; echo oops >&2; echo a > \"$SLUICE_OUTPUT_o\"', "
         "outputs: {o: o.txt}}}\n"
-        "  retried: {uses: shell, retries: {max: 1, backoff: 10ms}, with: {run: 'if [ -e @/once ]; then "
+        "  retried: {uses: shell, retries: {max: 1, backoff: 10ms}, with: {run: 'if [ -e @/once ]; "
+        "then "
         "true; else touch @/once; exit 1; fi'}}\n"
         "  bad: {uses: fail, inputs: {in: a.o}, with: {reason: \"" HOSTILE "\"}}\n"
         "  after: {uses: shell, after: [bad], with: {run: 'true'}}\n"
@@ -517,8 +517,8 @@ Test(ci, every_event_of_real_runs_matches_the_documented_schema) {
     result_free(&r);
     char *text = slurp(events);
     cr_assert_not_null(text);
-    static const char *const kinds[] = {"run_started", "step_started", "step_log",
-                                        "step_metric", "step_retry",   "step_outputs",
+    static const char *const kinds[] = {"run_started",   "step_started", "step_log",
+                                        "step_metric",   "step_retry",   "step_outputs",
                                         "step_finished", "run_finished"};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
         cr_expect_geq(event_at(text, kinds[i], NULL), 0, "no %s event", kinds[i]);
@@ -567,8 +567,8 @@ Test(ci, events_md_documents_exactly_the_schemas_events) {
                    "covered = {c['if']['properties']['event']['const'] for c in schema['allOf']}\n"
                    "print(sorted(documented), sorted(typed), sorted(covered))\n"
                    "sys.exit(0 if documented == typed == covered and len(typed) == 9 else 1)\n",
-                   SLUICE_SOURCE_DIR "/docs/events.md", SLUICE_SOURCE_DIR "/docs/events.schema.json",
-                   NULL});
+                   SLUICE_SOURCE_DIR "/docs/events.md",
+                   SLUICE_SOURCE_DIR "/docs/events.schema.json", NULL});
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     result_free(&r);
 }
