@@ -48,6 +48,7 @@ int cmd_resume(const cli_globals *g, int argc, char **argv);
 int cmd_gc(const cli_globals *g, int argc, char **argv);
 int cmd_doctor(const cli_globals *g, int argc, char **argv);
 int cmd_models(const cli_globals *g, int argc, char **argv);
+int cmd_report(const cli_globals *g, int argc, char **argv);
 int cmd_completion(const cli_globals *g, int argc, char **argv);
 /* 'sluice __complete -- WORD...' (complete.c), which the scripts of
  * 'sluice completion' call: the candidates for the last word, one a line. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "runreport.h"
 #include "inspect.h"
 #include "record.h"
 #include "run.h"
@@ -60,9 +61,23 @@ static void free_strings(cli_params *ps) {
 }
 
 int cmd_resume(const cli_globals *g, int argc, char **argv) {
-    int json;
-    if (cli_json_only(argc, argv, &json))
-        return EXIT_BAD_INPUT;
+    enum { OPT_JSON = 256, OPT_JUNIT };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"junit", required_argument, NULL, OPT_JUNIT},
+        {NULL, 0, NULL, 0},
+    };
+    int c, json = 0;
+    const char *junit = NULL;
+    cli_getopt_begin();
+    while ((c = cli_getopt(argc, argv, ":", longopts)) != -1) {
+        if (c == OPT_JSON)
+            json = 1;
+        else if (c == OPT_JUNIT && runreport_junit_check(optarg) == 0)
+            junit = optarg;
+        else
+            return EXIT_BAD_INPUT;
+    }
     if (argc - optind != 1) {
         fprintf(stderr, "sluice resume: give one run id (see 'sluice resume --help')\n");
         return EXIT_BAD_INPUT;
@@ -123,6 +138,8 @@ int cmd_resume(const cli_globals *g, int argc, char **argv) {
                              .n_tags = tags.n,
                              .resume = id};
             rc = run_pipeline(p, &o);
+            if (junit)
+                rc = runreport_junit(g->store, o.run_id, p->name, rc, junit);
             if (o.abandoned) /* see cmd_run: plugin code may still run */
                 run_exit_abandoned(rc);
         }

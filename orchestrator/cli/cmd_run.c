@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "run.h"
+#include "runreport.h"
 
 #include <uv.h>
 
@@ -18,7 +19,8 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         OPT_DRY_RUN,
         OPT_JSON,
         OPT_TAG,
-        OPT_OPENLINEAGE
+        OPT_OPENLINEAGE,
+        OPT_JUNIT
     };
     static const struct option longopts[] = {
         {"param", required_argument, NULL, 'p'},
@@ -31,12 +33,13 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         {"json", no_argument, NULL, OPT_JSON},
         {"tag", required_argument, NULL, OPT_TAG},
         {"openlineage", required_argument, NULL, OPT_OPENLINEAGE},
+        {"junit", required_argument, NULL, OPT_JUNIT},
         {NULL, 0, NULL, 0},
     };
     cli_params ps = {0}, tags = {0};
     run_options o = {.store = g->store};
     int c, bad = 0, dry_run = 0;
-    const char *later = NULL, *openlineage = NULL;
+    const char *later = NULL, *openlineage = NULL, *junit = NULL;
     cli_getopt_begin();
     while (!bad && (c = cli_getopt(argc, argv, ":p:j:", longopts)) != -1) {
         char *end;
@@ -78,6 +81,10 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
             break;
         case OPT_OPENLINEAGE:
             openlineage = optarg;
+            break;
+        case OPT_JUNIT:
+            junit = optarg;
+            bad = runreport_junit_check(junit) != 0;
             break;
         case OPT_DRY_RUN:
             dry_run = 1;
@@ -136,6 +143,8 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         o.n_tags = tags.n;
         status = run_pipeline(p, &o);
     }
+    if (junit && !dry_run)
+        status = runreport_junit(o.store, o.run_id, p ? p->name : argv[optind], status, junit);
     cli_params_free(&tags);
     if (o.abandoned) /* a step's thread still runs plugin code: never unload it */
         run_exit_abandoned(status);

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "diff.h"
 #include "inspect.h"
+#include "run_steps.h"
 #include "record.h"
 #include "check.h"
 
@@ -247,49 +248,6 @@ static void print_params(const bson_t *run) {
     }
 }
 
-/* A step run of the run being shown, and where it sorts. */
-typedef struct step_row {
-    char *key; /* RUN/STEP, owned */
-    long dag_pos;
-    double started;
-} step_row;
-
-typedef struct step_rows {
-    step_row *rows;
-    size_t n;
-    int failed;
-    const pipeline *p;   /* the run's pipeline as it reads now, or NULL */
-    const uint32_t *pos; /* step index -> place in the DAG's order */
-} step_rows;
-
-static int keep_step(void *ud, const char *key, size_t len, const bson_t *doc) {
-    step_rows *s = ud;
-    step_row *rows = realloc(s->rows, (s->n + 1) * sizeof(*rows));
-    char *copy = rows ? strndup(key, len) : NULL;
-    if (rows)
-        s->rows = rows;
-    if (!copy) {
-        s->failed = 1;
-        return 1;
-    }
-    const char *slash = strchr(copy, '/');
-    long i = s->p && slash ? pipeline_find_step(s->p, slash + 1) : -1;
-    s->rows[s->n++] =
-        (step_row){copy, i >= 0 ? (long)s->pos[i] : LONG_MAX, inspect_num(doc, "started")};
-    return 0;
-}
-
-/* DAG order first (from the run's pipeline file, when it still reads), then
- * start time (a step starts after those it depends on), then the id. */
-static int step_row_cmp(const void *a, const void *b) {
-    const step_row *x = a, *y = b;
-    if (x->dag_pos != y->dag_pos)
-        return x->dag_pos < y->dag_pos ? -1 : 1;
-    if (x->started != y->started)
-        return x->started < y->started ? -1 : 1;
-    return strcmp(x->key, y->key);
-}
-
 /* The length of the fan-out step ID (ID[i] as recorded) row's key names. */
 static size_t group_len(const char *key) {
     const char *slash = strchr(key, '/'), *id = slash ? slash + 1 : key;
@@ -347,73 +305,6 @@ static void print_instances(MDB_txn *txn, const meta_db *m, const step_row *rows
     }
 }
 
-/* Loads the run's pipeline file with the run's -p values, for the order of
- * its steps; NULL when it no longer reads or is another pipeline now. */
-static pipeline *load_run_pipeline(const bson_t *run) {
-    const char *file = inspect_str(run, "file", NULL);
-    if (!file)
-        return NULL;
-    /* Every -p value of the run, however many: a truncated list would load
-     * another pipeline than the one that ran. */
-    const char **overrides = NULL;
-    size_t n = 0;
-    bson_iter_t it, o;
-    if (bson_iter_init_find(&it, run, "overrides") && bson_iter_recurse(&it, &o)) {
-        size_t cap = 0;
-        while (bson_iter_next(&o))
-            cap++;
-        if (cap && !(overrides = calloc(cap, sizeof(*overrides))))
-            return NULL;
-        bson_iter_recurse(&it, &o);
-        while (bson_iter_next(&o) && n < cap)
-            if (BSON_ITER_HOLDS_UTF8(&o))
-                overrides[n++] = bson_iter_utf8(&o, NULL);
-    }
-    pipeline_options opt = {.overrides = overrides, .n_overrides = n};
-    diag_list d = DIAG_LIST_INIT;
-    pipeline *p = NULL;
-    pipeline_load_file(file, &opt, &d, &p);
-    diag_clear(&d);
-    free(overrides);
-    if (p && (!p->name || strcmp(p->name, inspect_str(run, "pipeline", "")) != 0)) {
-        pipeline_free(p);
-        p = NULL;
-    }
-    return p;
-}
-
-/* The run's step runs, sorted (see step_row_cmp). */
-static int collect_steps(MDB_txn *txn, const meta_db *m, const char *id, const bson_t *run,
-                         step_rows *s) {
-    char prefix[300];
-    snprintf(prefix, sizeof(prefix), "%s/", id);
-    pipeline *p = load_run_pipeline(run);
-    dag g = {0};
-    uint32_t *pos = NULL;
-    if (p && pipeline_dag(p, &g) == 0 && g.acyclic &&
-        (pos = calloc(p->n_steps + 1, sizeof(*pos)))) {
-        for (uint32_t i = 0; i < p->n_steps; i++)
-            pos[g.order[i]] = i;
-        s->p = p;
-        s->pos = pos;
-    }
-    int rc = meta_each(txn, m->steps, prefix, keep_step, s);
-    if (s->rows)
-        qsort(s->rows, s->n, sizeof(*s->rows), step_row_cmp);
-    s->p = NULL;
-    s->pos = NULL;
-    free(pos);
-    dag_free(&g);
-    pipeline_free(p);
-    return rc || s->failed ? -1 : 0;
-}
-
-static void free_rows(step_rows *s) {
-    for (size_t i = 0; i < s->n; i++)
-        free(s->rows[i].key);
-    free(s->rows);
-}
-
 static int runs_show(const cli_globals *g, int json, const char *spec) {
     meta_db m;
     MDB_txn *txn;
@@ -423,8 +314,8 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
     bson_t run;
     step_rows steps = {0};
     int status = inspect_resolve(txn, m.runs, "run", spec, id, sizeof(id));
-    if (status == 0 &&
-        (meta_get(txn, m.runs, id, &run) != 0 || collect_steps(txn, &m, id, &run, &steps) != 0)) {
+    if (status == 0 && (meta_get(txn, m.runs, id, &run) != 0 ||
+                        run_steps_collect(txn, &m, id, &run, &steps) != 0)) {
         fprintf(stderr, "sluice runs: cannot read run %s in %s\n", id, g->store);
         status = EXIT_BAD_INPUT;
     }
@@ -462,7 +353,7 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
             i++;
         }
     }
-    free_rows(&steps);
+    run_steps_free(&steps);
     inspect_end(&m, txn);
     return status;
 }

@@ -7,7 +7,7 @@ const cli_command cli_commands[] = {
     {"run", "run a pipeline",
      "usage: sluice run FILE [-p NAME=VALUE]... [--no-cache] [--jobs N] [--only ID] [--from ID]\n"
      "                  [--tag KEY=VALUE]... [--runner local|slurm] [--dry-run] [--json]\n"
-     "                  [--openlineage FILE|URL]\n"
+     "                  [--openlineage FILE|URL] [--junit FILE]\n"
      "\n"
      "Runs the pipeline in FILE: steps start as soon as their inputs are ready, up to\n"
      "--jobs at once; unchanged steps come from the cache.\n"
@@ -23,6 +23,7 @@ const cli_command cli_commands[] = {
      "      --json              one JSON event per line, for CI\n"
      "      --openlineage TO    send OpenLineage events to a file or an http(s) URL instead\n"
      "                          of settings.openlineage ('' for none)\n"
+     "      --junit FILE        write each step as a JUnit test case to FILE at the end\n"
      "\n"
      "Exit status: 0 done, 1 a step failed, 2 bad input, 130 interrupted (143 by\n"
      "SIGTERM, 129 by SIGHUP).\n",
@@ -69,12 +70,12 @@ const cli_command cli_commands[] = {
      "  --limit N          the newest N\n",
      cmd_runs},
     {"resume", "finish a failed, interrupted or crashed run",
-     "usage: sluice resume RUN [--json]\n"
+     "usage: sluice resume RUN [--json] [--junit FILE]\n"
      "\n"
      "Runs RUN's pipeline file again with the same -p values and tags, reusing every\n"
      "step that finished in RUN (its outputs checked against the store) and the cache;\n"
      "what did not finish runs. RUN is any unique prefix of a run id. A run that is\n"
-     "still running is refused.\n",
+     "still running is refused. --junit FILE as for 'run'.\n",
      cmd_resume},
     {"artifacts", "list, show, print, export or import artifacts",
      "usage: sluice artifacts list [--json]\n"
@@ -149,6 +150,16 @@ const cli_command cli_commands[] = {
      "loss, perplexity, error...; say :lower or :higher otherwise). A refused promotion\n"
      "names the figure and exits 1. Every alias change is kept: who, when, why.\n",
      cmd_models},
+    {"report", "summarise a run for a pull request: steps, cache, metrics, against a model",
+     "usage: sluice report RUN [--against NAME@ALIAS] [--format markdown|json]\n"
+     "\n"
+     "The run's pipeline and status, each step (state, cache hit or why it ran, time,\n"
+     "error) and its metrics, as Markdown for a pull-request comment (the default) or\n"
+     "as one JSON object (--format json, or --json). --against compares the run's\n"
+     "metrics with those of a registered version (twin@production), each marked\n"
+     "better or worse where the metric's direction is known. RUN is a unique prefix\n"
+     "of a run id, or 'latest'. See docs/ci.md.\n",
+     cmd_report},
     {"completion", "print a shell's completion script",
      "usage: sluice completion bash|zsh|fish\n"
      "\n"

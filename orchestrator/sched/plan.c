@@ -31,8 +31,7 @@ static size_t declared_outputs(const step *s) {
     return outs ? outs->u.map.n : 0;
 }
 
-/* The differences between two key_parts documents, as text. */
-static void explain(const bson_t *before, const bson_t *now, char *why, size_t size) {
+void plan_explain(const bson_t *before, const bson_t *now, char *why, size_t size) {
     static const struct {
         const char *field, *label;
     } simple[] = {{"step", "the step it uses"},
@@ -184,7 +183,7 @@ static void plan_key(planner *pl, size_t index, int no_cache, const cache_input 
         }
         if (sc.found) {
             char diff[400];
-            explain(&sc.parts, &parts, diff, sizeof(diff));
+            plan_explain(&sc.parts, &parts, diff, sizeof(diff));
             snprintf(ps->why, sizeof(ps->why), "since run %s: %s", sc.run, diff);
             bson_destroy(&sc.parts);
         } else {

@@ -4,6 +4,8 @@
 #ifndef SLUICE_SCHED_PLAN_H
 #define SLUICE_SCHED_PLAN_H
 
+#include <bson/bson.h>
+
 #include "hash.h"
 #include "pipeline.h"
 
@@ -19,5 +21,11 @@ typedef struct plan_step {
  * with why the store could not be read in err (the caller prints it). */
 int plan_pipeline(const pipeline *p, const char *store_root, int no_cache, plan_step *steps,
                   char *err, size_t err_size);
+
+/* What differs between two cache key_parts documents (a step record's
+ * "key_parts": before, an earlier run's; now, the later one's), as text
+ * for people ("parameter 'seed' changed; input 'data' is new"), into why;
+ * "its cached outputs are gone from the store" when nothing does. */
+void plan_explain(const bson_t *before, const bson_t *now, char *why, size_t size);
 
 #endif

@@ -85,6 +85,9 @@ static bson_t *event(const char *name) {
     char t[40];
     iso_time(t, sizeof(t));
     bson_t *doc = bson_new();
+    /* The schema's version (docs/events.md): raised only when a field
+     * changes meaning or goes; new fields and events keep it. */
+    BSON_APPEND_INT32(doc, "v", 1);
     BSON_APPEND_UTF8(doc, "event", name);
     BSON_APPEND_UTF8(doc, "time", t);
     return doc;

@@ -707,6 +707,8 @@ int run_pipeline(pipeline *p, run_options *o) {
     if (unrecorded)
         fprintf(stderr, "sluice run: cannot record the run in the metadata store: %s\n",
                 meta_strerror(rc));
+    else
+        snprintf(o->run_id, sizeof(o->run_id), "%s", r->run_id);
     uv_timer_init(&r->loop, &r->sync_timer);
     r->sync_timer.data = &r->meta;
     uv_timer_start(&r->sync_timer, on_sync, 250, 250);

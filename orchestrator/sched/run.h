@@ -36,6 +36,9 @@ typedef struct run_options {
      * pipeline nor unload plugins, and ends the process with
      * run_exit_abandoned(). */
     int abandoned;
+    /* Set once the run has an id (its folder made): "" when it never
+     * started. For what the caller reports on the run afterwards. */
+    char run_id[48];
 } run_options;
 
 /* Ends the process at once with status, stdout and stderr flushed: after a

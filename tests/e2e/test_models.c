@@ -5,34 +5,11 @@
 #include <bson/bson.h>
 #include <signal.h>
 
+#include "json_fields.h"
 #include "runner.h"
-#include "tiny_model.h"
+#include "twin_pipeline.h"
 
 TestSuite(models, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 240);
-
-/* A pipeline "twin": a tokenizer and a tiny model trained on the demo
- * documents (seed params.seed), an evaluation (a shell step reading the
- * model) that reports perplexity params.ppl, and then the YAML of more. */
-static char *twin_pipeline(const char *more) {
-    char text[4096];
-    snprintf(
-        text, sizeof(text),
-        "version: 1\npipeline: twin\nparams: {seed: 1, ppl: 50}\n"
-        "steps:\n" TINY_DOCS_STEP TINY_TOKENIZER_STEP(
-            300) "  train:\n"
-                 "    uses: train\n"
-                 "    inputs: {dataset: docs.c, tokenizer: tok.tokenizer}\n"
-                 "    with: {d_model: 16, n_layers: 1, n_heads: 2, context: 32, max_seq_len: 32, "
-                 "batch_size: 2, max_steps: 2, checkpoint_every: 0, seed: '${params.seed}'}\n"
-                 "  eval:\n"
-                 "    uses: shell\n"
-                 "    inputs: {model: train.model}\n"
-                 "    with: {run: 'echo \"{\\\"name\\\": \\\"perplexity\\\", \\\"value\\\": "
-                 "${params.ppl}}\" >> \"$SLUICE_METRICS\"'}\n"
-                 "%s",
-        more);
-    return write_test_file(test_dir, "twin.yaml", text);
-}
 
 /* Runs the pipeline at path with seed and ppl; returns its exit status. */
 static int train_twin(const char *path, int seed, int ppl) {
@@ -58,36 +35,6 @@ static bson_t *run_json(char *const argv[]) {
     return doc;
 }
 #define JSON(...) run_json((char *[]){"sluice", test_store_arg, __VA_ARGS__, "--json", NULL})
-
-/* A field at a dotted path ("metrics.perplexity", "aliases.0"). */
-static int field(const bson_t *doc, const char *path, bson_iter_t *out) {
-    bson_iter_t it;
-    return bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, out);
-}
-
-static double num(const bson_t *doc, const char *path) {
-    bson_iter_t it;
-    cr_assert(field(doc, path, &it) && BSON_ITER_HOLDS_NUMBER(&it), "no number at %s", path);
-    return bson_iter_as_double(&it);
-}
-
-static const char *str(const bson_t *doc, const char *path) {
-    bson_iter_t it;
-    cr_assert(field(doc, path, &it) && BSON_ITER_HOLDS_UTF8(&it), "no string at %s", path);
-    return bson_iter_utf8(&it, NULL);
-}
-
-/* The next document of the array e iterates, in *item (borrowed from the
- * array); 0 past its end. */
-static int next_document(bson_iter_t *e, bson_t *item) {
-    if (!bson_iter_next(e))
-        return 0;
-    uint32_t len;
-    const uint8_t *data;
-    bson_iter_document(e, &len, &data);
-    cr_assert_not_null(data, "an array item that is not a document");
-    return bson_init_static(item, data, len);
-}
 
 static uint32_t n_items(const bson_t *doc, const char *path) {
     bson_iter_t it, sub;
