@@ -19,13 +19,13 @@ typedef struct field_spec {
     const char *const *names; /* 3-letter names for lo.., or NULL */
 } field_spec;
 
-static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                          "jul", "aug", "sep", "oct", "nov", "dec", NULL};
+static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul",
+                                          "aug", "sep", "oct", "nov", "dec", NULL};
 static const char *const day_names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL};
 
 static const field_spec fields[5] = {
-    {"minute", 0, 59, NULL},   {"hour", 0, 23, NULL},
-    {"day of month", 1, 31, NULL}, {"month", 1, 12, month_names},
+    {"minute", 0, 59, NULL},          {"hour", 0, 23, NULL},
+    {"day of month", 1, 31, NULL},    {"month", 1, 12, month_names},
     {"day of week", 0, 7, day_names}, /* 7 is Sunday too */
 };
 
@@ -63,7 +63,8 @@ static int parse_value(parser *ps, const field_spec *f, const char **s, const ch
     }
     if (f->names && end - p >= 3) {
         for (int i = 0; f->names[i]; i++)
-            if (strncasecmp(p, f->names[i], 3) == 0 && (end - p == 3 || !isalpha((unsigned char)p[3]))) {
+            if (strncasecmp(p, f->names[i], 3) == 0 &&
+                (end - p == 3 || !isalpha((unsigned char)p[3]))) {
                 *v = i + (f->lo == 1 ? 1 : 0);
                 *s = p + 3;
                 return 0;
@@ -154,8 +155,9 @@ int cron_parse(const char *text, cron_expr *out, char *why, size_t size) {
         while (*end && !isspace((unsigned char)*end))
             end++;
         if (n == 5)
-            return fail(&ps, s, "more than 5 fields (minute hour day-of-month month "
-                                "day-of-week)");
+            return fail(&ps, s,
+                        "more than 5 fields (minute hour day-of-month month "
+                        "day-of-week)");
         int rc = parse_field(&ps, n, s, end, &bits[n], &stars[n]);
         if (rc)
             return rc;
@@ -266,14 +268,23 @@ static int64_t civil_to_utc(int64_t n) {
     return lo;
 }
 
-int cron_local_to_utc(const char *tz, int y, int mo, int d, int h, int mi, int s, int64_t *out) {
-    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
-        mi < 0 || mi > 59 || s < 0 || s > 60)
+/* A civil time as seconds, as if it were UTC: 0 and *n, or -EINVAL when
+ * there is no such date or time (Feb 30, 24:00). */
+static int civil_seconds(int y, int mo, int d, int h, int mi, int s, int64_t *n) {
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || s < 0 || s > 59)
         return -EINVAL;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = s};
-    int64_t n = (int64_t)timegm(&tm);
-    if (tm.tm_mday != d) /* Feb 30: timegm moved it */
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d};
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = s;
+    *n = (int64_t)timegm(&tm);
+    return tm.tm_mday == d ? 0 : -EINVAL; /* Feb 30: timegm moved it */
+}
+
+int cron_local_to_utc(const char *tz, int y, int mo, int d, int h, int mi, int s, int64_t *out) {
+    int64_t n;
+    if (civil_seconds(y, mo, d, h, mi, s, &n) != 0)
         return -EINVAL;
     tz_saved sv;
     tz_enter(tz, &sv);
@@ -367,12 +378,12 @@ int cron_parse_time(const char *text, const char *tz, int64_t *out, char *why, s
     }
     int y, mo, d, h, mi, sec = 0;
     if (digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) || *s++ != '-' ||
-        digits(&s, 2, &d) || (*s != 'T' && *s != ' ') || (s++, digits(&s, 2, &h)) ||
-        *s++ != ':' || digits(&s, 2, &mi) || (*s == ':' && (s++, digits(&s, 2, &sec)))) {
+        digits(&s, 2, &d) || (*s != 'T' && *s != ' ') || (s++, digits(&s, 2, &h)) || *s++ != ':' ||
+        digits(&s, 2, &mi) || (*s == ':' && (s++, digits(&s, 2, &sec)))) {
         snprintf(why, size,
                  "'%s': column %d: expected YYYY-MM-DD HH:MM[:SS] (or with 'T'), optionally "
                  "followed by Z or +HH:MM, or @SECONDS",
-                 text, (int)(s - text));
+                 text, s > text ? (int)(s - text) : 1);
         return -EINVAL;
     }
     const char *zone_at = s;
@@ -396,10 +407,8 @@ int cron_parse_time(const char *text, const char *tz, int64_t *out, char *why, s
         return -EINVAL;
     }
     if (has_offset) {
-        struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                        .tm_hour = h, .tm_min = mi, .tm_sec = sec};
-        int64_t n = (int64_t)timegm(&tm);
-        if (mo < 1 || mo > 12 || tm.tm_mday != d || h > 23 || mi > 59 || sec > 59) {
+        int64_t n;
+        if (civil_seconds(y, mo, d, h, mi, sec, &n) != 0) {
             snprintf(why, size, "'%s': no such date or time", text);
             return -EINVAL;
         }

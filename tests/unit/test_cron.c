@@ -9,7 +9,8 @@
 /* Seconds since the epoch of a UTC time: the expectations below are
  * written in UTC, from the zones' published DST dates. */
 static int64_t utc(int y, int mo, int d, int h, int mi) {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
     return (int64_t)timegm(&tm);
 }
 
@@ -51,7 +52,8 @@ Test(cron, fields_lists_ranges_steps_and_names) {
     cr_expect_eq(c.weekdays, 0x3eu);
     cr_expect(!c.dom_star && !c.dow_star);
     c = parse_ok("5/20 * * * 7");
-    cr_expect_eq(c.minutes, (1ull << 5) | (1ull << 25) | (1ull << 45), "N/S runs from N to the end");
+    cr_expect_eq(c.minutes, (1ull << 5) | (1ull << 25) | (1ull << 45),
+                 "N/S runs from N to the end");
     cr_expect_eq(c.weekdays, 1u, "7 is Sunday");
     cr_expect(c.dom_star && !c.dow_star);
     cron_expr d = parse_ok("@daily"), e = parse_ok("0 0 * * *");
@@ -118,10 +120,12 @@ Test(cron, new_york_both_transitions) {
     expect_next("0 2 * * *", "America/New_York", utc(2026, 3, 7, 12, 0), utc(2026, 3, 8, 7, 0));
     expect_next("0 2 * * *", "America/New_York", utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 0));
     /* 2026-11-01 02:00 EDT became 01:00 EST (06:00 UTC): 01:xx twice. */
-    expect_next("30 1 * * *", "America/New_York", utc(2026, 10, 31, 12, 0), utc(2026, 11, 1, 5, 30));
+    expect_next("30 1 * * *", "America/New_York", utc(2026, 10, 31, 12, 0),
+                utc(2026, 11, 1, 5, 30));
     expect_next("30 1 * * *", "America/New_York", utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30));
     /* Half-hourly: 01:30 EDT, then 02:00 EST; the second 01:00 and 01:30 are skipped. */
-    expect_next("*/30 * * * *", "America/New_York", utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 7, 0));
+    expect_next("*/30 * * * *", "America/New_York", utc(2026, 11, 1, 5, 30),
+                utc(2026, 11, 1, 7, 0));
 }
 
 Test(cron, zones_are_checked) {
