@@ -25,8 +25,7 @@ static int open_writable(const cli_globals *g, meta_db *m) {
         return EXIT_BAD_INPUT;
     }
     if (rc) {
-        fprintf(stderr, "sluice schedule: cannot open the store %s: %s\n", g->store,
-                strerror(-rc));
+        fprintf(stderr, "sluice schedule: cannot open the store %s: %s\n", g->store, strerror(-rc));
         return EXIT_BAD_INPUT;
     }
     return 0;
@@ -55,13 +54,12 @@ static int parse_on(const char *on, bson_t *doc, sched_def *d) {
         } else {
             at = NULL;
         }
-        snprintf(d->repo, sizeof(d->repo), "%.*s", at ? (int)(at - repo) : (int)strlen(repo),
-                 repo);
+        snprintf(d->repo, sizeof(d->repo), "%.*s", at ? (int)(at - repo) : (int)strlen(repo), repo);
         if (!strstr(d->repo, "://") && !(strchr(d->repo, '@') && strchr(d->repo, ':'))) {
             char *real = realpath(d->repo, NULL);
             if (!real) {
-                fprintf(stderr, "sluice schedule: --on %s: no repository at %s: %s\n", on,
-                        d->repo, strerror(errno));
+                fprintf(stderr, "sluice schedule: --on %s: no repository at %s: %s\n", on, d->repo,
+                        strerror(errno));
                 return EXIT_BAD_INPUT;
             }
             snprintf(d->repo, sizeof(d->repo), "%s", real);
@@ -240,8 +238,9 @@ static int schedule_add(const cli_globals *g, const char *name, const char *file
     int rc = schedules_put(&m, name, &doc, 1);
     meta_close(&m);
     if (rc == -EEXIST) {
-        fprintf(stderr, "sluice schedule add: a schedule '%s' exists ('sluice schedule remove "
-                        "%s' first)\n",
+        fprintf(stderr,
+                "sluice schedule add: a schedule '%s' exists ('sluice schedule remove "
+                "%s' first)\n",
                 name, name);
     } else if (rc) {
         fprintf(stderr, "sluice schedule add: cannot record it: %s\n", meta_strerror(rc));
@@ -361,8 +360,7 @@ static int schedule_show(const cli_globals *g, const char *name, int json) {
         printf("  pipeline %s\n", d->file);
         for (size_t i = 0; i < d->n_params; i++)
             printf("  param %s\n", d->params[i]);
-        printf("  %s %s%s%s\n", sched_kind_name(d->kind), d->expr, d->tz[0] ? " in " : "",
-               d->tz);
+        printf("  %s %s%s%s\n", sched_kind_name(d->kind), d->expr, d->tz[0] ? " in " : "", d->tz);
         printf("  catchup %s\n", sched_catchup_name(d->catchup));
         if (d->kind <= SK_AT)
             printf("  next %s\n", next);
@@ -403,7 +401,9 @@ static int schedule_change(const cli_globals *g, const char *verb, const char *n
         return EXIT_BAD_INPUT;
     }
     printf("schedule %s %s\n", name,
-           !strcmp(verb, "remove") ? "removed" : !strcmp(verb, "pause") ? "paused" : "resumed");
+           !strcmp(verb, "remove")  ? "removed"
+           : !strcmp(verb, "pause") ? "paused"
+                                    : "resumed");
     return EXIT_DONE;
 }
 

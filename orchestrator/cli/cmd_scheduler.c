@@ -201,8 +201,8 @@ static int start_run(scheduler *s, const sched_def *d, int64_t fire, const char 
         {.flags = UV_INHERIT_FD, .data.fd = log},
         {.flags = UV_INHERIT_FD, .data.fd = log},
     };
-    uv_process_options_t o = {.file = args[0], .args = args, .exit_cb = child_exited,
-                              .stdio_count = 3, .stdio = stdio};
+    uv_process_options_t o = {
+        .file = args[0], .args = args, .exit_cb = child_exited, .stdio_count = 3, .stdio = stdio};
     c->proc.data = c;
     int rc = uv_spawn(s->loop, &c->proc, &o);
     close(log);
@@ -249,8 +249,8 @@ static int tick_once(scheduler *s) {
                 started++;
         }
         int64_t next;
-        if (!is_running(s, d->name) && sched_next_after(d, d->last_fire ? d->last_fire : d->created,
-                                                        &next) == 0 &&
+        if (!is_running(s, d->name) &&
+            sched_next_after(d, d->last_fire ? d->last_fire : d->created, &next) == 0 &&
             next < wake)
             wake = next > now ? next : now;
     }
@@ -306,7 +306,9 @@ static void poll_done(uv_work_t *w, int status) {
         d->runs++;
         char extra[200];
         snprintf(extra, sizeof(extra), "%s=%s",
-                 d->kind == SK_GIT ? "commit" : d->kind == SK_ARTIFACT ? "artifact" : "documents",
+                 d->kind == SK_GIT        ? "commit"
+                 : d->kind == SK_ARTIFACT ? "artifact"
+                                          : "documents",
                  s->values[i]);
         if (save_state(s, d) == 0)
             start_run(s, d, d->last_fire, extra);
@@ -437,8 +439,9 @@ int cmd_scheduler(const cli_globals *g, int argc, char **argv) {
         } else if (c == 'P') {
             long v = strtol(optarg, &end, 10);
             if (*end || !*optarg || v < 1 || v > 86400) {
-                fprintf(stderr, "sluice scheduler: --poll takes seconds from 1 to 86400, not "
-                                "'%s'\n",
+                fprintf(stderr,
+                        "sluice scheduler: --poll takes seconds from 1 to 86400, not "
+                        "'%s'\n",
                         optarg);
                 bad = 1;
             }

@@ -250,8 +250,7 @@ static int poll_git(const sched_def *d, const char *store, char *value, size_t s
     git_oid oid;
     int rc = 0;
     if (git_reference_name_to_id(&oid, repo, ref) != 0) {
-        git_why(d->branch[0] ? "finding the branch in" : "reading HEAD of", d->repo, why,
-                why_size);
+        git_why(d->branch[0] ? "finding the branch in" : "reading HEAD of", d->repo, why, why_size);
         rc = -ENOENT;
     } else {
         git_oid_tostr(value, size, &oid);
@@ -262,8 +261,7 @@ static int poll_git(const sched_def *d, const char *store, char *value, size_t s
 
 /* The documents in STORE/warehouse (steps/warehouse's LMDB layout: one
  * database "documents" keyed by category and link). */
-static int poll_warehouse(const char *store, char *value, size_t size, char *why,
-                          size_t why_size) {
+static int poll_warehouse(const char *store, char *value, size_t size, char *why, size_t why_size) {
     char dir[4200], data[4300];
     snprintf(dir, sizeof(dir), "%s/warehouse", store);
     snprintf(data, sizeof(data), "%s/data.mdb", dir);

@@ -26,11 +26,11 @@ typedef struct sched_def {
     size_t n_params;
     sched_kind kind;
     cron_expr cron;
-    char tz[128];         /* "" local */
-    char expr[256];       /* the --cron or --at text, or the trigger as given */
-    int64_t every_s, at;  /* --every in seconds, --at since the epoch */
-    char repo[1024];      /* git: a path (absolute) or URL */
-    char branch[256];     /* git: "" for HEAD */
+    char tz[128];        /* "" local */
+    char expr[256];      /* the --cron or --at text, or the trigger as given */
+    int64_t every_s, at; /* --every in seconds, --at since the epoch */
+    char repo[1024];     /* git: a path (absolute) or URL */
+    char branch[256];    /* git: "" for HEAD */
     char pipeline[256], step[128], output[128]; /* artifact */
     sched_catchup catchup;
     int paused;
