@@ -58,6 +58,11 @@ static int is_running(const scheduler *s, const char *name) {
     return 0;
 }
 
+/* Its run goes on: started by this scheduler, or by one before a restart. */
+static int busy(const scheduler *s, const sched_def *d) {
+    return is_running(s, d->name) || (d->pid && sched_run_alive(d, d->pid));
+}
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
     char when[32];
@@ -124,6 +129,18 @@ static int save_state(scheduler *s, const sched_def *d) {
     return rc;
 }
 
+/* Notes the process of name's run (0: none now), for a restarted
+ * scheduler to wait for. */
+static void set_pid(scheduler *s, const char *name, int64_t pid) {
+    bson_t ch = BSON_INITIALIZER;
+    BSON_APPEND_INT64(&ch, "run_pid", pid);
+    int rc = schedules_update(&s->m, name, &ch);
+    bson_destroy(&ch);
+    if (rc && rc != -ENOENT)
+        fprintf(stderr, "sluice scheduler: schedule %s: cannot record its run's pid: %s\n", name,
+                meta_strerror(rc));
+}
+
 /* ---- runs ---- */
 
 static void tick(scheduler *s);
@@ -146,6 +163,7 @@ static void child_exited(uv_process_t *proc, int64_t status, int signal) {
     uv_close((uv_handle_t *)proc, child_closed);
     if (s->stopping)
         return;
+    set_pid(s, c->name, 0);
     if (s->once)
         once_check(s);
     else
@@ -214,6 +232,7 @@ static int start_run(scheduler *s, const sched_def *d, int64_t fire, const char 
     }
     c->next = s->children;
     s->children = c;
+    set_pid(s, d->name, c->proc.pid);
     say("schedule %s: started run (pid %d) for %s%s%s, log %s", d->name, c->proc.pid, when,
         extra ? ", " : "", extra ? extra : "", logpath);
     return 0;
@@ -234,7 +253,7 @@ static int tick_once(scheduler *s) {
     int64_t now = now_of(s), wake = now + s->poll_s;
     for (size_t i = 0; i < ds.n; i++) {
         sched_def *d = &ds.items[i];
-        if (d->paused || d->kind > SK_AT || is_running(s, d->name))
+        if (d->paused || d->kind > SK_AT || busy(s, d))
             continue;
         sched_due due;
         sched_due_at(d, now, &due);
@@ -329,7 +348,7 @@ static void poll_start(scheduler *s) {
     size_t n = 0;
     for (size_t i = 0; i < ds.n; i++) {
         sched_def *d = &ds.items[i];
-        if (!d->paused && d->kind > SK_AT && !is_running(s, d->name))
+        if (!d->paused && d->kind > SK_AT && !busy(s, d))
             ds.items[n++] = *d; /* moved: its params go with it */
         else
             sched_def_free(d);

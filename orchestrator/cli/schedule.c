@@ -83,6 +83,7 @@ int sched_def_from_bson(const bson_t *doc, sched_def *d, char *why, size_t size)
     d->every_s = num(doc, "every_s");
     d->at = num(doc, "at");
     d->created = num(doc, "created");
+    d->pid = num(doc, "run_pid");
     bson_iter_t it, sub;
     d->paused = bson_iter_init_find(&it, doc, "paused") && bson_iter_as_bool(&it);
     if (bson_iter_init_find(&it, doc, "params") && bson_iter_recurse(&it, &sub))
@@ -101,6 +102,7 @@ int sched_def_from_bson(const bson_t *doc, sched_def *d, char *why, size_t size)
             d->last_fire = num(&state, "last_fire");
             d->runs = num(&state, "runs");
             d->skipped = num(&state, "skipped");
+
             str(&state, "last_seen", d->last_seen, sizeof(d->last_seen));
         }
     }
@@ -327,6 +329,24 @@ int sched_poll(const sched_def *d, const char *store, meta_db *m, char *value, s
         snprintf(why, why_size, "not a trigger");
         return -EINVAL;
     }
+}
+
+int sched_run_alive(const sched_def *d, int64_t pid) {
+    if (pid <= 0)
+        return 0;
+    char path[64], cmd[8192], want[100];
+    snprintf(path, sizeof(path), "/proc/%lld/cmdline", (long long)pid);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+    fclose(f);
+    /* NUL-separated arguments: look for "--cause" then "schedule=NAME". */
+    snprintf(want, sizeof(want), "schedule=%s", d->name);
+    for (size_t i = 0; i + 1 < n; i += strlen(cmd + i) + 1)
+        if (strcmp(cmd + i, "--cause") == 0 && i + 8 < n && strcmp(cmd + i + 8, want) == 0)
+            return 1;
+    return 0;
 }
 
 int sched_poll_is_new(const sched_def *d, const char *value) {

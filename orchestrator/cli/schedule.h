@@ -39,6 +39,7 @@ typedef struct sched_def {
     int64_t last_fire; /* 0: never */
     char last_seen[128];
     int64_t runs, skipped;
+    int64_t pid; /* the process of the run it started, 0 once it ended */
 } sched_def;
 
 /* Now, in seconds since the epoch: $SLUICE_NOW when set (for tests only:
@@ -76,6 +77,11 @@ int sched_poll(const sched_def *d, const char *store, meta_db *m, char *value, s
 /* 1 when the poll's value is news against last_seen (git and artifact: a
  * different value; warehouse: more documents). */
 int sched_poll_is_new(const sched_def *d, const char *value);
+
+/* 1 when process pid is the 'sluice run' d started (its command line has
+ * "--cause schedule=NAME"), still running: a scheduler restarted while a
+ * run it started goes on does not start another. */
+int sched_run_alive(const sched_def *d, int64_t pid);
 
 /* Seconds since the epoch as "2026-12-07T10:00:00Z". */
 void sched_iso(int64_t t, char *out, size_t size);

@@ -102,19 +102,20 @@ Test(schedule, bad_schedules_are_refused_and_located) {
                    "--at '7 Dec': column 1: expected YYYY-MM-DD HH:MM");
     expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--at", "2026-12-01 10:00Z"),
                    "is in the past");
-    expect_refused(
-        RUN(test_store_arg, "schedule", "add", "x", file, "--cron", "* * * * *", "--tz", "Mars/Olympus"),
-        "no such time zone");
+    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--cron", "* * * * *", "--tz",
+                       "Mars/Olympus"),
+                   "no such time zone");
     expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--on", "svn:foo"),
                    "--on takes git:REPO[@BRANCH]");
     expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--on", "artifact:a.b"),
                    "artifact:PIPELINE.STEP.OUTPUT");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--every", "1h", "--cron",
-                       "* * * * *"),
-                   "give one of --cron, --every, --at or --on");
+    expect_refused(
+        RUN(test_store_arg, "schedule", "add", "x", file, "--every", "1h", "--cron", "* * * * *"),
+        "give one of --cron, --every, --at or --on");
     expect_refused(RUN(test_store_arg, "schedule", "add", "no/slash", file, "--every", "1h"),
                    "a name is");
-    char *broken = write_test_file(test_dir, "broken.yaml", "pipeline: b\nsteps:\n  a: {uses: nosuchstep}\n");
+    char *broken =
+        write_test_file(test_dir, "broken.yaml", "pipeline: b\nsteps:\n  a: {uses: nosuchstep}\n");
     expect_refused(RUN(test_store_arg, "schedule", "add", "x", broken, "--every", "1h"),
                    "broken.yaml:3");
     result r = RUN(test_store_arg, "schedule", "list");
@@ -268,8 +269,8 @@ Test(schedule, artifact_trigger_fires_on_a_new_version) {
                                       "  make: {uses: shell, with: {run: 'echo ${params.v} > f', "
                                       "outputs: {data: f}}}\n"));
     expect_success(RUN_PIPELINE(up));
-    expect_success(
-        RUN(test_store_arg, "schedule", "add", "downstream", file, "--on", "artifact:up.make.data"));
+    expect_success(RUN(test_store_arg, "schedule", "add", "downstream", file, "--on",
+                       "artifact:up.make.data"));
     scheduler_once();
     cr_expect_eq(runs_of("downstream"), 0, "the version there at 'add' does not fire");
     expect_success(RUN_PIPELINE(up)); /* the same output again: cached, no new version */
@@ -307,27 +308,71 @@ Test(schedule, warehouse_trigger_fires_on_new_documents) {
     free(file);
 }
 
-Test(schedule, one_scheduler_per_store) {
-    char out[200];
-    snprintf(out, sizeof(out), "%s/scheduler.out", test_dir);
-    expect_success(RUN(test_store_arg, "schedule", "list")); /* the store exists */
+/* Starts 'sluice scheduler' in the background, its output in out; returns
+ * once it has started. */
+static pid_t start_scheduler(const char *out) {
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
         int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
+        for (int i = 0; run_env[i]; i++)
+            putenv((char *)run_env[i]);
         execl(SLUICE_BIN, "sluice", test_store_arg, "scheduler", "--poll", "1", (char *)NULL);
         _exit(127);
     }
     wait_for_text(out, "scheduler: running on the store");
-    result r = RUN(test_store_arg, "scheduler", "--once");
-    char want[64];
-    snprintf(want, sizeof(want), "another scheduler runs on the store");
-    expect_refused(r, want);
+    return pid;
+}
+
+static void stop_scheduler(pid_t pid) {
     kill(pid, SIGTERM);
     int ws;
     waitpid(pid, &ws, 0);
     cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "it stops cleanly on SIGTERM");
+}
+
+Test(schedule, a_run_still_going_is_not_started_again_after_a_restart) {
+    char *file = strdup(write_test_file(
+        test_dir, "slow.yaml",
+        "pipeline: slow\nsteps:\n  a: {uses: shell, with: {run: 'while [ ! -f @/go ]; do sleep "
+        "0.02; done; touch @/finished'}, cache: false}\n"));
+    char out[200], go[200], finished[200];
+    snprintf(out, sizeof(out), "%s/scheduler.out", test_dir);
+    snprintf(go, sizeof(go), "%s/go", test_dir);
+    snprintf(finished, sizeof(finished), "%s/finished", test_dir);
+    expect_success(RUN(test_store_arg, "schedule", "add", "slow", file, "--every", "1h"));
+    set_now("2026-12-07T11:00:10Z");
+    pid_t pid = start_scheduler(out);
+    wait_for_text(out, "schedule slow: started run");
+    stop_scheduler(pid); /* its run goes on */
+    /* A later fire is due, but the run of the scheduler before goes on. */
+    set_now("2026-12-07T12:00:10Z");
+    scheduler_once();
+    cr_expect_eq(runs_of("slow"), 1);
+    write_test_file(test_dir, "go", "");
+    wait_for_text(finished, NULL);
+    /* Its end is waited for through its run record: finished, the time owed runs. */
+    for (;;) {
+        result r = RUN(test_store_arg, "runs", "list", "--json");
+        int done = !strstr(r.out, "\"running\"");
+        result_free(&r);
+        if (done)
+            break;
+        nanosleep(&(struct timespec){0, 20000000L}, NULL);
+    }
+    scheduler_once();
+    cr_expect_eq(runs_of("slow"), 2);
+    free(file);
+}
+
+Test(schedule, one_scheduler_per_store) {
+    char out[200];
+    snprintf(out, sizeof(out), "%s/scheduler.out", test_dir);
+    pid_t pid = start_scheduler(out);
+    expect_refused(RUN(test_store_arg, "scheduler", "--once"),
+                   "another scheduler runs on the store");
+    stop_scheduler(pid);
     scheduler_once(); /* the lock went with it */
 }
