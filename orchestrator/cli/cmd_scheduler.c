@@ -313,9 +313,12 @@ static void poll_done(uv_work_t *w, int status) {
             fprintf(stderr, "sluice scheduler: schedule %s: %s\n", d->name, s->whys[i]);
             continue;
         }
-        if (!sched_poll_is_new(d, s->values[i]) && d->last_seen[0])
+        if (!sched_poll_is_new(d, s->values[i]))
             continue;
-        int baseline = !d->last_seen[0] && d->kind != SK_WAREHOUSE;
+        /* A repository 'add' could not read: its first commit seen is the
+         * baseline. (Warehouse and artifact baselines are always taken at
+         * 'add'; "" there is a value: no artifact yet.) */
+        int baseline = !d->last_seen[0] && d->kind == SK_GIT;
         snprintf(d->last_seen, sizeof(d->last_seen), "%s", s->values[i]);
         if (baseline) { /* the first look: only what comes later fires */
             save_state(s, d);

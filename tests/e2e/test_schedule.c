@@ -157,6 +157,42 @@ Test(schedule, every_fires_records_its_cause_and_a_restart_does_not_fire_again) 
     free(file);
 }
 
+Test(schedule, at_fires_once_on_time) {
+    char *file = strdup(pipeline_file());
+    expect_success(RUN(test_store_arg, "schedule", "add", "once", file, "--at",
+                       "2026-12-07 13:00+01:00", "--catchup", "none"));
+    set_now("2026-12-07T11:59:00Z");
+    scheduler_once();
+    cr_expect_eq(runs_of("once"), 0);
+    set_now("2026-12-07T12:00:40Z"); /* 40 s late: on time even for catchup none */
+    scheduler_once();
+    cr_expect_eq(runs_of("once"), 1);
+    set_now("2026-12-08T12:00:00Z");
+    scheduler_once();
+    cr_expect_eq(runs_of("once"), 1, "a one-off fires once");
+    result r = RUN(test_store_arg, "schedule", "show", "once");
+    cr_expect(strstr(r.out, "next -") && strstr(r.out, "runs 1, skipped 0"), "%s", r.out);
+    result_free(&r);
+    free(file);
+}
+
+Test(schedule, artifact_trigger_added_before_any_version_fires_on_the_first) {
+    char *file = strdup(pipeline_file());
+    char *up = strdup(write_test_file(test_dir, "up.yaml",
+                                      "pipeline: up\nsteps:\n"
+                                      "  make: {uses: shell, with: {run: 'echo 1 > f', "
+                                      "outputs: {data: f}}}\n"));
+    expect_success(
+        RUN(test_store_arg, "schedule", "add", "first", file, "--on", "artifact:up.make.data"));
+    scheduler_once();
+    cr_expect_eq(runs_of("first"), 0);
+    expect_success(RUN_PIPELINE(up));
+    scheduler_once();
+    cr_expect_eq(runs_of("first"), 1);
+    free(up);
+    free(file);
+}
+
 /* An --every 1h schedule made at 10:00 and a scheduler first started at
  * 13:30: 11:00, 12:00 and 13:00 were missed. */
 static size_t missed_runs(char *catchup) {
