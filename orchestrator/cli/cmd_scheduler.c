@@ -271,7 +271,7 @@ static int tick_once(scheduler *s) {
         if (!is_running(s, d->name) &&
             sched_next_after(d, d->last_fire ? d->last_fire : d->created, &next) == 0 &&
             next < wake)
-            wake = next > now ? next : now;
+            wake = next > now ? next : now + 1; /* owed but not started: retry in 1 s */
     }
     defs_free(&ds);
     if (!s->once && !s->stopping)

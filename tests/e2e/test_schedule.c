@@ -147,7 +147,7 @@ Test(schedule, every_fires_records_its_cause_and_a_restart_does_not_fire_again) 
     expect_success(RUN(test_store_arg, "schedule", "pause", "hourly"));
     set_now("2026-12-07T12:00:10Z");
     scheduler_once();
-    cr_expect_eq(runs_of("hourly"), 0 + 1);
+    cr_expect_eq(runs_of("hourly"), 1, "paused: no run");
     expect_success(RUN(test_store_arg, "schedule", "resume", "hourly"));
     scheduler_once();
     cr_expect_eq(runs_of("hourly"), 2);
@@ -387,14 +387,23 @@ Test(schedule, a_run_still_going_is_not_started_again_after_a_restart) {
     set_now("2026-12-07T12:00:10Z");
     scheduler_once();
     cr_expect_eq(runs_of("slow"), 1);
+    /* The record names the run's process, which the scheduler checks. */
+    result r = RUN(test_store_arg, "schedule", "show", "slow", "--json");
+    const char *at = strstr(r.out, "\"run_pid\" : ");
+    cr_assert_not_null(at, "%s", r.out);
+    long run_pid = strtol(at + 12, NULL, 10);
+    result_free(&r);
+    cr_assert_gt(run_pid, 0);
     write_test_file(test_dir, "go", "");
     wait_for_text(finished, NULL);
-    /* Its end is waited for through its run record: finished, the time owed runs. */
+    /* Once its process is gone (a zombie has no command line), the time owed runs. */
+    char cmdline[64];
+    snprintf(cmdline, sizeof(cmdline), "/proc/%ld/cmdline", run_pid);
     for (;;) {
-        result r = RUN(test_store_arg, "runs", "list", "--json");
-        int done = !strstr(r.out, "\"running\"");
-        result_free(&r);
-        if (done)
+        char *text = slurp(cmdline);
+        int alive = text && text[0];
+        free(text);
+        if (!alive)
             break;
         nanosleep(&(struct timespec){0, 20000000L}, NULL);
     }
