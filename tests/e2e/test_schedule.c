@@ -298,6 +298,31 @@ Test(schedule, git_trigger_fires_on_a_new_commit_once) {
     free(file);
 }
 
+Test(schedule, git_trigger_fetches_a_url) {
+    char *file = strdup(pipeline_file()), repo[128], on[200], sha[64], want[128];
+    snprintf(repo, sizeof(repo), "%s/remote", test_dir);
+    mkdir(repo, 0755);
+    git(repo, "init -q -b main");
+    git(repo, "commit -q --allow-empty -m one");
+    snprintf(on, sizeof(on), "git:file://%s@main", repo);
+    expect_success(RUN(test_store_arg, "schedule", "add", "fetched", file, "--on", on));
+    scheduler_once();
+    cr_expect_eq(runs_of("fetched"), 0);
+    git(repo, "commit -q --allow-empty -m two");
+    head_of(repo, sha, sizeof(sha));
+    scheduler_once();
+    cr_assert_eq(runs_of("fetched"), 1);
+    result r = RUN(test_store_arg, "runs", "show", "latest");
+    snprintf(want, sizeof(want), "commit=%s", sha);
+    cr_expect(strstr(r.out, want), "%s lacks %s", r.out, want);
+    result_free(&r);
+    /* Fetched into the store's mirror, not a clone of the whole each time. */
+    char mirror[200];
+    snprintf(mirror, sizeof(mirror), "%s/store/scheduler/git/fetched/HEAD", test_dir);
+    cr_expect_eq(access(mirror, F_OK), 0);
+    free(file);
+}
+
 Test(schedule, artifact_trigger_fires_on_a_new_version) {
     char *file = strdup(pipeline_file());
     char *up = strdup(write_test_file(test_dir, "up.yaml",
@@ -382,7 +407,9 @@ Test(schedule, a_run_still_going_is_not_started_again_after_a_restart) {
     set_now("2026-12-07T11:00:10Z");
     pid_t pid = start_scheduler(out);
     wait_for_text(out, "schedule slow: started run");
-    stop_scheduler(pid); /* its run goes on */
+    stop_scheduler(pid);         /* its run goes on */
+    while (runs_of("slow") == 0) /* until that run has recorded itself */
+        nanosleep(&(struct timespec){0, 20000000L}, NULL);
     /* A later fire is due, but the run of the scheduler before goes on. */
     set_now("2026-12-07T12:00:10Z");
     scheduler_once();
