@@ -116,6 +116,18 @@ static void append_params(bson_t *doc, const bson_t *params) {
     }
 }
 
+/* A document of "key=value" strings, as key: value. */
+static void append_pairs(bson_t *doc, const char *name, const char *const *pairs, size_t n) {
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, name, &sub);
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(pairs[i], '=');
+        if (eq)
+            bson_append_utf8(&sub, pairs[i], (int)(eq - pairs[i]), eq + 1, -1);
+    }
+    bson_append_document_end(doc, &sub);
+}
+
 int record_run(meta_db *m, const char *run_id, const run_record *p, const run_origin *origin,
                const char *status, double started, double finished) {
     bson_t doc = BSON_INITIALIZER, overrides;
@@ -140,14 +152,9 @@ int record_run(meta_db *m, const char *run_id, const run_record *p, const run_or
         BSON_APPEND_UTF8(&overrides, k, origin->overrides[i]);
     }
     bson_append_array_end(&doc, &overrides);
-    bson_t tags;
-    BSON_APPEND_DOCUMENT_BEGIN(&doc, "tags", &tags);
-    for (size_t i = 0; origin && i < origin->n_tags; i++) {
-        const char *eq = strchr(origin->tags[i], '=');
-        if (eq)
-            bson_append_utf8(&tags, origin->tags[i], (int)(eq - origin->tags[i]), eq + 1, -1);
-    }
-    bson_append_document_end(&doc, &tags);
+    append_pairs(&doc, "tags", origin ? origin->tags : NULL, origin ? origin->n_tags : 0);
+    if (origin && origin->n_cause)
+        append_pairs(&doc, "cause", origin->cause, origin->n_cause);
     /* The commit of the pipeline file's repository, when it is in one. */
     git_state git;
     if (git_describe(p->dir, &git) == 1) {

@@ -53,6 +53,11 @@ typedef struct run_origin {
     const char *resumes;     /* RUN_ID or NULL */
     const char *const *tags; /* "key=value", from --tag */
     size_t n_tags;
+    /* What started the run, "key=value" (schedule, fired_at, commit,
+     * artifact...), from the scheduler (docs/schedules.md); none for a run
+     * a person started. Recorded as the run's "cause" document. */
+    const char *const *cause;
+    size_t n_cause;
 } run_origin;
 
 /* The pipeline a run runs. */

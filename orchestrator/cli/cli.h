@@ -53,6 +53,10 @@ int cmd_completion(const cli_globals *g, int argc, char **argv);
 /* 'sluice __complete -- WORD...' (complete.c), which the scripts of
  * 'sluice completion' call: the candidates for the last word, one a line. */
 int cli_complete(const cli_globals *g, int argc, char **argv);
+/* Schedules (cmd_schedule.c) and the scheduler that runs them
+ * (cmd_scheduler.c); docs/schedules.md. */
+int cmd_schedule(const cli_globals *g, int argc, char **argv);
+int cmd_scheduler(const cli_globals *g, int argc, char **argv);
 /* 'artifacts path' (cmd_artifacts_path.c): the plumbing external commands
  * call back for an artifact's object. */
 int cmd_artifacts_path(const cli_globals *g, int argc, char **argv);

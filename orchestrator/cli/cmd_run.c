@@ -20,7 +20,8 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         OPT_JSON,
         OPT_TAG,
         OPT_OPENLINEAGE,
-        OPT_JUNIT
+        OPT_JUNIT,
+        OPT_CAUSE
     };
     static const struct option longopts[] = {
         {"param", required_argument, NULL, 'p'},
@@ -34,9 +35,11 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         {"tag", required_argument, NULL, OPT_TAG},
         {"openlineage", required_argument, NULL, OPT_OPENLINEAGE},
         {"junit", required_argument, NULL, OPT_JUNIT},
+        /* Hidden: the scheduler says what started the run (docs/schedules.md). */
+        {"cause", required_argument, NULL, OPT_CAUSE},
         {NULL, 0, NULL, 0},
     };
-    cli_params ps = {0}, tags = {0};
+    cli_params ps = {0}, tags = {0}, cause = {0};
     run_options o = {.store = g->store};
     int c, bad = 0, dry_run = 0;
     const char *later = NULL, *openlineage = NULL, *junit = NULL;
@@ -66,11 +69,13 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
             o.json = 1;
             break;
         case OPT_TAG:
+        case OPT_CAUSE:
             if (!strchr(optarg, '=') || optarg[0] == '=') {
-                fprintf(stderr, "sluice run: --tag takes KEY=VALUE, not '%s'\n", optarg);
+                fprintf(stderr, "sluice run: --%s takes KEY=VALUE, not '%s'\n",
+                        c == OPT_TAG ? "tag" : "cause", optarg);
                 bad = 1;
             } else {
-                bad = cli_params_add(&tags, optarg) != 0;
+                bad = cli_params_add(c == OPT_TAG ? &tags : &cause, optarg) != 0;
             }
             break;
         case OPT_ONLY:
@@ -116,6 +121,7 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     if (bad) {
         cli_params_free(&ps);
         cli_params_free(&tags);
+        cli_params_free(&cause);
         return EXIT_BAD_INPUT;
     }
     plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
@@ -141,11 +147,14 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         o.n_overrides = ps.n;
         o.tags = tags.items;
         o.n_tags = tags.n;
+        o.cause = cause.items;
+        o.n_cause = cause.n;
         status = run_pipeline(p, &o);
     }
     if (junit && !dry_run)
         status = runreport_junit(o.store, o.run_id, p ? p->name : argv[optind], status, junit);
     cli_params_free(&tags);
+    cli_params_free(&cause);
     if (o.abandoned) /* a step's thread still runs plugin code: never unload it */
         run_exit_abandoned(status);
     pipeline_free(p);

@@ -196,6 +196,14 @@ static void print_run_origin(const bson_t *run) {
     const char *resumes = inspect_str(run, "resumes", NULL);
     if (resumes)
         printf("  resumes %s\n", resumes);
+    /* What started it: a schedule's fire, a commit, an artifact. */
+    if (bson_iter_init_find(&it, run, "cause") && bson_iter_recurse(&it, &field)) {
+        printf("  cause");
+        while (bson_iter_next(&field))
+            if (BSON_ITER_HOLDS_UTF8(&field))
+                printf(" %s=%s", bson_iter_key(&field), bson_iter_utf8(&field, NULL));
+        printf("\n");
+    }
 }
 
 static void print_step(const char *key, const bson_t *doc) {

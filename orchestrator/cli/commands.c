@@ -171,6 +171,34 @@ const cli_command cli_commands[] = {
      "  zsh    source <(sluice completion zsh)           (in ~/.zshrc, after compinit)\n"
      "  fish   sluice completion fish | source           (in config.fish)\n",
      cmd_completion},
+    {"schedule", "run a pipeline on a cron, an interval, a time, a commit or new data",
+     "usage: sluice schedule add NAME FILE [-p NAME=VALUE]...\n"
+     "                (--cron 'EXPR' [--tz ZONE] | --every DURATION | --at TIME [--tz ZONE]\n"
+     "                 | --on git:REPO[@BRANCH] | --on warehouse\n"
+     "                 | --on artifact:PIPELINE.STEP.OUTPUT) [--catchup none|latest|all]\n"
+     "       sluice schedule list [--json]\n"
+     "       sluice schedule show NAME [--json]\n"
+     "       sluice schedule remove|pause|resume NAME\n"
+     "\n"
+     "Schedules are records of the store; 'sluice scheduler' runs them. --cron takes\n"
+     "5 fields (minute hour day-of-month month day-of-week) in ZONE (default: local);\n"
+     "--every an interval (90s, 10m, 1h30m, 1d); --at a time (2026-12-07 10:00, with\n"
+     "Z or +HH:MM, or local to ZONE). --on fires on a new commit of a branch, new\n"
+     "documents in the warehouse, or a new version of another pipeline's output.\n"
+     "--catchup (default latest): what to run for times missed while no scheduler\n"
+     "ran. The pipeline is checked when added. See docs/schedules.md.\n",
+     cmd_schedule},
+    {"scheduler", "run the store's schedules (one scheduler per store)",
+     "usage: sluice scheduler [--once] [--poll SECONDS]\n"
+     "\n"
+     "Runs each schedule's pipeline as a 'sluice run' of its own when it fires, and\n"
+     "records why in the run (sluice runs show). A second scheduler on one store is\n"
+     "refused. Run logs go to STORE/scheduler/logs/NAME.log.\n"
+     "\n"
+     "  --once          fire what is due and poll the triggers once, wait for those\n"
+     "                  runs, then exit (for cron jobs of the system and tests)\n"
+     "  --poll SECONDS  how often triggers are polled (default 30)\n",
+     cmd_scheduler},
 };
 
 const size_t cli_n_commands = sizeof(cli_commands) / sizeof(cli_commands[0]);

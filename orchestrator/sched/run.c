@@ -701,7 +701,8 @@ int run_pipeline(pipeline *p, run_options *o) {
         uv_timer_start(&r->tick, on_tick, 100, 100);
 
     r->wall_t0 = sched_wall_now();
-    r->origin = (run_origin){o->overrides, o->n_overrides, o->resume, o->tags, o->n_tags};
+    r->origin = (run_origin){o->overrides, o->n_overrides, o->resume, o->tags,
+                             o->n_tags,    o->cause,       o->n_cause};
     /* A run whose records could not all be written did not succeed. */
     int unrecorded = (rc = record_run_of(r, p, "running", 0));
     if (unrecorded)

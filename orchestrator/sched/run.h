@@ -26,6 +26,8 @@ typedef struct run_options {
     size_t n_overrides;
     const char *const *tags; /* --tag KEY=VALUE, recorded with the run */
     size_t n_tags;
+    const char *const *cause; /* --cause KEY=VALUE: what started it (the scheduler) */
+    size_t n_cause;
     const char *resume; /* RUN_ID: reuse every step that finished in that run */
     /* Run part of the pipeline: only this step (--only), or this step and
      * everything downstream of it (--from); the steps they need take the
