@@ -163,8 +163,7 @@ fail:
 }
 
 void api_buf_base64(api_buf *b, const void *data, size_t n) {
-    static const char digits[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const unsigned char *s = data;
     char out[256];
     size_t k = 0;
@@ -191,8 +190,8 @@ void embed_answer(api_buf *b, const float *vectors, size_t n, size_t dim, int ba
     api_buf_add(b, "{\"object\": \"list\", \"data\": [", 28);
     for (size_t i = 0; i < n; i++) {
         const float *v = vectors + i * dim;
-        api_buf_printf(b, "%s{\"object\": \"embedding\", \"index\": %zu, \"embedding\": ",
-                       i ? ", " : "", i);
+        api_buf_printf(
+            b, "%s{\"object\": \"embedding\", \"index\": %zu, \"embedding\": ", i ? ", " : "", i);
         if (base64) {
             /* OpenAI's bytes are little-endian float32s, encoded 48
              * floats (192 bytes, a multiple of 3: no padding but at the
