@@ -388,6 +388,17 @@ Test(serve, embeddings_and_rag_answer_from_the_index) {
     while (metric(port, "sluice_serve_requests_running") != 0)
         nanosleep(&(struct timespec){0, 20000000}, NULL);
     cr_expect_eq(metric(port, "sluice_serve_requests_total{route=\"/rag\",status=\"429\"}"), 1);
+    /* a /rag client that leaves while its answer is generated cancels it */
+    post(req, sizeof(req), "/rag",
+         "{\"query\": \"GPTQ\", \"k\": 1, \"max_tokens\": 1000, \"seed\": 4}");
+    fd = connect_to(port);
+    send_all(fd, req, strlen(req));
+    while (metric(port, "sluice_serve_requests_running") != 1)
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    close(fd);
+    while (metric(port, "sluice_serve_requests_running") != 0)
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    cr_expect_eq(metric(port, "sluice_serve_requests_total{route=\"/rag\",status=\"499\"}"), 1);
     post(req, sizeof(req), "/rag", "{\"query\": \"GPTQ\", \"k\": 2, \"max_tokens\": 4}");
     exchange(port, req, out, sizeof(out));
     cr_expect_eq(status_of(out), 200, "%s", out);

@@ -82,8 +82,9 @@ Test(serve_retrieval_api, embed_parse_reads_and_refuses) {
     embed_request r;
     const char *param;
     char err[256];
-    const char *ok = "{\"input\": [\"a\", \"b c\"], \"model\": \"x\", \"encoding_format\": \"base64\", "
-                     "\"user\": \"u\"}";
+    const char *ok =
+        "{\"input\": [\"a\", \"b c\"], \"model\": \"x\", \"encoding_format\": \"base64\", "
+        "\"user\": \"u\"}";
     cr_assert_eq(embed_parse(ok, strlen(ok), &r, &param, err, sizeof(err)), 0, "%s", err);
     cr_expect_eq(r.n, 2);
     cr_expect_str_eq(r.inputs[1], "b c");
