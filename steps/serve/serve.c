@@ -1,5 +1,6 @@
 /* serve.c - sluice-serve, the program `sluice serve` runs (docs/serve.md):
- * an OpenAI-compatible server of one model folder on libuv. The loop's
+ * an OpenAI-compatible server of one model folder on libuv (and, with
+ * --index, of a vector index: serve_retrieval.h). The loop's
  * thread owns the connections, routes, metrics and JSON; the model loads
  * on libuv's thread pool while /health says 503; generations run on the
  * slots of gen.c. SIGTERM (or SIGINT) drains: no new connection, the
@@ -25,7 +26,7 @@
 
 static const command_info info = {
     "serve",
-    "serve a model over HTTP with OpenAI's API (chat, completions, health, metrics)",
+    "serve a model over HTTP with OpenAI's API (chat, completions, embeddings, RAG, metrics)",
     "usage: sluice serve --model DIR [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
     "                    [--queue N] [--api-key-file F] [--port-file F] [limits...]\n"
     "\n"
@@ -493,7 +494,7 @@ int main(int argc, char **argv) {
     static server s;
     http_limits lim = {16384, 1 << 20, 10000, 30000, 60000, 1024};
     const char *listen = "127.0.0.1:8080", *port_file = NULL, *dir = NULL, *keys = NULL;
-    const char *name = NULL, *index = NULL;
+    const char *name = NULL, *index_spec = NULL;
     double v, threads = 1;
     s.parallel = 1;
     s.queue = 16;
@@ -505,7 +506,7 @@ int main(int argc, char **argv) {
             dir = optarg;
             break;
         case 'I':
-            index = optarg;
+            index_spec = optarg;
             break;
         case 'l':
             listen = optarg;
@@ -573,7 +574,8 @@ int main(int argc, char **argv) {
         return COMMAND_BAD_INPUT;
     if (command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
         return COMMAND_BAD_INPUT;
-    if (index && command_folder(&info, index, "index", s.index_folder, sizeof(s.index_folder)))
+    if (index_spec &&
+        command_folder(&info, index_spec, "index", s.index_folder, sizeof(s.index_folder)))
         return COMMAND_BAD_INPUT;
     snprintf(s.tok_path, sizeof(s.tok_path), "%s/tokenizer.json", s.folder);
     if (!name) {
