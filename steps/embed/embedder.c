@@ -12,6 +12,7 @@
 
 #include "bert.h"
 #include "errbuf.h"
+#include "text.h"
 
 struct embedder {
     tfidf_model *tfidf; /* one of the two */
@@ -92,6 +93,24 @@ int embedder_embed(const embedder *e, const char *const *texts, const size_t *le
     if (e->tfidf)
         return tfidf_embed(e->tfidf, texts, lens, n, out, err, err_size);
     return bert_embed(e->bert, texts, lens, n, max_tokens, out, err, err_size);
+}
+
+static int count_term(const char *term, size_t len, void *ctx) {
+    (void)term, (void)len;
+    ++*(size_t *)ctx;
+    return 0;
+}
+
+int embedder_count_tokens(const embedder *e, const char *text, size_t len, size_t *n) {
+    *n = 0;
+    if (e->tfidf)
+        return text_each_term(text, len, count_term, n);
+    int rc = wordpiece_count(bert_model_tokenizer(e->bert), text, len, n);
+    if (rc)
+        return rc;
+    size_t limit = bert_model_config(e->bert)->max_position_embeddings;
+    *n = *n + 2 < limit ? *n + 2 : limit;
+    return 0;
 }
 
 /* A copy, never a link: the source may be a user's folder that changes

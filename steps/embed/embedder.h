@@ -40,6 +40,12 @@ const tfidf_model *embedder_tfidf(const embedder *e);
 int embedder_embed(const embedder *e, const char *const *texts, const size_t *lens, size_t n,
                    size_t max_tokens, float *out, char *err, size_t err_size);
 
+/* How many tokens of text[0..len) the model reads when it embeds it with
+ * max_tokens 0: a BERT model's WordPiece tokens with [CLS] and [SEP], at
+ * most its limit; the built-in model's terms (text_each_term). For an
+ * API's usage counts. 0 or -ENOMEM. */
+int embedder_count_tokens(const embedder *e, const char *text, size_t len, size_t *n);
+
 /* Writes the model into the existing folder dir so that embedder_load(dir)
  * gives the same embedder: the built-in model's files, or a BERT model's
  * config.json, model.safetensors, vocab.txt and tokenizer_config.json

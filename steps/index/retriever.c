@@ -113,6 +113,8 @@ int retriever_open(const char *folder, retriever **out, char *err, size_t err_si
 
 const search_index *retriever_index(const retriever *r) { return r->ix; }
 
+const embedder *retriever_embedder(const retriever *r) { return r->model; }
+
 int retriever_row(const retriever *r, uint32_t id, retrieved_row *out) {
     int rc = index_get(r->ix, id, &out->row);
     if (rc)

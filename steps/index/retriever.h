@@ -29,6 +29,9 @@ void retriever_close(retriever *r);
 
 /* Borrowed, valid until retriever_close(). */
 const search_index *retriever_index(const retriever *r);
+/* The model that embedded the chunks (and embeds the queries); borrowed
+ * likewise. */
+const struct embedder *retriever_embedder(const retriever *r);
 
 /* Row id's payload (index_get) and, from rows.jsonl, its chunk id and its
  * document's link ("" when unknown). -EINVAL for an id out of range. */

@@ -140,7 +140,7 @@ void api_error(api_buf *b, const char *message, const char *type, const char *pa
     api_buf_add(b, "}}\n", 3);
 }
 
-static void usage(api_buf *b, const api_result *r) {
+void api_usage(api_buf *b, const api_result *r) {
     api_buf_printf(b,
                    "\"usage\": {\"prompt_tokens\": %ld, \"completion_tokens\": %ld, "
                    "\"total_tokens\": %ld}",
@@ -171,7 +171,7 @@ void api_answer(api_buf *b, api_kind kind, const char *id, long created, const c
         api_buf_add(b, ", \"logprobs\": null", 18);
     }
     api_buf_printf(b, ", \"finish_reason\": \"%s\"}], ", r->finish_reason);
-    usage(b, r);
+    api_usage(b, r);
     api_buf_add(b, "}\n", 2);
 }
 
@@ -181,7 +181,7 @@ void api_chunk(api_buf *b, api_kind kind, const char *id, long created, const ch
     head(b, kind, 1, id, created, model);
     if (u) {
         api_buf_add(b, ", \"choices\": [], ", 17);
-        usage(b, u);
+        api_usage(b, u);
         api_buf_add(b, "}\n\n", 3);
         return;
     }
@@ -249,18 +249,13 @@ char *api_render_chat(const char *const *roles, const char *const *contents, siz
 void api_request_free(api_request *r) {
     free(r->model);
     free(r->prompt);
+    free(r->query);
     for (size_t i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
     memset(r, 0, sizeof(*r));
 }
 
-#define FAIL(p, ...)                                                                               \
-    do {                                                                                           \
-        *param = p;                                                                                \
-        snprintf(err, err_size, __VA_ARGS__);                                                      \
-        rc = -EINVAL;                                                                              \
-        goto fail;                                                                                 \
-    } while (0)
+#define FAIL API_FAIL
 
 static int is_number(const bson_iter_t *it) {
     return BSON_ITER_HOLDS_DOUBLE(it) || BSON_ITER_HOLDS_INT32(it) || BSON_ITER_HOLDS_INT64(it);
@@ -418,6 +413,7 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
     r->max_tokens = -1;
     r->temperature = 1;
     r->top_p = 1;
+    r->k = 3;
     *param = NULL;
     int rc = 0;
     bson_error_t e;
@@ -460,6 +456,17 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
                 FAIL("prompt", "'prompt' must be a string");
             }
             have_input = 1;
+        } else if (kind == API_RAG && strcmp(key, "query") == 0) {
+            if (have_input)
+                FAIL("query", "'query' is given twice");
+            if (!BSON_ITER_HOLDS_UTF8(&it) || !(r->query = string_of(&it)) || !*r->query)
+                FAIL("query", "'query' must be a non-empty string");
+            have_input = 1;
+        } else if (kind == API_RAG && strcmp(key, "k") == 0) {
+            double v = is_number(&it) ? number_of(&it) : 0;
+            if (!(v >= 1 && v <= API_RAG_MAX_K) || v != floor(v))
+                FAIL("k", "'k' must be a whole number from 1 to %d", API_RAG_MAX_K);
+            r->k = (long)v;
         } else if (strcmp(key, "max_tokens") == 0 || strcmp(key, "max_completion_tokens") == 0) {
             double v = is_number(&it) ? number_of(&it) : -1;
             if (!is_number(&it) || v < 1 || v != floor(v) || v > 1e9)
@@ -525,9 +532,11 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
         /* other fields (user, presence_penalty, logprobs, ...) are ignored,
          * as llama.cpp's server does */
     }
+    static const char *const inputs[] = {"messages", "prompt", "query"};
     if (!have_input)
-        FAIL(kind == API_CHAT ? "messages" : "prompt", "'%s' is required",
-             kind == API_CHAT ? "messages" : "prompt");
+        FAIL(inputs[kind], "'%s' is required", inputs[kind]);
+    if (kind == API_RAG && r->stream)
+        FAIL("stream", "/rag answers whole: 'stream' must be false");
     bson_destroy(doc);
     return 0;
 fail:

@@ -62,6 +62,8 @@ void gen_job_free(gen_job *j) {
     if (!j)
         return;
     api_request_free(&j->req);
+    if (j->extra_free)
+        j->extra_free(j->extra);
     api_buf_free(&j->priv->pending);
     free(j->priv);
     free(j);
@@ -107,6 +109,13 @@ static void run(slot *s, gen_job *j) {
     stop_matcher *stops = NULL;
     long generated = 0;
     const char *reason = "length";
+    if (j->prepare) {
+        int status = j->prepare(j, err, sizeof(err));
+        if (status) {
+            finish(p, j, status == GEN_PREPARED ? 0 : status, err, "stop", 0, 0);
+            return;
+        }
+    }
     if (c->arch == MODEL_LLAMA && p->bos >= 0 && p->bos != p->eos) {
         if (!(ids.ids = malloc(sizeof(int32_t)))) {
             finish(p, j, 500, "out of memory", NULL, 0, 0);

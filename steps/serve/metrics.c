@@ -8,7 +8,15 @@
 #define MAX_STATUSES 24
 
 static const char *const route_names[ROUTE_COUNT] = {
-    "/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/metrics", "other", "none",
+    "/health",
+    "/v1/models",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/metrics",
+    "/v1/embeddings",
+    "/rag",
+    "other",
+    "none",
 };
 
 /* Request latency buckets, seconds: from a /health answer to a long

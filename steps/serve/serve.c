@@ -1,5 +1,6 @@
 /* serve.c - sluice-serve, the program `sluice serve` runs (docs/serve.md):
- * an OpenAI-compatible server of one model folder on libuv. The loop's
+ * an OpenAI-compatible server of one model folder on libuv (and, with
+ * --index, of a vector index: serve_retrieval.h). The loop's
  * thread owns the connections, routes, metrics and JSON; the model loads
  * on libuv's thread pool while /health says 503; generations run on the
  * slots of gen.c. SIGTERM (or SIGINT) drains: no new connection, the
@@ -21,19 +22,24 @@
 #include "serve_gen.h"
 #include "serve_http.h"
 #include "serve_metrics.h"
+#include "serve_retrieval.h"
 
 static const command_info info = {
     "serve",
-    "serve a model over HTTP with OpenAI's API (chat, completions, health, metrics)",
-    "usage: sluice serve --model DIR [--listen HOST:PORT] [--parallel N] [--queue N]\n"
-    "                    [--api-key-file F] [--port-file F] [limits...]\n"
+    "serve a model over HTTP with OpenAI's API (chat, completions, embeddings, RAG, metrics)",
+    "usage: sluice serve --model DIR [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
+    "                    [--queue N] [--api-key-file F] [--port-file F] [limits...]\n"
     "\n"
     "Serves the Hugging Face model folder DIR (config.json, model.safetensors,\n"
     "tokenizer.json; a LoRA adapter beside them is merged) on HTTP/1.1; DIR may also be a\n"
     "model artifact: its id, RUN:STEP.OUTPUT or the id of the step that made it.\n"
     "  GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions,\n"
     "  GET /metrics (Prometheus). See docs/serve.md.\n"
+    "With --index, also POST /v1/embeddings (the index's embedding model) and POST /rag\n"
+    "(the query's chunks retrieved, put in the prompt, the answer generated).\n"
     "\n"
+    "  --index INDEX           a vector index, as 'sluice search' takes it: its folder, an\n"
+    "                          artifact id, RUN:STEP.OUTPUT or the id of the step that made it\n"
     "  --listen HOST:PORT      where to listen (default 127.0.0.1:8080; port 0: any free one)\n"
     "  --port-file F           write the port listened on to F once listening\n"
     "  --parallel N            generations at once (default 1)\n"
@@ -58,6 +64,8 @@ typedef struct server {
     metrics *metrics;
     model *m;
     char folder[4096], tok_path[4200], name[256];
+    char index_folder[4096]; /* "" without --index */
+    serve_index *index;
     char load_err[1024];
     int ready, draining, failed;
     int parallel, queue;
@@ -147,6 +155,8 @@ static metrics_route route_of(const char *path, size_t len) {
         {"/v1/chat/completions", ROUTE_CHAT},
         {"/v1/completions", ROUTE_COMPLETIONS},
         {"/metrics", ROUTE_METRICS},
+        {"/v1/embeddings", ROUTE_EMBEDDINGS},
+        {"/rag", ROUTE_RAG},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (len == strlen(routes[i].path) && memcmp(path, routes[i].path, len) == 0)
@@ -171,7 +181,10 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
         answer_error(s, c, route, t0, 500, "out of memory", NULL);
         return;
     }
-    int rc = api_parse(kind, r->body, r->body_len, &j->req, &param, err, sizeof(err));
+    int rc = route == ROUTE_EMBEDDINGS || route == ROUTE_RAG
+                 ? serve_index_job(s->index, route == ROUTE_RAG, r->body, r->body_len, j, &param,
+                                   err, sizeof(err))
+                 : api_parse(kind, r->body, r->body_len, &j->req, &param, err, sizeof(err));
     if (rc) {
         gen_job_free(j);
         free(p);
@@ -212,7 +225,8 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
         answer_error(s, c, route, t0, 404, msg, NULL);
         return;
     }
-    int want_post = route == ROUTE_CHAT || route == ROUTE_COMPLETIONS;
+    int want_post = route == ROUTE_CHAT || route == ROUTE_COMPLETIONS ||
+                    route == ROUTE_EMBEDDINGS || route == ROUTE_RAG;
     if (want_post ? !post : !get) {
         answer_error(s, c, route, t0, 405, want_post ? "use POST" : "use GET", NULL);
         return;
@@ -240,7 +254,12 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
                        s->started);
         break;
     default:
-        if (!s->ready)
+        if ((route == ROUTE_EMBEDDINGS || route == ROUTE_RAG) && !s->index_folder[0])
+            answer_error(s, c, route, t0, 404,
+                         "no index is loaded: start sluice serve with --index INDEX to serve "
+                         "/v1/embeddings and /rag",
+                         NULL);
+        else if (!s->ready)
             answer_error(s, c, route, t0, 503, "loading the model", NULL);
         else
             start_generation(s, c, r, route, t0);
@@ -338,7 +357,10 @@ static void on_event(gen_job *j, void *ctx) {
         api_result res = {p->text.p ? p->text.p : "", p->text.len, j->finish_reason,
                           j->prompt_tokens, j->completion_tokens};
         api_buf b = {0};
-        api_answer(&b, r->kind, p->id, p->created, model_name, &res);
+        if (p->route == ROUTE_EMBEDDINGS || p->route == ROUTE_RAG)
+            serve_index_answer(&b, j, model_name, &res);
+        else
+            api_answer(&b, r->kind, p->id, p->created, model_name, &res);
         if (b.failed || p->text.failed)
             answer_error(s, c, p->route, p->t0, 500, "out of memory", NULL);
         else
@@ -356,6 +378,11 @@ static void load_work(uv_work_t *w) {
     server *s = w->data;
     if (model_open_adapted(s->folder, &s->m, NULL, s->load_err, sizeof(s->load_err)) != 0)
         s->m = NULL;
+    if (s->m && s->index_folder[0] &&
+        serve_index_open(s->index_folder, &s->index, s->load_err, sizeof(s->load_err)) != 0) {
+        model_free(s->m);
+        s->m = NULL;
+    }
 }
 
 static void drain(server *s);
@@ -448,6 +475,7 @@ int main(int argc, char **argv) {
         return status;
     static const struct option longs[] = {
         {"model", required_argument, NULL, 'm'},
+        {"index", required_argument, NULL, 'I'},
         {"listen", required_argument, NULL, 'l'},
         {"port-file", required_argument, NULL, 'P'},
         {"parallel", required_argument, NULL, 'n'},
@@ -466,7 +494,7 @@ int main(int argc, char **argv) {
     static server s;
     http_limits lim = {16384, 1 << 20, 10000, 30000, 60000, 1024};
     const char *listen = "127.0.0.1:8080", *port_file = NULL, *dir = NULL, *keys = NULL;
-    const char *name = NULL;
+    const char *name = NULL, *index_spec = NULL;
     double v, threads = 1;
     s.parallel = 1;
     s.queue = 16;
@@ -476,6 +504,9 @@ int main(int argc, char **argv) {
         switch (c) {
         case 'm':
             dir = optarg;
+            break;
+        case 'I':
+            index_spec = optarg;
             break;
         case 'l':
             listen = optarg;
@@ -543,6 +574,9 @@ int main(int argc, char **argv) {
         return COMMAND_BAD_INPUT;
     if (command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
         return COMMAND_BAD_INPUT;
+    if (index_spec &&
+        command_folder(&info, index_spec, "index", s.index_folder, sizeof(s.index_folder)))
+        return COMMAND_BAD_INPUT;
     snprintf(s.tok_path, sizeof(s.tok_path), "%s/tokenizer.json", s.folder);
     if (!name) {
         size_t n = strlen(dir);
@@ -586,6 +620,7 @@ int main(int argc, char **argv) {
     uv_run(s.loop, UV_RUN_DEFAULT);
     uv_loop_close(s.loop);
     model_free(s.m);
+    serve_index_close(s.index);
     metrics_free(s.metrics);
     for (int i = 0; i < s.n_keys; i++)
         free(s.keys[i]);

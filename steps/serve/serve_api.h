@@ -1,5 +1,5 @@
 /* serve_api.h - the JSON of OpenAI's API as sluice-serve reads and writes
- * it: a /v1/chat/completions or /v1/completions body parsed (libbson) and
+ * it: a /v1/chat/completions, /v1/completions or /rag body parsed (libbson) and
  * checked into a request, the chat messages rendered into a prompt, and
  * the answers, stream chunks and error objects written out. Pure
  * functions: nothing here touches the network or the model (the fuzz
@@ -12,13 +12,19 @@
 
 #define API_MAX_STOPS 4 /* OpenAI's limit on "stop" */
 
-typedef enum api_kind { API_CHAT, API_COMPLETION } api_kind;
+#define API_RAG_MAX_K 20 /* chunks a /rag request may ask for */
+
+/* API_RAG: POST /rag, a query answered from the chunks retrieved for it
+ * (serve_retrieval.h builds its prompt). */
+typedef enum api_kind { API_CHAT, API_COMPLETION, API_RAG } api_kind;
 
 /* A generation request. Strings are the request's own (api_request_free). */
 typedef struct api_request {
     api_kind kind;
     char *model;        /* as the client named it; NULL when absent */
-    char *prompt;       /* chat: the messages rendered (api_render_chat) */
+    char *prompt;       /* chat: the messages rendered (api_render_chat); rag: NULL */
+    char *query;        /* rag: the query */
+    long k;             /* rag: the chunks to retrieve, 1 to API_RAG_MAX_K (3) */
     long max_tokens;    /* -1: up to the context */
     double temperature; /* OpenAI's default 1 */
     double top_p;       /* 1 */
@@ -37,6 +43,17 @@ typedef struct api_request {
 int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const char **param,
               char *err, size_t err_size);
 void api_request_free(api_request *r);
+
+/* A parser's refusal of field p: *param = p, the message into err, rc =
+ * -EINVAL, then to the function's fail: label (param, err, err_size and rc
+ * in scope). */
+#define API_FAIL(p, ...)                                                                           \
+    do {                                                                                           \
+        *param = p;                                                                                \
+        snprintf(err, err_size, __VA_ARGS__);                                                      \
+        rc = -EINVAL;                                                                              \
+        goto fail;                                                                                 \
+    } while (0)
 
 /* The prompt for chat messages: the Alpaca template the train step's sft
  * method trains with (train_alpaca_prompt), each earlier user turn with
@@ -73,6 +90,8 @@ typedef struct api_result {
     long prompt_tokens, completion_tokens;
 } api_result;
 
+/* "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}. */
+void api_usage(api_buf *b, const api_result *r);
 /* The whole answer of kind (a chat.completion or text_completion). */
 void api_answer(api_buf *b, api_kind kind, const char *id, long created, const char *model,
                 const api_result *res);

@@ -18,9 +18,20 @@ typedef struct gen_pool gen_pool;
 
 /* A generation. The loop fills req and user before gen_pool_submit; the
  * rest is the pool's, read in on_event. */
+/* prepare's answer when it has made the job's whole result itself (an
+ * embeddings request): nothing is generated. */
+#define GEN_PREPARED 1
+
 typedef struct gen_job {
     api_request req; /* owned by the job */
     void *user;      /* the loop's; NULL once cancelled */
+    /* Optional, set before gen_pool_submit: run on the slot's thread before
+     * the prompt is read (a /rag request retrieves its chunks and writes
+     * req.prompt). Returns 0 to generate, GEN_PREPARED, or an HTTP status
+     * with message (size bytes) filled: the job ends with it. */
+    int (*prepare)(struct gen_job *j, char *message, size_t size);
+    void *extra; /* prepare's data, freed with the job by extra_free (may be NULL) */
+    void (*extra_free)(void *extra);
     /* in on_event: */
     char *text; /* the bytes released since the last event (borrowed for the call) */
     size_t text_len;

@@ -16,6 +16,8 @@ typedef enum metrics_route {
     ROUTE_CHAT,
     ROUTE_COMPLETIONS,
     ROUTE_METRICS,
+    ROUTE_EMBEDDINGS,
+    ROUTE_RAG,
     ROUTE_OTHER,
     ROUTE_NONE,
     ROUTE_COUNT

@@ -15,9 +15,11 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include "embedder.h"
 #include "local_server.h"
 #include "model.h"
 #include "require.h"
+#include "retriever.h"
 #include "runner.h"
 #include "tokenizer.h"
 
@@ -26,10 +28,10 @@ TestSuite(serve, .init = test_dir_setup, .fini = test_dir_teardown, .timeout = 2
 static char model_dir[128];
 
 /* A GPT-2 of random weights big enough that a long generation takes a
- * while (4 layers of width 256, a context of 1024), with a byte-level BPE
- * tokenizer trained on a few Handbook-like sentences; EOS is
+ * while (4 layers of width 256, a context of context tokens), with a
+ * byte-level BPE tokenizer trained on a few Handbook-like sentences; EOS is
  * <|endoftext|>. */
-static void make_model(void) {
+static void make_model_of_context(int context) {
     snprintf(model_dir, sizeof(model_dir), "%s/tiny", test_dir);
     cr_assert_eq(mkdir(model_dir, 0755), 0);
     char err[512], path[256];
@@ -51,13 +53,15 @@ static void make_model(void) {
     int vocab = (int)tok_vocab_size(t);
     tok_free(t);
     model_config c;
-    cr_assert_eq(model_config_init(&c, "gpt2", 256, 4, 4, 0, 0, 1024, vocab, err, sizeof(err)), 0,
-                 "%s", err);
+    cr_assert_eq(model_config_init(&c, "gpt2", 256, 4, 4, 0, 0, context, vocab, err, sizeof(err)),
+                 0, "%s", err);
     model *m;
     cr_assert_eq(model_new(&c, 7, &m, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(model_save(m, model_dir, err, sizeof(err)), 0, "%s", err);
     model_free(m);
 }
+
+static void make_model(void) { make_model_of_context(1024); }
 
 /* ---- a raw client ---- */
 
@@ -240,6 +244,208 @@ Test(serve, official_openai_npm_client) {
     cr_expect_str_eq(r.out, "ok\n");
     result_free(&r);
     cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* ---- the index: /v1/embeddings and /rag ---- */
+
+#define HANDBOOK SLUICE_SOURCE_DIR "/../shared/handbook/data_warehouse_raw_data"
+
+static char index_folder[512];
+
+/* The Handbook's articles through a small real feature pipeline (warehouse
+ * query, clean, chunks of 200 to 400 code points so that three fit the
+ * test model's context, the built-in embedder, index), the index's folder
+ * in index_folder. */
+static void make_index(void) {
+    if (access(HANDBOOK, R_OK) != 0)
+        SKIP_UNLESS_REQUIRED("needs ../shared/handbook");
+    expect_success(RUN(test_store_arg, "warehouse", "import", HANDBOOK));
+    char *p = write_test_file(
+        test_dir, "features.yaml",
+        "pipeline: small_features\n"
+        "steps:\n"
+        "  query: {uses: warehouse_query, with: {authors: [Maxime Labonne, Paul Iusztin]}}\n"
+        "  clean: {uses: clean, inputs: {documents: query.documents}}\n"
+        "  chunk:\n"
+        "    uses: chunk\n"
+        "    inputs: {documents: clean.documents}\n"
+        "    with: {min_length: 200, max_length: 400}\n"
+        "  embed: {uses: embed, inputs: {chunks: chunk.chunks}}\n"
+        "  index:\n"
+        "    uses: index\n"
+        "    inputs: {embeddings: embed.embeddings, chunks: chunk.chunks, model: embed.model}\n");
+    expect_success(RUN_PIPELINE(p));
+    result r = RUN(test_store_arg, "artifacts", "path", "--type", "index", "index");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    snprintf(index_folder, sizeof(index_folder), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    result_free(&r);
+}
+
+static void write_floats(FILE *f, const float *v, size_t n) {
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s%.9g", i ? ", " : "", (double)v[i]);
+    fputc(']', f);
+}
+
+static const char rag_query[] = "How does GPTQ quantize a model to 4 bits?";
+
+/* What the clients compare the server's answers with, as JSON in
+ * test_dir/expected.json: texts and their vectors as the index's own model
+ * embeds them (the embedder library, in this process), a chunk's text and
+ * its vector as the index holds it, and `sluice search`'s chunk ids for
+ * rag_query. Returns the file's path. */
+static const char *write_expected(void) {
+    static char path[200];
+    char err[512];
+    retriever *rt;
+    cr_assert_eq(retriever_open(index_folder, &rt, err, sizeof(err)), 0, "%s", err);
+    const embedder *e = retriever_embedder(rt);
+    size_t dim = embedder_dim(e);
+    index_row row;
+    cr_assert_eq(index_get(retriever_index(rt), 7, &row), 0);
+    const char *texts[] = {"What is GraphSAGE?", "fine-tuning with LoRA adapters", row.text};
+    size_t lens[3] = {strlen(texts[0]), strlen(texts[1]), strlen(texts[2])};
+    float *v = malloc(3 * dim * sizeof(float));
+    cr_assert_not_null(v);
+    cr_assert_eq(embedder_embed(e, texts, lens, 3, 0, v, err, sizeof(err)), 0, "%s", err);
+    snprintf(path, sizeof(path), "%s/expected.json", test_dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "{\"texts\": [");
+    for (int i = 0; i < 3; i++) {
+        fputc(i ? ',' : ' ', f);
+        fputc('"', f);
+        for (const char *c = texts[i]; *c; c++)
+            if (*c == '"' || *c == '\\')
+                fprintf(f, "\\%c", *c);
+            else if ((unsigned char)*c < 0x20)
+                fprintf(f, "\\u%04x", *c);
+            else
+                fputc(*c, f);
+        fputc('"', f);
+    }
+    fprintf(f, "],\n\"vectors\": [");
+    for (int i = 0; i < 3; i++) {
+        fputs(i ? ", " : "", f);
+        write_floats(f, v + (size_t)i * dim, dim);
+    }
+    fprintf(f, "],\n\"row_vector\": ");
+    write_floats(f, row.vector, dim);
+    free(v);
+    retriever_close(rt);
+    /* the ids `sluice search` ranks first for the query, k = 3 */
+    result r = RUN(test_store_arg, "search", "index", (char *)rag_query, "-k", "3", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    fprintf(f, ",\n\"query\": \"%s\", \"ids\": [", rag_query);
+    const char *at = r.out;
+    for (int i = 0; (at = strstr(at, "\"chunk_id\" : \"")); i++) {
+        at += 14;
+        fprintf(f, "%s\"%.*s\"", i ? ", " : "", (int)strcspn(at, "\""), at);
+    }
+    fprintf(f, "]}\n");
+    cr_assert_eq(count(r.out, "\"chunk_id\""), 3, "%s", r.out);
+    result_free(&r);
+    fclose(f);
+    return path;
+}
+
+/* The urllib client against a server with the index: embeddings equal to
+ * the embedder's (floats and base64), /rag's context the chunks `sluice
+ * search` ranks first and an answer, the errors; then a /rag request
+ * queued behind a running stream is refused with 429 when the queue is 0,
+ * and after the index's routes /health still answers. */
+Test(serve, embeddings_and_rag_answer_from_the_index) {
+    make_index();
+    make_model_of_context(2048); /* room for three chunks in the prompt */
+    const char *expected = write_expected();
+    int port;
+    pid_t pid = start_serve((const char *[]){test_store_arg, "--index", "index", "--parallel", "1",
+                                             "--queue", "0", NULL},
+                            1, &port);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    result r = run_in(NULL, NULL,
+                      (char *[]){TEST_PYTHON, SLUICE_SOURCE_DIR "/tests/serve/urllib_client.py",
+                                 url, "--retrieval", (char *)expected, NULL});
+    cr_expect_eq(r.status, 0, "%s%s\nserver:\n%s", r.out, r.err, server_log());
+    cr_expect_str_eq(r.out, "ok\n");
+    result_free(&r);
+    /* /rag runs in a slot like chat: none free and no queue, 429 */
+    static char req[4096], out[65536];
+    post(req, sizeof(req), "/v1/completions",
+         "{\"prompt\": \"go on\", \"max_tokens\": 1000, \"seed\": 2, \"stream\": true}");
+    int fd = connect_to(port);
+    send_all(fd, req, strlen(req));
+    cr_assert(read_until(fd, out, sizeof(out), "\"text\": "), "%s", out);
+    post(req, sizeof(req), "/rag", "{\"query\": \"GPTQ\"}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 429, "%s", out);
+    post(req, sizeof(req), "/v1/embeddings", "{\"input\": \"GPTQ\"}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 429, "%s", out);
+    close(fd);
+    while (metric(port, "sluice_serve_requests_running") != 0)
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    cr_expect_eq(metric(port, "sluice_serve_requests_total{route=\"/rag\",status=\"429\"}"), 1);
+    /* a /rag client that leaves while its answer is generated cancels it */
+    post(req, sizeof(req), "/rag",
+         "{\"query\": \"GPTQ\", \"k\": 1, \"max_tokens\": 1000, \"seed\": 4}");
+    fd = connect_to(port);
+    send_all(fd, req, strlen(req));
+    while (metric(port, "sluice_serve_requests_running") != 1)
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    close(fd);
+    while (metric(port, "sluice_serve_requests_running") != 0)
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    cr_expect_eq(metric(port, "sluice_serve_requests_total{route=\"/rag\",status=\"499\"}"), 1);
+    post(req, sizeof(req), "/rag", "{\"query\": \"GPTQ\", \"k\": 2, \"max_tokens\": 4}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect_eq(count(out, "\"score\": "), 2, "%s", out);
+    cr_expect_eq(health(port), 200);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* The official client's embeddings.create (base64 on the wire unless
+ * asked otherwise, decoded by the client) gives the embedder's vectors. */
+Test(serve, official_openai_npm_client_embeds_with_the_index) {
+    if (system("node --version >/dev/null 2>&1") != 0 ||
+        access(SLUICE_SOURCE_DIR "/tests/node_modules/openai/package.json", R_OK) != 0)
+        SKIP_UNLESS_REQUIRED("node or the openai package (npm ci in tests/) is missing");
+    make_index();
+    make_model();
+    const char *expected = write_expected();
+    char *keys = write_test_file(test_dir, "keys", "sk-test\n");
+    int port;
+    pid_t pid = start_serve(
+        (const char *[]){test_store_arg, "--index", index_folder, "--api-key-file", keys, NULL}, 1,
+        &port);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", port);
+    result r = run_in(NULL, NULL,
+                      (char *[]){"/usr/bin/env", "node",
+                                 SLUICE_SOURCE_DIR "/tests/serve/openai_client.mjs", url, "sk-test",
+                                 (char *)expected, NULL});
+    cr_expect_eq(r.status, 0, "%s%s\nserver:\n%s", r.out, r.err, server_log());
+    cr_expect_str_eq(r.out, "ok\n");
+    result_free(&r);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* --index names something that is not an index: refused before serving. */
+Test(serve, a_bad_index_is_refused) {
+    make_model();
+    /* the step id of an index, in a store that has no run */
+    result r = RUN(test_store_arg, "serve", "--model", model_dir, "--index", "index");
+    cr_expect_eq(r.status, 2);
+    cr_expect_not_null(strstr(r.err, "no runs in"), "%s", r.err);
+    result_free(&r);
+    /* a folder without an index: the loader's message, exit 1 */
+    r = RUN("serve", "--model", model_dir, "--index", test_dir, "--listen", "127.0.0.1:0");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "index.sluidx"), "%s", r.err);
+    result_free(&r);
 }
 
 /* ---- bad input ---- */

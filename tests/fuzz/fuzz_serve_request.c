@@ -1,16 +1,18 @@
 /* fuzz_serve_request - libFuzzer target for what sluice-serve does with a
  * client's bytes before any model runs: picohttpparser's request parsing
  * (as steps/serve/http.c calls it, in pieces as they may arrive) and the
- * body read as a chat and as a text completion request (libbson, the
- * field checks, the chat template), then an answer and an error object
- * written with the request's strings (the JSON escaping of arbitrary
- * bytes). Any crash, leak or sanitizer report is a bug. */
+ * body read as a chat, a text completion, a /rag and an embeddings request
+ * (libbson, the field checks, the chat template, the RAG prompt), then the
+ * answers and an error object written with the request's strings (the
+ * JSON escaping of arbitrary bytes, base64). Any crash, leak or sanitizer
+ * report is a bug. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "picohttp.h"
 #include "serve_api.h"
+#include "serve_retrieval_api.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,12 +26,44 @@ static void use_body(api_kind kind, const char *body, size_t len) {
         api_buf_free(&b);
         return;
     }
+    if (kind == API_RAG) {
+        /* the query as the chunks' texts too: they are arbitrary bytes of
+         * the store's */
+        rag_chunk chunks[2] = {{"c1", "", r.query, 0.5}, {r.query, r.query, "text", 0.25}};
+        char *prompt = rag_prompt(r.query, chunks, 2);
+        api_result res = {prompt ? prompt : "", prompt ? strlen(prompt) : 0, "stop", 1, 2};
+        rag_answer(&b, r.model ? r.model : "m", chunks, (size_t)r.k < 2 ? (size_t)r.k : 2, &res);
+        free(prompt);
+        api_buf_free(&b);
+        api_request_free(&r);
+        return;
+    }
     api_result res = {r.prompt, strlen(r.prompt), "stop", 1, 2};
     api_answer(&b, kind, "id", 0, r.model ? r.model : "m", &res);
     api_chunk(&b, kind, "id", 0, "m", 1, r.prompt, strlen(r.prompt), NULL, NULL);
     api_chunk(&b, kind, "id", 0, "m", 0, "", 0, "length", &res);
     api_buf_free(&b);
     api_request_free(&r);
+}
+
+/* The body as an embeddings request; its texts' bytes as the vectors. */
+static void use_embeddings(const char *body, size_t len) {
+    embed_request r;
+    const char *param;
+    char err[512];
+    api_buf b = {0};
+    if (embed_parse(body, len, &r, &param, err, sizeof(err)) != 0) {
+        api_error(&b, err, "invalid_request_error", param, NULL);
+        api_buf_free(&b);
+        return;
+    }
+    float v[2 * 7];
+    for (size_t i = 0; i < 2 * 7; i++)
+        v[i] = (float)(unsigned char)r.inputs[i % r.n][i % r.lens[i % r.n]] / 7.0f;
+    embed_answer(&b, v, r.n < 2 ? r.n : 2, 7, r.base64, r.model ? r.model : "m", (long)r.n);
+    api_buf_base64(&b, r.inputs[0], r.lens[0]);
+    api_buf_free(&b);
+    embed_request_free(&r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -51,5 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* the body (or the whole input when it is no request) as both kinds */
     use_body(API_CHAT, buf + at, size - at);
     use_body(API_COMPLETION, buf + at, size - at);
+    use_body(API_RAG, buf + at, size - at);
+    use_embeddings(buf + at, size - at);
     return 0;
 }

@@ -1,10 +1,14 @@
-// openai_client.mjs BASE_URL KEY - the official `openai` client (pinned in tests/package.json)
-// against `sluice serve` at BASE_URL (ending in /v1): models, chat whole and streamed, a text
-// completion, and errors as the library raises them (BadRequestError, AuthenticationError,
-// NotFoundError). Prints "ok" and exits 0 when every check holds.
+// openai_client.mjs BASE_URL KEY [EXPECTED.json] - the official `openai` client (pinned in
+// tests/package.json) against `sluice serve` at BASE_URL (ending in /v1): models, chat whole and
+// streamed, a text completion, and errors as the library raises them (BadRequestError,
+// AuthenticationError, NotFoundError). With EXPECTED.json (urllib_client.py's --retrieval file)
+// the server has an index: embeddings.create must give its vectors, as base64 (the client's
+// default, which it decodes) and as floats; without, it must raise NotFoundError. Prints "ok" and
+// exits 0 when every check holds.
+import { readFileSync } from "node:fs";
 import OpenAI from "openai";
 
-const [base, key] = process.argv.slice(2);
+const [base, key, expectedPath] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: base, apiKey: key, maxRetries: 0 });
 const check = (cond, msg) => {
   if (!cond) {
@@ -56,5 +60,38 @@ await raises(() => client.chat.completions.create({ ...params, messages: [] }),
   OpenAI.BadRequestError, 400);
 const wrong = new OpenAI({ baseURL: base, apiKey: "not-the-key", maxRetries: 0 });
 await raises(() => wrong.chat.completions.create(params), OpenAI.AuthenticationError, 401);
-await raises(() => client.embeddings.create({ model: "x", input: "a" }), OpenAI.NotFoundError, 404);
+if (expectedPath) {
+  const expected = JSON.parse(readFileSync(expectedPath, "utf8"));
+  const close = (got, want, what) => {
+    check(got.length === want.length, `${what}: ${got.length} components, want ${want.length}`);
+    const worst = Math.max(...got.map((x, i) => Math.abs(x - want[i])));
+    check(worst <= 1e-7, `${what}: differs by ${worst}`);
+  };
+  for (const encoding_format of [undefined, "float", "base64"]) {
+    const r = await client.embeddings.create({
+      model: "text-embedding-3-small",
+      input: expected.texts,
+      ...(encoding_format ? { encoding_format } : {}),
+    });
+    check(r.data.length === expected.texts.length, JSON.stringify(r.usage));
+    check(r.usage.prompt_tokens > 0 && r.usage.total_tokens === r.usage.prompt_tokens,
+      JSON.stringify(r.usage));
+    r.data.forEach((d, i) => {
+      check(d.index === i, `index ${d.index}`);
+      // asked for base64 explicitly, the client hands the string back undecoded
+      let v = d.embedding;
+      if (typeof v === "string") {
+        const b = Buffer.from(v, "base64");
+        v = Array.from(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)));
+      }
+      close(v, expected.vectors[i], `${encoding_format ?? "default"} input ${i}`);
+    });
+  }
+  const e = await raises(() => client.embeddings.create({ model: "x", input: [[1, 2, 3]] }),
+    OpenAI.BadRequestError, 400);
+  check(e.error?.param === "input", JSON.stringify(e.error));
+} else {
+  await raises(() => client.embeddings.create({ model: "x", input: "a" }), OpenAI.NotFoundError,
+    404);
+}
 console.log("ok");

@@ -1,15 +1,28 @@
-"""urllib_client.py BASE_URL [KEY] - talks to `sluice serve` at BASE_URL with Python's own
-urllib, as a user's script would, and checks OpenAI's shapes: /v1/models, chat and text
-completions whole and streamed (server-sent events ending in [DONE]), usage counts against
-/metrics, seeds, stop strings, and errors as urllib raises them (HTTPError with an OpenAI error
-object). Exits 0 when every check holds, else 1 naming the first that does not."""
+"""urllib_client.py BASE_URL [KEY] [--retrieval EXPECTED.json] - talks to `sluice serve` at
+BASE_URL with Python's own urllib, as a user's script would, and checks OpenAI's shapes:
+/v1/models, chat and text completions whole and streamed (server-sent events ending in [DONE]),
+usage counts against /metrics, seeds, stop strings, and errors as urllib raises them (HTTPError
+with an OpenAI error object). Without --retrieval the server has no index: /v1/embeddings and
+/rag must say so (404). With it, they are checked against EXPECTED.json (texts and their vectors
+as the index's embedder makes them, a chunk's text and its vector in the index, a query and the
+chunk ids `sluice search` ranks first for it). Exits 0 when every check holds, else 1 naming the
+first that does not."""
+import base64
 import json
+import struct
 import sys
 import urllib.error
 import urllib.request
 
-BASE = sys.argv[1].rstrip("/")
-KEY = sys.argv[2] if len(sys.argv) > 2 else None
+ARGS = sys.argv[1:]
+EXPECTED = None
+if "--retrieval" in ARGS:
+    at = ARGS.index("--retrieval")
+    with open(ARGS[at + 1]) as f:
+        EXPECTED = json.load(f)
+    del ARGS[at:at + 2]
+BASE = ARGS[0].rstrip("/")
+KEY = ARGS[1] if len(ARGS) > 1 else None
 
 
 def fail(msg):
@@ -33,9 +46,12 @@ def request(path, body=None, method=None, raw=None, key=KEY):
 
 
 def call(path, body=None, **kw):
-    with request(path, body, **kw) as r:
-        check(r.status == 200, f"{path}: status {r.status}")
-        return json.loads(r.read())
+    try:
+        with request(path, body, **kw) as r:
+            check(r.status == 200, f"{path}: status {r.status}")
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        fail(f"{path} {body!r}: HTTP {e.code}: {e.read().decode(errors='replace')}")
 
 
 def error(path, body=None, want=400, **kw):
@@ -174,6 +190,89 @@ if KEY:
     with request("/health", key=None) as r:
         check(r.status == 200, "/health needs no key")
 
+
+
+def close(a, b, tol, what):
+    check(len(a) == len(b), f"{what}: {len(a)} components, want {len(b)}")
+    worst = max(abs(x - y) for x, y in zip(a, b))
+    check(worst <= tol, f"{what}: differs by {worst} (more than {tol})")
+
+
+def retrieval(exp):
+    texts, want = exp["texts"], exp["vectors"]
+    r = call("/v1/embeddings", {"model": "text-embedding-3-small", "input": texts})
+    check(r["object"] == "list" and r["model"] == "text-embedding-3-small", f"embeddings: {r}")
+    check([d["index"] for d in r["data"]] == list(range(len(texts))), f"indexes: {r['data']}")
+    check(all(d["object"] == "embedding" for d in r["data"]), "object embedding")
+    u = r["usage"]
+    check(u["prompt_tokens"] > 0 and u["total_tokens"] == u["prompt_tokens"], f"usage: {u}")
+    for i, d in enumerate(r["data"]):
+        # the same floats as the embedder's, printed with 9 digits both ways
+        close(d["embedding"], want[i], 1e-7, f"input {i}")
+    # a chunk of the index: the vector the index holds for it
+    close(r["data"][2]["embedding"], exp["row_vector"], 1e-6, "the chunk's vector in the index")
+    # base64: little-endian float32s, the same values bit for bit
+    b = call("/v1/embeddings", {"input": texts, "encoding_format": "base64"})
+    for i, d in enumerate(b["data"]):
+        raw = base64.b64decode(d["embedding"], validate=True)
+        floats = struct.unpack(f"<{len(raw) // 4}f", raw)
+        as_f32 = struct.unpack(f"<{len(want[i])}f", struct.pack(f"<{len(want[i])}f",
+                                                                 *r["data"][i]["embedding"]))
+        check(floats == as_f32, f"base64 input {i} decodes to other floats")
+    one = call("/v1/embeddings", {"input": texts[0]})
+    check(len(one["data"]) == 1 and one["data"][0]["embedding"] == r["data"][0]["embedding"],
+          "a string input is the array's first")
+    check(one["usage"]["prompt_tokens"] < u["prompt_tokens"], "usage counts each input")
+
+    # /rag: the chunks `sluice search` ranks first, in its order, and an answer
+    body = {"query": exp["query"], "k": 3, "temperature": 0, "max_tokens": 12, "seed": 1}
+    a = call("/rag", body)
+    check([c["id"] for c in a["context"]] == exp["ids"],
+          f"/rag context {[c['id'] for c in a['context']]}, sluice search {exp['ids']}")
+    check(all(c["text"] and c["link"].startswith("http") and c["score"] > 0
+              for c in a["context"]), f"context: {a['context']}")
+    check(a["context"][0]["score"] >= a["context"][-1]["score"], "best first")
+    check(isinstance(a["answer"], str) and a["model"] == name, f"answer: {a}")
+    ua = a["usage"]
+    check(0 < ua["completion_tokens"] <= 12 and ua["prompt_tokens"] > 100, f"usage: {ua}")
+    check(call("/rag", body)["answer"] == a["answer"], "greedy /rag answers differ")
+    d = call("/rag", {"query": exp["query"]})
+    check([c["id"] for c in d["context"]] == exp["ids"], "k is 3 by default")
+    one = call("/rag", dict(body, k=1))
+    check([c["id"] for c in one["context"]] == exp["ids"][:1], f"k=1: {one['context']}")
+
+    # errors name the field
+    for bad, param in (({"input": [1, 2, 3]}, "input"), ({"input": [[1, 2]]}, "input"),
+                       ({"input": 5}, "input"), ({"input": []}, "input"),
+                       ({"input": ["a", ""]}, "input"), ({}, "input"),
+                       ({"input": "a", "encoding_format": "hex"}, "encoding_format"),
+                       ({"input": "a", "dimensions": 3}, "dimensions"),
+                       ({"input": "a", "model": 7}, "model")):
+        e = error("/v1/embeddings", bad)
+        check(e["param"] == param, f"{bad}: param {e['param']}, want {param}")
+    e = error("/v1/embeddings", {"input": [1, 2, 3]})
+    check("token" in e["message"], f"token arrays: {e}")
+    for bad, param in (({"query": exp["query"], "k": 0}, "k"),
+                       ({"query": exp["query"], "k": 21}, "k"),
+                       ({"query": exp["query"], "k": "3"}, "k"),
+                       ({"query": exp["query"], "k": 2.5}, "k"),
+                       ({"query": 5}, "query"), ({"query": ""}, "query"), ({"k": 3}, "query"),
+                       ({"query": "x", "temperature": 3}, "temperature"),
+                       ({"query": "x", "stream": True}, "stream")):
+        e = error("/rag", bad)
+        check(e["param"] == param, f"{bad}: param {e['param']}, want {param}")
+    error("/rag", raw=b'{"query": ')
+    error("/rag", want=405)
+    error("/v1/embeddings", want=405)
+
+
+if EXPECTED:
+    retrieval(EXPECTED)
+else:
+    for path, body in (("/v1/embeddings", {"input": "a"}), ("/rag", {"query": "a"})):
+        e = error(path, body, want=404)
+        check("no index" in e["message"], f"{path} without an index: {e}")
+
 # The metrics count what happened, by route and status.
 with request("/metrics") as r:
     m = r.read().decode()
@@ -182,6 +281,9 @@ for needle in ('sluice_serve_requests_total{route="/v1/chat/completions",status=
                'sluice_serve_requests_total{route="other",status="404"}',
                'sluice_serve_request_duration_seconds_bucket{route="/v1/chat/completions",'
                'le="+Inf"}',
+               'sluice_serve_requests_total{route="/rag",status="%d"}' % (400 if EXPECTED else 404),
+               'sluice_serve_requests_total{route="/v1/embeddings",status="%d"}'
+               % (200 if EXPECTED else 404),
                "sluice_serve_requests_running 0", "sluice_serve_requests_queued 0",
                "sluice_serve_ready 1"):
     check(needle in m, f"/metrics has no {needle}:\n{m}")
