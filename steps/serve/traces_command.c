@@ -144,7 +144,7 @@ static int traces_load(store_traces *t) {
         if (!is_segment(de->d_name))
             continue;
         char path[4300];
-        snprintf(path, sizeof(path), "%s/%s", t->dir, de->d_name);
+        snprintf(path, sizeof(path), "%s/%.16s", t->dir, de->d_name);
         FILE *f = fopen(path, "rb");
         if (!f) {
             if (errno != ENOENT)
@@ -152,7 +152,7 @@ static int traces_load(store_traces *t) {
             continue;
         }
         segment s = {0};
-        snprintf(s.name, sizeof(s.name), "%s", de->d_name);
+        memcpy(s.name, de->d_name, 17); /* is_segment: 16 characters */
         FILE *m = open_memstream(&s.text, &s.len);
         char buf[65536];
         size_t n;
