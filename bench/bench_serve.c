@@ -13,6 +13,13 @@
  *      the weight bytes is the most tokens/s a single stream can reach.
  *      The rate is the difference of two generations (16 and 144 tokens),
  *      which takes out the request's and the prompt's cost.
+ *   3. Aggregate decode tokens/s of N streams at once (N = 1, 2, 4) on a
+ *      server started with --parallel N, each stream its own completion,
+ *      the tokens of all summed, again as a difference of two lengths;
+ *      printed against the single-stream bound. The server has no
+ *      batching yet: each slot reads every weight for its own token, so N
+ *      streams share the memory bandwidth (and the machine's cores)
+ *      rather than one read of the weights serving N tokens.
  *
  * The model has random weights and a tokenizer without EOS, so that every
  * generation runs to max_tokens. */
@@ -173,15 +180,8 @@ static double nginx_rps(const char *body) {
     return rps;
 }
 
-/* The wall time of a completion of n tokens; the answer must say n. */
-static double completion(int port, int n) {
-    char cmd[512], out[128];
-    snprintf(out, sizeof(out), "%s/answer.json", dir);
-    snprintf(cmd, sizeof(cmd),
-             "curl -sf -o %s http://127.0.0.1:%d/v1/completions -d '{\"prompt\": \"A pipeline\", "
-             "\"max_tokens\": %d, \"temperature\": 0}'",
-             out, port, n);
-    double t = timed(NAME, "a completion", cmd);
+/* The answer in path must say it generated n tokens. */
+static void check_answer(const char *out, int n) {
     FILE *f = fopen(out, "r");
     char text[65536];
     size_t len = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
@@ -193,7 +193,52 @@ static double completion(int port, int n) {
         fprintf(stderr, NAME ": asked %d tokens, got: %s\n", n, text);
         exit(1);
     }
+}
+
+/* The wall time of streams completions of n tokens each, sent at once,
+ * until the last one ends; each answer must say n. */
+static double completions(int port, int streams, int n) {
+    char cmd[1024], out[128];
+    snprintf(cmd, sizeof(cmd),
+             "pids=; for i in $(seq %d); do curl -sf -o %s/answer-$i.json "
+             "http://127.0.0.1:%d/v1/completions -d '{\"prompt\": \"A pipeline\", "
+             "\"max_tokens\": %d, \"temperature\": 0}' & pids=\"$pids $!\"; done; "
+             "fail=0; for p in $pids; do wait $p || fail=1; done; exit $fail",
+             streams, dir, port, n);
+    double t = timed(NAME, "completions", cmd);
+    for (int i = 1; i <= streams; i++) {
+        snprintf(out, sizeof(out), "%s/answer-%d.json", dir, i);
+        check_answer(out, n);
+    }
     return t;
+}
+
+static double completion(int port, int n) { return completions(port, 1, n); }
+
+/* Decode tokens/s of streams at once: the difference of a long and a short
+ * generation per stream (best of two), so the requests and prompts are
+ * not in it. */
+static double decode_rate(int port, int streams, int reps) {
+    double best = 1e9;
+    for (int r = 0; r < reps; r++) {
+        double dt = completions(port, streams, 144) - completions(port, streams, 16);
+        best = dt < best ? dt : best;
+    }
+    return streams * 128 / best;
+}
+
+static pid_t start_serve(const char *model_dir, const char *parallel, const char *port_file,
+                         const char *log, int *port) {
+    unlink(port_file);
+    pid_t pid =
+        spawn((char *[]){SLUICE_SERVE_BIN, "--model", (char *)model_dir, "--listen", "127.0.0.1:0",
+                         "--port-file", (char *)port_file, "--parallel", (char *)parallel, NULL},
+              log);
+    *port = wait_port(NAME, "sluice serve", port_file, pid);
+    char url[96];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", *port);
+    wait_ok(url, "sluice serve");
+    return pid;
 }
 
 /* Single-thread memory read rate, bytes/s: best of 5 reads of a buffer of
@@ -230,13 +275,14 @@ int main(void) {
     size_t weight_bytes;
     make_model(model_dir, &weight_bytes);
 
-    pid_t pid = spawn((char *[]){SLUICE_SERVE_BIN, "--model", model_dir, "--listen", "127.0.0.1:0",
-                                 "--port-file", port_file, NULL},
-                      log);
-    int port = wait_port(NAME, "sluice serve", port_file, pid);
+    /* the servers' traces (on, as by default) go to a store of the run's */
+    char store[96];
+    snprintf(store, sizeof(store), "%s/store", dir);
+    setenv("SLUICE_HOME", store, 1);
+    int port;
+    pid_t pid = start_serve(model_dir, "1", port_file, log, &port);
     char url[96];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", port);
-    wait_ok(url, "sluice serve");
     double ours = wrk(url);
     double theirs = nginx_rps("{\"status\": \"ok\"}\n");
     printf("GET /health, wrk -t1 -c50 -d5s (requests/s)\n");
@@ -245,12 +291,8 @@ int main(void) {
     printf("  ratio         %10.0f%%   (goal >= 50%%)\n", 100 * ours / theirs);
 
     completion(port, 4); /* warm: the weights paged in */
-    double best = 1e9;
-    for (int r = 0; r < 3; r++) {
-        double dt = completion(port, 144) - completion(port, 16);
-        best = dt < best ? dt : best;
-    }
-    double rate = 128 / best, bw = bandwidth(weight_bytes), bound = bw / (double)weight_bytes;
+    double rate = decode_rate(port, 1, 3), bw = bandwidth(weight_bytes),
+           bound = bw / (double)weight_bytes;
     printf("single-stream decode, GPT-2-small-shaped (12 x 768, %.0f MB of F32 weights)\n",
            (double)weight_bytes / 1e6);
     printf("  sluice serve  %10.1f tokens/s\n", rate);
@@ -258,6 +300,21 @@ int main(void) {
            bw / 1e9);
     printf("  ratio         %10.0f%%\n", 100 * rate / bound);
     stop(pid);
+
+    printf("aggregate decode, N streams at once on sluice serve --parallel N (%ld cores; no\n"
+           "batching yet: each slot reads every weight for its own token)\n",
+           sysconf(_SC_NPROCESSORS_ONLN));
+    static const char *const parallel[] = {"1", "2", "4"};
+    for (int i = 0; i < 3; i++) {
+        int n = atoi(parallel[i]);
+        pid = start_serve(model_dir, parallel[i], port_file, log, &port);
+        completions(port, n, 4);
+        double agg = decode_rate(port, n, 2);
+        printf("  --parallel %d  %10.1f tokens/s   %3.0f%% of the single-stream bound, %.2fx one "
+               "stream\n",
+               n, agg, 100 * agg / bound, agg / rate);
+        stop(pid);
+    }
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         return 1;

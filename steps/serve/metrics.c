@@ -19,6 +19,10 @@ static const char *const route_names[ROUTE_COUNT] = {
     "none",
 };
 
+const char *metrics_route_name(metrics_route route) {
+    return route < ROUTE_COUNT ? route_names[route] : "other";
+}
+
 /* Request latency buckets, seconds: from a /health answer to a long
  * generation. */
 static const double bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,

@@ -137,6 +137,14 @@ int serve_index_job(serve_index *ix, int rag, const char *body, size_t len, gen_
     return 0;
 }
 
+size_t serve_index_context_ids(const gen_job *j, const char **ids, size_t max) {
+    const index_work *w = j->extra;
+    size_t n = 0;
+    for (; w && w->rag && n < w->n_chunks && n < max; n++)
+        ids[n] = w->chunks[n].id;
+    return n;
+}
+
 void serve_index_answer(api_buf *b, const gen_job *j, const char *model_name,
                         const api_result *res) {
     const index_work *w = j->extra;

@@ -23,6 +23,7 @@
 #include "serve_http.h"
 #include "serve_metrics.h"
 #include "serve_retrieval.h"
+#include "serve_traces.h"
 
 static const command_info info = {
     "serve",
@@ -52,7 +53,10 @@ static const command_info info = {
     "  --header-timeout S      seconds for a request's head (default 10)\n"
     "  --body-timeout S        seconds for its body (default 30)\n"
     "  --idle-timeout S        seconds a kept-alive connection may wait (default 60)\n"
-    "  --threads N             OpenBLAS threads per generation (default 1)\n",
+    "  --threads N             OpenBLAS threads per generation (default 1)\n"
+    "  --trace-retention R     traces kept in the store: N records, a size (64MB), or both\n"
+    "                          (N,SIZE); default 10000,256MiB. See 'sluice traces'\n"
+    "  --no-traces             record no traces\n",
 };
 
 #define MAX_KEYS 64
@@ -76,6 +80,8 @@ typedef struct server {
     long started;
     uv_signal_t sigterm, sigint;
     uv_work_t load;
+    trace_log *traces;      /* NULL: --no-traces */
+    const char *model_spec; /* --model as given: the traces' model_version */
 } server;
 
 /* A request being answered by a generation. */
@@ -164,6 +170,39 @@ static metrics_route route_of(const char *path, size_t len) {
     return ROUTE_OTHER;
 }
 
+/* A generation route's trace (serve_traces.h): r and j NULL when the
+ * request was refused before they existed; token counts are known only
+ * from a finished job. */
+static void trace_generation(server *s, metrics_route route, uint64_t t0, int status,
+                             const api_request *r, const gen_job *j, const api_buf *text,
+                             const char *error) {
+    trace_entry e = {.route = metrics_route_name(route),
+                     .status = status,
+                     .model = s->name,
+                     .model_version = s->model_spec,
+                     .model_folder = s->folder,
+                     .prompt_tokens = -1,
+                     .completion_tokens = -1,
+                     .latency_s = since(t0),
+                     .error = error};
+    if (r) {
+        e.prompt = r->prompt, e.prompt_len = r->prompt ? strlen(r->prompt) : 0;
+        e.stream = r->stream;
+    }
+    if (j && j->done) {
+        e.prompt_tokens = j->prompt_tokens, e.completion_tokens = j->completion_tokens;
+        e.finish_reason = j->status ? NULL : j->finish_reason;
+    }
+    if (text)
+        e.answer = text->p, e.answer_len = text->len;
+    const char *context[API_RAG_MAX_K];
+    if (j && route == ROUTE_RAG) {
+        e.context_ids = context;
+        e.n_context = serve_index_context_ids(j, context, API_RAG_MAX_K);
+    }
+    trace_record(s->traces, &e);
+}
+
 static void pending_free(pending *p) {
     api_buf_free(&p->text);
     free(p);
@@ -188,6 +227,7 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
     if (rc) {
         gen_job_free(j);
         free(p);
+        trace_generation(s, route, t0, rc == -ENOMEM ? 500 : 400, NULL, NULL, NULL, err);
         answer_error(s, c, route, t0, rc == -ENOMEM ? 500 : 400, err, param);
         return;
     }
@@ -197,10 +237,12 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
              (unsigned long long)++s->next_id);
     j->user = p;
     if (gen_pool_submit(s->pool, j) != 0) {
+        static const char busy[] =
+            "the server is busy: every slot is generating and the queue is full";
+        trace_generation(s, route, t0, 429, &j->req, NULL, NULL, busy);
         gen_job_free(j);
         free(p);
-        answer_error(s, c, route, t0, 429,
-                     "the server is busy: every slot is generating and the queue is full", NULL);
+        answer_error(s, c, route, t0, 429, busy, NULL);
         return;
     }
     http_conn_set_user(c, p);
@@ -254,15 +296,17 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
                        s->started);
         break;
     default:
-        if ((route == ROUTE_EMBEDDINGS || route == ROUTE_RAG) && !s->index_folder[0])
+        if ((route == ROUTE_EMBEDDINGS || route == ROUTE_RAG) && !s->index_folder[0]) {
             answer_error(s, c, route, t0, 404,
                          "no index is loaded: start sluice serve with --index INDEX to serve "
                          "/v1/embeddings and /rag",
                          NULL);
-        else if (!s->ready)
+        } else if (!s->ready) {
+            trace_generation(s, route, t0, 503, NULL, NULL, NULL, "loading the model");
             answer_error(s, c, route, t0, 503, "loading the model", NULL);
-        else
+        } else {
             start_generation(s, c, r, route, t0);
+        }
         return;
     }
     if (b.failed)
@@ -279,6 +323,7 @@ static void on_abort(http_conn *c, void *ctx) {
     pending *p = http_conn_user(c);
     if (!p)
         return;
+    trace_generation(s, p->route, p->t0, 499, &p->job->req, NULL, &p->text, "the client left");
     gen_pool_cancel(s->pool, p->job);
     metrics_request(s->metrics, p->route, 499, since(p->t0));
     pending_free(p);
@@ -321,6 +366,8 @@ static void on_event(gen_job *j, void *ctx) {
         } else {
             answer_error(s, c, p->route, p->t0, j->status, j->message, NULL);
         }
+        trace_generation(s, p->route, p->t0, p->streaming ? 200 : j->status, r, j, &p->text,
+                         j->message);
         http_conn_set_user(c, NULL);
         pending_free(p);
         return;
@@ -336,6 +383,8 @@ static void on_event(gen_job *j, void *ctx) {
         if (j->text_len)
             api_chunk(&b, r->kind, p->id, p->created, model_name, 0, j->text, j->text_len, NULL,
                       NULL);
+        if (s->traces) /* the answer, for its trace */
+            api_buf_add(&p->text, j->text ? j->text : "", j->text_len);
         if (j->done) {
             api_chunk(&b, r->kind, p->id, p->created, model_name, 0, "", 0, j->finish_reason, NULL);
             if (r->include_usage) {
@@ -350,6 +399,7 @@ static void on_event(gen_job *j, void *ctx) {
             return;
         http_stream_end(c);
         metrics_request(s->metrics, p->route, 200, since(p->t0));
+        trace_generation(s, p->route, p->t0, 200, r, j, &p->text, NULL);
     } else {
         api_buf_add(&p->text, j->text ? j->text : "", j->text_len);
         if (!j->done)
@@ -361,10 +411,13 @@ static void on_event(gen_job *j, void *ctx) {
             serve_index_answer(&b, j, model_name, &res);
         else
             api_answer(&b, r->kind, p->id, p->created, model_name, &res);
-        if (b.failed || p->text.failed)
+        int ok = !b.failed && !p->text.failed;
+        if (!ok)
             answer_error(s, c, p->route, p->t0, 500, "out of memory", NULL);
         else
             answer(s, c, p->route, p->t0, 200, "application/json", b.p, b.len, NULL);
+        trace_generation(s, p->route, p->t0, ok ? 200 : 500, r, j, &p->text,
+                         ok ? NULL : "out of memory");
         api_buf_free(&b);
     }
     metrics_tokens(s->metrics, j->prompt_tokens, j->completion_tokens);
@@ -489,6 +542,8 @@ int main(int argc, char **argv) {
         {"body-timeout", required_argument, NULL, 'b'},
         {"idle-timeout", required_argument, NULL, 'i'},
         {"threads", required_argument, NULL, 't'},
+        {"trace-retention", required_argument, NULL, 'R'},
+        {"no-traces", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     static server s;
@@ -496,6 +551,8 @@ int main(int argc, char **argv) {
     const char *listen = "127.0.0.1:8080", *port_file = NULL, *dir = NULL, *keys = NULL;
     const char *name = NULL, *index_spec = NULL;
     double v, threads = 1;
+    uint64_t trace_records = TRACE_DEFAULT_RECORDS, trace_bytes = TRACE_DEFAULT_BYTES;
+    int traces = 1;
     s.parallel = 1;
     s.queue = 16;
     int c;
@@ -562,6 +619,15 @@ int main(int argc, char **argv) {
             if (command_number(&info, "threads", optarg, 1, 256, &threads))
                 return COMMAND_BAD_INPUT;
             break;
+        case 'R': {
+            char e[256];
+            if (traces_parse_retention(optarg, &trace_records, &trace_bytes, e, sizeof(e)))
+                return bad("%s", e);
+            break;
+        }
+        case 'T':
+            traces = 0;
+            break;
         default:
             return COMMAND_BAD_INPUT;
         }
@@ -593,14 +659,26 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.started = (long)time(NULL);
-    if (!(s.metrics = metrics_new()))
+    s.model_spec = dir;
+    if (traces) {
+        char tdir[4200], e[4400];
+        snprintf(tdir, sizeof(tdir), "%s/traces", command_store());
+        trace_config tc = {tdir,      trace_records, trace_bytes, (const char *const *)s.keys,
+                           s.key_len, s.n_keys};
+        if (traces_open(&tc, &s.traces, e, sizeof(e)))
+            return bad("%s (or --no-traces)", e);
+    }
+    if (!(s.metrics = metrics_new())) {
+        traces_close(s.traces);
         return bad("out of memory");
+    }
     http_handler h = {on_request, on_abort, on_refused, &s};
     char err[512];
     int port = 0;
     if (http_server_new(s.loop, listen, &lim, &h, &s.http, &port, err, sizeof(err)) != 0) {
         uv_run(s.loop, UV_RUN_DEFAULT);
         metrics_free(s.metrics);
+        traces_close(s.traces);
         return bad("%s", err);
     }
     uv_signal_init(s.loop, &s.sigterm);
@@ -613,12 +691,14 @@ int main(int argc, char **argv) {
         drain(&s);
         uv_run(s.loop, UV_RUN_DEFAULT);
         metrics_free(s.metrics);
+        traces_close(s.traces);
         return COMMAND_BAD_INPUT;
     }
     s.load.data = &s;
     uv_queue_work(s.loop, &s.load, load_work, load_done);
     uv_run(s.loop, UV_RUN_DEFAULT);
     uv_loop_close(s.loop);
+    traces_close(s.traces); /* every answer is done: its trace is queued */
     model_free(s.m);
     serve_index_close(s.index);
     metrics_free(s.metrics);

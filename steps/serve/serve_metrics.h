@@ -25,6 +25,9 @@ typedef enum metrics_route {
 
 typedef struct metrics metrics;
 
+/* The route's label ("/v1/chat/completions", "other", ...). */
+const char *metrics_route_name(metrics_route route);
+
 /* NULL when out of memory; metrics_free ends it. */
 metrics *metrics_new(void);
 void metrics_free(metrics *m);

@@ -37,4 +37,9 @@ int serve_index_job(serve_index *ix, int rag, const char *body, size_t len, gen_
 void serve_index_answer(api_buf *b, const gen_job *j, const char *model_name,
                         const api_result *res);
 
+/* The ids of the chunks a /rag job readied by serve_index_job retrieved,
+ * into ids (at most max, borrowed from the index); how many (0 for an
+ * embeddings job, or before its retrieval ran). */
+size_t serve_index_context_ids(const gen_job *j, const char **ids, size_t max);
+
 #endif

@@ -182,8 +182,8 @@ Test(cli, usage_errors_exit_2) {
 }
 
 Test(cli, every_command_has_help) {
-    const char *cmds[] = {"run",       "validate", "status",  "graph", "runs",   "resume",
-                          "artifacts", "lineage",  "plugins", "gc",    "search", "serve"};
+    const char *cmds[] = {"run",     "validate", "status", "graph",  "runs",  "resume", "artifacts",
+                          "lineage", "plugins",  "gc",     "search", "serve", "traces"};
     result top = RUN("--help");
     cr_expect_eq(top.status, 0);
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
