@@ -107,8 +107,8 @@ typedef struct pending {
     uint64_t t0;
     char id[48];
     long created;
-    int streaming; /* the stream's head is sent */
-    api_buf text;  /* a whole answer's text so far */
+    int streaming;        /* the stream's head is sent */
+    api_buf text;         /* a whole answer's text so far */
     char model_name[256]; /* the model's id when it began: a reload changes s->name */
 } pending;
 
@@ -499,7 +499,8 @@ static void reload_answer(server *s, reload *rl, int status, const char *message
     if (!rl->c)
         return;
     if (status != 200) {
-        answer_error(s, rl->c, ROUTE_RELOAD, rl->t0, status, message, status == 400 ? "model" : NULL);
+        answer_error(s, rl->c, ROUTE_RELOAD, rl->t0, status, message,
+                     status == 400 ? "model" : NULL);
         return;
     }
     api_buf b = {0};
