@@ -1,7 +1,6 @@
 /* cmd_models.c - sluice models list | show | promote | diff: the model
  * registry (metadata/modelreg.h, docs/registry.md). */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 
 #include "cli.h"
 #include "diff.h"
+#include "fsutil.h"
 #include "inspect.h"
 #include "modelreg.h"
 
@@ -87,7 +87,7 @@ static int scan_deployment(void *ud, const char *key, size_t len, const bson_t *
     if ((int)inspect_num(doc, "version") != s->version)
         return 0;
     long pid = (long)inspect_num(doc, "pid");
-    int running = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    int running = process_running(pid);
     if (s->array) {
         char idx[16];
         const char *k;

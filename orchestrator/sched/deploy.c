@@ -94,18 +94,6 @@ static int write_file(const char *path, const char *text, mode_t mode) {
     return rc;
 }
 
-/* Whether pid runs (a zombie no longer does). */
-static int alive(pid_t pid) {
-    if (pid <= 0 || kill(pid, 0) != 0)
-        return 0;
-    char path[64], stat[512];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    if (read_line(path, stat, sizeof(stat)) != 0)
-        return 1;
-    const char *paren = strrchr(stat, ')');
-    return !(paren && paren[1] == ' ' && paren[2] == 'Z');
-}
-
 typedef struct answer {
     char text[2048];
     size_t len;
@@ -161,7 +149,7 @@ static long http(const place *pl, const char *path, const char *body, long timeo
 static int serving(place *pl) {
     char line[64];
     if (read_line(pl->pid_path, line, sizeof(line)) != 0 || (pl->pid = atoi(line)) <= 0 ||
-        !alive(pl->pid) || read_line(pl->port_path, line, sizeof(line)) != 0 ||
+        !process_running(pl->pid) || read_line(pl->port_path, line, sizeof(line)) != 0 ||
         (pl->port = atoi(line)) <= 0 || read_line(pl->key_path, pl->key, sizeof(pl->key)) != 0)
         return 0;
     place_url(pl);
@@ -212,23 +200,11 @@ static _Noreturn void exec_server(const place *pl, const serve_args *a) {
     char store[4200], parallel[32];
     snprintf(store, sizeof(store), "--store=%s", a->store);
     snprintf(parallel, sizeof(parallel), "%ld", a->parallel);
-    const char *argv[32] = {"sluice",
-                            store,
-                            "serve",
-                            "--model",
-                            a->model,
-                            "--listen",
-                            a->listen,
-                            "--port-file",
-                            pl->port_path,
-                            "--admin-key-file",
-                            pl->key_path,
-                            "--model-name",
-                            a->name,
-                            "--model-version",
-                            a->version,
-                            "--parallel",
-                            parallel};
+    const char *argv[32] = {
+        "sluice",     store,          "serve",       "--model",         a->model,
+        "--listen",   a->listen,      "--port-file", pl->port_path,     "--admin-key-file",
+        pl->key_path, "--model-name", a->name,       "--model-version", a->version,
+        "--parallel", parallel};
     size_t n = 17;
     if (a->api_keys && a->api_keys[0])
         argv[n++] = "--api-key-file", argv[n++] = a->api_keys;
@@ -262,13 +238,7 @@ static int make_key(place *pl) {
 /* Starts the server detached and waits (at most wait_s) for its /health:
  * 1, or 0 with why. */
 static int start_server(place *pl, const serve_args *a, double wait_s, char *why, size_t why_size) {
-    char serve_dir[4300];
-    snprintf(serve_dir, sizeof(serve_dir), "%.4200s", pl->dir);
-    *strrchr(serve_dir, '/') = '\0';
-    int rc = 0;
-    if ((mkdir(serve_dir, 0700) != 0 && errno != EEXIST) ||
-        (mkdir(pl->dir, 0700) != 0 && errno != EEXIST))
-        rc = -errno;
+    int rc = mkdir_p(pl->dir, 0700);
     if (rc == 0)
         rc = make_key(pl);
     unlink(pl->port_path);
@@ -313,7 +283,7 @@ static int start_server(place *pl, const serve_args *a, double wait_s, char *why
     }
     double deadline = sched_wall_now() + wait_s;
     for (;;) {
-        if (!alive(pl->pid)) {
+        if (!process_running(pl->pid)) {
             char tail[600];
             log_tail(pl, tail, sizeof(tail));
             snprintf(why, why_size, "sluice serve stopped before it was ready; %s ends:\n%s",
@@ -404,17 +374,16 @@ int sched_run_deploy(attempt *at, char *why, size_t why_size) {
     char vtext[16];
     snprintf(vtext, sizeof(vtext), "%d", version);
     const char *shown = sched_param_str(t, "name");
-    serve_args a = {.exe = r->o->exe,
-                    .store = r->store.root,
-                    .model = mp->path,
-                    .listen = listen,
-                    .name = shown[0] ? shown : name,
-                    .version = vtext,
-                    .api_keys = sched_param_str(t, "api_key_file"),
-                    .index = sched_input_artifact(at, "index"),
-                    .parallel = pp && pp->value && pp->value->kind == VAL_INT
-                                    ? (long)pp->value->u.integer
-                                    : 1};
+    serve_args a = {
+        .exe = r->o->exe,
+        .store = r->store.root,
+        .model = mp->path,
+        .listen = listen,
+        .name = shown[0] ? shown : name,
+        .version = vtext,
+        .api_keys = sched_param_str(t, "api_key_file"),
+        .index = sched_input_artifact(at, "index"),
+        .parallel = pp && pp->value && pp->value->kind == VAL_INT ? (long)pp->value->u.integer : 1};
     place pl = {0};
     place_init(&pl, r->store.root, listen);
     int up = serving(&pl);
