@@ -20,6 +20,7 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,8 +28,8 @@
 #define POLL_NS 50000000L /* between two looks at a server coming up */
 
 typedef struct place {
-    char dir[4200];
-    char pid_path[4300], port_path[4300], key_path[4300], log_path[4300];
+    char dir[4352];
+    char pid_path[4400], port_path[4400], key_path[4400], log_path[4400];
     char host[300]; /* to connect to */
     pid_t pid;
     int port;
@@ -37,7 +38,7 @@ typedef struct place {
 } place;
 
 static void place_init(place *pl, const char *store, const char *listen) {
-    char name[256];
+    char name[128];
     size_t n = 0;
     for (const char *c = listen; *c && n < sizeof(name) - 1; c++)
         name[n++] = (char)((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') ||
@@ -45,7 +46,7 @@ static void place_init(place *pl, const char *store, const char *listen) {
                                ? *c
                                : '_');
     name[n] = '\0';
-    snprintf(pl->dir, sizeof(pl->dir), "%s/serve/%s", store, name);
+    snprintf(pl->dir, sizeof(pl->dir), "%.4096s/serve/%s", store, name);
     snprintf(pl->pid_path, sizeof(pl->pid_path), "%s/pid", pl->dir);
     snprintf(pl->port_path, sizeof(pl->port_path), "%s/port", pl->dir);
     snprintf(pl->key_path, sizeof(pl->key_path), "%s/admin.key", pl->dir);
@@ -80,8 +81,8 @@ static int read_line(const char *path, char *out, size_t size) {
 }
 
 static int write_file(const char *path, const char *text, mode_t mode) {
-    char tmp[4400];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    char tmp[4500];
+    snprintf(tmp, sizeof(tmp), "%.4400s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
     if (fd < 0)
         return -errno;
@@ -145,7 +146,8 @@ static long http(const place *pl, const char *path, const char *body, long timeo
     return status;
 }
 
-/* The server this store started on the place, if it is there and ready. */
+/* The server this store started on the place: 1 when it is there and
+ * ready, -1 when it is there but does not answer 200, 0 when none is. */
 static int serving(place *pl) {
     char line[64];
     if (read_line(pl->pid_path, line, sizeof(line)) != 0 || (pl->pid = atoi(line)) <= 0 ||
@@ -154,7 +156,9 @@ static int serving(place *pl) {
         return 0;
     place_url(pl);
     answer a;
-    return http(pl, "/health", NULL, 5000, &a) == 200 ? 1 : -1;
+    long status = http(pl, "/health", NULL, 5000, &a);
+    /* nothing answering there: the pid is another process's by now */
+    return status == 200 ? 1 : status ? -1 : 0;
 }
 
 static void log_tail(const place *pl, char *out, size_t size) {
@@ -178,9 +182,29 @@ typedef struct serve_args {
     long parallel;
 } serve_args;
 
+/* The server's arguments into argv (32 entries), store and parallel
+ * their buffers: made before the fork, so that the child only execs. */
+static void server_argv(const place *pl, const serve_args *a, const char **argv, char *store,
+                        size_t store_size, char *parallel, size_t parallel_size) {
+    snprintf(store, store_size, "--store=%s", a->store);
+    snprintf(parallel, parallel_size, "%ld", a->parallel);
+    const char *head[] = {
+        "sluice",     store,          "serve",       "--model",         a->model,
+        "--listen",   a->listen,      "--port-file", pl->port_path,     "--admin-key-file",
+        pl->key_path, "--model-name", a->name,       "--model-version", a->version,
+        "--parallel", parallel};
+    size_t n = sizeof(head) / sizeof(head[0]);
+    memcpy(argv, head, sizeof(head));
+    if (a->api_keys && a->api_keys[0])
+        argv[n++] = "--api-key-file", argv[n++] = a->api_keys;
+    if (a->index)
+        argv[n++] = "--index", argv[n++] = a->index;
+    argv[n] = NULL;
+}
+
 /* In the grandchild: the server, its output to the log, nothing else of
  * the run's open. Never returns. */
-static _Noreturn void exec_server(const place *pl, const serve_args *a) {
+static _Noreturn void exec_server(const place *pl, const char *exe, char *const *argv) {
     int log = open(pl->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     int null = open("/dev/null", O_RDONLY);
     if (log < 0 || null < 0)
@@ -197,25 +221,10 @@ static _Noreturn void exec_server(const place *pl, const serve_args *a) {
     for (int sig = 1; sig < 32; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             signal(sig, SIG_DFL);
-    char store[4200], parallel[32];
-    snprintf(store, sizeof(store), "--store=%s", a->store);
-    snprintf(parallel, sizeof(parallel), "%ld", a->parallel);
-    const char *argv[32] = {
-        "sluice",     store,          "serve",       "--model",         a->model,
-        "--listen",   a->listen,      "--port-file", pl->port_path,     "--admin-key-file",
-        pl->key_path, "--model-name", a->name,       "--model-version", a->version,
-        "--parallel", parallel};
-    size_t n = 17;
-    if (a->api_keys && a->api_keys[0])
-        argv[n++] = "--api-key-file", argv[n++] = a->api_keys;
-    if (a->index)
-        argv[n++] = "--index", argv[n++] = a->index;
-    argv[n] = NULL;
-    if (a->exe && a->exe[0])
-        execv(a->exe, (char *const *)argv);
+    if (exe && exe[0])
+        execv(exe, argv);
     else
-        execvp("sluice", (char *const *)argv);
-    fprintf(stderr, "sluice deploy: cannot run sluice: %s\n", strerror(errno));
+        execvp("sluice", argv);
     _exit(127);
 }
 
@@ -249,6 +258,9 @@ static int start_server(place *pl, const serve_args *a, double wait_s, char *why
         snprintf(why, why_size, "cannot prepare %s: %s", pl->dir, strerror(-rc));
         return 0;
     }
+    const char *argv[32];
+    char store[4200], parallel[32];
+    server_argv(pl, a, argv, store, sizeof(store), parallel, sizeof(parallel));
     fflush(stdout);
     fflush(stderr);
     pid_t mid = fork();
@@ -257,7 +269,7 @@ static int start_server(place *pl, const serve_args *a, double wait_s, char *why
         setsid();
         pid_t server = fork();
         if (server == 0)
-            exec_server(pl, a);
+            exec_server(pl, a->exe, (char *const *)argv);
         long v = server;
         ssize_t w = write(fds[1], &v, sizeof(v));
         _exit(w == (ssize_t)sizeof(v) && server > 0 ? 0 : 1);
@@ -374,9 +386,12 @@ int sched_run_deploy(attempt *at, char *why, size_t why_size) {
     char vtext[16];
     snprintf(vtext, sizeof(vtext), "%d", version);
     const char *shown = sched_param_str(t, "name");
+    char root[PATH_MAX];
+    if (!realpath(r->store.root, root))
+        snprintf(root, sizeof(root), "%s", r->store.root);
     serve_args a = {
         .exe = r->o->exe,
-        .store = r->store.root,
+        .store = root,
         .model = mp->path,
         .listen = listen,
         .name = shown[0] ? shown : name,
@@ -385,7 +400,7 @@ int sched_run_deploy(attempt *at, char *why, size_t why_size) {
         .index = sched_input_artifact(at, "index"),
         .parallel = pp && pp->value && pp->value->kind == VAL_INT ? (long)pp->value->u.integer : 1};
     place pl = {0};
-    place_init(&pl, r->store.root, listen);
+    place_init(&pl, root, listen);
     int up = serving(&pl);
     if (up < 0) {
         snprintf(why, why_size,
