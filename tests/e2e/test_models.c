@@ -428,6 +428,16 @@ Test(models, the_deploy_step_starts_a_server_then_reloads_it, .fini = stop_deplo
     cr_expect(field(show, "deployments.0.running", &it) && BSON_ITER_HOLDS_BOOL(&it) &&
               !bson_iter_bool(&it));
     bson_destroy(show);
+
+    /* its pid file left behind, the next deployment starts a new server */
+    cr_assert_eq(train_twin(path, 3, 50), 0);
+    long again = served("pid");
+    cr_expect(again > 0 && again != pid && running(again));
+    show = JSON("models", "show", "twin@production");
+    cr_expect_eq(num(show, "version"), 3);
+    cr_expect_eq(num(show, "deployments.0.pid"), again);
+    cr_expect_str_eq(str(show, "deployments.0.action"), "started");
+    bson_destroy(show);
 }
 
 Test(models, models_diff_and_runs_diff) {
