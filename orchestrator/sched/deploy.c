@@ -443,7 +443,7 @@ int sched_run_deploy(attempt *at, char *why, size_t why_size) {
         snprintf(why, why_size, "cannot record the deployment: %s", meta_strerror(rc));
         return 0;
     }
-    char msg[1400];
+    char msg[6000];
     snprintf(msg, sizeof(msg), "%s@%d (%s) %s: serving at %s (pid %ld; log %s; stop: kill %ld)",
              name, version, alias, reloaded ? "reloaded into the server" : "started", pl.url,
              (long)pl.pid, pl.log_path, (long)pl.pid);
