@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,4 +292,19 @@ int copy_tree(const char *from, const char *to) {
     if (strncmp(to, from, len) == 0 && (to[len] == '/' || to[len] == '\0'))
         return -EINVAL; /* into itself: it would never end */
     return fs_walk(from, copy_entry, (void *)to);
+}
+
+int process_running(long pid) {
+    if (pid <= 0 || pid > INT_MAX || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+        return 0;
+    char path[64], stat[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 1; /* no /proc: it exists */
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *paren = strrchr(stat, ')'); /* the name may hold anything */
+    return !(paren && paren[1] == ' ' && paren[2] == 'Z');
 }

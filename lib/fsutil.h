@@ -13,6 +13,10 @@ int mkdir_p(const char *path, mode_t mode);
 /* 1 when path exists (file or folder), else 0. */
 int path_exists(const char *path);
 
+/* 1 when pid is a process that runs (one that exited and is not yet
+ * reaped, a zombie, does not), else 0. Reads /proc when it can. */
+int process_running(long pid);
+
 /* What path (symbolic links followed) is when it is neither a regular file
  * nor a folder: "a FIFO", "a character device", "a block device", "a
  * socket", "a special file"; NULL for a regular file or folder, or when it

@@ -13,6 +13,7 @@
 #define VERSION_KEY "%s/v/%010d"
 #define ALIAS_KEY "%s/alias/%s"
 #define AUDIT_KEY "%s/audit/%010d"
+#define DEPLOY_KEY "%s/deploy/%s"
 
 int modelreg_name_ok(const char *s) {
     size_t n = 0;
@@ -24,7 +25,7 @@ int modelreg_name_ok(const char *s) {
 }
 
 /* An alias begins with a letter, so that NAME@3 is always a version. */
-static int alias_ok(const char *s) { return modelreg_name_ok(s) && islower((unsigned char)s[0]); }
+int modelreg_alias_ok(const char *s) { return modelreg_name_ok(s) && islower((unsigned char)s[0]); }
 
 static const char *str_field(const bson_t *doc, const char *key) {
     bson_iter_t it;
@@ -139,6 +140,12 @@ int modelreg_register(meta_db *m, MDB_txn *txn, const char *name, const char *ar
     return rc;
 }
 
+int modelreg_version_of(const meta_db *m, MDB_txn *txn, const char *name, const char *artifact) {
+    version_scan s = {artifact, 0, 0};
+    int rc = scan_versions(m, txn, name, &s);
+    return rc ? rc : s.found;
+}
+
 int modelreg_get_version(const meta_db *m, MDB_txn *txn, const char *name, int version,
                          bson_t *doc) {
     if (!m->has_models)
@@ -183,7 +190,7 @@ int modelreg_resolve(const meta_db *m, MDB_txn *txn, const char *spec, char *nam
         long v = strtol(what, &end, 10);
         if (!*end && v > 0 && v < 1000000000) {
             *version = (int)v;
-        } else if (alias_ok(what)) {
+        } else if (modelreg_alias_ok(what)) {
             int rc = modelreg_alias_version(m, txn, name, what);
             if (rc < 0)
                 return rc;
@@ -571,7 +578,7 @@ int modelreg_promote(meta_db *m, const modelreg_promotion *p, int *version, int 
         snprintf(why, why_size, "'%s' is no model name ([a-z0-9_-], at most 64)", p->name);
         return -EINVAL;
     }
-    if (!alias_ok(p->alias)) {
+    if (!modelreg_alias_ok(p->alias)) {
         snprintf(why, why_size, "'%s' is no alias: [a-z0-9_-], at most 64, beginning with a letter",
                  p->alias);
         return -EINVAL;
@@ -620,6 +627,24 @@ int modelreg_promote(meta_db *m, const modelreg_promotion *p, int *version, int 
     if (rc == 0)
         rc = move_alias(m, txn, p, *version, *previous);
     if (rc) {
+        meta_abort(txn);
+        return rc;
+    }
+    return meta_commit(txn);
+}
+
+int modelreg_record_deployment(meta_db *m, const char *name, const char *listen,
+                               const bson_t *doc) {
+    if (!modelreg_name_ok(name) || !m->has_models)
+        return -EINVAL;
+    char key[MODELREG_MAX_NAME + 1024];
+    if ((size_t)snprintf(key, sizeof(key), DEPLOY_KEY, name, listen) >= sizeof(key))
+        return -EINVAL;
+    MDB_txn *txn;
+    int rc = meta_begin(m, 1, &txn);
+    if (rc)
+        return rc;
+    if ((rc = meta_put(txn, m->models, key, doc)) != 0) {
         meta_abort(txn);
         return rc;
     }

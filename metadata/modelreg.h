@@ -7,6 +7,9 @@
  *   NAME/alias/ALIAS       {version, time, who, reason}: where ALIAS points
  *   NAME/audit/0000000001  {alias, version, previous, time, who, reason}:
  *                          one alias change, numbered in order
+ *   NAME/deploy/LISTEN     {version, alias, url, listen, pid, log, action,
+ *                          time, who, run, step}: the server a deploy step
+ *                          started (or reloaded) on LISTEN, as it left it
  *
  * A version is registered in the transaction that records the step run
  * that made (or reused) its artifact (record_step, step_record.model_name),
@@ -26,6 +29,9 @@
  * is one too, beginning with a letter (so that NAME@3 is a version). */
 int modelreg_name_ok(const char *s);
 
+/* 1 when s is a valid alias: a model name beginning with a letter. */
+int modelreg_alias_ok(const char *s);
+
 /* Registers artifact (an output of rec of type model) as a version of
  * model name inside txn, unless name already has a version of artifact.
  * *version gets the version's number. Called by record_step. */
@@ -36,6 +42,10 @@ int modelreg_register(meta_db *m, MDB_txn *txn, const char *name, const char *ar
  * Returns 0, MDB_NOTFOUND, or a negative code. */
 int modelreg_get_version(const meta_db *m, MDB_txn *txn, const char *name, int version,
                          bson_t *doc);
+
+/* The number of name's version of artifact, 0 when it has none, or a
+ * negative code. */
+int modelreg_version_of(const meta_db *m, MDB_txn *txn, const char *name, const char *artifact);
 
 /* The number of the version an alias points to, 0 when it points nowhere,
  * or a negative code. */
@@ -94,5 +104,9 @@ enum {
  * does not parse) with why. */
 int modelreg_promote(meta_db *m, const modelreg_promotion *p, int *version, int *previous,
                      char *why, size_t why_size);
+
+/* Records in its own write transaction that name's model is served on
+ * listen as doc says (the fields above), over what was recorded there. */
+int modelreg_record_deployment(meta_db *m, const char *name, const char *listen, const bson_t *doc);
 
 #endif

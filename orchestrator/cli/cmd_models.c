@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "diff.h"
+#include "fsutil.h"
 #include "inspect.h"
 #include "modelreg.h"
 
@@ -71,6 +72,49 @@ static int scan_audit_entry(void *ud, const char *key, size_t len, const bson_t 
     return 0;
 }
 
+/* The deployments of a version (the deploy step's records), each with
+ * whether its server's pid still runs. */
+typedef struct deploy_scan {
+    int version;
+    bson_t *array; /* JSON; NULL: print */
+    uint32_t n;
+} deploy_scan;
+
+static int scan_deployment(void *ud, const char *key, size_t len, const bson_t *doc) {
+    deploy_scan *s = ud;
+    (void)key;
+    (void)len;
+    if ((int)inspect_num(doc, "version") != s->version)
+        return 0;
+    long pid = (long)inspect_num(doc, "pid");
+    int running = process_running(pid);
+    if (s->array) {
+        char idx[16];
+        const char *k;
+        bson_uint32_to_string(s->n++, &k, idx, sizeof(idx));
+        bson_t item;
+        BSON_APPEND_DOCUMENT_BEGIN(s->array, k, &item);
+        bson_concat(&item, doc);
+        BSON_APPEND_BOOL(&item, "running", running);
+        bson_append_document_end(s->array, &item);
+        return 0;
+    }
+    char when[32];
+    inspect_time(inspect_num(doc, "time"), when, sizeof(when));
+    printf("  deployed at %s as %s (%s, pid %ld, %s), %s by %s\n", inspect_str(doc, "url", "?"),
+           inspect_str(doc, "alias", "?"), inspect_str(doc, "action", "?"), pid,
+           running ? "running" : "not running", when, inspect_str(doc, "who", "?"));
+    return 0;
+}
+
+static void find_deployments(meta_db *m, MDB_txn *txn, const char *name, int version,
+                             bson_t *array) {
+    char prefix[MODELREG_MAX_NAME + 16];
+    snprintf(prefix, sizeof(prefix), "%s/deploy/", name);
+    deploy_scan s = {version, array, 0};
+    modelreg_each(m, txn, prefix, scan_deployment, &s);
+}
+
 /* A version as JSON: its record, its aliases and its metrics (and, with
  * audit, the alias changes that concern it). */
 static void version_json(meta_db *m, MDB_txn *txn, const bson_t *rec, int audit, bson_t *out) {
@@ -107,6 +151,9 @@ static void version_json(meta_db *m, MDB_txn *txn, const bson_t *rec, int audit,
         BSON_APPEND_ARRAY_BEGIN(out, "audit", &arr);
         audit_scan s = {version, &arr, 0};
         modelreg_each(m, txn, prefix, scan_audit_entry, &s);
+        bson_append_array_end(out, &arr);
+        BSON_APPEND_ARRAY_BEGIN(out, "deployments", &arr);
+        find_deployments(m, txn, name, version, &arr);
         bson_append_array_end(out, &arr);
     }
 }
@@ -246,6 +293,7 @@ static void print_version(meta_db *m, MDB_txn *txn, const bson_t *rec) {
             printf("  metrics from %s\n", bson_iter_utf8(&it, NULL));
     bson_destroy(&metrics);
     bson_destroy(&from);
+    find_deployments(m, txn, name, version, NULL);
     printf("  alias changes:\n");
     char prefix[MODELREG_MAX_NAME + 16];
     snprintf(prefix, sizeof(prefix), "%s/audit/", name);

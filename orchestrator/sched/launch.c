@@ -633,7 +633,7 @@ void sched_launch(attempt *at, int rc) {
         rc = UV_ECANCELED;
     if (rc == 0 && sched_is_builtin(at->sr->s)) {
         char why[1400] = "";
-        int ok = sched_run_promote(at, why, sizeof(why));
+        int ok = sched_run_builtin(at, why, sizeof(why));
         sched_attempt_done(at, ok, why);
         sched_free_attempt(at);
         return;

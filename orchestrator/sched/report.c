@@ -175,6 +175,12 @@ void report_step_log(reporter *r, const char *id, int level, const char *msg) {
     emit_json(r, e);
 }
 
+void report_step_note(reporter *r, const char *id, const char *msg) {
+    if (r->mode == REPORT_JSON)
+        return; /* the step_log event of the same message says it */
+    line(r, "step %s: %s", id, msg);
+}
+
 void report_step_metric(reporter *r, const char *id, const char *key, double value, int64_t step) {
     if (r->mode != REPORT_JSON)
         return;

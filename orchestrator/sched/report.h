@@ -48,6 +48,9 @@ void report_run_started(reporter *r, const char *run_id, const char *pipeline, c
 void report_step_started(reporter *r, size_t index, const char *id, int attempt, int attempts);
 void report_step_progress(reporter *r, size_t index, const char *id, uint64_t done, uint64_t total);
 void report_step_log(reporter *r, const char *id, int level, const char *msg);
+/* What a step says for its user to read in the run's output too (a
+ * deployment's URL): a line "step ID: MSG", or the log event in JSON. */
+void report_step_note(reporter *r, const char *id, const char *msg);
 void report_step_metric(reporter *r, const char *id, const char *key, double value, int64_t step);
 void report_step_retry(reporter *r, size_t index, const char *id, int next_attempt, int attempts,
                        int64_t delay_ms, const char *why);

@@ -61,9 +61,11 @@ int run_pipeline(pipeline *p, run_options *o);
 void run_step_record(const step *s, step_record *rec, bson_t *params);
 
 /* The steps sluice provides itself, as a plugin descriptor for a registry
- * (registry_add): 'promote' (promote.c), whose ports and parameters
- * pipelines are checked against like any plugin step's. Static. */
+ * (registry_add): 'promote' (promote.c) and 'deploy' (deploy.c), whose
+ * ports and parameters pipelines are checked against like any plugin
+ * step's (builtin.c). Static. */
 #define SCHED_PROMOTE_STEP "promote"
+#define SCHED_DEPLOY_STEP "deploy"
 const sl_plugin *sched_builtin_plugin(void);
 
 #endif

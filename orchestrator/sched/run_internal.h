@@ -22,6 +22,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "modelreg.h"
 #include "store.h"
 #include "cache.h"
 #include "child.h"
@@ -223,12 +224,31 @@ int sched_step_cacheable(const step_run *sr);
 int sched_alloc_outputs(step_run *sr, size_t n);
 int sched_record(step_run *sr, const char *status, const char *why);
 
-/* promote.c: the step sluice provides itself. sched_is_builtin: s is it
- * (then sched_launch runs it through sched_run_promote, on the loop, in the
- * run's metadata handle). sched_run_promote returns 1 when done, 0 with why
- * when the promotion was refused or failed. */
+/* builtin.c: the steps sluice provides itself. sched_is_builtin: s is one
+ * (then sched_launch runs it through sched_run_builtin, on the loop, in
+ * the run's metadata handle). The sched_run_* return 1 when done, 0 with
+ * why when the step failed (a promotion refused, a server that did not
+ * come up). */
 int sched_is_builtin(const step *s);
+int sched_run_builtin(attempt *at, char *why, size_t why_size);
+
+/* promote.c */
 int sched_run_promote(attempt *at, char *why, size_t why_size);
+/* Moves p's alias (modelreg_promote in the run's metadata), saying so in
+ * the step's log: 1, or 0 with why. */
+int sched_promote(attempt *at, const modelreg_promotion *p, char *why, size_t why_size);
+/* Who promotes, for the audit trail: the user, the run and the step. */
+void sched_promotion_who(const attempt *at, char *who, size_t size);
+/* A string parameter's value ("" when unset or not a string). */
+const char *sched_param_str(const task *t, const char *name);
+/* The registry's model the step names: model_name, else the pipeline's
+ * name. */
+const char *sched_model_name(const attempt *at);
+/* The artifact id on input port (NULL when unconnected). */
+const char *sched_input_artifact(const attempt *at, const char *port);
+
+/* deploy.c */
+int sched_run_deploy(attempt *at, char *why, size_t why_size);
 extern const char *const sched_record_status[];
 
 #endif

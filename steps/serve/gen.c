@@ -290,7 +290,12 @@ static void on_async(uv_async_t *a) {
             gen_job_free(j);
         }
     }
+    /* last: on_empty may free p */
+    if (!p->live && p->c.on_empty)
+        p->c.on_empty(p, p->c.ctx);
 }
+
+int gen_pool_idle(const gen_pool *p) { return p->live == NULL; }
 
 int gen_pool_submit(gen_pool *p, gen_job *j) {
     uv_mutex_lock(&p->mu);
@@ -389,6 +394,7 @@ static void on_async_closed(uv_handle_t *h) {
     uv_mutex_destroy(&p->mu);
     uv_cond_destroy(&p->cond);
     slots_free(p);
+    model_free(p->c.owned);
     free(p);
 }
 

@@ -1,5 +1,6 @@
 /* metrics.c - sluice-serve's counters and their Prometheus text
  * (serve_metrics.h). Statuses are few: a small table of those seen. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,15 +9,8 @@
 #define MAX_STATUSES 24
 
 static const char *const route_names[ROUTE_COUNT] = {
-    "/health",
-    "/v1/models",
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/metrics",
-    "/v1/embeddings",
-    "/rag",
-    "other",
-    "none",
+    "/health",        "/v1/models", "/v1/chat/completions", "/v1/completions", "/metrics",
+    "/v1/embeddings", "/rag",       "/admin/reload",        "other",           "none",
 };
 
 const char *metrics_route_name(metrics_route route) {
@@ -37,6 +31,8 @@ struct metrics {
     double seconds[ROUTE_COUNT];
     uint64_t count[ROUTE_COUNT];
     uint64_t prompt_tokens, generated_tokens;
+    uint64_t reloads[2]; /* failed, ok */
+    char model[256], version[64];
 };
 
 metrics *metrics_new(void) { return calloc(1, sizeof(metrics)); }
@@ -65,6 +61,26 @@ void metrics_request(metrics *m, metrics_route route, int status, double seconds
 void metrics_tokens(metrics *m, long prompt, long generated) {
     m->prompt_tokens += (uint64_t)(prompt > 0 ? prompt : 0);
     m->generated_tokens += (uint64_t)(generated > 0 ? generated : 0);
+}
+
+void metrics_reload(metrics *m, int ok) { m->reloads[ok ? 1 : 0]++; }
+
+void metrics_model(metrics *m, const char *name, const char *version) {
+    snprintf(m->model, sizeof(m->model), "%s", name ? name : "");
+    snprintf(m->version, sizeof(m->version), "%s", version ? version : "");
+}
+
+/* s as a label value: backslash, quote and newline escaped, as the text
+ * format asks. */
+static void label(api_buf *b, const char *s) {
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            api_buf_add(b, "\\", 1);
+        if (*s == '\n')
+            api_buf_add(b, "\\n", 2);
+        else
+            api_buf_add(b, s, 1);
+    }
 }
 
 void metrics_write(const metrics *m, api_buf *b, int queued, int running, unsigned connections,
@@ -121,4 +137,19 @@ void metrics_write(const metrics *m, api_buf *b, int queued, int running, unsign
                    "# HELP sluice_serve_ready 1 once the model is loaded.\n"
                    "# TYPE sluice_serve_ready gauge\nsluice_serve_ready %d\n",
                    queued, running, connections, ready);
+    api_buf_printf(b,
+                   "# HELP sluice_serve_reloads_total Model reloads by POST /admin/reload, by "
+                   "result (failed: the model served before is kept).\n"
+                   "# TYPE sluice_serve_reloads_total counter\n"
+                   "sluice_serve_reloads_total{result=\"ok\"} %llu\n"
+                   "sluice_serve_reloads_total{result=\"failed\"} %llu\n",
+                   (unsigned long long)m->reloads[1], (unsigned long long)m->reloads[0]);
+    if (!m->model[0])
+        return;
+    api_buf_printf(b, "# HELP sluice_serve_model_info The model served: its id and version.\n"
+                      "# TYPE sluice_serve_model_info gauge\nsluice_serve_model_info{model=\"");
+    label(b, m->model);
+    api_buf_add(b, "\",version=\"", 11);
+    label(b, m->version);
+    api_buf_add(b, "\"} 1\n", 5);
 }

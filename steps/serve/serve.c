@@ -5,6 +5,7 @@
  * on libuv's thread pool while /health says 503; generations run on the
  * slots of gen.c. SIGTERM (or SIGINT) drains: no new connection, the
  * answers under way finish, then the program exits 0. */
+#include <bson/bson.h>
 #include <cblas.h>
 #include <errno.h>
 #include <signal.h>
@@ -29,13 +30,15 @@ static const command_info info = {
     "serve",
     "serve a model over HTTP with OpenAI's API (chat, completions, embeddings, RAG, metrics)",
     "usage: sluice serve --model DIR [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
-    "                    [--queue N] [--api-key-file F] [--port-file F] [limits...]\n"
+    "                    [--queue N] [--api-key-file F] [--admin-key-file F] [--port-file F]\n"
+    "                    [limits...]\n"
     "\n"
     "Serves the Hugging Face model folder DIR (config.json, model.safetensors,\n"
     "tokenizer.json; a LoRA adapter beside them is merged) on HTTP/1.1; DIR may also be a\n"
     "model artifact: its id, RUN:STEP.OUTPUT or the id of the step that made it.\n"
     "  GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions,\n"
-    "  GET /metrics (Prometheus). See docs/serve.md.\n"
+    "  GET /metrics (Prometheus), POST /admin/reload (swaps in another model). See\n"
+    "  docs/serve.md.\n"
     "With --index, also POST /v1/embeddings (the index's embedding model) and POST /rag\n"
     "(the query's chunks retrieved, put in the prompt, the answer generated).\n"
     "\n"
@@ -46,7 +49,9 @@ static const command_info info = {
     "  --parallel N            generations at once (default 1)\n"
     "  --queue N               generations waiting beyond them, then 429 (default 16)\n"
     "  --api-key-file F        Bearer keys, one a line: every route but /health needs one\n"
+    "  --admin-key-file F      Bearer keys for POST /admin/reload (without: it is refused)\n"
     "  --model-name NAME       the model's id in /v1/models (default: DIR's last name)\n"
+    "  --model-version V       its version, in /v1/models and /metrics (default: none)\n"
     "  --max-connections N     open connections at most (default 1024)\n"
     "  --max-header-bytes N    request line and headers (default 16384; 431 beyond)\n"
     "  --max-body-bytes N      request body (default 1048576; 413 beyond)\n"
@@ -60,28 +65,52 @@ static const command_info info = {
 };
 
 #define MAX_KEYS 64
+#define MAX_RETIRING 16 /* pools of replaced models still finishing requests */
+
+/* Bearer keys read from a file. */
+typedef struct keyset {
+    char *keys[MAX_KEYS];
+    size_t len[MAX_KEYS];
+    int n;
+} keyset;
+
+/* A POST /admin/reload under way: the model loads on libuv's thread pool
+ * while the one before it serves. */
+typedef struct reload {
+    struct server *s;
+    http_conn *c; /* NULL once its client left */
+    uint64_t t0;
+    char spec[4096], name[256], version[64];
+    char folder[4096];
+    model *m; /* loaded, the reload's until swapped in */
+    char err[1024];
+    uv_work_t work;
+} reload;
 
 typedef struct server {
     uv_loop_t *loop;
     http_server *http;
-    gen_pool *pool;
+    gen_pool *pool; /* the model served now; new requests go to it */
     metrics *metrics;
-    model *m;
-    char folder[4096], tok_path[4200], name[256];
+    model *m; /* the first model while it is not yet its pool's */
+    char folder[4096], tok_path[4200], name[256], version[64];
     char index_folder[4096]; /* "" without --index */
     serve_index *index;
     char load_err[1024];
     int ready, draining, failed;
     int parallel, queue;
-    char *keys[MAX_KEYS];
-    size_t key_len[MAX_KEYS];
-    int n_keys;
+    keyset api, admin;
     uint64_t next_id;
-    long started;
+    long started, created; /* created: when the model served now was loaded */
     uv_signal_t sigterm, sigint;
     uv_work_t load;
-    trace_log *traces;      /* NULL: --no-traces */
-    const char *model_spec; /* --model as given: the traces' model_version */
+    trace_log *traces;     /* NULL: --no-traces */
+    char model_spec[4096]; /* --model (or the reload's model) as given, for the traces */
+    /* Pools of models replaced by a reload: each still finishes the
+     * requests it took, then is freed with its model (on_pool_empty). */
+    gen_pool *retiring[MAX_RETIRING];
+    int n_retiring;
+    reload *reloading; /* at most one at a time */
 } server;
 
 /* A request being answered by a generation. */
@@ -93,8 +122,9 @@ typedef struct pending {
     uint64_t t0;
     char id[48];
     long created;
-    int streaming; /* the stream's head is sent */
-    api_buf text;  /* a whole answer's text so far */
+    int streaming;        /* the stream's head is sent */
+    api_buf text;         /* a whole answer's text so far */
+    char model_name[256]; /* the model's id when it began: a reload changes s->name */
 } pending;
 
 static double since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e9; }
@@ -108,6 +138,7 @@ static void answer(server *s, http_conn *c, metrics_route route, uint64_t t0, in
 static void answer_error(server *s, http_conn *c, metrics_route route, uint64_t t0, int status,
                          const char *message, const char *param) {
     const char *type = status == 401   ? "authentication_error"
+                       : status == 403 ? "permission_error"
                        : status == 404 ? "not_found_error"
                        : status == 429 ? "rate_limit_error"
                        : status == 503 ? "unavailable_error"
@@ -129,8 +160,10 @@ static void answer_error(server *s, http_conn *c, metrics_route route, uint64_t 
     api_buf_free(&b);
 }
 
-static int authorized(const server *s, const http_request *r) {
-    if (!s->n_keys)
+/* Whether r carries one of ks's keys (every request does when ks is
+ * empty). */
+static int authorized(const keyset *ks, const http_request *r) {
+    if (!ks->n)
         return 1;
     if (!r->authorization || r->authorization_len < 7 ||
         strncasecmp(r->authorization, "Bearer ", 7) != 0)
@@ -138,11 +171,11 @@ static int authorized(const server *s, const http_request *r) {
     const char *key = r->authorization + 7;
     size_t len = r->authorization_len - 7;
     int ok = 0;
-    for (int i = 0; i < s->n_keys; i++) {
+    for (int i = 0; i < ks->n; i++) {
         /* compared in full whatever differs, so timing tells nothing of a key */
-        unsigned diff = len != s->key_len[i];
-        for (size_t k = 0; k < s->key_len[i]; k++)
-            diff |= (unsigned char)s->keys[i][k] ^ (unsigned char)(k < len ? key[k] : 0);
+        unsigned diff = len != ks->len[i];
+        for (size_t k = 0; k < ks->len[i]; k++)
+            diff |= (unsigned char)ks->keys[i][k] ^ (unsigned char)(k < len ? key[k] : 0);
         ok |= diff == 0;
     }
     return ok;
@@ -163,6 +196,7 @@ static metrics_route route_of(const char *path, size_t len) {
         {"/metrics", ROUTE_METRICS},
         {"/v1/embeddings", ROUTE_EMBEDDINGS},
         {"/rag", ROUTE_RAG},
+        {"/admin/reload", ROUTE_RELOAD},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (len == strlen(routes[i].path) && memcmp(path, routes[i].path, len) == 0)
@@ -179,7 +213,7 @@ static void trace_generation(server *s, metrics_route route, uint64_t t0, int st
     trace_entry e = {.route = metrics_route_name(route),
                      .status = status,
                      .model = s->name,
-                     .model_version = s->model_spec,
+                     .model_version = s->version[0] ? s->version : s->model_spec,
                      .model_folder = s->folder,
                      .prompt_tokens = -1,
                      .completion_tokens = -1,
@@ -233,6 +267,7 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
     }
     p->s = s, p->c = c, p->job = j, p->route = route, p->t0 = t0;
     p->created = (long)time(NULL);
+    snprintf(p->model_name, sizeof(p->model_name), "%s", s->name);
     snprintf(p->id, sizeof(p->id), "%s-%llx", kind == API_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)++s->next_id);
     j->user = p;
@@ -248,13 +283,20 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
     http_conn_set_user(c, p);
 }
 
+static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_t t0);
+static void pools_counts(server *s, int *queued, int *running);
+
 static void on_request(http_conn *c, const http_request *r, void *ctx) {
     server *s = ctx;
     uint64_t t0 = uv_hrtime();
     metrics_route route = route_of(r->path, r->path_len);
     int get = r->method_len == 3 && memcmp(r->method, "GET", 3) == 0;
     int post = r->method_len == 4 && memcmp(r->method, "POST", 4) == 0;
-    if (route != ROUTE_HEALTH && !authorized(s, r)) {
+    if (route == ROUTE_RELOAD) {
+        admin_reload(s, c, r, t0);
+        return;
+    }
+    if (route != ROUTE_HEALTH && !authorized(&s->api, r)) {
         answer_error(s, c, route, t0, 401, "a valid API key is needed (Authorization: Bearer KEY)",
                      NULL);
         return;
@@ -283,17 +325,20 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
         return;
     case ROUTE_METRICS: {
         int queued = 0, running = 0;
-        if (s->pool)
-            gen_pool_counts(s->pool, &queued, &running);
+        pools_counts(s, &queued, &running);
         metrics_write(s->metrics, &b, queued, running, http_server_connections(s->http), s->ready);
         break;
     }
     case ROUTE_MODELS:
         api_buf_add(&b, "{\"object\": \"list\", \"data\": [{\"id\": ", 35);
         api_buf_json(&b, s->name, strlen(s->name));
-        api_buf_printf(&b,
-                       ", \"object\": \"model\", \"created\": %ld, \"owned_by\": \"sluice\"}]}\n",
-                       s->started);
+        api_buf_printf(&b, ", \"object\": \"model\", \"created\": %ld, \"owned_by\": \"sluice\"",
+                       s->created);
+        if (s->version[0]) {
+            api_buf_add(&b, ", \"version\": ", 13);
+            api_buf_json(&b, s->version, strlen(s->version));
+        }
+        api_buf_add(&b, "}]}\n", 4);
         break;
     default:
         if ((route == ROUTE_EMBEDDINGS || route == ROUTE_RAG) && !s->index_folder[0]) {
@@ -320,6 +365,10 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
 
 static void on_abort(http_conn *c, void *ctx) {
     server *s = ctx;
+    if (s->reloading && s->reloading->c == c) {
+        s->reloading->c = NULL; /* the reload goes on; nobody to tell */
+        return;
+    }
     pending *p = http_conn_user(c);
     if (!p)
         return;
@@ -350,7 +399,7 @@ static void on_event(gen_job *j, void *ctx) {
     }
     http_conn *c = p->c;
     const api_request *r = &j->req;
-    const char *model_name = s->name;
+    const char *model_name = p->model_name;
     if (j->done && j->status) {
         if (p->streaming) {
             /* the stream has begun: the error is its last event */
@@ -439,6 +488,15 @@ static void load_work(uv_work_t *w) {
 }
 
 static void drain(server *s);
+static void on_pool_empty(gen_pool *p, void *ctx);
+
+/* The slots over m, which the pool owns from then on (m is the caller's
+ * still when this fails). */
+static int start_pool(server *s, model *m, const char *tok_path, gen_pool **out, char *err,
+                      size_t err_size) {
+    gen_pool_config gc = {s->parallel, s->queue, tok_path, on_event, s, on_pool_empty, m};
+    return gen_pool_new(s->loop, m, &gc, out, err, err_size);
+}
 
 static void load_done(uv_work_t *w, int status) {
     server *s = w->data;
@@ -451,22 +509,245 @@ static void load_done(uv_work_t *w, int status) {
     }
     if (s->draining)
         return;
-    gen_pool_config gc = {s->parallel, s->queue, s->tok_path, on_event, s};
     char err[1024];
-    if (gen_pool_new(s->loop, s->m, &gc, &s->pool, err, sizeof(err)) != 0) {
+    if (start_pool(s, s->m, s->tok_path, &s->pool, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice serve: %s\n", err);
         s->failed = 1;
         drain(s);
         return;
     }
+    s->m = NULL; /* the pool's */
     s->ready = 1;
+    s->created = (long)time(NULL);
+    metrics_model(s->metrics, s->name, s->version);
     fprintf(stderr, "sluice serve: %s ready\n", s->name);
+}
+
+/* ---- reloading ---- */
+
+static void pools_counts(server *s, int *queued, int *running) {
+    *queued = *running = 0;
+    gen_pool *all[MAX_RETIRING + 1];
+    int n = 0;
+    if (s->pool)
+        all[n++] = s->pool;
+    for (int i = 0; i < s->n_retiring; i++)
+        all[n++] = s->retiring[i];
+    for (int i = 0; i < n; i++) {
+        int q, r;
+        gen_pool_counts(all[i], &q, &r);
+        *queued += q, *running += r;
+    }
+}
+
+/* A retired pool's last request is done: it goes, with its model. */
+static void on_pool_empty(gen_pool *p, void *ctx) {
+    server *s = ctx;
+    for (int i = 0; i < s->n_retiring; i++)
+        if (s->retiring[i] == p) {
+            s->retiring[i] = s->retiring[--s->n_retiring];
+            gen_pool_free(p);
+            return;
+        }
+}
+
+/* The id a model folder gets without --model-name: its last name. */
+static void name_of(const char *dir, char *out, size_t size) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    const char *base = dir + n;
+    while (base > dir && base[-1] != '/')
+        base--;
+    snprintf(out, size, "%.*s", (int)(dir + n - base), base);
+}
+
+static void reload_work(uv_work_t *w) {
+    reload *rl = w->data;
+    if (command_folder(&info, rl->spec, "model", rl->folder, sizeof(rl->folder)) != 0) {
+        snprintf(rl->err, sizeof(rl->err),
+                 "'%.512s' is neither a model folder nor a model artifact of the store (the "
+                 "server's log says why)",
+                 rl->spec);
+        return;
+    }
+    if (model_open_adapted(rl->folder, &rl->m, NULL, rl->err, sizeof(rl->err)) != 0)
+        rl->m = NULL;
+}
+
+static void reload_answer(server *s, reload *rl, int status, const char *message,
+                          const char *old_name, const char *old_version) {
+    if (!rl->c)
+        return;
+    if (status != 200) {
+        answer_error(s, rl->c, ROUTE_RELOAD, rl->t0, status, message,
+                     status == 400 ? "model" : NULL);
+        return;
+    }
+    api_buf b = {0};
+    api_buf_add(&b, "{\"object\": \"model\", \"id\": ", 26);
+    api_buf_json(&b, s->name, strlen(s->name));
+    api_buf_add(&b, ", \"version\": ", 13);
+    api_buf_json(&b, s->version, strlen(s->version));
+    api_buf_printf(&b, ", \"created\": %ld, \"previous\": {\"id\": ", s->created);
+    api_buf_json(&b, old_name, strlen(old_name));
+    api_buf_add(&b, ", \"version\": ", 13);
+    api_buf_json(&b, old_version, strlen(old_version));
+    api_buf_add(&b, "}}\n", 3);
+    if (b.failed)
+        answer_error(s, rl->c, ROUTE_RELOAD, rl->t0, 500, "out of memory", NULL);
+    else
+        answer(s, rl->c, ROUTE_RELOAD, rl->t0, 200, "application/json", b.p, b.len, NULL);
+    api_buf_free(&b);
+}
+
+/* The new model is loaded (or not): swap it in. Requests already taken
+ * finish on the pool they are in; from here on they go to the new one. */
+static void reload_done(uv_work_t *w, int status) {
+    reload *rl = w->data;
+    server *s = rl->s;
+    (void)status;
+    s->reloading = NULL;
+    char err[1200];
+    gen_pool *fresh = NULL;
+    if (!rl->m) {
+        fprintf(stderr, "sluice serve: reload of %s failed: %s\n", rl->spec, rl->err);
+        metrics_reload(s->metrics, 0);
+        snprintf(err, sizeof(err), "the model did not load (the one served is kept): %s", rl->err);
+        reload_answer(s, rl, 400, err, NULL, NULL);
+    } else if (s->draining) {
+        model_free(rl->m);
+        reload_answer(s, rl, 503, "the server is stopping", NULL, NULL);
+    } else {
+        char tok[4200];
+        snprintf(tok, sizeof(tok), "%s/tokenizer.json", rl->folder);
+        if (start_pool(s, rl->m, tok, &fresh, err, sizeof(err)) != 0) {
+            fprintf(stderr, "sluice serve: reload of %s failed: %s\n", rl->spec, err);
+            model_free(rl->m);
+            metrics_reload(s->metrics, 0);
+            char msg[1400];
+            snprintf(msg, sizeof(msg), "the model did not load (the one served is kept): %s", err);
+            reload_answer(s, rl, 400, msg, NULL, NULL);
+        }
+    }
+    if (fresh) {
+        gen_pool *old = s->pool;
+        s->pool = fresh;
+        if (gen_pool_idle(old))
+            gen_pool_free(old);
+        else
+            s->retiring[s->n_retiring++] = old;
+        char old_name[256], old_version[64];
+        snprintf(old_name, sizeof(old_name), "%s", s->name);
+        snprintf(old_version, sizeof(old_version), "%s", s->version);
+        if (rl->name[0])
+            snprintf(s->name, sizeof(s->name), "%s", rl->name);
+        else
+            name_of(rl->spec, s->name, sizeof(s->name));
+        snprintf(s->version, sizeof(s->version), "%s", rl->version);
+        snprintf(s->folder, sizeof(s->folder), "%s", rl->folder);
+        snprintf(s->model_spec, sizeof(s->model_spec), "%s", rl->spec);
+        s->created = (long)time(NULL);
+        metrics_reload(s->metrics, 1);
+        metrics_model(s->metrics, s->name, s->version);
+        fprintf(stderr, "sluice serve: reloaded: %s%s%s ready (was %s)\n", s->name,
+                s->version[0] ? " version " : "", s->version, old_name);
+        reload_answer(s, rl, 200, NULL, old_name, old_version);
+    }
+    free(rl);
+}
+
+/* A JSON string field of doc into out (size bytes): 0 when absent, 1 when
+ * copied, -1 when it is not a string (a number is taken for version). */
+static int json_text(const bson_t *doc, const char *key, char *out, size_t size) {
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, key))
+        return 0;
+    if (BSON_ITER_HOLDS_UTF8(&it)) {
+        uint32_t n;
+        const char *v = bson_iter_utf8(&it, &n);
+        if (n >= size || memchr(v, 0, n))
+            return -1;
+        snprintf(out, size, "%s", v);
+        return 1;
+    }
+    if (strcmp(key, "version") == 0 && (BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it))) {
+        snprintf(out, size, "%lld", (long long)bson_iter_as_int64(&it));
+        return 1;
+    }
+    return -1;
+}
+
+/* POST /admin/reload {"model": DIR|ID|NAME@ALIAS, "name"?, "version"?}:
+ * only with --admin-key-file, and only with one of its keys. */
+static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_t t0) {
+    if (r->method_len != 4 || memcmp(r->method, "POST", 4) != 0) {
+        answer_error(s, c, ROUTE_RELOAD, t0, 405, "use POST", NULL);
+        return;
+    }
+    if (!s->admin.n) {
+        answer_error(s, c, ROUTE_RELOAD, t0, 403,
+                     "reloading is off: start sluice serve with --admin-key-file to allow it",
+                     NULL);
+        return;
+    }
+    if (!authorized(&s->admin, r)) {
+        answer_error(s, c, ROUTE_RELOAD, t0, 401,
+                     "an admin key is needed (Authorization: Bearer KEY of --admin-key-file)",
+                     NULL);
+        return;
+    }
+    if (!s->ready || s->draining) {
+        answer_error(s, c, ROUTE_RELOAD, t0, 503,
+                     s->draining ? "the server is stopping" : "loading the model", NULL);
+        return;
+    }
+    if (s->reloading || s->n_retiring == MAX_RETIRING) {
+        answer_error(s, c, ROUTE_RELOAD, t0, 409,
+                     s->reloading ? "a reload is under way: try again when it has answered"
+                                  : "too many replaced models still finish requests",
+                     NULL);
+        return;
+    }
+    bson_error_t jerr;
+    bson_t *doc = bson_new_from_json((const uint8_t *)r->body, (ssize_t)r->body_len, &jerr);
+    reload *rl = doc ? calloc(1, sizeof(*rl)) : NULL;
+    const char *bad = !doc ? "the body is not a JSON object" : !rl ? "out of memory" : NULL;
+    const char *param = NULL;
+    if (rl && json_text(doc, "model", rl->spec, sizeof(rl->spec)) != 1)
+        bad = "'model' must be a string: a model folder, an artifact id or NAME@ALIAS",
+        param = "model";
+    else if (rl && json_text(doc, "name", rl->name, sizeof(rl->name)) < 0)
+        bad = "'name' must be a string", param = "name";
+    else if (rl && json_text(doc, "version", rl->version, sizeof(rl->version)) < 0)
+        bad = "'version' must be a string or a whole number", param = "version";
+    int status = doc && !rl ? 500 : 400;
+    if (doc)
+        bson_destroy(doc);
+    if (bad) {
+        free(rl);
+        answer_error(s, c, ROUTE_RELOAD, t0, status, bad, param);
+        return;
+    }
+    rl->s = s;
+    rl->c = c;
+    rl->t0 = t0;
+    rl->work.data = rl;
+    if (uv_queue_work(s->loop, &rl->work, reload_work, reload_done) != 0) {
+        free(rl);
+        answer_error(s, c, ROUTE_RELOAD, t0, 500, "cannot start loading", NULL);
+        return;
+    }
+    s->reloading = rl;
+    fprintf(stderr, "sluice serve: reloading: %s\n", rl->spec);
 }
 
 static void drained(void *arg) {
     server *s = arg;
     gen_pool_free(s->pool);
     s->pool = NULL;
+    while (s->n_retiring)
+        gen_pool_free(s->retiring[--s->n_retiring]);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
 }
@@ -489,10 +770,10 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 #define bad(...) command_bad(&info, __VA_ARGS__)
 
-static int read_keys(server *s, const char *path) {
+static int read_keys(keyset *ks, const char *option, const char *path) {
     FILE *f = fopen(path, "r");
     if (!f)
-        return bad("--api-key-file %s: %s", path, strerror(errno));
+        return bad("--%s %s: %s", option, path, strerror(errno));
     char line[1024];
     while (fgets(line, sizeof(line), f)) {
         size_t n = strcspn(line, "\r\n");
@@ -501,15 +782,15 @@ static int read_keys(server *s, const char *path) {
             line[--n] = 0;
         if (!n || line[0] == '#')
             continue;
-        if (s->n_keys == MAX_KEYS || !(s->keys[s->n_keys] = strdup(line))) {
+        if (ks->n == MAX_KEYS || !(ks->keys[ks->n] = strdup(line))) {
             fclose(f);
-            return bad("--api-key-file %s: more than %d keys", path, MAX_KEYS);
+            return bad("--%s %s: more than %d keys", option, path, MAX_KEYS);
         }
-        s->key_len[s->n_keys++] = n;
+        ks->len[ks->n++] = n;
     }
     fclose(f);
-    if (!s->n_keys)
-        return bad("--api-key-file %s: no key in it", path);
+    if (!ks->n)
+        return bad("--%s %s: no key in it", option, path);
     return 0;
 }
 
@@ -535,6 +816,8 @@ int main(int argc, char **argv) {
         {"queue", required_argument, NULL, 'q'},
         {"api-key-file", required_argument, NULL, 'k'},
         {"model-name", required_argument, NULL, 'N'},
+        {"admin-key-file", required_argument, NULL, 'K'},
+        {"model-version", required_argument, NULL, 'V'},
         {"max-connections", required_argument, NULL, 'C'},
         {"max-header-bytes", required_argument, NULL, 'H'},
         {"max-body-bytes", required_argument, NULL, 'B'},
@@ -549,6 +832,7 @@ int main(int argc, char **argv) {
     static server s;
     http_limits lim = {16384, 1 << 20, 10000, 30000, 60000, 1024};
     const char *listen = "127.0.0.1:8080", *port_file = NULL, *dir = NULL, *keys = NULL;
+    const char *admin_keys = NULL;
     const char *name = NULL, *index_spec = NULL;
     double v, threads = 1;
     uint64_t trace_records = TRACE_DEFAULT_RECORDS, trace_bytes = TRACE_DEFAULT_BYTES;
@@ -576,6 +860,12 @@ int main(int argc, char **argv) {
             break;
         case 'N':
             name = optarg;
+            break;
+        case 'K':
+            admin_keys = optarg;
+            break;
+        case 'V':
+            snprintf(s.version, sizeof(s.version), "%s", optarg);
             break;
         case 'n':
             if (command_number(&info, "parallel", optarg, 1, 256, &v))
@@ -636,7 +926,8 @@ int main(int argc, char **argv) {
         return bad("unexpected argument '%s' (see 'sluice serve --help')", argv[optind]);
     if (!dir)
         return bad("give --model DIR (see 'sluice serve --help')");
-    if (keys && read_keys(&s, keys))
+    if ((keys && read_keys(&s.api, "api-key-file", keys)) ||
+        (admin_keys && read_keys(&s.admin, "admin-key-file", admin_keys)))
         return COMMAND_BAD_INPUT;
     if (command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
         return COMMAND_BAD_INPUT;
@@ -644,27 +935,20 @@ int main(int argc, char **argv) {
         command_folder(&info, index_spec, "index", s.index_folder, sizeof(s.index_folder)))
         return COMMAND_BAD_INPUT;
     snprintf(s.tok_path, sizeof(s.tok_path), "%s/tokenizer.json", s.folder);
-    if (!name) {
-        size_t n = strlen(dir);
-        while (n > 1 && dir[n - 1] == '/')
-            n--;
-        const char *base = dir + n;
-        while (base > dir && base[-1] != '/')
-            base--;
-        snprintf(s.name, sizeof(s.name), "%.*s", (int)(dir + n - base), base);
-    } else {
+    if (!name)
+        name_of(dir, s.name, sizeof(s.name));
+    else
         snprintf(s.name, sizeof(s.name), "%s", name);
-    }
     openblas_set_num_threads((int)threads);
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
-    s.started = (long)time(NULL);
-    s.model_spec = dir;
+    s.started = s.created = (long)time(NULL);
+    snprintf(s.model_spec, sizeof(s.model_spec), "%s", dir);
     if (traces) {
         char tdir[4200], e[4400];
         snprintf(tdir, sizeof(tdir), "%s/traces", command_store());
-        trace_config tc = {tdir,      trace_records, trace_bytes, (const char *const *)s.keys,
-                           s.key_len, s.n_keys};
+        trace_config tc = {tdir,      trace_records, trace_bytes, (const char *const *)s.api.keys,
+                           s.api.len, s.api.n};
         if (traces_open(&tc, &s.traces, e, sizeof(e)))
             return bad("%s (or --no-traces)", e);
     }
@@ -702,7 +986,9 @@ int main(int argc, char **argv) {
     model_free(s.m);
     serve_index_close(s.index);
     metrics_free(s.metrics);
-    for (int i = 0; i < s.n_keys; i++)
-        free(s.keys[i]);
+    for (int i = 0; i < s.api.n; i++)
+        free(s.api.keys[i]);
+    for (int i = 0; i < s.admin.n; i++)
+        free(s.admin.keys[i]);
     return s.failed ? COMMAND_FAILED : COMMAND_DONE;
 }

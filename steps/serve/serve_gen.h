@@ -52,6 +52,13 @@ typedef struct gen_pool_config {
      * (user NULL) only at its end. */
     void (*on_event)(gen_job *j, void *ctx);
     void *ctx;
+    /* Called on the loop's thread when the last job submitted has been
+     * freed (after its on_event): the pool holds no request. May be NULL;
+     * it may call gen_pool_free. A reload retires a pool this way. */
+    void (*on_empty)(gen_pool *p, void *ctx);
+    /* The model, when the pool is to own it: freed once the slots are
+     * gone (after gen_pool_free). NULL: the caller keeps it. */
+    model *owned;
 } gen_pool_config;
 
 /* Starts the slots over m (borrowed until gen_pool_free; no other use of m
@@ -68,6 +75,9 @@ int gen_pool_submit(gen_pool *p, gen_job *j);
 /* Forgets j's client: no more events; the pool frees j when its slot lets
  * it go. */
 void gen_pool_cancel(gen_pool *p, gen_job *j);
+/* Whether no job submitted is still held (queued, running, or finished and
+ * not yet handed to on_event). */
+int gen_pool_idle(const gen_pool *p);
 /* Jobs waiting and running now. */
 void gen_pool_counts(gen_pool *p, int *queued, int *running);
 /* Stops the slots (a running job is cancelled), joins them and closes the

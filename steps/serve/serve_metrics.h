@@ -18,6 +18,7 @@ typedef enum metrics_route {
     ROUTE_METRICS,
     ROUTE_EMBEDDINGS,
     ROUTE_RAG,
+    ROUTE_RELOAD,
     ROUTE_OTHER,
     ROUTE_NONE,
     ROUTE_COUNT
@@ -35,6 +36,12 @@ void metrics_free(metrics *m);
  * seconds. */
 void metrics_request(metrics *m, metrics_route route, int status, double seconds);
 void metrics_tokens(metrics *m, long prompt, long generated);
+/* A reload through POST /admin/reload: ok, or failed (the old model
+ * kept). */
+void metrics_reload(metrics *m, int ok);
+/* The model served now: its id and version label (copied; "" when none),
+ * for the sluice_serve_model_info series. */
+void metrics_model(metrics *m, const char *name, const char *version);
 /* The text, with the gauges given now, appended to b. */
 void metrics_write(const metrics *m, api_buf *b, int queued, int running, unsigned connections,
                    int ready);

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include "json_fields.h"
+#include "raw_http.h"
 #include "runner.h"
 #include "twin_pipeline.h"
 
@@ -285,6 +286,119 @@ Test(models, the_promote_step_gates_what_comes_after_it) {
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "iff") != NULL, "%s", r.err);
     result_free(&r);
+}
+
+/* ---- the deploy step ---- */
+
+static const char deploy_step[] = "  deploy:\n"
+                                  "    uses: deploy\n"
+                                  "    inputs: {model: train.model}\n"
+                                  "    after: [eval]\n"
+                                  "    with: {listen: '127.0.0.1:0', reason: shipped}\n";
+
+/* A file of the server the deploy step started for 127.0.0.1:0, as a
+ * number (0 when it is not there). */
+static long served(const char *file) {
+    char path[256];
+    snprintf(path, sizeof(path), "%s/store/serve/127.0.0.1_0/%s", test_dir, file);
+    char *text = slurp(path);
+    long v = text ? atol(text) : 0;
+    free(text);
+    return v;
+}
+
+/* Whether pid runs (a zombie does not). */
+static int running(long pid) {
+    char path[64], stat[512] = "";
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    stat[n] = 0;
+    fclose(f);
+    const char *paren = strrchr(stat, ')');
+    return paren && paren[2] != 'Z';
+}
+
+/* Stops the server a test's deploy started (it is no child of the test):
+ * SIGTERM, then until it is gone. */
+static void stop_deployed(void) {
+    long pid = served("pid");
+    if (pid <= 0 || !running(pid))
+        return;
+    kill((pid_t)pid, SIGTERM);
+    for (int i = 0; i < 6000 && running(pid); i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    cr_expect(!running(pid), "the deployed server %ld did not stop", pid);
+}
+
+/* The deploy step starts a server for the first version, then reloads the
+ * same server (same pid) with the second; the registry and the server's
+ * /v1/models agree on which version serves. */
+Test(models, the_deploy_step_starts_a_server_then_reloads_it, .fini = stop_deployed) {
+    char *path = twin_pipeline(deploy_step);
+    result r = RUN_PIPELINE(path);
+    long pid = served("pid"), port = served("port");
+    char want[128];
+    snprintf(want, sizeof(want), "serving at http://127.0.0.1:%ld (pid %ld", port, pid);
+    cr_expect_not_null(strstr(r.out, want), "%s", r.out);
+    expect_success(r);
+    cr_assert(pid > 0 && port > 0 && running(pid));
+    cr_expect_eq(health((int)port), 200);
+    char out[4096];
+    exchange((int)port, "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n", out, sizeof(out));
+    cr_expect_not_null(strstr(out, "\"id\": \"twin\""), "%s", out);
+    cr_expect_not_null(strstr(out, "\"version\": \"1\""), "%s", out);
+    bson_t *show = JSON("models", "show", "twin@production");
+    cr_expect_eq(num(show, "version"), 1);
+    cr_expect_eq(n_items(show, "deployments"), 1);
+    cr_expect_eq(num(show, "deployments.0.pid"), pid);
+    snprintf(want, sizeof(want), "http://127.0.0.1:%ld", port);
+    cr_expect_str_eq(str(show, "deployments.0.url"), want);
+    cr_expect_str_eq(str(show, "deployments.0.action"), "started");
+    cr_expect_str_eq(str(show, "deployments.0.run"), last_run);
+    cr_expect_str_eq(str(show, "audit.0.reason"), "shipped");
+    bson_destroy(show);
+
+    /* a new version: the same server takes it */
+    cr_assert_eq(train_twin(path, 2, 50), 0);
+    cr_expect_eq(served("pid"), pid);
+    cr_expect(running(pid));
+    exchange((int)port, "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n", out, sizeof(out));
+    cr_expect_not_null(strstr(out, "\"version\": \"2\""), "%s", out);
+    show = JSON("models", "show", "twin@production");
+    cr_expect_eq(num(show, "version"), 2);
+    cr_expect_eq(num(show, "deployments.0.pid"), pid);
+    cr_expect_str_eq(str(show, "deployments.0.action"), "reloaded");
+    bson_destroy(show);
+    show = JSON("models", "show", "twin@1");
+    cr_expect_eq(n_items(show, "deployments"), 0, "version 1 serves no more");
+    bson_destroy(show);
+    result h = RUN(test_store_arg, "models", "show", "twin@production");
+    snprintf(want, sizeof(want),
+             "deployed at http://127.0.0.1:%ld as production (reloaded, pid %ld, running)", port,
+             pid);
+    cr_expect_not_null(strstr(h.out, want), "%s", h.out);
+    result_free(&h);
+
+    /* once stopped, the registry says so */
+    stop_deployed();
+    show = JSON("models", "show", "twin@production");
+    bson_iter_t it;
+    cr_expect(field(show, "deployments.0.running", &it) && BSON_ITER_HOLDS_BOOL(&it) &&
+              !bson_iter_bool(&it));
+    bson_destroy(show);
+
+    /* its pid file left behind, the next deployment starts a new server */
+    cr_assert_eq(train_twin(path, 3, 50), 0);
+    long again = served("pid");
+    cr_expect(again > 0 && again != pid && running(again));
+    show = JSON("models", "show", "twin@production");
+    cr_expect_eq(num(show, "version"), 3);
+    cr_expect_eq(num(show, "deployments.0.pid"), again);
+    cr_expect_str_eq(str(show, "deployments.0.action"), "started");
+    bson_destroy(show);
 }
 
 Test(models, models_diff_and_runs_diff) {

@@ -6,6 +6,9 @@
  * beyond the cap, a slowloris, a client leaving mid-stream. After each the
  * server still answers /health. Also: 503 while the model loads, 429 when
  * the queue is full, and SIGTERM letting a stream finish before exit 0. */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "embedder.h"
 #include "require.h"
 #include "retriever.h"
@@ -648,4 +651,220 @@ Test(serve, bad_options_and_models_are_refused) {
     cr_expect_eq(r.status, 0);
     cr_expect_not_null(strstr(r.out, "--api-key-file"), "%s", r.out);
     result_free(&r);
+}
+
+/* ---- reloading ---- */
+
+static char admin_keys[200];
+
+/* test_dir/admin.key with the key "adm1". */
+static const char *admin_key_file(void) {
+    snprintf(admin_keys, sizeof(admin_keys), "%s/admin.key", test_dir);
+    FILE *f = fopen(admin_keys, "w");
+    cr_assert_not_null(f);
+    fputs("# the admin's\nadm1\n", f);
+    fclose(f);
+    return admin_keys;
+}
+
+/* POST /admin/reload with body, authorized by key (NULL: no header); the
+ * whole answer into out, its status returned. */
+static int reload_to(int port, const char *key, const char *body, char *out, size_t size) {
+    char req[8192], auth[128] = "";
+    if (key)
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", key);
+    snprintf(req, sizeof(req),
+             "POST /admin/reload HTTP/1.1\r\nHost: t\r\n%sContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n%s",
+             auth, strlen(body), body);
+    exchange(port, req, out, size);
+    return status_of(out);
+}
+
+/* Seeded: the same text from one model every time. (Greedy would not
+ * tell two random models apart: each repeats the prompt's last token.) */
+static const char seeded_body[] = "{\"prompt\": \"A pipeline is\", \"max_tokens\": 8, "
+                                  "\"seed\": 11}";
+
+/* The text of a completion's answer (from "text" to "logprobs"). */
+static void text_of(const char *answer, char *out, size_t size) {
+    const char *a = strstr(answer, "\"text\": "), *b = a ? strstr(a, ", \"logprobs\"") : NULL;
+    cr_assert(a && b, "no text in %s", answer);
+    snprintf(out, size, "%.*s", (int)(b - a), a);
+}
+
+/* The completion of seeded_body by the model served now. */
+static void seeded(int port, char *text, size_t size) {
+    static char req[4096], out[8192];
+    post(req, sizeof(req), "/v1/completions", seeded_body);
+    exchange(port, req, out, sizeof(out));
+    cr_assert_eq(status_of(out), 200, "%s", out);
+    text_of(out, text, size);
+}
+
+/* A client sending seeded completions one after another until told to
+ * stop, counting the answers by status. No asserts: it runs on a thread. */
+typedef struct client_loop {
+    int port;
+    atomic_int stop;
+    atomic_int ok, failed;
+    char failure[512];
+} client_loop;
+
+static void *client_main(void *arg) {
+    client_loop *l = arg;
+    static char req[4096], out[8192];
+    post(req, sizeof(req), "/v1/completions", seeded_body);
+    while (!atomic_load(&l->stop)) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)l->port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int status = 0;
+        out[0] = 0;
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req)) {
+            read_all(fd, out, sizeof(out));
+            status = status_of(out);
+        }
+        if (fd >= 0)
+            close(fd);
+        if (status == 200) {
+            atomic_fetch_add(&l->ok, 1);
+        } else {
+            if (!atomic_load(&l->failed))
+                snprintf(l->failure, sizeof(l->failure), "%s", out[0] ? out : "no answer");
+            atomic_fetch_add(&l->failed, 1);
+        }
+    }
+    return NULL;
+}
+
+/* Until the client has had n more answers. */
+static void wait_answers(client_loop *l, int n) {
+    int until = atomic_load(&l->ok) + atomic_load(&l->failed) + n;
+    while (atomic_load(&l->ok) + atomic_load(&l->failed) < until)
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+}
+
+/* Reloads swap the model while a client keeps asking: every request is
+ * answered 200, a stream begun before a reload ends on the model it began
+ * with, and afterwards the answers are the new model's. */
+Test(serve, reloads_swap_the_model_without_failing_a_request) {
+    make_model();
+    char other[160];
+    snprintf(other, sizeof(other), "%s/other", test_dir);
+    make_model_in(other, 300, 1024, 8);
+    int port;
+    pid_t pid = start_serve(
+        (const char *[]){"--admin-key-file", admin_key_file(), "--parallel", "2", NULL}, 1, &port);
+    char first[512], second[512], now[512];
+    seeded(port, first, sizeof(first));
+
+    /* a long stream on the first model, under way across the reloads */
+    static char req[4096], out[1 << 20];
+    post(req, sizeof(req), "/v1/completions",
+         "{\"prompt\": \"A pipeline\", \"max_tokens\": 1000, \"stream\": true}");
+    int stream = connect_to(port);
+    send_all(stream, req, strlen(req));
+    cr_assert(read_until(stream, out, 4096, "data: "), "%s", out);
+
+    client_loop l = {.port = port};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, client_main, &l), 0);
+    wait_answers(&l, 3);
+    for (int i = 1; i <= 5; i++) {
+        char body[512], answer[4096];
+        snprintf(body, sizeof(body), "{\"model\": \"%s\", \"name\": \"%s\", \"version\": %d}",
+                 i % 2 ? other : model_dir, i % 2 ? "other" : "tiny", i);
+        cr_assert_eq(reload_to(port, "adm1", body, answer, sizeof(answer)), 200, "%s", answer);
+        cr_expect_not_null(strstr(answer, i % 2 ? "\"id\": \"other\"" : "\"id\": \"tiny\""), "%s",
+                           answer);
+        if (i == 1)
+            seeded(port, second, sizeof(second));
+        wait_answers(&l, 3);
+    }
+    atomic_store(&l.stop, 1);
+    pthread_join(th, NULL);
+    cr_expect_eq(atomic_load(&l.failed), 0, "%d of %d failed, the first: %s",
+                 atomic_load(&l.failed), atomic_load(&l.failed) + atomic_load(&l.ok), l.failure);
+    cr_expect_geq(atomic_load(&l.ok), 18);
+
+    /* the models answer apart, and the one served now is the last one loaded */
+    cr_expect_str_neq(first, second);
+    seeded(port, now, sizeof(now));
+    cr_expect_str_eq(now, second);
+    exchange(port, "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n", out, 4096);
+    cr_expect_not_null(strstr(out, "\"id\": \"other\""), "%s", out);
+    cr_expect_not_null(strstr(out, "\"version\": \"5\""), "%s", out);
+    cr_expect_eq(metric(port, "sluice_serve_reloads_total{result=\"ok\"}"), 5);
+    cr_expect_eq(metric(port, "sluice_serve_model_info{model=\"other\",version=\"5\"}"), 1);
+
+    /* the stream ran to its end on the model it began with */
+    cr_expect(read_until(stream, out, sizeof(out), "data: [DONE]"), "%.2000s", out);
+    close(stream);
+    cr_expect_not_null(strstr(out, "\"model\": \"tiny\""), "%.2000s", out);
+    cr_expect_null(strstr(out, "\"model\": \"other\""), "%.2000s", out);
+    cr_expect_eq(health(port), 200);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* A model that does not load leaves the one served in place. */
+Test(serve, a_failed_reload_keeps_the_model_served) {
+    make_model();
+    int port;
+    pid_t pid = start_serve((const char *[]){"--admin-key-file", admin_key_file(), NULL}, 1, &port);
+    char before[512], after[512], answer[4096], body[512];
+    seeded(port, before, sizeof(before));
+    snprintf(body, sizeof(body), "{\"model\": \"%s/nowhere\"}", test_dir);
+    cr_expect_eq(reload_to(port, "adm1", body, answer, sizeof(answer)), 400, "%s", answer);
+    cr_expect_not_null(strstr(answer, "the one served is kept"), "%s", answer);
+    /* a folder that is no model: no config.json */
+    snprintf(body, sizeof(body), "{\"model\": \"%s\"}", test_dir);
+    cr_expect_eq(reload_to(port, "adm1", body, answer, sizeof(answer)), 400, "%s", answer);
+    cr_expect_not_null(strstr(answer, "config.json"), "%s", answer);
+    cr_expect_eq(reload_to(port, "adm1", "{\"model\": 3}", answer, sizeof(answer)), 400, "%s",
+                 answer);
+    cr_expect_not_null(strstr(answer, "\"param\": \"model\""), "%s", answer);
+    cr_expect_eq(reload_to(port, "adm1", "{not json", answer, sizeof(answer)), 400, "%s", answer);
+    seeded(port, after, sizeof(after));
+    cr_expect_str_eq(before, after);
+    exchange(port, "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n", answer, sizeof(answer));
+    cr_expect_not_null(strstr(answer, "\"id\": \"tiny\""), "%s", answer);
+    cr_expect_eq(metric(port, "sluice_serve_reloads_total{result=\"failed\"}"), 2);
+    cr_expect_eq(metric(port, "sluice_serve_reloads_total{result=\"ok\"}"), 0);
+    cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* /admin/reload is off without --admin-key-file and takes only its keys:
+ * an API key is not one. */
+Test(serve, reloading_needs_an_admin_key) {
+    make_model();
+    char body[512], answer[4096];
+    snprintf(body, sizeof(body), "{\"model\": \"%s\"}", model_dir);
+    int port;
+    pid_t pid = start_serve(NULL, 1, &port);
+    cr_expect_eq(reload_to(port, NULL, body, answer, sizeof(answer)), 403, "%s", answer);
+    cr_expect_eq(reload_to(port, "adm1", body, answer, sizeof(answer)), 403, "%s", answer);
+    cr_expect_eq(stop_serve(pid), 0);
+
+    char api_keys[200];
+    snprintf(api_keys, sizeof(api_keys), "%s/api.key", test_dir);
+    FILE *f = fopen(api_keys, "w");
+    cr_assert_not_null(f);
+    fputs("sk-user\n", f);
+    fclose(f);
+    pid = start_serve(
+        (const char *[]){"--admin-key-file", admin_key_file(), "--api-key-file", api_keys, NULL}, 1,
+        &port);
+    cr_expect_eq(reload_to(port, NULL, body, answer, sizeof(answer)), 401, "%s", answer);
+    cr_expect_not_null(strstr(answer, "WWW-Authenticate: Bearer"), "%s", answer);
+    cr_expect_eq(reload_to(port, "sk-user", body, answer, sizeof(answer)), 401, "%s", answer);
+    cr_expect_eq(reload_to(port, "adm", body, answer, sizeof(answer)), 401, "%s", answer);
+    exchange(
+        port,
+        "GET /admin/reload HTTP/1.1\r\nAuthorization: Bearer adm1\r\nConnection: close\r\n\r\n",
+        answer, sizeof(answer));
+    cr_expect_eq(status_of(answer), 405, "%s", answer);
+    cr_expect_eq(reload_to(port, "adm1", body, answer, sizeof(answer)), 200, "%s", answer);
+    cr_expect_eq(stop_serve(pid), 0);
 }
