@@ -129,24 +129,46 @@ static void wait_ok(const char *url, const char *server) {
     exit(1);
 }
 
-/* wrk's requests/s at url; a non-2xx answer makes the figure void. */
-static double wrk(const char *url) {
-    char cmd[512], line[512];
-    snprintf(cmd, sizeof(cmd), "wrk -t1 -c50 -d5s '%s' 2>&1", url);
+/* What wrk measured: requests/s and, with --latency, the 50th and 99th
+ * percentiles of latency in ms. */
+typedef struct wrk_figures {
+    double rps, p50_ms, p99_ms;
+} wrk_figures;
+
+/* wrk's milliseconds from its "1.23ms", "456.78us" or "1.02s". */
+static double wrk_ms(const char *v) {
+    char unit[8] = "";
+    double x = 0;
+    if (sscanf(v, "%lf%7s", &x, unit) < 1)
+        return -1;
+    return strcmp(unit, "us") == 0 ? x / 1000 : strcmp(unit, "s") == 0 ? x * 1000 : x;
+}
+
+/* Runs wrk with options at url; any non-2xx answer or socket error makes
+ * the figures void (the bench stops). */
+static wrk_figures wrk_run(const char *options, const char *url) {
+    char cmd[1024], line[512], v[64];
+    snprintf(cmd, sizeof(cmd), "wrk %s '%s' 2>&1", options, url);
     FILE *p = popen(cmd, "r");
     if (!p)
         die("cannot run wrk");
-    double rps = 0;
+    wrk_figures w = {0, -1, -1};
     int bad = 0;
     while (fgets(line, sizeof(line), p)) {
-        sscanf(line, "Requests/sec: %lf", &rps);
+        sscanf(line, "Requests/sec: %lf", &w.rps);
+        if (sscanf(line, " 50%% %63s", v) == 1)
+            w.p50_ms = wrk_ms(v);
+        if (sscanf(line, " 99%% %63s", v) == 1)
+            w.p99_ms = wrk_ms(v);
         if (strstr(line, "Non-2xx") || strstr(line, "Socket errors"))
             bad = 1, fputs(line, stderr);
     }
-    if (pclose(p) != 0 || rps <= 0 || bad)
+    if (pclose(p) != 0 || w.rps <= 0 || bad)
         die("wrk failed or saw errors (is wrk installed?)");
-    return rps;
+    return w;
 }
+
+static double wrk(const char *url) { return wrk_run("-t1 -c50 -d5s", url).rps; }
 
 static double nginx_rps(const char *body) {
     char conf[128], www[128], path[160], url[96], prefix[96];
@@ -299,6 +321,29 @@ int main(void) {
     printf("  bound         %10.1f tokens/s   (read bandwidth %.1f GB/s, one thread)\n", bound,
            bw / 1e9);
     printf("  ratio         %10.0f%%\n", 100 * rate / bound);
+    stop(pid);
+
+    /* Load: chat completions from 4 connections on 2 slots for a fixed time;
+     * every answer must be a 200 (the queue holds the other two). */
+    pid = start_serve(model_dir, "2", port_file, log, &port);
+    char script[128], chat_url[96];
+    snprintf(script, sizeof(script), "%s/chat.lua", dir);
+    FILE *lua = fopen(script, "w");
+    if (!lua)
+        die("cannot write the wrk script");
+    fputs("wrk.method = \"POST\"\n"
+          "wrk.headers[\"Content-Type\"] = \"application/json\"\n"
+          "wrk.body = '{\"messages\": [{\"role\": \"user\", \"content\": \"What is a "
+          "pipeline?\"}], \"max_tokens\": 8, \"temperature\": 0}'\n",
+          lua);
+    fclose(lua);
+    snprintf(chat_url, sizeof(chat_url), "http://127.0.0.1:%d/v1/chat/completions", port);
+    snprintf(cmd, sizeof(cmd), "-t2 -c4 -d10s --timeout 30s --latency -s '%s'", script);
+    wrk_figures load = wrk_run(cmd, chat_url);
+    printf("POST /v1/chat/completions (8 tokens) under wrk -t2 -c4 -d10s, --parallel 2: no "
+           "non-2xx\n");
+    printf("  %.1f requests/s   latency p50 %.0f ms   p99 %.0f ms\n", load.rps, load.p50_ms,
+           load.p99_ms);
     stop(pid);
 
     printf("aggregate decode, N streams at once on sluice serve --parallel N (%ld cores; no\n"
