@@ -182,6 +182,15 @@ int model_decoder_reset(model_decoder *d, int max_len, char *err, size_t err_siz
 int model_decoder_step(model_decoder *d, int32_t token, const float **logits, char *err,
                        size_t err_size);
 void model_decoder_free(model_decoder *d);
+/* A prompt's n tokens at the next positions, as n model_decoder_steps
+ * would, and the logits after the last one (borrowed as model_decoder_step's):
+ * each linear layer as one matrix product over up to 64 tokens, so every
+ * weight is read once for many of them. The logits agree with the steps'
+ * to float rounding (a product's sums in another order), not bit for bit.
+ * -ENOSPC when they do not fit in the cache, -EINVAL for a token outside
+ * the vocabulary (nothing is run then). */
+int model_decoder_prefill(model_decoder *d, const int32_t *tokens, int n, const float **logits,
+                          char *err, size_t err_size);
 
 /* LoRA adapters, as PEFT's LoraModel: each linear layer whose Hugging Face
  * module name ends in one of targets (GPT-2: c_attn, c_proj, c_fc; Llama:

@@ -159,12 +159,13 @@ static void run(slot *s, gen_job *j) {
     }
     memcpy(s->hist, ids.ids, ids.n * sizeof(int32_t));
     const float *logits = NULL;
-    for (size_t i = 0; i < ids.n; i++) {
-        if (atomic_load(&j->priv->cancel) ||
-            model_decoder_step(s->dec, ids.ids[i], &logits, err, sizeof(err)) != 0) {
-            finish(p, j, atomic_load(&j->priv->cancel) ? 499 : 500, err, NULL, n_prompt, 0);
-            goto done;
-        }
+    /* The prompt in matrix products of many tokens (one read of each weight
+     * for all of them), not one token at a time. */
+    if (ids.n &&
+        (atomic_load(&j->priv->cancel) ||
+         model_decoder_prefill(s->dec, ids.ids, (int)ids.n, &logits, err, sizeof(err)) != 0)) {
+        finish(p, j, atomic_load(&j->priv->cancel) ? 499 : 500, err, NULL, n_prompt, 0);
+        goto done;
     }
     int stopped = 0;
     for (size_t n = ids.n; n < max_len; n++) {

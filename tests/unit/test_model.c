@@ -1382,3 +1382,66 @@ Test(decode, decoders_on_two_threads_match_model_decode) {
     model_decoder_free(d);
     model_free(m);
 }
+
+/* A prompt put through model_decoder_prefill leaves the cache as steps do:
+ * its logits, and those of the tokens generated after it, agree with
+ * token-by-token decoding to float rounding. Prompts of 1, 5 and 150 tokens
+ * (the last crossing prefill's chunks of 64), after a first prompt too. */
+static void prefill_matches_steps(const char *arch, int kv_heads) {
+    model_config c;
+    int ctx = 200, V = 80;
+    cr_assert_eq(model_config_init(&c, arch, 32, 2, 4, kv_heads, 0, ctx, V, err, sizeof(err)), 0,
+                 "%s", err);
+    model *m = NULL;
+    cr_assert_eq(model_new(&c, 5, &m, err, sizeof(err)), 0, "%s", err);
+    model_decoder *a = NULL, *b = NULL;
+    cr_assert_eq(model_decoder_new(m, ctx, &a, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(model_decoder_new(m, ctx, &b, err, sizeof(err)), 0, "%s", err);
+    int32_t prompt[150];
+    for (int i = 0; i < 150; i++)
+        prompt[i] = (int32_t)((i * 37 + 11) % V);
+    static const int lengths[][2] = {{1, 0}, {5, 0}, {150, 0}, {20, 30}};
+    for (size_t t = 0; t < sizeof(lengths) / sizeof(lengths[0]); t++) {
+        int n = lengths[t][0], second = lengths[t][1];
+        cr_assert_eq(model_decoder_reset(a, ctx, err, sizeof(err)), 0);
+        cr_assert_eq(model_decoder_reset(b, ctx, err, sizeof(err)), 0);
+        const float *za = NULL, *zb = NULL;
+        /* a prompt, then (second > 0) another after it, as a chat's turns */
+        for (int part = 0; part < (second ? 2 : 1); part++) {
+            const int32_t *toks = part ? prompt + n : prompt;
+            int len = part ? second : n;
+            for (int i = 0; i < len; i++)
+                cr_assert_eq(model_decoder_step(a, toks[i], &za, err, sizeof(err)), 0, "%s", err);
+            cr_assert_eq(model_decoder_prefill(b, toks, len, &zb, err, sizeof(err)), 0, "%s", err);
+        }
+        for (int g = 0; g < 8; g++) {
+            double worst = 0, scale = 0;
+            int best = 0;
+            for (int j = 0; j < V; j++) {
+                worst = fmax(worst, fabs((double)za[j] - zb[j]));
+                scale = fmax(scale, fabs((double)za[j]));
+                best = za[j] > za[best] ? j : best;
+            }
+            cr_expect_leq(worst, 1e-4 * (1 + scale),
+                          "%s: prompt %d+%d, token %d: logits differ by %g", arch, n, second, g,
+                          worst);
+            cr_assert_eq(model_decoder_step(a, best, &za, err, sizeof(err)), 0, "%s", err);
+            cr_assert_eq(model_decoder_step(b, best, &zb, err, sizeof(err)), 0, "%s", err);
+        }
+    }
+    /* what does not fit or is no token is refused, the cache untouched */
+    cr_assert_eq(model_decoder_reset(b, 10, err, sizeof(err)), 0);
+    const float *z;
+    cr_expect_eq(model_decoder_prefill(b, prompt, 11, &z, err, sizeof(err)), -ENOSPC);
+    int32_t bad[2] = {1, V};
+    cr_expect_eq(model_decoder_prefill(b, bad, 2, &z, err, sizeof(err)), -EINVAL);
+    cr_expect_not_null(strstr(err, "outside the vocabulary"), "%s", err);
+    cr_expect_eq(model_decoder_prefill(b, prompt, 10, &z, err, sizeof(err)), 0, "%s", err);
+    model_decoder_free(a);
+    model_decoder_free(b);
+    model_free(m);
+}
+
+Test(decode, gpt2_prefill_matches_steps) { prefill_matches_steps("gpt2", 0); }
+Test(decode, llama_prefill_matches_steps) { prefill_matches_steps("llama", 0); }
+Test(decode, gqa_prefill_matches_steps) { prefill_matches_steps("llama", 2); }
