@@ -338,9 +338,9 @@ int main(void) {
           lua);
     fclose(lua);
     snprintf(chat_url, sizeof(chat_url), "http://127.0.0.1:%d/v1/chat/completions", port);
-    snprintf(cmd, sizeof(cmd), "-t2 -c4 -d10s --timeout 30s --latency -s '%s'", script);
+    snprintf(cmd, sizeof(cmd), "-t2 -c4 -d5s --timeout 30s --latency -s '%s'", script);
     wrk_figures load = wrk_run(cmd, chat_url);
-    printf("POST /v1/chat/completions (8 tokens) under wrk -t2 -c4 -d10s, --parallel 2: no "
+    printf("POST /v1/chat/completions (8 tokens) under wrk -t2 -c4 -d5s, --parallel 2: no "
            "non-2xx\n");
     printf("  %.1f requests/s   latency p50 %.0f ms   p99 %.0f ms\n", load.rps, load.p50_ms,
            load.p99_ms);
