@@ -83,6 +83,14 @@ static void expect_success(result r) {
     result_free(&r);
 }
 
+/* Expects the command to have exited with status, saying needle on stderr
+ * (a refusal: bad usage, bad input); frees r. */
+static void expect_refused(result r, int status, const char *needle) {
+    cr_expect_eq(r.status, status, "exit %d, not %d: %s%s", r.status, status, r.out, r.err);
+    cr_expect_not_null(strstr(r.err, needle), "'%s' is not in: %s", needle, r.err);
+    result_free(&r);
+}
+
 /* A fresh folder for a test, with a store in it and the test plugins on the
  * plugin path of the runs that follow. */
 static char test_dir[64], test_store_arg[128], test_plugin_path[512];

@@ -206,9 +206,7 @@ Test(cache, a_fifo_in_cache_on_files_is_refused_with_its_line, .timeout = 60) {
     }
     /* The same for a pipeline file that is a FIFO. */
     result r = RUN("validate", fifo);
-    cr_expect_eq(r.status, 2, "%s", r.err);
-    cr_expect(strstr(r.err, "it is a FIFO, not a regular file"), "%s", r.err);
-    result_free(&r);
+    expect_refused(r, 2, "it is a FIFO, not a regular file");
 }
 
 /* ${...} expansion had no bound: a small file asked for gigabytes. The

@@ -134,7 +134,7 @@ Test(import, lineage_says_where_from_and_gc_keeps_it) {
 
 /* Runs an import expected to fail with exit 2 and words in its error; the
  * store keeps no object and no copy. */
-static void expect_refused(char *path, char *type, const char *words) {
+static void expect_import_refused(char *path, char *type, const char *words) {
     result r = RUN(test_store_arg, "artifacts", "import", path, "--type", type);
     cr_expect_eq(r.status, 2, "%s: %s%s", path, r.out, r.err);
     cr_expect(strstr(r.err, path) || strstr(r.err, type), "%s", r.err);
@@ -147,39 +147,37 @@ static void expect_refused(char *path, char *type, const char *words) {
 Test(import, bad_paths_are_refused_by_name_and_leave_nothing) {
     char path[256], cmd[700];
     snprintf(path, sizeof(path), "%s/missing.json", test_dir);
-    expect_refused(path, "dataset", "no such file or folder");
+    expect_import_refused(path, "dataset", "no such file or folder");
     snprintf(path, sizeof(path), "%s/fifo", test_dir);
     cr_assert_eq(mkfifo(path, 0644), 0);
-    expect_refused(path, "dataset", "it is a FIFO");
-    expect_refused("/dev/null", "dataset", "a character device");
+    expect_import_refused(path, "dataset", "it is a FIFO");
+    expect_import_refused("/dev/null", "dataset", "a character device");
     snprintf(path, sizeof(path), "%s/loop1", test_dir);
     snprintf(cmd, sizeof(cmd), "cd '%s' && ln -s loop2 loop1 && ln -s loop1 loop2", test_dir);
     cr_assert_eq(system(cmd), 0);
-    expect_refused(path, "dataset", "symbolic link loop");
+    expect_import_refused(path, "dataset", "symbolic link loop");
     /* In a folder: a link, a FIFO, named with their path. */
     snprintf(path, sizeof(path), "%s/tree", test_dir);
     snprintf(cmd, sizeof(cmd),
              "mkdir -p '%s/in' && printf x > '%s/ok' && ln -s /etc/passwd '%s/in/l'", path, path,
              path);
     cr_assert_eq(system(cmd), 0);
-    expect_refused(path, "dataset", "tree/in/l is a symbolic link");
+    expect_import_refused(path, "dataset", "tree/in/l is a symbolic link");
     snprintf(cmd, sizeof(cmd), "rm '%s/in/l' && mkfifo '%s/in/p'", path, path);
     cr_assert_eq(system(cmd), 0);
-    expect_refused(path, "dataset", "tree/in/p is a FIFO");
+    expect_import_refused(path, "dataset", "tree/in/p is a FIFO");
     /* Unreadable: root reads everything, so only a user can see it. */
     if (geteuid() != 0) {
         snprintf(path, sizeof(path), "%s/secret", test_dir);
         snprintf(cmd, sizeof(cmd), "printf x > '%s' && chmod 000 '%s'", path, path);
         cr_assert_eq(system(cmd), 0);
-        expect_refused(path, "dataset", "cannot be read");
+        expect_import_refused(path, "dataset", "cannot be read");
     }
     /* The type is checked as a port's; --type is required. */
-    expect_refused(INSTRUCT, "Dataset", "no artifact type");
-    expect_refused(INSTRUCT, "data-set", "no artifact type");
+    expect_import_refused(INSTRUCT, "Dataset", "no artifact type");
+    expect_import_refused(INSTRUCT, "data-set", "no artifact type");
     result r = RUN(test_store_arg, "artifacts", "import", INSTRUCT);
-    cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "--type TYPE"), "%s", r.err);
-    result_free(&r);
+    expect_refused(r, 2, "--type TYPE");
 }
 
 /* The lines of file that hold needle. */
@@ -216,9 +214,7 @@ static void export_counts(char *file, size_t train, size_t test, const char *fie
     cr_expect_eq(lines_with(out, field), train + test);
     /* The file exists now: never overwritten. */
     r = RUN(test_store_arg, "artifacts", "export", hash, out, "--format", "jsonl");
-    cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "exists already"), "%s", r.err);
-    result_free(&r);
+    expect_refused(r, 2, "exists already");
 }
 
 Test(import, export_jsonl_of_the_handbooks_datasets) {
@@ -236,9 +232,7 @@ Test(import, export_jsonl_of_the_handbooks_datasets) {
     char hash[65];
     snprintf(hash, sizeof(hash), "%s", import_ok(path, "config"));
     r = RUN(test_store_arg, "artifacts", "export", hash, out, "--jsonl");
-    cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "not a dataset in the Handbook's layout"), "%s", r.err);
-    result_free(&r);
+    expect_refused(r, 2, "not a dataset in the Handbook's layout");
     cr_expect_eq(access(out, F_OK), -1);
 }
 

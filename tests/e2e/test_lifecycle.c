@@ -446,9 +446,7 @@ Test(lifecycle, a_live_run_is_not_resumed) {
     char *id = newest_run();
     cr_expect_str_eq(run_status(id), "running");
     result r = RUN(test_store_arg, "resume", id);
-    cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "still running"), "%s", r.err);
-    result_free(&r);
+    expect_refused(r, 2, "still running");
     touch("go");
     cr_expect_eq(wait_status(pid), 0);
     cr_expect_eq(processes_left(), 0);

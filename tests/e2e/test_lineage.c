@@ -291,7 +291,7 @@ Test(lineage, an_interrupted_step_gets_abort) {
     expect_valid(events);
 }
 
-static void expect_refused(const char *target, const char *message) {
+static void expect_openlineage_refused(const char *target, const char *message) {
     char *p = write_pipeline("bad.yaml",
                              "pipeline: bad\n"
                              "settings:\n"
@@ -307,12 +307,12 @@ static void expect_refused(const char *target, const char *message) {
 }
 
 Test(lineage, a_bad_target_is_an_error_with_its_line) {
-    expect_refused("/nonexistent-sluice/ev.jsonl",
-                   "its folder '/nonexistent-sluice' does not exist");
-    expect_refused("ftp://example.com/x", "is not an http:// or https:// URL");
-    expect_refused("http://", "not a valid URL");
-    expect_refused("http://exa mple.com/", "holds a space");
-    expect_refused("/tmp", "is a folder");
+    expect_openlineage_refused("/nonexistent-sluice/ev.jsonl",
+                               "its folder '/nonexistent-sluice' does not exist");
+    expect_openlineage_refused("ftp://example.com/x", "is not an http:// or https:// URL");
+    expect_openlineage_refused("http://", "not a valid URL");
+    expect_openlineage_refused("http://exa mple.com/", "holds a space");
+    expect_openlineage_refused("/tmp", "is a folder");
     char *p = write_pipeline("map.yaml", "pipeline: map\nsettings:\n  openlineage: {too: x.jsonl}\n"
                                          "steps:\n  a: {uses: shell, with: {run: 'true'}}\n");
     result r = RUN("validate", p);

@@ -421,9 +421,7 @@ Test(run, run_arguments) {
                      "sluice run: --jobs takes a number from 0 (all cores) to 4096, not '4097'\n");
     result_free(&r);
     r = RUN(test_store_arg, "run", p, "--runner", "slurm");
-    cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "Slurm runner") != NULL);
-    result_free(&r);
+    expect_refused(r, 2, "Slurm runner");
 }
 
 Test(run, the_clean_and_chunk_steps_on_the_handbooks_articles, .timeout = 120) {

@@ -46,12 +46,6 @@ static size_t runs_of(const char *name) {
 
 static void scheduler_once(void) { expect_success(RUN(test_store_arg, "scheduler", "--once")); }
 
-static void expect_refused(result r, const char *want) {
-    cr_expect_eq(r.status, 2, "exit %d: %s%s", r.status, r.out, r.err);
-    cr_expect(strstr(r.err, want), "'%s' lacks '%s'", r.err, want);
-    result_free(&r);
-}
-
 Test(schedule, add_list_show_pause_resume_remove) {
     char *file = strdup(pipeline_file());
     expect_success(RUN(test_store_arg, "schedule", "add", "nightly", file, "-p", "word=night",
@@ -82,41 +76,41 @@ Test(schedule, add_list_show_pause_resume_remove) {
     r = RUN(test_store_arg, "schedule", "list", "--json");
     cr_expect(!strstr(r.out, "nightly") && strstr(r.out, "hourly"), "%s", r.out);
     result_free(&r);
-    expect_refused(RUN(test_store_arg, "schedule", "show", "nightly"), "no schedule 'nightly'");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "hourly", file, "--every", "2h"),
+    expect_refused(RUN(test_store_arg, "schedule", "show", "nightly"), 2, "no schedule 'nightly'");
+    expect_refused(RUN(test_store_arg, "schedule", "add", "hourly", file, "--every", "2h"), 2,
                    "a schedule 'hourly' exists");
     free(file);
 }
 
 Test(schedule, bad_schedules_are_refused_and_located) {
     char *file = strdup(pipeline_file());
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--cron", "0 24 * * *"),
-                   "--cron '0 24 * * *': column 3: hour 24 is out of its range 0-23");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--cron", "0 0 30 2 *"),
-                   "never fires");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--every", "10"),
-                   "needs a unit");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--at", "2026-12-07 25:00"),
-                   "--at '2026-12-07 25:00': no such date or time");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--at", "7 Dec"),
-                   "--at '7 Dec': column 1: expected YYYY-MM-DD HH:MM");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--at", "2026-12-01 10:00Z"),
-                   "is in the past");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--cron", "* * * * *", "--tz",
-                       "Mars/Olympus"),
-                   "no such time zone");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--on", "svn:foo"),
-                   "--on takes git:REPO[@BRANCH]");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", file, "--on", "artifact:a.b"),
-                   "artifact:PIPELINE.STEP.OUTPUT");
-    expect_refused(
-        RUN(test_store_arg, "schedule", "add", "x", file, "--every", "1h", "--cron", "* * * * *"),
-        "give one of --cron, --every, --at or --on");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "no/slash", file, "--every", "1h"),
+    /* the options after 'schedule add x FILE', and what the refusal says */
+    static const struct {
+        const char *options[4], *says;
+    } bad[] = {
+        {{"--cron", "0 24 * * *"},
+         "--cron '0 24 * * *': column 3: hour 24 is out of its range 0-23"},
+        {{"--cron", "0 0 30 2 *"}, "never fires"},
+        {{"--every", "10"}, "needs a unit"},
+        {{"--at", "2026-12-07 25:00"}, "--at '2026-12-07 25:00': no such date or time"},
+        {{"--at", "7 Dec"}, "--at '7 Dec': column 1: expected YYYY-MM-DD HH:MM"},
+        {{"--at", "2026-12-01 10:00Z"}, "is in the past"},
+        {{"--cron", "* * * * *", "--tz", "Mars/Olympus"}, "no such time zone"},
+        {{"--on", "svn:foo"}, "--on takes git:REPO[@BRANCH]"},
+        {{"--on", "artifact:a.b"}, "artifact:PIPELINE.STEP.OUTPUT"},
+        {{"--every", "1h", "--cron", "* * * * *"}, "give one of --cron, --every, --at or --on"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *argv[10] = {"sluice", test_store_arg, "schedule", "add", "x", file};
+        for (int k = 0; k < 4 && bad[i].options[k]; k++)
+            argv[6 + k] = (char *)bad[i].options[k];
+        expect_refused(run_in(NULL, NULL, argv), 2, bad[i].says);
+    }
+    expect_refused(RUN(test_store_arg, "schedule", "add", "no/slash", file, "--every", "1h"), 2,
                    "a name is");
     char *broken =
         write_test_file(test_dir, "broken.yaml", "pipeline: b\nsteps:\n  a: {uses: nosuchstep}\n");
-    expect_refused(RUN(test_store_arg, "schedule", "add", "x", broken, "--every", "1h"),
+    expect_refused(RUN(test_store_arg, "schedule", "add", "x", broken, "--every", "1h"), 2,
                    "broken.yaml:3");
     result r = RUN(test_store_arg, "schedule", "list");
     cr_expect(strstr(r.out, "no schedules"), "nothing was recorded: %s", r.out);
@@ -443,7 +437,7 @@ Test(schedule, one_scheduler_per_store) {
     char out[200];
     snprintf(out, sizeof(out), "%s/scheduler.out", test_dir);
     pid_t pid = start_scheduler(out);
-    expect_refused(RUN(test_store_arg, "scheduler", "--once"),
+    expect_refused(RUN(test_store_arg, "scheduler", "--once"), 2,
                    "another scheduler runs on the store");
     stop_scheduler(pid);
     scheduler_once(); /* the lock went with it */

@@ -620,7 +620,7 @@ static const char *stored_chain_meta(void) {
 
 /* Every command that reads the metadata refuses a damaged file with exit
  * 2 and the message, and none dies of a signal. */
-static void expect_refused(const char *what, const char *message) {
+static void expect_damage_refused(const char *what, const char *message) {
     char chain_path[256];
     snprintf(chain_path, sizeof(chain_path), "%s/chain.yaml", test_dir);
     result rs[] = {RUN(test_store_arg, "runs", "list"), RUN(test_store_arg, "artifacts", "list"),
@@ -636,7 +636,8 @@ static void expect_refused(const char *what, const char *message) {
 Test(store, a_truncated_metadata_file_is_refused_with_exit_2_not_a_crash) {
     const char *meta = stored_chain_meta();
     cr_assert_eq(truncate(meta, 8192), 0);
-    expect_refused("truncated", "is damaged: it is 8192 bytes long but its database runs to byte");
+    expect_damage_refused("truncated",
+                          "is damaged: it is 8192 bytes long but its database runs to byte");
     struct stat st;
     cr_assert_eq(stat(meta, &st), 0);
     cr_expect_eq(st.st_size, 8192, "the file is left as it was");
@@ -645,12 +646,12 @@ Test(store, a_truncated_metadata_file_is_refused_with_exit_2_not_a_crash) {
 Test(store, an_empty_or_missing_metadata_file_is_never_silently_replaced) {
     const char *meta = stored_chain_meta();
     cr_assert_eq(truncate(meta, 0), 0);
-    expect_refused("empty", "is damaged: it is empty (0 bytes)");
+    expect_damage_refused("empty", "is damaged: it is empty (0 bytes)");
     struct stat st;
     cr_assert_eq(stat(meta, &st), 0);
     cr_expect_eq(st.st_size, 0, "no fresh database took its place");
     cr_assert_eq(unlink(meta), 0);
-    expect_refused("missing", "is damaged: it is missing, but the store holds runs");
+    expect_damage_refused("missing", "is damaged: it is missing, but the store holds runs");
     cr_expect_neq(access(meta, F_OK), 0, "no fresh database took its place");
 }
 
@@ -662,7 +663,7 @@ Test(store, a_metadata_file_with_keys_out_of_order_is_refused) {
     snprintf(cmd, sizeof(cmd), "cp '%s/tests/fuzz/seeds/meta/keys-out-of-order.mdb' '%s'",
              SLUICE_SOURCE_DIR, meta);
     cr_assert_eq(system(cmd), 0);
-    expect_refused("keys out of order", "its keys are out of order");
+    expect_damage_refused("keys out of order", "its keys are out of order");
 }
 
 Test(store, fuzzed_metadata_files_never_crash_a_command, .timeout = 240) {

@@ -114,9 +114,7 @@ Test(train, pretrain_from_scratch_then_model_info_score_generate) {
     cr_expect_eq(r.status, 2, "%s", r.err);
     result_free(&r);
     r = RUN(test_store_arg, "model", "score", spec);
-    cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "score takes DIR FILE") != NULL, "%s", r.err);
-    result_free(&r);
+    expect_refused(r, 2, "score takes DIR FILE");
 }
 
 /* A pipeline: the demo documents, instructions and preferences (steps
