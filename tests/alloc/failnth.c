@@ -17,6 +17,7 @@
  * sweep tests one process. Under AddressSanitizer (preset dev-asan) the
  * calls go on to ASan's allocator, which still sees every leak; ASan must
  * then be told not to insist on coming first (verify_asan_link_order=0).
+ * Allocations made while libraries unload are never failed (below).
  * Counting is atomic: steps allocate on several threads, so which
  * allocation is the Nth may differ between two runs of the same N. */
 #define _GNU_SOURCE
@@ -105,6 +106,48 @@ static int in_aborting(struct dl_phdr_info *info, size_t size, void *data) {
 
 static atomic_int failed_one;
 
+/* Nonzero while libraries are unloaded (dlclose, and exit from the time its
+ * handlers run): their finalizers allocate without looking, gcov's dump of
+ * a --coverage build among them (a crash in gcov_do_dump), and what they do
+ * is not the program's doing. */
+static atomic_int unloading;
+
+static void exiting(void) { atomic_store(&unloading, 1); }
+
+/* exiting() must run before the libraries' destructors, so it is registered
+ * after the loader's finalizer, which __libc_start_main registers before it
+ * calls main (a constructor of ours would come first and so run last): the
+ * shim starts main itself. */
+typedef int main_fn(int, char **, char **);
+static main_fn *program_main;
+
+static int main_hooked(int argc, char **argv, char **envp) {
+    atexit(exiting);
+    return program_main(argc, argv, envp);
+}
+
+int __libc_start_main(main_fn *main, int argc, char **argv, void (*init)(void), void (*fini)(void),
+                      void (*rtld_fini)(void), void *stack_end);
+int __libc_start_main(main_fn *main, int argc, char **argv, void (*init)(void), void (*fini)(void),
+                      void (*rtld_fini)(void), void *stack_end) {
+    int (*real_start)(main_fn *, int, char **, void (*)(void), void (*)(void), void (*)(void),
+                      void *) =
+        (int (*)(main_fn *, int, char **, void (*)(void), void (*)(void), void (*)(void),
+                 void *))dlsym(RTLD_NEXT, "__libc_start_main");
+    program_main = main;
+    return real_start(main_hooked, argc, argv, init, fini, rtld_fini, stack_end);
+}
+
+int dlclose(void *handle) {
+    static int (*real_dlclose)(void *);
+    if (!real_dlclose)
+        real_dlclose = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+    atomic_fetch_add(&unloading, 1);
+    int rc = real_dlclose(handle);
+    atomic_fetch_sub(&unloading, 1);
+    return rc;
+}
+
 /* Set on a thread once its start function runs (on the main thread, at
  * load): what a new thread allocates before that is the thread library's
  * and the sanitizer runtime's setting up (ASan CHECKs that its
@@ -151,7 +194,7 @@ static int failing_from(const void *caller) {
     uintptr_t at = (uintptr_t)caller;
     if (dl_iterate_phdr(in_aborting, &at))
         return 0;
-    if (!started)
+    if (!started || atomic_load(&unloading))
         return 0;
     if (atomic_exchange(&failed_one, 1))
         return 0;

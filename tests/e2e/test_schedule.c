@@ -101,7 +101,7 @@ Test(schedule, bad_schedules_are_refused_and_located) {
         {{"--every", "1h", "--cron", "* * * * *"}, "give one of --cron, --every, --at or --on"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *argv[10] = {"sluice", test_store_arg, "schedule", "add", "x", file};
+        char *argv[11] = {"sluice", test_store_arg, "schedule", "add", "x", file}; /* NULL-ended */
         for (int k = 0; k < 4 && bad[i].options[k]; k++)
             argv[6 + k] = (char *)bad[i].options[k];
         expect_refused(run_in(NULL, NULL, argv), 2, bad[i].says);
