@@ -3,6 +3,7 @@
 #include "ui_api.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -643,6 +644,53 @@ static void api_metrics(ui_ctx *c, const char *query, ui_response *res) {
     bson_destroy(&doc);
 }
 
+/* ---- writes (with the API key) ------------------------------------------ */
+
+/* Cancels a running run as Ctrl-C in its terminal would: SIGTERM to the
+ * sluice process that owns it (when that process is alive on this host),
+ * which stops its steps and records the run as interrupted. */
+static void api_cancel(ui_ctx *c, const char *spec, ui_response *res) {
+    MDB_txn *txn;
+    char id[256];
+    bson_t run;
+    if (ui_begin(c, &txn, res) != 0)
+        return;
+    if (ui_resolve_run(c, txn, spec, id, sizeof(id), res) != 0 ||
+        meta_get(txn, c->m.runs, id, &run) != 0) {
+        if (!res->status)
+            ui_error(res, 404, "no run %s", spec);
+        meta_abort(txn);
+        return;
+    }
+    bson_iter_t it;
+    int64_t pid = 0;
+    if (bson_iter_init(&it, &run) && bson_iter_find_descendant(&it, "owner.pid", &it) &&
+        BSON_ITER_HOLDS_NUMBER(&it))
+        pid = bson_iter_as_int64(&it);
+    const char *status = record_effective_status(&run);
+    int alive = record_owner_alive(&run);
+    meta_abort(txn);
+    if (strcmp(status, "running") != 0) {
+        ui_error(res, 409, "run %s is not running (it is %s)", id, status);
+        return;
+    }
+    if (alive != 1 || pid <= 1) {
+        ui_error(res, 409, "run %s is not run by a process of this host", id);
+        return;
+    }
+    if (kill((pid_t)pid, SIGTERM) != 0) {
+        ui_error(res, 500, "cannot signal the process of run %s: %s", id, strerror(errno));
+        return;
+    }
+    bson_t doc = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&doc, "run", id);
+    BSON_APPEND_UTF8(&doc, "action", "cancel");
+    BSON_APPEND_INT64(&doc, "signalled", pid);
+    ui_json(res, &doc);
+    res->status = 202;
+    bson_destroy(&doc);
+}
+
 /* ---- routes -------------------------------------------------------------- */
 
 /* Splits path (after a prefix) into its '/' parts, %-decoded, in place. */
@@ -711,6 +759,8 @@ void ui_api_handle(void *ctx, const ui_request *req, ui_response *res) {
                      "to allow changes");
         } else if (!authorized(c, req)) {
             ui_error(res, 401, "give the API key as 'Authorization: Bearer KEY'");
+        } else if (!strcmp(parts[0], "runs") && n == 3 && !strcmp(parts[2], "cancel")) {
+            api_cancel(c, parts[1], res);
         } else {
             ui_error(res, 404, "no action %s in this version", req->path);
         }

@@ -115,6 +115,8 @@ static const char *reason(int status) {
     switch (status) {
     case 200:
         return "OK";
+    case 202:
+        return "Accepted";
     case 400:
         return "Bad Request";
     case 401:
@@ -129,6 +131,8 @@ static const char *reason(int status) {
         return "Conflict";
     case 413:
         return "Content Too Large";
+    case 414:
+        return "URI Too Long";
     case 431:
         return "Request Header Fields Too Large";
     case 503:
@@ -205,7 +209,7 @@ static void dispatch(conn *c, const char *method, size_t method_len, const char 
     size_t plen = q ? (size_t)(q - path) : path_len;
     if (plen >= sizeof(req->path) || path_len >= sizeof(req->query)) {
         free(req);
-        answer_error(c, 414 == 414 ? 400 : 400, "the path is too long");
+        answer_error(c, 414, "the path is too long");
         return;
     }
     memcpy(req->path, path, plen);

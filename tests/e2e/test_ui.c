@@ -300,3 +300,58 @@ Test(ui, api_and_pages) {
         SKIP_UNLESS_REQUIRED("chromium, node or puppeteer-core (npm ci in tests/) is missing: the "
                              "browser half was not run");
 }
+
+/* With an API key: a write without it is refused, with it a running run
+ * is cancelled (its sluice gets SIGTERM, as from a terminal). */
+Test(ui, cancel_needs_the_key) {
+    char *key = write_test_file(test_dir, "key", "0123456789abcdef-test-key\n");
+    char key_path[512];
+    snprintf(key_path, sizeof(key_path), "%s", key);
+    char *p = write_test_file(test_dir, "live.yaml", LIVE_PIPELINE);
+    pid_t live = start_sluice_run(p);
+    char out[256];
+    snprintf(out, sizeof(out), "%s/ui.out", test_dir);
+    ui_pid = fork();
+    cr_assert_geq(ui_pid, 0);
+    if (ui_pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0",
+              "--api-key-file", key_path, (char *)NULL);
+        _exit(127);
+    }
+    wait_for_text(out, "listening on http://127.0.0.1:");
+    char *text = slurp(out);
+    ui_port = atoi(strstr(text, "127.0.0.1:") + 10);
+    free(text);
+    /* Wait until the run is recorded as running. */
+    bson_t doc;
+    for (;;) {
+        int status = get("/api/runs/latest", &doc);
+        bson_iter_t it;
+        int running =
+            status == 200 && field(&doc, "status", &it) && !strcmp(str(&doc, "status"), "running");
+        bson_destroy(&doc);
+        if (running)
+            break;
+        nanosleep(&(struct timespec){0, 20000000L}, NULL);
+    }
+    char req[512];
+    post(req, sizeof(req), "/api/runs/latest/cancel", "{}");
+    exchange(ui_port, req, response, sizeof(response));
+    cr_expect_eq(status_of(response), 401, "no key: %s", response);
+    snprintf(req, sizeof(req),
+             "POST /api/runs/latest/cancel HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "0123456789abcdef-test-key\r\nContent-Length: 0\r\n\r\n");
+    exchange(ui_port, req, response, sizeof(response));
+    cr_expect_eq(status_of(response), 202, "%s", response);
+    int ws;
+    waitpid(live, &ws, 0);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 143, "the run's sluice ends as on SIGTERM");
+    cr_assert_eq(get("/api/runs/latest", &doc), 200);
+    cr_expect_str_neq(str(&doc, "status"), "running");
+    bson_destroy(&doc);
+    exchange(ui_port, req, response, sizeof(response));
+    cr_expect_eq(status_of(response), 409, "no longer running: %s", response);
+}
