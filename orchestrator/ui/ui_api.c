@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "modelreg.h"
 #include "record.h"
 #include "ui_run.h"
 
@@ -47,7 +49,8 @@ void ui_json(ui_response *res, const bson_t *doc) {
 
 int ui_begin(ui_ctx *c, MDB_txn **txn, ui_response *res) {
     if (!c->have_meta) {
-        int rc = meta_open(&c->m, c->store, 1);
+        /* Read-only, unless an API key allows writes (a promotion). */
+        int rc = meta_open(&c->m, c->store, c->api_key ? 0 : 1);
         if (rc == -ENOENT) {
             ui_error(res, 503, "the store %s has no runs yet", c->store);
             return -1;
@@ -691,6 +694,81 @@ static void api_cancel(ui_ctx *c, const char *spec, ui_response *res) {
     bson_destroy(&doc);
 }
 
+/* Points an alias of a model at a version, through the registry's gates
+ * as 'sluice models promote' does; the audit trail says who: "sluice ui
+ * (USER)". Body: {"alias", "version" | "artifact", "reason", "if": [...],
+ * "better_than"}. */
+static void api_promote(ui_ctx *c, const char *name, const ui_request *req, ui_response *res) {
+    bson_t body;
+    bson_error_t err;
+    if (!bson_init_from_json(&body, req->body_len ? req->body : "{}",
+                             req->body_len ? (ssize_t)req->body_len : 2, &err)) {
+        ui_error(res, 400, "the body is no JSON object: %s", err.message);
+        return;
+    }
+    const char *ifs[16];
+    size_t n_ifs = 0;
+    bson_iter_t it, sub;
+    if (bson_iter_init_find(&it, &body, "if") && bson_iter_recurse(&it, &sub))
+        while (bson_iter_next(&sub) && n_ifs < 16)
+            if (BSON_ITER_HOLDS_UTF8(&sub))
+                ifs[n_ifs++] = bson_iter_utf8(&sub, NULL);
+    const char *alias = ui_str(&body, "alias", NULL);
+    int version = (int)ui_num(&body, "version");
+    const char *artifact = ui_str(&body, "artifact", NULL);
+    if (!alias || !modelreg_alias_ok(alias) || (version <= 0 && !artifact)) {
+        ui_error(res, 400,
+                 "give \"alias\" (a name beginning with a letter) and \"version\" (a "
+                 "number from 1) or \"artifact\"");
+        bson_destroy(&body);
+        return;
+    }
+    char user[128], who[200];
+    modelreg_user_name(user, sizeof(user));
+    snprintf(who, sizeof(who), "%s (sluice ui)", user);
+    ui_response scratch = {0};
+    MDB_txn *txn;
+    if (ui_begin(c, &txn, &scratch) != 0) { /* opens the store, writable with a key */
+        *res = scratch;
+        bson_destroy(&body);
+        return;
+    }
+    meta_abort(txn);
+    buf_free(&scratch.body);
+    modelreg_promotion p = {.name = name,
+                            .version = version > 0 ? version : 0,
+                            .artifact = version > 0 ? NULL : artifact,
+                            .alias = alias,
+                            .ifs = ifs,
+                            .n_ifs = n_ifs,
+                            .better_than = ui_str(&body, "better_than", NULL),
+                            .reason = ui_str(&body, "reason", NULL),
+                            .who = who,
+                            .time = (double)time(NULL)};
+    int got = 0, previous = 0;
+    char why[512] = "";
+    int rc = modelreg_promote(&c->m, &p, &got, &previous, why, sizeof(why));
+    if (rc < 0) {
+        ui_error(res, rc == -ENOENT ? 404 : 400, "%s", why[0] ? why : meta_strerror(rc));
+    } else {
+        bson_t doc = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&doc, "model", name);
+        BSON_APPEND_UTF8(&doc, "alias", alias);
+        BSON_APPEND_INT32(&doc, "version", got);
+        BSON_APPEND_INT32(&doc, "previous", previous);
+        BSON_APPEND_UTF8(&doc, "result",
+                         rc == MODELREG_PROMOTED  ? "promoted"
+                         : rc == MODELREG_REFUSED ? "refused"
+                                                  : "unchanged");
+        if (why[0])
+            BSON_APPEND_UTF8(&doc, "why", why);
+        ui_json(res, &doc);
+        res->status = rc == MODELREG_REFUSED ? 409 : 200;
+        bson_destroy(&doc);
+    }
+    bson_destroy(&body);
+}
+
 /* ---- routes -------------------------------------------------------------- */
 
 /* Splits path (after a prefix) into its '/' parts, %-decoded, in place. */
@@ -761,6 +839,8 @@ void ui_api_handle(void *ctx, const ui_request *req, ui_response *res) {
             ui_error(res, 401, "give the API key as 'Authorization: Bearer KEY'");
         } else if (!strcmp(parts[0], "runs") && n == 3 && !strcmp(parts[2], "cancel")) {
             api_cancel(c, parts[1], res);
+        } else if (!strcmp(parts[0], "models") && n == 3 && !strcmp(parts[2], "promote")) {
+            api_promote(c, parts[1], req, res);
         } else {
             ui_error(res, 404, "no action %s in this version", req->path);
         }

@@ -9,6 +9,7 @@
 #include "raw_http.h"
 #include "require.h"
 #include "runner.h"
+#include "twin_pipeline.h"
 
 /* a: 7 points of a loss series and an output; b reads it; c fails. */
 #define DEMO_PIPELINE                                                                              \
@@ -34,8 +35,9 @@
 static pid_t ui_pid;
 static int ui_port;
 
-/* Starts 'sluice ui --listen 127.0.0.1:0' and reads its port. */
-static void start_ui(void) {
+/* Starts 'sluice ui --listen 127.0.0.1:0' (with the API key in key_file,
+ * when given) and reads its port. */
+static void start_ui_with(const char *key_file) {
     char out[256];
     snprintf(out, sizeof(out), "%s/ui.out", test_dir);
     ui_pid = fork();
@@ -44,8 +46,12 @@ static void start_ui(void) {
         int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0", "--poll-ms",
-              "50", (char *)NULL);
+        if (key_file)
+            execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0",
+                  "--api-key-file", key_file, (char *)NULL);
+        else
+            execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0",
+                  "--poll-ms", "50", (char *)NULL);
         _exit(127);
     }
     wait_for_text(out, "listening on http://127.0.0.1:");
@@ -55,6 +61,8 @@ static void start_ui(void) {
     free(text);
     cr_assert_gt(ui_port, 0);
 }
+
+static void start_ui(void) { start_ui_with(NULL); }
 
 static void stop_ui(void) {
     if (ui_pid > 0) {
@@ -282,6 +290,8 @@ Test(ui, api_and_pages) {
         snprintf(path, sizeof(path), "%s/browser.out", test_dir);
         char *out = slurp(path);
         cr_expect_eq(rc, 0, "the browser test:\n%s", out ? out : "");
+        if (getenv("SLUICE_TEST_VERBOSE"))
+            fprintf(stderr, "%s", out ? out : "");
         free(out);
     }
     /* The live run ends once its file is there. */
@@ -309,22 +319,7 @@ Test(ui, cancel_needs_the_key) {
     snprintf(key_path, sizeof(key_path), "%s", key);
     char *p = write_test_file(test_dir, "live.yaml", LIVE_PIPELINE);
     pid_t live = start_sluice_run(p);
-    char out[256];
-    snprintf(out, sizeof(out), "%s/ui.out", test_dir);
-    ui_pid = fork();
-    cr_assert_geq(ui_pid, 0);
-    if (ui_pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0",
-              "--api-key-file", key_path, (char *)NULL);
-        _exit(127);
-    }
-    wait_for_text(out, "listening on http://127.0.0.1:");
-    char *text = slurp(out);
-    ui_port = atoi(strstr(text, "127.0.0.1:") + 10);
-    free(text);
+    start_ui_with(key_path);
     /* Wait until the run is recorded as running. */
     bson_t doc;
     for (;;) {
@@ -354,4 +349,40 @@ Test(ui, cancel_needs_the_key) {
     bson_destroy(&doc);
     exchange(ui_port, req, response, sizeof(response));
     cr_expect_eq(status_of(response), 409, "no longer running: %s", response);
+}
+
+/* With the key, a version of a model is promoted through the registry's
+ * gates; the models route then shows the alias and the audit entry. */
+Test(ui, promote_with_the_key) {
+    char *key = write_test_file(test_dir, "key", "0123456789abcdef-test-key\n");
+    char key_path[512];
+    snprintf(key_path, sizeof(key_path), "%s", key);
+    char *p = twin_pipeline("");
+    char *argv[] = {"sluice", test_store_arg, "run", p, NULL};
+    expect_success(run_in(NULL, NULL, argv));
+    start_ui_with(key_path);
+    const char *body = "{\"alias\": \"production\", \"version\": 1, \"if\": [\"perplexity < 10\"]}";
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "0123456789abcdef-test-key\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    exchange(ui_port, req, response, sizeof(response));
+    cr_expect_eq(status_of(response), 409, "the gate holds it back: %s", response);
+    cr_expect(strstr(response, "perplexity"), "%s", response);
+    body = "{\"alias\": \"production\", \"version\": 1, \"reason\": \"from the ui\"}";
+    snprintf(req, sizeof(req),
+             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "0123456789abcdef-test-key\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    exchange(ui_port, req, response, sizeof(response));
+    cr_expect_eq(status_of(response), 200, "%s", response);
+    cr_expect(strstr(response, "\"promoted\""), "%s", response);
+    bson_t doc;
+    cr_assert_eq(get("/api/models", &doc), 200);
+    cr_expect_str_eq(str(&doc, "models.0.name"), "twin");
+    cr_expect_eq(num(&doc, "models.0.aliases.production.version"), 1);
+    cr_expect_str_eq(str(&doc, "models.0.audit.0.reason"), "from the ui");
+    cr_expect_eq(num(&doc, "models.0.versions.0.metrics.perplexity"), 50);
+    bson_destroy(&doc);
 }

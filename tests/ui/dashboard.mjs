@@ -14,8 +14,9 @@ const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const errors = [];
 let failed = false;
 
+const t0 = Date.now();
 function check(ok, what) {
-  console.log((ok ? 'ok   ' : 'FAIL ') + what);
+  console.log((ok ? 'ok   ' : 'FAIL ') + what + ` (${Date.now() - t0} ms)`);
   if (!ok) failed = true;
   return ok;
 }
