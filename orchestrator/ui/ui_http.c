@@ -28,6 +28,7 @@ typedef struct conn {
     size_t in_len, in_cap;
     int answered, closing, handles; /* handles: open uv handles left to close */
     int timer_on;
+    int head; /* a HEAD request: the answer's headers only */
     void *state; /* an event stream's, owned */
     int (*poll)(void *ctx, void *state, buf *out);
     void (*free_state)(void *state);
@@ -156,7 +157,8 @@ static void send_response(conn *c, ui_response *res) {
         if (res->disposition)
             buf_printf(&out, "Content-Disposition: %s\r\n", res->disposition);
         buf_puts(&out, "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n");
-        buf_append(&out, body ? body : "", len);
+        if (!c->head)
+            buf_append(&out, body ? body : "", len);
     }
     buf_free(&res->body);
     if (buf_failed(&out)) {
@@ -205,6 +207,7 @@ static void dispatch(conn *c, const char *method, size_t method_len, const char 
         return;
     }
     snprintf(req->method, sizeof(req->method), "%.*s", (int)method_len, method);
+    c->head = strcmp(req->method, "HEAD") == 0;
     const char *q = memchr(path, '?', path_len);
     size_t plen = q ? (size_t)(q - path) : path_len;
     if (plen >= sizeof(req->path) || path_len >= sizeof(req->query)) {

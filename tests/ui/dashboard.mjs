@@ -57,7 +57,24 @@ try {
     const node = await page.$eval(`#graph g.node[id="step-${step}"]`, (g) => g.getAttribute('class') + '|' + g.textContent).catch(() => '');
     check(node.includes(state) && node.includes(step), `run page: the DAG's node ${step} says ${state}`);
   }
+  // Keyboard: every node of the graph is a link, and Tab reaches them.
+  const links = await page.$$eval('#graph g.node a', (as) => as.length);
+  check(links === Object.keys(spec.done.steps).length, `every graph node is a link (${links})`);
+  let reached = false;
+  for (let i = 0; i < 40 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => !!document.activeElement && !!document.activeElement.closest('#graph'));
+  }
+  check(reached, 'Tab reaches the graph');
   await shot('run');
+
+  // A narrow screen: one column, nothing wider than the screen.
+  await page.setViewport({ width: 375, height: 740 });
+  await open('#/runs');
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(wide <= 375, `runs page fits a 375 px screen (${wide} px)`);
+  await shot('runs-narrow');
+  await page.setViewport({ width: 1100, height: 800 });
 
   // A step's details: its log is shown.
   const firstStep = Object.keys(spec.done.steps)[0];
