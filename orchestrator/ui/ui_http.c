@@ -28,7 +28,7 @@ typedef struct conn {
     size_t in_len, in_cap;
     int answered, closing, handles; /* handles: open uv handles left to close */
     int timer_on;
-    int head; /* a HEAD request: the answer's headers only */
+    int head;    /* a HEAD request: the answer's headers only */
     void *state; /* an event stream's, owned */
     int (*poll)(void *ctx, void *state, buf *out);
     void (*free_state)(void *state);
