@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "ui_pico.h"
 
@@ -421,6 +422,9 @@ void ui_server_stop(ui_server *s) {
     if (s->listening) {
         s->listening = 0;
         uv_close(&s->listener.handle, NULL);
+        /* The socket's file would refuse the next start on that path. */
+        if (s->is_unix)
+            unlink(s->address + 5);
     }
     while (s->conns)
         conn_close(s->conns);
