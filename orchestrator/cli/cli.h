@@ -57,6 +57,8 @@ int cli_complete(const cli_globals *g, int argc, char **argv);
  * (cmd_scheduler.c); docs/schedules.md. */
 int cmd_schedule(const cli_globals *g, int argc, char **argv);
 int cmd_scheduler(const cli_globals *g, int argc, char **argv);
+/* The dashboard (cmd_ui.c, docs/dashboard.md). */
+int cmd_ui(const cli_globals *g, int argc, char **argv);
 /* 'artifacts path' (cmd_artifacts_path.c): the plumbing external commands
  * call back for an artifact's object. */
 int cmd_artifacts_path(const cli_globals *g, int argc, char **argv);

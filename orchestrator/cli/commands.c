@@ -199,6 +199,17 @@ const cli_command cli_commands[] = {
      "                  runs, then exit (for cron jobs of the system and tests)\n"
      "  --poll SECONDS  how often triggers are polled (default 30)\n",
      cmd_scheduler},
+    {"ui", "serve the dashboard: runs, DAGs, lineage, metrics, models, traces",
+     "usage: sluice ui [--listen HOST:PORT|unix:PATH] [--api-key-file FILE]\n"
+     "\n"
+     "Serves the store's dashboard in the browser (every asset in the binary, no\n"
+     "network needed) and its JSON API under /api/ (docs/dashboard.md). Read-only\n"
+     "unless an API key is given.\n"
+     "\n"
+     "  --listen ADDR        where to listen (default 127.0.0.1:8081; port 0: any free)\n"
+     "  --api-key-file FILE  the key (first line) that POST requests must send as\n"
+     "                       'Authorization: Bearer KEY'\n",
+     cmd_ui},
 };
 
 const size_t cli_n_commands = sizeof(cli_commands) / sizeof(cli_commands[0]);
