@@ -253,6 +253,15 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
             bson_append_document_end(&arr, &item);
         }
         bson_append_array_end(&doc, &arr);
+        bson_t params, one;
+        BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
+        for (size_t i = 0; i < p->n_params; i++) {
+            BSON_APPEND_DOCUMENT_BEGIN(&params, p->params[i].name, &one);
+            value_append_bson(&one, "value", 5, p->params[i].value, 1);
+            BSON_APPEND_UTF8(&one, "origin", p->params[i].origin ? p->params[i].origin : "default");
+            bson_append_document_end(&params, &one);
+        }
+        bson_append_document_end(&doc, &params);
         size_t len;
         char *text = bson_as_relaxed_extended_json(&doc, &len);
         if (text)
@@ -283,6 +292,14 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
         runs += (size_t)steps[i].runs;
     if (!json)
         printf("%zu of %zu steps would run\n", runs, p->n_steps);
+    /* Each parameter's value and where it came from (default, a params
+     * file's line, -p), so a surprising value can be traced. */
+    for (size_t i = 0; !json && i < p->n_params; i++) {
+        char *v = value_json(p->params[i].value);
+        printf("param %s = %s  (%s)\n", p->params[i].name, v ? v : "?",
+               p->params[i].origin ? p->params[i].origin : "default");
+        free(v);
+    }
     buf_free(&why);
     param_diff_clear(&pd);
     free(steps);
@@ -294,13 +311,14 @@ int cmd_status(const cli_globals *g, int argc, char **argv) {
         {"param", required_argument, NULL, 'p'},
         {"no-cache", no_argument, NULL, 'N'},
         {"json", no_argument, NULL, 'J'},
+        CLI_LOAD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     cli_params ps = {0};
     int c, json = 0, no_cache = 0;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":p:", longopts)) != -1) {
-        if (c == 'p' && cli_params_add(&ps, optarg) == 0)
+        if (cli_load_option(&ps, c, optarg) == 1)
             continue;
         if (c == 'J' || c == 'N') {
             *(c == 'J' ? &json : &no_cache) = 1;

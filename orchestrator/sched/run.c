@@ -307,13 +307,17 @@ static int find_supervisor(run *r) {
 
 /* Writes the run's record: p as the metadata store takes it. */
 static int record_run_of(run *r, const pipeline *p, const char *status, double finished) {
-    bson_t params = BSON_INITIALIZER;
-    for (size_t i = 0; i < p->n_params; i++) /* secrets masked: never stored */
+    bson_t params = BSON_INITIALIZER, origins = BSON_INITIALIZER;
+    for (size_t i = 0; i < p->n_params; i++) { /* secrets masked: never stored */
         value_append_bson(&params, p->params[i].name, strlen(p->params[i].name), p->params[i].value,
                           1);
-    run_record rp = {p->name, p->file, p->dir, p->n_steps, &params};
+        BSON_APPEND_UTF8(&origins, p->params[i].name,
+                         p->params[i].origin ? p->params[i].origin : "default");
+    }
+    run_record rp = {p->name, p->file, p->dir, p->n_steps, &params, &origins};
     int rc = record_run(&r->meta, r->run_id, &rp, &r->origin, status, r->wall_t0, finished);
     bson_destroy(&params);
+    bson_destroy(&origins);
     return rc;
 }
 
