@@ -246,6 +246,8 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
                 BSON_APPEND_INT32(&item, "instance", (int32_t)p->steps[i].instance);
             }
             BSON_APPEND_UTF8(&item, "would", steps[i].runs ? "run" : "cache");
+            if (p->steps[i].when)
+                BSON_APPEND_UTF8(&item, "when", p->steps[i].when);
             if (steps[i].runs) {
                 BSON_APPEND_UTF8(&item, "why", explain(&pd, p, store, steps[i].why, i, &why));
             } else
@@ -282,10 +284,14 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
                 continue;
             }
             if (ps->runs) {
-                printf("%-*s  run    %s\n", (int)width, p->steps[i].id,
+                printf("%-*s  run    %s", (int)width, p->steps[i].id,
                        explain(&pd, p, store, ps->why, i, &why));
             } else
-                printf("%-*s  cache  from %s\n", (int)width, p->steps[i].id, ps->from);
+                printf("%-*s  cache  from %s", (int)width, p->steps[i].id, ps->from);
+            /* Decided when the run reaches the step: it may be skipped. */
+            if (p->steps[i].when)
+                printf("  (when: %s)", p->steps[i].when);
+            printf("\n");
         }
     }
     for (size_t i = 0; i < p->n_steps; i++)

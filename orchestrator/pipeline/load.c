@@ -16,6 +16,7 @@
 #include "pipeline.h"
 #include "subst.h"
 #include "authoring.h"
+#include "when.h"
 
 typedef struct loader {
     pipeline *p;
@@ -32,7 +33,7 @@ static const char *const settings_keys[] = {"cache",    "jobs",         "retries
 static const char *const openlineage_keys[] = {"to", "namespace", NULL};
 static const char *const step_keys[] = {"uses",    "description", "with",  "inputs",    "after",
                                         "retries", "timeout",     "cache", "isolation", "cache_on",
-                                        "foreach", "matrix",      NULL};
+                                        "foreach", "matrix",      "when",  NULL};
 static const char *const retries_keys[] = {"max", "backoff", NULL};
 static const char *const cache_on_keys[] = {"env", "files", NULL};
 
@@ -657,6 +658,20 @@ static int uses_ok(const char *uses) {
     return valid_id(name);
 }
 
+/* 'when': kept as written, no substitution (its ${...} are the
+ * condition's own references, checked by pipeline_check_when). */
+static void load_when(loader *L, step *s, const ynode *v) {
+    if (v->kind != YNODE_SCALAR || v->u.scalar.len == 0) {
+        err(L, v, "'when' must be a condition such as \"${params.deploy} == true\", or always");
+        return;
+    }
+    s->when = v->u.scalar.text;
+    s->when_always = !v->quoted && strcmp(s->when, "always") == 0;
+    /* Columns of a quoted condition start after its quote. */
+    s->when_pos =
+        (srcpos){v->line, v->col + (v->quoted && !memchr(s->when, '\n', v->u.scalar.len))};
+}
+
 static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
     char where[PIPELINE_MAX_ID + 32];
     snprintf(where, sizeof(where), "in step '%s'", s->id);
@@ -709,6 +724,8 @@ static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
     }
     if (rc == 0 && (v = ynode_get(n, "cache_on")))
         rc = load_cache_on(L, s, v);
+    if (rc == 0 && (v = ynode_get(n, "when")))
+        load_when(L, s, v);
     return rc;
 }
 
@@ -1136,6 +1153,8 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
     rc = load_top(&L, root);
     if (rc == 0)
         rc = pipeline_check(p, d);
+    if (rc == 0)
+        rc = pipeline_check_when(p, d);
     if (rc == -ENOMEM)
         diag_add(d, DIAG_ERROR, p->file, 0, 0, "out of memory");
     *out = p;

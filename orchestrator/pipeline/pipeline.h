@@ -113,6 +113,13 @@ typedef struct step {
     const struct plugin_step *impl;
     step_arg *args;
     size_t n_args;
+    /* 'when': the condition as written (NULL for none), where its text
+     * starts, whether it is 'always', and the checked expression (NULL
+     * until pipeline_check_when has found it sound; see when.h). */
+    const char *when;
+    srcpos when_pos;
+    int when_always;
+    struct when_expr *when_expr;
     /* An instance of a fan-out step (foreach/matrix): the id as written,
      * its index among n_instances, and the item ${item} stands for. NULL
      * group for an ordinary step. */

@@ -260,3 +260,146 @@ Test(authoring, env_files) {
     result_free(&r);
     free(extra);
 }
+
+static const char when_pipeline[] =
+    "pipeline: w\n"
+    "params:\n"
+    "  deploy: false\n"
+    "  stage: prod\n"
+    "steps:\n"
+    "  evaluate:\n"
+    "    uses: shell\n"
+    "    with:\n"
+    "      run: |\n"
+    "        echo '{\"name\": \"rouge_l\", \"value\": 0.42}' >> \"$SLUICE_METRICS\"\n"
+    "  good:\n"
+    "    uses: shell\n"
+    "    after: evaluate\n"
+    "    when: \"${steps.evaluate.metrics.rouge_l} > 0.3 && ${params.stage} in ['prod', 'qa']\"\n"
+    "    with:\n"
+    "      run: echo good > \"$SLUICE_OUTPUT_o\"\n"
+    "      outputs: {o: o.txt}\n"
+    "  deploy:\n"
+    "    uses: shell\n"
+    "    inputs: {x: good.o}\n"
+    "    when: ${params.deploy} == true\n"
+    "    with:\n"
+    "      run: cat \"$SLUICE_INPUT_x\" > \"$SLUICE_OUTPUT_o\"\n"
+    "      outputs: {o: o.txt}\n"
+    "  notify:\n"
+    "    uses: shell\n"
+    "    after: deploy\n"
+    "    with: {run: echo notify}\n"
+    "  report:\n"
+    "    uses: shell\n"
+    "    after: deploy\n"
+    "    when: always\n"
+    "    with: {run: echo report}\n"
+    "  publish:\n"
+    "    uses: shell\n"
+    "    inputs: {x: deploy.o}\n"
+    "    when: always\n"
+    "    with:\n"
+    "      run: cat \"$SLUICE_INPUT_x\" \"$SLUICE_INPUT_x\" > \"$SLUICE_OUTPUT_o\"\n"
+    "      outputs: {o: o.txt}\n";
+
+Test(authoring, when_skips_steps_and_records_why) {
+    write_pipeline(when_pipeline);
+    result r = RUN(test_store_arg, "run", pipeline_path);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "step deploy skipped: its condition is false: ${params.deploy} == "
+                            "true\n"),
+              "%s", r.out);
+    cr_expect(strstr(r.out, "step notify skipped: upstream step 'deploy' was skipped\n"), "%s",
+              r.out);
+    cr_expect(strstr(r.out, "step report done"), "'when: always' runs past a skip: %s", r.out);
+    cr_expect(strstr(r.out, "step publish skipped: its input 'x' comes from step 'deploy', which "
+                            "was skipped"),
+              "%s", r.out);
+    cr_expect(strstr(r.out, "step good done"), "%s", r.out);
+    cr_expect(strstr(r.out, "3 done, 0 failed, 3 skipped"), "%s", r.out);
+    result_free(&r);
+
+    r = RUN(test_store_arg, "runs", "show", "latest");
+    cr_expect(strstr(r.out, "skipped           -  attempts 0  its condition is false: "
+                            "${params.deploy} == true"),
+              "%s", r.out);
+    result_free(&r);
+
+    r = RUN(test_store_arg, "status", pipeline_path);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "(when: ${params.deploy} == true)\n"), "%s", r.out);
+    result_free(&r);
+
+    /* The skip is no cache entry: with the condition true the step runs, and
+     * only then is it cached. */
+    r = RUN(test_store_arg, "run", pipeline_path, "-p", "deploy=true");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "step deploy done"), "%s", r.out);
+    cr_expect(strstr(r.out, "step notify done"), "%s", r.out);
+    cr_expect(strstr(r.out, "step publish done"), "%s", r.out);
+    char *text = output_of(r.out, "publish.o");
+    cr_expect_str_eq(text, "good\ngood\n");
+    free(text);
+    result_free(&r);
+    r = RUN(test_store_arg, "run", pipeline_path, "-p", "deploy=true");
+    cr_expect(strstr(r.out, "step deploy cached"), "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "run", pipeline_path, "-p", "stage=dev");
+    cr_expect(strstr(r.out, "step good skipped: its condition is false"), "%s", r.out);
+    cr_expect(strstr(r.out, "step deploy skipped: its input 'x' comes from step 'good'"), "%s",
+              r.out);
+    result_free(&r);
+}
+
+Test(authoring, when_on_a_metric_never_reported_fails_the_step) {
+    write_pipeline("pipeline: m\n"
+                   "steps:\n"
+                   "  evaluate: {uses: shell, with: {run: 'true'}}\n"
+                   "  next:\n"
+                   "    uses: shell\n"
+                   "    after: evaluate\n"
+                   "    when: \"${steps.evaluate.metrics.rouge_l} > 0.3\"\n"
+                   "    with: {run: echo next}\n");
+    result r = RUN(test_store_arg, "run", pipeline_path);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "step next failed after 0.00s: its condition reads metric 'rouge_l' "
+                            "of step 'evaluate', which that step did not report"),
+              "%s", r.out);
+    result_free(&r);
+}
+
+Test(authoring, bad_conditions_are_located) {
+    write_pipeline("pipeline: w\n"
+                   "params: {deploy: false, n: 3}\n"
+                   "steps:\n"
+                   "  a:\n"
+                   "    uses: shell\n"
+                   "    when: \"${steps.b.metrics.x} > 1\"\n"
+                   "    with: {run: echo a}\n"
+                   "  b:\n"
+                   "    uses: shell\n"
+                   "    after: a\n"
+                   "    when: \"${params.deploy} == 'yes'\"\n"
+                   "    with: {run: echo b}\n"
+                   "  c:\n"
+                   "    uses: shell\n"
+                   "    when: \"${params.n} > 2 || ${params.nn} == 1\"\n"
+                   "    with: {run: echo c}\n"
+                   "  d:\n"
+                   "    uses: shell\n"
+                   "    when: \"${steps.c.metrics.x} > 1\"\n"
+                   "    with: {run: echo d}\n");
+    result r = RUN("validate", pipeline_path);
+    cr_expect_eq(r.status, 2, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.err, "p.yaml:6:12: error: cycle through 'when': the condition of step 'a' "
+                            "reads the metrics of 'b', which runs after it (a -> b)"),
+              "%s", r.err);
+    cr_expect(strstr(r.err, "p.yaml:11:29: error: '==' compares a boolean with text"), "%s", r.err);
+    cr_expect(strstr(r.err, "p.yaml:15:31: error: unknown parameter 'nn' (did you mean 'n'?)"),
+              "%s", r.err);
+    cr_expect(strstr(r.err, "p.yaml:19:12: error: the condition of step 'd' reads the metrics of "
+                            "'c', which is not upstream of it"),
+              "%s", r.err);
+    result_free(&r);
+}
