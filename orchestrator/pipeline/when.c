@@ -720,6 +720,8 @@ static int equal(evaluator *E, wval a, wval b) {
 static int order(wval a, wval b) {
     if (a.t == T_NUM)
         return a.num < b.num ? -1 : a.num > b.num;
+    if (a.t != T_STR || b.t != T_STR) /* the checker allows no other */
+        return 0;
     size_t n = a.len < b.len ? a.len : b.len;
     int c = memcmp(a.str, b.str, n);
     return c ? c : (a.len > b.len) - (a.len < b.len);
@@ -780,6 +782,8 @@ static wval eval(evaluator *E, const when_expr *e) {
         break;
     }
     wval l = eval(E, e->l), r = eval(E, e->r);
+    if (E->undecided)
+        return v;
     v.t = T_BOOL;
     switch (e->op) {
     case W_EQ:
