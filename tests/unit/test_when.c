@@ -97,6 +97,15 @@ Test(when, evaluates) {
         cr_expect_eq(eval_with(ps, cases[i].cond), cases[i].want, "%s", cases[i].cond);
 }
 
+Test(when, environment_values_are_text_or_null) {
+    setenv("SLUICE_WHEN_TEST_SET", "prod", 1);
+    unsetenv("SLUICE_WHEN_TEST_UNSET");
+    cr_expect_eq(eval_with("{}", "${env.SLUICE_WHEN_TEST_SET} == \"prod\""), 1);
+    cr_expect_eq(eval_with("{}", "${env.SLUICE_WHEN_TEST_SET} in [\"dev\", \"qa\"]"), 0);
+    cr_expect_eq(eval_with("{}", "${env.SLUICE_WHEN_TEST_UNSET} == null"), 1);
+    cr_expect_eq(eval_with("{}", "${env.SLUICE_WHEN_TEST_UNSET} != \"prod\""), 1);
+}
+
 Test(when, a_metric_not_reported_is_undecided) {
     metric_known = 0;
     diag_list d = DIAG_LIST_INIT;
