@@ -166,6 +166,8 @@ int record_run(meta_db *m, const char *run_id, const run_record *p, const run_or
         bson_append_document_end(&doc, &g);
     }
     append_params(&doc, p->params);
+    if (p->param_origins)
+        BSON_APPEND_DOCUMENT(&doc, "param_origins", p->param_origins);
     MDB_txn *txn;
     int rc = meta_begin(m, 1, &txn);
     if (rc == 0) {

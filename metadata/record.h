@@ -67,6 +67,9 @@ typedef struct run_record {
     const char *dir;  /* its folder, where the git commit is looked up */
     size_t n_steps;
     const bson_t *params; /* its parameters, secrets masked; NULL for none */
+    /* Where each parameter's value came from, NAME: "default",
+     * "--params FILE:LINE", ...; NULL for none (then not recorded). */
+    const bson_t *param_origins;
 } run_record;
 
 int record_run(meta_db *m, const char *run_id, const run_record *p, const run_origin *origin,

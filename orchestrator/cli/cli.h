@@ -106,9 +106,29 @@ int cli_json_only(int argc, char **argv, int *json);
 
 /* The -p NAME=VALUE values gathered while parsing a command's options. */
 typedef struct cli_params {
-    const char **items; /* owned array; the strings are argv's */
+    const char **items; /* owned array; the strings are argv's, or in owned */
     size_t n;
+    /* What else shapes a load: --env-file (argv's strings), --env-override,
+     * and the strings this list made itself ("@/abs/path" of --params). */
+    const char **env_files;
+    size_t n_env_files;
+    int env_override;
+    char **owned;
+    size_t n_owned;
 } cli_params;
+
+/* The options every command that loads a pipeline with -p takes too:
+ * --params FILE (also -p @FILE), --env-file FILE, --env-override. */
+enum { CLI_OPT_PARAMS = 0x1000, CLI_OPT_ENV_FILE, CLI_OPT_ENV_OVERRIDE };
+#define CLI_LOAD_LONGOPTS                                                                          \
+    {"params", required_argument, NULL, CLI_OPT_PARAMS},                                           \
+        {"env-file", required_argument, NULL, CLI_OPT_ENV_FILE}, {                                 \
+        "env-override", no_argument, NULL, CLI_OPT_ENV_OVERRIDE                                    \
+    }
+
+/* Takes option c when it is -p or one of CLI_LOAD_LONGOPTS: returns 1 when
+ * taken, 0 when c is another option, -1 on an error (reported). */
+int cli_load_option(cli_params *ps, int c, const char *arg);
 
 /* Records one -p value; returns 0 or -ENOMEM (reported). */
 int cli_params_add(cli_params *ps, const char *spec);

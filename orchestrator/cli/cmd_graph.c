@@ -9,6 +9,7 @@ int cmd_graph(const cli_globals *g, int argc, char **argv) {
     static const struct option longopts[] = {
         {"format", required_argument, NULL, 'f'},
         {"param", required_argument, NULL, 'p'},
+        CLI_LOAD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     (void)g;
@@ -18,7 +19,7 @@ int cmd_graph(const cli_globals *g, int argc, char **argv) {
     int c, status = EXIT_BAD_INPUT;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":f:p:", longopts)) != -1) {
-        if (c == 'p' && cli_params_add(&ps, optarg) == 0)
+        if (cli_load_option(&ps, c, optarg) == 1)
             continue;
         if (c == 'f' && graph_format_parse(optarg, &format) == 0)
             continue;

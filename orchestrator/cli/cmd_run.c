@@ -37,6 +37,7 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
         {"junit", required_argument, NULL, OPT_JUNIT},
         /* Hidden: the scheduler says what started the run (docs/schedules.md). */
         {"cause", required_argument, NULL, OPT_CAUSE},
+        CLI_LOAD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     cli_params ps = {0}, tags = {0}, cause = {0};
@@ -47,9 +48,6 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     while (!bad && (c = cli_getopt(argc, argv, ":p:j:", longopts)) != -1) {
         char *end;
         switch (c) {
-        case 'p':
-            bad = cli_params_add(&ps, optarg) != 0;
-            break;
         case 'j':
             o.jobs = (int)strtol(optarg, &end, 10);
             if (*end || !*optarg || o.jobs < 0 || o.jobs > 4096) {
@@ -103,7 +101,7 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
             }
             break;
         default:
-            bad = 1;
+            bad = cli_load_option(&ps, c, optarg) != 1;
         }
     }
     if (!bad && o.only && o.from) {

@@ -249,7 +249,16 @@ static void print_params(const bson_t *run) {
         const char *v = json ? strstr(json, "\"v\" : ") : NULL;
         if (v && n > 2) {
             v += 6;
-            printf("  param %s = %.*s\n", bson_iter_key(&p), (int)(json + n - 2 - v), v);
+            const char *origin = NULL;
+            bson_iter_t o;
+            if (bson_iter_init_find(&o, run, "param_origins") && BSON_ITER_HOLDS_DOCUMENT(&o)) {
+                bson_iter_t f;
+                if (bson_iter_recurse(&o, &f) && bson_iter_find(&f, bson_iter_key(&p)) &&
+                    BSON_ITER_HOLDS_UTF8(&f))
+                    origin = bson_iter_utf8(&f, NULL);
+            }
+            printf("  param %s = %.*s%s%s%s\n", bson_iter_key(&p), (int)(json + n - 2 - v), v,
+                   origin ? "  (" : "", origin ? origin : "", origin ? ")" : "");
         }
         bson_free(json);
         bson_destroy(&one);
@@ -372,6 +381,7 @@ static int runs_show(const cli_globals *g, int json, const char *spec) {
  * metrics {STEP.KEY: the last value}, artifacts {STEP.OUTPUT: hash}. */
 typedef struct run_sides {
     bson_t params, metrics, artifacts;
+    bson_t origins; /* NAME: where the run's parameter came from */
 } run_sides;
 
 static void flat_append(bson_t *out, const char *prefix, const bson_t *doc, const char *key) {
@@ -411,10 +421,12 @@ static int read_sides(MDB_txn *txn, const meta_db *m, const char *id, run_sides 
     bson_init(&s->params);
     bson_init(&s->metrics);
     bson_init(&s->artifacts);
+    bson_init(&s->origins);
     bson_t run;
     if (meta_get(txn, m->runs, id, &run) != 0)
         return -1;
     flat_append(&s->params, NULL, &run, "params");
+    flat_append(&s->origins, NULL, &run, "param_origins");
     char prefix[300];
     snprintf(prefix, sizeof(prefix), "%s/", id);
     return meta_each(txn, m->steps, prefix, side_step, s);
@@ -424,6 +436,32 @@ static void free_sides(run_sides *s) {
     bson_destroy(&s->params);
     bson_destroy(&s->metrics);
     bson_destroy(&s->artifacts);
+    bson_destroy(&s->origins);
+}
+
+/* The diff entries of pipeline parameters with where each side's value
+ * came from (a_origin, b_origin), for runs that recorded it. */
+static void with_origins(const bson_t *entries, const run_sides *a, const run_sides *b,
+                         bson_t *out) {
+    bson_iter_t it, e, o;
+    bson_iter_init(&it, entries);
+    while (bson_iter_next(&it)) {
+        bson_t one;
+        if (!bson_iter_recurse(&it, &e))
+            continue;
+        BSON_APPEND_DOCUMENT_BEGIN(out, bson_iter_key(&it), &one);
+        const char *name = NULL;
+        while (bson_iter_next(&e)) {
+            if (strcmp(bson_iter_key(&e), "name") == 0 && BSON_ITER_HOLDS_UTF8(&e))
+                name = bson_iter_utf8(&e, NULL);
+            bson_append_iter(&one, NULL, 0, &e);
+        }
+        const run_sides *sides[2] = {a, b};
+        for (int k = 0; name && k < 2; k++)
+            if (bson_iter_init_find(&o, &sides[k]->origins, name) && BSON_ITER_HOLDS_UTF8(&o))
+                BSON_APPEND_UTF8(&one, k ? "b_origin" : "a_origin", bson_iter_utf8(&o, NULL));
+        bson_append_document_end(out, &one);
+    }
 }
 
 static int runs_diff(const cli_globals *g, int json, const char *spec_a, const char *spec_b) {
@@ -458,6 +496,13 @@ static int runs_diff(const cli_globals *g, int json, const char *spec_a, const c
     for (size_t i = 0; status == 0 && i < sizeof(parts) / sizeof(parts[0]); i++) {
         bson_t one = BSON_INITIALIZER;
         diff_docs(parts[i].x, parts[i].y, i == 1, &one);
+        if (i == 0) {
+            bson_t annotated = BSON_INITIALIZER;
+            with_origins(&one, &sa, &sb, &annotated);
+            bson_destroy(&one);
+            bson_copy_to(&annotated, &one);
+            bson_destroy(&annotated);
+        }
         BSON_APPEND_ARRAY(&out, parts[i].key, &one);
         if (!json)
             diff_print(parts[i].key, &one);

@@ -246,6 +246,8 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
                 BSON_APPEND_INT32(&item, "instance", (int32_t)p->steps[i].instance);
             }
             BSON_APPEND_UTF8(&item, "would", steps[i].runs ? "run" : "cache");
+            if (p->steps[i].when)
+                BSON_APPEND_UTF8(&item, "when", p->steps[i].when);
             if (steps[i].runs) {
                 BSON_APPEND_UTF8(&item, "why", explain(&pd, p, store, steps[i].why, i, &why));
             } else
@@ -253,6 +255,15 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
             bson_append_document_end(&arr, &item);
         }
         bson_append_array_end(&doc, &arr);
+        bson_t params, one;
+        BSON_APPEND_DOCUMENT_BEGIN(&doc, "params", &params);
+        for (size_t i = 0; i < p->n_params; i++) {
+            BSON_APPEND_DOCUMENT_BEGIN(&params, p->params[i].name, &one);
+            value_append_bson(&one, "value", 5, p->params[i].value, 1);
+            BSON_APPEND_UTF8(&one, "origin", p->params[i].origin ? p->params[i].origin : "default");
+            bson_append_document_end(&params, &one);
+        }
+        bson_append_document_end(&doc, &params);
         size_t len;
         char *text = bson_as_relaxed_extended_json(&doc, &len);
         if (text)
@@ -273,16 +284,28 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
                 continue;
             }
             if (ps->runs) {
-                printf("%-*s  run    %s\n", (int)width, p->steps[i].id,
+                printf("%-*s  run    %s", (int)width, p->steps[i].id,
                        explain(&pd, p, store, ps->why, i, &why));
             } else
-                printf("%-*s  cache  from %s\n", (int)width, p->steps[i].id, ps->from);
+                printf("%-*s  cache  from %s", (int)width, p->steps[i].id, ps->from);
+            /* Decided when the run reaches the step: it may be skipped. */
+            if (p->steps[i].when)
+                printf("  (when: %s)", p->steps[i].when);
+            printf("\n");
         }
     }
     for (size_t i = 0; i < p->n_steps; i++)
         runs += (size_t)steps[i].runs;
     if (!json)
         printf("%zu of %zu steps would run\n", runs, p->n_steps);
+    /* Each parameter's value and where it came from (default, a params
+     * file's line, -p), so a surprising value can be traced. */
+    for (size_t i = 0; !json && i < p->n_params; i++) {
+        char *v = value_json(p->params[i].value);
+        printf("param %s = %s  (%s)\n", p->params[i].name, v ? v : "?",
+               p->params[i].origin ? p->params[i].origin : "default");
+        free(v);
+    }
     buf_free(&why);
     param_diff_clear(&pd);
     free(steps);
@@ -294,13 +317,14 @@ int cmd_status(const cli_globals *g, int argc, char **argv) {
         {"param", required_argument, NULL, 'p'},
         {"no-cache", no_argument, NULL, 'N'},
         {"json", no_argument, NULL, 'J'},
+        CLI_LOAD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     cli_params ps = {0};
     int c, json = 0, no_cache = 0;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":p:", longopts)) != -1) {
-        if (c == 'p' && cli_params_add(&ps, optarg) == 0)
+        if (cli_load_option(&ps, c, optarg) == 1)
             continue;
         if (c == 'J' || c == 'N') {
             *(c == 'J' ? &json : &no_cache) = 1;

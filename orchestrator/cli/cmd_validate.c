@@ -8,6 +8,7 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
         {"param", required_argument, NULL, 'p'},
         {"quiet", no_argument, NULL, 'q'},
         {"strict", no_argument, NULL, 's'},
+        CLI_LOAD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     (void)g;
@@ -16,7 +17,7 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
     int quiet = 0, c, status = EXIT_DONE;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":p:qs", longopts)) != -1) {
-        if (c == 'p' && cli_params_add(&ps, optarg) == 0)
+        if (cli_load_option(&ps, c, optarg) == 1)
             continue;
         /* --strict is what validate always does now; still taken, for old scripts. */
         if (c == 'q' || c == 's') {

@@ -7,12 +7,18 @@ const cli_command cli_commands[] = {
     {"run", "run a pipeline",
      "usage: sluice run FILE [-p NAME=VALUE]... [--no-cache] [--jobs N] [--only ID] [--from ID]\n"
      "                  [--tag KEY=VALUE]... [--runner local|slurm] [--dry-run] [--json]\n"
-     "                  [--openlineage FILE|URL] [--junit FILE]\n"
+     "                  [--openlineage FILE|URL] [--junit FILE] [--params FILE]...\n"
+     "                  [--env-file FILE]... [--env-override]\n"
      "\n"
      "Runs the pipeline in FILE: steps start as soon as their inputs are ready, up to\n"
      "--jobs at once; unchanged steps come from the cache.\n"
      "\n"
      "  -p, --param NAME=VALUE  override a parameter (VALUE in YAML flow syntax: 3, true, [a, b])\n"
+     "      --params FILE       parameter values from a YAML file (repeatable: later wins;\n"
+     "                          -p wins over all); -p @FILE is the same\n"
+     "      --env-file FILE     variables from a .env file, for ${env.X}, ${secret.X} and\n"
+     "                          shell steps (after settings.env_file; repeatable)\n"
+     "      --env-override      .env variables win over the environment's\n"
      "      --no-cache          run every step even where a cached result exists\n"
      "  -j, --jobs N            steps running at once (default: settings.jobs, else the cores)\n"
      "      --only ID           run only step ID, on the latest upstream artifacts\n"
@@ -29,21 +35,37 @@ const cli_command cli_commands[] = {
      "SIGTERM, 129 by SIGHUP).\n",
      cmd_run},
     {"validate", "check pipelines and print every error",
-     "usage: sluice validate FILE... [-p NAME=VALUE]... [-q]\n"
+     "usage: sluice validate FILE... [-p NAME=VALUE]... [--params FILE]... [--env-file FILE]...\n"
+     "                       [--env-override] [-q]\n"
      "\n"
      "Checks each pipeline file without running anything, against the plugins found,\n"
      "and prints every error in one pass as FILE:LINE:COL: error: MESSAGE. A step no\n"
      "plugin provides is an error. Exits 0 when all are valid, 2 otherwise.\n"
      "\n"
      "  -p, --param NAME=VALUE  check with this parameter override\n"
+     "      --params FILE       parameter values from a YAML file (repeatable: later wins;\n"
+     "                          -p wins over all); -p @FILE is the same\n"
+     "      --env-file FILE     variables from a .env file, for ${env.X}, ${secret.X} and\n"
+     "                          shell steps (after settings.env_file; repeatable)\n"
+     "      --env-override      .env variables win over the environment's\n"
      "  -q, --quiet             print nothing for valid files\n",
      cmd_validate},
     {"status", "say, step by step, what a run would do and why",
-     "usage: sluice status FILE [-p NAME=VALUE]... [--no-cache] [--json]\n"
+     "usage: sluice status FILE [-p NAME=VALUE]... [--params FILE]... [--env-file FILE]...\n"
+     "                     [--env-override] [--no-cache] [--json]\n"
      "\n"
      "For every step: would it run or come from the cache, and what changed since\n"
      "the step last ran in this pipeline (a parameter, an input, the plugin's version\n"
-     "or binary, a cache_on file or variable). Runs nothing. Same as 'run --dry-run'.\n",
+     "or binary, a cache_on file or variable); a step's 'when', decided as the run\n"
+     "reaches it. Then each parameter's value and where it came from. Runs nothing.\n"
+     "Same as 'run --dry-run'.\n"
+     "\n"
+     "  -p, --param NAME=VALUE  override a parameter\n"
+     "      --params FILE       parameter values from a YAML file (repeatable: later wins;\n"
+     "                          -p wins over all); -p @FILE is the same\n"
+     "      --env-file FILE     variables from a .env file, for ${env.X}, ${secret.X} and\n"
+     "                          shell steps (after settings.env_file; repeatable)\n"
+     "      --env-override      .env variables win over the environment's\n",
      cmd_status},
     {"graph", "print the pipeline's DAG",
      "usage: sluice graph FILE [--format dot|mermaid|json] [-p NAME=VALUE]...\n"

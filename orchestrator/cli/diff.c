@@ -96,6 +96,7 @@ void diff_print(const char *title, const bson_t *array) {
             continue;
         const char *name = "";
         char *a = NULL, *b = NULL, change[64] = "";
+        const char *a_origin = NULL, *b_origin = NULL;
         while (bson_iter_next(&e)) {
             const char *k = bson_iter_key(&e);
             if (strcmp(k, "name") == 0)
@@ -104,10 +105,17 @@ void diff_print(const char *title, const bson_t *array) {
                 a = BSON_ITER_HOLDS_NULL(&e) ? NULL : value_for_people(&e);
             else if (strcmp(k, "b") == 0)
                 b = BSON_ITER_HOLDS_NULL(&e) ? NULL : value_for_people(&e);
+            else if (strcmp(k, "a_origin") == 0)
+                a_origin = bson_iter_utf8(&e, NULL);
+            else if (strcmp(k, "b_origin") == 0)
+                b_origin = bson_iter_utf8(&e, NULL);
             else if (strcmp(k, "change") == 0)
                 snprintf(change, sizeof(change), "  (%+g)", bson_iter_as_double(&e));
         }
-        printf("  %-32s %s -> %s%s\n", name, a ? a : "-", b ? b : "-", change);
+        printf("  %-32s %s -> %s%s", name, a ? a : "-", b ? b : "-", change);
+        if (a_origin || b_origin) /* a pipeline parameter: where each value came from */
+            printf("  (%s -> %s)", a_origin ? a_origin : "-", b_origin ? b_origin : "-");
+        printf("\n");
         free(a);
         free(b);
     }

@@ -59,6 +59,61 @@ void cli_params_free(cli_params *ps) {
     free(ps->items);
     ps->items = NULL;
     ps->n = 0;
+    free(ps->env_files);
+    ps->env_files = NULL;
+    ps->n_env_files = 0;
+    for (size_t i = 0; i < ps->n_owned; i++)
+        free(ps->owned[i]);
+    free(ps->owned);
+    ps->owned = NULL;
+    ps->n_owned = 0;
+}
+
+/* "-p @FILE" as "--params FILE": "@" and the absolute path, so that a run
+ * records where the file was and resume finds it from any folder. */
+static int add_params_file(cli_params *ps, const char *path) {
+    char *abs = realpath(path, NULL);
+    char *item = malloc(strlen(abs ? abs : path) + 2);
+    char **owned = realloc(ps->owned, (ps->n_owned + 1) * sizeof(*owned));
+    if (owned)
+        ps->owned = owned;
+    if (!item || !owned) {
+        free(abs);
+        free(item);
+        fprintf(stderr, "sluice: out of memory\n");
+        return -1;
+    }
+    /* A missing file is reported, located, by the load. */
+    sprintf(item, "@%s", abs ? abs : path);
+    free(abs);
+    ps->owned[ps->n_owned++] = item;
+    return cli_params_add(ps, item) ? -1 : 1;
+}
+
+int cli_load_option(cli_params *ps, int c, const char *arg) {
+    switch (c) {
+    case 'p':
+        if (arg[0] == '@')
+            return add_params_file(ps, arg + 1);
+        return cli_params_add(ps, arg) ? -1 : 1;
+    case CLI_OPT_PARAMS:
+        return add_params_file(ps, arg);
+    case CLI_OPT_ENV_FILE: {
+        const char **files = realloc(ps->env_files, (ps->n_env_files + 1) * sizeof(*files));
+        if (!files) {
+            fprintf(stderr, "sluice: out of memory\n");
+            return -1;
+        }
+        files[ps->n_env_files++] = arg;
+        ps->env_files = files;
+        return 1;
+    }
+    case CLI_OPT_ENV_OVERRIDE:
+        ps->env_override = 1;
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 static char exe_path[4096], exe_dir[4096];
@@ -115,6 +170,9 @@ int cli_load_pipeline(const char *path, const cli_params *ps, load_mode mode, pl
     diag_list d = DIAG_LIST_INIT;
     pipeline_options opt = {.overrides = ps ? ps->items : NULL,
                             .n_overrides = ps ? ps->n : 0,
+                            .env_files = ps ? ps->env_files : NULL,
+                            .n_env_files = ps ? ps->n_env_files : 0,
+                            .env_override = ps ? ps->env_override : 0,
                             .require_secrets = mode == LOAD_RUN};
     pipeline *p = NULL;
     *out = NULL;

@@ -15,6 +15,8 @@
 #include "duration.h"
 #include "pipeline.h"
 #include "subst.h"
+#include "authoring.h"
+#include "when.h"
 
 typedef struct loader {
     pipeline *p;
@@ -23,14 +25,15 @@ typedef struct loader {
     subst_ctx sc;
 } loader;
 
-static const char *const top_keys[] = {"version",  "pipeline", "description", "params",
-                                       "settings", "plugins",  "steps",       NULL};
-static const char *const settings_keys[] = {"cache",  "jobs",        "retries", "timeout",
-                                            "runner", "openlineage", NULL};
+static const char *const top_keys[] = {"version", "pipeline", "description", "params", "settings",
+                                       "plugins", "steps",    "params_file", NULL};
+static const char *const settings_keys[] = {"cache",    "jobs",         "retries",
+                                            "timeout",  "runner",       "openlineage",
+                                            "env_file", "env_override", NULL};
 static const char *const openlineage_keys[] = {"to", "namespace", NULL};
 static const char *const step_keys[] = {"uses",    "description", "with",  "inputs",    "after",
                                         "retries", "timeout",     "cache", "isolation", "cache_on",
-                                        "foreach", "matrix",      NULL};
+                                        "foreach", "matrix",      "when",  NULL};
 static const char *const retries_keys[] = {"max", "backoff", NULL};
 static const char *const cache_on_keys[] = {"env", "files", NULL};
 
@@ -284,7 +287,7 @@ static int load_params(loader *L, const ynode *n) {
         int rc = subst_node(&L->sc, n->u.map.pairs[i].value, &v);
         if (rc)
             return rc;
-        p->params[p->n_params++] = (param){k->u.scalar.text, v, 0, {k->line, k->col}};
+        p->params[p->n_params++] = (param){k->u.scalar.text, v, 0, {k->line, k->col}, "default"};
     }
     L->sc.params_allowed = 1;
     return 0;
@@ -366,7 +369,84 @@ static int apply_override(loader *L, const char *spec) {
     coerced->line = target->pos.line;
     target->value = coerced;
     target->overridden = 1;
+    target->origin = "-p";
     return 0;
+}
+
+/* A string or list of strings naming files relative to the pipeline's
+ * folder: each is passed to each_file with the node that names it. */
+static int each_path(loader *L, const ynode *n, const char *what,
+                     int (*each_file)(loader *L, const char *path, const ynode *at)) {
+    const ynode *const *items = (const ynode *const *)&n;
+    size_t count = 1;
+    if (n->kind == YNODE_SEQ) {
+        items = (const ynode *const *)n->u.seq.items;
+        count = n->u.seq.n;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const ynode *it = items[i];
+        if (it->kind != YNODE_SCALAR || it->u.scalar.len == 0) {
+            err(L, it, "%s must be a file path or a list of them, not %s", what,
+                ynode_kind_name(it));
+            continue;
+        }
+        const char *text = it->u.scalar.text;
+        char *path = text[0] == '/' ? arena_strdup(&L->p->arena, text)
+                                    : arena_printf(&L->p->arena, "%s/%s", L->p->dir, text);
+        if (!path)
+            return -ENOMEM;
+        int rc = each_file(L, path, it);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int apply_params_file(loader *L, const char *path, const ynode *at) {
+    return params_file_apply(L->p, path, at->u.scalar.text, "params_file", L->d);
+}
+
+static int read_env_file(loader *L, const char *path, const ynode *at) {
+    return dotenv_load(L->p, path, L->p->file, at->line, at->col, L->d);
+}
+
+/* The .env files and env_override, read before anything is substituted:
+ * parameter defaults may use ${env.X}. */
+static int load_env(loader *L, const ynode *root) {
+    const ynode *settings = ynode_get(root, "settings"), *v;
+    int rc = 0;
+    if (settings && settings->kind == YNODE_MAP) {
+        if ((v = ynode_get(settings, "env_override"))) {
+            value *b;
+            if ((rc = value_from_ynode(&L->p->arena, v, &b)) && rc != -ERANGE)
+                return rc;
+            if (rc == 0 && b->kind == VAL_BOOL)
+                L->p->settings.env_override = b->u.boolean;
+            else
+                err(L, v, "'settings.env_override' must be true or false");
+            rc = 0;
+        }
+        if ((v = ynode_get(settings, "env_file")))
+            rc = each_path(L, v, "'settings.env_file'", read_env_file);
+    }
+    for (size_t i = 0; rc == 0 && i < L->opt->n_env_files; i++)
+        rc = dotenv_load(L->p, L->opt->env_files[i], "command line", 0, 0, L->d);
+    if (L->opt->env_override)
+        L->p->settings.env_override = 1;
+    return rc;
+}
+
+/* params_file, then each --params FILE ("@FILE"), then each -p: later wins. */
+static int apply_param_sources(loader *L, const ynode *root) {
+    const ynode *v = ynode_get(root, "params_file");
+    int rc = v ? each_path(L, v, "'params_file'", apply_params_file) : 0;
+    for (size_t i = 0; rc == 0 && i < L->opt->n_overrides; i++)
+        if (L->opt->overrides[i][0] == '@')
+            rc = params_file_apply(L->p, L->opt->overrides[i] + 1, NULL, "--params", L->d);
+    for (size_t i = 0; rc == 0 && i < L->opt->n_overrides; i++)
+        if (L->opt->overrides[i][0] != '@')
+            rc = apply_override(L, L->opt->overrides[i]);
+    return rc;
 }
 
 /* settings.openlineage: TARGET, or {to: TARGET, namespace: NAME}. */
@@ -578,6 +658,20 @@ static int uses_ok(const char *uses) {
     return valid_id(name);
 }
 
+/* 'when': kept as written, no substitution (its ${...} are the
+ * condition's own references, checked by pipeline_check_when). */
+static void load_when(loader *L, step *s, const ynode *v) {
+    if (v->kind != YNODE_SCALAR || v->u.scalar.len == 0) {
+        err(L, v, "'when' must be a condition such as \"${params.deploy} == true\", or always");
+        return;
+    }
+    s->when = v->u.scalar.text;
+    s->when_always = !v->quoted && strcmp(s->when, "always") == 0;
+    /* Columns of a quoted condition start after its quote. */
+    s->when_pos =
+        (srcpos){v->line, v->col + (v->quoted && !memchr(s->when, '\n', v->u.scalar.len))};
+}
+
 static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
     char where[PIPELINE_MAX_ID + 32];
     snprintf(where, sizeof(where), "in step '%s'", s->id);
@@ -630,6 +724,8 @@ static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
     }
     if (rc == 0 && (v = ynode_get(n, "cache_on")))
         rc = load_cache_on(L, s, v);
+    if (rc == 0 && (v = ynode_get(n, "when")))
+        load_when(L, s, v);
     return rc;
 }
 
@@ -1007,10 +1103,12 @@ static int load_top(loader *L, const ynode *root) {
     } else {
         err(L, root, "missing required key 'pipeline' (the pipeline's name)");
     }
+    if (rc == 0)
+        rc = load_env(L, root);
     if (rc == 0 && (v = ynode_get(root, "params")))
         rc = load_params(L, v);
-    for (size_t i = 0; rc == 0 && i < L->opt->n_overrides; i++)
-        rc = apply_override(L, L->opt->overrides[i]);
+    if (rc == 0)
+        rc = apply_param_sources(L, root);
     if (rc == 0 && (v = ynode_get(root, "description")))
         rc = get_string(L, v, "'description'", &p->description);
     if (rc == 0 && (v = ynode_get(root, "settings")))
@@ -1055,6 +1153,8 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
     rc = load_top(&L, root);
     if (rc == 0)
         rc = pipeline_check(p, d);
+    if (rc == 0)
+        rc = pipeline_check_when(p, d);
     if (rc == -ENOMEM)
         diag_add(d, DIAG_ERROR, p->file, 0, 0, "out of memory");
     *out = p;
@@ -1064,7 +1164,7 @@ int pipeline_load_buffer(const char *data, size_t len, const char *name, const c
 }
 
 /* Reads a whole file, refusing one past max bytes. *data is malloc'ed. */
-static int read_file(const char *path, size_t max, char **data, size_t *len) {
+int pipeline_read_text(const char *path, size_t max, char **data, size_t *len) {
     /* Non-blocking, so a FIFO put in its place after the check below cannot
      * hold the open; the read is refused by the fstat. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -1114,7 +1214,7 @@ int pipeline_load_file(const char *path, const pipeline_options *opt, diag_list 
                  "cannot read: it is %s, not a regular file (a pipeline is a YAML file)", special);
         return -EINVAL;
     }
-    int rc = read_file(path, PIPELINE_MAX_FILE_BYTES, &data, &len);
+    int rc = pipeline_read_text(path, PIPELINE_MAX_FILE_BYTES, &data, &len);
     if (rc == -EFBIG) {
         diag_add(d, DIAG_ERROR, path, 0, 0, "the file is larger than the limit of %u MiB",
                  PIPELINE_MAX_FILE_BYTES >> 20);

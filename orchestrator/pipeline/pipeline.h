@@ -33,6 +33,9 @@ typedef struct param {
     value *value; /* the default, or the -p override when one was given */
     int overridden;
     srcpos pos;
+    /* Where value came from: "default", "params_file FILE:LINE",
+     * "--params FILE:LINE" or "-p" (the last one that set it). */
+    const char *origin;
 } param;
 
 /* An input port fed by another step's output (a data edge), or by an
@@ -110,6 +113,13 @@ typedef struct step {
     const struct plugin_step *impl;
     step_arg *args;
     size_t n_args;
+    /* 'when': the condition as written (NULL for none), where its text
+     * starts, whether it is 'always', and the checked expression (NULL
+     * until pipeline_check_when has found it sound; see when.h). */
+    const char *when;
+    srcpos when_pos;
+    int when_always;
+    struct when_expr *when_expr;
     /* An instance of a fan-out step (foreach/matrix): the id as written,
      * its index among n_instances, and the item ${item} stands for. NULL
      * group for an ordinary step. */
@@ -134,7 +144,16 @@ typedef struct pipeline_settings {
      * absolute or relative to the working folder; NULL for none. */
     const char *openlineage;
     const char *openlineage_namespace; /* the jobs' namespace, default "sluice" */
+    /* .env files (settings.env_file, then --env-file) and whether their
+     * variables replace the real environment's (settings.env_override). */
+    int env_override;
 } pipeline_settings;
+
+/* A variable read from a .env file: for ${env.X}, ${secret.X} and shell
+ * steps' environment. */
+typedef struct dotenv_var {
+    const char *name, *value;
+} dotenv_var;
 
 typedef struct pipeline {
     arena arena;
@@ -150,6 +169,8 @@ typedef struct pipeline {
     size_t n_plugins;
     const char **secrets; /* the values ${secret.X} resolved to, to mask them in logs */
     size_t n_secrets;
+    dotenv_var *dotenv; /* from the .env files, later files winning */
+    size_t n_dotenv;
     step *steps; /* in file order; a fan-out step's instances in item order */
     size_t n_steps;
     hmap step_ids; /* id -> index in steps; instances as ID[i] */
@@ -157,8 +178,13 @@ typedef struct pipeline {
 
 /* How a load resolves what lies outside the file. */
 typedef struct pipeline_options {
-    const char *const *overrides; /* "name=value" from -p, YAML flow values */
+    /* "name=value" from -p, YAML flow values; "@FILE" a params file
+     * (--params FILE), applied before every "name=value" whatever the order. */
+    const char *const *overrides;
     size_t n_overrides;
+    const char *const *env_files; /* --env-file, after settings.env_file */
+    size_t n_env_files;
+    int env_override; /* --env-override: .env files win over the environment */
     /* Look-ups for ${env.X} and ${secret.X}; NULL means getenv(). Returned
      * strings are borrowed for the call. */
     const char *(*lookup_env)(void *ud, const char *name);

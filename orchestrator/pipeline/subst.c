@@ -1,11 +1,12 @@
 #include "subst.h"
+#include "authoring.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { NS_PARAMS, NS_ENV, NS_SECRET, NS_ITEM, NS_UNKNOWN } ns_kind;
+typedef enum { NS_PARAMS, NS_ENV, NS_SECRET, NS_ITEM, NS_JOIN, NS_UNKNOWN } ns_kind;
 
 /* A parsed ${ns.name[:-default]} at text[start..end). */
 typedef struct ref {
@@ -31,6 +32,23 @@ static int parse_ref(const char *s, size_t len, size_t i, ref *r) {
         memset(r, 0, sizeof(*r));
         *r = (ref){
             .start = i, .end = k + 1, .ns = NS_ITEM, .ns_text = s + j, .ns_len = 4, .name = s + k};
+        return 1;
+    }
+    if (k - j == 4 && memcmp(s + j, "join", 4) == 0 && k < len && s[k] == '(') {
+        /* ${join(params.NAME, 'SEP')}: the body is what the parentheses hold. */
+        size_t m = k + 1;
+        while (m + 1 < len && !(s[m] == ')' && s[m + 1] == '}'))
+            m++;
+        if (m + 1 >= len)
+            return -1;
+        memset(r, 0, sizeof(*r));
+        *r = (ref){.start = i,
+                   .end = m + 2,
+                   .ns = NS_JOIN,
+                   .ns_text = s + j,
+                   .ns_len = 4,
+                   .name = s + k + 1,
+                   .name_len = m - k - 1};
         return 1;
     }
     if (k == j || !is_ident_start(s[j]) || k >= len || s[k] != '.')
@@ -92,12 +110,24 @@ static void err_at(subst_ctx *c, const ynode *n, size_t offset, const char *fmt,
     va_end(ap);
 }
 
+/* The real environment first, then the .env files; the other way round
+ * with settings.env_override. */
+static const char *with_dotenv(const subst_ctx *c, const char *name, const char *real) {
+    const char *file = dotenv_get(c->p, name);
+    if (c->p->settings.env_override)
+        return file ? file : real;
+    return real ? real : file;
+}
+
 static const char *env_lookup(const subst_ctx *c, const char *name) {
-    return c->opt->lookup_env ? c->opt->lookup_env(c->opt->lookup_ud, name) : getenv(name);
+    return with_dotenv(
+        c, name, c->opt->lookup_env ? c->opt->lookup_env(c->opt->lookup_ud, name) : getenv(name));
 }
 
 static const char *secret_lookup(const subst_ctx *c, const char *name) {
-    return c->opt->lookup_secret ? c->opt->lookup_secret(c->opt->lookup_ud, name) : getenv(name);
+    return with_dotenv(c, name,
+                       c->opt->lookup_secret ? c->opt->lookup_secret(c->opt->lookup_ud, name)
+                                             : getenv(name));
 }
 
 static int valid_name(const char *s, size_t len) {
@@ -166,6 +196,159 @@ static int resolve_item(subst_ctx *c, const ynode *n, const ref *r, value **out)
     return 0;
 }
 
+/* The value at path ("NAME" or "NAME.KEY.KEY...") of the parameters:
+ * *out, or NULL after a reported error. */
+static int param_path(subst_ctx *c, const ynode *n, const ref *r, const char *path, size_t path_len,
+                      value **out) {
+    int len = (int)(r->end - r->start);
+    const char *text = n->u.scalar.text + r->start;
+    *out = NULL;
+    if (!c->params_allowed) {
+        err_at(c, n, r->start, "a parameter's default cannot refer to '%.*s'", len, text);
+        return 0;
+    }
+    size_t seg = 0;
+    while (seg < path_len && path[seg] != '.')
+        seg++;
+    for (size_t i = 0, start = 0; i <= path_len; i++)
+        if (i == path_len || path[i] == '.') {
+            if (!valid_name(path + start, i - start)) {
+                err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len,
+                       text);
+                return 0;
+            }
+            start = i + 1;
+        }
+    char *name = arena_strndup(&c->p->arena, path, seg);
+    if (!name)
+        return -ENOMEM;
+    const char *hint;
+    const param *found = pipeline_find_param(c->p, name, &hint);
+    if (!found) {
+        if (hint)
+            err_at(c, n, r->start, "unknown parameter '%s' (did you mean '%s'?)", name, hint);
+        else
+            err_at(c, n, r->start, "unknown parameter '%s': declare it under 'params'", name);
+        return 0;
+    }
+    value *v = found->value;
+    while (seg < path_len) {
+        size_t k0 = seg + 1, k1 = k0;
+        while (k1 < path_len && path[k1] != '.')
+            k1++;
+        if (v->failed)
+            return 0;
+        if (v->kind != VAL_MAP) {
+            err_at(c, n, r->start, "'params.%.*s' is %s, not a mapping: it has no key '%.*s'",
+                   (int)seg, path, value_kind_name(v->kind), (int)(k1 - k0), path + k0);
+            return 0;
+        }
+        value *next = NULL;
+        for (size_t i = 0; i < v->u.map.n && !next; i++)
+            if (strlen(v->u.map.keys[i]) == k1 - k0 &&
+                memcmp(v->u.map.keys[i], path + k0, k1 - k0) == 0)
+                next = v->u.map.vals[i];
+        if (!next) {
+            buf keys = BUF_INIT;
+            for (size_t i = 0; i < v->u.map.n; i++)
+                buf_printf(&keys, "%s%s", i ? ", " : "", v->u.map.keys[i]);
+            err_at(c, n, r->start, "'params.%.*s' has no key '%.*s' (it has: %s)", (int)seg, path,
+                   (int)(k1 - k0), path + k0, v->u.map.n ? buf_str(&keys) : "none");
+            buf_free(&keys);
+            return 0;
+        }
+        v = next;
+        seg = k1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int is_space(char ch) { return ch == ' ' || ch == '\t'; }
+
+/* ${join(params.PATH, 'SEP')}: a list parameter's items as text, SEP
+ * between them. *out is NULL after a reported error. */
+static int resolve_join(subst_ctx *c, const ynode *n, const ref *r, value **out) {
+    int len = (int)(r->end - r->start);
+    const char *text = n->u.scalar.text + r->start, *b = r->name, *e = r->name + r->name_len;
+    *out = NULL;
+    while (b < e && is_space(*b))
+        b++;
+    const char *p0 = b;
+    if (e - b > 7 && memcmp(b, "params.", 7) == 0) {
+        b += 7;
+        p0 = b;
+        while (b < e && (is_ident(*b) || *b == '.'))
+            b++;
+    }
+    const char *p1 = b;
+    while (b < e && is_space(*b))
+        b++;
+    const char *s0 = NULL, *s1 = NULL;
+    if (b < e && *b == ',') {
+        b++;
+        while (b < e && is_space(*b))
+            b++;
+        if (b < e && (*b == '\'' || *b == '"')) {
+            char q = *b++;
+            s0 = b;
+            while (b < e && *b != q)
+                b++;
+            s1 = b;
+            if (b < e)
+                b++;
+            else
+                s0 = NULL;
+        }
+        while (b < e && is_space(*b))
+            b++;
+    }
+    if (p0 == p1 || p0 == r->name || !s0 || b != e) {
+        err_at(c, n, r->start,
+               "'%.*s': write ${join(params.NAME, 'SEPARATOR')}, NAME a list parameter", len, text);
+        return 0;
+    }
+    value *list;
+    int rc = param_path(c, n, r, p0, (size_t)(p1 - p0), &list);
+    if (rc || !list)
+        return rc;
+    if (list->failed)
+        return 0;
+    if (list->kind != VAL_LIST) {
+        err_at(c, n, r->start, "'%.*s' joins a list, but 'params.%.*s' is %s", len, text,
+               (int)(p1 - p0), p0, value_kind_name(list->kind));
+        return 0;
+    }
+    buf joined = BUF_INIT;
+    int secret = 0;
+    for (size_t i = 0; i < list->u.list.n; i++) {
+        const value *it = list->u.list.items[i];
+        if (it->kind == VAL_LIST || it->kind == VAL_MAP) {
+            err_at(c, n, r->start, "'%.*s': item %zu of 'params.%.*s' is %s, not text", len, text,
+                   i, (int)(p1 - p0), p0, value_kind_name(it->kind));
+            buf_free(&joined);
+            return 0;
+        }
+        if (i)
+            buf_append(&joined, s0, (size_t)(s1 - s0));
+        if (it->secret)
+            buf_append(&joined, it->u.str.s, it->u.str.len);
+        else
+            value_write_text(&joined, it);
+        secret |= it->secret;
+    }
+    value *v =
+        buf_failed(&joined) ? NULL : value_new_str(&c->p->arena, buf_str(&joined), joined.len);
+    buf_free(&joined);
+    if (!v)
+        return -ENOMEM;
+    v->secret = secret;
+    v->line = n->line;
+    v->col = n->col;
+    *out = v;
+    return 0;
+}
+
 /* Resolves r to a value; *out is NULL after a reported error. */
 static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     arena *a = &c->p->arena;
@@ -180,6 +363,10 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     }
     if (r->ns == NS_ITEM)
         return resolve_item(c, n, r, out);
+    if (r->ns == NS_JOIN)
+        return resolve_join(c, n, r, out);
+    if (r->ns == NS_PARAMS && !r->has_dflt)
+        return param_path(c, n, r, r->name, r->name_len, out);
     if (!valid_name(r->name, r->name_len)) {
         err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len, text);
         return 0;
@@ -191,23 +378,6 @@ static int resolve(subst_ctx *c, const ynode *n, const ref *r, value **out) {
     char *name = arena_strndup(a, r->name, r->name_len);
     if (!name)
         return -ENOMEM;
-    if (r->ns == NS_PARAMS) {
-        if (!c->params_allowed) {
-            err_at(c, n, r->start, "a parameter's default cannot refer to '%.*s'", len, text);
-            return 0;
-        }
-        const char *hint;
-        const param *found = pipeline_find_param(c->p, name, &hint);
-        if (found) {
-            *out = found->value;
-            return 0;
-        }
-        if (hint)
-            err_at(c, n, r->start, "unknown parameter '%s' (did you mean '%s'?)", name, hint);
-        else
-            err_at(c, n, r->start, "unknown parameter '%s': declare it under 'params'", name);
-        return 0;
-    }
     const char *got = r->ns == NS_ENV ? env_lookup(c, name) : secret_lookup(c, name);
     size_t got_len = got ? strlen(got) : 0;
     if (!got && r->has_dflt) {

@@ -1,4 +1,5 @@
 #include "cache.h"
+#include "authoring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,7 +93,7 @@ int cache_key_needs_secret(const pipeline *p, const step *s) {
         if (has_secret(s->args[i].value))
             return 1;
     for (size_t i = 0; i < s->n_cache_on_env; i++) {
-        const char *v = getenv(s->cache_on_env[i]);
+        const char *v = dotenv_effective(p, s->cache_on_env[i]); /* as the step sees it */
         for (size_t k = 0; v && k < p->n_secrets; k++)
             if (strcmp(v, p->secrets[k]) == 0)
                 return 1;
@@ -201,7 +202,7 @@ int cache_key(const pipeline *p, const step *s, const char *plugin_hash, const c
     bson_t env;
     BSON_APPEND_DOCUMENT_BEGIN(parts, "env", &env);
     for (size_t i = 0; i < s->n_cache_on_env; i++) {
-        const char *v = getenv(s->cache_on_env[i]);
+        const char *v = dotenv_effective(p, s->cache_on_env[i]); /* as the step sees it */
         buf_reset(&b);
         buf_printf(&b, "%s", v ? v : "");
         char label[128];

@@ -339,6 +339,18 @@ static const value *shell_arg(const step *s, const char *name) {
 /* The file a shell step appends its metrics to, one JSON object a line. */
 static char *metrics_path(attempt *at) { return arena_printf(&at->a, "%s.metrics.jsonl", at->dir); }
 
+/* Whether the environment entry NAME=VALUE gives way to a .env file's. */
+static int dotenv_replaces(const pipeline *p, const char *entry) {
+    if (!p->settings.env_override)
+        return 0;
+    const char *eq = strchr(entry, '=');
+    size_t len = eq ? (size_t)(eq - entry) : strlen(entry);
+    for (size_t i = 0; i < p->n_dotenv; i++)
+        if (strlen(p->dotenv[i].name) == len && memcmp(p->dotenv[i].name, entry, len) == 0)
+            return 1;
+    return 0;
+}
+
 /* The environment of a shell step: sluice's own, then the step's
  * SLUICE_* variables, the secrets its command reads (SLUICE_SECRET_n, see
  * secret_command), then its 'env'. Allocated in at->a. */
@@ -348,15 +360,22 @@ static char **shell_env(attempt *at) {
     size_t n_env = 0, n_extra = extra && extra->kind == VAL_MAP ? extra->u.map.n : 0;
     while (environ[n_env])
         n_env++;
-    size_t cap = n_env + at->t.n_inputs + at->t.n_outputs + n_extra + p->n_secrets + 8;
+    size_t cap =
+        n_env + at->t.n_inputs + at->t.n_outputs + n_extra + p->n_secrets + p->n_dotenv + 8;
     char **env = arena_calloc(&at->a, cap, sizeof(char *));
     if (!env)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
         if (strncmp(environ[i], "SLUICE_INPUT_", 13) && strncmp(environ[i], "SLUICE_OUTPUT_", 14) &&
-            strncmp(environ[i], "SLUICE_SECRET_", 14) && strncmp(environ[i], "SLUICE_METRICS=", 15))
+            strncmp(environ[i], "SLUICE_SECRET_", 14) &&
+            strncmp(environ[i], "SLUICE_METRICS=", 15) && !dotenv_replaces(p, environ[i]))
             env[k++] = environ[i];
+    /* The .env files' variables, under the real environment's unless
+     * settings.env_override (then the real ones were left out above). */
+    for (size_t i = 0; i < p->n_dotenv; i++)
+        if (p->settings.env_override || !getenv(p->dotenv[i].name))
+            env[k++] = arena_printf(&at->a, "%s=%s", p->dotenv[i].name, p->dotenv[i].value);
     env[k++] = arena_printf(&at->a, "SLUICE_METRICS=%s", metrics_path(at));
     for (size_t i = 0; i < p->n_secrets; i++)
         env[k++] = arena_printf(&at->a, "SLUICE_SECRET_%zu=%s", i + 1, p->secrets[i]);

@@ -2,6 +2,7 @@
  * the job limit, finishing steps (outputs into the store, retries, skipping
  * what is downstream of a failure), interruption, and the run's set-up. */
 #include "run_internal.h"
+#include "when.h"
 
 #include <unistd.h>
 
@@ -90,7 +91,8 @@ static void finish_step(step_run *sr, step_outcome outcome, const char *why) {
     else if (outcome == STEP_CANCELLED)
         r->n_cancelled++;
     sched_log_close(sr);
-    if (dag_ready_finish(&r->ready, sr->index, outcome == STEP_DONE || outcome == STEP_CACHED) == 0)
+    if (dag_ready_finish(&r->ready, sr->index,
+                         outcome == STEP_DONE || outcome == STEP_CACHED || sr->cond_skipped) == 0)
         return;
     char reason[256];
     snprintf(reason, sizeof(reason), "upstream step '%s' %s", sr->s->id,
@@ -307,13 +309,17 @@ static int find_supervisor(run *r) {
 
 /* Writes the run's record: p as the metadata store takes it. */
 static int record_run_of(run *r, const pipeline *p, const char *status, double finished) {
-    bson_t params = BSON_INITIALIZER;
-    for (size_t i = 0; i < p->n_params; i++) /* secrets masked: never stored */
+    bson_t params = BSON_INITIALIZER, origins = BSON_INITIALIZER;
+    for (size_t i = 0; i < p->n_params; i++) { /* secrets masked: never stored */
         value_append_bson(&params, p->params[i].name, strlen(p->params[i].name), p->params[i].value,
                           1);
-    run_record rp = {p->name, p->file, p->dir, p->n_steps, &params};
+        BSON_APPEND_UTF8(&origins, p->params[i].name,
+                         p->params[i].origin ? p->params[i].origin : "default");
+    }
+    run_record rp = {p->name, p->file, p->dir, p->n_steps, &params, &origins};
     int rc = record_run(&r->meta, r->run_id, &rp, &r->origin, status, r->wall_t0, finished);
     bson_destroy(&params);
+    bson_destroy(&origins);
     return rc;
 }
 
@@ -337,8 +343,68 @@ static void record_started(step_run *sr) {
                 sr->s->id, meta_strerror(rc));
 }
 
+/* The last value step `step` of the run reported for metric name. */
+static int metric_of(void *ud, uint32_t index, const char *name, double *out) {
+    const step_run *sr = &((run *)ud)->steps[index];
+    bson_iter_t it, m;
+    int found = 0;
+    if (!sr->has_metrics || !bson_iter_init(&it, &sr->metrics))
+        return 0;
+    while (bson_iter_next(&it)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &m) ||
+            !bson_iter_find(&m, "key") || !BSON_ITER_HOLDS_UTF8(&m) ||
+            strcmp(bson_iter_utf8(&m, NULL), name) != 0)
+            continue;
+        bson_iter_recurse(&it, &m);
+        if (bson_iter_find(&m, "value") && BSON_ITER_HOLDS_NUMBER(&m)) {
+            *out = bson_iter_as_double(&m);
+            found = 1;
+        }
+    }
+    return found;
+}
+
+/* Settles a step a condition skips: its own 'when' is false, or a step
+ * upstream of it was skipped (which 'when: always' runs past, unless it
+ * reads that step's outputs). A skip is no cache entry: the step is not
+ * looked up in the cache, and nothing is kept. Returns 1 when the step is
+ * settled (skipped, or failed because its condition could not be decided). */
+static int settled_by_condition(step_run *sr) {
+    run *r = sr->r;
+    const step *s = sr->s;
+    char why[600] = "";
+    for (size_t k = 0; k < s->n_inputs && !why[0]; k++) {
+        uint32_t up = s->inputs[k].from;
+        if (up < r->p->n_steps && r->steps[up].cond_skipped)
+            snprintf(why, sizeof(why), "its input '%s' comes from step '%s', which was skipped",
+                     step_input_key(&s->inputs[k]), r->steps[up].s->id);
+    }
+    for (size_t k = 0; k < s->n_after && !why[0] && !s->when_always; k++) {
+        uint32_t up = s->after[k].from;
+        if (up < r->p->n_steps && r->steps[up].cond_skipped)
+            snprintf(why, sizeof(why), "upstream step '%s' was skipped", r->steps[up].s->id);
+    }
+    if (!why[0] && s->when_expr) {
+        int v = when_eval(r->p, s, metric_of, r, why, sizeof(why));
+        if (v == 1)
+            return 0;
+        if (v < 0) {
+            sched_finish_step(sr, STEP_FAILED, why);
+            return 1;
+        }
+        snprintf(why, sizeof(why), "its condition is false: %s", s->when);
+    }
+    if (!why[0])
+        return 0;
+    sr->cond_skipped = 1;
+    sched_finish_step(sr, STEP_SKIPPED, why);
+    return 1;
+}
+
 static void start_attempt(step_run *sr) {
     run *r = sr->r;
+    if (sr->attempt_no == 0 && settled_by_condition(sr))
+        return;
     if (sr->attempt_no == 0 && sched_try_cache(sr))
         return;
     record_started(sr);

@@ -106,6 +106,9 @@ struct step_run {
     char *tail[LOG_TAIL];
     unsigned tail_next;
     int ol_started; /* its OpenLineage START is sent (olevent.c) */
+    /* Skipped by a condition (its own 'when', or one upstream of it): the
+     * steps after it still start, and decide for themselves. */
+    int cond_skipped;
 };
 
 /* An event from a step running on a worker thread. */

@@ -339,8 +339,9 @@ Test(cli, runs_show_gives_parameters_and_steps_in_dag_order, .init = test_dir_se
     char head[64];
     snprintf(head, sizeof(head), "run %s: pipeline word_stats", last_run);
     cr_expect(strncmp(r.out, head, strlen(head)) == 0, "%s", r.out);
-    cr_expect(strstr(r.out, "  param top = 4\n") != NULL, "%s", r.out);
-    cr_expect(strstr(r.out, "  param source = \"../demo/twin_notes.md\"\n") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "  param top = 4  (-p)\n") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "  param source = \"../demo/twin_notes.md\"  (default)\n") != NULL,
+              "%s", r.out);
     /* File order where the DAG allows it: gather, words, lines, report. */
     const char *order[] = {"\n  gather ", "\n  words ", "\n  lines ", "\n  report "};
     for (int i = 0; i < 3; i++) {
