@@ -7,6 +7,9 @@
  * answers under way finish, then the program exits 0. */
 #include <bson/bson.h>
 #include <cblas.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +34,7 @@ static const command_info info = {
     "serve a model over HTTP with OpenAI's API (chat, completions, embeddings, RAG, metrics)",
     "usage: sluice serve --model DIR [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
     "                    [--queue N] [--api-key-file F] [--admin-key-file F] [--port-file F]\n"
+    "                    [--hooks-secret-file F]\n"
     "                    [limits...]\n"
     "\n"
     "Serves the Hugging Face model folder DIR (config.json, model.safetensors,\n"
@@ -50,6 +54,8 @@ static const command_info info = {
     "  --queue N               generations waiting beyond them, then 429 (default 16)\n"
     "  --api-key-file F        Bearer keys, one a line: every route but /health needs one\n"
     "  --admin-key-file F      Bearer keys for POST /admin/reload (without: it is refused)\n"
+    "  --hooks-secret-file F   the webhook secret: POST /hooks/NAME, signed with it as\n"
+    "                          GitHub signs (X-Hub-Signature-256), fires schedule NAME\n"
     "  --model-name NAME       the model's id in /v1/models (default: DIR's last name)\n"
     "  --model-version V       its version, in /v1/models and /metrics (default: none)\n"
     "  --max-connections N     open connections at most (default 1024)\n"
@@ -111,7 +117,25 @@ typedef struct server {
     gen_pool *retiring[MAX_RETIRING];
     int n_retiring;
     reload *reloading; /* at most one at a time */
+    char *hook_secret; /* --hooks-secret-file's bytes; NULL: no /hooks */
+    size_t hook_secret_len;
+    struct hook *hooks; /* fires under way */
 } server;
+
+/* A POST /hooks/NAME under way: 'sluice schedule fire' runs as a child,
+ * its output read from pipes; the answer goes once it exited and both
+ * pipes are closed. */
+typedef struct hook {
+    server *s;
+    http_conn *c; /* NULL once its client left */
+    uint64_t t0;
+    uv_process_t proc;
+    uv_pipe_t out, err;
+    api_buf outb, errb;
+    int open; /* handles not yet closed */
+    int64_t exit_status;
+    struct hook *next;
+} hook;
 
 /* A request being answered by a generation. */
 typedef struct pending {
@@ -198,6 +222,8 @@ static metrics_route route_of(const char *path, size_t len) {
         {"/rag", ROUTE_RAG},
         {"/admin/reload", ROUTE_RELOAD},
     };
+    if (len > 7 && memcmp(path, "/hooks/", 7) == 0)
+        return ROUTE_HOOKS;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (len == strlen(routes[i].path) && memcmp(path, routes[i].path, len) == 0)
             return routes[i].route;
@@ -285,6 +311,7 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
 
 static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_t t0);
 static void pools_counts(server *s, int *queued, int *running);
+static void hook_request(server *s, http_conn *c, const http_request *r, uint64_t t0);
 
 static void on_request(http_conn *c, const http_request *r, void *ctx) {
     server *s = ctx;
@@ -296,6 +323,12 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
         admin_reload(s, c, r, t0);
         return;
     }
+    if (route == ROUTE_HOOKS && s->hook_secret) { /* the signature is its key */
+        hook_request(s, c, r, t0);
+        return;
+    }
+    if (route == ROUTE_HOOKS)
+        route = ROUTE_OTHER;
     if (route != ROUTE_HEALTH && !authorized(&s->api, r)) {
         answer_error(s, c, route, t0, 401, "a valid API key is needed (Authorization: Bearer KEY)",
                      NULL);
@@ -369,6 +402,12 @@ static void on_abort(http_conn *c, void *ctx) {
         s->reloading->c = NULL; /* the reload goes on; nobody to tell */
         return;
     }
+    for (hook *h = s->hooks; h; h = h->next)
+        if (h->c == c) {
+            h->c = NULL; /* the fire goes on */
+            metrics_request(s->metrics, ROUTE_HOOKS, 499, since(h->t0));
+            return;
+        }
     pending *p = http_conn_user(c);
     if (!p)
         return;
@@ -742,6 +781,213 @@ static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_
     fprintf(stderr, "sluice serve: reloading: %s\n", rl->spec);
 }
 
+/* ---- webhooks ---- */
+
+static int hex_digit(char ch) {
+    return ch >= '0' && ch <= '9'   ? ch - '0'
+           : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                    : -1;
+}
+
+/* Whether r's X-Hub-Signature-256 is "sha256=" and the hex HMAC-SHA256 of
+ * its body under the secret, as GitHub signs a delivery. */
+static int hook_signed(const server *s, const http_request *r) {
+    size_t len;
+    const char *sig = http_header(r, "x-hub-signature-256", &len);
+    if (!sig || len != 7 + 2 * 32 || strncmp(sig, "sha256=", 7) != 0)
+        return 0;
+    unsigned char want[32], got[EVP_MAX_MD_SIZE];
+    for (int i = 0; i < 32; i++) {
+        int hi = hex_digit(sig[7 + 2 * i]), lo = hex_digit(sig[8 + 2 * i]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        want[i] = (unsigned char)(hi << 4 | lo);
+    }
+    unsigned int got_len = 0;
+    if (!HMAC(EVP_sha256(), s->hook_secret, (int)s->hook_secret_len,
+              (const unsigned char *)(r->body ? r->body : ""), r->body_len, got, &got_len) ||
+        got_len != 32)
+        return 0;
+    return CRYPTO_memcmp(want, got, 32) == 0;
+}
+
+static void hook_closed(uv_handle_t *handle) {
+    hook *h = handle->data;
+    if (--h->open > 0)
+        return;
+    server *s = h->s;
+    for (hook **p = &s->hooks; *p; p = &(*p)->next)
+        if (*p == h) {
+            *p = h->next;
+            break;
+        }
+    if (h->c) {
+        int64_t st = h->exit_status;
+        /* 'sluice schedule fire' says by its exit status (docs/schedules.md) */
+        int status = st == 0 ? 202 : st == 3 ? 404 : st == 4 ? 200 : st == 5 ? 409 : 500;
+        if (status == 202 && !h->outb.failed && h->outb.len) {
+            answer(s, h->c, ROUTE_HOOKS, h->t0, 202, "application/json", h->outb.p, h->outb.len,
+                   NULL);
+        } else if (status == 200) {
+            static const char dup[] = "{\"status\": \"duplicate\", \"message\": \"this delivery "
+                                      "fired the schedule already: nothing is run again\"}\n";
+            answer(s, h->c, ROUTE_HOOKS, h->t0, 200, "application/json", dup, sizeof(dup) - 1,
+                   NULL);
+        } else {
+            /* fire's own message, its last line without "sluice schedule fire: " */
+            char msg[600];
+            size_t n = h->errb.failed ? 0 : h->errb.len;
+            const char *e = h->errb.p ? h->errb.p : "";
+            while (n && (e[n - 1] == '\n' || e[n - 1] == '\r'))
+                n--;
+            const char *start = e + n;
+            while (start > e && start[-1] != '\n')
+                start--;
+            snprintf(msg, sizeof(msg), "%.*s", (int)(e + n - start), start);
+            answer_error(s, h->c, ROUTE_HOOKS, h->t0, status == 202 ? 500 : status,
+                         msg[0] ? msg : "the schedule could not be fired (see the server's log)",
+                         NULL);
+        }
+    }
+    api_buf_free(&h->outb);
+    api_buf_free(&h->errb);
+    free(h);
+}
+
+static void hook_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
+    (void)suggested;
+    static char chunk[4096]; /* copied out at once: one buffer does for all */
+    (void)handle;
+    *b = uv_buf_init(chunk, sizeof(chunk));
+}
+
+static void hook_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+    hook *h = st->data;
+    if (n > 0) {
+        api_buf *to = st == (uv_stream_t *)&h->out ? &h->outb : &h->errb;
+        if (to->len + (size_t)n <= 65536)
+            api_buf_add(to, b->base, (size_t)n);
+    } else if (n < 0) {
+        uv_close((uv_handle_t *)st, hook_closed);
+    }
+}
+
+static void hook_exited(uv_process_t *p, int64_t status, int signo) {
+    hook *h = p->data;
+    h->exit_status = signo ? 128 + signo : status;
+    uv_close((uv_handle_t *)p, hook_closed);
+}
+
+/* POST /hooks/NAME: only with --hooks-secret-file, and only signed with
+ * it; the schedule is fired by 'sluice schedule fire' as a child, so that
+ * the store's metadata stays the orchestrator's and the loop never waits. */
+static void hook_request(server *s, http_conn *c, const http_request *r, uint64_t t0) {
+    if (r->method_len != 4 || memcmp(r->method, "POST", 4) != 0) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 405, "use POST", NULL);
+        return;
+    }
+    if (!hook_signed(s, r)) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 401,
+                     "X-Hub-Signature-256 is missing or is not sha256=HMAC of the body under the "
+                     "hooks secret",
+                     NULL);
+        return;
+    }
+    char name[65], delivery[129] = "";
+    size_t n = r->path_len - 7, len;
+    const char *q = memchr(r->path, '?', r->path_len);
+    if (q)
+        n = (size_t)(q - r->path) - 7;
+    int ok = n > 0 && n < sizeof(name);
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = r->path[7 + i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             ch == '-' || ch == '_' || ch == '.';
+    }
+    if (!ok) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 404, "no such schedule", NULL);
+        return;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)n, r->path + 7);
+    const char *event = http_header(r, "x-github-event", &len);
+    if (event && len == 4 && memcmp(event, "ping", 4) == 0) { /* GitHub's hello on a new hook */
+        answer(s, c, ROUTE_HOOKS, t0, 200, "application/json", "{\"status\": \"pong\"}\n", 19,
+               NULL);
+        return;
+    }
+    const char *id = http_header(r, "x-github-delivery", &len);
+    if (id) {
+        ok = len > 0 && len < sizeof(delivery);
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+                 (id[i] >= '0' && id[i] <= '9') || id[i] == '-' || id[i] == '_' || id[i] == '.' ||
+                 id[i] == ':';
+        if (!ok) {
+            answer_error(s, c, ROUTE_HOOKS, t0, 400,
+                         "X-GitHub-Delivery: up to 128 letters, digits, '-', '_', '.', ':'", NULL);
+            return;
+        }
+        snprintf(delivery, sizeof(delivery), "%.*s", (int)len, id);
+    }
+    if (s->draining) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 503, "the server is stopping", NULL);
+        return;
+    }
+    hook *h = calloc(1, sizeof(*h));
+    if (!h) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 500, "out of memory", NULL);
+        return;
+    }
+    h->s = s, h->c = c, h->t0 = t0;
+    const char *exe = getenv("SLUICE_EXE");
+    const char *args[16];
+    int k = 0;
+    args[k++] = exe && exe[0] ? exe : "sluice";
+    args[k++] = "--store";
+    args[k++] = command_store();
+    args[k++] = "schedule";
+    args[k++] = "fire";
+    args[k++] = name;
+    args[k++] = "--trigger";
+    args[k++] = "hook";
+    if (delivery[0])
+        args[k++] = "--delivery", args[k++] = delivery;
+    args[k++] = "--json";
+    args[k] = NULL;
+    uv_pipe_init(s->loop, &h->out, 0);
+    uv_pipe_init(s->loop, &h->err, 0);
+    h->out.data = h->err.data = h->proc.data = h;
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&h->out},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&h->err},
+    };
+    uv_process_options_t o = {.file = args[0],
+                              .args = (char **)args,
+                              .exit_cb = hook_exited,
+                              .stdio_count = 3,
+                              .stdio = stdio};
+    h->next = s->hooks;
+    s->hooks = h;
+    h->open = 3;
+    int rc = uv_spawn(s->loop, &h->proc, &o);
+    if (rc) {
+        fprintf(stderr, "sluice serve: /hooks/%s: cannot start %s: %s\n", name, args[0],
+                uv_strerror(rc));
+        h->c = NULL;
+        answer_error(s, c, ROUTE_HOOKS, t0, 500, "cannot start sluice to fire the schedule", NULL);
+        uv_close((uv_handle_t *)&h->proc, hook_closed);
+        uv_close((uv_handle_t *)&h->out, hook_closed);
+        uv_close((uv_handle_t *)&h->err, hook_closed);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&h->out, hook_alloc, hook_read);
+    uv_read_start((uv_stream_t *)&h->err, hook_alloc, hook_read);
+    fprintf(stderr, "sluice serve: /hooks/%s: firing (delivery %s)\n", name,
+            delivery[0] ? delivery : "none");
+}
+
 static void drained(void *arg) {
     server *s = arg;
     gen_pool_free(s->pool);
@@ -794,6 +1040,28 @@ static int read_keys(keyset *ks, const char *option, const char *path) {
     return 0;
 }
 
+/* The webhook secret: the file's bytes, without a trailing line break
+ * (as an editor or echo leaves one). */
+static int read_secret(server *s, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return bad("--hooks-secret-file %s: %s", path, strerror(errno));
+    char buf[4097];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    if (n == sizeof(buf))
+        return bad("--hooks-secret-file %s: longer than 4096 bytes", path);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (!n)
+        return bad("--hooks-secret-file %s: empty", path);
+    if (!(s->hook_secret = malloc(n)))
+        return bad("out of memory");
+    memcpy(s->hook_secret, buf, n);
+    s->hook_secret_len = n;
+    return 0;
+}
+
 static int write_port(const char *path, int port) {
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -827,12 +1095,13 @@ int main(int argc, char **argv) {
         {"threads", required_argument, NULL, 't'},
         {"trace-retention", required_argument, NULL, 'R'},
         {"no-traces", no_argument, NULL, 'T'},
+        {"hooks-secret-file", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     static server s;
     http_limits lim = {16384, 1 << 20, 10000, 30000, 60000, 1024};
     const char *listen = "127.0.0.1:8080", *port_file = NULL, *dir = NULL, *keys = NULL;
-    const char *admin_keys = NULL;
+    const char *admin_keys = NULL, *hooks_secret = NULL;
     const char *name = NULL, *index_spec = NULL;
     double v, threads = 1;
     uint64_t trace_records = TRACE_DEFAULT_RECORDS, trace_bytes = TRACE_DEFAULT_BYTES;
@@ -918,6 +1187,9 @@ int main(int argc, char **argv) {
         case 'T':
             traces = 0;
             break;
+        case 'S':
+            hooks_secret = optarg;
+            break;
         default:
             return COMMAND_BAD_INPUT;
         }
@@ -927,7 +1199,8 @@ int main(int argc, char **argv) {
     if (!dir)
         return bad("give --model DIR (see 'sluice serve --help')");
     if ((keys && read_keys(&s.api, "api-key-file", keys)) ||
-        (admin_keys && read_keys(&s.admin, "admin-key-file", admin_keys)))
+        (admin_keys && read_keys(&s.admin, "admin-key-file", admin_keys)) ||
+        (hooks_secret && read_secret(&s, hooks_secret)))
         return COMMAND_BAD_INPUT;
     if (command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
         return COMMAND_BAD_INPUT;
@@ -990,5 +1263,8 @@ int main(int argc, char **argv) {
         free(s.api.keys[i]);
     for (int i = 0; i < s.admin.n; i++)
         free(s.admin.keys[i]);
+    if (s.hook_secret)
+        OPENSSL_cleanse(s.hook_secret, s.hook_secret_len);
+    free(s.hook_secret);
     return s.failed ? COMMAND_FAILED : COMMAND_DONE;
 }
