@@ -145,3 +145,78 @@ Test(serve_hooks, no_secret_no_hooks) {
     cr_expect_eq(runs_of("d-1", &done), 0);
     cr_expect_eq(stop_serve(pid), 0, "%s", server_log());
 }
+
+/* Chunked request bodies (Transfer-Encoding: chunked), decoded by
+ * picohttpparser: in pieces across writes, with extensions and a trailer,
+ * kept alive to a pipelined request; over the body limit 413, malformed
+ * 400, framed twice 400, another coding 501, too slow 408. */
+Test(serve_hooks, chunked_bodies) {
+    make_model_of_context(64);
+    int port;
+    const char *args[] = {"--max-body-bytes", "300", "--body-timeout", "0.5", NULL};
+    pid_t pid = start_serve(args, 1, &port);
+    char out[16384];
+
+    int fd = connect_to(port);
+    const char *pieces[] = {
+        "POST /v1/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Type: application/json\r\n\r\n",
+        "12\r\n{\"prompt\": \"A pi",
+        "pe\r\n1",
+        "0;ext=1\r\nline is\", \"max_t\r\nf\r\nokens\": 2, \"tem\r\nd\r\nperature\": 0}\r\n",
+        "0\r\nX-Trailer: t\r\n\r\n"
+        "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+        send_all(fd, pieces[i], strlen(pieces[i]));
+        nanosleep(&(struct timespec){0, 5000000}, NULL); /* apart, most likely */
+    }
+    read_all(fd, out, sizeof(out));
+    close(fd);
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect(strstr(out, "\"text_completion\""), "%s", out);
+    const char *second = strstr(out + 1, "HTTP/1.1 ");
+    cr_expect(second && status_of(second) == 200 && strstr(second, "\"ok\""),
+              "the pipelined request after the chunked body: %s", out);
+
+    /* 400 bytes in chunks of 100: over the 300 allowed */
+    char big[1024] =
+        "POST /v1/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 4; i++) {
+        strcat(big, "64\r\n");
+        size_t at = strlen(big);
+        memset(big + at, 'x', 100);
+        big[at + 100] = 0;
+        strcat(big, "\r\n");
+    }
+    strcat(big, "0\r\n\r\n");
+    exchange(port, big, out, sizeof(out));
+    cr_expect_eq(status_of(out), 413, "%s", out);
+
+    exchange(port,
+             "POST /v1/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "zz\r\n{}\r\n0\r\n\r\n",
+             out, sizeof(out));
+    cr_expect_eq(status_of(out), 400, "%s", out);
+    cr_expect(strstr(out, "malformed chunked body"), "%s", out);
+    exchange(port,
+             "POST /v1/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+             "Content-Length: 7\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+             out, sizeof(out));
+    cr_expect_eq(status_of(out), 400, "%s", out);
+    exchange(port,
+             "POST /v1/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+             "0\r\n\r\n",
+             out, sizeof(out));
+    cr_expect_eq(status_of(out), 501, "%s", out);
+    /* a chunk begun and never ended: cut off at the body's deadline */
+    fd = connect_to(port);
+    const char *slow =
+        "POST /v1/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"";
+    send_all(fd, slow, strlen(slow));
+    read_all(fd, out, sizeof(out));
+    close(fd);
+    cr_expect_eq(status_of(out), 0, "a timeout closes without an answer: %s", out);
+    cr_expect_eq(metric(port, "sluice_serve_requests_total{route=\"none\",status=\"408\"}"), 1);
+    cr_expect_eq(stop_serve(pid), 0, "%s", server_log());
+}
