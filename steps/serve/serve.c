@@ -93,6 +93,33 @@ typedef struct reload {
     uv_work_t work;
 } reload;
 
+/* Which model a request ran on, for its trace: a load's name, version,
+ * spec and folder, shared (refs) by the server while it serves that load
+ * and by each request taken meanwhile, so that a reload under way does
+ * not relabel the requests it did not serve. */
+typedef struct model_id {
+    int refs;
+    char name[256], version[64], spec[4096], folder[4096];
+} model_id;
+
+static model_id *model_id_new(const char *name, const char *version, const char *spec,
+                              const char *folder) {
+    model_id *id = calloc(1, sizeof(*id));
+    if (!id)
+        return NULL;
+    id->refs = 1;
+    snprintf(id->name, sizeof(id->name), "%s", name);
+    snprintf(id->version, sizeof(id->version), "%s", version);
+    snprintf(id->spec, sizeof(id->spec), "%s", spec);
+    snprintf(id->folder, sizeof(id->folder), "%s", folder);
+    return id;
+}
+
+static void model_id_drop(model_id *id) {
+    if (id && --id->refs == 0)
+        free(id);
+}
+
 typedef struct server {
     uv_loop_t *loop;
     http_server *http;
@@ -117,6 +144,7 @@ typedef struct server {
     gen_pool *retiring[MAX_RETIRING];
     int n_retiring;
     reload *reloading; /* at most one at a time */
+    model_id *ident;   /* the model served now (NULL only when out of memory) */
     char *hook_secret; /* --hooks-secret-file's bytes; NULL: no /hooks */
     size_t hook_secret_len;
     struct hook *hooks; /* fires under way */
@@ -149,6 +177,7 @@ typedef struct pending {
     int streaming;        /* the stream's head is sent */
     api_buf text;         /* a whole answer's text so far */
     char model_name[256]; /* the model's id when it began: a reload changes s->name */
+    model_id *ident;      /* the model it runs on (a reference) */
 } pending;
 
 static double since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e9; }
@@ -233,14 +262,18 @@ static metrics_route route_of(const char *path, size_t len) {
 /* A generation route's trace (serve_traces.h): r and j NULL when the
  * request was refused before they existed; token counts are known only
  * from a finished job. */
-static void trace_generation(server *s, metrics_route route, uint64_t t0, int status,
-                             const api_request *r, const gen_job *j, const api_buf *text,
-                             const char *error) {
+static void trace_generation(server *s, const model_id *id, metrics_route route, uint64_t t0,
+                             int status, const api_request *r, const gen_job *j,
+                             const api_buf *text, const char *error) {
+    if (!id) /* a request not yet taken: the model served now */
+        id = s->ident;
     trace_entry e = {.route = metrics_route_name(route),
                      .status = status,
-                     .model = s->name,
-                     .model_version = s->version[0] ? s->version : s->model_spec,
-                     .model_folder = s->folder,
+                     .model = id ? id->name : s->name,
+                     .model_version = id              ? (id->version[0] ? id->version : id->spec)
+                                      : s->version[0] ? s->version
+                                                      : s->model_spec,
+                     .model_folder = id ? id->folder : s->folder,
                      .prompt_tokens = -1,
                      .completion_tokens = -1,
                      .latency_s = since(t0),
@@ -264,6 +297,7 @@ static void trace_generation(server *s, metrics_route route, uint64_t t0, int st
 }
 
 static void pending_free(pending *p) {
+    model_id_drop(p->ident);
     api_buf_free(&p->text);
     free(p);
 }
@@ -287,22 +321,24 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
     if (rc) {
         gen_job_free(j);
         free(p);
-        trace_generation(s, route, t0, rc == -ENOMEM ? 500 : 400, NULL, NULL, NULL, err);
+        trace_generation(s, NULL, route, t0, rc == -ENOMEM ? 500 : 400, NULL, NULL, NULL, err);
         answer_error(s, c, route, t0, rc == -ENOMEM ? 500 : 400, err, param);
         return;
     }
     p->s = s, p->c = c, p->job = j, p->route = route, p->t0 = t0;
     p->created = (long)time(NULL);
     snprintf(p->model_name, sizeof(p->model_name), "%s", s->name);
+    if ((p->ident = s->ident))
+        p->ident->refs++;
     snprintf(p->id, sizeof(p->id), "%s-%llx", kind == API_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)++s->next_id);
     j->user = p;
     if (gen_pool_submit(s->pool, j) != 0) {
         static const char busy[] =
             "the server is busy: every slot is generating and the queue is full";
-        trace_generation(s, route, t0, 429, &j->req, NULL, NULL, busy);
+        trace_generation(s, NULL, route, t0, 429, &j->req, NULL, NULL, busy);
         gen_job_free(j);
-        free(p);
+        pending_free(p);
         answer_error(s, c, route, t0, 429, busy, NULL);
         return;
     }
@@ -380,7 +416,7 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
                          "/v1/embeddings and /rag",
                          NULL);
         } else if (!s->ready) {
-            trace_generation(s, route, t0, 503, NULL, NULL, NULL, "loading the model");
+            trace_generation(s, NULL, route, t0, 503, NULL, NULL, NULL, "loading the model");
             answer_error(s, c, route, t0, 503, "loading the model", NULL);
         } else {
             start_generation(s, c, r, route, t0);
@@ -411,7 +447,8 @@ static void on_abort(http_conn *c, void *ctx) {
     pending *p = http_conn_user(c);
     if (!p)
         return;
-    trace_generation(s, p->route, p->t0, 499, &p->job->req, NULL, &p->text, "the client left");
+    trace_generation(s, p->ident, p->route, p->t0, 499, &p->job->req, NULL, &p->text,
+                     "the client left");
     gen_pool_cancel(s->pool, p->job);
     metrics_request(s->metrics, p->route, 499, since(p->t0));
     pending_free(p);
@@ -454,8 +491,8 @@ static void on_event(gen_job *j, void *ctx) {
         } else {
             answer_error(s, c, p->route, p->t0, j->status, j->message, NULL);
         }
-        trace_generation(s, p->route, p->t0, p->streaming ? 200 : j->status, r, j, &p->text,
-                         j->message);
+        trace_generation(s, p->ident, p->route, p->t0, p->streaming ? 200 : j->status, r, j,
+                         &p->text, j->message);
         http_conn_set_user(c, NULL);
         pending_free(p);
         return;
@@ -487,7 +524,7 @@ static void on_event(gen_job *j, void *ctx) {
             return;
         http_stream_end(c);
         metrics_request(s->metrics, p->route, 200, since(p->t0));
-        trace_generation(s, p->route, p->t0, 200, r, j, &p->text, NULL);
+        trace_generation(s, p->ident, p->route, p->t0, 200, r, j, &p->text, NULL);
     } else {
         api_buf_add(&p->text, j->text ? j->text : "", j->text_len);
         if (!j->done)
@@ -504,7 +541,7 @@ static void on_event(gen_job *j, void *ctx) {
             answer_error(s, c, p->route, p->t0, 500, "out of memory", NULL);
         else
             answer(s, c, p->route, p->t0, 200, "application/json", b.p, b.len, NULL);
-        trace_generation(s, p->route, p->t0, ok ? 200 : 500, r, j, &p->text,
+        trace_generation(s, p->ident, p->route, p->t0, ok ? 200 : 500, r, j, &p->text,
                          ok ? NULL : "out of memory");
         api_buf_free(&b);
     }
@@ -686,6 +723,11 @@ static void reload_done(uv_work_t *w, int status) {
         snprintf(s->version, sizeof(s->version), "%s", rl->version);
         snprintf(s->folder, sizeof(s->folder), "%s", rl->folder);
         snprintf(s->model_spec, sizeof(s->model_spec), "%s", rl->spec);
+        model_id *id = model_id_new(s->name, s->version, s->model_spec, s->folder);
+        if (id) { /* else the old one stays: out of memory, a trace mislabelled */
+            model_id_drop(s->ident);
+            s->ident = id;
+        }
         s->created = (long)time(NULL);
         metrics_reload(s->metrics, 1);
         metrics_model(s->metrics, s->name, s->version);
@@ -1217,6 +1259,8 @@ int main(int argc, char **argv) {
     s.loop = uv_default_loop();
     s.started = s.created = (long)time(NULL);
     snprintf(s.model_spec, sizeof(s.model_spec), "%s", dir);
+    if (!(s.ident = model_id_new(s.name, s.version, s.model_spec, s.folder)))
+        return bad("out of memory");
     if (traces) {
         char tdir[4200], e[4400];
         snprintf(tdir, sizeof(tdir), "%s/traces", command_store());
@@ -1263,6 +1307,7 @@ int main(int argc, char **argv) {
         free(s.api.keys[i]);
     for (int i = 0; i < s.admin.n; i++)
         free(s.admin.keys[i]);
+    model_id_drop(s.ident);
     if (s.hook_secret)
         OPENSSL_cleanse(s.hook_secret, s.hook_secret_len);
     free(s.hook_secret);

@@ -806,6 +806,21 @@ Test(serve, reloads_swap_the_model_without_failing_a_request) {
     cr_expect_null(strstr(out, "\"model\": \"other\""), "%.2000s", out);
     cr_expect_eq(health(port), 200);
     cr_expect_eq(stop_serve(pid), 0);
+
+    /* and its trace names that model, not the one served when it ended */
+    result r = RUN(test_store_arg, "traces", "list", "--json", "--limit", "100000");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    const char *streamed = strstr(r.out, "\"stream\": true");
+    cr_assert_not_null(streamed, "%.3000s", r.out);
+    const char *rec = streamed;
+    while (rec > r.out && strncmp(rec, "{\"id\"", 6) != 0)
+        rec--;
+    char *one = strndup(rec, (size_t)(streamed - rec));
+    char want[300];
+    snprintf(want, sizeof(want), "\"model_version\": \"%s\"", model_dir);
+    cr_expect(strstr(one, "\"model\": \"tiny\"") && strstr(one, want), "%s", one);
+    free(one);
+    result_free(&r);
 }
 
 /* A model that does not load leaves the one served in place. */
