@@ -32,7 +32,7 @@
 static const command_info info = {
     "serve",
     "serve a model over HTTP with OpenAI's API (chat, completions, embeddings, RAG, metrics)",
-    "usage: sluice serve --model DIR [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
+    "usage: sluice serve [--model DIR] [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
     "                    [--queue N] [--api-key-file F] [--admin-key-file F] [--port-file F]\n"
     "                    [--hooks-secret-file F]\n"
     "                    [limits...]\n"
@@ -44,7 +44,8 @@ static const command_info info = {
     "  GET /metrics (Prometheus), POST /admin/reload (swaps in another model). See\n"
     "  docs/serve.md.\n"
     "With --index, also POST /v1/embeddings (the index's embedding model) and POST /rag\n"
-    "(the query's chunks retrieved, put in the prompt, the answer generated).\n"
+    "(the query's chunks retrieved, put in the prompt, the answer generated). With --index\n"
+    "alone (no --model), the embeddings and /rag's retrieval only.\n"
     "\n"
     "  --index INDEX           a vector index, as 'sluice search' takes it: its folder, an\n"
     "                          artifact id, RUN:STEP.OUTPUT or the id of the step that made it\n"
@@ -86,9 +87,11 @@ typedef struct reload {
     struct server *s;
     http_conn *c; /* NULL once its client left */
     uint64_t t0;
-    char spec[4096], name[256], version[64];
+    char spec[4096], name[256], version[64]; /* spec "": the model stays */
     char folder[4096];
-    model *m; /* loaded, the reload's until swapped in */
+    model *m;                                  /* loaded, the reload's until swapped in */
+    char index_spec[4096], index_folder[4096]; /* index_spec "": the index stays */
+    serve_index *ix;                           /* loaded, the reload's until swapped in */
     char err[1024];
     uv_work_t work;
 } reload;
@@ -130,7 +133,7 @@ typedef struct server {
     char index_folder[4096]; /* "" without --index */
     serve_index *index;
     char load_err[1024];
-    int ready, draining, failed;
+    int ready, draining, failed, load_failed;
     int parallel, queue;
     keyset api, admin;
     uint64_t next_id;
@@ -178,6 +181,13 @@ typedef struct pending {
     api_buf text;         /* a whole answer's text so far */
     char model_name[256]; /* the model's id when it began: a reload changes s->name */
     model_id *ident;      /* the model it runs on (a reference) */
+    /* Index-only (no --model): an embeddings or retrieval job run on
+     * libuv's thread pool rather than a slot; its client may leave while
+     * it runs (c NULL then, and the work's end frees it). */
+    uv_work_t work;
+    int offpool;
+    int status; /* the job's prepare's answer */
+    char message[256];
 } pending;
 
 static double since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e9; }
@@ -302,6 +312,44 @@ static void pending_free(pending *p) {
     free(p);
 }
 
+/* ---- index only: no slots ---- */
+
+static void offpool_run(uv_work_t *w) {
+    pending *p = w->data;
+    p->status = p->job->prepare(p->job, p->message, sizeof(p->message));
+}
+
+static void offpool_done(uv_work_t *w, int status) {
+    pending *p = w->data;
+    server *s = p->s;
+    gen_job *j = p->job;
+    (void)status;
+    if (p->c) { /* else its client left: counted and traced then */
+        http_conn_set_user(p->c, NULL);
+        if (p->status == GEN_PREPARED || p->status == 0) {
+            api_result res = {"", 0, "stop", 0, 0};
+            api_buf b = {0};
+            if (p->route == ROUTE_RAG)
+                serve_index_retrieved(&b, j);
+            else
+                serve_index_answer(&b, j, "", &res);
+            if (b.failed)
+                answer_error(s, p->c, p->route, p->t0, 500, "out of memory", NULL);
+            else
+                answer(s, p->c, p->route, p->t0, 200, "application/json", b.p, b.len, NULL);
+            trace_generation(s, p->ident, p->route, p->t0, b.failed ? 500 : 200, &j->req, NULL,
+                             NULL, b.failed ? "out of memory" : NULL);
+            api_buf_free(&b);
+        } else {
+            answer_error(s, p->c, p->route, p->t0, p->status, p->message, NULL);
+            trace_generation(s, p->ident, p->route, p->t0, p->status, &j->req, NULL, NULL,
+                             p->message);
+        }
+    }
+    gen_job_free(j);
+    pending_free(p);
+}
+
 static void start_generation(server *s, http_conn *c, const http_request *r, metrics_route route,
                              uint64_t t0) {
     api_kind kind = route == ROUTE_CHAT ? API_CHAT : API_COMPLETION;
@@ -333,6 +381,18 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
     snprintf(p->id, sizeof(p->id), "%s-%llx", kind == API_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)++s->next_id);
     j->user = p;
+    if (!s->pool) { /* index only: the job's prepare is the whole of it */
+        p->offpool = 1;
+        p->work.data = p;
+        if (uv_queue_work(s->loop, &p->work, offpool_run, offpool_done) != 0) {
+            gen_job_free(j);
+            pending_free(p);
+            answer_error(s, c, route, t0, 500, "cannot start the work", NULL);
+            return;
+        }
+        http_conn_set_user(c, p);
+        return;
+    }
     if (gen_pool_submit(s->pool, j) != 0) {
         static const char busy[] =
             "the server is busy: every slot is generating and the queue is full";
@@ -399,6 +459,10 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
         break;
     }
     case ROUTE_MODELS:
+        if (!s->pool) { /* index only: no model to name */
+            api_buf_add(&b, "{\"object\": \"list\", \"data\": []}\n", 31);
+            break;
+        }
         api_buf_add(&b, "{\"object\": \"list\", \"data\": [{\"id\": ", 35);
         api_buf_json(&b, s->name, strlen(s->name));
         api_buf_printf(&b, ", \"object\": \"model\", \"created\": %ld, \"owned_by\": \"sluice\"",
@@ -418,6 +482,12 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
         } else if (!s->ready) {
             trace_generation(s, NULL, route, t0, 503, NULL, NULL, NULL, "loading the model");
             answer_error(s, c, route, t0, 503, "loading the model", NULL);
+        } else if (!s->pool && route != ROUTE_EMBEDDINGS && route != ROUTE_RAG) {
+            answer_error(s, c, route, t0, 404,
+                         "no model is loaded: this server serves only its index "
+                         "(/v1/embeddings, and /rag's retrieval); start sluice serve with --model "
+                         "DIR, or POST /admin/reload a model, to generate",
+                         "model");
         } else {
             start_generation(s, c, r, route, t0);
         }
@@ -449,6 +519,11 @@ static void on_abort(http_conn *c, void *ctx) {
         return;
     trace_generation(s, p->ident, p->route, p->t0, 499, &p->job->req, NULL, &p->text,
                      "the client left");
+    if (p->offpool) { /* its work ends on its own, then frees it */
+        metrics_request(s->metrics, p->route, 499, since(p->t0));
+        p->c = NULL;
+        return;
+    }
     gen_pool_cancel(s->pool, p->job);
     metrics_request(s->metrics, p->route, 499, since(p->t0));
     pending_free(p);
@@ -504,6 +579,8 @@ static void on_event(gen_job *j, void *ctx) {
             p->streaming = 1;
             if (r->kind == API_CHAT)
                 api_chunk(&b, r->kind, p->id, p->created, model_name, 1, "", 0, NULL, NULL);
+            else if (p->route == ROUTE_RAG) /* the chunks first, then the answer's pieces */
+                serve_index_context_event(&b, j, p->id, model_name);
         }
         if (j->text_len)
             api_chunk(&b, r->kind, p->id, p->created, model_name, 0, j->text, j->text_len, NULL,
@@ -554,12 +631,16 @@ static void on_event(gen_job *j, void *ctx) {
 
 static void load_work(uv_work_t *w) {
     server *s = w->data;
-    if (model_open_adapted(s->folder, &s->m, NULL, s->load_err, sizeof(s->load_err)) != 0)
+    if (s->folder[0] &&
+        model_open_adapted(s->folder, &s->m, NULL, s->load_err, sizeof(s->load_err)) != 0) {
         s->m = NULL;
-    if (s->m && s->index_folder[0] &&
+        s->load_failed = 1;
+    }
+    if (!s->load_failed && s->index_folder[0] &&
         serve_index_open(s->index_folder, &s->index, s->load_err, sizeof(s->load_err)) != 0) {
         model_free(s->m);
         s->m = NULL;
+        s->load_failed = 1;
     }
 }
 
@@ -577,7 +658,7 @@ static int start_pool(server *s, model *m, const char *tok_path, gen_pool **out,
 static void load_done(uv_work_t *w, int status) {
     server *s = w->data;
     (void)status;
-    if (!s->m) {
+    if (s->load_failed) {
         fprintf(stderr, "sluice serve: %s\n", s->load_err);
         s->failed = 1;
         drain(s);
@@ -586,6 +667,11 @@ static void load_done(uv_work_t *w, int status) {
     if (s->draining)
         return;
     char err[1024];
+    if (!s->m) { /* index only */
+        s->ready = 1;
+        fprintf(stderr, "sluice serve: the index is ready (no model: no generation)\n");
+        return;
+    }
     if (start_pool(s, s->m, s->tok_path, &s->pool, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice serve: %s\n", err);
         s->failed = 1;
@@ -640,6 +726,22 @@ static void name_of(const char *dir, char *out, size_t size) {
 
 static void reload_work(uv_work_t *w) {
     reload *rl = w->data;
+    if (rl->index_spec[0]) {
+        if (command_folder(&info, rl->index_spec, "index", rl->index_folder,
+                           sizeof(rl->index_folder)) != 0) {
+            snprintf(rl->err, sizeof(rl->err),
+                     "'%.512s' is neither an index folder nor an index artifact of the store (the "
+                     "server's log says why)",
+                     rl->index_spec);
+            return;
+        }
+        if (serve_index_open(rl->index_folder, &rl->ix, rl->err, sizeof(rl->err)) != 0) {
+            rl->ix = NULL;
+            return;
+        }
+    }
+    if (!rl->spec[0])
+        return;
     if (command_folder(&info, rl->spec, "model", rl->folder, sizeof(rl->folder)) != 0) {
         snprintf(rl->err, sizeof(rl->err),
                  "'%.512s' is neither a model folder nor a model artifact of the store (the "
@@ -657,7 +759,9 @@ static void reload_answer(server *s, reload *rl, int status, const char *message
         return;
     if (status != 200) {
         answer_error(s, rl->c, ROUTE_RELOAD, rl->t0, status, message,
-                     status == 400 ? "model" : NULL);
+                     status != 400                  ? NULL
+                     : rl->index_spec[0] && !rl->ix ? "index"
+                                                    : "model");
         return;
     }
     api_buf b = {0};
@@ -669,7 +773,12 @@ static void reload_answer(server *s, reload *rl, int status, const char *message
     api_buf_json(&b, old_name, strlen(old_name));
     api_buf_add(&b, ", \"version\": ", 13);
     api_buf_json(&b, old_version, strlen(old_version));
-    api_buf_add(&b, "}}\n", 3);
+    api_buf_add(&b, "}", 1);
+    if (rl->index_spec[0]) {
+        api_buf_add(&b, ", \"index\": ", 11);
+        api_buf_json(&b, s->index_folder, strlen(s->index_folder));
+    }
+    api_buf_add(&b, "}\n", 2);
     if (b.failed)
         answer_error(s, rl->c, ROUTE_RELOAD, rl->t0, 500, "out of memory", NULL);
     else
@@ -686,36 +795,54 @@ static void reload_done(uv_work_t *w, int status) {
     s->reloading = NULL;
     char err[1200];
     gen_pool *fresh = NULL;
-    if (!rl->m) {
-        fprintf(stderr, "sluice serve: reload of %s failed: %s\n", rl->spec, rl->err);
+    const char *what = rl->spec[0] ? rl->spec : rl->index_spec;
+    /* all or nothing: a model and an index asked for are swapped in together */
+    int loaded = (!rl->spec[0] || rl->m) && (!rl->index_spec[0] || rl->ix);
+    if (!loaded) {
+        fprintf(stderr, "sluice serve: reload of %s failed: %s\n", what, rl->err);
         metrics_reload(s->metrics, 0);
-        snprintf(err, sizeof(err), "the model did not load (the one served is kept): %s", rl->err);
+        snprintf(err, sizeof(err), "the %s did not load (the one served is kept): %s",
+                 rl->index_spec[0] && !rl->ix ? "index" : "model", rl->err);
         reload_answer(s, rl, 400, err, NULL, NULL);
     } else if (s->draining) {
-        model_free(rl->m);
         reload_answer(s, rl, 503, "the server is stopping", NULL, NULL);
-    } else {
+        loaded = 0;
+    } else if (rl->m) {
         char tok[4200];
         snprintf(tok, sizeof(tok), "%s/tokenizer.json", rl->folder);
         if (start_pool(s, rl->m, tok, &fresh, err, sizeof(err)) != 0) {
             fprintf(stderr, "sluice serve: reload of %s failed: %s\n", rl->spec, err);
-            model_free(rl->m);
             metrics_reload(s->metrics, 0);
             char msg[1400];
             snprintf(msg, sizeof(msg), "the model did not load (the one served is kept): %s", err);
             reload_answer(s, rl, 400, msg, NULL, NULL);
+            loaded = 0;
+        } else {
+            rl->m = NULL; /* the pool's */
         }
+    }
+    if (!loaded) {
+        model_free(rl->m);
+        serve_index_close(rl->ix);
+        free(rl);
+        return;
+    }
+    char old_name[256], old_version[64];
+    snprintf(old_name, sizeof(old_name), "%s", s->name);
+    snprintf(old_version, sizeof(old_version), "%s", s->version);
+    if (rl->ix) { /* jobs readied on the old index hold it until they end */
+        serve_index_close(s->index);
+        s->index = rl->ix;
+        snprintf(s->index_folder, sizeof(s->index_folder), "%s", rl->index_folder);
+        fprintf(stderr, "sluice serve: reloaded the index: %s\n", s->index_folder);
     }
     if (fresh) {
         gen_pool *old = s->pool;
         s->pool = fresh;
-        if (gen_pool_idle(old))
+        if (old && gen_pool_idle(old))
             gen_pool_free(old);
-        else
+        else if (old)
             s->retiring[s->n_retiring++] = old;
-        char old_name[256], old_version[64];
-        snprintf(old_name, sizeof(old_name), "%s", s->name);
-        snprintf(old_version, sizeof(old_version), "%s", s->version);
         if (rl->name[0])
             snprintf(s->name, sizeof(s->name), "%s", rl->name);
         else
@@ -729,12 +856,12 @@ static void reload_done(uv_work_t *w, int status) {
             s->ident = id;
         }
         s->created = (long)time(NULL);
-        metrics_reload(s->metrics, 1);
         metrics_model(s->metrics, s->name, s->version);
         fprintf(stderr, "sluice serve: reloaded: %s%s%s ready (was %s)\n", s->name,
-                s->version[0] ? " version " : "", s->version, old_name);
-        reload_answer(s, rl, 200, NULL, old_name, old_version);
+                s->version[0] ? " version " : "", s->version, old_name[0] ? old_name : "none");
     }
+    metrics_reload(s->metrics, 1);
+    reload_answer(s, rl, 200, NULL, old_name, old_version);
     free(rl);
 }
 
@@ -795,9 +922,15 @@ static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_
     reload *rl = doc ? calloc(1, sizeof(*rl)) : NULL;
     const char *bad = !doc ? "the body is not a JSON object" : !rl ? "out of memory" : NULL;
     const char *param = NULL;
-    if (rl && json_text(doc, "model", rl->spec, sizeof(rl->spec)) != 1)
-        bad = "'model' must be a string: a model folder, an artifact id or NAME@ALIAS",
+    int has_model = rl ? json_text(doc, "model", rl->spec, sizeof(rl->spec)) : 0;
+    int has_index = rl ? json_text(doc, "index", rl->index_spec, sizeof(rl->index_spec)) : 0;
+    if (rl && (has_model < 0 || (has_model == 0 && has_index <= 0)))
+        bad = "'model' must be a string: a model folder, an artifact id or NAME@ALIAS (or give "
+              "'index' alone)",
         param = "model";
+    else if (rl && has_index < 0)
+        bad = "'index' must be a string: an index folder, an artifact id or RUN:STEP.OUTPUT",
+        param = "index";
     else if (rl && json_text(doc, "name", rl->name, sizeof(rl->name)) < 0)
         bad = "'name' must be a string", param = "name";
     else if (rl && json_text(doc, "version", rl->version, sizeof(rl->version)) < 0)
@@ -820,7 +953,8 @@ static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_
         return;
     }
     s->reloading = rl;
-    fprintf(stderr, "sluice serve: reloading: %s\n", rl->spec);
+    fprintf(stderr, "sluice serve: reloading: %s%s%s\n", rl->spec,
+            rl->spec[0] && rl->index_spec[0] ? " and " : "", rl->index_spec);
 }
 
 /* ---- webhooks ---- */
@@ -1032,7 +1166,8 @@ static void hook_request(server *s, http_conn *c, const http_request *r, uint64_
 
 static void drained(void *arg) {
     server *s = arg;
-    gen_pool_free(s->pool);
+    if (s->pool)
+        gen_pool_free(s->pool);
     s->pool = NULL;
     while (s->n_retiring)
         gen_pool_free(s->retiring[--s->n_retiring]);
@@ -1238,27 +1373,27 @@ int main(int argc, char **argv) {
     }
     if (optind < argc)
         return bad("unexpected argument '%s' (see 'sluice serve --help')", argv[optind]);
-    if (!dir)
-        return bad("give --model DIR (see 'sluice serve --help')");
+    if (!dir && !index_spec)
+        return bad("give --model DIR, --index INDEX or both (see 'sluice serve --help')");
     if ((keys && read_keys(&s.api, "api-key-file", keys)) ||
         (admin_keys && read_keys(&s.admin, "admin-key-file", admin_keys)) ||
         (hooks_secret && read_secret(&s, hooks_secret)))
         return COMMAND_BAD_INPUT;
-    if (command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
+    if (dir && command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
         return COMMAND_BAD_INPUT;
     if (index_spec &&
         command_folder(&info, index_spec, "index", s.index_folder, sizeof(s.index_folder)))
         return COMMAND_BAD_INPUT;
     snprintf(s.tok_path, sizeof(s.tok_path), "%s/tokenizer.json", s.folder);
     if (!name)
-        name_of(dir, s.name, sizeof(s.name));
+        name_of(dir ? dir : "", s.name, sizeof(s.name));
     else
         snprintf(s.name, sizeof(s.name), "%s", name);
     openblas_set_num_threads((int)threads);
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.started = s.created = (long)time(NULL);
-    snprintf(s.model_spec, sizeof(s.model_spec), "%s", dir);
+    snprintf(s.model_spec, sizeof(s.model_spec), "%s", dir ? dir : "");
     if (!(s.ident = model_id_new(s.name, s.version, s.model_spec, s.folder)))
         return bad("out of memory");
     if (traces) {
@@ -1287,7 +1422,8 @@ int main(int argc, char **argv) {
     s.sigterm.data = s.sigint.data = &s;
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
     uv_signal_start(&s.sigint, on_signal, SIGINT);
-    fprintf(stderr, "sluice serve: listening on %s (port %d), loading %s\n", listen, port, dir);
+    fprintf(stderr, "sluice serve: listening on %s (port %d), loading %s\n", listen, port,
+            dir ? dir : index_spec);
     if (port_file && write_port(port_file, port)) {
         drain(&s);
         uv_run(s.loop, UV_RUN_DEFAULT);
