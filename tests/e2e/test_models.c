@@ -428,8 +428,10 @@ Test(models, a_deploy_waits_for_another_on_its_address, .fini = stop_deployed) {
     result_free(&r);
     cr_expect_eq(served("pid"), 0, "no server was started");
 
-    /* let go: the same run again deploys */
+    /* let go: the pipeline deploys (its default 'wait': a server under
+     * a sanitizer may take more than 1 s to load) */
     close(fd);
+    path = twin_pipeline(deploy_step);
     cr_assert_eq(train_twin(path, 1, 50), 0);
     cr_expect(running(served("pid")));
     /* and a second run on the address reloads that server */
