@@ -101,3 +101,58 @@ int schedules_each(meta_db *m, meta_each_fn fn, void *ud) {
     meta_abort(txn);
     return rc == -ENOENT ? 0 : rc;
 }
+
+int schedules_claim_delivery(meta_db *m, const char *name, const char *delivery) {
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    bson_t doc, merged = BSON_INITIALIZER, arr;
+    int rc = meta_begin(m, 1, &txn);
+    if (rc)
+        return rc;
+    if ((rc = open_dbi(txn, 1, &dbi)) == 0 && (rc = meta_get(txn, dbi, name, &doc)) == 0) {
+        bson_iter_t it, sub;
+        /* the deliveries kept, then this one; the oldest drop off */
+        const char *seen[SCHEDULES_DELIVERIES_KEPT];
+        size_t n = 0, first = 0;
+        if (bson_iter_init_find(&it, &doc, "deliveries") && BSON_ITER_HOLDS_ARRAY(&it) &&
+            bson_iter_recurse(&it, &sub))
+            while (bson_iter_next(&sub))
+                if (BSON_ITER_HOLDS_UTF8(&sub)) {
+                    const char *v = bson_iter_utf8(&sub, NULL);
+                    if (strcmp(v, delivery) == 0)
+                        rc = -EALREADY;
+                    seen[n++ % SCHEDULES_DELIVERIES_KEPT] = v;
+                }
+        if (n >= SCHEDULES_DELIVERIES_KEPT) {
+            first = n % SCHEDULES_DELIVERIES_KEPT + 1; /* keep the newest KEPT - 1 */
+            n = SCHEDULES_DELIVERIES_KEPT - 1;
+        }
+        if (rc == 0 && bson_iter_init(&it, &doc))
+            while (bson_iter_next(&it))
+                if (strcmp(bson_iter_key(&it), "deliveries") != 0 &&
+                    !bson_append_iter(&merged, bson_iter_key(&it), -1, &it))
+                    rc = -ENOMEM;
+        if (rc == 0) {
+            char key[16];
+            const char *k;
+            BSON_APPEND_ARRAY_BEGIN(&merged, "deliveries", &arr);
+            size_t i = 0;
+            for (; i < n; i++) {
+                bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+                BSON_APPEND_UTF8(&arr, k, seen[(first + i) % SCHEDULES_DELIVERIES_KEPT]);
+            }
+            bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+            BSON_APPEND_UTF8(&arr, k, delivery);
+            if (!bson_append_array_end(&merged, &arr))
+                rc = -ENOMEM;
+        }
+        if (rc == 0)
+            rc = meta_put(txn, dbi, name, &merged);
+    }
+    bson_destroy(&merged);
+    if (rc) {
+        meta_abort(txn);
+        return rc == MDB_NOTFOUND ? -ENOENT : rc;
+    }
+    return meta_commit(txn);
+}

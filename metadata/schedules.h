@@ -31,4 +31,14 @@ int schedules_remove(meta_db *m, const char *name);
  * returns nonzero to stop. Returns 0 or a negative code. */
 int schedules_each(meta_db *m, meta_each_fn fn, void *ud);
 
+/* The deliveries of hooks a record remembers (its "deliveries" array, the
+ * newest last): a delivery older than this many may fire again. */
+#define SCHEDULES_DELIVERIES_KEPT 256
+
+/* Notes delivery (a webhook's id, as GitHub's X-GitHub-Delivery) in the
+ * record name, in one transaction, so that two fires of one delivery at
+ * once cannot both see it new. Returns 0 (noted: fire), -EALREADY (seen
+ * before: do not fire), -ENOENT, or a negative code. */
+int schedules_claim_delivery(meta_db *m, const char *name, const char *delivery);
+
 #endif

@@ -2,13 +2,16 @@
  * schedules of a store, as records of its metadata (schedules.h). The
  * scheduler that runs them is cmd_scheduler.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "duration.h"
+#include "fsutil.h"
 #include "inspect.h"
 #include "schedule.h"
 #include "schedules.h"
@@ -407,8 +410,166 @@ static int schedule_change(const cli_globals *g, const char *verb, const char *n
     return EXIT_DONE;
 }
 
+/* The exit statuses of 'schedule fire' beyond 0 and 2, which sluice serve's
+ * POST /hooks/NAME turns into HTTP statuses (docs/schedules.md). */
+enum { FIRE_NO_SCHEDULE = 3, FIRE_DUPLICATE = 4, FIRE_PAUSED = 5 };
+
+static int delivery_ok(const char *id) {
+    size_t n = strlen(id);
+    if (n == 0 || n > 128)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.' || *p == ':'))
+            return 0;
+    return 1;
+}
+
+/* sluice schedule fire NAME [--trigger KIND] [--delivery ID] [--json]: the
+ * schedule's pipeline started now, detached (its own session, its output
+ * appended to STORE/scheduler/logs/NAME.log, as the scheduler's runs),
+ * with the cause schedule, trigger, fired_at and delivery. A delivery
+ * already noted in the record fires nothing (FIRE_DUPLICATE). */
+static int schedule_fire(const cli_globals *g, const char *name, const char *trigger,
+                         const char *delivery, int json) {
+    if (!valid_name(trigger) || (delivery && !delivery_ok(delivery))) {
+        fprintf(stderr, "sluice schedule fire: --trigger and --delivery take letters, digits, '-', "
+                        "'_', '.' (and ':' in a delivery), at most 64 and 128 of them\n");
+        return EXIT_BAD_INPUT;
+    }
+    meta_db m;
+    bson_t doc;
+    if (open_writable(g, &m) != 0)
+        return EXIT_BAD_INPUT;
+    int rc = schedules_get(&m, name, &doc);
+    if (rc) {
+        meta_close(&m);
+        if (rc == -ENOENT) {
+            not_found(name);
+            return FIRE_NO_SCHEDULE;
+        }
+        fprintf(stderr, "sluice schedule fire: %s\n", meta_strerror(rc));
+        return EXIT_BAD_INPUT;
+    }
+    sched_def *d = calloc(1, sizeof(*d));
+    char why[256] = "";
+    int status = EXIT_BAD_INPUT;
+    if (!d || sched_def_from_bson(&doc, d, why, sizeof(why)) != 0) {
+        fprintf(stderr, "sluice schedule fire: %s\n", d ? why : "out of memory");
+        goto done;
+    }
+    if (d->paused) {
+        fprintf(stderr, "sluice schedule fire: schedule %s is paused ('sluice schedule resume')\n",
+                name);
+        status = FIRE_PAUSED;
+        goto done;
+    }
+    if (delivery && (rc = schedules_claim_delivery(&m, name, delivery)) != 0) {
+        if (rc == -EALREADY)
+            fprintf(stderr, "sluice schedule fire: schedule %s: delivery %s fired already\n", name,
+                    delivery);
+        else
+            fprintf(stderr, "sluice schedule fire: %s\n",
+                    rc == -ENOENT ? "the schedule was removed" : meta_strerror(rc));
+        status = rc == -EALREADY ? FIRE_DUPLICATE : rc == -ENOENT ? FIRE_NO_SCHEDULE : status;
+        goto done;
+    }
+    if ((rc = meta_sync(&m)) != 0) {
+        fprintf(stderr, "sluice schedule fire: %s\n", meta_strerror(rc));
+        goto done;
+    }
+    meta_close(&m); /* not the run's: it opens the store itself */
+    m.env = NULL;
+    char logdir[4200], logpath[4400], when[32], c_name[100], c_kind[100], c_when[60], c_del[160];
+    snprintf(logdir, sizeof(logdir), "%s/scheduler/logs", g->store);
+    snprintf(logpath, sizeof(logpath), "%s/%s.log", logdir, d->name);
+    mkdir_p(logdir, 0755);
+    int log = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log < 0) {
+        fprintf(stderr, "sluice schedule fire: %s: %s\n", logpath, strerror(errno));
+        goto done;
+    }
+    sched_iso(sched_now(), when, sizeof(when));
+    snprintf(c_name, sizeof(c_name), "schedule=%s", d->name);
+    snprintf(c_kind, sizeof(c_kind), "trigger=%s", trigger);
+    snprintf(c_when, sizeof(c_when), "fired_at=%s", when);
+    snprintf(c_del, sizeof(c_del), "delivery=%s", delivery ? delivery : "");
+    char *args[64 * 2 + 20];
+    int n = 0;
+    args[n++] = (char *)cli_exe_path();
+    args[n++] = "--store";
+    args[n++] = (char *)g->store;
+    args[n++] = "run";
+    args[n++] = d->file;
+    for (size_t i = 0; i < d->n_params; i++) {
+        args[n++] = "-p";
+        args[n++] = d->params[i];
+    }
+    args[n++] = "--cause", args[n++] = c_name;
+    args[n++] = "--cause", args[n++] = c_kind;
+    args[n++] = "--cause", args[n++] = c_when;
+    if (delivery)
+        args[n++] = "--cause", args[n++] = c_del;
+    args[n] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* its own session, no descriptor of whoever fired it (a server's
+         * pipe would otherwise stay open until the run ends) */
+        int in = open("/dev/null", O_RDONLY);
+        if (in < 0 || dup2(in, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 || setsid() < 0)
+            _exit(EXIT_BAD_INPUT);
+        for (int fd = 3; fd < 1024; fd++)
+            close(fd);
+        execv(args[0], args);
+        _exit(127);
+    }
+    close(log);
+    if (pid < 0) {
+        fprintf(stderr, "sluice schedule fire: cannot start %s: %s\n", args[0], strerror(errno));
+        goto done;
+    }
+    if (json) {
+        bson_t out = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&out, "schedule", d->name);
+        BSON_APPEND_UTF8(&out, "trigger", trigger);
+        if (delivery)
+            BSON_APPEND_UTF8(&out, "delivery", delivery);
+        BSON_APPEND_UTF8(&out, "fired_at", when);
+        BSON_APPEND_INT64(&out, "pid", pid);
+        BSON_APPEND_UTF8(&out, "log", logpath);
+        char *text = bson_as_relaxed_extended_json(&out, NULL);
+        if (text)
+            printf("%s\n", text);
+        bson_free(text);
+        bson_destroy(&out);
+    } else {
+        printf("schedule %s: started run (pid %d), log %s\n", d->name, (int)pid, logpath);
+    }
+    status = EXIT_DONE;
+done:
+    if (m.env)
+        meta_close(&m);
+    if (d)
+        sched_def_free(d);
+    free(d);
+    bson_destroy(&doc);
+    return status;
+}
+
 int cmd_schedule(const cli_globals *g, int argc, char **argv) {
-    enum { OPT_CRON = 256, OPT_TZ, OPT_EVERY, OPT_AT, OPT_ON, OPT_CATCHUP, OPT_JSON };
+    enum {
+        OPT_CRON = 256,
+        OPT_TZ,
+        OPT_EVERY,
+        OPT_AT,
+        OPT_ON,
+        OPT_CATCHUP,
+        OPT_JSON,
+        OPT_TRIGGER,
+        OPT_DELIVERY
+    };
     static const struct option longopts[] = {
         {"param", required_argument, NULL, 'p'},
         {"cron", required_argument, NULL, OPT_CRON},
@@ -418,14 +579,24 @@ int cmd_schedule(const cli_globals *g, int argc, char **argv) {
         {"on", required_argument, NULL, OPT_ON},
         {"catchup", required_argument, NULL, OPT_CATCHUP},
         {"json", no_argument, NULL, OPT_JSON},
+        {"trigger", required_argument, NULL, OPT_TRIGGER},
+        {"delivery", required_argument, NULL, OPT_DELIVERY},
         {NULL, 0, NULL, 0},
     };
     add_args a = {0};
-    int c, bad = 0, json = 0, add_opts = 0;
+    int c, bad = 0, json = 0, add_opts = 0, fire_opts = 0;
+    const char *trigger = "manual", *delivery = NULL;
     cli_getopt_begin();
     while (!bad && (c = cli_getopt(argc, argv, ":p:", longopts)) != -1) {
-        add_opts |= c != OPT_JSON;
+        add_opts |= c != OPT_JSON && c != OPT_TRIGGER && c != OPT_DELIVERY;
+        fire_opts |= c == OPT_TRIGGER || c == OPT_DELIVERY;
         switch (c) {
+        case OPT_TRIGGER:
+            trigger = optarg;
+            break;
+        case OPT_DELIVERY:
+            delivery = optarg;
+            break;
         case 'p':
             bad = cli_params_add(&a.ps, optarg) != 0;
             break;
@@ -458,8 +629,12 @@ int cmd_schedule(const cli_globals *g, int argc, char **argv) {
     int n = argc - optind, status = EXIT_BAD_INPUT;
     if (bad) {
         /* reported */
-    } else if (strcmp(sub, "add") == 0 && n == 3) {
+    } else if (strcmp(sub, "add") == 0 && n == 3 && !fire_opts) {
         status = schedule_add(g, argv[optind + 1], argv[optind + 2], &a);
+    } else if (strcmp(sub, "fire") == 0 && n == 2 && !add_opts) {
+        status = schedule_fire(g, argv[optind + 1], trigger, delivery, json);
+    } else if (fire_opts) {
+        fprintf(stderr, "sluice schedule: --trigger and --delivery are for 'fire NAME'\n");
     } else if (add_opts) {
         fprintf(stderr, "sluice schedule: -p, --cron, --tz, --every, --at, --on and --catchup "
                         "are for 'add NAME FILE'\n");

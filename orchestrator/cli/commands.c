@@ -201,6 +201,7 @@ const cli_command cli_commands[] = {
      "       sluice schedule list [--json]\n"
      "       sluice schedule show NAME [--json]\n"
      "       sluice schedule remove|pause|resume NAME\n"
+     "       sluice schedule fire NAME [--trigger KIND] [--delivery ID] [--json]\n"
      "\n"
      "Schedules are records of the store; 'sluice scheduler' runs them. --cron takes\n"
      "5 fields (minute hour day-of-month month day-of-week) in ZONE (default: local);\n"
@@ -208,7 +209,9 @@ const cli_command cli_commands[] = {
      "Z or +HH:MM, or local to ZONE). --on fires on a new commit of a branch, new\n"
      "documents in the warehouse, or a new version of another pipeline's output.\n"
      "--catchup (default latest): what to run for times missed while no scheduler\n"
-     "ran. The pipeline is checked when added. See docs/schedules.md.\n",
+     "ran. The pipeline is checked when added. 'fire' starts the pipeline now, detached\n"
+     "(sluice serve's POST /hooks/NAME runs it): exit 3 no such schedule, 4 the\n"
+     "delivery ID fired already, 5 paused. See docs/schedules.md.\n",
      cmd_schedule},
     {"scheduler", "run the store's schedules (one scheduler per store)",
      "usage: sluice scheduler [--once] [--poll SECONDS]\n"

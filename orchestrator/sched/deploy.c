@@ -14,14 +14,22 @@
  * the alias (promote.c) and the deployment recorded in the registry
  * (modelreg_record_deployment), which `sluice models show` reads.
  *
+ * Two deploys on one place at once (two runs, or a run and another store's
+ * process on the same store) would each find no server and each start one:
+ * the look and the start or reload are done holding an exclusive flock on
+ * STORE/serve/PLACE/lock (which holds the holder's pid), so the second
+ * waits, then finds the first's server and reloads it; after `wait`
+ * seconds of waiting it fails naming the holder.
+ *
  * The step runs on the run's loop, like promote: the run waits for it, at
- * most `wait` seconds for the server. */
+ * most `wait` seconds for the server (and as long again for the lock). */
 #include "run_internal.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,7 +37,7 @@
 
 typedef struct place {
     char dir[4352];
-    char pid_path[4400], port_path[4400], key_path[4400], log_path[4400];
+    char pid_path[4400], port_path[4400], key_path[4400], log_path[4400], lock_path[4400];
     char host[300]; /* to connect to */
     pid_t pid;
     int port;
@@ -51,6 +59,7 @@ static void place_init(place *pl, const char *store, const char *listen) {
     snprintf(pl->port_path, sizeof(pl->port_path), "%s/port", pl->dir);
     snprintf(pl->key_path, sizeof(pl->key_path), "%s/admin.key", pl->dir);
     snprintf(pl->log_path, sizeof(pl->log_path), "%s/serve.log", pl->dir);
+    snprintf(pl->lock_path, sizeof(pl->lock_path), "%s/lock", pl->dir);
     /* the host part of HOST:PORT; a wildcard address is reached on loopback */
     const char *colon = strrchr(listen, ':');
     size_t hl = colon ? (size_t)(colon - listen) : strlen(listen);
@@ -322,6 +331,44 @@ static int start_server(place *pl, const serve_args *a, double wait_s, char *why
     }
 }
 
+/* The place's lock, waited for at most wait_s: its descriptor (closing it
+ * lets go), or -1 with why. Not inherited by the server (O_CLOEXEC, and
+ * exec_server closes what is open). */
+static int lock_place(const place *pl, const char *listen, double wait_s, char *why,
+                      size_t why_size) {
+    int rc = mkdir_p(pl->dir, 0700), fd = -1;
+    if (rc == 0 && (fd = open(pl->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        rc = -errno;
+    if (rc) {
+        snprintf(why, why_size, "cannot open %s: %s", pl->lock_path, strerror(-rc));
+        return -1;
+    }
+    double deadline = sched_wall_now() + wait_s;
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if ((errno != EWOULDBLOCK && errno != EINTR) || sched_wall_now() > deadline) {
+            int e = errno;
+            char holder[32] = "?";
+            if (e == EWOULDBLOCK && read_line(pl->lock_path, holder, sizeof(holder)) != 0)
+                snprintf(holder, sizeof(holder), "?");
+            if (e == EWOULDBLOCK)
+                snprintf(why, why_size,
+                         "another deploy on %s (pid %s, holding %s) did not finish in %g s "
+                         "(parameter 'wait'): try again when it has",
+                         listen, holder, pl->lock_path, wait_s);
+            else
+                snprintf(why, why_size, "cannot lock %s: %s", pl->lock_path, strerror(e));
+            close(fd);
+            return -1;
+        }
+        nanosleep(&(struct timespec){0, POLL_NS}, NULL);
+    }
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+    int wrote = ftruncate(fd, 0) == 0 && pwrite(fd, line, (size_t)n, 0) == n;
+    (void)wrote; /* the pid only names the holder to one who waits: no failure without it */
+    return fd;
+}
+
 /* Swaps the model of the server on the place: 1, or 0 with why. */
 static int reload_server(place *pl, const serve_args *a, double wait_s, char *why,
                          size_t why_size) {
@@ -401,18 +448,24 @@ int sched_run_deploy(attempt *at, char *why, size_t why_size) {
         .parallel = pp && pp->value && pp->value->kind == VAL_INT ? (long)pp->value->u.integer : 1};
     place pl = {0};
     place_init(&pl, root, listen);
+    int lock = lock_place(&pl, listen, wait_s, why, why_size);
+    if (lock < 0)
+        return 0;
     int up = serving(&pl);
     if (up < 0) {
         snprintf(why, why_size,
                  "the server this store started on %s (pid %ld) does not answer /health: stop it "
                  "(kill %ld) and deploy again",
                  listen, (long)pl.pid, (long)pl.pid);
+        close(lock);
         return 0;
     }
     int reloaded = up == 1;
     if (reloaded ? !reload_server(&pl, &a, wait_s, why, why_size)
-                 : !start_server(&pl, &a, wait_s, why, why_size))
+                 : !start_server(&pl, &a, wait_s, why, why_size)) {
+        close(lock);
         return 0;
+    }
     char who[512];
     sched_promotion_who(at, who, sizeof(who));
     double now = sched_wall_now();
@@ -422,8 +475,10 @@ int sched_run_deploy(attempt *at, char *why, size_t why_size) {
                             .reason = sched_param_str(t, "reason"),
                             .who = who,
                             .time = now};
-    if (!sched_promote(at, &p, why, why_size))
+    if (!sched_promote(at, &p, why, why_size)) {
+        close(lock);
         return 0;
+    }
     bson_t doc = BSON_INITIALIZER;
     BSON_APPEND_INT32(&doc, "version", version);
     BSON_APPEND_UTF8(&doc, "alias", alias);
@@ -439,6 +494,7 @@ int sched_run_deploy(attempt *at, char *why, size_t why_size) {
     BSON_APPEND_UTF8(&doc, "step", at->sr->s->id);
     int rc = modelreg_record_deployment(&r->meta, name, listen, &doc);
     bson_destroy(&doc);
+    close(lock); /* after the record: deployments are recorded in the order they served */
     if (rc) {
         snprintf(why, why_size, "cannot record the deployment: %s", meta_strerror(rc));
         return 0;

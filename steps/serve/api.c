@@ -250,6 +250,8 @@ void api_request_free(api_request *r) {
     free(r->model);
     free(r->prompt);
     free(r->query);
+    free(r->filter_author);
+    free(r->filter_category);
     for (size_t i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
     memset(r, 0, sizeof(*r));
@@ -467,6 +469,21 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
             if (!(v >= 1 && v <= API_RAG_MAX_K) || v != floor(v))
                 FAIL("k", "'k' must be a whole number from 1 to %d", API_RAG_MAX_K);
             r->k = (long)v;
+        } else if (kind == API_RAG && strcmp(key, "filter") == 0) {
+            /* the fields the index keeps of a chunk, as 'sluice search --filter' */
+            bson_iter_t f;
+            if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &f))
+                FAIL("filter", "'filter' must be an object: {\"author\": NAME, \"category\": C}");
+            while (bson_iter_next(&f)) {
+                const char *fk = bson_iter_key(&f);
+                char **to = strcmp(fk, "author") == 0     ? &r->filter_author
+                            : strcmp(fk, "category") == 0 ? &r->filter_category
+                                                          : NULL;
+                if (!to)
+                    FAIL("filter", "'filter' takes author and category, not '%.64s'", fk);
+                if (*to || !BSON_ITER_HOLDS_UTF8(&f) || !(*to = string_of(&f)) || !**to)
+                    FAIL("filter", "'filter.%s' must be a non-empty string, given once", fk);
+            }
         } else if (strcmp(key, "max_tokens") == 0 || strcmp(key, "max_completion_tokens") == 0) {
             double v = is_number(&it) ? number_of(&it) : -1;
             if (!is_number(&it) || v < 1 || v != floor(v) || v > 1e9)
@@ -535,8 +552,6 @@ int api_parse(api_kind kind, const char *body, size_t len, api_request *r, const
     static const char *const inputs[] = {"messages", "prompt", "query"};
     if (!have_input)
         FAIL(inputs[kind], "'%s' is required", inputs[kind]);
-    if (kind == API_RAG && r->stream)
-        FAIL("stream", "/rag answers whole: 'stream' must be false");
     bson_destroy(doc);
     return 0;
 fail:

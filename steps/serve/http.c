@@ -36,6 +36,12 @@ struct http_conn {
     size_t len, cap;
     size_t head_len, body_len; /* of the request being read or handled */
     size_t last_len;           /* for picohttpparser's resumption */
+    /* A chunked body (Transfer-Encoding: chunked) is decoded in place as
+     * it comes: chunk_len bytes of it follow the head, then what is not
+     * decoded yet. */
+    int chunked;
+    size_t chunk_len;
+    struct phr_chunked_decoder dec;
     enum conn_state state;
     int keep_alive;
     int close_after; /* close once the answer is written */
@@ -253,10 +259,21 @@ static int value_has(const struct phr_header *h, const char *token) {
 
 static void try_parse(http_conn *c);
 
+const char *http_header(const http_request *r, const char *name, size_t *len) {
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (header_is(&r->headers[i], name)) {
+            *len = r->headers[i].value_len;
+            return r->headers[i].value;
+        }
+    *len = 0;
+    return NULL;
+}
+
 static void dispatch(http_conn *c, const char *method, size_t method_len, const char *path,
-                     size_t path_len, const char *auth, size_t auth_len) {
-    http_request r = {method, path,     method_len,           path_len,
-                      auth,   auth_len, c->buf + c->head_len, c->body_len};
+                     size_t path_len, const char *auth, size_t auth_len,
+                     const struct phr_header *hs, size_t nh) {
+    http_request r = {method,      path, method_len, path_len, auth, auth_len, c->buf + c->head_len,
+                      c->body_len, hs,   nh};
     arm(c, CONN_HANDLING);
     c->in_handler = 1;
     c->srv->h.on_request(c, &r, c->srv->h.ctx);
@@ -298,7 +315,7 @@ static void parse_one(http_conn *c) {
         return;
     }
     size_t content_length = 0;
-    int keep_alive = minor >= 1, expect = 0;
+    int keep_alive = minor >= 1, expect = 0, has_length = 0, chunked = 0;
     const char *auth = NULL;
     size_t auth_len = 0;
     for (size_t i = 0; i < nh; i++) {
@@ -320,9 +337,14 @@ static void parse_one(http_conn *c) {
                 return;
             }
             content_length = (size_t)v;
+            has_length = 1;
         } else if (header_is(h, "transfer-encoding")) {
-            refuse(c, 501, "Transfer-Encoding is not supported: send Content-Length");
-            return;
+            /* chunked alone: a coding under it (gzip) is not decoded here */
+            if (chunked || h->value_len != 7 || strncasecmp(h->value, "chunked", 7) != 0) {
+                refuse(c, 501, "of Transfer-Encodings only chunked is supported");
+                return;
+            }
+            chunked = 1;
         } else if (header_is(h, "connection")) {
             if (value_has(h, "close"))
                 keep_alive = 0;
@@ -338,8 +360,43 @@ static void parse_one(http_conn *c) {
         refuse(c, 413, "the body is too large");
         return;
     }
+    if (chunked && has_length) { /* which one frames the body: a smuggling attempt, or a bug */
+        refuse(c, 400, "Content-Length and Transfer-Encoding: chunked together");
+        return;
+    }
     c->keep_alive = keep_alive;
     c->head_len = (size_t)rc;
+    if (chunked) {
+        if (c->state == CONN_HEAD) {
+            memset(&c->dec, 0, sizeof(c->dec));
+            c->dec.consume_trailer = 1;
+            c->chunked = 1;
+            c->chunk_len = 0;
+            arm(c, CONN_BODY);
+            if (expect && c->len == c->head_len)
+                conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        }
+        char *raw = c->buf + c->head_len + c->chunk_len;
+        size_t n = c->len - c->head_len - c->chunk_len;
+        long left = phr_decode_chunked(&c->dec, raw, &n);
+        c->chunk_len += n;
+        if (c->chunk_len > l->max_body) {
+            refuse(c, 413, "the body is too large");
+            return;
+        }
+        if (left == -1) {
+            refuse(c, 400, "malformed chunked body");
+            return;
+        }
+        /* decoded bytes are n; what follows the last chunk (a pipelined
+         * request) is the left bytes after them */
+        c->len = c->head_len + c->chunk_len + (left > 0 ? (size_t)left : 0);
+        if (left == -2)
+            return;
+        c->body_len = c->chunk_len;
+        dispatch(c, method, method_len, path, path_len, auth, auth_len, hs, nh);
+        return;
+    }
     c->body_len = content_length;
     if (c->len < c->head_len + content_length) {
         if (c->state == CONN_HEAD) {
@@ -349,7 +406,7 @@ static void parse_one(http_conn *c) {
         }
         return;
     }
-    dispatch(c, method, method_len, path, path_len, auth, auth_len);
+    dispatch(c, method, method_len, path, path_len, auth, auth_len, hs, nh);
 }
 
 /* Each pipelined request in turn: one answered at once (within
@@ -454,6 +511,8 @@ static void finish(http_conn *c, int close_after) {
     memmove(c->buf, c->buf + used, c->len - used);
     c->len -= used;
     c->head_len = c->body_len = 0;
+    c->chunked = 0;
+    c->chunk_len = 0;
     arm(c, CONN_IDLE);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (c->in_handler)

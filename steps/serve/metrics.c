@@ -10,7 +10,8 @@
 
 static const char *const route_names[ROUTE_COUNT] = {
     "/health",        "/v1/models", "/v1/chat/completions", "/v1/completions", "/metrics",
-    "/v1/embeddings", "/rag",       "/admin/reload",        "other",           "none",
+    "/v1/embeddings", "/rag",       "/admin/reload",        "/hooks",          "other",
+    "none",
 };
 
 const char *metrics_route_name(metrics_route route) {

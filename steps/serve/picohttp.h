@@ -26,4 +26,21 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
                       const char **path, size_t *path_len, int *minor_version,
                       struct phr_header *headers, size_t *num_headers, size_t last_len);
 
+/* The state of a chunked body's decoding: zeroed (consume_trailer set to
+ * skip trailers) before its first byte. The reserved room is for the
+ * counters later picohttpparsers add at its end; 2.2.5's has none. */
+struct phr_chunked_decoder {
+    size_t bytes_left_in_chunk;
+    char consume_trailer;
+    char _hex_count;
+    char _state;
+    unsigned long long _reserved[4];
+};
+
+/* Decodes buf[0..*bufsz) in place: *bufsz becomes the decoded bytes (at
+ * buf). Returns -2 when more is needed, -1 when malformed, else the bytes
+ * after the body's end that are not its own (they follow the *bufsz
+ * decoded bytes). */
+long phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz);
+
 #endif

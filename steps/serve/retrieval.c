@@ -4,6 +4,7 @@
  * reciprocal rank (retriever_search, RETRIEVE_HYBRID), so that /rag's
  * context is what `sluice search INDEX QUERY -k K` lists. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,11 @@
 #include "serve_retrieval.h"
 #include "serve_retrieval_api.h"
 
+/* Shared by the server and each job that uses it (refs), so that a reload
+ * may swap in another while the jobs it took finish on this one. */
 struct serve_index {
     retriever *r;
+    atomic_int refs;
 };
 
 int serve_index_open(const char *folder, serve_index **out, char *err, size_t err_size) {
@@ -28,12 +32,14 @@ int serve_index_open(const char *folder, serve_index **out, char *err, size_t er
         free(ix);
         return rc;
     }
+    atomic_init(&ix->refs, 1);
     *out = ix;
     return 0;
 }
 
 void serve_index_close(serve_index *ix) {
-    if (!ix)
+    /* a job's reference may go on a slot's thread: atomic */
+    if (!ix || atomic_fetch_sub(&ix->refs, 1) > 1)
         return;
     retriever_close(ix->r);
     free(ix);
@@ -41,7 +47,7 @@ void serve_index_close(serve_index *ix) {
 
 /* A job's own part (gen_job.extra). */
 typedef struct index_work {
-    const serve_index *ix;
+    serve_index *ix; /* a reference, dropped with the work */
     int rag;
     /* embeddings */
     embed_request embed;
@@ -59,6 +65,7 @@ static void work_free(void *p) {
         return;
     embed_request_free(&w->embed);
     free(w->vectors);
+    serve_index_close(w->ix);
     free(w);
 }
 
@@ -88,7 +95,8 @@ static int rag_prepare(gen_job *j, char *message, size_t size) {
     uint32_t ids[API_RAG_MAX_K];
     float scores[API_RAG_MAX_K];
     size_t count = 0;
-    if (retriever_search(w->ix->r, j->req.query, RETRIEVE_HYBRID, (size_t)j->req.k, NULL, ids,
+    index_filter filter = {j->req.filter_author, j->req.filter_category};
+    if (retriever_search(w->ix->r, j->req.query, RETRIEVE_HYBRID, (size_t)j->req.k, &filter, ids,
                          scores, &count, message, size) != 0)
         return 500;
     for (size_t i = 0; i < count; i++) {
@@ -117,6 +125,7 @@ int serve_index_job(serve_index *ix, int rag, const char *body, size_t len, gen_
         return -ENOMEM;
     }
     w->ix = ix;
+    atomic_fetch_add(&ix->refs, 1);
     w->rag = rag;
     j->extra = w;
     j->extra_free = work_free;
@@ -155,4 +164,20 @@ void serve_index_answer(api_buf *b, const gen_job *j, const char *model_name,
     const char *name =
         w->embed.model ? w->embed.model : embedder_kind(retriever_embedder(w->ix->r));
     embed_answer(b, w->vectors, w->embed.n, w->dim, w->embed.base64, name, w->tokens);
+}
+
+void serve_index_context_event(api_buf *b, const gen_job *j, const char *id, const char *name) {
+    const index_work *w = j->extra;
+    api_buf_printf(b, "data: {\"id\": \"%s\", \"object\": \"rag.context\", \"model\": ", id);
+    api_buf_json(b, name, strlen(name));
+    api_buf_add(b, ", \"context\": ", 13);
+    rag_context(b, w->chunks, w->n_chunks);
+    api_buf_add(b, "}\n\n", 3);
+}
+
+void serve_index_retrieved(api_buf *b, const gen_job *j) {
+    const index_work *w = j->extra;
+    api_buf_add(b, "{\"answer\": null, \"context\": ", 28);
+    rag_context(b, w->chunks, w->n_chunks);
+    api_buf_add(b, ", \"finish_reason\": null, \"model\": null}\n", 40);
 }

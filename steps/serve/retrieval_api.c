@@ -244,11 +244,8 @@ char *rag_prompt(const char *query, const rag_chunk *chunks, size_t n) {
     return p;
 }
 
-void rag_answer(api_buf *b, const char *model, const rag_chunk *chunks, size_t n,
-                const api_result *res) {
-    api_buf_add(b, "{\"answer\": ", 11);
-    api_buf_json(b, res->text, res->text_len);
-    api_buf_add(b, ", \"context\": [", 14);
+void rag_context(api_buf *b, const rag_chunk *chunks, size_t n) {
+    api_buf_add(b, "[", 1);
     for (size_t i = 0; i < n; i++) {
         api_buf_add(b, i ? ", {\"id\": " : "{\"id\": ", i ? 9 : 7);
         api_buf_json(b, chunks[i].id, strlen(chunks[i].id));
@@ -258,7 +255,16 @@ void rag_answer(api_buf *b, const char *model, const rag_chunk *chunks, size_t n
         api_buf_json(b, chunks[i].text, strlen(chunks[i].text));
         api_buf_add(b, "}", 1);
     }
-    api_buf_printf(b, "], \"finish_reason\": \"%s\", ", res->finish_reason);
+    api_buf_add(b, "]", 1);
+}
+
+void rag_answer(api_buf *b, const char *model, const rag_chunk *chunks, size_t n,
+                const api_result *res) {
+    api_buf_add(b, "{\"answer\": ", 11);
+    api_buf_json(b, res->text, res->text_len);
+    api_buf_add(b, ", \"context\": ", 13);
+    rag_context(b, chunks, n);
+    api_buf_printf(b, ", \"finish_reason\": \"%s\", ", res->finish_reason);
     api_usage(b, res);
     api_buf_add(b, ", \"model\": ", 11);
     api_buf_json(b, model, strlen(model));

@@ -7,6 +7,9 @@
  * answers under way finish, then the program exits 0. */
 #include <bson/bson.h>
 #include <cblas.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,8 +32,9 @@
 static const command_info info = {
     "serve",
     "serve a model over HTTP with OpenAI's API (chat, completions, embeddings, RAG, metrics)",
-    "usage: sluice serve --model DIR [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
+    "usage: sluice serve [--model DIR] [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
     "                    [--queue N] [--api-key-file F] [--admin-key-file F] [--port-file F]\n"
+    "                    [--hooks-secret-file F]\n"
     "                    [limits...]\n"
     "\n"
     "Serves the Hugging Face model folder DIR (config.json, model.safetensors,\n"
@@ -40,7 +44,8 @@ static const command_info info = {
     "  GET /metrics (Prometheus), POST /admin/reload (swaps in another model). See\n"
     "  docs/serve.md.\n"
     "With --index, also POST /v1/embeddings (the index's embedding model) and POST /rag\n"
-    "(the query's chunks retrieved, put in the prompt, the answer generated).\n"
+    "(the query's chunks retrieved, put in the prompt, the answer generated). With --index\n"
+    "alone (no --model), the embeddings and /rag's retrieval only.\n"
     "\n"
     "  --index INDEX           a vector index, as 'sluice search' takes it: its folder, an\n"
     "                          artifact id, RUN:STEP.OUTPUT or the id of the step that made it\n"
@@ -50,6 +55,8 @@ static const command_info info = {
     "  --queue N               generations waiting beyond them, then 429 (default 16)\n"
     "  --api-key-file F        Bearer keys, one a line: every route but /health needs one\n"
     "  --admin-key-file F      Bearer keys for POST /admin/reload (without: it is refused)\n"
+    "  --hooks-secret-file F   the webhook secret: POST /hooks/NAME, signed with it as\n"
+    "                          GitHub signs (X-Hub-Signature-256), fires schedule NAME\n"
     "  --model-name NAME       the model's id in /v1/models (default: DIR's last name)\n"
     "  --model-version V       its version, in /v1/models and /metrics (default: none)\n"
     "  --max-connections N     open connections at most (default 1024)\n"
@@ -80,12 +87,41 @@ typedef struct reload {
     struct server *s;
     http_conn *c; /* NULL once its client left */
     uint64_t t0;
-    char spec[4096], name[256], version[64];
+    char spec[4096], name[256], version[64]; /* spec "": the model stays */
     char folder[4096];
-    model *m; /* loaded, the reload's until swapped in */
+    model *m;                                  /* loaded, the reload's until swapped in */
+    char index_spec[4096], index_folder[4096]; /* index_spec "": the index stays */
+    serve_index *ix;                           /* loaded, the reload's until swapped in */
     char err[1024];
     uv_work_t work;
 } reload;
+
+/* Which model a request ran on, for its trace: a load's name, version,
+ * spec and folder, shared (refs) by the server while it serves that load
+ * and by each request taken meanwhile, so that a reload under way does
+ * not relabel the requests it did not serve. */
+typedef struct model_id {
+    int refs;
+    char name[256], version[64], spec[4096], folder[4096];
+} model_id;
+
+static model_id *model_id_new(const char *name, const char *version, const char *spec,
+                              const char *folder) {
+    model_id *id = calloc(1, sizeof(*id));
+    if (!id)
+        return NULL;
+    id->refs = 1;
+    snprintf(id->name, sizeof(id->name), "%s", name);
+    snprintf(id->version, sizeof(id->version), "%s", version);
+    snprintf(id->spec, sizeof(id->spec), "%s", spec);
+    snprintf(id->folder, sizeof(id->folder), "%s", folder);
+    return id;
+}
+
+static void model_id_drop(model_id *id) {
+    if (id && --id->refs == 0)
+        free(id);
+}
 
 typedef struct server {
     uv_loop_t *loop;
@@ -97,7 +133,7 @@ typedef struct server {
     char index_folder[4096]; /* "" without --index */
     serve_index *index;
     char load_err[1024];
-    int ready, draining, failed;
+    int ready, draining, failed, load_failed;
     int parallel, queue;
     keyset api, admin;
     uint64_t next_id;
@@ -111,7 +147,26 @@ typedef struct server {
     gen_pool *retiring[MAX_RETIRING];
     int n_retiring;
     reload *reloading; /* at most one at a time */
+    model_id *ident;   /* the model served now (NULL only when out of memory) */
+    char *hook_secret; /* --hooks-secret-file's bytes; NULL: no /hooks */
+    size_t hook_secret_len;
+    struct hook *hooks; /* fires under way */
 } server;
+
+/* A POST /hooks/NAME under way: 'sluice schedule fire' runs as a child,
+ * its output read from pipes; the answer goes once it exited and both
+ * pipes are closed. */
+typedef struct hook {
+    server *s;
+    http_conn *c; /* NULL once its client left */
+    uint64_t t0;
+    uv_process_t proc;
+    uv_pipe_t out, err;
+    api_buf outb, errb;
+    int open; /* handles not yet closed */
+    int64_t exit_status;
+    struct hook *next;
+} hook;
 
 /* A request being answered by a generation. */
 typedef struct pending {
@@ -125,6 +180,14 @@ typedef struct pending {
     int streaming;        /* the stream's head is sent */
     api_buf text;         /* a whole answer's text so far */
     char model_name[256]; /* the model's id when it began: a reload changes s->name */
+    model_id *ident;      /* the model it runs on (a reference) */
+    /* Index-only (no --model): an embeddings or retrieval job run on
+     * libuv's thread pool rather than a slot; its client may leave while
+     * it runs (c NULL then, and the work's end frees it). */
+    uv_work_t work;
+    int offpool;
+    int status; /* the job's prepare's answer */
+    char message[256];
 } pending;
 
 static double since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e9; }
@@ -198,6 +261,8 @@ static metrics_route route_of(const char *path, size_t len) {
         {"/rag", ROUTE_RAG},
         {"/admin/reload", ROUTE_RELOAD},
     };
+    if (len > 7 && memcmp(path, "/hooks/", 7) == 0)
+        return ROUTE_HOOKS;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (len == strlen(routes[i].path) && memcmp(path, routes[i].path, len) == 0)
             return routes[i].route;
@@ -207,14 +272,18 @@ static metrics_route route_of(const char *path, size_t len) {
 /* A generation route's trace (serve_traces.h): r and j NULL when the
  * request was refused before they existed; token counts are known only
  * from a finished job. */
-static void trace_generation(server *s, metrics_route route, uint64_t t0, int status,
-                             const api_request *r, const gen_job *j, const api_buf *text,
-                             const char *error) {
+static void trace_generation(server *s, const model_id *id, metrics_route route, uint64_t t0,
+                             int status, const api_request *r, const gen_job *j,
+                             const api_buf *text, const char *error) {
+    if (!id) /* a request not yet taken: the model served now */
+        id = s->ident;
     trace_entry e = {.route = metrics_route_name(route),
                      .status = status,
-                     .model = s->name,
-                     .model_version = s->version[0] ? s->version : s->model_spec,
-                     .model_folder = s->folder,
+                     .model = id ? id->name : s->name,
+                     .model_version = id              ? (id->version[0] ? id->version : id->spec)
+                                      : s->version[0] ? s->version
+                                                      : s->model_spec,
+                     .model_folder = id ? id->folder : s->folder,
                      .prompt_tokens = -1,
                      .completion_tokens = -1,
                      .latency_s = since(t0),
@@ -238,8 +307,47 @@ static void trace_generation(server *s, metrics_route route, uint64_t t0, int st
 }
 
 static void pending_free(pending *p) {
+    model_id_drop(p->ident);
     api_buf_free(&p->text);
     free(p);
+}
+
+/* ---- index only: no slots ---- */
+
+static void offpool_run(uv_work_t *w) {
+    pending *p = w->data;
+    p->status = p->job->prepare(p->job, p->message, sizeof(p->message));
+}
+
+static void offpool_done(uv_work_t *w, int status) {
+    pending *p = w->data;
+    server *s = p->s;
+    gen_job *j = p->job;
+    (void)status;
+    if (p->c) { /* else its client left: counted and traced then */
+        http_conn_set_user(p->c, NULL);
+        if (p->status == GEN_PREPARED || p->status == 0) {
+            api_result res = {"", 0, "stop", 0, 0};
+            api_buf b = {0};
+            if (p->route == ROUTE_RAG)
+                serve_index_retrieved(&b, j);
+            else
+                serve_index_answer(&b, j, "", &res);
+            if (b.failed)
+                answer_error(s, p->c, p->route, p->t0, 500, "out of memory", NULL);
+            else
+                answer(s, p->c, p->route, p->t0, 200, "application/json", b.p, b.len, NULL);
+            trace_generation(s, p->ident, p->route, p->t0, b.failed ? 500 : 200, &j->req, NULL,
+                             NULL, b.failed ? "out of memory" : NULL);
+            api_buf_free(&b);
+        } else {
+            answer_error(s, p->c, p->route, p->t0, p->status, p->message, NULL);
+            trace_generation(s, p->ident, p->route, p->t0, p->status, &j->req, NULL, NULL,
+                             p->message);
+        }
+    }
+    gen_job_free(j);
+    pending_free(p);
 }
 
 static void start_generation(server *s, http_conn *c, const http_request *r, metrics_route route,
@@ -261,22 +369,36 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
     if (rc) {
         gen_job_free(j);
         free(p);
-        trace_generation(s, route, t0, rc == -ENOMEM ? 500 : 400, NULL, NULL, NULL, err);
+        trace_generation(s, NULL, route, t0, rc == -ENOMEM ? 500 : 400, NULL, NULL, NULL, err);
         answer_error(s, c, route, t0, rc == -ENOMEM ? 500 : 400, err, param);
         return;
     }
     p->s = s, p->c = c, p->job = j, p->route = route, p->t0 = t0;
     p->created = (long)time(NULL);
     snprintf(p->model_name, sizeof(p->model_name), "%s", s->name);
+    if ((p->ident = s->ident))
+        p->ident->refs++;
     snprintf(p->id, sizeof(p->id), "%s-%llx", kind == API_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)++s->next_id);
     j->user = p;
+    if (!s->pool) { /* index only: the job's prepare is the whole of it */
+        p->offpool = 1;
+        p->work.data = p;
+        if (uv_queue_work(s->loop, &p->work, offpool_run, offpool_done) != 0) {
+            gen_job_free(j);
+            pending_free(p);
+            answer_error(s, c, route, t0, 500, "cannot start the work", NULL);
+            return;
+        }
+        http_conn_set_user(c, p);
+        return;
+    }
     if (gen_pool_submit(s->pool, j) != 0) {
         static const char busy[] =
             "the server is busy: every slot is generating and the queue is full";
-        trace_generation(s, route, t0, 429, &j->req, NULL, NULL, busy);
+        trace_generation(s, NULL, route, t0, 429, &j->req, NULL, NULL, busy);
         gen_job_free(j);
-        free(p);
+        pending_free(p);
         answer_error(s, c, route, t0, 429, busy, NULL);
         return;
     }
@@ -285,6 +407,7 @@ static void start_generation(server *s, http_conn *c, const http_request *r, met
 
 static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_t t0);
 static void pools_counts(server *s, int *queued, int *running);
+static void hook_request(server *s, http_conn *c, const http_request *r, uint64_t t0);
 
 static void on_request(http_conn *c, const http_request *r, void *ctx) {
     server *s = ctx;
@@ -296,6 +419,12 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
         admin_reload(s, c, r, t0);
         return;
     }
+    if (route == ROUTE_HOOKS && s->hook_secret) { /* the signature is its key */
+        hook_request(s, c, r, t0);
+        return;
+    }
+    if (route == ROUTE_HOOKS)
+        route = ROUTE_OTHER;
     if (route != ROUTE_HEALTH && !authorized(&s->api, r)) {
         answer_error(s, c, route, t0, 401, "a valid API key is needed (Authorization: Bearer KEY)",
                      NULL);
@@ -330,6 +459,10 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
         break;
     }
     case ROUTE_MODELS:
+        if (!s->pool) { /* index only: no model to name */
+            api_buf_add(&b, "{\"object\": \"list\", \"data\": []}\n", 31);
+            break;
+        }
         api_buf_add(&b, "{\"object\": \"list\", \"data\": [{\"id\": ", 35);
         api_buf_json(&b, s->name, strlen(s->name));
         api_buf_printf(&b, ", \"object\": \"model\", \"created\": %ld, \"owned_by\": \"sluice\"",
@@ -347,8 +480,14 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
                          "/v1/embeddings and /rag",
                          NULL);
         } else if (!s->ready) {
-            trace_generation(s, route, t0, 503, NULL, NULL, NULL, "loading the model");
+            trace_generation(s, NULL, route, t0, 503, NULL, NULL, NULL, "loading the model");
             answer_error(s, c, route, t0, 503, "loading the model", NULL);
+        } else if (!s->pool && route != ROUTE_EMBEDDINGS && route != ROUTE_RAG) {
+            answer_error(s, c, route, t0, 404,
+                         "no model is loaded: this server serves only its index "
+                         "(/v1/embeddings, and /rag's retrieval); start sluice serve with --model "
+                         "DIR, or POST /admin/reload a model, to generate",
+                         "model");
         } else {
             start_generation(s, c, r, route, t0);
         }
@@ -369,10 +508,22 @@ static void on_abort(http_conn *c, void *ctx) {
         s->reloading->c = NULL; /* the reload goes on; nobody to tell */
         return;
     }
+    for (hook *h = s->hooks; h; h = h->next)
+        if (h->c == c) {
+            h->c = NULL; /* the fire goes on */
+            metrics_request(s->metrics, ROUTE_HOOKS, 499, since(h->t0));
+            return;
+        }
     pending *p = http_conn_user(c);
     if (!p)
         return;
-    trace_generation(s, p->route, p->t0, 499, &p->job->req, NULL, &p->text, "the client left");
+    trace_generation(s, p->ident, p->route, p->t0, 499, &p->job->req, NULL, &p->text,
+                     "the client left");
+    if (p->offpool) { /* its work ends on its own, then frees it */
+        metrics_request(s->metrics, p->route, 499, since(p->t0));
+        p->c = NULL;
+        return;
+    }
     gen_pool_cancel(s->pool, p->job);
     metrics_request(s->metrics, p->route, 499, since(p->t0));
     pending_free(p);
@@ -415,8 +566,8 @@ static void on_event(gen_job *j, void *ctx) {
         } else {
             answer_error(s, c, p->route, p->t0, j->status, j->message, NULL);
         }
-        trace_generation(s, p->route, p->t0, p->streaming ? 200 : j->status, r, j, &p->text,
-                         j->message);
+        trace_generation(s, p->ident, p->route, p->t0, p->streaming ? 200 : j->status, r, j,
+                         &p->text, j->message);
         http_conn_set_user(c, NULL);
         pending_free(p);
         return;
@@ -428,6 +579,8 @@ static void on_event(gen_job *j, void *ctx) {
             p->streaming = 1;
             if (r->kind == API_CHAT)
                 api_chunk(&b, r->kind, p->id, p->created, model_name, 1, "", 0, NULL, NULL);
+            else if (p->route == ROUTE_RAG) /* the chunks first, then the answer's pieces */
+                serve_index_context_event(&b, j, p->id, model_name);
         }
         if (j->text_len)
             api_chunk(&b, r->kind, p->id, p->created, model_name, 0, j->text, j->text_len, NULL,
@@ -448,7 +601,7 @@ static void on_event(gen_job *j, void *ctx) {
             return;
         http_stream_end(c);
         metrics_request(s->metrics, p->route, 200, since(p->t0));
-        trace_generation(s, p->route, p->t0, 200, r, j, &p->text, NULL);
+        trace_generation(s, p->ident, p->route, p->t0, 200, r, j, &p->text, NULL);
     } else {
         api_buf_add(&p->text, j->text ? j->text : "", j->text_len);
         if (!j->done)
@@ -465,7 +618,7 @@ static void on_event(gen_job *j, void *ctx) {
             answer_error(s, c, p->route, p->t0, 500, "out of memory", NULL);
         else
             answer(s, c, p->route, p->t0, 200, "application/json", b.p, b.len, NULL);
-        trace_generation(s, p->route, p->t0, ok ? 200 : 500, r, j, &p->text,
+        trace_generation(s, p->ident, p->route, p->t0, ok ? 200 : 500, r, j, &p->text,
                          ok ? NULL : "out of memory");
         api_buf_free(&b);
     }
@@ -478,12 +631,16 @@ static void on_event(gen_job *j, void *ctx) {
 
 static void load_work(uv_work_t *w) {
     server *s = w->data;
-    if (model_open_adapted(s->folder, &s->m, NULL, s->load_err, sizeof(s->load_err)) != 0)
+    if (s->folder[0] &&
+        model_open_adapted(s->folder, &s->m, NULL, s->load_err, sizeof(s->load_err)) != 0) {
         s->m = NULL;
-    if (s->m && s->index_folder[0] &&
+        s->load_failed = 1;
+    }
+    if (!s->load_failed && s->index_folder[0] &&
         serve_index_open(s->index_folder, &s->index, s->load_err, sizeof(s->load_err)) != 0) {
         model_free(s->m);
         s->m = NULL;
+        s->load_failed = 1;
     }
 }
 
@@ -501,7 +658,7 @@ static int start_pool(server *s, model *m, const char *tok_path, gen_pool **out,
 static void load_done(uv_work_t *w, int status) {
     server *s = w->data;
     (void)status;
-    if (!s->m) {
+    if (s->load_failed) {
         fprintf(stderr, "sluice serve: %s\n", s->load_err);
         s->failed = 1;
         drain(s);
@@ -510,6 +667,11 @@ static void load_done(uv_work_t *w, int status) {
     if (s->draining)
         return;
     char err[1024];
+    if (!s->m) { /* index only */
+        s->ready = 1;
+        fprintf(stderr, "sluice serve: the index is ready (no model: no generation)\n");
+        return;
+    }
     if (start_pool(s, s->m, s->tok_path, &s->pool, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice serve: %s\n", err);
         s->failed = 1;
@@ -564,6 +726,22 @@ static void name_of(const char *dir, char *out, size_t size) {
 
 static void reload_work(uv_work_t *w) {
     reload *rl = w->data;
+    if (rl->index_spec[0]) {
+        if (command_folder(&info, rl->index_spec, "index", rl->index_folder,
+                           sizeof(rl->index_folder)) != 0) {
+            snprintf(rl->err, sizeof(rl->err),
+                     "'%.512s' is neither an index folder nor an index artifact of the store (the "
+                     "server's log says why)",
+                     rl->index_spec);
+            return;
+        }
+        if (serve_index_open(rl->index_folder, &rl->ix, rl->err, sizeof(rl->err)) != 0) {
+            rl->ix = NULL;
+            return;
+        }
+    }
+    if (!rl->spec[0])
+        return;
     if (command_folder(&info, rl->spec, "model", rl->folder, sizeof(rl->folder)) != 0) {
         snprintf(rl->err, sizeof(rl->err),
                  "'%.512s' is neither a model folder nor a model artifact of the store (the "
@@ -581,7 +759,9 @@ static void reload_answer(server *s, reload *rl, int status, const char *message
         return;
     if (status != 200) {
         answer_error(s, rl->c, ROUTE_RELOAD, rl->t0, status, message,
-                     status == 400 ? "model" : NULL);
+                     status != 400                  ? NULL
+                     : rl->index_spec[0] && !rl->ix ? "index"
+                                                    : "model");
         return;
     }
     api_buf b = {0};
@@ -593,7 +773,12 @@ static void reload_answer(server *s, reload *rl, int status, const char *message
     api_buf_json(&b, old_name, strlen(old_name));
     api_buf_add(&b, ", \"version\": ", 13);
     api_buf_json(&b, old_version, strlen(old_version));
-    api_buf_add(&b, "}}\n", 3);
+    api_buf_add(&b, "}", 1);
+    if (rl->index_spec[0]) {
+        api_buf_add(&b, ", \"index\": ", 11);
+        api_buf_json(&b, s->index_folder, strlen(s->index_folder));
+    }
+    api_buf_add(&b, "}\n", 2);
     if (b.failed)
         answer_error(s, rl->c, ROUTE_RELOAD, rl->t0, 500, "out of memory", NULL);
     else
@@ -610,36 +795,54 @@ static void reload_done(uv_work_t *w, int status) {
     s->reloading = NULL;
     char err[1200];
     gen_pool *fresh = NULL;
-    if (!rl->m) {
-        fprintf(stderr, "sluice serve: reload of %s failed: %s\n", rl->spec, rl->err);
+    const char *what = rl->spec[0] ? rl->spec : rl->index_spec;
+    /* all or nothing: a model and an index asked for are swapped in together */
+    int loaded = (!rl->spec[0] || rl->m) && (!rl->index_spec[0] || rl->ix);
+    if (!loaded) {
+        fprintf(stderr, "sluice serve: reload of %s failed: %s\n", what, rl->err);
         metrics_reload(s->metrics, 0);
-        snprintf(err, sizeof(err), "the model did not load (the one served is kept): %s", rl->err);
+        snprintf(err, sizeof(err), "the %s did not load (the one served is kept): %s",
+                 rl->index_spec[0] && !rl->ix ? "index" : "model", rl->err);
         reload_answer(s, rl, 400, err, NULL, NULL);
     } else if (s->draining) {
-        model_free(rl->m);
         reload_answer(s, rl, 503, "the server is stopping", NULL, NULL);
-    } else {
+        loaded = 0;
+    } else if (rl->m) {
         char tok[4200];
         snprintf(tok, sizeof(tok), "%s/tokenizer.json", rl->folder);
         if (start_pool(s, rl->m, tok, &fresh, err, sizeof(err)) != 0) {
             fprintf(stderr, "sluice serve: reload of %s failed: %s\n", rl->spec, err);
-            model_free(rl->m);
             metrics_reload(s->metrics, 0);
             char msg[1400];
             snprintf(msg, sizeof(msg), "the model did not load (the one served is kept): %s", err);
             reload_answer(s, rl, 400, msg, NULL, NULL);
+            loaded = 0;
+        } else {
+            rl->m = NULL; /* the pool's */
         }
+    }
+    if (!loaded) {
+        model_free(rl->m);
+        serve_index_close(rl->ix);
+        free(rl);
+        return;
+    }
+    char old_name[256], old_version[64];
+    snprintf(old_name, sizeof(old_name), "%s", s->name);
+    snprintf(old_version, sizeof(old_version), "%s", s->version);
+    if (rl->ix) { /* jobs readied on the old index hold it until they end */
+        serve_index_close(s->index);
+        s->index = rl->ix;
+        snprintf(s->index_folder, sizeof(s->index_folder), "%s", rl->index_folder);
+        fprintf(stderr, "sluice serve: reloaded the index: %s\n", s->index_folder);
     }
     if (fresh) {
         gen_pool *old = s->pool;
         s->pool = fresh;
-        if (gen_pool_idle(old))
+        if (old && gen_pool_idle(old))
             gen_pool_free(old);
-        else
+        else if (old)
             s->retiring[s->n_retiring++] = old;
-        char old_name[256], old_version[64];
-        snprintf(old_name, sizeof(old_name), "%s", s->name);
-        snprintf(old_version, sizeof(old_version), "%s", s->version);
         if (rl->name[0])
             snprintf(s->name, sizeof(s->name), "%s", rl->name);
         else
@@ -647,13 +850,18 @@ static void reload_done(uv_work_t *w, int status) {
         snprintf(s->version, sizeof(s->version), "%s", rl->version);
         snprintf(s->folder, sizeof(s->folder), "%s", rl->folder);
         snprintf(s->model_spec, sizeof(s->model_spec), "%s", rl->spec);
+        model_id *id = model_id_new(s->name, s->version, s->model_spec, s->folder);
+        if (id) { /* else the old one stays: out of memory, a trace mislabelled */
+            model_id_drop(s->ident);
+            s->ident = id;
+        }
         s->created = (long)time(NULL);
-        metrics_reload(s->metrics, 1);
         metrics_model(s->metrics, s->name, s->version);
         fprintf(stderr, "sluice serve: reloaded: %s%s%s ready (was %s)\n", s->name,
-                s->version[0] ? " version " : "", s->version, old_name);
-        reload_answer(s, rl, 200, NULL, old_name, old_version);
+                s->version[0] ? " version " : "", s->version, old_name[0] ? old_name : "none");
     }
+    metrics_reload(s->metrics, 1);
+    reload_answer(s, rl, 200, NULL, old_name, old_version);
     free(rl);
 }
 
@@ -714,9 +922,15 @@ static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_
     reload *rl = doc ? calloc(1, sizeof(*rl)) : NULL;
     const char *bad = !doc ? "the body is not a JSON object" : !rl ? "out of memory" : NULL;
     const char *param = NULL;
-    if (rl && json_text(doc, "model", rl->spec, sizeof(rl->spec)) != 1)
-        bad = "'model' must be a string: a model folder, an artifact id or NAME@ALIAS",
+    int has_model = rl ? json_text(doc, "model", rl->spec, sizeof(rl->spec)) : 0;
+    int has_index = rl ? json_text(doc, "index", rl->index_spec, sizeof(rl->index_spec)) : 0;
+    if (rl && (has_model < 0 || (has_model == 0 && has_index <= 0)))
+        bad = "'model' must be a string: a model folder, an artifact id or NAME@ALIAS (or give "
+              "'index' alone)",
         param = "model";
+    else if (rl && has_index < 0)
+        bad = "'index' must be a string: an index folder, an artifact id or RUN:STEP.OUTPUT",
+        param = "index";
     else if (rl && json_text(doc, "name", rl->name, sizeof(rl->name)) < 0)
         bad = "'name' must be a string", param = "name";
     else if (rl && json_text(doc, "version", rl->version, sizeof(rl->version)) < 0)
@@ -739,12 +953,221 @@ static void admin_reload(server *s, http_conn *c, const http_request *r, uint64_
         return;
     }
     s->reloading = rl;
-    fprintf(stderr, "sluice serve: reloading: %s\n", rl->spec);
+    fprintf(stderr, "sluice serve: reloading: %s%s%s\n", rl->spec,
+            rl->spec[0] && rl->index_spec[0] ? " and " : "", rl->index_spec);
+}
+
+/* ---- webhooks ---- */
+
+static int hex_digit(char ch) {
+    return ch >= '0' && ch <= '9'   ? ch - '0'
+           : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                    : -1;
+}
+
+/* Whether r's X-Hub-Signature-256 is "sha256=" and the hex HMAC-SHA256 of
+ * its body under the secret, as GitHub signs a delivery. */
+static int hook_signed(const server *s, const http_request *r) {
+    size_t len;
+    const char *sig = http_header(r, "x-hub-signature-256", &len);
+    if (!sig || len != 7 + 2 * 32 || strncmp(sig, "sha256=", 7) != 0)
+        return 0;
+    unsigned char want[32], got[EVP_MAX_MD_SIZE];
+    for (int i = 0; i < 32; i++) {
+        int hi = hex_digit(sig[7 + 2 * i]), lo = hex_digit(sig[8 + 2 * i]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        want[i] = (unsigned char)(hi << 4 | lo);
+    }
+    unsigned int got_len = 0;
+    if (!HMAC(EVP_sha256(), s->hook_secret, (int)s->hook_secret_len,
+              (const unsigned char *)(r->body ? r->body : ""), r->body_len, got, &got_len) ||
+        got_len != 32)
+        return 0;
+    return CRYPTO_memcmp(want, got, 32) == 0;
+}
+
+static void hook_closed(uv_handle_t *handle) {
+    hook *h = handle->data;
+    if (--h->open > 0)
+        return;
+    server *s = h->s;
+    for (hook **p = &s->hooks; *p; p = &(*p)->next)
+        if (*p == h) {
+            *p = h->next;
+            break;
+        }
+    if (h->c) {
+        int64_t st = h->exit_status;
+        /* 'sluice schedule fire' says by its exit status (docs/schedules.md) */
+        int status = st == 0 ? 202 : st == 3 ? 404 : st == 4 ? 200 : st == 5 ? 409 : 500;
+        if (status == 202 && !h->outb.failed && h->outb.len) {
+            answer(s, h->c, ROUTE_HOOKS, h->t0, 202, "application/json", h->outb.p, h->outb.len,
+                   NULL);
+        } else if (status == 200) {
+            static const char dup[] = "{\"status\": \"duplicate\", \"message\": \"this delivery "
+                                      "fired the schedule already: nothing is run again\"}\n";
+            answer(s, h->c, ROUTE_HOOKS, h->t0, 200, "application/json", dup, sizeof(dup) - 1,
+                   NULL);
+        } else {
+            /* fire's own message, its last line without "sluice schedule fire: " */
+            char msg[600];
+            size_t n = h->errb.failed ? 0 : h->errb.len;
+            const char *e = h->errb.p ? h->errb.p : "";
+            while (n && (e[n - 1] == '\n' || e[n - 1] == '\r'))
+                n--;
+            const char *start = e + n;
+            while (start > e && start[-1] != '\n')
+                start--;
+            snprintf(msg, sizeof(msg), "%.*s", (int)(e + n - start), start);
+            answer_error(s, h->c, ROUTE_HOOKS, h->t0, status == 202 ? 500 : status,
+                         msg[0] ? msg : "the schedule could not be fired (see the server's log)",
+                         NULL);
+        }
+    }
+    api_buf_free(&h->outb);
+    api_buf_free(&h->errb);
+    free(h);
+}
+
+static void hook_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
+    (void)suggested;
+    static char chunk[4096]; /* copied out at once: one buffer does for all */
+    (void)handle;
+    *b = uv_buf_init(chunk, sizeof(chunk));
+}
+
+static void hook_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+    hook *h = st->data;
+    if (n > 0) {
+        api_buf *to = st == (uv_stream_t *)&h->out ? &h->outb : &h->errb;
+        if (to->len + (size_t)n <= 65536)
+            api_buf_add(to, b->base, (size_t)n);
+    } else if (n < 0) {
+        uv_close((uv_handle_t *)st, hook_closed);
+    }
+}
+
+static void hook_exited(uv_process_t *p, int64_t status, int signo) {
+    hook *h = p->data;
+    h->exit_status = signo ? 128 + signo : status;
+    uv_close((uv_handle_t *)p, hook_closed);
+}
+
+/* POST /hooks/NAME: only with --hooks-secret-file, and only signed with
+ * it; the schedule is fired by 'sluice schedule fire' as a child, so that
+ * the store's metadata stays the orchestrator's and the loop never waits. */
+static void hook_request(server *s, http_conn *c, const http_request *r, uint64_t t0) {
+    if (r->method_len != 4 || memcmp(r->method, "POST", 4) != 0) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 405, "use POST", NULL);
+        return;
+    }
+    if (!hook_signed(s, r)) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 401,
+                     "X-Hub-Signature-256 is missing or is not sha256=HMAC of the body under the "
+                     "hooks secret",
+                     NULL);
+        return;
+    }
+    char name[65], delivery[129] = "";
+    size_t n = r->path_len - 7, len;
+    const char *q = memchr(r->path, '?', r->path_len);
+    if (q)
+        n = (size_t)(q - r->path) - 7;
+    int ok = n > 0 && n < sizeof(name);
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = r->path[7 + i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             ch == '-' || ch == '_' || ch == '.';
+    }
+    if (!ok) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 404, "no such schedule", NULL);
+        return;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)n, r->path + 7);
+    const char *event = http_header(r, "x-github-event", &len);
+    if (event && len == 4 && memcmp(event, "ping", 4) == 0) { /* GitHub's hello on a new hook */
+        answer(s, c, ROUTE_HOOKS, t0, 200, "application/json", "{\"status\": \"pong\"}\n", 19,
+               NULL);
+        return;
+    }
+    const char *id = http_header(r, "x-github-delivery", &len);
+    if (id) {
+        ok = len > 0 && len < sizeof(delivery);
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+                 (id[i] >= '0' && id[i] <= '9') || id[i] == '-' || id[i] == '_' || id[i] == '.' ||
+                 id[i] == ':';
+        if (!ok) {
+            answer_error(s, c, ROUTE_HOOKS, t0, 400,
+                         "X-GitHub-Delivery: up to 128 letters, digits, '-', '_', '.', ':'", NULL);
+            return;
+        }
+        snprintf(delivery, sizeof(delivery), "%.*s", (int)len, id);
+    }
+    if (s->draining) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 503, "the server is stopping", NULL);
+        return;
+    }
+    hook *h = calloc(1, sizeof(*h));
+    if (!h) {
+        answer_error(s, c, ROUTE_HOOKS, t0, 500, "out of memory", NULL);
+        return;
+    }
+    h->s = s, h->c = c, h->t0 = t0;
+    const char *exe = getenv("SLUICE_EXE");
+    const char *args[16];
+    int k = 0;
+    args[k++] = exe && exe[0] ? exe : "sluice";
+    args[k++] = "--store";
+    args[k++] = command_store();
+    args[k++] = "schedule";
+    args[k++] = "fire";
+    args[k++] = name;
+    args[k++] = "--trigger";
+    args[k++] = "hook";
+    if (delivery[0])
+        args[k++] = "--delivery", args[k++] = delivery;
+    args[k++] = "--json";
+    args[k] = NULL;
+    uv_pipe_init(s->loop, &h->out, 0);
+    uv_pipe_init(s->loop, &h->err, 0);
+    h->out.data = h->err.data = h->proc.data = h;
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&h->out},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&h->err},
+    };
+    uv_process_options_t o = {.file = args[0],
+                              .args = (char **)args,
+                              .exit_cb = hook_exited,
+                              .stdio_count = 3,
+                              .stdio = stdio};
+    h->next = s->hooks;
+    s->hooks = h;
+    h->open = 3;
+    int rc = uv_spawn(s->loop, &h->proc, &o);
+    if (rc) {
+        fprintf(stderr, "sluice serve: /hooks/%s: cannot start %s: %s\n", name, args[0],
+                uv_strerror(rc));
+        h->c = NULL;
+        answer_error(s, c, ROUTE_HOOKS, t0, 500, "cannot start sluice to fire the schedule", NULL);
+        uv_close((uv_handle_t *)&h->proc, hook_closed);
+        uv_close((uv_handle_t *)&h->out, hook_closed);
+        uv_close((uv_handle_t *)&h->err, hook_closed);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&h->out, hook_alloc, hook_read);
+    uv_read_start((uv_stream_t *)&h->err, hook_alloc, hook_read);
+    fprintf(stderr, "sluice serve: /hooks/%s: firing (delivery %s)\n", name,
+            delivery[0] ? delivery : "none");
 }
 
 static void drained(void *arg) {
     server *s = arg;
-    gen_pool_free(s->pool);
+    if (s->pool)
+        gen_pool_free(s->pool);
     s->pool = NULL;
     while (s->n_retiring)
         gen_pool_free(s->retiring[--s->n_retiring]);
@@ -794,6 +1217,28 @@ static int read_keys(keyset *ks, const char *option, const char *path) {
     return 0;
 }
 
+/* The webhook secret: the file's bytes, without a trailing line break
+ * (as an editor or echo leaves one). */
+static int read_secret(server *s, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return bad("--hooks-secret-file %s: %s", path, strerror(errno));
+    char buf[4097];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    if (n == sizeof(buf))
+        return bad("--hooks-secret-file %s: longer than 4096 bytes", path);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (!n)
+        return bad("--hooks-secret-file %s: empty", path);
+    if (!(s->hook_secret = malloc(n)))
+        return bad("out of memory");
+    memcpy(s->hook_secret, buf, n);
+    s->hook_secret_len = n;
+    return 0;
+}
+
 static int write_port(const char *path, int port) {
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -827,12 +1272,13 @@ int main(int argc, char **argv) {
         {"threads", required_argument, NULL, 't'},
         {"trace-retention", required_argument, NULL, 'R'},
         {"no-traces", no_argument, NULL, 'T'},
+        {"hooks-secret-file", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     static server s;
     http_limits lim = {16384, 1 << 20, 10000, 30000, 60000, 1024};
     const char *listen = "127.0.0.1:8080", *port_file = NULL, *dir = NULL, *keys = NULL;
-    const char *admin_keys = NULL;
+    const char *admin_keys = NULL, *hooks_secret = NULL;
     const char *name = NULL, *index_spec = NULL;
     double v, threads = 1;
     uint64_t trace_records = TRACE_DEFAULT_RECORDS, trace_bytes = TRACE_DEFAULT_BYTES;
@@ -918,32 +1364,38 @@ int main(int argc, char **argv) {
         case 'T':
             traces = 0;
             break;
+        case 'S':
+            hooks_secret = optarg;
+            break;
         default:
             return COMMAND_BAD_INPUT;
         }
     }
     if (optind < argc)
         return bad("unexpected argument '%s' (see 'sluice serve --help')", argv[optind]);
-    if (!dir)
-        return bad("give --model DIR (see 'sluice serve --help')");
+    if (!dir && !index_spec)
+        return bad("give --model DIR, --index INDEX or both (see 'sluice serve --help')");
     if ((keys && read_keys(&s.api, "api-key-file", keys)) ||
-        (admin_keys && read_keys(&s.admin, "admin-key-file", admin_keys)))
+        (admin_keys && read_keys(&s.admin, "admin-key-file", admin_keys)) ||
+        (hooks_secret && read_secret(&s, hooks_secret)))
         return COMMAND_BAD_INPUT;
-    if (command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
+    if (dir && command_folder(&info, dir, "model", s.folder, sizeof(s.folder)))
         return COMMAND_BAD_INPUT;
     if (index_spec &&
         command_folder(&info, index_spec, "index", s.index_folder, sizeof(s.index_folder)))
         return COMMAND_BAD_INPUT;
     snprintf(s.tok_path, sizeof(s.tok_path), "%s/tokenizer.json", s.folder);
     if (!name)
-        name_of(dir, s.name, sizeof(s.name));
+        name_of(dir ? dir : "", s.name, sizeof(s.name));
     else
         snprintf(s.name, sizeof(s.name), "%s", name);
     openblas_set_num_threads((int)threads);
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.started = s.created = (long)time(NULL);
-    snprintf(s.model_spec, sizeof(s.model_spec), "%s", dir);
+    snprintf(s.model_spec, sizeof(s.model_spec), "%s", dir ? dir : "");
+    if (!(s.ident = model_id_new(s.name, s.version, s.model_spec, s.folder)))
+        return bad("out of memory");
     if (traces) {
         char tdir[4200], e[4400];
         snprintf(tdir, sizeof(tdir), "%s/traces", command_store());
@@ -970,7 +1422,8 @@ int main(int argc, char **argv) {
     s.sigterm.data = s.sigint.data = &s;
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
     uv_signal_start(&s.sigint, on_signal, SIGINT);
-    fprintf(stderr, "sluice serve: listening on %s (port %d), loading %s\n", listen, port, dir);
+    fprintf(stderr, "sluice serve: listening on %s (port %d), loading %s\n", listen, port,
+            dir ? dir : index_spec);
     if (port_file && write_port(port_file, port)) {
         drain(&s);
         uv_run(s.loop, UV_RUN_DEFAULT);
@@ -990,5 +1443,9 @@ int main(int argc, char **argv) {
         free(s.api.keys[i]);
     for (int i = 0; i < s.admin.n; i++)
         free(s.admin.keys[i]);
+    model_id_drop(s.ident);
+    if (s.hook_secret)
+        OPENSSL_cleanse(s.hook_secret, s.hook_secret_len);
+    free(s.hook_secret);
     return s.failed ? COMMAND_FAILED : COMMAND_DONE;
 }

@@ -21,13 +21,15 @@ typedef enum api_kind { API_CHAT, API_COMPLETION, API_RAG } api_kind;
 /* A generation request. Strings are the request's own (api_request_free). */
 typedef struct api_request {
     api_kind kind;
-    char *model;        /* as the client named it; NULL when absent */
-    char *prompt;       /* chat: the messages rendered (api_render_chat); rag: NULL */
-    char *query;        /* rag: the query */
-    long k;             /* rag: the chunks to retrieve, 1 to API_RAG_MAX_K (3) */
-    long max_tokens;    /* -1: up to the context */
-    double temperature; /* OpenAI's default 1 */
-    double top_p;       /* 1 */
+    char *model;           /* as the client named it; NULL when absent */
+    char *prompt;          /* chat: the messages rendered (api_render_chat); rag: NULL */
+    char *query;           /* rag: the query */
+    long k;                /* rag: the chunks to retrieve, 1 to API_RAG_MAX_K (3) */
+    char *filter_author;   /* rag: only chunks of this author ("filter": {"author"}); or NULL */
+    char *filter_category; /* rag: only chunks of this category (articles, posts, ...); or NULL */
+    long max_tokens;       /* -1: up to the context */
+    double temperature;    /* OpenAI's default 1 */
+    double top_p;          /* 1 */
     int has_seed;
     uint64_t seed;
     char *stops[API_MAX_STOPS];

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 typedef struct http_server http_server;
+struct phr_header;
 typedef struct http_conn http_conn;
 
 typedef struct http_limits {
@@ -35,9 +36,15 @@ typedef struct http_request {
     size_t method_len, path_len;
     const char *authorization; /* the header's value, NULL when absent */
     size_t authorization_len;
-    const char *body;
+    const char *body; /* a chunked body decoded */
     size_t body_len;
+    const struct phr_header *headers; /* all of them, for http_header */
+    size_t n_headers;
 } http_request;
+
+/* The value of r's header name (case-insensitive; the first of that
+ * name), its length in *len; NULL when absent. */
+const char *http_header(const http_request *r, const char *name, size_t *len);
 
 typedef struct http_handler {
     /* A request has come; answer it on c (now or later). */

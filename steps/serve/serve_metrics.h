@@ -19,6 +19,7 @@ typedef enum metrics_route {
     ROUTE_EMBEDDINGS,
     ROUTE_RAG,
     ROUTE_RELOAD,
+    ROUTE_HOOKS, /* POST /hooks/NAME, whatever NAME */
     ROUTE_OTHER,
     ROUTE_NONE,
     ROUTE_COUNT

@@ -19,7 +19,9 @@
 typedef struct serve_index serve_index;
 
 /* Opens the index folder (retriever_open). *out is the caller's: close
- * with serve_index_close(). Immutable once open: slots share it. */
+ * with serve_index_close(), which drops one reference (each job readied
+ * on it holds one until it is freed). Immutable once open: slots share
+ * it. */
 int serve_index_open(const char *folder, serve_index **out, char *err, size_t err_size);
 void serve_index_close(serve_index *ix);
 
@@ -36,6 +38,16 @@ int serve_index_job(serve_index *ix, int rag, const char *body, size_t len, gen_
  * the server's name for it) and the chunks it was given. */
 void serve_index_answer(api_buf *b, const gen_job *j, const char *model_name,
                         const api_result *res);
+
+/* A streamed /rag's first event: "data: {"id", "object": "rag.context",
+ * "model", "context": [...]}" and a blank line, once the job's chunks are
+ * retrieved (its first event). */
+void serve_index_context_event(api_buf *b, const gen_job *j, const char *id, const char *model);
+
+/* The answer of a /rag job on a server with no model (its prepare ran, it
+ * generated nothing): {"answer": null, "context": [...], "finish_reason":
+ * null, "model": null}. */
+void serve_index_retrieved(api_buf *b, const gen_job *j);
 
 /* The ids of the chunks a /rag job readied by serve_index_job retrieved,
  * into ids (at most max, borrowed from the index); how many (0 for an

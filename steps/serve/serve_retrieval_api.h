@@ -57,6 +57,9 @@ typedef struct rag_chunk {
  * by sluice reads it as it was trained. NULL when out of memory. */
 char *rag_prompt(const char *query, const rag_chunk *chunks, size_t n);
 
+/* The chunks as /rag's "context" array: [{"id", "link", "score", "text"}]. */
+void rag_context(api_buf *b, const rag_chunk *chunks, size_t n);
+
 /* The /rag answer: {"answer", "context": [{"id", "link", "score",
  * "text"}], "finish_reason", "usage", "model"}; res as api_answer takes it. */
 void rag_answer(api_buf *b, const char *model, const rag_chunk *chunks, size_t n,

@@ -4,6 +4,7 @@
  * models diff, runs diff, and promotions killed with SIGKILL. */
 #include <bson/bson.h>
 #include <signal.h>
+#include <sys/file.h>
 
 #include "json_fields.h"
 #include "raw_http.h"
@@ -389,6 +390,80 @@ Test(models, the_deploy_step_starts_a_server_then_reloads_it, .fini = stop_deplo
     cr_expect_eq(num(show, "deployments.0.pid"), again);
     cr_expect_str_eq(str(show, "deployments.0.action"), "started");
     bson_destroy(show);
+}
+
+/* Two deploys on one address at once: the second waits for the first's
+ * lock (STORE/serve/PLACE/lock) and reloads the server it started; one
+ * that waits longer than its 'wait' fails, naming the holder, and starts
+ * nothing. Here the test holds the lock as a deploy under way would. */
+Test(models, a_deploy_waits_for_another_on_its_address, .fini = stop_deployed) {
+    char *path = twin_pipeline("  deploy:\n"
+                               "    uses: deploy\n"
+                               "    inputs: {model: train.model}\n"
+                               "    after: [eval]\n"
+                               "    with: {listen: '127.0.0.1:0', wait: 1}\n");
+    char dir[200], lock[256];
+    snprintf(dir, sizeof(dir), "%s/store/serve/127.0.0.1_0", test_dir);
+    snprintf(lock, sizeof(lock), "%s/lock", dir);
+    char mk[300];
+    snprintf(mk, sizeof(mk), "mkdir -p '%s'", dir);
+    cr_assert_eq(system(mk), 0);
+    int fd = open(lock, O_RDWR | O_CREAT, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(flock(fd, LOCK_EX), 0);
+    cr_assert_eq(write(fd, "4242\n", 5), 5);
+    result r = RUN_PIPELINE(path);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "another deploy on 127.0.0.1:0 (pid 4242"), "%s", r.out);
+    result_free(&r);
+    cr_expect_eq(served("pid"), 0, "no server was started");
+
+    /* let go: the pipeline deploys (its default 'wait': a server under
+     * a sanitizer may take more than 1 s to load) */
+    close(fd);
+    path = twin_pipeline(deploy_step);
+    cr_assert_eq(train_twin(path, 1, 50), 0);
+    cr_expect(running(served("pid")));
+    /* and a second run on the address reloads that server */
+    long pid = served("pid");
+    cr_assert_eq(train_twin(path, 2, 50), 0);
+    cr_expect_eq(served("pid"), pid);
+}
+
+/* Two runs deploying on one address at the same time: one server starts
+ * (its log says "listening" once), the other deploy reloads it. */
+Test(models, two_deploys_at_once_start_one_server, .fini = stop_deployed) {
+    char *path = strdup(twin_pipeline(deploy_step));
+    pid_t runs[2];
+    for (int i = 0; i < 2; i++) {
+        char seed[32];
+        snprintf(seed, sizeof(seed), "seed=%d", i + 1);
+        runs[i] = fork();
+        cr_assert_geq(runs[i], 0);
+        if (runs[i] == 0) {
+            int devnull = open("/dev/null", O_WRONLY);
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+            putenv(test_plugin_path);
+            setenv("MONGOC_DISABLE_SHM", "1", 1);
+            execl(SLUICE_BIN, "sluice", test_store_arg, "run", path, "-p", seed, (char *)NULL);
+            _exit(127);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int ws;
+        cr_assert_eq(waitpid(runs[i], &ws, 0), runs[i]);
+        cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "run %d: %d", i, ws);
+    }
+    free(path);
+    cr_expect(running(served("pid")));
+    char log[256];
+    snprintf(log, sizeof(log), "%s/store/serve/127.0.0.1_0/serve.log", test_dir);
+    char *text = slurp(log);
+    cr_assert_not_null(text);
+    cr_expect_eq(count(text, "listening on"), 1, "%s", text);
+    cr_expect_eq(count(text, "reloaded:"), 1, "%s", text);
+    free(text);
 }
 
 Test(models, models_diff_and_runs_diff) {

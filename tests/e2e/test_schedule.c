@@ -442,3 +442,47 @@ Test(schedule, one_scheduler_per_store) {
     stop_scheduler(pid);
     scheduler_once(); /* the lock went with it */
 }
+
+/* 'schedule fire' starts the pipeline now with its cause; a delivery fires
+ * once; exit 3 no such schedule, 4 a delivery seen, 5 paused. */
+Test(schedule, fire_now_once_per_delivery) {
+    char *file = strdup(pipeline_file());
+    expect_success(RUN(test_store_arg, "schedule", "add", "ci", file, "--cron", "0 3 * * *"));
+    free(file);
+    result r = RUN(test_store_arg, "schedule", "fire", "ci", "--delivery", "abc-1", "--json");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "\"trigger\" : \"manual\"") && strstr(r.out, "\"pid\""), "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "schedule", "fire", "ci", "--delivery", "abc-1");
+    cr_expect_eq(r.status, 4, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.err, "delivery abc-1 fired already"), "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "schedule", "fire", "nosuch");
+    cr_expect_eq(r.status, 3, "%s", r.err);
+    result_free(&r);
+    expect_success(RUN(test_store_arg, "schedule", "pause", "ci"));
+    r = RUN(test_store_arg, "schedule", "fire", "ci", "--delivery", "abc-2");
+    cr_expect_eq(r.status, 5, "%s", r.err);
+    result_free(&r);
+    expect_refused(RUN(test_store_arg, "schedule", "fire", "ci", "--delivery", "a b"),
+                   "--delivery take");
+    /* the fired run: done, with its cause */
+    for (int i = 0; i < 1500; i++) {
+        r = RUN(test_store_arg, "runs", "list", "--json");
+        int done = strstr(r.out, "\"status\" : \"done\"") != NULL;
+        if (done || i == 1499) {
+            cr_expect(done, "the fired run never finished: %s", r.out);
+            cr_expect_eq(count(r.out, "\"delivery\" : \"abc-1\""), 1, "%s", r.out);
+            cr_expect_eq(runs_of("ci"), 1);
+            result_free(&r);
+            break;
+        }
+        result_free(&r);
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+    /* the cron schedule's own state did not move */
+    r = RUN(test_store_arg, "schedule", "show", "ci", "--json");
+    cr_expect(strstr(r.out, "\"deliveries\" : [ \"abc-1\" ]"), "%s", r.out);
+    cr_expect(!strstr(r.out, "last_fire\" : 1"), "%s", r.out);
+    result_free(&r);
+}

@@ -309,9 +309,9 @@ Test(serve, malformed_and_oversized_requests_are_refused) {
     exchange(port, head, out, sizeof(out));
     cr_expect_eq(status_of(out), 431, "%s", out);
     exchange(port,
-             "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
              out, sizeof(out));
-    cr_expect_eq(status_of(out), 501, "%s", out);
+    cr_expect_eq(status_of(out), 501, "%s", out); /* chunked is decoded: test_serve_hooks.c */
     exchange(port, "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 12x\r\n\r\n", out,
              sizeof(out));
     cr_expect_eq(status_of(out), 400, "%s", out);
@@ -806,6 +806,21 @@ Test(serve, reloads_swap_the_model_without_failing_a_request) {
     cr_expect_null(strstr(out, "\"model\": \"other\""), "%.2000s", out);
     cr_expect_eq(health(port), 200);
     cr_expect_eq(stop_serve(pid), 0);
+
+    /* and its trace names that model, not the one served when it ended */
+    result r = RUN(test_store_arg, "traces", "list", "--json", "--limit", "100000");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    const char *streamed = strstr(r.out, "\"stream\": true");
+    cr_assert_not_null(streamed, "%.3000s", r.out);
+    const char *rec = streamed;
+    while (rec > r.out && strncmp(rec, "{\"id\"", 6) != 0)
+        rec--;
+    char *one = strndup(rec, (size_t)(streamed - rec));
+    char want[300];
+    snprintf(want, sizeof(want), "\"model_version\": \"%s\"", model_dir);
+    cr_expect(strstr(one, "\"model\": \"tiny\"") && strstr(one, want), "%s", one);
+    free(one);
+    result_free(&r);
 }
 
 /* A model that does not load leaves the one served in place. */
@@ -867,4 +882,135 @@ Test(serve, reloading_needs_an_admin_key) {
     cr_expect_eq(status_of(answer), 405, "%s", answer);
     cr_expect_eq(reload_to(port, "adm1", body, answer, sizeof(answer)), 200, "%s", answer);
     cr_expect_eq(stop_serve(pid), 0);
+}
+
+/* ---- an index alone, index reloads, /rag's filter and stream ---- */
+
+/* The chunk ids `sluice search` ranks first for query under filter
+ * (KEY=VALUE, or NULL), joined by spaces. */
+static void search_ids(const char *query, const char *filter, char *out, size_t size) {
+    result r = filter ? RUN(test_store_arg, "search", "index", (char *)query, "-k", "3", "--filter",
+                            (char *)filter, "--json")
+                      : RUN(test_store_arg, "search", "index", (char *)query, "-k", "3", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    out[0] = 0;
+    for (const char *at = r.out; (at = strstr(at, "\"chunk_id\" : \""));) {
+        at += 14;
+        size_t n = strlen(out);
+        snprintf(out + n, size - n, "%s%.*s", n ? " " : "", (int)strcspn(at, "\""), at);
+    }
+    result_free(&r);
+}
+
+/* The ids of an answer's context, in order, joined by spaces. */
+static void context_ids(const char *answer, char *out, size_t size) {
+    out[0] = 0;
+    const char *ctx = strstr(answer, "\"context\": ");
+    for (const char *at = ctx; at && (at = strstr(at, "{\"id\": \""));) {
+        at += 8;
+        size_t n = strlen(out);
+        snprintf(out + n, size - n, "%s%.*s", n ? " " : "", (int)strcspn(at, "\""), at);
+    }
+}
+
+/* sluice serve --index without --model: embeddings and /rag's retrieval
+ * (answer null) work, generation routes say no model is loaded; /rag's
+ * filter keeps an author's chunks only; a reload swaps the index (a bad
+ * one is refused and the old one serves on), then gives the server a
+ * model, after which /rag streams: the context event, then the answer. */
+Test(serve, an_index_alone_then_reloads_and_rag_filter_and_stream) {
+    make_index();
+    make_model_of_context(2048);
+    int port;
+    const char *argv[] = {SLUICE_BIN,         "serve",          test_store_arg,
+                          "--index",          "index",          "--listen",
+                          "127.0.0.1:0",      "--port-file",    port_file,
+                          "--admin-key-file", admin_key_file(), NULL};
+    snprintf(port_file, sizeof(port_file), "%s/port", test_dir);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char log[200];
+        snprintf(log, sizeof(log), "%s/serve.log", test_dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(SLUICE_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    port = local_server_port(pid, port_file, "sluice serve --index");
+    while (health(port) != 200) {
+        cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "died: %s", server_log());
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+    static char req[8192], out[1 << 18];
+    char want[512], got[512];
+    post(req, sizeof(req), "/v1/embeddings", "{\"input\": [\"GPTQ\", \"LoRA\"]}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect_eq(count(out, "\"object\": \"embedding\""), 2, "%.400s", out);
+    post(req, sizeof(req), "/rag", "{\"query\": \"How does GPTQ quantize a model to 4 bits?\"}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect(strstr(out, "\"answer\": null"), "%.400s", out);
+    search_ids("How does GPTQ quantize a model to 4 bits?", NULL, want, sizeof(want));
+    context_ids(out, got, sizeof(got));
+    cr_expect_str_eq(got, want);
+    post(req, sizeof(req), "/v1/chat/completions",
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 404, "%s", out);
+    cr_expect(strstr(out, "no model is loaded"), "%s", out);
+    exchange(port, "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n", out, sizeof(out));
+    cr_expect(strstr(out, "\"data\": []"), "%s", out);
+
+    /* the filter: an author's chunks only, as `sluice search --filter` */
+    post(req, sizeof(req), "/rag",
+         "{\"query\": \"How does GPTQ quantize a model to 4 bits?\", \"filter\": {\"author\": "
+         "\"Paul Iusztin\"}}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    search_ids("How does GPTQ quantize a model to 4 bits?", "author=Paul Iusztin", want,
+               sizeof(want));
+    context_ids(out, got, sizeof(got));
+    cr_expect(want[0]);
+    cr_expect_str_eq(got, want);
+    post(req, sizeof(req), "/rag", "{\"query\": \"GPTQ\", \"filter\": {\"author\": \"Nobody\"}}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect(strstr(out, "\"context\": []"), "%s", out);
+    post(req, sizeof(req), "/rag", "{\"query\": \"GPTQ\", \"filter\": {\"platform\": \"x\"}}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 400, "%s", out);
+    cr_expect(strstr(out, "\"param\": \"filter\""), "%s", out);
+
+    /* an index reload: a bad one keeps the index served; a good one swaps */
+    char body[1024], answer[4096];
+    cr_expect_eq(reload_to(port, "adm1", "{\"index\": \"/nonexistent\"}", answer, sizeof(answer)),
+                 400, "%s", answer);
+    cr_expect(strstr(answer, "\"param\": \"index\""), "%s", answer);
+    snprintf(body, sizeof(body), "{\"index\": \"%s\"}", index_folder);
+    cr_expect_eq(reload_to(port, "adm1", body, answer, sizeof(answer)), 200, "%s", answer);
+    cr_expect(strstr(answer, index_folder), "%s", answer);
+    post(req, sizeof(req), "/v1/embeddings", "{\"input\": \"GPTQ\"}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+
+    /* a model reloaded in: /rag generates, and streams */
+    snprintf(body, sizeof(body), "{\"model\": \"%s\", \"name\": \"tiny\"}", model_dir);
+    cr_expect_eq(reload_to(port, "adm1", body, answer, sizeof(answer)), 200, "%s", answer);
+    post(req, sizeof(req), "/rag",
+         "{\"query\": \"How does GPTQ quantize a model to 4 bits?\", \"k\": 2, \"max_tokens\": 4, "
+         "\"stream\": true}");
+    exchange(port, req, out, sizeof(out));
+    cr_expect_eq(status_of(out), 200, "%s", out);
+    cr_expect(strstr(out, "text/event-stream"), "%s", out);
+    const char *ctx = strstr(out, "data: {\"id\": \"");
+    cr_assert_not_null(ctx, "%s", out);
+    const char *obj = strstr(ctx, "\"object\": \"rag.context\""), *end = strstr(ctx, "\n\n");
+    cr_expect(obj && end && obj < end, "the first event is the context: %s", out);
+    cr_expect_eq(count(ctx, "\"score\": "), 2, "%s", out);
+    cr_expect(strstr(out, "\"text\": "), "%s", out);
+    cr_expect(strstr(out, "data: [DONE]"), "%s", out);
+    cr_expect_eq(stop_serve(pid), 0, "%s", server_log());
 }

@@ -1,6 +1,7 @@
 /* fuzz_serve_request - libFuzzer target for what sluice-serve does with a
  * client's bytes before any model runs: picohttpparser's request parsing
- * (as steps/serve/http.c calls it, in pieces as they may arrive) and the
+ * (as steps/serve/http.c calls it, in pieces as they may arrive; a chunked
+ * body decoded the same way) and the
  * body read as a chat, a text completion, a /rag and an embeddings request
  * (libbson, the field checks, the chat template, the RAG prompt), then the
  * answers and an error object written with the request's strings (the
@@ -87,5 +88,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     use_body(API_COMPLETION, buf + at, size - at);
     use_body(API_RAG, buf + at, size - at);
     use_embeddings(buf + at, size - at);
+    /* the rest as a chunked body, decoded in place in two pieces as
+     * http.c decodes one arriving in two reads */
+    size_t rest = size - at;
+    char *copy = malloc(rest + 1);
+    if (copy) {
+        memcpy(copy, buf + at, rest);
+        struct phr_chunked_decoder dec;
+        memset(&dec, 0, sizeof(dec));
+        dec.consume_trailer = 1;
+        size_t half = rest / 2, n = half;
+        if (phr_decode_chunked(&dec, copy, &n) == -2) {
+            size_t m = rest - half;
+            memmove(copy + n, copy + half, m);
+            if (phr_decode_chunked(&dec, copy + n, &m) >= 0)
+                use_body(API_COMPLETION, copy, n + m);
+        }
+        free(copy);
+    }
     return 0;
 }

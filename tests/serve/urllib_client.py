@@ -258,7 +258,10 @@ def retrieval(exp):
                        ({"query": exp["query"], "k": 2.5}, "k"),
                        ({"query": 5}, "query"), ({"query": ""}, "query"), ({"k": 3}, "query"),
                        ({"query": "x", "temperature": 3}, "temperature"),
-                       ({"query": "x", "stream": True}, "stream")):
+                       ({"query": "x", "stream": "yes"}, "stream"),
+                       ({"query": "x", "filter": {"platform": "x"}}, "filter"),
+                       ({"query": "x", "filter": {"author": 3}}, "filter"),
+                       ({"query": "x", "filter": "Paul"}, "filter")):
         e = error("/rag", bad)
         check(e["param"] == param, f"{bad}: param {e['param']}, want {param}")
     error("/rag", raw=b'{"query": ')
