@@ -306,3 +306,31 @@ Test(slurm, a_cluster_without_accounting_is_watched_through_scontrol, .init = wi
     result_free(&r);
     cancelled_outside();
 }
+
+/* No cluster needed: the settings are checked where they are written. */
+Test(slurm, its_settings_are_checked_with_their_lines) {
+    snprintf(dir, sizeof(dir), "/tmp/sluice-slurm-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char *p = write_test_file(
+        dir, "bad.yaml",
+        "version: 1\n"
+        "pipeline: bad\n"
+        "settings:\n"
+        "  slurm: {partiton: x, cpus_per_task: 0}\n"
+        "steps:\n"
+        "  a: {uses: shell, runner: cloud, slurm: {time: ''}, with: {run: 'true'}}\n");
+    result r = RUN("validate", p);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "bad.yaml:4:11: error: unknown key 'partiton' in 'settings.slurm'"),
+              "%s", r.err);
+    cr_expect(strstr(r.err, "bad.yaml:4:39: error: 'slurm.cpus_per_task' must be between 1"), "%s",
+              r.err);
+    cr_expect(strstr(r.err, "bad.yaml:6:28: error: 'runner' must be local or slurm, not 'cloud'"),
+              "%s", r.err);
+    cr_expect(strstr(r.err, "bad.yaml:6:49: error: 'slurm.time' must be one non-empty line"), "%s",
+              r.err);
+    result_free(&r);
+}
