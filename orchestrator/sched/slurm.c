@@ -73,6 +73,10 @@ static slurm_runner *runner_of(run *r) {
 void sched_slurm_free(run *r) {
     if (!r->slurm)
         return;
+    if (r->slurm->polling) { /* its child's callback may still come: left to the exit */
+        r->slurm = NULL;
+        return;
+    }
     buf_free(&r->slurm->out);
     buf_free(&r->slurm->err);
     free(r->slurm);

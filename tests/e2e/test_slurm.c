@@ -245,6 +245,43 @@ static void sluice_timeout(void) {
     result_free(&r);
 }
 
+/* slurmctld restarted while a job runs: the run still finishes right
+ * (without accounting the queries fail meanwhile: an outage, waited out). */
+static void controller_restarted(void) {
+    char *p =
+        write_test_file(dir, "restart.yaml",
+                        "version: 1\n"
+                        "pipeline: restart\n"
+                        "settings: {runner: slurm, cache: false}\n"
+                        "steps:\n"
+                        "  first: {uses: shell, with: {run: 'sleep 3; echo first-done'}}\n"
+                        "  second: {uses: shell, after: [first], with: {run: 'echo second'}}\n");
+    char out_path[128];
+    snprintf(out_path, sizeof(out_path), "%s/restart.out", dir);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        putenv(path_env);
+        execl(SLUICE_BIN, "sluice", store_arg, "run", p, (char *)NULL);
+        _exit(127);
+    }
+    while (system("squeue -h -t RUNNING -n sluice-first -o %i | grep -q .") != 0)
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "%s/scripts/slurm-cluster restart-slurmctld %s", SLUICE_SOURCE_DIR,
+             cluster);
+    cr_expect_eq(system(cmd), 0);
+    int ws;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    char *out = slurp(out_path);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "%s", out);
+    cr_expect(out && strstr(out, "step second done"), "%s", out);
+    free(out);
+}
+
 static const char quick_pipeline[] =
     "version: 1\n"
     "pipeline: quick\n"
@@ -291,6 +328,7 @@ Test(slurm, a_cluster_with_accounting, .init = with_accounting, .fini = cluster_
     sluice_timeout();
     slurm_timeout();
     outage_and_preemption();
+    controller_restarted();
 }
 
 Test(slurm, a_cluster_without_accounting_is_watched_through_scontrol, .init = without_accounting,
@@ -305,6 +343,7 @@ Test(slurm, a_cluster_without_accounting_is_watched_through_scontrol, .init = wi
     free(show);
     result_free(&r);
     cancelled_outside();
+    controller_restarted();
 }
 
 /* No cluster needed: the settings are checked where they are written. */
