@@ -420,9 +420,9 @@ Test(run, run_arguments) {
     cr_expect_str_eq(r.err,
                      "sluice run: --jobs takes a number from 0 (all cores) to 4096, not '4097'\n");
     result_free(&r);
-    r = RUN(test_store_arg, "run", p, "--runner", "slurm");
+    r = RUN(test_store_arg, "run", p, "--runner", "cloud");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "Slurm runner") != NULL);
+    cr_expect_str_eq(r.err, "sluice run: --runner is local or slurm, not 'cloud'\n");
     result_free(&r);
 }
 
