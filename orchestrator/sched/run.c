@@ -435,6 +435,8 @@ static void on_signal(uv_signal_t *h, int signum) {
                 uv_timer_start(&sr->grace, sched_on_grace, INPROC_GRACE_MS, 0);
         } else if (at->kind == ATT_SLURM) {
             sched_slurm_cancel(at);
+            if (force) /* Slurm may be the thing that hangs */
+                sched_slurm_forget(at);
         } else {
             child_kill(&at->ch, force ? 0 : KILL_GRACE_MS);
         }

@@ -236,6 +236,7 @@ void sched_read_shell_metrics(attempt *at);
 int sched_slurm_step(const run *r, const step *s); /* 1: s runs as a Slurm job */
 int sched_slurm_launch(attempt *at);               /* submits it; 0 or a negative code */
 void sched_slurm_cancel(attempt *at);              /* scancel, or stop the submission */
+void sched_slurm_forget(attempt *at);              /* a forced stop: ends it without Slurm's word */
 void sched_slurm_free(run *r);                     /* after the loop closed */
 
 /* reuse.c */

@@ -314,6 +314,19 @@ void sched_slurm_cancel(attempt *at) {
         poll_now(at->r->slurm, SLURM_POLL_MIN_MS);
 }
 
+static void unlink_job(slurm_runner *sl, attempt *at);
+static void end_attempt(attempt *at, int ok, const char *why);
+
+void sched_slurm_forget(attempt *at) {
+    if (!at->job_id[0])
+        return; /* sbatch is running: its end ends the attempt */
+    if (at->r->slurm)
+        unlink_job(at->r->slurm, at);
+    char why[128];
+    snprintf(why, sizeof(why), "stopped: scancel %s sent, Slurm's answer not awaited", at->job_id);
+    end_attempt(at, 0, why);
+}
+
 /* ---- the end of a job ------------------------------------------------- */
 
 /* Copies a file's lines into the step's log (the job's output), or hands
