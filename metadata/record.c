@@ -215,6 +215,10 @@ int record_step(meta_db *m, const step_record *rec) {
         BSON_APPEND_UTF8(&doc, "cached_from", rec->cached_from);
     if (rec->metrics)
         BSON_APPEND_ARRAY(&doc, "metrics", rec->metrics);
+    if (rec->job_id)
+        BSON_APPEND_UTF8(&doc, "job_id", rec->job_id);
+    if (rec->node)
+        BSON_APPEND_UTF8(&doc, "node", rec->node);
     append_params(&doc, rec->params);
     append_ports(&doc, "inputs", rec->inputs, rec->n_inputs);
     append_ports(&doc, "outputs", rec->outputs, rec->n_outputs);

@@ -43,6 +43,8 @@ typedef struct step_record {
     /* Done or cached: its outputs of type model are registered as versions
      * of this model (modelreg.h), in the same transaction. NULL: none. */
     const char *model_name;
+    /* Run by Slurm: its last job's id and node (docs/slurm.md), or NULL. */
+    const char *job_id, *node;
 } step_record;
 
 /* What identifies a run besides its pipeline: the command line's -p

@@ -43,7 +43,7 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     cli_params ps = {0}, tags = {0}, cause = {0};
     run_options o = {.store = g->store};
     int c, bad = 0, dry_run = 0;
-    const char *later = NULL, *openlineage = NULL, *junit = NULL;
+    const char *later = NULL, *openlineage = NULL, *junit = NULL, *runner = NULL;
     cli_getopt_begin();
     while (!bad && (c = cli_getopt(argc, argv, ":p:j:", longopts)) != -1) {
         char *end;
@@ -93,9 +93,9 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
             dry_run = 1;
             break;
         case OPT_RUNNER:
-            if (strcmp(optarg, "slurm") == 0)
-                later = "the Slurm runner is not in this version yet";
-            else if (strcmp(optarg, "local") != 0) {
+            if (strcmp(optarg, "slurm") == 0 || strcmp(optarg, "local") == 0)
+                runner = optarg;
+            else {
                 fprintf(stderr, "sluice run: --runner is local or slurm, not '%s'\n", optarg);
                 bad = 1;
             }
@@ -125,6 +125,8 @@ int cmd_run(const cli_globals *g, int argc, char **argv) {
     plugin_registry reg = PLUGIN_REGISTRY_INIT(host_registry());
     pipeline *p = NULL;
     int status = cli_load_pipeline(argv[optind], &ps, LOAD_RUN, &reg, &p);
+    if (status == 0 && runner) /* over settings.runner; a step's own 'runner' still wins */
+        p->settings.runner = runner;
     if (status == 0 && openlineage) {
         /* Replaces settings.openlineage; relative to the working folder. */
         char why[1024];

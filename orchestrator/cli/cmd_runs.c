@@ -222,6 +222,9 @@ static void print_step(const char *key, const bson_t *doc) {
     else if (error)
         printf("  %s", error);
     printf("\n");
+    const char *job = inspect_str(doc, "job_id", NULL), *node = inspect_str(doc, "node", NULL);
+    if (job)
+        printf("    slurm job %s%s%s\n", job, node ? " on " : "", node ? node : "");
     print_ports(doc, "inputs", "in ");
     print_ports(doc, "outputs", "out");
     print_metrics(doc);

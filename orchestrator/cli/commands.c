@@ -24,7 +24,7 @@ const cli_command cli_commands[] = {
      "      --only ID           run only step ID, on the latest upstream artifacts\n"
      "      --from ID           run ID and everything downstream of it, likewise\n"
      "      --tag KEY=VALUE     record a tag with the run (a CI job id, a ticket)\n"
-     "      --runner NAME       local (default; slurm is not in this version yet)\n"
+     "      --runner NAME       local or slurm: over settings.runner (docs/slurm.md)\n"
      "      --dry-run           say what would run, as 'sluice status' does\n"
      "      --json              one JSON event per line, for CI\n"
      "      --openlineage TO    send OpenLineage events to a file or an http(s) URL instead\n"

@@ -27,13 +27,15 @@ typedef struct loader {
 
 static const char *const top_keys[] = {"version", "pipeline", "description", "params", "settings",
                                        "plugins", "steps",    "params_file", NULL};
-static const char *const settings_keys[] = {"cache",    "jobs",         "retries",
-                                            "timeout",  "runner",       "openlineage",
-                                            "env_file", "env_override", NULL};
+static const char *const settings_keys[] = {"cache",        "jobs",        "retries", "timeout",
+                                            "runner",       "openlineage", "slurm",   "env_file",
+                                            "env_override", NULL};
+static const char *const slurm_keys[] = {"partition", "account", "time",          "mem",
+                                         "gpus",      "extra",   "cpus_per_task", NULL};
 static const char *const openlineage_keys[] = {"to", "namespace", NULL};
-static const char *const step_keys[] = {"uses",    "description", "with",  "inputs",    "after",
-                                        "retries", "timeout",     "cache", "isolation", "cache_on",
-                                        "foreach", "matrix",      "when",  NULL};
+static const char *const step_keys[] = {
+    "uses",      "description", "with",    "inputs", "after", "retries", "timeout", "cache",
+    "isolation", "cache_on",    "foreach", "matrix", "when",  "runner",  "slurm",   NULL};
 static const char *const retries_keys[] = {"max", "backoff", NULL};
 static const char *const cache_on_keys[] = {"env", "files", NULL};
 
@@ -478,6 +480,66 @@ static int load_openlineage(loader *L, const ynode *n) {
     return rc == -EINVAL ? 0 : rc;
 }
 
+/* A scalar read as its text ('time: 10' and 'time: "1:00:00"' alike). */
+static int get_scalar_text(loader *L, const ynode *n, const char *what, const char **out) {
+    value *v;
+    int rc = field_value(L, n, &v);
+    if (rc || !v)
+        return rc;
+    if (v->kind == VAL_STR) {
+        *out = v->u.str.s;
+        return 0;
+    }
+    if (v->kind != VAL_INT && v->kind != VAL_FLOAT) {
+        err(L, n, "%s must be a string or a number, not %s", what, value_kind_name(v->kind));
+        return 0;
+    }
+    buf b = BUF_INIT;
+    value_write_text(&b, v);
+    *out = buf_failed(&b) ? NULL : arena_strdup(&L->p->arena, buf_str(&b));
+    buf_free(&b);
+    return *out ? 0 : -ENOMEM;
+}
+
+/* 'runner': local or slurm. */
+static int load_runner(loader *L, const ynode *v, const char *what, const char **out) {
+    const char *r = NULL;
+    int rc = get_string(L, v, what, &r);
+    if (r && strcmp(r, "local") && strcmp(r, "slurm"))
+        err(L, v, "%s must be local or slurm, not '%s'", what, r);
+    else if (r)
+        *out = r;
+    return rc;
+}
+
+/* 'slurm': {partition, account, time, mem, cpus_per_task, gpus, extra}. */
+static int load_slurm(loader *L, const ynode *n, const char *what, slurm_options *o) {
+    if (!is_map(L, n, what))
+        return 0;
+    char where[64];
+    snprintf(where, sizeof(where), "in %s", what);
+    check_keys(L, n, slurm_keys, where);
+    static const char *const text_keys[] = {"partition", "account", "time", "mem", "gpus"};
+    const char **fields[] = {&o->partition, &o->account, &o->time, &o->mem, &o->gpus};
+    int rc = 0;
+    const ynode *v;
+    for (size_t i = 0; rc == 0 && i < 5; i++)
+        if ((v = ynode_get(n, text_keys[i]))) {
+            char w[64];
+            snprintf(w, sizeof(w), "'slurm.%s'", text_keys[i]);
+            rc = get_scalar_text(L, v, w, fields[i]);
+            if (rc == 0 && *fields[i] && (!**fields[i] || strchr(*fields[i], '\n'))) {
+                err(L, v, "%s must be one non-empty line", w);
+                *fields[i] = NULL;
+            }
+        }
+    if (rc == 0 && (v = ynode_get(n, "cpus_per_task")))
+        rc = get_int(L, v, "'slurm.cpus_per_task'", 1, 100000, &o->cpus_per_task);
+    if (rc == 0 && (v = ynode_get(n, "extra")))
+        rc = get_strings(L, v, "'slurm.extra'", &o->extra, &o->n_extra, 1);
+    return rc;
+}
+
 static int load_settings(loader *L, const ynode *n) {
     pipeline_settings *s = &L->p->settings;
     if (!is_map(L, n, "'settings'"))
@@ -493,16 +555,12 @@ static int load_settings(loader *L, const ynode *n) {
         rc = load_retries(L, v, &s->retries, &s->backoff_ms);
     if (rc == 0 && (v = ynode_get(n, "timeout")))
         rc = get_duration(L, v, "'settings.timeout'", &s->timeout_ms);
-    if (rc == 0 && (v = ynode_get(n, "runner"))) {
-        const char *r = NULL;
-        rc = get_string(L, v, "'settings.runner'", &r);
-        if (r && strcmp(r, "local") && strcmp(r, "slurm"))
-            err(L, v, "'settings.runner' must be local or slurm, not '%s'", r);
-        else if (r)
-            s->runner = r;
-    }
+    if (rc == 0 && (v = ynode_get(n, "runner")))
+        rc = load_runner(L, v, "'settings.runner'", &s->runner);
     if (rc == 0 && (v = ynode_get(n, "openlineage")))
         rc = load_openlineage(L, v);
+    if (rc == 0 && (v = ynode_get(n, "slurm")))
+        rc = load_slurm(L, v, "'settings.slurm'", &s->slurm);
     return rc;
 }
 

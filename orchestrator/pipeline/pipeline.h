@@ -82,6 +82,16 @@ typedef struct step_arg {
 
 typedef enum { ISOLATION_IN_PROCESS, ISOLATION_PROCESS } step_isolation;
 
+/* sbatch's options for a step run by Slurm (docs/slurm.md): NULL or 0 for
+ * unset. A step's own are merged over settings.slurm's, field by field;
+ * its extra follow the pipeline's. */
+typedef struct slurm_options {
+    const char *partition, *account, *time, *mem, *gpus;
+    int cpus_per_task;
+    const char **extra; /* further sbatch arguments, as given */
+    size_t n_extra;
+} slurm_options;
+
 #define UNSET (-1)
 
 struct plugin_step;
@@ -126,6 +136,8 @@ typedef struct step {
     const char *group;
     size_t instance, n_instances;
     const value *item;
+    const char *runner;  /* "local" or "slurm"; NULL inherits settings.runner */
+    slurm_options slurm; /* its own sbatch options, over settings.slurm */
 } step;
 
 /* The most instances one fan-out step may expand to. */
@@ -140,6 +152,7 @@ typedef struct pipeline_settings {
     int64_t backoff_ms; /* default 1s */
     int64_t timeout_ms; /* default 0: none */
     const char *runner; /* "local" (default) or "slurm" */
+    slurm_options slurm;
     /* Where OpenLineage events go: an http(s) URL, or a file path made
      * absolute or relative to the working folder; NULL for none. */
     const char *openlineage;

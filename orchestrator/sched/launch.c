@@ -75,7 +75,7 @@ static const char *signal_name(int sig) {
     }
 }
 
-static void on_child_event(attempt *at, const char *line, size_t len) {
+void sched_child_event(attempt *at, const char *line, size_t len) {
     bson_error_t err;
     bson_t *doc = bson_new_from_json((const uint8_t *)line, (ssize_t)len, &err);
     bson_iter_t it;
@@ -122,7 +122,7 @@ static void on_child_event(attempt *at, const char *line, size_t len) {
 static void on_child_line(child *c, int stream, const char *line, size_t len) {
     attempt *at = c->data;
     if (stream == 3) {
-        on_child_event(at, line, len);
+        sched_child_event(at, line, len);
         return;
     }
     char *copy = strndup(line, len);
@@ -139,7 +139,7 @@ static char *metrics_path(attempt *at);
  * plugin's sl_metric(name, value, step). A line that is not one is logged
  * as a warning naming it, and the lines after it are left unread. */
 #define SHELL_METRICS_MAX_BYTES (16u << 20)
-static void read_shell_metrics(attempt *at) {
+void sched_read_shell_metrics(attempt *at) {
     const char *path = metrics_path(at);
     struct stat st;
     if (!path || lstat(path, &st) != 0)
@@ -188,7 +188,7 @@ static void on_child_done(child *c, int64_t status, int sig) {
     char why[512];
     int ok = 0;
     if (at->kind == ATT_SHELL && !c->spawn_error)
-        read_shell_metrics(at);
+        sched_read_shell_metrics(at);
     if (c->spawn_error) {
         snprintf(why, sizeof(why), "could not start: %s", uv_strerror(c->spawn_error));
     } else if (sig) {
@@ -354,7 +354,7 @@ static int dotenv_replaces(const pipeline *p, const char *entry) {
 /* The environment of a shell step: sluice's own, then the step's
  * SLUICE_* variables, the secrets its command reads (SLUICE_SECRET_n, see
  * secret_command), then its 'env'. Allocated in at->a. */
-static char **shell_env(attempt *at) {
+char **sched_shell_env(attempt *at) {
     const value *extra = shell_arg(at->sr->s, "env");
     const pipeline *p = at->r->p;
     size_t n_env = 0, n_extra = extra && extra->kind == VAL_MAP ? extra->u.map.n : 0;
@@ -539,7 +539,7 @@ static int sh_has_pipefail(void) {
     return known;
 }
 
-static int launch_shell(attempt *at) {
+int sched_shell_command(attempt *at, const char **cmd_out, int *strict_out) {
     /* 'run: true' is YAML's boolean: any scalar runs as the text it reads as. */
     const step *s = at->sr->s;
     const value *run_arg = shell_arg(s, "run");
@@ -552,11 +552,24 @@ static int launch_shell(attempt *at) {
         value_write_text(&text, run_arg);
     const value *cmd = buf_failed(&text) ? NULL : value_new_str(&at->a, buf_str(&text), text.len);
     buf_free(&text);
-    char **env = shell_env(at);
-    if (!env || !cmd)
+    if (!cmd)
+        return -ENOMEM;
+    *cmd_out = cmd->u.str.s;
+    *strict_out = strict;
+    return 0;
+}
+
+static int launch_shell(attempt *at) {
+    const char *cmd_text;
+    int strict;
+    int rc = sched_shell_command(at, &cmd_text, &strict);
+    if (rc)
+        return rc;
+    char **env = sched_shell_env(at);
+    if (!env)
         return -ENOMEM;
     char *words[DIRECT_MAX_WORDS + 1];
-    int n = split_simple(&at->a, cmd->u.str.s, words);
+    int n = split_simple(&at->a, cmd_text, words);
     if (n < 0)
         return n;
     /* Strict: a failing line, an unset variable or (where sh has it) a
@@ -566,18 +579,18 @@ static int launch_shell(attempt *at) {
     sh[k++] = "sh";
     if (strict) {
         sh[k++] = "-eu";
-        if (strchr(cmd->u.str.s, '|') && sh_has_pipefail()) {
+        if (strchr(cmd_text, '|') && sh_has_pipefail()) {
             sh[k++] = "-o";
             sh[k++] = "pipefail";
         }
     }
     sh[k++] = "-c";
-    sh[k++] = (char *)cmd->u.str.s;
+    sh[k++] = (char *)cmd_text;
     sh[k] = NULL;
     const char *program = "/bin/sh";
     if (n) {
         /* Look the program up once per run, not once per step and PATH entry. */
-        int rc = program_path(at->r, words[0], &program);
+        rc = program_path(at->r, words[0], &program);
         if (rc)
             return rc;
     }
@@ -641,6 +654,8 @@ void sched_on_timeout(uv_timer_t *t) {
     if (at->kind == ATT_IN_PROCESS) {
         atomic_store(&at->hc.cancel, 1);
         uv_timer_start(&sr->grace, sched_on_grace, INPROC_GRACE_MS, 0);
+    } else if (at->kind == ATT_SLURM) {
+        sched_slurm_cancel(at);
     } else {
         child_kill(&at->ch, KILL_GRACE_MS);
     }
@@ -658,7 +673,8 @@ void sched_launch(attempt *at, int rc) {
         return;
     }
     if (rc == 0)
-        rc = at->kind == ATT_SHELL     ? launch_shell(at)
+        rc = at->kind == ATT_SLURM     ? sched_slurm_launch(at)
+             : at->kind == ATT_SHELL   ? launch_shell(at)
              : at->kind == ATT_PROCESS ? launch_process(at)
                                        : launch_in_process(at);
     if (rc == 0)

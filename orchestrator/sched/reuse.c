@@ -76,6 +76,8 @@ int sched_record(step_run *sr, const char *status, const char *why) {
         .cache_key = sr->key[0] ? sr->key : NULL,
         .key_parts = sr->has_parts ? &sr->key_parts : NULL,
         .cached_from = sr->cached_from[0] ? sr->cached_from : NULL,
+        .job_id = sr->job_id[0] ? sr->job_id : NULL,
+        .node = sr->job_node[0] ? sr->job_node : NULL,
         .metrics = sr->has_metrics ? &sr->metrics : NULL,
         .inputs = ins,
         .n_inputs = n_in,

@@ -418,7 +418,10 @@ static void start_attempt(step_run *sr) {
     at->r = r;
     at->sr = sr;
     at->number = ++sr->attempt_no;
-    at->kind = !sr->s->impl ? ATT_SHELL : isolated(r, sr->s) ? ATT_PROCESS : ATT_IN_PROCESS;
+    at->kind = sched_slurm_step(r, sr->s) ? ATT_SLURM
+               : !sr->s->impl             ? ATT_SHELL
+               : isolated(r, sr->s)       ? ATT_PROCESS
+                                          : ATT_IN_PROCESS;
     sr->cur = at;
     sr->state = SR_RUNNING;
     r->running++;
@@ -496,6 +499,10 @@ static void on_signal(uv_signal_t *h, int signum) {
                 sched_on_grace(&sr->grace);
             else if (!uv_is_active((uv_handle_t *)&sr->grace))
                 uv_timer_start(&sr->grace, sched_on_grace, INPROC_GRACE_MS, 0);
+        } else if (at->kind == ATT_SLURM) {
+            sched_slurm_cancel(at);
+            if (force) /* Slurm may be the thing that hangs */
+                sched_slurm_forget(at);
         } else {
             child_kill(&at->ch, force ? 0 : KILL_GRACE_MS);
         }
@@ -655,6 +662,7 @@ static int setup(run *r) {
 
 static void teardown(run *r) {
     sched_lineage_close(r);
+    sched_slurm_free(r);
     for (size_t i = 0; r->steps && i < r->p->n_steps; i++) {
         step_run *sr = &r->steps[i];
         sched_log_close(sr);

@@ -47,7 +47,8 @@
 typedef struct run run;
 typedef struct step_run step_run;
 
-typedef enum { ATT_IN_PROCESS, ATT_PROCESS, ATT_SHELL } attempt_kind;
+/* ATT_SLURM: a shell step, or a plugin step's 'sluice exec', as a Slurm job (slurm.c). */
+typedef enum { ATT_IN_PROCESS, ATT_PROCESS, ATT_SHELL, ATT_SLURM } attempt_kind;
 
 /* One attempt of one step; lives until its work or its child is over. */
 typedef struct attempt {
@@ -71,6 +72,10 @@ typedef struct attempt {
     char *manifest;
     int reported_done, reported_rc;
     char *reported_error;
+    /* Slurm (slurm.c): the job, once sbatch said its id */
+    char job_id[32];
+    int requeues, scancelled, unseen;
+    struct attempt *job_next; /* in the runner's list of jobs */
 } attempt;
 
 typedef enum { SR_WAITING, SR_RUNNING, SR_RETRY_WAIT, SR_FINISHED } sr_state;
@@ -105,7 +110,8 @@ struct step_run {
     uint32_t n_metrics;
     char *tail[LOG_TAIL];
     unsigned tail_next;
-    int ol_started; /* its OpenLineage START is sent (olevent.c) */
+    int ol_started;                 /* its OpenLineage START is sent (olevent.c) */
+    char job_id[32], job_node[128]; /* its last Slurm job, for its record */
     /* Skipped by a condition (its own 'when', or one upstream of it): the
      * steps after it still start, and decide for themselves. */
     int cond_skipped;
@@ -176,6 +182,7 @@ struct run {
     ol_transport *ol;  /* settings.openlineage's events, or NULL */
     ol_stats ol_stats; /* what it delivered, once closed */
     int ol_closed;
+    struct slurm_runner *slurm; /* slurm.c's state, made with the first job */
 };
 
 /* events.c */
@@ -219,6 +226,21 @@ void sched_launch(attempt *at, int rc); /* starts the attempt, or ends it with r
 void sched_on_dir_ready(uv_fs_t *req);
 void sched_on_timeout(uv_timer_t *t);
 void sched_on_grace(uv_timer_t *t);
+
+/* launch.c, for slurm.c: what a shell step runs and with which
+ * environment (allocated in at->a), an event line of 'sluice exec', and a
+ * shell step's metrics file. */
+char **sched_shell_env(attempt *at);
+int sched_shell_command(attempt *at, const char **cmd, int *strict);
+void sched_child_event(attempt *at, const char *line, size_t len);
+void sched_read_shell_metrics(attempt *at);
+
+/* slurm.c: the Slurm runner (docs/slurm.md) */
+int sched_slurm_step(const run *r, const step *s); /* 1: s runs as a Slurm job */
+int sched_slurm_launch(attempt *at);               /* submits it; 0 or a negative code */
+void sched_slurm_cancel(attempt *at);              /* scancel, or stop the submission */
+void sched_slurm_forget(attempt *at);              /* a forced stop: ends it without Slurm's word */
+void sched_slurm_free(run *r);                     /* after the loop closed */
 
 /* reuse.c */
 int sched_select_steps(run *r);

@@ -420,8 +420,8 @@ Test(run, run_arguments) {
     cr_expect_str_eq(r.err,
                      "sluice run: --jobs takes a number from 0 (all cores) to 4096, not '4097'\n");
     result_free(&r);
-    r = RUN(test_store_arg, "run", p, "--runner", "slurm");
-    expect_refused(r, 2, "Slurm runner");
+    r = RUN(test_store_arg, "run", p, "--runner", "cloud");
+    expect_refused(r, 2, "sluice run: --runner is local or slurm, not 'cloud'\n");
 }
 
 Test(run, the_clean_and_chunk_steps_on_the_handbooks_articles, .timeout = 120) {

@@ -464,7 +464,7 @@ Test(schedule, fire_now_once_per_delivery) {
     r = RUN(test_store_arg, "schedule", "fire", "ci", "--delivery", "abc-2");
     cr_expect_eq(r.status, 5, "%s", r.err);
     result_free(&r);
-    expect_refused(RUN(test_store_arg, "schedule", "fire", "ci", "--delivery", "a b"),
+    expect_refused(RUN(test_store_arg, "schedule", "fire", "ci", "--delivery", "a b"), 2,
                    "--delivery take");
     /* the fired run: done, with its cause */
     for (int i = 0; i < 1500; i++) {
