@@ -127,16 +127,29 @@ int model_decode(model *m, int32_t token, const float **logits, char *err, size_
  * attention runs row by row against each row's own cache. The final
  * norm's output is left in the rows' ln (R x C) for a head. This is the
  * one layer loop of the single step, the batched step and the prefill. */
+/* The rows the products of R rows run over: OpenBLAS 0.3.21 takes
+ * another path for a product of 2 or 3 rows, slower than for 4 (measured
+ * with bench_serve: a batched step of 2 decoders cost more than 2 single
+ * steps, one of 4 about 2), so 2 or 3 rows are padded to
+ * 4 with rows of zeros whose outputs nobody reads (each output row of a
+ * product depends on its input row alone). One row stays one: the
+ * matrix-vector products of the single step. */
+static int padded_rows(int R) { return R > 1 && R < 4 ? 4 : R; }
+
 static void forward_rows(const model *m, model_decoder *const *dec, const int *pos,
                          const int32_t *tokens, int R, float *buf) {
     const model_config *c = &m->c;
     int C = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
     int group = H / KV, Hhd = H * hd, kvw = KV * hd, half = hd / 2;
-    int W = m->qkv_width, U = m->up_width, F = c->d_ff;
-    float *x = buf, *ln = x + (size_t)R * C, *tmp = ln + (size_t)R * C;
-    float *stats = tmp + (size_t)R * C, *qkv = stats + 2 * (size_t)R;
-    float *atty = qkv + (size_t)R * W, *fc = atty + (size_t)R * Hhd, *act = fc + (size_t)R * U;
-    float *cs = act + (size_t)R * F, *sn = cs + (size_t)R * half;
+    int W = m->qkv_width, U = m->up_width, F = c->d_ff, P = padded_rows(R);
+    float *x = buf, *ln = x + (size_t)P * C, *tmp = ln + (size_t)P * C;
+    float *stats = tmp + (size_t)P * C, *qkv = stats + 2 * (size_t)P;
+    float *atty = qkv + (size_t)P * W, *fc = atty + (size_t)P * Hhd, *act = fc + (size_t)P * U;
+    float *cs = act + (size_t)P * F, *sn = cs + (size_t)P * half;
+    if (P > R) {
+        memset(x + (size_t)R * C, 0, (size_t)(P - R) * C * sizeof(float));
+        memset(atty + (size_t)R * Hhd, 0, (size_t)(P - R) * Hhd * sizeof(float));
+    }
     for (int r = 0; r < R; r++) {
         const float *e = m->params + m->wte + (size_t)tokens[r] * C;
         const float *p = m->wpe != MODEL_NONE ? m->params + m->wpe + (size_t)pos[r] * C : NULL;
@@ -148,10 +161,10 @@ static void forward_rows(const model *m, model_decoder *const *dec, const int *p
     float scale = 1.0f / sqrtf((float)hd);
     for (int l = 0; l < c->n_layers; l++) {
         const model_layer *L = &m->layers[l];
-        model_norm_forward(m, &L->ln1, ln, stats, x, R);
+        model_norm_forward(m, &L->ln1, ln, stats, x, P);
         int off = 0;
         for (int j = 0; j < L->n_qkv; j++) {
-            model_linear_forward(m, &L->qkv[j], qkv + off, W, ln, R);
+            model_linear_forward(m, &L->qkv[j], qkv + off, W, ln, P);
             off += L->qkv[j].out;
         }
         for (int r = 0; r < R; r++) {
@@ -182,26 +195,26 @@ static void forward_rows(const model *m, model_decoder *const *dec, const int *p
                             scores, 1, 0.0f, atty + (size_t)r * Hhd + (size_t)h * hd, 1);
             }
         }
-        model_linear_forward(m, &L->o, tmp, C, atty, R);
-        for (size_t i = 0; i < (size_t)R * C; i++)
+        model_linear_forward(m, &L->o, tmp, C, atty, P);
+        for (size_t i = 0; i < (size_t)P * C; i++)
             x[i] += tmp[i];
-        model_norm_forward(m, &L->ln2, ln, stats, x, R);
+        model_norm_forward(m, &L->ln2, ln, stats, x, P);
         off = 0;
         for (int j = 0; j < L->n_up; j++) {
-            model_linear_forward(m, &L->up[j], fc + off, U, ln, R);
+            model_linear_forward(m, &L->up[j], fc + off, U, ln, P);
             off += L->up[j].out;
         }
-        model_act_forward(m, act, fc, R);
-        model_linear_forward(m, &L->down, tmp, C, act, R);
-        for (size_t i = 0; i < (size_t)R * C; i++)
+        model_act_forward(m, act, fc, P);
+        model_linear_forward(m, &L->down, tmp, C, act, P);
+        for (size_t i = 0; i < (size_t)P * C; i++)
             x[i] += tmp[i];
     }
-    model_norm_forward(m, &m->lnf, ln, stats, x, R);
+    model_norm_forward(m, &m->lnf, ln, stats, x, P);
 }
 
 /* The final norm's output of forward_rows (in buf) of R rows. */
 static const float *rows_ln(const model *m, const float *buf, int R) {
-    return buf + (size_t)R * m->c.d_model;
+    return buf + (size_t)padded_rows(R) * m->c.d_model;
 }
 
 static int check_token(const model *m, int32_t token, char *err, size_t n) {
@@ -269,7 +282,8 @@ int model_decoder_step_batch(model_decoder *const *d, const int32_t *tokens, int
     if (!lead->logits && !(lead->logits = malloc(MODEL_BATCH_MAX * V * sizeof(float))))
         return model_fail(err, n, -ENOMEM, "model: out of memory for a batch's logits");
     forward_rows(m, d, pos, tokens, B, lead->rows);
-    model_linear_forward(m, &m->head, lead->logits, (int)V, rows_ln(m, lead->rows, B), B);
+    model_linear_forward(m, &m->head, lead->logits, (int)V, rows_ln(m, lead->rows, B),
+                         padded_rows(B));
     /* each decoder's logits in its own scratch, borrowed as its step's */
     for (int b = 0; b < B; b++) {
         float *out = logits_of(d[b]);
