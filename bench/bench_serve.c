@@ -16,10 +16,16 @@
  *   3. Aggregate decode tokens/s of N streams at once (N = 1, 2, 4) on a
  *      server started with --parallel N, each stream its own completion,
  *      the tokens of all summed, again as a difference of two lengths;
- *      printed against the single-stream bound. The server has no
- *      batching yet: each slot reads every weight for its own token, so N
- *      streams share the memory bandwidth (and the machine's cores)
- *      rather than one read of the weights serving N tokens.
+ *      printed against the single-stream bound and one stream. The
+ *      slots' decode steps are batched (one model_decoder_step_batch for
+ *      all the slots past their prompt), so one read of the weights serves
+ *      N tokens.
+ *   4. The batched step itself, in this process on the same model: B
+ *      decoders advanced by one model_decoder_step_batch (every linear
+ *      layer one sgemm over the B rows) against the same B tokens by B
+ *      model_decoder_steps (matrix-vector products), tokens/s of each and
+ *      their ratio, for B = 2, 4 and 8: what batching gains without the
+ *      HTTP server, the sampling and the other slots' prompts.
  *
  * The model has random weights and a tokenizer without EOS, so that every
  * generation runs to max_tokens. */
@@ -45,11 +51,58 @@
 
 #define NAME "bench_serve"
 
+/* OpenBLAS's (linked through sluice_model, whose headers do not expose
+ * cblas.h): section 4 runs on one thread, as a server's slot does. */
+void openblas_set_num_threads(int n);
+
 static char dir[64];
 
 static void die(const char *what) {
     fprintf(stderr, NAME ": %s\n", what);
     exit(1);
+}
+
+/* Section 4: tokens/s of B decoders stepped one by one and batched, best
+ * of 3 rounds of 16 steps each, the decoders 32 positions in. */
+static void batch_rates(const char *model_dir, int B, double *alone, double *batched) {
+    char err[512];
+    model *m;
+    if (model_open(model_dir, &m, err, sizeof(err)) != 0)
+        die(err);
+    model_decoder *d[8];
+    int32_t tok[8];
+    const float *z[8];
+    for (int b = 0; b < B; b++) {
+        if (model_decoder_new(m, 1024, &d[b], err, sizeof(err)) != 0)
+            die(err);
+        tok[b] = (int32_t)(b + 1);
+    }
+    *alone = *batched = 0;
+    for (int round = 0; round < 3; round++) {
+        for (int b = 0; b < B; b++) {
+            int32_t prompt[32];
+            for (int i = 0; i < 32; i++)
+                prompt[i] = (int32_t)((i * 7 + b) % 100);
+            if (model_decoder_reset(d[b], 1024, err, sizeof(err)) != 0 ||
+                model_decoder_prefill(d[b], prompt, 32, NULL, err, sizeof(err)) != 0)
+                die(err);
+        }
+        double t0 = now();
+        for (int s = 0; s < 16; s++)
+            for (int b = 0; b < B; b++)
+                if (model_decoder_step(d[b], tok[b], &z[b], err, sizeof(err)) != 0)
+                    die(err);
+        double t1 = now();
+        for (int s = 0; s < 16; s++)
+            if (model_decoder_step_batch(d, tok, B, z, err, sizeof(err)) != 0)
+                die(err);
+        double t2 = now(), a = 16.0 * B / (t1 - t0), r = 16.0 * B / (t2 - t1);
+        *alone = a > *alone ? a : *alone;
+        *batched = r > *batched ? r : *batched;
+    }
+    for (int b = 0; b < B; b++)
+        model_decoder_free(d[b]);
+    model_free(m);
 }
 
 static void make_model(const char *path, size_t *weight_bytes) {
@@ -346,8 +399,8 @@ int main(void) {
            load.p99_ms);
     stop(pid);
 
-    printf("aggregate decode, N streams at once on sluice serve --parallel N (%ld cores; no\n"
-           "batching yet: each slot reads every weight for its own token)\n",
+    printf("aggregate decode, N streams at once on sluice serve --parallel N (%ld cores; the\n"
+           "slots' decode steps batched into one)\n",
            sysconf(_SC_NPROCESSORS_ONLN));
     static const char *const parallel[] = {"1", "2", "4"};
     for (int i = 0; i < 3; i++) {
@@ -359,6 +412,14 @@ int main(void) {
                "stream\n",
                n, agg, 100 * agg / bound, agg / rate);
         stop(pid);
+    }
+    printf("batched decode step in process (OpenBLAS on one thread), B decoders 32 positions in\n");
+    openblas_set_num_threads(1);
+    for (int B = 2; B <= 8; B *= 2) {
+        double alone, batched;
+        batch_rates(model_dir, B, &alone, &batched);
+        printf("  B = %d  %7.1f tokens/s batched, %7.1f one by one: %.2fx\n", B, batched, alone,
+               batched / alone);
     }
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

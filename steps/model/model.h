@@ -187,10 +187,31 @@ void model_decoder_free(model_decoder *d);
  * each linear layer as one matrix product over up to 64 tokens, so every
  * weight is read once for many of them. The logits agree with the steps'
  * to float rounding (a product's sums in another order), not bit for bit.
- * -ENOSPC when they do not fit in the cache, -EINVAL for a token outside
- * the vocabulary (nothing is run then). */
+ * logits NULL: no logits are made (a part of a prompt, the rest to come;
+ * the output head is not run). -ENOSPC when they do not fit in the cache,
+ * -EINVAL for a token outside the vocabulary (nothing is run then). */
 int model_decoder_prefill(model_decoder *d, const int32_t *tokens, int n, const float **logits,
                           char *err, size_t err_size);
+
+/* Rows one matrix product puts through the layers at once (a prefill's
+ * chunk, a batched step's decoders): enough that each weight read serves
+ * many tokens, few enough that the activations stay small (64 rows of
+ * GPT-2 small: 2.6 MiB). */
+#define MODEL_BATCH_MAX 64
+/* One step of B decoders at once (1 to MODEL_BATCH_MAX, distinct, of one
+ * model; each at its own position): tokens[b] into d[b], as B
+ * model_decoder_steps would, with each linear layer (QKV, output
+ * projection, MLP, head) one matrix product over the B rows, so every
+ * weight is read once for all of them; attention runs for each decoder
+ * against its own cache. logits[b] is d[b]'s, borrowed as its step's. For
+ * B = 1 this is model_decoder_step, bit for bit; for more the logits
+ * agree with the single steps' to float rounding (matrix-matrix instead
+ * of matrix-vector products sum in another order). The batch's scratch
+ * is d[0]'s, so two batches led by the same decoder may not run at once.
+ * -EINVAL (a token outside the vocabulary, B out of range, a decoder twice
+ * or of another model) or -ENOSPC (a full cache) before anything is run. */
+int model_decoder_step_batch(model_decoder *const *d, const int32_t *tokens, int B,
+                             const float **logits, char *err, size_t err_size);
 
 /* LoRA adapters, as PEFT's LoraModel: each linear layer whose Hugging Face
  * module name ends in one of targets (GPT-2: c_attn, c_proj, c_fc; Llama:

@@ -1,7 +1,7 @@
 /* gen.c - sluice-serve's generation slots (serve_gen.h). One mutex guards
- * the queue and what slots hand back; the loop takes a job's pending text
- * under it when the async fires. Sampling, stop strings and the BOS/EOS
- * rules are those of `sluice model generate`. */
+ * the queue, what slots hand back and the batched step's hand-over; the
+ * loop takes a job's pending text under it when the async fires. Sampling,
+ * stop strings and the BOS/EOS rules are those of `sluice model generate`. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "model.h"
 #include "sample.h"
 #include "serve_gen.h"
 #include "tokenizer.h"
@@ -25,6 +26,9 @@ struct gen_job_private {
     long prompt_tokens, completion_tokens;
 };
 
+/* A slot's place in the batched step (under the pool's mutex). */
+enum { STEP_NONE, STEP_POSTED, STEP_RUNNING };
+
 typedef struct slot {
     gen_pool *pool;
     uv_thread_t thread;
@@ -32,6 +36,12 @@ typedef struct slot {
     tok_tokenizer *tok;
     float *scores;
     int32_t *hist;
+    /* the step it waits for: its token in, the logits or an error out */
+    int step;
+    int32_t step_token;
+    const float *step_logits;
+    int step_rc;
+    char step_err[256];
 } slot;
 
 struct gen_pool {
@@ -47,6 +57,17 @@ struct gen_pool {
     slot *slots;
     int n_slots;
     int32_t eos, bos;
+    /* The batched decode step (under mu): slots between their prompt and
+     * their end are decoding; each posts its next token and waits; once
+     * every decoding slot has posted, one of the waiting slots' threads
+     * (the leader) runs them all as one model_decoder_step_batch and wakes
+     * the others. */
+    uv_cond_t step_done;
+    int decoding, posted, stepping;
+    model_decoder **batch_dec; /* the leader's, n_slots each */
+    int32_t *batch_tok;
+    const float **batch_logits;
+    slot **batch_slot;
 };
 
 gen_job *gen_job_new(void) {
@@ -99,6 +120,83 @@ static void finish(gen_pool *p, gen_job *j, int status, const char *message, con
     uv_async_send(&p->async);
 }
 
+/* A batch may run when every decoding slot has posted its token. */
+static int batch_ready(const gen_pool *p) { return p->decoding > 0 && p->posted == p->decoding; }
+
+/* s enters or leaves the decoding slots (under no lock); one leaving may
+ * complete the others' batch: a waiting one then leads it. */
+static void decoding_add(gen_pool *p, int k) {
+    uv_mutex_lock(&p->mu);
+    p->decoding += k;
+    if (batch_ready(p))
+        uv_cond_broadcast(&p->step_done);
+    uv_mutex_unlock(&p->mu);
+}
+
+/* The leader's work, entered and left under mu: one
+ * model_decoder_step_batch over the posted slots (every weight read once
+ * for all their tokens; one slot alone is model_decoder_step, bit for bit,
+ * on its own thread with no hand-over). The slots of a pool share its one
+ * model (a reload makes a pool of its own), so they always batch together. */
+static void lead_batch(gen_pool *p) {
+    char err[256];
+    p->stepping = 1;
+    int B = 0;
+    for (int i = 0; i < p->n_slots; i++) {
+        slot *s = &p->slots[i];
+        if (s->step != STEP_POSTED)
+            continue;
+        s->step = STEP_RUNNING;
+        p->batch_slot[B] = s;
+        p->batch_dec[B] = s->dec;
+        p->batch_tok[B++] = s->step_token;
+    }
+    p->posted -= B;
+    uv_mutex_unlock(&p->mu);
+    /* the batch's slots wait, so nothing else touches their decoders */
+    for (int at = 0; at < B; at += MODEL_BATCH_MAX) {
+        int k = B - at < MODEL_BATCH_MAX ? B - at : MODEL_BATCH_MAX;
+        int r = model_decoder_step_batch(p->batch_dec + at, p->batch_tok + at, k,
+                                         p->batch_logits + at, err, sizeof(err));
+        for (int b = at; b < at + k; b++) {
+            slot *s = p->batch_slot[b];
+            s->step_rc = r;
+            if (r)
+                snprintf(s->step_err, sizeof(s->step_err), "%s", err);
+            s->step_logits = r ? NULL : p->batch_logits[b];
+        }
+    }
+    uv_mutex_lock(&p->mu);
+    for (int b = 0; b < B; b++)
+        p->batch_slot[b]->step = STEP_NONE;
+    p->stepping = 0;
+    uv_cond_broadcast(&p->step_done);
+}
+
+/* token into s's cache by the next batched step, with every other
+ * decoding slot's: as model_decoder_step, its logits s's decoder's. The
+ * slot whose post completes the batch, or a waiting one that finds it
+ * complete, runs it. */
+static int batched_step(slot *s, int32_t token, const float **logits, char *err, size_t size) {
+    gen_pool *p = s->pool;
+    uv_mutex_lock(&p->mu);
+    s->step_token = token;
+    s->step = STEP_POSTED;
+    p->posted++;
+    while (s->step != STEP_NONE) {
+        if (!p->stepping && batch_ready(p))
+            lead_batch(p);
+        else
+            uv_cond_wait(&p->step_done, &p->mu);
+    }
+    int rc = s->step_rc;
+    *logits = s->step_logits;
+    if (rc)
+        snprintf(err, size, "%s", s->step_err);
+    uv_mutex_unlock(&p->mu);
+    return rc;
+}
+
 static void run(slot *s, gen_job *j) {
     gen_pool *p = s->pool;
     const model_config *c = model_get_config(p->m);
@@ -108,6 +206,7 @@ static void run(slot *s, gen_job *j) {
     sampler *smp = NULL;
     stop_matcher *stops = NULL;
     long generated = 0;
+    int decoding = 0; /* among the slots the batched step waits for */
     const char *reason = "length";
     if (j->prepare) {
         int status = j->prepare(j, err, sizeof(err));
@@ -168,6 +267,8 @@ static void run(slot *s, gen_job *j) {
         goto done;
     }
     int stopped = 0;
+    decoding_add(p, 1);
+    decoding = 1;
     for (size_t n = ids.n; n < max_len; n++) {
         if (atomic_load(&j->priv->cancel)) {
             finish(p, j, 499, "cancelled", NULL, n_prompt, generated);
@@ -200,7 +301,7 @@ static void run(slot *s, gen_job *j) {
                 break;
             }
         }
-        if (n + 1 < max_len && model_decoder_step(s->dec, next, &logits, err, sizeof(err)) != 0) {
+        if (n + 1 < max_len && batched_step(s, next, &logits, err, sizeof(err)) != 0) {
             finish(p, j, 500, err, NULL, n_prompt, generated);
             goto done;
         }
@@ -214,6 +315,8 @@ static void run(slot *s, gen_job *j) {
     }
     finish(p, j, 0, NULL, reason, n_prompt, generated);
 done:
+    if (decoding)
+        decoding_add(p, -1);
     stop_matcher_free(stops);
     sampler_free(smp);
     tok_ids_free(&ids);
@@ -342,6 +445,10 @@ static void slots_free(gen_pool *p) {
         free(p->slots[i].hist);
     }
     free(p->slots);
+    free(p->batch_dec);
+    free(p->batch_tok);
+    free(p->batch_logits);
+    free(p->batch_slot);
 }
 
 int gen_pool_new(uv_loop_t *loop, const model *m, const gen_pool_config *c, gen_pool **out,
@@ -360,6 +467,14 @@ int gen_pool_new(uv_loop_t *loop, const model *m, const gen_pool_config *c, gen_
     const model_config *mc = model_get_config(m);
     p->bos = mc->bos_token_id;
     int rc = 0;
+    p->batch_dec = calloc((size_t)c->slots, sizeof(*p->batch_dec));
+    p->batch_tok = calloc((size_t)c->slots, sizeof(*p->batch_tok));
+    p->batch_logits = calloc((size_t)c->slots, sizeof(*p->batch_logits));
+    p->batch_slot = calloc((size_t)c->slots, sizeof(*p->batch_slot));
+    if (!p->batch_dec || !p->batch_tok || !p->batch_logits || !p->batch_slot) {
+        snprintf(err, err_size, "out of memory");
+        rc = -ENOMEM;
+    }
     for (int i = 0; i < c->slots && !rc; i++) {
         slot *s = &p->slots[i];
         s->pool = p;
@@ -382,6 +497,7 @@ int gen_pool_new(uv_loop_t *loop, const model *m, const gen_pool_config *c, gen_
         mc->eos_token_id >= 0 ? mc->eos_token_id : tok_token_id(p->slots[0].tok, "<|endoftext|>");
     uv_mutex_init(&p->mu);
     uv_cond_init(&p->cond);
+    uv_cond_init(&p->step_done);
     uv_async_init(loop, &p->async, on_async);
     p->async.data = p;
     for (int i = 0; i < c->slots; i++)
@@ -394,6 +510,7 @@ static void on_async_closed(uv_handle_t *h) {
     gen_pool *p = h->data;
     uv_mutex_destroy(&p->mu);
     uv_cond_destroy(&p->cond);
+    uv_cond_destroy(&p->step_done);
     slots_free(p);
     model_free(p->c.owned);
     free(p);
@@ -410,6 +527,7 @@ void gen_pool_free(gen_pool *p) {
     uv_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n_slots; i++)
         uv_thread_join(&p->slots[i].thread);
+
     for (gen_job *j = p->live, *next; j; j = next) {
         next = j->priv->live_next;
         gen_job_free(j);

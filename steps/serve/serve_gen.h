@@ -1,10 +1,14 @@
 /* serve_gen.h - the generation slots of sluice-serve: N threads, each with
  * its own KV cache (model_decoder), tokenizer handle and sampler over the
- * one model's shared weights, fed from a bounded queue. A slot streams the
- * text it releases (past the stop strings) back to the loop's thread
- * through a uv_async; the loop hands each job's news to on_event. A job
- * whose client left is cancelled: a queued one never runs, a running one
- * stops at its next token. */
+ * one model's shared weights, fed from a bounded queue. Each slot reads and
+ * prefills its prompt on its own thread; the decode steps of all the slots
+ * past their prompt are batched: each posts its next token, and once all
+ * have, the thread of one of them runs them as one
+ * model_decoder_step_batch, every weight read once for all of them. A slot
+ * streams the text it releases (past the stop strings) back to the loop's
+ * thread through a uv_async; the loop hands each job's news to on_event. A
+ * job whose client left is cancelled: a queued one never runs, a running
+ * one stops at its next token. */
 #ifndef SLUICE_SERVE_GEN_H
 #define SLUICE_SERVE_GEN_H
 

@@ -1445,3 +1445,93 @@ static void prefill_matches_steps(const char *arch, int kv_heads) {
 Test(decode, gpt2_prefill_matches_steps) { prefill_matches_steps("gpt2", 0); }
 Test(decode, llama_prefill_matches_steps) { prefill_matches_steps("llama", 0); }
 Test(decode, gqa_prefill_matches_steps) { prefill_matches_steps("llama", 2); }
+
+/* A batched step over B decoders (1 to 4) at different positions (prompts
+ * of different lengths) gives each the logits stepping it alone gives:
+ * bit for bit for B = 1 (the same products), to float rounding for more
+ * (a matrix-matrix product sums in another order than a matrix-vector
+ * one: |difference| <= 1e-4 * (1 + max |logit|), as the prefill's bound).
+ * Eight greedy steps, each from the batch's own logits; then what a batch
+ * may not be. */
+static void batch_matches_steps(const char *arch, int kv_heads) {
+    model_config c;
+    int ctx = 64, V = 80;
+    cr_assert_eq(model_config_init(&c, arch, 32, 2, 4, kv_heads, 0, ctx, V, err, sizeof(err)), 0,
+                 "%s", err);
+    model *m = NULL;
+    cr_assert_eq(model_new(&c, 9, &m, err, sizeof(err)), 0, "%s", err);
+    enum { MAXB = 4 };
+    model_decoder *alone[MAXB], *batch[MAXB];
+    for (int b = 0; b < MAXB; b++) {
+        cr_assert_eq(model_decoder_new(m, ctx, &alone[b], err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(model_decoder_new(m, ctx, &batch[b], err, sizeof(err)), 0, "%s", err);
+    }
+    static const int prompt_len[MAXB] = {1, 7, 3, 19};
+    for (int B = 1; B <= MAXB; B++) {
+        int32_t next[MAXB];
+        for (int b = 0; b < B; b++) {
+            cr_assert_eq(model_decoder_reset(alone[b], ctx, err, sizeof(err)), 0);
+            cr_assert_eq(model_decoder_reset(batch[b], ctx, err, sizeof(err)), 0);
+            int32_t prompt[19];
+            for (int i = 0; i < prompt_len[b]; i++)
+                prompt[i] = (int32_t)((i * 31 + b * 7 + 2) % V);
+            /* the prompt but its last token (no logits), which the first step runs */
+            int n = prompt_len[b] - 1;
+            if (n > 0) {
+                cr_assert_eq(model_decoder_prefill(alone[b], prompt, n, NULL, err, sizeof(err)), 0,
+                             "%s", err);
+                cr_assert_eq(model_decoder_prefill(batch[b], prompt, n, NULL, err, sizeof(err)), 0,
+                             "%s", err);
+            }
+            next[b] = prompt[n];
+        }
+        for (int g = 0; g < 8; g++) {
+            const float *zb[MAXB];
+            cr_assert_eq(model_decoder_step_batch(batch, next, B, zb, err, sizeof(err)), 0, "%s",
+                         err);
+            for (int b = 0; b < B; b++) {
+                const float *za;
+                cr_assert_eq(model_decoder_step(alone[b], next[b], &za, err, sizeof(err)), 0, "%s",
+                             err);
+                double worst = 0, scale = 0;
+                int best = 0;
+                for (int j = 0; j < V; j++) {
+                    worst = fmax(worst, fabs((double)za[j] - zb[b][j]));
+                    scale = fmax(scale, fabs((double)za[j]));
+                    best = za[j] > za[best] ? j : best;
+                }
+                if (B == 1)
+                    cr_expect_eq(memcmp(za, zb[b], (size_t)V * sizeof(float)), 0,
+                                 "%s: B = 1, step %d: not bit for bit", arch, g);
+                cr_expect_leq(worst, 1e-4 * (1 + scale),
+                              "%s: B = %d, decoder %d, step %d: logits differ by %g", arch, B, b, g,
+                              worst);
+                next[b] = best;
+            }
+        }
+    }
+    /* refused before anything runs */
+    const float *zb[MAXB];
+    int32_t toks[MAXB] = {1, 2, 3, 4};
+    model_decoder *twice[2] = {batch[0], batch[0]};
+    cr_expect_eq(model_decoder_step_batch(twice, toks, 2, zb, err, sizeof(err)), -EINVAL);
+    cr_expect_eq(model_decoder_step_batch(batch, toks, 0, zb, err, sizeof(err)), -EINVAL);
+    cr_expect_eq(model_decoder_step_batch(batch, toks, MODEL_BATCH_MAX + 1, zb, err, sizeof(err)),
+                 -EINVAL);
+    toks[1] = V;
+    cr_expect_eq(model_decoder_step_batch(batch, toks, 2, zb, err, sizeof(err)), -EINVAL);
+    cr_expect_not_null(strstr(err, "outside the vocabulary"), "%s", err);
+    toks[1] = 2;
+    cr_assert_eq(model_decoder_reset(batch[1], 1, err, sizeof(err)), 0);
+    cr_assert_eq(model_decoder_step(batch[1], 0, &zb[0], err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(model_decoder_step_batch(batch, toks, 2, zb, err, sizeof(err)), -ENOSPC);
+    for (int b = 0; b < MAXB; b++) {
+        model_decoder_free(alone[b]);
+        model_decoder_free(batch[b]);
+    }
+    model_free(m);
+}
+
+Test(decode, gpt2_batched_step_matches_steps) { batch_matches_steps("gpt2", 0); }
+Test(decode, llama_batched_step_matches_steps) { batch_matches_steps("llama", 0); }
+Test(decode, gqa_batched_step_matches_steps) { batch_matches_steps("llama", 2); }
