@@ -8,8 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "modelreg.h"
 #include "record.h"
@@ -694,6 +697,76 @@ static void api_cancel(ui_ctx *c, const char *spec, ui_response *res) {
     bson_destroy(&doc);
 }
 
+extern char **environ;
+
+/* Starts schedule NAME's pipeline now through 'sluice schedule fire NAME
+ * --trigger ui --json', the command POST /hooks/NAME of sluice serve runs
+ * too: it records the cause and detaches the run, so it ends at once, and
+ * its exit status says what came of it (docs/schedules.md). The loop waits
+ * for it: a write with the key, tens of milliseconds. */
+static void api_trigger(ui_ctx *c, const char *name, ui_response *res) {
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len <= 0) {
+        ui_error(res, 500, "cannot find the sluice program: %s", strerror(errno));
+        return;
+    }
+    exe[len] = '\0';
+    char *argv[] = {exe,         "--store", (char *)c->store, "schedule", "fire", (char *)name,
+                    "--trigger", "ui",      "--json",         NULL};
+    int out[2];
+    if (pipe(out) != 0) {
+        ui_error(res, 500, "cannot make a pipe: %s", strerror(errno));
+        return;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 2);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    posix_spawn_file_actions_addclose(&fa, out[1]);
+    pid_t pid;
+    int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    if (rc != 0) {
+        close(out[0]);
+        ui_error(res, 500, "cannot start %s: %s", exe, strerror(rc));
+        return;
+    }
+    char said[4096];
+    size_t n = 0;
+    ssize_t got;
+    while (n < sizeof(said) - 1 && ((got = read(out[0], said + n, sizeof(said) - 1 - n)) > 0 ||
+                                    (got < 0 && errno == EINTR)))
+        n += got > 0 ? (size_t)got : 0;
+    said[n] = '\0';
+    close(out[0]);
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+        ;
+    int status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+    while (n > 0 && said[n - 1] == '\n')
+        said[--n] = '\0';
+    bson_t doc;
+    bson_error_t err;
+    if (status == 0 && bson_init_from_json(&doc, said, -1, &err)) {
+        ui_json(res, &doc);
+        res->status = 202;
+        bson_destroy(&doc);
+        return;
+    }
+    /* 'schedule fire' says why on stderr; its statuses 3 and 5 are no
+     * schedule and a paused one (cmd_schedule.c) */
+    const char *why = strncmp(said, "sluice schedule fire: ", 22) == 0 ? said + 22 : said;
+    ui_error(res,
+             status == 3   ? 404
+             : status == 5 ? 409
+             : status == 2 ? 400
+                           : 500,
+             "%s", *why ? why : "sluice schedule fire failed");
+}
+
 /* Points an alias of a model at a version, through the registry's gates
  * as 'sluice models promote' does; the audit trail says who: "sluice ui
  * (USER)". Body: {"alias", "version" | "artifact", "reason", "if": [...],
@@ -841,6 +914,8 @@ void ui_api_handle(void *ctx, const ui_request *req, ui_response *res) {
             api_cancel(c, parts[1], res);
         } else if (!strcmp(parts[0], "models") && n == 3 && !strcmp(parts[2], "promote")) {
             api_promote(c, parts[1], req, res);
+        } else if (!strcmp(parts[0], "schedules") && n == 3 && !strcmp(parts[2], "trigger")) {
+            api_trigger(c, parts[1], res);
         } else {
             ui_error(res, 404, "no action %s in this version", req->path);
         }

@@ -386,3 +386,46 @@ Test(ui, promote_with_the_key) {
     cr_expect_eq(num(&doc, "models.0.versions.0.metrics.perplexity"), 50);
     bson_destroy(&doc);
 }
+
+/* POST with the test's API key. */
+static int post_with_key(const char *path) {
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "0123456789abcdef-test-key\r\nContent-Length: 0\r\n\r\n",
+             path);
+    exchange(ui_port, req, response, sizeof(response));
+    return status_of(response);
+}
+
+Test(ui, trigger_fires_a_schedule_with_the_key) {
+    char *key = write_test_file(test_dir, "key", "0123456789abcdef-test-key\n");
+    char key_path[512];
+    snprintf(key_path, sizeof(key_path), "%s", key);
+    char *p = write_test_file(test_dir, "fired.yaml",
+                              "pipeline: fired\nsteps:\n  a: {uses: shell, with: {run: 'true'}}\n");
+    expect_success(RUN(test_store_arg, "schedule", "add", "nightly", p, "--every", "24h"));
+    start_ui_with(key_path);
+    char req[512];
+    post(req, sizeof(req), "/api/schedules/nightly/trigger", "{}");
+    exchange(ui_port, req, response, sizeof(response));
+    cr_expect_eq(status_of(response), 401, "no key: %s", response);
+    cr_expect_eq(post_with_key("/api/schedules/nosuch/trigger"), 404, "%s", response);
+    cr_expect_eq(post_with_key("/api/schedules/nightly/trigger"), 202, "%s", response);
+    cr_expect(strstr(response, "\"trigger\" : \"ui\""), "%s", response);
+    /* the fired run ends, with its cause */
+    for (int i = 0;; i++) {
+        result r = RUN(test_store_arg, "runs", "list", "--json");
+        int done = strstr(r.out, "\"status\" : \"done\"") != NULL;
+        if (done || i == 1500) {
+            cr_expect(done, "the fired run never finished: %s", r.out);
+            cr_expect(strstr(r.out, "\"trigger\" : \"ui\""), "%s", r.out);
+            result_free(&r);
+            break;
+        }
+        result_free(&r);
+        nanosleep(&(struct timespec){0, 20000000L}, NULL);
+    }
+    expect_success(RUN(test_store_arg, "schedule", "pause", "nightly"));
+    cr_expect_eq(post_with_key("/api/schedules/nightly/trigger"), 409, "%s", response);
+}
