@@ -784,6 +784,10 @@ static int load_step(loader *L, step *s, const ynode *key, const ynode *n) {
         rc = load_cache_on(L, s, v);
     if (rc == 0 && (v = ynode_get(n, "when")))
         load_when(L, s, v);
+    if (rc == 0 && (v = ynode_get(n, "runner")))
+        rc = load_runner(L, v, "'runner'", &s->runner);
+    if (rc == 0 && (v = ynode_get(n, "slurm")))
+        rc = load_slurm(L, v, "'slurm'", &s->slurm);
     return rc;
 }
 
