@@ -92,6 +92,8 @@ const char *http_reason(int status) {
         return "Request Timeout";
     case 409:
         return "Conflict";
+    case 411:
+        return "Length Required";
     case 413:
         return "Content Too Large";
     case 429:
@@ -570,6 +572,18 @@ void http_stream_end(http_conn *c) {
     conn_write(c, "0\r\n\r\n", 5);
     finish(c, 0);
 }
+
+const char *http_request_bytes(const http_conn *c, size_t *len) {
+    *len = c->head_len + c->body_len;
+    return c->state == CONN_HANDLING && !c->chunked ? c->buf : NULL;
+}
+
+void http_raw_write(http_conn *c, const char *data, size_t len) {
+    if (len && c->state == CONN_HANDLING)
+        conn_write(c, data, len);
+}
+
+void http_raw_end(http_conn *c) { finish(c, 1); }
 
 void http_conn_set_user(http_conn *c, void *user) { c->user = user; }
 

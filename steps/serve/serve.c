@@ -26,6 +26,7 @@
 #include "serve_gen.h"
 #include "serve_http.h"
 #include "serve_metrics.h"
+#include "serve_relay.h"
 #include "serve_retrieval.h"
 #include "serve_traces.h"
 
@@ -34,7 +35,7 @@ static const command_info info = {
     "serve a model over HTTP with OpenAI's API (chat, completions, embeddings, RAG, metrics)",
     "usage: sluice serve [--model DIR] [--index INDEX] [--listen HOST:PORT] [--parallel N]\n"
     "                    [--queue N] [--api-key-file F] [--admin-key-file F] [--port-file F]\n"
-    "                    [--hooks-secret-file F]\n"
+    "                    [--hooks-secret-file F] [--dashboard|--no-dashboard]\n"
     "                    [limits...]\n"
     "\n"
     "Serves the Hugging Face model folder DIR (config.json, model.safetensors,\n"
@@ -57,6 +58,9 @@ static const command_info info = {
     "  --admin-key-file F      Bearer keys for POST /admin/reload (without: it is refused)\n"
     "  --hooks-secret-file F   the webhook secret: POST /hooks/NAME, signed with it as\n"
     "                          GitHub signs (X-Hub-Signature-256), fires schedule NAME\n"
+    "  --dashboard             serve the dashboard ('sluice ui', run as a child) at /,\n"
+    "                          /api/ and /assets/; the default when the store has metadata\n"
+    "  --no-dashboard          do not\n"
     "  --model-name NAME       the model's id in /v1/models (default: DIR's last name)\n"
     "  --model-version V       its version, in /v1/models and /metrics (default: none)\n"
     "  --max-connections N     open connections at most (default 1024)\n"
@@ -151,6 +155,7 @@ typedef struct server {
     char *hook_secret; /* --hooks-secret-file's bytes; NULL: no /hooks */
     size_t hook_secret_len;
     struct hook *hooks; /* fires under way */
+    serve_relay *relay; /* NULL: no dashboard */
 } server;
 
 /* A POST /hooks/NAME under way: 'sluice schedule fire' runs as a child,
@@ -419,6 +424,10 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
         admin_reload(s, c, r, t0);
         return;
     }
+    if (s->relay && serve_relay_wants(r->path, r->path_len)) { /* the ui's own key guards */
+        serve_relay_request(s->relay, c);
+        return;
+    }
     if (route == ROUTE_HOOKS && s->hook_secret) { /* the signature is its key */
         hook_request(s, c, r, t0);
         return;
@@ -504,6 +513,8 @@ static void on_request(http_conn *c, const http_request *r, void *ctx) {
 
 static void on_abort(http_conn *c, void *ctx) {
     server *s = ctx;
+    if (serve_relay_abort(s->relay, c))
+        return;
     if (s->reloading && s->reloading->c == c) {
         s->reloading->c = NULL; /* the reload goes on; nobody to tell */
         return;
@@ -1179,6 +1190,7 @@ static void drain(server *s) {
     if (s->draining)
         return;
     s->draining = 1;
+    serve_relay_stop(s->relay); /* the child's closing ends the relays under way */
     http_server_drain(s->http, drained, s);
 }
 
@@ -1273,6 +1285,8 @@ int main(int argc, char **argv) {
         {"trace-retention", required_argument, NULL, 'R'},
         {"no-traces", no_argument, NULL, 'T'},
         {"hooks-secret-file", required_argument, NULL, 'S'},
+        {"dashboard", no_argument, NULL, 'D'},
+        {"no-dashboard", no_argument, NULL, 'd'},
         {NULL, 0, NULL, 0},
     };
     static server s;
@@ -1282,7 +1296,7 @@ int main(int argc, char **argv) {
     const char *name = NULL, *index_spec = NULL;
     double v, threads = 1;
     uint64_t trace_records = TRACE_DEFAULT_RECORDS, trace_bytes = TRACE_DEFAULT_BYTES;
-    int traces = 1;
+    int traces = 1, dashboard = -1; /* -1: when the store has metadata */
     s.parallel = 1;
     s.queue = 16;
     int c;
@@ -1367,6 +1381,10 @@ int main(int argc, char **argv) {
         case 'S':
             hooks_secret = optarg;
             break;
+        case 'D':
+        case 'd':
+            dashboard = c == 'D';
+            break;
         default:
             return COMMAND_BAD_INPUT;
         }
@@ -1392,6 +1410,12 @@ int main(int argc, char **argv) {
     openblas_set_num_threads((int)threads);
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
+    if (dashboard < 0) { /* before the traces make the store's folder */
+        char meta[4200];
+        struct stat st;
+        snprintf(meta, sizeof(meta), "%s/meta", command_store());
+        dashboard = stat(meta, &st) == 0 && S_ISDIR(st.st_mode);
+    }
     s.started = s.created = (long)time(NULL);
     snprintf(s.model_spec, sizeof(s.model_spec), "%s", dir ? dir : "");
     if (!(s.ident = model_id_new(s.name, s.version, s.model_spec, s.folder)))
@@ -1431,6 +1455,12 @@ int main(int argc, char **argv) {
         traces_close(s.traces);
         return COMMAND_BAD_INPUT;
     }
+    if (dashboard) {
+        const char *exe = getenv("SLUICE_EXE");
+        if (serve_relay_start(s.loop, exe && exe[0] ? exe : "sluice", command_store(), keys,
+                              &s.relay, err, sizeof(err)) != 0)
+            fprintf(stderr, "sluice serve: no dashboard: %s\n", err);
+    }
     s.load.data = &s;
     uv_queue_work(s.loop, &s.load, load_work, load_done);
     uv_run(s.loop, UV_RUN_DEFAULT);
@@ -1444,6 +1474,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < s.admin.n; i++)
         free(s.admin.keys[i]);
     model_id_drop(s.ident);
+    serve_relay_free(s.relay);
     if (s.hook_secret)
         OPENSSL_cleanse(s.hook_secret, s.hook_secret_len);
     free(s.hook_secret);

@@ -81,6 +81,16 @@ void http_stream_begin(http_conn *c, int status, const char *content_type);
 void http_stream_write(http_conn *c, const char *data, size_t len);
 void http_stream_end(http_conn *c);
 
+/* The request being handled as it came, its head then its body
+ * (*len bytes, borrowed until it is answered); NULL when its body came
+ * chunked, as that was decoded in place. */
+const char *http_request_bytes(const http_conn *c, size_t *len);
+/* An answer relayed as it is, head included: bytes written to c as they
+ * come, then the end, after which the connection closes (the answer's
+ * own framing may be none but the close). */
+void http_raw_write(http_conn *c, const char *data, size_t len);
+void http_raw_end(http_conn *c);
+
 /* The handler's own pointer on a connection (NULL at first). */
 void http_conn_set_user(http_conn *c, void *user);
 void *http_conn_user(const http_conn *c);
