@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "inspect.h"
+#include "recorded.h"
 
 static int keep_step(void *ud, const char *key, size_t len, const bson_t *doc) {
     step_rows *s = ud;
@@ -36,47 +37,12 @@ static int step_row_cmp(const void *a, const void *b) {
     return strcmp(x->key, y->key);
 }
 
-/* Loads the run's pipeline file with the run's -p values, for the order of
- * its steps; NULL when it no longer reads or is another pipeline now. */
-static pipeline *load_run_pipeline(const bson_t *run) {
-    const char *file = inspect_str(run, "file", NULL);
-    if (!file)
-        return NULL;
-    /* Every -p value of the run, however many: a truncated list would load
-     * another pipeline than the one that ran. */
-    const char **overrides = NULL;
-    size_t n = 0;
-    bson_iter_t it, o;
-    if (bson_iter_init_find(&it, run, "overrides") && bson_iter_recurse(&it, &o)) {
-        size_t cap = 0;
-        while (bson_iter_next(&o))
-            cap++;
-        if (cap && !(overrides = calloc(cap, sizeof(*overrides))))
-            return NULL;
-        bson_iter_recurse(&it, &o);
-        while (bson_iter_next(&o) && n < cap)
-            if (BSON_ITER_HOLDS_UTF8(&o))
-                overrides[n++] = bson_iter_utf8(&o, NULL);
-    }
-    pipeline_options opt = {.overrides = overrides, .n_overrides = n};
-    diag_list d = DIAG_LIST_INIT;
-    pipeline *p = NULL;
-    pipeline_load_file(file, &opt, &d, &p);
-    diag_clear(&d);
-    free(overrides);
-    if (p && (!p->name || strcmp(p->name, inspect_str(run, "pipeline", "")) != 0)) {
-        pipeline_free(p);
-        p = NULL;
-    }
-    return p;
-}
-
 /* The run's step runs, sorted (see step_row_cmp). */
 int run_steps_collect(MDB_txn *txn, const meta_db *m, const char *id, const bson_t *run,
                       step_rows *s) {
     char prefix[300];
     snprintf(prefix, sizeof(prefix), "%s/", id);
-    pipeline *p = load_run_pipeline(run);
+    pipeline *p = recorded_pipeline(run);
     dag g = {0};
     uint32_t *pos = NULL;
     if (p && pipeline_dag(p, &g) == 0 && g.acyclic &&

@@ -9,45 +9,14 @@
 
 #include "check.h"
 #include "record.h"
+#include "recorded.h"
 #include "render.h"
 #include "ui_run.h"
-
-/* Loads the run's pipeline file with the run's -p values; NULL when it no
- * longer loads or is another pipeline now. */
-static pipeline *load_run_pipeline(const bson_t *run) {
-    const char *file = ui_str(run, "file", NULL);
-    if (!file)
-        return NULL;
-    const char **overrides = NULL;
-    size_t n = 0, cap = 0;
-    bson_iter_t it, o;
-    if (bson_iter_init_find(&it, run, "overrides") && bson_iter_recurse(&it, &o)) {
-        while (bson_iter_next(&o))
-            cap++;
-        if (cap && !(overrides = calloc(cap, sizeof(*overrides))))
-            return NULL;
-        bson_iter_recurse(&it, &o);
-        while (bson_iter_next(&o) && n < cap)
-            if (BSON_ITER_HOLDS_UTF8(&o))
-                overrides[n++] = bson_iter_utf8(&o, NULL);
-    }
-    pipeline_options opt = {.overrides = overrides, .n_overrides = n};
-    diag_list d = DIAG_LIST_INIT;
-    pipeline *p = NULL;
-    pipeline_load_file(file, &opt, &d, &p);
-    diag_clear(&d);
-    free(overrides);
-    if (p && (!p->name || strcmp(p->name, ui_str(run, "pipeline", "")) != 0)) {
-        pipeline_free(p);
-        p = NULL;
-    }
-    return p;
-}
 
 void ui_run_pipeline_steps(const bson_t *run, ui_run_steps *out) {
     out->ids = NULL;
     out->n = 0;
-    pipeline *p = load_run_pipeline(run);
+    pipeline *p = recorded_pipeline(run);
     if (!p)
         return;
     if ((out->ids = calloc(p->n_steps + 1, sizeof(*out->ids))))
@@ -180,7 +149,7 @@ void ui_graph_svg(ui_ctx *c, const char *spec, ui_response *res) {
     /* The graph 'sluice graph' draws, when the file still reads as the
      * pipeline that ran; else the steps recorded, without edges. */
     buf dot = BUF_INIT;
-    pipeline *p = load_run_pipeline(&run);
+    pipeline *p = recorded_pipeline(&run);
     dag d;
     if (p && pipeline_dag(p, &d) == 0) {
         pipeline_render(p, &d, GRAPH_DOT, &dot);
