@@ -433,3 +433,16 @@ int record_last_metrics(const bson_t *step, bson_t *out) {
     }
     return 0;
 }
+
+int record_has_tag(const bson_t *run, const char *spec) {
+    const char *eq = strchr(spec, '=');
+    bson_iter_t it, tags;
+    if (!eq || !bson_iter_init_find(&it, run, "tags") || !bson_iter_recurse(&it, &tags))
+        return 0;
+    while (bson_iter_next(&tags))
+        if (strlen(bson_iter_key(&tags)) == (size_t)(eq - spec) &&
+            strncmp(bson_iter_key(&tags), spec, (size_t)(eq - spec)) == 0 &&
+            BSON_ITER_HOLDS_UTF8(&tags) && strcmp(bson_iter_utf8(&tags, NULL), eq + 1) == 0)
+            return 1;
+    return 0;
+}

@@ -90,6 +90,9 @@ int record_owner_alive(const bson_t *run);
 /* The run's status as readers show it: its recorded status, or "crashed"
  * for a 'running' run whose owner is gone. Borrowed from run (or static). */
 const char *record_effective_status(const bson_t *run);
+/* Whether run carries tag spec, "KEY=VALUE" (a spec without '=' matches
+ * none). */
+int record_has_tag(const bson_t *run, const char *spec);
 
 /* A copy of run with its effective status, for printing it whole (JSON).
  * Returns 0 (the caller destroys *view), or a negative code. */

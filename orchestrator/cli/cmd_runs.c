@@ -44,19 +44,6 @@ typedef struct run_filter {
     int failed;
 } run_filter;
 
-static int has_tag(const bson_t *doc, const char *spec) {
-    const char *eq = strchr(spec, '=');
-    bson_iter_t it, tags;
-    if (!eq || !bson_iter_init_find(&it, doc, "tags") || !bson_iter_recurse(&it, &tags))
-        return 0;
-    while (bson_iter_next(&tags))
-        if (strlen(bson_iter_key(&tags)) == (size_t)(eq - spec) &&
-            strncmp(bson_iter_key(&tags), spec, (size_t)(eq - spec)) == 0 &&
-            BSON_ITER_HOLDS_UTF8(&tags) && strcmp(bson_iter_utf8(&tags, NULL), eq + 1) == 0)
-            return 1;
-    return 0;
-}
-
 static int keep_run(void *ud, const char *key, size_t len, const bson_t *doc) {
     run_filter *f = ud;
     if (f->pipeline && strcmp(inspect_str(doc, "pipeline", ""), f->pipeline) != 0)
@@ -64,7 +51,7 @@ static int keep_run(void *ud, const char *key, size_t len, const bson_t *doc) {
     if (f->status && strcmp(run_status(doc), f->status) != 0)
         return 0;
     for (size_t i = 0; i < f->tags.n; i++)
-        if (!has_tag(doc, f->tags.items[i]))
+        if (!record_has_tag(doc, f->tags.items[i]))
             return 0;
     char **keys = realloc(f->keys, (f->n + 1) * sizeof(*keys));
     char *copy = keys ? strndup(key, len) : NULL;

@@ -134,19 +134,6 @@ int ui_resolve_run(ui_ctx *c, MDB_txn *txn, const char *spec, char *out, size_t 
 
 /* ---- /api/runs ---------------------------------------------------------- */
 
-static int has_tag(const bson_t *run, const char *spec) {
-    const char *eq = strchr(spec, '=');
-    bson_iter_t it, tags;
-    if (!eq || !bson_iter_init_find(&it, run, "tags") || !bson_iter_recurse(&it, &tags))
-        return 0;
-    while (bson_iter_next(&tags))
-        if (strlen(bson_iter_key(&tags)) == (size_t)(eq - spec) &&
-            strncmp(bson_iter_key(&tags), spec, (size_t)(eq - spec)) == 0 &&
-            BSON_ITER_HOLDS_UTF8(&tags) && strcmp(bson_iter_utf8(&tags, NULL), eq + 1) == 0)
-            return 1;
-    return 0;
-}
-
 /* A run as the list shows it: its view (effective status) without the
  * fields only its own page needs. */
 static void append_run(bson_t *array, const char *key, size_t key_len, const bson_t *run) {
@@ -234,7 +221,7 @@ static void api_runs(ui_ctx *c, const char *query, ui_response *res) {
             continue;
         if (status[0] && strcmp(record_effective_status(&run), status) != 0)
             continue;
-        if (tag[0] && !has_tag(&run, tag))
+        if (tag[0] && !record_has_tag(&run, tag))
             continue;
         append_run(&arr, k.mv_data, k.mv_size, &run);
         snprintf(last, sizeof(last), "%.*s", (int)k.mv_size, (const char *)k.mv_data);
