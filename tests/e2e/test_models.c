@@ -431,7 +431,8 @@ Test(models, a_deploy_waits_for_another_on_its_address, .fini = stop_deployed) {
 }
 
 /* Two runs deploying on one address at the same time: one server starts
- * (its log says "listening" once), the other deploy reloads it. */
+ * (its log says "sluice serve: listening" once), the other deploy reloads
+ * it. */
 Test(models, two_deploys_at_once_start_one_server, .fini = stop_deployed) {
     char *path = strdup(twin_pipeline(deploy_step));
     pid_t runs[2];
@@ -461,7 +462,7 @@ Test(models, two_deploys_at_once_start_one_server, .fini = stop_deployed) {
     snprintf(log, sizeof(log), "%s/store/serve/127.0.0.1_0/serve.log", test_dir);
     char *text = slurp(log);
     cr_assert_not_null(text);
-    cr_expect_eq(count(text, "listening on"), 1, "%s", text);
+    cr_expect_eq(count(text, "sluice serve: listening on"), 1, "%s", text);
     cr_expect_eq(count(text, "reloaded:"), 1, "%s", text);
     free(text);
 }
