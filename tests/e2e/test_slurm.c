@@ -318,10 +318,64 @@ static void outage_and_preemption(void) {
     result_free(&r);
 }
 
+/* A foreach of 20 goes as one job array: every instance's recorded job
+ * is a task ID_i of the same array ID, each wrote its own output, and the
+ * failing one fails alone with its own exit code. */
+static void foreach_as_array(void) {
+    result r = run_yaml("arr.yaml",
+                        "version: 1\n"
+                        "pipeline: arr\n"
+                        "settings: {runner: slurm, jobs: 20, cache: false}\n"
+                        "steps:\n"
+                        "  each:\n"
+                        "    uses: shell\n"
+                        "    foreach: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, "
+                        "17, 18, 19]\n"
+                        "    with:\n"
+                        "      run: 'test ${item} != 13 || exit 9; echo v${item} "
+                        ">$SLUICE_OUTPUT_o'\n"
+                        "      outputs: {o: o.txt}\n");
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "FAILED: exit code 9"), "%s", r.out);
+    char id[64];
+    run_id_of(r.out, id, sizeof(id));
+    char *show = runs_show(r.out);
+    char array[32] = "";
+    int tasks = 0;
+    for (const char *p = show; (p = strstr(p, "slurm job ")); p++) {
+        p += 10;
+        size_t n = strcspn(p, "_ \n");
+        cr_assert_eq(p[n], '_', "not a task of an array: %.20s", p);
+        if (!array[0])
+            snprintf(array, sizeof(array), "%.*s", (int)n, p);
+        cr_expect(strncmp(p, array, n) == 0 && strlen(array) == n, "two arrays: %s", show);
+        tasks++;
+    }
+    cr_expect_eq(tasks, 20, "%s", show);
+    free(show);
+    for (int i = 0; i < 20; i++) {
+        char ref[128], want[16];
+        snprintf(ref, sizeof(ref), "%s:each[%d].o", id, i);
+        result c =
+            run_in(NULL, NULL, (char *[]){"sluice", store_arg, "artifacts", "cat", ref, NULL});
+        snprintf(want, sizeof(want), "v%d\n", i);
+        if (i == 13)
+            cr_expect_neq(c.status, 0, "the failed instance has no output: %s", c.out);
+        else
+            cr_expect(c.status == 0 && strcmp(c.out, want) == 0, "%s: %s%s", ref, c.out, c.err);
+        result_free(&c);
+    }
+    char fail[64];
+    snprintf(fail, sizeof(fail), "Slurm job %s_13 FAILED: exit code 9", array);
+    cr_expect(strstr(r.out, fail), "%s", r.out);
+    result_free(&r);
+}
+
 TestSuite(slurm, .timeout = 240);
 
 Test(slurm, a_cluster_with_accounting, .init = with_accounting, .fini = cluster_stop) {
     fake_mode("");
+    foreach_as_array();
     parallel_and_failing();
     cancelled_outside();
     interrupted();
@@ -342,6 +396,7 @@ Test(slurm, a_cluster_without_accounting_is_watched_through_scontrol, .init = wi
     cr_expect(strstr(show, " on localhost"), "%s", show);
     free(show);
     result_free(&r);
+    foreach_as_array();
     cancelled_outside();
     controller_restarted();
 }
