@@ -339,20 +339,22 @@ static void foreach_as_array(void) {
     cr_expect(strstr(r.out, "FAILED: exit code 9"), "%s", r.out);
     char id[64];
     run_id_of(r.out, id, sizeof(id));
-    char *show = runs_show(r.out);
+    /* Each instance's log names its job: task i of the same array. */
     char array[32] = "";
-    int tasks = 0;
-    for (const char *p = show; (p = strstr(p, "slurm job ")); p++) {
-        p += 10;
-        size_t n = strcspn(p, "_ \n");
-        cr_assert_eq(p[n], '_', "not a task of an array: %.20s", p);
+    for (int i = 0; i < 20; i++) {
+        char path[256], want[64];
+        snprintf(path, sizeof(path), "%s/store/runs/%s/steps/each[%d].log", dir, id, i);
+        char *text = slurp(path);
+        const char *p = text ? strstr(text, "of job array ") : NULL;
+        cr_assert_not_null(p, "each[%d]: %s", i, text ? text : "no log");
+        p += 13;
+        size_t n = strcspn(p, " ");
         if (!array[0])
             snprintf(array, sizeof(array), "%.*s", (int)n, p);
-        cr_expect(strncmp(p, array, n) == 0 && strlen(array) == n, "two arrays: %s", show);
-        tasks++;
+        snprintf(want, sizeof(want), "task %d of job array %s (%s_%d)", i, array, array, i);
+        cr_expect(strstr(text, want), "each[%d] is not %s: %s", i, want, text);
+        free(text);
     }
-    cr_expect_eq(tasks, 20, "%s", show);
-    free(show);
     for (int i = 0; i < 20; i++) {
         char ref[128], want[16];
         snprintf(ref, sizeof(ref), "%s:each[%d].o", id, i);
@@ -371,11 +373,40 @@ static void foreach_as_array(void) {
     result_free(&r);
 }
 
+/* SIGINT stops a job array: its pending tasks end too (one line in sacct). */
+static void interrupted_array(void) {
+    char *p = write_test_file(dir, "intarr.yaml",
+                              "version: 1\n"
+                              "pipeline: intarr\n"
+                              "settings: {runner: slurm, jobs: 6}\n"
+                              "steps:\n"
+                              "  naps: {uses: shell, foreach: [1, 2, 3, 4, 5, 6], "
+                              "with: {run: 'sleep 60'}}\n");
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        putenv(path_env);
+        execl(SLUICE_BIN, "sluice", store_arg, "run", p, (char *)NULL);
+        _exit(127);
+    }
+    while (system("squeue -h -t RUNNING -n sluice-naps -o %i | grep -q _") != 0)
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    kill(pid, SIGINT);
+    int ws;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 130);
+    cr_expect_neq(system("squeue -h -n sluice-naps -t PENDING,RUNNING -o %i | grep -q ."), 0);
+}
+
 TestSuite(slurm, .timeout = 240);
 
 Test(slurm, a_cluster_with_accounting, .init = with_accounting, .fini = cluster_stop) {
     fake_mode("");
     foreach_as_array();
+    interrupted_array();
     parallel_and_failing();
     cancelled_outside();
     interrupted();
