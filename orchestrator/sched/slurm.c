@@ -144,8 +144,10 @@ static int write_script(attempt *at, const char *path, int exports) {
                 continue;
             char name[256];
             size_t n = (size_t)(eq - env[i]);
-            if (n >= sizeof(name))
-                continue;
+            if (n >= sizeof(name) || isdigit((unsigned char)env[i][0]) ||
+                strspn(env[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") <
+                    n)
+                continue; /* not a name sh can export */
             memcpy(name, env[i], n);
             name[n] = '\0';
             const char *now = getenv(name);
