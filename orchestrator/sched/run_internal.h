@@ -75,6 +75,7 @@ typedef struct attempt {
     /* Slurm (slurm.c): the job, once sbatch said its id */
     char job_id[32];
     int requeues, scancelled, unseen;
+    int array_scancelled;     /* scancel sent to its whole job array */
     struct attempt *job_next; /* in the runner's list of jobs */
 } attempt;
 

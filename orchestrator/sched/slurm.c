@@ -22,6 +22,10 @@
 /* Polls a job may be missing from the answers before it counts as lost
  * (accounting lags behind sbatch; scontrol forgets jobs after MinJobAge). */
 #define SLURM_MAX_UNSEEN 100
+/* First attempts of a fan-out step's instances launched within this many
+ * ms of each other go as one job array (their folders are made on the
+ * thread pool, so one scheduling pass reaches here over a few ms). */
+#define SLURM_GATHER_MS 50
 
 typedef struct slurm_runner {
     run *r;
@@ -34,12 +38,16 @@ typedef struct slurm_runner {
     int no_sacct;    /* accounting is off: scontrol instead */
     uint64_t delay;  /* the next poll's delay, backing off */
     int outage_said; /* a failing query was logged once */
+    uv_timer_t gather_timer;
+    attempt *gathered; /* fan-out instances waiting to go as one array */
 } slurm_runner;
 
 /* A small command's child and output, freed when it ends. */
 typedef struct slurm_cmd {
     child ch;
-    attempt *at; /* sbatch: the attempt it submits; NULL for scancel */
+    attempt *at;     /* sbatch: the attempt it submits; NULL for scancel */
+    attempt **tasks; /* an array's sbatch: its attempts by task index (owned) */
+    size_t n_tasks;
     buf out, err;
 } slurm_cmd;
 
@@ -66,6 +74,8 @@ static slurm_runner *runner_of(run *r) {
     }
     sl->timer.data = sl;
     sl->timer_ready = 1;
+    uv_timer_init(&r->loop, &sl->gather_timer); /* only fails for a bad loop, as above */
+    sl->gather_timer.data = sl;
     r->slurm = sl;
     return sl;
 }
@@ -115,13 +125,39 @@ static int write_file(const char *path, const char *data, size_t len, mode_t mod
 
 /* The job script: a shell step's command in its folder, or 'sluice exec'
  * with the manifest on stdin and its events (fd 3) into a file. */
-static int write_script(attempt *at, const char *path) {
+static int write_script(attempt *at, const char *path, int exports) {
     buf b = BUF_INIT;
     buf_printf(&b, "#!/bin/sh\n# sluice run %s, step %s, attempt %d\ncd ", at->r->run_id,
                at->sr->s->id, at->number);
     sh_quote(&b, at->dir);
     buf_printf(&b, " || exit 1\n");
     int rc = 0;
+    if (exports && !at->sr->s->impl) {
+        /* A job array's tasks share sbatch's environment: each sets its own
+         * variables, those that differ from this process's. */
+        char **env = sched_shell_env(at);
+        if (!env)
+            rc = -ENOMEM;
+        for (size_t i = 0; env && env[i]; i++) {
+            const char *eq = strchr(env[i], '=');
+            if (!eq || eq == env[i])
+                continue;
+            char name[256];
+            size_t n = (size_t)(eq - env[i]);
+            if (n >= sizeof(name) || isdigit((unsigned char)env[i][0]) ||
+                strspn(env[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") <
+                    n)
+                continue; /* not a name sh can export */
+            memcpy(name, env[i], n);
+            name[n] = '\0';
+            const char *now = getenv(name);
+            if (now && strcmp(now, eq + 1) == 0)
+                continue;
+            buf_printf(&b, "export %s=", name);
+            sh_quote(&b, eq + 1);
+            buf_putc(&b, '\n');
+        }
+    }
     if (at->sr->s->impl) {
         bson_t doc = BSON_INITIALIZER;
         size_t len = 0;
@@ -171,23 +207,32 @@ static void add_opt(char **args, size_t *k, arena *a, const char *flag, const ch
 
 static void submitted(child *c, int64_t status, int sig);
 
-static int submit(attempt *at) {
+/* sbatch's arguments for at's step, in at's arena; NULL when out of
+ * memory. array: a job array's --array spec (NULL for one job), whose
+ * script and output are in at's folder (each task writes its own). */
+static char **sbatch_args(attempt *at, const char *array) {
+    int n_array = array != NULL;
     run *r = at->r;
     const step *s = at->sr->s;
     const slurm_options *d = &r->p->settings.slurm, *o = &s->slurm;
     size_t cap = 20 + d->n_extra + o->n_extra;
     char **args = arena_calloc(&at->a, cap, sizeof(char *));
-    const char *script = attempt_file(at, "slurm-job.sh");
+    const char *script = attempt_file(at, n_array ? "slurm-array.sh" : "slurm-job.sh");
+    const char *out = n_array ? "slurm-array.out" : "slurm.out";
+    const char *err = n_array ? "slurm-array.out" : "slurm.err";
     if (!args || !script)
-        return -ENOMEM;
+        return NULL;
     size_t k = 0;
     args[k++] = "sbatch";
     args[k++] = "--parsable";
     args[k++] = "--no-requeue"; /* sluice resubmits a preempted job itself */
-    args[k++] = arena_printf(&at->a, "--job-name=sluice-%s", s->id);
+    args[k++] =
+        arena_printf(&at->a, "--job-name=sluice-%s", s->group && n_array ? s->group : s->id);
+    if (n_array)
+        args[k++] = arena_printf(&at->a, "--array=%s", array);
     args[k++] = arena_printf(&at->a, "--chdir=%s", at->dir);
-    args[k++] = arena_printf(&at->a, "--output=%s/slurm.out", at->dir);
-    args[k++] = arena_printf(&at->a, "--error=%s/slurm.err", at->dir);
+    args[k++] = arena_printf(&at->a, "--output=%s/%s", at->dir, out);
+    args[k++] = arena_printf(&at->a, "--error=%s/%s", at->dir, err);
     add_opt(args, &k, &at->a, "--partition", o->partition ? o->partition : d->partition);
     add_opt(args, &k, &at->a, "--account", o->account ? o->account : d->account);
     add_opt(args, &k, &at->a, "--time", o->time ? o->time : d->time);
@@ -203,7 +248,16 @@ static int submit(attempt *at) {
     args[k++] = (char *)script;
     for (size_t i = 0; i < k; i++)
         if (!args[i])
-            return -ENOMEM;
+            return NULL;
+    return args;
+}
+
+static int submit(attempt *at) {
+    run *r = at->r;
+    const step *s = at->sr->s;
+    char **args = sbatch_args(at, NULL);
+    if (!args)
+        return -ENOMEM;
     /* A shell step's variables travel in sbatch's environment (--export
      * is ALL by default); a plugin step's are in its manifest. */
     char **env = s->impl ? NULL : sched_shell_env(at);
@@ -237,6 +291,8 @@ static void end_attempt(attempt *at, int ok, const char *why) {
     sched_maybe_finish(r);
 }
 
+static void array_submitted(slurm_cmd *sc, const char *id, size_t n, const char *failed);
+
 static void submitted(child *c, int64_t status, int sig) {
     slurm_cmd *sc = c->data;
     attempt *at = sc->at;
@@ -254,10 +310,18 @@ static void submitted(child *c, int64_t status, int sig) {
         else
             snprintf(why, sizeof(why), "sbatch failed (status %lld): %s", (long long)status,
                      sc->err.len ? last_line(&sc->err) : "no job id");
+        if (sc->tasks) {
+            array_submitted(sc, NULL, 0, why);
+            return;
+        }
         buf_free(&sc->out);
         buf_free(&sc->err);
         free(sc);
         end_attempt(at, 0, why);
+        return;
+    }
+    if (sc->tasks) {
+        array_submitted(sc, id, n, NULL);
         return;
     }
     memcpy(at->job_id, id, n);
@@ -278,14 +342,148 @@ static void submitted(child *c, int64_t status, int sig) {
     poll_now(sl, SLURM_POLL_MIN_MS);
 }
 
+/* The job array's tasks: each attempt's job is ID_i; or each failed. */
+static void array_submitted(slurm_cmd *sc, const char *id, size_t n, const char *failed) {
+    slurm_runner *sl = sc->tasks[0]->r->slurm;
+    if (!failed && n + 12 > sizeof(sc->tasks[0]->job_id))
+        failed = "sbatch said a job id too long";
+    for (size_t i = 0; i < sc->n_tasks; i++) {
+        attempt *at = sc->tasks[i];
+        if (failed) {
+            end_attempt(at, 0, failed);
+            continue;
+        }
+        size_t index = at->sr->s->instance;
+        snprintf(at->job_id, sizeof(at->job_id), "%.*s_%zu", (int)n, id, index);
+        step_run *sr = at->sr;
+        snprintf(sr->job_id, sizeof(sr->job_id), "%s", at->job_id);
+        sr->job_node[0] = '\0';
+        char why[128];
+        snprintf(why, sizeof(why), "submitted to Slurm as task %zu of job array %.*s (%s)", index,
+                 (int)n, id, at->job_id);
+        sched_log(sr, SL_LOG_INFO, why);
+        at->job_next = sl->jobs;
+        sl->jobs = at;
+    }
+    /* Stopped while sbatch ran: now they have ids (the array is scancelled once). */
+    for (size_t i = 0; !failed && i < sc->n_tasks; i++)
+        if (sc->tasks[i]->scancelled)
+            sched_slurm_cancel(sc->tasks[i]);
+    buf_free(&sc->out);
+    buf_free(&sc->err);
+    free(sc->tasks);
+    free(sc);
+    if (!failed)
+        poll_now(sl, SLURM_POLL_MIN_MS);
+}
+
+/* One sbatch --array for tasks (n >= 2 instances of one fan-out step,
+ * their scripts written): task i cds to tasks[i]'s folder and runs its
+ * script there. On success tasks is taken (freed once sbatch ended). */
+static int submit_array(attempt **tasks, size_t n) {
+    attempt *first = tasks[0];
+    buf b = BUF_INIT;
+    buf_printf(&b, "#!/bin/sh\n# sluice run %s, step %s: %zu instances as one job array\n",
+               first->r->run_id, first->sr->s->group, n);
+    buf_printf(&b, "case \"$SLURM_ARRAY_TASK_ID\" in\n");
+    for (size_t i = 0; i < n; i++) {
+        buf_printf(&b, "%zu) d=", tasks[i]->sr->s->instance);
+        sh_quote(&b, tasks[i]->dir);
+        buf_printf(&b, " ;;\n");
+    }
+    buf_printf(&b, "*) echo \"no task $SLURM_ARRAY_TASK_ID\" >&2; exit 1 ;;\nesac\n"
+                   "cd \"$d\" || exit 1\nexec ./slurm-job.sh >slurm.out 2>slurm.err\n");
+    const char *path = attempt_file(first, "slurm-array.sh");
+    int rc = buf_failed(&b) || !path ? -ENOMEM : write_file(path, b.data, b.len, 0700);
+    /* The task ids are the instances' indices (sorted), runs as ranges: 0-12,14-19. */
+    buf_reset(&b);
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && tasks[j]->sr->s->instance == tasks[j - 1]->sr->s->instance + 1;)
+            j++;
+        buf_printf(&b, "%s%zu", i ? "," : "", tasks[i]->sr->s->instance);
+        if (j - i > 1)
+            buf_printf(&b, "-%zu", tasks[j - 1]->sr->s->instance);
+    }
+    const char *spec = buf_failed(&b) ? NULL : arena_printf(&first->a, "%s", buf_str(&b));
+    buf_free(&b);
+    char **args = rc || !spec ? NULL : sbatch_args(first, spec);
+    slurm_cmd *sc = args ? calloc(1, sizeof(*sc)) : NULL;
+    if (!sc)
+        return rc ? rc : -ENOMEM;
+    sc->at = first;
+    sc->tasks = tasks;
+    sc->n_tasks = n;
+    child_options co = {.file = "sbatch", .args = args, .cwd = first->dir};
+    child_spawn(&sc->ch, &first->r->reaper, &co, cmd_line, submitted, sc);
+    return 0;
+}
+
+static int by_instance(const void *a, const void *b) {
+    size_t x = (*(attempt *const *)a)->sr->s->instance, y = (*(attempt *const *)b)->sr->s->instance;
+    return x < y ? -1 : x > y;
+}
+
+/* The gathered instances, by fan-out step: one array each (a lone one
+ * goes as a plain job). */
+static void gather_cb(uv_timer_t *t) {
+    slurm_runner *sl = t->data;
+    attempt *list = NULL;
+    for (attempt *at = sl->gathered, *next; at; at = next) { /* back to launch order */
+        next = at->job_next;
+        at->job_next = list;
+        list = at;
+    }
+    sl->gathered = NULL;
+    while (list) {
+        const char *group = list->sr->s->group;
+        size_t n = 0;
+        for (attempt *at = list; at; at = at->job_next)
+            n += strcmp(at->sr->s->group, group) == 0;
+        attempt **tasks = malloc(n * sizeof(*tasks));
+        attempt **rest = &list;
+        size_t k = 0;
+        for (attempt *at = list, *next; at; at = next) {
+            next = at->job_next;
+            if (strcmp(at->sr->s->group, group) != 0) {
+                rest = &at->job_next;
+                continue;
+            }
+            *rest = next;
+            at->job_next = NULL;
+            if (tasks)
+                tasks[k++] = at;
+            else
+                end_attempt(at, 0, "could not submit: out of memory");
+        }
+        if (k > 1)
+            qsort(tasks, k, sizeof(*tasks), by_instance);
+        int rc = k == 1 ? submit(tasks[0]) : k > 1 ? submit_array(tasks, k) : 0;
+        if (rc) {
+            char why[160];
+            snprintf(why, sizeof(why), "could not submit: %s", strerror(-rc));
+            for (size_t i = 0; i < k; i++)
+                end_attempt(tasks[i], 0, why);
+        }
+        if (k <= 1 || rc)
+            free(tasks);
+    }
+}
+
 int sched_slurm_launch(attempt *at) {
     slurm_runner *sl = runner_of(at->r);
     if (!sl)
         return -ENOMEM;
-    int rc = write_script(at, attempt_file(at, "slurm-job.sh"));
+    const step *s = at->sr->s;
+    int gather = s->group && s->n_instances > 1 && at->number == 1;
+    int rc = write_script(at, attempt_file(at, "slurm-job.sh"), gather);
     if (rc)
         return rc;
-    return submit(at);
+    if (!gather)
+        return submit(at); /* a retry goes alone */
+    at->job_next = sl->gathered;
+    sl->gathered = at;
+    uv_timer_start(&sl->gather_timer, gather_cb, SLURM_GATHER_MS, 0);
+    return 0;
 }
 
 /* ---- cancelling ------------------------------------------------------- */
@@ -303,10 +501,22 @@ void sched_slurm_cancel(attempt *at) {
     at->scancelled = 1;
     if (!at->job_id[0])
         return; /* sbatch is running: submitted() cancels the job it made */
+    char target[32];
+    snprintf(target, sizeof(target), "%s", at->job_id);
+    char *us = strchr(target, '_');
+    if (us && at->r->cancelling && at->r->slurm) {
+        /* The run stops: its job array at once, with one scancel. */
+        size_t n = (size_t)(us - target) + 1;
+        for (attempt *o = at->r->slurm->jobs; o; o = o->job_next)
+            if (o->array_scancelled && strncmp(o->job_id, target, n) == 0)
+                return;
+        at->array_scancelled = 1;
+        *us = '\0';
+    }
     slurm_cmd *sc = calloc(1, sizeof(*sc));
     if (!sc)
         return;
-    char *args[] = {"scancel", at->job_id, NULL};
+    char *args[] = {"scancel", target, NULL};
     child_options co = {.file = "scancel", .args = args};
     child_spawn(&sc->ch, &at->r->reaper, &co, cmd_line, cmd_done, sc);
     sched_log(at->sr, SL_LOG_WARN, "scancel: stopping its Slurm job");
@@ -474,6 +684,39 @@ static int take(slurm_runner *sl, attempt *at, const char *state, const char *ex
     return 1;
 }
 
+/* index is in ranges ("2-19", "0,3-5", "2-19%4"). */
+static int in_ranges(const char *ranges, unsigned long index) {
+    for (const char *p = ranges; *p && *p != '%';) {
+        char *end;
+        unsigned long lo = strtoul(p, &end, 10), hi = lo;
+        if (end == p)
+            return 0;
+        if (*end == '-')
+            hi = strtoul(end + 1, &end, 10);
+        if (index >= lo && index <= hi)
+            return 1;
+        p = *end == ',' ? end + 1 : end;
+        if (*p && *p != '%' && !isdigit((unsigned char)*p))
+            return 0;
+    }
+    return 0;
+}
+
+/* The tasks of job array id not started yet share one line (ranges of
+ * their indices): waiting, or all ended alike (cancelled while pending). */
+static int take_pending(slurm_runner *sl, const char *id, const char *ranges, const char *state,
+                        const char *exit_code) {
+    size_t n = strlen(id);
+    int changed = 0;
+    for (attempt *at = sl->jobs, *next; at; at = next) {
+        next = at->job_next;
+        if (strncmp(at->job_id, id, n) == 0 && at->job_id[n] == '_' &&
+            in_ranges(ranges, strtoul(at->job_id + n + 1, NULL, 10)))
+            changed |= take(sl, at, state, exit_code, NULL);
+    }
+    return changed;
+}
+
 static int parse_answer(slurm_runner *sl) {
     int changed = 0;
     buf_putc(&sl->out, '\0');
@@ -492,6 +735,15 @@ static int parse_answer(slurm_runner *sl) {
                 snprintf(code, sizeof(code), "0:0");
             if (!field(line, "NodeList", node, sizeof(node)))
                 node[0] = '\0';
+            char array[16], task_id[16];
+            if (field(line, "ArrayJobId", array, sizeof(array)) &&
+                field(line, "ArrayTaskId", task_id, sizeof(task_id))) {
+                if (task_id[strspn(task_id, "0123456789")]) { /* "2-19": tasks not started */
+                    changed |= take_pending(sl, array, task_id, state, code);
+                    continue;
+                }
+                snprintf(id, sizeof(id), "%s_%s", array, task_id);
+            }
             if ((at = find_job(sl, id, strlen(id))))
                 changed |= take(sl, at, state, code, node);
             continue;
@@ -507,6 +759,12 @@ static int parse_answer(slurm_runner *sl) {
         }
         if (!f[3] || strchr(f[0], '.'))
             continue; /* a step of a job (id.batch) */
+        char *bracket = strstr(f[0], "_[");
+        if (bracket) { /* "ID_[2-19]": an array's tasks not started */
+            *bracket = '\0';
+            changed |= take_pending(sl, f[0], bracket + 2, f[1], f[2]);
+            continue;
+        }
         if ((at = find_job(sl, f[0], strlen(f[0]))))
             changed |= take(sl, at, f[1], f[2], f[3]);
     }
@@ -576,14 +834,23 @@ static void start_query(slurm_runner *sl) {
         return;
     run *r = sl->r;
     buf ids = BUF_INIT;
-    for (attempt *at = sl->jobs; at; at = at->job_next)
-        buf_printf(&ids, "%s%s", ids.len ? "," : "", at->job_id);
+    buf_putc(&ids, ',');
+    /* An array's tasks by the array's id, once: sacct -j ID_i leaves out
+     * the line of the tasks not started (ID_[2-19]). */
+    for (attempt *at = sl->jobs; at; at = at->job_next) {
+        size_t n = strcspn(at->job_id, "_");
+        char key[40];
+        snprintf(key, sizeof(key), ",%.*s,", (int)n, at->job_id);
+        if (!strstr(buf_str(&ids), key))
+            buf_printf(&ids, "%.*s,", (int)n, at->job_id);
+    }
     if (buf_failed(&ids)) {
         buf_free(&ids);
         schedule_next(sl, 0);
         return;
     }
-    char *sacct[] = {"sacct",       "-X",         "-j", ids.data,
+    ids.data[--ids.len] = '\0'; /* the last comma */
+    char *sacct[] = {"sacct",       "-X",         "-j", ids.data + 1,
                      "--parsable2", "--noheader", "-o", "JobID,State,ExitCode,NodeList",
                      NULL};
     char *scontrol[] = {"scontrol", "-o", "show", "job", NULL};

@@ -318,10 +318,95 @@ static void outage_and_preemption(void) {
     result_free(&r);
 }
 
+/* A foreach of 20 goes as one job array: every instance's recorded job
+ * is a task ID_i of the same array ID, each wrote its own output, and the
+ * failing one fails alone with its own exit code. */
+static void foreach_as_array(void) {
+    result r = run_yaml("arr.yaml",
+                        "version: 1\n"
+                        "pipeline: arr\n"
+                        "settings: {runner: slurm, jobs: 20, cache: false}\n"
+                        "steps:\n"
+                        "  each:\n"
+                        "    uses: shell\n"
+                        "    foreach: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, "
+                        "17, 18, 19]\n"
+                        "    with:\n"
+                        "      run: 'test ${item} != 13 || exit 9; echo v${item} "
+                        ">$SLUICE_OUTPUT_o'\n"
+                        "      outputs: {o: o.txt}\n");
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "FAILED: exit code 9"), "%s", r.out);
+    char id[64];
+    run_id_of(r.out, id, sizeof(id));
+    /* Each instance's log names its job: task i of the same array. */
+    char array[32] = "";
+    for (int i = 0; i < 20; i++) {
+        char path[256], want[64];
+        snprintf(path, sizeof(path), "%s/store/runs/%s/steps/each[%d].log", dir, id, i);
+        char *text = slurp(path);
+        const char *p = text ? strstr(text, "of job array ") : NULL;
+        cr_assert_not_null(p, "each[%d]: %s", i, text ? text : "no log");
+        p += 13;
+        size_t n = strcspn(p, " ");
+        if (!array[0])
+            snprintf(array, sizeof(array), "%.*s", (int)n, p);
+        snprintf(want, sizeof(want), "task %d of job array %s (%s_%d)", i, array, array, i);
+        cr_expect(strstr(text, want), "each[%d] is not %s: %s", i, want, text);
+        free(text);
+    }
+    for (int i = 0; i < 20; i++) {
+        char ref[128], want[16];
+        snprintf(ref, sizeof(ref), "%s:each[%d].o", id, i);
+        result c =
+            run_in(NULL, NULL, (char *[]){"sluice", store_arg, "artifacts", "cat", ref, NULL});
+        snprintf(want, sizeof(want), "v%d\n", i);
+        if (i == 13)
+            cr_expect_neq(c.status, 0, "the failed instance has no output: %s", c.out);
+        else
+            cr_expect(c.status == 0 && strcmp(c.out, want) == 0, "%s: %s%s", ref, c.out, c.err);
+        result_free(&c);
+    }
+    char fail[64];
+    snprintf(fail, sizeof(fail), "Slurm job %s_13 FAILED: exit code 9", array);
+    cr_expect(strstr(r.out, fail), "%s", r.out);
+    result_free(&r);
+}
+
+/* SIGINT stops a job array: its pending tasks end too (one line in sacct). */
+static void interrupted_array(void) {
+    char *p = write_test_file(dir, "intarr.yaml",
+                              "version: 1\n"
+                              "pipeline: intarr\n"
+                              "settings: {runner: slurm, jobs: 6}\n"
+                              "steps:\n"
+                              "  naps: {uses: shell, foreach: [1, 2, 3, 4, 5, 6], "
+                              "with: {run: 'sleep 60'}}\n");
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        putenv(path_env);
+        execl(SLUICE_BIN, "sluice", store_arg, "run", p, (char *)NULL);
+        _exit(127);
+    }
+    while (system("squeue -h -t RUNNING -n sluice-naps -o %i | grep -q _") != 0)
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    kill(pid, SIGINT);
+    int ws;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 130);
+    cr_expect_neq(system("squeue -h -n sluice-naps -t PENDING,RUNNING -o %i | grep -q ."), 0);
+}
+
 TestSuite(slurm, .timeout = 240);
 
 Test(slurm, a_cluster_with_accounting, .init = with_accounting, .fini = cluster_stop) {
     fake_mode("");
+    foreach_as_array();
+    interrupted_array();
     parallel_and_failing();
     cancelled_outside();
     interrupted();
@@ -342,6 +427,7 @@ Test(slurm, a_cluster_without_accounting_is_watched_through_scontrol, .init = wi
     cr_expect(strstr(show, " on localhost"), "%s", show);
     free(show);
     result_free(&r);
+    foreach_as_array();
     cancelled_outside();
     controller_restarted();
 }
