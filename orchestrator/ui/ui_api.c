@@ -132,6 +132,20 @@ int ui_resolve_run(ui_ctx *c, MDB_txn *txn, const char *spec, char *out, size_t 
     return 0;
 }
 
+int ui_open_run(ui_ctx *c, const char *spec, MDB_txn **txn, char *id, size_t size, bson_t *run,
+                ui_response *res) {
+    if (ui_begin(c, txn, res) != 0)
+        return -1;
+    if (ui_resolve_run(c, *txn, spec, id, size, res) != 0 ||
+        meta_get(*txn, c->m.runs, id, run) != 0) {
+        if (!res->status)
+            ui_error(res, 404, "no run %s", spec);
+        meta_abort(*txn);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- /api/runs ---------------------------------------------------------- */
 
 /* A run as the list shows it: its view (effective status) without the
@@ -309,15 +323,8 @@ static void api_run(ui_ctx *c, const char *spec, ui_response *res) {
     MDB_txn *txn;
     char id[256];
     bson_t run;
-    if (ui_begin(c, &txn, res) != 0)
+    if (ui_open_run(c, spec, &txn, id, sizeof(id), &run, res) != 0)
         return;
-    if (ui_resolve_run(c, txn, spec, id, sizeof(id), res) != 0 ||
-        meta_get(txn, c->m.runs, id, &run) != 0) {
-        if (!res->status)
-            ui_error(res, 404, "no run %s", spec);
-        meta_abort(txn);
-        return;
-    }
     bson_t doc = BSON_INITIALIZER, view, arr;
     BSON_APPEND_UTF8(&doc, "run", id);
     if (record_run_view(&run, &view) == 0) {
@@ -646,15 +653,8 @@ static void api_cancel(ui_ctx *c, const char *spec, ui_response *res) {
     MDB_txn *txn;
     char id[256];
     bson_t run;
-    if (ui_begin(c, &txn, res) != 0)
+    if (ui_open_run(c, spec, &txn, id, sizeof(id), &run, res) != 0)
         return;
-    if (ui_resolve_run(c, txn, spec, id, sizeof(id), res) != 0 ||
-        meta_get(txn, c->m.runs, id, &run) != 0) {
-        if (!res->status)
-            ui_error(res, 404, "no run %s", spec);
-        meta_abort(txn);
-        return;
-    }
     bson_iter_t it;
     int64_t pid = 0;
     if (bson_iter_init(&it, &run) && bson_iter_find_descendant(&it, "owner.pid", &it) &&

@@ -37,6 +37,11 @@ int ui_begin(ui_ctx *c, MDB_txn **txn, ui_response *res);
  * -1 with res holding 404. */
 int ui_resolve_run(ui_ctx *c, MDB_txn *txn, const char *spec, char *out, size_t size,
                    ui_response *res);
+/* ui_begin, ui_resolve_run and the run's record (borrowed from *txn) into
+ * *run, its id into id; 0, or -1 with res holding the error and no
+ * transaction left open. */
+int ui_open_run(ui_ctx *c, const char *spec, MDB_txn **txn, char *id, size_t size, bson_t *run,
+                ui_response *res);
 /* A string or number field of doc. */
 const char *ui_str(const bson_t *doc, const char *key, const char *fallback);
 double ui_num(const bson_t *doc, const char *key);

@@ -137,15 +137,8 @@ void ui_graph_svg(ui_ctx *c, const char *spec, ui_response *res) {
     MDB_txn *txn;
     char id[256];
     bson_t run;
-    if (ui_begin(c, &txn, res) != 0)
+    if (ui_open_run(c, spec, &txn, id, sizeof(id), &run, res) != 0)
         return;
-    if (ui_resolve_run(c, txn, spec, id, sizeof(id), res) != 0 ||
-        meta_get(txn, c->m.runs, id, &run) != 0) {
-        if (!res->status)
-            ui_error(res, 404, "no run %s", spec);
-        meta_abort(txn);
-        return;
-    }
     /* The graph 'sluice graph' draws, when the file still reads as the
      * pipeline that ran; else the steps recorded, without edges. */
     buf dot = BUF_INIT;
