@@ -169,16 +169,9 @@ static void parallel_and_failing(void) {
     result_free(&r);
 }
 
-/* A job cancelled from outside (scancel) fails its step, and says so. */
-static void cancelled_outside(void) {
-    char *p = write_test_file(dir, "long.yaml",
-                              "version: 1\n"
-                              "pipeline: long\n"
-                              "settings: {runner: slurm}\n"
-                              "steps:\n"
-                              "  long: {uses: shell, with: {run: 'sleep 60'}}\n");
-    char out_path[128];
-    snprintf(out_path, sizeof(out_path), "%s/long.out", dir);
+/* Starts 'sluice run p' on the cluster in the background, its output into
+ * out_path ("/dev/null": dropped); returns its pid for the test to wait for. */
+static pid_t start_run(const char *p, const char *out_path) {
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
@@ -189,6 +182,30 @@ static void cancelled_outside(void) {
         execl(SLUICE_BIN, "sluice", store_arg, "run", p, (char *)NULL);
         _exit(127);
     }
+    return pid;
+}
+
+/* Waits until squeue lists a running job of step whose id matches the
+ * grep pattern ("." any, "_" a task of an array). */
+static void wait_running(const char *step, const char *pattern) {
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "squeue -h -t RUNNING -n sluice-%s -o %%i | grep -q %s", step,
+             pattern);
+    while (system(cmd) != 0)
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+}
+
+/* A job cancelled from outside (scancel) fails its step, and says so. */
+static void cancelled_outside(void) {
+    char *p = write_test_file(dir, "long.yaml",
+                              "version: 1\n"
+                              "pipeline: long\n"
+                              "settings: {runner: slurm}\n"
+                              "steps:\n"
+                              "  long: {uses: shell, with: {run: 'sleep 60'}}\n");
+    char out_path[128];
+    snprintf(out_path, sizeof(out_path), "%s/long.out", dir);
+    pid_t pid = start_run(p, out_path);
     /* The job runs: squeue names it; then it is cancelled. */
     char cmd[256];
     snprintf(cmd, sizeof(cmd),
@@ -212,18 +229,8 @@ static void interrupted(void) {
                               "settings: {runner: slurm}\n"
                               "steps:\n"
                               "  sleeper: {uses: shell, with: {run: 'sleep 60'}}\n");
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        putenv(path_env);
-        execl(SLUICE_BIN, "sluice", store_arg, "run", p, (char *)NULL);
-        _exit(127);
-    }
-    while (system("squeue -h -t RUNNING -n sluice-sleeper -o %i | grep -q .") != 0)
-        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    pid_t pid = start_run(p, "/dev/null");
+    wait_running("sleeper", ".");
     kill(pid, SIGINT);
     int ws;
     cr_assert_eq(waitpid(pid, &ws, 0), pid);
@@ -258,18 +265,8 @@ static void controller_restarted(void) {
                         "  second: {uses: shell, after: [first], with: {run: 'echo second'}}\n");
     char out_path[128];
     snprintf(out_path, sizeof(out_path), "%s/restart.out", dir);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        putenv(path_env);
-        execl(SLUICE_BIN, "sluice", store_arg, "run", p, (char *)NULL);
-        _exit(127);
-    }
-    while (system("squeue -h -t RUNNING -n sluice-first -o %i | grep -q .") != 0)
-        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    pid_t pid = start_run(p, out_path);
+    wait_running("first", ".");
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "%s/scripts/slurm-cluster restart-slurmctld %s", SLUICE_SOURCE_DIR,
              cluster);
@@ -382,18 +379,8 @@ static void interrupted_array(void) {
                               "steps:\n"
                               "  naps: {uses: shell, foreach: [1, 2, 3, 4, 5, 6], "
                               "with: {run: 'sleep 60'}}\n");
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        putenv(path_env);
-        execl(SLUICE_BIN, "sluice", store_arg, "run", p, (char *)NULL);
-        _exit(127);
-    }
-    while (system("squeue -h -t RUNNING -n sluice-naps -o %i | grep -q _") != 0)
-        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    pid_t pid = start_run(p, "/dev/null");
+    wait_running("naps", "_");
     kill(pid, SIGINT);
     int ws;
     cr_assert_eq(waitpid(pid, &ws, 0), pid);
