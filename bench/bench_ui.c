@@ -101,7 +101,7 @@ static int connect_to(int port) {
  * end; exits when the answer is not 200. */
 static void get(int port, const char *path, double *first, double *all) {
     char req[512], buf[65536];
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: b\r\n\r\n", path);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", path);
     double t0 = now();
     int fd = connect_to(port);
     if (send(fd, req, strlen(req), 0) != (ssize_t)strlen(req))

@@ -225,7 +225,7 @@ const cli_command cli_commands[] = {
      "  --poll SECONDS  how often triggers are polled (default 30)\n",
      cmd_scheduler},
     {"ui", "serve the dashboard: runs, DAGs, lineage, metrics, models, traces",
-     "usage: sluice ui [--listen HOST:PORT|unix:PATH] [--api-key-file FILE]\n"
+     "usage: sluice ui [--listen HOST:PORT|unix:PATH] [--api-key-file FILE] [LIMITS]\n"
      "\n"
      "Serves the store's dashboard in the browser (every asset in the binary, no\n"
      "network needed) and its JSON API under /api/ (docs/dashboard.md). Read-only\n"
@@ -233,7 +233,13 @@ const cli_command cli_commands[] = {
      "\n"
      "  --listen ADDR        where to listen (default 127.0.0.1:8081; port 0: any free)\n"
      "  --api-key-file FILE  the key (first line) that POST requests must send as\n"
-     "                       'Authorization: Bearer KEY'\n",
+     "                       'Authorization: Bearer KEY'\n"
+     "  --max-connections N  open connections at most (default 256; beyond: 503)\n"
+     "  --max-header-bytes N request line and headers (default 65536; 431 beyond)\n"
+     "  --max-body-bytes N   request body (default 1048576; 413 beyond)\n"
+     "  --header-timeout S   seconds for a request's head (default 10)\n"
+     "  --body-timeout S     seconds for its body (default 30)\n"
+     "  --idle-timeout S     seconds a kept-alive connection may wait (default 60)\n",
      cmd_ui},
 };
 

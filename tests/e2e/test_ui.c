@@ -78,7 +78,7 @@ static void stop_ui(void) {
 static char response[1 << 20];
 static int get(const char *path, bson_t *doc) {
     char req[1024];
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
     exchange(ui_port, req, response, sizeof(response));
     const char *body = strstr(response, "\r\n\r\n");
     cr_assert_not_null(body, "no answer to %s", path);
@@ -337,7 +337,8 @@ Test(ui, cancel_needs_the_key) {
     exchange(ui_port, req, response, sizeof(response));
     cr_expect_eq(status_of(response), 401, "no key: %s", response);
     snprintf(req, sizeof(req),
-             "POST /api/runs/latest/cancel HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "POST /api/runs/latest/cancel HTTP/1.1\r\nHost: t\r\nConnection: "
+             "close\r\nAuthorization: Bearer "
              "0123456789abcdef-test-key\r\nContent-Length: 0\r\n\r\n");
     exchange(ui_port, req, response, sizeof(response));
     cr_expect_eq(status_of(response), 202, "%s", response);
@@ -364,7 +365,8 @@ Test(ui, promote_with_the_key) {
     const char *body = "{\"alias\": \"production\", \"version\": 1, \"if\": [\"perplexity < 10\"]}";
     char req[1024];
     snprintf(req, sizeof(req),
-             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nConnection: "
+             "close\r\nAuthorization: Bearer "
              "0123456789abcdef-test-key\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(body), body);
     exchange(ui_port, req, response, sizeof(response));
@@ -372,7 +374,8 @@ Test(ui, promote_with_the_key) {
     cr_expect(strstr(response, "perplexity"), "%s", response);
     body = "{\"alias\": \"production\", \"version\": 1, \"reason\": \"from the ui\"}";
     snprintf(req, sizeof(req),
-             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nConnection: "
+             "close\r\nAuthorization: Bearer "
              "0123456789abcdef-test-key\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(body), body);
     exchange(ui_port, req, response, sizeof(response));
@@ -391,7 +394,7 @@ Test(ui, promote_with_the_key) {
 static int post_with_key(const char *path) {
     char req[512];
     snprintf(req, sizeof(req),
-             "POST %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "POST %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer "
              "0123456789abcdef-test-key\r\nContent-Length: 0\r\n\r\n",
              path);
     exchange(ui_port, req, response, sizeof(response));
