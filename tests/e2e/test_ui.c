@@ -432,3 +432,27 @@ Test(ui, trigger_fires_a_schedule_with_the_key) {
     expect_success(RUN(test_store_arg, "schedule", "pause", "nightly"));
     cr_expect_eq(post_with_key("/api/schedules/nightly/trigger"), 409, "%s", response);
 }
+
+/* A step input from the store ("artifact:ID") is a source node of the run's
+ * graph, linking to the artifact the step run read. */
+Test(ui, graph_svg_draws_artifact_inputs) {
+    char *f = write_test_file(test_dir, "greeting.txt", "hello\n");
+    result r =
+        RUN(test_store_arg, "artifacts", "import", f, "--type", "text", "--name", "greeting");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    const char *hash = strstr(r.out, "as artifact ");
+    cr_assert_not_null(hash, "%s", r.out);
+    char href[128];
+    snprintf(href, sizeof(href), "xlink:href=\"#/artifact/%.64s\"", hash + 12);
+    result_free(&r);
+    char *p = write_test_file(test_dir, "reads.yaml",
+                              "pipeline: reads\nsteps:\n  a: {uses: shell, inputs: {g: "
+                              "\"artifact:greeting\"}, with: {run: 'cat \"$SLUICE_INPUT_g\"'}}\n");
+    expect_success(RUN_PIPELINE(p));
+    start_ui();
+    cr_assert_eq(get("/api/runs/latest/graph.svg", NULL), 200, "%s", response);
+    cr_expect(strstr(response, "class=\"node artifact\""), "%s", response);
+    cr_expect(strstr(response, "artifact:greeting"), "%s", response);
+    cr_expect(strstr(response, href), "a link to %s: %s", href, response);
+    cr_expect(strstr(response, "class=\"node done\""), "the step keeps its state: %s", response);
+}
