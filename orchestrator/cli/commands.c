@@ -99,13 +99,14 @@ const cli_command cli_commands[] = {
      "what did not finish runs. RUN is any unique prefix of a run id. A run that is\n"
      "still running is refused. --junit FILE as for 'run'.\n",
      cmd_resume},
-    {"artifacts", "list, show, print, export or import artifacts",
+    {"artifacts", "list, show, print, export, import or forget artifacts",
      "usage: sluice artifacts list [--json]\n"
      "       sluice artifacts show ID [--json]\n"
      "       sluice artifacts cat ID\n"
      "       sluice artifacts export ID PATH [--jsonl | --format copy|jsonl]\n"
      "       sluice artifacts path ID [--type TYPE]\n"
      "       sluice artifacts import PATH --type TYPE [--name NAME] [--json]\n"
+     "       sluice artifacts forget NAME|ID [--path PATH] [--json]\n"
      "\n"
      "ID is an artifact's content hash or any unique prefix of it, RUN:STEP.OUTPUT\n"
      "(RUN a run id prefix or 'latest'), or STEP.OUTPUT (from the newest run that has\n"
@@ -117,7 +118,12 @@ const cli_command cli_commands[] = {
      "import copies a file or folder into the store as an artifact of type TYPE,\n"
      "recorded as imported from PATH (gc keeps it); NAME, if given, is an ID too.\n"
      "Pipelines read it as an input \"artifact:ID\". export --jsonl writes a dataset\n"
-     "in the Handbook's layout (train/test per category) as JSON Lines.\n",
+     "in the Handbook's layout (train/test per category) as JSON Lines.\n"
+     "\n"
+     "forget takes imports out of the records: every import under NAME, or every\n"
+     "import of artifact ID; with --path only those from PATH. An artifact nothing\n"
+     "else keeps (a run that made it, a model version) loses its record, and gc\n"
+     "then removes its object. Refused while runs are in progress.\n",
      cmd_artifacts},
     {"lineage", "what an artifact came from and what used it",
      "usage: sluice lineage ID [--up|--down] [--format text|dot|json]\n"
