@@ -138,6 +138,34 @@ Test(ui_http, many_requests_on_one_connection_and_pipelined) {
     close(fd);
 }
 
+/* A client pipelining more answers (7 MB) than the kernel's buffers and the
+ * server's queue (1 MiB) hold while reading slowly (a small receive
+ * buffer): the server stops reading it and goes on as it reads, and every
+ * answer comes, in order. */
+Test(ui_http, a_pipelining_client_that_reads_slowly_gets_every_answer) {
+    start_ui(NULL);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ui_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct timeval tv = {60, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    static char batch[32768];
+    batch[0] = 0;
+    for (int i = 0; i < 399; i++)
+        strcat(batch, "GET /assets/app.js HTTP/1.1\r\nHost: t\r\n\r\n");
+    strcat(batch, "GET /api/runs HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    send_all(fd, batch, strlen(batch));
+    static char all[12 << 20];
+    size_t n = read_all(fd, all, sizeof(all));
+    close(fd);
+    cr_expect_lt(n, sizeof(all) - 1);
+    cr_expect_eq(occurrences(all, "HTTP/1.1 200 OK"), 400);
+    cr_expect_not_null(strstr(all, "\"runs\""), "the last answer is the last request's");
+}
+
 /* A client sending its head a header at a time is cut off at the header
  * deadline, however it spaces its bytes; another is served meanwhile. */
 Test(ui_http, a_slow_client_is_cut_off_while_others_are_served) {
