@@ -18,32 +18,61 @@ static int same(const char *a, const char *b) {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* Calls fn(ud, import) for each import of rec; stops at fn's nonzero. */
+static int each_import(const bson_t *rec, int (*fn)(void *ud, const bson_t *one), void *ud) {
+    bson_iter_t it, sub;
+    if (!bson_iter_init_find(&it, rec, "imports") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &sub))
+        return 0;
+    while (bson_iter_next(&sub)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t one;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&sub))
+            continue;
+        bson_iter_document(&sub, &len, &data);
+        if (bson_init_static(&one, data, len) && fn(ud, &one))
+            return 1;
+    }
+    return 0;
+}
+
+/* Imports copied into a new array: those a callback of each_import keeps. */
+typedef struct import_list {
+    bson_t *arr;
+    uint32_t n;
+    const import_record *imp; /* append_imports: the one being added */
+    int again;                /* ... found among the old */
+    const char *name, *path;  /* forget_in: those to leave out */
+    forget_report *rep;
+} import_list;
+
+static void list_add(import_list *l, const bson_t *one) {
+    char idx[16];
+    const char *k;
+    bson_uint32_to_string(l->n++, &k, idx, sizeof(idx));
+    BSON_APPEND_DOCUMENT(l->arr, k, one);
+}
+
+static int copy_import(void *ud, const bson_t *one) {
+    import_list *l = ud;
+    if (same(utf8_of(one, "path"), l->imp->path) && same(utf8_of(one, "name"), l->imp->name))
+        l->again = 1;
+    list_add(l, one);
+    return 0;
+}
+
 /* Appends the imports of old (if any) and then imp to the array *arr;
  * *again set when one of old's already is imp (same path and name). */
 static void append_imports(bson_t *arr, const bson_t *old, const import_record *imp, int *again) {
-    bson_iter_t it, sub;
-    uint32_t n = 0;
+    import_list l = {.arr = arr, .imp = imp};
+    if (old)
+        each_import(old, copy_import, &l);
+    *again = l.again;
     char idx[16];
     const char *k;
-    *again = 0;
-    if (old && bson_iter_init_find(&it, old, "imports") && BSON_ITER_HOLDS_ARRAY(&it) &&
-        bson_iter_recurse(&it, &sub))
-        while (bson_iter_next(&sub)) {
-            if (!BSON_ITER_HOLDS_DOCUMENT(&sub))
-                continue;
-            const uint8_t *data;
-            uint32_t len;
-            bson_t one;
-            bson_iter_document(&sub, &len, &data);
-            if (!bson_init_static(&one, data, len))
-                continue;
-            if (same(utf8_of(&one, "path"), imp->path) && same(utf8_of(&one, "name"), imp->name))
-                *again = 1;
-            bson_uint32_to_string(n++, &k, idx, sizeof(idx));
-            BSON_APPEND_DOCUMENT(arr, k, &one);
-        }
     bson_t entry;
-    bson_uint32_to_string(n, &k, idx, sizeof(idx));
+    bson_uint32_to_string(l.n, &k, idx, sizeof(idx));
     BSON_APPEND_DOCUMENT_BEGIN(arr, k, &entry);
     BSON_APPEND_UTF8(&entry, "path", imp->path);
     if (imp->name)
@@ -108,25 +137,6 @@ static int import_matches(const bson_t *one, const char *name, const char *path)
            (!path || same(utf8_of(one, "path"), path));
 }
 
-/* Calls fn(ud, import) for each import of rec; stops at fn's nonzero. */
-static int each_import(const bson_t *rec, int (*fn)(void *ud, const bson_t *one), void *ud) {
-    bson_iter_t it, sub;
-    if (!bson_iter_init_find(&it, rec, "imports") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-        !bson_iter_recurse(&it, &sub))
-        return 0;
-    while (bson_iter_next(&sub)) {
-        const uint8_t *data;
-        uint32_t len;
-        bson_t one;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&sub))
-            continue;
-        bson_iter_document(&sub, &len, &data);
-        if (bson_init_static(&one, data, len) && fn(ud, &one))
-            return 1;
-    }
-    return 0;
-}
-
 static int scan_matches(void *ud, const bson_t *one) {
     const forget_scan *s = ud;
     return import_matches(one, s->name, s->path);
@@ -171,6 +181,19 @@ static int find_model(void *ud, const char *key, size_t len, const bson_t *doc) 
     return 1;
 }
 
+static int keep_import(void *ud, const bson_t *one) {
+    import_list *l = ud;
+    if (import_matches(one, l->name, l->path)) {
+        l->rep->forgotten++;
+        return 0;
+    }
+    if (!l->n)
+        snprintf(l->rep->kept_by, sizeof(l->rep->kept_by), "imported from %s",
+                 utf8_of(one, "path") ? utf8_of(one, "path") : "?");
+    list_add(l, one);
+    return 0;
+}
+
 /* Rewrites the record of hash without the matching imports; *rep says what came of it. */
 static int forget_in(meta_db *m, MDB_txn *txn, const char *hash, const char *name, const char *path,
                      forget_report *rep) {
@@ -182,31 +205,9 @@ static int forget_in(meta_db *m, MDB_txn *txn, const char *hash, const char *nam
     snprintf(rep->hash, sizeof(rep->hash), "%s", hash);
     bson_copy_to_excluding_noinit(&old, &doc, "imports", NULL);
     BSON_APPEND_ARRAY_BEGIN(&doc, "imports", &arr);
-    bson_iter_t it, sub;
-    uint32_t kept = 0;
-    char idx[16];
-    const char *k;
-    if (bson_iter_init_find(&it, &old, "imports") && BSON_ITER_HOLDS_ARRAY(&it) &&
-        bson_iter_recurse(&it, &sub))
-        while (bson_iter_next(&sub)) {
-            const uint8_t *data;
-            uint32_t len;
-            bson_t one;
-            if (!BSON_ITER_HOLDS_DOCUMENT(&sub))
-                continue;
-            bson_iter_document(&sub, &len, &data);
-            if (!bson_init_static(&one, data, len))
-                continue;
-            if (import_matches(&one, name, path)) {
-                rep->forgotten++;
-                continue;
-            }
-            if (!kept)
-                snprintf(rep->kept_by, sizeof(rep->kept_by), "imported from %s",
-                         utf8_of(&one, "path") ? utf8_of(&one, "path") : "?");
-            bson_uint32_to_string(kept++, &k, idx, sizeof(idx));
-            BSON_APPEND_DOCUMENT(&arr, k, &one);
-        }
+    import_list l = {.arr = &arr, .name = name, .path = path, .rep = rep};
+    each_import(&old, keep_import, &l);
+    uint32_t kept = l.n;
     bson_append_array_end(&doc, &arr);
     const char *run = utf8_of(&old, "run");
     if (!kept && run)

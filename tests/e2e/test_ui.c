@@ -10,6 +10,7 @@
 #include "require.h"
 #include "runner.h"
 #include "twin_pipeline.h"
+#include "ui_proc.h"
 
 /* a: 7 points of a loss series and an output; b reads it; c fails. */
 #define DEMO_PIPELINE                                                                              \
@@ -32,47 +33,16 @@
     "  w: {uses: shell, with: {run: 'while [ ! -e @/go ]; do sleep 0.05; done'}}\n"                \
     "  z: {uses: shell, after: [w], with: {run: 'true'}}\n"
 
-static pid_t ui_pid;
-static int ui_port;
-
-/* Starts 'sluice ui --listen 127.0.0.1:0' (with the API key in key_file,
- * when given) and reads its port. */
+/* Starts sluice ui with the API key in key_file, when given; else polling
+ * fast, for the events route. */
 static void start_ui_with(const char *key_file) {
-    char out[256];
-    snprintf(out, sizeof(out), "%s/ui.out", test_dir);
-    ui_pid = fork();
-    cr_assert_geq(ui_pid, 0);
-    if (ui_pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        if (key_file)
-            execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0",
-                  "--api-key-file", key_file, (char *)NULL);
-        else
-            execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0",
-                  "--poll-ms", "50", (char *)NULL);
-        _exit(127);
-    }
-    wait_for_text(out, "listening on http://127.0.0.1:");
-    char *text = slurp(out);
-    const char *at = strstr(text, "127.0.0.1:");
-    ui_port = atoi(at + 10);
-    free(text);
-    cr_assert_gt(ui_port, 0);
+    if (key_file)
+        start_ui_opts((const char *[]){"--api-key-file", key_file, NULL});
+    else
+        start_ui_opts((const char *[]){"--poll-ms", "50", NULL});
 }
 
 static void start_ui(void) { start_ui_with(NULL); }
-
-static void stop_ui(void) {
-    if (ui_pid > 0) {
-        kill(ui_pid, SIGTERM);
-        int ws;
-        waitpid(ui_pid, &ws, 0);
-        cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "sluice ui ends cleanly on SIGTERM");
-        ui_pid = 0;
-    }
-}
 
 /* GET path: the status, and the body parsed as JSON into doc (when it is). */
 static char response[1 << 20];

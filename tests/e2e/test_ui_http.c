@@ -3,50 +3,9 @@
  * off while others are served, the connection cap, the size limits, and
  * SIGTERM with connections open. */
 #include <poll.h>
-#include <signal.h>
 
 #include "raw_http.h"
-#include "runner.h"
-
-static pid_t ui_pid;
-static int ui_port;
-
-/* Starts 'sluice ui --listen 127.0.0.1:0' with the options given (NULL
- * ends them) and reads its port. */
-static void start_ui(const char *const *opts) {
-    char out[256];
-    snprintf(out, sizeof(out), "%s/ui.out", test_dir);
-    const char *argv[24] = {"sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0"};
-    size_t n = 5;
-    for (; opts && *opts && n + 1 < 24; opts++)
-        argv[n++] = *opts;
-    argv[n] = NULL;
-    ui_pid = fork();
-    cr_assert_geq(ui_pid, 0);
-    if (ui_pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(SLUICE_BIN, (char **)argv);
-        _exit(127);
-    }
-    wait_for_text(out, "listening on http://127.0.0.1:");
-    char *text = slurp(out);
-    ui_port = atoi(strstr(text, "127.0.0.1:") + 10);
-    free(text);
-    cr_assert_gt(ui_port, 0);
-}
-
-/* SIGTERM; sluice ui must end cleanly whatever connections are open. */
-static void stop_ui(void) {
-    if (ui_pid > 0) {
-        kill(ui_pid, SIGTERM);
-        int ws;
-        waitpid(ui_pid, &ws, 0);
-        cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "sluice ui ends cleanly on SIGTERM");
-        ui_pid = 0;
-    }
-}
+#include "ui_proc.h"
 
 static void teardown(void) {
     stop_ui();
@@ -96,7 +55,7 @@ static int occurrences(const char *hay, const char *needle) {
 }
 
 Test(ui_http, many_requests_on_one_connection_and_pipelined) {
-    start_ui(NULL);
+    start_ui_opts(NULL);
     int fd = connect_to(ui_port);
     for (int i = 0; i < 100; i++) {
         const char *req = i % 2 ? "GET /api/runs HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -143,7 +102,7 @@ Test(ui_http, many_requests_on_one_connection_and_pipelined) {
  * buffer): the server stops reading it and goes on as it reads, and every
  * answer comes, in order. */
 Test(ui_http, a_pipelining_client_that_reads_slowly_gets_every_answer) {
-    start_ui(NULL);
+    start_ui_opts(NULL);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -169,7 +128,7 @@ Test(ui_http, a_pipelining_client_that_reads_slowly_gets_every_answer) {
 /* A client sending its head a header at a time is cut off at the header
  * deadline, however it spaces its bytes; another is served meanwhile. */
 Test(ui_http, a_slow_client_is_cut_off_while_others_are_served) {
-    start_ui((const char *[]){"--header-timeout", "1", "--idle-timeout", "1", NULL});
+    start_ui_opts((const char *[]){"--header-timeout", "1", "--idle-timeout", "1", NULL});
     int slow = connect_to(ui_port), idle = connect_to(ui_port);
     send_all(slow, "GET / HTTP/1.1\r\n", 16);
     int cut = 0, served = 0;
@@ -196,7 +155,7 @@ Test(ui_http, a_slow_client_is_cut_off_while_others_are_served) {
 }
 
 Test(ui_http, connections_over_the_cap_are_answered_503) {
-    start_ui((const char *[]){"--max-connections", "2", NULL});
+    start_ui_opts((const char *[]){"--max-connections", "2", NULL});
     int a = connect_to(ui_port), b = connect_to(ui_port);
     const char *req = "GET /api/runs HTTP/1.1\r\nHost: t\r\n\r\n";
     send_all(a, req, strlen(req));
@@ -236,7 +195,7 @@ static int refused(const char *req) {
 }
 
 Test(ui_http, requests_over_the_limits_are_refused) {
-    start_ui((const char *[]){"--max-header-bytes", "1024", "--max-body-bytes", "100", NULL});
+    start_ui_opts((const char *[]){"--max-header-bytes", "1024", "--max-body-bytes", "100", NULL});
     char big[4096];
     snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: t\r\nX-Big: %01500d\r\n\r\n", 0);
     cr_expect_eq(refused(big), 431, "%s", out);
@@ -265,7 +224,7 @@ Test(ui_http, requests_over_the_limits_are_refused) {
 /* SIGTERM with a kept-alive connection and one half-sent request open:
  * both are closed and sluice ui ends with 0 (stop_ui checks). */
 Test(ui_http, sigterm_closes_open_connections) {
-    start_ui(NULL);
+    start_ui_opts(NULL);
     int kept = connect_to(ui_port), half = connect_to(ui_port);
     send_all(kept, "GET / HTTP/1.1\r\n\r\n", 18);
     cr_assert_eq(read_answer(kept), 200, "%s", out);
