@@ -18,8 +18,7 @@ static int same(const char *a, const char *b) {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* Calls fn(ud, import) for each import of rec; stops at fn's nonzero. */
-static int each_import(const bson_t *rec, int (*fn)(void *ud, const bson_t *one), void *ud) {
+int record_each_import(const bson_t *rec, int (*fn)(void *ud, const bson_t *one), void *ud) {
     bson_iter_t it, sub;
     if (!bson_iter_init_find(&it, rec, "imports") || !BSON_ITER_HOLDS_ARRAY(&it) ||
         !bson_iter_recurse(&it, &sub))
@@ -67,7 +66,7 @@ static int copy_import(void *ud, const bson_t *one) {
 static void append_imports(bson_t *arr, const bson_t *old, const import_record *imp, int *again) {
     import_list l = {.arr = arr, .imp = imp};
     if (old)
-        each_import(old, copy_import, &l);
+        record_each_import(old, copy_import, &l);
     *again = l.again;
     char idx[16];
     const char *k;
@@ -144,7 +143,7 @@ static int scan_matches(void *ud, const bson_t *one) {
 
 static int scan_artifact(void *ud, const char *key, size_t len, const bson_t *doc) {
     forget_scan *s = ud;
-    if (len != HASH_HEX_LEN || !each_import(doc, scan_matches, s))
+    if (len != HASH_HEX_LEN || !record_each_import(doc, scan_matches, s))
         return 0;
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 8;
@@ -206,7 +205,7 @@ static int forget_in(meta_db *m, MDB_txn *txn, const char *hash, const char *nam
     bson_copy_to_excluding_noinit(&old, &doc, "imports", NULL);
     BSON_APPEND_ARRAY_BEGIN(&doc, "imports", &arr);
     import_list l = {.arr = &arr, .name = name, .path = path, .rep = rep};
-    each_import(&old, keep_import, &l);
+    record_each_import(&old, keep_import, &l);
     uint32_t kept = l.n;
     bson_append_array_end(&doc, &arr);
     const char *run = utf8_of(&old, "run");

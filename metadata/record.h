@@ -148,6 +148,10 @@ enum {
 int record_import(meta_db *m, const char *hash, const import_record *imp, char *have_type,
                   size_t size);
 
+/* Calls fn(ud, import) for each import {path, name, time} of artifact record
+ * rec, oldest first; stops at fn's nonzero, which it returns (else 0). */
+int record_each_import(const bson_t *rec, int (*fn)(void *ud, const bson_t *one), void *ud);
+
 /* What record_forget_imports did to one artifact's record. */
 typedef struct forget_report {
     char hash[HASH_HEX_LEN + 1];
