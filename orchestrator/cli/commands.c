@@ -237,15 +237,15 @@ const cli_command cli_commands[] = {
      "network needed) and its JSON API under /api/ (docs/dashboard.md). Read-only\n"
      "unless an API key is given.\n"
      "\n"
-     "  --listen ADDR        where to listen (default 127.0.0.1:8081; port 0: any free)\n"
-     "  --api-key-file FILE  the key (first line) that POST requests must send as\n"
-     "                       'Authorization: Bearer KEY'\n"
-     "  --max-connections N  open connections at most (default 256; beyond: 503)\n"
-     "  --max-header-bytes N request line and headers (default 65536; 431 beyond)\n"
-     "  --max-body-bytes N   request body (default 1048576; 413 beyond)\n"
-     "  --header-timeout S   seconds for a request's head (default 10)\n"
-     "  --body-timeout S     seconds for its body (default 30)\n"
-     "  --idle-timeout S     seconds a kept-alive connection may wait (default 60)\n",
+     "  --listen ADDR         where to listen (default 127.0.0.1:8081; port 0: any free)\n"
+     "  --api-key-file FILE   the key (first line) that POST requests must send as\n"
+     "                        'Authorization: Bearer KEY'\n"
+     "  --max-connections N   open connections at most (default 256; beyond: 503)\n"
+     "  --max-header-bytes N  request line and headers (default 65536; 431 beyond)\n"
+     "  --max-body-bytes N    request body (default 1048576; 413 beyond)\n"
+     "  --header-timeout S    seconds for a request's head (default 10)\n"
+     "  --body-timeout S      seconds for its body (default 30)\n"
+     "  --idle-timeout S      seconds a kept-alive connection may wait (default 60)\n",
      cmd_ui},
 };
 

@@ -235,3 +235,18 @@ Test(ui_http, sigterm_closes_open_connections) {
     close(kept);
     close(half);
 }
+
+Test(ui_http, bad_limits_are_refused) {
+    result r = RUN(test_store_arg, "ui", "--max-connections", "0");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--max-connections takes a whole number from 1 to"), "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "ui", "--header-timeout", "soon");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--header-timeout takes seconds from 0 to 86400, not 'soon'"), "%s",
+              r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "ui", "--max-header-bytes", "10");
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    result_free(&r);
+}
