@@ -128,8 +128,11 @@ Test(ui_http, a_pipelining_client_that_reads_slowly_gets_every_answer) {
 /* A client sending its head a header at a time is cut off at the header
  * deadline, however it spaces its bytes; another is served meanwhile. */
 Test(ui_http, a_slow_client_is_cut_off_while_others_are_served) {
-    start_ui_opts((const char *[]){"--header-timeout", "1", "--idle-timeout", "1", NULL});
-    int slow = connect_to(ui_port), idle = connect_to(ui_port);
+    start_ui_opts((const char *[]){"--header-timeout", "1", "--idle-timeout", "1", "--body-timeout",
+                                   "1", NULL});
+    int slow = connect_to(ui_port), idle = connect_to(ui_port), body = connect_to(ui_port);
+    const char *part = "POST /api/runs/x/cancel HTTP/1.1\r\nContent-Length: 10\r\n\r\n{";
+    send_all(body, part, strlen(part));
     send_all(slow, "GET / HTTP/1.1\r\n", 16);
     int cut = 0, served = 0;
     for (int i = 0; i < 300 && !cut; i++) {
@@ -150,8 +153,10 @@ Test(ui_http, a_slow_client_is_cut_off_while_others_are_served) {
     cr_expect(cut, "the slow client is cut off");
     cr_expect_gt(served, 0);
     cr_expect(closed_by_server(idle), "a connection that sends nothing is closed at the idle one");
+    cr_expect(closed_by_server(body), "a body that does not come is cut off at the body deadline");
     close(slow);
     close(idle);
+    close(body);
 }
 
 Test(ui_http, connections_over_the_cap_are_answered_503) {
