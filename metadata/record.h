@@ -148,6 +148,28 @@ enum {
 int record_import(meta_db *m, const char *hash, const import_record *imp, char *have_type,
                   size_t size);
 
+/* Calls fn(ud, import) for each import {path, name, time} of artifact record
+ * rec, oldest first; stops at fn's nonzero, which it returns (else 0). */
+int record_each_import(const bson_t *rec, int (*fn)(void *ud, const bson_t *one), void *ud);
+
+/* What record_forget_imports did to one artifact's record. */
+typedef struct forget_report {
+    char hash[HASH_HEX_LEN + 1];
+    size_t forgotten;  /* imports taken out of its record */
+    int removed;       /* the record is gone: gc may remove the object */
+    char kept_by[320]; /* else what still roots it, in words */
+} forget_report;
+
+/* Takes imports out of artifact records in one transaction ('artifacts
+ * forget'): those of artifact hash (NULL: of any artifact) under name
+ * (NULL: any) from path (NULL: any). A record left with no import, no
+ * producer and no model version naming it is removed, so that gc may remove
+ * its object. *out (the caller's, freed with free(); NULL when *n is 0)
+ * says what became of each artifact changed. Returns 0 or a negative code
+ * (nothing written). */
+int record_forget_imports(meta_db *m, const char *hash, const char *name, const char *path,
+                          forget_report **out, size_t *n);
+
 /* The metrics of a step run's record as {KEY: value}, a series by its last
  * point (runs show, runs diff and the registry read them so). out is
  * initialized here; the caller destroys it. Returns 0 or -ENOMEM. */

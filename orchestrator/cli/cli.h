@@ -66,6 +66,8 @@ int cmd_artifacts_path(const cli_globals *g, int argc, char **argv);
 /* 'artifacts import' (cmd_artifacts_import.c): an outside file or folder
  * into the store. */
 int cmd_artifacts_import(const cli_globals *g, int argc, char **argv);
+/* 'artifacts forget' (cmd_artifacts_forget.c): undoes imports. */
+int cmd_artifacts_forget(const cli_globals *g, int argc, char **argv);
 /* 'artifacts export --jsonl' (dataset_jsonl.c): writes the dataset at
  * object, in the Handbook's layout, to dest as JSON Lines; prints why not.
  * Returns an exit status. */

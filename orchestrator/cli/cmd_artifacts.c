@@ -130,6 +130,8 @@ int cmd_artifacts(const cli_globals *g, int argc, char **argv) {
         return cmd_artifacts_path(g, argc, argv);
     if (argc >= 2 && strcmp(argv[1], "import") == 0)
         return cmd_artifacts_import(g, argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "forget") == 0)
+        return cmd_artifacts_forget(g, argc, argv);
     static const struct option longs[] = {
         {"json", no_argument, NULL, 'J'},
         {"jsonl", no_argument, NULL, 'L'},

@@ -3,7 +3,7 @@
  * storing an output and recording it), and the leftovers of interrupted
  * stores and imports (tmp/import-*). Every artifact record roots its
  * object: a step output's, and an imported artifact's ('artifacts
- * import' writes one), so imports are kept as long as the store.
+ * import' writes one), so imports are kept until 'artifacts forget'.
  *
  * A live run renames an output into objects/ before its record commits, so
  * gc must not look at the records of a moment a run is in that gap: it

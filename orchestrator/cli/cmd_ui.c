@@ -1,4 +1,4 @@
-/* cmd_ui.c - sluice ui [--listen ADDR] [--api-key-file F]: the dashboard,
+/* cmd_ui.c - sluice ui [--listen ADDR] [--api-key-file F] [LIMITS]: the dashboard,
  * its pages and JSON API (docs/dashboard.md), over the store's metadata. */
 #include <errno.h>
 #include <signal.h>
@@ -42,21 +42,80 @@ static int read_key(const char *path, char *key, size_t size) {
     return 0;
 }
 
+/* optarg as a number from lo to hi (seconds take decimals), into *v; else
+ * says which option is wrong. */
+static int limit_arg(const char *name, double lo, double hi, int decimals, double *v) {
+    char *end;
+    errno = 0;
+    *v = decimals ? strtod(optarg, &end) : (double)strtol(optarg, &end, 10);
+    if (end == optarg || *end || errno || *v < lo || *v > hi) {
+        fprintf(stderr, "sluice ui: --%s takes %s from %g to %g, not '%s'\n", name,
+                decimals ? "seconds" : "a whole number", lo, hi, optarg);
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_ui(const cli_globals *g, int argc, char **argv) {
-    enum { OPT_LISTEN = 256, OPT_KEY, OPT_POLL };
+    enum {
+        OPT_LISTEN = 256,
+        OPT_KEY,
+        OPT_POLL,
+        OPT_MAX_CONN,
+        OPT_MAX_HEADER,
+        OPT_MAX_BODY,
+        OPT_HEADER_TIMEOUT,
+        OPT_BODY_TIMEOUT,
+        OPT_IDLE_TIMEOUT,
+    };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"api-key-file", required_argument, NULL, OPT_KEY},
         {"poll-ms", required_argument, NULL, OPT_POLL},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+        {"max-header-bytes", required_argument, NULL, OPT_MAX_HEADER},
+        {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY},
+        {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+        {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8081", *key_file = NULL;
     long poll_ms = 250;
+    ui_limits lim = ui_default_limits;
+    double v;
     int c;
     cli_getopt_begin();
     while ((c = cli_getopt(argc, argv, ":", longopts)) != -1) {
         char *end;
         switch (c) {
+        case OPT_MAX_CONN:
+            if (limit_arg("max-connections", 1, 1 << 20, 0, &v))
+                return EXIT_BAD_INPUT;
+            lim.max_connections = (unsigned)v;
+            break;
+        case OPT_MAX_HEADER:
+            if (limit_arg("max-header-bytes", 256, 1 << 20, 0, &v))
+                return EXIT_BAD_INPUT;
+            lim.max_header = (size_t)v;
+            break;
+        case OPT_MAX_BODY:
+            if (limit_arg("max-body-bytes", 0, 1 << 30, 0, &v))
+                return EXIT_BAD_INPUT;
+            lim.max_body = (size_t)v;
+            break;
+        case OPT_HEADER_TIMEOUT:
+        case OPT_BODY_TIMEOUT:
+        case OPT_IDLE_TIMEOUT:
+            if (limit_arg(c == OPT_HEADER_TIMEOUT ? "header-timeout"
+                          : c == OPT_BODY_TIMEOUT ? "body-timeout"
+                                                  : "idle-timeout",
+                          0, 86400, 1, &v))
+                return EXIT_BAD_INPUT;
+            *(c == OPT_HEADER_TIMEOUT ? &lim.header_timeout_ms
+              : c == OPT_BODY_TIMEOUT ? &lim.body_timeout_ms
+                                      : &lim.idle_timeout_ms) = (unsigned)(v * 1000 + 0.5);
+            break;
         case OPT_LISTEN:
             listen = optarg;
             break;
@@ -90,7 +149,7 @@ int cmd_ui(const cli_globals *g, int argc, char **argv) {
     ui_ctx ctx = {.store = g->store, .api_key = key_file ? key : NULL};
     ui_main u = {0};
     char why[512];
-    if (ui_server_start(&loop, listen, ui_api_handle, &ctx, (unsigned)poll_ms, &u.server, why,
+    if (ui_server_start(&loop, listen, ui_api_handle, &ctx, (unsigned)poll_ms, &lim, &u.server, why,
                         sizeof(why)) != 0) {
         fprintf(stderr, "sluice ui: %s\n", why);
         uv_loop_close(&loop);

@@ -99,13 +99,14 @@ const cli_command cli_commands[] = {
      "what did not finish runs. RUN is any unique prefix of a run id. A run that is\n"
      "still running is refused. --junit FILE as for 'run'.\n",
      cmd_resume},
-    {"artifacts", "list, show, print, export or import artifacts",
+    {"artifacts", "list, show, print, export, import or forget artifacts",
      "usage: sluice artifacts list [--json]\n"
      "       sluice artifacts show ID [--json]\n"
      "       sluice artifacts cat ID\n"
      "       sluice artifacts export ID PATH [--jsonl | --format copy|jsonl]\n"
      "       sluice artifacts path ID [--type TYPE]\n"
      "       sluice artifacts import PATH --type TYPE [--name NAME] [--json]\n"
+     "       sluice artifacts forget NAME|ID [--path PATH] [--json]\n"
      "\n"
      "ID is an artifact's content hash or any unique prefix of it, RUN:STEP.OUTPUT\n"
      "(RUN a run id prefix or 'latest'), or STEP.OUTPUT (from the newest run that has\n"
@@ -117,7 +118,12 @@ const cli_command cli_commands[] = {
      "import copies a file or folder into the store as an artifact of type TYPE,\n"
      "recorded as imported from PATH (gc keeps it); NAME, if given, is an ID too.\n"
      "Pipelines read it as an input \"artifact:ID\". export --jsonl writes a dataset\n"
-     "in the Handbook's layout (train/test per category) as JSON Lines.\n",
+     "in the Handbook's layout (train/test per category) as JSON Lines.\n"
+     "\n"
+     "forget takes imports out of the records: every import under NAME, or every\n"
+     "import of artifact ID; with --path only those from PATH. An artifact nothing\n"
+     "else keeps (a run that made it, a model version) loses its record, and gc\n"
+     "then removes its object. Refused while runs are in progress.\n",
      cmd_artifacts},
     {"lineage", "what an artifact came from and what used it",
      "usage: sluice lineage ID [--up|--down] [--format text|dot|json]\n"
@@ -225,15 +231,21 @@ const cli_command cli_commands[] = {
      "  --poll SECONDS  how often triggers are polled (default 30)\n",
      cmd_scheduler},
     {"ui", "serve the dashboard: runs, DAGs, lineage, metrics, models, traces",
-     "usage: sluice ui [--listen HOST:PORT|unix:PATH] [--api-key-file FILE]\n"
+     "usage: sluice ui [--listen HOST:PORT|unix:PATH] [--api-key-file FILE] [LIMITS]\n"
      "\n"
      "Serves the store's dashboard in the browser (every asset in the binary, no\n"
      "network needed) and its JSON API under /api/ (docs/dashboard.md). Read-only\n"
      "unless an API key is given.\n"
      "\n"
-     "  --listen ADDR        where to listen (default 127.0.0.1:8081; port 0: any free)\n"
-     "  --api-key-file FILE  the key (first line) that POST requests must send as\n"
-     "                       'Authorization: Bearer KEY'\n",
+     "  --listen ADDR         where to listen (default 127.0.0.1:8081; port 0: any free)\n"
+     "  --api-key-file FILE   the key (first line) that POST requests must send as\n"
+     "                        'Authorization: Bearer KEY'\n"
+     "  --max-connections N   open connections at most (default 256; beyond: 503)\n"
+     "  --max-header-bytes N  request line and headers (default 65536; 431 beyond)\n"
+     "  --max-body-bytes N    request body (default 1048576; 413 beyond)\n"
+     "  --header-timeout S    seconds for a request's head (default 10)\n"
+     "  --body-timeout S      seconds for its body (default 30)\n"
+     "  --idle-timeout S      seconds a kept-alive connection may wait (default 60)\n",
      cmd_ui},
 };
 

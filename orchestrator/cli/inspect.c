@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "modelreg.h"
+#include "record.h"
 
 int inspect_open(const char *store, meta_db *m, int missing_ok) {
     int rc = meta_open(m, store, 1);
@@ -245,24 +246,23 @@ int inspect_resolve_artifact(MDB_txn *txn, const meta_db *m, const char *spec, c
     return EXIT_BAD_INPUT;
 }
 
+typedef struct import_fn {
+    void (*fn)(void *ud, const char *path, const char *name, double time);
+    void *ud;
+} import_fn;
+
+static int call_import_fn(void *ud, const bson_t *one) {
+    const import_fn *f = ud;
+    f->fn(f->ud, inspect_str(one, "path", "?"), inspect_str(one, "name", NULL),
+          inspect_num(one, "time"));
+    return 0;
+}
+
 void inspect_each_import(const bson_t *rec,
                          void (*fn)(void *ud, const char *path, const char *name, double time),
                          void *ud) {
-    bson_iter_t it, sub;
-    if (!bson_iter_init_find(&it, rec, "imports") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-        !bson_iter_recurse(&it, &sub))
-        return;
-    while (bson_iter_next(&sub)) {
-        const uint8_t *data;
-        uint32_t len;
-        bson_t one;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&sub))
-            continue;
-        bson_iter_document(&sub, &len, &data);
-        if (bson_init_static(&one, data, len))
-            fn(ud, inspect_str(&one, "path", "?"), inspect_str(&one, "name", NULL),
-               inspect_num(&one, "time"));
-    }
+    import_fn f = {fn, ud};
+    record_each_import(rec, call_import_fn, &f);
 }
 
 typedef struct newest_import {

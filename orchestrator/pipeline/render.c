@@ -2,6 +2,7 @@
 
 #include <bson/bson.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 int graph_format_parse(const char *name, graph_format *out) {
@@ -27,11 +28,60 @@ static void dot_quoted(buf *b, const char *s) {
     buf_putc(b, '"');
 }
 
-static void render_dot(const pipeline *p, buf *b) {
+/* The artifacts the pipeline reads from the store ("artifact:ID" inputs),
+ * each ID once in the order first written: the graph's source nodes. */
+typedef struct artifact_nodes {
+    const char **ids; /* borrowed from p; NULL when there are none or out of memory */
+    size_t n;
+} artifact_nodes;
+
+/* The node of id in a (its index), or a->n when it has none. */
+static size_t artifact_node(const artifact_nodes *a, const char *id) {
+    size_t i = 0;
+    while (i < a->n && strcmp(a->ids[i], id) != 0)
+        i++;
+    return i;
+}
+
+static int artifact_nodes_of(const pipeline *p, artifact_nodes *a) {
+    size_t total = 0;
+    a->ids = NULL;
+    a->n = 0;
+    for (size_t i = 0; i < p->n_steps; i++)
+        for (size_t k = 0; k < p->steps[i].n_inputs; k++)
+            total += p->steps[i].inputs[k].artifact != NULL;
+    if (!total)
+        return 0;
+    if (!(a->ids = malloc(total * sizeof(*a->ids))))
+        return -ENOMEM;
+    for (size_t i = 0; i < p->n_steps; i++)
+        for (size_t k = 0; k < p->steps[i].n_inputs; k++) {
+            const char *id = p->steps[i].inputs[k].artifact;
+            if (id && artifact_node(a, id) == a->n)
+                a->ids[a->n++] = id;
+        }
+    return 0;
+}
+
+/* An artifact's node is named and labelled "artifact:ID", as the input
+ * writes it (no step id has a ':'), and drawn as a cylinder: the store. */
+static void dot_artifact_name(buf *b, const char *id) {
+    buf name = BUF_INIT;
+    buf_printf(&name, "artifact:%s", id);
+    dot_quoted(b, buf_str(&name));
+    buf_free(&name);
+}
+
+static void render_dot(const pipeline *p, const artifact_nodes *a, buf *b) {
     buf_puts(b, "digraph ");
     dot_quoted(b, p->name ? p->name : "pipeline");
     buf_puts(b, " {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n"
                 "  edge [fontname=\"Helvetica\", fontsize=10];\n");
+    for (size_t i = 0; i < a->n; i++) {
+        buf_puts(b, "  ");
+        dot_artifact_name(b, a->ids[i]);
+        buf_puts(b, " [shape=cylinder, style=solid, class=\"artifact\"];\n");
+    }
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
         if (s->group && s->instance == 0) { /* a fan-out step's instances, boxed together */
@@ -61,10 +111,14 @@ static void render_dot(const pipeline *p, buf *b) {
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
         for (size_t k = 0; k < s->n_inputs; k++) {
-            if (s->inputs[k].from == UINT32_MAX)
+            const step_input *in = &s->inputs[k];
+            if (in->from == UINT32_MAX && !in->artifact)
                 continue;
             buf_puts(b, "  ");
-            dot_quoted(b, s->inputs[k].from_step);
+            if (in->artifact)
+                dot_artifact_name(b, in->artifact);
+            else
+                dot_quoted(b, in->from_step);
             buf_puts(b, " -> ");
             dot_quoted(b, s->id);
             buf_printf(b, " [label=\"%s\"];\n", s->inputs[k].port);
@@ -96,8 +150,14 @@ static void mermaid_text(buf *b, const char *s) {
     }
 }
 
-static void render_mermaid(const pipeline *p, buf *b) {
+static void render_mermaid(const pipeline *p, const artifact_nodes *a, buf *b) {
     buf_puts(b, "flowchart LR\n");
+    /* artifacts a0, a1, ... as cylinders: [("...")] */
+    for (size_t i = 0; i < a->n; i++) {
+        buf_printf(b, "  a%zu[(\"artifact:", i);
+        mermaid_text(b, a->ids[i]);
+        buf_puts(b, "\")]\n");
+    }
     /* Node ids are generated (s0, s1, ...): step ids may hold '-', which
      * Mermaid would read as part of an arrow. */
     for (size_t i = 0; i < p->n_steps; i++) {
@@ -121,7 +181,10 @@ static void render_mermaid(const pipeline *p, buf *b) {
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
         for (size_t k = 0; k < s->n_inputs; k++)
-            if (s->inputs[k].from != UINT32_MAX)
+            if (s->inputs[k].artifact)
+                buf_printf(b, "  a%zu -->|%s| s%zu\n", artifact_node(a, s->inputs[k].artifact),
+                           s->inputs[k].port, i);
+            else if (s->inputs[k].from != UINT32_MAX)
                 buf_printf(b, "  s%u -->|%s| s%zu\n", s->inputs[k].from, s->inputs[k].port, i);
         for (size_t k = 0; k < s->n_after; k++)
             if (s->after[k].from != UINT32_MAX)
@@ -129,8 +192,8 @@ static void render_mermaid(const pipeline *p, buf *b) {
     }
 }
 
-static int render_json(const pipeline *p, const dag *g, buf *b) {
-    bson_t doc, steps, edges, order;
+static int render_json(const pipeline *p, const dag *g, const artifact_nodes *a, buf *b) {
+    bson_t doc, steps, edges, order, arts;
     char key[16];
     const char *k;
     bson_init(&doc);
@@ -181,6 +244,31 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
         }
     }
     bson_append_array_end(&doc, &edges);
+    /* The artifacts read from the store, apart from the edges between steps. */
+    BSON_APPEND_ARRAY_BEGIN(&doc, "artifacts", &arts);
+    for (size_t i = 0; i < a->n; i++) {
+        bson_t item, to;
+        uint32_t n_to = 0;
+        bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+        BSON_APPEND_DOCUMENT_BEGIN(&arts, k, &item);
+        BSON_APPEND_UTF8(&item, "artifact", a->ids[i]);
+        BSON_APPEND_ARRAY_BEGIN(&item, "to", &to);
+        for (size_t j = 0; j < p->n_steps; j++)
+            for (size_t e = 0; e < p->steps[j].n_inputs; e++) {
+                const step_input *in = &p->steps[j].inputs[e];
+                if (!in->artifact || strcmp(in->artifact, a->ids[i]) != 0)
+                    continue;
+                bson_t edge;
+                bson_uint32_to_string(n_to++, &k, key, sizeof(key));
+                BSON_APPEND_DOCUMENT_BEGIN(&to, k, &edge);
+                BSON_APPEND_UTF8(&edge, "step", p->steps[j].id);
+                BSON_APPEND_UTF8(&edge, "input", in->port);
+                bson_append_document_end(&to, &edge);
+            }
+        bson_append_array_end(&item, &to);
+        bson_append_document_end(&arts, &item);
+    }
+    bson_append_array_end(&doc, &arts);
     BSON_APPEND_ARRAY_BEGIN(&doc, "order", &order);
     for (size_t i = 0; g->acyclic && i < g->n; i++) {
         bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
@@ -200,17 +288,21 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
 }
 
 int pipeline_render(const pipeline *p, const dag *g, graph_format f, buf *out) {
-    int rc = 0;
+    artifact_nodes a;
+    int rc = artifact_nodes_of(p, &a);
+    if (rc)
+        return rc;
     switch (f) {
     case GRAPH_DOT:
-        render_dot(p, out);
+        render_dot(p, &a, out);
         break;
     case GRAPH_MERMAID:
-        render_mermaid(p, out);
+        render_mermaid(p, &a, out);
         break;
     case GRAPH_JSON:
-        rc = render_json(p, g, out);
+        rc = render_json(p, g, &a, out);
         break;
     }
+    free(a.ids);
     return rc ? rc : buf_failed(out) ? -ENOMEM : 0;
 }

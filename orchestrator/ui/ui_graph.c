@@ -103,6 +103,32 @@ typedef struct states {
     Agraph_t *g;
 } states;
 
+static int is_artifact(Agnode_t *n) {
+    char *cls = agget(n, "class");
+    return cls && strcmp(cls, "artifact") == 0;
+}
+
+/* The artifact nodes feeding step node n (drawn from "artifact:ID" inputs)
+ * link to the artifact the step run read, by the hash its record has. */
+static void link_artifacts(Agraph_t *g, Agnode_t *n, const bson_t *doc) {
+    for (Agedge_t *e = agfstin(g, n); e; e = agnxtin(g, e)) {
+        Agnode_t *from = agtail(e);
+        char *port = agget(e, "label");
+        if (!is_artifact(from) || !port)
+            continue;
+        bson_iter_t it, in;
+        if (!bson_iter_init_find(&it, doc, "inputs") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+            !bson_iter_recurse(&it, &in) || !bson_iter_find(&in, port) ||
+            !BSON_ITER_HOLDS_UTF8(&in))
+            continue;
+        const char *hash = bson_iter_utf8(&in, NULL);
+        buf href = BUF_INIT;
+        buf_printf(&href, "#/artifact/%s", hash);
+        set(from, "href", buf_str(&href));
+        buf_free(&href);
+    }
+}
+
 /* Marks the node of one step record with its state. */
 static int mark_step(void *ud, const char *key, size_t len, const bson_t *doc) {
     states *s = ud;
@@ -130,6 +156,7 @@ static int mark_step(void *ud, const char *key, size_t len, const bson_t *doc) {
     set(n, "fillcolor", state_colour(state));
     set(n, "class", state);
     buf_free(&label);
+    link_artifacts(s->g, n, doc);
     return 0;
 }
 
@@ -180,6 +207,10 @@ void ui_graph_svg(ui_ctx *c, const char *spec, ui_response *res) {
         }
         /* Links to each step's details, reachable with the keyboard. */
         for (Agnode_t *n = agfstnode(g); n; n = agnxtnode(g, n)) {
+            if (is_artifact(n)) {
+                set(n, "tooltip", agnameof(n));
+                continue;
+            }
             buf href = BUF_INIT;
             buf_printf(&href, "#/run/%s/step/%s", id, agnameof(n));
             set(n, "href", buf_str(&href));

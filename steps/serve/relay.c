@@ -1,10 +1,11 @@
 /* relay.c - the dashboard relayed to a 'sluice ui' child (serve_relay.h).
- * The child answers one request per connection and closes it, so a relay
- * is a Unix-socket connection per request: the request's bytes written as
- * they came, the answer's bytes written back as they come, and the
- * child's close is the answer's end (the client's connection closes
- * then, whatever framing the answer had: a server-sent event stream
- * lasts until its client or the child goes). */
+ * A relay is a Unix-socket connection per request: the request's bytes
+ * written as they came with 'Connection: close' put after its request line
+ * (the child keeps connections alive otherwise, and so would never end the
+ * answer), the answer's bytes written back as they come, and the child's
+ * close is the answer's end (the client's connection closes then, whatever
+ * framing the answer had: a server-sent event stream lasts until its
+ * client or the child goes). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -259,14 +260,19 @@ void serve_relay_request(serve_relay *r, http_conn *c) {
                "dashboard_down");
         return;
     }
+    static const char close_hdr[] = "Connection: close\r\n";
+    const char *eol = memchr(bytes, '\n', len); /* the request line's end: it was parsed */
+    size_t line = eol ? (size_t)(eol - bytes) + 1 : len;
     relay_conn *rc = calloc(1, sizeof(*rc));
-    if (!rc || !(rc->bytes = malloc(len ? len : 1))) {
+    if (!rc || !(rc->bytes = malloc(len + sizeof(close_hdr)))) {
         free(rc);
         refuse(c, 500, "out of memory", NULL);
         return;
     }
-    memcpy(rc->bytes, bytes, len);
-    rc->len = len;
+    memcpy(rc->bytes, bytes, line);
+    memcpy(rc->bytes + line, close_hdr, sizeof(close_hdr) - 1);
+    memcpy(rc->bytes + line + sizeof(close_hdr) - 1, bytes + line, len - line);
+    rc->len = len + sizeof(close_hdr) - 1;
     rc->r = r;
     rc->c = c;
     uv_pipe_init(r->loop, &rc->pipe, 0);

@@ -137,6 +137,81 @@ Test(cli, graph_mermaid) {
     result_free(&r);
 }
 
+/* "artifact:ID" inputs are source nodes, one per ID however many steps
+ * (or fan-out instances) read it, in every format. */
+Test(cli, graph_draws_artifact_inputs) {
+    char dir[] = "/tmp/sluice-test-graph-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/p.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("pipeline: arts\nsteps:\n"
+          "  tok: {uses: shell, with: {run: 'echo t > t', outputs: {tokenizer: t}}}\n"
+          "  sft:\n    uses: shell\n"
+          "    inputs: {dataset: \"artifact:handbook-instruct\", tokenizer: tok.tokenizer}\n"
+          "    with: {run: 'true'}\n"
+          "  each:\n    uses: shell\n    matrix: {n: [1, 2]}\n"
+          "    inputs: {data: \"artifact:handbook-instruct\", extra: \"artifact:0123abcd\"}\n"
+          "    with: {run: 'true'}\n",
+          f);
+    fclose(f);
+    result r = RUN("graph", path);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    const char *node = "  \"artifact:handbook-instruct\" [shape=cylinder, style=solid, "
+                       "class=\"artifact\"];\n";
+    cr_expect(strstr(r.out, node) && !strstr(strstr(r.out, node) + 1, node),
+              "one node for the ID two steps read: %s", r.out);
+    cr_expect(strstr(r.out, "\"artifact:handbook-instruct\" -> \"sft\" [label=\"dataset\"];"), "%s",
+              r.out);
+    cr_expect(strstr(r.out, "\"artifact:handbook-instruct\" -> \"each[1]\" [label=\"data\"];"),
+              "to each instance: %s", r.out);
+    cr_expect(strstr(r.out, "\"artifact:0123abcd\" -> \"each[0]\" [label=\"extra\"];"), "%s",
+              r.out);
+    if (have("/usr/bin/dot")) {
+        char dot_path[80];
+        snprintf(dot_path, sizeof(dot_path), "%s/g.dot", dir);
+        f = fopen(dot_path, "w");
+        fputs(r.out, f);
+        fclose(f);
+        result svg = run_in(NULL, dot_path, (char *[]){"/usr/bin/dot", "-Tsvg", NULL});
+        cr_expect_eq(svg.status, 0, "dot failed: %s", svg.err);
+        cr_expect(strstr(svg.out, "artifact:handbook&#45;instruct"), "%s", svg.out);
+        result_free(&svg);
+        unlink(dot_path);
+    }
+    result_free(&r);
+    r = RUN("graph", "-f", "mermaid", path);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "  a0[(\"artifact:handbook-instruct\")]\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "  a1[(\"artifact:0123abcd\")]\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "  a0 -->|dataset| s1\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "  a1 -->|extra| s3\n"), "%s", r.out);
+    result_free(&r);
+    r = RUN("graph", "-f", "json", path);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    bson_error_t error;
+    bson_t *doc = bson_new_from_json((const uint8_t *)r.out, -1, &error);
+    cr_assert_not_null(doc, "not JSON: %s", error.message);
+    bson_iter_t it;
+    cr_expect(bson_iter_init(&it, doc) &&
+              bson_iter_find_descendant(&it, "artifacts.0.artifact", &it) &&
+              !strcmp(bson_iter_utf8(&it, NULL), "handbook-instruct"));
+    cr_expect(bson_iter_init(&it, doc) &&
+                  bson_iter_find_descendant(&it, "artifacts.0.to.2.step", &it) &&
+                  !strcmp(bson_iter_utf8(&it, NULL), "each[1]"),
+              "%s", r.out);
+    cr_expect(bson_iter_init(&it, doc) &&
+              bson_iter_find_descendant(&it, "artifacts.1.to.0.input", &it) &&
+              !strcmp(bson_iter_utf8(&it, NULL), "extra"));
+    cr_expect(bson_iter_init(&it, doc) && !bson_iter_find_descendant(&it, "edges.1", &it),
+              "artifact inputs are not edges between steps: %s", r.out);
+    bson_destroy(doc);
+    result_free(&r);
+    unlink(path);
+    rmdir(dir);
+}
+
 Test(cli, usage_errors_exit_2) {
     result r = RUN("graph", "--format", "png", SLUICE_SOURCE_DIR "/pipelines/end_to_end.yaml");
     cr_expect_eq(r.status, 2);

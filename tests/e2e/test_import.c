@@ -344,3 +344,122 @@ Test(import, sft_trains_on_the_handbooks_imported_dataset) {
               r.out);
     result_free(&r);
 }
+
+/* 'artifacts forget': by name (every import under it, on any artifact), by
+ * ID with --path, kept while something else roots the artifact, and the
+ * object left to gc once nothing does. */
+Test(import, forget_undoes_imports_and_lets_gc_remove_the_object) {
+    char a[256], b[256], c[256], cmd[900];
+    snprintf(a, sizeof(a), "%s/a.txt", test_dir);
+    snprintf(b, sizeof(b), "%s/b.txt", test_dir);
+    snprintf(c, sizeof(c), "%s/c.txt", test_dir);
+    snprintf(cmd, sizeof(cmd), "printf one > '%s' && printf one > '%s' && printf two > '%s'", a, b,
+             c);
+    cr_assert_eq(system(cmd), 0);
+    char one[65], two[65];
+    snprintf(one, sizeof(one), "%s", import_ok(a, "text"));
+    expect_success(RUN(test_store_arg, "artifacts", "import", b, "--type", "text"));
+    /* "ds" on both contents: forgetting it forgets both, and one stays by b */
+    expect_success(RUN(test_store_arg, "artifacts", "import", a, "--type", "text", "--name", "ds"));
+    result r =
+        RUN(test_store_arg, "artifacts", "import", c, "--type", "text", "--name", "ds", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    snprintf(two, sizeof(two), "%s", hash_of(r.out));
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "forget", "ds", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\"removed\" : true") && strstr(r.out, two), "c's is gone: %s", r.out);
+    cr_expect(strstr(r.out, "\"removed\" : false") &&
+                  strstr(r.out, "\"kept_by\" : \"imported from"),
+              "a's stays, imported without the name: %s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "show", "ds");
+    cr_expect_eq(r.status, 2, "the name names nothing: %s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "show", one);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, a) && strstr(r.out, b), "a's first import and b's: %s", r.out);
+    result_free(&r);
+    /* By ID, one path at a time; a path with no import of it is refused */
+    r = RUN(test_store_arg, "artifacts", "forget", one, "--path", c);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "has no import from"), "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "forget", one, "--path", a);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "forgot 1 import of artifact") && strstr(r.out, "it stays, imported "
+                                                                            "from"),
+              "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "gc", "--grace", "0");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "1 object removed, 1 kept"), "c's object goes: %s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "doctor");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "forget", one, "--path", b);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "its record is removed"), "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "gc", "--grace", "0");
+    cr_expect(strstr(r.out, "1 object removed, 0 kept"), "%s", r.out);
+    result_free(&r);
+    cr_expect_eq(store_entries("objects"), 0);
+    r = RUN(test_store_arg, "artifacts", "forget", one);
+    cr_expect_eq(r.status, 2, "nothing left to forget: %s", r.out);
+    result_free(&r);
+}
+
+/* A step output imported too keeps its record (its run made it), and a
+ * run in progress holds forget off. */
+Test(import, forget_keeps_what_a_run_made_and_waits_for_runs) {
+    char *p =
+        write_test_file(test_dir, "p.yaml",
+                        "pipeline: made\nsteps:\n"
+                        "  a: {uses: shell, with: {run: 'printf made > o', outputs: {o: o}}}\n"
+                        "  w: {uses: shell, after: [a], with: {run: 'while [ ! -e @/go ]; "
+                        "do sleep 0.05; done'}}\n");
+    char made[256], go[256], cmd[600];
+    snprintf(made, sizeof(made), "%s/made.txt", test_dir);
+    snprintf(go, sizeof(go), "%s/go", test_dir);
+    snprintf(cmd, sizeof(cmd), "printf made > '%s'", made);
+    cr_assert_eq(system(cmd), 0);
+    pid_t run = start_sluice_run(p);
+    /* a's output recorded: the run holds the store's lock until it ends */
+    for (int i = 0;; i++) {
+        result s = RUN(test_store_arg, "artifacts", "path", "a.o");
+        int done = s.status == 0;
+        result_free(&s);
+        if (done)
+            break;
+        cr_assert_lt(i, 1500, "a's output never showed up");
+        nanosleep(&(struct timespec){0, 20000000L}, NULL);
+    }
+    expect_success(
+        RUN(test_store_arg, "artifacts", "import", made, "--type", "any", "--name", "mine"));
+    result r = RUN(test_store_arg, "artifacts", "forget", "mine");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "runs are in progress"), "%s", r.err);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "show", "mine");
+    cr_expect_eq(r.status, 0, "nothing changed: %s", r.err);
+    result_free(&r);
+    FILE *f = fopen(go, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    int ws;
+    waitpid(run, &ws, 0);
+    cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    r = RUN(test_store_arg, "artifacts", "forget", "mine");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "it stays, made by run"), "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "gc", "--grace", "0");
+    cr_expect(strstr(r.out, "0 objects removed"), "%s", r.out);
+    result_free(&r);
+    r = RUN(test_store_arg, "artifacts", "show", "a.o");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_null(strstr(r.out, "imported"), "%s", r.out);
+    result_free(&r);
+}

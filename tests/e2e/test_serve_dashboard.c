@@ -68,6 +68,8 @@ Test(serve_dashboard, relays_the_dashboard_and_stops_it) {
     cr_assert_eq(status, 200, "GET /: %.300s\nserver log: %s", out, server_log());
     cr_expect_not_null(strstr(out, "text/html"));
     cr_expect_not_null(strstr(out, "<html"), "%.300s", out);
+    /* asked to by the relay, the child closes after its answer */
+    cr_expect_not_null(strstr(out, "Connection: close"), "%.300s", out);
     /* serve's key is not asked of the dashboard's reads */
     cr_assert_eq(get(port, "/api/runs?limit=5", NULL), 200, "%.300s", out);
     cr_expect_not_null(strstr(out, last_run), "the run %s in: %.500s", last_run, out);

@@ -10,6 +10,7 @@
 #include "require.h"
 #include "runner.h"
 #include "twin_pipeline.h"
+#include "ui_proc.h"
 
 /* a: 7 points of a loss series and an output; b reads it; c fails. */
 #define DEMO_PIPELINE                                                                              \
@@ -32,53 +33,22 @@
     "  w: {uses: shell, with: {run: 'while [ ! -e @/go ]; do sleep 0.05; done'}}\n"                \
     "  z: {uses: shell, after: [w], with: {run: 'true'}}\n"
 
-static pid_t ui_pid;
-static int ui_port;
-
-/* Starts 'sluice ui --listen 127.0.0.1:0' (with the API key in key_file,
- * when given) and reads its port. */
+/* Starts sluice ui with the API key in key_file, when given; else polling
+ * fast, for the events route. */
 static void start_ui_with(const char *key_file) {
-    char out[256];
-    snprintf(out, sizeof(out), "%s/ui.out", test_dir);
-    ui_pid = fork();
-    cr_assert_geq(ui_pid, 0);
-    if (ui_pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        if (key_file)
-            execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0",
-                  "--api-key-file", key_file, (char *)NULL);
-        else
-            execl(SLUICE_BIN, "sluice", test_store_arg, "ui", "--listen", "127.0.0.1:0",
-                  "--poll-ms", "50", (char *)NULL);
-        _exit(127);
-    }
-    wait_for_text(out, "listening on http://127.0.0.1:");
-    char *text = slurp(out);
-    const char *at = strstr(text, "127.0.0.1:");
-    ui_port = atoi(at + 10);
-    free(text);
-    cr_assert_gt(ui_port, 0);
+    if (key_file)
+        start_ui_opts((const char *[]){"--api-key-file", key_file, NULL});
+    else
+        start_ui_opts((const char *[]){"--poll-ms", "50", NULL});
 }
 
 static void start_ui(void) { start_ui_with(NULL); }
-
-static void stop_ui(void) {
-    if (ui_pid > 0) {
-        kill(ui_pid, SIGTERM);
-        int ws;
-        waitpid(ui_pid, &ws, 0);
-        cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "sluice ui ends cleanly on SIGTERM");
-        ui_pid = 0;
-    }
-}
 
 /* GET path: the status, and the body parsed as JSON into doc (when it is). */
 static char response[1 << 20];
 static int get(const char *path, bson_t *doc) {
     char req[1024];
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
     exchange(ui_port, req, response, sizeof(response));
     const char *body = strstr(response, "\r\n\r\n");
     cr_assert_not_null(body, "no answer to %s", path);
@@ -337,7 +307,8 @@ Test(ui, cancel_needs_the_key) {
     exchange(ui_port, req, response, sizeof(response));
     cr_expect_eq(status_of(response), 401, "no key: %s", response);
     snprintf(req, sizeof(req),
-             "POST /api/runs/latest/cancel HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "POST /api/runs/latest/cancel HTTP/1.1\r\nHost: t\r\nConnection: "
+             "close\r\nAuthorization: Bearer "
              "0123456789abcdef-test-key\r\nContent-Length: 0\r\n\r\n");
     exchange(ui_port, req, response, sizeof(response));
     cr_expect_eq(status_of(response), 202, "%s", response);
@@ -364,7 +335,8 @@ Test(ui, promote_with_the_key) {
     const char *body = "{\"alias\": \"production\", \"version\": 1, \"if\": [\"perplexity < 10\"]}";
     char req[1024];
     snprintf(req, sizeof(req),
-             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nConnection: "
+             "close\r\nAuthorization: Bearer "
              "0123456789abcdef-test-key\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(body), body);
     exchange(ui_port, req, response, sizeof(response));
@@ -372,7 +344,8 @@ Test(ui, promote_with_the_key) {
     cr_expect(strstr(response, "perplexity"), "%s", response);
     body = "{\"alias\": \"production\", \"version\": 1, \"reason\": \"from the ui\"}";
     snprintf(req, sizeof(req),
-             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "POST /api/models/twin/promote HTTP/1.1\r\nHost: t\r\nConnection: "
+             "close\r\nAuthorization: Bearer "
              "0123456789abcdef-test-key\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(body), body);
     exchange(ui_port, req, response, sizeof(response));
@@ -391,7 +364,7 @@ Test(ui, promote_with_the_key) {
 static int post_with_key(const char *path) {
     char req[512];
     snprintf(req, sizeof(req),
-             "POST %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+             "POST %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer "
              "0123456789abcdef-test-key\r\nContent-Length: 0\r\n\r\n",
              path);
     exchange(ui_port, req, response, sizeof(response));
@@ -428,4 +401,28 @@ Test(ui, trigger_fires_a_schedule_with_the_key) {
     }
     expect_success(RUN(test_store_arg, "schedule", "pause", "nightly"));
     cr_expect_eq(post_with_key("/api/schedules/nightly/trigger"), 409, "%s", response);
+}
+
+/* A step input from the store ("artifact:ID") is a source node of the run's
+ * graph, linking to the artifact the step run read. */
+Test(ui, graph_svg_draws_artifact_inputs) {
+    char *f = write_test_file(test_dir, "greeting.txt", "hello\n");
+    result r =
+        RUN(test_store_arg, "artifacts", "import", f, "--type", "text", "--name", "greeting");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    const char *hash = strstr(r.out, "as artifact ");
+    cr_assert_not_null(hash, "%s", r.out);
+    char href[128];
+    snprintf(href, sizeof(href), "xlink:href=\"#/artifact/%.64s\"", hash + 12);
+    result_free(&r);
+    char *p = write_test_file(test_dir, "reads.yaml",
+                              "pipeline: reads\nsteps:\n  a: {uses: shell, inputs: {g: "
+                              "\"artifact:greeting\"}, with: {run: 'cat \"$SLUICE_INPUT_g\"'}}\n");
+    expect_success(RUN_PIPELINE(p));
+    start_ui();
+    cr_assert_eq(get("/api/runs/latest/graph.svg", NULL), 200, "%s", response);
+    cr_expect(strstr(response, "class=\"node artifact\""), "%s", response);
+    cr_expect(strstr(response, "artifact:greeting"), "%s", response);
+    cr_expect(strstr(response, href), "a link to %s: %s", href, response);
+    cr_expect(strstr(response, "class=\"node done\""), "the step keeps its state: %s", response);
 }
