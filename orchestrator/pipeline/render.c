@@ -50,7 +50,8 @@ static void render_dot(const pipeline *p, buf *b) {
         dot_quoted(b, s->id);
         buf_puts(b, " [label=");
         buf str = BUF_INIT;
-        buf_printf(&str, "%s\n%s", s->id, s->uses ? s->uses : "?");
+        buf_printf(&str, "%s%s\n%s", s->id, step_is_template(s) ? "[*]" : "",
+                   s->uses ? s->uses : "?");
         /* A literal newline in a dot string is a line break as well. */
         dot_quoted(b, buf_str(&str));
         buf_free(&str);
@@ -77,6 +78,15 @@ static void render_dot(const pipeline *p, buf *b) {
             buf_puts(b, " -> ");
             dot_quoted(b, s->id);
             buf_puts(b, " [style=dashed];\n");
+        }
+        if (step_is_template(s) && s->foreach_from != UINT32_MAX) {
+            buf_puts(b, "  ");
+            dot_quoted(b, s->foreach_step);
+            buf_puts(b, " -> ");
+            dot_quoted(b, s->id);
+            buf_puts(b, " [label=\"foreach ");
+            buf_puts(b, s->foreach_output); /* an identifier: nothing to quote */
+            buf_puts(b, "\", style=bold];\n");
         }
     }
     buf_puts(b, "}\n");
@@ -112,6 +122,8 @@ static void render_mermaid(const pipeline *p, buf *b) {
         }
         buf_printf(b, "%ss%zu[\"", s->group ? "    " : "  ", i);
         mermaid_text(b, s->id);
+        if (step_is_template(s))
+            buf_puts(b, "[*]");
         buf_puts(b, "<br/><i>");
         mermaid_text(b, s->uses ? s->uses : "?");
         buf_puts(b, "</i>\"]\n");
@@ -126,6 +138,8 @@ static void render_mermaid(const pipeline *p, buf *b) {
         for (size_t k = 0; k < s->n_after; k++)
             if (s->after[k].from != UINT32_MAX)
                 buf_printf(b, "  s%u -.-> s%zu\n", s->after[k].from, i);
+        if (step_is_template(s) && s->foreach_from != UINT32_MAX)
+            buf_printf(b, "  s%u ==>|foreach %s| s%zu\n", s->foreach_from, s->foreach_output, i);
     }
 }
 
@@ -146,6 +160,15 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
         if (s->group) {
             BSON_APPEND_UTF8(&item, "group", s->group);
             BSON_APPEND_INT32(&item, "instance", (int32_t)s->instance);
+        }
+        if (step_is_template(s)) { /* instances known at run time: "ID[*]" */
+            buf label = BUF_INIT;
+            step_group_label(s, &label);
+            BSON_APPEND_UTF8(&item, "label", buf_str(&label));
+            buf_reset(&label);
+            buf_printf(&label, "%s.%s", s->foreach_step, s->foreach_output);
+            BSON_APPEND_UTF8(&item, "foreach", buf_str(&label));
+            buf_free(&label);
         }
         BSON_APPEND_INT32(&item, "level", g->acyclic ? (int32_t)g->level[i] : -1);
         BSON_APPEND_ARRAY_BEGIN(&item, "needs", &needs);
