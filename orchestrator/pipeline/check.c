@@ -206,9 +206,10 @@ static void check_output(const pipeline *p, const step *s, const step_input *in,
     if (!outs) {
         if (src->uses && strcmp(src->uses, STEP_SHELL) == 0)
             diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
-                     "input '%s' of step '%s' reads '%s.%s', but shell step '%s' declares no "
+                     "%s%s%s of step '%s' reads '%s.%s', but shell step '%s' declares no "
                      "outputs",
-                     in->port, s->id, in->from_step, in->from_output, in->from_step);
+                     in->port ? "input '" : "'foreach", in->port ? in->port : "", "'", s->id,
+                     in->from_step, in->from_output, in->from_step);
         return;
     }
     for (size_t i = 0; i < outs->u.map.n; i++)
@@ -243,8 +244,7 @@ static void resolve_foreach(pipeline *p, step *s, size_t i, diag_list *d) {
         diag_add(d, DIAG_ERROR, p->file, at.line, at.col,
                  "step '%s' cannot fan out over its own output '%s'", s->id, s->foreach_output);
     } else if (from >= 0) {
-        step_input probe = {.port = "foreach",
-                            .from_step = s->foreach_step,
+        step_input probe = {.from_step = s->foreach_step,
                             .from_output = s->foreach_output,
                             .from = (uint32_t)from,
                             .pos = at};
