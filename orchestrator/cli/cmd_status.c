@@ -273,7 +273,8 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
     } else {
         size_t width = 4;
         for (size_t i = 0; i < p->n_steps; i++) { /* [N] -> [0..N], or ID[*] */
-            size_t w = strlen(p->steps[i].id) + (p->steps[i].group || p->steps[i].foreach_step ? 4 : 0);
+            size_t w =
+                strlen(p->steps[i].id) + (p->steps[i].group || p->steps[i].foreach_step ? 4 : 0);
             if (w > width)
                 width = w;
         }

@@ -326,7 +326,7 @@ static void check_outputs(pipeline *p, const step *s, diag_list *d) {
 
 /* The artifact types whose format is JSON Lines (docs/artifacts.md), and
  * any: what 'foreach: STEP.OUTPUT' can read rows from. */
-static const char *const jsonl_types[] = {"jsonl",   "documents", "chunks", "dataset",
+static const char *const jsonl_types[] = {"jsonl",    "documents", "chunks", "dataset",
                                           "logprobs", "any",       NULL};
 
 /* 'foreach: STEP.OUTPUT' of a plugin step: a declared output of a type

@@ -1160,8 +1160,7 @@ static int load_steps(loader *L, const ynode *n) {
              * copied into each instance. */
             step tpl = *s;
             if ((rc = load_step(L, &tpl, k, n->u.map.pairs[i].value)) ||
-                (rc = expand_step(L, &tpl, ynode_get(n->u.map.pairs[i].value, "with"),
-                                  fanout[i])))
+                (rc = expand_step(L, &tpl, ynode_get(n->u.map.pairs[i].value, "with"), fanout[i])))
                 return rc;
             continue;
         }
@@ -1191,8 +1190,8 @@ static int load_steps(loader *L, const ynode *n) {
              * 'with' read above with ${item} checked for its form only,
              * and read again for each row then. */
             const char *dot = strchr(fe->u.scalar.text, '.');
-            s->foreach_step = arena_strndup(&p->arena, fe->u.scalar.text,
-                                            (size_t)(dot - fe->u.scalar.text));
+            s->foreach_step =
+                arena_strndup(&p->arena, fe->u.scalar.text, (size_t)(dot - fe->u.scalar.text));
             if (!s->foreach_step)
                 return -ENOMEM;
             s->foreach_output = dot + 1;

@@ -255,9 +255,7 @@ int pipeline_lineage_target(arena *a, const char *text, const char *dir, const c
 
 /* Whether s is the template of a 'foreach: STEP.OUTPUT' not expanded
  * (its instances are not; neither is any other step). */
-static inline int step_is_template(const step *s) {
-    return s->foreach_step && !s->group;
-}
+static inline int step_is_template(const step *s) { return s->foreach_step && !s->group; }
 
 /* Appends the compact name of the fan-out step s is an instance of,
  * "ID[0..N-1]", to b (commands show a fan-out step as one line); of a

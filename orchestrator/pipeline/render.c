@@ -202,6 +202,16 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
             }
             bson_append_document_end(&edges, &item);
         }
+        if (step_is_template(s) && s->foreach_from != UINT32_MAX) {
+            bson_t item;
+            bson_uint32_to_string(n_edges++, &k, key, sizeof(key));
+            BSON_APPEND_DOCUMENT_BEGIN(&edges, k, &item);
+            BSON_APPEND_UTF8(&item, "from", s->foreach_step);
+            BSON_APPEND_UTF8(&item, "to", s->id);
+            BSON_APPEND_UTF8(&item, "kind", "foreach");
+            BSON_APPEND_UTF8(&item, "output", s->foreach_output);
+            bson_append_document_end(&edges, &item);
+        }
     }
     bson_append_array_end(&doc, &edges);
     BSON_APPEND_ARRAY_BEGIN(&doc, "order", &order);

@@ -37,8 +37,8 @@ static int read_rows(arena *a, const char *path, const char *label, value **out,
         if (k == 0)
             continue;
         if (n == PIPELINE_MAX_INSTANCES) {
-            snprintf(why, size, "%s has more than %d rows, the limit of instances of a step",
-                     label, PIPELINE_MAX_INSTANCES);
+            snprintf(why, size, "%s has more than %d rows, the limit of instances of a step", label,
+                     PIPELINE_MAX_INSTANCES);
             rc = -EINVAL;
             break;
         }
@@ -62,7 +62,8 @@ static int read_rows(arena *a, const char *path, const char *label, value **out,
                 memcpy(grown, items, n * sizeof(*grown));
             items = grown;
         }
-        if (rc == 0 && (!BSON_APPEND_DOCUMENT(&wrap, "r", &doc) || !bson_iter_init_find(&it, &wrap, "r")))
+        if (rc == 0 &&
+            (!BSON_APPEND_DOCUMENT(&wrap, "r", &doc) || !bson_iter_init_find(&it, &wrap, "r")))
             rc = -ENOMEM;
         if (rc == 0 && (rc = value_from_bson(a, &it, &items[n])) == -EINVAL)
             snprintf(why, size, "%s, line %zu: a value of a kind sluice does not read", label,
@@ -141,8 +142,9 @@ void sched_expand(step_run *sr) {
         diag_list d = DIAG_LIST_INIT;
         rc = pipeline_expand_rows(r->p, sr->index, rows, &d);
         if (rc == -EINVAL && d.n)
-            snprintf(why, sizeof(why), "its instances cannot be made from the rows of %s: %s:%u:%u: %s%s",
-                     label, d.items[0].file ? d.items[0].file : r->p->file, d.items[0].line,
+            snprintf(why, sizeof(why),
+                     "its instances cannot be made from the rows of %s: %s:%u:%u: %s%s", label,
+                     d.items[0].file ? d.items[0].file : r->p->file, d.items[0].line,
                      d.items[0].col, d.items[0].msg, d.errors > 1 ? " (and more like it)" : "");
         diag_clear(&d);
     }
@@ -161,7 +163,7 @@ void sched_expand(step_run *sr) {
     sr->state = SR_FINISHED;
     dag_ready_finish(&r->ready, sr->index, 1);
     char msg[256];
-    snprintf(msg, sizeof(msg), "%zu rows of %s: instances %s[0..%zu]", rows->u.list.n, label,
-             t->id, rows->u.list.n - 1);
+    snprintf(msg, sizeof(msg), "%zu rows of %s: instances %s[0..%zu]", rows->u.list.n, label, t->id,
+             rows->u.list.n - 1);
     report_step_log(&r->rep, t->id, SL_LOG_INFO, msg);
 }

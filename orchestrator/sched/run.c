@@ -580,6 +580,8 @@ static void write_summary(run *r, const char *status) {
     for (size_t i = 0; i < r->p->n_steps; i++) {
         static const char *const names[] = {"waiting", "running", "done", "failed", "skipped"};
         int st = r->ready.state[i];
+        if (st == NODE_DONE && step_is_template(r->steps[i].s))
+            continue; /* its instances stand for it */
         bson_t s;
         BSON_APPEND_DOCUMENT_BEGIN(&steps, r->steps[i].s->id, &s);
         BSON_APPEND_UTF8(&s, "status",

@@ -163,8 +163,9 @@ Test(fanout, every_refusal_is_located) {
     expect_diag(&D, 5, 29, "'foreach' of step 'b' is an empty list");
     expect_diag(&D, 6, 32, "'${item}' is only defined in 'with' of a step with 'foreach'");
     expect_diag(&D, 7, 32, "matrix key 'x' of step 'd' must be a list of values");
-    expect_diag(&D, 8, 29, "'foreach' of step 'e' reads 'c.out', but shell step 'c' declares no "
-                           "outputs");
+    expect_diag(&D, 8, 29,
+                "'foreach' of step 'e' reads 'c.out', but shell step 'c' declares no "
+                "outputs");
     expect_diag(&D, 9, 42, "step 'f' has both 'foreach' and 'matrix'");
     expect_diag(&D, 10, 49, "'${item.k}' reads a field, but the item is an integer");
     expect_diag(&D, 11, 51, "the item has no field 'j' (it has: k)");
