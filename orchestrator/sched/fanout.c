@@ -129,6 +129,13 @@ void sched_expand(step_run *sr) {
                      t->foreach_output, up->out_hashes[i]);
         }
     sr->wall_started = sched_wall_now();
+    if (up->cond_skipped) { /* skipped by a condition: so are its rows' instances */
+        snprintf(why, sizeof(why), "it fans out over the rows of %s.%s, and step '%s' was skipped",
+                 t->foreach_step, t->foreach_output, t->foreach_step);
+        sr->cond_skipped = 1;
+        sched_finish_step(sr, STEP_SKIPPED, why);
+        return;
+    }
     if (!path) {
         snprintf(why, sizeof(why), "'foreach' reads %s.%s, which step '%s' did not write",
                  t->foreach_step, t->foreach_output, t->foreach_step);

@@ -238,3 +238,22 @@ Test(foreach_rows, validate_checks_the_reference_its_type_and_the_graph) {
               "%s", r.out);
     result_free(&r);
 }
+
+Test(foreach_rows, a_source_skipped_by_its_condition_skips_the_fan_out) {
+    const char *file =
+        write_test_file(test_dir, "when.yaml",
+                        "version: 1\n"
+                        "pipeline: when\n"
+                        "steps:\n"
+                        "  list:\n"
+                        "    uses: shell\n"
+                        "    when: \"1 == 2\"\n"
+                        "    with: {run: \"true\", outputs: {rows: r.jsonl}}\n"
+                        "  each: {uses: shell, foreach: list.rows, with: {run: x}}\n");
+    expect_success(RUN_PIPELINE((char *)file));
+    char *json = show_last();
+    expect_status(json, "each", "skipped");
+    cr_expect(strstr(json, "it fans out over the rows of list.rows, and step 'list' was skipped"),
+              "%s", json);
+    free(json);
+}
