@@ -257,3 +257,24 @@ Test(foreach_rows, a_source_skipped_by_its_condition_skips_the_fan_out) {
               "%s", json);
     free(json);
 }
+
+Test(foreach_rows, more_rows_than_the_instance_limit_fail_the_step) {
+    const char *file =
+        write_test_file(test_dir, "many.yaml",
+                        "version: 1\n"
+                        "pipeline: many\n"
+                        "steps:\n"
+                        "  list:\n"
+                        "    uses: shell\n"
+                        "    with:\n"
+                        "      run: |\n"
+                        "        seq 1001 | sed 's/.*/{\"i\": &}/' > \"$SLUICE_OUTPUT_rows\"\n"
+                        "      outputs: {rows: r.jsonl}\n"
+                        "  each: {uses: shell, foreach: list.rows, with: {run: x}}\n");
+    result r = RUN_PIPELINE((char *)file);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "has more than 1000 rows, the limit of instances of a step"), "%s",
+              r.out);
+    cr_expect(!strstr(r.out, "each[0]"), "no instance was made: %s", r.out);
+    result_free(&r);
+}
