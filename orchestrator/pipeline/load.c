@@ -1062,8 +1062,6 @@ static int fanout_references(loader *L) {
     return rc < 0 ? rc : 0;
 }
 
-static const pipeline_options no_options;
-
 int pipeline_expand_rows(pipeline *p, uint32_t tpl, const value *rows, diag_list *d) {
     const step *t = &p->steps[tpl];
     size_t n = rows->u.list.n, first = p->n_steps, before = d->errors;
@@ -1074,7 +1072,10 @@ int pipeline_expand_rows(pipeline *p, uint32_t tpl, const value *rows, diag_list
                  t->foreach_step, t->foreach_output, t->id, n, PIPELINE_MAX_INSTANCES);
         return -EINVAL;
     }
-    loader L = {p, d, &no_options, {0}};
+    /* The pipeline runs: a secret its 'with' names must have its value. The
+     * environment is the process's, the .env files' already in p. */
+    static const pipeline_options at_run = {.require_secrets = 1};
+    loader L = {p, d, &at_run, {0}};
     L.sc = (subst_ctx){.p = p, .d = d, .opt = L.opt, .params_allowed = 1};
     step proto = *t;
     proto.with = NULL;
@@ -1255,6 +1256,8 @@ static int load_top(loader *L, const ynode *root) {
     }
     return rc;
 }
+
+static const pipeline_options no_options;
 
 int pipeline_load_buffer(const char *data, size_t len, const char *name, const char *dir,
                          const pipeline_options *opt, diag_list *d, pipeline **out) {

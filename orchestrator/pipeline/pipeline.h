@@ -267,10 +267,11 @@ void step_group_label(const step *s, buf *b);
  * living as long), appended to steps as ID[0..n-1], each reading 'with'
  * with its row as ${item}; the inputs and 'after' of other steps that
  * name the template are rewritten to the list of instances, as for a
- * fan-out expanded when loading. The instances are bound by the caller
- * (pipeline_bind_step). Returns 0, -ENOMEM, or -EINVAL with the errors
- * (a ${item.FIELD} a row lacks, too many rows) in d; p is then unchanged
- * but for what its arena holds. Not thread-safe: p must not be read
+ * fan-out expanded when loading. The instances are bound as the template
+ * was (pipeline_bind_step: its plugin is already known). Returns 0,
+ * -ENOMEM, or -EINVAL with the errors (a ${item.FIELD} a row lacks, a
+ * parameter a row makes the wrong kind, too many rows) in d; p is then
+ * unchanged but for what its arena holds. Not thread-safe: p must not be read
  * meanwhile by any other thread through the inputs of its steps. */
 int pipeline_expand_rows(pipeline *p, uint32_t tpl, const value *rows, diag_list *d);
 

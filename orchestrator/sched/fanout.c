@@ -34,7 +34,8 @@ static int read_rows(arena *a, const char *path, const char *label, value **out,
         while (k && (line[k - 1] == '\n' || line[k - 1] == '\r' || line[k - 1] == ' ' ||
                      line[k - 1] == '\t'))
             k--;
-        if (k == 0)
+        size_t at = strspn(line, " \t");
+        if (at >= k)
             continue;
         if (n == PIPELINE_MAX_INSTANCES) {
             snprintf(why, size, "%s has more than %d rows, the limit of instances of a step", label,
@@ -45,10 +46,11 @@ static int read_rows(arena *a, const char *path, const char *label, value **out,
         bson_t doc, wrap = BSON_INITIALIZER;
         bson_error_t err;
         bson_iter_t it;
-        if (line[0] != '{' || !bson_init_from_json(&doc, line, (ssize_t)k, &err)) {
+        int brace = line[at] == '{';
+        if (!brace || !bson_init_from_json(&doc, line + at, (ssize_t)(k - at), &err)) {
             snprintf(why, size, "%s, line %zu: not a JSON object%s%s", label, line_no,
-                     line[0] == '{' ? ": " : " (each row is one {...} on its line)",
-                     line[0] == '{' ? err.message : "");
+                     brace ? ": " : " (each row is one {...} on its line)",
+                     brace ? err.message : "");
             bson_destroy(&wrap);
             rc = -EINVAL;
             break;
