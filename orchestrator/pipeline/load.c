@@ -1092,6 +1092,7 @@ int pipeline_expand_rows(pipeline *p, uint32_t tpl, const value *rows, diag_list
         p->n_steps = first;
         return rc;
     }
+    p->steps[tpl].n_instances = n; /* expanded: its instances stand for it */
     hmap groups = HMAP_INIT;
     rc = hmap_put(&groups, t->id, strlen(t->id), (uint32_t)first, NULL);
     for (size_t i = 0; rc >= 0 && i < first; i++)

@@ -139,7 +139,8 @@ typedef struct step {
     /* 'foreach: STEP.OUTPUT': a fan-out whose items are the JSON Lines rows
      * of another step's output, known only once that step has finished.
      * Until then the step stands as one template (no group, shown as
-     * ID[*]); pipeline_expand_rows() makes its instances. foreach_from is
+     * ID[*]); pipeline_expand_rows() makes its instances (and sets the
+     * template's n_instances, 0 until then). foreach_from is
      * the step's index once resolved (UINT32_MAX before, or after an
      * error); with_node the 'with' read again for each row. NULL
      * foreach_step for every other step, instances included. */

@@ -27,6 +27,16 @@ static void dot_quoted(buf *b, const char *s) {
     buf_putc(b, '"');
 }
 
+/* A 'foreach: STEP.OUTPUT' step whose instances were made from a run
+ * (graph --run): they are drawn in its place. */
+static int expanded(const step *s) { return step_is_template(s) && s->n_instances; }
+
+/* Whether s has the edge of a 'foreach: STEP.OUTPUT' to draw: a template
+ * not expanded, or one of its instances. */
+static int foreach_edge(const step *s) {
+    return s->foreach_step && s->foreach_from != UINT32_MAX && !expanded(s);
+}
+
 static void render_dot(const pipeline *p, buf *b) {
     buf_puts(b, "digraph ");
     dot_quoted(b, p->name ? p->name : "pipeline");
@@ -34,6 +44,8 @@ static void render_dot(const pipeline *p, buf *b) {
                 "  edge [fontname=\"Helvetica\", fontsize=10];\n");
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         if (s->group && s->instance == 0) { /* a fan-out step's instances, boxed together */
             buf str = BUF_INIT;
             buf_printf(&str, "cluster_%s", s->group);
@@ -61,6 +73,8 @@ static void render_dot(const pipeline *p, buf *b) {
     }
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         for (size_t k = 0; k < s->n_inputs; k++) {
             if (s->inputs[k].from == UINT32_MAX)
                 continue;
@@ -79,7 +93,7 @@ static void render_dot(const pipeline *p, buf *b) {
             dot_quoted(b, s->id);
             buf_puts(b, " [style=dashed];\n");
         }
-        if (step_is_template(s) && s->foreach_from != UINT32_MAX) {
+        if (foreach_edge(s)) {
             buf_puts(b, "  ");
             dot_quoted(b, s->foreach_step);
             buf_puts(b, " -> ");
@@ -112,6 +126,8 @@ static void render_mermaid(const pipeline *p, buf *b) {
      * Mermaid would read as part of an arrow. */
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         if (s->group && s->instance == 0) {
             buf label = BUF_INIT;
             step_group_label(s, &label);
@@ -132,13 +148,15 @@ static void render_mermaid(const pipeline *p, buf *b) {
     }
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         for (size_t k = 0; k < s->n_inputs; k++)
             if (s->inputs[k].from != UINT32_MAX)
                 buf_printf(b, "  s%u -->|%s| s%zu\n", s->inputs[k].from, s->inputs[k].port, i);
         for (size_t k = 0; k < s->n_after; k++)
             if (s->after[k].from != UINT32_MAX)
                 buf_printf(b, "  s%u -.-> s%zu\n", s->after[k].from, i);
-        if (step_is_template(s) && s->foreach_from != UINT32_MAX)
+        if (foreach_edge(s))
             buf_printf(b, "  s%u ==>|foreach %s| s%zu\n", s->foreach_from, s->foreach_output, i);
     }
 }
@@ -150,10 +168,12 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
     bson_init(&doc);
     BSON_APPEND_UTF8(&doc, "pipeline", p->name ? p->name : "");
     BSON_APPEND_ARRAY_BEGIN(&doc, "steps", &steps);
-    for (size_t i = 0; i < p->n_steps; i++) {
+    for (size_t i = 0, n_shown = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
         bson_t item, needs;
-        bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+        if (expanded(s))
+            continue;
+        bson_uint32_to_string((uint32_t)n_shown++, &k, key, sizeof(key));
         BSON_APPEND_DOCUMENT_BEGIN(&steps, k, &item);
         BSON_APPEND_UTF8(&item, "id", s->id);
         BSON_APPEND_UTF8(&item, "uses", s->uses ? s->uses : "");
@@ -184,6 +204,8 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
     uint32_t n_edges = 0;
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         for (size_t e = 0; e < s->n_inputs + s->n_after; e++) {
             int data = e < s->n_inputs;
             const step_input *in = data ? &s->inputs[e] : NULL;
@@ -202,7 +224,7 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
             }
             bson_append_document_end(&edges, &item);
         }
-        if (step_is_template(s) && s->foreach_from != UINT32_MAX) {
+        if (foreach_edge(s)) {
             bson_t item;
             bson_uint32_to_string(n_edges++, &k, key, sizeof(key));
             BSON_APPEND_DOCUMENT_BEGIN(&edges, k, &item);
@@ -215,8 +237,10 @@ static int render_json(const pipeline *p, const dag *g, buf *b) {
     }
     bson_append_array_end(&doc, &edges);
     BSON_APPEND_ARRAY_BEGIN(&doc, "order", &order);
-    for (size_t i = 0; g->acyclic && i < g->n; i++) {
-        bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+    for (size_t i = 0, n_shown = 0; g->acyclic && i < g->n; i++) {
+        if (expanded(&p->steps[g->order[i]]))
+            continue;
+        bson_uint32_to_string((uint32_t)n_shown++, &k, key, sizeof(key));
         BSON_APPEND_UTF8(&order, k, p->steps[g->order[i]].id);
     }
     bson_append_array_end(&doc, &order);

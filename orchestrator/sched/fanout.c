@@ -176,3 +176,37 @@ void sched_expand(step_run *sr) {
              rows->u.list.n - 1);
     report_step_log(&r->rep, t->id, SL_LOG_INFO, msg);
 }
+
+int sched_expand_recorded(pipeline *p, const char *store_root, meta_db *m, const char *run_id,
+                          char *why, size_t size) {
+    artifact_store st;
+    int rc = store_open(&st, store_root);
+    if (rc) {
+        snprintf(why, size, "cannot open the store %s: %s", store_root, strerror(-rc));
+        return rc;
+    }
+    size_t n = p->n_steps;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const step *t = &p->steps[i];
+        cache_hit hit;
+        if (!step_is_template(t) || t->foreach_from == UINT32_MAX ||
+            record_finished_step(m, run_id, t->foreach_step, &hit) != 1)
+            continue; /* its source did not finish in that run: it stays ID[*] */
+        for (size_t k = 0; rc == 0 && k < hit.n_outputs; k++) {
+            if (strcmp(hit.outputs[k].name, t->foreach_output) != 0)
+                continue;
+            char path[4096], label[PIPELINE_MAX_ID * 2 + 64];
+            store_object_path(&st, hit.outputs[k].hash, path, sizeof(path));
+            snprintf(label, sizeof(label), "%s.%s (artifact %.12s)", t->foreach_step,
+                     t->foreach_output, hit.outputs[k].hash);
+            value *rows;
+            diag_list d = DIAG_LIST_INIT;
+            rc = read_rows(&p->arena, path, label, &rows, why, size);
+            if (rc == 0 && (rc = pipeline_expand_rows(p, (uint32_t)i, rows, &d)) == -EINVAL)
+                snprintf(why, size, "step '%s': %s", t->id, d.n ? d.items[0].msg : "?");
+            diag_clear(&d);
+        }
+    }
+    store_close(&st);
+    return rc;
+}

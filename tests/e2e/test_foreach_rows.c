@@ -89,6 +89,13 @@ Test(foreach_rows, one_instance_per_row_cached_each_on_its_own) {
     }
     cr_expect(!strstr(json, "each[5]"), "%s", json);
     free(json);
+    g = RUN(test_store_arg, "graph", (char *)file, "--run", last_run);
+    cr_expect(strstr(g.out, "label=\"each[0..4]\";") &&
+                  strstr(g.out, "\"list\" -> \"each[4]\" [label=\"foreach rows\"") &&
+                  strstr(g.out, "\"each[4]\" -> \"join\" [label=\"x\"]") &&
+                  !strstr(g.out, "each[*]"),
+              "after the run, as it made them: %s", g.out);
+    result_free(&g);
     result text = RUN(test_store_arg, "runs", "show", last_run);
     cr_expect(strstr(text.out, "  each[0..4]  ") && strstr(text.out, "5 instances: 5 done"), "%s",
               text.out);
