@@ -118,18 +118,39 @@ static int grow_run(run *r, size_t first) {
     return dag_ready_grow(&r->ready, n_old);
 }
 
+/* Makes the instances of template steps[tpl] from the rows of its source's
+ * output at path (hash its content): the run's and graph --run's one way.
+ * Returns 0, -ENOMEM, or -EINVAL with why (size bytes) naming the
+ * artifact and what is wrong: a row, or what a row gives ${item}. */
+static int expand_from(pipeline *p, uint32_t tpl, const char *path, const char *hash, char *why,
+                       size_t size) {
+    const step *t = &p->steps[tpl];
+    char label[PIPELINE_MAX_ID * 2 + 64];
+    snprintf(label, sizeof(label), "%s.%s (artifact %.12s)", t->foreach_step, t->foreach_output,
+             hash);
+    value *rows = NULL;
+    int rc = read_rows(&p->arena, path, label, &rows, why, size);
+    if (rc)
+        return rc;
+    diag_list d = DIAG_LIST_INIT;
+    rc = pipeline_expand_rows(p, tpl, rows, &d);
+    if (rc == -EINVAL && d.n)
+        snprintf(why, size, "its instances cannot be made from the rows of %s: %s:%u:%u: %s%s",
+                 label, d.items[0].file ? d.items[0].file : p->file, d.items[0].line,
+                 d.items[0].col, d.items[0].msg, d.errors > 1 ? " (and more like it)" : "");
+    diag_clear(&d);
+    return rc;
+}
+
 void sched_expand(step_run *sr) {
     run *r = sr->r;
     const step *t = sr->s;
     const step_run *up = &r->steps[t->foreach_from];
-    char why[2048], label[PIPELINE_MAX_ID * 2 + 64];
-    const char *path = NULL;
-    for (size_t i = 0; i < up->n_out && !path; i++)
-        if (strcmp(up->out_names[i], t->foreach_output) == 0) {
-            path = up->out_paths[i];
-            snprintf(label, sizeof(label), "%s.%s (artifact %.12s)", t->foreach_step,
-                     t->foreach_output, up->out_hashes[i]);
-        }
+    char why[2048];
+    size_t out = up->n_out;
+    for (size_t i = 0; i < up->n_out && out == up->n_out; i++)
+        if (strcmp(up->out_names[i], t->foreach_output) == 0)
+            out = i;
     sr->wall_started = sched_wall_now();
     if (up->cond_skipped) { /* skipped by a condition: so are its rows' instances */
         snprintf(why, sizeof(why), "it fans out over the rows of %s.%s, and step '%s' was skipped",
@@ -138,25 +159,15 @@ void sched_expand(step_run *sr) {
         sched_finish_step(sr, STEP_SKIPPED, why);
         return;
     }
-    if (!path) {
+    if (out == up->n_out) {
         snprintf(why, sizeof(why), "'foreach' reads %s.%s, which step '%s' did not write",
                  t->foreach_step, t->foreach_output, t->foreach_step);
         sched_finish_step(sr, STEP_FAILED, why);
         return;
     }
-    value *rows = NULL;
     size_t first = r->p->n_steps;
-    int rc = read_rows(&r->p->arena, path, label, &rows, why, sizeof(why));
-    if (rc == 0) {
-        diag_list d = DIAG_LIST_INIT;
-        rc = pipeline_expand_rows(r->p, sr->index, rows, &d);
-        if (rc == -EINVAL && d.n)
-            snprintf(why, sizeof(why),
-                     "its instances cannot be made from the rows of %s: %s:%u:%u: %s%s", label,
-                     d.items[0].file ? d.items[0].file : r->p->file, d.items[0].line,
-                     d.items[0].col, d.items[0].msg, d.errors > 1 ? " (and more like it)" : "");
-        diag_clear(&d);
-    }
+    int rc =
+        expand_from(r->p, sr->index, up->out_paths[out], up->out_hashes[out], why, sizeof(why));
     if (rc == 0) {
         rc = grow_run(r, first);
         if (rc == 0 && r->selection)
@@ -172,8 +183,8 @@ void sched_expand(step_run *sr) {
     sr->state = SR_FINISHED;
     dag_ready_finish(&r->ready, sr->index, 1);
     char msg[256];
-    snprintf(msg, sizeof(msg), "%zu rows of %s: instances %s[0..%zu]", rows->u.list.n, label, t->id,
-             rows->u.list.n - 1);
+    snprintf(msg, sizeof(msg), "%zu rows of %s.%s: instances %s[0..%zu]", r->p->n_steps - first,
+             t->foreach_step, t->foreach_output, t->id, r->p->n_steps - first - 1);
     report_step_log(&r->rep, t->id, SL_LOG_INFO, msg);
 }
 
@@ -193,18 +204,10 @@ int sched_expand_recorded(pipeline *p, const char *store_root, meta_db *m, const
             record_finished_step(m, run_id, t->foreach_step, &hit) != 1)
             continue; /* its source did not finish in that run: it stays ID[*] */
         for (size_t k = 0; rc == 0 && k < hit.n_outputs; k++) {
-            if (strcmp(hit.outputs[k].name, t->foreach_output) != 0)
-                continue;
-            char path[4096], label[PIPELINE_MAX_ID * 2 + 64];
+            char path[4096];
             store_object_path(&st, hit.outputs[k].hash, path, sizeof(path));
-            snprintf(label, sizeof(label), "%s.%s (artifact %.12s)", t->foreach_step,
-                     t->foreach_output, hit.outputs[k].hash);
-            value *rows;
-            diag_list d = DIAG_LIST_INIT;
-            rc = read_rows(&p->arena, path, label, &rows, why, size);
-            if (rc == 0 && (rc = pipeline_expand_rows(p, (uint32_t)i, rows, &d)) == -EINVAL)
-                snprintf(why, size, "step '%s': %s", t->id, d.n ? d.items[0].msg : "?");
-            diag_clear(&d);
+            if (strcmp(hit.outputs[k].name, t->foreach_output) == 0)
+                rc = expand_from(p, (uint32_t)i, path, hit.outputs[k].hash, why, size);
         }
     }
     store_close(&st);
