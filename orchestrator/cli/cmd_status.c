@@ -272,15 +272,25 @@ int cli_print_plan(const pipeline *p, const char *store, int no_cache, int json)
         bson_destroy(&doc);
     } else {
         size_t width = 4;
-        for (size_t i = 0; i < p->n_steps; i++)
-            if (strlen(p->steps[i].id) + (p->steps[i].group ? 4 : 0) > width)
-                width = strlen(p->steps[i].id) + (p->steps[i].group ? 4 : 0); /* [N] -> [0..N] */
+        for (size_t i = 0; i < p->n_steps; i++) { /* [N] -> [0..N], or ID[*] */
+            size_t w =
+                strlen(p->steps[i].id) + (p->steps[i].group || p->steps[i].foreach_step ? 4 : 0);
+            if (w > width)
+                width = w;
+        }
         printf("%-*s  %-5s  %s\n", (int)width, "STEP", "WOULD", "WHY");
         for (size_t i = 0; i < p->n_steps; i++) {
             const plan_step *ps = &steps[i];
             if (p->steps[i].group) {
                 print_group_plan(&pd, p, store, steps, i, (int)width, &why);
                 i += p->steps[i].n_instances - 1;
+                continue;
+            }
+            if (step_is_template(&p->steps[i])) {
+                buf label = BUF_INIT;
+                step_group_label(&p->steps[i], &label);
+                printf("%-*s  run    %s\n", (int)width, buf_str(&label), ps->why);
+                buf_free(&label);
                 continue;
             }
             if (ps->runs) {

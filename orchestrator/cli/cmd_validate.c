@@ -41,6 +41,12 @@ int cmd_validate(const cli_globals *g, int argc, char **argv) {
         if (!quiet)
             printf("%s: ok: pipeline '%s', %zu step%s\n", argv[i], p->name, p->n_steps,
                    p->n_steps == 1 ? "" : "s");
+        for (size_t k = 0; !quiet && k < p->n_steps; k++)
+            if (step_is_template(&p->steps[k]))
+                printf("%s: note: step '%s' fans out over the rows of %s.%s: how many instances "
+                       "it has is known when the pipeline runs\n",
+                       argv[i], p->steps[k].id, p->steps[k].foreach_step,
+                       p->steps[k].foreach_output);
         pipeline_free(p);
     }
     cli_params_free(&ps);

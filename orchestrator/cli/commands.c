@@ -68,13 +68,15 @@ const cli_command cli_commands[] = {
      "      --env-override      .env variables win over the environment's\n",
      cmd_status},
     {"graph", "print the pipeline's DAG",
-     "usage: sluice graph FILE [--format dot|mermaid|json] [-p NAME=VALUE]...\n"
+     "usage: sluice graph FILE [--format dot|mermaid|json] [-p NAME=VALUE]... [--run RUN]\n"
      "\n"
      "Prints the steps and their edges: data edges labelled with the input they feed,\n"
      "order-only edges ('after') dashed. dot is the default; pipe it to 'dot -Tsvg'.\n"
      "\n"
      "  -f, --format FORMAT     dot, mermaid or json\n"
-     "  -p, --param NAME=VALUE  resolve the pipeline with this override\n",
+     "  -p, --param NAME=VALUE  resolve the pipeline with this override\n"
+     "  -r, --run RUN           a step with 'foreach: STEP.OUTPUT' as that run of the\n"
+     "                          pipeline made it, ID[0..N-1] (without: ID[*])\n",
      cmd_graph},
     {"runs", "list runs, show one, or compare two",
      "usage: sluice runs list [--pipeline NAME] [--status S] [--tag KEY=VALUE]... [--limit N]\n"

@@ -102,6 +102,38 @@ size_t dag_ready_finish(dag_ready *r, uint32_t node, int ok) {
     return skip_downstream(r, node);
 }
 
+/* Grows one array of r to n + 1 items of size bytes each. */
+static int grow_array(void *pp, size_t n, size_t size) {
+    void **p = pp, *grown = realloc(*p, (n + 1) * size);
+    if (!grown)
+        return -ENOMEM;
+    *p = grown;
+    return 0;
+}
+
+int dag_ready_grow(dag_ready *r, size_t n_old) {
+    const dag *g = r->g;
+    if (grow_array(&r->state, g->n, sizeof(*r->state)) ||
+        grow_array(&r->pending, g->n, sizeof(*r->pending)) ||
+        grow_array(&r->queue, g->n, sizeof(*r->queue)) ||
+        grow_array(&r->work, g->n, sizeof(*r->work)))
+        return -ENOMEM;
+    for (size_t v = n_old; v < g->n; v++)
+        r->state[v] = NODE_WAITING;
+    r->unfinished += g->n - n_old;
+    for (size_t i = 0; i < g->n; i++) {
+        uint32_t v = g->order[i];
+        if (r->state[v] != NODE_WAITING)
+            continue;
+        r->pending[v] = 0;
+        for (uint32_t e = g->pred_start[v]; e < g->pred_start[v + 1]; e++)
+            r->pending[v] += r->state[g->pred[e]] != NODE_DONE;
+        if (r->pending[v] == 0)
+            make_ready(r, v);
+    }
+    return 0;
+}
+
 int dag_ready_idle(const dag_ready *r) {
     if (r->running)
         return 0;

@@ -48,6 +48,14 @@ int dag_ready_next(dag_ready *r, uint32_t *node);
  * become SKIPPED; their count is returned (0 on success). */
 size_t dag_ready_finish(dag_ready *r, uint32_t node, int ok);
 
+/* Takes r over to g, the graph it follows grown by nodes n_old..g->n-1 and
+ * with edges changed (a fan-out made at run time: its instances, and the
+ * steps reading them): r->g must be g's address, the grown graph in the
+ * same place. Nodes keep their states; each waiting one waits again for
+ * its predecessors in g that are not done, and is ready when none is.
+ * Returns 0, or -ENOMEM with r as it was (but for its arrays' size). */
+int dag_ready_grow(dag_ready *r, size_t n_old);
+
 /* Nothing is running or ready and nothing more can become ready. */
 int dag_ready_idle(const dag_ready *r);
 

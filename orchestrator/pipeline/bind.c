@@ -269,6 +269,15 @@ static void bind_inputs(pipeline *p, step *s, diag_list *d) {
         }
         if (in->from == UINT32_MAX)
             continue;
+        if (step_is_template(&p->steps[in->from]) && strcmp(port->type, "any")) {
+            diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
+                     "input '%s' of step '%s' takes one %s, but '%s' fans out over the rows of "
+                     "'%s.%s' when the pipeline runs: only a shell step or an input of type any "
+                     "takes the list of its instances' outputs",
+                     in->port, s->id, port->type, in->from_step, p->steps[in->from].foreach_step,
+                     p->steps[in->from].foreach_output);
+            continue;
+        }
         if (in->list_len && strcmp(port->type, "any")) {
             /* Its path is a listing of the instances' outputs, not a port->type. */
             if (in->index == 0)
@@ -315,6 +324,49 @@ static void check_outputs(pipeline *p, const step *s, diag_list *d) {
     }
 }
 
+/* The artifact types whose format is JSON Lines (docs/artifacts.md), and
+ * any: what 'foreach: STEP.OUTPUT' can read rows from. */
+static const char *const jsonl_types[] = {"jsonl",    "documents", "chunks", "dataset",
+                                          "logprobs", "any",       NULL};
+
+/* 'foreach: STEP.OUTPUT' of a plugin step: a declared output of a type
+ * that holds JSON Lines rows. */
+static void check_foreach_source(pipeline *p, const step *s, diag_list *d) {
+    const plugin_step *src = p->steps[s->foreach_from].impl;
+    if (!src)
+        return; /* a shell step's outputs are checked by pipeline_check */
+    const sl_port *out = plugin_step_output(src, s->foreach_output);
+    if (!out) {
+        buf b = BUF_INIT;
+        list_names(&b, src->step->outputs, sizeof(sl_port), src->n_outputs);
+        diag_add(d, DIAG_ERROR, p->file, s->foreach_pos.line, s->foreach_pos.col,
+                 "step '%s' has no output '%s' (it declares: %s)", s->foreach_step,
+                 s->foreach_output, buf_str(&b));
+        buf_free(&b);
+        return;
+    }
+    for (size_t i = 0; jsonl_types[i]; i++)
+        if (strcmp(out->type, jsonl_types[i]) == 0)
+            return;
+    buf b = BUF_INIT;
+    for (size_t i = 0; jsonl_types[i]; i++)
+        buf_printf(&b, "%s%s", i ? ", " : "", jsonl_types[i]);
+    diag_add(d, DIAG_ERROR, p->file, s->foreach_pos.line, s->foreach_pos.col,
+             "'foreach' of step '%s' reads '%s.%s', which is %s: one instance per row needs "
+             "JSON Lines (an output of type %s)",
+             s->id, s->foreach_step, s->foreach_output, out->type, buf_str(&b));
+    buf_free(&b);
+}
+
+int pipeline_bind_step(pipeline *p, step *s, diag_list *d) {
+    if (is_shell(s)) {
+        s->args = s->with;
+        s->n_args = s->n_with;
+        return 0;
+    }
+    return s->impl ? bind_args(p, s, d) : 0;
+}
+
 int pipeline_bind(pipeline *p, plugin_registry *reg, bind_mode mode, diag_list *d) {
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < p->n_plugins; i++)
@@ -323,19 +375,17 @@ int pipeline_bind(pipeline *p, plugin_registry *reg, bind_mode mode, diag_list *
         step *s = &p->steps[i];
         if (!s->uses)
             continue;
-        if (is_shell(s)) {
-            s->args = s->with;
-            s->n_args = s->n_with;
-            continue;
-        }
-        rc = resolve_impl(p, reg, s, mode, d);
-        if (rc == 0 && s->impl)
-            rc = bind_args(p, s, d);
+        if (!is_shell(s))
+            rc = resolve_impl(p, reg, s, mode, d);
+        if (rc == 0)
+            rc = pipeline_bind_step(p, s, d);
     }
     for (size_t i = 0; rc == 0 && i < p->n_steps; i++) {
         if (p->steps[i].impl)
             bind_inputs(p, &p->steps[i], d);
         check_outputs(p, &p->steps[i], d);
+        if (step_is_template(&p->steps[i]) && p->steps[i].foreach_from != UINT32_MAX)
+            check_foreach_source(p, &p->steps[i], d);
     }
     return rc;
 }

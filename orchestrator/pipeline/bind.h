@@ -19,4 +19,10 @@ typedef enum { BIND_STRICT, BIND_LENIENT } bind_mode;
  * and warnings go to d. Returns 0, or -ENOMEM. */
 int pipeline_bind(pipeline *p, plugin_registry *reg, bind_mode mode, diag_list *d);
 
+/* Binds one step whose plugin is already resolved (s->impl, or shell): its
+ * arguments from 'with', as pipeline_bind does; for the instances a run
+ * makes of 'foreach: STEP.OUTPUT' (pipeline_expand_rows). Returns 0 or
+ * -ENOMEM; errors go to d. */
+int pipeline_bind_step(pipeline *p, step *s, diag_list *d);
+
 #endif

@@ -206,9 +206,10 @@ static void check_output(const pipeline *p, const step *s, const step_input *in,
     if (!outs) {
         if (src->uses && strcmp(src->uses, STEP_SHELL) == 0)
             diag_add(d, DIAG_ERROR, p->file, in->pos.line, in->pos.col,
-                     "input '%s' of step '%s' reads '%s.%s', but shell step '%s' declares no "
+                     "%s%s%s of step '%s' reads '%s.%s', but shell step '%s' declares no "
                      "outputs",
-                     in->port, s->id, in->from_step, in->from_output, in->from_step);
+                     in->port ? "input '" : "'foreach", in->port ? in->port : "", "'", s->id,
+                     in->from_step, in->from_output, in->from_step);
         return;
     }
     for (size_t i = 0; i < outs->u.map.n; i++)
@@ -223,9 +224,40 @@ static void check_output(const pipeline *p, const step *s, const step_input *in,
     buf_free(&names);
 }
 
+/* 'foreach: STEP.OUTPUT': one step's declared output, of which each row
+ * becomes an instance; not a fan-out's, whose outputs are many artifacts. */
+static void resolve_foreach(pipeline *p, step *s, size_t i, diag_list *d) {
+    srcpos at = s->foreach_pos;
+    s->foreach_from = UINT32_MAX;
+    for (size_t k = 0; k < p->n_steps; k++)
+        if ((p->steps[k].group && strcmp(p->steps[k].group, s->foreach_step) == 0) ||
+            (k != i && step_is_template(&p->steps[k]) &&
+             strcmp(p->steps[k].id, s->foreach_step) == 0)) {
+            diag_add(d, DIAG_ERROR, p->file, at.line, at.col,
+                     "'foreach' of step '%s' reads '%s.%s', but '%s' is a fan-out step: "
+                     "'foreach' takes the rows of one step's output",
+                     s->id, s->foreach_step, s->foreach_output, s->foreach_step);
+            return;
+        }
+    long from = resolve_step(p, s, s->foreach_step, at, "'foreach'", d);
+    if (from == (long)i) {
+        diag_add(d, DIAG_ERROR, p->file, at.line, at.col,
+                 "step '%s' cannot fan out over its own output '%s'", s->id, s->foreach_output);
+    } else if (from >= 0) {
+        step_input probe = {.from_step = s->foreach_step,
+                            .from_output = s->foreach_output,
+                            .from = (uint32_t)from,
+                            .pos = at};
+        check_output(p, s, &probe, d);
+        s->foreach_from = (uint32_t)from;
+    }
+}
+
 static void resolve_refs(pipeline *p, diag_list *d) {
     for (size_t i = 0; i < p->n_steps; i++) {
         step *s = &p->steps[i];
+        if (step_is_template(s))
+            resolve_foreach(p, s, i, d);
         for (size_t k = 0; k < s->n_inputs; k++) {
             step_input *in = &s->inputs[k];
             if (in->artifact)
@@ -257,7 +289,7 @@ static void resolve_refs(pipeline *p, diag_list *d) {
 int pipeline_dag(const pipeline *p, dag *g) {
     size_t n_edges = 0;
     for (size_t i = 0; i < p->n_steps; i++)
-        n_edges += p->steps[i].n_inputs + p->steps[i].n_after;
+        n_edges += p->steps[i].n_inputs + p->steps[i].n_after + 1;
     dag_edge *edges = malloc((n_edges + 1) * sizeof(*edges));
     if (!edges)
         return -ENOMEM;
@@ -270,6 +302,9 @@ int pipeline_dag(const pipeline *p, dag *g) {
         for (size_t k = 0; k < s->n_after; k++)
             if (s->after[k].from != UINT32_MAX)
                 edges[m++] = (dag_edge){s->after[k].from, (uint32_t)i};
+        /* 'foreach: STEP.OUTPUT': its template, and its instances once made. */
+        if (s->foreach_step && s->foreach_from != UINT32_MAX)
+            edges[m++] = (dag_edge){s->foreach_from, (uint32_t)i};
     }
     int rc = dag_build(g, p->n_steps, edges, m);
     free(edges);

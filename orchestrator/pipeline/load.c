@@ -16,6 +16,7 @@
 #include "pipeline.h"
 #include "subst.h"
 #include "authoring.h"
+#include "bind.h"
 #include "when.h"
 
 typedef struct loader {
@@ -804,16 +805,22 @@ static int names_output(const char *text) {
     return valid_id(id) && valid_ident(dot + 1, strlen(dot + 1));
 }
 
-/* The items of 'foreach: LIST' into *out (NULL after a reported error). */
+/* The node of a step's 'foreach: STEP.OUTPUT' (expanded at run time), or
+ * NULL. A quoted scalar is text, as anywhere else. */
+static const ynode *runtime_foreach(const ynode *n) {
+    const ynode *fe = n->kind == YNODE_MAP ? ynode_get(n, "foreach") : NULL;
+    return fe && fe->kind == YNODE_SCALAR && !fe->quoted && names_output(fe->u.scalar.text) &&
+                   !ynode_get(n, "matrix")
+               ? fe
+               : NULL;
+}
+
+/* The items of 'foreach: LIST' into *out (NULL after a reported error, or
+ * for 'foreach: STEP.OUTPUT', whose items are known at run time). */
 static int foreach_items(loader *L, const step *s, const ynode *n, value **out) {
     *out = NULL;
-    if (n->kind == YNODE_SCALAR && !n->quoted && names_output(n->u.scalar.text)) {
-        err(L, n,
-            "'foreach: %s' (one instance per row of another step's output) is not supported "
-            "yet: give a list, such as ${params.NAME} of a list parameter",
-            n->u.scalar.text);
+    if (n->kind == YNODE_SCALAR && !n->quoted && names_output(n->u.scalar.text))
         return 0;
-    }
     value *v;
     int rc = field_value(L, n, &v);
     if (rc || !v)
@@ -933,10 +940,10 @@ static int fanout_items(loader *L, const step *s, const ynode *n, value **out) {
 }
 
 /* Makes the instances ID[0]..ID[n-1] of the loaded step *tpl at the end of
- * p->steps, each reading 'with' with its own item. */
-static int expand_step(loader *L, const step *tpl, const ynode *n, const value *items) {
+ * p->steps, each reading 'with' (NULL: none) with its own item. Load time
+ * and run time ('foreach: STEP.OUTPUT', pipeline_expand_rows) alike. */
+static int expand_step(loader *L, const step *tpl, const ynode *with, const value *items) {
     pipeline *p = L->p;
-    const ynode *with = ynode_get(n, "with");
     for (size_t i = 0; i < items->u.list.n; i++) {
         step *s = &p->steps[p->n_steps];
         *s = *tpl;
@@ -970,18 +977,23 @@ static long group_first(const hmap *groups, const char *id) {
 
 /* An input or 'after' that names a fan-out step by the id written stands
  * for all its instances: inputs become one per instance (a list, in item
- * order), 'after' waits for every one. */
+ * order), 'after' waits for every one. Each rewritten reference is
+ * resolved to its instance (from), for a run-time expansion, which comes
+ * after the references were resolved. */
 static int rewrite_references(pipeline *p, const hmap *groups, step *s) {
     size_t n_in = 0, n_after = 0;
+    int any = 0;
     for (size_t k = 0; k < s->n_inputs; k++) {
         long g = group_first(groups, s->inputs[k].from_step);
         n_in += g < 0 ? 1 : p->steps[g].n_instances;
+        any |= g >= 0;
     }
     for (size_t k = 0; k < s->n_after; k++) {
         long g = group_first(groups, s->after[k].step);
         n_after += g < 0 ? 1 : p->steps[g].n_instances;
+        any |= g >= 0;
     }
-    if (n_in == s->n_inputs && n_after == s->n_after)
+    if (!any)
         return 0;
     step_input *ins = arena_calloc(&p->arena, n_in + 1, sizeof(*ins));
     step_after *afs = arena_calloc(&p->arena, n_after + 1, sizeof(*afs));
@@ -995,6 +1007,7 @@ static int rewrite_references(pipeline *p, const hmap *groups, step *s) {
             ins[m] = s->inputs[k];
             if (g >= 0) {
                 ins[m].from_step = p->steps[(size_t)g + j].id;
+                ins[m].from = (uint32_t)((size_t)g + j);
                 ins[m].list_len = n;
                 ins[m].index = j;
                 ins[m].key = arena_printf(&p->arena, "%s_%zu", ins[m].port, j);
@@ -1012,8 +1025,10 @@ static int rewrite_references(pipeline *p, const hmap *groups, step *s) {
         size_t n = g < 0 ? 1 : p->steps[g].n_instances;
         for (size_t j = 0; j < n; j++) {
             afs[m] = s->after[k];
-            if (g >= 0)
+            if (g >= 0) {
                 afs[m].step = p->steps[(size_t)g + j].id;
+                afs[m].from = (uint32_t)((size_t)g + j);
+            }
             m++;
         }
     }
@@ -1047,6 +1062,45 @@ static int fanout_references(loader *L) {
     return rc < 0 ? rc : 0;
 }
 
+int pipeline_expand_rows(pipeline *p, uint32_t tpl, const value *rows, diag_list *d) {
+    const step *t = &p->steps[tpl];
+    size_t n = rows->u.list.n, first = p->n_steps, before = d->errors;
+    if (n > PIPELINE_MAX_INSTANCES || first + n > p->cap_steps) {
+        diag_add(d, DIAG_ERROR, p->file, t->foreach_pos.line, t->foreach_pos.col,
+                 "'foreach: %s.%s' of step '%s' has %zu rows, more than the limit of %d "
+                 "instances",
+                 t->foreach_step, t->foreach_output, t->id, n, PIPELINE_MAX_INSTANCES);
+        return -EINVAL;
+    }
+    /* The pipeline runs: a secret its 'with' names must have its value. The
+     * environment is the process's, the .env files' already in p. */
+    static const pipeline_options at_run = {.require_secrets = 1};
+    loader L = {p, d, &at_run, {0}};
+    L.sc = (subst_ctx){.p = p, .d = d, .opt = L.opt, .params_allowed = 1};
+    step proto = *t;
+    proto.with = NULL;
+    proto.n_with = 0;
+    proto.args = NULL;
+    proto.n_args = 0;
+    int rc = expand_step(&L, &proto, t->with_node, rows);
+    for (size_t i = first; rc == 0 && i < p->n_steps; i++)
+        rc = pipeline_bind_step(p, &p->steps[i], d);
+    if (rc == 0 && d->errors != before)
+        rc = -EINVAL;
+    if (rc) {
+        /* The ids stay in step_ids, naming nothing: indexes past n_steps. */
+        p->n_steps = first;
+        return rc;
+    }
+    p->steps[tpl].n_instances = n; /* expanded: its instances stand for it */
+    hmap groups = HMAP_INIT;
+    rc = hmap_put(&groups, t->id, strlen(t->id), (uint32_t)first, NULL);
+    for (size_t i = 0; rc >= 0 && i < first; i++)
+        rc = rewrite_references(p, &groups, &p->steps[i]);
+    hmap_free(&groups);
+    return rc < 0 ? rc : 0;
+}
+
 static int load_steps(loader *L, const ynode *n) {
     pipeline *p = L->p;
     if (n->kind != YNODE_MAP) {
@@ -1062,12 +1116,14 @@ static int load_steps(loader *L, const ynode *n) {
     value **fanout = arena_calloc(&p->arena, n->u.map.n, sizeof(*fanout));
     if (!fanout)
         return -ENOMEM;
-    size_t total = 0;
+    size_t total = 0, reserve = 0;
     for (size_t i = 0; i < n->u.map.n; i++) {
         const ynode *k = n->u.map.pairs[i].key;
         step named = {.id = k->u.scalar.text};
         if (!valid_id(k->u.scalar.text))
             continue;
+        if (runtime_foreach(n->u.map.pairs[i].value))
+            reserve += PIPELINE_MAX_INSTANCES;
         int rc = fanout_items(L, &named, n->u.map.pairs[i].value, &fanout[i]);
         if (rc)
             return rc;
@@ -1081,9 +1137,10 @@ static int load_steps(loader *L, const ynode *n) {
             fanout[i] = NULL;
         }
     }
-    p->steps = arena_calloc(&p->arena, total + 1, sizeof(step));
+    p->steps = arena_calloc(&p->arena, total + reserve + 1, sizeof(step));
     if (!p->steps)
         return -ENOMEM;
+    p->cap_steps = total + reserve;
     for (size_t i = 0; i < n->u.map.n; i++) {
         const ynode *k = n->u.map.pairs[i].key;
         const char *id = k->u.scalar.text;
@@ -1105,7 +1162,7 @@ static int load_steps(loader *L, const ynode *n) {
              * copied into each instance. */
             step tpl = *s;
             if ((rc = load_step(L, &tpl, k, n->u.map.pairs[i].value)) ||
-                (rc = expand_step(L, &tpl, n->u.map.pairs[i].value, fanout[i])))
+                (rc = expand_step(L, &tpl, ynode_get(n->u.map.pairs[i].value, "with"), fanout[i])))
                 return rc;
             continue;
         }
@@ -1128,6 +1185,21 @@ static int load_steps(loader *L, const ynode *n) {
             L->sc.item = NULL;
             if (rc)
                 return rc;
+        }
+        const ynode *fe = runtime_foreach(v);
+        if (fe) {
+            /* Its rows are known at run time: it stands as one step, its
+             * 'with' read above with ${item} checked for its form only,
+             * and read again for each row then. */
+            const char *dot = strchr(fe->u.scalar.text, '.');
+            s->foreach_step =
+                arena_strndup(&p->arena, fe->u.scalar.text, (size_t)(dot - fe->u.scalar.text));
+            if (!s->foreach_step)
+                return -ENOMEM;
+            s->foreach_output = dot + 1;
+            s->foreach_pos = (srcpos){fe->line, fe->col};
+            s->foreach_from = UINT32_MAX;
+            s->with_node = with;
         }
     }
     return fanout_references(L);
@@ -1322,10 +1394,15 @@ param *pipeline_find_param(const pipeline *p, const char *name, const char **hin
 
 long pipeline_find_step(const pipeline *p, const char *id) {
     uint32_t idx;
-    return hmap_get(&p->step_ids, id, strlen(id), &idx) ? (long)idx : -1;
+    /* An index past n_steps is an instance of a run-time expansion that failed. */
+    return hmap_get(&p->step_ids, id, strlen(id), &idx) && idx < p->n_steps ? (long)idx : -1;
 }
 
 void step_group_label(const step *s, buf *b) {
+    if (step_is_template(s)) {
+        buf_printf(b, "%s[*]", s->id);
+        return;
+    }
     buf_printf(b, "%s[0..%zu]", s->group, s->n_instances - 1);
 }
 

@@ -136,6 +136,18 @@ typedef struct step {
     const char *group;
     size_t instance, n_instances;
     const value *item;
+    /* 'foreach: STEP.OUTPUT': a fan-out whose items are the JSON Lines rows
+     * of another step's output, known only once that step has finished.
+     * Until then the step stands as one template (no group, shown as
+     * ID[*]); pipeline_expand_rows() makes its instances (and sets the
+     * template's n_instances, 0 until then). foreach_from is
+     * the step's index once resolved (UINT32_MAX before, or after an
+     * error); with_node the 'with' read again for each row. NULL
+     * foreach_step for every other step, instances included. */
+    const char *foreach_step, *foreach_output;
+    srcpos foreach_pos;
+    uint32_t foreach_from;
+    const struct ynode *with_node;
     const char *runner;  /* "local" or "slurm"; NULL inherits settings.runner */
     slurm_options slurm; /* its own sbatch options, over settings.slurm */
 } step;
@@ -186,6 +198,10 @@ typedef struct pipeline {
     size_t n_dotenv;
     step *steps; /* in file order; a fan-out step's instances in item order */
     size_t n_steps;
+    /* Room in steps for the instances of 'foreach: STEP.OUTPUT' steps,
+     * added at the end as a run expands them: PIPELINE_MAX_INSTANCES each.
+     * steps never moves, so pointers into it stay valid. */
+    size_t cap_steps;
     hmap step_ids; /* id -> index in steps; instances as ID[i] */
 } pipeline;
 
@@ -238,9 +254,27 @@ long pipeline_find_step(const pipeline *p, const char *id);
 int pipeline_lineage_target(arena *a, const char *text, const char *dir, const char **out,
                             char *why, size_t size);
 
+/* Whether s is the template of a 'foreach: STEP.OUTPUT' not expanded
+ * (its instances are not; neither is any other step). */
+static inline int step_is_template(const step *s) { return s->foreach_step && !s->group; }
+
 /* Appends the compact name of the fan-out step s is an instance of,
- * "ID[0..N-1]", to b (commands show a fan-out step as one line). */
+ * "ID[0..N-1]", to b (commands show a fan-out step as one line); of a
+ * template (step_is_template), "ID[*]": its count is known at run time. */
 void step_group_label(const step *s, buf *b);
+
+/* Expands the template steps[tpl] ('foreach: STEP.OUTPUT') into one
+ * instance per row of rows (a list of values, in the pipeline's arena or
+ * living as long), appended to steps as ID[0..n-1], each reading 'with'
+ * with its row as ${item}; the inputs and 'after' of other steps that
+ * name the template are rewritten to the list of instances, as for a
+ * fan-out expanded when loading. The instances are bound as the template
+ * was (pipeline_bind_step: its plugin is already known). Returns 0,
+ * -ENOMEM, or -EINVAL with the errors (a ${item.FIELD} a row lacks, a
+ * parameter a row makes the wrong kind, too many rows) in d; p is then
+ * unchanged but for what its arena holds. Not thread-safe: p must not be read
+ * meanwhile by any other thread through the inputs of its steps. */
+int pipeline_expand_rows(pipeline *p, uint32_t tpl, const value *rows, diag_list *d);
 
 /* Effective per-step settings, after inheritance from settings. */
 int step_cache_enabled(const pipeline *p, const step *s);

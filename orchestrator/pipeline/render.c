@@ -72,6 +72,16 @@ static void dot_artifact_name(buf *b, const char *id) {
     buf_free(&name);
 }
 
+/* A 'foreach: STEP.OUTPUT' step whose instances were made from a run
+ * (graph --run): they are drawn in its place. */
+static int expanded(const step *s) { return step_is_template(s) && s->n_instances; }
+
+/* Whether s has the edge of a 'foreach: STEP.OUTPUT' to draw: a template
+ * not expanded, or one of its instances. */
+static int foreach_edge(const step *s) {
+    return s->foreach_step && s->foreach_from != UINT32_MAX && !expanded(s);
+}
+
 static void render_dot(const pipeline *p, const artifact_nodes *a, buf *b) {
     buf_puts(b, "digraph ");
     dot_quoted(b, p->name ? p->name : "pipeline");
@@ -84,6 +94,8 @@ static void render_dot(const pipeline *p, const artifact_nodes *a, buf *b) {
     }
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         if (s->group && s->instance == 0) { /* a fan-out step's instances, boxed together */
             buf str = BUF_INIT;
             buf_printf(&str, "cluster_%s", s->group);
@@ -100,7 +112,8 @@ static void render_dot(const pipeline *p, const artifact_nodes *a, buf *b) {
         dot_quoted(b, s->id);
         buf_puts(b, " [label=");
         buf str = BUF_INIT;
-        buf_printf(&str, "%s\n%s", s->id, s->uses ? s->uses : "?");
+        buf_printf(&str, "%s%s\n%s", s->id, step_is_template(s) ? "[*]" : "",
+                   s->uses ? s->uses : "?");
         /* A literal newline in a dot string is a line break as well. */
         dot_quoted(b, buf_str(&str));
         buf_free(&str);
@@ -110,6 +123,8 @@ static void render_dot(const pipeline *p, const artifact_nodes *a, buf *b) {
     }
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         for (size_t k = 0; k < s->n_inputs; k++) {
             const step_input *in = &s->inputs[k];
             if (in->from == UINT32_MAX && !in->artifact)
@@ -131,6 +146,15 @@ static void render_dot(const pipeline *p, const artifact_nodes *a, buf *b) {
             buf_puts(b, " -> ");
             dot_quoted(b, s->id);
             buf_puts(b, " [style=dashed];\n");
+        }
+        if (foreach_edge(s)) {
+            buf_puts(b, "  ");
+            dot_quoted(b, s->foreach_step);
+            buf_puts(b, " -> ");
+            dot_quoted(b, s->id);
+            buf_puts(b, " [label=\"foreach ");
+            buf_puts(b, s->foreach_output); /* an identifier: nothing to quote */
+            buf_puts(b, "\", style=bold];\n");
         }
     }
     buf_puts(b, "}\n");
@@ -162,6 +186,8 @@ static void render_mermaid(const pipeline *p, const artifact_nodes *a, buf *b) {
      * Mermaid would read as part of an arrow. */
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         if (s->group && s->instance == 0) {
             buf label = BUF_INIT;
             step_group_label(s, &label);
@@ -172,6 +198,8 @@ static void render_mermaid(const pipeline *p, const artifact_nodes *a, buf *b) {
         }
         buf_printf(b, "%ss%zu[\"", s->group ? "    " : "  ", i);
         mermaid_text(b, s->id);
+        if (step_is_template(s))
+            buf_puts(b, "[*]");
         buf_puts(b, "<br/><i>");
         mermaid_text(b, s->uses ? s->uses : "?");
         buf_puts(b, "</i>\"]\n");
@@ -180,6 +208,8 @@ static void render_mermaid(const pipeline *p, const artifact_nodes *a, buf *b) {
     }
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         for (size_t k = 0; k < s->n_inputs; k++)
             if (s->inputs[k].artifact)
                 buf_printf(b, "  a%zu -->|%s| s%zu\n", artifact_node(a, s->inputs[k].artifact),
@@ -189,6 +219,8 @@ static void render_mermaid(const pipeline *p, const artifact_nodes *a, buf *b) {
         for (size_t k = 0; k < s->n_after; k++)
             if (s->after[k].from != UINT32_MAX)
                 buf_printf(b, "  s%u -.-> s%zu\n", s->after[k].from, i);
+        if (foreach_edge(s))
+            buf_printf(b, "  s%u ==>|foreach %s| s%zu\n", s->foreach_from, s->foreach_output, i);
     }
 }
 
@@ -199,16 +231,27 @@ static int render_json(const pipeline *p, const dag *g, const artifact_nodes *a,
     bson_init(&doc);
     BSON_APPEND_UTF8(&doc, "pipeline", p->name ? p->name : "");
     BSON_APPEND_ARRAY_BEGIN(&doc, "steps", &steps);
-    for (size_t i = 0; i < p->n_steps; i++) {
+    for (size_t i = 0, n_shown = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
         bson_t item, needs;
-        bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+        if (expanded(s))
+            continue;
+        bson_uint32_to_string((uint32_t)n_shown++, &k, key, sizeof(key));
         BSON_APPEND_DOCUMENT_BEGIN(&steps, k, &item);
         BSON_APPEND_UTF8(&item, "id", s->id);
         BSON_APPEND_UTF8(&item, "uses", s->uses ? s->uses : "");
         if (s->group) {
             BSON_APPEND_UTF8(&item, "group", s->group);
             BSON_APPEND_INT32(&item, "instance", (int32_t)s->instance);
+        }
+        if (step_is_template(s)) { /* instances known at run time: "ID[*]" */
+            buf label = BUF_INIT;
+            step_group_label(s, &label);
+            BSON_APPEND_UTF8(&item, "label", buf_str(&label));
+            buf_reset(&label);
+            buf_printf(&label, "%s.%s", s->foreach_step, s->foreach_output);
+            BSON_APPEND_UTF8(&item, "foreach", buf_str(&label));
+            buf_free(&label);
         }
         BSON_APPEND_INT32(&item, "level", g->acyclic ? (int32_t)g->level[i] : -1);
         BSON_APPEND_ARRAY_BEGIN(&item, "needs", &needs);
@@ -224,6 +267,8 @@ static int render_json(const pipeline *p, const dag *g, const artifact_nodes *a,
     uint32_t n_edges = 0;
     for (size_t i = 0; i < p->n_steps; i++) {
         const step *s = &p->steps[i];
+        if (expanded(s))
+            continue;
         for (size_t e = 0; e < s->n_inputs + s->n_after; e++) {
             int data = e < s->n_inputs;
             const step_input *in = data ? &s->inputs[e] : NULL;
@@ -240,6 +285,16 @@ static int render_json(const pipeline *p, const dag *g, const artifact_nodes *a,
                 BSON_APPEND_UTF8(&item, "output", in->from_output);
                 BSON_APPEND_UTF8(&item, "input", in->port);
             }
+            bson_append_document_end(&edges, &item);
+        }
+        if (foreach_edge(s)) {
+            bson_t item;
+            bson_uint32_to_string(n_edges++, &k, key, sizeof(key));
+            BSON_APPEND_DOCUMENT_BEGIN(&edges, k, &item);
+            BSON_APPEND_UTF8(&item, "from", s->foreach_step);
+            BSON_APPEND_UTF8(&item, "to", s->id);
+            BSON_APPEND_UTF8(&item, "kind", "foreach");
+            BSON_APPEND_UTF8(&item, "output", s->foreach_output);
             bson_append_document_end(&edges, &item);
         }
     }
@@ -270,8 +325,10 @@ static int render_json(const pipeline *p, const dag *g, const artifact_nodes *a,
     }
     bson_append_array_end(&doc, &arts);
     BSON_APPEND_ARRAY_BEGIN(&doc, "order", &order);
-    for (size_t i = 0; g->acyclic && i < g->n; i++) {
-        bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+    for (size_t i = 0, n_shown = 0; g->acyclic && i < g->n; i++) {
+        if (expanded(&p->steps[g->order[i]]))
+            continue;
+        bson_uint32_to_string((uint32_t)n_shown++, &k, key, sizeof(key));
         BSON_APPEND_UTF8(&order, k, p->steps[g->order[i]].id);
     }
     bson_append_array_end(&doc, &order);

@@ -166,14 +166,16 @@ static int resolve_item(subst_ctx *c, const ynode *n, const ref *r, value **out)
                len, text, len, text);
         return 0;
     }
-    if (c->item->failed)
-        return 0; /* the items are in error, already reported */
-    if (r->name_len == 0) {
-        *out = (value *)c->item;
+    if (r->name_len && !valid_name(r->name, r->name_len)) {
+        err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len, text);
         return 0;
     }
-    if (!valid_name(r->name, r->name_len)) {
-        err_at(c, n, r->start, "bad name in '%.*s': expected letters, digits and '_'", len, text);
+    /* Items in error (already reported), or known only at run time
+     * ('foreach: STEP.OUTPUT'): the form alone is checked. */
+    if (c->item->failed)
+        return 0;
+    if (r->name_len == 0) {
+        *out = (value *)c->item;
         return 0;
     }
     if (c->item->kind != VAL_MAP) {

@@ -197,6 +197,12 @@ static void plan_one(planner *pl, size_t index, int no_cache) {
     const step *s = &pl->p->steps[index];
     plan_step *ps = &pl->steps[index];
     ps->runs = 1;
+    if (step_is_template(s)) {
+        snprintf(ps->why, sizeof(ps->why),
+                 "its instances are made when the pipeline runs, one per row of %s.%s",
+                 s->foreach_step, s->foreach_output);
+        return;
+    }
     size_t n_in = s->n_inputs;
     cache_input *ins = calloc(n_in + 1, sizeof(*ins));
     if (!ins) {

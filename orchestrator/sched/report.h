@@ -39,7 +39,9 @@ typedef struct reporter {
 } reporter;
 
 /* Picks the mode (json when asked, tty when out is a terminal and TERM is not
- * "dumb", else plain). Returns 0 or -ENOMEM. */
+ * "dumb", else plain). n_steps is the most steps the run may have (with
+ * room for the instances 'foreach: STEP.OUTPUT' makes). Returns 0 or
+ * -ENOMEM. */
 int report_init(reporter *r, FILE *out, int json, size_t n_steps);
 void report_free(reporter *r);
 

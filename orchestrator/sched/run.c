@@ -403,6 +403,10 @@ static int settled_by_condition(step_run *sr) {
 
 static void start_attempt(step_run *sr) {
     run *r = sr->r;
+    if (step_is_template(sr->s)) {
+        sched_expand(sr); /* its instances are then ready in its place */
+        return;
+    }
     if (sr->attempt_no == 0 && settled_by_condition(sr))
         return;
     if (sr->attempt_no == 0 && sched_try_cache(sr))
@@ -576,6 +580,8 @@ static void write_summary(run *r, const char *status) {
     for (size_t i = 0; i < r->p->n_steps; i++) {
         static const char *const names[] = {"waiting", "running", "done", "failed", "skipped"};
         int st = r->ready.state[i];
+        if (st == NODE_DONE && step_is_template(r->steps[i].s))
+            continue; /* its instances stand for it */
         bson_t s;
         BSON_APPEND_DOCUMENT_BEGIN(&steps, r->steps[i].s->id, &s);
         BSON_APPEND_UTF8(&s, "status",
@@ -623,8 +629,10 @@ static int setup(run *r) {
     int rc;
     if ((rc = pipeline_dag(r->p, &r->g)) || (rc = dag_ready_init(&r->ready, &r->g)))
         return rc;
-    r->steps = calloc(n + 1, sizeof(*r->steps));
-    r->retry_queue = calloc(n + 1, sizeof(*r->retry_queue));
+    /* Room for the instances 'foreach: STEP.OUTPUT' makes as the run goes
+     * (fanout.c): step runs never move, their timers are in the loop. */
+    r->steps = calloc(r->p->cap_steps + 1, sizeof(*r->steps));
+    r->retry_queue = calloc(r->p->cap_steps + 1, sizeof(*r->retry_queue));
     if (!r->steps || !r->retry_queue)
         return -ENOMEM;
     if ((rc = sched_select_steps(r)) || (rc = read_isolation(r)) || (rc = find_supervisor(r)))
@@ -642,21 +650,26 @@ static int setup(run *r) {
     if (!realpath(r->p->dir, r->pipeline_dir))
         return -errno;
     sched_lineage_open(r);
-    for (size_t i = 0; i < n; i++) {
-        step_run *sr = &r->steps[i];
-        sr->r = r;
-        sr->index = (uint32_t)i;
-        sr->s = &r->p->steps[i];
-        sr->attempts_max = 1 + step_retries(r->p, sr->s);
-        size_t len = strlen(r->run_dir) + strlen(sr->s->id) + 16;
-        if (!(sr->dir = malloc(len)))
-            return -ENOMEM;
-        snprintf(sr->dir, len, "%s/steps/%s", r->run_dir, sr->s->id);
-        uv_timer_init(&r->loop, &sr->timeout);
-        uv_timer_init(&r->loop, &sr->retry);
-        uv_timer_init(&r->loop, &sr->grace);
-        sr->timeout.data = sr->retry.data = sr->grace.data = sr;
-    }
+    for (size_t i = 0; i < n; i++)
+        if ((rc = sched_init_step_run(r, i)))
+            return rc;
+    return 0;
+}
+
+int sched_init_step_run(run *r, size_t i) {
+    step_run *sr = &r->steps[i];
+    sr->r = r;
+    sr->index = (uint32_t)i;
+    sr->s = &r->p->steps[i];
+    sr->attempts_max = 1 + step_retries(r->p, sr->s);
+    size_t len = strlen(r->run_dir) + strlen(sr->s->id) + 16;
+    if (!(sr->dir = malloc(len)))
+        return -ENOMEM;
+    snprintf(sr->dir, len, "%s/steps/%s", r->run_dir, sr->s->id);
+    uv_timer_init(&r->loop, &sr->timeout);
+    uv_timer_init(&r->loop, &sr->retry);
+    uv_timer_init(&r->loop, &sr->grace);
+    sr->timeout.data = sr->retry.data = sr->grace.data = sr;
     return 0;
 }
 
@@ -735,7 +748,7 @@ int run_pipeline(pipeline *p, run_options *o) {
         free(r);
         return 2;
     }
-    int rc = report_init(&r->rep, stdout, o->json, p->n_steps);
+    int rc = report_init(&r->rep, stdout, o->json, p->cap_steps);
     if (rc == 0)
         rc = setup(r);
     if (rc) {
@@ -805,7 +818,8 @@ int run_pipeline(pipeline *p, run_options *o) {
         }
     /* What the run produced: the outputs of the steps nothing consumes. */
     for (size_t i = 0; i < p->n_steps; i++)
-        if (r->ready.state[i] == NODE_DONE && r->g.succ_start[i] == r->g.succ_start[i + 1])
+        if (r->ready.state[i] == NODE_DONE && r->g.succ_start[i] == r->g.succ_start[i + 1] &&
+            !step_is_template(r->steps[i].s))
             report_step_outputs(&r->rep, r->steps[i].s->id, r->steps[i].out_names,
                                 r->steps[i].out_paths, r->steps[i].n_out, 1);
     const char *status = r->cancelling ? "interrupted" : r->n_failed ? "failed" : "done";

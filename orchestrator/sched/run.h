@@ -54,6 +54,15 @@ _Noreturn void run_exit_abandoned(int status);
  * could not start (reported on stderr, like an unknown --only step). */
 int run_pipeline(pipeline *p, run_options *o);
 
+/* Makes the instances of p's 'foreach: STEP.OUTPUT' steps as run run_id
+ * made them: from the rows of STEP's output recorded in that run (m open,
+ * the objects under store_root), as the run itself read them. A step
+ * whose STEP did not finish in that run stays one template (ID[*]).
+ * Returns 0, or a negative code with why (size bytes) saying what failed
+ * (a row, the store). For 'graph --run'. */
+int sched_expand_recorded(pipeline *p, const char *store_root, meta_db *m, const char *run_id,
+                          char *why, size_t size);
+
 /* Fills in the part of rec that is step s's (the metadata store takes no
  * pipeline types): its id, what it runs, and its arguments, secrets masked,
  * written into params, which this initialises and the caller destroys.

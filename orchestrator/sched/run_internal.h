@@ -221,6 +221,14 @@ void sched_free_attempt(attempt *at);
 double sched_wall_now(void);
 const char *sched_input_hash(run *r, const step_input *in);
 
+int sched_init_step_run(run *r, size_t i); /* steps[i] of the pipeline: 0 or -ENOMEM */
+
+/* fanout.c: 'foreach: STEP.OUTPUT'. Expands the template sr (taken from
+ * the ready set, its upstream step done) into one instance per row of that
+ * step's output, which are then ready; or fails it, saying why (a bad row,
+ * no rows, too many). Never launches anything itself. */
+void sched_expand(step_run *sr);
+
 /* launch.c */
 int sched_build_task(attempt *at);      /* fills at->t: parameters, input and output paths */
 void sched_launch(attempt *at, int rc); /* starts the attempt, or ends it with rc */

@@ -315,6 +315,52 @@ static void outage_and_preemption(void) {
     result_free(&r);
 }
 
+/* Each instance each[0..n-1] of run id names its job in its log: task i
+ * of one job array, whose id goes to array. */
+static void expect_array_tasks(const char *id, int n_tasks, char *array, size_t size) {
+    array[0] = '\0';
+    for (int i = 0; i < n_tasks; i++) {
+        char path[256], want[64];
+        snprintf(path, sizeof(path), "%s/store/runs/%s/steps/each[%d].log", dir, id, i);
+        char *text = slurp(path);
+        const char *p = text ? strstr(text, "of job array ") : NULL;
+        cr_assert_not_null(p, "each[%d]: %s", i, text ? text : "no log");
+        p += 13;
+        size_t n = strcspn(p, " ");
+        if (!array[0])
+            snprintf(array, size, "%.*s", (int)n, p);
+        snprintf(want, sizeof(want), "task %d of job array %s (%s_%d)", i, array, array, i);
+        cr_expect(strstr(text, want), "each[%d] is not %s: %s", i, want, text);
+        free(text);
+    }
+}
+
+/* The instances of 'foreach: STEP.OUTPUT', made when STEP has run, go as
+ * one job array too. */
+static void rows_as_array(void) {
+    result r = run_yaml(
+        "rows.yaml", "version: 1\n"
+                     "pipeline: rowsarr\n"
+                     "settings: {runner: slurm, jobs: 4, cache: false}\n"
+                     "steps:\n"
+                     "  list:\n"
+                     "    uses: shell\n"
+                     "    runner: local\n"
+                     "    with:\n"
+                     "      run: 'for i in 0 1 2 3; do echo \"{\\\"i\\\": $i}\"; done "
+                     ">$SLUICE_OUTPUT_rows'\n"
+                     "      outputs: {rows: r.jsonl}\n"
+                     "  each:\n"
+                     "    uses: shell\n"
+                     "    foreach: list.rows\n"
+                     "    with: {run: 'echo v${item.i} >$SLUICE_OUTPUT_o', outputs: {o: o.txt}}\n");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    char id[64], array[32];
+    run_id_of(r.out, id, sizeof(id));
+    expect_array_tasks(id, 4, array, sizeof(array));
+    result_free(&r);
+}
+
 /* A foreach of 20 goes as one job array: every instance's recorded job
  * is a task ID_i of the same array ID, each wrote its own output, and the
  * failing one fails alone with its own exit code. */
@@ -334,24 +380,9 @@ static void foreach_as_array(void) {
                         "      outputs: {o: o.txt}\n");
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "FAILED: exit code 9"), "%s", r.out);
-    char id[64];
+    char id[64], array[32] = "";
     run_id_of(r.out, id, sizeof(id));
-    /* Each instance's log names its job: task i of the same array. */
-    char array[32] = "";
-    for (int i = 0; i < 20; i++) {
-        char path[256], want[64];
-        snprintf(path, sizeof(path), "%s/store/runs/%s/steps/each[%d].log", dir, id, i);
-        char *text = slurp(path);
-        const char *p = text ? strstr(text, "of job array ") : NULL;
-        cr_assert_not_null(p, "each[%d]: %s", i, text ? text : "no log");
-        p += 13;
-        size_t n = strcspn(p, " ");
-        if (!array[0])
-            snprintf(array, sizeof(array), "%.*s", (int)n, p);
-        snprintf(want, sizeof(want), "task %d of job array %s (%s_%d)", i, array, array, i);
-        cr_expect(strstr(text, want), "each[%d] is not %s: %s", i, want, text);
-        free(text);
-    }
+    expect_array_tasks(id, 20, array, sizeof(array));
     for (int i = 0; i < 20; i++) {
         char ref[128], want[16];
         snprintf(ref, sizeof(ref), "%s:each[%d].o", id, i);
@@ -393,6 +424,7 @@ TestSuite(slurm, .timeout = 240);
 Test(slurm, a_cluster_with_accounting, .init = with_accounting, .fini = cluster_stop) {
     fake_mode("");
     foreach_as_array();
+    rows_as_array();
     interrupted_array();
     parallel_and_failing();
     cancelled_outside();

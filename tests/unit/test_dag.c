@@ -149,3 +149,37 @@ Test(ready, excluded_nodes) {
     dag_ready_free(&r);
     dag_free(&g);
 }
+
+Test(ready, a_grown_graph_keeps_states_and_readies_its_new_nodes) {
+    /* 0 -> 1 (a template) -> 2, and 3 -> 2 still running; 1 expands into
+     * 4 and 5: 0 -> {4, 5} -> 2. */
+    dag_edge e[] = {E(0, 1), E(1, 2), E(3, 2)};
+    dag g;
+    cr_assert_eq(dag_build(&g, 4, e, 3), 0);
+    dag_ready r;
+    cr_assert_eq(dag_ready_init(&r, &g), 0);
+    uint32_t got[6];
+    cr_assert_eq(take_all(&r, got), 2); /* 0 and 3 */
+    dag_ready_finish(&r, 0, 1);
+    cr_assert_eq(take_all(&r, got), 1);
+    cr_expect_eq(got[0], 1);
+    dag_edge grown[] = {E(0, 1), E(3, 2), E(0, 4), E(0, 5), E(4, 2), E(5, 2)};
+    dag_free(&g);
+    cr_assert_eq(dag_build(&g, 6, grown, 6), 0);
+    cr_assert_eq(dag_ready_grow(&r, 4), 0);
+    cr_expect_eq(r.state[3], NODE_RUNNING, "a running node stays so");
+    dag_ready_finish(&r, 1, 1);
+    cr_assert_eq(take_all(&r, got), 2, "both new nodes are ready: 0 is done");
+    cr_expect(got[0] == 4 && got[1] == 5);
+    dag_ready_finish(&r, 4, 1);
+    dag_ready_finish(&r, 5, 1);
+    cr_expect_eq(take_all(&r, got), 0, "2 still waits for 3");
+    dag_ready_finish(&r, 3, 1);
+    cr_assert_eq(take_all(&r, got), 1);
+    cr_expect_eq(got[0], 2);
+    dag_ready_finish(&r, 2, 1);
+    cr_expect(dag_ready_idle(&r));
+    cr_expect_eq(r.unfinished, 0);
+    dag_ready_free(&r);
+    dag_free(&g);
+}

@@ -2,10 +2,12 @@
  * instance counts and ids, ${item} substitution, inputs and 'after' that
  * name a fan-out step, and every refusal located. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "support.h"
 
 static diag_list D;
@@ -162,8 +164,8 @@ Test(fanout, every_refusal_is_located) {
     expect_diag(&D, 6, 32, "'${item}' is only defined in 'with' of a step with 'foreach'");
     expect_diag(&D, 7, 32, "matrix key 'x' of step 'd' must be a list of values");
     expect_diag(&D, 8, 29,
-                "'foreach: c.out' (one instance per row of another step's output) "
-                "is not supported yet");
+                "'foreach' of step 'e' reads 'c.out', but shell step 'c' declares no "
+                "outputs");
     expect_diag(&D, 9, 42, "step 'f' has both 'foreach' and 'matrix'");
     expect_diag(&D, 10, 49, "'${item.k}' reads a field, but the item is an integer");
     expect_diag(&D, 11, 51, "the item has no field 'j' (it has: k)");
@@ -245,4 +247,115 @@ Test(fanout, a_pipeline_expands_to_at_most_its_step_limit) {
     /* The 11th step is the one past the limit, at its id (line 3 + 4 * 10). */
     expect_diag(&D, 43, 3, "step 's10' takes the pipeline past 10000 steps");
     cr_expect_eq(P->n_steps, 10001, "the ten before it expanded, it stands as one");
+}
+
+/* ---- foreach: STEP.OUTPUT, expanded when the pipeline runs ---- */
+
+static const char rows_pipeline[] =
+    "pipeline: p\n"
+    "steps:\n"
+    "  list: {uses: shell, with: {run: x, outputs: {rows: r.jsonl}}}\n"
+    "  each:\n"
+    "    uses: shell\n"
+    "    foreach: list.rows\n"
+    "    with: {run: \"echo ${item.name}\", outputs: {o: o.txt}}\n"
+    "  join: {uses: shell, inputs: {x: each.o}, after: each, with: {run: x}}\n";
+
+/* Rows as read from JSON Lines: {name: NAME} mappings, in P's arena. */
+static value *rows_of(const char *const *names, size_t n) {
+    value *list = value_new(&P->arena, VAL_LIST);
+    value **items = arena_calloc(&P->arena, n + 1, sizeof(*items));
+    cr_assert(list && items);
+    for (size_t i = 0; i < n; i++) {
+        value *m = value_new(&P->arena, VAL_MAP);
+        const char **keys = arena_calloc(&P->arena, 1, sizeof(*keys));
+        value **vals = arena_calloc(&P->arena, 1, sizeof(*vals));
+        cr_assert(m && keys && vals);
+        keys[0] = "name";
+        vals[0] = value_new_str(&P->arena, names[i], strlen(names[i]));
+        m->u.map.keys = keys;
+        m->u.map.vals = vals;
+        m->u.map.n = 1;
+        items[i] = m;
+    }
+    list->u.list.items = items;
+    list->u.list.n = n;
+    return list;
+}
+
+Test(fanout, foreach_over_an_output_stands_as_one_template_with_an_edge_to_its_source) {
+    cr_assert_eq(load(rows_pipeline), 0, "%s", all_diags(&D));
+    const step *t = step_named("each");
+    cr_expect(step_is_template(t));
+    cr_expect_str_eq(t->foreach_step, "list");
+    cr_expect_str_eq(t->foreach_output, "rows");
+    cr_expect_eq(t->foreach_from, (uint32_t)pipeline_find_step(P, "list"));
+    cr_expect_eq(P->n_steps, 3);
+    cr_expect_geq(P->cap_steps, 3 + PIPELINE_MAX_INSTANCES, "room for its instances");
+    buf label = BUF_INIT;
+    step_group_label(t, &label);
+    cr_expect_str_eq(buf_str(&label), "each[*]");
+    buf_free(&label);
+    dag g;
+    cr_assert_eq(pipeline_dag(P, &g), 0);
+    long e = pipeline_find_step(P, "each");
+    cr_expect_eq(g.pred_start[e + 1] - g.pred_start[e], 1, "each waits for list");
+    dag_free(&g);
+}
+
+Test(fanout, expanding_rows_makes_instances_and_rewrites_the_steps_reading_the_template) {
+    cr_assert_eq(load(rows_pipeline), 0, "%s", all_diags(&D));
+    static const char *const names[] = {"ann", "bo", "cy"};
+    uint32_t tpl = (uint32_t)pipeline_find_step(P, "each");
+    cr_assert_eq(pipeline_expand_rows(P, tpl, rows_of(names, 3), &D), 0, "%s", all_diags(&D));
+    cr_expect_eq(P->n_steps, 6);
+    cr_expect_str_eq(run_of("each[0]"), "echo ann");
+    cr_expect_str_eq(run_of("each[2]"), "echo cy");
+    const step *i1 = step_named("each[1]");
+    cr_expect_str_eq(i1->group, "each");
+    cr_expect_eq(i1->n_instances, 3);
+    cr_expect(!step_is_template(i1));
+    cr_expect_eq(i1->n_args, i1->n_with, "bound as the template is");
+    const step *join = step_named("join");
+    cr_assert_eq(join->n_inputs, 3);
+    for (size_t j = 0; j < 3; j++) {
+        char key[8], id[16];
+        snprintf(key, sizeof(key), "x_%zu", j);
+        snprintf(id, sizeof(id), "each[%zu]", j);
+        cr_expect_str_eq(step_input_key(&join->inputs[j]), key);
+        cr_expect_eq(join->inputs[j].from, (uint32_t)pipeline_find_step(P, id));
+        cr_expect_eq(join->inputs[j].list_len, 3);
+    }
+    cr_assert_eq(join->n_after, 3);
+    cr_expect_eq(join->after[2].from, (uint32_t)pipeline_find_step(P, "each[2]"));
+}
+
+Test(fanout, a_row_without_the_field_read_is_refused_and_makes_nothing) {
+    cr_assert_eq(load(rows_pipeline), 0, "%s", all_diags(&D));
+    value *rows = rows_of((const char *const[]){"ann"}, 1);
+    rows->u.list.items[0]->u.map.keys[0] = "nom";
+    uint32_t tpl = (uint32_t)pipeline_find_step(P, "each");
+    cr_expect_eq(pipeline_expand_rows(P, tpl, rows, &D), -EINVAL);
+    expect_diag(&D, 7, 17, "the item has no field 'name' (it has: nom)");
+    cr_expect_eq(P->n_steps, 3);
+    cr_expect_eq(pipeline_find_step(P, "each[0]"), -1);
+    cr_expect_eq(step_named("join")->n_inputs, 1, "the template is still read");
+}
+
+Test(fanout, foreach_over_an_output_is_checked_before_anything_runs) {
+    cr_assert_neq(load("pipeline: p\n"
+                       "steps:\n"
+                       "  a: {uses: shell, with: {run: x, outputs: {o: o.jsonl}}}\n"
+                       "  b: {uses: shell, foreach: nosuch.o, with: {run: x}}\n"
+                       "  c: {uses: shell, foreach: a.nope, with: {run: x}}\n"
+                       "  d: {uses: shell, foreach: d.o, with: {run: x, outputs: {o: o}}}\n"
+                       "  e: {uses: shell, foreach: a.o, with: {run: \"${item.x-y}\"}}\n"
+                       "  f: {uses: shell, foreach: [1, 2], with: {run: x, outputs: {o: o}}}\n"
+                       "  g: {uses: shell, foreach: f.o, with: {run: x}}\n"),
+                  0);
+    expect_diag(&D, 4, 29, "'foreach' of step 'b' names unknown step 'nosuch'");
+    expect_diag(&D, 5, 29, "step 'a' has no output 'nope' (it declares: o)");
+    expect_diag(&D, 6, 29, "step 'd' cannot fan out over its own output 'o'");
+    expect_diag(&D, 7, 46, "bad name in '${item.x-y}'");
+    expect_diag(&D, 9, 29, "but 'f' is a fan-out step");
 }
